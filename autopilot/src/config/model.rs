@@ -1,0 +1,238 @@
+//! The validated configuration: what the rest of the agent reads.
+//!
+//! These types are produced only by [`super::load`] / [`super::parse`] after every check in
+//! `validate.rs` passed, so code that holds a [`Config`] may rely on its invariants
+//! (non-empty execs, timeouts shorter than intervals, names that are valid etcd path parts).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole agent configuration, defaults filled in.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from, for messages.
+    pub source: PathBuf,
+    /// Who this node is.
+    pub node: NodeConfig,
+    /// Which cluster the node belongs to; `None` runs the agent standalone (no coordination).
+    pub cluster: Option<ClusterConfig>,
+    /// The etcd store; `None` runs the agent standalone (no coordination).
+    pub store: Option<StoreConfig>,
+    /// The engine that knows how to run and probe the main process.
+    pub engine: EngineConfig,
+    /// The main process.
+    pub process: ProcessConfig,
+    /// The five lifecycle handlers, each optional.
+    pub handlers: HandlersConfig,
+    /// Periodic jobs, run on their interval for as long as the agent runs.
+    pub jobs: Vec<JobConfig>,
+    /// The HTTP listener for /metrics, /health, /primary, /replica.
+    pub telemetry: TelemetryConfig,
+    /// Log level and format.
+    pub log: LogConfig,
+}
+
+/// Who this node is.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Unique node id within the cluster; defaults to the host name.
+    pub name: String,
+    /// Address other nodes and clients reach this node's database at.
+    pub address: String,
+    /// Failover preference among equally advanced replicas; higher wins. Default 100.
+    pub priority: u32,
+    /// Never promote this node automatically.
+    pub nofailover: bool,
+}
+
+/// The cluster's place in the etcd key space: `<prefix>/<namespace>/<project>/<name>/`.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub namespace: String,
+    pub project: String,
+    pub name: String,
+}
+
+/// How to reach etcd and how long this node's lease lives.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// `http://host:port` URLs of the etcd members.
+    pub endpoints: Vec<String>,
+    /// Key prefix, default `/autopilot`.
+    pub prefix: String,
+    /// Lease TTL; a dead node's keys vanish after this. Default 10s.
+    pub ttl: Duration,
+    /// Optional etcd user.
+    pub username: Option<String>,
+    /// The etcd user's password, read from a file or the environment.
+    pub password: Option<Secret>,
+}
+
+/// Which engine runs the main process.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub kind: EngineKind,
+}
+
+/// The engine kinds this build knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// Any program; roles (later) driven by operator exec hooks.
+    Process,
+}
+
+/// The main process and how it is restarted.
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    /// Program and arguments; never empty.
+    pub exec: Vec<String>,
+    /// Working directory; default: the agent's.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables.
+    pub env: Vec<EnvVar>,
+    /// How long after the stop signal before SIGKILL. Default 30s.
+    pub stop_timeout: Duration,
+    /// What to do when the main process exits on its own.
+    pub restart: RestartPolicy,
+}
+
+/// What to do when the main process exits on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Never restart: the agent stops (postStop) and exits with the process's status.
+    Never,
+    /// Restart after a non-zero exit or death by signal, with exponential backoff.
+    OnFailure(Backoff),
+    /// Restart after any exit, with exponential backoff.
+    Always(Backoff),
+}
+
+/// Exponential backoff between restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// First delay. Default 1s.
+    pub initial: Duration,
+    /// Cap on the delay. Default 30s.
+    pub max: Duration,
+    /// Give up after this many consecutive restarts; `None` never gives up. Default 10.
+    pub max_restarts: Option<u32>,
+    /// A run longer than this resets the consecutive-restart count. Default 60s.
+    pub reset_after: Duration,
+}
+
+/// The lifecycle handlers.
+#[derive(Clone, Debug, Default)]
+pub struct HandlersConfig {
+    /// Runs before the main process starts; must exit 0 or the agent exits non-zero.
+    pub pre_start: Option<HandlerConfig>,
+    /// Runs every `interval`; a failure marks the node unhealthy.
+    pub health: Option<HandlerConfig>,
+    /// Runs on every role or primary change.
+    pub on_change: Option<HandlerConfig>,
+    /// Runs before the main process is stopped.
+    pub pre_stop: Option<HandlerConfig>,
+    /// Runs after the main process stopped.
+    pub post_stop: Option<HandlerConfig>,
+}
+
+/// One handler: what to exec and its limits.
+#[derive(Clone, Debug)]
+pub struct HandlerConfig {
+    /// Program and arguments; never empty.
+    pub exec: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<EnvVar>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Kill the handler's process group after this. Always set (a default applies).
+    pub timeout: Duration,
+    /// Only for `health` (required there) — run period.
+    pub interval: Option<Duration>,
+}
+
+/// A periodic job.
+#[derive(Clone, Debug)]
+pub struct JobConfig {
+    /// Unique name, used in logs and metric labels as `job:<name>`.
+    pub name: String,
+    /// The exec and its limits; `interval` is always `Some` for jobs.
+    pub handler: HandlerConfig,
+}
+
+/// The telemetry HTTP listener.
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// Where to listen; `None` disables the listener. Default `0.0.0.0:9187`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Logging.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// A tracing `EnvFilter` directive, e.g. `info` or `autopilot=debug,info`. `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One environment variable of a handler or the main process.
+#[derive(Clone, Debug)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: EnvValue,
+}
+
+/// An environment value: plain text from the YAML, or a secret read at load time.
+#[derive(Clone, Debug)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+/// A secret value. Its `Debug` and `Display` never show the value, only where it came from.
+#[derive(Clone)]
+pub struct Secret {
+    /// Where it was read from, e.g. `file /etc/autopilot/db.pass` or `env DB_PASSWORD`.
+    pub origin: String,
+    value: String,
+}
+
+impl Secret {
+    pub fn new(origin: String, value: String) -> Self {
+        Self { origin, value }
+    }
+    /// The secret itself; call only where it is handed to a child process or a server.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<secret from {}>", self.origin)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<secret from {}>", self.origin)
+    }
+}
+
+impl EnvVar {
+    /// The `(name, value)` pair handed to a child process.
+    pub fn pair(&self) -> (String, String) {
+        let value = match &self.value {
+            EnvValue::Plain(v) => v.clone(),
+            EnvValue::Secret(s) => s.expose().to_owned(),
+        };
+        (self.name.clone(), value)
+    }
+}

@@ -1,0 +1,3 @@
+//! The Autopilot agent as a library; `main.rs` only parses the CLI and calls [`cli::main`].
+
+pub mod config;
