@@ -1,3 +1,13 @@
-//! The Autopilot agent as a library; `main.rs` only parses the CLI and calls [`cli::main`].
+//! The Autopilot agent as a library; `main.rs` only calls [`cli::main`].
+//!
+//! - [`config`]: YAML → validated [`config::Config`].
+//! - [`node`]: the node's actors under one root supervisor.
+//! - [`pid1`]: orphan adoption and signal intake.
+//! - [`telemetry`]: Prometheus recorder, host metrics, `/metrics` and `/health`.
 
+pub mod cli;
 pub mod config;
+pub mod logging;
+pub mod node;
+pub mod pid1;
+pub mod telemetry;

@@ -1,1 +1,14 @@
-//! Engines.
+//! Engines: what the agent knows about the program it supervises.
+//!
+//! The [`Engine`] trait speaks in supervisor terms — the command that runs the main process,
+//! how to ask it to stop, how to probe it — and never takes raw SQL or shell from callers.
+//! The `process` engine runs any program; the MySQL/MariaDB and PostgreSQL engines follow
+//! in their own modules. This crate knows nothing of etcd or YAML: the `autopilot` crate
+//! turns configuration into an engine value.
+
+#![forbid(unsafe_code)]
+
+mod engine;
+pub mod process;
+
+pub use engine::{AnyEngine, Engine, EngineError, Probe, StopMode};

@@ -1,0 +1,145 @@
+//! The `autopilot` command line: `run` and `check-config`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use engines::AnyEngine;
+use engines::process::ProcessEngine;
+use handlers::ExecSpec;
+use ractor::Actor;
+use tokio::sync::oneshot;
+use tracing::error;
+
+use crate::config::{self, Config, EngineKind};
+use crate::node::{Supervisor, SupervisorArgs, exit_code};
+use crate::pid1::{self, SignalStreams};
+use crate::{logging, telemetry};
+
+/// Autopilot: supervises a database (or any program) on this node, runs the operator's
+/// lifecycle handlers, and exports its health and metrics.
+///
+/// Exit codes: the main process's own exit status (its code, or 128+N when killed by
+/// signal N); 64 for a bad command line or configuration; 69 when preStart fails or the
+/// main process or telemetry listener cannot start; 70 for an internal error.
+#[derive(Parser, Debug)]
+#[command(name = "autopilot", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent: preStart, then the main process with its health checks and jobs,
+    /// until SIGTERM/SIGINT (preStop, stop main, postStop) or the main process ends.
+    Run {
+        /// The agent's YAML configuration (see docs/configuration.md).
+        #[arg(short, long, env = "AUTOPILOT_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: print the effective configuration (defaults filled
+    /// in, secrets hidden) and exit 0, or print every error found and exit 64.
+    CheckConfig {
+        /// The YAML file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Parse the command line, run the command, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit_code::USAGE } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::CheckConfig { file } => match load(&file) {
+            Ok(config) => {
+                print!("{}", config.to_effective_yaml());
+                0
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => match load(&config) {
+            Ok(config) => run(config),
+            Err(code) => code,
+        },
+    }
+}
+
+fn load(path: &Path) -> Result<Config, i32> {
+    config::load(path).map_err(|e| {
+        eprintln!("autopilot: invalid configuration:\n{e}");
+        exit_code::USAGE
+    })
+}
+
+fn run(config: Config) -> i32 {
+    logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("autopilot-rt")
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(run_agent(config)),
+        Err(e) => {
+            error!(cause = %e, "failed to start the async runtime");
+            exit_code::SOFTWARE
+        }
+    }
+}
+
+/// Run the agent until it decides to exit; returns the exit code.
+pub async fn run_agent(config: Config) -> i32 {
+    let signals = match SignalStreams::install() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(cause = %e, "failed to install signal handlers");
+            return exit_code::SOFTWARE;
+        }
+    };
+    pid1::adopt_orphans();
+    let metrics = match telemetry::install_recorder() {
+        Ok(h) => h,
+        Err(e) => {
+            error!(cause = %e, "failed to install the metrics recorder");
+            return exit_code::SOFTWARE;
+        }
+    };
+    let engine = Arc::new(build_engine(&config));
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let args = SupervisorArgs {
+        config,
+        engine,
+        metrics,
+        exit: exit_tx,
+    };
+    let (supervisor, join) = match Actor::spawn(None, Supervisor, args).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!(cause = %e, "failed to start the agent");
+            return exit_code::UNAVAILABLE;
+        }
+    };
+    signals.forward_to(supervisor);
+    let _ = join.await;
+    exit_rx.await.unwrap_or(exit_code::SOFTWARE)
+}
+
+/// The engine for this configuration.
+fn build_engine(config: &Config) -> AnyEngine {
+    match config.engine.kind {
+        EngineKind::Process => AnyEngine::Process(ProcessEngine::new(ExecSpec {
+            argv: config.process.exec.clone(),
+            env: config.process.env.iter().map(|v| v.pair()).collect(),
+            cwd: config.process.cwd.clone(),
+            timeout: None,
+            kill_grace: config.process.stop_timeout,
+        })),
+    }
+}

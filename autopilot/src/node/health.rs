@@ -1,0 +1,167 @@
+//! The health actor: folds the main process's state, the engine probe and the operator's
+//! health handler into one [`NodeStatus`], published on a `watch` channel for `/health`
+//! (and, later, for the role logic) and as the `autopilot_health` gauge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engines::{AnyEngine, Engine};
+use handlers::RunReport;
+use metrics::gauge;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::process::ProcessEvent;
+use crate::telemetry::{Lifecycle, NodeStatus};
+
+/// Computes and publishes the node's health; holds no state itself.
+pub struct HealthActor;
+
+/// What the health actor needs.
+pub struct HealthArgs {
+    /// Probed every `probe_interval` while the main process runs.
+    pub engine: Arc<AnyEngine>,
+    /// How often to probe the engine.
+    pub probe_interval: Duration,
+    /// Whether an operator health handler is configured (its verdict then counts).
+    pub has_health_handler: bool,
+    /// Where the status is published.
+    pub publish: watch::Sender<NodeStatus>,
+}
+
+/// Messages of the health actor.
+#[derive(Debug)]
+pub enum HealthMsg {
+    /// The agent moved to another lifecycle phase.
+    Lifecycle(Lifecycle),
+    /// Something happened to the main process.
+    Process(ProcessEvent),
+    /// A health handler run ended.
+    Handler(RunReport),
+    /// Time to probe the engine.
+    Probe,
+    /// An engine probe ended: `Ok(())` healthy, `Err(reason)` not.
+    Probed(Result<(), String>),
+}
+
+/// State owned by the running actor.
+pub struct HealthState {
+    args: HealthArgs,
+    lifecycle: Lifecycle,
+    main_pid: Option<u32>,
+    /// The last health handler verdict; `None` before its first run.
+    handler: Option<Result<(), String>>,
+    /// The last engine probe verdict; `None` before its first run.
+    engine: Option<Result<(), String>>,
+}
+
+impl Actor for HealthActor {
+    type Msg = HealthMsg;
+    type State = HealthState;
+    type Arguments = HealthArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: HealthArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(args.probe_interval, || HealthMsg::Probe);
+        Ok(HealthState {
+            args,
+            lifecycle: Lifecycle::Starting,
+            main_pid: None,
+            handler: None,
+            engine: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HealthMsg::Lifecycle(l) => state.lifecycle = l,
+            HealthMsg::Process(ProcessEvent::Started { pid }) => {
+                state.main_pid = Some(pid);
+                state.engine = None;
+                myself.cast(HealthMsg::Probe)?;
+            }
+            HealthMsg::Process(_) => state.main_pid = None,
+            HealthMsg::Handler(report) => {
+                state.handler = Some(if report.outcome.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("health handler: {:?}", report.outcome))
+                });
+            }
+            HealthMsg::Probe => {
+                if state.main_pid.is_some() {
+                    let engine = state.args.engine.clone();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        let verdict = match engine.probe().await {
+                            Ok(p) if p.healthy => Ok(()),
+                            Ok(p) => Err(p.reason.unwrap_or_else(|| "engine probe failed".into())),
+                            Err(e) => Err(format!("engine probe: {e}")),
+                        };
+                        let _ = me.cast(HealthMsg::Probed(verdict));
+                    });
+                }
+            }
+            HealthMsg::Probed(verdict) => state.engine = Some(verdict),
+        }
+        publish(state);
+        Ok(())
+    }
+}
+
+fn publish(state: &HealthState) {
+    let reason = unhealthy_reason(state);
+    let status = NodeStatus {
+        healthy: reason.is_none(),
+        lifecycle: state.lifecycle,
+        main_pid: state.main_pid,
+        reason,
+    };
+    gauge!("autopilot_health").set(if status.healthy { 1.0 } else { 0.0 });
+    gauge!("autopilot_lifecycle").set(status.lifecycle.as_gauge());
+    state.args.publish.send_if_modified(|current| {
+        if *current == status {
+            return false;
+        }
+        match (&current.reason, &status.reason) {
+            (Some(_), None) => info!("node is healthy"),
+            (_, Some(r)) if current.reason.as_ref() != Some(r) => warn!(reason = %r, "node is not healthy"),
+            _ => {}
+        }
+        *current = status;
+        true
+    });
+}
+
+fn unhealthy_reason(state: &HealthState) -> Option<String> {
+    match state.lifecycle {
+        Lifecycle::Starting => return Some("starting".into()),
+        Lifecycle::Stopping => return Some("stopping".into()),
+        Lifecycle::Running => {}
+    }
+    if state.main_pid.is_none() {
+        return Some("the main process is not running".into());
+    }
+    match &state.engine {
+        None => return Some("waiting for the first engine probe".into()),
+        Some(Err(r)) => return Some(r.clone()),
+        Some(Ok(())) => {}
+    }
+    if state.args.has_health_handler {
+        match &state.handler {
+            None => return Some("waiting for the first health check".into()),
+            Some(Err(r)) => return Some(r.clone()),
+            Some(Ok(())) => {}
+        }
+    }
+    None
+}

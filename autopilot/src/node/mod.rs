@@ -1,0 +1,19 @@
+//! The node's actors, under one root supervisor:
+//!
+//! ```text
+//! Supervisor ── Start/Stop order, signals, exit status
+//!  ├─ Telemetry        /metrics, /health      ← watch<NodeStatus> from Health
+//!  ├─ Health           NodeStatus             ← HealthMsg from Supervisor, Process port, health handler
+//!  ├─ Process          the main process       ← ProcessMsg::{Stop, Forward, Escalate}; → ProcessEvent port
+//!  └─ Handler × N      preStart, health, onChange, preStop, postStop, job:<name>
+//! ```
+
+mod env;
+mod health;
+mod process;
+mod supervisor;
+
+pub use env::EventEnv;
+pub use health::{HealthActor, HealthArgs, HealthMsg};
+pub use process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
+pub use supervisor::{exit_code, Supervisor, SupervisorArgs, SupervisorMsg};

@@ -1,0 +1,306 @@
+//! The process actor: owns the main process — spawns it through the engine's command,
+//! restarts it by policy with exponential backoff, forwards signals, stops it (stop signal,
+//! `stop_timeout`, then SIGKILL of its whole process group).
+//!
+//! The mailbox never blocks on the child: a task waits for the exit and sends it back as a
+//! message, so `Stop`, `Forward` and `Escalate` are handled while the child runs or stops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engines::{AnyEngine, Engine, StopMode};
+use handlers::exec::GroupHandle;
+use handlers::{ExitStatus, ManagedChild};
+use metrics::{counter, gauge};
+use nix::sys::signal::Signal;
+use ractor::{Actor, ActorProcessingErr, ActorRef, OutputPort, RpcReplyPort};
+use tracing::{error, info, warn};
+
+use crate::config::{Backoff, RestartPolicy};
+
+/// Owns the main process; holds no state itself.
+pub struct ProcessActor;
+
+/// What the process actor needs.
+pub struct ProcessArgs {
+    /// Provides the command line and the stop signal.
+    pub engine: Arc<AnyEngine>,
+    /// Grace between the stop signal and SIGKILL.
+    pub stop_timeout: Duration,
+    /// What to do when the process exits on its own.
+    pub restart: RestartPolicy,
+    /// Extra environment for the main process (the event variables at start).
+    pub env: Vec<(String, String)>,
+    /// Where lifecycle events are published (supervisor and health subscribe).
+    pub events: Arc<OutputPort<ProcessEvent>>,
+}
+
+/// What happened to the main process; published on the events port.
+#[derive(Clone, Debug)]
+pub enum ProcessEvent {
+    /// The main process was spawned.
+    Started { pid: u32 },
+    /// It exited on its own; `restart_in` is `Some` when the policy restarts it.
+    Exited {
+        status: ExitStatus,
+        restart_in: Option<Duration>,
+    },
+    /// It could not be spawned; the agent cannot go on.
+    SpawnFailed { message: String },
+    /// It ended after a `Stop` request.
+    Stopped { status: ExitStatus },
+}
+
+/// Messages of the process actor.
+pub enum ProcessMsg {
+    /// Spawn the main process (at start and after a restart delay).
+    Spawn,
+    /// Forward a signal to the main process.
+    Forward(Signal),
+    /// Stop it: stop signal, `stop_timeout`, SIGKILL of the group. Replies with its exit
+    /// status, or `None` when it was not running.
+    Stop(RpcReplyPort<Option<ExitStatus>>),
+    /// SIGKILL the whole group now (a second stop request).
+    Escalate,
+    /// Internal: the child of `generation` exited.
+    Exited { generation: u64, status: ExitStatus },
+    /// Internal: `stop_timeout` passed for the stop of `generation`.
+    StopTimedOut { generation: u64 },
+}
+
+/// The running child as the actor sees it.
+struct Running {
+    /// Signals the child and its group.
+    group: GroupHandle,
+    /// Distinguishes this child's messages from an earlier one's.
+    generation: u64,
+    /// When it started, to reset the backoff after a long run.
+    started: Instant,
+}
+
+/// State owned by the running actor.
+pub struct ProcessState {
+    args: ProcessArgs,
+    running: Option<Running>,
+    generation: u64,
+    /// Consecutive restarts since the last long-enough run.
+    restarts: u32,
+    /// A pending `Stop` waiting for the exit.
+    stop_reply: Option<RpcReplyPort<Option<ExitStatus>>>,
+    /// A stop was requested; no more restarts.
+    stopping: bool,
+}
+
+impl Actor for ProcessActor {
+    type Msg = ProcessMsg;
+    type State = ProcessState;
+    type Arguments = ProcessArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ProcessArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.cast(ProcessMsg::Spawn)?;
+        Ok(ProcessState {
+            args,
+            running: None,
+            generation: 0,
+            restarts: 0,
+            stop_reply: None,
+            stopping: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProcessMsg::Spawn => spawn(&myself, state),
+            ProcessMsg::Forward(sig) => {
+                if let Some(r) = &state.running
+                    && let Err(e) = r.group.signal_leader(sig)
+                {
+                    warn!(signal = %sig, cause = %e, "failed to forward signal to the main process");
+                }
+            }
+            ProcessMsg::Stop(reply) => {
+                state.stopping = true;
+                match &state.running {
+                    None => {
+                        let _ = reply.send(None);
+                    }
+                    Some(r) => {
+                        let sig = state.args.engine.stop_signal(StopMode::Graceful);
+                        info!(pid = r.group.pid(), signal = %sig, timeout = ?state.args.stop_timeout, "stopping the main process");
+                        if let Err(e) = r.group.signal_leader(sig) {
+                            warn!(cause = %e, "failed to signal the main process");
+                        }
+                        let generation = r.generation;
+                        myself.send_after(state.args.stop_timeout, move || {
+                            ProcessMsg::StopTimedOut { generation }
+                        });
+                        state.stop_reply = Some(reply);
+                    }
+                }
+            }
+            ProcessMsg::StopTimedOut { generation } => {
+                if let Some(r) = &state.running
+                    && r.generation == generation
+                {
+                    warn!(pid = r.group.pid(), "the main process did not stop in time; killing its process group");
+                    let _ = r.group.signal_group(Signal::SIGKILL);
+                }
+            }
+            ProcessMsg::Escalate => {
+                state.stopping = true;
+                if let Some(r) = &state.running {
+                    warn!(pid = r.group.pid(), "killing the main process group now");
+                    let _ = r.group.signal_group(Signal::SIGKILL);
+                }
+            }
+            ProcessMsg::Exited { generation, status } => {
+                exited(&myself, state, generation, status);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Never leave the main process behind when the actor goes away.
+        if let Some(r) = state.running.take() {
+            let _ = r.group.signal_group(Signal::SIGKILL);
+        }
+        gauge!("autopilot_main_process_up").set(0.0);
+        Ok(())
+    }
+}
+
+fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) {
+    if state.stopping || state.running.is_some() {
+        return;
+    }
+    let spec = state.args.engine.main_command();
+    let mut child = match ManagedChild::spawn("main", spec, &state.args.env) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(cause = %e, "failed to start the main process");
+            state.args.events.send(ProcessEvent::SpawnFailed {
+                message: e.to_string(),
+            });
+            return;
+        }
+    };
+    state.generation += 1;
+    let generation = state.generation;
+    let pid = child.pid();
+    info!(pid, argv = ?spec.argv, "main process started");
+    gauge!("autopilot_main_process_up").set(1.0);
+    state.running = Some(Running {
+        group: child.group(),
+        generation,
+        started: Instant::now(),
+    });
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        let _ = me.cast(ProcessMsg::Exited { generation, status });
+    });
+    state.args.events.send(ProcessEvent::Started { pid });
+}
+
+fn exited(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState, generation: u64, status: ExitStatus) {
+    let Some(r) = state.running.take_if(|r| r.generation == generation) else {
+        return;
+    };
+    // Whatever the main process left in its group goes with it: nothing is orphaned,
+    // and a restart does not meet its predecessor's children on its ports.
+    let _ = r.group.signal_group(Signal::SIGKILL);
+    gauge!("autopilot_main_process_up").set(0.0);
+
+    if state.stopping {
+        info!(%status, "main process stopped");
+        if let Some(reply) = state.stop_reply.take() {
+            let _ = reply.send(Some(status));
+        }
+        state.args.events.send(ProcessEvent::Stopped { status });
+        return;
+    }
+
+    let backoff = match state.args.restart {
+        RestartPolicy::Never => None,
+        RestartPolicy::OnFailure(b) if !status.success() => Some(b),
+        RestartPolicy::OnFailure(_) => None,
+        RestartPolicy::Always(b) => Some(b),
+    };
+    if let Some(b) = backoff
+        && r.started.elapsed() >= b.reset_after
+    {
+        state.restarts = 0;
+    }
+    let restart_in = backoff.and_then(|b| restart_delay(&b, state.restarts));
+    match restart_in {
+        Some(delay) => {
+            state.restarts += 1;
+            counter!("autopilot_main_process_restarts_total").increment(1);
+            warn!(%status, restart_in = ?delay, restarts = state.restarts, "main process exited; restarting");
+            myself.send_after(delay, || ProcessMsg::Spawn);
+        }
+        None if backoff.is_some() => {
+            error!(%status, restarts = state.restarts, "main process exited; restart limit reached, giving up");
+        }
+        None => info!(%status, "main process exited"),
+    }
+    state
+        .args
+        .events
+        .send(ProcessEvent::Exited { status, restart_in });
+}
+
+/// The delay before restart number `restarts + 1`, or `None` when the limit is reached.
+pub fn restart_delay(b: &Backoff, restarts: u32) -> Option<Duration> {
+    if b.max_restarts.is_some_and(|max| restarts >= max) {
+        return None;
+    }
+    let factor = 2u32.saturating_pow(restarts.min(31));
+    Some(b.initial.saturating_mul(factor).min(b.max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff(max_restarts: Option<u32>) -> Backoff {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            max_restarts,
+            reset_after: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn delay_doubles_up_to_the_cap() {
+        let b = backoff(None);
+        let delays: Vec<u64> = (0..7)
+            .map(|n| restart_delay(&b, n).expect("unlimited").as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(restart_delay(&b, 1000), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn gives_up_at_the_limit() {
+        let b = backoff(Some(2));
+        assert!(restart_delay(&b, 0).is_some());
+        assert!(restart_delay(&b, 1).is_some());
+        assert_eq!(restart_delay(&b, 2), None);
+    }
+}

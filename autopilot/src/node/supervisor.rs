@@ -1,0 +1,583 @@
+//! The root actor: owns start-up and the stop order, turns signals into decisions, and
+//! reports the agent's exit code.
+//!
+//! Start-up: engine prepare → preStart (must succeed) → main process → health handler and
+//! jobs. Stop order on SIGTERM/SIGINT: preStop → stop main (stop signal, `stop_timeout`,
+//! SIGKILL) → postStop → exit with the main process's status. When the main process ends for
+//! good on its own: postStop → exit with its status. A second SIGTERM/SIGINT during the stop
+//! kills what is running (handler and main process groups), skips postStop, and exits.
+//!
+//! Each step runs in a task that reports back, so the mailbox stays free for signals.
+//!
+//! Supervision policy: a child actor that fails is fatal — the agent runs the stop order and
+//! exits 70, because an agent without its health checks or its process actor would report a
+//! state it no longer knows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engines::{AnyEngine, Engine};
+use handlers::exec::ExecSpec;
+use handlers::{ExitStatus, HandlerActor, HandlerArgs, HandlerMsg, RunReport};
+use metrics_exporter_prometheus::PrometheusHandle;
+use nix::sys::signal::Signal;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, OutputPort, SupervisionEvent};
+use tokio::sync::{oneshot, watch};
+use tracing::{error, info, warn};
+
+use super::env::EventEnv;
+use super::health::{HealthActor, HealthArgs, HealthMsg};
+use super::process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
+use crate::config::{Config, HandlerConfig};
+use crate::telemetry::{Lifecycle, NodeStatus, TelemetryActor, TelemetryArgs};
+
+/// Exit codes of the agent besides the main process's own status (documented in the README).
+pub mod exit_code {
+    /// Bad command line or configuration (sysexits EX_USAGE).
+    pub const USAGE: i32 = 64;
+    /// preStart failed, or the main process or telemetry listener could not start (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: i32 = 69;
+    /// An internal error: an actor of the agent failed (EX_SOFTWARE).
+    pub const SOFTWARE: i32 = 70;
+}
+
+/// Grace between SIGTERM and SIGKILL for a handler that overran its timeout.
+const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
+/// Slack on top of a step's own limits before the supervisor stops waiting for its reply.
+const REPLY_SLACK: Duration = Duration::from_secs(10);
+/// How often the engine is probed when no health handler sets the pace.
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The root actor; holds no state itself.
+pub struct Supervisor;
+
+/// What the supervisor needs.
+pub struct SupervisorArgs {
+    /// The validated configuration.
+    pub config: Config,
+    /// The engine that runs and probes the main process.
+    pub engine: Arc<AnyEngine>,
+    /// The installed Prometheus recorder, for the telemetry listener.
+    pub metrics: PrometheusHandle,
+    /// Receives the agent's exit code once, when the stop order is done.
+    pub exit: oneshot::Sender<i32>,
+}
+
+/// Messages of the supervisor.
+#[derive(Debug)]
+pub enum SupervisorMsg {
+    /// Begin start-up (sent to itself once).
+    Start,
+    /// A Unix signal arrived.
+    Signal(Signal),
+    /// Something happened to the main process.
+    Process(ProcessEvent),
+    /// Engine prepare and preStart ended; `Err` carries the reason.
+    Prepared(Result<(), String>),
+    /// preStop ended (or was killed).
+    PreStopDone,
+    /// The main process stopped after a stop request; `None` when it was not running.
+    MainStopped(Option<ExitStatus>),
+    /// postStop ended (or was killed).
+    PostStopDone,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Running,
+    Stopping,
+}
+
+/// The handler actors that are running.
+#[derive(Default)]
+struct HandlerRefs {
+    pre_start: Option<ActorRef<HandlerMsg>>,
+    health: Option<ActorRef<HandlerMsg>>,
+    on_change: Option<ActorRef<HandlerMsg>>,
+    pre_stop: Option<ActorRef<HandlerMsg>>,
+    post_stop: Option<ActorRef<HandlerMsg>>,
+    jobs: Vec<ActorRef<HandlerMsg>>,
+}
+
+/// State owned by the running supervisor.
+pub struct SupervisorState {
+    config: Config,
+    engine: Arc<AnyEngine>,
+    /// Event variables for handler runs, kept current (main PID, exit code).
+    env: EventEnv,
+    phase: Phase,
+    handlers: HandlerRefs,
+    process: Option<ActorRef<ProcessMsg>>,
+    health: ActorRef<HealthMsg>,
+    /// The process actor publishes here; the supervisor and health actor subscribe.
+    process_events: Arc<OutputPort<ProcessEvent>>,
+    /// Health handler reports; the health actor subscribes.
+    health_reports: Arc<OutputPort<RunReport>>,
+    /// Taken when the exit code is sent.
+    exit: Option<oneshot::Sender<i32>>,
+    /// The code to exit with when the stop order ends.
+    exit_code: Option<i32>,
+    /// A second stop request arrived: kill instead of waiting.
+    escalated: bool,
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let SupervisorArgs {
+            config,
+            engine,
+            metrics,
+            exit,
+        } = args;
+        let cell = myself.get_cell();
+        let (status_tx, status_rx) = watch::channel(NodeStatus::starting());
+
+        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+        Actor::spawn_linked(
+            None,
+            TelemetryActor,
+            TelemetryArgs {
+                listen: config.telemetry.listen,
+                metrics,
+                status: status_rx,
+                dir: config.process.cwd.clone().unwrap_or(cwd),
+            },
+            cell.clone(),
+        )
+        .await?;
+
+        let probe_interval = config
+            .handlers
+            .health
+            .as_ref()
+            .and_then(|h| h.interval)
+            .unwrap_or(DEFAULT_PROBE_INTERVAL);
+        let (health, _) = Actor::spawn_linked(
+            None,
+            HealthActor,
+            HealthArgs {
+                engine: engine.clone(),
+                probe_interval,
+                has_health_handler: config.handlers.health.is_some(),
+                publish: status_tx,
+            },
+            cell.clone(),
+        )
+        .await?;
+
+        let process_events = Arc::new(OutputPort::default());
+        process_events.subscribe(myself.clone(), |e| Some(SupervisorMsg::Process(e)));
+        process_events.subscribe(health.clone(), |e| Some(HealthMsg::Process(e)));
+        let health_reports = Arc::new(OutputPort::default());
+        health_reports.subscribe(health.clone(), |r| Some(HealthMsg::Handler(r)));
+
+        let env = EventEnv::for_node(&config);
+        let h = &config.handlers;
+        let handlers = HandlerRefs {
+            pre_start: spawn_handler(&cell, "preStart", h.pre_start.as_ref(), None).await?,
+            on_change: spawn_handler(&cell, "onChange", h.on_change.as_ref(), None).await?,
+            pre_stop: spawn_handler(&cell, "preStop", h.pre_stop.as_ref(), None).await?,
+            post_stop: spawn_handler(&cell, "postStop", h.post_stop.as_ref(), None).await?,
+            ..HandlerRefs::default()
+        };
+
+        myself.cast(SupervisorMsg::Start)?;
+        Ok(SupervisorState {
+            config,
+            engine,
+            env,
+            phase: Phase::Starting,
+            handlers,
+            process: None,
+            health,
+            process_events,
+            health_reports,
+            exit: Some(exit),
+            exit_code: None,
+            escalated: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Start => start(&myself, state),
+            SupervisorMsg::Prepared(Ok(())) => {
+                if state.phase == Phase::Starting {
+                    spawn_process(&myself, state).await?;
+                }
+            }
+            SupervisorMsg::Prepared(Err(reason)) => {
+                if state.phase == Phase::Starting {
+                    error!(%reason, "start-up failed; the main process was not started");
+                    finish(&myself, state, super::exit_code::UNAVAILABLE);
+                }
+            }
+            SupervisorMsg::Signal(sig) => on_signal(&myself, state, sig),
+            SupervisorMsg::Process(event) => on_process_event(&myself, state, event).await?,
+            SupervisorMsg::PreStopDone => stop_main(&myself, state),
+            SupervisorMsg::MainStopped(status) => {
+                if let Some(status) = status {
+                    state.exit_code.get_or_insert(status.exit_code());
+                    state.env.main_exit_code = Some(status.exit_code());
+                }
+                state.env.main_pid = None;
+                post_stop(&myself, state);
+            }
+            SupervisorMsg::PostStopDone => {
+                let code = state.exit_code.unwrap_or(0);
+                finish(&myself, state, code);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = evt {
+            error!(actor = %cell.get_id(), cause = %err, "an actor of the agent failed; stopping");
+            state.exit_code.get_or_insert(super::exit_code::SOFTWARE);
+            if state.phase == Phase::Stopping {
+                escalate(state);
+            } else {
+                begin_stop(&myself, state);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Children kill their process groups in their own post_stop; wait for them so the
+        // agent never exits with a child still running.
+        myself
+            .stop_children_and_wait(Some("agent exiting".into()), Some(REPLY_SLACK))
+            .await;
+        if let Some(exit) = state.exit.take() {
+            let _ = exit.send(state.exit_code.unwrap_or(super::exit_code::SOFTWARE));
+        }
+        Ok(())
+    }
+}
+
+/// Engine prepare, then preStart; the verdict comes back as `Prepared`.
+fn start(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    let engine = state.engine.clone();
+    let pre_start = state.handlers.pre_start.clone();
+    let limit = handler_limit(state.config.handlers.pre_start.as_ref());
+    let env = state.env.with_event("preStart").vars();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let verdict = async {
+            engine
+                .prepare()
+                .await
+                .map_err(|e| format!("prepare the {} engine: {e}", engine.kind()))?;
+            if let Some(handler) = pre_start {
+                match run_handler(&handler, env, limit).await {
+                    Some(r) if r.outcome.is_success() => {}
+                    Some(r) => return Err(format!("preStart handler: {:?}", r.outcome)),
+                    None => return Err("preStart handler did not report".into()),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let _ = me.cast(SupervisorMsg::Prepared(verdict));
+    });
+}
+
+async fn spawn_process(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+) -> Result<(), ActorProcessingErr> {
+    let (process, _) = Actor::spawn_linked(
+        None,
+        ProcessActor,
+        ProcessArgs {
+            engine: state.engine.clone(),
+            stop_timeout: state.config.process.stop_timeout,
+            restart: state.config.process.restart,
+            env: state.env.with_event("main").vars(),
+            events: state.process_events.clone(),
+        },
+        myself.get_cell(),
+    )
+    .await?;
+    state.process = Some(process);
+    Ok(())
+}
+
+async fn on_process_event(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    event: ProcessEvent,
+) -> Result<(), ActorProcessingErr> {
+    match event {
+        ProcessEvent::Started { pid } => {
+            state.env.main_pid = Some(pid);
+            if state.phase == Phase::Starting {
+                state.phase = Phase::Running;
+                state.health.cast(HealthMsg::Lifecycle(Lifecycle::Running))?;
+                start_periodic(myself, state).await?;
+            }
+            for h in state.handlers.health.iter().chain(&state.handlers.jobs) {
+                let event = if Some(h) == state.handlers.health.as_ref() { "health" } else { "job" };
+                let _ = h.cast(HandlerMsg::SetEnv(state.env.with_event(event).vars()));
+            }
+        }
+        ProcessEvent::Exited {
+            status,
+            restart_in: None,
+        } => {
+            state.exit_code.get_or_insert(status.exit_code());
+            state.env.main_exit_code = Some(status.exit_code());
+            state.env.main_pid = None;
+            if state.phase != Phase::Stopping {
+                begin_stop_after_exit(myself, state);
+            }
+        }
+        ProcessEvent::Exited { .. } => state.env.main_pid = None,
+        ProcessEvent::SpawnFailed { message } => {
+            error!(%message, "the main process could not be started");
+            state.exit_code.get_or_insert(super::exit_code::UNAVAILABLE);
+            if state.phase != Phase::Stopping {
+                begin_stop_after_exit(myself, state);
+            }
+        }
+        ProcessEvent::Stopped { .. } => {}
+    }
+    Ok(())
+}
+
+/// Start the health handler and the jobs once the main process runs.
+async fn start_periodic(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+) -> Result<(), ActorProcessingErr> {
+    let cell = myself.get_cell();
+    state.handlers.health = spawn_handler(
+        &cell,
+        "health",
+        state.config.handlers.health.as_ref(),
+        Some(state.health_reports.clone()),
+    )
+    .await?;
+    for job in &state.config.jobs {
+        let name = format!("job:{}", job.name);
+        if let Some(r) = spawn_handler(&cell, &name, Some(&job.handler), None).await? {
+            state.handlers.jobs.push(r);
+        }
+    }
+    Ok(())
+}
+
+fn on_signal(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, sig: Signal) {
+    match (sig, state.phase) {
+        (Signal::SIGTERM | Signal::SIGINT, Phase::Starting) => {
+            info!(signal = %sig, "stop requested during start-up");
+            state.exit_code.get_or_insert(128 + sig as i32);
+            if state.process.is_some() {
+                begin_stop(myself, state);
+            } else {
+                stop_actor(&state.handlers.pre_start);
+                finish(myself, state, 128 + sig as i32);
+            }
+        }
+        (Signal::SIGTERM | Signal::SIGINT, Phase::Running) => {
+            info!(signal = %sig, "stop requested");
+            begin_stop(myself, state);
+        }
+        (Signal::SIGTERM | Signal::SIGINT, Phase::Stopping) => {
+            warn!(signal = %sig, "second stop request: killing what still runs");
+            escalate(state);
+        }
+        (other, _) => {
+            if let Some(p) = &state.process {
+                info!(signal = %other, "forwarding signal to the main process");
+                let _ = p.cast(ProcessMsg::Forward(other));
+            }
+        }
+    }
+}
+
+/// preStop → stop main → postStop → exit.
+fn begin_stop(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    if !enter_stopping(state) {
+        return;
+    }
+    let Some(handler) = state.handlers.pre_stop.clone() else {
+        stop_main(myself, state);
+        return;
+    };
+    let limit = handler_limit(state.config.handlers.pre_stop.as_ref());
+    let env = state.env.with_event("preStop").vars();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        run_handler(&handler, env, limit).await;
+        let _ = me.cast(SupervisorMsg::PreStopDone);
+    });
+}
+
+/// The main process ended for good on its own: postStop → exit.
+fn begin_stop_after_exit(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    if enter_stopping(state) {
+        post_stop(myself, state);
+    }
+}
+
+/// Move to `Stopping`; `false` when already there.
+fn enter_stopping(state: &mut SupervisorState) -> bool {
+    if state.phase == Phase::Stopping {
+        return false;
+    }
+    state.phase = Phase::Stopping;
+    let _ = state
+        .health
+        .cast(HealthMsg::Lifecycle(Lifecycle::Stopping));
+    // No health checks or jobs while stopping; their actors kill any run in progress.
+    stop_actor(&state.handlers.health.take());
+    for job in state.handlers.jobs.drain(..) {
+        job.stop(None);
+    }
+    true
+}
+
+fn stop_main(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    let Some(process) = state.process.clone() else {
+        let _ = myself.cast(SupervisorMsg::MainStopped(None));
+        return;
+    };
+    let limit = state.config.process.stop_timeout + REPLY_SLACK;
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let status = match process.call(ProcessMsg::Stop, Some(limit)).await {
+            Ok(CallResult::Success(status)) => status,
+            _ => None,
+        };
+        let _ = me.cast(SupervisorMsg::MainStopped(status));
+    });
+}
+
+fn post_stop(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+    let handler = state.handlers.post_stop.clone();
+    match handler {
+        Some(handler) if !state.escalated => {
+            let limit = handler_limit(state.config.handlers.post_stop.as_ref());
+            let env = state.env.with_event("postStop").vars();
+            let me = myself.clone();
+            tokio::spawn(async move {
+                run_handler(&handler, env, limit).await;
+                let _ = me.cast(SupervisorMsg::PostStopDone);
+            });
+        }
+        _ => {
+            let _ = myself.cast(SupervisorMsg::PostStopDone);
+        }
+    }
+}
+
+/// A second stop request: kill running handlers and the main process group now.
+fn escalate(state: &mut SupervisorState) {
+    state.escalated = true;
+    stop_actor(&state.handlers.pre_stop);
+    stop_actor(&state.handlers.post_stop);
+    if let Some(p) = &state.process {
+        let _ = p.cast(ProcessMsg::Escalate);
+    }
+}
+
+fn finish(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, code: i32) {
+    state.exit_code = Some(code);
+    info!(exit_code = code, "agent exiting");
+    myself.stop(None);
+}
+
+fn stop_actor(actor: &Option<ActorRef<HandlerMsg>>) {
+    if let Some(a) = actor {
+        a.stop(None);
+    }
+}
+
+/// How long to wait for a handler's reply: its own timeout, the kill grace, and slack.
+fn handler_limit(config: Option<&HandlerConfig>) -> Duration {
+    config.map_or(Duration::ZERO, |c| c.timeout) + HANDLER_KILL_GRACE + REPLY_SLACK
+}
+
+/// Run a handler once and wait for its report; `None` when it did not report in time or
+/// its actor was stopped.
+async fn run_handler(
+    handler: &ActorRef<HandlerMsg>,
+    env: Vec<(String, String)>,
+    limit: Duration,
+) -> Option<RunReport> {
+    let call = handler
+        .call(
+            |reply| HandlerMsg::Run {
+                env,
+                reply: Some(reply),
+            },
+            Some(limit),
+        )
+        .await;
+    match call {
+        Ok(CallResult::Success(report)) => Some(report),
+        _ => None,
+    }
+}
+
+/// The exec spec of a configured handler.
+pub fn handler_spec(config: &HandlerConfig) -> ExecSpec {
+    ExecSpec {
+        argv: config.exec.clone(),
+        env: config.env.iter().map(|v| v.pair()).collect(),
+        cwd: config.cwd.clone(),
+        timeout: Some(config.timeout),
+        kill_grace: HANDLER_KILL_GRACE,
+    }
+}
+
+async fn spawn_handler(
+    supervisor: &ActorCell,
+    name: &str,
+    config: Option<&HandlerConfig>,
+    reports: Option<Arc<OutputPort<RunReport>>>,
+) -> Result<Option<ActorRef<HandlerMsg>>, ActorProcessingErr> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let (actor, _) = Actor::spawn_linked(
+        None,
+        HandlerActor,
+        HandlerArgs {
+            name: name.to_owned(),
+            spec: handler_spec(config),
+            interval: config.interval,
+            reports,
+        },
+        supervisor.clone(),
+    )
+    .await?;
+    Ok(Some(actor))
+}

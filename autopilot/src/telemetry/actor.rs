@@ -1,0 +1,123 @@
+//! The telemetry actor: owns the HTTP listener task and the periodic recorder upkeep and
+//! host sampling.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::host::HostSampler;
+use super::http::{router, HttpState};
+use super::status::NodeStatus;
+
+/// How often histograms are compacted and host metrics sampled.
+const SAMPLE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Serves `/metrics` and `/health`; holds no state itself.
+pub struct TelemetryActor;
+
+/// What the telemetry actor needs.
+pub struct TelemetryArgs {
+    /// Where to listen; `None` serves nothing but still samples host metrics.
+    pub listen: Option<SocketAddr>,
+    /// The installed recorder.
+    pub metrics: PrometheusHandle,
+    /// The node status to serve on `/health`.
+    pub status: watch::Receiver<NodeStatus>,
+    /// Directory whose filesystem is reported in the disk gauges.
+    pub dir: PathBuf,
+}
+
+/// Messages of the telemetry actor.
+#[derive(Debug)]
+pub enum TelemetryMsg {
+    /// Run recorder upkeep and sample host metrics.
+    Sample,
+}
+
+/// State owned by the running actor.
+pub struct TelemetryState {
+    /// Cancels the HTTP server on stop.
+    shutdown: CancellationToken,
+    /// The recorder, for upkeep.
+    metrics: PrometheusHandle,
+    /// Host metrics; `None` when sysinfo cannot read this system.
+    host: Option<HostSampler>,
+}
+
+impl Actor for TelemetryActor {
+    type Msg = TelemetryMsg;
+    type State = TelemetryState;
+    type Arguments = TelemetryArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: TelemetryArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let shutdown = CancellationToken::new();
+        if let Some(addr) = args.listen {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                format!(
+                    "listen on {addr} for telemetry: {e}; set telemetry.listen to a free address, or `off`"
+                )
+            })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            info!(address = %bound, "telemetry listening");
+            let app = router(HttpState {
+                metrics: args.metrics.clone(),
+                status: args.status,
+            });
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    error!(cause = %e, "telemetry listener failed");
+                }
+            });
+        }
+        myself.send_interval(SAMPLE_PERIOD, || TelemetryMsg::Sample);
+        let mut host = HostSampler::new(args.dir);
+        if let Some(h) = host.as_mut() {
+            h.sample();
+        }
+        Ok(TelemetryState {
+            shutdown,
+            metrics: args.metrics,
+            host,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TelemetryMsg::Sample => {
+                state.metrics.run_upkeep();
+                if let Some(h) = state.host.as_mut() {
+                    h.sample();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.shutdown.cancel();
+        Ok(())
+    }
+}

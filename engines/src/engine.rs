@@ -1,0 +1,106 @@
+//! The [`Engine`] trait and the enum that dispatches over the engines this build knows.
+
+use std::future::Future;
+
+use handlers::ExecSpec;
+use nix::sys::signal::Signal;
+
+use crate::process::ProcessEngine;
+
+/// How urgently the main process should stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// Let clients finish and the database write everything out (SIGTERM for most programs).
+    Graceful,
+    /// Abort open work but shut down cleanly; e.g. PostgreSQL "fast" shutdown is SIGINT
+    /// (<https://www.postgresql.org/docs/15/server-shutdown.html>).
+    Fast,
+}
+
+/// What a probe of the running main process found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The engine considers the program able to serve.
+    pub healthy: bool,
+    /// Why not, when not healthy; shown in `/health` and logs.
+    pub reason: Option<String>,
+}
+
+/// Errors of engine operations; callers branch on the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The main process is not running, so the operation cannot apply.
+    #[error("the main process is not running")]
+    NotRunning,
+    /// The operation ran and failed.
+    #[error("{operation} failed: {reason}")]
+    Failed {
+        /// What was attempted, as a verb phrase ("prepare data directory").
+        operation: &'static str,
+        /// What went wrong, in words an operator can act on.
+        reason: String,
+    },
+}
+
+/// What the supervisor needs from an engine.
+///
+/// The engine does not own the child process: the agent's process actor does (it spawns
+/// [`Engine::main_command`] through the `handlers` crate, which owns reaping). Engines map
+/// supervisor intents to their program's conventions.
+pub trait Engine: Send + Sync + 'static {
+    /// Short name for logs and metrics (`process`, `mariadb`, `postgres`).
+    fn kind(&self) -> &'static str;
+
+    /// The command line of the main process.
+    fn main_command(&self) -> &ExecSpec;
+
+    /// The signal that asks the main process to stop in `mode`.
+    fn stop_signal(&self, mode: StopMode) -> Signal;
+
+    /// Make the node ready for its first start (e.g. initialise a data directory).
+    /// Runs before the operator's preStart handler.
+    fn prepare(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Probe the running main process. `Ok` with `healthy: false` means it answered badly;
+    /// `Err` means the probe itself could not run.
+    fn probe(&self) -> impl Future<Output = Result<Probe, EngineError>> + Send;
+}
+
+/// Dispatch over the engines this build knows; the agent holds one of these.
+#[derive(Debug)]
+pub enum AnyEngine {
+    /// Any program.
+    Process(ProcessEngine),
+}
+
+impl Engine for AnyEngine {
+    fn kind(&self) -> &'static str {
+        match self {
+            AnyEngine::Process(e) => e.kind(),
+        }
+    }
+
+    fn main_command(&self) -> &ExecSpec {
+        match self {
+            AnyEngine::Process(e) => e.main_command(),
+        }
+    }
+
+    fn stop_signal(&self, mode: StopMode) -> Signal {
+        match self {
+            AnyEngine::Process(e) => e.stop_signal(mode),
+        }
+    }
+
+    async fn prepare(&self) -> Result<(), EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.prepare().await,
+        }
+    }
+
+    async fn probe(&self) -> Result<Probe, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.probe().await,
+        }
+    }
+}
