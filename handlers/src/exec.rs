@@ -303,13 +303,12 @@ impl ManagedChild {
 
     /// The leader's status if it has exited, without waiting.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            match self.status_rx.try_recv() {
-                Ok(status) => self.status = Some(status),
-                // Closed cannot happen (the reaper keeps every registered sender until it
-                // reaps the child); treat it as "not known yet" rather than panic in Drop.
-                Err(_) => {}
-            }
+        // Closed cannot happen (the reaper keeps every registered sender until it reaps the
+        // child); it reads as "not known yet" rather than a panic, since Drop calls this.
+        if self.status.is_none()
+            && let Ok(status) = self.status_rx.try_recv()
+        {
+            self.status = Some(status);
         }
         self.status
     }
