@@ -1,1 +1,444 @@
-//! stub
+//! Spawn a command in its own process group, stream its output into `tracing`, wait with a
+//! timeout, and stop the whole group (TERM, grace, KILL).
+//!
+//! Every child is spawned through [`crate::reaper`], which owns all `wait*` calls; this
+//! module never waits on a process itself, it receives the exit status from the reaper.
+
+use std::fmt;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::reaper;
+
+/// Longest output line forwarded as one log event; longer lines are split.
+const MAX_LINE: u64 = 16 * 1024;
+
+/// What to run and how.
+#[derive(Clone)]
+pub struct ExecSpec {
+    /// Program and arguments; never empty ([`ExecError::EmptyArgv`] otherwise).
+    pub argv: Vec<String>,
+    /// Added to the inherited environment. Values may be secrets: never logged.
+    pub env: Vec<(String, String)>,
+    /// Working directory; `None` inherits ours.
+    pub cwd: Option<PathBuf>,
+    /// Limit for [`run`] (and handler runs); `None` means no limit.
+    pub timeout: Option<Duration>,
+    /// After SIGTERM to the group, how long before SIGKILL.
+    pub kill_grace: Duration,
+}
+
+impl ExecSpec {
+    /// A spec with no extra env, inherited cwd, no timeout and a 10 s kill grace.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            timeout: None,
+            kill_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Prints env keys only: values may be secrets.
+impl fmt::Debug for ExecSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env_keys: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ExecSpec")
+            .field("argv", &self.argv)
+            .field("env_keys", &env_keys)
+            .field("cwd", &self.cwd)
+            .field("timeout", &self.timeout)
+            .field("kill_grace", &self.kill_grace)
+            .finish()
+    }
+}
+
+/// How a process ended, from its wait status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal number.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Exited with code 0.
+    pub fn success(&self) -> bool {
+        matches!(self, ExitStatus::Exited(0))
+    }
+
+    /// The exit code, or 128 + signal number as a shell reports it.
+    pub fn exit_code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(sig) => 128 + sig,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Exited(code) => write!(f, "exit code {code}"),
+            ExitStatus::Signaled(sig) => match Signal::try_from(sig) {
+                Ok(s) => write!(f, "killed by {}", s.as_str()),
+                Err(_) => write!(f, "killed by signal {sig}"),
+            },
+        }
+    }
+}
+
+/// Why spawning or signalling failed. `Display` never repeats the source; print the chain
+/// (e.g. anyhow's `{:#}`) to see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The spec has no program.
+    #[error("start a process: argv is empty")]
+    EmptyArgv,
+    /// `Command::spawn` failed: the program or the cwd is missing, not executable, ...
+    #[error("start `{program}`{}", cwd.as_ref().map(|c| format!(" in `{}`", c.display())).unwrap_or_default())]
+    Spawn {
+        /// The program as given in argv[0].
+        program: String,
+        /// The working directory asked for, if any (a missing cwd fails like a missing program).
+        cwd: Option<PathBuf>,
+        #[source]
+        source: io::Error,
+    },
+    /// Output forwarding needs a tokio runtime; nothing was started.
+    #[error("start `{program}`: not called inside a tokio runtime")]
+    NoRuntime {
+        /// The program as given in argv[0].
+        program: String,
+    },
+    /// `kill`/`killpg` failed with something other than ESRCH.
+    #[error("send {signal} to {target} {pid}")]
+    Signal {
+        /// "process" or "process group".
+        target: &'static str,
+        /// The pid or process group id.
+        pid: u32,
+        /// The signal we tried to send.
+        signal: Signal,
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Render an error and its sources as `a: b: c` (for reports that carry a string).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A `Clone + Send` handle to signal a child's process group from another task.
+#[derive(Clone, Debug)]
+pub struct GroupHandle {
+    /// The leader's pid, also the process group id.
+    pid: u32,
+    /// The reaper registration, to avoid signalling a reused pid.
+    token: u64,
+    /// The process name, for logs.
+    name: Arc<str>,
+}
+
+impl GroupHandle {
+    /// The leader's pid (= the process group id).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn raw_pid(&self) -> Pid {
+        Pid::from_raw(self.pid as i32)
+    }
+
+    /// Signal the group leader only. Ok if it is already gone.
+    pub fn signal_leader(&self, sig: Signal) -> Result<(), ExecError> {
+        let pid = self.raw_pid();
+        let res = reaper::with_live_child(self.pid, self.token, || kill(pid, sig));
+        match res {
+            None | Some(Ok(())) | Some(Err(Errno::ESRCH)) => Ok(()),
+            Some(Err(source)) => Err(ExecError::Signal {
+                target: "process",
+                pid: self.pid,
+                signal: sig,
+                source,
+            }),
+        }
+    }
+
+    /// Signal every process in the group. Ok if the group is already empty.
+    pub fn signal_group(&self, sig: Signal) -> Result<(), ExecError> {
+        match killpg(self.raw_pid(), sig) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(source) => Err(ExecError::Signal {
+                target: "process group",
+                pid: self.pid,
+                signal: sig,
+                source,
+            }),
+        }
+    }
+
+    fn signal_group_logged(&self, sig: Signal) {
+        if let Err(e) = self.signal_group(sig) {
+            warn!(process = %self.name, cause = %error_chain(&e), "failed to signal the process group");
+        }
+    }
+}
+
+/// Owns one child process and its process group. Dropping it while the leader still runs
+/// SIGKILLs the group.
+#[derive(Debug)]
+pub struct ManagedChild {
+    /// Signals go through it; also names the process in logs.
+    group: GroupHandle,
+    /// Delivered by the reaper once the leader is reaped.
+    status_rx: oneshot::Receiver<ExitStatus>,
+    /// Cached once received, so `wait` can be called again.
+    status: Option<ExitStatus>,
+}
+
+impl ManagedChild {
+    /// Spawn in a NEW process group (pgid = pid), stdin /dev/null, stdout+stderr piped and
+    /// forwarded line by line to tracing (info for stdout, warn for stderr) with fields
+    /// `process = name`, `stream`. `extra_env` is added after `spec.env` (it wins on a clash).
+    /// Must be called inside a tokio runtime (output forwarding tasks).
+    pub fn spawn(
+        name: &str,
+        spec: &ExecSpec,
+        extra_env: &[(String, String)],
+    ) -> Result<ManagedChild, ExecError> {
+        let (program, args) = spec.argv.split_first().ok_or(ExecError::EmptyArgv)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ExecError::NoRuntime {
+                program: program.clone(),
+            });
+        }
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(cwd) = &spec.cwd {
+            cmd.current_dir(cwd);
+        }
+        let spawned = reaper::spawn(&mut cmd).map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            cwd: spec.cwd.clone(),
+            source,
+        })?;
+        let name: Arc<str> = Arc::from(name);
+        let mut child = spawned.child;
+        if let Some(out) = child.stdout.take() {
+            forward_output(&name, "stdout", out.into());
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_output(&name, "stderr", err.into());
+        }
+        // Dropping std's Child neither waits nor kills: the reaper owns the status.
+        drop(child);
+        let env_keys: Vec<&str> = spec
+            .env
+            .iter()
+            .chain(extra_env)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        debug!(process = %name, pid = spawned.pid, program = %program, ?env_keys, "started");
+        Ok(ManagedChild {
+            group: GroupHandle {
+                pid: spawned.pid,
+                token: spawned.token,
+                name,
+            },
+            status_rx: spawned.status,
+            status: None,
+        })
+    }
+
+    /// The leader's pid (= process group id).
+    pub fn pid(&self) -> u32 {
+        self.group.pid
+    }
+
+    /// Wait for the leader to exit. Cancel-safe; returns the cached status when called again.
+    pub async fn wait(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let status = (&mut self.status_rx)
+            .await
+            .expect("the reaper keeps every registered sender until it reaps the child");
+        self.status = Some(status);
+        status
+    }
+
+    /// The leader's status if it has exited, without waiting.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        // Closed cannot happen (the reaper keeps every registered sender until it reaps the
+        // child); it reads as "not known yet" rather than a panic, since Drop calls this.
+        if self.status.is_none()
+            && let Ok(status) = self.status_rx.try_recv()
+        {
+            self.status = Some(status);
+        }
+        self.status
+    }
+
+    /// A handle to signal this child's group from elsewhere.
+    pub fn group(&self) -> GroupHandle {
+        self.group.clone()
+    }
+
+    /// Send `sig` to the leader, wait up to `grace`, then SIGKILL the whole group; after the
+    /// leader exits, SIGKILL whatever is left in its group so nothing is orphaned. Returns the
+    /// leader's status.
+    pub async fn stop(&mut self, sig: Signal, grace: Duration) -> ExitStatus {
+        if self.try_status().is_none() {
+            if let Err(e) = self.group.signal_leader(sig) {
+                warn!(process = %self.group.name, cause = %error_chain(&e), "failed to signal the process");
+            }
+            if tokio::time::timeout(grace, self.wait()).await.is_err() {
+                warn!(process = %self.group.name, signal = sig.as_str(), ?grace,
+                    "did not exit within its grace period; killing its process group");
+                self.group.signal_group_logged(Signal::SIGKILL);
+            }
+        }
+        let status = self.wait().await;
+        self.group.signal_group_logged(Signal::SIGKILL);
+        status
+    }
+
+    /// SIGTERM the whole group, wait up to `grace` for the leader, SIGKILL the group, and
+    /// SIGKILL it once more after the leader exited (leftovers). Returns the leader's status.
+    pub async fn stop_group(&mut self, grace: Duration) -> ExitStatus {
+        if self.try_status().is_none() {
+            self.group.signal_group_logged(Signal::SIGTERM);
+            if tokio::time::timeout(grace, self.wait()).await.is_err() {
+                warn!(process = %self.group.name, ?grace,
+                    "did not exit within its grace period after SIGTERM; killing its process group");
+                self.group.signal_group_logged(Signal::SIGKILL);
+            }
+        }
+        let status = self.wait().await;
+        self.group.signal_group_logged(Signal::SIGKILL);
+        status
+    }
+
+    /// Wait with an optional timeout; on timeout stop the whole group (see [`Self::stop_group`]).
+    pub(crate) async fn supervise(
+        &mut self,
+        timeout: Option<Duration>,
+        kill_grace: Duration,
+    ) -> RunOutcome {
+        let Some(limit) = timeout else {
+            return RunOutcome::Exited(self.wait().await);
+        };
+        match tokio::time::timeout(limit, self.wait()).await {
+            Ok(status) => RunOutcome::Exited(status),
+            Err(_) => {
+                warn!(process = %self.group.name, timeout = ?limit, "timed out; stopping its process group");
+                self.stop_group(kill_grace).await;
+                RunOutcome::TimedOut
+            }
+        }
+    }
+}
+
+impl Drop for ManagedChild {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            debug!(process = %self.group.name, pid = self.group.pid, "dropped while running; killing its process group");
+            self.group.signal_group_logged(Signal::SIGKILL);
+        }
+    }
+}
+
+/// How [`run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The process exited on its own.
+    Exited(ExitStatus),
+    /// It outlived `spec.timeout`; its group was stopped.
+    TimedOut,
+}
+
+/// Spawn, wait with `spec.timeout`; on timeout TERM the whole group, wait `kill_grace`, KILL
+/// the group; return `TimedOut`. After a normal exit leave the group alone.
+pub async fn run(
+    name: &str,
+    spec: &ExecSpec,
+    extra_env: &[(String, String)],
+) -> Result<RunOutcome, ExecError> {
+    let mut child = ManagedChild::spawn(name, spec, extra_env)?;
+    Ok(child.supervise(spec.timeout, spec.kill_grace).await)
+}
+
+/// Forward a pipe line by line into tracing until EOF.
+fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
+    let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            warn!(process = %name, stream, cause = %e, "failed to forward output");
+            return;
+        }
+    };
+    let name = Arc::clone(name);
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            buf.clear();
+            match (&mut reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut buf)
+                .await
+            {
+                Ok(0) => break,
+                Ok(_) => {
+                    while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                        buf.pop();
+                    }
+                    let line = String::from_utf8_lossy(&buf);
+                    if stream == "stderr" {
+                        warn!(process = %name, stream, "{line}");
+                    } else {
+                        info!(process = %name, stream, "{line}");
+                    }
+                }
+                Err(e) => {
+                    debug!(process = %name, stream, cause = %e, "output forwarding ended");
+                    break;
+                }
+            }
+        }
+    });
+}

@@ -11,9 +11,14 @@
 //!
 //! This crate knows nothing of etcd, YAML or databases.
 
+#![forbid(unsafe_code)]
+
 pub mod actor;
 pub mod exec;
 pub mod reaper;
 
-// pub use actor::{HandlerActor, HandlerArgs, HandlerMsg, RunReport, RunOutcome};
-// pub use exec::{ExecError, ExecSpec, ExitStatus, ManagedChild};
+pub use actor::{HandlerActor, HandlerArgs, HandlerMsg, HandlerOutcome, RunReport};
+pub use exec::{
+    ExecError, ExecSpec, ExitStatus, GroupHandle, ManagedChild, RunOutcome, error_chain, run,
+};
+pub use reaper::{orphans_reaped, set_child_subreaper};
