@@ -1,1 +1,5 @@
-//! Test harness (filled in below).
+//! Test harness: starts real servers on loopback with random free ports in temp dirs,
+//! and agents as separate processes, and injects faults.
+
+pub mod agent;
+pub mod util;

@@ -1,6 +1,9 @@
 //! The root actor: owns start-up and the stop order, turns signals into decisions, and
 //! reports the agent's exit code.
 //!
+//! The onChange handler is started with the role logic (it fires on role and primary
+//! changes, which a standalone agent does not have).
+//!
 //! Start-up: engine prepare → preStart (must succeed) → main process → health handler and
 //! jobs. Stop order on SIGTERM/SIGINT: preStop → stop main (stop signal, `stop_timeout`,
 //! SIGKILL) → postStop → exit with the main process's status. When the main process ends for
@@ -95,7 +98,6 @@ enum Phase {
 struct HandlerRefs {
     pre_start: Option<ActorRef<HandlerMsg>>,
     health: Option<ActorRef<HandlerMsg>>,
-    on_change: Option<ActorRef<HandlerMsg>>,
     pre_stop: Option<ActorRef<HandlerMsg>>,
     post_stop: Option<ActorRef<HandlerMsg>>,
     jobs: Vec<ActorRef<HandlerMsg>>,
@@ -185,7 +187,6 @@ impl Actor for Supervisor {
         let h = &config.handlers;
         let handlers = HandlerRefs {
             pre_start: spawn_handler(&cell, "preStart", h.pre_start.as_ref(), None).await?,
-            on_change: spawn_handler(&cell, "onChange", h.on_change.as_ref(), None).await?,
             pre_stop: spawn_handler(&cell, "preStop", h.pre_stop.as_ref(), None).await?,
             post_stop: spawn_handler(&cell, "postStop", h.post_stop.as_ref(), None).await?,
             ..HandlerRefs::default()
@@ -424,44 +425,48 @@ fn on_signal(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, sig:
 
 /// preStop → stop main → postStop → exit.
 fn begin_stop(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
-    if !enter_stopping(state) {
-        return;
-    }
-    let Some(handler) = state.handlers.pre_stop.clone() else {
-        stop_main(myself, state);
+    let Some(periodic) = enter_stopping(state) else {
         return;
     };
+    let handler = state.handlers.pre_stop.clone();
     let limit = handler_limit(state.config.handlers.pre_stop.as_ref());
     let env = state.env.with_event("preStop").vars();
     let me = myself.clone();
     tokio::spawn(async move {
-        run_handler(&handler, env, limit).await;
+        // No health check or job may still be running when preStop starts.
+        for actor in periodic {
+            actor.stop_and_wait(None, Some(limit)).await.ok();
+        }
+        if let Some(handler) = handler {
+            run_handler(&handler, env, limit).await;
+        }
         let _ = me.cast(SupervisorMsg::PreStopDone);
     });
 }
 
 /// The main process ended for good on its own: postStop → exit.
 fn begin_stop_after_exit(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
-    if enter_stopping(state) {
+    if let Some(periodic) = enter_stopping(state) {
+        for actor in periodic {
+            actor.stop(None);
+        }
         post_stop(myself, state);
     }
 }
 
-/// Move to `Stopping`; `false` when already there.
-fn enter_stopping(state: &mut SupervisorState) -> bool {
+/// Move to `Stopping` and hand back the periodic handler actors (health, jobs) for the
+/// caller to stop; `None` when already stopping.
+fn enter_stopping(state: &mut SupervisorState) -> Option<Vec<ActorRef<HandlerMsg>>> {
     if state.phase == Phase::Stopping {
-        return false;
+        return None;
     }
     state.phase = Phase::Stopping;
     let _ = state
         .health
         .cast(HealthMsg::Lifecycle(Lifecycle::Stopping));
-    // No health checks or jobs while stopping; their actors kill any run in progress.
-    stop_actor(&state.handlers.health.take());
-    for job in state.handlers.jobs.drain(..) {
-        job.stop(None);
-    }
-    true
+    let mut periodic: Vec<_> = state.handlers.jobs.drain(..).collect();
+    periodic.extend(state.handlers.health.take());
+    Some(periodic)
 }
 
 fn stop_main(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {

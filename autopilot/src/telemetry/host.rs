@@ -23,7 +23,7 @@ impl HostSampler {
         let system = System::new().ok()?;
         Some(Self {
             system,
-            disks: Disks::new(),
+            disks: Disks::new_with_refreshed_list().ok()?,
             dir,
             pid: Pid::from_u32(std::process::id()),
         })
@@ -61,7 +61,6 @@ impl HostSampler {
 /// The disk whose mount point is the longest prefix of `dir`.
 fn containing_disk<'a>(disks: &'a Disks, dir: &Path) -> Option<&'a sysinfo::Disk> {
     disks
-        .list()
         .iter()
         .filter(|d| dir.starts_with(d.mount_point()))
         .max_by_key(|d| d.mount_point().as_os_str().len())

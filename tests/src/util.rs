@@ -1,0 +1,67 @@
+//! Small helpers: free ports, bounded eventual assertions, workspace paths.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A loopback TCP port that was free a moment ago (bind to port 0, read, release).
+/// Servers started on it must still be checked to be the ones answering.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral loopback port")
+}
+
+/// Poll `check` every `every` until it returns `Some` or `within` has passed.
+pub fn eventually<T>(within: Duration, every: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// The workspace root (the directory holding the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A binary built from this workspace, next to the test executable's `deps/` directory.
+///
+/// `cargo test`/`cargo nextest run --workspace` build the workspace's binaries before any
+/// test runs (each binary package has integration tests), so they are there; if one is
+/// missing the message says how to build it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found; build it with `cargo build --workspace --bins` (cargo test/nextest on the workspace does this)",
+        path.display()
+    );
+    path
+}
+
+/// The path of a required system binary; panics (fails the test) when it is missing, with
+/// the package that provides it. A missing server must fail, never skip.
+pub fn system_bin(path: &str, package: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    assert!(
+        p.exists(),
+        "{path} is missing: install it with `apt-get install -y {package}` (or run .ci/run)"
+    );
+    p
+}
