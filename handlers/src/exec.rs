@@ -117,7 +117,7 @@ pub enum ExecError {
     /// `Command::spawn` failed: the program or the cwd is missing, not executable, ...
     #[error("start `{program}`{}", cwd.as_ref().map(|c| format!(" in `{}`", c.display())).unwrap_or_default())]
     Spawn {
-        /// The program as given in argv[0].
+        /// The program as given in `argv[0]`.
         program: String,
         /// The working directory asked for, if any (a missing cwd fails like a missing program).
         cwd: Option<PathBuf>,
@@ -127,7 +127,7 @@ pub enum ExecError {
     /// Output forwarding needs a tokio runtime; nothing was started.
     #[error("start `{program}`: not called inside a tokio runtime")]
     NoRuntime {
-        /// The program as given in argv[0].
+        /// The program as given in `argv[0]`.
         program: String,
     },
     /// `kill`/`killpg` failed with something other than ESRCH.

@@ -2,7 +2,7 @@
 //!
 //! # Invariant
 //!
-//! Every child process of the agent is spawned through [`spawn`] (via
+//! Every child process of the agent is spawned through `spawn` (via
 //! [`crate::exec::ManagedChild`]), and nothing else in the process ever calls `waitpid`,
 //! `waitid`, `std::process::Child::wait`/`try_wait` or uses `tokio::process`. A
 //! `waitpid(-1)` reaper steals exit statuses from anyone else who waits, so there is exactly
@@ -16,13 +16,13 @@
 //!   child subreaper, see [`set_child_subreaper`]); it is counted
 //!   (`autopilot_orphans_reaped_total`, [`orphans_reaped`]) and forgotten.
 //! - When there are no children at all (`ECHILD`) the thread sleeps on a condition variable
-//!   that [`spawn`] notifies, with a 1 s timeout as a safety net. It never busy-spins.
-//! - [`spawn`] holds the registry lock while it calls `Command::spawn` and registers the pid.
+//!   that `spawn` notifies, with a 1 s timeout as a safety net. It never busy-spins.
+//! - `spawn` holds the registry lock while it calls `Command::spawn` and registers the pid.
 //!   std's `spawn` reaps the child itself when `exec` fails (and panics if someone else did);
 //!   holding the lock keeps the reaper from racing it, and guarantees a pid is registered
 //!   before the reaper can see its exit.
 //! - A pid cannot be reused while it is a zombie, and reaping happens under the registry
-//!   lock, so signalling a registered pid while holding the lock ([`with_live_child`]) can
+//!   lock, so signalling a registered pid while holding the lock (`with_live_child`) can
 //!   never hit an unrelated process.
 //!
 //! The reaper is a plain thread, not a tokio task, because runtimes come and go (tests create
@@ -49,7 +49,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     spawn_generation: 0,
     next_token: 0,
 });
-/// Notified by [`spawn`] so a reaper sleeping on `ECHILD` wakes up.
+/// Notified by `spawn` so a reaper sleeping on `ECHILD` wakes up.
 static SPAWNED: Condvar = Condvar::new();
 /// Whether the reaper thread started (set once, on first spawn).
 static THREAD: OnceLock<bool> = OnceLock::new();

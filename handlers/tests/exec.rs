@@ -1,0 +1,302 @@
+//! `exec`: real processes for exit codes, signals, env/cwd, spawn errors, timeouts and stops.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{eventually, is_gone, read_pid, sh};
+use handlers::{ExecError, ExecSpec, ExitStatus, ManagedChild, RunOutcome, error_chain, run};
+use nix::sys::signal::Signal;
+
+#[tokio::test]
+async fn run_success() {
+    let outcome = run("ok", &sh("exit 0"), &[]).await.expect("spawn sh");
+    assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(0)));
+    let RunOutcome::Exited(status) = outcome else {
+        unreachable!()
+    };
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn run_nonzero_exit_code() {
+    let outcome = run("fail", &sh("exit 3"), &[]).await.expect("spawn sh");
+    let RunOutcome::Exited(status) = outcome else {
+        panic!("unexpected {outcome:?}")
+    };
+    assert_eq!(status, ExitStatus::Exited(3));
+    assert!(!status.success());
+    assert_eq!(status.exit_code(), 3);
+    assert_eq!(status.to_string(), "exit code 3");
+}
+
+#[tokio::test]
+async fn run_killed_by_signal() {
+    let outcome = run("sig", &sh("kill -KILL $$"), &[])
+        .await
+        .expect("spawn sh");
+    let RunOutcome::Exited(status) = outcome else {
+        panic!("unexpected {outcome:?}")
+    };
+    assert_eq!(status, ExitStatus::Signaled(9));
+    assert_eq!(status.exit_code(), 137);
+    assert_eq!(status.to_string(), "killed by SIGKILL");
+}
+
+#[tokio::test]
+async fn env_and_cwd_reach_the_child() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh(r#"printf '%s %s\n' "$A" "$B" > out; pwd -P >> out"#);
+    spec.env = vec![
+        ("A".into(), "from-spec".into()),
+        ("B".into(), "spec".into()),
+    ];
+    spec.cwd = Some(dir.path().to_path_buf());
+    let extra = [("B".to_string(), "from-extra".to_string())];
+    let outcome = run("env", &spec, &extra).await.expect("spawn sh");
+    assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(0)));
+    let out = std::fs::read_to_string(dir.path().join("out")).expect("child wrote out");
+    let cwd = dir.path().canonicalize().expect("canonical tempdir");
+    assert_eq!(out, format!("from-spec from-extra\n{}\n", cwd.display()));
+}
+
+#[tokio::test]
+async fn missing_program_is_a_clear_spawn_error() {
+    let spec = ExecSpec::new(["/nonexistent/autopilot-no-such-program", "x"]);
+    let err = run("missing", &spec, &[])
+        .await
+        .expect_err("must not start");
+    let ExecError::Spawn {
+        program, source, ..
+    } = &err
+    else {
+        panic!("unexpected {err:?}")
+    };
+    assert_eq!(program, "/nonexistent/autopilot-no-such-program");
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+    assert_eq!(
+        err.to_string(),
+        "start `/nonexistent/autopilot-no-such-program`"
+    );
+    let chain = error_chain(&err);
+    assert!(
+        chain.starts_with("start `/nonexistent/autopilot-no-such-program`: No such file"),
+        "{chain}"
+    );
+}
+
+#[tokio::test]
+async fn missing_cwd_names_the_cwd() {
+    let mut spec = sh("true");
+    spec.cwd = Some("/nonexistent/autopilot-no-such-dir".into());
+    let err = run("nocwd", &spec, &[]).await.expect_err("must not start");
+    assert!(matches!(err, ExecError::Spawn { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "start `sh` in `/nonexistent/autopilot-no-such-dir`"
+    );
+}
+
+#[tokio::test]
+async fn empty_argv_is_rejected() {
+    let spec = ExecSpec::new(Vec::<String>::new());
+    let err = run("empty", &spec, &[]).await.expect_err("must not start");
+    assert!(matches!(err, ExecError::EmptyArgv), "{err:?}");
+}
+
+#[test]
+fn spawn_outside_a_runtime_is_an_error_not_a_panic() {
+    let err = ManagedChild::spawn("nort", &sh("true"), &[]).expect_err("no runtime");
+    assert!(matches!(err, ExecError::NoRuntime { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_group() {
+    // Grandchildren whose parent dies are re-parented to us, so our reaper reaps them and
+    // "gone" means gone, whatever PID 1 does.
+    handlers::set_child_subreaper().expect("become a child subreaper");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh("sleep 60 & echo $! > child.pid; echo $$ > leader.pid; sleep 60");
+    spec.cwd = Some(dir.path().to_path_buf());
+    spec.timeout = Some(Duration::from_millis(300));
+    let started = Instant::now();
+    let outcome = run("slow", &spec, &[]).await.expect("spawn sh");
+    assert_eq!(outcome, RunOutcome::TimedOut);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let leader = read_pid(&dir.path().join("leader.pid")).await;
+    let child = read_pid(&dir.path().join("child.pid")).await;
+    assert!(
+        eventually(Duration::from_secs(5), || is_gone(leader) && is_gone(child)).await,
+        "leader {leader} or grandchild {child} still exists"
+    );
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_when_term_is_ignored() {
+    handlers::set_child_subreaper().expect("become a child subreaper");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh(r#"trap "" TERM; sleep 30 & echo $! > child.pid; touch ready; wait"#);
+    spec.cwd = Some(dir.path().to_path_buf());
+    let mut child = ManagedChild::spawn("stubborn", &spec, &[]).expect("spawn sh");
+    let grandchild = read_pid(&dir.path().join("child.pid")).await;
+    let ready = dir.path().join("ready");
+    assert!(eventually(Duration::from_secs(5), || ready.exists()).await);
+
+    let grace = Duration::from_millis(300);
+    let started = Instant::now();
+    let status = child.stop(Signal::SIGTERM, grace).await;
+    let took = started.elapsed();
+    assert_eq!(status, ExitStatus::Signaled(Signal::SIGKILL as i32));
+    assert!(took >= grace, "returned before the grace period: {took:?}");
+    assert!(took < grace + Duration::from_secs(2), "took {took:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || is_gone(grandchild)).await,
+        "grandchild {grandchild} survived"
+    );
+    assert_eq!(child.try_status(), Some(status));
+}
+
+#[tokio::test]
+async fn stop_returns_early_when_the_process_obeys() {
+    let mut child = ManagedChild::spawn("obedient", &sh("exec sleep 30"), &[]).expect("spawn");
+    let started = Instant::now();
+    let status = child.stop(Signal::SIGTERM, Duration::from_secs(10)).await;
+    assert_eq!(status, ExitStatus::Signaled(Signal::SIGTERM as i32));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn wait_is_cancel_safe_and_cached() {
+    let mut child = ManagedChild::spawn("short", &sh("sleep 0.3; exit 7"), &[]).expect("spawn");
+    assert_eq!(child.try_status(), None);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), child.wait())
+            .await
+            .is_err()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits within 5 s");
+    assert_eq!(status, ExitStatus::Exited(7));
+    assert_eq!(child.wait().await, ExitStatus::Exited(7));
+    assert_eq!(child.try_status(), Some(ExitStatus::Exited(7)));
+}
+
+#[tokio::test]
+async fn group_handle_signals_from_another_task() {
+    let mut child = ManagedChild::spawn("target", &sh("exec sleep 30"), &[]).expect("spawn");
+    let group = child.group();
+    assert_eq!(group.pid(), child.pid());
+    tokio::spawn(async move { group.signal_group(Signal::SIGUSR1) })
+        .await
+        .expect("task")
+        .expect("signal");
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits within 5 s");
+    assert_eq!(status, ExitStatus::Signaled(Signal::SIGUSR1 as i32));
+    // Signalling after it is gone is fine.
+    child
+        .group()
+        .signal_leader(Signal::SIGTERM)
+        .expect("ESRCH is ok");
+    child
+        .group()
+        .signal_group(Signal::SIGTERM)
+        .expect("ESRCH is ok");
+}
+
+#[tokio::test]
+async fn dropping_a_running_child_kills_its_group() {
+    handlers::set_child_subreaper().expect("become a child subreaper");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh("sleep 60 & echo $! > child.pid; sleep 60");
+    spec.cwd = Some(dir.path().to_path_buf());
+    let child = ManagedChild::spawn("dropped", &spec, &[]).expect("spawn");
+    let leader = child.pid() as i32;
+    let grandchild = read_pid(&dir.path().join("child.pid")).await;
+    drop(child);
+    assert!(
+        eventually(Duration::from_secs(5), || is_gone(leader)
+            && is_gone(grandchild))
+        .await,
+        "leader {leader} or grandchild {grandchild} survived the drop"
+    );
+}
+
+/// A `MakeWriter` collecting everything the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+// current_thread runtime: the output forwarding tasks run on this thread, where the
+// subscriber is the default.
+#[tokio::test(flavor = "current_thread")]
+async fn output_goes_to_tracing_and_env_values_do_not() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut spec = sh("echo hello-out; echo hello-err >&2");
+    spec.env = vec![("TOKEN".into(), "s3cr3t-value".into())];
+    let mut child = ManagedChild::spawn("chatty", &spec, &[]).expect("spawn");
+    assert_eq!(child.wait().await, ExitStatus::Exited(0));
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let text = captured.text();
+            text.contains("hello-out") && text.contains("hello-err")
+        })
+        .await,
+        "output not forwarded: {}",
+        captured.text()
+    );
+    let text = captured.text();
+    let out = text
+        .lines()
+        .find(|l| l.contains("hello-out"))
+        .expect("line");
+    let err = text
+        .lines()
+        .find(|l| l.contains("hello-err"))
+        .expect("line");
+    assert!(
+        out.contains("INFO") && out.contains("process=chatty") && out.contains("stream=\"stdout\""),
+        "{out}"
+    );
+    assert!(
+        err.contains("WARN") && err.contains("stream=\"stderr\""),
+        "{err}"
+    );
+    assert!(
+        text.contains("TOKEN"),
+        "env keys are logged at debug: {text}"
+    );
+    assert!(!text.contains("s3cr3t-value"), "env value leaked: {text}");
+    assert!(!format!("{spec:?}").contains("s3cr3t-value"));
+}
