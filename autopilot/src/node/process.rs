@@ -191,9 +191,9 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) {
     let mut child = match ManagedChild::spawn("main", spec, &state.args.env) {
         Ok(c) => c,
         Err(e) => {
-            error!(cause = %e, "failed to start the main process");
+            error!(cause = %handlers::error_chain(&e), "failed to start the main process");
             state.args.events.send(ProcessEvent::SpawnFailed {
-                message: e.to_string(),
+                message: handlers::error_chain(&e),
             });
             return;
         }
