@@ -1,9 +1,30 @@
 //! Configuration: YAML → raw serde structs → validated [`Config`].
 //!
 //! Every error names the file, line, column and field and says what was expected.
+//!
+//! - `raw.rs`: the file as written (serde, unknown fields denied);
+//! - `validate.rs`: raw → [`Config`], collecting every problem; `checks.rs` and `secrets.rs`
+//!   hold its value checks and secret reading;
+//! - `locate.rs`: maps a field path to its line and column;
+//! - `load.rs`: [`load`] and [`parse`];
+//! - `render.rs`: [`Config::to_effective_yaml`];
+//! - `error.rs`: [`ConfigError`] and [`Problem`].
 
+mod checks;
+mod error;
+mod load;
+mod locate;
 mod model;
+mod raw;
+mod render;
+mod secrets;
+mod validate;
 
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, Problem};
+pub use load::{load, parse};
 pub use model::*;
 // TEMP until the config branch lands
 pub fn load(_p: &std::path::Path) -> Result<Config, String> { Err("x".into()) }

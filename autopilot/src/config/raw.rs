@@ -1,0 +1,397 @@
+//! The file as written: serde structs that mirror the YAML one to one.
+//!
+//! Every struct denies unknown fields, so a typo is an error that names the field and lists the
+//! expected ones. Fields that are required are still `Option` here: `validate.rs` reports a
+//! missing field together with every other problem instead of stopping at the first one.
+//! Leaf types that need a better message than serde's (durations, exec lists, env values,
+//! `max_restarts`) have their own `Deserialize`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// Who this node is.
+    pub node: RawNode,
+    /// The cluster names; required with `store`.
+    pub cluster: Option<RawCluster>,
+    /// The etcd store; absent means standalone.
+    pub store: Option<RawStore>,
+    /// The engine kind.
+    pub engine: RawEngine,
+    /// The main process; required (checked in validate, with the other problems).
+    pub process: Option<RawProcess>,
+    /// Lifecycle handlers.
+    pub handlers: RawHandlers,
+    /// Periodic jobs.
+    pub jobs: Vec<RawJob>,
+    /// Metrics listener.
+    pub telemetry: RawTelemetry,
+    /// Logging.
+    pub log: RawLog,
+}
+
+/// `node:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawNode {
+    /// Node id; default: the host name.
+    pub name: Option<String>,
+    /// Address peers reach the database at; default 127.0.0.1 unless `store` is set.
+    pub address: Option<String>,
+    /// Failover preference; default 100.
+    pub priority: Option<u32>,
+    /// Never promote automatically; default false.
+    pub nofailover: Option<bool>,
+}
+
+/// `cluster:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    /// First etcd path part.
+    pub namespace: Option<String>,
+    /// Second etcd path part.
+    pub project: Option<String>,
+    /// Third etcd path part.
+    pub name: Option<String>,
+}
+
+/// `store:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawStore {
+    /// How to reach etcd; required.
+    pub etcd: Option<RawEtcd>,
+    /// Key prefix; default `/autopilot`.
+    pub prefix: Option<String>,
+    /// Lease TTL; default 10s.
+    pub ttl: Option<RawDuration>,
+}
+
+/// `store.etcd:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawEtcd {
+    /// Member URLs; required, non-empty.
+    pub endpoints: Option<Vec<String>>,
+    /// Optional etcd user.
+    pub username: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Accepted only to reject it with a helpful message; its value is never shown.
+    pub password: Option<de::IgnoredAny>,
+}
+
+/// `engine:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawEngine {
+    /// Engine kind; default `process`. A string so unsupported kinds get a specific message.
+    pub kind: Option<String>,
+}
+
+/// `process:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawProcess {
+    /// Program and arguments; required.
+    pub exec: Option<Exec>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Extra environment.
+    pub env: RawEnv,
+    /// Grace period after the stop signal; default 30s.
+    pub stop_timeout: Option<RawDuration>,
+    /// Restart policy; default never.
+    pub restart: Option<RawRestart>,
+}
+
+/// `process.restart:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawRestart {
+    /// never | on-failure | always; default never.
+    pub policy: Option<RawPolicy>,
+    /// First delay; default 1s.
+    pub initial_backoff: Option<RawDuration>,
+    /// Delay cap; default 30s.
+    pub max_backoff: Option<RawDuration>,
+    /// Consecutive restarts before giving up; default 10.
+    pub max_restarts: Option<MaxRestarts>,
+    /// Run time that resets the restart count; default 60s.
+    pub reset_after: Option<RawDuration>,
+}
+
+/// `process.restart.policy`
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawPolicy {
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// `handlers:`; keys are camelCase as in the design sketch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawHandlers {
+    #[serde(rename = "preStart")]
+    pub pre_start: Option<RawHandler>,
+    pub health: Option<RawHandler>,
+    #[serde(rename = "onChange")]
+    pub on_change: Option<RawHandler>,
+    #[serde(rename = "preStop")]
+    pub pre_stop: Option<RawHandler>,
+    #[serde(rename = "postStop")]
+    pub post_stop: Option<RawHandler>,
+}
+
+/// One handler.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawHandler {
+    /// Program and arguments; required.
+    pub exec: Option<Exec>,
+    /// Extra environment.
+    pub env: RawEnv,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Kill after this; default depends on the handler.
+    pub timeout: Option<RawDuration>,
+    /// Only for `health`, where it is required.
+    pub interval: Option<RawDuration>,
+}
+
+/// One entry of `jobs:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawJob {
+    /// Unique name; required.
+    pub name: Option<String>,
+    /// Program and arguments; required.
+    pub exec: Option<Exec>,
+    /// Extra environment.
+    pub env: RawEnv,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Run period; required.
+    pub interval: Option<RawDuration>,
+    /// Kill after this; default: the interval.
+    pub timeout: Option<RawDuration>,
+}
+
+/// `telemetry:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    /// `host:port` or `off`; default `0.0.0.0:9187`.
+    pub listen: Option<String>,
+}
+
+/// `log:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawLog {
+    /// EnvFilter directive; default `info`.
+    pub level: Option<String>,
+    /// text | json; default text.
+    pub format: Option<RawLogFormat>,
+}
+
+/// `log.format`
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawLogFormat {
+    Text,
+    Json,
+}
+
+/// A duration written as `10s`, `500ms`, `1m30s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawDuration(pub Duration);
+
+/// What a duration should look like; used in every duration message.
+pub(crate) const DURATION_EXPECTED: &str = "expected a duration like 10s or 500ms";
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like 10s or 500ms")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawDuration, E> {
+                if s.trim_start().starts_with('-') {
+                    return Err(E::custom(format!(
+                        "{s} is negative; expected a positive duration like 10s or 500ms"
+                    )));
+                }
+                humantime::parse_duration(s).map(RawDuration).map_err(|e| {
+                    E::custom(format!("{s} is not a duration ({e}); {DURATION_EXPECTED}"))
+                })
+            }
+        }
+        de.deserialize_str(V)
+    }
+}
+
+/// A program and its arguments; a plain string is rejected with a hint to write a list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Exec(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Exec {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Exec;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings like [prog, arg]")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Exec, E> {
+                Err(E::custom(format!(
+                    "is the string {s:?}; expected a list like [prog, arg] (no shell splitting is done)"
+                )))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Exec, A::Error> {
+                let mut out = Vec::new();
+                while let Some(arg) = seq.next_element::<String>()? {
+                    out.push(arg);
+                }
+                Ok(Exec(out))
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+/// An environment mapping, kept in file order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RawEnv(pub Vec<(String, RawEnvValue)>);
+
+impl<'de> Deserialize<'de> for RawEnv {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEnv;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of NAME: value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEnv, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, RawEnvValue>()? {
+                    out.push((k, v));
+                }
+                Ok(RawEnv(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawEnv, E> {
+                Ok(RawEnv::default())
+            }
+        }
+        de.deserialize_map(V)
+    }
+}
+
+/// An environment value as written: text, or where to read a secret from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RawEnvValue {
+    /// `NAME: "text"`
+    Plain(String),
+    /// `NAME: { file: PATH }`
+    File(String),
+    /// `NAME: { env: VAR }`
+    Env(String),
+}
+
+/// What an env value should look like.
+const ENV_EXPECTED: &str =
+    "expected a string (quote numbers and booleans), {file: PATH} or {env: VAR}";
+
+impl<'de> Deserialize<'de> for RawEnvValue {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEnvValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(ENV_EXPECTED.trim_start_matches("expected "))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawEnvValue, E> {
+                Ok(RawEnvValue::Plain(s.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEnvValue, A::Error> {
+                let mut found: Option<RawEnvValue> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = match key.as_str() {
+                        "file" => RawEnvValue::File(map.next_value()?),
+                        "env" => RawEnvValue::Env(map.next_value()?),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "unknown key `{other}`; {ENV_EXPECTED}"
+                            )));
+                        }
+                    };
+                    if found.is_some() {
+                        return Err(de::Error::custom(format!(
+                            "has both `file` and `env`; {ENV_EXPECTED}"
+                        )));
+                    }
+                    found = Some(value);
+                }
+                found.ok_or_else(|| {
+                    de::Error::custom(format!("is an empty mapping; {ENV_EXPECTED}"))
+                })
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+/// `max_restarts`: a count or `unlimited`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MaxRestarts(pub Option<u32>);
+
+impl<'de> Deserialize<'de> for MaxRestarts {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = MaxRestarts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number or `unlimited`")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<MaxRestarts, E> {
+                u32::try_from(n).map(|n| MaxRestarts(Some(n))).map_err(|_| {
+                    E::custom(format!(
+                        "{n} is too large; expected a whole number up to {} or `unlimited`",
+                        u32::MAX
+                    ))
+                })
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<MaxRestarts, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "{n} is negative; expected a whole number or `unlimited`"
+                    ))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<MaxRestarts, E> {
+                if s == "unlimited" {
+                    Ok(MaxRestarts(None))
+                } else {
+                    Err(E::custom(format!(
+                        "{s:?} is not a count; expected a whole number or `unlimited`"
+                    )))
+                }
+            }
+        }
+        de.deserialize_any(V)
+    }
+}

@@ -1,0 +1,220 @@
+//! [`Config::to_effective_yaml`]: the configuration as the agent will run it, every default
+//! written out, in the file's own schema so it parses again to the same [`Config`].
+//!
+//! Secrets are shown by where they come from (`password_file: /x  # <secret from file /x>`),
+//! never by value. Hand-written rather than serialised so that key order follows the docs and
+//! the secret comments can be added.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::checks::show;
+use super::model::*;
+use super::secrets::origin_parts;
+
+impl Config {
+    /// The effective configuration as YAML: defaults filled in, relative paths resolved,
+    /// secrets replaced by their origin. Parsing it again yields the same configuration.
+    pub fn to_effective_yaml(&self) -> String {
+        let mut o = Out::default();
+        o.line(0, "node:");
+        o.kv(1, "name", &self.node.name);
+        o.kv(1, "address", &self.node.address);
+        o.kv(1, "priority", &self.node.priority.to_string());
+        o.kv(1, "nofailover", &self.node.nofailover.to_string());
+        if let Some(c) = &self.cluster {
+            o.line(0, "cluster:");
+            o.kv(1, "namespace", &c.namespace);
+            o.kv(1, "project", &c.project);
+            o.kv(1, "name", &c.name);
+        }
+        if let Some(s) = &self.store {
+            o.line(0, "store:");
+            o.line(1, "etcd:");
+            o.list(2, "endpoints", &s.endpoints);
+            if let Some(u) = &s.username {
+                o.kv(2, "username", u);
+            }
+            if let Some(p) = &s.password {
+                let (kind, from) = origin_parts(p);
+                o.secret(2, &format!("password_{kind}"), from, p);
+            }
+            o.kv(1, "prefix", &s.prefix);
+            o.kv(1, "ttl", &show(s.ttl));
+        }
+        o.line(0, "engine:");
+        o.kv(
+            1,
+            "kind",
+            match self.engine.kind {
+                EngineKind::Process => "process",
+            },
+        );
+        let p = &self.process;
+        o.line(0, "process:");
+        o.list(1, "exec", &p.exec);
+        o.cwd(1, p.cwd.as_deref());
+        o.env(1, &p.env);
+        o.kv(1, "stop_timeout", &show(p.stop_timeout));
+        o.line(1, "restart:");
+        match p.restart {
+            RestartPolicy::Never => o.kv(2, "policy", "never"),
+            RestartPolicy::OnFailure(b) => o.backoff(2, "on-failure", &b),
+            RestartPolicy::Always(b) => o.backoff(2, "always", &b),
+        }
+        let h = &self.handlers;
+        let all = [
+            ("preStart", &h.pre_start),
+            ("health", &h.health),
+            ("onChange", &h.on_change),
+            ("preStop", &h.pre_stop),
+            ("postStop", &h.post_stop),
+        ];
+        if all.iter().all(|(_, h)| h.is_none()) {
+            o.line(0, "handlers: {}");
+        } else {
+            o.line(0, "handlers:");
+            for (name, handler) in all {
+                if let Some(handler) = handler {
+                    o.line(1, &format!("{name}:"));
+                    o.handler(2, handler);
+                }
+            }
+        }
+        if self.jobs.is_empty() {
+            o.line(0, "jobs: []");
+        } else {
+            o.line(0, "jobs:");
+            for job in &self.jobs {
+                o.line(1, &format!("- name: {}", scalar(&job.name)));
+                o.handler(2, &job.handler);
+            }
+        }
+        o.line(0, "telemetry:");
+        match self.telemetry.listen {
+            Some(addr) => o.kv(1, "listen", &addr.to_string()),
+            None => o.kv(1, "listen", "off"),
+        }
+        o.line(0, "log:");
+        o.kv(1, "level", &self.log.level);
+        o.kv(
+            1,
+            "format",
+            match self.log.format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+        );
+        o.0
+    }
+}
+
+/// The text being built, two spaces per level.
+#[derive(Default)]
+struct Out(String);
+
+impl Out {
+    fn line(&mut self, level: usize, text: &str) {
+        let _ = writeln!(self.0, "{:width$}{text}", "", width = level * 2);
+    }
+
+    fn kv(&mut self, level: usize, key: &str, value: &str) {
+        self.line(level, &format!("{key}: {}", scalar(value)));
+    }
+
+    fn list(&mut self, level: usize, key: &str, items: &[String]) {
+        if items.is_empty() {
+            self.line(level, &format!("{key}: []"));
+            return;
+        }
+        self.line(level, &format!("{key}:"));
+        for item in items {
+            self.line(level + 1, &format!("- {}", scalar(item)));
+        }
+    }
+
+    fn secret(&mut self, level: usize, key: &str, from: &str, secret: &Secret) {
+        self.line(level, &format!("{key}: {}  # {secret}", scalar(from)));
+    }
+
+    fn cwd(&mut self, level: usize, cwd: Option<&Path>) {
+        if let Some(cwd) = cwd {
+            self.kv(level, "cwd", &cwd.to_string_lossy());
+        }
+    }
+
+    fn env(&mut self, level: usize, env: &[EnvVar]) {
+        if env.is_empty() {
+            self.line(level, "env: {}");
+            return;
+        }
+        self.line(level, "env:");
+        for var in env {
+            match &var.value {
+                EnvValue::Plain(v) => self.kv(level + 1, &var.name, v),
+                EnvValue::Secret(s) => {
+                    let (kind, from) = origin_parts(s);
+                    self.line(level + 1, &format!("{}:", var.name));
+                    self.secret(level + 2, kind, from, s);
+                }
+            }
+        }
+    }
+
+    fn backoff(&mut self, level: usize, policy: &str, b: &Backoff) {
+        self.kv(level, "policy", policy);
+        self.kv(level, "initial_backoff", &show(b.initial));
+        self.kv(level, "max_backoff", &show(b.max));
+        match b.max_restarts {
+            Some(n) => self.kv(level, "max_restarts", &n.to_string()),
+            None => self.kv(level, "max_restarts", "unlimited"),
+        }
+        self.kv(level, "reset_after", &show(b.reset_after));
+    }
+
+    fn handler(&mut self, level: usize, h: &HandlerConfig) {
+        self.list(level, "exec", &h.exec);
+        self.env(level, &h.env);
+        self.cwd(level, h.cwd.as_deref());
+        if let Some(i) = h.interval {
+            self.kv(level, "interval", &show(i));
+        }
+        self.kv(level, "timeout", &show(h.timeout));
+    }
+}
+
+/// A YAML scalar for `s`: plain when that reads back as the same string, else double-quoted
+/// (JSON string syntax is valid YAML).
+fn scalar(s: &str) -> String {
+    let plain_chars = s.chars().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | ':' | '-' | '=' | '+' | ',')
+    });
+    let plain_start = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-'));
+    let reads_back = || matches!(yaml_serde::from_str::<yaml_serde::Value>(s), Ok(yaml_serde::Value::String(v)) if v == s);
+    if plain_chars && plain_start && reads_back() {
+        s.to_owned()
+    } else {
+        serde_json::to_string(s).expect("serialising a string to JSON cannot fail")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scalar;
+
+    #[test]
+    fn scalars_are_quoted_only_when_needed() {
+        assert_eq!(scalar("db-node-1"), "db-node-1");
+        assert_eq!(scalar("http://127.0.0.1:2379"), "http://127.0.0.1:2379");
+        assert_eq!(scalar("--port"), "--port");
+        assert_eq!(scalar("6379"), "\"6379\"");
+        assert_eq!(scalar("true"), "\"true\"");
+        assert_eq!(scalar(""), "\"\"");
+        assert_eq!(scalar("a b"), "\"a b\"");
+        assert_eq!(scalar("# x"), "\"# x\"");
+        assert_eq!(scalar("line\nbreak"), "\"line\\nbreak\"");
+    }
+}
