@@ -12,6 +12,7 @@
 
 mod checks;
 mod error;
+mod leaves;
 mod load;
 mod locate;
 mod model;

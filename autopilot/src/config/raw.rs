@@ -235,9 +235,9 @@ impl<'de> Deserialize<'de> for RawDuration {
                         "{s} is negative; expected a positive duration like 10s or 500ms"
                     )));
                 }
-                humantime::parse_duration(s).map(RawDuration).map_err(|e| {
-                    E::custom(format!("{s} is not a duration ({e}); {DURATION_EXPECTED}"))
-                })
+                humantime::parse_duration(s)
+                    .map(RawDuration)
+                    .map_err(|_| E::custom(format!("{s} is not a duration; {DURATION_EXPECTED}")))
             }
         }
         de.deserialize_str(V)

@@ -20,8 +20,8 @@ impl Config {
         o.line(0, "node:");
         o.kv(1, "name", &self.node.name);
         o.kv(1, "address", &self.node.address);
-        o.kv(1, "priority", &self.node.priority.to_string());
-        o.kv(1, "nofailover", &self.node.nofailover.to_string());
+        o.raw(1, "priority", &self.node.priority.to_string());
+        o.raw(1, "nofailover", &self.node.nofailover.to_string());
         if let Some(c) = &self.cluster {
             o.line(0, "cluster:");
             o.kv(1, "namespace", &c.namespace);
@@ -122,6 +122,11 @@ impl Out {
         self.line(level, &format!("{key}: {}", scalar(value)));
     }
 
+    /// A value written as is (numbers, booleans).
+    fn raw(&mut self, level: usize, key: &str, value: &str) {
+        self.line(level, &format!("{key}: {value}"));
+    }
+
     fn list(&mut self, level: usize, key: &str, items: &[String]) {
         if items.is_empty() {
             self.line(level, &format!("{key}: []"));
@@ -166,7 +171,7 @@ impl Out {
         self.kv(level, "initial_backoff", &show(b.initial));
         self.kv(level, "max_backoff", &show(b.max));
         match b.max_restarts {
-            Some(n) => self.kv(level, "max_restarts", &n.to_string()),
+            Some(n) => self.raw(level, "max_restarts", &n.to_string()),
             None => self.kv(level, "max_restarts", "unlimited"),
         }
         self.kv(level, "reset_after", &show(b.reset_after));

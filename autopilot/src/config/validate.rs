@@ -4,7 +4,7 @@
 //! handling it here does not compile. Problems are recorded with a field path and whether they
 //! concern the key or the value; [`Validator::finish`] turns them into [`Problem`]s with line
 //! and column via `locate.rs`. Relative paths (`cwd`, `password_file`, `env.*.file`) resolve
-//! against the config file's directory; secrets are read here, at load time.
+//! against the config file's directory; secrets are read at load time (leaf checks: `leaves.rs`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use super::error::Problem;
 use super::locate::{FieldPath, Target, locate_or_parent};
 use super::model::*;
 use super::raw::*;
-use super::secrets::{self, EnvLookup};
+use super::secrets::EnvLookup;
 
 /// How the host name is found when `node.name` is not set; tests inject their own.
 pub(crate) type HostLookup<'a> = &'a dyn Fn() -> Result<String, String>;
@@ -23,15 +23,15 @@ pub(crate) type HostLookup<'a> = &'a dyn Fn() -> Result<String, String>;
 /// What validation needs besides the raw structs.
 pub(crate) struct Validator<'a> {
     /// The YAML text, to locate problems.
-    text: &'a str,
+    pub(super) text: &'a str,
     /// The config file's directory; relative paths resolve against it.
-    base_dir: PathBuf,
+    pub(super) base_dir: PathBuf,
     /// Environment variables, for `{env: VAR}` secrets.
-    env: EnvLookup<'a>,
+    pub(super) env: EnvLookup<'a>,
     /// The host name, the default node name.
-    hostname: HostLookup<'a>,
+    pub(super) hostname: HostLookup<'a>,
     /// Problems so far: where, key or value, message.
-    problems: Vec<(FieldPath, Option<FieldPath>, Target, String)>,
+    pub(super) problems: Vec<(FieldPath, Option<FieldPath>, Target, String)>,
 }
 
 fn root(key: &str) -> FieldPath {
@@ -56,7 +56,12 @@ impl<'a> Validator<'a> {
     }
 
     /// Record a problem located at `field` itself.
-    fn problem(&mut self, field: &FieldPath, target: Target, message: impl Into<String>) {
+    pub(super) fn problem(
+        &mut self,
+        field: &FieldPath,
+        target: Target,
+        message: impl Into<String>,
+    ) {
         self.problems
             .push((field.clone(), None, target, message.into()));
     }
@@ -674,132 +679,6 @@ impl<'a> Validator<'a> {
             Some(RawLogFormat::Json) => LogFormat::Json,
         };
         LogConfig { level, format }
-    }
-
-    /// `exec` under `at`: required, non-empty, with a non-empty program.
-    fn exec(&mut self, at: &FieldPath, exec: Option<Exec>) -> Vec<String> {
-        let field = at.key("exec");
-        match exec {
-            None => {
-                self.problem(
-                    &field,
-                    Target::Key,
-                    "required; expected a list like [prog, arg]",
-                );
-                Vec::new()
-            }
-            Some(Exec(list)) if list.is_empty() => {
-                self.problem(
-                    &field,
-                    Target::Value,
-                    "is empty; expected a list like [prog, arg]",
-                );
-                list
-            }
-            Some(Exec(list)) => {
-                if list[0].trim().is_empty() {
-                    self.problem(
-                        &field.index(0),
-                        Target::Value,
-                        "the program is empty; expected a program name or path",
-                    );
-                }
-                list
-            }
-        }
-    }
-
-    /// A working directory, resolved against the config directory.
-    fn cwd(&mut self, field: &FieldPath, cwd: Option<String>) -> Option<PathBuf> {
-        let cwd = cwd?;
-        if cwd.is_empty() {
-            self.problem(field, Target::Value, "is empty; expected a directory path");
-            return None;
-        }
-        Some(self.resolve(&cwd))
-    }
-
-    fn resolve(&self, path: &str) -> PathBuf {
-        let path = Path::new(path);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
-    }
-
-    /// An environment mapping; secrets are read now.
-    fn env(&mut self, at: &FieldPath, raw: RawEnv) -> Vec<EnvVar> {
-        let mut out: Vec<EnvVar> = Vec::with_capacity(raw.0.len());
-        for (name, value) in raw.0 {
-            let field = at.key(&name);
-            if let Err(e) = checks::env_name(&name) {
-                self.problem(&field, Target::Key, e);
-            } else if out.iter().any(|v| v.name == name) {
-                self.problem(
-                    &field,
-                    Target::Key,
-                    "is set twice; expected each variable once",
-                );
-            }
-            let value = match value {
-                RawEnvValue::Plain(v) => Some(EnvValue::Plain(v)),
-                RawEnvValue::File(f) => self
-                    .secret_file(&field.key("file"), &f)
-                    .map(EnvValue::Secret),
-                RawEnvValue::Env(v) => self.secret_env(&field.key("env"), &v).map(EnvValue::Secret),
-            };
-            if let Some(value) = value {
-                out.push(EnvVar { name, value });
-            }
-        }
-        out
-    }
-
-    fn secret_file(&mut self, field: &FieldPath, file: &str) -> Option<Secret> {
-        if file.is_empty() {
-            self.problem(
-                field,
-                Target::Value,
-                "is empty; expected the path of a secret file",
-            );
-            return None;
-        }
-        let path = self.resolve(file);
-        secrets::from_file(&path)
-            .map_err(|e| self.problem(field, Target::Value, e))
-            .ok()
-    }
-
-    fn secret_env(&mut self, field: &FieldPath, var: &str) -> Option<Secret> {
-        if let Err(e) = checks::env_name(var) {
-            self.problem(field, Target::Value, e);
-            return None;
-        }
-        secrets::from_env(var, self.env)
-            .map_err(|e| self.problem(field, Target::Value, e))
-            .ok()
-    }
-
-    /// A duration that must be positive; `default` when absent.
-    fn duration(
-        &mut self,
-        field: &FieldPath,
-        raw: Option<RawDuration>,
-        default: Duration,
-    ) -> Duration {
-        match raw {
-            None => default,
-            Some(RawDuration(d)) if d.is_zero() => {
-                self.problem(
-                    field,
-                    Target::Value,
-                    "is zero; expected a duration greater than 0 like 10s or 500ms",
-                );
-                default
-            }
-            Some(RawDuration(d)) => d,
-        }
     }
 }
 

@@ -1,0 +1,140 @@
+//! Leaf checks of the validator: exec lists, working directories, environment mappings,
+//! secrets and durations. Shared by the process, handler and job sections of `validate.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::checks;
+use super::locate::{FieldPath, Target};
+use super::model::{EnvValue, EnvVar, Secret};
+use super::raw::{Exec, RawDuration, RawEnv, RawEnvValue};
+use super::secrets;
+use super::validate::Validator;
+
+impl Validator<'_> {
+    /// `exec` under `at`: required, non-empty, with a non-empty program.
+    pub(super) fn exec(&mut self, at: &FieldPath, exec: Option<Exec>) -> Vec<String> {
+        let field = at.key("exec");
+        match exec {
+            None => {
+                self.problem(
+                    &field,
+                    Target::Key,
+                    "required; expected a list like [prog, arg]",
+                );
+                Vec::new()
+            }
+            Some(Exec(list)) if list.is_empty() => {
+                self.problem(
+                    &field,
+                    Target::Value,
+                    "is empty; expected a list like [prog, arg]",
+                );
+                list
+            }
+            Some(Exec(list)) => {
+                if list[0].trim().is_empty() {
+                    self.problem(
+                        &field.index(0),
+                        Target::Value,
+                        "the program is empty; expected a program name or path",
+                    );
+                }
+                list
+            }
+        }
+    }
+
+    /// A working directory, resolved against the config directory.
+    pub(super) fn cwd(&mut self, field: &FieldPath, cwd: Option<String>) -> Option<PathBuf> {
+        let cwd = cwd?;
+        if cwd.is_empty() {
+            self.problem(field, Target::Value, "is empty; expected a directory path");
+            return None;
+        }
+        Some(self.resolve(&cwd))
+    }
+
+    pub(super) fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// An environment mapping; secrets are read now.
+    pub(super) fn env(&mut self, at: &FieldPath, raw: RawEnv) -> Vec<EnvVar> {
+        let mut out: Vec<EnvVar> = Vec::with_capacity(raw.0.len());
+        for (name, value) in raw.0 {
+            let field = at.key(&name);
+            if let Err(e) = checks::env_name(&name) {
+                self.problem(&field, Target::Key, e);
+            } else if out.iter().any(|v| v.name == name) {
+                self.problem(
+                    &field,
+                    Target::Key,
+                    "is set twice; expected each variable once",
+                );
+            }
+            let value = match value {
+                RawEnvValue::Plain(v) => Some(EnvValue::Plain(v)),
+                RawEnvValue::File(f) => self
+                    .secret_file(&field.key("file"), &f)
+                    .map(EnvValue::Secret),
+                RawEnvValue::Env(v) => self.secret_env(&field.key("env"), &v).map(EnvValue::Secret),
+            };
+            if let Some(value) = value {
+                out.push(EnvVar { name, value });
+            }
+        }
+        out
+    }
+
+    pub(super) fn secret_file(&mut self, field: &FieldPath, file: &str) -> Option<Secret> {
+        if file.is_empty() {
+            self.problem(
+                field,
+                Target::Value,
+                "is empty; expected the path of a secret file",
+            );
+            return None;
+        }
+        let path = self.resolve(file);
+        secrets::from_file(&path)
+            .map_err(|e| self.problem(field, Target::Value, e))
+            .ok()
+    }
+
+    pub(super) fn secret_env(&mut self, field: &FieldPath, var: &str) -> Option<Secret> {
+        if let Err(e) = checks::env_name(var) {
+            self.problem(field, Target::Value, e);
+            return None;
+        }
+        secrets::from_env(var, self.env)
+            .map_err(|e| self.problem(field, Target::Value, e))
+            .ok()
+    }
+
+    /// A duration that must be positive; `default` when absent.
+    pub(super) fn duration(
+        &mut self,
+        field: &FieldPath,
+        raw: Option<RawDuration>,
+        default: Duration,
+    ) -> Duration {
+        match raw {
+            None => default,
+            Some(RawDuration(d)) if d.is_zero() => {
+                self.problem(
+                    field,
+                    Target::Value,
+                    "is zero; expected a duration greater than 0 like 10s or 500ms",
+                );
+                default
+            }
+            Some(RawDuration(d)) => d,
+        }
+    }
+}
