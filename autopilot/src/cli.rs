@@ -73,7 +73,12 @@ pub fn main() -> i32 {
 
 fn load(path: &Path) -> Result<Config, i32> {
     config::load(path).map_err(|e| {
-        eprintln!("autopilot: invalid configuration:\n{e}");
+        match e {
+            config::ConfigError::Invalid { .. } => {
+                eprintln!("autopilot: invalid configuration:\n{e}")
+            }
+            _ => eprintln!("autopilot: {}", handlers::error_chain(&e)),
+        }
         exit_code::USAGE
     })
 }

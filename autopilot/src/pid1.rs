@@ -8,7 +8,7 @@
 use nix::sys::signal::Signal;
 use nix::unistd::getpid;
 use ractor::ActorRef;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, warn};
 
 use crate::node::SupervisorMsg;

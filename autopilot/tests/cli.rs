@@ -39,7 +39,10 @@ fn check_config_prints_the_effective_configuration() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let yaml = text(&out.stdout);
     for default in ["stop_timeout", "listen", "9187", "level"] {
-        assert!(yaml.contains(default), "effective config lacks {default}:\n{yaml}");
+        assert!(
+            yaml.contains(default),
+            "effective config lacks {default}:\n{yaml}"
+        );
     }
 }
 
@@ -55,9 +58,15 @@ fn check_config_reports_every_problem_with_its_place_and_exits_64() {
     let out = autopilot(&["check-config", file.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(64));
     let err = text(&out.stderr);
-    assert!(err.contains("agent.yaml:4:"), "names the health line:\n{err}");
+    assert!(
+        err.contains("agent.yaml:4:"),
+        "names the health line:\n{err}"
+    );
     assert!(err.contains("handlers.health.timeout"), "{err}");
-    assert!(err.contains("jobs[0].name") || err.contains("jobs.0.name"), "{err}");
+    assert!(
+        err.contains("jobs[0].name") || err.contains("jobs.0.name"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -14,7 +14,11 @@ pub fn free_port() -> u16 {
 }
 
 /// Poll `check` every `every` until it returns `Some` or `within` has passed.
-pub fn eventually<T>(within: Duration, every: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn eventually<T>(
+    within: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check() {

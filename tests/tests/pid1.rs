@@ -63,7 +63,9 @@ telemetry: {{ listen: "127.0.0.1:{port}" }}
     })
     .expect("the agent runs under unshare");
     let spawned = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-        std::fs::read_to_string(&events).ok().filter(|s| s.contains("spawned"))
+        std::fs::read_to_string(&events)
+            .ok()
+            .filter(|s| s.contains("spawned"))
     });
     assert!(spawned.is_some(), "main did not run; log:\n{}", agent.log());
 
@@ -71,23 +73,39 @@ telemetry: {{ listen: "127.0.0.1:{port}" }}
     let url = format!("http://127.0.0.1:{port}/metrics");
     let reaped = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
         let text = reqwest::blocking::get(&url).ok()?.text().ok()?;
-        let line = text.lines().find(|l| l.starts_with("autopilot_orphans_reaped_total"))?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("autopilot_orphans_reaped_total"))?;
         let n: f64 = line.rsplit(' ').next()?.parse().ok()?;
         (n >= 8.0).then_some(n)
     });
-    assert!(reaped.is_some(), "orphans were not reaped; log:\n{}", agent.log());
+    assert!(
+        reaped.is_some(),
+        "orphans were not reaped; log:\n{}",
+        agent.log()
+    );
     // ... and none of the agent's children is left a zombie.
     let zombies: Vec<_> = processes()
         .into_iter()
         .filter(|&(_, ppid, state)| ppid == agent_pid && state == 'Z')
         .collect();
-    assert!(zombies.is_empty(), "zombies left under the agent: {zombies:?}");
+    assert!(
+        zombies.is_empty(),
+        "zombies left under the agent: {zombies:?}"
+    );
 
     // As PID 1 it still stops on SIGTERM, and the whole namespace goes with it.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent_pid), nix::sys::signal::Signal::SIGTERM)
-        .expect("signal the agent");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal the agent");
     let gone = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
         (!std::path::Path::new(&format!("/proc/{agent_pid}")).exists()).then_some(())
     });
-    assert!(gone.is_some(), "the agent did not stop on SIGTERM; log:\n{}", agent.log());
+    assert!(
+        gone.is_some(),
+        "the agent did not stop on SIGTERM; log:\n{}",
+        agent.log()
+    );
 }

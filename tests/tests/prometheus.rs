@@ -59,7 +59,10 @@ scrape_configs:
     let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
     let child = Command::new(prometheus)
         .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -96,7 +99,10 @@ scrape_configs:
     let hist = format!("{api}/query?query=autopilot_handler_duration_seconds_count");
     assert!(
         eventually(Duration::from_secs(5), Duration::from_millis(250), || {
-            query(&hist)?["result"].as_array().filter(|r| !r.is_empty()).map(|_| ())
+            query(&hist)?["result"]
+                .as_array()
+                .filter(|r| !r.is_empty())
+                .map(|_| ())
         })
         .is_some(),
         "handler duration histogram not in Prometheus"

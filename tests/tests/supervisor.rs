@@ -57,7 +57,9 @@ fn append(what: &str) -> String {
 }
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
-    status.code().expect("the agent exits with a code, not by a signal")
+    status
+        .code()
+        .expect("the agent exits with a code, not by a signal")
 }
 
 #[test]
@@ -83,9 +85,15 @@ telemetry: {{ listen: "off" }}
     let healthy_twice = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
         (s.events().iter().filter(|l| *l == "health").count() >= 2).then_some(())
     });
-    assert!(healthy_twice.is_some(), "no health runs; log:\n{}", agent.log());
+    assert!(
+        healthy_twice.is_some(),
+        "no health runs; log:\n{}",
+        agent.log()
+    );
     agent.signal(Signal::SIGTERM);
-    let status = agent.wait_exit(Duration::from_secs(15)).expect("agent exits after SIGTERM");
+    let status = agent
+        .wait_exit(Duration::from_secs(15))
+        .expect("agent exits after SIGTERM");
     assert_eq!(exit_code(status), 0, "log:\n{}", agent.log());
 
     // Collapse the repeated health lines, then the order must be exact.
@@ -93,7 +101,14 @@ telemetry: {{ listen: "off" }}
     order.dedup();
     assert_eq!(
         order,
-        ["preStart", "main", "health", "preStop", "main-stopped", "postStop 0"],
+        [
+            "preStart",
+            "main",
+            "health",
+            "preStop",
+            "main-stopped",
+            "postStop 0"
+        ],
         "log:\n{}",
         agent.log()
     );
@@ -111,7 +126,9 @@ telemetry: { listen: "off" }
 "#,
     );
     let mut agent = Agent::run(&config);
-    let status = agent.wait_exit(Duration::from_secs(10)).expect("agent exits");
+    let status = agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("agent exits");
     assert_eq!(exit_code(status), 3, "log:\n{}", agent.log());
     assert_eq!(s.events(), ["postStop 3"]);
 }
@@ -126,7 +143,9 @@ telemetry: { listen: "off" }
 "#,
     );
     let mut agent = Agent::run(&config);
-    let status = agent.wait_exit(Duration::from_secs(10)).expect("agent exits");
+    let status = agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("agent exits");
     assert_eq!(exit_code(status), 128 + 9, "log:\n{}", agent.log());
 }
 
@@ -142,12 +161,21 @@ telemetry: { listen: "off" }
 "#,
     );
     let mut agent = Agent::run(&config);
-    assert!(s.wait_for_event("main", Duration::from_secs(10)), "log:\n{}", agent.log());
+    assert!(
+        s.wait_for_event("main", Duration::from_secs(10)),
+        "log:\n{}",
+        agent.log()
+    );
     let asked = Instant::now();
     agent.signal(Signal::SIGTERM);
-    let status = agent.wait_exit(Duration::from_secs(10)).expect("agent exits");
+    let status = agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("agent exits");
     assert_eq!(exit_code(status), 128 + 9, "log:\n{}", agent.log());
-    assert!(asked.elapsed() >= Duration::from_millis(500), "SIGKILL came before stop_timeout");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(500),
+        "SIGKILL came before stop_timeout"
+    );
 }
 
 #[test]
@@ -164,16 +192,26 @@ telemetry: { listen: "off" }
 "#,
     );
     let mut agent = Agent::run(&config);
-    assert!(s.wait_for_event("main", Duration::from_secs(10)), "log:\n{}", agent.log());
+    assert!(
+        s.wait_for_event("main", Duration::from_secs(10)),
+        "log:\n{}",
+        agent.log()
+    );
     agent.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(agent.wait_exit(Duration::ZERO).is_none(), "agent must wait for stop_timeout");
+    assert!(
+        agent.wait_exit(Duration::ZERO).is_none(),
+        "agent must wait for stop_timeout"
+    );
     agent.signal(Signal::SIGTERM);
     let status = agent
         .wait_exit(Duration::from_secs(10))
         .expect("a second SIGTERM makes the agent exit without waiting out stop_timeout");
     assert_eq!(exit_code(status), 128 + 9, "log:\n{}", agent.log());
-    assert!(!s.events().contains(&"postStop".to_owned()), "postStop is skipped after escalation");
+    assert!(
+        !s.events().contains(&"postStop".to_owned()),
+        "postStop is skipped after escalation"
+    );
 }
 
 #[test]
@@ -187,8 +225,16 @@ telemetry: { listen: "off" }
 "#,
     );
     let agent = Agent::run(&config);
-    assert!(s.wait_for_event("main", Duration::from_secs(10)), "log:\n{}", agent.log());
-    for (sig, line) in [(Signal::SIGHUP, "HUP"), (Signal::SIGUSR1, "USR1"), (Signal::SIGUSR2, "USR2")] {
+    assert!(
+        s.wait_for_event("main", Duration::from_secs(10)),
+        "log:\n{}",
+        agent.log()
+    );
+    for (sig, line) in [
+        (Signal::SIGHUP, "HUP"),
+        (Signal::SIGUSR1, "USR1"),
+        (Signal::SIGUSR2, "USR2"),
+    ] {
         agent.signal(sig);
         assert!(
             s.wait_for_event(line, Duration::from_secs(5)),
@@ -211,10 +257,19 @@ telemetry: {{ listen: "off" }}
         main = append("main"),
     ));
     let mut agent = Agent::run(&config);
-    let status = agent.wait_exit(Duration::from_secs(10)).expect("agent exits");
+    let status = agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("agent exits");
     assert_eq!(exit_code(status), 69, "log:\n{}", agent.log());
-    assert!(s.events().is_empty(), "main must not start: {:?}", s.events());
-    assert!(agent.log().contains("preStart"), "the log names the failed handler");
+    assert!(
+        s.events().is_empty(),
+        "main must not start: {:?}",
+        s.events()
+    );
+    assert!(
+        agent.log().contains("preStart"),
+        "the log names the failed handler"
+    );
 }
 
 #[test]
@@ -229,9 +284,15 @@ telemetry: {{ listen: "off" }}
 "#
     ));
     let mut agent = Agent::run(&config);
-    let status = agent.wait_exit(Duration::from_secs(10)).expect("agent gives up");
+    let status = agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("agent gives up");
     assert_eq!(exit_code(status), 1, "log:\n{}", agent.log());
-    assert_eq!(s.events(), ["main", "main", "main"], "one start and two restarts");
+    assert_eq!(
+        s.events(),
+        ["main", "main", "main"],
+        "one start and two restarts"
+    );
 }
 
 #[test]
@@ -295,4 +356,3 @@ telemetry: {{ listen: "127.0.0.1:{port}" }}
     });
     assert!(found.is_some(), "metrics missing; log:\n{}", agent.log());
 }
-

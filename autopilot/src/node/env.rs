@@ -63,8 +63,14 @@ impl EventEnv {
             ("AUTOPILOT_CLUSTER".into(), self.cluster.clone()),
             ("AUTOPILOT_ROLE".into(), self.role.clone()),
             ("AUTOPILOT_PREVIOUS_ROLE".into(), self.previous_role.clone()),
-            ("AUTOPILOT_PRIMARY_ADDRESS".into(), self.primary_address.clone()),
-            ("AUTOPILOT_MAIN_PID".into(), opt(self.main_pid.map(|p| p.to_string()))),
+            (
+                "AUTOPILOT_PRIMARY_ADDRESS".into(),
+                self.primary_address.clone(),
+            ),
+            (
+                "AUTOPILOT_MAIN_PID".into(),
+                opt(self.main_pid.map(|p| p.to_string())),
+            ),
             (
                 "AUTOPILOT_MAIN_EXIT_CODE".into(),
                 opt(self.main_exit_code.map(|c| c.to_string())),

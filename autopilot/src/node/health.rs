@@ -134,7 +134,9 @@ fn publish(state: &HealthState) {
         }
         match (&current.reason, &status.reason) {
             (Some(_), None) => info!("node is healthy"),
-            (_, Some(r)) if current.reason.as_ref() != Some(r) => warn!(reason = %r, "node is not healthy"),
+            (_, Some(r)) if current.reason.as_ref() != Some(r) => {
+                warn!(reason = %r, "node is not healthy")
+            }
             _ => {}
         }
         *current = status;

@@ -16,4 +16,4 @@ mod supervisor;
 pub use env::EventEnv;
 pub use health::{HealthActor, HealthArgs, HealthMsg};
 pub use process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
-pub use supervisor::{exit_code, Supervisor, SupervisorArgs, SupervisorMsg};
+pub use supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, exit_code};

@@ -151,7 +151,10 @@ impl Actor for ProcessActor {
                 if let Some(r) = &state.running
                     && r.generation == generation
                 {
-                    warn!(pid = r.group.pid(), "the main process did not stop in time; killing its process group");
+                    warn!(
+                        pid = r.group.pid(),
+                        "the main process did not stop in time; killing its process group"
+                    );
                     let _ = r.group.signal_group(Signal::SIGKILL);
                 }
             }
@@ -216,7 +219,12 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) {
     state.args.events.send(ProcessEvent::Started { pid });
 }
 
-fn exited(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState, generation: u64, status: ExitStatus) {
+fn exited(
+    myself: &ActorRef<ProcessMsg>,
+    state: &mut ProcessState,
+    generation: u64,
+    status: ExitStatus,
+) {
     let Some(r) = state.running.take_if(|r| r.generation == generation) else {
         return;
     };

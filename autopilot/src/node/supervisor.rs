@@ -340,11 +340,17 @@ async fn on_process_event(
             state.env.main_pid = Some(pid);
             if state.phase == Phase::Starting {
                 state.phase = Phase::Running;
-                state.health.cast(HealthMsg::Lifecycle(Lifecycle::Running))?;
+                state
+                    .health
+                    .cast(HealthMsg::Lifecycle(Lifecycle::Running))?;
                 start_periodic(myself, state).await?;
             }
             for h in state.handlers.health.iter().chain(&state.handlers.jobs) {
-                let event = if Some(h) == state.handlers.health.as_ref() { "health" } else { "job" };
+                let event = if Some(h) == state.handlers.health.as_ref() {
+                    "health"
+                } else {
+                    "job"
+                };
                 let _ = h.cast(HandlerMsg::SetEnv(state.env.with_event(event).vars()));
             }
         }
@@ -461,9 +467,7 @@ fn enter_stopping(state: &mut SupervisorState) -> Option<Vec<ActorRef<HandlerMsg
         return None;
     }
     state.phase = Phase::Stopping;
-    let _ = state
-        .health
-        .cast(HealthMsg::Lifecycle(Lifecycle::Stopping));
+    let _ = state.health.cast(HealthMsg::Lifecycle(Lifecycle::Stopping));
     let mut periodic: Vec<_> = state.handlers.jobs.drain(..).collect();
     periodic.extend(state.handlers.health.take());
     Some(periodic)

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::host::HostSampler;
-use super::http::{router, HttpState};
+use super::http::{HttpState, router};
 use super::status::NodeStatus;
 
 /// How often histograms are compacted and host metrics sampled.

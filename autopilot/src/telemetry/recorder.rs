@@ -1,6 +1,6 @@
 //! The process-wide Prometheus recorder and the descriptions of every metric the agent emits.
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Buckets for `*_seconds` histograms: handler runs take milliseconds to minutes.
@@ -19,7 +19,10 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
 }
 
 fn describe() {
-    describe_gauge!("autopilot_build_info", "Always 1; the label carries the agent version.");
+    describe_gauge!(
+        "autopilot_build_info",
+        "Always 1; the label carries the agent version."
+    );
     describe_counter!(
         "autopilot_handler_runs_total",
         "Handler runs by handler and outcome (success, failure, timeout, spawn_error)."
@@ -33,7 +36,10 @@ fn describe() {
         "autopilot_handler_skipped_total",
         "Periodic handler runs skipped because the previous run had not finished."
     );
-    describe_gauge!("autopilot_main_process_up", "1 while the main process runs, else 0.");
+    describe_gauge!(
+        "autopilot_main_process_up",
+        "1 while the main process runs, else 0."
+    );
     describe_counter!(
         "autopilot_main_process_restarts_total",
         "Restarts of the main process by the restart policy."
@@ -47,9 +53,20 @@ fn describe() {
         "autopilot_orphans_reaped_total",
         "Exited processes the agent reaped without owning them (orphaned descendants)."
     );
-    describe_gauge!("autopilot_host_cpu_usage_ratio", "Host CPU use over all cores, 0 to 1.");
-    describe_gauge!("autopilot_host_memory_total_bytes", Unit::Bytes, "Host memory in total.");
-    describe_gauge!("autopilot_host_memory_used_bytes", Unit::Bytes, "Host memory in use.");
+    describe_gauge!(
+        "autopilot_host_cpu_usage_ratio",
+        "Host CPU use over all cores, 0 to 1."
+    );
+    describe_gauge!(
+        "autopilot_host_memory_total_bytes",
+        Unit::Bytes,
+        "Host memory in total."
+    );
+    describe_gauge!(
+        "autopilot_host_memory_used_bytes",
+        Unit::Bytes,
+        "Host memory in use."
+    );
     describe_gauge!(
         "autopilot_host_disk_total_bytes",
         Unit::Bytes,
