@@ -2,4 +2,5 @@
 //! and agents as separate processes, and injects faults.
 
 pub mod agent;
+pub mod bench;
 pub mod util;

@@ -41,22 +41,26 @@ pub fn workspace_root() -> PathBuf {
 
 /// A binary built from this workspace, next to the test executable's `deps/` directory.
 ///
-/// `cargo test`/`cargo nextest run --workspace` build the workspace's binaries before any
-/// test runs (each binary package has integration tests), so they are there; if one is
-/// missing the message says how to build it.
+/// `scripts/test` builds the workspace's binaries before any test runs; if one is missing
+/// the message says how to build it.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable lives in target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not found; build it with `cargo build --workspace --bins` (cargo test/nextest on the workspace does this)",
-        path.display()
-    );
-    path
+    // Test executables live in target/<profile>/deps, the `bench` binary in target/<profile>.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found in {candidates:?}; build it with `cargo build --workspace --bins` (scripts/test does this)"
+            )
+        })
 }
 
 /// The path of a required system binary; panics (fails the test) when it is missing, with

@@ -1,0 +1,24 @@
+//! Writes a named section of BENCHMARKS.md, leaving the other sections as they are.
+
+use anyhow::{Context, Result};
+
+use crate::util::workspace_root;
+
+/// Replace the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` with `body`
+/// (appending the section when it is not there yet).
+pub fn write_section(name: &str, body: &str) -> Result<()> {
+    let path = workspace_root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let (open, close) = (
+        format!("<!-- bench:{name} -->"),
+        format!("<!-- /bench:{name} -->"),
+    );
+    let section = format!("{open}\n{}\n{close}", body.trim_end());
+    let new = match (text.find(&open), text.find(&close)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{section}{}", &text[..a], &text[b + close.len()..])
+        }
+        _ => format!("{}\n{section}\n", text.trim_end()),
+    };
+    std::fs::write(&path, new).with_context(|| format!("write {}", path.display()))
+}
