@@ -275,14 +275,14 @@ telemetry: {{ listen: "off" }}
 #[test]
 fn on_failure_restarts_with_backoff_then_gives_up() {
     let s = Scene::new();
-    let config = s.config(&format!(
+    let config = s.config(
         r#"
 process:
   exec: [sh, -c, "echo main >> $EVENTS; exit 1"]
-  restart: {{ policy: on-failure, initial_backoff: 50ms, max_backoff: 100ms, max_restarts: 2 }}
-telemetry: {{ listen: "off" }}
-"#
-    ));
+  restart: { policy: on-failure, initial_backoff: 50ms, max_backoff: 100ms, max_restarts: 2 }
+telemetry: { listen: "off" }
+"#,
+    );
     let mut agent = Agent::run(&config);
     let status = agent
         .wait_exit(Duration::from_secs(10))
