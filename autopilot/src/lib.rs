@@ -1,3 +1,5 @@
 //! The Autopilot agent as a library; `main.rs` only parses the CLI and calls [`cli::main`].
 
 pub mod config;
+pub mod store;
+pub mod wire;
