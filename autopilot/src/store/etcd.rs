@@ -25,6 +25,8 @@ mod code {
     pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const NOT_FOUND: i32 = 5;
     pub const PERMISSION_DENIED: i32 = 7;
+    pub const UNKNOWN: i32 = 2;
+    pub const INTERNAL: i32 = 13;
     pub const UNAVAILABLE: i32 = 14;
     pub const UNAUTHENTICATED: i32 = 16;
 }
@@ -172,6 +174,7 @@ fn classify(op: String, e: etcd_client::Error, lease: Option<LeaseId>) -> StoreE
                 }
             } else if matches!(c, code::UNAVAILABLE | code::DEADLINE_EXCEEDED | code::CANCELLED)
                 || s.message().contains("no leader")
+                || (matches!(c, code::UNKNOWN | code::INTERNAL) && transport_like(s.message()))
             {
                 StoreError::Unavailable {
                     op,
@@ -199,6 +202,15 @@ fn classify(op: String, e: etcd_client::Error, lease: Option<LeaseId>) -> StoreE
             source: Box::new(other),
         },
     }
+}
+
+/// tonic reports a connection that died mid-request as `Unknown`/`Internal` with the
+/// transport's message; those are retryable like `Unavailable`.
+fn transport_like(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    ["transport", "connect", "h2 protocol", "broken pipe", "reset", "closed", "eof"]
+        .iter()
+        .any(|w| m.contains(w))
 }
 
 fn key_string(bytes: &[u8]) -> String {
