@@ -113,4 +113,4 @@ pub(crate) fn schema_v1() -> u32 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
