@@ -511,7 +511,10 @@ mod tests {
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(2))
             .expect_err("a foreign etcd must be detected");
-        assert!(format!("{err:#}").contains("somebody else's etcd"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("somebody else's etcd"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -9,14 +9,15 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use tokio::sync::mpsc;
 
 use super::error::Cause;
 use super::metrics;
-use super::{Entry, LeaseId, Revision, Store, StoreError, Watch, WatchBroken, WatchEvent, WatchMessage};
+use super::{
+    Entry, LeaseId, Revision, Store, StoreError, Watch, WatchBroken, WatchEvent, WatchMessage,
+};
 use crate::config::{Secret, StoreConfig};
 
 /// gRPC status codes we branch on (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
@@ -172,8 +173,10 @@ fn classify(op: String, e: etcd_client::Error, lease: Option<LeaseId>) -> StoreE
                     op,
                     lease: lease.unwrap_or(LeaseId(0)),
                 }
-            } else if matches!(c, code::UNAVAILABLE | code::DEADLINE_EXCEEDED | code::CANCELLED)
-                || s.message().contains("no leader")
+            } else if matches!(
+                c,
+                code::UNAVAILABLE | code::DEADLINE_EXCEEDED | code::CANCELLED
+            ) || s.message().contains("no leader")
                 || (matches!(c, code::UNKNOWN | code::INTERNAL) && transport_like(s.message()))
             {
                 StoreError::Unavailable {
@@ -208,9 +211,17 @@ fn classify(op: String, e: etcd_client::Error, lease: Option<LeaseId>) -> StoreE
 /// transport's message; those are retryable like `Unavailable`.
 fn transport_like(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    ["transport", "connect", "h2 protocol", "broken pipe", "reset", "closed", "eof"]
-        .iter()
-        .any(|w| m.contains(w))
+    [
+        "transport",
+        "connect",
+        "h2 protocol",
+        "broken pipe",
+        "reset",
+        "closed",
+        "eof",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 fn key_string(bytes: &[u8]) -> String {
@@ -227,9 +238,12 @@ impl Store for EtcdStore {
         let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let mut c = self.client.clone();
         let resp = self
-            .call("grant_lease", || format!("grant lease with TTL {secs}s"), None, async move {
-                c.lease_grant(secs, None).await
-            })
+            .call(
+                "grant_lease",
+                || format!("grant lease with TTL {secs}s"),
+                None,
+                async move { c.lease_grant(secs, None).await },
+            )
             .await?;
         if !resp.error().is_empty() {
             return Err(other(format!("grant lease with TTL {secs}s"), resp.error()));
@@ -241,18 +255,23 @@ impl Store for EtcdStore {
         let mut c = self.client.lease_client();
         let started = Instant::now();
         let ttl = self
-            .call("keep_alive", || format!("renew lease {lease}"), Some(lease), async move {
-                let (mut keeper, mut stream) = c.keep_alive(lease.0).await?;
-                // `keep_alive` consumed the first answer (it fails when the lease is gone)
-                // without telling its TTL; a second ping on the open stream does.
-                keeper.keep_alive().await?;
-                match stream.message().await? {
-                    Some(r) => Ok(r.ttl()),
-                    None => Err(etcd_client::Error::LeaseKeepAliveError(
-                        "keep-alive stream closed".into(),
-                    )),
-                }
-            })
+            .call(
+                "keep_alive",
+                || format!("renew lease {lease}"),
+                Some(lease),
+                async move {
+                    let (mut keeper, mut stream) = c.keep_alive(lease.0).await?;
+                    // `keep_alive` consumed the first answer (it fails when the lease is gone)
+                    // without telling its TTL; a second ping on the open stream does.
+                    keeper.keep_alive().await?;
+                    match stream.message().await? {
+                        Some(r) => Ok(r.ttl()),
+                        None => Err(etcd_client::Error::LeaseKeepAliveError(
+                            "keep-alive stream closed".into(),
+                        )),
+                    }
+                },
+            )
             .await;
         metrics::keepalive_duration(started.elapsed());
         let ttl = ttl?;
@@ -268,9 +287,12 @@ impl Store for EtcdStore {
     async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
         let mut c = self.client.clone();
         let res = self
-            .call("revoke", || format!("revoke lease {lease}"), Some(lease), async move {
-                c.lease_revoke(lease.0).await
-            })
+            .call(
+                "revoke",
+                || format!("revoke lease {lease}"),
+                Some(lease),
+                async move { c.lease_revoke(lease.0).await },
+            )
             .await;
         match res {
             Ok(_) | Err(StoreError::LeaseExpired { .. }) => Ok(()),
@@ -278,12 +300,19 @@ impl Store for EtcdStore {
         }
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision, StoreError> {
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision, StoreError> {
         let mut c = self.client.clone();
         let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
         let k = key.to_owned();
         let resp = self
-            .call("put", || format!("put key {key}"), lease, async move { c.put(k, value, opts).await })
+            .call("put", || format!("put key {key}"), lease, async move {
+                c.put(k, value, opts).await
+            })
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
@@ -292,7 +321,9 @@ impl Store for EtcdStore {
         let mut c = self.client.clone();
         let k = key.to_owned();
         let mut resp = self
-            .call("get", || format!("get key {key}"), None, async move { c.get(k, None).await })
+            .call("get", || format!("get key {key}"), None, async move {
+                c.get(k, None).await
+            })
             .await?;
         Ok(resp
             .take_kvs()
@@ -305,9 +336,12 @@ impl Store for EtcdStore {
         let mut c = self.client.clone();
         let k = prefix.to_owned();
         let mut resp = self
-            .call("get_prefix", || format!("list keys under {prefix}"), None, async move {
-                c.get(k, Some(GetOptions::new().with_prefix())).await
-            })
+            .call(
+                "get_prefix",
+                || format!("list keys under {prefix}"),
+                None,
+                async move { c.get(k, Some(GetOptions::new().with_prefix())).await },
+            )
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         let entries = resp
@@ -322,21 +356,33 @@ impl Store for EtcdStore {
         Ok((entries, revision))
     }
 
-    async fn create_if_absent(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<bool, StoreError> {
+    async fn create_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<bool, StoreError> {
         let mut c = self.client.clone();
         let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, opts)]);
         let resp = self
-            .call("create_if_absent", || format!("create key {key}"), lease, async move {
-                c.txn(txn).await
-            })
+            .call(
+                "create_if_absent",
+                || format!("create key {key}"),
+                lease,
+                async move { c.txn(txn).await },
+            )
             .await?;
         Ok(resp.succeeded())
     }
 
-    async fn delete_if_revision(&self, key: &str, mod_revision: Revision) -> Result<bool, StoreError> {
+    async fn delete_if_revision(
+        &self,
+        key: &str,
+        mod_revision: Revision,
+    ) -> Result<bool, StoreError> {
         let mut c = self.client.clone();
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
@@ -356,12 +402,18 @@ impl Store for EtcdStore {
         let mut c = self.client.clone();
         let k = key.to_owned();
         let resp = self
-            .call("delete", || format!("delete key {key}"), None, async move { c.delete(k, None).await })
+            .call("delete", || format!("delete key {key}"), None, async move {
+                c.delete(k, None).await
+            })
             .await?;
         Ok(resp.deleted() > 0)
     }
 
-    async fn watch_prefix(&self, prefix: &str, start_revision: Revision) -> Result<Watch, StoreError> {
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        start_revision: Revision,
+    ) -> Result<Watch, StoreError> {
         let mut c = self.client.clone();
         let k = prefix.to_owned();
         let opts = WatchOptions::new()
@@ -369,55 +421,59 @@ impl Store for EtcdStore {
             .with_start_revision(start_revision);
         let op = format!("watch keys under {prefix} from revision {start_revision}");
         let mut stream = self
-            .call("watch", || op.clone(), None, async move { c.watch(k, Some(opts)).await })
+            .call("watch", || op.clone(), None, async move {
+                c.watch(k, Some(opts)).await
+            })
             .await?;
         let (tx, rx) = mpsc::channel(64);
         // Not a named task: `tokio::task::Builder` needs `tokio_unstable`.
         let task = tokio::spawn(async move {
-                let broken = loop {
-                    match stream.message().await {
-                        Ok(Some(resp)) => {
-                            if resp.canceled() {
-                                break if resp.compact_revision() > 0 {
-                                    WatchBroken::Compacted {
-                                        compact_revision: resp.compact_revision(),
-                                    }
-                                } else {
-                                    WatchBroken::Cancelled {
-                                        reason: resp.cancel_reason().to_owned(),
-                                    }
-                                };
-                            }
-                            let events: Vec<WatchEvent> = resp
-                                .events()
-                                .iter()
-                                .filter_map(|ev| {
-                                    let kv = ev.kv()?;
-                                    let key = key_string(kv.key());
-                                    let mod_revision = kv.mod_revision();
-                                    Some(match ev.event_type() {
-                                        etcd_client::EventType::Put => WatchEvent::Put {
-                                            key,
-                                            value: kv.value().to_vec(),
-                                            mod_revision,
-                                        },
-                                        etcd_client::EventType::Delete => {
-                                            WatchEvent::Delete { key, mod_revision }
-                                        }
-                                    })
-                                })
-                                .collect();
-                            if !events.is_empty() && tx.send(WatchMessage::Events(events)).await.is_err() {
-                                return;
-                            }
+            let broken = loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.canceled() {
+                            break if resp.compact_revision() > 0 {
+                                WatchBroken::Compacted {
+                                    compact_revision: resp.compact_revision(),
+                                }
+                            } else {
+                                WatchBroken::Cancelled {
+                                    reason: resp.cancel_reason().to_owned(),
+                                }
+                            };
                         }
-                        Ok(None) => break WatchBroken::Closed,
-                        Err(e) => break WatchBroken::Failed(classify(op.clone(), e, None)),
+                        let events: Vec<WatchEvent> = resp
+                            .events()
+                            .iter()
+                            .filter_map(|ev| {
+                                let kv = ev.kv()?;
+                                let key = key_string(kv.key());
+                                let mod_revision = kv.mod_revision();
+                                Some(match ev.event_type() {
+                                    etcd_client::EventType::Put => WatchEvent::Put {
+                                        key,
+                                        value: kv.value().to_vec(),
+                                        mod_revision,
+                                    },
+                                    etcd_client::EventType::Delete => {
+                                        WatchEvent::Delete { key, mod_revision }
+                                    }
+                                })
+                            })
+                            .collect();
+                        if !events.is_empty()
+                            && tx.send(WatchMessage::Events(events)).await.is_err()
+                        {
+                            return;
+                        }
                     }
-                };
-                metrics::request("watch_stream", "broken");
-                let _ = tx.send(WatchMessage::Broken(broken)).await;
-            });
+                    Ok(None) => break WatchBroken::Closed,
+                    Err(e) => break WatchBroken::Failed(classify(op.clone(), e, None)),
+                }
+            };
+            metrics::request("watch_stream", "broken");
+            let _ = tx.send(WatchMessage::Broken(broken)).await;
+        });
         Ok(Watch::new(rx, Some(task)))
     }
 }

@@ -56,7 +56,10 @@ pub struct Entry {
 /// bound every call by a timeout.
 pub trait Store: Send + Sync + 'static {
     /// Grants a lease with `ttl` (whole seconds, at least 1).
-    fn grant_lease(&self, ttl: Duration) -> impl Future<Output = Result<LeaseId, StoreError>> + Send;
+    fn grant_lease(
+        &self,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<LeaseId, StoreError>> + Send;
 
     /// Renews `lease` once; returns the TTL it now has. [`StoreError::LeaseExpired`] when the
     /// store no longer knows it.

@@ -41,14 +41,21 @@ async fn store_lease_keepalive_and_expiry_deletes_bound_key() {
     let lease = s.grant_lease(Duration::from_secs(2)).await.expect("grant");
     let (_, rev) = s.get_prefix("/t/").await.expect("list");
     let mut w = s.watch_prefix("/t/", rev + 1).await.expect("watch");
-    s.put("/t/node", b"n".to_vec(), Some(lease)).await.expect("put");
-    assert!(matches!(&next_events(&mut w, Duration::from_secs(2)).await[..], [WatchEvent::Put { key, .. }] if key == "/t/node"));
+    s.put("/t/node", b"n".to_vec(), Some(lease))
+        .await
+        .expect("put");
+    assert!(
+        matches!(&next_events(&mut w, Duration::from_secs(2)).await[..], [WatchEvent::Put { key, .. }] if key == "/t/node")
+    );
 
     // Keep it alive past its TTL: the key stays.
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         let ttl = s.keep_alive_once(lease).await.expect("keep alive");
-        assert!(ttl > Duration::from_secs(1) && ttl <= Duration::from_secs(2), "{ttl:?}");
+        assert!(
+            ttl > Duration::from_secs(1) && ttl <= Duration::from_secs(2),
+            "{ttl:?}"
+        );
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
     assert!(s.get("/t/node").await.expect("get").is_some());
@@ -57,14 +64,25 @@ async fn store_lease_keepalive_and_expiry_deletes_bound_key() {
     let stopped = Instant::now();
     let ev = next_events(&mut w, Duration::from_secs(5)).await;
     let elapsed = stopped.elapsed();
-    assert!(matches!(&ev[..], [WatchEvent::Delete { key, .. }] if key == "/t/node"), "{ev:?}");
-    assert!(elapsed >= Duration::from_millis(1000), "expired too early: {elapsed:?}");
+    assert!(
+        matches!(&ev[..], [WatchEvent::Delete { key, .. }] if key == "/t/node"),
+        "{ev:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1000),
+        "expired too early: {elapsed:?}"
+    );
     assert!(s.get("/t/node").await.expect("get").is_none());
     let err = s.keep_alive_once(lease).await.expect_err("lease gone");
     assert!(matches!(err, StoreError::LeaseExpired { .. }), "{err:?}");
     assert!(!err.is_retryable());
-    assert!(err.to_string().starts_with(&format!("renew lease {lease}")), "{err}");
-    s.revoke(lease).await.expect("revoking a gone lease is fine");
+    assert!(
+        err.to_string().starts_with(&format!("renew lease {lease}")),
+        "{err}"
+    );
+    s.revoke(lease)
+        .await
+        .expect("revoking a gone lease is fine");
     let err = s
         .put("/t/x", b"x".to_vec(), Some(lease))
         .await
@@ -77,7 +95,9 @@ async fn store_revoke_deletes_bound_keys_at_once() {
     let etcd = start_etcd();
     let s = connect(&etcd).await;
     let lease = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
-    s.put("/r/a", b"a".to_vec(), Some(lease)).await.expect("put");
+    s.put("/r/a", b"a".to_vec(), Some(lease))
+        .await
+        .expect("put");
     s.revoke(lease).await.expect("revoke");
     assert!(s.get("/r/a").await.expect("get").is_none());
 }
@@ -104,13 +124,19 @@ async fn store_create_if_absent_race_has_exactly_one_winner() {
 async fn store_watch_delivers_puts_and_deletes_in_order() {
     let etcd = start_etcd();
     let s = connect(&etcd).await;
-    s.put("/other/x", b"x".to_vec(), None).await.expect("put outside");
+    s.put("/other/x", b"x".to_vec(), None)
+        .await
+        .expect("put outside");
     let (_, rev) = s.get_prefix("/w/").await.expect("list");
     let mut w = s.watch_prefix("/w/", rev + 1).await.expect("watch");
     s.put("/w/a", b"1".to_vec(), None).await.expect("put a");
     s.put("/w/b", b"2".to_vec(), None).await.expect("put b");
-    s.put("/other/y", b"y".to_vec(), None).await.expect("put outside");
-    s.put("/w/a", b"3".to_vec(), None).await.expect("put a again");
+    s.put("/other/y", b"y".to_vec(), None)
+        .await
+        .expect("put outside");
+    s.put("/w/a", b"3".to_vec(), None)
+        .await
+        .expect("put a again");
     assert!(s.delete("/w/a").await.expect("delete a"));
     assert!(!s.delete("/w/a").await.expect("delete a twice"));
     let mut got = Vec::new();
@@ -123,9 +149,17 @@ async fn store_watch_delivers_puts_and_deletes_in_order() {
         .collect();
     assert_eq!(
         summary,
-        vec![(true, "/w/a"), (true, "/w/b"), (true, "/w/a"), (false, "/w/a")]
+        vec![
+            (true, "/w/a"),
+            (true, "/w/b"),
+            (true, "/w/a"),
+            (false, "/w/a")
+        ]
     );
-    assert!(got.windows(2).all(|p| p[0].mod_revision() < p[1].mod_revision()));
+    assert!(
+        got.windows(2)
+            .all(|p| p[0].mod_revision() < p[1].mod_revision())
+    );
 
     // A watch from an old revision replays history.
     let mut replay = s.watch_prefix("/w/", rev + 1).await.expect("watch again");
@@ -151,8 +185,16 @@ async fn store_get_prefix_and_conditional_delete() {
     assert!(rev >= r1);
     let (_, mod_rev) = s.get("/p/b").await.expect("get").expect("exists");
     assert_eq!(mod_rev, r1);
-    assert!(!s.delete_if_revision("/p/b", mod_rev + 100).await.expect("stale"));
-    assert!(s.delete_if_revision("/p/b", mod_rev).await.expect("current"));
+    assert!(
+        !s.delete_if_revision("/p/b", mod_rev + 100)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        s.delete_if_revision("/p/b", mod_rev)
+            .await
+            .expect("current")
+    );
     assert!(s.get("/p/b").await.expect("get").is_none());
 }
 
@@ -167,7 +209,11 @@ async fn store_dead_etcd_is_a_prompt_retryable_error_and_breaks_the_watch() {
     let started = Instant::now();
     let err = s.get("/d/a").await.expect_err("etcd is down");
     assert!(err.is_retryable(), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     match tokio::time::timeout(Duration::from_secs(5), w.next()).await {
         Ok(WatchMessage::Broken(_)) => {}
         other => panic!("watch should report it broke, got {other:?}"),

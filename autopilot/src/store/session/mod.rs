@@ -277,7 +277,12 @@ impl<S: Store> SessionState<S> {
         Ok(())
     }
 
-    async fn on_watch(&mut self, myself: &ActorRef<SessionMsg>, generation: u64, msg: WatchMessage) {
+    async fn on_watch(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        generation: u64,
+        msg: WatchMessage,
+    ) {
         if generation != self.generation || !self.live {
             return;
         }
@@ -317,7 +322,9 @@ impl<S: Store> SessionState<S> {
 
     async fn claim(&mut self, key: &ClusterKey, value: Vec<u8>) -> Result<bool, StoreError> {
         let full = self.keys.key(key);
-        let Some(lease) = self.lease.filter(|_| self.deadline.is_some_and(|d| Instant::now() < d))
+        let Some(lease) = self
+            .lease
+            .filter(|_| self.deadline.is_some_and(|d| Instant::now() < d))
         else {
             return Err(StoreError::Other {
                 op: format!("create key {full}"),
