@@ -3,11 +3,15 @@
 //! - [`config`]: YAML → validated [`config::Config`].
 //! - [`node`]: the node's actors under one root supervisor.
 //! - [`pid1`]: orphan adoption and signal intake.
+//! - [`store`]: the `Store` trait, its etcd implementation, and the session actor.
 //! - [`telemetry`]: Prometheus recorder, host metrics, `/metrics` and `/health`.
+//! - [`wire`]: the etcd key layout and JSON documents — the public contract.
 
 pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod node;
 pub mod pid1;
+pub mod store;
 pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,479 @@
+//! [`EtcdStore`]: the [`Store`] trait on etcd v3 (etcd-client 0.21).
+//!
+//! Every request runs under a short timeout of our own (`request_timeout`) on top of the
+//! gRPC one: with every endpoint down the balanced channel would otherwise wait for a
+//! ready endpoint for ever. The gRPC channel sends HTTP/2 keep-alive pings so a silently
+//! dead connection (and the watch on it) fails within about two ping intervals.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::mpsc;
+
+use super::error::Cause;
+use super::metrics;
+use super::{
+    Entry, LeaseId, Revision, Store, StoreError, Watch, WatchBroken, WatchEvent, WatchMessage,
+};
+use crate::config::{Secret, StoreConfig};
+
+/// gRPC status codes we branch on (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
+mod code {
+    pub const CANCELLED: i32 = 1;
+    pub const DEADLINE_EXCEEDED: i32 = 4;
+    pub const NOT_FOUND: i32 = 5;
+    pub const PERMISSION_DENIED: i32 = 7;
+    pub const UNKNOWN: i32 = 2;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+    pub const UNAUTHENTICATED: i32 = 16;
+}
+
+/// How to reach etcd. `Debug` never shows the password (see [`Secret`]).
+#[derive(Clone, Debug)]
+pub struct EtcdOptions {
+    /// `http://host:port` of every member; the client balances over them.
+    pub endpoints: Vec<String>,
+    /// etcd user and password, when etcd auth is on.
+    pub user: Option<(String, Secret)>,
+    /// Bound on every request; keep it well below TTL/3 so a dead etcd is noticed in time.
+    pub request_timeout: Duration,
+    /// Bound on establishing a TCP connection to one member.
+    pub connect_timeout: Duration,
+    /// HTTP/2 ping interval on the channel (and the same again as ping timeout).
+    pub keep_alive_interval: Duration,
+}
+
+impl EtcdOptions {
+    /// Defaults for `endpoints`: 1 s requests, 500 ms connect, 1 s pings, no auth.
+    pub fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            endpoints,
+            user: None,
+            request_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(500),
+            keep_alive_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// From the agent's store configuration. A user without a password is given an empty one.
+    pub fn from_config(cfg: &StoreConfig) -> Self {
+        let mut o = Self::new(cfg.endpoints.clone());
+        o.user = cfg.username.clone().map(|u| {
+            let pw = cfg
+                .password
+                .clone()
+                .unwrap_or_else(|| Secret::new("none".into(), String::new()));
+            (u, pw)
+        });
+        o
+    }
+}
+
+/// The etcd implementation of [`Store`]. Cheap to clone (the gRPC channel is shared).
+#[derive(Clone)]
+pub struct EtcdStore {
+    /// The client; cloned per call because its methods take `&mut self`.
+    client: Client,
+    /// Per-request bound.
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdStore {
+    /// Builds the client. Without auth this does not contact etcd (connections are made
+    /// lazily), so an agent can start while etcd is down; with auth it authenticates once.
+    pub async fn connect(opts: &EtcdOptions) -> Result<Self, StoreError> {
+        let op = || format!("connect to etcd at {}", opts.endpoints.join(","));
+        let mut co = ConnectOptions::new()
+            .with_timeout(opts.request_timeout)
+            .with_connect_timeout(opts.connect_timeout)
+            .with_keep_alive(opts.keep_alive_interval, opts.keep_alive_interval)
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
+        if let Some((user, pw)) = &opts.user {
+            co = co
+                .with_user(user.clone(), pw.expose().to_owned())
+                .with_auto_token_refresh(true);
+        }
+        let fut = Client::connect(&opts.endpoints, Some(co));
+        let client = match tokio::time::timeout(opts.request_timeout, fut).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(classify(op(), e, None)),
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    op: op(),
+                    after: opts.request_timeout,
+                });
+            }
+        };
+        Ok(Self {
+            client,
+            request_timeout: opts.request_timeout,
+        })
+    }
+
+    /// Runs one request under the timeout, classifies its error and counts it.
+    async fn call<T, F>(
+        &self,
+        label: &'static str,
+        op: impl FnOnce() -> String,
+        lease: Option<LeaseId>,
+        fut: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let res = match tokio::time::timeout(self.request_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(op(), e, lease)),
+            Err(_) => Err(StoreError::Timeout {
+                op: op(),
+                after: self.request_timeout,
+            }),
+        };
+        metrics::request(
+            label,
+            match &res {
+                Ok(_) => "ok",
+                Err(e) => e.outcome_label(),
+            },
+        );
+        res
+    }
+}
+
+/// Maps an etcd-client error to our terms.
+fn classify(op: String, e: etcd_client::Error, lease: Option<LeaseId>) -> StoreError {
+    use etcd_client::Error as E;
+    let lease_gone = |msg: &str| msg.contains("lease not found");
+    match e {
+        E::TransportError(_) | E::IoError(_) => StoreError::Unavailable {
+            op,
+            source: Box::new(e),
+        },
+        E::LeaseKeepAliveError(ref m) if lease_gone(m) => StoreError::LeaseExpired {
+            op,
+            lease: lease.unwrap_or(LeaseId(0)),
+        },
+        E::GRpcStatus(ref s) => {
+            let c = i32::from(s.code());
+            if c == code::NOT_FOUND && lease_gone(s.message()) {
+                StoreError::LeaseExpired {
+                    op,
+                    lease: lease.unwrap_or(LeaseId(0)),
+                }
+            } else if matches!(
+                c,
+                code::UNAVAILABLE | code::DEADLINE_EXCEEDED | code::CANCELLED
+            ) || s.message().contains("no leader")
+                || (matches!(c, code::UNKNOWN | code::INTERNAL) && transport_like(s.message()))
+            {
+                StoreError::Unavailable {
+                    op,
+                    source: Box::new(e),
+                }
+            } else if matches!(c, code::PERMISSION_DENIED | code::UNAUTHENTICATED) {
+                StoreError::PermissionDenied {
+                    op,
+                    source: Box::new(e),
+                }
+            } else {
+                StoreError::Other {
+                    op,
+                    source: Box::new(e),
+                }
+            }
+        }
+        // The watch/keep-alive request channel closed: the stream is gone.
+        E::WatchError(_) | E::LeaseKeepAliveError(_) => StoreError::Unavailable {
+            op,
+            source: Box::new(e),
+        },
+        other => StoreError::Other {
+            op,
+            source: Box::new(other),
+        },
+    }
+}
+
+/// tonic reports a connection that died mid-request as `Unknown`/`Internal` with the
+/// transport's message; those are retryable like `Unavailable`.
+fn transport_like(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "transport",
+        "connect",
+        "h2 protocol",
+        "broken pipe",
+        "reset",
+        "closed",
+        "eof",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
+fn key_string(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn other(op: String, msg: &str) -> StoreError {
+    let source: Cause = msg.to_owned().into();
+    StoreError::Other { op, source }
+}
+
+impl Store for EtcdStore {
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let mut c = self.client.clone();
+        let resp = self
+            .call(
+                "grant_lease",
+                || format!("grant lease with TTL {secs}s"),
+                None,
+                async move { c.lease_grant(secs, None).await },
+            )
+            .await?;
+        if !resp.error().is_empty() {
+            return Err(other(format!("grant lease with TTL {secs}s"), resp.error()));
+        }
+        Ok(LeaseId(resp.id()))
+    }
+
+    async fn keep_alive_once(&self, lease: LeaseId) -> Result<Duration, StoreError> {
+        let mut c = self.client.lease_client();
+        let started = Instant::now();
+        let ttl = self
+            .call(
+                "keep_alive",
+                || format!("renew lease {lease}"),
+                Some(lease),
+                async move {
+                    let (mut keeper, mut stream) = c.keep_alive(lease.0).await?;
+                    // `keep_alive` consumed the first answer (it fails when the lease is gone)
+                    // without telling its TTL; a second ping on the open stream does.
+                    keeper.keep_alive().await?;
+                    match stream.message().await? {
+                        Some(r) => Ok(r.ttl()),
+                        None => Err(etcd_client::Error::LeaseKeepAliveError(
+                            "keep-alive stream closed".into(),
+                        )),
+                    }
+                },
+            )
+            .await;
+        metrics::keepalive_duration(started.elapsed());
+        let ttl = ttl?;
+        if ttl <= 0 {
+            return Err(StoreError::LeaseExpired {
+                op: format!("renew lease {lease}"),
+                lease,
+            });
+        }
+        Ok(Duration::from_secs(u64::try_from(ttl).unwrap_or(0)))
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
+        let mut c = self.client.clone();
+        let res = self
+            .call(
+                "revoke",
+                || format!("revoke lease {lease}"),
+                Some(lease),
+                async move { c.lease_revoke(lease.0).await },
+            )
+            .await;
+        match res {
+            Ok(_) | Err(StoreError::LeaseExpired { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision, StoreError> {
+        let mut c = self.client.clone();
+        let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
+        let k = key.to_owned();
+        let resp = self
+            .call("put", || format!("put key {key}"), lease, async move {
+                c.put(k, value, opts).await
+            })
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
+        let mut c = self.client.clone();
+        let k = key.to_owned();
+        let mut resp = self
+            .call("get", || format!("get key {key}"), None, async move {
+                c.get(k, None).await
+            })
+            .await?;
+        Ok(resp
+            .take_kvs()
+            .into_iter()
+            .next()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision())))
+    }
+
+    async fn get_prefix(&self, prefix: &str) -> Result<(Vec<Entry>, Revision), StoreError> {
+        let mut c = self.client.clone();
+        let k = prefix.to_owned();
+        let mut resp = self
+            .call(
+                "get_prefix",
+                || format!("list keys under {prefix}"),
+                None,
+                async move { c.get(k, Some(GetOptions::new().with_prefix())).await },
+            )
+            .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let entries = resp
+            .take_kvs()
+            .into_iter()
+            .map(|kv| Entry {
+                key: key_string(kv.key()),
+                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision(),
+            })
+            .collect();
+        Ok((entries, revision))
+    }
+
+    async fn create_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.client.clone();
+        let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, opts)]);
+        let resp = self
+            .call(
+                "create_if_absent",
+                || format!("create key {key}"),
+                lease,
+                async move { c.txn(txn).await },
+            )
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    async fn delete_if_revision(
+        &self,
+        key: &str,
+        mod_revision: Revision,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.client.clone();
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::delete(key, None)]);
+        let resp = self
+            .call(
+                "delete_if_revision",
+                || format!("delete key {key} at revision {mod_revision}"),
+                None,
+                async move { c.txn(txn).await },
+            )
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let mut c = self.client.clone();
+        let k = key.to_owned();
+        let resp = self
+            .call("delete", || format!("delete key {key}"), None, async move {
+                c.delete(k, None).await
+            })
+            .await?;
+        Ok(resp.deleted() > 0)
+    }
+
+    async fn watch_prefix(
+        &self,
+        prefix: &str,
+        start_revision: Revision,
+    ) -> Result<Watch, StoreError> {
+        let mut c = self.client.clone();
+        let k = prefix.to_owned();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start_revision);
+        let op = format!("watch keys under {prefix} from revision {start_revision}");
+        let mut stream = self
+            .call("watch", || op.clone(), None, async move {
+                c.watch(k, Some(opts)).await
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(64);
+        // Not a named task: `tokio::task::Builder` needs `tokio_unstable`.
+        let task = tokio::spawn(async move {
+            let broken = loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.canceled() {
+                            break if resp.compact_revision() > 0 {
+                                WatchBroken::Compacted {
+                                    compact_revision: resp.compact_revision(),
+                                }
+                            } else {
+                                WatchBroken::Cancelled {
+                                    reason: resp.cancel_reason().to_owned(),
+                                }
+                            };
+                        }
+                        let events: Vec<WatchEvent> = resp
+                            .events()
+                            .iter()
+                            .filter_map(|ev| {
+                                let kv = ev.kv()?;
+                                let key = key_string(kv.key());
+                                let mod_revision = kv.mod_revision();
+                                Some(match ev.event_type() {
+                                    etcd_client::EventType::Put => WatchEvent::Put {
+                                        key,
+                                        value: kv.value().to_vec(),
+                                        mod_revision,
+                                    },
+                                    etcd_client::EventType::Delete => {
+                                        WatchEvent::Delete { key, mod_revision }
+                                    }
+                                })
+                            })
+                            .collect();
+                        if !events.is_empty()
+                            && tx.send(WatchMessage::Events(events)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => break WatchBroken::Closed,
+                    Err(e) => break WatchBroken::Failed(classify(op.clone(), e, None)),
+                }
+            };
+            metrics::request("watch_stream", "broken");
+            let _ = tx.send(WatchMessage::Broken(broken)).await;
+        });
+        Ok(Watch::new(rx, Some(task)))
+    }
+}

@@ -1,0 +1,120 @@
+//! The coordination store: the [`Store`] trait in Autopilot's terms, its etcd implementation
+//! ([`EtcdStore`]) and the per-node etcd session actor ([`session`]).
+//!
+//! The trait speaks of leases, keys, revisions and watches, never of gRPC; every call is
+//! bounded by a short per-request timeout so a dead etcd is noticed well within a lease TTL.
+//! Retryable failures ([`StoreError::is_retryable`]) are "etcd unavailable" and "timed out".
+
+mod error;
+mod etcd;
+mod metrics;
+pub mod session;
+mod watch;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+pub use error::StoreError;
+pub use etcd::{EtcdOptions, EtcdStore};
+pub use watch::{Watch, WatchBroken, WatchEvent, WatchMessage};
+
+/// An etcd revision (the store's logical clock).
+pub type Revision = i64;
+
+/// A lease id. Displays as `0x…` hex, the way `etcdctl` shows lease ids.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseId(pub i64);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl fmt::Debug for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LeaseId({self})")
+    }
+}
+
+/// One key and its value as read from the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The full key.
+    pub key: String,
+    /// The raw value (JSON for every Autopilot key).
+    pub value: Vec<u8>,
+    /// Revision of the last change of this key.
+    pub mod_revision: Revision,
+}
+
+/// The coordination store. Implementations are cheap to share (`&self` everywhere) and
+/// bound every call by a timeout.
+pub trait Store: Send + Sync + 'static {
+    /// Grants a lease with `ttl` (whole seconds, at least 1).
+    fn grant_lease(
+        &self,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<LeaseId, StoreError>> + Send;
+
+    /// Renews `lease` once; returns the TTL it now has. [`StoreError::LeaseExpired`] when the
+    /// store no longer knows it.
+    fn keep_alive_once(
+        &self,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<Duration, StoreError>> + Send;
+
+    /// Revokes `lease`, deleting every key bound to it. Revoking an unknown lease is `Ok`.
+    fn revoke(&self, lease: LeaseId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes `key`, bound to `lease` when given; returns the new revision.
+    fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> impl Future<Output = Result<Revision, StoreError>> + Send;
+
+    /// Reads `key`: its value and mod revision, `None` when absent.
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, Revision)>, StoreError>> + Send;
+
+    /// Reads every key under `prefix`, sorted by key, and the store revision of that read
+    /// (watch from `revision + 1` to miss nothing).
+    fn get_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<(Vec<Entry>, Revision), StoreError>> + Send;
+
+    /// Creates `key` only if it does not exist (one transaction); `true` when this call created it.
+    fn create_if_absent(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes `key` only if its mod revision is still `mod_revision`; `true` when deleted.
+    fn delete_if_revision(
+        &self,
+        key: &str,
+        mod_revision: Revision,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes `key`; `true` when it existed.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Watches every key under `prefix` from `start_revision` on. The [`Watch`] yields events
+    /// in revision order and ends with one [`WatchMessage::Broken`].
+    fn watch_prefix(
+        &self,
+        prefix: &str,
+        start_revision: Revision,
+    ) -> impl Future<Output = Result<Watch, StoreError>> + Send;
+}

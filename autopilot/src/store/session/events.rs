@@ -1,0 +1,230 @@
+//! What the session tells its subscriber: [`ClusterEvent`], the [`ClusterSnapshot`] sent
+//! after every (re)connect, and the [`EventSink`] they are delivered through.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{ActorRef, Message};
+use tokio::sync::mpsc;
+
+use crate::store::{Entry, LeaseId, Revision, WatchEvent};
+use crate::wire::{
+    self, ClusterKey, ClusterKeys, Document, InitializedDoc, LockDoc, MaintenanceDoc, NodeDoc,
+    PrimaryDoc, SwitchoverDoc,
+};
+
+/// A key as observed: absent, present with a document, or present but unreadable (e.g.
+/// written by a newer schema). Presence alone matters for safety: an unreadable `primary`
+/// still means "a primary exists", an unreadable `initialized` still means "initialised".
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed<T> {
+    /// The key does not exist.
+    Absent,
+    /// The key exists and parsed.
+    Present(T),
+    /// The key exists but did not parse; the reason, for logs.
+    Unreadable(String),
+}
+
+impl<T> Observed<T> {
+    /// Whether the key exists (readable or not).
+    pub fn exists(&self) -> bool {
+        !matches!(self, Self::Absent)
+    }
+    /// The document, when present and readable.
+    pub fn doc(&self) -> Option<&T> {
+        match self {
+            Self::Present(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Document> Observed<T> {
+    /// Decodes a present value.
+    pub fn decode(bytes: &[u8]) -> Self {
+        match wire::decode::<T>(bytes) {
+            Ok(d) => Self::Present(d),
+            Err(e) => Self::Unreadable(error_chain(&e)),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The cluster as read in one consistent `get_prefix`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSnapshot {
+    /// Store revision of the read; the watch continues from `revision + 1`.
+    pub revision: Revision,
+    /// The `primary` key.
+    pub primary: Observed<PrimaryDoc>,
+    /// Every `nodes/<id>` key (including this node's own), by id.
+    pub nodes: BTreeMap<String, Observed<NodeDoc>>,
+    /// The `initialized` key.
+    pub initialized: Observed<InitializedDoc>,
+    /// The `maintenance` key.
+    pub maintenance: Observed<MaintenanceDoc>,
+    /// The `switchover` key.
+    pub switchover: Observed<SwitchoverDoc>,
+    /// The `lock` key.
+    pub lock: Observed<LockDoc>,
+}
+
+impl ClusterSnapshot {
+    /// Builds the snapshot from the entries of a prefix read.
+    pub fn from_entries(keys: &ClusterKeys, entries: &[Entry], revision: Revision) -> Self {
+        let mut s = Self {
+            revision,
+            primary: Observed::Absent,
+            nodes: BTreeMap::new(),
+            initialized: Observed::Absent,
+            maintenance: Observed::Absent,
+            switchover: Observed::Absent,
+            lock: Observed::Absent,
+        };
+        for e in entries {
+            match keys.parse(&e.key) {
+                Some(ClusterKey::Primary) => s.primary = Observed::decode(&e.value),
+                Some(ClusterKey::Node(id)) => {
+                    s.nodes.insert(id, Observed::decode(&e.value));
+                }
+                Some(ClusterKey::Initialized) => s.initialized = Observed::decode(&e.value),
+                Some(ClusterKey::Maintenance) => s.maintenance = Observed::decode(&e.value),
+                Some(ClusterKey::Switchover) => s.switchover = Observed::decode(&e.value),
+                Some(ClusterKey::Lock) => s.lock = Observed::decode(&e.value),
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+/// A fact the session reports. Role decisions are made by the subscriber, not here.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterEvent {
+    /// The session (re)connected, published the node key and read the whole cluster.
+    /// Replaces everything the subscriber knew; changes follow as the events below.
+    Resynced(Box<ClusterSnapshot>),
+    /// The `primary` key was written or deleted (`Absent`: lease expired or revoked).
+    PrimaryChanged(Observed<PrimaryDoc>),
+    /// A `nodes/<id>` key was written.
+    NodeChanged {
+        /// Node id.
+        id: String,
+        /// The new document.
+        doc: Observed<NodeDoc>,
+    },
+    /// A `nodes/<id>` key was deleted (its agent's lease expired or was revoked).
+    NodeRemoved {
+        /// Node id.
+        id: String,
+    },
+    /// The `maintenance` key was written or deleted (`Absent` means off).
+    Maintenance(Observed<MaintenanceDoc>),
+    /// The `initialized` key was written (or, unexpectedly, deleted).
+    Initialized(Observed<InitializedDoc>),
+    /// A `switchover` request was written, or deleted (`Absent`: done or withdrawn).
+    SwitchoverRequested(Observed<SwitchoverDoc>),
+    /// The `lock` key was written or deleted.
+    LockChanged(Observed<LockDoc>),
+    /// Result of one lease renewal. On `ok: false` a primary must plan to fence itself
+    /// before `deadline`.
+    KeepAlive {
+        /// Whether the renewal succeeded.
+        ok: bool,
+        /// When the attempt was made.
+        at: Instant,
+        /// Conservative local expiry of the lease (`None` when there is no lease): the
+        /// send time of the last successful renewal plus the TTL it returned.
+        deadline: Option<Instant>,
+    },
+    /// The lease expired (locally past its deadline, or the store said so). Everything
+    /// bound to it is gone or about to go; the session grants a new lease and re-puts the
+    /// node key, then sends `Resynced`.
+    LeaseLost {
+        /// The lost lease.
+        lease: LeaseId,
+    },
+}
+
+impl ClusterEvent {
+    /// The event a watched change means, if any (keys the session does not report, like
+    /// `state`, `history` and `events/*`, give `None`).
+    pub fn from_watch(keys: &ClusterKeys, ev: &WatchEvent) -> Option<Self> {
+        let key = keys.parse(ev.key())?;
+        let value = match ev {
+            WatchEvent::Put { value, .. } => Some(value.as_slice()),
+            WatchEvent::Delete { .. } => None,
+        };
+        fn obs<T: Document>(v: Option<&[u8]>) -> Observed<T> {
+            v.map_or(Observed::Absent, Observed::decode)
+        }
+        Some(match key {
+            ClusterKey::Primary => Self::PrimaryChanged(obs(value)),
+            ClusterKey::Node(id) => match value {
+                Some(v) => Self::NodeChanged {
+                    id,
+                    doc: Observed::decode(v),
+                },
+                None => Self::NodeRemoved { id },
+            },
+            ClusterKey::Maintenance => Self::Maintenance(obs(value)),
+            ClusterKey::Initialized => Self::Initialized(obs(value)),
+            ClusterKey::Switchover => Self::SwitchoverRequested(obs(value)),
+            ClusterKey::Lock => Self::LockChanged(obs(value)),
+            _ => return None,
+        })
+    }
+}
+
+/// Where the session delivers events: unbounded and in order (unlike ractor's v1
+/// `OutputPort`, which drops messages when a subscriber lags).
+#[derive(Clone)]
+pub struct EventSink(Arc<dyn Fn(ClusterEvent) + Send + Sync>);
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+impl EventSink {
+    /// Calls `f` for every event (must not block).
+    pub fn new(f: impl Fn(ClusterEvent) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Casts every event to `actor`, converted with `From`.
+    pub fn to_actor<M: Message + From<ClusterEvent>>(actor: ActorRef<M>) -> Self {
+        Self::new(move |e| {
+            // A stopped subscriber is the supervisor's business, not ours.
+            let _ = actor.cast(M::from(e));
+        })
+    }
+
+    /// A sink feeding an unbounded channel (tests, simple consumers).
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<ClusterEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self::new(move |e| {
+                let _ = tx.send(e);
+            }),
+            rx,
+        )
+    }
+
+    pub(crate) fn send(&self, e: ClusterEvent) {
+        (self.0)(e)
+    }
+}

@@ -1,0 +1,432 @@
+//! The etcd session actor: one per node, the only holder of the node's lease.
+//!
+//! It grants the lease and renews it every TTL/3, keeps `nodes/<id>` written under the
+//! lease with the latest [`NodeDoc`], lists and watches the cluster prefix and reports every
+//! change as a typed [`ClusterEvent`] to one [`EventSink`]. It makes no role decision: it
+//! reports facts and executes the store operations it is asked for ([`SessionMsg::Claim`],
+//! [`SessionMsg::Resign`]).
+//!
+//! Connection loss: a failed renewal is reported at once (`KeepAlive { ok: false }`) and the
+//! session reconnects with capped exponential backoff. On reconnect it puts the node key,
+//! re-lists (`Resynced`) and watches from the next revision. The lease is considered lost
+//! locally once its deadline (last successful renewal's send time + TTL) has passed, even if
+//! etcd would still honour it after a restart: then `LeaseLost` is reported first, the old
+//! lease is revoked (so a primary key bound to it cannot linger) and a new one granted.
+//!
+//! Store calls are awaited inside the handler; each is bounded by the store's request
+//! timeout (≤ 1 s), so the mailbox is never blocked for longer than that.
+
+mod backoff;
+mod events;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+pub use events::{ClusterEvent, ClusterSnapshot, EventSink, Observed};
+
+use self::backoff::Backoff;
+use super::{LeaseId, Store, StoreError, WatchMessage, metrics};
+use crate::wire::{self, ClusterKey, ClusterKeys, NodeDoc, Timestamp};
+
+/// What the session needs to start.
+pub struct SessionArgs<S> {
+    /// The store (shared with nobody that holds leases).
+    pub store: Arc<S>,
+    /// Key layout of this node's cluster.
+    pub keys: ClusterKeys,
+    /// This node's id (`nodes/<id>`).
+    pub node_id: String,
+    /// Lease TTL; renewals every TTL/3.
+    pub ttl: Duration,
+    /// The node document to publish until the first [`SessionMsg::UpdateNode`].
+    pub node: NodeDoc,
+    /// Where events go.
+    pub sink: EventSink,
+}
+
+/// Messages of the session actor.
+pub enum SessionMsg {
+    /// Publish a new node document (`id`, `last_updated` and `ttlseconds` are filled in).
+    UpdateNode(Box<NodeDoc>),
+    /// Create `key` iff absent, bound to this node's lease (one transaction). Replies
+    /// `true` when this node created it. Used for `primary` and `lock`.
+    Claim {
+        /// The key, within this cluster.
+        key: ClusterKey,
+        /// The JSON document.
+        value: Vec<u8>,
+        /// The answer.
+        reply: RpcReplyPort<Result<bool, StoreError>>,
+    },
+    /// Revoke the lease at once (graceful hand-over): deletes the node key and every key
+    /// this node claimed. The session then stays without a lease until stopped.
+    Resign(RpcReplyPort<Result<(), StoreError>>),
+    /// Internal: (re)establish lease, node key, snapshot and watch.
+    Connect,
+    /// Internal: renew the lease.
+    Tick,
+    /// Internal: a message from watch number `generation`.
+    Watch {
+        /// Which watch it came from; stale ones are ignored.
+        generation: u64,
+        /// The message.
+        msg: WatchMessage,
+    },
+}
+
+/// The actor (stateless; see [`SessionState`]).
+pub struct SessionActor<S>(std::marker::PhantomData<fn() -> S>);
+
+impl<S> Default for SessionActor<S> {
+    fn default() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+/// State owned by the session actor.
+pub struct SessionState<S> {
+    /// The store.
+    store: Arc<S>,
+    /// Key layout.
+    keys: ClusterKeys,
+    /// This node's id.
+    node_id: String,
+    /// Lease TTL.
+    ttl: Duration,
+    /// Latest node document.
+    node: NodeDoc,
+    /// Event destination.
+    sink: EventSink,
+    /// The current lease, if any.
+    lease: Option<LeaseId>,
+    /// Local conservative expiry of `lease`.
+    deadline: Option<Instant>,
+    /// Leases given up locally but maybe still alive in etcd; revoked on reconnect.
+    stale_leases: Vec<LeaseId>,
+    /// Node key written, snapshot sent, watch running.
+    live: bool,
+    /// A `Connect` is scheduled.
+    connect_scheduled: bool,
+    /// `Resign` was called: do not grant again.
+    resigned: bool,
+    /// Current watch generation.
+    generation: u64,
+    /// Reader forwarding the current watch into the mailbox.
+    watch_task: Option<JoinHandle<()>>,
+    /// Periodic `Tick`.
+    ticker: Option<JoinHandle<()>>,
+    /// Reconnect delays.
+    backoff: Backoff,
+}
+
+impl<S: Store> SessionState<S> {
+    fn emit(&self, e: ClusterEvent) {
+        self.sink.send(e);
+    }
+
+    fn schedule_connect(&mut self, myself: &ActorRef<SessionMsg>) {
+        if self.connect_scheduled || self.resigned {
+            return;
+        }
+        self.connect_scheduled = true;
+        let d = self.backoff.next_delay();
+        debug!(delay = ?d, "reconnect scheduled");
+        myself.send_after(d, || SessionMsg::Connect);
+    }
+
+    fn drop_watch(&mut self) {
+        self.live = false;
+        self.generation += 1;
+        if let Some(t) = self.watch_task.take() {
+            t.abort();
+        }
+    }
+
+    /// Gives up the lease locally: reports `LeaseLost` and remembers it for revocation.
+    fn lose_lease(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            warn!(%lease, "lease lost");
+            self.deadline = None;
+            self.stale_leases.push(lease);
+            self.drop_watch();
+            self.emit(ClusterEvent::LeaseLost { lease });
+        }
+    }
+
+    fn node_bytes(&mut self) -> Vec<u8> {
+        self.node.id.clone_from(&self.node_id);
+        self.node.last_updated = Timestamp::now();
+        self.node.ttlseconds = self.ttl.as_secs();
+        wire::encode(&self.node)
+    }
+
+    async fn tick(&mut self, myself: &ActorRef<SessionMsg>) {
+        let Some(lease) = self.lease else { return };
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.lose_lease();
+            self.schedule_connect(myself);
+            return;
+        }
+        match self.store.keep_alive_once(lease).await {
+            Ok(ttl) => {
+                self.deadline = Some(now + ttl);
+                self.emit(ClusterEvent::KeepAlive {
+                    ok: true,
+                    at: now,
+                    deadline: self.deadline,
+                });
+            }
+            Err(e) => {
+                metrics::keepalive_failure();
+                warn!(error = %error_chain(&e), "failed to renew lease");
+                self.emit(ClusterEvent::KeepAlive {
+                    ok: false,
+                    at: now,
+                    deadline: self.deadline,
+                });
+                if matches!(e, StoreError::LeaseExpired { .. }) {
+                    self.lose_lease();
+                } else if let Some(d) = self.deadline {
+                    // Check again exactly at the deadline, not up to TTL/3 later.
+                    myself.send_after(d.saturating_duration_since(Instant::now()), || {
+                        SessionMsg::Tick
+                    });
+                }
+                self.drop_watch();
+                self.schedule_connect(myself);
+            }
+        }
+    }
+
+    async fn connect(&mut self, myself: &ActorRef<SessionMsg>) {
+        self.connect_scheduled = false;
+        if self.live || self.resigned {
+            return;
+        }
+        match self.establish(myself).await {
+            Ok(()) => {
+                self.backoff.reset();
+                info!(lease = ?self.lease, "store session established");
+            }
+            Err(e) => {
+                if matches!(e, StoreError::LeaseExpired { .. }) {
+                    self.lose_lease();
+                }
+                warn!(error = %error_chain(&e), "failed to establish store session");
+                self.drop_watch();
+                self.schedule_connect(myself);
+            }
+        }
+    }
+
+    async fn establish(&mut self, myself: &ActorRef<SessionMsg>) -> Result<(), StoreError> {
+        // The lease, renewed or new.
+        if let Some(lease) = self.lease {
+            let sent = Instant::now();
+            if self.deadline.is_some_and(|d| sent >= d) {
+                self.lose_lease();
+            } else {
+                let ttl = self.store.keep_alive_once(lease).await?;
+                self.deadline = Some(sent + ttl);
+            }
+        }
+        while let Some(old) = self.stale_leases.last().copied() {
+            self.store.revoke(old).await?;
+            self.stale_leases.pop();
+        }
+        let lease = match self.lease {
+            Some(l) => l,
+            None => {
+                let sent = Instant::now();
+                let l = self.store.grant_lease(self.ttl).await?;
+                self.lease = Some(l);
+                self.deadline = Some(sent + self.ttl);
+                info!(lease = %l, ttl = ?self.ttl, "lease granted");
+                l
+            }
+        };
+        let key = self.keys.node(&self.node_id);
+        let bytes = self.node_bytes();
+        self.store.put(&key, bytes, Some(lease)).await?;
+        let prefix = self.keys.cluster_prefix();
+        let (entries, revision) = self.store.get_prefix(&prefix).await?;
+        let mut watch = self.store.watch_prefix(&prefix, revision + 1).await?;
+        self.drop_watch();
+        let generation = self.generation;
+        let me = myself.clone();
+        self.watch_task = Some(tokio::spawn(async move {
+            loop {
+                let msg = watch.next().await;
+                let last = matches!(msg, WatchMessage::Broken(_));
+                if me.cast(SessionMsg::Watch { generation, msg }).is_err() || last {
+                    return;
+                }
+            }
+        }));
+        self.live = true;
+        let snap = ClusterSnapshot::from_entries(&self.keys, &entries, revision);
+        self.emit(ClusterEvent::Resynced(Box::new(snap)));
+        Ok(())
+    }
+
+    async fn on_watch(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        generation: u64,
+        msg: WatchMessage,
+    ) {
+        if generation != self.generation || !self.live {
+            return;
+        }
+        match msg {
+            WatchMessage::Events(events) => {
+                for ev in &events {
+                    if let Some(e) = ClusterEvent::from_watch(&self.keys, ev) {
+                        self.emit(e);
+                    }
+                }
+            }
+            WatchMessage::Broken(why) => {
+                warn!(?why, "cluster watch broke; re-listing");
+                self.drop_watch();
+                self.schedule_connect(myself);
+            }
+        }
+    }
+
+    async fn update_node(&mut self, myself: &ActorRef<SessionMsg>, doc: NodeDoc) {
+        self.node = doc;
+        let (Some(lease), true) = (self.lease, self.live) else {
+            // Written on the next (re)connect.
+            return;
+        };
+        let key = self.keys.node(&self.node_id);
+        let bytes = self.node_bytes();
+        if let Err(e) = self.store.put(&key, bytes, Some(lease)).await {
+            warn!(error = %error_chain(&e), "failed to publish node document");
+            if matches!(e, StoreError::LeaseExpired { .. }) {
+                self.lose_lease();
+            }
+            self.drop_watch();
+            self.schedule_connect(myself);
+        }
+    }
+
+    async fn claim(&mut self, key: &ClusterKey, value: Vec<u8>) -> Result<bool, StoreError> {
+        let full = self.keys.key(key);
+        let Some(lease) = self
+            .lease
+            .filter(|_| self.deadline.is_some_and(|d| Instant::now() < d))
+        else {
+            return Err(StoreError::Other {
+                op: format!("create key {full}"),
+                source: "the session holds no live lease".into(),
+            });
+        };
+        self.store.create_if_absent(&full, value, Some(lease)).await
+    }
+
+    async fn resign(&mut self) -> Result<(), StoreError> {
+        self.resigned = true;
+        self.drop_watch();
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        if let Some(lease) = self.lease.take() {
+            self.deadline = None;
+            self.store.revoke(lease).await?;
+            info!(%lease, "lease revoked (hand-over)");
+        }
+        Ok(())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl<S: Store> Actor for SessionActor<S> {
+    type Msg = SessionMsg;
+    type State = SessionState<S>;
+    type Arguments = SessionArgs<S>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs<S>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        ClusterKeys::check_node_id(&args.node_id)?;
+        let period = (args.ttl / 3).max(Duration::from_millis(100));
+        let cap = period.clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let ticker = myself.send_interval(period, || SessionMsg::Tick);
+        myself.cast(SessionMsg::Connect)?;
+        Ok(SessionState {
+            store: args.store,
+            keys: args.keys,
+            node_id: args.node_id,
+            ttl: args.ttl,
+            node: args.node,
+            sink: args.sink,
+            lease: None,
+            deadline: None,
+            stale_leases: Vec::new(),
+            live: false,
+            connect_scheduled: true,
+            resigned: false,
+            generation: 0,
+            watch_task: None,
+            ticker: Some(ticker),
+            backoff: Backoff::new(Duration::from_millis(50), cap),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        st: &mut SessionState<S>,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Connect => st.connect(&myself).await,
+            SessionMsg::Tick => st.tick(&myself).await,
+            SessionMsg::Watch { generation, msg } => st.on_watch(&myself, generation, msg).await,
+            SessionMsg::UpdateNode(doc) => st.update_node(&myself, *doc).await,
+            SessionMsg::Claim { key, value, reply } => {
+                let r = st.claim(&key, value).await;
+                let _ = reply.send(r);
+            }
+            SessionMsg::Resign(reply) => {
+                let r = st.resign().await;
+                let _ = reply.send(r);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        st: &mut SessionState<S>,
+    ) -> Result<(), ActorProcessingErr> {
+        st.drop_watch();
+        if let Some(t) = st.ticker.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+}

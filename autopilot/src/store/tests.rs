@@ -1,0 +1,288 @@
+//! Store tests against a real etcd started by the `e2e` harness. Bounded waits only.
+
+use std::time::{Duration, Instant};
+
+use e2e::etcd::EtcdServer;
+
+use super::*;
+use crate::config::Secret;
+
+pub(crate) fn start_etcd() -> EtcdServer {
+    EtcdServer::start().expect("start etcd (apt-get install -y etcd-server)")
+}
+
+pub(crate) fn options(endpoint: String) -> EtcdOptions {
+    let mut o = EtcdOptions::new(vec![endpoint]);
+    o.request_timeout = Duration::from_millis(500);
+    o.connect_timeout = Duration::from_millis(250);
+    o.keep_alive_interval = Duration::from_millis(500);
+    o
+}
+
+pub(crate) async fn connect(etcd: &EtcdServer) -> EtcdStore {
+    EtcdStore::connect(&options(etcd.endpoint()))
+        .await
+        .expect("connect to test etcd")
+}
+
+/// Next events of a watch, or panic after `within`.
+async fn next_events(w: &mut Watch, within: Duration) -> Vec<WatchEvent> {
+    match tokio::time::timeout(within, w.next()).await {
+        Ok(WatchMessage::Events(ev)) => ev,
+        Ok(WatchMessage::Broken(b)) => panic!("watch broke: {b:?}"),
+        Err(_) => panic!("no watch event within {within:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_lease_keepalive_and_expiry_deletes_bound_key() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let lease = s.grant_lease(Duration::from_secs(2)).await.expect("grant");
+    let (_, rev) = s.get_prefix("/t/").await.expect("list");
+    let mut w = s.watch_prefix("/t/", rev + 1).await.expect("watch");
+    s.put("/t/node", b"n".to_vec(), Some(lease))
+        .await
+        .expect("put");
+    assert!(
+        matches!(&next_events(&mut w, Duration::from_secs(2)).await[..], [WatchEvent::Put { key, .. }] if key == "/t/node")
+    );
+
+    // Keep it alive past its TTL: the key stays.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let ttl = s.keep_alive_once(lease).await.expect("keep alive");
+        assert!(
+            ttl > Duration::from_secs(1) && ttl <= Duration::from_secs(2),
+            "{ttl:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert!(s.get("/t/node").await.expect("get").is_some());
+
+    // Stop keeping it alive: the key vanishes about one TTL later and the watch sees it.
+    let stopped = Instant::now();
+    let ev = next_events(&mut w, Duration::from_secs(5)).await;
+    let elapsed = stopped.elapsed();
+    assert!(
+        matches!(&ev[..], [WatchEvent::Delete { key, .. }] if key == "/t/node"),
+        "{ev:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1000),
+        "expired too early: {elapsed:?}"
+    );
+    assert!(s.get("/t/node").await.expect("get").is_none());
+    let err = s.keep_alive_once(lease).await.expect_err("lease gone");
+    assert!(matches!(err, StoreError::LeaseExpired { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string().starts_with(&format!("renew lease {lease}")),
+        "{err}"
+    );
+    s.revoke(lease)
+        .await
+        .expect("revoking a gone lease is fine");
+    let err = s
+        .put("/t/x", b"x".to_vec(), Some(lease))
+        .await
+        .expect_err("put on a gone lease");
+    assert!(matches!(err, StoreError::LeaseExpired { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_revoke_deletes_bound_keys_at_once() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let lease = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    s.put("/r/a", b"a".to_vec(), Some(lease))
+        .await
+        .expect("put");
+    s.revoke(lease).await.expect("revoke");
+    assert!(s.get("/r/a").await.expect("get").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_create_if_absent_race_has_exactly_one_winner() {
+    let etcd = start_etcd();
+    for round in 0..10 {
+        let a = connect(&etcd).await;
+        let b = connect(&etcd).await;
+        let key = format!("/race/{round}/primary");
+        let (ra, rb) = tokio::join!(
+            a.create_if_absent(&key, b"a".to_vec(), None),
+            b.create_if_absent(&key, b"b".to_vec(), None)
+        );
+        let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+        assert!(ra ^ rb, "round {round}: exactly one must win ({ra}, {rb})");
+        let (v, _) = a.get(&key).await.expect("get").expect("exists");
+        assert_eq!(v, if ra { b"a".to_vec() } else { b"b".to_vec() });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_watch_delivers_puts_and_deletes_in_order() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    s.put("/other/x", b"x".to_vec(), None)
+        .await
+        .expect("put outside");
+    let (_, rev) = s.get_prefix("/w/").await.expect("list");
+    let mut w = s.watch_prefix("/w/", rev + 1).await.expect("watch");
+    s.put("/w/a", b"1".to_vec(), None).await.expect("put a");
+    s.put("/w/b", b"2".to_vec(), None).await.expect("put b");
+    s.put("/other/y", b"y".to_vec(), None)
+        .await
+        .expect("put outside");
+    s.put("/w/a", b"3".to_vec(), None)
+        .await
+        .expect("put a again");
+    assert!(s.delete("/w/a").await.expect("delete a"));
+    assert!(!s.delete("/w/a").await.expect("delete a twice"));
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        got.extend(next_events(&mut w, Duration::from_secs(2)).await);
+    }
+    let summary: Vec<(bool, &str)> = got
+        .iter()
+        .map(|e| (matches!(e, WatchEvent::Put { .. }), e.key()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (true, "/w/a"),
+            (true, "/w/b"),
+            (true, "/w/a"),
+            (false, "/w/a")
+        ]
+    );
+    assert!(
+        got.windows(2)
+            .all(|p| p[0].mod_revision() < p[1].mod_revision())
+    );
+
+    // A watch from an old revision replays history.
+    let mut replay = s.watch_prefix("/w/", rev + 1).await.expect("watch again");
+    let mut again = Vec::new();
+    while again.len() < 4 {
+        again.extend(next_events(&mut replay, Duration::from_secs(2)).await);
+    }
+    assert_eq!(again, got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_get_prefix_and_conditional_delete() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let r1 = s.put("/p/b", b"b".to_vec(), None).await.expect("put");
+    s.put("/p/a", b"a".to_vec(), None).await.expect("put");
+    s.put("/pz", b"z".to_vec(), None).await.expect("put");
+    let (entries, rev) = s.get_prefix("/p/").await.expect("list");
+    assert_eq!(
+        entries.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["/p/a", "/p/b"]
+    );
+    assert!(rev >= r1);
+    let (_, mod_rev) = s.get("/p/b").await.expect("get").expect("exists");
+    assert_eq!(mod_rev, r1);
+    assert!(
+        !s.delete_if_revision("/p/b", mod_rev + 100)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        s.delete_if_revision("/p/b", mod_rev)
+            .await
+            .expect("current")
+    );
+    assert!(s.get("/p/b").await.expect("get").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_dead_etcd_is_a_prompt_retryable_error_and_breaks_the_watch() {
+    let mut etcd = start_etcd();
+    let s = connect(&etcd).await;
+    s.put("/d/a", b"a".to_vec(), None).await.expect("put");
+    let mut w = s.watch_prefix("/d/", 1).await.expect("watch");
+    let _ = next_events(&mut w, Duration::from_secs(2)).await;
+    etcd.kill();
+    let started = Instant::now();
+    let err = s.get("/d/a").await.expect_err("etcd is down");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    match tokio::time::timeout(Duration::from_secs(5), w.next()).await {
+        Ok(WatchMessage::Broken(_)) => {}
+        other => panic!("watch should report it broke, got {other:?}"),
+    }
+    etcd.restart().expect("restart");
+    // The same client reconnects by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.get("/d/a").await {
+            Ok(v) => {
+                assert!(v.is_some());
+                break;
+            }
+            Err(e) if Instant::now() < deadline && e.is_retryable() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no reconnect: {e:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_password_never_appears_in_debug_or_errors() {
+    let etcd = start_etcd();
+    let mut o = options(etcd.endpoint());
+    o.user = Some((
+        "agent".into(),
+        Secret::new("env ETCD_PASSWORD".into(), "hunter2-s3cr3t".into()),
+    ));
+    let dbg = format!("{o:?}");
+    assert!(!dbg.contains("hunter2"), "{dbg}");
+    assert!(dbg.contains("env ETCD_PASSWORD"), "{dbg}");
+    // Auth is off on the test etcd, so authenticating fails; the error must not leak either.
+    match EtcdStore::connect(&o).await {
+        Ok(s) => assert!(!format!("{s:?}").contains("hunter2")),
+        Err(e) => {
+            let all = format!("{e:?} {e:#} {}", error_chain(&e));
+            assert!(!all.contains("hunter2"), "{all}");
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_endpoint_list_survives_one_member_down() {
+    let mut cluster = e2e::etcd::EtcdCluster::start(3).expect("start 3-member etcd");
+    let mut o = EtcdOptions::new(cluster.endpoints());
+    o.request_timeout = Duration::from_millis(800);
+    let s = EtcdStore::connect(&o).await.expect("connect");
+    s.put("/c/a", b"1".to_vec(), None).await.expect("put");
+    cluster.kill(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.put("/c/a", b"2".to_vec(), None).await {
+            Ok(_) => break,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("with one member down the others must serve: {e:?}"),
+        }
+    }
+}

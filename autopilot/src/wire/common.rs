@@ -1,0 +1,152 @@
+//! Types shared by several documents: time stamps, roles, statuses, positions.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A point in time, serialised as RFC 3339 UTC with milliseconds, e.g.
+/// `"2026-11-23T23:05:00.123Z"`. Readers also accept any RFC 3339 precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(SystemTime);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        Self(SystemTime::now())
+    }
+    /// From milliseconds since the Unix epoch.
+    pub fn from_unix_millis(ms: u64) -> Self {
+        Self(UNIX_EPOCH + Duration::from_millis(ms))
+    }
+    /// Milliseconds since the Unix epoch (0 for times before it).
+    pub fn unix_millis(&self) -> u64 {
+        self.0
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+    }
+    /// The wrapped time.
+    pub fn system_time(&self) -> SystemTime {
+        self.0
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        Self(t)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Truncate to whole milliseconds so a round trip is exact.
+        let t = Self::from_unix_millis(self.unix_millis()).0;
+        write!(f, "{}", humantime::format_rfc3339_millis(t))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&s)
+            .map(Self)
+            .map_err(|e| serde::de::Error::custom(format!("bad RFC 3339 time {s:?}: {e}")))
+    }
+}
+
+/// An etcd lease id as lower-case hex, the way `etcdctl lease list` prints it.
+pub fn lease_hex(id: i64) -> String {
+    format!("{id:x}")
+}
+
+/// What a node is doing in the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Accepts writes; holds the `primary` key.
+    Primary,
+    /// Follows the primary.
+    Replica,
+    /// Not yet decided (starting, bootstrapping, following nobody).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// Life-cycle status of a node's database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// Starting up or recovering.
+    Starting,
+    /// Serving in its role.
+    Online,
+    /// Shutting down.
+    Stopping,
+    /// Not running.
+    Offline,
+    /// Made read-only by Autopilot (lost its lease or was replaced).
+    Fenced,
+    /// Being rebuilt from a backup or clone.
+    Rebuilding,
+    /// A value this reader does not know (written by a newer version).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// Result of the last health probe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// The engine probe and the operator's health handler passed.
+    Healthy,
+    /// A probe failed.
+    Unhealthy,
+    /// Not probed yet, or a value this reader does not know.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// How far a database has got in the replication stream; comparable across nodes of one
+/// cluster. `epoch` is the PostgreSQL timeline or the MySQL/MariaDB failover generation,
+/// `offset` the LSN or the GTID sequence number. Ordered by `(epoch, offset)`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ReplicationPosition {
+    /// Timeline / generation; a failover increments it.
+    pub epoch: u64,
+    /// Offset within the epoch.
+    pub offset: u64,
+}
+
+/// Client connections to the database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    /// Open connections.
+    #[serde(default)]
+    pub current: u64,
+    /// Configured maximum.
+    #[serde(default)]
+    pub max: u64,
+}
+
+/// Disk use of the database's data directory's file system.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Storage {
+    /// Bytes used by the data directory.
+    #[serde(default)]
+    pub used_bytes: u64,
+    /// Bytes still free on its file system.
+    #[serde(default)]
+    pub free_bytes: u64,
+}

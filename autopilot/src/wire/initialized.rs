@@ -1,0 +1,35 @@
+//! The `initialized` document: written once, at first bootstrap. Its presence means the
+//! cluster has data and must never be initialised empty again (invariant I3).
+
+use serde::{Deserialize, Serialize};
+
+use super::common::Timestamp;
+use super::{Document, schema_v1};
+
+/// Value of `<cluster>/initialized`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InitializedDoc {
+    /// Always 1 for this layout.
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
+    /// Which database was created.
+    pub database: DatabaseIdentity,
+    /// When bootstrap finished.
+    pub time: Timestamp,
+    /// Id of the node that bootstrapped it.
+    pub node: String,
+}
+
+/// Identity of the database created at bootstrap; a node whose data has another identity
+/// does not belong to this cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseIdentity {
+    /// Engine kind, e.g. `mariadb`, `postgres`, `process`.
+    pub engine: String,
+    /// Engine-specific id: PostgreSQL system identifier, MySQL server UUID of the seed, ...
+    pub system_id: String,
+}
+
+impl Document for InitializedDoc {
+    const KIND: &'static str = "initialized";
+}

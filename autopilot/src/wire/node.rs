@@ -1,0 +1,82 @@
+//! The node document, `nodes/<id>`: every agent publishes its own under its lease.
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    Connections, Health, NodeStatus, ReplicationPosition, Role, Storage, Timestamp,
+};
+use super::{Document, schema_v1};
+
+/// Value of `<cluster>/nodes/<id>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeDoc {
+    /// Always 1 for this layout.
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
+    /// Node id; equals the last key segment.
+    pub id: String,
+    /// Human-readable node name.
+    pub name: String,
+    /// Host name of the machine.
+    pub hostname: String,
+    /// Address clients and replicas connect to.
+    pub ip_address: String,
+    /// Database port.
+    pub port: u16,
+    /// The role the node is currently in.
+    pub role: Role,
+    /// Database status.
+    pub status: NodeStatus,
+    /// Result of the last health probe.
+    pub health: Health,
+    /// How far this node's database has got; failover prefers the most advanced node.
+    pub replication: NodeReplication,
+    /// Failover preference among equally advanced nodes; higher wins.
+    pub priority: u32,
+    /// Operator tags.
+    #[serde(default)]
+    pub tags: NodeTags,
+    /// True while the database is fenced (read-only) by Autopilot.
+    #[serde(default)]
+    pub fenced: bool,
+    /// True when this node must be rebuilt before it may rejoin (errant transactions).
+    #[serde(default)]
+    pub needs_rebuild: bool,
+    /// Database server version string.
+    pub version: String,
+    /// Client connections.
+    #[serde(default)]
+    pub connections: Connections,
+    /// Disk use.
+    #[serde(default)]
+    pub storage: Storage,
+    /// When the agent last rewrote this document.
+    pub last_updated: Timestamp,
+    /// TTL of the node's lease, seconds.
+    pub ttlseconds: u64,
+}
+
+/// Replication state of one node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeReplication {
+    /// Position received and applied so far.
+    pub position: ReplicationPosition,
+    /// Lag behind the primary in seconds (`null` when unknown or on the primary).
+    #[serde(default)]
+    pub lag_seconds: Option<f64>,
+    /// Id of the primary this node follows (`null` when it follows nobody).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// Operator tags that change how Autopilot treats a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTags {
+    /// Never promote this node automatically.
+    #[serde(default)]
+    pub nofailover: bool,
+}
+
+impl Document for NodeDoc {
+    const KIND: &'static str = "node";
+}
