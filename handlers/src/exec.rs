@@ -234,6 +234,17 @@ impl ManagedChild {
         spec: &ExecSpec,
         extra_env: &[(String, String)],
     ) -> Result<ManagedChild, ExecError> {
+        Self::spawn_inner(name, spec, extra_env, false).map(|(child, _)| child)
+    }
+
+    /// Like [`ManagedChild::spawn`], but stdout is collected (up to [`MAX_CAPTURE`] bytes)
+    /// instead of logged; the returned task yields it once the pipe closes.
+    fn spawn_inner(
+        name: &str,
+        spec: &ExecSpec,
+        extra_env: &[(String, String)],
+        capture: bool,
+    ) -> Result<(ManagedChild, Option<tokio::task::JoinHandle<String>>), ExecError> {
         let (program, args) = spec.argv.split_first().ok_or(ExecError::EmptyArgv)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ExecError::NoRuntime {
@@ -258,8 +269,13 @@ impl ManagedChild {
         })?;
         let name: Arc<str> = Arc::from(name);
         let mut child = spawned.child;
+        let mut captured = None;
         if let Some(out) = child.stdout.take() {
-            forward_output(&name, "stdout", out.into());
+            if capture {
+                captured = Some(capture_output(out.into()));
+            } else {
+                forward_output(&name, "stdout", out.into());
+            }
         }
         if let Some(err) = child.stderr.take() {
             forward_output(&name, "stderr", err.into());
@@ -273,7 +289,7 @@ impl ManagedChild {
             .map(|(k, _)| k.as_str())
             .collect();
         debug!(process = %name, pid = spawned.pid, program = %program, ?env_keys, "started");
-        Ok(ManagedChild {
+        let child = ManagedChild {
             group: GroupHandle {
                 pid: spawned.pid,
                 token: spawned.token,
@@ -281,7 +297,8 @@ impl ManagedChild {
             },
             status_rx: spawned.status,
             status: None,
-        })
+        };
+        Ok((child, captured))
     }
 
     /// The leader's pid (= process group id).
@@ -400,6 +417,43 @@ pub async fn run(
 ) -> Result<RunOutcome, ExecError> {
     let mut child = ManagedChild::spawn(name, spec, extra_env)?;
     Ok(child.supervise(spec.timeout, spec.kill_grace).await)
+}
+
+/// Like [`run`], but returns what the command wrote to stdout (up to [`MAX_CAPTURE`] bytes,
+/// lossily decoded) instead of logging it; stderr is still logged. For hooks whose output
+/// is data, such as a replication position.
+pub async fn run_capture(
+    name: &str,
+    spec: &ExecSpec,
+    extra_env: &[(String, String)],
+) -> Result<(RunOutcome, String), ExecError> {
+    let (mut child, captured) = ManagedChild::spawn_inner(name, spec, extra_env, true)?;
+    let outcome = child.supervise(spec.timeout, spec.kill_grace).await;
+    let stdout = match captured {
+        // The pipe closes when the last holder exits; after a timeout the group was killed.
+        Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    Ok((outcome, stdout))
+}
+
+/// The most stdout [`run_capture`] keeps.
+pub const MAX_CAPTURE: u64 = 64 * 1024;
+
+/// Collect a pipe's content (bounded) until EOF.
+fn capture_output(fd: OwnedFd) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+            return String::new();
+        };
+        let mut buf = Vec::new();
+        let _ = pipe.take(MAX_CAPTURE).read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    })
 }
 
 /// Forward a pipe line by line into tracing until EOF.
