@@ -46,10 +46,13 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
         cx.publish();
         return;
     }
-    if cx.now < since + cx.p.settle {
-        return;
+    if cx.now < since + cx.p.settle || !view.linearizable {
+        return; // decide only on a fresh read taken after the settle window
     }
-    let planned = view.switchover.is_some();
+    // Planned iff the vanished primary is the one the request asked to step down.
+    let planned = view.switchover.as_ref().is_some_and(|sw| {
+        view.history_last.as_ref().is_some_and(|h| h.node == sw.from)
+    });
     if !planned
         && let Some(last) = view.last_failover_at
         && cx.now < last + cx.p.failover_cooldown

@@ -14,7 +14,13 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
             if let Some(sw) = &view.switchover {
                 if sw.from != cx.p.node_id {
                     cx.emit(Action::ClearSwitchover); // not addressed to the current primary
-                } else if !view.maintenance && target_ok(cx, view) {
+                } else if !target_ok(cx, view) {
+                    cx.emit(Action::ClearSwitchover); // no eligible target: reject, do not linger
+                    cx.emit(Action::PublishEvent {
+                        kind: "switchover_rejected",
+                        detail: "no eligible target".to_owned(),
+                    });
+                } else if !view.maintenance {
                     hand_over(cx, "switchover requested");
                 }
             }

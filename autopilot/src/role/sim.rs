@@ -1,0 +1,673 @@
+//! A small deterministic simulator: N nodes each running [`decide`], one simulated etcd with
+//! real semantics (leases expiring `ttl` after the last keep-alive the server received,
+//! create-if-absent transactions, revisions, watches delivered with random delay), simulated
+//! databases (writable flag, a log of write ids), a simulated clock, and injectable faults.
+//!
+//! The executor here is what the Role actor will be: it applies each action to the store or the
+//! database and feeds the answer back as an event. A node's events are processed to completion
+//! before the next node's, like one actor mailbox each. Invariant checks record violations
+//! instead of panicking so the property test can print the whole trace.
+//!
+//! Fault model limits (documented, not hidden): a node is never frozen and partitioned at once.
+//! A frozen agent whose database is also unreachable to peers cannot be fenced by anybody;
+//! that needs a watchdog (open item).
+
+use super::*;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Simulated time step between ticks.
+pub const TICK: Millis = 100;
+
+/// Faults and operator requests the property test chooses from.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Let time pass (in ticks).
+    Advance(u64),
+    /// SIGSTOP the agent: no events, no keep-alives; its database keeps running.
+    Freeze(usize),
+    /// SIGCONT.
+    Thaw(usize),
+    /// Kill agent and database (PID 1 takes the database with it).
+    CrashAgent(usize),
+    /// Start agent and database again (database starts read-only).
+    RestartAgent(usize),
+    /// Kill only the database.
+    CrashDb(usize),
+    /// Start the database again, read-only.
+    RestartDb(usize),
+    /// Cut the node off from the store and its peers (its clients still reach it).
+    Partition(usize),
+    /// Reconnect.
+    Heal(usize),
+    /// The operator's health handler flips.
+    Health(usize, bool),
+    /// Set or clear the `maintenance` key.
+    Maintenance(bool),
+    /// Ask the current primary to hand over, to a named node or the best one.
+    Switchover(Option<usize>),
+    /// SIGTERM the agent (graceful stop, I6).
+    Stop(usize),
+}
+
+/// xorshift64*: deterministic from the proptest-chosen seed.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// The simulated etcd.
+#[derive(Default)]
+struct Store {
+    rev: u64,
+    /// lease id → (owner, expires_at)
+    leases: BTreeMap<u64, (usize, Millis)>,
+    next_lease: u64,
+    primary: Option<(PrimaryKey, u64)>,
+    lock: Option<(usize, u64)>,
+    initialized: bool,
+    maintenance: bool,
+    /// (at, to, reason)
+    history: Vec<(Millis, PrimaryKey, ClaimReason)>,
+    history_rev: u64,
+    switchover: Option<Switchover>,
+    nodes: BTreeMap<usize, (NodeInfo, u64)>,
+}
+
+impl Store {
+    fn view(&self, linearizable: bool) -> ClusterView {
+        ClusterView {
+            linearizable,
+            revision: self.rev,
+            primary: self.primary.as_ref().map(|p| p.0.clone()),
+            initialized: self.initialized,
+            maintenance: self.maintenance,
+            last_failover_at: self
+                .history
+                .iter()
+                .rev()
+                .find(|h| h.2 == ClaimReason::Failover)
+                .map(|h| h.0),
+            history_rev: self.history_rev,
+            history_last: self.history.last().map(|h| h.1.clone()),
+            switchover: self.switchover.clone(),
+            nodes: self.nodes.values().map(|n| n.0.clone()).collect(),
+        }
+    }
+    fn drop_lease(&mut self, id: u64) {
+        self.leases.remove(&id);
+        if self.primary.as_ref().is_some_and(|p| p.1 == id) {
+            self.primary = None;
+        }
+        if self.lock.is_some_and(|l| l.1 == id) {
+            self.lock = None;
+        }
+        self.nodes.retain(|_, n| n.1 != id);
+        self.rev += 1;
+    }
+}
+
+/// A simulated database.
+#[derive(Clone, Default)]
+pub struct Db {
+    pub running: bool,
+    pub writable: bool,
+    pub has_data: bool,
+    pub log: Vec<u64>,
+    pub epoch: u64,
+    pub upstream: Option<usize>,
+}
+impl Db {
+    fn pos(&self) -> Position {
+        Position { epoch: self.epoch, offset: self.log.len() as u64 }
+    }
+}
+
+/// One simulated node.
+pub struct Node {
+    pub state: RoleState,
+    pub params: RoleParams,
+    pub agent_up: bool,
+    pub frozen: bool,
+    pub partitioned: bool,
+    pub healthy: bool,
+    lease: Option<u64>,
+    want_lease: bool,
+    inbox: VecDeque<(Millis, Event)>,
+    next_keepalive: Millis,
+}
+
+/// The whole simulated world.
+pub struct World {
+    pub now: Millis,
+    store: Store,
+    pub nodes: Vec<Node>,
+    pub dbs: Vec<Db>,
+    rng: Rng,
+    next_write: u64,
+    max_watch_delay: Millis,
+    /// Invariant violations found so far (empty = all good).
+    pub violations: Vec<String>,
+    /// (time, node, reason) of every promotion the executor carried out.
+    pub promotions: Vec<(Millis, usize, ClaimReason)>,
+}
+
+/// Parameters every simulated node shares (ids and addresses differ).
+pub fn params(i: usize) -> RoleParams {
+    RoleParams {
+        node_id: format!("n{i}"),
+        address: format!("10.0.0.{i}:5432"),
+        ttl: 3000,
+        fence_after_permille: 500,
+        settle: 1000,
+        failover_cooldown: 8000,
+        max_lag_on_failover: 1_000_000,
+        priority: 100,
+        nofailover: false,
+        pre_promote: false,
+        restore_from_backup: false,
+    }
+}
+
+impl World {
+    pub fn new(n: usize, seed: u64) -> Self {
+        let nodes = (0..n)
+            .map(|i| Node {
+                state: RoleState::new(),
+                params: params(i),
+                agent_up: true,
+                frozen: false,
+                partitioned: false,
+                healthy: true,
+                lease: None,
+                want_lease: false,
+                inbox: VecDeque::from([(0, Event::Started { now: 0, has_data: false, position: Position::default() })]),
+                next_keepalive: 0,
+            })
+            .collect();
+        let dbs = vec![Db { running: true, ..Db::default() }; n];
+        Self {
+            now: 0,
+            store: Store::default(),
+            nodes,
+            dbs,
+            rng: Rng(seed | 1),
+            next_write: 1,
+            max_watch_delay: 300,
+            violations: Vec::new(),
+            promotions: Vec::new(),
+        }
+    }
+
+    fn idx(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.params.node_id == id)
+    }
+
+    /// Whether `from`'s agent/executor can reach the store.
+    fn store_ok(&self, i: usize) -> bool {
+        !self.nodes[i].partitioned
+    }
+
+    /// Whether node `a` can reach node `b`'s database.
+    fn reach(&self, a: usize, b: usize) -> bool {
+        a == b || (!self.nodes[a].partitioned && !self.nodes[b].partitioned)
+    }
+
+    /// Apply a fault, respecting the fault model's exclusions.
+    pub fn fault(&mut self, f: &Fault) {
+        let n = self.nodes.len();
+        match *f {
+            Fault::Advance(ticks) => {
+                for _ in 0..ticks {
+                    self.tick();
+                }
+            }
+            Fault::Freeze(i) if !self.nodes[i % n].partitioned => self.nodes[i % n].frozen = true,
+            Fault::Thaw(i) => self.nodes[i % n].frozen = false,
+            Fault::CrashAgent(i) => self.crash(i % n),
+            Fault::RestartAgent(i) => self.restart(i % n),
+            Fault::CrashDb(i) => {
+                let d = &mut self.dbs[i % n];
+                d.running = false;
+                d.writable = false;
+            }
+            Fault::RestartDb(i) if self.nodes[i % n].agent_up => self.dbs[i % n].running = true,
+            Fault::Partition(i) if !self.nodes[i % n].frozen => self.nodes[i % n].partitioned = true,
+            Fault::Heal(i) => self.nodes[i % n].partitioned = false,
+            Fault::Health(i, h) => self.nodes[i % n].healthy = h,
+            Fault::Maintenance(m) => {
+                self.store.maintenance = m;
+                self.changed();
+            }
+            Fault::Switchover(to) => {
+                if let Some((pk, _)) = &self.store.primary {
+                    let from = pk.node.clone();
+                    self.store.switchover = Some(Switchover { from, to: to.map(|t| format!("n{}", t % n)) });
+                    self.changed();
+                }
+            }
+            Fault::Stop(i) => {
+                let now = self.now;
+                self.nodes[i % n].inbox.push_back((now, Event::StopRequested { now }));
+            }
+            _ => {}
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.agent_up = false;
+        node.frozen = false;
+        node.inbox.clear();
+        node.lease = None;
+        node.want_lease = false;
+        self.dbs[i].running = false;
+        self.dbs[i].writable = false;
+    }
+
+    fn restart(&mut self, i: usize) {
+        if self.nodes[i].agent_up {
+            return;
+        }
+        let d = &mut self.dbs[i];
+        d.running = true;
+        d.writable = false;
+        d.upstream = None;
+        let (now, has_data, position) = (self.now, d.has_data, d.pos());
+        let node = &mut self.nodes[i];
+        node.agent_up = true;
+        node.inbox.push_back((now, Event::Started { now, has_data, position }));
+    }
+
+    /// Heal everything and let the cluster settle (the liveness phase).
+    pub fn heal_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].frozen = false;
+            self.nodes[i].partitioned = false;
+            self.nodes[i].healthy = true;
+            self.restart(i);
+            if self.nodes[i].agent_up {
+                self.dbs[i].running = true;
+            }
+        }
+        self.store.maintenance = false;
+        self.changed();
+    }
+
+    /// A store mutation happened: deliver the new view to every watcher after a random delay.
+    fn changed(&mut self) {
+        self.store.rev += 1;
+        let view = self.store.view(false);
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].agent_up && self.store_ok(i) {
+                let at = self.now + self.rng.below(self.max_watch_delay + 1);
+                let now = at;
+                self.nodes[i].inbox.push_back((at, Event::Cluster { now, view: view.clone() }));
+            }
+        }
+    }
+
+    /// Advance one tick: expire leases, serve clients, replicate, keep alive, run agents.
+    pub fn tick(&mut self) {
+        self.now += TICK;
+        let now = self.now;
+        let expired: Vec<u64> =
+            self.store.leases.iter().filter(|l| l.1.1 <= now).map(|l| *l.0).collect();
+        for id in &expired {
+            self.store.drop_lease(*id);
+        }
+        if !expired.is_empty() {
+            self.changed();
+        }
+        // Clients write to every database that accepts writes (acknowledged writes).
+        for d in &mut self.dbs {
+            if d.running && d.writable {
+                d.log.push(self.next_write);
+                self.next_write += 1;
+            }
+        }
+        self.replicate();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].agent_up || self.nodes[i].frozen {
+                continue;
+            }
+            self.keepalive(i);
+            let healthy = self.nodes[i].healthy && self.dbs[i].running;
+            let position = self.dbs[i].pos();
+            if now % 1000 == 0 {
+                self.nodes[i].inbox.push_back((now, Event::Health { now, healthy, position }));
+            }
+            self.nodes[i].inbox.push_back((now, Event::Tick { now }));
+            self.run_node(i);
+        }
+        self.check_i1();
+    }
+
+    fn replicate(&mut self) {
+        for i in 0..self.dbs.len() {
+            let Some(u) = self.dbs[i].upstream else { continue };
+            if !self.dbs[i].running || !self.dbs[u].running || !self.reach(i, u) || self.rng.below(3) == 0 {
+                continue;
+            }
+            let src = self.dbs[u].clone();
+            if src.log.starts_with(&self.dbs[i].log) {
+                self.dbs[i].log = src.log;
+                self.dbs[i].epoch = src.epoch;
+            }
+        }
+    }
+
+    fn keepalive(&mut self, i: usize) {
+        let now = self.now;
+        if self.nodes[i].want_lease && self.store_ok(i) {
+            let id = self.store.next_lease;
+            self.store.next_lease += 1;
+            self.store.leases.insert(id, (i, now + self.nodes[i].params.ttl));
+            self.nodes[i].lease = Some(id);
+            self.nodes[i].want_lease = false;
+            self.nodes[i].next_keepalive = now + self.nodes[i].params.ttl / 3;
+            self.put_node(i, Role::Unknown, self.dbs[i].pos(), false);
+            self.nodes[i].inbox.push_back((now, Event::LeaseGranted { now }));
+            return;
+        }
+        let Some(id) = self.nodes[i].lease else { return };
+        if now < self.nodes[i].next_keepalive {
+            return;
+        }
+        self.nodes[i].next_keepalive = now + self.nodes[i].params.ttl / 3;
+        let ev = if !self.store_ok(i) {
+            Event::KeepAliveFailed { now }
+        } else if let Some(l) = self.store.leases.get_mut(&id) {
+            l.1 = now + self.nodes[i].params.ttl;
+            Event::KeepAliveOk { now, sent_at: now }
+        } else {
+            self.nodes[i].lease = None;
+            Event::LeaseLost { now }
+        };
+        self.nodes[i].inbox.push_back((now, ev));
+    }
+
+    fn put_node(&mut self, i: usize, role: Role, position: Position, eligible: bool) {
+        let Some(lease) = self.nodes[i].lease.filter(|l| self.store.leases.contains_key(l)) else { return };
+        let p = &self.nodes[i].params;
+        let info = NodeInfo { id: p.node_id.clone(), address: p.address.clone(), role, position, priority: p.priority, eligible };
+        self.store.nodes.insert(i, (info, lease));
+        self.changed();
+    }
+
+    /// Process every due event of node `i`, executing actions as they come.
+    fn run_node(&mut self, i: usize) {
+        let mut budget = 200;
+        while budget > 0 && self.nodes[i].agent_up && !self.nodes[i].frozen {
+            budget -= 1;
+            let Some(k) = self.nodes[i].inbox.iter().position(|e| e.0 <= self.now) else { return };
+            let (_, ev) = self.nodes[i].inbox.remove(k).expect("index just found");
+            let ev = retime(ev, self.now);
+            let state = std::mem::take(&mut self.nodes[i].state);
+            let (state, actions) = decide(&self.nodes[i].params, state, ev);
+            self.nodes[i].state = state;
+            for a in actions {
+                self.check_action(i, &a);
+                self.execute(i, a);
+                self.check_i1();
+            }
+        }
+    }
+
+    fn answer(&mut self, i: usize, ev: Event) {
+        self.nodes[i].inbox.push_back((self.now, ev));
+    }
+
+    fn engine(&mut self, i: usize, result: EngineResult) {
+        let now = self.now;
+        self.answer(i, Event::Engine { now, result });
+    }
+
+    fn my_lease_ok(&self, i: usize) -> Option<u64> {
+        self.nodes[i].lease.filter(|l| self.store.leases.contains_key(l) && self.store_ok(i))
+    }
+
+    /// The executor: one action, its effect, its answer.
+    fn execute(&mut self, i: usize, a: Action) {
+        let now = self.now;
+        match a {
+            Action::GrantLease => self.nodes[i].want_lease = true,
+            Action::ReadCluster => {
+                if self.store_ok(i) {
+                    let view = self.store.view(true);
+                    self.answer(i, Event::Cluster { now, view });
+                }
+            }
+            Action::PublishNode { role, position, eligible } => {
+                if self.store_ok(i) {
+                    self.put_node(i, role, position, eligible);
+                }
+            }
+            Action::AcquireLock => {
+                let acquired = match self.my_lease_ok(i) {
+                    Some(l) if self.store.lock.is_none() => {
+                        self.store.lock = Some((i, l));
+                        self.changed();
+                        true
+                    }
+                    _ => false,
+                };
+                self.answer(i, Event::LockResult { now, acquired });
+            }
+            Action::ReleaseLock => {
+                if self.store_ok(i) && self.store.lock.is_some_and(|l| l.0 == i) {
+                    self.store.lock = None;
+                    self.changed();
+                }
+            }
+            Action::ClaimPrimary { reason, history_rev, write_initialized, .. } => {
+                let won = match self.my_lease_ok(i) {
+                    Some(l)
+                        if self.store.primary.is_none()
+                            && history_rev.is_none_or(|r| r == self.store.history_rev) =>
+                    {
+                        let me = PrimaryKey { node: self.nodes[i].params.node_id.clone(), address: self.nodes[i].params.address.clone() };
+                        self.store.primary = Some((me.clone(), l));
+                        self.store.history.push((now, me, reason));
+                        self.store.history_rev = self.store.rev + 1;
+                        self.store.initialized |= write_initialized;
+                        self.changed();
+                        self.check_i5();
+                        true
+                    }
+                    _ => false,
+                };
+                self.answer(i, Event::ClaimResult { now, won });
+            }
+            Action::ReleasePrimary => {
+                if self.my_lease_ok(i).is_some() && self.store.primary.as_ref().is_some_and(|p| Some(p.1) == self.nodes[i].lease) {
+                    self.store.primary = None;
+                    self.changed();
+                }
+            }
+            Action::RevokeLease => {
+                if let Some(l) = self.my_lease_ok(i) {
+                    self.store.drop_lease(l);
+                    self.changed();
+                }
+                self.nodes[i].lease = None;
+            }
+            Action::ClearSwitchover => {
+                if self.store_ok(i) && self.store.switchover.take().is_some() {
+                    self.changed();
+                }
+            }
+            Action::PublishEvent { .. } | Action::WriteMarker | Action::OnChange { .. } | Action::WakeAt { .. } => {}
+            Action::Initialize => {
+                let d = &mut self.dbs[i];
+                if !d.has_data {
+                    d.epoch = 1;
+                }
+                d.has_data = true;
+                let position = d.pos();
+                self.engine(i, EngineResult::Initialized { position });
+            }
+            Action::CloneFrom { primary } => {
+                let r = match self.idx(&primary.node) {
+                    Some(u) if self.dbs[u].running && self.dbs[u].has_data && self.reach(i, u) && self.dbs[i].running => {
+                        let src = self.dbs[u].clone();
+                        let d = &mut self.dbs[i];
+                        (d.log, d.epoch, d.has_data, d.upstream) = (src.log, src.epoch, true, Some(u));
+                        EngineResult::Cloned { position: d.pos() }
+                    }
+                    _ => EngineResult::Failed,
+                };
+                self.engine(i, r);
+            }
+            Action::RestoreFromBackup | Action::RunPrePromote => self.engine(i, EngineResult::Failed),
+            Action::Follow { primary } => {
+                let r = match self.idx(&primary.node) {
+                    Some(u) if self.dbs[i].running => {
+                        let src = self.dbs[u].log.clone();
+                        let d = &mut self.dbs[i];
+                        // pg_rewind-like: drop what the new primary lacks.
+                        let common = d.log.iter().zip(&src).take_while(|(a, b)| a == b).count();
+                        d.log.truncate(common);
+                        d.upstream = Some(u);
+                        d.writable = false;
+                        EngineResult::Following { position: d.pos() }
+                    }
+                    _ => EngineResult::Failed,
+                };
+                self.engine(i, r);
+            }
+            Action::CatchUp => {
+                self.dbs[i].upstream = None;
+                let position = self.dbs[i].pos();
+                self.engine(i, EngineResult::CaughtUp { position });
+            }
+            Action::FenceRemote { node, .. } => {
+                let r = match self.idx(&node) {
+                    Some(u) if !self.reach(i, u) => EngineResult::Failed,
+                    Some(u) if self.dbs[u].running => {
+                        self.dbs[u].writable = false;
+                        EngineResult::RemoteFenced { final_position: Some(self.dbs[u].pos()) }
+                    }
+                    _ => EngineResult::RemoteFenced { final_position: None },
+                };
+                self.engine(i, r);
+            }
+            Action::CatchUpTo { from, .. } => {
+                let u = self.nodes.iter().position(|n| n.params.address == from);
+                if let Some(u) = u.filter(|&u| self.dbs[u].running && self.reach(i, u)) {
+                    let src = self.dbs[u].clone();
+                    if src.log.starts_with(&self.dbs[i].log) {
+                        (self.dbs[i].log, self.dbs[i].epoch) = (src.log, src.epoch);
+                    }
+                }
+                let position = self.dbs[i].pos();
+                self.engine(i, EngineResult::CaughtUp { position });
+            }
+            Action::Promote => {
+                let r = if self.dbs[i].running {
+                    self.check_promote(i);
+                    let epoch = self.dbs.iter().map(|d| d.epoch).max().unwrap_or(0) + 1;
+                    let d = &mut self.dbs[i];
+                    (d.writable, d.epoch, d.upstream) = (true, epoch, None);
+                    EngineResult::Promoted { position: d.pos() }
+                } else {
+                    EngineResult::Failed
+                };
+                self.engine(i, r);
+            }
+            Action::Fence => {
+                let d = &mut self.dbs[i];
+                let r = if d.running {
+                    d.writable = false;
+                    EngineResult::Fenced { position: d.pos() }
+                } else {
+                    EngineResult::Failed
+                };
+                self.engine(i, r);
+            }
+            Action::Unfence => {
+                if self.dbs[i].running {
+                    self.dbs[i].writable = true;
+                }
+                self.engine(i, EngineResult::Unfenced);
+            }
+            Action::Exit => {
+                self.crash(i);
+            }
+        }
+    }
+
+    /// I1: at most one database accepts writes.
+    fn check_i1(&mut self) {
+        let w: Vec<usize> = (0..self.dbs.len()).filter(|&i| self.dbs[i].running && self.dbs[i].writable).collect();
+        if w.len() > 1 {
+            self.violations.push(format!("I1 at {}: writable {w:?}", self.now));
+        }
+    }
+
+    /// I3, I4 at the moment an action is emitted.
+    fn check_action(&mut self, i: usize, a: &Action) {
+        let maint = self.nodes[i].state.maintenance();
+        match a {
+            Action::Initialize if self.store.initialized => {
+                self.violations.push(format!("I3 at {}: n{i} initialises an initialised cluster", self.now))
+            }
+            Action::Promote | Action::ReleasePrimary | Action::ClaimPrimary { .. } if maint => {
+                self.violations.push(format!("I4 at {}: n{i} {a:?} in maintenance", self.now))
+            }
+            _ => {}
+        }
+    }
+
+    /// I5: failovers recorded in history are at least a cooldown apart.
+    fn check_i5(&mut self) {
+        let cd = self.nodes[0].params.failover_cooldown;
+        let f: Vec<Millis> = self.store.history.iter().filter(|h| h.2 == ClaimReason::Failover).map(|h| h.0).collect();
+        if f.windows(2).any(|w| w[1] < w[0] + cd) {
+            self.violations.push(format!("I5 at {}: failovers at {f:?}", self.now));
+        }
+    }
+
+    /// I3 (no empty primary) and the election quality check (settle + yield): the new primary
+    /// is at least as advanced as every reachable peer that advertised itself eligible.
+    fn check_promote(&mut self, i: usize) {
+        if !self.dbs[i].has_data {
+            self.violations.push(format!("I3 at {}: n{i} promotes without data", self.now));
+        }
+        let reason = self.store.history.last().map(|h| h.2);
+        self.promotions.push((self.now, i, reason.unwrap_or(ClaimReason::Bootstrap)));
+        let prev = self.store.history.iter().rev().nth(1).map(|h| h.1.node.clone());
+        for (j, (info, _)) in &self.store.nodes {
+            let (j, n) = (*j, &self.nodes[*j]);
+            let ok = j != i && info.eligible && n.agent_up && !n.frozen && !n.partitioned && self.dbs[j].running;
+            if ok && Some(&n.params.node_id) != prev.as_ref() && self.dbs[j].pos() > self.dbs[i].pos() {
+                self.violations.push(format!(
+                    "ELECTION at {}: n{i} promoted at {:?} but eligible n{j} has {:?}",
+                    self.now,
+                    self.dbs[i].pos(),
+                    self.dbs[j].pos()
+                ));
+            }
+        }
+    }
+
+    /// Liveness: some node is primary, with the key and a writable database.
+    pub fn has_primary(&self) -> bool {
+        self.store.primary.as_ref().and_then(|p| self.idx(&p.0.node)).is_some_and(|i| {
+            self.nodes[i].state.phase == Phase::Primary && self.dbs[i].writable && self.dbs[i].running
+        })
+    }
+}
+
+/// Delivered events carry the time they are processed (a late watch arrives "now").
+fn retime(ev: Event, now: Millis) -> Event {
+    match ev {
+        Event::Cluster { view, .. } => Event::Cluster { now, view },
+        Event::Tick { .. } => Event::Tick { now },
+        other => other,
+    }
+}

@@ -1,0 +1,51 @@
+//! Property tests: the simulator under random faults must keep I1, I3, I4, I5 and the
+//! election-quality check, and must elect a primary once faults stop.
+
+use super::sim::{Fault, World};
+use proptest::prelude::*;
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        6 => (1u64..40).prop_map(Fault::Advance),
+        1 => (0usize..3).prop_map(Fault::Freeze),
+        1 => (0usize..3).prop_map(Fault::Thaw),
+        1 => (0usize..3).prop_map(Fault::CrashAgent),
+        1 => (0usize..3).prop_map(Fault::RestartAgent),
+        1 => (0usize..3).prop_map(Fault::CrashDb),
+        1 => (0usize..3).prop_map(Fault::RestartDb),
+        1 => (0usize..3).prop_map(Fault::Partition),
+        1 => (0usize..3).prop_map(Fault::Heal),
+        1 => (0usize..3, any::<bool>()).prop_map(|(i, h)| Fault::Health(i, h)),
+        1 => any::<bool>().prop_map(Fault::Maintenance),
+        1 => proptest::option::of(0usize..3).prop_map(Fault::Switchover),
+        1 => (0usize..3).prop_map(Fault::Stop),
+    ]
+}
+
+fn run(seed: u64, faults: &[Fault]) -> World {
+    let mut w = World::new(3, seed);
+    for f in faults {
+        w.fault(f);
+        if !w.violations.is_empty() {
+            break;
+        }
+    }
+    w
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn role_sim_keeps_invariants(seed in any::<u64>(), faults in proptest::collection::vec(fault(), 1..60)) {
+        let mut w = run(seed, &faults);
+        prop_assert!(w.violations.is_empty(), "violations: {:?}", w.violations);
+        w.heal_all();
+        for _ in 0..400 {
+            w.tick();
+        }
+        prop_assert!(w.violations.is_empty(), "violations after heal: {:?}", w.violations);
+        prop_assert!(w.has_primary(), "no primary after healing: phases {:?}",
+            w.nodes.iter().map(|n| n.state.phase.clone()).collect::<Vec<_>>());
+    }
+}

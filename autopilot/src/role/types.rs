@@ -130,6 +130,9 @@ pub struct Switchover {
 /// One consistent read of the cluster prefix (or the watch cache after a change).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterView {
+    /// A linearizable read (answer to `ReadCluster`) rather than the watch cache; elections
+    /// are decided only on such reads so every peer's latest published position counts.
+    pub linearizable: bool,
     /// etcd revision of the read; lets the actor drop views older than one it already fed.
     pub revision: u64,
     /// The `primary` key, if present.
