@@ -12,7 +12,13 @@ use std::cmp::Reverse;
 pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
     let Phase::Replica { following } = cx.s.phase.clone() else { return };
     match &view.primary {
-        Some(pk) if pk.node == cx.p.node_id => {} // stale: our former incarnation's key
+        Some(pk) if pk.node == cx.p.node_id => {
+            // A key we hold but do not want (a release that failed while cut off) or our
+            // former incarnation's: delete it iff bound to our lease, so others can elect.
+            if !view.maintenance && view.linearizable {
+                cx.emit(Action::ReleasePrimary);
+            }
+        }
         Some(pk) if following.as_deref() != Some(pk.node.as_str()) => {
             super::bootstrap::join(cx, pk.clone())
         }
@@ -60,6 +66,16 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
         cx.emit(Action::WakeAt { at: last + cx.p.failover_cooldown }); // I5
         return;
     }
+    if planned
+        && view.switchover.as_ref().and_then(|sw| sw.to.as_ref()) == Some(&cx.p.node_id)
+        && let Some(old) = &view.history_last
+        && let Some(fin) = view.nodes.iter().find(|n| n.id == old.node).map(|n| n.position)
+        && fin > cx.s.position
+    {
+        // Named switchover target: fetch the fenced old primary's final position first.
+        cx.emit(Action::CatchUpTo { target: fin, from: old.address.clone() });
+        return;
+    }
     if best_candidate(cx, view).as_deref() != Some(cx.p.node_id.as_str()) {
         return; // yield: a better peer should win; re-evaluated on the next read
     }
@@ -76,8 +92,8 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
     cx.s.phase = Phase::Claiming { reason, old };
 }
 
-/// The node that should win: the switchover target if it is eligible, else the most advanced
-/// eligible node (ties: higher priority, then lowest id). This node counts with its live state.
+/// The node that should win: the most advanced eligible node; ties go to the switchover
+/// target, then higher priority, then lowest id. This node counts with its live state.
 pub(super) fn best_candidate(cx: &Cx<'_>, view: &ClusterView) -> Option<String> {
     let me = NodeInfo {
         id: cx.p.node_id.clone(),
@@ -88,14 +104,12 @@ pub(super) fn best_candidate(cx: &Cx<'_>, view: &ClusterView) -> Option<String> 
         eligible: true,
     };
     let peers = view.nodes.iter().filter(|n| n.eligible && n.id != cx.p.node_id);
-    let all: Vec<&NodeInfo> = std::iter::once(&me).chain(peers).collect();
-    if let Some(to) = view.switchover.as_ref().and_then(|s| s.to.as_ref())
-        && all.iter().any(|n| &n.id == to)
-    {
-        return Some(to.clone());
-    }
-    all.iter()
-        .max_by_key(|n| (n.position, n.priority, Reverse(n.id.clone())))
+    let target = view.switchover.as_ref().and_then(|s| s.to.clone());
+    // Position first, always: a named target that is behind must catch up before it can win
+    // (see `electing_view`), otherwise the switchover would lose data the others have.
+    std::iter::once(&me)
+        .chain(peers)
+        .max_by_key(|n| (n.position, target.as_ref() == Some(&n.id), n.priority, Reverse(n.id.clone())))
         .map(|n| n.id.clone())
 }
 

@@ -28,7 +28,7 @@ pub(super) struct Cx<'a> {
 
 impl Cx<'_> {
     fn step(&mut self, event: Event) {
-        if self.s.phase == Phase::Stopped {
+        if self.s.phase == Phase::Stopped && !matches!(event, Event::Started { .. }) {
             return;
         }
         match event {
@@ -65,6 +65,7 @@ impl Cx<'_> {
             }
             Event::Health { healthy, position, .. } => self.health(healthy, position),
             Event::StopRequested { .. } => self.stop(),
+            Event::DatabaseRestarted { .. } => self.database_restarted(),
             Event::Cluster { view, .. } => {
                 if self.s.view.as_ref().is_some_and(|v| v.revision > view.revision) {
                     return; // a late watch delivery; we already know better
@@ -172,6 +173,23 @@ impl Cx<'_> {
             primary::hand_over(self, "database unhealthy");
         } else if changed {
             self.publish();
+        }
+    }
+
+    fn database_restarted(&mut self) {
+        match self.s.phase {
+            // Still provably the key holder (else `check_fence` would have fenced): in
+            // maintenance restore writes in place (no role change, I4); otherwise hand over.
+            Phase::Primary if self.s.maintenance() => self.emit(Action::Unfence),
+            Phase::Primary => primary::hand_over(self, "database restarted"),
+            Phase::Replica { .. } | Phase::Electing { .. } => {
+                // Replication stopped with the restart: re-point at whoever is primary now.
+                self.s.phase = Phase::Replica { following: None };
+                if let Some(view) = self.s.view.clone() {
+                    failover::replica_view(self, &view);
+                }
+            }
+            _ => {}
         }
     }
 

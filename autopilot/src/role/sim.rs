@@ -154,6 +154,8 @@ pub struct World {
     pub violations: Vec<String>,
     /// (time, node, reason) of every promotion the executor carried out.
     pub promotions: Vec<(Millis, usize, ClaimReason)>,
+    /// Print every event and action (debugging a shrunk failure).
+    pub trace: bool,
 }
 
 /// Parameters every simulated node shares (ids and addresses differ).
@@ -200,6 +202,7 @@ impl World {
             max_watch_delay: 300,
             violations: Vec::new(),
             promotions: Vec::new(),
+            trace: false,
         }
     }
 
@@ -235,7 +238,7 @@ impl World {
                 d.running = false;
                 d.writable = false;
             }
-            Fault::RestartDb(i) if self.nodes[i % n].agent_up => self.dbs[i % n].running = true,
+            Fault::RestartDb(i) if self.nodes[i % n].agent_up && !self.dbs[i % n].running => self.restart_db(i % n),
             Fault::Partition(i) if !self.nodes[i % n].frozen => self.nodes[i % n].partitioned = true,
             Fault::Heal(i) => self.nodes[i % n].partitioned = false,
             Fault::Health(i, h) => self.nodes[i % n].healthy = h,
@@ -283,6 +286,13 @@ impl World {
         node.inbox.push_back((now, Event::Started { now, has_data, position }));
     }
 
+    fn restart_db(&mut self, i: usize) {
+        let d = &mut self.dbs[i];
+        (d.running, d.writable, d.upstream) = (true, false, None);
+        let now = self.now;
+        self.nodes[i].inbox.push_back((now, Event::DatabaseRestarted { now }));
+    }
+
     /// Heal everything and let the cluster settle (the liveness phase).
     pub fn heal_all(&mut self) {
         for i in 0..self.nodes.len() {
@@ -290,8 +300,8 @@ impl World {
             self.nodes[i].partitioned = false;
             self.nodes[i].healthy = true;
             self.restart(i);
-            if self.nodes[i].agent_up {
-                self.dbs[i].running = true;
+            if self.nodes[i].agent_up && !self.dbs[i].running {
+                self.restart_db(i);
             }
         }
         self.store.maintenance = false;
@@ -408,7 +418,13 @@ impl World {
             let (_, ev) = self.nodes[i].inbox.remove(k).expect("index just found");
             let ev = retime(ev, self.now);
             let state = std::mem::take(&mut self.nodes[i].state);
+            if self.trace && !matches!(ev, Event::Tick { .. }) {
+                eprintln!("{} n{i} <- {ev:?}", self.now);
+            }
             let (state, actions) = decide(&self.nodes[i].params, state, ev);
+            if self.trace && !actions.is_empty() {
+                eprintln!("{} n{i} -> {actions:?} => {:?}", self.now, state.phase);
+            }
             self.nodes[i].state = state;
             for a in actions {
                 self.check_action(i, &a);

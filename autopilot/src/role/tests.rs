@@ -40,12 +40,30 @@ proptest! {
     fn role_sim_keeps_invariants(seed in any::<u64>(), faults in proptest::collection::vec(fault(), 1..60)) {
         let mut w = run(seed, &faults);
         prop_assert!(w.violations.is_empty(), "violations: {:?}", w.violations);
-        w.heal_all();
-        for _ in 0..400 {
+        for k in 0..400 {
+            if k % 50 == 0 {
+                w.heal_all(); // also restarts agents that stopped meanwhile
+            }
             w.tick();
         }
         prop_assert!(w.violations.is_empty(), "violations after heal: {:?}", w.violations);
         prop_assert!(w.has_primary(), "no primary after healing: phases {:?}",
             w.nodes.iter().map(|n| n.state.phase.clone()).collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn role_sim_debug_trace() {
+    use Fault::*;
+    let mut w = World::new(3, 0);
+    w.trace = std::env::var("ROLE_TRACE").is_ok();
+    for f in [Advance(37), Advance(6), Advance(35), Advance(32), Advance(12), CrashDb(0), Partition(0), Advance(8)] {
+        w.fault(&f);
+    }
+    w.heal_all();
+    for _ in 0..400 {
+        w.tick();
+    }
+    assert!(w.violations.is_empty(), "{:?}", w.violations);
+    assert!(w.has_primary());
 }

@@ -221,6 +221,9 @@ pub enum Event {
     PrePromoteDone { now: Millis, ok: bool },
     /// The agent was asked to stop (SIGTERM): hand over leadership first (I6).
     StopRequested { now: Millis },
+    /// The database process came back after a crash; engines always start it read-only and
+    /// not replicating, so the machine must decide again what it should be.
+    DatabaseRestarted { now: Millis },
 }
 
 impl Event {
@@ -239,7 +242,8 @@ impl Event {
             | Event::ClaimResult { now, .. }
             | Event::Engine { now, .. }
             | Event::PrePromoteDone { now, .. }
-            | Event::StopRequested { now } => *now,
+            | Event::StopRequested { now }
+            | Event::DatabaseRestarted { now } => *now,
         }
     }
 }
