@@ -34,7 +34,8 @@ pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
             // Finish applying what was received, publish, and let everybody settle.
             cx.emit(Action::CatchUp);
             cx.s.phase = Phase::Electing { since: cx.now };
-            cx.emit(Action::WakeAt { at: cx.now + cx.p.settle });
+            cx.s.next_poll = cx.now + cx.p.settle; // read fresh exactly when the window ends
+            cx.emit(Action::WakeAt { at: cx.s.next_poll });
         }
     }
 }

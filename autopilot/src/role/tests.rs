@@ -34,7 +34,11 @@ fn run(seed: u64, faults: &[Fault]) -> World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("ROLE_SIM_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+        failure_persistence: None, // mutation checks must not leave files behind
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn role_sim_keeps_invariants(seed in any::<u64>(), faults in proptest::collection::vec(fault(), 1..60)) {
