@@ -45,6 +45,10 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
     if let Some(pk) = &view.primary {
         if pk.node != cx.p.node_id {
             super::bootstrap::join(cx, pk.clone());
+        } else {
+            // A key with our name that we do not use: release it like a replica would.
+            cx.s.phase = Phase::Replica { following: None };
+            replica_view(cx, view);
         }
         return;
     }

@@ -59,13 +59,15 @@ proptest! {
 #[test]
 fn role_sim_debug_trace() {
     use Fault::*;
-    let mut w = World::new(3, 0);
+    let mut w = World::new(3, 9859856056080334234);
     w.trace = std::env::var("ROLE_TRACE").is_ok();
-    for f in [Advance(37), Advance(6), Advance(35), Advance(32), Advance(12), CrashDb(0), Partition(0), Advance(8)] {
+    for f in [Partition(1), Advance(32), Maintenance(false), Advance(29), Stop(2), Advance(12), Advance(7), Freeze(0), Advance(21), Thaw(0), Advance(2)] {
         w.fault(&f);
     }
-    w.heal_all();
-    for _ in 0..400 {
+    for k in 0..400 {
+        if k % 50 == 0 {
+            w.heal_all();
+        }
         w.tick();
     }
     assert!(w.violations.is_empty(), "{:?}", w.violations);
