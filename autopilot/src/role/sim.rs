@@ -117,7 +117,10 @@ pub struct Db {
     pub running: bool,
     pub writable: bool,
     pub has_data: bool,
+    /// Applied writes; the position counts these.
     pub log: Vec<u64>,
+    /// Received but possibly not yet applied (relay log / WAL not replayed); `CatchUp` applies.
+    pub received: Vec<u64>,
     pub epoch: u64,
     pub upstream: Option<usize>,
 }
@@ -336,6 +339,7 @@ impl World {
         // Clients write to every database that accepts writes (acknowledged writes).
         for d in &mut self.dbs {
             if d.running && d.writable {
+                d.received.push(self.next_write);
                 d.log.push(self.next_write);
                 self.next_write += 1;
             }
@@ -364,9 +368,15 @@ impl World {
                 continue;
             }
             let src = self.dbs[u].clone();
-            if src.log.starts_with(&self.dbs[i].log) {
-                self.dbs[i].log = src.log;
+            if src.log.starts_with(&self.dbs[i].received) {
+                self.dbs[i].received = src.log;
                 self.dbs[i].epoch = src.epoch;
+            }
+        }
+        // Replay lags behind receipt.
+        for d in &mut self.dbs {
+            if d.running && d.received.len() > d.log.len() && self.rng.below(4) == 0 {
+                d.log.clone_from(&d.received);
             }
         }
     }
@@ -532,7 +542,8 @@ impl World {
                     Some(u) if self.dbs[u].running && self.dbs[u].has_data && self.reach(i, u) && self.dbs[i].running => {
                         let src = self.dbs[u].clone();
                         let d = &mut self.dbs[i];
-                        (d.log, d.epoch, d.has_data, d.upstream) = (src.log, src.epoch, true, Some(u));
+                        (d.received, d.epoch, d.has_data, d.upstream) = (src.log.clone(), src.epoch, true, Some(u));
+                        d.log = src.log;
                         EngineResult::Cloned { position: d.pos() }
                     }
                     _ => EngineResult::Failed,
@@ -548,6 +559,7 @@ impl World {
                         // pg_rewind-like: drop what the new primary lacks.
                         let common = d.log.iter().zip(&src).take_while(|(a, b)| a == b).count();
                         d.log.truncate(common);
+                        d.received.clone_from(&d.log);
                         d.upstream = Some(u);
                         d.writable = false;
                         EngineResult::Following { position: d.pos() }
@@ -558,6 +570,8 @@ impl World {
             }
             Action::CatchUp => {
                 self.dbs[i].upstream = None;
+                let d = &mut self.dbs[i];
+                d.log.clone_from(&d.received);
                 let position = self.dbs[i].pos();
                 self.engine(i, EngineResult::CaughtUp { position });
             }
@@ -576,8 +590,9 @@ impl World {
                 let u = self.nodes.iter().position(|n| n.params.address == from);
                 if let Some(u) = u.filter(|&u| self.dbs[u].running && self.reach(i, u)) {
                     let src = self.dbs[u].clone();
-                    if src.log.starts_with(&self.dbs[i].log) {
-                        (self.dbs[i].log, self.dbs[i].epoch) = (src.log, src.epoch);
+                    if src.log.starts_with(&self.dbs[i].received) {
+                        (self.dbs[i].log, self.dbs[i].epoch) = (src.log.clone(), src.epoch);
+                        self.dbs[i].received = src.log;
                     }
                 }
                 let position = self.dbs[i].pos();
@@ -588,6 +603,7 @@ impl World {
                     self.check_promote(i);
                     let epoch = self.dbs.iter().map(|d| d.epoch).max().unwrap_or(0) + 1;
                     let d = &mut self.dbs[i];
+                    d.received.clone_from(&d.log); // unapplied tail is discarded, as promote does
                     (d.writable, d.epoch, d.upstream) = (true, epoch, None);
                     EngineResult::Promoted { position: d.pos() }
                 } else {
@@ -660,15 +676,22 @@ impl World {
         for (j, (info, _)) in &self.store.nodes {
             let (j, n) = (*j, &self.nodes[*j]);
             let ok = j != i && info.eligible && n.agent_up && !n.frozen && !n.partitioned && self.dbs[j].running;
-            if ok && Some(&n.params.node_id) != prev.as_ref() && self.dbs[j].pos() > self.dbs[i].pos() {
+            // The peer's data includes what it received but has not replayed yet.
+            let has = Position { epoch: self.dbs[j].epoch, offset: self.dbs[j].received.len() as u64 };
+            if ok && Some(&n.params.node_id) != prev.as_ref() && has > self.dbs[i].pos() {
                 self.violations.push(format!(
                     "ELECTION at {}: n{i} promoted at {:?} but eligible n{j} has {:?}",
                     self.now,
                     self.dbs[i].pos(),
-                    self.dbs[j].pos()
+                    has
                 ));
             }
         }
+    }
+
+    /// The node holding the `primary` key, if any.
+    pub fn primary_index(&self) -> Option<usize> {
+        self.store.primary.as_ref().and_then(|p| self.idx(&p.0.node))
     }
 
     /// Liveness: some node is primary, with the key and a writable database.
