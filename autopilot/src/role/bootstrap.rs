@@ -52,10 +52,14 @@ pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
 /// errant data and rewind if it must.
 pub(super) fn join(cx: &mut Cx<'_>, pk: PrimaryKey) {
     if cx.s.has_data {
-        cx.emit(Action::Follow { primary: pk.clone() });
+        cx.emit(Action::Follow {
+            primary: pk.clone(),
+        });
         cx.s.phase = Phase::Rejoining { target: pk };
     } else {
-        cx.emit(Action::CloneFrom { primary: pk.clone() });
+        cx.emit(Action::CloneFrom {
+            primary: pk.clone(),
+        });
         cx.s.phase = Phase::Cloning;
     }
 }
@@ -128,13 +132,17 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.position = position;
             cx.emit(Action::WriteMarker);
             let following = cx.s.view.as_ref().and_then(|v| v.primary.clone());
-            cx.s.phase = Phase::Replica { following: following.as_ref().map(|p| p.node.clone()) };
+            cx.s.phase = Phase::Replica {
+                following: following.as_ref().map(|p| p.node.clone()),
+            };
             cx.announce(Role::Replica, following.as_ref());
             cx.publish();
         }
         (Phase::Rejoining { target }, EngineResult::Following { position }) => {
             cx.s.position = position;
-            cx.s.phase = Phase::Replica { following: Some(target.node.clone()) };
+            cx.s.phase = Phase::Replica {
+                following: Some(target.node.clone()),
+            };
             cx.announce(Role::Replica, Some(&target));
             cx.publish();
         }

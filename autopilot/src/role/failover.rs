@@ -10,7 +10,9 @@ use std::cmp::Reverse;
 
 /// A replica's reaction to a view.
 pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
-    let Phase::Replica { following } = cx.s.phase.clone() else { return };
+    let Phase::Replica { following } = cx.s.phase.clone() else {
+        return;
+    };
     match &view.primary {
         Some(pk) if pk.node == cx.p.node_id => {
             // A key we hold but do not want (a release that failed while cut off) or our
@@ -62,30 +64,48 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
     }
     // Planned iff the vanished primary is the one the request asked to step down.
     let planned = view.switchover.as_ref().is_some_and(|sw| {
-        view.history_last.as_ref().is_some_and(|h| h.node == sw.from)
+        view.history_last
+            .as_ref()
+            .is_some_and(|h| h.node == sw.from)
     });
     if !planned
         && let Some(last) = view.last_failover_at
         && cx.now < last + cx.p.failover_cooldown
     {
-        cx.emit(Action::WakeAt { at: last + cx.p.failover_cooldown }); // I5
+        cx.emit(Action::WakeAt {
+            at: last + cx.p.failover_cooldown,
+        }); // I5
         return;
     }
     if planned
         && view.switchover.as_ref().and_then(|sw| sw.to.as_ref()) == Some(&cx.p.node_id)
         && let Some(old) = &view.history_last
-        && let Some(fin) = view.nodes.iter().find(|n| n.id == old.node).map(|n| n.position)
+        && let Some(fin) = view
+            .nodes
+            .iter()
+            .find(|n| n.id == old.node)
+            .map(|n| n.position)
         && fin > cx.s.position
     {
         // Named switchover target: fetch the fenced old primary's final position first.
-        cx.emit(Action::CatchUpTo { target: fin, from: old.address.clone() });
+        cx.emit(Action::CatchUpTo {
+            target: fin,
+            from: old.address.clone(),
+        });
         return;
     }
     if best_candidate(cx, view).as_deref() != Some(cx.p.node_id.as_str()) {
         return; // yield: a better peer should win; re-evaluated on the next read
     }
-    let reason = if planned { ClaimReason::Switchover } else { ClaimReason::Failover };
-    let old = view.history_last.clone().or_else(|| cx.s.last_primary.clone());
+    let reason = if planned {
+        ClaimReason::Switchover
+    } else {
+        ClaimReason::Failover
+    };
+    let old = view
+        .history_last
+        .clone()
+        .or_else(|| cx.s.last_primary.clone());
     cx.emit(Action::ClaimPrimary {
         reason,
         previous: old.as_ref().map(|o| o.node.clone()),
@@ -108,19 +128,31 @@ pub(super) fn best_candidate(cx: &Cx<'_>, view: &ClusterView) -> Option<String> 
         priority: cx.p.priority,
         eligible: true,
     };
-    let peers = view.nodes.iter().filter(|n| n.eligible && n.id != cx.p.node_id);
+    let peers = view
+        .nodes
+        .iter()
+        .filter(|n| n.eligible && n.id != cx.p.node_id);
     let target = view.switchover.as_ref().and_then(|s| s.to.clone());
     // Position first, always: a named target that is behind must catch up before it can win
     // (see `electing_view`), otherwise the switchover would lose data the others have.
     std::iter::once(&me)
         .chain(peers)
-        .max_by_key(|n| (n.position, target.as_ref() == Some(&n.id), n.priority, Reverse(n.id.clone())))
+        .max_by_key(|n| {
+            (
+                n.position,
+                target.as_ref() == Some(&n.id),
+                n.priority,
+                Reverse(n.id.clone()),
+            )
+        })
         .map(|n| n.id.clone())
 }
 
 /// Answer to a failover/switchover claim.
 pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
-    let Phase::Claiming { reason, old } = cx.s.phase.clone() else { return };
+    let Phase::Claiming { reason, old } = cx.s.phase.clone() else {
+        return;
+    };
     if !won {
         cx.s.phase = Phase::Replica { following: None };
         cx.emit(Action::ReadCluster);
@@ -130,9 +162,16 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
         Some(old) if old.node != cx.p.node_id => {
             // Its agent may be frozen or cut off while its database still runs: fence it over
             // its own connection before we accept writes (I1), and learn its final position.
-            cx.emit(Action::FenceRemote { node: old.node.clone(), address: old.address.clone() });
-            cx.s.phase =
-                Phase::Promoting { step: PromoteStep::FencingOld { address: old.address }, reason };
+            cx.emit(Action::FenceRemote {
+                node: old.node.clone(),
+                address: old.address.clone(),
+            });
+            cx.s.phase = Phase::Promoting {
+                step: PromoteStep::FencingOld {
+                    address: old.address,
+                },
+                reason,
+            };
         }
         _ => after_catch_up(cx, reason),
     }
@@ -145,7 +184,13 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.position = cx.s.position.max(position);
             cx.publish();
         }
-        (Phase::Promoting { step: PromoteStep::FencingOld { address }, reason }, r) => {
+        (
+            Phase::Promoting {
+                step: PromoteStep::FencingOld { address },
+                reason,
+            },
+            r,
+        ) => {
             let target = match r {
                 EngineResult::RemoteFenced { final_position } => final_position,
                 // Unreachable: its agent, if alive, fenced itself before its lease expired.
@@ -153,30 +198,57 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             };
             match target {
                 Some(t) if t > cx.s.position => {
-                    cx.emit(Action::CatchUpTo { target: t, from: address });
-                    cx.s.phase = Phase::Promoting { step: PromoteStep::CatchingUp, reason };
+                    cx.emit(Action::CatchUpTo {
+                        target: t,
+                        from: address,
+                    });
+                    cx.s.phase = Phase::Promoting {
+                        step: PromoteStep::CatchingUp,
+                        reason,
+                    };
                 }
                 _ => after_catch_up(cx, reason),
             }
         }
-        (Phase::Promoting { step: PromoteStep::CatchingUp, reason }, r) => {
+        (
+            Phase::Promoting {
+                step: PromoteStep::CatchingUp,
+                reason,
+            },
+            r,
+        ) => {
             if let EngineResult::CaughtUp { position } = r {
                 cx.s.position = cx.s.position.max(position);
             }
             after_catch_up(cx, reason);
         }
-        (Phase::Promoting { step: PromoteStep::Promoting, reason }, EngineResult::Promoted { position }) => {
+        (
+            Phase::Promoting {
+                step: PromoteStep::Promoting,
+                reason,
+            },
+            EngineResult::Promoted { position },
+        ) => {
             cx.s.position = position;
             cx.s.phase = Phase::Primary;
             let me = cx.me();
             cx.announce(Role::Primary, Some(&me));
-            cx.emit(Action::PublishEvent { kind: "promoted", detail: format!("{reason:?}") });
+            cx.emit(Action::PublishEvent {
+                kind: "promoted",
+                detail: format!("{reason:?}"),
+            });
             if reason == ClaimReason::Switchover {
                 cx.emit(Action::ClearSwitchover);
             }
             cx.publish();
         }
-        (Phase::Promoting { step: PromoteStep::Promoting, .. }, _) => abort(cx, "promote failed"),
+        (
+            Phase::Promoting {
+                step: PromoteStep::Promoting,
+                ..
+            },
+            _,
+        ) => abort(cx, "promote failed"),
         _ => {}
     }
 }
@@ -188,7 +260,10 @@ fn after_catch_up(cx: &mut Cx<'_>, reason: ClaimReason) {
         cx.finish_stop();
     } else if cx.p.pre_promote && reason != ClaimReason::Bootstrap {
         cx.emit(Action::RunPrePromote);
-        cx.s.phase = Phase::Promoting { step: PromoteStep::PrePromote, reason };
+        cx.s.phase = Phase::Promoting {
+            step: PromoteStep::PrePromote,
+            reason,
+        };
     } else {
         promote(cx, reason);
     }
@@ -196,12 +271,21 @@ fn after_catch_up(cx: &mut Cx<'_>, reason: ClaimReason) {
 
 fn promote(cx: &mut Cx<'_>, reason: ClaimReason) {
     cx.emit(Action::Promote);
-    cx.s.phase = Phase::Promoting { step: PromoteStep::Promoting, reason };
+    cx.s.phase = Phase::Promoting {
+        step: PromoteStep::Promoting,
+        reason,
+    };
 }
 
 /// The `prePromote` handler finished.
 pub(super) fn pre_promote_done(cx: &mut Cx<'_>, ok: bool) {
-    let Phase::Promoting { step: PromoteStep::PrePromote, reason } = cx.s.phase else { return };
+    let Phase::Promoting {
+        step: PromoteStep::PrePromote,
+        reason,
+    } = cx.s.phase
+    else {
+        return;
+    };
     if ok {
         promote(cx, reason);
     } else {
@@ -213,7 +297,10 @@ pub(super) fn pre_promote_done(cx: &mut Cx<'_>, ok: bool) {
 fn abort(cx: &mut Cx<'_>, why: &str) {
     cx.emit(Action::Fence);
     cx.emit(Action::ReleasePrimary);
-    cx.emit(Action::PublishEvent { kind: "promotion_aborted", detail: why.to_owned() });
+    cx.emit(Action::PublishEvent {
+        kind: "promotion_aborted",
+        detail: why.to_owned(),
+    });
     cx.s.ineligible_until = cx.now + 2 * cx.p.ttl;
     cx.s.phase = Phase::Replica { following: None };
     cx.announce(Role::Replica, None);

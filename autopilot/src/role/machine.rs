@@ -9,7 +9,12 @@ use super::{bootstrap, failover, primary};
 /// One step of the machine: the next state and what to do. Pure: no I/O, no clock, no
 /// randomness; `params` never change while an agent runs.
 pub fn decide(params: &RoleParams, state: RoleState, event: Event) -> (RoleState, Vec<Action>) {
-    let mut cx = Cx { p: params, s: state, now: event.now(), out: Vec::new() };
+    let mut cx = Cx {
+        p: params,
+        s: state,
+        now: event.now(),
+        out: Vec::new(),
+    };
     cx.step(event);
     (cx.s, cx.out)
 }
@@ -32,7 +37,9 @@ impl Cx<'_> {
             return;
         }
         match event {
-            Event::Started { has_data, position, .. } => {
+            Event::Started {
+                has_data, position, ..
+            } => {
                 // A restart forgets everything: the store is the only memory that counts.
                 self.s = RoleState::new();
                 self.s.has_data = has_data;
@@ -63,11 +70,18 @@ impl Cx<'_> {
                 self.check_fence();
                 self.tick();
             }
-            Event::Health { healthy, position, .. } => self.health(healthy, position),
+            Event::Health {
+                healthy, position, ..
+            } => self.health(healthy, position),
             Event::StopRequested { .. } => self.stop(),
             Event::DatabaseRestarted { .. } => self.database_restarted(),
             Event::Cluster { view, .. } => {
-                if self.s.view.as_ref().is_some_and(|v| v.revision > view.revision) {
+                if self
+                    .s
+                    .view
+                    .as_ref()
+                    .is_some_and(|v| v.revision > view.revision)
+                {
                     return; // a late watch delivery; we already know better
                 }
                 self.learn_primary(&view);
@@ -83,9 +97,7 @@ impl Cx<'_> {
                 Phase::Bootstrap(_) | Phase::Cloning | Phase::Rejoining { .. } => {
                     bootstrap::engine(self, result)
                 }
-                Phase::Electing { .. } | Phase::Promoting { .. } => {
-                    failover::engine(self, result)
-                }
+                Phase::Electing { .. } | Phase::Promoting { .. } => failover::engine(self, result),
                 _ => primary::engine(self, result),
             },
             Event::PrePromoteDone { ok, .. } => failover::pre_promote_done(self, ok),
@@ -128,9 +140,10 @@ impl Cx<'_> {
     fn lease_lost(&mut self) {
         self.s.lease_alive = false;
         match self.s.phase {
-            Phase::Primary | Phase::Promoting { .. } | Phase::Claiming { .. } | Phase::HandingOver => {
-                self.self_fence("lease lost")
-            }
+            Phase::Primary
+            | Phase::Promoting { .. }
+            | Phase::Claiming { .. }
+            | Phase::HandingOver => self.self_fence("lease lost"),
             Phase::Bootstrap(_) | Phase::Electing { .. } | Phase::Cloning => {
                 self.s.phase = Phase::Discovering
             }
@@ -142,20 +155,30 @@ impl Cx<'_> {
     /// Make the local database read-only and wait to learn the truth (I1).
     pub(super) fn self_fence(&mut self, why: &str) {
         self.emit(Action::Fence);
-        self.s.phase = Phase::SelfFenced { fenced_at: self.now };
-        self.emit(Action::PublishEvent { kind: "fenced", detail: why.to_owned() });
+        self.s.phase = Phase::SelfFenced {
+            fenced_at: self.now,
+        };
+        self.emit(Action::PublishEvent {
+            kind: "fenced",
+            detail: why.to_owned(),
+        });
         self.announce(Role::Fenced, None);
     }
 
     fn tick(&mut self) {
         let poll = matches!(
             self.s.phase,
-            Phase::Discovering | Phase::WaitingForData | Phase::SelfFenced { .. } | Phase::Replica { .. }
+            Phase::Discovering
+                | Phase::WaitingForData
+                | Phase::SelfFenced { .. }
+                | Phase::Replica { .. }
         ) || matches!(self.s.phase, Phase::Electing { since } if self.now >= since + self.p.settle);
         if poll && self.s.lease_alive && self.now >= self.s.next_poll {
             self.s.next_poll = self.now + self.poll_every();
             self.emit(Action::ReadCluster);
-            self.emit(Action::WakeAt { at: self.s.next_poll });
+            self.emit(Action::WakeAt {
+                at: self.s.next_poll,
+            });
         }
     }
 
@@ -222,7 +245,11 @@ impl Cx<'_> {
     pub(super) fn publish(&mut self) {
         if self.s.lease_alive {
             let eligible = self.s.eligible(self.p, self.now);
-            self.emit(Action::PublishNode { role: self.s.role, position: self.s.position, eligible });
+            self.emit(Action::PublishNode {
+                role: self.s.role,
+                position: self.s.position,
+                eligible,
+            });
         }
     }
 
@@ -233,14 +260,21 @@ impl Cx<'_> {
             let previous = self.s.role;
             self.s.role = role;
             self.s.announced_primary = addr.clone();
-            self.emit(Action::OnChange { role, previous, primary_address: addr });
+            self.emit(Action::OnChange {
+                role,
+                previous,
+                primary_address: addr,
+            });
             self.publish();
         }
     }
 
     /// Our own primary-key value.
     pub(super) fn me(&self) -> PrimaryKey {
-        PrimaryKey { node: self.p.node_id.clone(), address: self.p.address.clone() }
+        PrimaryKey {
+            node: self.p.node_id.clone(),
+            address: self.p.address.clone(),
+        }
     }
 
     pub(super) fn emit(&mut self, a: Action) {

@@ -44,6 +44,8 @@ mod types;
 mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unit;
 
 pub use machine::decide;
 pub use state::{BootStep, Phase, PromoteStep, RoleState};

@@ -7,7 +7,10 @@ use super::types::{Action, ClusterView, EngineResult, Role};
 
 /// A view while primary or self-fenced.
 pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
-    let mine = view.primary.as_ref().is_some_and(|p| p.node == cx.p.node_id);
+    let mine = view
+        .primary
+        .as_ref()
+        .is_some_and(|p| p.node == cx.p.node_id);
     match cx.s.phase {
         Phase::Primary if !mine => cx.self_fence("primary key no longer ours"),
         Phase::Primary => {
@@ -53,17 +56,28 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
 
 /// A named switchover target must be an eligible peer; otherwise the request is ignored.
 fn target_ok(cx: &Cx<'_>, view: &ClusterView) -> bool {
-    let Some(sw) = &view.switchover else { return false };
+    let Some(sw) = &view.switchover else {
+        return false;
+    };
     match &sw.to {
-        Some(to) => view.nodes.iter().any(|n| &n.id == to && n.eligible && n.id != cx.p.node_id),
-        None => view.nodes.iter().any(|n| n.eligible && n.id != cx.p.node_id),
+        Some(to) => view
+            .nodes
+            .iter()
+            .any(|n| &n.id == to && n.eligible && n.id != cx.p.node_id),
+        None => view
+            .nodes
+            .iter()
+            .any(|n| n.eligible && n.id != cx.p.node_id),
     }
 }
 
 /// Step down on purpose: fence (stop writes, fix the final position), then release the key.
 pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
     cx.emit(Action::Fence);
-    cx.emit(Action::PublishEvent { kind: "handover", detail: why.to_owned() });
+    cx.emit(Action::PublishEvent {
+        kind: "handover",
+        detail: why.to_owned(),
+    });
     cx.s.phase = Phase::HandingOver;
 }
 

@@ -126,7 +126,10 @@ pub struct Db {
 }
 impl Db {
     fn pos(&self) -> Position {
-        Position { epoch: self.epoch, offset: self.log.len() as u64 }
+        Position {
+            epoch: self.epoch,
+            offset: self.log.len() as u64,
+        }
     }
 }
 
@@ -190,11 +193,24 @@ impl World {
                 healthy: true,
                 lease: None,
                 want_lease: false,
-                inbox: VecDeque::from([(0, Event::Started { now: 0, has_data: false, position: Position::default() })]),
+                inbox: VecDeque::from([(
+                    0,
+                    Event::Started {
+                        now: 0,
+                        has_data: false,
+                        position: Position::default(),
+                    },
+                )]),
                 next_keepalive: 0,
             })
             .collect();
-        let dbs = vec![Db { running: true, ..Db::default() }; n];
+        let dbs = vec![
+            Db {
+                running: true,
+                ..Db::default()
+            };
+            n
+        ];
         Self {
             now: 0,
             store: Store::default(),
@@ -241,8 +257,12 @@ impl World {
                 d.running = false;
                 d.writable = false;
             }
-            Fault::RestartDb(i) if self.nodes[i % n].agent_up && !self.dbs[i % n].running => self.restart_db(i % n),
-            Fault::Partition(i) if !self.nodes[i % n].frozen => self.nodes[i % n].partitioned = true,
+            Fault::RestartDb(i) if self.nodes[i % n].agent_up && !self.dbs[i % n].running => {
+                self.restart_db(i % n)
+            }
+            Fault::Partition(i) if !self.nodes[i % n].frozen => {
+                self.nodes[i % n].partitioned = true
+            }
             Fault::Heal(i) => self.nodes[i % n].partitioned = false,
             Fault::Health(i, h) => self.nodes[i % n].healthy = h,
             Fault::Maintenance(m) => {
@@ -252,13 +272,18 @@ impl World {
             Fault::Switchover(to) => {
                 if let Some((pk, _)) = &self.store.primary {
                     let from = pk.node.clone();
-                    self.store.switchover = Some(Switchover { from, to: to.map(|t| format!("n{}", t % n)) });
+                    self.store.switchover = Some(Switchover {
+                        from,
+                        to: to.map(|t| format!("n{}", t % n)),
+                    });
                     self.changed();
                 }
             }
             Fault::Stop(i) => {
                 let now = self.now;
-                self.nodes[i % n].inbox.push_back((now, Event::StopRequested { now }));
+                self.nodes[i % n]
+                    .inbox
+                    .push_back((now, Event::StopRequested { now }));
             }
             _ => {}
         }
@@ -286,14 +311,23 @@ impl World {
         let (now, has_data, position) = (self.now, d.has_data, d.pos());
         let node = &mut self.nodes[i];
         node.agent_up = true;
-        node.inbox.push_back((now, Event::Started { now, has_data, position }));
+        node.inbox.push_back((
+            now,
+            Event::Started {
+                now,
+                has_data,
+                position,
+            },
+        ));
     }
 
     fn restart_db(&mut self, i: usize) {
         let d = &mut self.dbs[i];
         (d.running, d.writable, d.upstream) = (true, false, None);
         let now = self.now;
-        self.nodes[i].inbox.push_back((now, Event::DatabaseRestarted { now }));
+        self.nodes[i]
+            .inbox
+            .push_back((now, Event::DatabaseRestarted { now }));
     }
 
     /// Heal everything and let the cluster settle (the liveness phase).
@@ -319,7 +353,13 @@ impl World {
             if self.nodes[i].agent_up && self.store_ok(i) {
                 let at = self.now + self.rng.below(self.max_watch_delay + 1);
                 let now = at;
-                self.nodes[i].inbox.push_back((at, Event::Cluster { now, view: view.clone() }));
+                self.nodes[i].inbox.push_back((
+                    at,
+                    Event::Cluster {
+                        now,
+                        view: view.clone(),
+                    },
+                ));
             }
         }
     }
@@ -328,8 +368,13 @@ impl World {
     pub fn tick(&mut self) {
         self.now += TICK;
         let now = self.now;
-        let expired: Vec<u64> =
-            self.store.leases.iter().filter(|l| l.1.1 <= now).map(|l| *l.0).collect();
+        let expired: Vec<u64> = self
+            .store
+            .leases
+            .iter()
+            .filter(|l| l.1.1 <= now)
+            .map(|l| *l.0)
+            .collect();
         for id in &expired {
             self.store.drop_lease(*id);
         }
@@ -352,8 +397,15 @@ impl World {
             self.keepalive(i);
             let healthy = self.nodes[i].healthy && self.dbs[i].running;
             let position = self.dbs[i].pos();
-            if now % 1000 == 0 {
-                self.nodes[i].inbox.push_back((now, Event::Health { now, healthy, position }));
+            if now.is_multiple_of(1000) {
+                self.nodes[i].inbox.push_back((
+                    now,
+                    Event::Health {
+                        now,
+                        healthy,
+                        position,
+                    },
+                ));
             }
             self.nodes[i].inbox.push_back((now, Event::Tick { now }));
             self.run_node(i);
@@ -363,8 +415,14 @@ impl World {
 
     fn replicate(&mut self) {
         for i in 0..self.dbs.len() {
-            let Some(u) = self.dbs[i].upstream else { continue };
-            if !self.dbs[i].running || !self.dbs[u].running || !self.reach(i, u) || self.rng.below(3) == 0 {
+            let Some(u) = self.dbs[i].upstream else {
+                continue;
+            };
+            if !self.dbs[i].running
+                || !self.dbs[u].running
+                || !self.reach(i, u)
+                || self.rng.below(3) == 0
+            {
                 continue;
             }
             let src = self.dbs[u].clone();
@@ -386,15 +444,21 @@ impl World {
         if self.nodes[i].want_lease && self.store_ok(i) {
             let id = self.store.next_lease;
             self.store.next_lease += 1;
-            self.store.leases.insert(id, (i, now + self.nodes[i].params.ttl));
+            self.store
+                .leases
+                .insert(id, (i, now + self.nodes[i].params.ttl));
             self.nodes[i].lease = Some(id);
             self.nodes[i].want_lease = false;
             self.nodes[i].next_keepalive = now + self.nodes[i].params.ttl / 3;
             self.put_node(i, Role::Unknown, self.dbs[i].pos(), false);
-            self.nodes[i].inbox.push_back((now, Event::LeaseGranted { now }));
+            self.nodes[i]
+                .inbox
+                .push_back((now, Event::LeaseGranted { now }));
             return;
         }
-        let Some(id) = self.nodes[i].lease else { return };
+        let Some(id) = self.nodes[i].lease else {
+            return;
+        };
         if now < self.nodes[i].next_keepalive {
             return;
         }
@@ -412,9 +476,21 @@ impl World {
     }
 
     fn put_node(&mut self, i: usize, role: Role, position: Position, eligible: bool) {
-        let Some(lease) = self.nodes[i].lease.filter(|l| self.store.leases.contains_key(l)) else { return };
+        let Some(lease) = self.nodes[i]
+            .lease
+            .filter(|l| self.store.leases.contains_key(l))
+        else {
+            return;
+        };
         let p = &self.nodes[i].params;
-        let info = NodeInfo { id: p.node_id.clone(), address: p.address.clone(), role, position, priority: p.priority, eligible };
+        let info = NodeInfo {
+            id: p.node_id.clone(),
+            address: p.address.clone(),
+            role,
+            position,
+            priority: p.priority,
+            eligible,
+        };
         self.store.nodes.insert(i, (info, lease));
         self.changed();
     }
@@ -424,7 +500,9 @@ impl World {
         let mut budget = 200;
         while budget > 0 && self.nodes[i].agent_up && !self.nodes[i].frozen {
             budget -= 1;
-            let Some(k) = self.nodes[i].inbox.iter().position(|e| e.0 <= self.now) else { return };
+            let Some(k) = self.nodes[i].inbox.iter().position(|e| e.0 <= self.now) else {
+                return;
+            };
             let (_, ev) = self.nodes[i].inbox.remove(k).expect("index just found");
             let ev = retime(ev, self.now);
             let state = std::mem::take(&mut self.nodes[i].state);
@@ -454,7 +532,9 @@ impl World {
     }
 
     fn my_lease_ok(&self, i: usize) -> Option<u64> {
-        self.nodes[i].lease.filter(|l| self.store.leases.contains_key(l) && self.store_ok(i))
+        self.nodes[i]
+            .lease
+            .filter(|l| self.store.leases.contains_key(l) && self.store_ok(i))
     }
 
     /// The executor: one action, its effect, its answer.
@@ -468,7 +548,11 @@ impl World {
                     self.answer(i, Event::Cluster { now, view });
                 }
             }
-            Action::PublishNode { role, position, eligible } => {
+            Action::PublishNode {
+                role,
+                position,
+                eligible,
+            } => {
                 if self.store_ok(i) {
                     self.put_node(i, role, position, eligible);
                 }
@@ -490,13 +574,21 @@ impl World {
                     self.changed();
                 }
             }
-            Action::ClaimPrimary { reason, history_rev, write_initialized, .. } => {
+            Action::ClaimPrimary {
+                reason,
+                history_rev,
+                write_initialized,
+                ..
+            } => {
                 let won = match self.my_lease_ok(i) {
                     Some(l)
                         if self.store.primary.is_none()
                             && history_rev.is_none_or(|r| r == self.store.history_rev) =>
                     {
-                        let me = PrimaryKey { node: self.nodes[i].params.node_id.clone(), address: self.nodes[i].params.address.clone() };
+                        let me = PrimaryKey {
+                            node: self.nodes[i].params.node_id.clone(),
+                            address: self.nodes[i].params.address.clone(),
+                        };
                         self.store.primary = Some((me.clone(), l));
                         self.store.history.push((now, me, reason));
                         self.store.history_rev = self.store.rev + 1;
@@ -510,7 +602,13 @@ impl World {
                 self.answer(i, Event::ClaimResult { now, won });
             }
             Action::ReleasePrimary => {
-                if self.my_lease_ok(i).is_some() && self.store.primary.as_ref().is_some_and(|p| Some(p.1) == self.nodes[i].lease) {
+                if self.my_lease_ok(i).is_some()
+                    && self
+                        .store
+                        .primary
+                        .as_ref()
+                        .is_some_and(|p| Some(p.1) == self.nodes[i].lease)
+                {
                     self.store.primary = None;
                     self.changed();
                 }
@@ -527,7 +625,10 @@ impl World {
                     self.changed();
                 }
             }
-            Action::PublishEvent { .. } | Action::WriteMarker | Action::OnChange { .. } | Action::WakeAt { .. } => {}
+            Action::PublishEvent { .. }
+            | Action::WriteMarker
+            | Action::OnChange { .. }
+            | Action::WakeAt { .. } => {}
             Action::Initialize => {
                 let d = &mut self.dbs[i];
                 if !d.has_data {
@@ -539,10 +640,16 @@ impl World {
             }
             Action::CloneFrom { primary } => {
                 let r = match self.idx(&primary.node) {
-                    Some(u) if self.dbs[u].running && self.dbs[u].has_data && self.reach(i, u) && self.dbs[i].running => {
+                    Some(u)
+                        if self.dbs[u].running
+                            && self.dbs[u].has_data
+                            && self.reach(i, u)
+                            && self.dbs[i].running =>
+                    {
                         let src = self.dbs[u].clone();
                         let d = &mut self.dbs[i];
-                        (d.received, d.epoch, d.has_data, d.upstream) = (src.log.clone(), src.epoch, true, Some(u));
+                        (d.received, d.epoch, d.has_data, d.upstream) =
+                            (src.log.clone(), src.epoch, true, Some(u));
                         d.log = src.log;
                         EngineResult::Cloned { position: d.pos() }
                     }
@@ -550,7 +657,9 @@ impl World {
                 };
                 self.engine(i, r);
             }
-            Action::RestoreFromBackup | Action::RunPrePromote => self.engine(i, EngineResult::Failed),
+            Action::RestoreFromBackup | Action::RunPrePromote => {
+                self.engine(i, EngineResult::Failed)
+            }
             Action::Follow { primary } => {
                 let r = match self.idx(&primary.node) {
                     Some(u) if self.dbs[i].running => {
@@ -580,9 +689,13 @@ impl World {
                     Some(u) if !self.reach(i, u) => EngineResult::Failed,
                     Some(u) if self.dbs[u].running => {
                         self.dbs[u].writable = false;
-                        EngineResult::RemoteFenced { final_position: Some(self.dbs[u].pos()) }
+                        EngineResult::RemoteFenced {
+                            final_position: Some(self.dbs[u].pos()),
+                        }
                     }
-                    _ => EngineResult::RemoteFenced { final_position: None },
+                    _ => EngineResult::RemoteFenced {
+                        final_position: None,
+                    },
                 };
                 self.engine(i, r);
             }
@@ -635,9 +748,12 @@ impl World {
 
     /// I1: at most one database accepts writes.
     fn check_i1(&mut self) {
-        let w: Vec<usize> = (0..self.dbs.len()).filter(|&i| self.dbs[i].running && self.dbs[i].writable).collect();
+        let w: Vec<usize> = (0..self.dbs.len())
+            .filter(|&i| self.dbs[i].running && self.dbs[i].writable)
+            .collect();
         if w.len() > 1 {
-            self.violations.push(format!("I1 at {}: writable {w:?}", self.now));
+            self.violations
+                .push(format!("I1 at {}: writable {w:?}", self.now));
         }
     }
 
@@ -645,12 +761,13 @@ impl World {
     fn check_action(&mut self, i: usize, a: &Action) {
         let maint = self.nodes[i].state.maintenance();
         match a {
-            Action::Initialize if self.store.initialized => {
-                self.violations.push(format!("I3 at {}: n{i} initialises an initialised cluster", self.now))
-            }
-            Action::Promote | Action::ReleasePrimary | Action::ClaimPrimary { .. } if maint => {
-                self.violations.push(format!("I4 at {}: n{i} {a:?} in maintenance", self.now))
-            }
+            Action::Initialize if self.store.initialized => self.violations.push(format!(
+                "I3 at {}: n{i} initialises an initialised cluster",
+                self.now
+            )),
+            Action::Promote | Action::ReleasePrimary | Action::ClaimPrimary { .. } if maint => self
+                .violations
+                .push(format!("I4 at {}: n{i} {a:?} in maintenance", self.now)),
             _ => {}
         }
     }
@@ -658,9 +775,16 @@ impl World {
     /// I5: failovers recorded in history are at least a cooldown apart.
     fn check_i5(&mut self) {
         let cd = self.nodes[0].params.failover_cooldown;
-        let f: Vec<Millis> = self.store.history.iter().filter(|h| h.2 == ClaimReason::Failover).map(|h| h.0).collect();
+        let f: Vec<Millis> = self
+            .store
+            .history
+            .iter()
+            .filter(|h| h.2 == ClaimReason::Failover)
+            .map(|h| h.0)
+            .collect();
         if f.windows(2).any(|w| w[1] < w[0] + cd) {
-            self.violations.push(format!("I5 at {}: failovers at {f:?}", self.now));
+            self.violations
+                .push(format!("I5 at {}: failovers at {f:?}", self.now));
         }
     }
 
@@ -668,16 +792,32 @@ impl World {
     /// is at least as advanced as every reachable peer that advertised itself eligible.
     fn check_promote(&mut self, i: usize) {
         if !self.dbs[i].has_data {
-            self.violations.push(format!("I3 at {}: n{i} promotes without data", self.now));
+            self.violations
+                .push(format!("I3 at {}: n{i} promotes without data", self.now));
         }
         let reason = self.store.history.last().map(|h| h.2);
-        self.promotions.push((self.now, i, reason.unwrap_or(ClaimReason::Bootstrap)));
-        let prev = self.store.history.iter().rev().nth(1).map(|h| h.1.node.clone());
+        self.promotions
+            .push((self.now, i, reason.unwrap_or(ClaimReason::Bootstrap)));
+        let prev = self
+            .store
+            .history
+            .iter()
+            .rev()
+            .nth(1)
+            .map(|h| h.1.node.clone());
         for (j, (info, _)) in &self.store.nodes {
             let (j, n) = (*j, &self.nodes[*j]);
-            let ok = j != i && info.eligible && n.agent_up && !n.frozen && !n.partitioned && self.dbs[j].running;
+            let ok = j != i
+                && info.eligible
+                && n.agent_up
+                && !n.frozen
+                && !n.partitioned
+                && self.dbs[j].running;
             // The peer's data includes what it received but has not replayed yet.
-            let has = Position { epoch: self.dbs[j].epoch, offset: self.dbs[j].received.len() as u64 };
+            let has = Position {
+                epoch: self.dbs[j].epoch,
+                offset: self.dbs[j].received.len() as u64,
+            };
             if ok && Some(&n.params.node_id) != prev.as_ref() && has > self.dbs[i].pos() {
                 self.violations.push(format!(
                     "ELECTION at {}: n{i} promoted at {:?} but eligible n{j} has {:?}",
@@ -691,14 +831,23 @@ impl World {
 
     /// The node holding the `primary` key, if any.
     pub fn primary_index(&self) -> Option<usize> {
-        self.store.primary.as_ref().and_then(|p| self.idx(&p.0.node))
+        self.store
+            .primary
+            .as_ref()
+            .and_then(|p| self.idx(&p.0.node))
     }
 
     /// Liveness: some node is primary, with the key and a writable database.
     pub fn has_primary(&self) -> bool {
-        self.store.primary.as_ref().and_then(|p| self.idx(&p.0.node)).is_some_and(|i| {
-            self.nodes[i].state.phase == Phase::Primary && self.dbs[i].writable && self.dbs[i].running
-        })
+        self.store
+            .primary
+            .as_ref()
+            .and_then(|p| self.idx(&p.0.node))
+            .is_some_and(|i| {
+                self.nodes[i].state.phase == Phase::Primary
+                    && self.dbs[i].writable
+                    && self.dbs[i].running
+            })
     }
 }
 

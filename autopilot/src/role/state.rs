@@ -1,7 +1,9 @@
 //! The state carried between calls of [`super::decide`]: a [`Phase`] saying what the node is
 //! doing or waiting for, plus the facts it has learned (lease freshness, last view, position).
 
-use super::types::{ClaimReason, ClusterView, Millis, NodeId, Position, PrimaryKey, Role, RoleParams};
+use super::types::{
+    ClaimReason, ClusterView, Millis, NodeId, Position, PrimaryKey, Role, RoleParams,
+};
 
 /// Where the node is in its lifecycle; each phase names the answer it is waiting for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,9 +28,15 @@ pub enum Phase {
         since: Millis,
     },
     /// `ClaimPrimary` sent. `old` is the previous primary (from `history`), to fence on winning.
-    Claiming { reason: ClaimReason, old: Option<PrimaryKey> },
+    Claiming {
+        reason: ClaimReason,
+        old: Option<PrimaryKey>,
+    },
     /// Won the key; going through the promotion steps.
-    Promoting { step: PromoteStep, reason: ClaimReason },
+    Promoting {
+        step: PromoteStep,
+        reason: ClaimReason,
+    },
     /// Holds the key and accepts writes.
     Primary,
     /// Was primary, fenced itself (I1); stays read-only until it learns the current state.
@@ -138,7 +146,10 @@ impl RoleState {
 
     /// Within `max_lag_on_failover` of the last known primary position (or not comparable).
     pub fn lag_ok(&self, p: &RoleParams) -> bool {
-        match self.last_primary_position.and_then(|pp| self.position.lag_behind(&pp)) {
+        match self
+            .last_primary_position
+            .and_then(|pp| self.position.lag_behind(&pp))
+        {
             Some(lag) => lag <= p.max_lag_on_failover,
             None => true,
         }

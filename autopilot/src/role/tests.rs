@@ -80,11 +80,25 @@ proptest! {
 }
 
 #[test]
-fn role_sim_debug_trace() {
+/// A shrunk case once found by the property test (an electing node stuck on a key with its own
+/// name). Set `ROLE_TRACE=1` to print every event and action.
+fn role_sim_regression_own_stale_key() {
     use Fault::*;
     let mut w = World::new(3, 9859856056080334234);
     w.trace = std::env::var("ROLE_TRACE").is_ok();
-    for f in [Partition(1), Advance(32), Maintenance(false), Advance(29), Stop(2), Advance(12), Advance(7), Freeze(0), Advance(21), Thaw(0), Advance(2)] {
+    for f in [
+        Partition(1),
+        Advance(32),
+        Maintenance(false),
+        Advance(29),
+        Stop(2),
+        Advance(12),
+        Advance(7),
+        Freeze(0),
+        Advance(21),
+        Thaw(0),
+        Advance(2),
+    ] {
         w.fault(&f);
     }
     for k in 0..400 {

@@ -196,7 +196,11 @@ pub enum EngineResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The agent (re)started. `has_data` comes from the engine/local bootstrap marker.
-    Started { now: Millis, has_data: bool, position: Position },
+    Started {
+        now: Millis,
+        has_data: bool,
+        position: Position,
+    },
     /// A lease was granted and our node key put (after `Started` or `GrantLease`).
     LeaseGranted { now: Millis },
     /// A keep-alive succeeded; `sent_at` is when the request left (the fencing reference).
@@ -210,7 +214,11 @@ pub enum Event {
     /// A timer fired (or a periodic tick); lets time-based decisions happen.
     Tick { now: Millis },
     /// Health probe result.
-    Health { now: Millis, healthy: bool, position: Position },
+    Health {
+        now: Millis,
+        healthy: bool,
+        position: Position,
+    },
     /// Answer to `AcquireLock`.
     LockResult { now: Millis, acquired: bool },
     /// Answer to `ClaimPrimary`: `won` iff our transaction created the key.
@@ -259,7 +267,11 @@ pub enum Action {
     /// Linearizable read of the cluster prefix → `Cluster`.
     ReadCluster,
     /// Put `nodes/<id>` (bound to our lease) with what peers need to rank us.
-    PublishNode { role: Role, position: Position, eligible: bool },
+    PublishNode {
+        role: Role,
+        position: Position,
+        eligible: bool,
+    },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,
     /// Delete the `lock` key if it is ours.
@@ -311,7 +323,11 @@ pub enum Action {
     /// Run the `prePromote` handler → `PrePromoteDone`.
     RunPrePromote,
     /// Run the `onChange` handler with these fields as environment variables.
-    OnChange { role: Role, previous: Role, primary_address: Option<String> },
+    OnChange {
+        role: Role,
+        previous: Role,
+        primary_address: Option<String>,
+    },
     /// Deliver a `Tick` at `at` (earlier ticks are harmless).
     WakeAt { at: Millis },
     /// Leadership is handed over; let the supervisor stop the database and exit.
