@@ -1,0 +1,308 @@
+//! Failover (design §4, "Failover"): a replica notices the primary key is gone, finishes
+//! applying, publishes its position, waits out the settle window, yields to any better peer,
+//! otherwise claims the key in one transaction, fences the old primary remotely, catches up to
+//! its final position, runs prePromote and promotes. Also the planned-switchover candidate side.
+
+use super::machine::Cx;
+use super::state::{Phase, PromoteStep};
+use super::types::{Action, ClaimReason, ClusterView, EngineResult, NodeInfo, Role};
+use std::cmp::Reverse;
+
+/// A replica's reaction to a view.
+pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
+    let Phase::Replica { following } = cx.s.phase.clone() else {
+        return;
+    };
+    match &view.primary {
+        Some(pk) if pk.node == cx.p.node_id => {
+            // A key we hold but do not want (a release that failed while cut off) or our
+            // former incarnation's: delete it iff bound to our lease, so others can elect.
+            if !view.maintenance && view.linearizable {
+                cx.emit(Action::ReleasePrimary);
+            }
+        }
+        Some(pk) if following.as_deref() != Some(pk.node.as_str()) => {
+            super::bootstrap::join(cx, pk.clone())
+        }
+        Some(_) => {}
+        None => {
+            if following.is_some() {
+                cx.s.phase = Phase::Replica { following: None };
+                cx.announce(Role::Replica, None);
+            }
+            if view.maintenance || !cx.s.eligible(cx.p, cx.now) {
+                return; // I4, or this node does not compete (nofailover, unhealthy, lagging…)
+            }
+            // Finish applying what was received, publish, and let everybody settle.
+            cx.emit(Action::CatchUp);
+            cx.s.phase = Phase::Electing { since: cx.now };
+            cx.s.next_poll = cx.now + cx.p.settle; // read fresh exactly when the window ends
+            cx.emit(Action::WakeAt { at: cx.s.next_poll });
+        }
+    }
+}
+
+/// A view while electing: follow a new primary, stop in maintenance, or decide after settling.
+pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
+    if let Some(pk) = &view.primary {
+        if pk.node != cx.p.node_id {
+            super::bootstrap::join(cx, pk.clone());
+        } else {
+            // A key with our name that we do not use: release it like a replica would.
+            cx.s.phase = Phase::Replica { following: None };
+            replica_view(cx, view);
+        }
+        return;
+    }
+    if view.maintenance || !cx.s.eligible(cx.p, cx.now) {
+        cx.s.phase = Phase::Replica { following: None };
+        cx.publish();
+        return;
+    }
+    if cx.now < since + cx.p.settle || !view.linearizable {
+        return; // decide only on a fresh read taken after the settle window
+    }
+    // Planned iff the vanished primary is the one the request asked to step down.
+    let planned = view.switchover.as_ref().is_some_and(|sw| {
+        view.history_last
+            .as_ref()
+            .is_some_and(|h| h.node == sw.from)
+    });
+    if !planned
+        && let Some(last) = view.last_failover_at
+        && cx.now < last + cx.p.failover_cooldown
+    {
+        cx.emit(Action::WakeAt {
+            at: last + cx.p.failover_cooldown,
+        }); // I5
+        return;
+    }
+    if planned
+        && view.switchover.as_ref().and_then(|sw| sw.to.as_ref()) == Some(&cx.p.node_id)
+        && let Some(old) = &view.history_last
+        && let Some(fin) = view
+            .nodes
+            .iter()
+            .find(|n| n.id == old.node)
+            .map(|n| n.position)
+        && fin > cx.s.position
+    {
+        // Named switchover target: fetch the fenced old primary's final position first.
+        cx.emit(Action::CatchUpTo {
+            target: fin,
+            from: old.address.clone(),
+        });
+        return;
+    }
+    if best_candidate(cx, view).as_deref() != Some(cx.p.node_id.as_str()) {
+        return; // yield: a better peer should win; re-evaluated on the next read
+    }
+    let reason = if planned {
+        ClaimReason::Switchover
+    } else {
+        ClaimReason::Failover
+    };
+    let old = view
+        .history_last
+        .clone()
+        .or_else(|| cx.s.last_primary.clone());
+    cx.emit(Action::ClaimPrimary {
+        reason,
+        previous: old.as_ref().map(|o| o.node.clone()),
+        position: cx.s.position,
+        at: cx.now,
+        history_rev: Some(view.history_rev),
+        write_initialized: false,
+    });
+    cx.s.phase = Phase::Claiming { reason, old };
+}
+
+/// The node that should win: the most advanced eligible node; ties go to the switchover
+/// target, then higher priority, then lowest id. This node counts with its live state.
+pub(super) fn best_candidate(cx: &Cx<'_>, view: &ClusterView) -> Option<String> {
+    let me = NodeInfo {
+        id: cx.p.node_id.clone(),
+        address: cx.p.address.clone(),
+        role: cx.s.role,
+        position: cx.s.position,
+        priority: cx.p.priority,
+        eligible: true,
+    };
+    let peers = view
+        .nodes
+        .iter()
+        .filter(|n| n.eligible && n.id != cx.p.node_id);
+    let target = view.switchover.as_ref().and_then(|s| s.to.clone());
+    // Position first, always: a named target that is behind must catch up before it can win
+    // (see `electing_view`), otherwise the switchover would lose data the others have.
+    std::iter::once(&me)
+        .chain(peers)
+        .max_by_key(|n| {
+            (
+                n.position,
+                target.as_ref() == Some(&n.id),
+                n.priority,
+                Reverse(n.id.clone()),
+            )
+        })
+        .map(|n| n.id.clone())
+}
+
+/// Answer to a failover/switchover claim.
+pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
+    let Phase::Claiming { reason, old } = cx.s.phase.clone() else {
+        return;
+    };
+    if !won {
+        cx.s.phase = Phase::Replica { following: None };
+        cx.emit(Action::ReadCluster);
+        return;
+    }
+    match old {
+        Some(old) if old.node != cx.p.node_id => {
+            // Its agent may be frozen or cut off while its database still runs: fence it over
+            // its own connection before we accept writes (I1), and learn its final position.
+            cx.emit(Action::FenceRemote {
+                node: old.node.clone(),
+                address: old.address.clone(),
+            });
+            cx.s.phase = Phase::Promoting {
+                step: PromoteStep::FencingOld {
+                    address: old.address,
+                },
+                reason,
+            };
+        }
+        _ => after_catch_up(cx, reason),
+    }
+}
+
+/// Engine answers while electing or promoting.
+pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
+    match (cx.s.phase.clone(), result) {
+        (Phase::Electing { .. }, EngineResult::CaughtUp { position }) => {
+            cx.s.position = cx.s.position.max(position);
+            cx.publish();
+        }
+        (
+            Phase::Promoting {
+                step: PromoteStep::FencingOld { address },
+                reason,
+            },
+            r,
+        ) => {
+            let target = match r {
+                EngineResult::RemoteFenced { final_position } => final_position,
+                // Unreachable: its agent, if alive, fenced itself before its lease expired.
+                _ => None,
+            };
+            match target {
+                Some(t) if t > cx.s.position => {
+                    cx.emit(Action::CatchUpTo {
+                        target: t,
+                        from: address,
+                    });
+                    cx.s.phase = Phase::Promoting {
+                        step: PromoteStep::CatchingUp,
+                        reason,
+                    };
+                }
+                _ => after_catch_up(cx, reason),
+            }
+        }
+        (
+            Phase::Promoting {
+                step: PromoteStep::CatchingUp,
+                reason,
+            },
+            r,
+        ) => {
+            if let EngineResult::CaughtUp { position } = r {
+                cx.s.position = cx.s.position.max(position);
+            }
+            after_catch_up(cx, reason);
+        }
+        (
+            Phase::Promoting {
+                step: PromoteStep::Promoting,
+                reason,
+            },
+            EngineResult::Promoted { position },
+        ) => {
+            cx.s.position = position;
+            cx.s.phase = Phase::Primary;
+            let me = cx.me();
+            cx.announce(Role::Primary, Some(&me));
+            cx.emit(Action::PublishEvent {
+                kind: "promoted",
+                detail: format!("{reason:?}"),
+            });
+            if reason == ClaimReason::Switchover {
+                cx.emit(Action::ClearSwitchover);
+            }
+            cx.publish();
+        }
+        (
+            Phase::Promoting {
+                step: PromoteStep::Promoting,
+                ..
+            },
+            _,
+        ) => abort(cx, "promote failed"),
+        _ => {}
+    }
+}
+
+/// Old primary fenced and caught up (or nothing to do): prePromote, then promote.
+fn after_catch_up(cx: &mut Cx<'_>, reason: ClaimReason) {
+    if cx.s.stop_requested {
+        cx.emit(Action::ReleasePrimary);
+        cx.finish_stop();
+    } else if cx.p.pre_promote && reason != ClaimReason::Bootstrap {
+        cx.emit(Action::RunPrePromote);
+        cx.s.phase = Phase::Promoting {
+            step: PromoteStep::PrePromote,
+            reason,
+        };
+    } else {
+        promote(cx, reason);
+    }
+}
+
+fn promote(cx: &mut Cx<'_>, reason: ClaimReason) {
+    cx.emit(Action::Promote);
+    cx.s.phase = Phase::Promoting {
+        step: PromoteStep::Promoting,
+        reason,
+    };
+}
+
+/// The `prePromote` handler finished.
+pub(super) fn pre_promote_done(cx: &mut Cx<'_>, ok: bool) {
+    let Phase::Promoting {
+        step: PromoteStep::PrePromote,
+        reason,
+    } = cx.s.phase
+    else {
+        return;
+    };
+    if ok {
+        promote(cx, reason);
+    } else {
+        abort(cx, "prePromote failed");
+    }
+}
+
+/// Give the key back and stay out of elections for a while so another node can try.
+fn abort(cx: &mut Cx<'_>, why: &str) {
+    cx.emit(Action::Fence);
+    cx.emit(Action::ReleasePrimary);
+    cx.emit(Action::PublishEvent {
+        kind: "promotion_aborted",
+        detail: why.to_owned(),
+    });
+    cx.s.ineligible_until = cx.now + 2 * cx.p.ttl;
+    cx.s.phase = Phase::Replica { following: None };
+    cx.announce(Role::Replica, None);
+    cx.publish();
+}

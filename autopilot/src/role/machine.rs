@@ -1,0 +1,283 @@
+//! [`decide`]: the entry point. Handles what is common to every phase (lease bookkeeping, the
+//! I1 fencing clock, views, health, stop requests) and dispatches the rest to `bootstrap.rs`,
+//! `failover.rs` and `primary.rs`.
+
+use super::state::{Phase, RoleState};
+use super::types::{Action, ClusterView, Event, Millis, PrimaryKey, Role, RoleParams};
+use super::{bootstrap, failover, primary};
+
+/// One step of the machine: the next state and what to do. Pure: no I/O, no clock, no
+/// randomness; `params` never change while an agent runs.
+pub fn decide(params: &RoleParams, state: RoleState, event: Event) -> (RoleState, Vec<Action>) {
+    let mut cx = Cx {
+        p: params,
+        s: state,
+        now: event.now(),
+        out: Vec::new(),
+    };
+    cx.step(event);
+    (cx.s, cx.out)
+}
+
+/// The working set of one `decide` call.
+pub(super) struct Cx<'a> {
+    /// The node's parameters.
+    pub p: &'a RoleParams,
+    /// The state being built.
+    pub s: RoleState,
+    /// The event's time.
+    pub now: Millis,
+    /// Actions emitted so far, in execution order.
+    pub out: Vec<Action>,
+}
+
+impl Cx<'_> {
+    fn step(&mut self, event: Event) {
+        if self.s.phase == Phase::Stopped && !matches!(event, Event::Started { .. }) {
+            return;
+        }
+        match event {
+            Event::Started {
+                has_data, position, ..
+            } => {
+                // A restart forgets everything: the store is the only memory that counts.
+                self.s = RoleState::new();
+                self.s.has_data = has_data;
+                self.s.position = position;
+                self.emit(Action::GrantLease);
+            }
+            Event::LeaseGranted { .. } => {
+                self.s.lease_alive = true;
+                self.s.lease_ok_sent_at = self.now;
+                if self.s.phase == Phase::Joining {
+                    self.s.phase = Phase::Discovering;
+                }
+                self.publish();
+                self.emit(Action::ReadCluster);
+            }
+            Event::KeepAliveOk { sent_at, .. } => {
+                self.s.lease_ok_sent_at = self.s.lease_ok_sent_at.max(sent_at);
+                if let Phase::SelfFenced { fenced_at } = self.s.phase
+                    && sent_at >= fenced_at
+                {
+                    // The lease survived our fence: learn whether the key is still ours.
+                    self.emit(Action::ReadCluster);
+                }
+            }
+            Event::KeepAliveFailed { .. } => self.check_fence(),
+            Event::LeaseLost { .. } => self.lease_lost(),
+            Event::Tick { .. } => {
+                self.check_fence();
+                self.tick();
+            }
+            Event::Health {
+                healthy, position, ..
+            } => self.health(healthy, position),
+            Event::StopRequested { .. } => self.stop(),
+            Event::DatabaseRestarted { .. } => self.database_restarted(),
+            Event::Cluster { view, .. } => {
+                if self
+                    .s
+                    .view
+                    .as_ref()
+                    .is_some_and(|v| v.revision > view.revision)
+                {
+                    return; // a late watch delivery; we already know better
+                }
+                self.learn_primary(&view);
+                self.s.view = Some(view.clone());
+                self.cluster(&view);
+            }
+            Event::LockResult { acquired, .. } => bootstrap::lock_result(self, acquired),
+            Event::ClaimResult { won, .. } => match self.s.phase {
+                Phase::Bootstrap(_) => bootstrap::claim_result(self, won),
+                _ => failover::claim_result(self, won),
+            },
+            Event::Engine { result, .. } => match self.s.phase {
+                Phase::Bootstrap(_) | Phase::Cloning | Phase::Rejoining { .. } => {
+                    bootstrap::engine(self, result)
+                }
+                Phase::Electing { .. } | Phase::Promoting { .. } => failover::engine(self, result),
+                _ => primary::engine(self, result),
+            },
+            Event::PrePromoteDone { ok, .. } => failover::pre_promote_done(self, ok),
+        }
+    }
+
+    /// Phase-specific reaction to a new view.
+    fn cluster(&mut self, view: &ClusterView) {
+        match self.s.phase.clone() {
+            Phase::Discovering | Phase::WaitingForData => bootstrap::discover(self, view),
+            Phase::Bootstrap(step) => bootstrap::recheck(self, step, view),
+            Phase::Replica { .. } => failover::replica_view(self, view),
+            Phase::Electing { since } => failover::electing_view(self, since, view),
+            Phase::Primary | Phase::SelfFenced { .. } => primary::view(self, view),
+            _ => {}
+        }
+    }
+
+    /// Remember who the primary is and how far it got (fencing target, lag reference).
+    fn learn_primary(&mut self, view: &ClusterView) {
+        if let Some(pk) = &view.primary {
+            if let Some(n) = view.nodes.iter().find(|n| n.id == pk.node) {
+                self.s.last_primary_position = Some(n.position);
+            }
+            self.s.last_primary = Some(pk.clone());
+        }
+    }
+
+    /// I1: a node whose database may accept writes fences it once the lease is no longer
+    /// provably alive for the rest of the safety margin.
+    fn check_fence(&mut self) {
+        let may_write = matches!(self.s.phase, Phase::Primary)
+            || matches!(self.s.phase, Phase::Promoting { .. } if self.s.role == Role::Primary);
+        if may_write && self.now.saturating_sub(self.s.lease_ok_sent_at) > self.p.fence_after() {
+            self.self_fence("keep-alive overdue");
+        }
+    }
+
+    /// Our lease is gone: so are our keys. Fence if we could be writing, then start over.
+    fn lease_lost(&mut self) {
+        self.s.lease_alive = false;
+        match self.s.phase {
+            Phase::Primary
+            | Phase::Promoting { .. }
+            | Phase::Claiming { .. }
+            | Phase::HandingOver => self.self_fence("lease lost"),
+            Phase::Bootstrap(_) | Phase::Electing { .. } | Phase::Cloning => {
+                self.s.phase = Phase::Discovering
+            }
+            _ => {}
+        }
+        self.emit(Action::GrantLease);
+    }
+
+    /// Make the local database read-only and wait to learn the truth (I1).
+    pub(super) fn self_fence(&mut self, why: &str) {
+        self.emit(Action::Fence);
+        self.s.phase = Phase::SelfFenced {
+            fenced_at: self.now,
+        };
+        self.emit(Action::PublishEvent {
+            kind: "fenced",
+            detail: why.to_owned(),
+        });
+        self.announce(Role::Fenced, None);
+    }
+
+    fn tick(&mut self) {
+        let poll = matches!(
+            self.s.phase,
+            Phase::Discovering
+                | Phase::WaitingForData
+                | Phase::SelfFenced { .. }
+                | Phase::Replica { .. }
+        ) || matches!(self.s.phase, Phase::Electing { since } if self.now >= since + self.p.settle);
+        if poll && self.s.lease_alive && self.now >= self.s.next_poll {
+            self.s.next_poll = self.now + self.poll_every();
+            self.emit(Action::ReadCluster);
+            self.emit(Action::WakeAt {
+                at: self.s.next_poll,
+            });
+        }
+    }
+
+    /// How often a waiting node re-reads the cluster (watches can be late or lost).
+    pub(super) fn poll_every(&self) -> Millis {
+        (self.p.ttl / 4).max(1)
+    }
+
+    fn health(&mut self, healthy: bool, position: super::types::Position) {
+        let changed = self.s.healthy != healthy || self.s.position != position;
+        self.s.healthy = healthy;
+        self.s.position = self.s.position.max(position);
+        if self.s.phase == Phase::Primary && !healthy && !self.s.maintenance() {
+            // The database broke under a live agent: hand over at once (design §4).
+            primary::hand_over(self, "database unhealthy");
+        } else if changed {
+            self.publish();
+        }
+    }
+
+    fn database_restarted(&mut self) {
+        match self.s.phase {
+            // Still provably the key holder (else `check_fence` would have fenced): in
+            // maintenance restore writes in place (no role change, I4); otherwise hand over.
+            Phase::Primary if self.s.maintenance() => self.emit(Action::Unfence),
+            Phase::Primary => primary::hand_over(self, "database restarted"),
+            Phase::Replica { .. } | Phase::Electing { .. } => {
+                // Replication stopped with the restart: re-point at whoever is primary now.
+                self.s.phase = Phase::Replica { following: None };
+                if let Some(view) = self.s.view.clone() {
+                    failover::replica_view(self, &view);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn stop(&mut self) {
+        self.s.stop_requested = true;
+        match self.s.phase {
+            Phase::Primary
+            | Phase::Promoting { .. }
+            | Phase::Claiming { .. }
+            | Phase::HandingOver
+            | Phase::SelfFenced { .. } => {
+                // I6: stop writes first, then revoke so replicas elect at once.
+                self.emit(Action::Fence);
+                self.s.phase = Phase::Stopping;
+            }
+            Phase::Stopping => {}
+            _ => self.finish_stop(),
+        }
+    }
+
+    /// Release everything we hold in the store and let the process stop.
+    pub(super) fn finish_stop(&mut self) {
+        self.emit(Action::RevokeLease);
+        self.emit(Action::Exit);
+        self.s.phase = Phase::Stopped;
+        self.s.lease_alive = false;
+    }
+
+    /// Publish our node key so peers can rank us.
+    pub(super) fn publish(&mut self) {
+        if self.s.lease_alive {
+            let eligible = self.s.eligible(self.p, self.now);
+            self.emit(Action::PublishNode {
+                role: self.s.role,
+                position: self.s.position,
+                eligible,
+            });
+        }
+    }
+
+    /// Call onChange if the role or the primary changed.
+    pub(super) fn announce(&mut self, role: Role, primary: Option<&PrimaryKey>) {
+        let addr = primary.map(|p| p.address.clone());
+        if role != self.s.role || addr != self.s.announced_primary {
+            let previous = self.s.role;
+            self.s.role = role;
+            self.s.announced_primary = addr.clone();
+            self.emit(Action::OnChange {
+                role,
+                previous,
+                primary_address: addr,
+            });
+            self.publish();
+        }
+    }
+
+    /// Our own primary-key value.
+    pub(super) fn me(&self) -> PrimaryKey {
+        PrimaryKey {
+            node: self.p.node_id.clone(),
+            address: self.p.address.clone(),
+        }
+    }
+
+    pub(super) fn emit(&mut self, a: Action) {
+        self.out.push(a);
+    }
+}

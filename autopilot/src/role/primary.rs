@@ -1,0 +1,111 @@
+//! The primary side: keeping the key, losing it (self-fence, I1), getting it back (unfence),
+//! planned handover (switchover, broken database) and graceful stop (I6).
+
+use super::machine::Cx;
+use super::state::Phase;
+use super::types::{Action, ClusterView, EngineResult, Role};
+
+/// A view while primary or self-fenced.
+pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
+    let mine = view
+        .primary
+        .as_ref()
+        .is_some_and(|p| p.node == cx.p.node_id);
+    match cx.s.phase {
+        Phase::Primary if !mine => cx.self_fence("primary key no longer ours"),
+        Phase::Primary => {
+            if let Some(sw) = &view.switchover {
+                if sw.from != cx.p.node_id {
+                    cx.emit(Action::ClearSwitchover); // not addressed to the current primary
+                } else if !target_ok(cx, view) {
+                    cx.emit(Action::ClearSwitchover); // no eligible target: reject, do not linger
+                    cx.emit(Action::PublishEvent {
+                        kind: "switchover_rejected",
+                        detail: "no eligible target".to_owned(),
+                    });
+                } else if !view.maintenance {
+                    hand_over(cx, "switchover requested");
+                }
+            }
+        }
+        Phase::SelfFenced { fenced_at } => match &view.primary {
+            Some(_) if mine => {
+                // Unfence only with proof the lease outlived the fence: a keep-alive sent after
+                // we fenced succeeded, recently. Then nobody else can have claimed the key.
+                let fresh = cx.s.lease_alive
+                    && cx.s.lease_ok_sent_at >= fenced_at
+                    && cx.now.saturating_sub(cx.s.lease_ok_sent_at) <= cx.p.fence_after();
+                if fresh && !cx.s.stop_requested {
+                    cx.emit(Action::Unfence);
+                    cx.s.phase = Phase::Primary;
+                    let me = cx.me();
+                    cx.announce(Role::Primary, Some(&me));
+                }
+            }
+            Some(pk) => super::bootstrap::join(cx, pk.clone()),
+            None if cx.s.lease_alive => {
+                cx.s.phase = Phase::Replica { following: None };
+                cx.announce(Role::Replica, None);
+                super::failover::replica_view(cx, view);
+            }
+            None => {} // wait for the new lease
+        },
+        _ => {}
+    }
+}
+
+/// A named switchover target must be an eligible peer; otherwise the request is ignored.
+fn target_ok(cx: &Cx<'_>, view: &ClusterView) -> bool {
+    let Some(sw) = &view.switchover else {
+        return false;
+    };
+    match &sw.to {
+        Some(to) => view
+            .nodes
+            .iter()
+            .any(|n| &n.id == to && n.eligible && n.id != cx.p.node_id),
+        None => view
+            .nodes
+            .iter()
+            .any(|n| n.eligible && n.id != cx.p.node_id),
+    }
+}
+
+/// Step down on purpose: fence (stop writes, fix the final position), then release the key.
+pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
+    cx.emit(Action::Fence);
+    cx.emit(Action::PublishEvent {
+        kind: "handover",
+        detail: why.to_owned(),
+    });
+    cx.s.phase = Phase::HandingOver;
+}
+
+/// Engine answers while primary, handing over, stopping or self-fenced.
+pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
+    match (cx.s.phase.clone(), result) {
+        (Phase::HandingOver, r) => {
+            if let EngineResult::Fenced { position } = r {
+                cx.s.position = position;
+            }
+            if cx.s.maintenance() {
+                // Maintenance began meanwhile (I4): keep the key, fenced, until we re-learn.
+                cx.s.phase = Phase::SelfFenced { fenced_at: cx.now };
+                cx.emit(Action::ReadCluster);
+                return;
+            }
+            // Out of the next election for a while; the candidate catches up to `position`.
+            cx.s.ineligible_until = cx.now + 2 * cx.p.ttl;
+            cx.s.phase = Phase::Replica { following: None };
+            cx.announce(Role::Replica, None);
+            cx.emit(Action::ReleasePrimary);
+        }
+        (Phase::Stopping, EngineResult::Fenced { .. } | EngineResult::Failed) => cx.finish_stop(),
+        (Phase::Stopping, _) => cx.emit(Action::Fence), // a late promote: fence again
+        (Phase::SelfFenced { .. }, EngineResult::Fenced { position }) => {
+            cx.s.position = position;
+            cx.publish();
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,88 @@
+//! The simulated etcd (leases, keys, revisions, history) and the simulated database.
+
+use super::super::*;
+use std::collections::BTreeMap;
+
+/// xorshift64*: deterministic from the proptest-chosen seed.
+pub(super) struct Rng(pub u64);
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// The simulated etcd.
+#[derive(Default)]
+pub(super) struct Store {
+    pub rev: u64,
+    /// lease id → (owner, expires_at)
+    pub leases: BTreeMap<u64, (usize, Millis)>,
+    pub next_lease: u64,
+    pub primary: Option<(PrimaryKey, u64)>,
+    pub lock: Option<(usize, u64)>,
+    pub initialized: bool,
+    pub maintenance: bool,
+    /// (at, to, reason)
+    pub history: Vec<(Millis, PrimaryKey, ClaimReason)>,
+    pub history_rev: u64,
+    pub switchover: Option<Switchover>,
+    pub nodes: BTreeMap<usize, (NodeInfo, u64)>,
+}
+
+impl Store {
+    pub fn view(&self, linearizable: bool) -> ClusterView {
+        ClusterView {
+            linearizable,
+            revision: self.rev,
+            primary: self.primary.as_ref().map(|p| p.0.clone()),
+            initialized: self.initialized,
+            maintenance: self.maintenance,
+            last_failover_at: self
+                .history
+                .iter()
+                .rev()
+                .find(|h| h.2 == ClaimReason::Failover)
+                .map(|h| h.0),
+            history_rev: self.history_rev,
+            history_last: self.history.last().map(|h| h.1.clone()),
+            switchover: self.switchover.clone(),
+            nodes: self.nodes.values().map(|n| n.0.clone()).collect(),
+        }
+    }
+    pub fn drop_lease(&mut self, id: u64) {
+        self.leases.remove(&id);
+        if self.primary.as_ref().is_some_and(|p| p.1 == id) {
+            self.primary = None;
+        }
+        if self.lock.is_some_and(|l| l.1 == id) {
+            self.lock = None;
+        }
+        self.nodes.retain(|_, n| n.1 != id);
+        self.rev += 1;
+    }
+}
+
+/// A simulated database.
+#[derive(Clone, Default)]
+pub struct Db {
+    pub running: bool,
+    pub writable: bool,
+    pub has_data: bool,
+    /// Applied writes; the position counts these.
+    pub log: Vec<u64>,
+    /// Received but possibly not yet applied (relay log / WAL not replayed); `CatchUp` applies.
+    pub received: Vec<u64>,
+    pub epoch: u64,
+    pub upstream: Option<usize>,
+}
+impl Db {
+    pub fn pos(&self) -> Position {
+        Position {
+            epoch: self.epoch,
+            offset: self.log.len() as u64,
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The state carried between calls of [`super::decide`]: a [`Phase`] saying what the node is
+//! doing or waiting for, plus the facts it has learned (lease freshness, last view, position).
+
+use super::types::{
+    ClaimReason, ClusterView, Millis, NodeId, Position, PrimaryKey, Role, RoleParams,
+};
+
+/// Where the node is in its lifecycle; each phase names the answer it is waiting for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for `Started` and then a lease (`LeaseGranted`).
+    Joining,
+    /// Lease held; waiting for the cluster read that decides how to start.
+    Discovering,
+    /// Bootstrap (design §4 step 2) in progress, holding or asking for the `lock`.
+    Bootstrap(BootStep),
+    /// Initialised cluster, no primary, no local data: never initialise (I3), wait.
+    WaitingForData,
+    /// Cloning from a primary or restoring a backup.
+    Cloning,
+    /// `Follow` sent; waiting for the engine's verdict (rewound, fine, or needs rebuild).
+    Rejoining { target: PrimaryKey },
+    /// A replica of `following`; `None` while there is no primary (or we wait for one).
+    Replica { following: Option<NodeId> },
+    /// The primary key vanished: caught up, published, waiting for the settle window to end.
+    Electing {
+        /// When this node learned the primary was gone; the settle window starts here.
+        since: Millis,
+    },
+    /// `ClaimPrimary` sent. `old` is the previous primary (from `history`), to fence on winning.
+    Claiming {
+        reason: ClaimReason,
+        old: Option<PrimaryKey>,
+    },
+    /// Won the key; going through the promotion steps.
+    Promoting {
+        step: PromoteStep,
+        reason: ClaimReason,
+    },
+    /// Holds the key and accepts writes.
+    Primary,
+    /// Was primary, fenced itself (I1); stays read-only until it learns the current state.
+    SelfFenced {
+        /// When we fenced: only a keep-alive *sent after this* proves the lease survived.
+        fenced_at: Millis,
+    },
+    /// Planned switchover, old primary side: fence sent; then release the key.
+    HandingOver,
+    /// Local data diverged and cannot be rewound; an operator or the backup actor must rebuild.
+    NeedsRebuild,
+    /// Graceful stop (I6): fence sent; then revoke the lease and exit.
+    Stopping,
+    /// Done; nothing more will happen.
+    Stopped,
+}
+
+/// Bootstrap steps, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootStep {
+    /// `AcquireLock` sent.
+    Locking,
+    /// Lock held; re-reading the cluster (someone may have initialised meanwhile).
+    Rechecking,
+    /// Lock held; `Initialize` sent.
+    Initializing,
+    /// Lock held; claim (with `initialized`) sent.
+    Claiming,
+}
+
+/// Promotion steps after winning the key, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PromoteStep {
+    /// `FenceRemote` sent to the previous primary.
+    FencingOld { address: String },
+    /// `CatchUpTo` the old primary's final position sent.
+    CatchingUp,
+    /// `prePromote` running.
+    PrePromote,
+    /// `Promote` sent.
+    Promoting,
+}
+
+/// Everything the machine remembers between events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleState {
+    /// What we are doing now.
+    pub phase: Phase,
+    /// The role last announced through onChange (to detect role changes).
+    pub role: Role,
+    /// The primary address last announced through onChange (to detect primary changes).
+    pub announced_primary: Option<String>,
+    /// The primary we follow or last saw; the candidate to fence and the reference for lag.
+    pub last_primary: Option<PrimaryKey>,
+    /// The last position we saw the primary publish (for `max_lag_on_failover`).
+    pub last_primary_position: Option<Position>,
+    /// The local database holds data (bootstrap marker or engine report). I3 hinges on this.
+    pub has_data: bool,
+    /// Our latest known position.
+    pub position: Position,
+    /// Latest health probe.
+    pub healthy: bool,
+    /// We hold a lease (granted and not reported lost).
+    pub lease_alive: bool,
+    /// Send time of the last successful keep-alive; the fencing clock runs from here.
+    pub lease_ok_sent_at: Millis,
+    /// The latest cluster view.
+    pub view: Option<ClusterView>,
+    /// Not eligible for election before this time (after an aborted promotion or a handover).
+    pub ineligible_until: Millis,
+    /// Stop was requested; act on it as soon as the current step allows.
+    pub stop_requested: bool,
+    /// Earliest time of the next periodic re-read (watches may be late or lost).
+    pub next_poll: Millis,
+}
+
+impl RoleState {
+    /// A freshly started agent.
+    pub fn new() -> Self {
+        Self {
+            phase: Phase::Joining,
+            role: Role::Unknown,
+            announced_primary: None,
+            last_primary: None,
+            last_primary_position: None,
+            has_data: false,
+            position: Position::default(),
+            healthy: true,
+            lease_alive: false,
+            lease_ok_sent_at: 0,
+            view: None,
+            ineligible_until: 0,
+            stop_requested: false,
+            next_poll: 0,
+        }
+    }
+
+    /// Whether we would compete in an election now (before the lag check against a view).
+    pub fn eligible(&self, p: &RoleParams, now: Millis) -> bool {
+        !p.nofailover
+            && self.healthy
+            && self.has_data
+            && now >= self.ineligible_until
+            && !matches!(self.phase, Phase::NeedsRebuild | Phase::HandingOver)
+            && self.lag_ok(p)
+    }
+
+    /// Within `max_lag_on_failover` of the last known primary position (or not comparable).
+    pub fn lag_ok(&self, p: &RoleParams) -> bool {
+        match self
+            .last_primary_position
+            .and_then(|pp| self.position.lag_behind(&pp))
+        {
+            Some(lag) => lag <= p.max_lag_on_failover,
+            None => true,
+        }
+    }
+
+    /// Maintenance as we last saw it.
+    pub fn maintenance(&self) -> bool {
+        self.view.as_ref().is_some_and(|v| v.maintenance)
+    }
+}
+
+impl Default for RoleState {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,335 @@
+//! The vocabulary of the role state machine: parameters, what the store shows, events in,
+//! actions out, and the state carried between calls of [`super::decide`].
+//!
+//! Everything here is plain data (no handles, no clocks) so that the decision function stays
+//! pure and the simulator in `sim.rs` can drive it exactly like the real actor does.
+
+/// Milliseconds since an epoch chosen by the caller. The machine never reads a clock: every
+/// event carries `now`, so tests control time completely. The real actor passes wall-clock
+/// milliseconds (history timestamps are compared across nodes for the cooldown, see I5).
+pub type Millis = u64;
+
+/// A node's unique id within its cluster (the `nodes/<id>` key part). Ties between equally
+/// advanced candidates are broken by the *lowest* id, so the order must be total.
+pub type NodeId = String;
+
+/// How far a database's data goes, engine-agnostic and totally ordered: first by `epoch`, then
+/// by `offset`. A node with a higher position has every write a lower one has, unless one of
+/// them is errant — the engine detects that when following (see [`EngineResult::NeedsRebuild`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The history branch: PostgreSQL timeline, MariaDB GTID domain term, Redis replid
+    /// generation. Bumped by every promotion so a new primary outranks its predecessor.
+    pub epoch: u64,
+    /// Progress within the epoch (LSN, GTID sequence, replication offset).
+    pub offset: u64,
+}
+
+impl Position {
+    /// How far `self` trails `ahead`; `None` when the epochs differ and the offsets cannot be
+    /// compared (the lag check is then skipped: the yield rule still picks the best node).
+    pub fn lag_behind(&self, ahead: &Position) -> Option<u64> {
+        (self.epoch == ahead.epoch).then(|| ahead.offset.saturating_sub(self.offset))
+    }
+}
+
+/// The knobs of the machine, one node's view. Built from the YAML config by the actor.
+#[derive(Clone, Debug)]
+pub struct RoleParams {
+    /// This node's id: whose keys are ours, who we are in tie-breaks.
+    pub node_id: NodeId,
+    /// Address clients and replicas reach this node's database at; goes into the primary key
+    /// and onChange so followers and proxies know where to connect.
+    pub address: String,
+    /// The lease TTL. A node's keys (`nodes/<id>`, `primary`) vanish this long after its last
+    /// successful keep-alive.
+    pub ttl: Millis,
+    /// Fence a primary once no keep-alive has succeeded for `ttl * fence_after_permille / 1000`.
+    /// Why this is safe: etcd can only expire the lease `ttl` after the server *received* the
+    /// last successful keep-alive, which is after the agent *sent* it; we measure from the send
+    /// time, so the lease lives at least `ttl` past our reference point. Fencing at 500‰ leaves
+    /// `ttl/2` for the fence itself to finish and for clock-rate drift between hosts. Must be
+    /// well below 1000; the default is 500.
+    pub fence_after_permille: u32,
+    /// How long after the primary key vanished candidates wait before comparing positions, so
+    /// every replica has seen the deletion (watch delay), finished applying what it received
+    /// and published its position.
+    pub settle: Millis,
+    /// After a failover, no further *automatic* failover for this long (I5), measured from the
+    /// `history` entry in the store so it holds cluster-wide.
+    pub failover_cooldown: Millis,
+    /// A replica further behind the last known primary position than this does not compete.
+    pub max_lag_on_failover: u64,
+    /// Preference among equally advanced candidates; higher wins.
+    pub priority: u32,
+    /// Never promote this node automatically, and never pick it as a switchover target.
+    pub nofailover: bool,
+    /// The operator configured a `prePromote` handler; it runs after winning, before promoting.
+    pub pre_promote: bool,
+    /// A node with no data in an initialised cluster without a primary restores from the
+    /// latest backup instead of waiting for a node with data.
+    pub restore_from_backup: bool,
+}
+
+impl RoleParams {
+    /// How long a primary may go without a successful keep-alive before it fences itself.
+    pub fn fence_after(&self) -> Millis {
+        self.ttl * u64::from(self.fence_after_permille) / 1000
+    }
+}
+
+/// A role as announced to onChange handlers, `/primary`, metrics and the node key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Not serving yet: starting, discovering, waiting for data, cloning or rebuilding.
+    Unknown,
+    /// Following a primary (or waiting for one) and read-only.
+    Replica,
+    /// Holds the `primary` key and accepts writes.
+    Primary,
+    /// Was primary, made itself read-only because it can no longer prove it holds the key.
+    Fenced,
+}
+
+/// What the `primary` key says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrimaryKey {
+    /// The holder; the key is bound to its lease.
+    pub node: NodeId,
+    /// Where its database is, for followers and the remote fence.
+    pub address: String,
+}
+
+/// What a `nodes/<id>` key says about a peer (or this node, as last published).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The peer's id.
+    pub id: NodeId,
+    /// Where its database is.
+    pub address: String,
+    /// The role it announced.
+    pub role: Role,
+    /// Its replication position, published after it finished applying received data.
+    pub position: Position,
+    /// Its failover priority.
+    pub priority: u32,
+    /// Whether it would take part in a failover right now (healthy, has data, not `nofailover`,
+    /// not lagging, not a demoted primary handing over). Computed by the peer itself.
+    pub eligible: bool,
+}
+
+/// A planned switchover request (the `switchover` key), written by the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Switchover {
+    /// The primary that should step down; ignored by everybody if it is not the current one.
+    pub from: NodeId,
+    /// The node to promote; `None` lets the usual ranking choose the best replica.
+    pub to: Option<NodeId>,
+}
+
+/// One consistent read of the cluster prefix (or the watch cache after a change).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// A linearizable read (answer to `ReadCluster`) rather than the watch cache; elections
+    /// are decided only on such reads so every peer's latest published position counts.
+    pub linearizable: bool,
+    /// etcd revision of the read; lets the actor drop views older than one it already fed.
+    pub revision: u64,
+    /// The `primary` key, if present.
+    pub primary: Option<PrimaryKey>,
+    /// Whether the `initialized` key exists (I3: then nobody may initialise again).
+    pub initialized: bool,
+    /// Whether the `maintenance` key exists (I4: then no automatic role change).
+    pub maintenance: bool,
+    /// Time of the last *failover* in `history` (I5 cooldown, cluster-wide).
+    pub last_failover_at: Option<Millis>,
+    /// Modification revision of the `history` key; a failover claim only succeeds if history
+    /// is still at this revision, so two nodes cannot both pass the cooldown check on stale reads.
+    pub history_rev: u64,
+    /// The latest primary recorded in `history`: the one to fence after winning, even when
+    /// this node never saw its key (it may have restarted since).
+    pub history_last: Option<PrimaryKey>,
+    /// A pending switchover request.
+    pub switchover: Option<Switchover>,
+    /// All `nodes/<id>` keys, including our own.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// Why a node took the `primary` key; recorded in `history`, and only `Failover` counts for I5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClaimReason {
+    /// First primary of a new cluster.
+    Bootstrap,
+    /// The primary key vanished and this node won the election.
+    Failover,
+    /// A planned handover requested through the `switchover` key.
+    Switchover,
+}
+
+/// Results of database operations, reported by the engine executor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineResult {
+    /// `Initialize` done: a fresh (or adopted) database at `position`.
+    Initialized { position: Position },
+    /// `CloneFrom` / `RestoreFromBackup` done and replication started.
+    Cloned { position: Position },
+    /// `Follow` done: replicating from the requested primary (after a rewind if one was needed).
+    Following { position: Position },
+    /// `Follow` refused: local data has transactions the primary lacks and cannot be rewound.
+    NeedsRebuild,
+    /// `CatchUp` done: everything received is applied; this is the final position.
+    CaughtUp { position: Position },
+    /// `FenceRemote` done. `final_position` is the old primary's position after fencing, or
+    /// `None` if it was not running (nothing to fence, nothing to catch up to).
+    RemoteFenced { final_position: Option<Position> },
+    /// `Promote` done: the database accepts writes.
+    Promoted { position: Position },
+    /// `Fence` done: the local database is read-only; `position` is final.
+    Fenced { position: Position },
+    /// `Unfence` done: writable again.
+    Unfenced,
+    /// The requested operation failed; the machine backs off and retries from a safe state.
+    Failed,
+}
+
+/// Inputs to [`super::decide`]. Every variant carries `now`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The agent (re)started. `has_data` comes from the engine/local bootstrap marker.
+    Started {
+        now: Millis,
+        has_data: bool,
+        position: Position,
+    },
+    /// A lease was granted and our node key put (after `Started` or `GrantLease`).
+    LeaseGranted { now: Millis },
+    /// A keep-alive succeeded; `sent_at` is when the request left (the fencing reference).
+    KeepAliveOk { now: Millis, sent_at: Millis },
+    /// A keep-alive failed (store unreachable). The lease may still be alive.
+    KeepAliveFailed { now: Millis },
+    /// The store says our lease no longer exists: our keys are gone.
+    LeaseLost { now: Millis },
+    /// A fresh read of the cluster, or the watch cache after a change.
+    Cluster { now: Millis, view: ClusterView },
+    /// A timer fired (or a periodic tick); lets time-based decisions happen.
+    Tick { now: Millis },
+    /// Health probe result.
+    Health {
+        now: Millis,
+        healthy: bool,
+        position: Position,
+    },
+    /// Answer to `AcquireLock`.
+    LockResult { now: Millis, acquired: bool },
+    /// Answer to `ClaimPrimary`: `won` iff our transaction created the key.
+    ClaimResult { now: Millis, won: bool },
+    /// Answer to an engine action.
+    Engine { now: Millis, result: EngineResult },
+    /// The `prePromote` handler finished; `ok` iff it exited 0.
+    PrePromoteDone { now: Millis, ok: bool },
+    /// The agent was asked to stop (SIGTERM): hand over leadership first (I6).
+    StopRequested { now: Millis },
+    /// The database process came back after a crash; engines always start it read-only and
+    /// not replicating, so the machine must decide again what it should be.
+    DatabaseRestarted { now: Millis },
+}
+
+impl Event {
+    /// The event's time.
+    pub fn now(&self) -> Millis {
+        match self {
+            Event::Started { now, .. }
+            | Event::LeaseGranted { now }
+            | Event::KeepAliveOk { now, .. }
+            | Event::KeepAliveFailed { now }
+            | Event::LeaseLost { now }
+            | Event::Cluster { now, .. }
+            | Event::Tick { now }
+            | Event::Health { now, .. }
+            | Event::LockResult { now, .. }
+            | Event::ClaimResult { now, .. }
+            | Event::Engine { now, .. }
+            | Event::PrePromoteDone { now, .. }
+            | Event::StopRequested { now }
+            | Event::DatabaseRestarted { now } => *now,
+        }
+    }
+}
+
+/// What the actor must do. Store actions go to the `Store`, engine actions to the `Engine`,
+/// the rest to timers and handlers. Each action that needs an answer names the event it
+/// produces; the executor holds no decisions of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    // ---- store ----
+    /// Grant a new lease and put our node key → `LeaseGranted`.
+    GrantLease,
+    /// Linearizable read of the cluster prefix → `Cluster`.
+    ReadCluster,
+    /// Put `nodes/<id>` (bound to our lease) with what peers need to rank us.
+    PublishNode {
+        role: Role,
+        position: Position,
+        eligible: bool,
+    },
+    /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
+    AcquireLock,
+    /// Delete the `lock` key if it is ours.
+    ReleaseLock,
+    /// One transaction: if `primary` is absent (and, when `history_rev` is given, `history` is
+    /// still at that revision), create `primary` bound to our lease, append a `history` entry
+    /// `{at, from, to: us, reason, position}`, and when `write_initialized` also create
+    /// `initialized` → `ClaimResult`.
+    ClaimPrimary {
+        reason: ClaimReason,
+        previous: Option<NodeId>,
+        position: Position,
+        at: Millis,
+        history_rev: Option<u64>,
+        write_initialized: bool,
+    },
+    /// Delete `primary` iff it is ours (planned handover, broken database).
+    ReleasePrimary,
+    /// Revoke our lease: our keys vanish at once and replicas elect now (I6).
+    RevokeLease,
+    /// Delete the `switchover` request after it has been carried out.
+    ClearSwitchover,
+    /// Put an `events/*` entry (role change, failover, fenced, …).
+    PublishEvent { kind: &'static str, detail: String },
+    // ---- engine ----
+    /// Initialise a new database, or adopt the local data if there is some → `Initialized`.
+    Initialize,
+    /// Clone from the primary and start replicating → `Cloned`.
+    CloneFrom { primary: PrimaryKey },
+    /// Restore the latest backup and start as a replica-to-be → `Cloned`.
+    RestoreFromBackup,
+    /// Replicate from `primary`; rewind first if the engine can, else answer `NeedsRebuild`.
+    Follow { primary: PrimaryKey },
+    /// Finish applying received data (relay log / WAL) and stop following → `CaughtUp`.
+    CatchUp,
+    /// Make the old primary's database read-only over its own connection → `RemoteFenced`.
+    FenceRemote { node: NodeId, address: String },
+    /// Fetch and apply data up to `target` from the (fenced) old primary → `CaughtUp`.
+    CatchUpTo { target: Position, from: String },
+    /// Make the local database accept writes → `Promoted`.
+    Promote,
+    /// Make the local database read-only (I1, I6, switchover) → `Fenced`.
+    Fence,
+    /// Make the local database writable again after a fence proved unnecessary → `Unfenced`.
+    Unfence,
+    /// Write the local bootstrap marker file.
+    WriteMarker,
+    // ---- handlers, timers, process ----
+    /// Run the `prePromote` handler → `PrePromoteDone`.
+    RunPrePromote,
+    /// Run the `onChange` handler with these fields as environment variables.
+    OnChange {
+        role: Role,
+        previous: Role,
+        primary_address: Option<String>,
+    },
+    /// Deliver a `Tick` at `at` (earlier ticks are harmless).
+    WakeAt { at: Millis },
+    /// Leadership is handed over; let the supervisor stop the database and exit.
+    Exit,
+}

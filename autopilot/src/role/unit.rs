@@ -1,0 +1,458 @@
+//! Unit tests for single transitions of [`decide`], table-style where it helps.
+
+use super::*;
+
+fn p() -> RoleParams {
+    let mut p = super::sim::params(0);
+    p.pre_promote = true;
+    p
+}
+
+fn pos(offset: u64) -> Position {
+    Position { epoch: 1, offset }
+}
+
+fn node(id: &str, offset: u64, priority: u32, eligible: bool) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        address: format!("{id}:1"),
+        role: Role::Replica,
+        position: pos(offset),
+        priority,
+        eligible,
+    }
+}
+
+fn pk(id: &str) -> PrimaryKey {
+    PrimaryKey {
+        node: id.into(),
+        address: format!("{id}:1"),
+    }
+}
+
+fn view() -> ClusterView {
+    ClusterView {
+        linearizable: true,
+        initialized: true,
+        revision: 1,
+        ..ClusterView::default()
+    }
+}
+
+fn st(phase: Phase) -> RoleState {
+    let mut s = RoleState::new();
+    (s.phase, s.has_data, s.lease_alive, s.position) = (phase, true, true, pos(10));
+    s
+}
+
+fn run(s: RoleState, e: Event) -> (RoleState, Vec<Action>) {
+    decide(&p(), s, e)
+}
+
+fn cluster(now: Millis, view: ClusterView) -> Event {
+    Event::Cluster { now, view }
+}
+
+#[test]
+fn role_discover_table() {
+    // (initialized, primary, has_data, first action, phase)
+    let cases = [
+        (
+            false,
+            None,
+            false,
+            Action::AcquireLock,
+            Phase::Bootstrap(BootStep::Locking),
+        ),
+        (
+            true,
+            Some("n1"),
+            false,
+            Action::CloneFrom { primary: pk("n1") },
+            Phase::Cloning,
+        ),
+        (
+            true,
+            Some("n1"),
+            true,
+            Action::Follow { primary: pk("n1") },
+            Phase::Rejoining { target: pk("n1") },
+        ),
+    ];
+    for (init, primary, data, action, phase) in cases {
+        let mut s = st(Phase::Discovering);
+        s.has_data = data;
+        let v = ClusterView {
+            initialized: init,
+            primary: primary.map(pk),
+            ..view()
+        };
+        let (s, a) = run(s, cluster(5, v));
+        assert_eq!(a.first(), Some(&action), "{init} {primary:?} {data}");
+        assert_eq!(s.phase, phase);
+    }
+}
+
+#[test]
+fn role_initialised_cluster_without_data_never_initialises() {
+    let mut s = st(Phase::Discovering);
+    s.has_data = false;
+    let (s, a) = run(s, cluster(5, view()));
+    assert_eq!(s.phase, Phase::WaitingForData);
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::Initialize | Action::AcquireLock))
+    );
+}
+
+#[test]
+fn role_bootstrap_rechecks_under_lock() {
+    let s = st(Phase::Bootstrap(BootStep::Locking));
+    let (s, a) = run(
+        s,
+        Event::LockResult {
+            now: 1,
+            acquired: true,
+        },
+    );
+    assert_eq!(a, vec![Action::ReadCluster]);
+    // Someone initialised meanwhile: release the lock, no Initialize.
+    let (s2, a2) = run(s.clone(), cluster(2, view()));
+    assert!(a2.contains(&Action::ReleaseLock) && !a2.contains(&Action::Initialize));
+    assert_ne!(s2.phase, Phase::Bootstrap(BootStep::Initializing));
+    let (s, a) = run(
+        s,
+        cluster(
+            2,
+            ClusterView {
+                initialized: false,
+                ..view()
+            },
+        ),
+    );
+    assert_eq!(a, vec![Action::Initialize]);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 3,
+            result: EngineResult::Initialized { position: pos(0) },
+        },
+    );
+    assert!(matches!(
+        a[0],
+        Action::ClaimPrimary {
+            write_initialized: true,
+            ..
+        }
+    ));
+    let (s, a) = run(s, Event::ClaimResult { now: 4, won: true });
+    assert_eq!(
+        a,
+        vec![Action::ReleaseLock, Action::WriteMarker, Action::Promote]
+    );
+    let (s, _) = run(
+        s,
+        Event::Engine {
+            now: 5,
+            result: EngineResult::Promoted { position: pos(0) },
+        },
+    );
+    assert_eq!((s.phase, s.role), (Phase::Primary, Role::Primary));
+}
+
+#[test]
+fn role_primary_gone_skips_when_ineligible() {
+    let mut nofail = p();
+    nofail.nofailover = true;
+    let replica = || {
+        st(Phase::Replica {
+            following: Some("n1".into()),
+        })
+    };
+    let mut unhealthy = replica();
+    unhealthy.healthy = false;
+    let mut lagging = replica();
+    lagging.last_primary_position = Some(pos(10 + 2_000_000));
+    let cases: [(&str, RoleParams, RoleState, bool); 4] = [
+        ("nofailover", nofail, replica(), false),
+        ("unhealthy", p(), unhealthy, false),
+        ("lagging", p(), lagging, false),
+        ("eligible", p(), replica(), true),
+    ];
+    for (name, params, s, elects) in cases {
+        let (s, a) = decide(&params, s, cluster(5, view()));
+        assert_eq!(matches!(s.phase, Phase::Electing { .. }), elects, "{name}");
+        assert_eq!(a.contains(&Action::CatchUp), elects, "{name}");
+    }
+    let (s, a) = run(
+        replica(),
+        cluster(
+            5,
+            ClusterView {
+                maintenance: true,
+                ..view()
+            },
+        ),
+    );
+    assert!(
+        !matches!(s.phase, Phase::Electing { .. }) && !a.contains(&Action::CatchUp),
+        "maintenance"
+    );
+}
+
+#[test]
+fn role_election_yields_to_better_peer() {
+    // (peers, do we claim?)
+    let cases = [
+        (vec![node("n1", 9, 100, true)], true),
+        (vec![node("n1", 11, 100, true)], false), // more advanced
+        (vec![node("n1", 11, 100, false)], true), // not eligible: ignored
+        (vec![node("n1", 10, 200, true)], false), // tie, higher priority
+        (vec![node("n1", 10, 100, true)], true),  // tie, same priority: lowest id n0
+    ];
+    for (peers, claims) in cases {
+        let s = st(Phase::Electing { since: 0 });
+        let v = ClusterView {
+            nodes: peers.clone(),
+            ..view()
+        };
+        let (_, a) = run(s, cluster(2000, v));
+        assert_eq!(
+            a.iter().any(|a| matches!(a, Action::ClaimPrimary { .. })),
+            claims,
+            "{peers:?}"
+        );
+    }
+}
+
+#[test]
+fn role_election_waits_for_settle_fresh_read_and_cooldown() {
+    let s = st(Phase::Electing { since: 1000 });
+    let (_, a) = run(s.clone(), cluster(1500, view()));
+    assert!(a.is_empty(), "inside the settle window");
+    let (_, a) = run(
+        s.clone(),
+        cluster(
+            2500,
+            ClusterView {
+                linearizable: false,
+                ..view()
+            },
+        ),
+    );
+    assert!(a.is_empty(), "watch cache only");
+    let (_, a) = run(
+        s.clone(),
+        cluster(
+            2500,
+            ClusterView {
+                last_failover_at: Some(0),
+                ..view()
+            },
+        ),
+    );
+    assert_eq!(a, vec![Action::WakeAt { at: 8000 }], "cooldown");
+    let (s, a) = run(
+        s,
+        cluster(
+            9000,
+            ClusterView {
+                last_failover_at: Some(0),
+                history_rev: 7,
+                ..view()
+            },
+        ),
+    );
+    assert!(matches!(
+        a[0],
+        Action::ClaimPrimary {
+            history_rev: Some(7),
+            reason: ClaimReason::Failover,
+            ..
+        }
+    ));
+    assert!(matches!(s.phase, Phase::Claiming { .. }));
+}
+
+#[test]
+fn role_winner_fences_old_primary_catches_up_then_promotes() {
+    let s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let (s, a) = run(s, Event::ClaimResult { now: 1, won: true });
+    assert_eq!(
+        a,
+        vec![Action::FenceRemote {
+            node: "n1".into(),
+            address: "n1:1".into()
+        }]
+    );
+    let fenced = EngineResult::RemoteFenced {
+        final_position: Some(pos(15)),
+    };
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: fenced,
+        },
+    );
+    assert_eq!(
+        a,
+        vec![Action::CatchUpTo {
+            target: pos(15),
+            from: "n1:1".into()
+        }]
+    );
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 3,
+            result: EngineResult::CaughtUp { position: pos(15) },
+        },
+    );
+    assert_eq!(a, vec![Action::RunPrePromote]);
+    let (failed, a) = run(s.clone(), Event::PrePromoteDone { now: 4, ok: false });
+    assert!(
+        a.contains(&Action::ReleasePrimary) && failed.phase == Phase::Replica { following: None }
+    );
+    let (s, a) = run(s, Event::PrePromoteDone { now: 4, ok: true });
+    assert_eq!(a, vec![Action::Promote]);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 5,
+            result: EngineResult::Promoted { position: pos(15) },
+        },
+    );
+    assert_eq!(s.phase, Phase::Primary);
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::OnChange {
+            role: Role::Primary,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn role_primary_fences_before_lease_can_expire_and_unfences_only_with_proof() {
+    let mut s = st(Phase::Primary);
+    (s.role, s.lease_ok_sent_at) = (Role::Primary, 1000);
+    let (s1, a) = run(s.clone(), Event::Tick { now: 2500 }); // exactly ttl/2: not yet
+    assert!(!a.contains(&Action::Fence) && s1.phase == Phase::Primary);
+    let (s, a) = run(s, Event::KeepAliveFailed { now: 2501 });
+    assert_eq!(a[0], Action::Fence);
+    assert_eq!(s.phase, Phase::SelfFenced { fenced_at: 2501 });
+    let mine = ClusterView {
+        primary: Some(pk("n0")),
+        ..view()
+    };
+    // A keep-alive sent before the fence proves nothing.
+    let (s, a) = run(
+        s,
+        Event::KeepAliveOk {
+            now: 2600,
+            sent_at: 2400,
+        },
+    );
+    assert!(a.is_empty());
+    let (s2, a) = run(s.clone(), cluster(2650, mine.clone()));
+    assert!(!a.contains(&Action::Unfence) && matches!(s2.phase, Phase::SelfFenced { .. }));
+    let (s, a) = run(
+        s,
+        Event::KeepAliveOk {
+            now: 2700,
+            sent_at: 2600,
+        },
+    );
+    assert_eq!(a, vec![Action::ReadCluster]);
+    let (s, a) = run(s, cluster(2710, mine));
+    assert_eq!(a[0], Action::Unfence);
+    assert_eq!(s.phase, Phase::Primary);
+    // Learning someone else is primary: follow.
+    let fenced = st(Phase::SelfFenced { fenced_at: 1 });
+    let (s, a) = run(
+        fenced,
+        cluster(
+            3000,
+            ClusterView {
+                primary: Some(pk("n1")),
+                ..view()
+            },
+        ),
+    );
+    assert_eq!(a[0], Action::Follow { primary: pk("n1") });
+    let (s, _) = run(
+        s,
+        Event::Engine {
+            now: 3001,
+            result: EngineResult::NeedsRebuild,
+        },
+    );
+    assert_eq!(s.phase, Phase::NeedsRebuild);
+}
+
+#[test]
+fn role_graceful_stop_fences_then_revokes() {
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(s, Event::StopRequested { now: 1 });
+    assert_eq!(a, vec![Action::Fence]);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Fenced { position: pos(10) },
+        },
+    );
+    assert_eq!(a, vec![Action::RevokeLease, Action::Exit]);
+    assert_eq!(s.phase, Phase::Stopped);
+}
+
+#[test]
+fn role_switchover_old_primary_fences_then_releases() {
+    let mut s = st(Phase::Primary);
+    (s.role, s.lease_ok_sent_at) = (Role::Primary, 0);
+    let sw = Switchover {
+        from: "n0".into(),
+        to: Some("n1".into()),
+    };
+    let v = ClusterView {
+        primary: Some(pk("n0")),
+        switchover: Some(sw),
+        nodes: vec![node("n1", 9, 100, true)],
+        ..view()
+    };
+    let (in_maint, a) = run(
+        s.clone(),
+        cluster(
+            1,
+            ClusterView {
+                maintenance: true,
+                ..v.clone()
+            },
+        ),
+    );
+    assert!(
+        a.is_empty() && in_maint.phase == Phase::Primary,
+        "maintenance blocks switchover"
+    );
+    let (s, a) = run(s, cluster(1, v));
+    assert_eq!(a[0], Action::Fence);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Fenced { position: pos(12) },
+        },
+    );
+    assert!(a.contains(&Action::ReleasePrimary));
+    assert!(a.contains(&Action::PublishNode {
+        role: Role::Replica,
+        position: pos(12),
+        eligible: false
+    }));
+    assert_eq!(s.phase, Phase::Replica { following: None });
+}
