@@ -134,8 +134,13 @@ fn publish(state: &HealthState) {
         }
         match (&current.reason, &status.reason) {
             (Some(_), None) => info!("node is healthy"),
+            // Not being healthy while starting, stopping or awaiting a first verdict is normal.
             (_, Some(r)) if current.reason.as_ref() != Some(r) => {
-                warn!(reason = %r, "node is not healthy")
+                if status.lifecycle == Lifecycle::Running && !r.starts_with("waiting") {
+                    warn!(reason = %r, "node is not healthy");
+                } else {
+                    info!(reason = %r, "node is not healthy yet");
+                }
             }
             _ => {}
         }
