@@ -20,6 +20,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// The etcd store; `None` runs the agent standalone (no coordination).
     pub store: Option<StoreConfig>,
+    /// Failover tuning; defaults apply when the section is absent.
+    pub failover: FailoverConfig,
     /// The engine that knows how to run and probe the main process.
     pub engine: EngineConfig,
     /// The main process.
@@ -45,6 +47,10 @@ pub struct NodeConfig {
     pub priority: u32,
     /// Never promote this node automatically.
     pub nofailover: bool,
+    /// Where the agent keeps its local state (the bootstrap marker that says this node's
+    /// database holds the cluster's data). Default `/var/lib/autopilot`; relative paths
+    /// resolve against the config file's directory.
+    pub state_dir: PathBuf,
 }
 
 /// The cluster's place in the etcd key space: `<prefix>/<namespace>/<project>/<name>/`.
@@ -74,6 +80,42 @@ pub struct StoreConfig {
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub kind: EngineKind,
+    /// The port the database listens on; the node's database address is `node.address:port`.
+    /// Required when `store` is set.
+    pub port: Option<u16>,
+    /// `process` engine only: the exec hooks that drive roles. Required (all five) when
+    /// `store` is set with `kind: process`.
+    pub hooks: Option<EngineHooks>,
+}
+
+/// The `process` engine's role hooks. Each gets the event variables plus the ones named
+/// here, and must exit 0 on success.
+#[derive(Clone, Debug)]
+pub struct EngineHooks {
+    /// Print the local replication position on stdout: `OFFSET` or `EPOCH OFFSET` (integers).
+    pub position: HandlerConfig,
+    /// Make the local database the writable primary (e.g. `REPLICAOF NO ONE` + unpause).
+    pub promote: HandlerConfig,
+    /// Replicate from `AUTOPILOT_PRIMARY_HOST`:`AUTOPILOT_PRIMARY_PORT`.
+    pub follow: HandlerConfig,
+    /// Make the database at `AUTOPILOT_TARGET_HOST`:`AUTOPILOT_TARGET_PORT` refuse writes
+    /// (the local one, or a former primary's) and print its final position like `position`.
+    pub fence: HandlerConfig,
+    /// Undo `fence` on the local database.
+    pub unfence: HandlerConfig,
+}
+
+/// Failover tuning (used only with `store`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// How long after the primary key vanished candidates wait before comparing positions,
+    /// so every replica has seen the deletion and published its position. Default 500ms.
+    pub settle: Duration,
+    /// After a failover, no further automatic failover for this long (I5). Default 60s.
+    pub cooldown: Duration,
+    /// A replica further behind the last primary position than this (in the engine's
+    /// offset unit) does not compete. Default: unlimited.
+    pub max_lag: Option<u64>,
 }
 
 /// The engine kinds this build knows.
@@ -131,6 +173,9 @@ pub struct HandlersConfig {
     pub health: Option<HandlerConfig>,
     /// Runs on every role or primary change.
     pub on_change: Option<HandlerConfig>,
+    /// Runs after this node won an election and before it promotes; non-zero aborts the
+    /// promotion and releases the primary key.
+    pub pre_promote: Option<HandlerConfig>,
     /// Runs before the main process is stopped.
     pub pre_stop: Option<HandlerConfig>,
     /// Runs after the main process stopped.
