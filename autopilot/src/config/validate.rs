@@ -102,6 +102,12 @@ impl<'a> Validator<'a> {
             node,
             cluster,
             store,
+            // TODO(config): parse the `failover` section.
+            failover: super::FailoverConfig {
+                settle: Duration::from_millis(500),
+                cooldown: Duration::from_secs(60),
+                max_lag: None,
+            },
             engine,
             process,
             handlers,
@@ -225,6 +231,8 @@ impl<'a> Validator<'a> {
             address,
             priority: priority.unwrap_or(100),
             nofailover: nofailover.unwrap_or(false),
+            // TODO(config): parse `node.state_dir`.
+            state_dir: "/var/lib/autopilot".into(),
         }
     }
 
@@ -382,8 +390,11 @@ impl<'a> Validator<'a> {
                 format!("unknown engine kind {k:?}; supported: process"),
             ),
         }
+        // TODO(config): parse `engine.port` and `engine.hooks`.
         EngineConfig {
             kind: EngineKind::Process,
+            port: None,
+            hooks: None,
         }
     }
 
@@ -486,6 +497,8 @@ impl<'a> Validator<'a> {
             pre_start: pre_start.map(|h| self.handler(&at.key("preStart"), h, secs(60))),
             health: health.map(|h| self.health(&at.key("health"), h)),
             on_change: on_change.map(|h| self.handler(&at.key("onChange"), h, secs(60))),
+            // TODO(config): parse `handlers.prePromote`.
+            pre_promote: None,
             pre_stop: pre_stop.map(|h| self.handler(&at.key("preStop"), h, secs(30))),
             post_stop: post_stop.map(|h| self.handler(&at.key("postStop"), h, secs(30))),
         }
