@@ -102,12 +102,6 @@ impl<'a> Validator<'a> {
             node,
             cluster,
             store,
-            // TODO(config): parse the `failover` section.
-            failover: super::FailoverConfig {
-                settle: Duration::from_millis(500),
-                cooldown: Duration::from_secs(60),
-                max_lag: None,
-            },
             engine,
             process,
             handlers,
@@ -153,6 +147,12 @@ impl<'a> Validator<'a> {
             node,
             cluster,
             store,
+            // TODO(config): parse the `failover` section.
+            failover: super::FailoverConfig {
+                settle: Duration::from_millis(500),
+                cooldown: Duration::from_secs(60),
+                max_lag: None,
+            },
             engine,
             process,
             handlers,
