@@ -4,4 +4,6 @@
 pub mod agent;
 pub mod bench;
 pub mod etcd;
+pub mod redis;
+pub mod resp;
 pub mod util;

@@ -1,0 +1,816 @@
+//! A Redis cluster under real agents: [`RedisCluster`] starts one etcd and `n` agents, each
+//! supervising a `redis-server` through the `process` engine and the hook scripts of
+//! `examples/redis/hooks` (copied, so the example scripts are what is tested). Fault
+//! injection (kill -9 Redis, node loss, SIGSTOP/SIGCONT, SIGTERM), etcd access, and the
+//! [`Writer`] and [`Checker`] threads that record acknowledged writes and split brain.
+//!
+//! Layout of the temp dir, mirroring `examples/redis/`: `agent-<i>.yaml` and `agent-<i>.log`,
+//! `hooks/`, `state-<i>/` (the agent's bootstrap marker), `data-<i>/` (Redis's dir).
+//! Node indexes are 0-based; node `i` is named `node-<i+1>`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::agent::Agent;
+use crate::etcd::EtcdServer;
+use crate::resp::{self, Reply};
+use crate::util::{eventually, free_port, system_bin, workspace_root};
+
+/// Debian's Redis server binary.
+pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+/// Debian's Redis CLI.
+pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
+
+/// The cluster's names in etcd.
+const NAMESPACE: &str = "e2e";
+const PROJECT: &str = "redis";
+const CLUSTER: &str = "cache";
+
+/// How long one writability probe may take; a paused Redis never answers a write.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// Timeout of the agents' HTTP endpoints.
+const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Tuning of the agents.
+#[derive(Clone, Debug)]
+pub struct RedisOpts {
+    /// `store.ttl`.
+    pub ttl: Duration,
+    /// `failover.settle`.
+    pub settle: Duration,
+    /// `failover.cooldown`.
+    pub cooldown: Duration,
+}
+
+impl Default for RedisOpts {
+    fn default() -> Self {
+        RedisOpts {
+            ttl: Duration::from_secs(2),
+            settle: Duration::from_millis(300),
+            cooldown: Duration::ZERO,
+        }
+    }
+}
+
+/// One node: its ports, files and agent.
+struct Node {
+    name: String,
+    redis_port: u16,
+    telemetry_port: u16,
+    config: PathBuf,
+    state_dir: PathBuf,
+    agent: Option<Agent>,
+    /// Set while the agent is SIGSTOPped.
+    stopped: bool,
+}
+
+/// `n` agents driving Redis, one etcd, in one temp dir; everything is killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    etcd: EtcdServer,
+    http: reqwest::blocking::Client,
+    opts: RedisOpts,
+    /// Owns every file; removed on drop.
+    dir: tempfile::TempDir,
+}
+
+/// Milliseconds of a duration, for YAML.
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+impl RedisCluster {
+    /// Starts etcd and `n` agents (not waiting for a primary: see [`Self::wait_primary`]).
+    pub fn start(n: usize, opts: RedisOpts) -> anyhow::Result<Self> {
+        system_bin(REDIS_SERVER, "redis-server");
+        system_bin(REDIS_CLI, "redis-tools");
+        let etcd = EtcdServer::start()?;
+        let dir = tempfile::Builder::new()
+            .prefix("redis-cluster-")
+            .tempdir()
+            .context("create the cluster's temp dir")?;
+        copy_hooks(&dir.path().join("hooks"))?;
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = format!("node-{}", i + 1);
+            let node = Node {
+                config: dir.path().join(format!("agent-{}.yaml", i + 1)),
+                state_dir: dir.path().join(format!("state-{}", i + 1)),
+                redis_port: free_port(),
+                telemetry_port: free_port(),
+                agent: None,
+                stopped: false,
+                name,
+            };
+            std::fs::write(
+                &node.config,
+                agent_yaml(i + 1, &node, &etcd.endpoint(), &opts),
+            )
+            .context("write an agent config")?;
+            nodes.push(node);
+        }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .context("build the HTTP client")?;
+        let mut cluster = RedisCluster {
+            nodes,
+            etcd,
+            http,
+            opts,
+            dir,
+        };
+        for i in 0..n {
+            cluster.start_agent(i);
+        }
+        Ok(cluster)
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The options the agents run with.
+    pub fn opts(&self) -> &RedisOpts {
+        &self.opts
+    }
+
+    /// The temp dir holding every config, log, state and data dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Node `i`'s name (`node-<i+1>`), its node id in etcd.
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// The index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Node `i`'s Redis port.
+    pub fn redis_port(&self, i: usize) -> u16 {
+        self.nodes[i].redis_port
+    }
+
+    /// Every node's Redis port, by index.
+    pub fn redis_ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.redis_port).collect()
+    }
+
+    /// Node `i`'s state dir (holds the bootstrap marker).
+    pub fn state_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].state_dir
+    }
+
+    /// The etcd server.
+    pub fn etcd(&self) -> &EtcdServer {
+        &self.etcd
+    }
+
+    /// The cluster's key prefix, `/autopilot/e2e/redis/cache/`.
+    pub fn prefix(&self) -> String {
+        format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/")
+    }
+
+    /// `etcdctl <args>` against the cluster's etcd; returns stdout.
+    pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.etcd.etcdctl(args)
+    }
+
+    /// The value of `<prefix><key>`, `None` when absent.
+    pub fn key(&self, key: &str) -> Option<String> {
+        let full = format!("{}{key}", self.prefix());
+        let out = self
+            .etcdctl(&["get", &full, "--print-value-only"])
+            .unwrap_or_else(|e| panic!("etcdctl get {full}: {e:#}"));
+        let out = out.trim();
+        (!out.is_empty()).then(|| out.to_owned())
+    }
+
+    /// `etcdctl put <prefix><key> <value>`.
+    pub fn put_key(&self, key: &str, value: &str) {
+        let full = format!("{}{key}", self.prefix());
+        self.etcdctl(&["put", &full, value])
+            .unwrap_or_else(|e| panic!("etcdctl put {full}: {e:#}"));
+    }
+
+    /// `etcdctl del <prefix><key>`.
+    pub fn del_key(&self, key: &str) {
+        let full = format!("{}{key}", self.prefix());
+        self.etcdctl(&["del", &full])
+            .unwrap_or_else(|e| panic!("etcdctl del {full}: {e:#}"));
+    }
+
+    /// The node name in the `primary` key (its `name`, else its `id`), if the key exists.
+    pub fn primary_in_etcd(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.key("primary")?).ok()?;
+        v["name"]
+            .as_str()
+            .or_else(|| v["id"].as_str())
+            .map(str::to_owned)
+    }
+
+    // ---- agents ----
+
+    /// Starts (or restarts) node `i`'s agent; an earlier log is kept in `agent-<i>.prev.log`.
+    pub fn start_agent(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(old) = node.agent.take() {
+            if node.stopped {
+                old.signal(Signal::SIGCONT);
+            }
+            drop(old);
+        }
+        node.stopped = false;
+        let log = node.config.with_extension("log");
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            let prev = node.config.with_extension("prev.log");
+            let mut all = std::fs::read_to_string(&prev).unwrap_or_default();
+            all.push_str(&text);
+            all.push_str("---- agent restarted ----\n");
+            let _ = std::fs::write(prev, all);
+        }
+        node.agent = Some(Agent::run(&node.config));
+    }
+
+    /// Node `i`'s agent, if one was started.
+    pub fn agent(&self, i: usize) -> Option<&Agent> {
+        self.nodes[i].agent.as_ref()
+    }
+
+    /// Node `i`'s agent, mutably.
+    pub fn agent_mut(&mut self, i: usize) -> Option<&mut Agent> {
+        self.nodes[i].agent.as_mut()
+    }
+
+    fn signal_agent(&self, i: usize, sig: Signal) {
+        self.nodes[i]
+            .agent
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {i} has no agent"))
+            .signal(sig);
+    }
+
+    /// SIGKILL node `i`'s Redis (the agent's main process; its pid from `/health`, else from
+    /// Redis's `INFO server`). Returns the pid killed.
+    pub fn kill_redis(&self, i: usize) -> i32 {
+        let pid = self
+            .redis_pid(i)
+            .unwrap_or_else(|| panic!("no redis pid for node {i}\n{}", self.logs()));
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        pid
+    }
+
+    /// Node loss: SIGKILL node `i`'s agent, then its Redis.
+    pub fn kill_agent(&mut self, i: usize) {
+        let pid = self.redis_pid(i);
+        if let Some(agent) = self.nodes[i].agent.as_mut() {
+            let _ = kill(Pid::from_raw(agent.pid()), Signal::SIGKILL);
+            agent.wait_exit(Duration::from_secs(5));
+        }
+        self.nodes[i].stopped = false;
+        let pid = pid.or_else(|| self.redis_pid_from_info(i));
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let port = self.nodes[i].redis_port;
+        let gone = eventually(Duration::from_secs(5), Duration::from_millis(20), || {
+            resp::command(port, &["PING"], PROBE_TIMEOUT)
+                .is_err()
+                .then_some(())
+        });
+        assert!(gone.is_some(), "redis of node {i} still answers after kill");
+    }
+
+    /// SIGSTOP node `i`'s agent (a frozen agent; its Redis keeps running).
+    pub fn stop_agent(&mut self, i: usize) {
+        self.signal_agent(i, Signal::SIGSTOP);
+        self.nodes[i].stopped = true;
+    }
+
+    /// SIGCONT node `i`'s agent.
+    pub fn cont_agent(&mut self, i: usize) {
+        self.signal_agent(i, Signal::SIGCONT);
+        self.nodes[i].stopped = false;
+    }
+
+    /// SIGTERM node `i`'s agent (a graceful stop); does not wait.
+    pub fn sigterm_agent(&self, i: usize) {
+        self.signal_agent(i, Signal::SIGTERM);
+    }
+
+    /// Waits up to `within` for node `i`'s agent to exit; whether it did.
+    pub fn wait_agent_exit(&mut self, i: usize, within: Duration) -> bool {
+        self.nodes[i]
+            .agent
+            .as_mut()
+            .is_some_and(|a| a.wait_exit(within).is_some())
+    }
+
+    /// Stops every agent: SIGTERM to all, then waits (SIGKILL after 15 s), then kills any
+    /// Redis left over.
+    pub fn stop_all(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(a) = node.agent.as_ref() {
+                if node.stopped {
+                    a.signal(Signal::SIGCONT);
+                    node.stopped = false;
+                }
+                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGTERM);
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(a) = node.agent.as_mut()
+                && a.wait_exit(Duration::from_secs(15)).is_none()
+            {
+                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGKILL);
+                a.wait_exit(Duration::from_secs(5));
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if let Some(pid) = self.redis_pid_from_info(i) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Removes node `i`'s state dir (the bootstrap marker) and Redis data dir.
+    pub fn wipe_node(&self, i: usize) {
+        let _ = std::fs::remove_dir_all(&self.nodes[i].state_dir);
+        let _ = std::fs::remove_dir_all(self.dir.path().join(format!("data-{}", i + 1)));
+    }
+
+    /// Every agent's log (with any earlier run's), for failure messages.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let prev =
+                std::fs::read_to_string(node.config.with_extension("prev.log")).unwrap_or_default();
+            let now = node.agent.as_ref().map(Agent::log).unwrap_or_default();
+            let _ = write!(
+                s,
+                "\n===== {} (index {i}, redis {}, http {}) =====\n{prev}{now}",
+                node.name, node.redis_port, node.telemetry_port
+            );
+        }
+        s
+    }
+
+    // ---- HTTP endpoints ----
+
+    /// The HTTP status of `GET <path>` on node `i`'s agent; `None` when it does not answer.
+    pub fn http_status(&self, i: usize, path: &str) -> Option<u16> {
+        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
+        self.http.get(url).send().ok().map(|r| r.status().as_u16())
+    }
+
+    /// Node `i`'s `/health` JSON (whatever the status code), `None` when it does not answer.
+    pub fn health(&self, i: usize) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}/health", self.nodes[i].telemetry_port);
+        let body = self.http.get(url).send().ok()?.text().ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// Node `i`'s role from `/health` (`primary`, `replica`, `fenced`, `unknown`), or `down`.
+    pub fn role(&self, i: usize) -> String {
+        self.health(i)
+            .and_then(|h| h["role"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "down".to_owned())
+    }
+
+    /// Every node's role, by index.
+    pub fn roles(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.role(i)).collect()
+    }
+
+    /// The node answering 200 on `GET /primary`; panics if more than one does.
+    pub fn primary(&self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].stopped && self.http_status(i, "/primary") == Some(200))
+            .collect();
+        assert!(
+            up.len() <= 1,
+            "nodes {up:?} all answer 200 on /primary\n{}",
+            self.logs()
+        );
+        up.first().copied()
+    }
+
+    /// Waits up to `within` for exactly one node to answer `/primary`; its index. Panics with
+    /// every agent's log on timeout.
+    pub fn wait_primary(&self, within: Duration) -> usize {
+        eventually(within, Duration::from_millis(50), || self.primary()).unwrap_or_else(|| {
+            panic!(
+                "no primary within {within:?}; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            )
+        })
+    }
+
+    /// Waits up to `within` for a primary other than `old`; its index and the time it took.
+    pub fn wait_new_primary(&self, old: usize, within: Duration) -> (usize, Duration) {
+        let t0 = Instant::now();
+        let p = eventually(within, Duration::from_millis(20), || {
+            self.primary().filter(|&p| p != old)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no new primary (other than node index {old}) within {within:?}; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            )
+        });
+        (p, t0.elapsed())
+    }
+
+    // ---- Redis ----
+
+    /// `redis-cli -p <port> <args>` on node `i` (bounded by `timeout 2`); stdout, CRs stripped.
+    pub fn redis_cli(&self, i: usize, args: &[&str]) -> String {
+        let out = std::process::Command::new("timeout")
+            .arg("2")
+            .arg(REDIS_CLI)
+            .args(["-h", "127.0.0.1", "-p"])
+            .arg(self.nodes[i].redis_port.to_string())
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    }
+
+    /// One command on node `i` over the wire (bounded by 1 s).
+    pub fn cmd(&self, i: usize, args: &[&str]) -> anyhow::Result<Reply> {
+        resp::command(self.nodes[i].redis_port, args, Duration::from_secs(1))
+    }
+
+    /// Whether node `i` accepts a write right now (a SET answered OK within 200 ms; READONLY,
+    /// a paused Redis, or no Redis are all "no").
+    pub fn writable(&self, i: usize) -> bool {
+        probe_writable(self.nodes[i].redis_port)
+    }
+
+    /// A field of node `i`'s `INFO replication`.
+    pub fn replication(&self, i: usize, field: &str) -> Option<String> {
+        resp::info_field(
+            self.nodes[i].redis_port,
+            "replication",
+            field,
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Whether node `i`'s Redis is a replica of node `primary`'s with the link up.
+    pub fn replicates_from(&self, i: usize, primary: usize) -> bool {
+        self.replication(i, "role").as_deref() == Some("slave")
+            && self.replication(i, "master_port").as_deref()
+                == Some(&self.nodes[primary].redis_port.to_string())
+            && self.replication(i, "master_link_status").as_deref() == Some("up")
+    }
+
+    /// Waits up to `within` until node `i` replicates from `primary` with the link up.
+    pub fn wait_replicating(&self, i: usize, primary: usize, within: Duration) {
+        let ok = eventually(within, Duration::from_millis(50), || {
+            self.replicates_from(i, primary).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{} does not replicate from {} within {within:?}: role {:?} master_port {:?} link {:?}; roles {:?}\n{}",
+            self.name(i),
+            self.name(primary),
+            self.replication(i, "role"),
+            self.replication(i, "master_port"),
+            self.replication(i, "master_link_status"),
+            self.roles(),
+            self.logs()
+        );
+    }
+
+    /// The list `key` on node `i` as numbers (what the [`Writer`] pushed).
+    pub fn list_numbers(&self, i: usize, key: &str) -> Vec<u64> {
+        match self.cmd(i, &["LRANGE", key, "0", "-1"]) {
+            Ok(Reply::Array(Some(items))) => items
+                .iter()
+                .filter_map(|r| r.as_str().and_then(|s| s.parse().ok()))
+                .collect(),
+            other => panic!("LRANGE {key} on {}: {other:?}", self.name(i)),
+        }
+    }
+
+    /// Node `i`'s Redis pid: `/health`'s `main_pid`, else `INFO server`'s `process_id`.
+    pub fn redis_pid(&self, i: usize) -> Option<i32> {
+        if !self.nodes[i].stopped
+            && let Some(pid) = self
+                .health(i)
+                .and_then(|h| h["main_pid"].as_i64())
+                .and_then(|p| i32::try_from(p).ok())
+        {
+            return Some(pid);
+        }
+        self.redis_pid_from_info(i)
+    }
+
+    /// `INFO server`'s `process_id`, only if that process runs in this cluster's temp dir
+    /// (a Redis of somebody else that took the port is never touched).
+    fn redis_pid_from_info(&self, i: usize) -> Option<i32> {
+        let pid: i32 = resp::info_field(
+            self.nodes[i].redis_port,
+            "server",
+            "process_id",
+            Duration::from_millis(500),
+        )?
+        .trim()
+        .parse()
+        .ok()?;
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+        cwd.starts_with(self.dir.path()).then_some(pid)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// A SET within [`PROBE_TIMEOUT`] that answers OK.
+fn probe_writable(port: u16) -> bool {
+    matches!(
+        resp::command(port, &["SET", "autopilot:e2e:probe", "1"], PROBE_TIMEOUT),
+        Ok(Reply::Simple(ref s)) if s == "OK"
+    )
+}
+
+/// Copies `examples/redis/hooks/*` to `to`.
+fn copy_hooks(to: &Path) -> anyhow::Result<()> {
+    let from = workspace_root().join("examples/redis/hooks");
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(&from).with_context(|| format!("read {}", from.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().expect("a file name")))
+                .with_context(|| format!("copy {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The agent config of node number `k` (1-based), the shape of `examples/redis/agent-k.yaml`.
+fn agent_yaml(k: usize, node: &Node, endpoint: &str, opts: &RedisOpts) -> String {
+    let port = node.redis_port;
+    let hook = |name: &str, timeout: &str| {
+        format!(
+            r#"{{ exec: [sh, hooks/{name}.sh], cwd: ., env: {{ REDIS_PORT: "{port}" }}, timeout: {timeout} }}"#
+        )
+    };
+    format!(
+        r#"node: {{ name: {name}, address: 127.0.0.1, state_dir: ./state-{k} }}
+cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
+store:
+  etcd: {{ endpoints: ["{endpoint}"] }}
+  ttl: {ttl}
+failover: {{ settle: {settle}, cooldown: {cooldown} }}
+engine:
+  kind: process
+  port: {port}
+  hooks:
+    position: {position}
+    promote: {promote}
+    follow: {follow}
+    fence: {fence}
+    unfence: {unfence}
+process:
+  exec: [{redis}, --port, "{port}", --bind, 127.0.0.1, --dir, ./data-{k},
+         --save, "", --appendonly, "no", --replicaof, 127.0.0.1, "1",
+         --repl-diskless-sync-delay, "0", --repl-diskless-load, swapdb]
+  cwd: .
+  stop_timeout: 10s
+handlers:
+  preStart: {{ exec: [mkdir, -p, data-{k}], cwd: . }}
+  health: {{ exec: [{cli}, -p, "{port}", ping], interval: 500ms, timeout: 400ms }}
+  onChange: {{ exec: [sh, -c, 'echo "role $AUTOPILOT_PREVIOUS_ROLE -> $AUTOPILOT_ROLE, primary $AUTOPILOT_PRIMARY_ADDRESS"'] }}
+telemetry: {{ listen: "127.0.0.1:{tel}" }}
+"#,
+        name = node.name,
+        ttl = ms(opts.ttl),
+        settle = ms(opts.settle),
+        cooldown = if opts.cooldown.is_zero() {
+            "0s".to_owned()
+        } else {
+            ms(opts.cooldown)
+        },
+        position = hook("position", "5s"),
+        promote = hook("promote", "10s"),
+        follow = hook("follow", "10s"),
+        fence = hook("fence", "5s"),
+        unfence = hook("unfence", "5s"),
+        redis = REDIS_SERVER,
+        cli = REDIS_CLI,
+        tel = node.telemetry_port,
+    )
+}
+
+// ---- writer and checker ----
+
+/// What a [`Writer`] did.
+#[derive(Debug, Default)]
+pub struct WriterReport {
+    /// Sequence numbers whose RPUSH was acknowledged, in order.
+    pub acked: Vec<u64>,
+    /// Writes attempted (acknowledged or not).
+    pub attempts: u64,
+    /// Acknowledgements per node index.
+    pub acked_by_node: Vec<u64>,
+}
+
+impl WriterReport {
+    /// Acknowledged numbers missing from `list` (the final primary's copy).
+    pub fn lost(&self, list: &[u64]) -> Vec<u64> {
+        let have: std::collections::HashSet<u64> = list.iter().copied().collect();
+        self.acked
+            .iter()
+            .copied()
+            .filter(|n| !have.contains(n))
+            .collect()
+    }
+}
+
+/// A thread that RPUSHes 1, 2, 3, ... to the list [`Writer::KEY`] on whichever node accepts
+/// the write (it does not ask the agents: a node that wrongly accepts writes gets them), and
+/// records every acknowledged number. Stops after [`Writer::stop`] or `max_run`.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<WriterReport>>,
+}
+
+impl Writer {
+    /// The list written to.
+    pub const KEY: &'static str = "autopilot:e2e:seq";
+
+    /// Starts writing to the nodes on `ports` (by index), for at most `max_run`.
+    pub fn start(ports: Vec<u16>, max_run: Duration) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let deadline = Instant::now() + max_run;
+            let mut report = WriterReport {
+                acked_by_node: vec![0; ports.len()],
+                ..WriterReport::default()
+            };
+            let mut target = 0usize;
+            let mut seq = 0u64;
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                seq += 1;
+                report.attempts += 1;
+                let n = seq.to_string();
+                let ok = matches!(
+                    resp::command(
+                        ports[target],
+                        &["RPUSH", Self::KEY, &n],
+                        Duration::from_millis(300)
+                    ),
+                    Ok(Reply::Int(_))
+                );
+                if ok {
+                    report.acked.push(seq);
+                    report.acked_by_node[target] += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                } else {
+                    target = (target + 1) % ports.len();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            report
+        });
+        Writer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the thread and returns what it did.
+    pub fn stop(mut self) -> WriterReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("writer thread")
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One instant where more than one node accepted a write.
+#[derive(Clone, Debug)]
+pub struct SplitBrain {
+    /// Time since the checker started.
+    pub at: Duration,
+    /// The node indexes that were writable.
+    pub nodes: Vec<usize>,
+}
+
+/// What a [`Checker`] saw.
+#[derive(Debug, Default)]
+pub struct CheckerReport {
+    /// Probe rounds run.
+    pub rounds: u64,
+    /// Rounds in which two or more nodes were writable.
+    pub split_brain: Vec<SplitBrain>,
+    /// Changes of the writable set: (time since start, writable node indexes).
+    pub timeline: Vec<(Duration, Vec<usize>)>,
+}
+
+/// A thread that every ~50 ms probes every node's writability at the same moment (one probe
+/// thread per node, each a SET bounded by 200 ms) and records every round in which two or
+/// more nodes accepted the write. Stops after [`Checker::stop`] or `max_run`.
+pub struct Checker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<CheckerReport>>,
+}
+
+impl Checker {
+    /// Starts probing the nodes on `ports` (by index), for at most `max_run`.
+    pub fn start(ports: Vec<u16>, max_run: Duration) -> Checker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let deadline = t0 + max_run;
+            let mut report = CheckerReport::default();
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let at = t0.elapsed();
+                let writable: Vec<usize> = std::thread::scope(|s| {
+                    let probes: Vec<_> = ports
+                        .iter()
+                        .map(|&p| s.spawn(move || probe_writable(p)))
+                        .collect();
+                    probes
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(i, h)| h.join().unwrap_or(false).then_some(i))
+                        .collect()
+                });
+                report.rounds += 1;
+                if report.timeline.last().is_none_or(|(_, w)| *w != writable) {
+                    report.timeline.push((at, writable.clone()));
+                }
+                if writable.len() > 1 {
+                    report.split_brain.push(SplitBrain {
+                        at,
+                        nodes: writable,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            report
+        });
+        Checker {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the thread and returns what it saw.
+    pub fn stop(mut self) -> CheckerReport {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("checker thread")
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
