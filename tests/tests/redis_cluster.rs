@@ -1,0 +1,413 @@
+//! End-to-end: three agents driving real Redis servers through the `process` engine and the
+//! hook scripts of `examples/redis/hooks`, coordinated through a real etcd (TTL 2 s).
+//! Faults: kill -9 Redis, node loss, a frozen (SIGSTOP) primary agent, a graceful stop,
+//! maintenance mode, a switchover, and a restart with wiped state. A writer records every
+//! acknowledged write and a checker records every instant where two nodes accepted writes.
+
+use std::time::{Duration, Instant};
+
+use e2e::redis::{Checker, CheckerReport, RedisCluster, RedisOpts, Writer, WriterReport};
+use e2e::resp::Reply;
+use e2e::util::eventually;
+
+/// The first primary of a fresh cluster: bootstrap plus Redis start-up.
+const BOOTSTRAP: Duration = Duration::from_secs(30);
+/// Replicas attach to the primary (full sync of a tiny data set).
+const ATTACH: Duration = Duration::from_secs(20);
+/// Upper bound for any writer or checker thread.
+const MAX_RUN: Duration = Duration::from_secs(120);
+
+fn start(n: usize) -> RedisCluster {
+    RedisCluster::start(n, RedisOpts::default()).expect("start the Redis cluster")
+}
+
+fn ttl(c: &RedisCluster) -> Duration {
+    c.opts().ttl
+}
+
+/// Waits for a primary and for every other node to replicate from it; the primary's index.
+fn settled(c: &RedisCluster) -> usize {
+    let p = c.wait_primary(BOOTSTRAP);
+    for i in (0..c.len()).filter(|&i| i != p) {
+        c.wait_replicating(i, p, ATTACH);
+    }
+    p
+}
+
+/// Waits until `node` accepts writes.
+fn wait_writable(c: &RedisCluster, node: usize, within: Duration) {
+    let ok = eventually(within, Duration::from_millis(20), || {
+        c.writable(node).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "{} does not accept writes within {within:?}; roles {:?}\n{}",
+        c.name(node),
+        c.roles(),
+        c.logs()
+    );
+}
+
+/// Waits until the writer has had `n` more writes acknowledged than when asked (no assertion
+/// on the count: the writer's report tells).
+fn let_writer_run(c: &RedisCluster, primary: usize, n: i64) {
+    let len = || match c.cmd(primary, &["LLEN", Writer::KEY]) {
+        Ok(Reply::Int(l)) => Some(l),
+        _ => None,
+    };
+    let start = eventually(Duration::from_secs(5), Duration::from_millis(20), len).unwrap_or(0);
+    let ok = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
+        len().filter(|&l| l >= start + n)
+    });
+    assert!(
+        ok.is_some(),
+        "the writer does not get writes through to {}\n{}",
+        c.name(primary),
+        c.logs()
+    );
+}
+
+fn summary(w: &WriterReport, k: &CheckerReport) -> String {
+    format!(
+        "writer: {} attempts, {} acknowledged (by node {:?}); checker: {} rounds, writable timeline {:?}",
+        w.attempts,
+        w.acked.len(),
+        w.acked_by_node,
+        k.rounds,
+        k.timeline
+    )
+}
+
+/// No split brain seen and every acknowledged write is on `primary`.
+fn assert_no_split_brain_no_loss(
+    c: &RedisCluster,
+    primary: usize,
+    w: &WriterReport,
+    k: &CheckerReport,
+) {
+    let info = summary(w, k);
+    println!("{info}");
+    assert!(
+        k.split_brain.is_empty(),
+        "two nodes accepted writes at once: {:?}\n{info}\n{}",
+        k.split_brain,
+        c.logs()
+    );
+    let list = c.list_numbers(primary, Writer::KEY);
+    let lost = w.lost(&list);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost (first {:?}); {} on the primary\n{info}\n{}",
+        lost.len(),
+        &lost[..lost.len().min(20)],
+        list.len(),
+        c.logs()
+    );
+}
+
+#[test]
+fn fresh_cluster_has_one_primary_and_two_replicas() {
+    let c = start(3);
+    let p = settled(&c);
+    assert_eq!(
+        c.primary_in_etcd().as_deref(),
+        Some(c.name(p)),
+        "the primary key names the node answering /primary\n{}",
+        c.logs()
+    );
+    assert!(
+        c.key("initialized").is_some(),
+        "no initialized key\n{}",
+        c.logs()
+    );
+    assert!(c.writable(p), "the primary refuses writes\n{}", c.logs());
+    let reply = c.cmd(p, &["SET", "greeting", "hello"]).expect("SET");
+    assert_eq!(reply.as_str(), Some("OK"));
+    for r in (0..3).filter(|&i| i != p) {
+        let seen = eventually(Duration::from_secs(5), Duration::from_millis(20), || {
+            let v = c.cmd(r, &["GET", "greeting"]).ok()?;
+            (v.as_str() == Some("hello")).then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "{} does not see the write\n{}",
+            c.name(r),
+            c.logs()
+        );
+        assert!(!c.writable(r), "replica {} accepts writes", c.name(r));
+        let replica_ok = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
+            (c.http_status(r, "/replica") == Some(200)).then_some(())
+        });
+        assert!(
+            replica_ok.is_some(),
+            "{} does not answer 200 on /replica; roles {:?}\n{}",
+            c.name(r),
+            c.roles(),
+            c.logs()
+        );
+    }
+    let roles = c.roles();
+    assert_eq!(roles[p], "primary", "roles {roles:?}");
+    for r in (0..3).filter(|&i| i != p) {
+        assert_eq!(roles[r], "replica", "roles {roles:?}");
+    }
+}
+
+#[test]
+fn killing_the_primarys_redis_fails_over() {
+    let c = start(3);
+    let p = settled(&c);
+    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let_writer_run(&c, p, 50);
+    c.kill_redis(p);
+    let (new, took) = c.wait_new_primary(p, ttl(&c) + Duration::from_secs(10));
+    println!(
+        "kill -9 redis on {}: {} is primary after {took:?}",
+        c.name(p),
+        c.name(new)
+    );
+    wait_writable(&c, new, Duration::from_secs(5));
+    let other = (0..3).find(|&i| i != p && i != new).expect("a third node");
+    c.wait_replicating(other, new, ATTACH);
+    let_writer_run(&c, new, 20);
+    let w = writer.stop();
+    let lost = w.lost(&c.list_numbers(new, Writer::KEY));
+    println!(
+        "{} acknowledged, {} lost (async replication, Redis gone: losses allowed)",
+        w.acked.len(),
+        lost.len()
+    );
+}
+
+#[test]
+fn node_loss_fails_over_within_the_ttl() {
+    let mut c = start(3);
+    let p = settled(&c);
+    let t0 = Instant::now();
+    c.kill_agent(p);
+    let bound = ttl(&c) + Duration::from_secs(4);
+    let (new, _) = c.wait_new_primary(p, bound);
+    let took = t0.elapsed();
+    println!(
+        "node loss of {}: {} is primary after {took:?} (TTL {:?})",
+        c.name(p),
+        c.name(new),
+        ttl(&c)
+    );
+    assert!(took < bound, "failover took {took:?}, bound {bound:?}");
+    wait_writable(&c, new, Duration::from_secs(5));
+    let other = (0..3).find(|&i| i != p && i != new).expect("a third node");
+    c.wait_replicating(other, new, ATTACH);
+}
+
+#[test]
+fn frozen_primary_agent_is_fenced_and_no_acknowledged_write_is_lost() {
+    let mut c = start(3);
+    let p = settled(&c);
+    let checker = Checker::start(c.redis_ports(), MAX_RUN);
+    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let_writer_run(&c, p, 100);
+    c.stop_agent(p);
+    let (new, took) = c.wait_new_primary(p, ttl(&c) + Duration::from_secs(10));
+    println!(
+        "SIGSTOP agent of {}: {} is primary after {took:?}",
+        c.name(p),
+        c.name(new)
+    );
+    wait_writable(&c, new, Duration::from_secs(5));
+    assert!(
+        !c.writable(p),
+        "the frozen primary's Redis still accepts writes (not fenced)\n{}",
+        c.logs()
+    );
+    let_writer_run(&c, new, 50);
+    c.cont_agent(p);
+    c.wait_replicating(p, new, ATTACH);
+    let other = (0..3).find(|&i| i != p && i != new).expect("a third node");
+    c.wait_replicating(other, new, ATTACH);
+    let_writer_run(&c, new, 50);
+    let w = writer.stop();
+    let k = checker.stop();
+    assert!(
+        !c.writable(p),
+        "the old primary accepts writes after SIGCONT"
+    );
+    assert_eq!(c.primary(), Some(new), "the primary changed after SIGCONT");
+    assert_no_split_brain_no_loss(&c, new, &w, &k);
+}
+
+#[test]
+fn graceful_stop_hands_over_within_a_second() {
+    let mut c = start(3);
+    let p = settled(&c);
+    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let_writer_run(&c, p, 50);
+    c.sigterm_agent(p);
+    let (new, took) = c.wait_new_primary(p, ttl(&c) + Duration::from_secs(5));
+    println!(
+        "SIGTERM agent of {}: {} is primary after {took:?} (TTL {:?})",
+        c.name(p),
+        c.name(new),
+        ttl(&c)
+    );
+    assert!(
+        took < ttl(&c),
+        "graceful hand-over took {took:?}, not under the TTL {:?}\n{}",
+        ttl(&c),
+        c.logs()
+    );
+    wait_writable(&c, new, Duration::from_secs(5));
+    assert!(
+        c.wait_agent_exit(p, Duration::from_secs(15)),
+        "the stopped agent does not exit\n{}",
+        c.logs()
+    );
+    let_writer_run(&c, new, 20);
+    let w = writer.stop();
+    let lost = w.lost(&c.list_numbers(new, Writer::KEY));
+    println!(
+        "{} acknowledged, {} lost over the graceful stop",
+        w.acked.len(),
+        lost.len()
+    );
+}
+
+#[test]
+fn maintenance_mode_blocks_failover_until_turned_off() {
+    let mut c = start(3);
+    let p = settled(&c);
+    c.put_key(
+        "maintenance",
+        r#"{"schema":1,"enabled":true,"reason":"e2e"}"#,
+    );
+    // The agents learn of it by watch; there is nothing to observe, so give the watch a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill_agent(p);
+    let window = ttl(&c) + Duration::from_secs(3);
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        if let Some(q) = c.primary() {
+            panic!(
+                "{} became primary {:?} after the primary's loss in maintenance mode\n{}",
+                c.name(q),
+                t0.elapsed(),
+                c.logs()
+            );
+        }
+        for i in (0..3).filter(|&i| i != p) {
+            assert!(
+                !c.writable(i),
+                "{} accepts writes in maintenance mode\n{}",
+                c.name(i),
+                c.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.del_key("maintenance");
+    let (new, took) = c.wait_new_primary(p, Duration::from_secs(10));
+    println!("maintenance off: {} is primary after {took:?}", c.name(new));
+    wait_writable(&c, new, Duration::from_secs(5));
+}
+
+#[test]
+fn switchover_to_a_named_node_loses_no_write() {
+    let c = start(3);
+    let p = settled(&c);
+    let target = (0..3).rev().find(|&i| i != p).expect("another node");
+    let checker = Checker::start(c.redis_ports(), MAX_RUN);
+    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let_writer_run(&c, p, 100);
+    let t0 = Instant::now();
+    c.put_key(
+        "switchover",
+        &format!(r#"{{"schema":1,"candidate":"{}"}}"#, c.name(target)),
+    );
+    let moved = eventually(Duration::from_secs(15), Duration::from_millis(20), || {
+        (c.primary() == Some(target)).then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "{} did not become primary; roles {:?}\n{}",
+        c.name(target),
+        c.roles(),
+        c.logs()
+    );
+    println!(
+        "switchover {} -> {} took {:?}",
+        c.name(p),
+        c.name(target),
+        t0.elapsed()
+    );
+    wait_writable(&c, target, Duration::from_secs(5));
+    c.wait_replicating(p, target, ATTACH);
+    let other = (0..3)
+        .find(|&i| i != p && i != target)
+        .expect("a third node");
+    c.wait_replicating(other, target, ATTACH);
+    let cleared = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        c.key("switchover").is_none().then_some(())
+    });
+    assert!(
+        cleared.is_some(),
+        "the switchover key is still there\n{}",
+        c.logs()
+    );
+    let_writer_run(&c, target, 50);
+    let w = writer.stop();
+    let k = checker.stop();
+    assert_no_split_brain_no_loss(&c, target, &w, &k);
+}
+
+#[test]
+fn an_initialised_cluster_is_never_reinitialised_empty() {
+    let mut c = start(3);
+    let p = settled(&c);
+    c.cmd(p, &["SET", "precious", "data"]).expect("SET");
+    let initialized = c.key("initialized").expect("initialized key");
+    c.stop_all();
+    let gone = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        c.key("primary").is_none().then_some(())
+    });
+    assert!(gone.is_some(), "the primary key outlives every agent");
+    for i in 0..3 {
+        c.wipe_node(i);
+    }
+    c.start_agent(0);
+    let up = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        c.health(0)
+    });
+    assert!(
+        up.is_some(),
+        "the restarted agent never answers\n{}",
+        c.logs()
+    );
+    let window = ttl(&c) * 3;
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        assert_eq!(
+            c.primary(),
+            None,
+            "a wiped node re-initialised the cluster\n{}",
+            c.logs()
+        );
+        assert!(
+            c.key("primary").is_none(),
+            "a primary key appeared: {:?}\n{}",
+            c.key("primary"),
+            c.logs()
+        );
+        assert!(
+            !c.writable(0),
+            "the wiped node accepts writes\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        c.key("initialized").as_deref(),
+        Some(initialized.as_str()),
+        "initialized was rewritten"
+    );
+    println!("roles after {window:?}: {:?}", c.roles());
+}
