@@ -255,6 +255,18 @@ impl RedisCluster {
         self.nodes[i].agent.as_ref()
     }
 
+    /// Whether node `i`'s agent process runs (exists and is not a zombie).
+    pub fn agent_alive(&self, i: usize) -> bool {
+        let Some(a) = self.nodes[i].agent.as_ref() else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{}/stat", a.pid())).is_ok_and(|stat| {
+            // `pid (comm) S ...`: the state follows the last ')'.
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+        })
+    }
+
     /// Node `i`'s agent, mutably.
     pub fn agent_mut(&mut self, i: usize) -> Option<&mut Agent> {
         self.nodes[i].agent.as_mut()
@@ -416,7 +428,16 @@ impl RedisCluster {
     /// Waits up to `within` for exactly one node to answer `/primary`; its index. Panics with
     /// every agent's log on timeout.
     pub fn wait_primary(&self, within: Duration) -> usize {
-        eventually(within, Duration::from_millis(50), || self.primary()).unwrap_or_else(|| {
+        let found = eventually(within, Duration::from_millis(50), || {
+            assert!(
+                (0..self.nodes.len()).any(|i| self.agent_alive(i)),
+                "every agent has exited; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            );
+            self.primary()
+        });
+        found.unwrap_or_else(|| {
             panic!(
                 "no primary within {within:?}; roles {:?}\n{}",
                 self.roles(),
