@@ -86,14 +86,14 @@ fn cases() -> Vec<Case> {
         c("duplicate job names", "process: {exec: [a]}\njobs:\n  - {name: rotate, exec: [x], interval: 1s}\n  - {name: rotate, exec: [y], interval: 1s}\n", Some(4), Some(12), "jobs[1].name", "duplicate job name \"rotate\" (also jobs[0].name); expected unique job names"),
         c("bad job name", "process: {exec: [a]}\njobs:\n  - {name: Rotate_Logs!, exec: [x], interval: 1s}\n", Some(3), Some(12), "jobs[0].name", "\"Rotate_Logs!\" is not a valid name; expected 1 to 63 lowercase"),
         c("interval on preStart", "process: {exec: [a]}\nhandlers:\n  preStart: {exec: [x], interval: 5s}\n", Some(3), Some(25), "handlers.preStart.interval", "is not allowed on preStart; expected interval only on the health handler and jobs"),
-        c("store without cluster", "node: {address: 10.0.0.5}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\n", Some(2), Some(1), "cluster", "required when store is set; expected cluster:"),
-        c("store without node address", "cluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\n", None, None, "node.address", "required when store is set; expected the address"),
-        c("bad endpoint URL", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://127.0.0.1:2379\", \"127.0.0.1:2379\"]\nprocess: {exec: [a]}\n", Some(5), Some(42), "store.etcd.endpoints[1]", "does not start with http:// or https://; expected a URL like http://127.0.0.1:2379"),
-        c("ttl too short", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  ttl: 1s\nprocess: {exec: [a]}\n", Some(5), Some(8), "store.ttl", "1s is out of range; expected a ttl between 2s and 300s"),
-        c("password inline", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password: hunter2\nprocess: {exec: [a]}\n", Some(6), Some(5), "store.etcd.password", "inline passwords are not allowed; expected password_file: PATH or password_env: VAR"),
-        c("password_file and password_env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /x\n    password_env: ETCD_PASSWORD\nprocess: {exec: [a]}\n", Some(7), Some(5), "store.etcd.password_env", "expected only one of password_file and password_env"),
-        c("unset password env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_env: NOT_SET_ANYWHERE\nprocess: {exec: [a]}\n", Some(6), Some(19), "store.etcd.password_env", "the environment variable NOT_SET_ANYWHERE is not set; expected it to hold the secret"),
-        c("unreadable password file", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /nonexistent/etcd.pass\nprocess: {exec: [a]}\n", Some(6), Some(20), "store.etcd.password_file", "cannot read the secret file /nonexistent/etcd.pass"),
+        c("store without cluster", "node: {address: 10.0.0.5}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(2), Some(1), "cluster", "required when store is set; expected cluster:"),
+        c("store without node address", "cluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", None, None, "node.address", "required when store is set; expected the address"),
+        c("bad endpoint URL", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://127.0.0.1:2379\", \"127.0.0.1:2379\"]\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(5), Some(42), "store.etcd.endpoints[1]", "does not start with http:// or https://; expected a URL like http://127.0.0.1:2379"),
+        c("ttl too short", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  ttl: 1s\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(5), Some(8), "store.ttl", "1s is out of range; expected a ttl between 2s and 300s"),
+        c("password inline", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password: hunter2\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(6), Some(5), "store.etcd.password", "inline passwords are not allowed; expected password_file: PATH or password_env: VAR"),
+        c("password_file and password_env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /x\n    password_env: ETCD_PASSWORD\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(7), Some(5), "store.etcd.password_env", "expected only one of password_file and password_env"),
+        c("unset password env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_env: NOT_SET_ANYWHERE\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(6), Some(19), "store.etcd.password_env", "the environment variable NOT_SET_ANYWHERE is not set; expected it to hold the secret"),
+        c("unreadable password file", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /nonexistent/etcd.pass\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(6), Some(20), "store.etcd.password_file", "cannot read the secret file /nonexistent/etcd.pass"),
         c("bad restart policy", "process:\n  exec: [a]\n  restart: {policy: sometimes}\n", Some(3), Some(21), "process.restart.policy", "unknown variant `sometimes`, expected one of `never`, `on-failure`, `always`"),
         c("backoff with policy never", "process:\n  exec: [a]\n  restart:\n    policy: never\n    max_backoff: 10s\n", Some(5), Some(5), "process.restart.max_backoff", "is only allowed with policy on-failure or always"),
         c("initial_backoff > max_backoff", "process:\n  exec: [a]\n  restart: {policy: always, initial_backoff: 1m, max_backoff: 30s}\n", Some(3), Some(46), "process.restart.initial_backoff", "1m is longer than max_backoff 30s; expected initial_backoff no longer than max_backoff"),
@@ -108,10 +108,30 @@ fn cases() -> Vec<Case> {
         c("bad env name", "process:\n  exec: [a]\n  env: {BAD-NAME: x}\n", Some(3), Some(9), "process.env.BAD-NAME", "is not a valid environment variable name; expected letters, digits and '_'"),
         c("unset env secret", "process:\n  exec: [a]\n  env:\n    TOKEN: {env: NOT_SET_ANYWHERE}\n", Some(4), Some(18), "process.env.TOKEN.env", "NOT_SET_ANYWHERE is not set"),
         c("bad node name", "node: {name: \"-db\"}\nprocess: {exec: [a]}\n", Some(1), Some(14), "node.name", "is not a valid name; expected 1 to 63 letters"),
-        c("bad cluster part", "node: {address: h}\ncluster: {namespace: Prod, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n", Some(2), Some(22), "cluster.namespace", "expected 1 to 63 lowercase"),
-        c("cluster part missing", "node: {address: h}\ncluster: {namespace: a, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n", Some(2), Some(1), "cluster.project", "required; expected cluster.project"),
-        c("bad store prefix", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  prefix: autopilot/\nprocess: {exec: [a]}\n", Some(5), Some(11), "store.prefix", "expected a path starting with '/'"),
+        c("bad cluster part", "node: {address: h}\ncluster: {namespace: Prod, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(2), Some(22), "cluster.namespace", "expected 1 to 63 lowercase"),
+        c("cluster part missing", "node: {address: h}\ncluster: {namespace: a, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(2), Some(1), "cluster.project", "required; expected cluster.project"),
+        c("bad store prefix", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  prefix: autopilot/\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(5), Some(11), "store.prefix", "expected a path starting with '/'"),
         c("negative priority", "node: {priority: -1}\nprocess: {exec: [a]}\n", Some(1), Some(18), "node.priority", "expected a whole number"),
+        c("unknown failover field", "process: {exec: [a]}\nfailover:\n  settel: 1s\n", Some(3), Some(3), "failover.settel", "unknown field `settel`, expected one of `settle`, `cooldown`, `max_lag`"),
+        c("zero settle", "process: {exec: [a]}\nfailover: {settle: 0s}\n", Some(2), Some(20), "failover.settle", "is zero; expected a duration greater than 0"),
+        c("settle not shorter than ttl", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}, ttl: 2s}\nfailover: {settle: 3s}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(4), Some(20), "failover.settle", "3s is not shorter than store.ttl 2s; expected a settle shorter than the lease ttl"),
+        c("negative cooldown", "process: {exec: [a]}\nfailover: {cooldown: -1s}\n", Some(2), Some(22), "failover.cooldown", "-1s is negative; expected a positive duration"),
+        c("negative max_lag", "process: {exec: [a]}\nfailover: {max_lag: -5}\n", Some(2), Some(21), "failover.max_lag", "-5 is negative; expected a whole number or `unlimited`"),
+        c("bad max_lag", "process: {exec: [a]}\nfailover: {max_lag: some}\n", Some(2), Some(21), "failover.max_lag", "\"some\" is not a count; expected a whole number or `unlimited`"),
+        c("port out of range", "engine: {port: 70000}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.port", "70000 is out of range; expected a port from 1 to 65535"),
+        c("port zero", "engine: {port: 0}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.port", "0 is out of range; expected a port from 1 to 65535"),
+        c("port as a word", "engine: {port: redis}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.port", "\"redis\" is not a port number; expected a port number from 1 to 65535"),
+        c("store without engine.port", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n", None, None, "engine.port", "required when store is set; expected the port the database listens on, e.g. port: 6379"),
+        c("store without engine.port (engine present)", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nengine: {kind: process}\nprocess: {exec: [a]}\n", Some(4), Some(1), "engine.port", "required when store is set; expected the port the database listens on"),
+        c("store without engine.hooks", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nengine: {port: 6379}\nprocess: {exec: [a]}\n", Some(4), Some(1), "engine.hooks", "required when store is set with kind: process; expected hooks position, promote, follow, fence and unfence"),
+        c("store with a hook missing", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nengine:\n  port: 6379\n  hooks:\n    position: {exec: [p]}\n    promote: {exec: [p]}\n    follow: {exec: [f]}\n    unfence: {exec: [u]}\nprocess: {exec: [a]}\n", Some(6), Some(3), "engine.hooks.fence", "required when store is set; expected a fence hook like fence: {exec: [prog, arg]}"),
+        c("interval on a hook", "engine:\n  hooks:\n    follow: {exec: [f], interval: 1s}\nprocess: {exec: [a]}\n", Some(3), Some(25), "engine.hooks.follow.interval", "is not allowed on follow; expected interval only on the health handler and jobs"),
+        c("unknown hook", "engine:\n  hooks:\n    demote: {exec: [d]}\nprocess: {exec: [a]}\n", Some(3), Some(5), "engine.hooks.demote", "unknown field `demote`, expected one of `position`, `promote`, `follow`, `fence`, `unfence`"),
+        c("hook without exec", "engine:\n  hooks:\n    fence: {timeout: 5s}\nprocess: {exec: [a]}\n", Some(3), Some(5), "engine.hooks.fence.exec", "required; expected a list like [prog, arg]"),
+        c("hook with zero timeout", "engine:\n  hooks:\n    fence: {exec: [f], timeout: 0s}\nprocess: {exec: [a]}\n", Some(3), Some(33), "engine.hooks.fence.timeout", "is zero; expected a duration greater than 0"),
+        c("hooks with another engine kind", "engine: {kind: mysql, hooks: {}}\nprocess: {exec: [a]}\n", Some(1), Some(23), "engine.hooks", "is only for kind: process; expected no hooks with kind mysql"),
+        c("empty state_dir", "node: {state_dir: \"\"}\nprocess: {exec: [a]}\n", Some(1), Some(19), "node.state_dir", "is empty; expected a directory path"),
+        c("interval on prePromote", "process: {exec: [a]}\nhandlers:\n  prePromote: {exec: [x], interval: 5s}\n", Some(3), Some(27), "handlers.prePromote.interval", "is not allowed on prePromote; expected interval only on the health handler and jobs"),
     ]
 }
 
@@ -203,6 +223,17 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.node.address, "127.0.0.1");
     assert_eq!(c.node.priority, 100);
     assert!(!c.node.nofailover);
+    assert_eq!(c.node.state_dir, Path::new("/var/lib/autopilot"));
+    assert_eq!(
+        c.failover,
+        FailoverConfig {
+            settle: Duration::from_millis(500),
+            cooldown: Duration::from_secs(60),
+            max_lag: None,
+        }
+    );
+    assert_eq!((c.engine.port, c.engine.hooks.is_none()), (None, true));
+    assert!(c.handlers.pre_promote.is_none());
     assert!(c.cluster.is_none());
     assert!(c.store.is_none());
     assert_eq!(c.engine.kind, EngineKind::Process);
@@ -256,6 +287,7 @@ node:
   address: 10.0.0.5
   priority: 50
   nofailover: true
+  state_dir: state
 cluster: { namespace: production, project: bluebird, name: mybillingapp }
 store:
   etcd:
@@ -264,8 +296,16 @@ store:
     password_file: etcd.pass
   prefix: /ap
   ttl: 15s
+failover: { settle: 1s, cooldown: 0s, max_lag: 1048576 }
 engine:
   kind: process
+  port: 6379
+  hooks:
+    position: { exec: [/bin/position.sh] }
+    promote:  { exec: [/bin/promote.sh], timeout: 30s }
+    follow:   { exec: [/bin/follow.sh], env: { MODE: replica } }
+    fence:    { exec: [/bin/fence.sh], cwd: hooks }
+    unfence:  { exec: [/bin/unfence.sh] }
 process:
   exec: [redis-server, --port, \"6379\"]
   cwd: data
@@ -279,6 +319,7 @@ handlers:
   preStart: { exec: [/bin/prepare.sh], env: { A: b }, cwd: /tmp, timeout: 1m30s }
   health:   { exec: [/bin/check.sh], interval: 2s }
   onChange: { exec: [/bin/reload.sh] }
+  prePromote: { exec: [/bin/pre-promote.sh] }
   preStop:  { exec: [/bin/drain.sh], timeout: 20s }
   postStop: { exec: [/bin/cleanup.sh] }
 jobs:
@@ -300,6 +341,7 @@ fn full_config_parses_every_field() {
     assert_eq!(c.node.address, "10.0.0.5");
     assert_eq!(c.node.priority, 50);
     assert!(c.node.nofailover);
+    assert_eq!(c.node.state_dir, base.join("state"));
     let cl = c.cluster.as_ref().expect("cluster");
     assert_eq!(
         (cl.namespace.as_str(), cl.project.as_str(), cl.name.as_str()),
@@ -316,6 +358,22 @@ fn full_config_parses_every_field() {
     );
     assert_eq!(s.prefix, "/ap");
     assert_eq!(s.ttl, Duration::from_secs(15));
+    assert_eq!(
+        c.failover,
+        FailoverConfig {
+            settle: Duration::from_secs(1),
+            cooldown: Duration::ZERO,
+            max_lag: Some(1_048_576),
+        }
+    );
+    assert_eq!(c.engine.port, Some(6379));
+    let hooks = c.engine.hooks.as_ref().expect("hooks");
+    assert_eq!(hooks.position.exec, ["/bin/position.sh"]);
+    assert_eq!(hooks.position.timeout, Duration::from_secs(10));
+    assert_eq!(hooks.promote.timeout, Duration::from_secs(30));
+    assert_eq!(hooks.follow.env[0].pair(), ("MODE".into(), "replica".into()));
+    assert_eq!(hooks.fence.cwd.as_deref(), Some(base.join("hooks").as_path()));
+    assert_eq!(hooks.unfence.interval, None);
     assert_eq!(c.process.exec, ["redis-server", "--port", "6379"]);
     assert_eq!(c.process.cwd.as_deref(), Some(base.join("data").as_path()));
     let env: Vec<(String, String)> = c.process.env.iter().map(EnvVar::pair).collect();
@@ -351,6 +409,11 @@ fn full_config_parses_every_field() {
         h.on_change.as_ref().expect("onChange").timeout,
         Duration::from_secs(60)
     );
+    let pre_promote = h.pre_promote.as_ref().expect("prePromote");
+    assert_eq!(
+        (pre_promote.timeout, pre_promote.interval),
+        (Duration::from_secs(30), None)
+    );
     assert_eq!(
         h.pre_stop.as_ref().expect("preStop").timeout,
         Duration::from_secs(20)
@@ -381,6 +444,64 @@ fn health_timeout_defaults_to_at_most_ten_seconds() {
     );
     let c = ok("process: {exec: [a]}\ntelemetry: {listen: \"off\"}\n");
     assert_eq!(c.telemetry.listen, None);
+}
+
+/// The five hooks, each with just an exec.
+const HOOKS: &str = "  hooks:\n    position: {exec: [p]}\n    promote: {exec: [p]}\n    follow: {exec: [f]}\n    fence: {exec: [f]}\n    unfence: {exec: [u]}\n";
+
+#[test]
+fn hooks_are_optional_and_may_be_incomplete_without_store() {
+    let c = ok(&format!("engine:\n  port: 6379\n{HOOKS}{P}"));
+    assert_eq!(c.engine.port, Some(6379));
+    let hooks = c.engine.hooks.expect("all five hooks");
+    assert_eq!(hooks.fence.exec, ["f"]);
+    assert_eq!(hooks.fence.timeout, Duration::from_secs(10));
+    // Without store an incomplete set is accepted and ignored.
+    let c = ok(&format!("engine:\n  hooks:\n    fence: {{exec: [f]}}\n{P}"));
+    assert!(c.engine.hooks.is_none());
+}
+
+#[test]
+fn store_with_port_and_hooks_is_valid() {
+    let c = ok(&format!(
+        "node: {{address: 10.0.0.5}}\ncluster: {{namespace: a, project: b, name: c}}\nstore: {{etcd: {{endpoints: [\"http://h:2379\"]}}}}\nengine:\n  port: 6379\n{HOOKS}{P}"
+    ));
+    assert_eq!(c.engine.port, Some(6379));
+    assert!(c.engine.hooks.is_some());
+    // The only problems of a store without port and hooks are those two.
+    let found = problems(
+        "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n",
+    );
+    let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["engine.port", "engine.hooks"]);
+    // A missing hook is one problem per hook, each naming it.
+    let found = problems(&format!(
+        "node: {{address: 10.0.0.5}}\ncluster: {{namespace: a, project: b, name: c}}\nstore: {{etcd: {{endpoints: [\"http://h:2379\"]}}}}\nengine:\n  port: 6379\n  hooks:\n    promote: {{exec: [p]}}\n{P}"
+    ));
+    let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "engine.hooks.position",
+            "engine.hooks.follow",
+            "engine.hooks.fence",
+            "engine.hooks.unfence"
+        ]
+    );
+}
+
+#[test]
+fn failover_cooldown_may_be_zero_and_max_lag_unlimited() {
+    let c = ok(&format!(
+        "failover: {{cooldown: 0s, max_lag: unlimited}}\n{P}"
+    ));
+    assert_eq!(c.failover.cooldown, Duration::ZERO);
+    assert_eq!(c.failover.max_lag, None);
+    let c = ok(&format!("failover: {{max_lag: 0}}\n{P}"));
+    assert_eq!(c.failover.max_lag, Some(0));
+    // Without store, settle is not compared with a ttl.
+    let c = ok(&format!("failover: {{settle: 1m}}\n{P}"));
+    assert_eq!(c.failover.settle, Duration::from_secs(60));
 }
 
 #[test]
@@ -450,7 +571,7 @@ fn relative_paths_resolve_against_the_config_directory() {
     let d = Dir::new();
     let c = parse_at(
         &d.file(),
-        "process:\n  exec: [a]\n  cwd: .\n  env: {T: {file: ./secrets/token}}\n",
+        "node: {state_dir: var/state}\nprocess:\n  exec: [a]\n  cwd: .\n  env: {T: {file: ./secrets/token}}\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -458,6 +579,7 @@ fn relative_paths_resolve_against_the_config_directory() {
         Some(d.dir.path().join(".").as_path())
     );
     assert_eq!(c.process.env[0].pair().1, format!("{MARKER}-token"));
+    assert_eq!(c.node.state_dir, d.dir.path().join("var/state"));
 }
 
 #[test]
@@ -548,7 +670,12 @@ fn docs_examples_match_the_code() {
             (*block).to_owned()
         };
         let doc = if doc.contains("store:") {
-            format!("{doc}cluster: {{namespace: a, project: b, name: c}}\nnode: {{address: h}}\n")
+            let engine = if doc.contains("engine:") {
+                String::new()
+            } else {
+                format!("engine:\n  port: 6379\n{HOOKS}")
+            };
+            format!("{doc}cluster: {{namespace: a, project: b, name: c}}\nnode: {{address: h}}\n{engine}")
                 .replace("    password_file: /etc/autopilot/etcd.pass\n", "")
         } else {
             doc
