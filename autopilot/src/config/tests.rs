@@ -371,8 +371,14 @@ fn full_config_parses_every_field() {
     assert_eq!(hooks.position.exec, ["/bin/position.sh"]);
     assert_eq!(hooks.position.timeout, Duration::from_secs(10));
     assert_eq!(hooks.promote.timeout, Duration::from_secs(30));
-    assert_eq!(hooks.follow.env[0].pair(), ("MODE".into(), "replica".into()));
-    assert_eq!(hooks.fence.cwd.as_deref(), Some(base.join("hooks").as_path()));
+    assert_eq!(
+        hooks.follow.env[0].pair(),
+        ("MODE".into(), "replica".into())
+    );
+    assert_eq!(
+        hooks.fence.cwd.as_deref(),
+        Some(base.join("hooks").as_path())
+    );
     assert_eq!(hooks.unfence.interval, None);
     assert_eq!(c.process.exec, ["redis-server", "--port", "6379"]);
     assert_eq!(c.process.cwd.as_deref(), Some(base.join("data").as_path()));

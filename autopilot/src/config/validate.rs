@@ -69,7 +69,12 @@ impl<'a> Validator<'a> {
     }
 
     /// Record a problem about `field` that is shown at the key `at` (e.g. a missing section).
-    pub(super) fn problem_at(&mut self, field: &FieldPath, at: &FieldPath, message: impl Into<String>) {
+    pub(super) fn problem_at(
+        &mut self,
+        field: &FieldPath,
+        at: &FieldPath,
+        message: impl Into<String>,
+    ) {
         self.problems
             .push((field.clone(), Some(at.clone()), Target::Key, message.into()));
     }
