@@ -25,6 +25,10 @@ mod validate_handlers;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;
+#[cfg(test)]
+mod tests_roles;
 
 pub use error::{ConfigError, Problem};
 pub use load::{load, parse};

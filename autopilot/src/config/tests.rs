@@ -1,6 +1,7 @@
 //! The config test suite: a table of broken documents with the exact place and field of each
 //! reported problem, multi-problem reporting, defaults, the effective-YAML round trip, secret
-//! redaction, and every agent config under `examples/`.
+//! redaction. The engine hooks and failover tuning are tested in `tests_roles.rs`, the
+//! examples and docs in `tests_files.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,10 +9,10 @@ use std::time::Duration;
 use super::load::parse_with;
 use super::*;
 
-const FILE: &str = "/etc/autopilot/node.yaml";
+pub(super) const FILE: &str = "/etc/autopilot/node.yaml";
 
 /// Test environment: only `SET_VAR` and `ETCD_PASSWORD` are set.
-fn env(name: &str) -> Option<String> {
+pub(super) fn env(name: &str) -> Option<String> {
     match name {
         "SET_VAR" => Some("from-env".to_owned()),
         "ETCD_PASSWORD" => Some("etcd-pass-MARKER\n".to_owned()),
@@ -19,22 +20,22 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn host() -> Result<String, String> {
+pub(super) fn host() -> Result<String, String> {
     Ok("test-host".to_owned())
 }
 
-fn parse_at(source: &Path, text: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse_at(source: &Path, text: &str) -> Result<Config, ConfigError> {
     parse_with(source, text, &env, &host)
 }
 
-fn ok(text: &str) -> Config {
+pub(super) fn ok(text: &str) -> Config {
     match parse_at(Path::new(FILE), text) {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}\n---\n{text}"),
     }
 }
 
-fn problems(text: &str) -> Vec<Problem> {
+pub(super) fn problems(text: &str) -> Vec<Problem> {
     match parse_at(Path::new(FILE), text) {
         Ok(c) => panic!("expected problems, got {c:?}\n---\n{text}"),
         Err(ConfigError::Invalid { path, problems }) => {
@@ -58,7 +59,7 @@ struct Case {
     says: &'static str,
 }
 
-const P: &str = "process: {exec: [sleep, \"1\"]}\n";
+pub(super) const P: &str = "process: {exec: [sleep, \"1\"]}\n";
 
 #[rustfmt::skip]
 fn cases() -> Vec<Case> {
@@ -452,64 +453,6 @@ fn health_timeout_defaults_to_at_most_ten_seconds() {
     assert_eq!(c.telemetry.listen, None);
 }
 
-/// The five hooks, each with just an exec.
-const HOOKS: &str = "  hooks:\n    position: {exec: [p]}\n    promote: {exec: [p]}\n    follow: {exec: [f]}\n    fence: {exec: [f]}\n    unfence: {exec: [u]}\n";
-
-#[test]
-fn hooks_are_optional_and_may_be_incomplete_without_store() {
-    let c = ok(&format!("engine:\n  port: 6379\n{HOOKS}{P}"));
-    assert_eq!(c.engine.port, Some(6379));
-    let hooks = c.engine.hooks.expect("all five hooks");
-    assert_eq!(hooks.fence.exec, ["f"]);
-    assert_eq!(hooks.fence.timeout, Duration::from_secs(10));
-    // Without store an incomplete set is accepted and ignored.
-    let c = ok(&format!("engine:\n  hooks:\n    fence: {{exec: [f]}}\n{P}"));
-    assert!(c.engine.hooks.is_none());
-}
-
-#[test]
-fn store_with_port_and_hooks_is_valid() {
-    let c = ok(&format!(
-        "node: {{address: 10.0.0.5}}\ncluster: {{namespace: a, project: b, name: c}}\nstore: {{etcd: {{endpoints: [\"http://h:2379\"]}}}}\nengine:\n  port: 6379\n{HOOKS}{P}"
-    ));
-    assert_eq!(c.engine.port, Some(6379));
-    assert!(c.engine.hooks.is_some());
-    // The only problems of a store without port and hooks are those two.
-    let found = problems(
-        "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n",
-    );
-    let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
-    assert_eq!(fields, ["engine.port", "engine.hooks"]);
-    // A missing hook is one problem per hook, each naming it.
-    let found = problems(&format!(
-        "node: {{address: 10.0.0.5}}\ncluster: {{namespace: a, project: b, name: c}}\nstore: {{etcd: {{endpoints: [\"http://h:2379\"]}}}}\nengine:\n  port: 6379\n  hooks:\n    promote: {{exec: [p]}}\n{P}"
-    ));
-    let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
-    assert_eq!(
-        fields,
-        [
-            "engine.hooks.position",
-            "engine.hooks.follow",
-            "engine.hooks.fence",
-            "engine.hooks.unfence"
-        ]
-    );
-}
-
-#[test]
-fn failover_cooldown_may_be_zero_and_max_lag_unlimited() {
-    let c = ok(&format!(
-        "failover: {{cooldown: 0s, max_lag: unlimited}}\n{P}"
-    ));
-    assert_eq!(c.failover.cooldown, Duration::ZERO);
-    assert_eq!(c.failover.max_lag, None);
-    let c = ok(&format!("failover: {{max_lag: 0}}\n{P}"));
-    assert_eq!(c.failover.max_lag, Some(0));
-    // Without store, settle is not compared with a ttl.
-    let c = ok(&format!("failover: {{settle: 1m}}\n{P}"));
-    assert_eq!(c.failover.settle, Duration::from_secs(60));
-}
-
 #[test]
 fn effective_yaml_round_trips() {
     let minimal = ok(P);
@@ -598,96 +541,5 @@ fn load_reads_the_file_and_reports_io_errors() {
     match load(&missing) {
         Err(ConfigError::Io { path, .. }) => assert_eq!(path, missing),
         other => panic!("expected Io, got {other:?}"),
-    }
-}
-
-/// Every `examples/**/agent*.yaml` parses. Secrets they name must exist next to them.
-#[test]
-fn every_example_agent_config_parses() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let examples = root.join("examples");
-    assert!(examples.is_dir(), "{} is missing", examples.display());
-    let mut files = Vec::new();
-    collect_agent_yaml(&examples, &mut files);
-    let mut failures = Vec::new();
-    for file in &files {
-        if let Err(e) = load(file) {
-            failures.push(e.to_string());
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-fn collect_agent_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("directory entry").path();
-        if path.is_dir() {
-            collect_agent_yaml(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml")
-            && path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("agent"))
-        {
-            out.push(path);
-        }
-    }
-}
-
-/// The YAML blocks in `docs/configuration.md` stay true to the code.
-#[test]
-fn docs_examples_match_the_code() {
-    let docs_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
-    let docs = std::fs::read_to_string(&docs_path).expect("docs/configuration.md exists");
-    let blocks: Vec<&str> = docs
-        .split("```yaml\n")
-        .skip(1)
-        .filter_map(|b| b.split_once("```").map(|(yaml, _)| yaml))
-        .collect();
-    assert!(blocks.len() >= 5, "yaml blocks in the docs");
-
-    // The effective YAML shown for the minimal config is what the code prints.
-    let effective = ok(P).to_effective_yaml();
-    assert!(
-        blocks.contains(&effective.as_str()),
-        "docs show a stale effective config:\n{effective}"
-    );
-
-    // The complete example is valid except for secrets that do not exist on this machine.
-    let complete = blocks.last().expect("complete example");
-    let found = problems(complete);
-    for p in &found {
-        assert!(
-            p.message.contains("secret"),
-            "unexpected problem in the docs example: {p:?}"
-        );
-    }
-    assert_eq!(found.len(), 3, "{found:#?}");
-
-    // Every section snippet is valid on top of a minimal process section.
-    for block in &blocks[..blocks.len() - 1] {
-        if block.starts_with("env:") || block.starts_with("node:\n  name: test-host") {
-            continue;
-        }
-        let needs_process = !block.contains("process:");
-        let doc = if needs_process {
-            format!("{block}{P}")
-        } else {
-            (*block).to_owned()
-        };
-        let doc = if doc.contains("store:") {
-            let engine = if doc.contains("engine:") {
-                String::new()
-            } else {
-                format!("engine:\n  port: 6379\n{HOOKS}")
-            };
-            format!("{doc}cluster: {{namespace: a, project: b, name: c}}\nnode: {{address: h}}\n{engine}")
-                .replace("    password_file: /etc/autopilot/etcd.pass\n", "")
-        } else {
-            doc
-        };
-        if let Err(e) = parse_at(Path::new(FILE), &doc) {
-            panic!("docs snippet does not parse:\n{e}\n---\n{doc}");
-        }
     }
 }
