@@ -4,14 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use engines::AnyEngine;
-use engines::process::ProcessEngine;
-use handlers::ExecSpec;
 use ractor::Actor;
 use tokio::sync::oneshot;
 use tracing::error;
 
-use crate::config::{self, Config, EngineKind};
+use crate::config::{self, Config};
 use crate::node::{Supervisor, SupervisorArgs, exit_code};
 use crate::pid1::{self, SignalStreams};
 use crate::{logging, telemetry};
@@ -116,7 +113,7 @@ pub async fn run_agent(config: Config) -> i32 {
             return exit_code::SOFTWARE;
         }
     };
-    let engine = Arc::new(build_engine(&config));
+    let engine = Arc::new(crate::node::build_engine(&config));
     let (exit_tx, exit_rx) = oneshot::channel();
     let args = SupervisorArgs {
         config,
@@ -134,17 +131,4 @@ pub async fn run_agent(config: Config) -> i32 {
     signals.forward_to(supervisor);
     let _ = join.await;
     exit_rx.await.unwrap_or(exit_code::SOFTWARE)
-}
-
-/// The engine for this configuration.
-fn build_engine(config: &Config) -> AnyEngine {
-    match config.engine.kind {
-        EngineKind::Process => AnyEngine::Process(ProcessEngine::new(ExecSpec {
-            argv: config.process.exec.clone(),
-            env: config.process.env.iter().map(|v| v.pair()).collect(),
-            cwd: config.process.cwd.clone(),
-            timeout: None,
-            kill_grace: config.process.stop_timeout,
-        })),
-    }
 }

@@ -6,6 +6,7 @@ use handlers::ExecSpec;
 use nix::sys::signal::Signal;
 
 use crate::process::ProcessEngine;
+use crate::role_ops::{Peer, Position, RemoteFence};
 
 /// How urgently the main process should stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +33,18 @@ pub enum EngineError {
     /// The main process is not running, so the operation cannot apply.
     #[error("the main process is not running")]
     NotRunning,
+    /// This engine (as configured) cannot do that.
+    #[error("{operation} is not supported by this engine as configured")]
+    Unsupported {
+        /// What was asked, as a verb phrase.
+        operation: &'static str,
+    },
+    /// Following refused: the local data has writes the primary lacks and cannot be rewound.
+    #[error("the local data diverged from the primary: {reason}")]
+    NeedsRebuild {
+        /// What the engine found.
+        reason: String,
+    },
     /// The operation ran and failed.
     #[error("{operation} failed: {reason}")]
     Failed {
@@ -64,6 +77,29 @@ pub trait Engine: Send + Sync + 'static {
     /// Probe the running main process. `Ok` with `healthy: false` means it answered badly;
     /// `Err` means the probe itself could not run.
     fn probe(&self) -> impl Future<Output = Result<Probe, EngineError>> + Send;
+
+    /// The local database's replication position (after everything received was applied,
+    /// where the engine can tell).
+    fn position(&self) -> impl Future<Output = Result<Position, EngineError>> + Send;
+
+    /// Make the local database the writable primary; returns its position.
+    fn promote(&self) -> impl Future<Output = Result<Position, EngineError>> + Send;
+
+    /// Replicate from `primary` (rewinding first where the engine can); returns the local
+    /// position. [`EngineError::NeedsRebuild`] when local data diverged beyond repair.
+    fn follow(&self, primary: &Peer) -> impl Future<Output = Result<Position, EngineError>> + Send;
+
+    /// Make the local database refuse writes; returns its final position.
+    fn fence(&self) -> impl Future<Output = Result<Position, EngineError>> + Send;
+
+    /// Make a former primary's database refuse writes over its own connection.
+    fn fence_remote(
+        &self,
+        target: &Peer,
+    ) -> impl Future<Output = Result<RemoteFence, EngineError>> + Send;
+
+    /// Undo [`Engine::fence`] on the local database.
+    fn unfence(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
 
 /// Dispatch over the engines this build knows; the agent holds one of these.
@@ -101,6 +137,42 @@ impl Engine for AnyEngine {
     async fn probe(&self) -> Result<Probe, EngineError> {
         match self {
             AnyEngine::Process(e) => e.probe().await,
+        }
+    }
+
+    async fn position(&self) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.position().await,
+        }
+    }
+
+    async fn promote(&self) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.promote().await,
+        }
+    }
+
+    async fn follow(&self, primary: &Peer) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.follow(primary).await,
+        }
+    }
+
+    async fn fence(&self) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.fence().await,
+        }
+    }
+
+    async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.fence_remote(target).await,
+        }
+    }
+
+    async fn unfence(&self) -> Result<(), EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.unfence().await,
         }
     }
 }

@@ -10,5 +10,7 @@
 
 mod engine;
 pub mod process;
+mod role_ops;
 
 pub use engine::{AnyEngine, Engine, EngineError, Probe, StopMode};
+pub use role_ops::{Peer, Position, RemoteFence};

@@ -4,7 +4,8 @@
 //!
 //! - `raw.rs`: the file as written (serde, unknown fields denied);
 //! - `validate.rs`: raw → [`Config`], collecting every problem; `checks.rs` and `secrets.rs`
-//!   hold its value checks and secret reading;
+//!   hold its value checks and secret reading, `validate_handlers.rs` the engine, hooks,
+//!   handlers and jobs;
 //! - `locate.rs`: maps a field path to its line and column;
 //! - `load.rs`: [`load`] and [`parse`];
 //! - `render.rs`: [`Config::to_effective_yaml`];
@@ -20,9 +21,14 @@ mod raw;
 mod render;
 mod secrets;
 mod validate;
+mod validate_handlers;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;
+#[cfg(test)]
+mod tests_roles;
 
 pub use error::{ConfigError, Problem};
 pub use load::{load, parse};

@@ -4,7 +4,7 @@
 //! expected ones. Fields that are required are still `Option` here: `validate.rs` reports a
 //! missing field together with every other problem instead of stopping at the first one.
 //! Leaf types that need a better message than serde's (durations, exec lists, env values,
-//! `max_restarts`) have their own `Deserialize`.
+//! `max_restarts`, `max_lag`, `port`) have their own `Deserialize`.
 
 use std::fmt;
 use std::time::Duration;
@@ -22,6 +22,8 @@ pub(crate) struct RawConfig {
     pub cluster: Option<RawCluster>,
     /// The etcd store; absent means standalone.
     pub store: Option<RawStore>,
+    /// Failover tuning; defaults apply when absent.
+    pub failover: Option<RawFailover>,
     /// The engine kind.
     pub engine: RawEngine,
     /// The main process; required (checked in validate, with the other problems).
@@ -48,6 +50,8 @@ pub(crate) struct RawNode {
     pub priority: Option<u32>,
     /// Never promote automatically; default false.
     pub nofailover: Option<bool>,
+    /// Local state directory; default `/var/lib/autopilot`, relative to the config directory.
+    pub state_dir: Option<String>,
 }
 
 /// `cluster:`
@@ -90,12 +94,44 @@ pub(crate) struct RawEtcd {
     pub password: Option<de::IgnoredAny>,
 }
 
+/// `failover:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawFailover {
+    /// Wait before comparing positions; default 500ms, shorter than `store.ttl`.
+    pub settle: Option<RawDuration>,
+    /// Quiet period after a failover; default 60s, may be 0s.
+    pub cooldown: Option<RawDuration>,
+    /// Lag beyond which a replica does not compete; default unlimited.
+    pub max_lag: Option<MaxLag>,
+}
+
 /// `engine:`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawEngine {
     /// Engine kind; default `process`. A string so unsupported kinds get a specific message.
     pub kind: Option<String>,
+    /// The database port; required with `store`. Range-checked in validate.
+    pub port: Option<RawPort>,
+    /// `process` only: the role hooks; required (all five) with `store`.
+    pub hooks: Option<RawHooks>,
+}
+
+/// `engine.hooks:`; every hook is optional here so each missing one is reported.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    /// Print the replication position.
+    pub position: Option<RawHandler>,
+    /// Become the writable primary.
+    pub promote: Option<RawHandler>,
+    /// Replicate from the primary.
+    pub follow: Option<RawHandler>,
+    /// Refuse writes and print the final position.
+    pub fence: Option<RawHandler>,
+    /// Undo `fence`.
+    pub unfence: Option<RawHandler>,
 }
 
 /// `process:`
@@ -148,6 +184,8 @@ pub(crate) struct RawHandlers {
     pub health: Option<RawHandler>,
     #[serde(rename = "onChange")]
     pub on_change: Option<RawHandler>,
+    #[serde(rename = "prePromote")]
+    pub pre_promote: Option<RawHandler>,
     #[serde(rename = "preStop")]
     pub pre_stop: Option<RawHandler>,
     #[serde(rename = "postStop")]
@@ -354,27 +392,76 @@ impl<'de> Deserialize<'de> for RawEnvValue {
     }
 }
 
-/// `max_restarts`: a count or `unlimited`.
+/// `engine.port` as written: any integer, so that the range is checked (and reported with the
+/// other problems) in validate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct MaxRestarts(pub Option<u32>);
+pub(crate) struct RawPort(pub i64);
 
-impl<'de> Deserialize<'de> for MaxRestarts {
+impl<'de> Deserialize<'de> for RawPort {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         struct V;
         impl Visitor<'_> for V {
-            type Value = MaxRestarts;
+            type Value = RawPort;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port number from 1 to 65535")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawPort, E> {
+                Ok(RawPort(n))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawPort, E> {
+                Ok(RawPort(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawPort, E> {
+                Err(E::custom(format!(
+                    "{s:?} is not a port number; expected a port number from 1 to 65535, e.g. port: 6379"
+                )))
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+/// A whole number type usable in [`Limit`].
+pub(crate) trait Whole: Copy + TryFrom<u64> {
+    /// The largest value, for the message.
+    const MAX: u64;
+}
+
+impl Whole for u32 {
+    const MAX: u64 = u32::MAX as u64;
+}
+
+impl Whole for u64 {
+    const MAX: u64 = u64::MAX;
+}
+
+/// A non-negative count or `unlimited` (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limit<T>(pub Option<T>);
+
+/// `process.restart.max_restarts`.
+pub(crate) type MaxRestarts = Limit<u32>;
+
+/// `failover.max_lag`.
+pub(crate) type MaxLag = Limit<u64>;
+
+impl<'de, T: Whole> Deserialize<'de> for Limit<T> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T: Whole> Visitor<'_> for V<T> {
+            type Value = Limit<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a whole number or `unlimited`")
             }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<MaxRestarts, E> {
-                u32::try_from(n).map(|n| MaxRestarts(Some(n))).map_err(|_| {
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Limit<T>, E> {
+                T::try_from(n).map(|n| Limit(Some(n))).map_err(|_| {
                     E::custom(format!(
                         "{n} is too large; expected a whole number up to {} or `unlimited`",
-                        u32::MAX
+                        T::MAX
                     ))
                 })
             }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<MaxRestarts, E> {
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Limit<T>, E> {
                 match u64::try_from(n) {
                     Ok(n) => self.visit_u64(n),
                     Err(_) => Err(E::custom(format!(
@@ -382,9 +469,9 @@ impl<'de> Deserialize<'de> for MaxRestarts {
                     ))),
                 }
             }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<MaxRestarts, E> {
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Limit<T>, E> {
                 if s == "unlimited" {
-                    Ok(MaxRestarts(None))
+                    Ok(Limit(None))
                 } else {
                     Err(E::custom(format!(
                         "{s:?} is not a count; expected a whole number or `unlimited`"
@@ -392,6 +479,6 @@ impl<'de> Deserialize<'de> for MaxRestarts {
                 }
             }
         }
-        de.deserialize_any(V)
+        de.deserialize_any(V(std::marker::PhantomData))
     }
 }

@@ -22,6 +22,7 @@ impl Config {
         o.kv(1, "address", &self.node.address);
         o.raw(1, "priority", &self.node.priority.to_string());
         o.raw(1, "nofailover", &self.node.nofailover.to_string());
+        o.kv(1, "state_dir", &self.node.state_dir.to_string_lossy());
         if let Some(c) = &self.cluster {
             o.line(0, "cluster:");
             o.kv(1, "namespace", &c.namespace);
@@ -42,6 +43,14 @@ impl Config {
             o.kv(1, "prefix", &s.prefix);
             o.kv(1, "ttl", &show(s.ttl));
         }
+        let f = &self.failover;
+        o.line(0, "failover:");
+        o.kv(1, "settle", &show(f.settle));
+        o.kv(1, "cooldown", &show(f.cooldown));
+        match f.max_lag {
+            Some(n) => o.raw(1, "max_lag", &n.to_string()),
+            None => o.kv(1, "max_lag", "unlimited"),
+        }
         o.line(0, "engine:");
         o.kv(
             1,
@@ -50,6 +59,23 @@ impl Config {
                 EngineKind::Process => "process",
             },
         );
+        if let Some(port) = self.engine.port {
+            o.raw(1, "port", &port.to_string());
+        }
+        if let Some(hooks) = &self.engine.hooks {
+            o.line(1, "hooks:");
+            let all = [
+                ("position", &hooks.position),
+                ("promote", &hooks.promote),
+                ("follow", &hooks.follow),
+                ("fence", &hooks.fence),
+                ("unfence", &hooks.unfence),
+            ];
+            for (name, hook) in all {
+                o.line(2, &format!("{name}:"));
+                o.handler(3, hook);
+            }
+        }
         let p = &self.process;
         o.line(0, "process:");
         o.list(1, "exec", &p.exec);
@@ -67,6 +93,7 @@ impl Config {
             ("preStart", &h.pre_start),
             ("health", &h.health),
             ("onChange", &h.on_change),
+            ("prePromote", &h.pre_promote),
             ("preStop", &h.pre_stop),
             ("postStop", &h.post_stop),
         ];

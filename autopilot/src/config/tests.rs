@@ -1,6 +1,7 @@
 //! The config test suite: a table of broken documents with the exact place and field of each
 //! reported problem, multi-problem reporting, defaults, the effective-YAML round trip, secret
-//! redaction, and every agent config under `examples/`.
+//! redaction. The engine hooks and failover tuning are tested in `tests_roles.rs`, the
+//! examples and docs in `tests_files.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,10 +9,10 @@ use std::time::Duration;
 use super::load::parse_with;
 use super::*;
 
-const FILE: &str = "/etc/autopilot/node.yaml";
+pub(super) const FILE: &str = "/etc/autopilot/node.yaml";
 
 /// Test environment: only `SET_VAR` and `ETCD_PASSWORD` are set.
-fn env(name: &str) -> Option<String> {
+pub(super) fn env(name: &str) -> Option<String> {
     match name {
         "SET_VAR" => Some("from-env".to_owned()),
         "ETCD_PASSWORD" => Some("etcd-pass-MARKER\n".to_owned()),
@@ -19,22 +20,22 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn host() -> Result<String, String> {
+pub(super) fn host() -> Result<String, String> {
     Ok("test-host".to_owned())
 }
 
-fn parse_at(source: &Path, text: &str) -> Result<Config, ConfigError> {
+pub(super) fn parse_at(source: &Path, text: &str) -> Result<Config, ConfigError> {
     parse_with(source, text, &env, &host)
 }
 
-fn ok(text: &str) -> Config {
+pub(super) fn ok(text: &str) -> Config {
     match parse_at(Path::new(FILE), text) {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}\n---\n{text}"),
     }
 }
 
-fn problems(text: &str) -> Vec<Problem> {
+pub(super) fn problems(text: &str) -> Vec<Problem> {
     match parse_at(Path::new(FILE), text) {
         Ok(c) => panic!("expected problems, got {c:?}\n---\n{text}"),
         Err(ConfigError::Invalid { path, problems }) => {
@@ -58,7 +59,7 @@ struct Case {
     says: &'static str,
 }
 
-const P: &str = "process: {exec: [sleep, \"1\"]}\n";
+pub(super) const P: &str = "process: {exec: [sleep, \"1\"]}\n";
 
 #[rustfmt::skip]
 fn cases() -> Vec<Case> {
@@ -86,14 +87,14 @@ fn cases() -> Vec<Case> {
         c("duplicate job names", "process: {exec: [a]}\njobs:\n  - {name: rotate, exec: [x], interval: 1s}\n  - {name: rotate, exec: [y], interval: 1s}\n", Some(4), Some(12), "jobs[1].name", "duplicate job name \"rotate\" (also jobs[0].name); expected unique job names"),
         c("bad job name", "process: {exec: [a]}\njobs:\n  - {name: Rotate_Logs!, exec: [x], interval: 1s}\n", Some(3), Some(12), "jobs[0].name", "\"Rotate_Logs!\" is not a valid name; expected 1 to 63 lowercase"),
         c("interval on preStart", "process: {exec: [a]}\nhandlers:\n  preStart: {exec: [x], interval: 5s}\n", Some(3), Some(25), "handlers.preStart.interval", "is not allowed on preStart; expected interval only on the health handler and jobs"),
-        c("store without cluster", "node: {address: 10.0.0.5}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\n", Some(2), Some(1), "cluster", "required when store is set; expected cluster:"),
-        c("store without node address", "cluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\n", None, None, "node.address", "required when store is set; expected the address"),
-        c("bad endpoint URL", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://127.0.0.1:2379\", \"127.0.0.1:2379\"]\nprocess: {exec: [a]}\n", Some(5), Some(42), "store.etcd.endpoints[1]", "does not start with http:// or https://; expected a URL like http://127.0.0.1:2379"),
-        c("ttl too short", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  ttl: 1s\nprocess: {exec: [a]}\n", Some(5), Some(8), "store.ttl", "1s is out of range; expected a ttl between 2s and 300s"),
-        c("password inline", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password: hunter2\nprocess: {exec: [a]}\n", Some(6), Some(5), "store.etcd.password", "inline passwords are not allowed; expected password_file: PATH or password_env: VAR"),
-        c("password_file and password_env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /x\n    password_env: ETCD_PASSWORD\nprocess: {exec: [a]}\n", Some(7), Some(5), "store.etcd.password_env", "expected only one of password_file and password_env"),
-        c("unset password env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_env: NOT_SET_ANYWHERE\nprocess: {exec: [a]}\n", Some(6), Some(19), "store.etcd.password_env", "the environment variable NOT_SET_ANYWHERE is not set; expected it to hold the secret"),
-        c("unreadable password file", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /nonexistent/etcd.pass\nprocess: {exec: [a]}\n", Some(6), Some(20), "store.etcd.password_file", "cannot read the secret file /nonexistent/etcd.pass"),
+        c("store without cluster", "node: {address: 10.0.0.5}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(2), Some(1), "cluster", "required when store is set; expected cluster:"),
+        c("store without node address", "cluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://127.0.0.1:2379\"]}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", None, None, "node.address", "required when store is set; expected the address"),
+        c("bad endpoint URL", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://127.0.0.1:2379\", \"127.0.0.1:2379\"]\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(5), Some(42), "store.etcd.endpoints[1]", "does not start with http:// or https://; expected a URL like http://127.0.0.1:2379"),
+        c("ttl too short", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  ttl: 1s\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(5), Some(8), "store.ttl", "1s is out of range; expected a ttl between 2s and 300s"),
+        c("password inline", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password: hunter2\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(6), Some(5), "store.etcd.password", "inline passwords are not allowed; expected password_file: PATH or password_env: VAR"),
+        c("password_file and password_env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /x\n    password_env: ETCD_PASSWORD\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(7), Some(5), "store.etcd.password_env", "expected only one of password_file and password_env"),
+        c("unset password env", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_env: NOT_SET_ANYWHERE\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(6), Some(19), "store.etcd.password_env", "the environment variable NOT_SET_ANYWHERE is not set; expected it to hold the secret"),
+        c("unreadable password file", "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd:\n    endpoints: [\"http://h:2379\"]\n    password_file: /nonexistent/etcd.pass\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(6), Some(20), "store.etcd.password_file", "cannot read the secret file /nonexistent/etcd.pass"),
         c("bad restart policy", "process:\n  exec: [a]\n  restart: {policy: sometimes}\n", Some(3), Some(21), "process.restart.policy", "unknown variant `sometimes`, expected one of `never`, `on-failure`, `always`"),
         c("backoff with policy never", "process:\n  exec: [a]\n  restart:\n    policy: never\n    max_backoff: 10s\n", Some(5), Some(5), "process.restart.max_backoff", "is only allowed with policy on-failure or always"),
         c("initial_backoff > max_backoff", "process:\n  exec: [a]\n  restart: {policy: always, initial_backoff: 1m, max_backoff: 30s}\n", Some(3), Some(46), "process.restart.initial_backoff", "1m is longer than max_backoff 30s; expected initial_backoff no longer than max_backoff"),
@@ -108,10 +109,30 @@ fn cases() -> Vec<Case> {
         c("bad env name", "process:\n  exec: [a]\n  env: {BAD-NAME: x}\n", Some(3), Some(9), "process.env.BAD-NAME", "is not a valid environment variable name; expected letters, digits and '_'"),
         c("unset env secret", "process:\n  exec: [a]\n  env:\n    TOKEN: {env: NOT_SET_ANYWHERE}\n", Some(4), Some(18), "process.env.TOKEN.env", "NOT_SET_ANYWHERE is not set"),
         c("bad node name", "node: {name: \"-db\"}\nprocess: {exec: [a]}\n", Some(1), Some(14), "node.name", "is not a valid name; expected 1 to 63 letters"),
-        c("bad cluster part", "node: {address: h}\ncluster: {namespace: Prod, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n", Some(2), Some(22), "cluster.namespace", "expected 1 to 63 lowercase"),
-        c("cluster part missing", "node: {address: h}\ncluster: {namespace: a, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n", Some(2), Some(1), "cluster.project", "required; expected cluster.project"),
-        c("bad store prefix", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  prefix: autopilot/\nprocess: {exec: [a]}\n", Some(5), Some(11), "store.prefix", "expected a path starting with '/'"),
+        c("bad cluster part", "node: {address: h}\ncluster: {namespace: Prod, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(2), Some(22), "cluster.namespace", "expected 1 to 63 lowercase"),
+        c("cluster part missing", "node: {address: h}\ncluster: {namespace: a, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(2), Some(1), "cluster.project", "required; expected cluster.project"),
+        c("bad store prefix", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore:\n  etcd: {endpoints: [\"http://h:2379\"]}\n  prefix: autopilot/\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(5), Some(11), "store.prefix", "expected a path starting with '/'"),
         c("negative priority", "node: {priority: -1}\nprocess: {exec: [a]}\n", Some(1), Some(18), "node.priority", "expected a whole number"),
+        c("unknown failover field", "process: {exec: [a]}\nfailover:\n  settel: 1s\n", Some(3), Some(3), "failover.settel", "unknown field `settel`, expected one of `settle`, `cooldown`, `max_lag`"),
+        c("zero settle", "process: {exec: [a]}\nfailover: {settle: 0s}\n", Some(2), Some(20), "failover.settle", "is zero; expected a duration greater than 0"),
+        c("settle not shorter than ttl", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}, ttl: 2s}\nfailover: {settle: 3s}\nprocess: {exec: [a]}\nengine: {port: 6379, hooks: {position: {exec: [p]}, promote: {exec: [p]}, follow: {exec: [f]}, fence: {exec: [f]}, unfence: {exec: [u]}}}\n", Some(4), Some(20), "failover.settle", "3s is not shorter than store.ttl 2s; expected a settle shorter than the lease ttl"),
+        c("negative cooldown", "process: {exec: [a]}\nfailover: {cooldown: -1s}\n", Some(2), Some(22), "failover.cooldown", "-1s is negative; expected a positive duration"),
+        c("negative max_lag", "process: {exec: [a]}\nfailover: {max_lag: -5}\n", Some(2), Some(21), "failover.max_lag", "-5 is negative; expected a whole number or `unlimited`"),
+        c("bad max_lag", "process: {exec: [a]}\nfailover: {max_lag: some}\n", Some(2), Some(21), "failover.max_lag", "\"some\" is not a count; expected a whole number or `unlimited`"),
+        c("port out of range", "engine: {port: 70000}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.port", "70000 is out of range; expected a port from 1 to 65535"),
+        c("port zero", "engine: {port: 0}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.port", "0 is out of range; expected a port from 1 to 65535"),
+        c("port as a word", "engine: {port: redis}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.port", "\"redis\" is not a port number; expected a port number from 1 to 65535"),
+        c("store without engine.port", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n", None, None, "engine.port", "required when store is set; expected the port the database listens on, e.g. port: 6379"),
+        c("store without engine.port (engine present)", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nengine: {kind: process}\nprocess: {exec: [a]}\n", Some(4), Some(1), "engine.port", "required when store is set; expected the port the database listens on"),
+        c("store without engine.hooks", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nengine: {port: 6379}\nprocess: {exec: [a]}\n", Some(4), Some(1), "engine.hooks", "required when store is set with kind: process; expected hooks position, promote, follow, fence and unfence"),
+        c("store with a hook missing", "node: {address: h}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nengine:\n  port: 6379\n  hooks:\n    position: {exec: [p]}\n    promote: {exec: [p]}\n    follow: {exec: [f]}\n    unfence: {exec: [u]}\nprocess: {exec: [a]}\n", Some(6), Some(3), "engine.hooks.fence", "required when store is set; expected a fence hook like fence: {exec: [prog, arg]}"),
+        c("interval on a hook", "engine:\n  hooks:\n    follow: {exec: [f], interval: 1s}\nprocess: {exec: [a]}\n", Some(3), Some(25), "engine.hooks.follow.interval", "is not allowed on follow; expected interval only on the health handler and jobs"),
+        c("unknown hook", "engine:\n  hooks:\n    demote: {exec: [d]}\nprocess: {exec: [a]}\n", Some(3), Some(5), "engine.hooks.demote", "unknown field `demote`, expected one of `position`, `promote`, `follow`, `fence`, `unfence`"),
+        c("hook without exec", "engine:\n  hooks:\n    fence: {timeout: 5s}\nprocess: {exec: [a]}\n", Some(3), Some(5), "engine.hooks.fence.exec", "required; expected a list like [prog, arg]"),
+        c("hook with zero timeout", "engine:\n  hooks:\n    fence: {exec: [f], timeout: 0s}\nprocess: {exec: [a]}\n", Some(3), Some(33), "engine.hooks.fence.timeout", "is zero; expected a duration greater than 0"),
+        c("hooks with another engine kind", "engine: {kind: mysql, hooks: {}}\nprocess: {exec: [a]}\n", Some(1), Some(23), "engine.hooks", "is only for kind: process; expected no hooks with kind mysql"),
+        c("empty state_dir", "node: {state_dir: \"\"}\nprocess: {exec: [a]}\n", Some(1), Some(19), "node.state_dir", "is empty; expected a directory path"),
+        c("interval on prePromote", "process: {exec: [a]}\nhandlers:\n  prePromote: {exec: [x], interval: 5s}\n", Some(3), Some(27), "handlers.prePromote.interval", "is not allowed on prePromote; expected interval only on the health handler and jobs"),
     ]
 }
 
@@ -203,6 +224,17 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.node.address, "127.0.0.1");
     assert_eq!(c.node.priority, 100);
     assert!(!c.node.nofailover);
+    assert_eq!(c.node.state_dir, Path::new("/var/lib/autopilot"));
+    assert_eq!(
+        c.failover,
+        FailoverConfig {
+            settle: Duration::from_millis(500),
+            cooldown: Duration::from_secs(60),
+            max_lag: None,
+        }
+    );
+    assert_eq!((c.engine.port, c.engine.hooks.is_none()), (None, true));
+    assert!(c.handlers.pre_promote.is_none());
     assert!(c.cluster.is_none());
     assert!(c.store.is_none());
     assert_eq!(c.engine.kind, EngineKind::Process);
@@ -256,6 +288,7 @@ node:
   address: 10.0.0.5
   priority: 50
   nofailover: true
+  state_dir: state
 cluster: { namespace: production, project: bluebird, name: mybillingapp }
 store:
   etcd:
@@ -264,8 +297,16 @@ store:
     password_file: etcd.pass
   prefix: /ap
   ttl: 15s
+failover: { settle: 1s, cooldown: 0s, max_lag: 1048576 }
 engine:
   kind: process
+  port: 6379
+  hooks:
+    position: { exec: [/bin/position.sh] }
+    promote:  { exec: [/bin/promote.sh], timeout: 30s }
+    follow:   { exec: [/bin/follow.sh], env: { MODE: replica } }
+    fence:    { exec: [/bin/fence.sh], cwd: hooks }
+    unfence:  { exec: [/bin/unfence.sh] }
 process:
   exec: [redis-server, --port, \"6379\"]
   cwd: data
@@ -279,6 +320,7 @@ handlers:
   preStart: { exec: [/bin/prepare.sh], env: { A: b }, cwd: /tmp, timeout: 1m30s }
   health:   { exec: [/bin/check.sh], interval: 2s }
   onChange: { exec: [/bin/reload.sh] }
+  prePromote: { exec: [/bin/pre-promote.sh] }
   preStop:  { exec: [/bin/drain.sh], timeout: 20s }
   postStop: { exec: [/bin/cleanup.sh] }
 jobs:
@@ -300,6 +342,7 @@ fn full_config_parses_every_field() {
     assert_eq!(c.node.address, "10.0.0.5");
     assert_eq!(c.node.priority, 50);
     assert!(c.node.nofailover);
+    assert_eq!(c.node.state_dir, base.join("state"));
     let cl = c.cluster.as_ref().expect("cluster");
     assert_eq!(
         (cl.namespace.as_str(), cl.project.as_str(), cl.name.as_str()),
@@ -316,6 +359,28 @@ fn full_config_parses_every_field() {
     );
     assert_eq!(s.prefix, "/ap");
     assert_eq!(s.ttl, Duration::from_secs(15));
+    assert_eq!(
+        c.failover,
+        FailoverConfig {
+            settle: Duration::from_secs(1),
+            cooldown: Duration::ZERO,
+            max_lag: Some(1_048_576),
+        }
+    );
+    assert_eq!(c.engine.port, Some(6379));
+    let hooks = c.engine.hooks.as_ref().expect("hooks");
+    assert_eq!(hooks.position.exec, ["/bin/position.sh"]);
+    assert_eq!(hooks.position.timeout, Duration::from_secs(10));
+    assert_eq!(hooks.promote.timeout, Duration::from_secs(30));
+    assert_eq!(
+        hooks.follow.env[0].pair(),
+        ("MODE".into(), "replica".into())
+    );
+    assert_eq!(
+        hooks.fence.cwd.as_deref(),
+        Some(base.join("hooks").as_path())
+    );
+    assert_eq!(hooks.unfence.interval, None);
     assert_eq!(c.process.exec, ["redis-server", "--port", "6379"]);
     assert_eq!(c.process.cwd.as_deref(), Some(base.join("data").as_path()));
     let env: Vec<(String, String)> = c.process.env.iter().map(EnvVar::pair).collect();
@@ -350,6 +415,11 @@ fn full_config_parses_every_field() {
     assert_eq!(
         h.on_change.as_ref().expect("onChange").timeout,
         Duration::from_secs(60)
+    );
+    let pre_promote = h.pre_promote.as_ref().expect("prePromote");
+    assert_eq!(
+        (pre_promote.timeout, pre_promote.interval),
+        (Duration::from_secs(30), None)
     );
     assert_eq!(
         h.pre_stop.as_ref().expect("preStop").timeout,
@@ -450,7 +520,7 @@ fn relative_paths_resolve_against_the_config_directory() {
     let d = Dir::new();
     let c = parse_at(
         &d.file(),
-        "process:\n  exec: [a]\n  cwd: .\n  env: {T: {file: ./secrets/token}}\n",
+        "node: {state_dir: var/state}\nprocess:\n  exec: [a]\n  cwd: .\n  env: {T: {file: ./secrets/token}}\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -458,6 +528,7 @@ fn relative_paths_resolve_against_the_config_directory() {
         Some(d.dir.path().join(".").as_path())
     );
     assert_eq!(c.process.env[0].pair().1, format!("{MARKER}-token"));
+    assert_eq!(c.node.state_dir, d.dir.path().join("var/state"));
 }
 
 #[test]
@@ -470,91 +541,5 @@ fn load_reads_the_file_and_reports_io_errors() {
     match load(&missing) {
         Err(ConfigError::Io { path, .. }) => assert_eq!(path, missing),
         other => panic!("expected Io, got {other:?}"),
-    }
-}
-
-/// Every `examples/**/agent*.yaml` parses. Secrets they name must exist next to them.
-#[test]
-fn every_example_agent_config_parses() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let examples = root.join("examples");
-    assert!(examples.is_dir(), "{} is missing", examples.display());
-    let mut files = Vec::new();
-    collect_agent_yaml(&examples, &mut files);
-    let mut failures = Vec::new();
-    for file in &files {
-        if let Err(e) = load(file) {
-            failures.push(e.to_string());
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-fn collect_agent_yaml(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
-    for entry in entries {
-        let path = entry.expect("directory entry").path();
-        if path.is_dir() {
-            collect_agent_yaml(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml")
-            && path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("agent"))
-        {
-            out.push(path);
-        }
-    }
-}
-
-/// The YAML blocks in `docs/configuration.md` stay true to the code.
-#[test]
-fn docs_examples_match_the_code() {
-    let docs_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
-    let docs = std::fs::read_to_string(&docs_path).expect("docs/configuration.md exists");
-    let blocks: Vec<&str> = docs
-        .split("```yaml\n")
-        .skip(1)
-        .filter_map(|b| b.split_once("```").map(|(yaml, _)| yaml))
-        .collect();
-    assert!(blocks.len() >= 5, "yaml blocks in the docs");
-
-    // The effective YAML shown for the minimal config is what the code prints.
-    let effective = ok(P).to_effective_yaml();
-    assert!(
-        blocks.contains(&effective.as_str()),
-        "docs show a stale effective config:\n{effective}"
-    );
-
-    // The complete example is valid except for secrets that do not exist on this machine.
-    let complete = blocks.last().expect("complete example");
-    let found = problems(complete);
-    for p in &found {
-        assert!(
-            p.message.contains("secret"),
-            "unexpected problem in the docs example: {p:?}"
-        );
-    }
-    assert_eq!(found.len(), 3, "{found:#?}");
-
-    // Every section snippet is valid on top of a minimal process section.
-    for block in &blocks[..blocks.len() - 1] {
-        if block.starts_with("env:") || block.starts_with("node:\n  name: test-host") {
-            continue;
-        }
-        let needs_process = !block.contains("process:");
-        let doc = if needs_process {
-            format!("{block}{P}")
-        } else {
-            (*block).to_owned()
-        };
-        let doc = if doc.contains("store:") {
-            format!("{doc}cluster: {{namespace: a, project: b, name: c}}\nnode: {{address: h}}\n")
-                .replace("    password_file: /etc/autopilot/etcd.pass\n", "")
-        } else {
-            doc
-        };
-        if let Err(e) = parse_at(Path::new(FILE), &doc) {
-            panic!("docs snippet does not parse:\n{e}\n---\n{doc}");
-        }
     }
 }

@@ -3,8 +3,10 @@
 //! Every raw struct is destructured field by field, so adding a field to `raw.rs` without
 //! handling it here does not compile. Problems are recorded with a field path and whether they
 //! concern the key or the value; [`Validator::finish`] turns them into [`Problem`]s with line
-//! and column via `locate.rs`. Relative paths (`cwd`, `password_file`, `env.*.file`) resolve
-//! against the config file's directory; secrets are read at load time (leaf checks: `leaves.rs`).
+//! and column via `locate.rs`. Relative paths (`cwd`, `state_dir`, `password_file`,
+//! `env.*.file`) resolve against the config file's directory; secrets are read at load time.
+//! Leaf checks live in `leaves.rs`; the engine, its hooks, handlers and jobs in
+//! `validate_handlers.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,7 @@ pub(crate) struct Validator<'a> {
     pub(super) problems: Vec<(FieldPath, Option<FieldPath>, Target, String)>,
 }
 
-fn root(key: &str) -> FieldPath {
+pub(super) fn root(key: &str) -> FieldPath {
     FieldPath::default().key(key)
 }
 
@@ -67,7 +69,12 @@ impl<'a> Validator<'a> {
     }
 
     /// Record a problem about `field` that is shown at the key `at` (e.g. a missing section).
-    fn problem_at(&mut self, field: &FieldPath, at: &FieldPath, message: impl Into<String>) {
+    pub(super) fn problem_at(
+        &mut self,
+        field: &FieldPath,
+        at: &FieldPath,
+        message: impl Into<String>,
+    ) {
         self.problems
             .push((field.clone(), Some(at.clone()), Target::Key, message.into()));
     }
@@ -102,6 +109,7 @@ impl<'a> Validator<'a> {
             node,
             cluster,
             store,
+            failover,
             engine,
             process,
             handlers,
@@ -125,7 +133,8 @@ impl<'a> Validator<'a> {
             }
         };
         let store = store.map(|s| self.store(s));
-        let engine = self.engine(engine);
+        let failover = self.failover(failover, store.as_ref().map(|s| s.ttl));
+        let engine = self.engine(engine, has_store);
         let process = match process {
             Some(p) => self.process(p),
             None => {
@@ -147,12 +156,7 @@ impl<'a> Validator<'a> {
             node,
             cluster,
             store,
-            // TODO(config): parse the `failover` section.
-            failover: super::FailoverConfig {
-                settle: Duration::from_millis(500),
-                cooldown: Duration::from_secs(60),
-                max_lag: None,
-            },
+            failover,
             engine,
             process,
             handlers,
@@ -174,6 +178,7 @@ impl<'a> Validator<'a> {
             address,
             priority,
             nofailover,
+            state_dir,
         } = raw;
         let at = root("node");
         let name = match name {
@@ -231,8 +236,24 @@ impl<'a> Validator<'a> {
             address,
             priority: priority.unwrap_or(100),
             nofailover: nofailover.unwrap_or(false),
-            // TODO(config): parse `node.state_dir`.
-            state_dir: "/var/lib/autopilot".into(),
+            state_dir: self.state_dir(&at.key("state_dir"), state_dir),
+        }
+    }
+
+    /// `node.state_dir`: default `/var/lib/autopilot`, relative to the config directory.
+    fn state_dir(&mut self, field: &FieldPath, raw: Option<String>) -> PathBuf {
+        let default = PathBuf::from("/var/lib/autopilot");
+        match raw {
+            None => default,
+            Some(dir) if dir.is_empty() => {
+                self.problem(
+                    field,
+                    Target::Value,
+                    "is empty; expected a directory path like /var/lib/autopilot",
+                );
+                default
+            }
+            Some(dir) => self.resolve(&dir),
         }
     }
 
@@ -374,30 +395,6 @@ impl<'a> Validator<'a> {
         (endpoints, username, password)
     }
 
-    fn engine(&mut self, raw: RawEngine) -> EngineConfig {
-        let RawEngine { kind } = raw;
-        let field = root("engine").key("kind");
-        match kind.as_deref() {
-            None | Some("process") => {}
-            Some(k @ ("mariadb" | "mysql" | "postgres")) => self.problem(
-                &field,
-                Target::Value,
-                format!("{k} is not supported by this build yet; supported: process"),
-            ),
-            Some(k) => self.problem(
-                &field,
-                Target::Value,
-                format!("unknown engine kind {k:?}; supported: process"),
-            ),
-        }
-        // TODO(config): parse `engine.port` and `engine.hooks`.
-        EngineConfig {
-            kind: EngineKind::Process,
-            port: None,
-            hooks: None,
-        }
-    }
-
     fn process(&mut self, raw: RawProcess) -> ProcessConfig {
         let RawProcess {
             exec,
@@ -483,177 +480,32 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn handlers(&mut self, raw: RawHandlers) -> HandlersConfig {
-        let RawHandlers {
-            pre_start,
-            health,
-            on_change,
-            pre_stop,
-            post_stop,
-        } = raw;
-        let at = root("handlers");
-        let secs = Duration::from_secs;
-        HandlersConfig {
-            pre_start: pre_start.map(|h| self.handler(&at.key("preStart"), h, secs(60))),
-            health: health.map(|h| self.health(&at.key("health"), h)),
-            on_change: on_change.map(|h| self.handler(&at.key("onChange"), h, secs(60))),
-            // TODO(config): parse `handlers.prePromote`.
-            pre_promote: None,
-            pre_stop: pre_stop.map(|h| self.handler(&at.key("preStop"), h, secs(30))),
-            post_stop: post_stop.map(|h| self.handler(&at.key("postStop"), h, secs(30))),
-        }
-    }
-
-    /// A handler without an interval.
-    fn handler(
-        &mut self,
-        at: &FieldPath,
-        raw: RawHandler,
-        default_timeout: Duration,
-    ) -> HandlerConfig {
-        let RawHandler {
-            exec,
-            env,
-            cwd,
-            timeout,
-            interval,
-        } = raw;
-        if interval.is_some() {
-            let name = at.0.last().map(|s| match s {
-                super::locate::Seg::Key(k) => k.clone(),
-                super::locate::Seg::Index(i) => i.to_string(),
-            });
+    /// `failover:`; `ttl` is the store's lease TTL when `store` is set.
+    fn failover(&mut self, raw: Option<RawFailover>, ttl: Option<Duration>) -> FailoverConfig {
+        let RawFailover {
+            settle,
+            cooldown,
+            max_lag,
+        } = raw.unwrap_or_default();
+        let at = root("failover");
+        let settle = self.duration(&at.key("settle"), settle, Duration::from_millis(500));
+        if let Some(ttl) = ttl.filter(|ttl| settle >= *ttl) {
             self.problem(
-                &at.key("interval"),
-                Target::Key,
+                &at.key("settle"),
+                Target::Value,
                 format!(
-                    "is not allowed on {}; expected interval only on the health handler and jobs",
-                    name.unwrap_or_default()
+                    "{} is not shorter than store.ttl {}; expected a settle shorter than the lease ttl",
+                    show(settle),
+                    show(ttl)
                 ),
             );
         }
-        HandlerConfig {
-            exec: self.exec(at, exec),
-            env: self.env(&at.key("env"), env),
-            cwd: self.cwd(&at.key("cwd"), cwd),
-            timeout: self.duration(&at.key("timeout"), timeout, default_timeout),
-            interval: None,
+        FailoverConfig {
+            settle,
+            // Zero is allowed here only: no cooldown between automatic failovers.
+            cooldown: cooldown.map_or(Duration::from_secs(60), |d| d.0),
+            max_lag: max_lag.and_then(|m| m.0),
         }
-    }
-
-    /// The health handler: interval required, timeout default min(interval, 10s).
-    fn health(&mut self, at: &FieldPath, raw: RawHandler) -> HandlerConfig {
-        let RawHandler {
-            exec,
-            env,
-            cwd,
-            timeout,
-            interval,
-        } = raw;
-        let (interval, timeout) =
-            self.interval_timeout(at, interval, timeout, Duration::from_secs(10), "health");
-        HandlerConfig {
-            exec: self.exec(at, exec),
-            env: self.env(&at.key("env"), env),
-            cwd: self.cwd(&at.key("cwd"), cwd),
-            timeout,
-            interval: Some(interval),
-        }
-    }
-
-    /// Check a required interval and a timeout that defaults to min(interval, `cap`) and may
-    /// not exceed the interval.
-    fn interval_timeout(
-        &mut self,
-        at: &FieldPath,
-        interval: Option<RawDuration>,
-        timeout: Option<RawDuration>,
-        cap: Duration,
-        what: &str,
-    ) -> (Duration, Duration) {
-        let interval = match interval {
-            Some(_) => self.duration(&at.key("interval"), interval, Duration::from_secs(1)),
-            None => {
-                self.problem(
-                    &at.key("interval"),
-                    Target::Key,
-                    format!("required for {what}; expected an interval like 10s"),
-                );
-                Duration::from_secs(1)
-            }
-        };
-        let timeout = match timeout {
-            Some(_) => {
-                let t = self.duration(&at.key("timeout"), timeout, interval);
-                if t > interval {
-                    self.problem(
-                        &at.key("timeout"),
-                        Target::Value,
-                        format!(
-                            "{} is longer than the interval {}; expected a timeout no longer than the interval",
-                            show(t),
-                            show(interval)
-                        ),
-                    );
-                }
-                t
-            }
-            None => interval.min(cap),
-        };
-        (interval, timeout)
-    }
-
-    fn jobs(&mut self, raw: Vec<RawJob>) -> Vec<JobConfig> {
-        let mut seen: Vec<(String, usize)> = Vec::new();
-        let mut out = Vec::with_capacity(raw.len());
-        for (i, job) in raw.into_iter().enumerate() {
-            let RawJob {
-                name,
-                exec,
-                env,
-                cwd,
-                interval,
-                timeout,
-            } = job;
-            let at = root("jobs").index(i);
-            let name = match name {
-                Some(name) => {
-                    if let Err(e) = checks::job_name(&name) {
-                        self.problem(&at.key("name"), Target::Value, e);
-                    } else if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
-                        self.problem(
-                            &at.key("name"),
-                            Target::Value,
-                            format!("duplicate job name {name:?} (also jobs[{first}].name); expected unique job names"),
-                        );
-                    } else {
-                        seen.push((name.clone(), i));
-                    }
-                    name
-                }
-                None => {
-                    self.problem(
-                        &at.key("name"),
-                        Target::Key,
-                        "required; expected a job name like rotate-logs",
-                    );
-                    String::new()
-                }
-            };
-            let (interval, timeout) =
-                self.interval_timeout(&at, interval, timeout, Duration::MAX, "a job");
-            out.push(JobConfig {
-                name,
-                handler: HandlerConfig {
-                    exec: self.exec(&at, exec),
-                    env: self.env(&at.key("env"), env),
-                    cwd: self.cwd(&at.key("cwd"), cwd),
-                    timeout,
-                    interval: Some(interval),
-                },
-            });
-        }
-        out
     }
 
     fn telemetry(&mut self, raw: RawTelemetry) -> TelemetryConfig {

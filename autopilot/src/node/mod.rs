@@ -11,9 +11,11 @@
 mod env;
 mod health;
 mod process;
+mod specs;
 mod supervisor;
 
 pub use env::EventEnv;
 pub use health::{HealthActor, HealthArgs, HealthMsg};
 pub use process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
+pub use specs::{build_engine, handler_spec, local_peer};
 pub use supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, exit_code};

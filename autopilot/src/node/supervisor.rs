@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engines::{AnyEngine, Engine};
-use handlers::exec::ExecSpec;
 use handlers::{ExitStatus, HandlerActor, HandlerArgs, HandlerMsg, RunReport};
 use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
@@ -32,6 +31,7 @@ use tracing::{error, info, warn};
 use super::env::EventEnv;
 use super::health::{HealthActor, HealthArgs, HealthMsg};
 use super::process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
+use super::specs::{HANDLER_KILL_GRACE, handler_spec};
 use crate::config::{Config, HandlerConfig};
 use crate::telemetry::{Lifecycle, NodeStatus, TelemetryActor, TelemetryArgs};
 
@@ -45,8 +45,6 @@ pub mod exit_code {
     pub const SOFTWARE: i32 = 70;
 }
 
-/// Grace between SIGTERM and SIGKILL for a handler that overran its timeout.
-const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
 /// Slack on top of a step's own limits before the supervisor stops waiting for its reply.
 const REPLY_SLACK: Duration = Duration::from_secs(10);
 /// How often the engine is probed when no health handler sets the pace.
@@ -553,17 +551,6 @@ async fn run_handler(
     match call {
         Ok(CallResult::Success(report)) => Some(report),
         _ => None,
-    }
-}
-
-/// The exec spec of a configured handler.
-pub fn handler_spec(config: &HandlerConfig) -> ExecSpec {
-    ExecSpec {
-        argv: config.exec.clone(),
-        env: config.env.iter().map(|v| v.pair()).collect(),
-        cwd: config.cwd.clone(),
-        timeout: Some(config.timeout),
-        kill_grace: HANDLER_KILL_GRACE,
     }
 }
 

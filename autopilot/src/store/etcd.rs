@@ -15,8 +15,10 @@ use tokio::sync::mpsc;
 
 use super::error::Cause;
 use super::metrics;
+use super::txn;
 use super::{
-    Entry, LeaseId, Revision, Store, StoreError, Watch, WatchBroken, WatchEvent, WatchMessage,
+    Claim, Entry, LeaseId, Revision, Store, StoreError, Watch, WatchBroken, WatchEvent,
+    WatchMessage,
 };
 use crate::config::{Secret, StoreConfig};
 
@@ -394,6 +396,33 @@ impl Store for EtcdStore {
                 None,
                 async move { c.txn(txn).await },
             )
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    async fn delete_if_lease(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
+        let mut c = self.client.clone();
+        let txn = txn::delete_if_lease(key, lease);
+        let resp = self
+            .call(
+                "delete_if_lease",
+                || format!("delete key {key} if bound to lease {lease}"),
+                None,
+                async move { c.txn(txn).await },
+            )
+            .await?;
+        Ok(resp.succeeded())
+    }
+
+    async fn claim_primary(&self, claim: Claim) -> Result<bool, StoreError> {
+        let mut c = self.client.clone();
+        let lease = claim.lease;
+        let op = format!("claim primary key {} with lease {lease}", claim.primary_key);
+        let txn = txn::claim(claim);
+        let resp = self
+            .call("claim_primary", || op, Some(lease), async move {
+                c.txn(txn).await
+            })
             .await?;
         Ok(resp.succeeded())
     }

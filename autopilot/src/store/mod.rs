@@ -9,6 +9,7 @@ mod error;
 mod etcd;
 mod metrics;
 pub mod session;
+mod txn;
 mod watch;
 
 #[cfg(test)]
@@ -52,6 +53,32 @@ pub struct Entry {
     pub mod_revision: Revision,
 }
 
+/// Everything [`Store::claim_primary`] writes and checks, as one etcd transaction.
+///
+/// The transaction succeeds iff `primary_key` does not exist, the `history_key` check passes
+/// (when asked for) and, when `initialized` is given, that key does not exist either. Then it
+/// puts `primary_key` (bound to `lease`), `history_key` and `initialized` (no lease) together;
+/// otherwise it writes nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The cluster's `primary` key; created, bound to `lease`, iff it does not exist.
+    pub primary_key: String,
+    /// The new `primary` document.
+    pub primary_value: Vec<u8>,
+    /// The claimant's lease; `primary_key` vanishes when it expires or is revoked.
+    pub lease: LeaseId,
+    /// The cluster's `history` key.
+    pub history_key: String,
+    /// Compare: `history_key`'s mod revision equals this (`0` = key absent), so a history
+    /// read before the claim is not overwritten by a stale copy. `None` = no check.
+    pub expected_history_revision: Option<Revision>,
+    /// The whole new history document, put (without a lease) on success.
+    pub history_value: Vec<u8>,
+    /// The cluster's `initialized` key and document: when `Some`, the claim also requires that
+    /// key to be absent and puts it (without a lease). Used by bootstrap only.
+    pub initialized: Option<(String, Vec<u8>)>,
+}
+
 /// The coordination store. Implementations are cheap to share (`&self` everywhere) and
 /// bound every call by a timeout.
 pub trait Store: Send + Sync + 'static {
@@ -86,7 +113,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<(Vec<u8>, Revision)>, StoreError>> + Send;
 
     /// Reads every key under `prefix`, sorted by key, and the store revision of that read
-    /// (watch from `revision + 1` to miss nothing).
+    /// (watch from `revision + 1` to miss nothing). The read is linearizable (etcd's default,
+    /// confirmed with the leader): it reflects every write acknowledged before the call, so
+    /// the snapshot and its revision are never stale.
     fn get_prefix(
         &self,
         prefix: &str,
@@ -106,6 +135,21 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         mod_revision: Revision,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes `key` only if it is bound to `lease` (one transaction); `true` when deleted.
+    /// `false` when the key is absent or bound to another lease (or to none): "release the
+    /// primary / lock iff it is ours".
+    fn delete_if_lease(
+        &self,
+        key: &str,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims the primary role in one transaction (see [`Claim`] for what is compared and
+    /// written). `Ok(true)` when everything was written, `Ok(false)` when a compare failed
+    /// (a primary exists, `history` changed, or `initialized` exists) and nothing was written.
+    /// [`StoreError::LeaseExpired`] when `claim.lease` is gone.
+    fn claim_primary(&self, claim: Claim) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deletes `key`; `true` when it existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;

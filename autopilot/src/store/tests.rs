@@ -286,3 +286,196 @@ async fn store_endpoint_list_survives_one_member_down() {
         }
     }
 }
+
+/// A claim on cluster key prefix `cluster` for `lease`, with no history check and no `initialized`.
+fn claim(cluster: &str, lease: LeaseId, who: &str) -> Claim {
+    Claim {
+        primary_key: format!("{cluster}/primary"),
+        primary_value: who.as_bytes().to_vec(),
+        lease,
+        history_key: format!("{cluster}/history"),
+        expected_history_revision: None,
+        history_value: format!("history by {who}").into_bytes(),
+        initialized: None,
+    }
+}
+
+/// Value of `key`, `None` when absent.
+async fn value(s: &EtcdStore, key: &str) -> Option<Vec<u8>> {
+    s.get(key).await.expect("get").map(|(v, _)| v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_claim_primary_succeeds_once_and_a_second_claim_writes_nothing() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let a = s
+        .grant_lease(Duration::from_secs(30))
+        .await
+        .expect("grant a");
+    let b = s
+        .grant_lease(Duration::from_secs(30))
+        .await
+        .expect("grant b");
+    let mut first = claim("/c1", a, "a");
+    first.expected_history_revision = Some(0); // no history yet
+    assert!(s.claim_primary(first).await.expect("first claim"));
+    assert_eq!(value(&s, "/c1/primary").await.as_deref(), Some(&b"a"[..]));
+    assert_eq!(
+        value(&s, "/c1/history").await.as_deref(),
+        Some(&b"history by a"[..])
+    );
+    assert!(value(&s, "/c1/initialized").await.is_none());
+
+    let (_, before) = s.get_prefix("/c1/").await.expect("list");
+    assert!(!s.claim_primary(claim("/c1", b, "b")).await.expect("second"));
+    let (_, after) = s.get_prefix("/c1/").await.expect("list");
+    assert_eq!(before, after, "a failed claim must write nothing");
+    assert_eq!(value(&s, "/c1/primary").await.as_deref(), Some(&b"a"[..]));
+    assert_eq!(
+        value(&s, "/c1/history").await.as_deref(),
+        Some(&b"history by a"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_claim_primary_checks_the_history_revision() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let lease = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    let old = s
+        .put("/c2/history", b"v1".to_vec(), None)
+        .await
+        .expect("put history");
+    let current = s
+        .put("/c2/history", b"v2".to_vec(), None)
+        .await
+        .expect("put history again");
+    for stale in [0, old, current + 1] {
+        let mut c = claim("/c2", lease, "a");
+        c.expected_history_revision = Some(stale);
+        assert!(
+            !s.claim_primary(c).await.expect("stale claim"),
+            "claim with history revision {stale} (current {current}) must fail"
+        );
+        assert!(value(&s, "/c2/primary").await.is_none());
+        assert_eq!(value(&s, "/c2/history").await.as_deref(), Some(&b"v2"[..]));
+    }
+    let mut c = claim("/c2", lease, "a");
+    c.expected_history_revision = Some(current);
+    assert!(s.claim_primary(c).await.expect("current claim"));
+    assert_eq!(value(&s, "/c2/primary").await.as_deref(), Some(&b"a"[..]));
+    assert_eq!(
+        value(&s, "/c2/history").await.as_deref(),
+        Some(&b"history by a"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_claim_primary_with_initialized_requires_it_absent() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let lease = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+
+    // A fresh cluster: the bootstrap claim writes all three keys.
+    let mut boot = claim("/c3", lease, "a");
+    boot.initialized = Some(("/c3/initialized".into(), b"id-a".to_vec()));
+    assert!(s.claim_primary(boot).await.expect("bootstrap claim"));
+    assert_eq!(
+        value(&s, "/c3/initialized").await.as_deref(),
+        Some(&b"id-a"[..])
+    );
+
+    // An initialised cluster without a primary: a bootstrap claim fails and writes nothing.
+    s.put("/c4/initialized", b"id-old".to_vec(), None)
+        .await
+        .expect("put initialized");
+    let (_, before) = s.get_prefix("/c4/").await.expect("list");
+    let mut boot = claim("/c4", lease, "b");
+    boot.initialized = Some(("/c4/initialized".into(), b"id-b".to_vec()));
+    assert!(!s.claim_primary(boot).await.expect("claim on initialised"));
+    let (entries, after) = s.get_prefix("/c4/").await.expect("list");
+    assert_eq!(before, after, "a failed claim must write nothing");
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_slice()))
+            .collect::<Vec<_>>(),
+        [("/c4/initialized", &b"id-old"[..])]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_claimed_primary_is_bound_to_the_lease_and_nothing_else_is() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let lease = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    let mut boot = claim("/c5", lease, "a");
+    boot.initialized = Some(("/c5/initialized".into(), b"id".to_vec()));
+    assert!(s.claim_primary(boot).await.expect("claim"));
+    s.revoke(lease).await.expect("revoke");
+    assert!(value(&s, "/c5/primary").await.is_none());
+    assert!(value(&s, "/c5/history").await.is_some());
+    assert!(value(&s, "/c5/initialized").await.is_some());
+
+    // With the lease gone a claim is an error, not a lost race, and writes nothing.
+    let (_, before) = s.get_prefix("/c5/").await.expect("list");
+    let err = s
+        .claim_primary(claim("/c5", lease, "a"))
+        .await
+        .expect_err("claim with a revoked lease");
+    assert!(matches!(err, StoreError::LeaseExpired { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("claim primary key /c5/primary"),
+        "{err}"
+    );
+    let (_, after) = s.get_prefix("/c5/").await.expect("list");
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_claim_primary_race_has_exactly_one_winner() {
+    let etcd = start_etcd();
+    for round in 0..10 {
+        let a = connect(&etcd).await;
+        let b = connect(&etcd).await;
+        let la = a.grant_lease(Duration::from_secs(30)).await.expect("grant");
+        let lb = b.grant_lease(Duration::from_secs(30)).await.expect("grant");
+        let cluster = format!("/race-claim/{round}");
+        let (ra, rb) = tokio::join!(
+            a.claim_primary(claim(&cluster, la, "a")),
+            b.claim_primary(claim(&cluster, lb, "b"))
+        );
+        let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+        assert!(ra ^ rb, "round {round}: exactly one must win ({ra}, {rb})");
+        let winner: &[u8] = if ra { b"a" } else { b"b" };
+        let primary = value(&a, &format!("{cluster}/primary")).await;
+        assert_eq!(primary.as_deref(), Some(winner));
+        let history = value(&a, &format!("{cluster}/history")).await;
+        assert_eq!(history, Some([&b"history by "[..], winner].concat()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_delete_if_lease_deletes_only_with_the_right_lease() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let ours = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    let theirs = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    s.put("/l/lock", b"ours".to_vec(), Some(ours))
+        .await
+        .expect("put");
+    s.put("/l/plain", b"x".to_vec(), None).await.expect("put");
+
+    assert!(!s.delete_if_lease("/l/lock", theirs).await.expect("theirs"));
+    assert_eq!(value(&s, "/l/lock").await.as_deref(), Some(&b"ours"[..]));
+    assert!(!s.delete_if_lease("/l/plain", ours).await.expect("no lease"));
+    assert!(value(&s, "/l/plain").await.is_some());
+    assert!(!s.delete_if_lease("/l/absent", ours).await.expect("absent"));
+
+    assert!(s.delete_if_lease("/l/lock", ours).await.expect("ours"));
+    assert!(value(&s, "/l/lock").await.is_none());
+    assert!(!s.delete_if_lease("/l/lock", ours).await.expect("twice"));
+    // The lease itself lives on; only the key went.
+    s.keep_alive_once(ours).await.expect("lease still alive");
+}

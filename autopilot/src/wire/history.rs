@@ -25,6 +25,10 @@ pub struct HistoryEntry {
     pub from: Option<String>,
     /// New primary's node id.
     pub to: String,
+    /// Where the new primary's database listens (`host:port`), so a later winner can fence it
+    /// even when it never saw its `primary` key.
+    #[serde(default)]
+    pub to_address: Option<String>,
     /// `bootstrap`, `failover`, `switchover`, ... (free text for humans, first word for tools).
     pub reason: String,
     /// The new primary's position when it was promoted.

@@ -42,6 +42,11 @@ pub struct NodeDoc {
     /// True when this node must be rebuilt before it may rejoin (errant transactions).
     #[serde(default)]
     pub needs_rebuild: bool,
+    /// Whether this node would take part in a failover right now (healthy, has data, not
+    /// tagged nofailover, not lagging, not handing over); computed by the node itself and
+    /// read by its peers when they rank candidates.
+    #[serde(default)]
+    pub eligible: bool,
     /// Database server version string.
     pub version: String,
     /// Client connections.

@@ -29,6 +29,7 @@ pub(crate) fn sample_node(id: &str) -> NodeDoc {
         tags: NodeTags { nofailover: true },
         fenced: false,
         needs_rebuild: false,
+        eligible: true,
         version: "10.11.19-MariaDB".into(),
         connections: Connections {
             current: 3,
@@ -123,6 +124,7 @@ fn every_document_round_trips() {
             time: t(8),
             from: None,
             to: "db-1".into(),
+            to_address: Some("10.0.0.1:3306".into()),
             reason: "bootstrap".into(),
             position: ReplicationPosition::default(),
         }],

@@ -156,6 +156,12 @@ pub enum ClusterEvent {
         /// The lost lease.
         lease: LeaseId,
     },
+    /// The node key is (again) written under `lease`; sent right before every `Resynced`.
+    /// Operations bound to this node's lease (claims, conditional deletes) use it.
+    Leased {
+        /// The lease the node key is bound to.
+        lease: LeaseId,
+    },
 }
 
 impl ClusterEvent {

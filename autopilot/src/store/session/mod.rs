@@ -273,6 +273,7 @@ impl<S: Store> SessionState<S> {
         }));
         self.live = true;
         let snap = ClusterSnapshot::from_entries(&self.keys, &entries, revision);
+        self.emit(ClusterEvent::Leased { lease });
         self.emit(ClusterEvent::Resynced(Box::new(snap)));
         Ok(())
     }

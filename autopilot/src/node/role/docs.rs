@@ -1,0 +1,171 @@
+//! The etcd documents this node writes, built from what the role actor knows.
+
+use crate::role::{ClaimReason, Position, Role};
+use crate::wire::{
+    self, Connections, DatabaseIdentity, EventDoc, EventKind, Health, HistoryDoc, HistoryEntry,
+    InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
+    PrimaryDoc, PrimaryReplication, ReplicationPosition, Storage, Timestamp,
+};
+
+/// Who this node is, as written into every document.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// `node.name`: the node id.
+    pub id: String,
+    /// The host name of the machine.
+    pub hostname: String,
+    /// `node.address`.
+    pub host: String,
+    /// `engine.port`.
+    pub port: u16,
+    /// `node.priority`.
+    pub priority: u32,
+    /// `node.nofailover`.
+    pub nofailover: bool,
+    /// Lease TTL in seconds.
+    pub ttl_seconds: u64,
+    /// The engine kind, for `initialized`.
+    pub engine: &'static str,
+}
+
+fn position(p: Position) -> ReplicationPosition {
+    ReplicationPosition {
+        epoch: p.epoch,
+        offset: p.offset,
+    }
+}
+
+/// `nodes/<id>`.
+pub fn node(me: &Identity, role: Role, pos: Position, eligible: bool, healthy: bool) -> NodeDoc {
+    let (wire_role, status) = match role {
+        Role::Primary => (wire::Role::Primary, NodeStatus::Online),
+        Role::Replica => (wire::Role::Replica, NodeStatus::Online),
+        Role::Fenced => (wire::Role::Unknown, NodeStatus::Fenced),
+        Role::Unknown => (wire::Role::Unknown, NodeStatus::Starting),
+    };
+    NodeDoc {
+        schema: 1,
+        id: me.id.clone(),
+        name: me.id.clone(),
+        hostname: me.hostname.clone(),
+        ip_address: me.host.clone(),
+        port: me.port,
+        role: wire_role,
+        status,
+        health: if healthy {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        },
+        replication: NodeReplication {
+            position: position(pos),
+            ..NodeReplication::default()
+        },
+        priority: me.priority,
+        tags: NodeTags {
+            nofailover: me.nofailover,
+        },
+        fenced: role == Role::Fenced,
+        needs_rebuild: false,
+        eligible,
+        version: env!("CARGO_PKG_VERSION").into(),
+        connections: Connections::default(),
+        storage: Storage::default(),
+        last_updated: Timestamp::now(),
+        ttlseconds: me.ttl_seconds,
+    }
+}
+
+/// `primary`, bound to `lease`.
+pub fn primary(me: &Identity, pos: Position, lease: i64) -> PrimaryDoc {
+    PrimaryDoc {
+        schema: 1,
+        id: me.id.clone(),
+        name: me.id.clone(),
+        hostname: me.hostname.clone(),
+        ip_address: me.host.clone(),
+        port: me.port,
+        status: NodeStatus::Starting,
+        version: env!("CARGO_PKG_VERSION").into(),
+        replication: PrimaryReplication {
+            position: position(pos),
+            ..PrimaryReplication::default()
+        },
+        connections: Connections::default(),
+        storage: Storage::default(),
+        last_updated: Timestamp::now(),
+        ttlseconds: me.ttl_seconds,
+        lease: wire::lease_hex(lease),
+    }
+}
+
+/// `history` with one more entry for this claim.
+pub fn history(
+    mut doc: HistoryDoc,
+    me: &Identity,
+    reason: ClaimReason,
+    previous: Option<String>,
+    pos: Position,
+    at_millis: u64,
+) -> HistoryDoc {
+    doc.schema = 1;
+    doc.entries.push(HistoryEntry {
+        time: Timestamp::from_unix_millis(at_millis),
+        from: previous,
+        to: me.id.clone(),
+        to_address: Some(super::view::address(&me.host, me.port)),
+        reason: reason_label(reason).into(),
+        position: position(pos),
+    });
+    doc
+}
+
+/// The `history` reason of a claim; only `failover` counts for the cooldown.
+pub fn reason_label(reason: ClaimReason) -> &'static str {
+    match reason {
+        ClaimReason::Bootstrap => "bootstrap",
+        ClaimReason::Failover => "failover",
+        ClaimReason::Switchover => "switchover",
+    }
+}
+
+/// `initialized`, written with the bootstrap claim.
+pub fn initialized(me: &Identity) -> InitializedDoc {
+    InitializedDoc {
+        schema: 1,
+        database: DatabaseIdentity {
+            engine: me.engine.into(),
+            system_id: String::new(),
+        },
+        time: Timestamp::now(),
+        node: me.id.clone(),
+    }
+}
+
+/// `lock`, held during bootstrap.
+pub fn lock(me: &Identity) -> LockDoc {
+    LockDoc {
+        schema: 1,
+        holder: me.id.clone(),
+        purpose: LockPurpose::Bootstrap,
+        time: Timestamp::now(),
+    }
+}
+
+/// An `events/*` entry.
+pub fn event(me: &Identity, kind: &str, detail: String) -> EventDoc {
+    let kind = match kind {
+        "failover" => EventKind::Failover,
+        "switchover" => EventKind::Switchover,
+        "fenced" => EventKind::Fenced,
+        "lease_lost" => EventKind::LeaseLost,
+        _ => EventKind::RoleChanged,
+    };
+    EventDoc {
+        schema: 1,
+        time: Timestamp::now(),
+        kind,
+        node: me.id.clone(),
+        detail,
+    }
+}

@@ -1,0 +1,398 @@
+//! Carrying out the machine's actions. Each one is a single store or engine operation, a
+//! handler run or a timer; answers come back to the actor as `RoleMsg::Feed` events.
+
+use std::time::Duration;
+
+use engines::{Engine, EngineError, Peer, RemoteFence};
+use handlers::HandlerMsg;
+use metrics::counter;
+use ractor::ActorRef;
+use ractor::rpc::CallResult;
+use tracing::{info, warn};
+
+use super::{RoleActorState, RoleMsg, docs, now_millis, role_label, view};
+use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey};
+use crate::store::session::SessionMsg;
+use crate::store::{Claim, Store};
+use crate::wire::{self, ClusterKey, ClusterKeys};
+
+/// How long `CatchUpTo` waits for the local position to reach the target.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+/// How long a store operation of the executor may take before it counts as failed.
+const STORE_LIMIT: Duration = Duration::from_secs(5);
+
+pub fn to_role_position(p: engines::Position) -> Position {
+    Position {
+        epoch: p.epoch,
+        offset: p.offset,
+    }
+}
+
+fn feed_later(myself: &ActorRef<RoleMsg>, make: impl FnOnce(u64) -> Event) {
+    let _ = myself.cast(RoleMsg::Feed(make(now_millis())));
+}
+
+/// Start a linearizable read of the cluster prefix (coalescing requests while one runs).
+pub fn read_cluster(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
+    if st.reading {
+        st.read_again = true;
+        return;
+    }
+    st.reading = true;
+    let store = st.args.store.clone();
+    let keys = st.args.keys.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let read = match store.get_prefix(&keys.cluster_prefix()).await {
+            Ok((entries, revision)) => Some(Box::new(view::from_entries(&keys, &entries, revision))),
+            Err(e) => {
+                warn!(cause = %handlers::error_chain(&e), "failed to read the cluster");
+                None
+            }
+        };
+        let _ = me.cast(RoleMsg::ReadDone(read));
+    });
+}
+
+/// Probe health (from the health actor) and position (from the engine) for the machine.
+pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
+    if st.probing {
+        return;
+    }
+    st.probing = true;
+    let healthy = st.args.health.borrow().healthy;
+    let engine = st.args.engine.clone();
+    let me = myself.clone();
+    tokio::spawn(async move {
+        let (healthy, position) = match engine.position().await {
+            Ok(p) => (healthy, to_role_position(p)),
+            Err(_) => (false, Position::default()),
+        };
+        let _ = me.cast(RoleMsg::Probed(Event::Health {
+            now: now_millis(),
+            healthy,
+            position,
+        }));
+    });
+}
+
+/// Carry out one action.
+pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Action) {
+    let me = myself.clone();
+    match action {
+        Action::GrantLease => st.awaiting_lease = true,
+        Action::ReadCluster => read_cluster(myself, st),
+        Action::PublishNode {
+            role,
+            position,
+            eligible,
+        } => {
+            let healthy = st.args.health.borrow().healthy;
+            let doc = docs::node(&st.args.identity, role, position, eligible, healthy);
+            let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
+        }
+        Action::AcquireLock => {
+            let value = wire::encode(&docs::lock(&st.args.identity));
+            let session = st.session.clone();
+            tokio::spawn(async move {
+                let call = session
+                    .call(
+                        |reply| SessionMsg::Claim {
+                            key: ClusterKey::Lock,
+                            value,
+                            reply,
+                        },
+                        Some(STORE_LIMIT),
+                    )
+                    .await;
+                let acquired = matches!(call, Ok(CallResult::Success(Ok(true))));
+                feed_later(&me, |now| Event::LockResult { now, acquired });
+            });
+        }
+        Action::ReleaseLock => delete_if_ours(st, st.args.keys.lock()),
+        Action::ReleasePrimary => delete_if_ours(st, st.args.keys.primary()),
+        Action::ClaimPrimary {
+            reason,
+            previous,
+            position,
+            at,
+            history_rev,
+            write_initialized,
+        } => claim(myself, st, reason, previous, position, at, history_rev, write_initialized),
+        Action::RevokeLease => {
+            let session = st.session.clone();
+            tokio::spawn(async move {
+                match session.call(SessionMsg::Resign, Some(STORE_LIMIT)).await {
+                    Ok(CallResult::Success(Ok(()))) => info!("lease revoked: leadership handed over"),
+                    _ => warn!("failed to revoke the lease; peers take over when it expires"),
+                }
+            });
+        }
+        Action::ClearSwitchover => {
+            let store = st.args.store.clone();
+            let key = st.args.keys.switchover();
+            tokio::spawn(async move {
+                let _ = store.delete(&key).await;
+            });
+        }
+        Action::PublishEvent { kind, detail } => {
+            let Some(lease) = st.lease else { return };
+            let doc = docs::event(&st.args.identity, kind, format!("{kind}: {detail}"));
+            let key = st
+                .args
+                .keys
+                .event(&ClusterKeys::event_id(doc.time, &st.args.identity.id));
+            info!(event = kind, %detail, "cluster event");
+            let store = st.args.store.clone();
+            tokio::spawn(async move {
+                let _ = store.put(&key, wire::encode(&doc), Some(lease)).await;
+            });
+        }
+        Action::Initialize | Action::CatchUp => engine_op(st, me, |e| async move {
+            e.position().await.map(|p| {
+                let position = to_role_position(p);
+                EngineResult::Initialized { position }
+            })
+        }, matches!(action, Action::CatchUp)),
+        Action::CloneFrom { primary } => follow(st, me, primary, true),
+        Action::Follow { primary } => follow(st, me, primary, false),
+        Action::RestoreFromBackup => {
+            warn!("restore from backup is not supported by this engine yet");
+            feed_later(&me, |now| Event::Engine {
+                now,
+                result: EngineResult::Failed,
+            });
+        }
+        Action::FenceRemote { node, address } => {
+            let engine = st.args.engine.clone();
+            tokio::spawn(async move {
+                let result = match Peer::parse(&address) {
+                    None => EngineResult::RemoteFenced {
+                        final_position: None,
+                    },
+                    Some(peer) => match engine.fence_remote(&peer).await {
+                        Ok(RemoteFence::Fenced(p)) => {
+                            info!(%node, %address, position = %p, "former primary fenced");
+                            EngineResult::RemoteFenced {
+                                final_position: Some(to_role_position(p)),
+                            }
+                        }
+                        Ok(RemoteFence::Unreachable) => {
+                            info!(%node, %address, "former primary unreachable; nothing to fence");
+                            EngineResult::RemoteFenced {
+                                final_position: None,
+                            }
+                        }
+                        Err(e) => failed("fence the former primary", &e),
+                    },
+                };
+                feed_later(&me, |now| Event::Engine { now, result });
+            });
+        }
+        Action::CatchUpTo { target, from } => {
+            let engine = st.args.engine.clone();
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
+                let result = loop {
+                    match engine.position().await {
+                        Ok(p) if to_role_position(p) >= target => {
+                            break EngineResult::CaughtUp {
+                                position: to_role_position(p),
+                            };
+                        }
+                        Ok(_) if tokio::time::Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Ok(p) => {
+                            warn!(%from, target = ?target, reached = %p, "did not catch up in time");
+                            break EngineResult::Failed;
+                        }
+                        Err(e) => break failed("catch up", &e),
+                    }
+                };
+                feed_later(&me, |now| Event::Engine { now, result });
+            });
+        }
+        Action::Promote => engine_op(st, me, |e| async move {
+            e.promote().await.map(|p| EngineResult::Promoted {
+                position: to_role_position(p),
+            })
+        }, false),
+        Action::Fence => engine_op(st, me, |e| async move {
+            e.fence().await.map(|p| EngineResult::Fenced {
+                position: to_role_position(p),
+            })
+        }, false),
+        Action::Unfence => engine_op(st, me, |e| async move {
+            e.unfence().await.map(|()| EngineResult::Unfenced)
+        }, false),
+        Action::WriteMarker => {
+            let marker = st.args.marker.clone();
+            if let Err(e) = marker
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&marker, b"bootstrapped\n"))
+            {
+                warn!(path = %marker.display(), cause = %e, "failed to write the bootstrap marker");
+            }
+        }
+        Action::RunPrePromote => match st.args.pre_promote.clone() {
+            None => feed_later(&me, |now| Event::PrePromoteDone { now, ok: true }),
+            Some(handler) => {
+                let env = st.args.env.with_event("prePromote").vars();
+                tokio::spawn(async move {
+                    let call = handler
+                        .call(
+                            |reply| HandlerMsg::Run {
+                                env,
+                                reply: Some(reply),
+                            },
+                            Some(Duration::from_secs(600)),
+                        )
+                        .await;
+                    let ok = matches!(call, Ok(CallResult::Success(r)) if r.outcome.is_success());
+                    feed_later(&me, |now| Event::PrePromoteDone { now, ok });
+                });
+            }
+        },
+        Action::OnChange {
+            role,
+            previous,
+            primary_address,
+        } => {
+            info!(role = role_label(role), previous = role_label(previous), primary = ?primary_address, "role changed");
+            st.args.env.role = role_label(role).into();
+            st.args.env.previous_role = role_label(previous).into();
+            st.args.env.primary_address = primary_address.unwrap_or_default();
+            if let Some(handler) = &st.args.on_change {
+                let _ = handler.cast(HandlerMsg::Run {
+                    env: st.args.env.with_event("onChange").vars(),
+                    reply: None,
+                });
+            }
+        }
+        Action::WakeAt { at } => {
+            let delay = Duration::from_millis(at.saturating_sub(now_millis()));
+            myself.send_after(delay, || RoleMsg::Tick);
+        }
+        Action::Exit => {
+            if let Some(reply) = st.stop_reply.take() {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+fn failed(operation: &str, e: &EngineError) -> EngineResult {
+    warn!(operation, cause = %handlers::error_chain(e), "engine operation failed");
+    EngineResult::Failed
+}
+
+/// Run one engine operation in a task and feed its result (or `Failed`).
+fn engine_op<F, Fut>(st: &RoleActorState, me: ActorRef<RoleMsg>, op: F, caught_up: bool)
+where
+    F: FnOnce(std::sync::Arc<engines::AnyEngine>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<EngineResult, EngineError>> + Send,
+{
+    let engine = st.args.engine.clone();
+    tokio::spawn(async move {
+        let result = match op(engine).await {
+            // Initialize and CatchUp both read the position; CatchUp reports it as CaughtUp.
+            Ok(EngineResult::Initialized { position }) if caught_up => {
+                EngineResult::CaughtUp { position }
+            }
+            Ok(r) => r,
+            Err(e) => failed("engine operation", &e),
+        };
+        feed_later(&me, |now| Event::Engine { now, result });
+    });
+}
+
+fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone: bool) {
+    let engine = st.args.engine.clone();
+    tokio::spawn(async move {
+        let result = match Peer::parse(&primary.address) {
+            None => {
+                warn!(address = %primary.address, "the primary's address cannot be parsed");
+                EngineResult::Failed
+            }
+            Some(peer) => match engine.follow(&peer).await {
+                Ok(p) if clone => EngineResult::Cloned {
+                    position: to_role_position(p),
+                },
+                Ok(p) => EngineResult::Following {
+                    position: to_role_position(p),
+                },
+                Err(EngineError::NeedsRebuild { reason }) => {
+                    warn!(%reason, "local data diverged from the primary; needs rebuild");
+                    EngineResult::NeedsRebuild
+                }
+                Err(e) => failed("follow the primary", &e),
+            },
+        };
+        feed_later(&me, |now| Event::Engine { now, result });
+    });
+}
+
+fn delete_if_ours(st: &RoleActorState, key: String) {
+    let Some(lease) = st.lease else { return };
+    let store = st.args.store.clone();
+    tokio::spawn(async move {
+        let _ = store.delete_if_lease(&key, lease).await;
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn claim(
+    myself: &ActorRef<RoleMsg>,
+    st: &mut RoleActorState,
+    reason: ClaimReason,
+    previous: Option<String>,
+    position: Position,
+    at: u64,
+    history_rev: Option<u64>,
+    write_initialized: bool,
+) {
+    let me = myself.clone();
+    let Some(lease) = st.lease else {
+        feed_later(&me, |now| Event::ClaimResult { now, won: false });
+        return;
+    };
+    st.claiming = Some(reason);
+    let keys = &st.args.keys;
+    let me_id = &st.args.identity;
+    let claim = Claim {
+        primary_key: keys.primary(),
+        primary_value: wire::encode(&docs::primary(me_id, position, lease.0)),
+        lease,
+        history_key: keys.history(),
+        expected_history_revision: history_rev.map(|r| i64::try_from(r).unwrap_or(i64::MAX)),
+        history_value: wire::encode(&docs::history(
+            st.history.clone(),
+            me_id,
+            reason,
+            previous,
+            position,
+            at,
+        )),
+        initialized: write_initialized
+            .then(|| (keys.initialized(), wire::encode(&docs::initialized(me_id)))),
+    };
+    let store = st.args.store.clone();
+    tokio::spawn(async move {
+        let won = match store.claim_primary(claim).await {
+            Ok(won) => won,
+            Err(e) => {
+                warn!(cause = %handlers::error_chain(&e), "failed to claim the primary key");
+                false
+            }
+        };
+        if won {
+            info!(reason = docs::reason_label(reason), "won the primary key");
+            if reason == ClaimReason::Failover {
+                counter!("autopilot_failovers_total").increment(1);
+            }
+        }
+        feed_later(&me, |now| Event::ClaimResult { now, won });
+    });
+}

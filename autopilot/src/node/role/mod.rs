@@ -1,0 +1,316 @@
+//! The role actor: the executor of the pure role state machine ([`crate::role::decide`]).
+//!
+//! It feeds the machine events — lease and keep-alive facts from the etcd session, fresh
+//! linearizable reads of the cluster prefix, health and position probes, engine and handler
+//! results, timers, stop requests — and carries out the actions the machine returns: store
+//! operations (through the session or the store), engine operations (through the engine's
+//! role hooks), handler runs, timers. It makes no decision of its own.
+//!
+//! Every action that takes time runs in a task that sends its answer back as a message, so
+//! the mailbox stays free: a keep-alive failure or a stop request is never stuck behind a
+//! slow hook.
+
+mod docs;
+mod exec;
+mod view;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use engines::{AnyEngine, Engine};
+use handlers::HandlerMsg;
+use metrics::gauge;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use docs::Identity;
+
+use crate::role::{self, Event, Millis, Role, RoleParams, RoleState};
+use crate::store::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
+use crate::store::{EtcdStore, LeaseId};
+use crate::telemetry::NodeStatus;
+use crate::wire::{ClusterKeys, HistoryDoc};
+
+use super::env::EventEnv;
+
+/// The executor of the role state machine; holds no state itself.
+pub struct RoleActor;
+
+/// What the role actor needs.
+pub struct RoleArgs {
+    /// The machine's parameters.
+    pub params: RoleParams,
+    /// Who this node is, for the documents it writes.
+    pub identity: Identity,
+    /// The engine whose role operations carry out engine actions.
+    pub engine: Arc<AnyEngine>,
+    /// The store (etcd), shared with the session actor.
+    pub store: Arc<EtcdStore>,
+    /// This cluster's key layout.
+    pub keys: ClusterKeys,
+    /// The node's health, published by the health actor.
+    pub health: watch::Receiver<NodeStatus>,
+    /// Where the current role is published (for `/primary`, `/replica`).
+    pub publish: watch::Sender<Role>,
+    /// The onChange handler, if configured.
+    pub on_change: Option<ActorRef<HandlerMsg>>,
+    /// The prePromote handler, if configured.
+    pub pre_promote: Option<ActorRef<HandlerMsg>>,
+    /// Base event variables for handler runs.
+    pub env: EventEnv,
+    /// Where the local bootstrap marker lives.
+    pub marker: std::path::PathBuf,
+    /// How often health and position are probed.
+    pub probe_interval: Duration,
+}
+
+/// Messages of the role actor.
+pub enum RoleMsg {
+    /// An event for the machine (results of actions, timers).
+    Feed(Event),
+    /// A fact from the etcd session.
+    Session(ClusterEvent),
+    /// A cluster read finished.
+    ReadDone(Option<Box<view::Read>>),
+    /// Time passed (periodic, and `WakeAt`).
+    Tick,
+    /// Probe health and position.
+    Probe,
+    /// A probe finished (its `Health` event).
+    Probed(Event),
+    /// The database process was restarted by the restart policy.
+    DatabaseRestarted,
+    /// Hand over leadership (fence, revoke the lease) and reply once done.
+    Stop(RpcReplyPort<()>),
+}
+
+impl From<ClusterEvent> for RoleMsg {
+    fn from(e: ClusterEvent) -> Self {
+        RoleMsg::Session(e)
+    }
+}
+
+/// State owned by the running role actor.
+pub struct RoleActorState {
+    args: RoleArgs,
+    /// The machine's state; `None` only inside `feed`.
+    machine: Option<RoleState>,
+    session: ActorRef<SessionMsg>,
+    /// The lease the node key is bound to now.
+    lease: Option<LeaseId>,
+    /// The machine asked for a lease; the next resync answers it.
+    awaiting_lease: bool,
+    /// A cluster read is in flight; `read_again` asks for one more after it.
+    reading: bool,
+    read_again: bool,
+    /// `history` as last read, to append to on the next claim.
+    history: HistoryDoc,
+    /// A probe is in flight.
+    probing: bool,
+    /// Waiting for the machine's `Exit`.
+    stop_reply: Option<RpcReplyPort<()>>,
+    /// The reason of the claim in flight, for the failover counter.
+    claiming: Option<role::ClaimReason>,
+}
+
+/// Wall-clock milliseconds since the Unix epoch: history times are compared across nodes.
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// The wall-clock time of a past monotonic instant.
+fn millis_at(at: Instant) -> Millis {
+    now_millis().saturating_sub(at.elapsed().as_millis() as u64)
+}
+
+impl Actor for RoleActor {
+    type Msg = RoleMsg;
+    type State = RoleActorState;
+    type Arguments = RoleArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RoleArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ttl = Duration::from_millis(args.params.ttl);
+        let (session, _) = Actor::spawn_linked(
+            None,
+            SessionActor::<EtcdStore>::default(),
+            SessionArgs {
+                store: args.store.clone(),
+                keys: args.keys.clone(),
+                node_id: args.params.node_id.clone(),
+                ttl,
+                node: docs::node(&args.identity, Role::Unknown, role::Position::default(), false, false),
+                sink: EventSink::to_actor(myself.clone()),
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        // Ticks drive time-based decisions (fencing, settle, cooldown) even when nothing else happens.
+        let tick = Duration::from_millis((args.params.ttl / 10).clamp(50, 500));
+        myself.send_interval(tick, || RoleMsg::Tick);
+        myself.send_interval(args.probe_interval, || RoleMsg::Probe);
+        Ok(RoleActorState {
+            args,
+            machine: Some(RoleState::new()),
+            session,
+            lease: None,
+            awaiting_lease: false,
+            reading: false,
+            read_again: false,
+            history: HistoryDoc {
+                schema: 1,
+                entries: Vec::new(),
+            },
+            probing: false,
+            stop_reply: None,
+            claiming: None,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let has_data = st.args.marker.exists();
+        let position = st
+            .args
+            .engine
+            .position()
+            .await
+            .map(exec::to_role_position)
+            .unwrap_or_default();
+        info!(has_data, %position.offset, "role logic starting");
+        feed(&myself, st, Event::Started {
+            now: now_millis(),
+            has_data,
+            position,
+        });
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RoleMsg::Feed(event) => feed(&myself, st, event),
+            RoleMsg::Session(event) => on_session(&myself, st, event),
+            RoleMsg::ReadDone(read) => {
+                st.reading = false;
+                if let Some(read) = read {
+                    st.history = read.history;
+                    feed(&myself, st, Event::Cluster {
+                        now: now_millis(),
+                        view: read.view,
+                    });
+                }
+                if std::mem::take(&mut st.read_again) {
+                    exec::read_cluster(&myself, st);
+                }
+            }
+            RoleMsg::Tick => feed(&myself, st, Event::Tick { now: now_millis() }),
+            RoleMsg::Probe => exec::probe(&myself, st),
+            RoleMsg::Probed(event) => {
+                st.probing = false;
+                feed(&myself, st, event);
+            }
+            RoleMsg::DatabaseRestarted => {
+                feed(&myself, st, Event::DatabaseRestarted { now: now_millis() })
+            }
+            RoleMsg::Stop(reply) => {
+                st.stop_reply = Some(reply);
+                feed(&myself, st, Event::StopRequested { now: now_millis() });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(reply) = st.stop_reply.take() {
+            let _ = reply.send(());
+        }
+        Ok(())
+    }
+}
+
+fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: ClusterEvent) {
+    match event {
+        ClusterEvent::Leased { lease } => st.lease = Some(lease),
+        ClusterEvent::Resynced(_) => {
+            if std::mem::take(&mut st.awaiting_lease) {
+                feed(myself, st, Event::LeaseGranted { now: now_millis() });
+            }
+            exec::read_cluster(myself, st);
+        }
+        ClusterEvent::KeepAlive { ok: true, at, .. } => feed(myself, st, Event::KeepAliveOk {
+            now: now_millis(),
+            sent_at: millis_at(at),
+        }),
+        ClusterEvent::KeepAlive { ok: false, .. } => {
+            feed(myself, st, Event::KeepAliveFailed { now: now_millis() })
+        }
+        ClusterEvent::LeaseLost { lease } => {
+            warn!(%lease, "lease lost");
+            if st.lease == Some(lease) {
+                st.lease = None;
+            }
+            feed(myself, st, Event::LeaseLost { now: now_millis() });
+        }
+        // Any change under the cluster prefix: decide on a fresh linearizable read.
+        _ => exec::read_cluster(myself, st),
+    }
+}
+
+/// Run the machine on one event and carry out its actions.
+fn feed(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Event) {
+    let Some(state) = st.machine.take() else {
+        return;
+    };
+    let before = state.role;
+    let (state, actions) = role::decide(&st.args.params, state, event);
+    let after = state.role;
+    st.machine = Some(state);
+    if before != after {
+        publish_role(st, after);
+    }
+    for action in actions {
+        exec::execute(myself, st, action);
+    }
+}
+
+fn publish_role(st: &RoleActorState, role: Role) {
+    st.args.publish.send_replace(role);
+    for (label, r) in [
+        ("primary", Role::Primary),
+        ("replica", Role::Replica),
+        ("fenced", Role::Fenced),
+        ("unknown", Role::Unknown),
+    ] {
+        gauge!("autopilot_role", "role" => label).set(if role == r { 1.0 } else { 0.0 });
+    }
+    gauge!("autopilot_fenced").set(if role == Role::Fenced { 1.0 } else { 0.0 });
+}
+
+/// The label of a role in env variables, `/health` and metrics.
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::Primary => "primary",
+        Role::Replica => "replica",
+        Role::Fenced => "fenced",
+        Role::Unknown => "unknown",
+    }
+}

@@ -1,0 +1,61 @@
+//! From configuration to what the `handlers` and `engines` crates run.
+
+use std::time::Duration;
+
+use engines::process::{ProcessEngine, ProcessHooks};
+use engines::{AnyEngine, Peer};
+use handlers::ExecSpec;
+
+use super::env::EventEnv;
+use crate::config::{Config, EngineKind, HandlerConfig};
+
+/// Grace between SIGTERM and SIGKILL for a handler or hook that overran its timeout.
+pub const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// The exec spec of a configured handler or hook.
+pub fn handler_spec(config: &HandlerConfig) -> ExecSpec {
+    ExecSpec {
+        argv: config.exec.clone(),
+        env: config.env.iter().map(|v| v.pair()).collect(),
+        cwd: config.cwd.clone(),
+        timeout: Some(config.timeout),
+        kill_grace: HANDLER_KILL_GRACE,
+    }
+}
+
+/// Where this node's database listens, as peers see it (`node.address:engine.port`).
+pub fn local_peer(config: &Config) -> Option<Peer> {
+    Some(Peer {
+        host: config.node.address.clone(),
+        port: config.engine.port?,
+    })
+}
+
+/// The engine for this configuration. Role hooks are wired only when the agent is
+/// clustered (`store` set), since only then does anything ask for roles.
+pub fn build_engine(config: &Config) -> AnyEngine {
+    let command = ExecSpec {
+        argv: config.process.exec.clone(),
+        env: config.process.env.iter().map(|v| v.pair()).collect(),
+        cwd: config.process.cwd.clone(),
+        timeout: None,
+        kill_grace: config.process.stop_timeout,
+    };
+    match config.engine.kind {
+        EngineKind::Process => {
+            let hooks = match (&config.store, &config.engine.hooks, local_peer(config)) {
+                (Some(_), Some(h), Some(local)) => Some(ProcessHooks {
+                    position: handler_spec(&h.position),
+                    promote: handler_spec(&h.promote),
+                    follow: handler_spec(&h.follow),
+                    fence: handler_spec(&h.fence),
+                    unfence: handler_spec(&h.unfence),
+                    local,
+                    env: EventEnv::for_node(config).with_event("hook").vars(),
+                }),
+                _ => None,
+            };
+            AnyEngine::Process(ProcessEngine::new(command, hooks))
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! What the role logic asks of an engine, in engine-agnostic terms.
+
+use std::fmt;
+
+/// How far a database's data goes: ordered by `epoch` (history branch: PostgreSQL timeline,
+/// MariaDB failover generation; 0 where the engine has none) then `offset` (LSN, GTID
+/// sequence, replication offset).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The history branch.
+    pub epoch: u64,
+    /// Progress within the branch.
+    pub offset: u64,
+}
+
+impl Position {
+    /// Parse `OFFSET` or `EPOCH OFFSET` (decimal integers, surrounding white space ignored),
+    /// the format the `process` engine's hooks print.
+    pub fn parse(text: &str) -> Option<Position> {
+        let mut parts = text.split_whitespace();
+        let first: u64 = parts.next()?.parse().ok()?;
+        match (parts.next(), parts.next()) {
+            (None, _) => Some(Position {
+                epoch: 0,
+                offset: first,
+            }),
+            (Some(second), None) => Some(Position {
+                epoch: first,
+                offset: second.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.epoch, self.offset)
+    }
+}
+
+/// Where another node's database listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl Peer {
+    /// Parse `host:port` (the address format of the `primary` key).
+    pub fn parse(address: &str) -> Option<Peer> {
+        let (host, port) = address.rsplit_once(':')?;
+        Some(Peer {
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port: port.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// How fencing a former primary's database ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteFence {
+    /// It refuses writes now; this is its final position.
+    Fenced(Position),
+    /// It could not be reached: it is not running (or not reachable at all).
+    Unreachable,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_with_and_without_epoch() {
+        assert_eq!(
+            Position::parse("42\n"),
+            Some(Position {
+                epoch: 0,
+                offset: 42
+            })
+        );
+        assert_eq!(
+            Position::parse(" 3 17 "),
+            Some(Position {
+                epoch: 3,
+                offset: 17
+            })
+        );
+        assert_eq!(Position::parse(""), None);
+        assert_eq!(Position::parse("1 2 3"), None);
+        assert_eq!(Position::parse("x"), None);
+        assert!(Position::parse("2 0") > Position::parse("1 99"));
+    }
+
+    #[test]
+    fn peers_parse_host_and_port() {
+        let p = Peer::parse("127.0.0.1:6379").expect("valid");
+        assert_eq!((p.host.as_str(), p.port), ("127.0.0.1", 6379));
+        assert_eq!(
+            Peer::parse("[::1]:5432").map(|p| p.host),
+            Some("::1".to_owned())
+        );
+        assert_eq!(Peer::parse("nohost"), None);
+    }
+}
