@@ -369,17 +369,28 @@ impl RedisCluster {
         let _ = std::fs::remove_dir_all(self.dir.path().join(format!("data-{}", i + 1)));
     }
 
-    /// Every agent's log (with any earlier run's), for failure messages.
+    /// The last [`LOG_TAIL`] lines of every agent's log (health-handler chatter and Redis's
+    /// reconnect noise left out), for failure messages. The full logs stay in the temp dir
+    /// while the test runs; set `E2E_KEEP=1` to keep them afterwards.
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for (i, node) in self.nodes.iter().enumerate() {
             let prev =
                 std::fs::read_to_string(node.config.with_extension("prev.log")).unwrap_or_default();
             let now = node.agent.as_ref().map(Agent::log).unwrap_or_default();
+            let all = format!("{prev}{now}");
+            let lines: Vec<&str> = all.lines().filter(|l| !is_noise(l)).collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
             let _ = write!(
                 s,
-                "\n===== {} (index {i}, redis {}, http {}) =====\n{prev}{now}",
-                node.name, node.redis_port, node.telemetry_port
+                "\n===== {} (index {i}, redis {}, http {}, log {}; last {} of {} lines) =====\n{}\n",
+                node.name,
+                node.redis_port,
+                node.telemetry_port,
+                node.config.with_extension("log").display(),
+                tail.len(),
+                lines.len(),
+                tail.join("\n")
             );
         }
         s
@@ -568,7 +579,26 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.stop_all();
+        if std::env::var_os("E2E_KEEP").is_some() {
+            let kept = std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("a placeholder temp dir"),
+            );
+            eprintln!("E2E_KEEP: kept {}", kept.keep().display());
+        }
     }
+}
+
+/// Lines per agent in [`RedisCluster::logs`].
+const LOG_TAIL: usize = 150;
+
+/// Log lines that only repeat: successful health runs, Redis retrying its placeholder master.
+fn is_noise(line: &str) -> bool {
+    ((line.contains("process=health") || line.contains("handler=health"))
+        && !line.contains("failure"))
+        || line.contains("MASTER 127.0.0.1:1")
+        || (line.contains("SYNC") && line.contains("Connection refused"))
+        || line.contains("MASTER <-> REPLICA sync started")
 }
 
 /// A SET within [`PROBE_TIMEOUT`] that answers OK.
