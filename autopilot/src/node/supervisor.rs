@@ -31,8 +31,10 @@ use tracing::{error, info, warn};
 use super::env::EventEnv;
 use super::health::{HealthActor, HealthArgs, HealthMsg};
 use super::process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
+use super::role::{RoleActor, RoleHandlers, RoleMsg, role_args};
 use super::specs::{HANDLER_KILL_GRACE, handler_spec};
 use crate::config::{Config, HandlerConfig};
+use crate::role::Role;
 use crate::telemetry::{Lifecycle, NodeStatus, TelemetryActor, TelemetryArgs};
 
 /// Exit codes of the agent besides the main process's own status (documented in the README).
@@ -98,6 +100,8 @@ struct HandlerRefs {
     health: Option<ActorRef<HandlerMsg>>,
     pre_stop: Option<ActorRef<HandlerMsg>>,
     post_stop: Option<ActorRef<HandlerMsg>>,
+    on_change: Option<ActorRef<HandlerMsg>>,
+    pre_promote: Option<ActorRef<HandlerMsg>>,
     jobs: Vec<ActorRef<HandlerMsg>>,
 }
 
@@ -110,6 +114,12 @@ pub struct SupervisorState {
     phase: Phase,
     handlers: HandlerRefs,
     process: Option<ActorRef<ProcessMsg>>,
+    /// The role actor, once the main process runs (clustered agents only).
+    role: Option<ActorRef<RoleMsg>>,
+    /// Taken when the role actor starts; `None` for a standalone agent.
+    role_publish: Option<watch::Sender<Role>>,
+    /// The node's health, for the role actor.
+    status: watch::Receiver<NodeStatus>,
     health: ActorRef<HealthMsg>,
     /// The process actor publishes here; the supervisor and health actor subscribe.
     process_events: Arc<OutputPort<ProcessEvent>>,
@@ -141,6 +151,8 @@ impl Actor for Supervisor {
         } = args;
         let cell = myself.get_cell();
         let (status_tx, status_rx) = watch::channel(NodeStatus::starting());
+        let clustered = config.store.is_some();
+        let (role_tx, role_rx) = watch::channel(Role::Unknown);
 
         let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
         Actor::spawn_linked(
@@ -149,7 +161,8 @@ impl Actor for Supervisor {
             TelemetryArgs {
                 listen: config.telemetry.listen,
                 metrics,
-                status: status_rx,
+                status: status_rx.clone(),
+                role: clustered.then_some(role_rx),
                 dir: config.process.cwd.clone().unwrap_or(cwd),
             },
             cell.clone(),
@@ -185,6 +198,8 @@ impl Actor for Supervisor {
         let h = &config.handlers;
         let handlers = HandlerRefs {
             pre_start: spawn_handler(&cell, "preStart", h.pre_start.as_ref(), None).await?,
+            on_change: spawn_handler(&cell, "onChange", h.on_change.as_ref(), None).await?,
+            pre_promote: spawn_handler(&cell, "prePromote", h.pre_promote.as_ref(), None).await?,
             pre_stop: spawn_handler(&cell, "preStop", h.pre_stop.as_ref(), None).await?,
             post_stop: spawn_handler(&cell, "postStop", h.post_stop.as_ref(), None).await?,
             ..HandlerRefs::default()
@@ -198,6 +213,9 @@ impl Actor for Supervisor {
             phase: Phase::Starting,
             handlers,
             process: None,
+            role: None,
+            role_publish: clustered.then_some(role_tx),
+            status: status_rx,
             health,
             process_events,
             health_reports,
@@ -342,6 +360,9 @@ async fn on_process_event(
                     .health
                     .cast(HealthMsg::Lifecycle(Lifecycle::Running))?;
                 start_periodic(myself, state).await?;
+                start_role(myself, state).await?;
+            } else if let Some(role) = &state.role {
+                let _ = role.cast(RoleMsg::DatabaseRestarted);
             }
             for h in state.handlers.health.iter().chain(&state.handlers.jobs) {
                 let event = if Some(h) == state.handlers.health.as_ref() {
@@ -435,6 +456,7 @@ fn begin_stop(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
     let handler = state.handlers.pre_stop.clone();
     let limit = handler_limit(state.config.handlers.pre_stop.as_ref());
     let env = state.env.with_event("preStop").vars();
+    let role = state.role.clone();
     let me = myself.clone();
     tokio::spawn(async move {
         // No health check or job may still be running when preStop starts.
@@ -444,18 +466,67 @@ fn begin_stop(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
         if let Some(handler) = handler {
             run_handler(&handler, env, limit).await;
         }
+        hand_over(role).await;
         let _ = me.cast(SupervisorMsg::PreStopDone);
     });
 }
 
-/// The main process ended for good on its own: postStop → exit.
+/// The main process ended for good on its own: hand over leadership → postStop → exit.
 fn begin_stop_after_exit(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
     if let Some(periodic) = enter_stopping(state) {
         for actor in periodic {
             actor.stop(None);
         }
-        post_stop(myself, state);
+        let role = state.role.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            hand_over(role).await;
+            // The process actor answers at once: there is nothing left to stop.
+            let _ = me.cast(SupervisorMsg::PreStopDone);
+        });
     }
+}
+
+/// How long a primary may take to fence itself and revoke its lease when stopping.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(30);
+
+/// Ask the role actor to hand over leadership (fence, revoke the lease) and wait for it.
+async fn hand_over(role: Option<ActorRef<RoleMsg>>) {
+    if let Some(role) = role
+        && !matches!(
+            role.call(RoleMsg::Stop, Some(HANDOVER_LIMIT)).await,
+            Ok(CallResult::Success(()))
+        )
+    {
+        warn!("leadership hand-over did not finish; peers take over when the lease expires");
+    }
+}
+
+/// Start the role logic once the main process runs (clustered agents only).
+async fn start_role(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+) -> Result<(), ActorProcessingErr> {
+    let Some(publish) = state.role_publish.take() else {
+        return Ok(());
+    };
+    let handlers = RoleHandlers {
+        on_change: state.handlers.on_change.clone(),
+        pre_promote: state.handlers.pre_promote.clone(),
+    };
+    let args = role_args(
+        &state.config,
+        state.engine.clone(),
+        state.status.clone(),
+        publish,
+        handlers,
+    )
+    .await?;
+    if let Some(args) = args {
+        let (role, _) = Actor::spawn_linked(None, RoleActor, args, myself.get_cell()).await?;
+        state.role = Some(role);
+    }
+    Ok(())
 }
 
 /// Move to `Stopping` and hand back the periodic handler actors (health, jobs) for the
@@ -508,6 +579,9 @@ fn post_stop(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
 /// A second stop request: kill running handlers and the main process group now.
 fn escalate(state: &mut SupervisorState) {
     state.escalated = true;
+    if let Some(role) = &state.role {
+        role.stop(None);
+    }
     stop_actor(&state.handlers.pre_stop);
     stop_actor(&state.handlers.post_stop);
     if let Some(p) = &state.process {

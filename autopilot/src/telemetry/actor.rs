@@ -29,6 +29,8 @@ pub struct TelemetryArgs {
     pub metrics: PrometheusHandle,
     /// The node status to serve on `/health`.
     pub status: watch::Receiver<NodeStatus>,
+    /// The node's role for `/primary` and `/replica`; `None` for a standalone agent.
+    pub role: Option<watch::Receiver<crate::role::Role>>,
     /// Directory whose filesystem is reported in the disk gauges.
     pub dir: PathBuf,
 }
@@ -72,6 +74,7 @@ impl Actor for TelemetryActor {
             let app = router(HttpState {
                 metrics: args.metrics.clone(),
                 status: args.status,
+                role: args.role,
             });
             let token = shutdown.clone();
             tokio::spawn(async move {

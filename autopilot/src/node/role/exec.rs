@@ -44,7 +44,9 @@ pub fn read_cluster(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     let me = myself.clone();
     tokio::spawn(async move {
         let read = match store.get_prefix(&keys.cluster_prefix()).await {
-            Ok((entries, revision)) => Some(Box::new(view::from_entries(&keys, &entries, revision))),
+            Ok((entries, revision)) => {
+                Some(Box::new(view::from_entries(&keys, &entries, revision)))
+            }
             Err(e) => {
                 warn!(cause = %handlers::error_chain(&e), "failed to read the cluster");
                 None
@@ -118,12 +120,23 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             at,
             history_rev,
             write_initialized,
-        } => claim(myself, st, reason, previous, position, at, history_rev, write_initialized),
+        } => claim(
+            myself,
+            st,
+            reason,
+            previous,
+            position,
+            at,
+            history_rev,
+            write_initialized,
+        ),
         Action::RevokeLease => {
             let session = st.session.clone();
             tokio::spawn(async move {
                 match session.call(SessionMsg::Resign, Some(STORE_LIMIT)).await {
-                    Ok(CallResult::Success(Ok(()))) => info!("lease revoked: leadership handed over"),
+                    Ok(CallResult::Success(Ok(()))) => {
+                        info!("lease revoked: leadership handed over")
+                    }
                     _ => warn!("failed to revoke the lease; peers take over when it expires"),
                 }
             });
@@ -148,12 +161,17 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 let _ = store.put(&key, wire::encode(&doc), Some(lease)).await;
             });
         }
-        Action::Initialize | Action::CatchUp => engine_op(st, me, |e| async move {
-            e.position().await.map(|p| {
-                let position = to_role_position(p);
-                EngineResult::Initialized { position }
-            })
-        }, matches!(action, Action::CatchUp)),
+        Action::Initialize | Action::CatchUp => engine_op(
+            st,
+            me,
+            |e| async move {
+                e.position().await.map(|p| {
+                    let position = to_role_position(p);
+                    EngineResult::Initialized { position }
+                })
+            },
+            matches!(action, Action::CatchUp),
+        ),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
         Action::Follow { primary } => follow(st, me, primary, false),
         Action::RestoreFromBackup => {
@@ -213,19 +231,32 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 feed_later(&me, |now| Event::Engine { now, result });
             });
         }
-        Action::Promote => engine_op(st, me, |e| async move {
-            e.promote().await.map(|p| EngineResult::Promoted {
-                position: to_role_position(p),
-            })
-        }, false),
-        Action::Fence => engine_op(st, me, |e| async move {
-            e.fence().await.map(|p| EngineResult::Fenced {
-                position: to_role_position(p),
-            })
-        }, false),
-        Action::Unfence => engine_op(st, me, |e| async move {
-            e.unfence().await.map(|()| EngineResult::Unfenced)
-        }, false),
+        Action::Promote => engine_op(
+            st,
+            me,
+            |e| async move {
+                e.promote().await.map(|p| EngineResult::Promoted {
+                    position: to_role_position(p),
+                })
+            },
+            false,
+        ),
+        Action::Fence => engine_op(
+            st,
+            me,
+            |e| async move {
+                e.fence().await.map(|p| EngineResult::Fenced {
+                    position: to_role_position(p),
+                })
+            },
+            false,
+        ),
+        Action::Unfence => engine_op(
+            st,
+            me,
+            |e| async move { e.unfence().await.map(|()| EngineResult::Unfenced) },
+            false,
+        ),
         Action::WriteMarker => {
             let marker = st.args.marker.clone();
             if let Err(e) = marker

@@ -12,6 +12,7 @@
 
 mod docs;
 mod exec;
+mod spawn;
 mod view;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use docs::Identity;
+pub use spawn::{RoleHandlers, role_args};
 
 use crate::role::{self, Event, Millis, Role, RoleParams, RoleState};
 use crate::store::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
@@ -146,7 +148,13 @@ impl Actor for RoleActor {
                 keys: args.keys.clone(),
                 node_id: args.params.node_id.clone(),
                 ttl,
-                node: docs::node(&args.identity, Role::Unknown, role::Position::default(), false, false),
+                node: docs::node(
+                    &args.identity,
+                    Role::Unknown,
+                    role::Position::default(),
+                    false,
+                    false,
+                ),
                 sink: EventSink::to_actor(myself.clone()),
             },
             myself.get_cell(),
@@ -188,11 +196,15 @@ impl Actor for RoleActor {
             .map(exec::to_role_position)
             .unwrap_or_default();
         info!(has_data, %position.offset, "role logic starting");
-        feed(&myself, st, Event::Started {
-            now: now_millis(),
-            has_data,
-            position,
-        });
+        feed(
+            &myself,
+            st,
+            Event::Started {
+                now: now_millis(),
+                has_data,
+                position,
+            },
+        );
         Ok(())
     }
 
@@ -209,10 +221,14 @@ impl Actor for RoleActor {
                 st.reading = false;
                 if let Some(read) = read {
                     st.history = read.history;
-                    feed(&myself, st, Event::Cluster {
-                        now: now_millis(),
-                        view: read.view,
-                    });
+                    feed(
+                        &myself,
+                        st,
+                        Event::Cluster {
+                            now: now_millis(),
+                            view: read.view,
+                        },
+                    );
                 }
                 if std::mem::take(&mut st.read_again) {
                     exec::read_cluster(&myself, st);
@@ -256,10 +272,14 @@ fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Cluste
             }
             exec::read_cluster(myself, st);
         }
-        ClusterEvent::KeepAlive { ok: true, at, .. } => feed(myself, st, Event::KeepAliveOk {
-            now: now_millis(),
-            sent_at: millis_at(at),
-        }),
+        ClusterEvent::KeepAlive { ok: true, at, .. } => feed(
+            myself,
+            st,
+            Event::KeepAliveOk {
+                now: now_millis(),
+                sent_at: millis_at(at),
+            },
+        ),
         ClusterEvent::KeepAlive { ok: false, .. } => {
             feed(myself, st, Event::KeepAliveFailed { now: now_millis() })
         }

@@ -1,0 +1,104 @@
+//! Building the role actor's arguments from the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engines::{AnyEngine, Engine};
+use handlers::HandlerMsg;
+use ractor::ActorRef;
+use tokio::sync::watch;
+
+use super::{Identity, RoleArgs};
+use crate::config::Config;
+use crate::node::env::EventEnv;
+use crate::role::{Role, RoleParams};
+use crate::store::{EtcdOptions, EtcdStore};
+use crate::telemetry::NodeStatus;
+use crate::wire::ClusterKeys;
+
+/// Fence a primary after half the TTL without a successful keep-alive (see `RoleParams`).
+const FENCE_AFTER_PERMILLE: u32 = 500;
+
+/// Handler actors the role actor runs.
+pub struct RoleHandlers {
+    /// onChange.
+    pub on_change: Option<ActorRef<HandlerMsg>>,
+    /// prePromote.
+    pub pre_promote: Option<ActorRef<HandlerMsg>>,
+}
+
+/// The role actor's arguments; `Ok(None)` for a standalone agent (no `store`).
+pub async fn role_args(
+    config: &Config,
+    engine: Arc<AnyEngine>,
+    health: watch::Receiver<NodeStatus>,
+    publish: watch::Sender<Role>,
+    handlers: RoleHandlers,
+) -> Result<Option<RoleArgs>, String> {
+    let (Some(store), Some(cluster), Some(local)) = (
+        &config.store,
+        &config.cluster,
+        super::super::specs::local_peer(config),
+    ) else {
+        return Ok(None);
+    };
+    let keys = ClusterKeys::new(
+        &store.prefix,
+        &cluster.namespace,
+        &cluster.project,
+        &cluster.name,
+    )
+    .map_err(|e| format!("build the etcd key layout: {e}"))?;
+    let etcd = EtcdStore::connect(&EtcdOptions::from_config(store))
+        .await
+        .map_err(|e| format!("connect to etcd: {}", handlers::error_chain(&e)))?;
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let params = RoleParams {
+        node_id: config.node.name.clone(),
+        address: local.to_string(),
+        ttl: ms(store.ttl),
+        fence_after_permille: FENCE_AFTER_PERMILLE,
+        settle: ms(config.failover.settle),
+        failover_cooldown: ms(config.failover.cooldown),
+        max_lag_on_failover: config.failover.max_lag.unwrap_or(u64::MAX),
+        priority: config.node.priority,
+        nofailover: config.node.nofailover,
+        pre_promote: config.handlers.pre_promote.is_some(),
+        restore_from_backup: false,
+    };
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let identity = Identity {
+        id: config.node.name.clone(),
+        hostname,
+        host: local.host.clone(),
+        port: local.port,
+        priority: config.node.priority,
+        nofailover: config.node.nofailover,
+        ttl_seconds: store.ttl.as_secs().max(1),
+        engine: engine.kind(),
+    };
+    let probe_interval = config
+        .handlers
+        .health
+        .as_ref()
+        .and_then(|h| h.interval)
+        .unwrap_or(Duration::from_secs(1))
+        .min(Duration::from_secs(1));
+    Ok(Some(RoleArgs {
+        params,
+        identity,
+        engine,
+        store: Arc::new(etcd),
+        keys,
+        health,
+        publish,
+        on_change: handlers.on_change,
+        pre_promote: handlers.pre_promote,
+        env: EventEnv::for_node(config),
+        marker: config.node.state_dir.join("bootstrapped"),
+        probe_interval,
+    }))
+}
