@@ -592,13 +592,24 @@ impl Drop for RedisCluster {
 /// Lines per agent in [`RedisCluster::logs`].
 const LOG_TAIL: usize = 150;
 
-/// Log lines that only repeat: successful health runs, Redis retrying its placeholder master.
+/// Log lines that only repeat: successful health and position runs, Redis retrying its
+/// placeholder master, and the etcd client's HTTP/2 and tower debug output.
 fn is_noise(line: &str) -> bool {
+    const NOISE: [&str; 9] = [
+        "MASTER 127.0.0.1:1",
+        "MASTER <-> REPLICA sync started",
+        "Connection{peer=Client}",
+        "frame=",
+        "updating from discover",
+        "service.ready=",
+        "idle connection",
+        "started process=hook:position",
+        "process=hook:position stream=\"stdout\"",
+    ];
     ((line.contains("process=health") || line.contains("handler=health"))
         && !line.contains("failure"))
-        || line.contains("MASTER 127.0.0.1:1")
         || (line.contains("SYNC") && line.contains("Connection refused"))
-        || line.contains("MASTER <-> REPLICA sync started")
+        || NOISE.iter().any(|n| line.contains(n))
 }
 
 /// A SET within [`PROBE_TIMEOUT`] that answers OK.
