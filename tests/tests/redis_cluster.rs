@@ -25,13 +25,42 @@ fn ttl(c: &RedisCluster) -> Duration {
     c.opts().ttl
 }
 
-/// Waits for a primary and for every other node to replicate from it; the primary's index.
+/// Waits for a primary, for every other node to replicate from it, and for the primary to
+/// stay the same for [`STABLE`]; the primary's index. (A primary that changes right after
+/// bootstrap is caught by `fresh_cluster_has_one_primary_and_two_replicas`; the other tests
+/// start from a steady cluster.)
 fn settled(c: &RedisCluster) -> usize {
-    let p = c.wait_primary(BOOTSTRAP);
-    for i in (0..c.len()).filter(|&i| i != p) {
-        c.wait_replicating(i, p, ATTACH);
+    let deadline = Instant::now() + BOOTSTRAP;
+    loop {
+        let p = c.wait_primary(BOOTSTRAP);
+        for i in (0..c.len()).filter(|&i| i != p) {
+            c.wait_replicating(i, p, ATTACH);
+        }
+        if stays_primary(c, p, STABLE) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the primary does not settle within {BOOTSTRAP:?}; roles {:?}\n{}",
+            c.roles(),
+            c.logs()
+        );
     }
-    p
+}
+
+/// How long the primary must stay put to count as settled.
+const STABLE: Duration = Duration::from_secs(1);
+
+/// Whether `p` answers `/primary` throughout `window`.
+fn stays_primary(c: &RedisCluster, p: usize, window: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        if c.primary() != Some(p) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
 }
 
 /// Waits until `node` accepts writes.
@@ -108,7 +137,24 @@ fn assert_no_split_brain_no_loss(
 #[test]
 fn fresh_cluster_has_one_primary_and_two_replicas() {
     let c = start(3);
+    let first = c.wait_primary(BOOTSTRAP);
+    let window = ttl(&c) + Duration::from_secs(1);
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        let now = c.primary();
+        assert_eq!(
+            now,
+            Some(first),
+            "the bootstrap primary {} did not stay primary ({:?} after it was first seen): roles {:?}\n{}",
+            c.name(first),
+            t0.elapsed(),
+            c.roles(),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let p = settled(&c);
+    assert_eq!(p, first);
     assert_eq!(
         c.primary_in_etcd().as_deref(),
         Some(c.name(p)),
@@ -357,6 +403,15 @@ fn switchover_to_a_named_node_loses_no_write() {
     let w = writer.stop();
     let k = checker.stop();
     assert_no_split_brain_no_loss(&c, target, &w, &k);
+    assert!(
+        w.acked_by_node[other] == 0 && k.timeline.iter().all(|(_, nodes)| !nodes.contains(&other)),
+        "{} accepted writes during a switchover from {} to {}: the role went through a third node\n{}\n{}",
+        c.name(other),
+        c.name(p),
+        c.name(target),
+        summary(&w, &k),
+        c.logs()
+    );
 }
 
 #[test]

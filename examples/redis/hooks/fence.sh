@@ -27,4 +27,10 @@ if ! reply=$(rcli "$host" "$port" CLIENT PAUSE 31536000000 WRITE) || [ "$reply" 
     echo "fence: CLIENT PAUSE on $host:$port failed: $reply" >&2
     exit 1
 fi
+# A replica refuses writes already (READONLY), and a paused Redis 7.0 replica also stops
+# applying its master's stream: if the target turns out to be a replica (e.g. it already
+# follows the new primary), lift the pause again so it keeps replicating.
+if [ "$(repl_field "$host" "$port" role)" = "slave" ]; then
+    must_ok "$host" "$port" CLIENT UNPAUSE
+fi
 offset "$host" "$port"
