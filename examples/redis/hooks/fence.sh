@@ -14,23 +14,30 @@ reachable() {
     [ -n "$(rcli "$host" "$port" PING 2>/dev/null || true)" ]
 }
 
+fence() {
+    # One year: the pause lasts until unfence/promote/follow lifts it.
+    must_ok "$host" "$port" CLIENT PAUSE 31536000000 WRITE
+    # A replica refuses writes already (READONLY), and a paused Redis 7.0 replica also stops
+    # applying its master's stream: if the target turns out to be a replica (e.g. it already
+    # follows the new primary), lift the pause again so it keeps replicating.
+    role=$(repl_field "$host" "$port" role)
+    if [ "$role" = "slave" ]; then
+        must_ok "$host" "$port" CLIENT UNPAUSE
+    fi
+    offset "$host" "$port"
+}
+
 if ! reachable; then
     echo "fence: redis at $host:$port unreachable" >&2
     exit 2
 fi
-# One year: the pause lasts until unfence/promote/follow lifts it.
-if ! reply=$(rcli "$host" "$port" CLIENT PAUSE 31536000000 WRITE) || [ "$reply" != "OK" ]; then
-    if ! reachable; then
-        echo "fence: redis at $host:$port went away" >&2
-        exit 2
-    fi
-    echo "fence: CLIENT PAUSE on $host:$port failed: $reply" >&2
-    exit 1
+if out=$(fence); then
+    printf '%s\n' "$out"
+    exit 0
 fi
-# A replica refuses writes already (READONLY), and a paused Redis 7.0 replica also stops
-# applying its master's stream: if the target turns out to be a replica (e.g. it already
-# follows the new primary), lift the pause again so it keeps replicating.
-if [ "$(repl_field "$host" "$port" role)" = "slave" ]; then
-    must_ok "$host" "$port" CLIENT UNPAUSE
+if ! reachable; then
+    echo "fence: redis at $host:$port went away while being fenced" >&2
+    exit 2
 fi
-offset "$host" "$port"
+echo "fence: failed on $host:$port" >&2
+exit 1
