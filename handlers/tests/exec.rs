@@ -300,3 +300,28 @@ async fn output_goes_to_tracing_and_env_values_do_not() {
     assert!(!text.contains("s3cr3t-value"), "env value leaked: {text}");
     assert!(!format!("{spec:?}").contains("s3cr3t-value"));
 }
+
+#[tokio::test]
+async fn run_capture_returns_stdout_and_the_exit_status() {
+    let (outcome, stdout) =
+        handlers::run_capture("pos", &sh("echo 3 17; echo oops >&2; exit 0"), &[])
+            .await
+            .expect("spawn sh");
+    assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(0)));
+    assert_eq!(stdout, "3 17\n");
+
+    let (outcome, stdout) = handlers::run_capture("pos", &sh("printf partial; exit 2"), &[])
+        .await
+        .expect("spawn sh");
+    assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(2)));
+    assert_eq!(stdout, "partial");
+}
+
+#[tokio::test]
+async fn run_capture_bounds_what_it_keeps() {
+    let (_, stdout) =
+        handlers::run_capture("big", &sh("head -c 200000 /dev/zero | tr '\\0' x"), &[])
+            .await
+            .expect("spawn sh");
+    assert_eq!(stdout.len() as u64, handlers::exec::MAX_CAPTURE);
+}

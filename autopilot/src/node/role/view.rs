@@ -117,3 +117,109 @@ pub fn address(host: &str, port: u16) -> String {
         format!("{host}:{port}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{HistoryEntry, ReplicationPosition, Timestamp};
+
+    fn entry(keys: &ClusterKeys, key: String, value: Vec<u8>, rev: i64) -> Entry {
+        let _ = keys;
+        Entry {
+            key,
+            value,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn a_read_becomes_a_view() {
+        let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
+        let primary = crate::wire::tests::sample_primary("db-1");
+        let mut node = crate::wire::tests::sample_node("db-2");
+        node.replication.position = ReplicationPosition {
+            epoch: 1,
+            offset: 42,
+        };
+        node.eligible = true;
+        let history = HistoryDoc {
+            schema: 1,
+            entries: vec![
+                HistoryEntry {
+                    time: Timestamp::from_unix_millis(1_000),
+                    from: None,
+                    to: "db-0".into(),
+                    to_address: Some("10.0.0.1:6379".into()),
+                    reason: "failover".into(),
+                    position: ReplicationPosition::default(),
+                },
+                HistoryEntry {
+                    time: Timestamp::from_unix_millis(2_000),
+                    from: Some("db-0".into()),
+                    to: "db-1".into(),
+                    to_address: Some("10.0.0.2:6379".into()),
+                    reason: "switchover".into(),
+                    position: ReplicationPosition::default(),
+                },
+            ],
+        };
+        let entries = vec![
+            entry(&keys, keys.primary(), wire::encode(&primary), 5),
+            entry(&keys, keys.node("db-2"), wire::encode(&node), 6),
+            entry(&keys, keys.initialized(), b"{}".to_vec(), 2),
+            entry(&keys, keys.history(), wire::encode(&history), 7),
+            entry(&keys, keys.maintenance(), b"not json".to_vec(), 8),
+            entry(
+                &keys,
+                keys.switchover(),
+                br#"{"candidate":"db-2"}"#.to_vec(),
+                9,
+            ),
+        ];
+        let read = from_entries(&keys, &entries, 10);
+        let v = read.view;
+        assert!(v.linearizable);
+        assert_eq!(v.revision, 10);
+        assert_eq!(v.primary.as_ref().map(|p| p.node.as_str()), Some("db-1"));
+        assert!(v.initialized);
+        assert!(v.maintenance, "an unreadable maintenance key counts as on");
+        assert_eq!(v.history_rev, 7);
+        assert_eq!(
+            v.last_failover_at,
+            Some(1_000),
+            "only failovers count for the cooldown"
+        );
+        assert_eq!(
+            v.history_last,
+            Some(PrimaryKey {
+                node: "db-1".into(),
+                address: "10.0.0.2:6379".into()
+            })
+        );
+        assert_eq!(
+            v.switchover,
+            Some(Switchover {
+                from: "db-1".into(),
+                to: Some("db-2".into())
+            })
+        );
+        assert_eq!(v.nodes.len(), 1);
+        assert_eq!(
+            v.nodes[0].position,
+            Position {
+                epoch: 1,
+                offset: 42
+            }
+        );
+        assert!(v.nodes[0].eligible);
+        assert_eq!(read.history.entries.len(), 2);
+    }
+
+    #[test]
+    fn an_unreadable_primary_still_exists() {
+        let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
+        let entries = vec![entry(&keys, keys.primary(), b"garbage".to_vec(), 3)];
+        let v = from_entries(&keys, &entries, 3).view;
+        assert_eq!(v.primary.map(|p| p.node), Some(UNREADABLE.to_owned()));
+    }
+}
