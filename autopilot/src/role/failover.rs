@@ -192,9 +192,15 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             r,
         ) => {
             let target = match r {
+                // `None`: unreachable; its agent, if alive, fenced itself before its lease
+                // expired, and a database nobody can reach takes no writes.
                 EngineResult::RemoteFenced { final_position } => final_position,
-                // Unreachable: its agent, if alive, fenced itself before its lease expired.
-                _ => None,
+                // It may still run and take writes (a frozen agent): promoting now could split
+                // the brain. Give the key back and let the election run again later.
+                _ => {
+                    abort(cx, "could not fence the former primary");
+                    return;
+                }
             };
             match target {
                 Some(t) if t > cx.s.position => {

@@ -337,6 +337,42 @@ fn role_winner_fences_old_primary_catches_up_then_promotes() {
 }
 
 #[test]
+fn role_winner_that_cannot_fence_the_old_primary_does_not_promote() {
+    let s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let (s, _) = run(s, Event::ClaimResult { now: 1, won: true });
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Failed,
+        },
+    );
+    assert!(!a.contains(&Action::Promote), "{a:?}");
+    assert!(a.contains(&Action::ReleasePrimary), "{a:?}");
+    assert_eq!(s.phase, Phase::Replica { following: None });
+
+    // Unreachable is different: nothing can take writes there, so the promotion goes on.
+    let s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let (s, _) = run(s, Event::ClaimResult { now: 1, won: true });
+    let (_, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::RemoteFenced {
+                final_position: None,
+            },
+        },
+    );
+    assert_eq!(a, vec![Action::RunPrePromote]);
+}
+
+#[test]
 fn role_primary_fences_before_lease_can_expire_and_unfences_only_with_proof() {
     let mut s = st(Phase::Primary);
     (s.role, s.lease_ok_sent_at) = (Role::Primary, 1000);

@@ -56,25 +56,17 @@ pub fn read_cluster(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     });
 }
 
-/// Probe health (from the health actor) and position (from the engine) for the machine.
+/// Probe the engine's position; the answer comes back as `Probed` (health is read then).
 pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     if st.probing {
         return;
     }
     st.probing = true;
-    let healthy = st.args.health.borrow().healthy;
     let engine = st.args.engine.clone();
     let me = myself.clone();
     tokio::spawn(async move {
-        let (healthy, position) = match engine.position().await {
-            Ok(p) => (healthy, to_role_position(p)),
-            Err(_) => (false, Position::default()),
-        };
-        let _ = me.cast(RoleMsg::Probed(Event::Health {
-            now: now_millis(),
-            healthy,
-            position,
-        }));
+        let position = engine.position().await.ok().map(to_role_position);
+        let _ = me.cast(RoleMsg::Probed(position));
     });
 }
 
@@ -82,6 +74,10 @@ pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
 pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Action) {
     let me = myself.clone();
     match action {
+        // The session holds the lease; when it is live already, answer at once.
+        Action::GrantLease if st.synced => {
+            feed_later(&me, |now| Event::LeaseGranted { now });
+        }
         Action::GrantLease => st.awaiting_lease = true,
         Action::ReadCluster => read_cluster(myself, st),
         Action::PublishNode {

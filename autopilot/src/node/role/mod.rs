@@ -77,10 +77,12 @@ pub enum RoleMsg {
     ReadDone(Option<Box<view::Read>>),
     /// Time passed (periodic, and `WakeAt`).
     Tick,
+    /// The database was healthy for the first time: start the machine.
+    Begin,
     /// Probe health and position.
     Probe,
-    /// A probe finished (its `Health` event).
-    Probed(Event),
+    /// A position probe finished (`None`: the engine could not tell).
+    Probed(Option<role::Position>),
     /// The database process was restarted by the restart policy.
     DatabaseRestarted,
     /// Hand over leadership (fence, revoke the lease) and reply once done.
@@ -103,6 +105,10 @@ pub struct RoleActorState {
     lease: Option<LeaseId>,
     /// The machine asked for a lease; the next resync answers it.
     awaiting_lease: bool,
+    /// The node key is written under `lease` and the session resynced since.
+    synced: bool,
+    /// `Begin` arrived and `Started` was fed.
+    machine_started: bool,
     /// A cluster read is in flight; `read_again` asks for one more after it.
     reading: bool,
     read_again: bool,
@@ -114,6 +120,30 @@ pub struct RoleActorState {
     stop_reply: Option<RpcReplyPort<()>>,
     /// The reason of the claim in flight, for the failover counter.
     claiming: Option<role::ClaimReason>,
+    /// Since when the node has been unhealthy without a break (for the grace below).
+    unhealthy_since: Option<Instant>,
+    /// The node has been healthy at least once since the agent started.
+    ever_healthy: bool,
+}
+
+/// How long a node that was healthy may look unhealthy before the role logic is told: one
+/// failed check must not make a primary hand over (a crashed database is reported at once
+/// by the process actor instead).
+const HEALTH_GRACE: Duration = Duration::from_secs(2);
+
+impl RoleActorState {
+    /// The health the machine is told: the health actor's verdict (read now, never a stale
+    /// copy) and a working position probe, with [`HEALTH_GRACE`] once the node was healthy.
+    fn health_verdict(&mut self, position_ok: bool) -> bool {
+        let healthy = position_ok && self.args.health.borrow().healthy;
+        if healthy {
+            self.ever_healthy = true;
+            self.unhealthy_since = None;
+            return true;
+        }
+        let since = *self.unhealthy_since.get_or_insert_with(Instant::now);
+        self.ever_healthy && since.elapsed() < HEALTH_GRACE
+    }
 }
 
 /// Wall-clock milliseconds since the Unix epoch: history times are compared across nodes.
@@ -170,6 +200,8 @@ impl Actor for RoleActor {
             session,
             lease: None,
             awaiting_lease: false,
+            synced: false,
+            machine_started: false,
             reading: false,
             read_again: false,
             history: HistoryDoc {
@@ -179,6 +211,8 @@ impl Actor for RoleActor {
             probing: false,
             stop_reply: None,
             claiming: None,
+            unhealthy_since: None,
+            ever_healthy: false,
         })
     }
 
@@ -187,24 +221,15 @@ impl Actor for RoleActor {
         myself: ActorRef<Self::Msg>,
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let has_data = st.args.marker.exists();
-        let position = st
-            .args
-            .engine
-            .position()
-            .await
-            .map(exec::to_role_position)
-            .unwrap_or_default();
-        info!(has_data, %position.offset, "role logic starting");
-        feed(
-            &myself,
-            st,
-            Event::Started {
-                now: now_millis(),
-                has_data,
-                position,
-            },
-        );
+        // Take part only once the database has been healthy: a node that cannot serve must
+        // not bootstrap a cluster or win an election.
+        let mut health = st.args.health.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            if health.wait_for(|s| s.healthy).await.is_ok() {
+                let _ = me.cast(RoleMsg::Begin);
+            }
+        });
         Ok(())
     }
 
@@ -215,17 +240,25 @@ impl Actor for RoleActor {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            RoleMsg::Begin => begin(&myself, st).await,
+            // Before `Begin`, only the session's lease facts are kept (and a stop is answered).
+            RoleMsg::Session(event) if st.machine_started => on_session(&myself, st, event),
+            RoleMsg::Session(event) => note_lease(st, &event),
+            RoleMsg::Stop(reply) if !st.machine_started => {
+                let _ = reply.send(());
+            }
+            _ if !st.machine_started => {}
             RoleMsg::Feed(event) => feed(&myself, st, event),
-            RoleMsg::Session(event) => on_session(&myself, st, event),
             RoleMsg::ReadDone(read) => {
                 st.reading = false;
                 if let Some(read) = read {
                     st.history = read.history;
+                    let now = now_millis();
                     feed(
                         &myself,
                         st,
                         Event::Cluster {
-                            now: now_millis(),
+                            now,
                             view: read.view,
                         },
                     );
@@ -236,9 +269,20 @@ impl Actor for RoleActor {
             }
             RoleMsg::Tick => feed(&myself, st, Event::Tick { now: now_millis() }),
             RoleMsg::Probe => exec::probe(&myself, st),
-            RoleMsg::Probed(event) => {
+            RoleMsg::Probed(position) => {
                 st.probing = false;
-                feed(&myself, st, event);
+                let healthy = st.health_verdict(position.is_some());
+                let position = position.unwrap_or_default();
+                let now = now_millis();
+                feed(
+                    &myself,
+                    st,
+                    Event::Health {
+                        now,
+                        healthy,
+                        position,
+                    },
+                );
             }
             RoleMsg::DatabaseRestarted => {
                 feed(&myself, st, Event::DatabaseRestarted { now: now_millis() })
@@ -263,31 +307,74 @@ impl Actor for RoleActor {
     }
 }
 
-fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: ClusterEvent) {
+/// The database is healthy for the first time: start the machine.
+async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
+    if st.machine_started {
+        return;
+    }
+    st.machine_started = true;
+    let has_data = st.args.marker.exists();
+    let position = st
+        .args
+        .engine
+        .position()
+        .await
+        .map(exec::to_role_position)
+        .unwrap_or_default();
+    info!(has_data, position = position.offset, "role logic starting");
+    let now = now_millis();
+    feed(
+        myself,
+        st,
+        Event::Started {
+            now,
+            has_data,
+            position,
+        },
+    );
+}
+
+/// Keep track of the session's lease: whether the node key is written under a live lease.
+fn note_lease(st: &mut RoleActorState, event: &ClusterEvent) {
     match event {
-        ClusterEvent::Leased { lease } => st.lease = Some(lease),
+        ClusterEvent::Leased { lease } => st.lease = Some(*lease),
+        ClusterEvent::Resynced(_) => st.synced = st.lease.is_some(),
+        ClusterEvent::LeaseLost { lease } => {
+            st.synced = false;
+            if st.lease == Some(*lease) {
+                st.lease = None;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: ClusterEvent) {
+    note_lease(st, &event);
+    match event {
+        ClusterEvent::Leased { .. } => {}
         ClusterEvent::Resynced(_) => {
             if std::mem::take(&mut st.awaiting_lease) {
                 feed(myself, st, Event::LeaseGranted { now: now_millis() });
             }
             exec::read_cluster(myself, st);
         }
-        ClusterEvent::KeepAlive { ok: true, at, .. } => feed(
-            myself,
-            st,
-            Event::KeepAliveOk {
-                now: now_millis(),
-                sent_at: millis_at(at),
-            },
-        ),
+        ClusterEvent::KeepAlive { ok: true, at, .. } => {
+            let sent_at = millis_at(at);
+            feed(
+                myself,
+                st,
+                Event::KeepAliveOk {
+                    now: now_millis(),
+                    sent_at,
+                },
+            );
+        }
         ClusterEvent::KeepAlive { ok: false, .. } => {
             feed(myself, st, Event::KeepAliveFailed { now: now_millis() })
         }
         ClusterEvent::LeaseLost { lease } => {
             warn!(%lease, "lease lost");
-            if st.lease == Some(lease) {
-                st.lease = None;
-            }
             feed(myself, st, Event::LeaseLost { now: now_millis() });
         }
         // Any change under the cluster prefix: decide on a fresh linearizable read.
