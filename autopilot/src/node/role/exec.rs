@@ -127,6 +127,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             write_initialized,
         ),
         Action::RevokeLease => {
+            st.revoking = true;
             let session = st.session.clone();
             tokio::spawn(async move {
                 match session.call(SessionMsg::Resign, Some(STORE_LIMIT)).await {
@@ -135,6 +136,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                     }
                     _ => warn!("failed to revoke the lease; peers take over when it expires"),
                 }
+                let _ = me.cast(RoleMsg::Revoked);
             });
         }
         Action::ClearSwitchover => {
@@ -302,10 +304,10 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             let delay = Duration::from_millis(at.saturating_sub(now_millis()));
             myself.send_after(delay, || RoleMsg::Tick);
         }
+        // The database may be stopped once the lease is revoked (never before: I6 order).
         Action::Exit => {
-            if let Some(reply) = st.stop_reply.take() {
-                let _ = reply.send(());
-            }
+            st.exit_requested = true;
+            st.answer_stop();
         }
     }
 }

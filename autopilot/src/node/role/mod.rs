@@ -87,6 +87,8 @@ pub enum RoleMsg {
     DatabaseRestarted,
     /// Hand over leadership (fence, revoke the lease) and reply once done.
     Stop(RpcReplyPort<()>),
+    /// The lease revocation finished (or failed).
+    Revoked,
 }
 
 impl From<ClusterEvent> for RoleMsg {
@@ -118,6 +120,10 @@ pub struct RoleActorState {
     probing: bool,
     /// Waiting for the machine's `Exit`.
     stop_reply: Option<RpcReplyPort<()>>,
+    /// The machine said `Exit`.
+    exit_requested: bool,
+    /// A lease revocation is in flight.
+    revoking: bool,
     /// The reason of the claim in flight, for the failover counter.
     claiming: Option<role::ClaimReason>,
     /// Since when the node has been unhealthy without a break (for the grace below).
@@ -132,6 +138,16 @@ pub struct RoleActorState {
 const HEALTH_GRACE: Duration = Duration::from_secs(2);
 
 impl RoleActorState {
+    /// Answer the stop request once the machine exited and the lease is revoked.
+    fn answer_stop(&mut self) {
+        if self.exit_requested
+            && !self.revoking
+            && let Some(reply) = self.stop_reply.take()
+        {
+            let _ = reply.send(());
+        }
+    }
+
     /// The health the machine is told: the health actor's verdict (read now, never a stale
     /// copy) and a working position probe, with [`HEALTH_GRACE`] once the node was healthy.
     fn health_verdict(&mut self, position_ok: bool) -> bool {
@@ -210,6 +226,8 @@ impl Actor for RoleActor {
             },
             probing: false,
             stop_reply: None,
+            exit_requested: false,
+            revoking: false,
             claiming: None,
             unhealthy_since: None,
             ever_healthy: false,
@@ -290,6 +308,10 @@ impl Actor for RoleActor {
             RoleMsg::Stop(reply) => {
                 st.stop_reply = Some(reply);
                 feed(&myself, st, Event::StopRequested { now: now_millis() });
+            }
+            RoleMsg::Revoked => {
+                st.revoking = false;
+                st.answer_stop();
             }
         }
         Ok(())
