@@ -159,17 +159,16 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 let _ = store.put(&key, wire::encode(&doc), Some(lease)).await;
             });
         }
-        Action::Initialize | Action::CatchUp => engine_op(
-            st,
-            me,
-            |e| async move {
-                e.position().await.map(|p| {
-                    let position = to_role_position(p);
-                    EngineResult::Initialized { position }
-                })
-            },
-            matches!(action, Action::CatchUp),
-        ),
+        // Initialising the `process` engine's database means reading where it stands; the
+        // engines with a data directory do their work in `prepare`, before the process starts.
+        Action::Initialize => engine_op(st, me, |e| async move {
+            let position = to_role_position(e.position().await?);
+            Ok(EngineResult::Initialized { position })
+        }),
+        Action::CatchUp => engine_op(st, me, |e| async move {
+            let position = to_role_position(e.position().await?);
+            Ok(EngineResult::CaughtUp { position })
+        }),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
         Action::Follow { primary } => follow(st, me, primary, false),
         Action::RestoreFromBackup => {
@@ -229,32 +228,19 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 feed_later(&me, |now| Event::Engine { now, result });
             });
         }
-        Action::Promote => engine_op(
-            st,
-            me,
-            |e| async move {
-                e.promote().await.map(|p| EngineResult::Promoted {
-                    position: to_role_position(p),
-                })
-            },
-            false,
-        ),
-        Action::Fence => engine_op(
-            st,
-            me,
-            |e| async move {
-                e.fence().await.map(|p| EngineResult::Fenced {
-                    position: to_role_position(p),
-                })
-            },
-            false,
-        ),
-        Action::Unfence => engine_op(
-            st,
-            me,
-            |e| async move { e.unfence().await.map(|()| EngineResult::Unfenced) },
-            false,
-        ),
+        Action::Promote => engine_op(st, me, |e| async move {
+            e.promote().await.map(|p| EngineResult::Promoted {
+                position: to_role_position(p),
+            })
+        }),
+        Action::Fence => engine_op(st, me, |e| async move {
+            e.fence().await.map(|p| EngineResult::Fenced {
+                position: to_role_position(p),
+            })
+        }),
+        Action::Unfence => engine_op(st, me, |e| async move {
+            e.unfence().await.map(|()| EngineResult::Unfenced)
+        }),
         Action::WriteMarker => {
             let marker = st.args.marker.clone();
             if let Err(e) = marker
@@ -318,7 +304,7 @@ fn failed(operation: &str, e: &EngineError) -> EngineResult {
 }
 
 /// Run one engine operation in a task and feed its result (or `Failed`).
-fn engine_op<F, Fut>(st: &RoleActorState, me: ActorRef<RoleMsg>, op: F, caught_up: bool)
+fn engine_op<F, Fut>(st: &RoleActorState, me: ActorRef<RoleMsg>, op: F)
 where
     F: FnOnce(std::sync::Arc<engines::AnyEngine>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<EngineResult, EngineError>> + Send,
@@ -326,10 +312,6 @@ where
     let engine = st.args.engine.clone();
     tokio::spawn(async move {
         let result = match op(engine).await {
-            // Initialize and CatchUp both read the position; CatchUp reports it as CaughtUp.
-            Ok(EngineResult::Initialized { position }) if caught_up => {
-                EngineResult::CaughtUp { position }
-            }
             Ok(r) => r,
             Err(e) => failed("engine operation", &e),
         };
