@@ -141,11 +141,8 @@ impl RedisCluster {
                 stopped: false,
                 name,
             };
-            std::fs::write(
-                &node.config,
-                agent_yaml(i + 1, &node, &endpoints, &opts),
-            )
-            .context("write an agent config")?;
+            std::fs::write(&node.config, agent_yaml(i + 1, &node, &endpoints, &opts))
+                .context("write an agent config")?;
             nodes.push(node);
         }
         let http = reqwest::blocking::Client::builder()

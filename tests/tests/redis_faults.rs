@@ -140,8 +140,8 @@ fn history(c: &RedisCluster) -> Vec<serde_json::Value> {
     let Some(raw) = c.key("history") else {
         return Vec::new();
     };
-    let doc: serde_json::Value = serde_json::from_str(&raw)
-        .unwrap_or_else(|e| panic!("history is not JSON ({e}): {raw}"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("history is not JSON ({e}): {raw}"));
     doc["entries"].as_array().cloned().unwrap_or_default()
 }
 
@@ -209,7 +209,11 @@ fn rejoins_as_replica_of(c: &RedisCluster, i: usize, primary: usize, within: Dur
             c.logs()
         );
         if c.role(i) == "replica" && c.replicates_from(i, primary) {
-            println!("{} rejoined as a replica after {:?}", c.name(i), t0.elapsed());
+            println!(
+                "{} rejoined as a replica after {:?}",
+                c.name(i),
+                t0.elapsed()
+            );
             return;
         }
         assert!(
@@ -263,9 +267,11 @@ fn etcd_outage_longer_than_the_ttl_fences_the_primary_then_one_primary_returns()
     let t0 = Instant::now();
     c.etcd_mut().stop();
     let stop_took = t0.elapsed();
-    let fenced = eventually(ttl(&c) + Duration::from_secs(3), Duration::from_millis(10), || {
-        (!c.writable(p)).then(|| t0.elapsed())
-    });
+    let fenced = eventually(
+        ttl(&c) + Duration::from_secs(3),
+        Duration::from_millis(10),
+        || (!c.writable(p)).then(|| t0.elapsed()),
+    );
     let fenced = fenced.unwrap_or_else(|| {
         panic!(
             "{} still accepts writes {:?} after etcd stopped; roles {:?}\n{}",
@@ -391,7 +397,8 @@ fn a_wiped_node_joining_an_initialised_cluster_clones_instead_of_initialising() 
     let r = (0..3).rev().find(|&i| i != p).expect("a replica");
     let initialized = c.key("initialized").expect("initialized key");
     let boots = bootstraps(&c);
-    c.cmd(p, &["SET", "precious", "data"]).expect("SET precious");
+    c.cmd(p, &["SET", "precious", "data"])
+        .expect("SET precious");
     c.sigterm_agent(r);
     assert!(
         c.wait_agent_exit(r, Duration::from_secs(15)),
@@ -417,6 +424,11 @@ fn a_wiped_node_joining_an_initialised_cluster_clones_instead_of_initialising() 
     assert_not_reinitialised(&c, &initialized, &boots);
 }
 
+/// Known to fail intermittently (about half the runs here) because of the agent, not the
+/// harness: with one endpoint dead, the agent's etcd client keeps sending some requests
+/// (lease keep-alive, cluster reads) to it and gets `Unavailable: tcp connect error` instead
+/// of being served by the two live members, so the keep-alive goes overdue and the primary
+/// fences itself (`event="fenced" detail=keep-alive overdue`). See etcdv3/etcd-client#39.
 #[test]
 fn losing_one_of_three_etcd_members_changes_nothing_and_failover_still_works() {
     let mut c = RedisCluster::start_on_etcd_cluster(3, 3, RedisOpts::default())
