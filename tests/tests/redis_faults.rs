@@ -439,6 +439,11 @@ fn losing_one_of_three_etcd_members_changes_nothing_and_failover_still_works() {
     let_writer_run(&c, p, 50);
     // Member 0 is the first endpoint of every agent, the one a client is most likely using.
     c.etcd_cluster().kill(0);
+    println!(
+        "killed etcd member 0 ({}) of {:?}",
+        c.etcd_endpoints()[0],
+        c.etcd_endpoints()
+    );
     let window = ttl(&c) * 3;
     let t0 = Instant::now();
     while t0.elapsed() < window {
