@@ -20,7 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::agent::Agent;
-use crate::etcd::EtcdServer;
+use crate::etcd::{EtcdCluster, EtcdServer};
 use crate::resp::{self, Reply};
 use crate::util::{eventually, free_port, system_bin, workspace_root};
 
@@ -72,10 +72,27 @@ struct Node {
     stopped: bool,
 }
 
-/// `n` agents driving Redis, one etcd, in one temp dir; everything is killed on drop.
+/// The etcd the agents use: one server, or a multi-member cluster (every agent gets every
+/// member's endpoint).
+enum Store {
+    One(EtcdServer),
+    Many(EtcdCluster),
+}
+
+impl Store {
+    fn endpoints(&self) -> Vec<String> {
+        match self {
+            Store::One(e) => vec![e.endpoint()],
+            Store::Many(c) => c.endpoints(),
+        }
+    }
+}
+
+/// `n` agents driving Redis, one etcd (or an etcd cluster), in one temp dir; everything is
+/// killed on drop.
 pub struct RedisCluster {
     nodes: Vec<Node>,
-    etcd: EtcdServer,
+    etcd: Store,
     http: reqwest::blocking::Client,
     opts: RedisOpts,
     /// Owns every file; removed on drop.
@@ -90,9 +107,23 @@ fn ms(d: Duration) -> String {
 impl RedisCluster {
     /// Starts etcd and `n` agents (not waiting for a primary: see [`Self::wait_primary`]).
     pub fn start(n: usize, opts: RedisOpts) -> anyhow::Result<Self> {
+        Self::start_on(n, opts, Store::One(EtcdServer::start()?))
+    }
+
+    /// Starts an etcd cluster of `members` members and `n` agents configured with every
+    /// member's endpoint (not waiting for a primary).
+    pub fn start_on_etcd_cluster(
+        n: usize,
+        members: usize,
+        opts: RedisOpts,
+    ) -> anyhow::Result<Self> {
+        Self::start_on(n, opts, Store::Many(EtcdServer::start_cluster(members)?))
+    }
+
+    fn start_on(n: usize, opts: RedisOpts, etcd: Store) -> anyhow::Result<Self> {
         system_bin(REDIS_SERVER, "redis-server");
         system_bin(REDIS_CLI, "redis-tools");
-        let etcd = EtcdServer::start()?;
+        let endpoints = etcd.endpoints();
         let dir = tempfile::Builder::new()
             .prefix("redis-cluster-")
             .tempdir()
@@ -110,11 +141,8 @@ impl RedisCluster {
                 stopped: false,
                 name,
             };
-            std::fs::write(
-                &node.config,
-                agent_yaml(i + 1, &node, &etcd.endpoint(), &opts),
-            )
-            .context("write an agent config")?;
+            std::fs::write(&node.config, agent_yaml(i + 1, &node, &endpoints, &opts))
+                .context("write an agent config")?;
             nodes.push(node);
         }
         let http = reqwest::blocking::Client::builder()
@@ -179,9 +207,35 @@ impl RedisCluster {
         &self.nodes[i].state_dir
     }
 
-    /// The etcd server.
+    /// The etcd server; panics when the cluster runs on an etcd cluster.
     pub fn etcd(&self) -> &EtcdServer {
-        &self.etcd
+        match &self.etcd {
+            Store::One(e) => e,
+            Store::Many(_) => panic!("this cluster runs on an etcd cluster: use etcd_cluster()"),
+        }
+    }
+
+    /// The etcd server, mutably (to stop, kill or restart it); panics when the cluster runs
+    /// on an etcd cluster.
+    pub fn etcd_mut(&mut self) -> &mut EtcdServer {
+        match &mut self.etcd {
+            Store::One(e) => e,
+            Store::Many(_) => panic!("this cluster runs on an etcd cluster: use etcd_cluster()"),
+        }
+    }
+
+    /// The etcd cluster (to stop, kill or restart members); panics when the cluster runs on
+    /// a single etcd server.
+    pub fn etcd_cluster(&mut self) -> &mut EtcdCluster {
+        match &mut self.etcd {
+            Store::Many(c) => c,
+            Store::One(_) => panic!("this cluster runs on one etcd server: use etcd_mut()"),
+        }
+    }
+
+    /// The etcd client endpoints the agents are configured with.
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        self.etcd.endpoints()
     }
 
     /// The cluster's key prefix, `/autopilot/e2e/redis/cache/`.
@@ -191,7 +245,7 @@ impl RedisCluster {
 
     /// `etcdctl <args>` against the cluster's etcd; returns stdout.
     pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        self.etcd.etcdctl(args)
+        crate::etcd::etcdctl(&self.etcd.endpoints().join(","), args)
     }
 
     /// The value of `<prefix><key>`, `None` when absent.
@@ -635,8 +689,13 @@ fn copy_hooks(to: &Path) -> anyhow::Result<()> {
 }
 
 /// The agent config of node number `k` (1-based), the shape of `examples/redis/agent-k.yaml`.
-fn agent_yaml(k: usize, node: &Node, endpoint: &str, opts: &RedisOpts) -> String {
+fn agent_yaml(k: usize, node: &Node, endpoints: &[String], opts: &RedisOpts) -> String {
     let port = node.redis_port;
+    let endpoints = endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let hook = |name: &str, timeout: &str| {
         format!(
             r#"{{ exec: [sh, hooks/{name}.sh], cwd: ., env: {{ REDIS_PORT: "{port}" }}, timeout: {timeout} }}"#
@@ -646,7 +705,7 @@ fn agent_yaml(k: usize, node: &Node, endpoint: &str, opts: &RedisOpts) -> String
         r#"node: {{ name: {name}, address: 127.0.0.1, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
-  etcd: {{ endpoints: ["{endpoint}"] }}
+  etcd: {{ endpoints: [{endpoints}] }}
   ttl: {ttl}
 failover: {{ settle: {settle}, cooldown: {cooldown} }}
 engine:
