@@ -126,23 +126,41 @@ impl EtcdStore {
     }
 
     /// Runs one request under the timeout, classifies its error and counts it.
-    async fn call<T, F>(
+    ///
+    /// The client balances requests over all endpoints and does not skip a member that is
+    /// down: a request routed there fails at once with a connect error. Such a request never
+    /// reached etcd, so it is sent again (the balancer picks anew) until it gets through or
+    /// the timeout is spent — one dead member of three must not look like an etcd outage.
+    async fn call<T, F, Fut>(
         &self,
         label: &'static str,
-        op: impl FnOnce() -> String,
+        op: impl Fn() -> String,
         lease: Option<LeaseId>,
-        fut: F,
+        mut attempt: F,
     ) -> Result<T, StoreError>
     where
-        F: Future<Output = Result<T, etcd_client::Error>>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let res = match tokio::time::timeout(self.request_timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(op(), e, lease)),
-            Err(_) => Err(StoreError::Timeout {
-                op: op(),
-                after: self.request_timeout,
-            }),
+        let deadline = Instant::now() + self.request_timeout;
+        let res = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, attempt()).await {
+                Ok(Ok(v)) => break Ok(v),
+                Ok(Err(e))
+                    if (never_sent(&e) || idempotent(label) && retryable(&e))
+                        && Instant::now() + RETRY_PAUSE < deadline =>
+                {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Ok(Err(e)) => break Err(classify(op(), e, lease)),
+                Err(_) => {
+                    break Err(StoreError::Timeout {
+                        op: op(),
+                        after: self.request_timeout,
+                    });
+                }
+            }
         };
         metrics::request(
             label,
@@ -155,57 +173,85 @@ impl EtcdStore {
     }
 }
 
-/// Maps an etcd-client error to our terms.
-fn classify(op: String, e: etcd_client::Error, lease: Option<LeaseId>) -> StoreError {
+/// Pause between attempts of a request that could not reach a member.
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// The request failed before it reached any etcd member (the connection could not be
+/// made), so sending it again cannot apply it twice.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    let text = match e {
+        etcd_client::Error::GRpcStatus(s) => s.message().to_ascii_lowercase(),
+        etcd_client::Error::TransportError(t) => t.to_string().to_ascii_lowercase(),
+        _ => return false,
+    };
+    text.contains("tcp connect error") || text.contains("connection refused")
+}
+
+/// Requests that change nothing when applied twice may be sent again after any transport
+/// failure (a member died mid-request), not only when they never left.
+fn idempotent(label: &str) -> bool {
+    matches!(
+        label,
+        "keep_alive" | "get" | "get_prefix" | "watch" | "revoke"
+    )
+}
+
+/// The store no longer knows the lease.
+fn lease_gone(e: &etcd_client::Error) -> bool {
     use etcd_client::Error as E;
-    let lease_gone = |msg: &str| msg.contains("lease not found");
     match e {
-        E::TransportError(_) | E::IoError(_) => StoreError::Unavailable {
-            op,
-            source: Box::new(e),
-        },
-        E::LeaseKeepAliveError(ref m) if lease_gone(m) => StoreError::LeaseExpired {
-            op,
-            lease: lease.unwrap_or(LeaseId(0)),
-        },
-        E::GRpcStatus(ref s) => {
+        E::LeaseKeepAliveError(m) => m.contains("lease not found"),
+        E::GRpcStatus(s) => {
+            i32::from(s.code()) == code::NOT_FOUND && s.message().contains("lease not found")
+        }
+        _ => false,
+    }
+}
+
+/// A failure of the connection or of the member, which another member (or a later
+/// attempt) may not have.
+fn retryable(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match e {
+        E::TransportError(_) | E::IoError(_) | E::WatchError(_) => true,
+        // The watch/keep-alive request channel closed: the stream is gone.
+        E::LeaseKeepAliveError(_) => !lease_gone(e),
+        E::GRpcStatus(s) => {
             let c = i32::from(s.code());
-            if c == code::NOT_FOUND && lease_gone(s.message()) {
-                StoreError::LeaseExpired {
-                    op,
-                    lease: lease.unwrap_or(LeaseId(0)),
-                }
-            } else if matches!(
+            matches!(
                 c,
                 code::UNAVAILABLE | code::DEADLINE_EXCEEDED | code::CANCELLED
             ) || s.message().contains("no leader")
                 || (matches!(c, code::UNKNOWN | code::INTERNAL) && transport_like(s.message()))
-            {
-                StoreError::Unavailable {
-                    op,
-                    source: Box::new(e),
-                }
-            } else if matches!(c, code::PERMISSION_DENIED | code::UNAUTHENTICATED) {
-                StoreError::PermissionDenied {
-                    op,
-                    source: Box::new(e),
-                }
-            } else {
-                StoreError::Other {
-                    op,
-                    source: Box::new(e),
-                }
-            }
         }
-        // The watch/keep-alive request channel closed: the stream is gone.
-        E::WatchError(_) | E::LeaseKeepAliveError(_) => StoreError::Unavailable {
+        _ => false,
+    }
+}
+
+/// Maps an etcd-client error to our terms.
+fn classify(op: String, e: etcd_client::Error, lease: Option<LeaseId>) -> StoreError {
+    let denied = matches!(&e, etcd_client::Error::GRpcStatus(s)
+        if matches!(i32::from(s.code()), code::PERMISSION_DENIED | code::UNAUTHENTICATED));
+    if lease_gone(&e) {
+        StoreError::LeaseExpired {
+            op,
+            lease: lease.unwrap_or(LeaseId(0)),
+        }
+    } else if retryable(&e) {
+        StoreError::Unavailable {
             op,
             source: Box::new(e),
-        },
-        other => StoreError::Other {
+        }
+    } else if denied {
+        StoreError::PermissionDenied {
             op,
-            source: Box::new(other),
-        },
+            source: Box::new(e),
+        }
+    } else {
+        StoreError::Other {
+            op,
+            source: Box::new(e),
+        }
     }
 }
 
@@ -238,13 +284,15 @@ fn other(op: String, msg: &str) -> StoreError {
 impl Store for EtcdStore {
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
         let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let mut c = self.client.clone();
         let resp = self
             .call(
                 "grant_lease",
                 || format!("grant lease with TTL {secs}s"),
                 None,
-                async move { c.lease_grant(secs, None).await },
+                || {
+                    let mut c = self.client.clone();
+                    async move { c.lease_grant(secs, None).await }
+                },
             )
             .await?;
         if !resp.error().is_empty() {
@@ -254,23 +302,25 @@ impl Store for EtcdStore {
     }
 
     async fn keep_alive_once(&self, lease: LeaseId) -> Result<Duration, StoreError> {
-        let mut c = self.client.lease_client();
         let started = Instant::now();
         let ttl = self
             .call(
                 "keep_alive",
                 || format!("renew lease {lease}"),
                 Some(lease),
-                async move {
-                    let (mut keeper, mut stream) = c.keep_alive(lease.0).await?;
-                    // `keep_alive` consumed the first answer (it fails when the lease is gone)
-                    // without telling its TTL; a second ping on the open stream does.
-                    keeper.keep_alive().await?;
-                    match stream.message().await? {
-                        Some(r) => Ok(r.ttl()),
-                        None => Err(etcd_client::Error::LeaseKeepAliveError(
-                            "keep-alive stream closed".into(),
-                        )),
+                || {
+                    let mut c = self.client.lease_client();
+                    async move {
+                        let (mut keeper, mut stream) = c.keep_alive(lease.0).await?;
+                        // `keep_alive` consumed the first answer (it fails when the lease is gone)
+                        // without telling its TTL; a second ping on the open stream does.
+                        keeper.keep_alive().await?;
+                        match stream.message().await? {
+                            Some(r) => Ok(r.ttl()),
+                            None => Err(etcd_client::Error::LeaseKeepAliveError(
+                                "keep-alive stream closed".into(),
+                            )),
+                        }
                     }
                 },
             )
@@ -287,13 +337,15 @@ impl Store for EtcdStore {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut c = self.client.clone();
         let res = self
             .call(
                 "revoke",
                 || format!("revoke lease {lease}"),
                 Some(lease),
-                async move { c.lease_revoke(lease.0).await },
+                || {
+                    let mut c = self.client.clone();
+                    async move { c.lease_revoke(lease.0).await }
+                },
             )
             .await;
         match res {
@@ -308,24 +360,34 @@ impl Store for EtcdStore {
         value: Vec<u8>,
         lease: Option<LeaseId>,
     ) -> Result<Revision, StoreError> {
-        let mut c = self.client.clone();
-        let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
-        let k = key.to_owned();
         let resp = self
-            .call("put", || format!("put key {key}"), lease, async move {
-                c.put(k, value, opts).await
-            })
+            .call(
+                "put",
+                || format!("put key {key}"),
+                lease,
+                || {
+                    let mut c = self.client.clone();
+                    let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
+                    let (k, v) = (key.to_owned(), value.clone());
+                    async move { c.put(k, v, opts).await }
+                },
+            )
             .await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
     async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Revision)>, StoreError> {
-        let mut c = self.client.clone();
-        let k = key.to_owned();
         let mut resp = self
-            .call("get", || format!("get key {key}"), None, async move {
-                c.get(k, None).await
-            })
+            .call(
+                "get",
+                || format!("get key {key}"),
+                None,
+                || {
+                    let mut c = self.client.clone();
+                    let k = key.to_owned();
+                    async move { c.get(k, None).await }
+                },
+            )
             .await?;
         Ok(resp
             .take_kvs()
@@ -335,14 +397,16 @@ impl Store for EtcdStore {
     }
 
     async fn get_prefix(&self, prefix: &str) -> Result<(Vec<Entry>, Revision), StoreError> {
-        let mut c = self.client.clone();
-        let k = prefix.to_owned();
         let mut resp = self
             .call(
                 "get_prefix",
                 || format!("list keys under {prefix}"),
                 None,
-                async move { c.get(k, Some(GetOptions::new().with_prefix())).await },
+                || {
+                    let mut c = self.client.clone();
+                    let k = prefix.to_owned();
+                    async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
+                },
             )
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
@@ -364,17 +428,19 @@ impl Store for EtcdStore {
         value: Vec<u8>,
         lease: Option<LeaseId>,
     ) -> Result<bool, StoreError> {
-        let mut c = self.client.clone();
-        let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, opts)]);
         let resp = self
             .call(
                 "create_if_absent",
                 || format!("create key {key}"),
                 lease,
-                async move { c.txn(txn).await },
+                || {
+                    let mut c = self.client.clone();
+                    let opts = lease.map(|l| PutOptions::new().with_lease(l.0));
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key, value.clone(), opts)]);
+                    async move { c.txn(txn).await }
+                },
             )
             .await?;
         Ok(resp.succeeded())
@@ -385,55 +451,69 @@ impl Store for EtcdStore {
         key: &str,
         mod_revision: Revision,
     ) -> Result<bool, StoreError> {
-        let mut c = self.client.clone();
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
-            .and_then([TxnOp::delete(key, None)]);
         let resp = self
             .call(
                 "delete_if_revision",
                 || format!("delete key {key} at revision {mod_revision}"),
                 None,
-                async move { c.txn(txn).await },
+                || {
+                    let mut c = self.client.clone();
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+                        .and_then([TxnOp::delete(key, None)]);
+                    async move { c.txn(txn).await }
+                },
             )
             .await?;
         Ok(resp.succeeded())
     }
 
     async fn delete_if_lease(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
-        let mut c = self.client.clone();
-        let txn = txn::delete_if_lease(key, lease);
         let resp = self
             .call(
                 "delete_if_lease",
                 || format!("delete key {key} if bound to lease {lease}"),
                 None,
-                async move { c.txn(txn).await },
+                || {
+                    let mut c = self.client.clone();
+                    let txn = txn::delete_if_lease(key, lease);
+                    async move { c.txn(txn).await }
+                },
             )
             .await?;
         Ok(resp.succeeded())
     }
 
     async fn claim_primary(&self, claim: Claim) -> Result<bool, StoreError> {
-        let mut c = self.client.clone();
         let lease = claim.lease;
         let op = format!("claim primary key {} with lease {lease}", claim.primary_key);
-        let txn = txn::claim(claim);
         let resp = self
-            .call("claim_primary", || op, Some(lease), async move {
-                c.txn(txn).await
-            })
+            .call(
+                "claim_primary",
+                || op.clone(),
+                Some(lease),
+                || {
+                    let mut c = self.client.clone();
+                    let txn = txn::claim(claim.clone());
+                    async move { c.txn(txn).await }
+                },
+            )
             .await?;
         Ok(resp.succeeded())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut c = self.client.clone();
-        let k = key.to_owned();
         let resp = self
-            .call("delete", || format!("delete key {key}"), None, async move {
-                c.delete(k, None).await
-            })
+            .call(
+                "delete",
+                || format!("delete key {key}"),
+                None,
+                || {
+                    let mut c = self.client.clone();
+                    let k = key.to_owned();
+                    async move { c.delete(k, None).await }
+                },
+            )
             .await?;
         Ok(resp.deleted() > 0)
     }
@@ -443,16 +523,21 @@ impl Store for EtcdStore {
         prefix: &str,
         start_revision: Revision,
     ) -> Result<Watch, StoreError> {
-        let mut c = self.client.clone();
-        let k = prefix.to_owned();
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(start_revision);
         let op = format!("watch keys under {prefix} from revision {start_revision}");
         let mut stream = self
-            .call("watch", || op.clone(), None, async move {
-                c.watch(k, Some(opts)).await
-            })
+            .call(
+                "watch",
+                || op.clone(),
+                None,
+                || {
+                    let mut c = self.client.clone();
+                    let k = prefix.to_owned();
+                    let opts = WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(start_revision);
+                    async move { c.watch(k, Some(opts)).await }
+                },
+            )
             .await?;
         let (tx, rx) = mpsc::channel(64);
         // Not a named task: `tokio::task::Builder` needs `tokio_unstable`.
