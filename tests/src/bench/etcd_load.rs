@@ -46,7 +46,10 @@ pub fn run(seconds: u64) -> Result<String> {
             break p;
         }
         if Instant::now() >= deadline {
-            bail!("the cluster does not settle within {BOOTSTRAP:?}; roles {:?}", c.roles());
+            bail!(
+                "the cluster does not settle within {BOOTSTRAP:?}; roles {:?}",
+                c.roles()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -111,7 +114,11 @@ pub fn run(seconds: u64) -> Result<String> {
          message on a stream); completed calls = `grpc_server_handled_total` deltas (a stream counts once, when it closes). \
          Baseline from the recipes (Patroni 4.1.5, 3 nodes, `grpc_server_handled_total`, one unary call per request): \
          0.50 req/s at defaults (ttl 30, loop_wait 10), 1.50–3.07 req/s at loop_wait 2–1.",
-        if still { ", same primary throughout" } else { "; **the primary changed during the window**" },
+        if still {
+            ", same primary throughout"
+        } else {
+            "; **the primary changed during the window**"
+        },
         TTL.as_secs(),
         QUIET.as_secs()
     )?;
@@ -146,7 +153,9 @@ fn parse(body: &str) -> Counters {
             continue;
         };
         let service = service.rsplit('.').next().unwrap_or(service);
-        let e = out.entry(format!("{service}/{method}")).or_insert((0.0, 0.0));
+        let e = out
+            .entry(format!("{service}/{method}"))
+            .or_insert((0.0, 0.0));
         if slot == 0 {
             e.0 += value;
         } else {

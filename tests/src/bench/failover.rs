@@ -124,9 +124,9 @@ pub fn run(runs: usize, ttls: &[Duration]) -> Result<String> {
     )?;
     writeln!(
         t,
-        "| scenario | TTL (s) | runs | median | min | max | target | median meets it |"
+        "| scenario | TTL (s) | runs | median | min | max | target | median meets it | every run, in order |"
     )?;
-    writeln!(t, "|---|---|---|---|---|---|---|---|")?;
+    writeln!(t, "|---|---|---|---|---|---|---|---|---|")?;
     let mut notes = Vec::new();
     for (ttl, scenario, outcomes) in &rows {
         let mut ok: Vec<f64> = outcomes
@@ -167,6 +167,15 @@ pub fn run(runs: usize, ttls: &[Duration]) -> Result<String> {
                 ));
             }
         }
+        let every = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Took(d) => format!("{:.2}", d.as_secs_f64()),
+                Outcome::TimedOut(_) => "timeout".into(),
+                Outcome::Failed(_) => "failed".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let (target, verdict) = match scenario.target(*ttl) {
             Some((text, b)) if !ok.is_empty() => {
                 let m = median(&mut ok.clone());
@@ -178,7 +187,7 @@ pub fn run(runs: usize, ttls: &[Duration]) -> Result<String> {
         if ok.is_empty() {
             writeln!(
                 t,
-                "| {} | {} | {runs_cell} | — | — | — | {target} | {verdict} |",
+                "| {} | {} | {runs_cell} | — | — | — | {target} | {verdict} | {every} |",
                 scenario.name(),
                 ttl.as_secs()
             )?;
@@ -187,7 +196,7 @@ pub fn run(runs: usize, ttls: &[Duration]) -> Result<String> {
             let max = ok.iter().copied().fold(0.0, f64::max);
             writeln!(
                 t,
-                "| {} | {} | {runs_cell} | {:.2} | {:.2} | {:.2} | {target} | {verdict} |",
+                "| {} | {} | {runs_cell} | {:.2} | {:.2} | {:.2} | {target} | {verdict} | {every} |",
                 scenario.name(),
                 ttl.as_secs(),
                 median(&mut ok),

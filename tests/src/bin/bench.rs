@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use e2e::bench::{etcd_load, failover, idle, report};
 
-const USAGE: &str = "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
+const USAGE: &str =
+    "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
   idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
   failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
   etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)";
@@ -37,8 +38,12 @@ fn flag<T>(
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let parsed = (|| -> Result<_, String> {
-        let seconds = flag(&args, "--seconds", 60u64, |s| s.parse().ok().filter(|&n| n > 0))?;
-        let runs = flag(&args, "--runs", 5usize, |s| s.parse().ok().filter(|&n| n > 0))?;
+        let seconds = flag(&args, "--seconds", 60u64, |s| {
+            s.parse().ok().filter(|&n| n > 0)
+        })?;
+        let runs = flag(&args, "--runs", 5usize, |s| {
+            s.parse().ok().filter(|&n| n > 0)
+        })?;
         let ttls = flag(
             &args,
             "--ttls",
