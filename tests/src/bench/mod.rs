@@ -1,5 +1,7 @@
 //! Benchmarks behind the `bench` binary: measurements and the BENCHMARKS.md writer.
 
+pub mod etcd_load;
+pub mod failover;
 pub mod idle;
 pub mod proc;
 pub mod report;

@@ -2,45 +2,89 @@
 //! BENCHMARKS.md. Not a test: figures are reported, never asserted.
 //!
 //! ```text
-//! cargo run --release -p e2e --bin bench -- idle [--seconds 60]
+//! cargo build --release -p autopilot -p e2e --bins
+//! target/release/bench idle [--seconds 60]
+//! target/release/bench failover [--runs 5] [--ttls 10,5]
+//! target/release/bench etcd-load [--seconds 60]
 //! ```
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use e2e::bench::{idle, report};
+use e2e::bench::{etcd_load, failover, idle, report};
+
+const USAGE: &str =
+    "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
+  idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
+  failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
+  etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)";
+
+/// The value after `--name`, parsed; `default` when the flag is absent.
+fn flag<T>(
+    args: &[String],
+    name: &str,
+    default: T,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| parse(v))
+            .ok_or_else(|| format!("bad or missing value for {name}")),
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let seconds = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse::<u64>())
-        .unwrap_or(Ok(60));
-    let Ok(seconds) = seconds else {
-        eprintln!("bench: --seconds takes a whole number of seconds, e.g. --seconds 60");
-        return ExitCode::from(64);
+    let parsed = (|| -> Result<_, String> {
+        let seconds = flag(&args, "--seconds", 60u64, |s| {
+            s.parse().ok().filter(|&n| n > 0)
+        })?;
+        let runs = flag(&args, "--runs", 5usize, |s| {
+            s.parse().ok().filter(|&n| n > 0)
+        })?;
+        let ttls = flag(
+            &args,
+            "--ttls",
+            vec![Duration::from_secs(10), Duration::from_secs(5)],
+            |s| {
+                s.split(',')
+                    .map(|t| t.trim().parse::<u64>().ok().filter(|&n| n > 0))
+                    .map(|t| t.map(Duration::from_secs))
+                    .collect()
+            },
+        )?;
+        Ok((seconds, runs, ttls))
+    })();
+    let (seconds, runs, ttls) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("bench: {e}\n{USAGE}");
+            return ExitCode::from(64);
+        }
     };
-    match args.first().map(String::as_str) {
-        Some("idle") => match idle::run(seconds) {
-            Ok(table) => {
-                println!("{table}");
-                if let Err(e) = report::write_section("idle", &table) {
-                    eprintln!("bench: update BENCHMARKS.md: {e:#}");
-                    return ExitCode::FAILURE;
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("bench: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let (section, result) = match args.first().map(String::as_str) {
+        Some("idle") => ("idle", idle::run(seconds)),
+        Some("failover") => ("failover", failover::run(runs, &ttls)),
+        Some("etcd-load") => ("etcd-load", etcd_load::run(seconds)),
         _ => {
-            eprintln!(
-                "usage: bench idle [--seconds N]\n  idle: agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini"
-            );
-            ExitCode::from(64)
+            eprintln!("{USAGE}");
+            return ExitCode::from(64);
+        }
+    };
+    match result {
+        Ok(table) => {
+            println!("{table}");
+            if let Err(e) = report::write_section(section, &table) {
+                eprintln!("bench: update BENCHMARKS.md: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
