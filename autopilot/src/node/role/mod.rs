@@ -399,7 +399,9 @@ fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Cluste
             warn!(%lease, "lease lost");
             feed(myself, st, Event::LeaseLost { now: now_millis() });
         }
-        // Any change under the cluster prefix: decide on a fresh linearizable read.
+        // Our own node document coming back through the watch tells us nothing new.
+        ClusterEvent::NodeChanged { id, .. } if id == st.args.params.node_id => {}
+        // Any other change under the cluster prefix: decide on a fresh linearizable read.
         _ => exec::read_cluster(myself, st),
     }
 }
