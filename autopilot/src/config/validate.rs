@@ -336,12 +336,7 @@ impl<'a> Validator<'a> {
     fn etcd(
         &mut self,
         raw: RawEtcd,
-    ) -> (
-        Vec<String>,
-        Option<String>,
-        Option<Secret>,
-        Option<EtcdTls>,
-    ) {
+    ) -> (Vec<String>, Option<String>, Option<Secret>, Option<EtcdTls>) {
         let RawEtcd {
             endpoints,
             username,
