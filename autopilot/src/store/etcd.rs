@@ -9,7 +9,8 @@
 //! `ring`, see dependencies.md gotcha 1). Nothing needs installing: tonic builds its rustls
 //! config with the process-wide default provider when one is installed and with
 //! `aws_lc_rs::default_provider()` otherwise. A failed handshake (unknown CA, no or wrong
-//! client certificate) fails the request as "etcd unavailable" with the TLS error as source.
+//! client certificate) fails the request as "etcd unavailable" with the TLS error as source;
+//! a missing client certificate shows only as a closed connection, so a hint says so.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -111,6 +112,51 @@ pub struct EtcdStore {
     client: Client,
     /// Per-request bound.
     request_timeout: Duration,
+    /// Added to transport failures: set when TLS is on without a client certificate.
+    hint: Option<&'static str>,
+}
+
+/// With TLS 1.3 etcd (`--client-cert-auth`) rejects a missing client certificate only after
+/// the handshake, so the client sees a closed connection or a broken pipe and nothing more.
+const NO_CLIENT_CERT: &str = "the connection was closed after the TLS handshake; no client \
+     certificate is configured (store.etcd.tls cert_file and key_file), which etcd requires \
+     with --client-cert-auth";
+
+/// A store error's cause with a hint in front of it.
+#[derive(Debug, thiserror::Error)]
+#[error("{hint}")]
+struct Hinted {
+    hint: &'static str,
+    #[source]
+    source: Cause,
+}
+
+/// Puts `hint` in front of the cause of an `Unavailable` error whose connection was
+/// established (so not "refused", "unknown CA" and the like, which say enough).
+fn with_hint(err: StoreError, hint: Option<&'static str>) -> StoreError {
+    let Some(hint) = hint else { return err };
+    match err {
+        StoreError::Unavailable { op, source }
+            if !chain_text(&*source).contains("ConnectError") =>
+        {
+            StoreError::Unavailable {
+                op,
+                source: Box::new(Hinted { hint, source }),
+            }
+        }
+        other => other,
+    }
+}
+
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -141,10 +187,13 @@ impl EtcdStore {
                 .with_user(user.clone(), pw.expose().to_owned())
                 .with_auto_token_refresh(true);
         }
+        let hint = (opts.endpoints.iter().any(|e| e.starts_with("https://"))
+            && opts.tls.as_ref().is_none_or(|t| t.identity.is_none()))
+        .then_some(NO_CLIENT_CERT);
         let fut = Client::connect(&opts.endpoints, Some(co));
         let client = match tokio::time::timeout(opts.request_timeout, fut).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(classify(op(), e, None)),
+            Ok(Err(e)) => return Err(with_hint(classify(op(), e, None), hint)),
             Err(_) => {
                 return Err(StoreError::Timeout {
                     op: op(),
@@ -155,6 +204,7 @@ impl EtcdStore {
         Ok(Self {
             client,
             request_timeout: opts.request_timeout,
+            hint,
         })
     }
 
@@ -171,7 +221,7 @@ impl EtcdStore {
     {
         let res = match tokio::time::timeout(self.request_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(op(), e, lease)),
+            Ok(Err(e)) => Err(with_hint(classify(op(), e, lease), self.hint)),
             Err(_) => Err(StoreError::Timeout {
                 op: op(),
                 after: self.request_timeout,
