@@ -332,7 +332,6 @@ impl<'a> Validator<'a> {
         }
     }
 
-    #[allow(clippy::type_complexity)]
     fn etcd(
         &mut self,
         raw: RawEtcd,
