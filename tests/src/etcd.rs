@@ -7,6 +7,10 @@
 //! asks the endpoint for its member list and checks that the name is ours. On a mismatch or
 //! an early exit the start is retried on new ports.
 //!
+//! [`EtcdServer::start_tls`] serves clients over TLS only (`https://`, `--client-cert-auth`)
+//! with a throw-away CA made by the `openssl` CLI ([`TlsFiles`]); its readiness and identity
+//! checks go through `etcdctl` with the client certificate instead of plain HTTP.
+//!
 //! The API is synchronous (std only) so it works from plain and from async tests alike;
 //! every wait is bounded.
 
@@ -46,11 +50,14 @@ struct Member {
     log_path: PathBuf,
     /// The running process, `None` while stopped.
     child: Option<Child>,
+    /// Serve clients over TLS with these files (peers stay on plain http).
+    tls: Option<TlsFiles>,
 }
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
     fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
@@ -64,7 +71,17 @@ impl Member {
             .open(&self.log_path)
             .with_context(|| format!("open etcd log {}", self.log_path.display()))?;
         let log_err = log.try_clone().context("clone etcd log handle")?;
-        let child = Command::new(ETCD_BIN)
+        let mut cmd = Command::new(ETCD_BIN);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
@@ -153,10 +170,8 @@ impl Member {
                     self.log_tail()
                 );
             }
-            if http(self.client_port, "GET", "/health", "")
-                .is_ok_and(|body| body.contains("\"health\":\"true\""))
-            {
-                let names = member_names(self.client_port)?;
+            if self.healthy() {
+                let names = self.member_names()?;
                 if !names.iter().any(|n| n == &self.name) {
                     bail!(
                         "port {} answers as etcd member(s) {names:?}, not as {}: somebody else's etcd",
@@ -176,6 +191,160 @@ impl Member {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// `/health` says true (over TLS: `etcdctl endpoint health` with the client certificate).
+    fn healthy(&self) -> bool {
+        match &self.tls {
+            None => http(self.client_port, "GET", "/health", "")
+                .is_ok_and(|body| body.contains("\"health\":\"true\"")),
+            Some(tls) => {
+                etcdctl_with(&self.client_url(), Some(tls), &["endpoint", "health"]).is_ok()
+            }
+        }
+    }
+
+    /// The member names the endpoint reports.
+    fn member_names(&self) -> anyhow::Result<Vec<String>> {
+        match &self.tls {
+            None => member_names(self.client_port),
+            Some(tls) => {
+                let out = etcdctl_with(
+                    &self.client_url(),
+                    Some(tls),
+                    &["member", "list", "-w", "json"],
+                )
+                .with_context(|| {
+                    format!("list members of the etcd on port {}", self.client_port)
+                })?;
+                names_of(&out)
+            }
+        }
+    }
+}
+
+/// PEM files of a throw-away CA, a server certificate for `IP:127.0.0.1` and a client
+/// certificate, all signed by that CA; made by the `openssl` CLI (EC P-256, valid one day).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The CA certificate (`ca_file` for clients, `--trusted-ca-file` for etcd).
+    pub ca: PathBuf,
+    /// etcd's certificate (SAN `IP:127.0.0.1`, serverAuth).
+    pub server_cert: PathBuf,
+    /// etcd's private key.
+    pub server_key: PathBuf,
+    /// The client certificate (clientAuth).
+    pub client_cert: PathBuf,
+    /// The client's private key.
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Makes a fresh CA and the two certificates in `dir` (created if missing).
+    pub fn generate(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let p = |name: &str| dir.join(name);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            dir,
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &[
+                    "-keyout",
+                    "ca-key.pem",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=autopilot-test-ca",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
+        )?;
+        for (name, ext) in [
+            (
+                "server",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            let key = format!("{name}-key.pem");
+            let csr = format!("{name}.csr");
+            let cert = format!("{name}.pem");
+            let extfile = format!("{name}.ext");
+            std::fs::write(
+                p(&extfile),
+                format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"),
+            )
+            .context("write openssl extension file")?;
+            let subj = format!("/CN=autopilot-test-{name}");
+            openssl(
+                dir,
+                &[
+                    &["req", "-new"],
+                    &ec[..],
+                    &["-keyout", &key, "-out", &csr, "-subj", &subj],
+                ]
+                .concat(),
+            )?;
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca-key.pem",
+                    "-CAcreateserial",
+                    "-out",
+                    &cert,
+                    "-days",
+                    "1",
+                    "-extfile",
+                    &extfile,
+                ],
+            )?;
+        }
+        Ok(Self {
+            ca: p("ca.pem"),
+            server_cert: p("server.pem"),
+            server_key: p("server-key.pem"),
+            client_cert: p("client.pem"),
+            client_key: p("client-key.pem"),
+        })
+    }
+}
+
+/// Runs `openssl args..` in `dir`; fails with its stderr.
+fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("run openssl (apt-get install -y openssl)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// A single-member etcd for one test.
@@ -193,6 +362,19 @@ impl EtcdServer {
     /// Starts etcd on random free loopback ports in a fresh temp dir and waits until it
     /// answers as itself. Fails (never skips) when etcd is not installed.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start), but clients must use TLS with a client certificate
+    /// (`https://` endpoint, `--client-cert-auth`). Returns the server and the PEM files
+    /// (under [`dir`](Self::dir)`/tls`, removed with the server).
+    pub fn start_tls() -> anyhow::Result<(Self, TlsFiles)> {
+        let server = Self::start_with(true)?;
+        let files = server.member.tls.clone().expect("started with TLS");
+        Ok((server, files))
+    }
+
+    fn start_with(tls: bool) -> anyhow::Result<Self> {
         check_installed()?;
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
@@ -200,6 +382,11 @@ impl EtcdServer {
                 .prefix("etcd-test-")
                 .tempdir()
                 .context("create etcd temp dir")?;
+            let tls = if tls {
+                Some(TlsFiles::generate(&dir.path().join("tls"))?)
+            } else {
+                None
+            };
             let [client_port, peer_port] = free_ports::<2>()?;
             let name = unique_name("etcd");
             let token = unique_name("token");
@@ -210,6 +397,7 @@ impl EtcdServer {
                 log_path: dir.path().join("etcd.log"),
                 child: None,
                 name,
+                tls,
             };
             let initial = format!("{}={}", member.name, member.peer_url());
             member.spawn(&initial, &token)?;
@@ -224,7 +412,7 @@ impl EtcdServer {
         Err(last_err.expect("at least one attempt ran")).context("start etcd")
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` when started with [`start_tls`](Self::start_tls)).
     pub fn endpoint(&self) -> String {
         self.member.client_url()
     }
@@ -259,9 +447,10 @@ impl EtcdServer {
             .context("restart etcd")
     }
 
-    /// Runs `etcdctl` against this server with `args`; returns stdout.
+    /// Runs `etcdctl` against this server with `args` (and the client certificate when TLS
+    /// is on); returns stdout.
     pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        etcdctl(&self.endpoint(), args)
+        etcdctl_with(&self.endpoint(), self.member.tls.as_ref(), args)
     }
 }
 
@@ -314,6 +503,7 @@ impl EtcdCluster {
                     data_dir: dir.path().join(format!("data{i}")),
                     log_path: dir.path().join(format!("etcd{i}.log")),
                     child: None,
+                    tls: None,
                 })
                 .collect();
             let initial_cluster = members
@@ -388,7 +578,23 @@ impl Drop for EtcdCluster {
 
 /// Runs `/usr/bin/etcdctl --endpoints=<endpoint> args..` with API v3; returns stdout.
 pub fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("/usr/bin/etcdctl")
+    etcdctl_with(endpoint, None, args)
+}
+
+/// [`etcdctl`] with the CA and client certificate of `tls`; bounded by its dial and command
+/// timeouts.
+fn etcdctl_with(endpoint: &str, tls: Option<&TlsFiles>, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = Command::new("/usr/bin/etcdctl");
+    if let Some(tls) = tls {
+        cmd.arg("--cacert")
+            .arg(&tls.ca)
+            .arg("--cert")
+            .arg(&tls.client_cert)
+            .arg("--key")
+            .arg(&tls.client_key)
+            .args(["--dial-timeout=1s", "--command-timeout=2s"]);
+    }
+    let out = cmd
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
         .args(args)
@@ -467,7 +673,12 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> anyhow::Result<Strin
 fn member_names(port: u16) -> anyhow::Result<Vec<String>> {
     let body = http(port, "POST", "/v3/cluster/member/list", "{}")
         .with_context(|| format!("list members of the etcd on port {port}"))?;
-    let v: serde_json::Value = serde_json::from_str(&body).context("parse member list")?;
+    names_of(&body)
+}
+
+/// The `name`s in a member list (JSON from the gateway or from `etcdctl -w json`).
+fn names_of(body: &str) -> anyhow::Result<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(body).context("parse member list")?;
     Ok(v["members"]
         .as_array()
         .map(|ms| {
@@ -507,9 +718,58 @@ mod tests {
             data_dir: etcd.dir().join("x"),
             log_path: etcd.dir().join("x.log"),
             child: None,
+            tls: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(2))
+            .expect_err("a foreign etcd must be detected");
+        assert!(
+            format!("{err:#}").contains("somebody else's etcd"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn tls_server_requires_a_client_certificate_and_checks_identity() {
+        let (etcd, tls) = EtcdServer::start_tls().expect("start etcd with TLS");
+        assert!(etcd.endpoint().starts_with("https://127.0.0.1:"));
+        etcd.etcdctl(&["put", "/k", "v"]).expect("put over TLS");
+        assert!(etcd.etcdctl(&["get", "/k"]).expect("get").contains('v'));
+        // Plain http to the TLS port fails, and so does TLS without the client certificate.
+        let plain = etcd.endpoint().replace("https://", "http://");
+        assert!(
+            etcdctl_with(
+                &plain,
+                None,
+                &["--dial-timeout=1s", "--command-timeout=1s", "get", "/k"]
+            )
+            .is_err()
+        );
+        let out = Command::new("/usr/bin/etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", etcd.endpoint()))
+            .arg("--cacert")
+            .arg(&tls.ca)
+            .args(["--dial-timeout=1s", "--command-timeout=1s", "get", "/k"])
+            .output()
+            .expect("run etcdctl");
+        assert!(
+            !out.status.success(),
+            "a client without a certificate got in"
+        );
+
+        // The identity check works over TLS too.
+        let mut impostor = Member {
+            name: "not-the-one".into(),
+            client_port: etcd.member.client_port,
+            peer_port: etcd.member.peer_port,
+            data_dir: etcd.dir().join("x"),
+            log_path: etcd.dir().join("x.log"),
+            child: None,
+            tls: Some(tls),
+        };
+        let err = impostor
+            .wait_ready(Instant::now() + Duration::from_secs(5))
             .expect_err("a foreign etcd must be detected");
         assert!(
             format!("{err:#}").contains("somebody else's etcd"),

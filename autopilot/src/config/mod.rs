@@ -5,7 +5,7 @@
 //! - `raw.rs`: the file as written (serde, unknown fields denied);
 //! - `validate.rs`: raw → [`Config`], collecting every problem; `checks.rs` and `secrets.rs`
 //!   hold its value checks and secret reading, `validate_handlers.rs` the engine, hooks,
-//!   handlers and jobs;
+//!   handlers and jobs, `validate_tls.rs` the etcd TLS files;
 //! - `locate.rs`: maps a field path to its line and column;
 //! - `load.rs`: [`load`] and [`parse`];
 //! - `render.rs`: [`Config::to_effective_yaml`];
@@ -22,6 +22,7 @@ mod render;
 mod secrets;
 mod validate;
 mod validate_handlers;
+mod validate_tls;
 
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,8 @@ mod tests;
 mod tests_files;
 #[cfg(test)]
 mod tests_roles;
+#[cfg(test)]
+mod tests_tls;
 
 pub use error::{ConfigError, Problem};
 pub use load::{load, parse};

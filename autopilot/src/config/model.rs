@@ -74,6 +74,74 @@ pub struct StoreConfig {
     pub username: Option<String>,
     /// The etcd user's password, read from a file or the environment.
     pub password: Option<Secret>,
+    /// TLS to etcd (every endpoint is then `https://`); `None`: plain http, or https with
+    /// no CA and no client certificate.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS material for the etcd connection, read into memory at load time.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// PEM CA certificate(s) the etcd server certificate must chain to. Without it no CA is
+    /// trusted (this build loads no system roots).
+    pub ca: Option<PemFile>,
+    /// Client certificate and key, for etcd's `--client-cert-auth`.
+    pub identity: Option<TlsIdentity>,
+}
+
+/// A client certificate and its private key.
+#[derive(Clone, Debug)]
+pub struct TlsIdentity {
+    /// The PEM certificate (chain).
+    pub cert: PemFile,
+    /// The PEM private key; `Debug` shows only its path.
+    pub key: SecretBytes,
+}
+
+/// A PEM file read at load time. `Debug` shows the path and size, not the contents.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemFile {
+    /// Where it was read from (resolved against the config directory).
+    pub path: PathBuf,
+    /// The file's contents.
+    pub pem: Vec<u8>,
+}
+
+impl fmt::Debug for PemFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes from {}>", self.pem.len(), self.path.display())
+    }
+}
+
+/// Secret bytes read from a file (a private key). Its `Debug` and `Display` never show the
+/// value, only the file, like [`Secret`].
+#[derive(Clone)]
+pub struct SecretBytes {
+    /// The file it was read from.
+    pub path: PathBuf,
+    value: Vec<u8>,
+}
+
+impl SecretBytes {
+    pub fn new(path: PathBuf, value: Vec<u8>) -> Self {
+        Self { path, value }
+    }
+    /// The secret itself; call only where it is handed to the TLS library.
+    pub fn expose(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<secret from file {}>", self.path.display())
+    }
+}
+
+impl fmt::Display for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<secret from file {}>", self.path.display())
+    }
 }
 
 /// Which engine runs the main process.

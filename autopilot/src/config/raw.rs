@@ -92,6 +92,20 @@ pub(crate) struct RawEtcd {
     pub password_env: Option<String>,
     /// Accepted only to reject it with a helpful message; its value is never shown.
     pub password: Option<de::IgnoredAny>,
+    /// TLS to etcd; requires https:// endpoints.
+    pub tls: Option<RawTls>,
+}
+
+/// `store.etcd.tls:`; every file is optional, but `cert_file` and `key_file` go together.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawTls {
+    /// PEM CA certificate(s) the etcd server certificate must chain to.
+    pub ca_file: Option<String>,
+    /// PEM client certificate, for etcd's `--client-cert-auth`.
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<String>,
 }
 
 /// `failover:`

@@ -2,7 +2,7 @@
 //! written out, in the file's own schema so it parses again to the same [`Config`].
 //!
 //! Secrets are shown by where they come from (`password_file: /x  # <secret from file /x>`),
-//! never by value. Hand-written rather than serialised so that key order follows the docs and
+//! never by value; TLS files by their paths only. Hand-written rather than serialised so that key order follows the docs and
 //! the secret comments can be added.
 
 use std::fmt::Write as _;
@@ -39,6 +39,9 @@ impl Config {
             if let Some(p) = &s.password {
                 let (kind, from) = origin_parts(p);
                 o.secret(2, &format!("password_{kind}"), from, p);
+            }
+            if let Some(t) = &s.tls {
+                o.tls(2, t);
             }
             o.kv(1, "prefix", &s.prefix);
             o.kv(1, "ttl", &show(s.ttl));
@@ -167,6 +170,26 @@ impl Out {
 
     fn secret(&mut self, level: usize, key: &str, from: &str, secret: &Secret) {
         self.line(level, &format!("{key}: {}  # {secret}", scalar(from)));
+    }
+
+    /// `tls:` with the paths only; the key is marked as a secret.
+    fn tls(&mut self, level: usize, t: &EtcdTls) {
+        if t.ca.is_none() && t.identity.is_none() {
+            self.line(level, "tls: {}");
+            return;
+        }
+        self.line(level, "tls:");
+        if let Some(ca) = &t.ca {
+            self.kv(level + 1, "ca_file", &ca.path.to_string_lossy());
+        }
+        if let Some(id) = &t.identity {
+            self.kv(level + 1, "cert_file", &id.cert.path.to_string_lossy());
+            let key = &id.key;
+            self.line(
+                level + 1,
+                &format!("key_file: {}  # {key}", scalar(&key.path.to_string_lossy())),
+            );
+        }
     }
 
     fn cwd(&mut self, level: usize, cwd: Option<&Path>) {

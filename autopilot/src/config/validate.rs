@@ -4,9 +4,10 @@
 //! handling it here does not compile. Problems are recorded with a field path and whether they
 //! concern the key or the value; [`Validator::finish`] turns them into [`Problem`]s with line
 //! and column via `locate.rs`. Relative paths (`cwd`, `state_dir`, `password_file`,
-//! `env.*.file`) resolve against the config file's directory; secrets are read at load time.
+//! `env.*.file`, `store.etcd.tls.*`) resolve against the config file's directory; secrets
+//! and TLS files are read at load time.
 //! Leaf checks live in `leaves.rs`; the engine, its hooks, handlers and jobs in
-//! `validate_handlers.rs`.
+//! `validate_handlers.rs`; `store.etcd.tls` in `validate_tls.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -290,7 +291,7 @@ impl<'a> Validator<'a> {
     fn store(&mut self, raw: RawStore) -> StoreConfig {
         let RawStore { etcd, prefix, ttl } = raw;
         let at = root("store");
-        let (endpoints, username, password) = match etcd {
+        let (endpoints, username, password, tls) = match etcd {
             Some(etcd) => self.etcd(etcd),
             None => {
                 self.problem(
@@ -298,7 +299,7 @@ impl<'a> Validator<'a> {
                     Target::Key,
                     "required; expected etcd: {endpoints: [http://127.0.0.1:2379]}",
                 );
-                (Vec::new(), None, None)
+                (Vec::new(), None, None, None)
             }
         };
         let prefix = prefix.unwrap_or_else(|| "/autopilot".to_owned());
@@ -327,16 +328,21 @@ impl<'a> Validator<'a> {
             ttl,
             username,
             password,
+            tls,
         }
     }
 
-    fn etcd(&mut self, raw: RawEtcd) -> (Vec<String>, Option<String>, Option<Secret>) {
+    fn etcd(
+        &mut self,
+        raw: RawEtcd,
+    ) -> (Vec<String>, Option<String>, Option<Secret>, Option<EtcdTls>) {
         let RawEtcd {
             endpoints,
             username,
             password_file,
             password_env,
             password,
+            tls,
         } = raw;
         let at = root("store").key("etcd");
         let endpoints = match endpoints {
@@ -392,7 +398,8 @@ impl<'a> Validator<'a> {
             (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
             (None, None) => None,
         };
-        (endpoints, username, password)
+        let tls = tls.map(|t| self.tls(&at, t, &endpoints));
+        (endpoints, username, password, tls)
     }
 
     fn process(&mut self, raw: RawProcess) -> ProcessConfig {

@@ -4,12 +4,20 @@
 //! gRPC one: with every endpoint down the balanced channel would otherwise wait for a
 //! ready endpoint for ever. The gRPC channel sends HTTP/2 keep-alive pings so a silently
 //! dead connection (and the watch on it) fails within about two ping intervals.
+//!
+//! TLS (`https://` endpoints) is rustls on aws-lc-rs (etcd-client's `tls-aws-lc`; never
+//! `ring`, see dependencies.md gotcha 1). Nothing needs installing: tonic builds its rustls
+//! config with the process-wide default provider when one is installed and with
+//! `aws_lc_rs::default_provider()` otherwise. A failed handshake (unknown CA, no or wrong
+//! client certificate) fails the request as "etcd unavailable" with the TLS error as source;
+//! a missing client certificate shows only as a closed connection, so a hint says so.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use tokio::sync::mpsc;
 
@@ -20,7 +28,7 @@ use super::{
     Claim, Entry, LeaseId, Revision, Store, StoreError, Watch, WatchBroken, WatchEvent,
     WatchMessage,
 };
-use crate::config::{Secret, StoreConfig};
+use crate::config::{EtcdTls, Secret, StoreConfig};
 
 /// gRPC status codes we branch on (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
 mod code {
@@ -34,13 +42,17 @@ mod code {
     pub const UNAUTHENTICATED: i32 = 16;
 }
 
-/// How to reach etcd. `Debug` never shows the password (see [`Secret`]).
+/// How to reach etcd. `Debug` never shows the password or the TLS key (see [`Secret`]).
 #[derive(Clone, Debug)]
 pub struct EtcdOptions {
-    /// `http://host:port` of every member; the client balances over them.
+    /// `http://host:port` (or `https://` with TLS) of every member; the client balances
+    /// over them.
     pub endpoints: Vec<String>,
     /// etcd user and password, when etcd auth is on.
     pub user: Option<(String, Secret)>,
+    /// CA certificate and client identity for `https://` endpoints; `None` with `https://`
+    /// endpoints trusts no CA (no system roots are loaded).
+    pub tls: Option<EtcdTls>,
     /// Bound on every request; keep it well below TTL/3 so a dead etcd is noticed in time.
     pub request_timeout: Duration,
     /// Bound on establishing a TCP connection to one member.
@@ -55,6 +67,7 @@ impl EtcdOptions {
         Self {
             endpoints,
             user: None,
+            tls: None,
             request_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_millis(500),
             keep_alive_interval: Duration::from_secs(1),
@@ -71,7 +84,24 @@ impl EtcdOptions {
                 .unwrap_or_else(|| Secret::new("none".into(), String::new()));
             (u, pw)
         });
+        o.tls = cfg.tls.clone();
         o
+    }
+
+    /// etcd-client's TLS options: the CA certificate(s), the client identity and a bound on
+    /// the handshake. Also used for `https://` endpoints without a `tls` section (then it
+    /// trusts no CA).
+    fn tls_options(&self) -> TlsOptions {
+        let mut t = TlsOptions::new().timeout(self.connect_timeout);
+        if let Some(tls) = &self.tls {
+            if let Some(ca) = &tls.ca {
+                t = t.ca_certificate(Certificate::from_pem(&ca.pem));
+            }
+            if let Some(id) = &tls.identity {
+                t = t.identity(Identity::from_pem(&id.cert.pem, id.key.expose()));
+            }
+        }
+        t
     }
 }
 
@@ -82,6 +112,51 @@ pub struct EtcdStore {
     client: Client,
     /// Per-request bound.
     request_timeout: Duration,
+    /// Added to transport failures: set when TLS is on without a client certificate.
+    hint: Option<&'static str>,
+}
+
+/// With TLS 1.3 etcd (`--client-cert-auth`) rejects a missing client certificate only after
+/// the handshake, so the client sees a closed connection or a broken pipe and nothing more.
+const NO_CLIENT_CERT: &str = "the connection was closed after the TLS handshake; no client \
+     certificate is configured (store.etcd.tls cert_file and key_file), which etcd requires \
+     with --client-cert-auth";
+
+/// A store error's cause with a hint in front of it.
+#[derive(Debug, thiserror::Error)]
+#[error("{hint}")]
+struct Hinted {
+    hint: &'static str,
+    #[source]
+    source: Cause,
+}
+
+/// Puts `hint` in front of the cause of an `Unavailable` error whose connection was
+/// established (so not "refused", "unknown CA" and the like, which say enough).
+fn with_hint(err: StoreError, hint: Option<&'static str>) -> StoreError {
+    let Some(hint) = hint else { return err };
+    match err {
+        StoreError::Unavailable { op, source }
+            if !chain_text(&*source).contains("ConnectError") =>
+        {
+            StoreError::Unavailable {
+                op,
+                source: Box::new(Hinted { hint, source }),
+            }
+        }
+        other => other,
+    }
+}
+
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -103,15 +178,22 @@ impl EtcdStore {
             .with_keep_alive(opts.keep_alive_interval, opts.keep_alive_interval)
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
+        // With `tls` and an `http://` endpoint etcd-client refuses to connect (InvalidArgs).
+        if opts.tls.is_some() || opts.endpoints.iter().any(|e| e.starts_with("https://")) {
+            co = co.with_tls(opts.tls_options());
+        }
         if let Some((user, pw)) = &opts.user {
             co = co
                 .with_user(user.clone(), pw.expose().to_owned())
                 .with_auto_token_refresh(true);
         }
+        let hint = (opts.endpoints.iter().any(|e| e.starts_with("https://"))
+            && opts.tls.as_ref().is_none_or(|t| t.identity.is_none()))
+        .then_some(NO_CLIENT_CERT);
         let fut = Client::connect(&opts.endpoints, Some(co));
         let client = match tokio::time::timeout(opts.request_timeout, fut).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(classify(op(), e, None)),
+            Ok(Err(e)) => return Err(with_hint(classify(op(), e, None), hint)),
             Err(_) => {
                 return Err(StoreError::Timeout {
                     op: op(),
@@ -122,6 +204,7 @@ impl EtcdStore {
         Ok(Self {
             client,
             request_timeout: opts.request_timeout,
+            hint,
         })
     }
 
@@ -153,7 +236,7 @@ impl EtcdStore {
                 {
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
-                Ok(Err(e)) => break Err(classify(op(), e, lease)),
+                Ok(Err(e)) => break Err(with_hint(classify(op(), e, lease), self.hint)),
                 Err(_) => {
                     break Err(StoreError::Timeout {
                         op: op(),

@@ -14,6 +14,8 @@ mod watch;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_tls;
 
 use std::fmt;
 use std::future::Future;
