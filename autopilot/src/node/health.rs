@@ -50,6 +50,8 @@ pub struct HealthState {
     args: HealthArgs,
     lifecycle: Lifecycle,
     main_pid: Option<u32>,
+    /// The main process has been started at least once.
+    main_started: bool,
     /// The last health handler verdict; `None` before its first run.
     handler: Option<Result<(), String>>,
     /// The last engine probe verdict; `None` before its first run.
@@ -71,6 +73,7 @@ impl Actor for HealthActor {
             args,
             lifecycle: Lifecycle::Starting,
             main_pid: None,
+            main_started: false,
             handler: None,
             engine: None,
         })
@@ -86,6 +89,7 @@ impl Actor for HealthActor {
             HealthMsg::Lifecycle(l) => state.lifecycle = l,
             HealthMsg::Process(ProcessEvent::Started { pid }) => {
                 state.main_pid = Some(pid);
+                state.main_started = true;
                 state.engine = None;
                 myself.cast(HealthMsg::Probe)?;
             }
@@ -156,7 +160,11 @@ fn unhealthy_reason(state: &HealthState) -> Option<String> {
         Lifecycle::Running => {}
     }
     if state.main_pid.is_none() {
-        return Some("the main process is not running".into());
+        return Some(if state.main_started {
+            "the main process is not running".into()
+        } else {
+            "waiting for the main process to start".into()
+        });
     }
     match &state.engine {
         None => return Some("waiting for the first engine probe".into()),
