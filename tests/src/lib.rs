@@ -6,4 +6,5 @@ pub mod bench;
 pub mod etcd;
 pub mod redis;
 pub mod resp;
+pub mod scenario;
 pub mod util;
