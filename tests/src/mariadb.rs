@@ -103,7 +103,7 @@ impl MariaDb {
         self.server_id
     }
 
-    /// The temp dir: `my.cnf`, `data/`, `mariadb.sock`, `error.log`, `mariadbd.out`.
+    /// The temp dir: `my.cnf`, `data/`, `tmp/`, `mariadb.sock`, `error.log`, `mariadbd.out`.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -164,6 +164,9 @@ impl MariaDb {
             ("gtid_domain_id", "0".into()),
             ("relay_log", format!("{data}/relay-bin")),
             ("log_error", format!("{d}/error.log")),
+            // Our own tmpdir: in a shared /tmp, concurrent bootstraps (mariadb-install-db)
+            // failed with "Could not remove temporary table '/tmp/#sql-temptable-..'".
+            ("tmpdir", format!("{d}/tmp")),
             ("innodb_buffer_pool_size", "64M".into()),
             ("innodb_log_file_size", "48M".into()),
         ] {
@@ -171,6 +174,7 @@ impl MariaDb {
         }
         cnf.push_str("skip-name-resolve\n");
         std::fs::write(self.cnf_path(), cnf).context("write my.cnf")?;
+        std::fs::create_dir_all(self.dir().join("tmp")).context("create the server's tmpdir")?;
         chown_mysql(self.dir())
     }
 
@@ -375,4 +379,37 @@ fn tail(path: &Path) -> String {
     }
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_check_rejects_a_foreign_server() {
+        let db = MariaDb::start("identity").expect("start MariaDB");
+        let mut impostor = MariaDb {
+            dir: tempfile::tempdir().expect("temp dir"),
+            port: db.port(),
+            server_id: db.server_id() + 1,
+            child: None,
+        };
+        let err = impostor
+            .wait_ready()
+            .expect_err("a foreign MariaDB must be detected");
+        assert!(
+            format!("{err:#}").contains("somebody else's MariaDB"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn server_ids_are_distinct_and_nonzero() {
+        let ids: Vec<u32> = (0..100).map(|_| next_server_id()).collect();
+        assert!(ids.iter().all(|&id| id != 0));
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+    }
 }
