@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+pub mod gtid;
 pub mod process;
 mod role_ops;
 

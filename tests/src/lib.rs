@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod bench;
 pub mod etcd;
+pub mod mariadb;
 pub mod redis;
 pub mod resp;
 pub mod scenario;
