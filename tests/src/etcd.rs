@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+
+use crate::util::signal_and_wait;
 
 /// Where Debian's `etcd-server` installs the binary.
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
@@ -111,34 +112,14 @@ impl Member {
         Ok(())
     }
 
-    /// Sends `sig` and waits up to `grace` for the exit; returns whether it exited.
-    fn signal_and_wait(&mut self, sig: Signal, grace: Duration) -> bool {
-        let Some(child) = self.child.as_mut() else {
-            return true;
-        };
-        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
-        let _ = kill(pid, sig);
-        let deadline = Instant::now() + grace;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => {
-                    self.child = None;
-                    return true;
-                }
-                Ok(None) if Instant::now() >= deadline => return false,
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
-    }
-
     fn stop(&mut self) {
-        if !self.signal_and_wait(Signal::SIGTERM, STOP_GRACE) {
+        if !signal_and_wait(&mut self.child, Signal::SIGTERM, STOP_GRACE) {
             self.kill();
         }
     }
 
     fn kill(&mut self) {
-        self.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
+        signal_and_wait(&mut self.child, Signal::SIGKILL, Duration::from_secs(10));
     }
 
     /// `Some(status)` when the process has exited.

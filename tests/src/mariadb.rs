@@ -23,10 +23,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use crate::util::free_port;
+use crate::util::{free_port, signal_and_wait};
 
 /// Debian's MariaDB server binary (package `mariadb-server`).
 pub const MARIADBD: &str = "/usr/sbin/mariadbd";
@@ -126,12 +125,12 @@ impl MariaDb {
 
     /// Kills the server at once (SIGKILL) and reaps it; keeps the data.
     pub fn kill(&mut self) {
-        self.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
+        signal_and_wait(&mut self.child, Signal::SIGKILL, Duration::from_secs(10));
     }
 
     /// Stops the server cleanly (SIGTERM, up to 30 s), then SIGKILL; keeps the data.
     pub fn stop(&mut self) {
-        if !self.signal_and_wait(Signal::SIGTERM, STOP_GRACE) {
+        if !signal_and_wait(&mut self.child, Signal::SIGTERM, STOP_GRACE) {
             self.kill();
         }
     }
@@ -281,26 +280,6 @@ impl MariaDb {
             Ok(Some(status)) => Some(status.to_string()),
             Ok(None) => None,
             Err(e) => Some(format!("wait failed: {e}")),
-        }
-    }
-
-    /// Sends `sig` and waits up to `grace` for the exit; returns whether it exited.
-    fn signal_and_wait(&mut self, sig: Signal, grace: Duration) -> bool {
-        let Some(child) = self.child.as_mut() else {
-            return true;
-        };
-        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
-        let _ = kill(pid, sig);
-        let deadline = Instant::now() + grace;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => {
-                    self.child = None;
-                    return true;
-                }
-                Ok(None) if Instant::now() >= deadline => return false,
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A loopback TCP port that was free a moment ago (bind to port 0, read, release).
@@ -72,4 +73,29 @@ pub fn system_bin(path: &str, package: &str) -> PathBuf {
         "{path} is missing: install it with `apt-get install -y {package}` (or run .ci/run)"
     );
     p
+}
+
+/// Send `sig` to `child` (if it still runs) and wait up to `grace` for it to exit; returns
+/// whether it exited. `child` becomes `None` once it is gone.
+pub fn signal_and_wait(
+    child: &mut Option<Child>,
+    sig: nix::sys::signal::Signal,
+    grace: Duration,
+) -> bool {
+    let Some(c) = child.as_mut() else {
+        return true;
+    };
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).expect("pids fit in i32"));
+    let _ = nix::sys::signal::kill(pid, sig);
+    let deadline = Instant::now() + grace;
+    loop {
+        match c.try_wait() {
+            Ok(Some(_)) | Err(_) => {
+                *child = None;
+                return true;
+            }
+            Ok(None) if Instant::now() >= deadline => return false,
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
 }
