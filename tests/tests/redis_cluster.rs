@@ -43,6 +43,16 @@ fn fresh_cluster_has_one_primary_and_two_replicas() {
         "no initialized key\n{}",
         c.logs()
     );
+    let online = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
+        let doc: serde_json::Value = serde_json::from_str(&c.key("primary")?).ok()?;
+        (doc["status"] == "online").then_some(())
+    });
+    assert!(
+        online.is_some(),
+        "the primary key does not say online once promoted: {:?}\n{}",
+        c.key("primary"),
+        c.logs()
+    );
     assert!(c.writable(p), "the primary refuses writes\n{}", c.logs());
     let reply = c.cmd(p, &["SET", "greeting", "hello"]).expect("SET");
     assert_eq!(reply.as_str(), Some("OK"));

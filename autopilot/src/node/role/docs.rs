@@ -93,8 +93,8 @@ pub struct NodeFlags {
     pub needs_rebuild: bool,
 }
 
-/// `primary`, bound to `lease`.
-pub fn primary(me: &Identity, pos: Position, lease: i64) -> PrimaryDoc {
+/// `primary`, bound to `lease`: `starting` when claimed, `online` once promoted.
+pub fn primary(me: &Identity, pos: Position, lease: i64, status: NodeStatus) -> PrimaryDoc {
     PrimaryDoc {
         schema: 1,
         id: me.id.clone(),
@@ -102,7 +102,7 @@ pub fn primary(me: &Identity, pos: Position, lease: i64) -> PrimaryDoc {
         hostname: me.hostname.clone(),
         ip_address: me.host.clone(),
         port: me.port,
-        status: NodeStatus::Starting,
+        status,
         version: env!("CARGO_PKG_VERSION").into(),
         replication: PrimaryReplication {
             position: position(pos),

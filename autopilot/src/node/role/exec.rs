@@ -11,7 +11,7 @@ use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
 use super::{RoleActorState, RoleMsg, docs, now_millis, role_label, view};
-use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey};
+use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
 use crate::store::session::SessionMsg;
 use crate::store::{Claim, Store};
 use crate::wire::{self, ClusterKey, ClusterKeys};
@@ -95,6 +95,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             };
             let doc = docs::node(&st.args.identity, role, position, flags);
             let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
+            mark_primary_online(st, role, position);
         }
         Action::AcquireLock => {
             let value = wire::encode(&docs::lock(&st.args.identity));
@@ -415,7 +416,12 @@ fn claim(
     let me_id = &st.args.identity;
     let claim = Claim {
         primary_key: keys.primary(),
-        primary_value: wire::encode(&docs::primary(me_id, position, lease.0)),
+        primary_value: wire::encode(&docs::primary(
+            me_id,
+            position,
+            lease.0,
+            wire::NodeStatus::Starting,
+        )),
         lease,
         history_key: keys.history(),
         expected_history_revision: history_rev.map(|r| i64::try_from(r).unwrap_or(i64::MAX)),
@@ -446,5 +452,36 @@ fn claim(
             }
         }
         feed_later(&me, |now| Event::ClaimResult { now, won });
+    });
+}
+
+/// Once per term, after promotion: rewrite the `primary` key (claimed as `starting`) as
+/// `online` with the promoted position, iff it is still bound to our lease.
+fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) {
+    if role != Role::Primary {
+        st.primary_online = false;
+        return;
+    }
+    let Some(lease) = st.lease else { return };
+    if st.primary_online {
+        return;
+    }
+    st.primary_online = true;
+    let doc = docs::primary(
+        &st.args.identity,
+        position,
+        lease.0,
+        wire::NodeStatus::Online,
+    );
+    let key = st.args.keys.primary();
+    let store = st.args.store.clone();
+    tokio::spawn(async move {
+        match store.put_if_lease(&key, wire::encode(&doc), lease).await {
+            Ok(true) => {}
+            Ok(false) => info!("the primary key is no longer ours; not marking it online"),
+            Err(e) => {
+                warn!(cause = %handlers::error_chain(&e), "failed to mark the primary key online")
+            }
+        }
     });
 }

@@ -130,6 +130,8 @@ pub struct RoleActorState {
     unhealthy_since: Option<Instant>,
     /// The node has been healthy at least once since the agent started.
     ever_healthy: bool,
+    /// The `primary` key says `online` (rewritten once per term, after promotion).
+    primary_online: bool,
 }
 
 /// How long a node that was healthy may look unhealthy before the role logic is told: one
@@ -234,6 +236,7 @@ impl Actor for RoleActor {
             claiming: None,
             unhealthy_since: None,
             ever_healthy: false,
+            primary_online: false,
         })
     }
 
