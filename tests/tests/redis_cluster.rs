@@ -131,6 +131,22 @@ fn node_loss_fails_over_within_the_ttl() {
     wait_writable(&c, new, Duration::from_secs(5));
     let other = (0..3).find(|&i| i != p && i != new).expect("a third node");
     c.wait_replicating(other, new, ATTACH);
+    // The lost node's lease expired with its node key; its events live on their own lease.
+    assert!(c.key(&format!("nodes/{}", c.name(p))).is_none());
+    let events = c
+        .etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("{}events/", c.prefix()),
+        ])
+        .expect("list events");
+    assert!(
+        events
+            .lines()
+            .any(|k| k.ends_with(&format!("-{}", c.name(p)))),
+        "the lost node's events vanished with its lease:\n{events}"
+    );
 }
 
 #[test]
