@@ -8,5 +8,6 @@ pub mod mariadb;
 pub mod redis;
 pub mod resp;
 pub mod scenario;
+pub mod tls;
 pub mod util;
 pub mod workload;
