@@ -302,6 +302,19 @@ fn switchover_to_a_named_node_loses_no_write() {
         "the switchover key is still there\n{}",
         c.logs()
     );
+    // Recorded as planned: it must not count towards the failover cooldown (I5).
+    let history: serde_json::Value =
+        serde_json::from_str(&c.key("history").expect("history")).expect("history JSON");
+    let last = history["entries"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned();
+    assert_eq!(
+        last.as_ref()
+            .map(|e| (e["to"].clone(), e["reason"].clone())),
+        Some((c.name(target).into(), "switchover".into())),
+        "history: {history}"
+    );
     let_writer_run(&c, target, 50);
     let w = writer.stop();
     let k = checker.stop();

@@ -531,7 +531,9 @@ async fn store_an_idle_watch_survives_the_servers_ping_policy() {
     let rev = s.put("/idle/a", b"1".to_vec(), None).await.expect("put");
     let mut w = s.watch_prefix("/idle/", rev + 1).await.expect("watch");
     tokio::time::sleep(Duration::from_secs(8)).await;
-    s.put("/idle/b", b"2".to_vec(), None).await.expect("put after idling");
+    s.put("/idle/b", b"2".to_vec(), None)
+        .await
+        .expect("put after idling");
     let ev = next_events(&mut w, Duration::from_secs(3)).await;
     assert_eq!(ev.len(), 1, "{ev:?}");
 }
