@@ -1,0 +1,1 @@
+//! autopilotctl (placeholder while the library compiles).
