@@ -97,6 +97,10 @@ pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     } else {
         body
     };
+    // Syntax first, so `[1,2` is reported as broken JSON rather than as a wrong type.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+        Problem::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
