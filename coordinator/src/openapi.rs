@@ -51,3 +51,33 @@ impl Modify for BearerAuth {
         );
     }
 }
+
+/// Fills what the attributes leave out but OpenAPI requires: every response needs a
+/// `description` (the HTTP reason phrase unless one was written).
+pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            for (code, r) in op.responses.responses.iter_mut() {
+                if let RefOr::T(r) = r
+                    && r.description.is_empty()
+                {
+                    r.description = code
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|c| axum::http::StatusCode::from_u16(c).ok())
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("Response")
+                        .to_owned();
+                }
+            }
+        }
+    }
+}

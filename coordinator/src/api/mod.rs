@@ -51,12 +51,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document alone (for tests and `coordinator openapi`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut doc = routes().split_for_parts().1;
+    crate::openapi::finish(&mut doc);
+    doc
 }
 
 /// The whole application: routes, fallbacks and protections.
 pub fn router(state: AppState, body_limit: usize) -> Router {
-    let (router, doc) = routes().split_for_parts();
+    let (router, mut doc) = routes().split_for_parts();
+    crate::openapi::finish(&mut doc);
     let json = doc
         .to_pretty_json()
         .expect("the OpenAPI document serialises");
