@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use autopilot::store::{Store, Watch, WatchBroken, WatchEvent, WatchMessage};
+use autopilot::store::{EtcdStore, Store, Watch, WatchBroken, WatchEvent, WatchMessage};
 use autopilot::wire::{self, ClusterKey, ClusterKeys, HistoryDoc, NodeDoc, TokenRole};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -153,16 +153,34 @@ fn broken_problem(b: WatchBroken) -> Problem {
     }
 }
 
-/// The event stream of one watch.
-fn stream(watch: Watch, tr: Translator) -> impl Stream<Item = Result<Event, Infallible>> {
+/// Attempts to re-establish a watch that ended for another reason than compaction, before
+/// the stream reports an error to the client.
+const REWATCH_ATTEMPTS: u32 = 5;
+
+/// The event stream of one watch. A watch that breaks (the connection to etcd, an idle gRPC
+/// stream) is re-established from the revision after the last change seen, so the client
+/// misses nothing; only a compaction or a lasting etcd outage ends the stream.
+fn stream(
+    store: EtcdStore,
+    prefix: String,
+    watch: Watch,
+    start: i64,
+    tr: Translator,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     struct St {
+        store: EtcdStore,
+        prefix: String,
         watch: Watch,
+        next: i64,
         tr: Translator,
         queue: VecDeque<Event>,
         done: bool,
     }
     let st = St {
+        store,
+        prefix,
         watch,
+        next: start,
         tr,
         queue: VecDeque::new(),
         done: false,
@@ -178,14 +196,35 @@ fn stream(watch: Watch, tr: Translator) -> impl Stream<Item = Result<Event, Infa
             match st.watch.next().await {
                 WatchMessage::Events(evs) => {
                     for ev in &evs {
+                        st.next = st.next.max(ev.mod_revision() + 1);
                         if let Some(ce) = st.tr.translate(ev) {
                             st.queue.push_back(sse(&ce));
                         }
                     }
                 }
-                WatchMessage::Broken(b) => {
+                WatchMessage::Broken(b @ WatchBroken::Compacted { .. }) => {
                     st.queue.push_back(error_event(&broken_problem(b)));
                     st.done = true;
+                }
+                WatchMessage::Broken(b) => {
+                    tracing::debug!(reason = ?b, from = st.next, "event watch ended; watching again");
+                    let mut again = None;
+                    for attempt in 0..REWATCH_ATTEMPTS {
+                        if attempt > 0 {
+                            tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                        }
+                        if let Ok(w) = st.store.watch_prefix(&st.prefix, st.next).await {
+                            again = Some(w);
+                            break;
+                        }
+                    }
+                    match again {
+                        Some(w) => st.watch = w,
+                        None => {
+                            st.queue.push_back(error_event(&broken_problem(b)));
+                            st.done = true;
+                        }
+                    }
                 }
             }
         }
@@ -252,10 +291,17 @@ pub async fn events(
         .await
         .map_err(|e| Problem::store(&e))?;
     let tr = Translator {
-        keys,
+        keys: keys.clone(),
         nodes: HashMap::new(),
     };
-    let sse = Sse::new(stream(watch, tr)).keep_alive(
+    let sse = Sse::new(stream(
+        st.store().clone(),
+        keys.cluster_prefix(),
+        watch,
+        start,
+        tr,
+    ))
+    .keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(15))
             .text("keep-alive"),
