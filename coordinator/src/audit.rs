@@ -51,7 +51,14 @@ impl Auditor {
 
     /// Records `e` with how it ended. A failed write is logged and counted but does not
     /// change the answer: the action itself is already in etcd.
-    pub async fn record(&self, e: Entry<'_>, outcome: AuditOutcome, status: u16, code: Option<String>, detail: Option<String>) {
+    pub async fn record(
+        &self,
+        e: Entry<'_>,
+        outcome: AuditOutcome,
+        status: u16,
+        code: Option<String>,
+        detail: Option<String>,
+    ) {
         let (token_id, role) = match (e.caller, e.token) {
             (Some(c), _) => (Some(c.id.clone()), Some(c.role)),
             (None, Some((id, role))) => (Some(id), role),
@@ -128,7 +135,9 @@ impl Auditor {
                 match me.prune().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "pruned audit records past the retention"),
-                    Err(err) => tracing::warn!(cause = %error_chain(&err), "failed to prune audit records"),
+                    Err(err) => {
+                        tracing::warn!(cause = %error_chain(&err), "failed to prune audit records")
+                    }
                 }
             }
         }))

@@ -41,8 +41,13 @@ impl ClusterPath {
         if self.namespace.starts_with('_') {
             return Err(self.not_found());
         }
-        ClusterKeys::new(state.prefix(), &self.namespace, &self.project, &self.cluster)
-            .map_err(|_| self.not_found())
+        ClusterKeys::new(
+            state.prefix(),
+            &self.namespace,
+            &self.project,
+            &self.cluster,
+        )
+        .map_err(|_| self.not_found())
     }
     /// The 404 for this cluster.
     pub fn not_found(&self) -> Problem {

@@ -13,10 +13,19 @@ use clap::Args;
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout at start).
-    #[arg(long, env = "AUTOPILOT_COORDINATOR_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
     /// etcd endpoints, comma-separated (`http://` or `https://`).
-    #[arg(long, env = "AUTOPILOT_ETCD_ENDPOINTS", value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "AUTOPILOT_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        required = true
+    )]
     pub etcd_endpoints: Vec<String>,
     /// Key prefix the agents use (`store.prefix` in their config).
     #[arg(long, env = "AUTOPILOT_PREFIX", default_value = "/autopilot")]
@@ -35,10 +44,18 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTOPILOT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key-file.
-    #[arg(long, env = "AUTOPILOT_COORDINATOR_TLS_CERT_FILE", requires = "tls_key_file")]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
     pub tls_cert_file: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert-file.
-    #[arg(long, env = "AUTOPILOT_COORDINATOR_TLS_KEY_FILE", requires = "tls_cert_file")]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
     pub tls_key_file: Option<PathBuf>,
     /// Largest accepted request body, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
@@ -245,23 +262,28 @@ mod tests {
 
     #[test]
     fn a_short_admin_token_is_refused_and_never_printed() {
-        let err = args(&[]).validate(Some("short-secret".into())).unwrap_err();
+        let err = args(&[])
+            .validate(Some("short-secret".into()))
+            .expect_err("an error");
         let msg = err.to_string();
         assert!(msg.contains("shorter than"), "{msg}");
         assert!(!msg.contains("short-secret"), "the token leaked: {msg}");
-        let ok = args(&[])
-            .validate(Some("x".repeat(32)))
-            .expect("valid");
+        let ok = args(&[]).validate(Some("x".repeat(32))).expect("valid");
         assert!(!format!("{ok:?}").contains(&"x".repeat(32)));
     }
 
     #[test]
     fn bad_values_name_the_flag() {
-        let err = args(&["--prefix", "nope"]).validate(None).unwrap_err();
+        let err = args(&["--prefix", "nope"])
+            .validate(None)
+            .expect_err("an error");
         assert!(err.to_string().contains("--prefix=nope"));
         let err = args(&["--admin-token-file", "/does/not/exist"])
             .validate(None)
-            .unwrap_err();
-        assert!(err.to_string().contains("--admin-token-file=/does/not/exist"));
+            .expect_err("an error");
+        assert!(
+            err.to_string()
+                .contains("--admin-token-file=/does/not/exist")
+        );
     }
 }

@@ -92,7 +92,10 @@ pub async fn serve(
     let state = AppState::new(Inner {
         store: store.clone(),
         prefix: cfg.prefix.clone(),
-        admin_hash: cfg.admin_token.as_ref().map(|t| auth::token::hash(t.expose())),
+        admin_hash: cfg
+            .admin_token
+            .as_ref()
+            .map(|t| auth::token::hash(t.expose())),
         tokens: TokenStore::new(store.clone(), keys, cfg.token_cache),
         auditor: auditor.clone(),
         limiter: RateLimiter::new(cfg.rate_limit, cfg.rate_burst),
@@ -100,8 +103,8 @@ pub async fn serve(
         metrics,
         openapi_json: Default::default(),
     });
-    let app = api::router(state, cfg.body_limit)
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        api::router(state, cfg.body_limit).into_make_service_with_connect_info::<SocketAddr>();
     let listener = TcpListener::bind(cfg.listen).map_err(|source| ServeError::Bind {
         addr: cfg.listen,
         source,
@@ -129,7 +132,9 @@ pub async fn serve(
     tracing::info!(address = %local, tls = cfg.tls.is_some(), admin_token = cfg.admin_token.is_some(), "coordinator listening");
     match &cfg.tls {
         Some((cert, key)) => {
-            let rustls = tls::server_config(cert, key).await.map_err(ServeError::Tls)?;
+            let rustls = tls::server_config(cert, key)
+                .await
+                .map_err(ServeError::Tls)?;
             axum_server::from_tcp_rustls(listener, rustls)
                 .map_err(ServeError::Serve)?
                 .handle(handle)

@@ -148,9 +148,7 @@ impl Api {
         if let Some(b) = body {
             r = r.header("content-type", "application/json").body(b);
         }
-        let resp = r
-            .send()
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let resp = r.send().unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -257,8 +255,12 @@ pub fn seed_node(
             "replication": {"position": {"epoch": 1, "offset": offset}},
             "last_updated": "2026-01-01T00:00:00Z", "ttlseconds": 10, "lease": "0"
         });
-        etcd.etcdctl(&["put", &format!("/autopilot/{cluster}/primary"), &p.to_string()])
-            .expect("put the primary");
+        etcd.etcdctl(&[
+            "put",
+            &format!("/autopilot/{cluster}/primary"),
+            &p.to_string(),
+        ])
+        .expect("put the primary");
     }
 }
 

@@ -91,22 +91,102 @@ fn every_endpoint_with_each_role_is_allowed_denied_and_audited() {
     let mut eps = vec![
         ep("GET", "/v1/clusters", None, 1, 200, "cluster.list", false),
         ep("GET", C1, None, 1, 200, "cluster.get", false),
-        ep("GET", &format!("{C1}/nodes"), None, 1, 200, "cluster.nodes", false),
-        ep("GET", &format!("{C1}/nodes/n2"), None, 1, 200, "cluster.node", false),
-        ep("GET", &format!("{C1}/primary"), None, 1, 200, "cluster.primary", false),
-        ep("GET", &format!("{C1}/history"), None, 1, 200, "cluster.history", false),
-        ep("PUT", &format!("{C1}/maintenance"), Some(json!({"enabled": false, "reason": "test"})), 3, 200, "cluster.maintenance", true),
-        ep("POST", &format!("{C1}/switchover"), Some(json!({"candidate": "n2"})), 3, 202, "cluster.switchover", true),
-        ep("POST", &format!("{C1}/failover"), Some(json!({"candidate": "n2"})), 4, 202, "cluster.failover", true),
-        ep("POST", "/v1/tokens", Some(json!({"name": "x", "role": "viewer", "namespaces": ["a"]})), 4, 201, "token.create", true),
+        ep(
+            "GET",
+            &format!("{C1}/nodes"),
+            None,
+            1,
+            200,
+            "cluster.nodes",
+            false,
+        ),
+        ep(
+            "GET",
+            &format!("{C1}/nodes/n2"),
+            None,
+            1,
+            200,
+            "cluster.node",
+            false,
+        ),
+        ep(
+            "GET",
+            &format!("{C1}/primary"),
+            None,
+            1,
+            200,
+            "cluster.primary",
+            false,
+        ),
+        ep(
+            "GET",
+            &format!("{C1}/history"),
+            None,
+            1,
+            200,
+            "cluster.history",
+            false,
+        ),
+        ep(
+            "PUT",
+            &format!("{C1}/maintenance"),
+            Some(json!({"enabled": false, "reason": "test"})),
+            3,
+            200,
+            "cluster.maintenance",
+            true,
+        ),
+        ep(
+            "POST",
+            &format!("{C1}/switchover"),
+            Some(json!({"candidate": "n2"})),
+            3,
+            202,
+            "cluster.switchover",
+            true,
+        ),
+        ep(
+            "POST",
+            &format!("{C1}/failover"),
+            Some(json!({"candidate": "n2"})),
+            4,
+            202,
+            "cluster.failover",
+            true,
+        ),
+        ep(
+            "POST",
+            "/v1/tokens",
+            Some(json!({"name": "x", "role": "viewer", "namespaces": ["a"]})),
+            4,
+            201,
+            "token.create",
+            true,
+        ),
         ep("GET", "/v1/tokens", None, 4, 200, "token.list", false),
-        ep("POST", "/v1/agents/register", Some(json!({"namespace":"a","project":"p","cluster":"c1","node":"n2"})), 3, 201, "agent.register", true),
+        ep(
+            "POST",
+            "/v1/agents/register",
+            Some(json!({"namespace":"a","project":"p","cluster":"c1","node":"n2"})),
+            3,
+            201,
+            "agent.register",
+            true,
+        ),
         ep("GET", "/v1/audit", None, 4, 200, "audit.list", false),
     ];
     // One revocable token per caller, so revocation can be tried by each.
     for (name, _, _) in &callers {
         let t = w.root.issue(&format!("victim-{name}"), "viewer", &["a"]);
-        eps.push(ep("DELETE", &format!("/v1/tokens/{}", token_id(&t)), None, 4, 200, "token.revoke", true));
+        eps.push(ep(
+            "DELETE",
+            &format!("/v1/tokens/{}", token_id(&t)),
+            None,
+            4,
+            200,
+            "token.revoke",
+            true,
+        ));
     }
     let mut checked = 0;
     for e in &eps {
@@ -125,13 +205,25 @@ fn every_endpoint_with_each_role_is_allowed_denied_and_audited() {
             }
             let rec = newest_audit(&w.root);
             if allowed && !e.mutating {
-                assert_eq!(rec["id"], before, "{ctx}: an allowed read must not be audited");
+                assert_eq!(
+                    rec["id"], before,
+                    "{ctx}: an allowed read must not be audited"
+                );
             } else {
                 assert_ne!(rec["id"], before, "{ctx}: no audit record");
                 assert_eq!(rec["action"], e.action, "{ctx}: {rec}");
                 assert_eq!(rec["status"], s, "{ctx}: {rec}");
-                assert_eq!(rec["outcome"], if allowed { "ok" } else { "denied" }, "{ctx}: {rec}");
-                assert!(rec["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.1:")), "{rec}");
+                assert_eq!(
+                    rec["outcome"],
+                    if allowed { "ok" } else { "denied" },
+                    "{ctx}: {rec}"
+                );
+                assert!(
+                    rec["client"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("127.0.0.1:")),
+                    "{rec}"
+                );
                 assert!(rec["time"].is_string(), "{rec}");
                 match token {
                     Some(t) if t == ADMIN_TOKEN => assert_eq!(rec["token_id"], "admin"),
@@ -143,7 +235,9 @@ fn every_endpoint_with_each_role_is_allowed_denied_and_audited() {
                 }
             }
             if allowed && matches!(e.action, "cluster.switchover" | "cluster.failover") {
-                w.etcd.etcdctl(&["del", "/autopilot/a/p/c1/switchover"]).expect("del");
+                w.etcd
+                    .etcdctl(&["del", "/autopilot/a/p/c1/switchover"])
+                    .expect("del");
             }
             checked += 1;
         }
@@ -152,9 +246,18 @@ fn every_endpoint_with_each_role_is_allowed_denied_and_audited() {
     // The audit log holds no secret: neither token strings nor hashes.
     let (_, all) = w.root.get("/v1/audit?limit=1000");
     let text = all.to_string();
-    assert!(!text.contains("apt_") && !text.contains("sha256:"), "a secret in the audit log");
-    assert!(!w.coord.log().contains(ADMIN_TOKEN), "the admin token is in the log");
-    assert!(!w.coord.log().contains("sha256:"), "a token hash is in the log");
+    assert!(
+        !text.contains("apt_") && !text.contains("sha256:"),
+        "a secret in the audit log"
+    );
+    assert!(
+        !w.coord.log().contains(ADMIN_TOKEN),
+        "the admin token is in the log"
+    );
+    assert!(
+        !w.coord.log().contains("sha256:"),
+        "a token hash is in the log"
+    );
 }
 
 #[test]
@@ -168,11 +271,22 @@ fn a_namespace_token_sees_nothing_of_another_namespace() {
         .as_array()
         .expect("list")
         .iter()
-        .map(|c| format!("{}/{}/{}", c["namespace"].as_str().unwrap_or(""), c["project"].as_str().unwrap_or(""), c["cluster"].as_str().unwrap_or("")))
+        .map(|c| {
+            format!(
+                "{}/{}/{}",
+                c["namespace"].as_str().unwrap_or(""),
+                c["project"].as_str().unwrap_or(""),
+                c["cluster"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(names, vec!["b/p/c2"]);
     let (s, v) = api.get("/v1/clusters?namespace=a");
-    assert_eq!((s, v["clusters"].as_array().map(Vec::len)), (200, Some(0)), "{v}");
+    assert_eq!(
+        (s, v["clusters"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
     // B's own cluster works; A's answers exactly like a cluster that does not exist.
     assert_eq!(api.get("/v1/clusters/b/p/c2").0, 200);
     let (s_hidden, hidden) = api.get(C1);
@@ -185,7 +299,12 @@ fn a_namespace_token_sees_nothing_of_another_namespace() {
         assert_problem(s, &v, "cluster_not_found", path);
         assert_eq!(s, 404);
     }
-    let (s, _) = e2e::coordinator::sse(w.coord.url(), &op_b, &format!("{C1}/events"), Duration::from_secs(2));
+    let (s, _) = e2e::coordinator::sse(
+        w.coord.url(),
+        &op_b,
+        &format!("{C1}/events"),
+        Duration::from_secs(2),
+    );
     assert_eq!(s, 404, "events of a hidden cluster");
     for (m, p, b) in [
         ("POST", "switchover", json!({})),
@@ -194,24 +313,49 @@ fn a_namespace_token_sees_nothing_of_another_namespace() {
         let (s, v) = api.call(m, &format!("{C1}/{p}"), Some(&b));
         assert_eq!(s, 404, "{p}: {v}");
         let rec = newest_audit(&w.root);
-        assert_eq!((rec["outcome"].as_str(), rec["status"].as_u64()), (Some("denied"), Some(404)), "{rec}");
+        assert_eq!(
+            (rec["outcome"].as_str(), rec["status"].as_u64()),
+            (Some("denied"), Some(404)),
+            "{rec}"
+        );
     }
-    let (s, _) = api.call("POST", "/v1/agents/register", Some(&json!({"namespace":"a","project":"p","cluster":"c1","node":"x"})));
+    let (s, _) = api.call(
+        "POST",
+        "/v1/agents/register",
+        Some(&json!({"namespace":"a","project":"p","cluster":"c1","node":"x"})),
+    );
     assert_eq!(s, 404, "registering into a hidden namespace");
-    assert!(w.etcd.etcdctl(&["get", "/autopilot/a/p/c1/maintenance"]).expect("get").is_empty());
+    assert!(
+        w.etcd
+            .etcdctl(&["get", "/autopilot/a/p/c1/maintenance"])
+            .expect("get")
+            .is_empty()
+    );
     // A scoped admin cannot mint tokens for other namespaces, and lists only its own tokens.
     let admin_b = w.root.issue("adb", "admin", &["b"]);
     let api = w.coord.api(Some(&admin_b));
-    let (s, v) = api.call("POST", "/v1/tokens", Some(&json!({"name":"x","role":"viewer","namespaces":["a"]})));
+    let (s, v) = api.call(
+        "POST",
+        "/v1/tokens",
+        Some(&json!({"name":"x","role":"viewer","namespaces":["a"]})),
+    );
     assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")), "{v}");
-    let (s, v) = api.call("POST", "/v1/tokens", Some(&json!({"name":"x","role":"viewer","namespaces":["*"]})));
+    let (s, v) = api.call(
+        "POST",
+        "/v1/tokens",
+        Some(&json!({"name":"x","role":"viewer","namespaces":["*"]})),
+    );
     assert_eq!(s, 403, "{v}");
     let (_, v) = api.get("/v1/tokens");
     for t in v["tokens"].as_array().expect("tokens") {
         assert_eq!(t["namespaces"], json!(["b"]), "{t}");
     }
     // An agent token sees its cluster only.
-    let (_, v) = w.root.call("POST", "/v1/agents/register", Some(&json!({"namespace":"a","project":"p","cluster":"c1","node":"n1"})));
+    let (_, v) = w.root.call(
+        "POST",
+        "/v1/agents/register",
+        Some(&json!({"namespace":"a","project":"p","cluster":"c1","node":"n1"})),
+    );
     let agent = w.coord.api(v["token"].as_str());
     let (_, v) = agent.get("/v1/clusters");
     assert_eq!(v["clusters"].as_array().map(Vec::len), Some(1), "{v}");
@@ -224,7 +368,9 @@ fn bad_input_gets_clear_problems_and_never_a_panic() {
     let w = world(&["--body-limit", "4096", "--rate-limit", "0"]);
     let api = &w.root;
     let body = |b: &[u8]| Some(b.to_vec());
-    let cases: Vec<(&str, String, Option<Vec<u8>>, u16, &str)> = vec![
+    /// (method, path, body, status, code)
+    type Case<'a> = (&'a str, String, Option<Vec<u8>>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("POST", format!("{C1}/switchover"), body(b"{"), 400, "invalid_json"),
         ("POST", format!("{C1}/switchover"), body(b"[1,2"), 400, "invalid_json"),
         ("POST", format!("{C1}/switchover"), body(b"\xff\xfe"), 400, "invalid_json"),
@@ -282,7 +428,10 @@ fn bad_input_gets_clear_problems_and_never_a_panic() {
         ("garbage", "token_invalid"),
         ("Bearer", "token_invalid"),
         ("Basic dXNlcjpwdw==", "token_invalid"),
-        ("Bearer apt_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000", "token_invalid"),
+        (
+            "Bearer apt_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000",
+            "token_invalid",
+        ),
         ("Bearer not-even-close", "token_invalid"),
     ];
     let http = reqwest::blocking::Client::new();
@@ -294,7 +443,9 @@ fn bad_input_gets_clear_problems_and_never_a_panic() {
             .expect("send");
         assert_eq!(r.status().as_u16(), 401, "{header}");
         assert_eq!(
-            r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            r.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some("application/problem+json")
         );
         let v: Value = r.json().expect("json");
@@ -306,15 +457,34 @@ fn bad_input_gets_clear_problems_and_never_a_panic() {
     let (s, v) = Api::new(w.coord.url(), Some(&forged)).get(C1);
     assert_eq!((s, v["code"].as_str()), (401, Some("token_invalid")), "{v}");
     // Forced failover to a lagging node is allowed with force, and says so.
-    let (s, v) = api.call("POST", &format!("{C1}/failover"), Some(&json!({"candidate":"n3","force":true})));
+    let (s, v) = api.call(
+        "POST",
+        &format!("{C1}/failover"),
+        Some(&json!({"candidate":"n3","force":true})),
+    );
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["mode"], "handover");
-    assert!(v["warnings"][0].as_str().is_some_and(|w| w.contains("behind")), "{v}");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("behind")),
+        "{v}"
+    );
     let (s, v) = api.call("POST", &format!("{C1}/switchover"), Some(&json!({})));
     assert_problem(s, &v, "switchover_pending", "second request");
-    w.etcd.etcdctl(&["del", "/autopilot/a/p/c1/switchover"]).expect("del");
+    w.etcd
+        .etcdctl(&["del", "/autopilot/a/p/c1/switchover"])
+        .expect("del");
     // Maintenance on refuses switchovers with a clear code.
-    assert_eq!(api.call("PUT", &format!("{C1}/maintenance"), Some(&json!({"enabled":true}))).0, 200);
+    assert_eq!(
+        api.call(
+            "PUT",
+            &format!("{C1}/maintenance"),
+            Some(&json!({"enabled":true}))
+        )
+        .0,
+        200
+    );
     let (s, v) = api.call("POST", &format!("{C1}/switchover"), Some(&json!({})));
     assert_problem(s, &v, "maintenance_enabled", "switchover in maintenance");
     // Still alive, and nothing panicked.
@@ -338,14 +508,23 @@ fn expired_and_revoked_tokens_are_refused_by_every_coordinator() {
     let (s, v) = Api::new(other.url(), Some(&short)).get(C1);
     assert_eq!((s, v["code"].as_str()), (401, Some("token_expired")), "{v}");
     let rec = newest_audit(&w.root);
-    assert_eq!((rec["outcome"].as_str(), rec["code"].as_str()), (Some("denied"), Some("token_expired")), "{rec}");
+    assert_eq!(
+        (rec["outcome"].as_str(), rec["code"].as_str()),
+        (Some("denied"), Some("token_expired")),
+        "{rec}"
+    );
     assert_eq!(rec["token_id"], token_id(&short));
 
     let t = w.root.issue("victim", "operator", &["a"]);
-    let (a, b) = (Api::new(w.coord.url(), Some(&t)), Api::new(other.url(), Some(&t)));
+    let (a, b) = (
+        Api::new(w.coord.url(), Some(&t)),
+        Api::new(other.url(), Some(&t)),
+    );
     assert_eq!((a.get(C1).0, b.get(C1).0), (200, 200));
     let t0 = Instant::now();
-    let (s, v) = w.root.call("DELETE", &format!("/v1/tokens/{}", token_id(&t)), None);
+    let (s, v) = w
+        .root
+        .call("DELETE", &format!("/v1/tokens/{}", token_id(&t)), None);
     assert_eq!((s, v["status"].as_str()), (200, Some("revoked")), "{v}");
     // Refused by both coordinators within the cache time (1 s) plus slack.
     let refused = eventually(Duration::from_secs(3), Duration::from_millis(50), || {
@@ -354,14 +533,35 @@ fn expired_and_revoked_tokens_are_refused_by_every_coordinator() {
         (sa == 401 && sb == 401).then_some((va, vb))
     });
     let (va, vb) = refused.expect("the revoked token still works somewhere after 3 s");
-    println!("revocation reached both coordinators after {:?}", t0.elapsed());
-    assert_eq!((va["code"].as_str(), vb["code"].as_str()), (Some("token_revoked"), Some("token_revoked")));
-    let (s, v) = w.root.call("DELETE", &format!("/v1/tokens/{}", token_id(&t)), None);
-    assert_eq!((s, v["status"].as_str()), (200, Some("revoked")), "revoking twice: {v}");
+    println!(
+        "revocation reached both coordinators after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        (va["code"].as_str(), vb["code"].as_str()),
+        (Some("token_revoked"), Some("token_revoked"))
+    );
+    let (s, v) = w
+        .root
+        .call("DELETE", &format!("/v1/tokens/{}", token_id(&t)), None);
+    assert_eq!(
+        (s, v["status"].as_str()),
+        (200, Some("revoked")),
+        "revoking twice: {v}"
+    );
     let (_, list) = w.root.get("/v1/tokens");
-    let listed = list["tokens"].as_array().expect("tokens").iter().find(|x| x["id"] == token_id(&t)).cloned().expect("listed");
+    let listed = list["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .find(|x| x["id"] == token_id(&t))
+        .cloned()
+        .expect("listed");
     assert_eq!(listed["status"], "revoked");
-    assert!(listed.get("hash").is_none(), "a hash in the token list: {listed}");
+    assert!(
+        listed.get("hash").is_none(),
+        "a hash in the token list: {listed}"
+    );
 }
 
 #[test]
@@ -370,18 +570,30 @@ fn two_coordinators_agree_and_a_killed_one_loses_nothing() {
     let b = Coordinator::start(&w.etcd.endpoint(), &["--rate-limit", "0"]).expect("second");
     let rb = b.api(Some(ADMIN_TOKEN));
     let t = w.root.issue("shared", "operator", &["a"]);
-    for path in ["/v1/clusters", C1, "/v1/clusters/b/p/c2/nodes", "/v1/tokens"] {
+    for path in [
+        "/v1/clusters",
+        C1,
+        "/v1/clusters/b/p/c2/nodes",
+        "/v1/tokens",
+    ] {
         let (sa, va) = w.root.get(path);
         let (sb, vb) = rb.get(path);
         assert_eq!((sa, &va), (sb, &vb), "{path}: the coordinators disagree");
     }
-    assert_eq!(Api::new(b.url(), Some(&t)).get(C1).0, 200, "a token issued by A works on B");
+    assert_eq!(
+        Api::new(b.url(), Some(&t)).get(C1).0,
+        200,
+        "a token issued by A works on B"
+    );
     // Hammer A with token creations and kill it mid-stream: every creation A acknowledged
     // is on B, and every token it handed out works there.
     let url = w.coord.url().to_owned();
     let writer = std::thread::spawn(move || {
         let api = Api::new(&url, Some(ADMIN_TOKEN));
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
         let mut acked = Vec::new();
         for i in 0..2000 {
             let r = http
@@ -409,17 +621,38 @@ fn two_coordinators_agree_and_a_killed_one_loses_nothing() {
     let acked = writer.join().expect("writer");
     assert!(!acked.is_empty());
     let (_, v) = rb.get("/v1/tokens");
-    let ids: std::collections::HashSet<String> = v["tokens"].as_array().expect("tokens").iter().map(|t| t["id"].as_str().unwrap_or("").to_owned()).collect();
+    let ids: std::collections::HashSet<String> = v["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|t| t["id"].as_str().unwrap_or("").to_owned())
+        .collect();
     for tok in &acked {
-        assert!(ids.contains(&token_id(tok)), "token {} acknowledged by A is missing on B", token_id(tok));
+        assert!(
+            ids.contains(&token_id(tok)),
+            "token {} acknowledged by A is missing on B",
+            token_id(tok)
+        );
     }
     let last = acked.last().expect("one");
     assert_eq!(Api::new(b.url(), Some(last)).get(C1).0, 200);
     // The audit records A wrote are readable through B.
     let (_, a) = rb.get("/v1/audit?limit=1000");
-    let creates = a["records"].as_array().expect("records").iter().filter(|r| r["action"] == "token.create" && r["outcome"] == "ok").count();
-    assert!(creates >= acked.len(), "{creates} audit records for {} acknowledged creations", acked.len());
-    println!("A acknowledged {} creations before it was killed; all on B", acked.len());
+    let creates = a["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["action"] == "token.create" && r["outcome"] == "ok")
+        .count();
+    assert!(
+        creates >= acked.len(),
+        "{creates} audit records for {} acknowledged creations",
+        acked.len()
+    );
+    println!(
+        "A acknowledged {} creations before it was killed; all on B",
+        acked.len()
+    );
 }
 
 #[test]
@@ -435,7 +668,11 @@ fn rate_limit_per_token_answers_429_with_retry_after() {
     assert_problem(s, &p, "rate_limited", "rate limit");
     assert!(p["retry_after_seconds"].as_u64().is_some_and(|r| r >= 1));
     let rec = newest_audit(&w.root);
-    assert_eq!((rec["code"].as_str(), rec["token_id"].as_str()), (Some("rate_limited"), Some(token_id(&v).as_str())), "{rec}");
+    assert_eq!(
+        (rec["code"].as_str(), rec["token_id"].as_str()),
+        (Some("rate_limited"), Some(token_id(&v).as_str())),
+        "{rec}"
+    );
     // Another token has its own budget.
     let other = w.root.issue("o", "viewer", &["a"]);
     assert_eq!(Api::new(w.coord.url(), Some(&other)).get(C1).0, 200);
@@ -449,11 +686,21 @@ fn an_etcd_outage_is_a_503_problem_and_the_coordinator_recovers() {
     let (s, v) = w.root.get(C1);
     assert_problem(s, &v, "store_unavailable", "etcd down");
     assert_eq!(s, 503);
-    assert!(t0.elapsed() < Duration::from_secs(8), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(w.root.get("/healthz").0, 503);
     w.etcd.restart().expect("restart etcd");
-    let back = eventually(Duration::from_secs(15), Duration::from_millis(100), || (w.root.get(C1).0 == 200).then_some(()));
-    assert!(back.is_some(), "no recovery after etcd came back\n{}", w.coord.log());
+    let back = eventually(Duration::from_secs(15), Duration::from_millis(100), || {
+        (w.root.get(C1).0 == 200).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "no recovery after etcd came back\n{}",
+        w.coord.log()
+    );
 }
 
 #[test]
@@ -462,18 +709,43 @@ fn events_stream_reports_changes_and_resumes_from_a_revision() {
     let v = w.root.issue("v", "viewer", &["a"]);
     let (_, c) = w.root.get(C1);
     let rev = c["revision"].as_i64().expect("revision");
-    let (s, rx) = sse(w.coord.url(), &v, &format!("{C1}/events"), Duration::from_secs(20));
+    let (s, rx) = sse(
+        w.coord.url(),
+        &v,
+        &format!("{C1}/events"),
+        Duration::from_secs(20),
+    );
     assert_eq!(s, 200);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(w.root.call("PUT", &format!("{C1}/maintenance"), Some(&json!({"enabled":true,"reason":"e2e"}))).0, 200);
-    let (hit, seen) = wait_event(&rx, Duration::from_secs(10), |(_, k, d)| k == "maintenance" && d["doc"]["enabled"] == true);
+    assert_eq!(
+        w.root
+            .call(
+                "PUT",
+                &format!("{C1}/maintenance"),
+                Some(&json!({"enabled":true,"reason":"e2e"}))
+            )
+            .0,
+        200
+    );
+    let (hit, seen) = wait_event(&rx, Duration::from_secs(10), |(_, k, d)| {
+        k == "maintenance" && d["doc"]["enabled"] == true
+    });
     let (id, _, _) = hit.unwrap_or_else(|| panic!("no maintenance event; saw {seen:?}"));
     assert!(id.parse::<i64>().expect("numeric id") > rev);
-    w.etcd.etcdctl(&["del", "/autopilot/a/p/c1/primary"]).expect("del primary");
-    let (hit, seen) = wait_event(&rx, Duration::from_secs(10), |(_, k, d)| k == "primary" && d["doc"].is_null());
+    w.etcd
+        .etcdctl(&["del", "/autopilot/a/p/c1/primary"])
+        .expect("del primary");
+    let (hit, seen) = wait_event(&rx, Duration::from_secs(10), |(_, k, d)| {
+        k == "primary" && d["doc"].is_null()
+    });
     assert!(hit.is_some(), "no primary-gone event: {seen:?}");
     // Resume from the revision read before: both changes are replayed.
-    let (_, rx2) = sse(w.coord.url(), &v, &format!("{C1}/events?since={rev}"), Duration::from_secs(5));
+    let (_, rx2) = sse(
+        w.coord.url(),
+        &v,
+        &format!("{C1}/events?since={rev}"),
+        Duration::from_secs(5),
+    );
     let (hit, seen) = wait_event(&rx2, Duration::from_secs(5), |(_, k, _)| k == "primary");
     assert!(hit.is_some(), "no replay: {seen:?}");
     assert!(seen.iter().any(|(_, k, _)| k == "maintenance"), "{seen:?}");
@@ -487,18 +759,41 @@ fn https_when_a_certificate_is_configured() {
     seed_node(&etcd, "a/p/c1", "n1", true, 1);
     let cert = tls.server_cert.to_string_lossy().into_owned();
     let key = tls.server_key.to_string_lossy().into_owned();
-    let coord = Coordinator::start(&etcd.endpoint(), &["--tls-cert-file", &cert, "--tls-key-file", &key]).expect("start");
+    let coord = Coordinator::start(
+        &etcd.endpoint(),
+        &["--tls-cert-file", &cert, "--tls-key-file", &key],
+    )
+    .expect("start");
     assert!(coord.url().starts_with("https://"), "{}", coord.url());
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&tls.ca).expect("ca")).expect("pem");
-    let http = reqwest::blocking::Client::builder().tls_certs_only([ca]).timeout(Duration::from_secs(5)).build().expect("client");
-    let r = http.get(format!("{}{C1}", coord.url())).bearer_auth(ADMIN_TOKEN).send().expect("https request");
+    let http = reqwest::blocking::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let r = http
+        .get(format!("{}{C1}", coord.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .expect("https request");
     assert_eq!(r.status().as_u16(), 200);
     // Plain HTTP to the TLS port does not get an answer.
     let plain = coord.url().replace("https://", "http://");
-    let r = reqwest::blocking::Client::builder().timeout(Duration::from_secs(3)).build().expect("c").get(format!("{plain}/healthz")).send();
+    let r = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("c")
+        .get(format!("{plain}/healthz"))
+        .send();
     assert!(r.map(|r| !r.status().is_success()).unwrap_or(true));
     let (code, out, err) = e2e::coordinator::ctl(
-        &["--url", coord.url(), "--ca-file", &tls.ca.to_string_lossy(), "list"],
+        &[
+            "--url",
+            coord.url(),
+            "--ca-file",
+            &tls.ca.to_string_lossy(),
+            "list",
+        ],
         &[("AUTOPILOT_TOKEN", ADMIN_TOKEN)],
         Duration::from_secs(20),
     );

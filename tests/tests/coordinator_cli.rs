@@ -17,11 +17,17 @@ fn autopilotctl_commands_outputs_and_exit_codes() {
     seed_node(&etcd, "a/p/c1", "n3", false, 4);
     let coord = Coordinator::start(&etcd.endpoint(), &["--rate-limit", "0"]).expect("start");
     let url = coord.url().to_owned();
-    let admin = [("AUTOPILOT_URL", url.as_str()), ("AUTOPILOT_TOKEN", ADMIN_TOKEN)];
+    let admin = [
+        ("AUTOPILOT_URL", url.as_str()),
+        ("AUTOPILOT_TOKEN", ADMIN_TOKEN),
+    ];
 
     let (code, out, err) = ctl(&["list"], &admin, T);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("NAMESPACE") && out.contains("a ") && out.contains("c1"), "{out}");
+    assert!(
+        out.starts_with("NAMESPACE") && out.contains("a ") && out.contains("c1"),
+        "{out}"
+    );
     let (code, out, _) = ctl(&["-o", "json", "show", "a/p/c1"], &admin, T);
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).expect("json output");
@@ -32,7 +38,24 @@ fn autopilotctl_commands_outputs_and_exit_codes() {
     assert_eq!(ctl(&["history", "a/p/c1"], &admin, T).0, 0);
 
     // Tokens: create (printed once), use it from a token file via the config file, revoke.
-    let (code, out, err) = ctl(&["-o", "json", "token", "create", "--name", "ops", "--role", "operator", "--namespace", "a", "--expires-in", "1h"], &admin, T);
+    let (code, out, err) = ctl(
+        &[
+            "-o",
+            "json",
+            "token",
+            "create",
+            "--name",
+            "ops",
+            "--role",
+            "operator",
+            "--namespace",
+            "a",
+            "--expires-in",
+            "1h",
+        ],
+        &admin,
+        T,
+    );
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).expect("json");
     let tok = v["token"].as_str().expect("token").to_owned();
@@ -41,23 +64,40 @@ fn autopilotctl_commands_outputs_and_exit_codes() {
     std::fs::write(dir.path().join("token"), format!("{tok}\n")).expect("write");
     std::fs::write(
         dir.path().join("ctl.yaml"),
-        format!("url: {url}\ntoken_file: {}\n", dir.path().join("token").display()),
+        format!(
+            "url: {url}\ntoken_file: {}\n",
+            dir.path().join("token").display()
+        ),
     )
     .expect("write");
     let cfg = dir.path().join("ctl.yaml").to_string_lossy().into_owned();
-    let (code, out, err) = ctl(&["--config", &cfg, "pause", "a/p/c1", "--reason", "upgrade"], &[], T);
+    let (code, out, err) = ctl(
+        &["--config", &cfg, "pause", "a/p/c1", "--reason", "upgrade"],
+        &[],
+        T,
+    );
     assert_eq!(code, 0, "{out}{err}");
     let (_, out, _) = ctl(&["show", "a/p/c1"], &admin, T);
     assert!(out.contains("maintenance: ON"), "{out}");
     let (code, _, err) = ctl(&["--config", &cfg, "switchover", "a/p/c1"], &[], T);
     assert_eq!(code, 5, "maintenance refuses a switchover: {err}");
-    assert!(err.contains("maintenance_enabled") && err.contains("resume"), "{err}");
+    assert!(
+        err.contains("maintenance_enabled") && err.contains("resume"),
+        "{err}"
+    );
     assert_eq!(ctl(&["--config", &cfg, "resume", "a/p/c1"], &[], T).0, 0);
-    let (code, _, err) = ctl(&["--config", &cfg, "failover", "a/p/c1", "--candidate", "n2"], &[], T);
+    let (code, _, err) = ctl(
+        &["--config", &cfg, "failover", "a/p/c1", "--candidate", "n2"],
+        &[],
+        T,
+    );
     assert_eq!(code, 3, "an operator may not force a failover: {err}");
     let (code, _, err) = ctl(&["failover", "a/p/c1", "--candidate", "n3"], &admin, T);
     assert_eq!(code, 5, "{err}");
-    assert!(err.contains("candidate_behind") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("candidate_behind") && err.contains("--force"),
+        "{err}"
+    );
     let (code, out, err) = ctl(&["switchover", "a/p/c1", "--candidate", "n2"], &admin, T);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("switchover requested"), "{out}");
@@ -78,16 +118,47 @@ fn autopilotctl_commands_outputs_and_exit_codes() {
     // Events without --follow replay since a revision and stop when idle.
     let (code, out, err) = ctl(&["events", "a/p/c1", "--since", "1"], &admin, T);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("maintenance on") && out.contains("switchover requested"), "{out}");
+    assert!(
+        out.contains("maintenance on") && out.contains("switchover requested"),
+        "{out}"
+    );
 
     // Exit codes.
     assert_eq!(ctl(&["list"], &[], T).0, 2, "no URL");
     assert_eq!(ctl(&["show", "a/p"], &admin, T).0, 2, "not a cluster name");
     assert_eq!(ctl(&["show", "a/p/nope"], &admin, T).0, 4);
-    assert_eq!(ctl(&["list"], &[("AUTOPILOT_URL", url.as_str())], T).0, 3, "no token");
-    let (code, _, err) = ctl(&["--url", "http://127.0.0.1:1", "list"], &[("AUTOPILOT_TOKEN", ADMIN_TOKEN)], T);
+    assert_eq!(
+        ctl(&["list"], &[("AUTOPILOT_URL", url.as_str())], T).0,
+        3,
+        "no token"
+    );
+    let (code, _, err) = ctl(
+        &["--url", "http://127.0.0.1:1", "list"],
+        &[("AUTOPILOT_TOKEN", ADMIN_TOKEN)],
+        T,
+    );
     assert_eq!(code, 7, "unreachable: {err}");
     assert!(err.contains("cannot reach the coordinator"), "{err}");
-    assert_eq!(ctl(&["token", "create", "--name", "x", "--role", "nope", "--namespace", "a"], &admin, T).0, 6);
-    assert!(!coord.log().contains(&tok), "a token in the coordinator log");
+    assert_eq!(
+        ctl(
+            &[
+                "token",
+                "create",
+                "--name",
+                "x",
+                "--role",
+                "nope",
+                "--namespace",
+                "a"
+            ],
+            &admin,
+            T
+        )
+        .0,
+        6
+    );
+    assert!(
+        !coord.log().contains(&tok),
+        "a token in the coordinator log"
+    );
 }

@@ -71,13 +71,19 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
         .output()
         .expect("coordinator openapi");
     let printed: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(printed, doc, "`coordinator openapi` and /v1/openapi.json differ");
+    assert_eq!(
+        printed, doc,
+        "`coordinator openapi` and /v1/openapi.json differ"
+    );
 
     // Structure (OpenAPI 3.x essentials).
     let version = doc["openapi"].as_str().expect("openapi version");
     assert!(version.starts_with("3."), "{version}");
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let paths = doc["paths"].as_object().expect("paths");
     let mut documented = BTreeSet::new();
     let mut op_ids = BTreeSet::new();
@@ -88,28 +94,50 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .collect();
         for (method, op) in item.as_object().expect("path item") {
-            assert!(METHODS.contains(&method.as_str()), "{path}: unknown key {method}");
+            assert!(
+                METHODS.contains(&method.as_str()),
+                "{path}: unknown key {method}"
+            );
             documented.insert(format!("{} {path}", method.to_uppercase()));
-            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
             assert!(op_ids.insert(id.to_owned()), "duplicate operationId {id}");
-            let responses = op["responses"].as_object().unwrap_or_else(|| panic!("{method} {path}: no responses"));
+            let responses = op["responses"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{method} {path}: no responses"));
             assert!(!responses.is_empty(), "{method} {path}");
             for (code, r) in responses {
-                assert!(code.len() == 3 && code.parse::<u16>().is_ok(), "{method} {path}: response {code}");
-                assert!(r["description"].is_string(), "{method} {path} {code}: no description");
+                assert!(
+                    code.len() == 3 && code.parse::<u16>().is_ok(),
+                    "{method} {path}: response {code}"
+                );
+                assert!(
+                    r["description"].is_string(),
+                    "{method} {path} {code}: no description"
+                );
             }
-            let params: Vec<&Value> = op["parameters"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+            let params: Vec<&Value> = op["parameters"]
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
             let declared: BTreeSet<&str> = params
                 .iter()
                 .filter(|p| p["in"] == "path")
                 .map(|p| {
-                    assert_eq!(p["required"], true, "{method} {path}: path parameters are required");
+                    assert_eq!(
+                        p["required"], true,
+                        "{method} {path}: path parameters are required"
+                    );
                     p["name"].as_str().expect("name")
                 })
                 .collect();
             assert_eq!(declared, templated, "{method} {path}: path parameters");
             for p in &params {
-                assert!(["path", "query", "header", "cookie"].contains(&p["in"].as_str().unwrap_or("")), "{p}");
+                assert!(
+                    ["path", "query", "header", "cookie"].contains(&p["in"].as_str().unwrap_or("")),
+                    "{p}"
+                );
             }
         }
     }
@@ -122,7 +150,10 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
 
     // The documented operations are exactly the routes.
     let expected: BTreeSet<String> = ROUTES.iter().map(|s| (*s).to_owned()).collect();
-    assert_eq!(documented, expected, "documented operations differ from the routes");
+    assert_eq!(
+        documented, expected,
+        "documented operations differ from the routes"
+    );
 
     // And every documented operation is served: substitute the parameters and call it
     // (admin token): the router must know it (no route_not_found / method_not_allowed).
@@ -144,8 +175,16 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
             "{op} is documented but not routed: {s} {v}"
         );
     }
-    let (s, _) = e2e::coordinator::sse(coord.url(), ADMIN_TOKEN, "/v1/clusters/a/p/c1/events", Duration::from_secs(2));
+    let (s, _) = e2e::coordinator::sse(
+        coord.url(),
+        ADMIN_TOKEN,
+        "/v1/clusters/a/p/c1/events",
+        Duration::from_secs(2),
+    );
     assert_eq!(s, 200);
     // And something undocumented is not routed.
-    assert_eq!(admin.get("/v1/clusters/a/p/c1/secrets").1["code"], "route_not_found");
+    assert_eq!(
+        admin.get("/v1/clusters/a/p/c1/secrets").1["code"],
+        "route_not_found"
+    );
 }

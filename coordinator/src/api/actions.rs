@@ -119,9 +119,7 @@ fn find<'a>(c: &'a ClusterDoc, id: &str) -> Result<&'a NodeDoc, Problem> {
     c.nodes.iter().find(|n| n.id == id).ok_or_else(|| {
         Problem::conflict(
             "candidate_not_found",
-            format!(
-                "no live node {id:?} in this cluster; pick one from `autopilotctl nodes`"
-            ),
+            format!("no live node {id:?} in this cluster; pick one from `autopilotctl nodes`"),
         )
     })
 }
@@ -177,7 +175,15 @@ pub async fn switchover(
     ApiPath(p): ApiPath<ClusterPath>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Accepted>), Problem> {
-    let g = gate(&st, &headers, client, "cluster.switchover", TokenRole::Operator, &p).await?;
+    let g = gate(
+        &st,
+        &headers,
+        client,
+        "cluster.switchover",
+        TokenRole::Operator,
+        &p,
+    )
+    .await?;
     let run = async {
         let req: SwitchoverRequest = json(&body)?;
         let c = cluster::read(&st, &p).await?.doc;
@@ -264,7 +270,15 @@ pub async fn failover(
     ApiPath(p): ApiPath<ClusterPath>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Accepted>), Problem> {
-    let g = gate(&st, &headers, client, "cluster.failover", TokenRole::Admin, &p).await?;
+    let g = gate(
+        &st,
+        &headers,
+        client,
+        "cluster.failover",
+        TokenRole::Admin,
+        &p,
+    )
+    .await?;
     let run = async {
         let req: FailoverRequest = json(&body)?;
         let c = cluster::read(&st, &p).await?.doc;
@@ -342,7 +356,15 @@ pub async fn maintenance(
     ApiPath(p): ApiPath<ClusterPath>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<MaintenanceDoc>), Problem> {
-    let g = gate(&st, &headers, client, "cluster.maintenance", TokenRole::Operator, &p).await?;
+    let g = gate(
+        &st,
+        &headers,
+        client,
+        "cluster.maintenance",
+        TokenRole::Operator,
+        &p,
+    )
+    .await?;
     let run = async {
         let req: MaintenanceRequest = json(&body)?;
         if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {

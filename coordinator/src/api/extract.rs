@@ -108,10 +108,9 @@ pub fn json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
                 "invalid_body",
                 format!("the JSON body does not fit this endpoint: {e}; see /v1/openapi.json"),
             ),
-            Category::Syntax | Category::Eof | Category::Io => Problem::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {e}"),
-            ),
+            Category::Syntax | Category::Eof | Category::Io => {
+                Problem::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+            }
         }
     })
 }
@@ -132,18 +131,20 @@ mod tests {
     fn body_errors_have_codes() {
         assert!(json::<B>(&Bytes::from_static(b"")).is_ok());
         assert_eq!(
-            json::<B>(&Bytes::from_static(b"{")).unwrap_err().code,
+            json::<B>(&Bytes::from_static(b"{"))
+                .expect_err("an error")
+                .code,
             "invalid_json"
         );
         assert_eq!(
             json::<B>(&Bytes::from_static(b"{\"zz\":1}"))
-                .unwrap_err()
+                .expect_err("an error")
                 .code,
             "invalid_body"
         );
         assert_eq!(
             json::<B>(&Bytes::from_static(b"{\"a\":\"x\"}"))
-                .unwrap_err()
+                .expect_err("an error")
                 .code,
             "invalid_body"
         );

@@ -75,7 +75,7 @@ pub async fn admit(
         Ok(c) => c,
         Err(e) => {
             let token = e.token_id.map(|id| (id, e.role));
-            return Err(deny(None, token, e.problem).await);
+            return Err(deny(None, token, *e.problem).await);
         }
     };
     if let Err(wait) = state.limiter().check(&caller.id) {

@@ -143,9 +143,7 @@ fn expiry(secs: Option<u64>) -> Result<Option<Timestamp>, Problem> {
         Some(s) => std::time::SystemTime::now()
             .checked_add(Duration::from_secs(s))
             .map(|t| Some(Timestamp::from(t)))
-            .ok_or_else(|| {
-                Problem::bad_request("invalid_body", "expires_in_seconds is too large")
-            }),
+            .ok_or_else(|| Problem::bad_request("invalid_body", "expires_in_seconds is too large")),
     }
 }
 
@@ -234,11 +232,7 @@ pub async fn create_token(
                  POST /v1/agents/register",
             ));
         }
-        if req.namespaces.is_empty()
-            || req
-                .namespaces
-                .iter()
-                .any(|n| n != "*" && !valid_segment(n))
+        if req.namespaces.is_empty() || req.namespaces.iter().any(|n| n != "*" && !valid_segment(n))
         {
             return Err(Problem::bad_request(
                 "invalid_scope",
@@ -330,7 +324,10 @@ pub async fn revoke_token(
         if doc.revoked_at.is_none() {
             doc.revoked_at = Some(Timestamp::now());
             doc.revoked_by = Some(g.caller.id.clone());
-            st.tokens().put(&doc).await.map_err(|e| Problem::store(&e))?;
+            st.tokens()
+                .put(&doc)
+                .await
+                .map_err(|e| Problem::store(&e))?;
         }
         Ok((StatusCode::OK, Json(TokenInfo::from(&doc))))
     };

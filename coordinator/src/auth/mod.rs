@@ -76,7 +76,10 @@ impl Caller {
     /// Whether a token scoped to `namespaces` would see nothing this caller does not.
     pub fn covers(&self, namespaces: &[String]) -> bool {
         self.cluster.is_none()
-            && (self.sees_all() || namespaces.iter().all(|n| n != "*" && self.sees_namespace(n)))
+            && (self.sees_all()
+                || namespaces
+                    .iter()
+                    .all(|n| n != "*" && self.sees_namespace(n)))
     }
 
     /// Whether the role is at least `need`.
@@ -90,7 +93,7 @@ impl Caller {
 #[derive(Debug)]
 pub struct AuthError {
     /// 401 (or 503 when etcd could not be asked).
-    pub problem: Problem,
+    pub problem: Box<Problem>,
     /// The token id, when the token parsed.
     pub token_id: Option<String>,
     /// The token's role, when its document was found.
@@ -100,7 +103,7 @@ pub struct AuthError {
 impl AuthError {
     fn new(code: &str, detail: &str, token_id: Option<&str>, role: Option<TokenRole>) -> Self {
         Self {
-            problem: Problem::unauthenticated(code, detail.to_owned()),
+            problem: Box::new(Problem::unauthenticated(code, detail.to_owned())),
             token_id: token_id.map(str::to_owned),
             role,
         }
@@ -159,7 +162,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Calle
         Ok(None) => return Err(invalid(Some(p.id), None)),
         Err(e) => {
             return Err(AuthError {
-                problem: Problem::store(&e),
+                problem: Box::new(Problem::store(&e)),
                 token_id: Some(p.id.to_owned()),
                 role: None,
             });

@@ -60,7 +60,10 @@ impl CtlError {
             429 | 500..=599 => exit::UNAVAILABLE,
             _ => exit::OTHER,
         };
-        Self::new(code, format!("{} [{}, HTTP {}]", p.detail, p.code, p.status))
+        Self::new(
+            code,
+            format!("{} [{}, HTTP {}]", p.detail, p.code, p.status),
+        )
     }
 }
 
@@ -84,10 +87,7 @@ impl FileConfig {
     pub fn load(path: &Path, explicit: bool) -> Result<Self, CtlError> {
         match std::fs::read_to_string(path) {
             Ok(text) => yaml_serde::from_str(&text).map_err(|e| {
-                CtlError::new(
-                    exit::USAGE,
-                    format!("config file {}: {e}", path.display()),
-                )
+                CtlError::new(exit::USAGE, format!("config file {}: {e}", path.display()))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Self::default()),
             Err(e) => Err(CtlError::new(
@@ -188,10 +188,13 @@ impl Client {
     }
 
     /// A JSON request; the JSON answer.
-    pub fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CtlError> {
-        let mut r = self
-            .request(method, path)
-            .timeout(Duration::from_secs(30));
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CtlError> {
+        let mut r = self.request(method, path).timeout(Duration::from_secs(30));
         if let Some(b) = body {
             r = r.json(b);
         }

@@ -296,7 +296,9 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 &format!("{}/maintenance", c.path()?),
                 Some(&body),
             )?;
-            print(&v, |_| "maintenance on: agents make no automatic role change\n".into());
+            print(&v, |_| {
+                "maintenance on: agents make no automatic role change\n".into()
+            });
         }
         Cmd::Resume(c) => {
             let body = json!({ "enabled": false });
@@ -319,6 +321,9 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// Prints a value as JSON or with a table renderer.
+type Printer<'a> = &'a dyn Fn(&Value, fn(&Value) -> String);
+
 fn accepted(v: &Value) -> String {
     let mut s = format!(
         "{} requested ({}): {} -> {}; follow with `autopilotctl events --since {}`\n",
@@ -337,7 +342,7 @@ fn accepted(v: &Value) -> String {
     s
 }
 
-fn token_cmd(client: &Client, t: TokenCmd, print: &dyn Fn(&Value, fn(&Value) -> String)) -> Result<(), CtlError> {
+fn token_cmd(client: &Client, t: TokenCmd, print: Printer<'_>) -> Result<(), CtlError> {
     match t {
         TokenCmd::Create {
             name,
@@ -360,11 +365,7 @@ fn token_cmd(client: &Client, t: TokenCmd, print: &dyn Fn(&Value, fn(&Value) -> 
         }
         TokenCmd::List => print(&client.get("/v1/tokens")?, output::tokens),
         TokenCmd::Revoke { id } => {
-            let v = client.call(
-                Method::DELETE,
-                &format!("/v1/tokens/{}", encode(&id)),
-                None,
-            )?;
+            let v = client.call(Method::DELETE, &format!("/v1/tokens/{}", encode(&id)), None)?;
             print(&v, output::token);
         }
     }
@@ -392,7 +393,12 @@ fn events(
     };
     if !follow {
         // Replay what happened since `since` (or nothing), then stop once the stream is idle.
-        client.events(&base, last.as_deref(), Some(Duration::from_secs(1)), &mut on)?;
+        client.events(
+            &base,
+            last.as_deref(),
+            Some(Duration::from_secs(1)),
+            &mut on,
+        )?;
         return Ok(());
     }
     loop {

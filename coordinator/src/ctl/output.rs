@@ -61,7 +61,10 @@ pub fn clusters(v: &Value) -> String {
             ]
         })
         .collect();
-    table(&["NAMESPACE", "PROJECT", "CLUSTER", "PRIMARY", "NODES"], &rows)
+    table(
+        &["NAMESPACE", "PROJECT", "CLUSTER", "PRIMARY", "NODES"],
+        &rows,
+    )
 }
 
 fn list(v: &Value) -> Vec<Value> {
@@ -168,7 +171,12 @@ pub fn event(id: &str, kind: &str, data: &str) -> String {
     let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
     let doc = &v["doc"];
     let what = match kind {
-        "event" => format!("{} on {}: {}", s(&doc["kind"]), s(&doc["node"]), s(&doc["detail"])),
+        "event" => format!(
+            "{} on {}: {}",
+            s(&doc["kind"]),
+            s(&doc["node"]),
+            s(&doc["detail"])
+        ),
         "primary" if doc.is_null() => "primary key gone (no primary)".into(),
         "primary" => format!("primary is {}", s(&doc["id"])),
         "node" if doc.is_null() => format!("{} left", s(&v["key"])),
@@ -210,10 +218,7 @@ pub fn event(id: &str, kind: &str, data: &str) -> String {
 /// Tokens (`GET /v1/tokens`).
 pub fn tokens(v: &Value) -> String {
     let rows: Vec<Vec<String>> = list(&v["tokens"]).iter().map(token_row).collect();
-    table(
-        &["ID", "NAME", "ROLE", "SCOPE", "STATUS", "EXPIRES"],
-        &rows,
-    )
+    table(&["ID", "NAME", "ROLE", "SCOPE", "STATUS", "EXPIRES"], &rows)
 }
 
 fn token_row(t: &Value) -> Vec<String> {
