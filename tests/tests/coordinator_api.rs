@@ -800,3 +800,26 @@ fn https_when_a_certificate_is_configured() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("c1"), "{out}");
 }
+
+#[test]
+fn audit_records_older_than_the_retention_are_pruned() {
+    let w = world(&["--audit-retention", "2s", "--audit-prune-interval", "1s"]);
+    let (s, _) = Api::new(w.coord.url(), None).get(C1);
+    assert_eq!(s, 401);
+    let rec = newest_audit(&w.root);
+    assert_eq!(rec["code"], "token_missing", "{rec}");
+    let id = rec["id"].as_str().expect("id").to_owned();
+    let key = format!("/autopilot/_coordinator/audit/{id}");
+    assert!(
+        !w.etcd.etcdctl(&["get", &key]).expect("get").is_empty(),
+        "the record is in etcd under {key}"
+    );
+    let gone = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
+        w.etcd.etcdctl(&["get", &key]).ok().filter(|o| o.is_empty())
+    });
+    assert!(
+        gone.is_some(),
+        "the record outlived the retention\n{}",
+        w.coord.log()
+    );
+}
