@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod coordinator;
 pub mod etcd;
 pub mod mariadb;
 pub mod redis;

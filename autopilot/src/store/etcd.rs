@@ -30,6 +30,9 @@ use super::{
 };
 use crate::config::{EtcdTls, Secret, StoreConfig};
 
+mod range;
+pub use range::RangeQuery;
+
 /// gRPC status codes we branch on (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
 mod code {
     pub const CANCELLED: i32 = 1;
