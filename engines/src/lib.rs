@@ -10,6 +10,7 @@
 
 mod engine;
 pub mod gtid;
+pub mod mysql;
 pub mod process;
 mod role_ops;
 

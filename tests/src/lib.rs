@@ -5,6 +5,8 @@ pub mod agent;
 pub mod bench;
 pub mod etcd;
 pub mod mariadb;
+pub mod mariadb_cluster;
+pub mod mariadb_workload;
 pub mod redis;
 pub mod resp;
 pub mod scenario;

@@ -154,6 +154,8 @@ pub struct EngineConfig {
     /// `process` engine only: the exec hooks that drive roles. Required (all five) when
     /// `store` is set with `kind: process`.
     pub hooks: Option<EngineHooks>,
+    /// `mariadb` engine only: its settings (present exactly when `kind` is `Mariadb`).
+    pub mariadb: Option<super::validate_mariadb::MariadbConfig>,
 }
 
 /// The `process` engine's role hooks. Each gets the event variables plus the ones named
@@ -191,6 +193,8 @@ pub struct FailoverConfig {
 pub enum EngineKind {
     /// Any program; roles (later) driven by operator exec hooks.
     Process,
+    /// MariaDB 10.11 with GTID replication; the engine builds the server command line.
+    Mariadb,
 }
 
 /// The main process and how it is restarted.

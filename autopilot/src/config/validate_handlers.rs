@@ -19,15 +19,22 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 impl Validator<'_> {
     /// `engine:`; `has_store` makes `port` and (for `process`) all five hooks required.
     pub(super) fn engine(&mut self, raw: RawEngine, has_store: bool) -> EngineConfig {
-        let RawEngine { kind, port, hooks } = raw;
+        let RawEngine {
+            kind,
+            port,
+            hooks,
+            mariadb,
+        } = raw;
         let at = root("engine");
+        let is_mariadb = kind.as_deref() == Some("mariadb");
         let is_process = match kind.as_deref() {
             None | Some("process") => true,
-            Some(k @ ("mariadb" | "mysql" | "postgres")) => {
+            Some("mariadb") => false,
+            Some(k @ ("mysql" | "postgres")) => {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("{k} is not supported by this build yet; supported: process"),
+                    format!("{k} is not supported by this build yet; supported: process, mariadb (for MySQL use kind: mariadb only once docs/engines/mariadb.md says it is tested)"),
                 );
                 false
             }
@@ -53,7 +60,7 @@ impl Validator<'_> {
                 }
             },
             None => {
-                if has_store {
+                if has_store || is_mariadb {
                     self.problem(
                         &at.key("port"),
                         Target::Key,
@@ -85,10 +92,27 @@ impl Validator<'_> {
                 None
             }
         };
+        let mariadb = match mariadb {
+            Some(_) if !is_mariadb => {
+                self.problem(
+                    &at.key("mariadb"),
+                    Target::Key,
+                    "is only for kind: mariadb; expected no mariadb section with this kind",
+                );
+                None
+            }
+            m if is_mariadb => self.mariadb(&at.key("mariadb"), m),
+            _ => None,
+        };
         EngineConfig {
-            kind: EngineKind::Process,
+            kind: if is_mariadb {
+                EngineKind::Mariadb
+            } else {
+                EngineKind::Process
+            },
             port,
             hooks,
+            mariadb,
         }
     }
 
