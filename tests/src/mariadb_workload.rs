@@ -1,6 +1,6 @@
-//! The MariaDB side of the e2e workload: a bounded SQL client ([`Sql`]) and the [`Writer`]
-//! and [`Checker`] threads that insert numbered rows, record every acknowledged insert,
-//! and probe every node's writability at once.
+//! The MariaDB side of the e2e workload: a bounded SQL client ([`Sql`]) and
+//! [`MariaWorkload`], the `workload::Workload` that the shared writer and checker drive:
+//! numbered rows inserted into `e2e.seq`, writability probed with a rolled-back insert.
 //!
 //! The writer and the probes log in as the application account `app`, which has no
 //! `READ ONLY ADMIN`/`SUPER`: `read_only` stops it, as it stops a real application.
@@ -8,13 +8,12 @@
 //! frozen server never stalls a thread; an insert counts as acknowledged only when the
 //! (autocommit) INSERT returned OK.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
+
+use crate::workload::Workload;
 
 /// The application account the workload uses.
 pub const APP_USER: &str = "app";
@@ -124,164 +123,31 @@ pub fn written(port: u16) -> anyhow::Result<Vec<u64>> {
         .collect())
 }
 
-/// What a [`Writer`] did.
-#[derive(Debug, Default)]
-pub struct WriterReport {
-    /// Numbers whose INSERT was acknowledged, in order.
-    pub acked: Vec<u64>,
-    /// Inserts attempted.
-    pub attempts: u64,
-    /// Acknowledgements per node index.
-    pub acked_by_node: Vec<u64>,
+/// The workload of `tests/src/workload.rs` on MariaDB nodes (by index, their ports).
+#[derive(Clone, Debug)]
+pub struct MariaWorkload {
+    /// Each node's MariaDB port.
+    pub ports: Vec<u16>,
 }
 
-impl WriterReport {
-    /// Acknowledged numbers missing from `rows`.
-    pub fn lost(&self, rows: &[u64]) -> Vec<u64> {
-        let have: std::collections::HashSet<u64> = rows.iter().copied().collect();
-        self.acked
-            .iter()
-            .copied()
-            .filter(|n| !have.contains(n))
-            .collect()
-    }
-}
-
-/// A thread inserting 1, 2, 3, ... into `e2e.seq` on whichever node accepts it.
-pub struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<WriterReport>>,
-}
-
-impl Writer {
-    /// Starts writing to the servers on `ports` (by node index) for at most `max_run`.
-    pub fn start(ports: Vec<u16>, max_run: Duration) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
-            let deadline = Instant::now() + max_run;
-            let mut report = WriterReport {
-                acked_by_node: vec![0; ports.len()],
-                ..WriterReport::default()
-            };
-            let mut target = 0usize;
-            let mut seq = 0u64;
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                seq += 1;
-                report.attempts += 1;
-                let sql = format!("INSERT INTO e2e.seq (n) VALUES ({seq})");
-                let ok = app(ports[target])
-                    .run(&[&sql], Duration::from_secs(1))
-                    .is_ok();
-                if ok {
-                    report.acked.push(seq);
-                    report.acked_by_node[target] += 1;
-                    std::thread::sleep(Duration::from_millis(2));
-                } else {
-                    target = (target + 1) % ports.len();
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            report
-        });
-        Writer {
-            stop,
-            handle: Some(handle),
-        }
+impl Workload for MariaWorkload {
+    fn nodes(&self) -> usize {
+        self.ports.len()
     }
 
-    /// Stops the thread; what it did.
-    pub fn stop(mut self) -> WriterReport {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("writer thread")
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// What a [`Checker`] saw.
-#[derive(Debug, Default)]
-pub struct CheckerReport {
-    /// Rounds run.
-    pub rounds: u64,
-    /// (time since start, nodes) of every round with two or more writable nodes.
-    pub split_brain: Vec<(Duration, Vec<usize>)>,
-    /// Changes of the writable set.
-    pub timeline: Vec<(Duration, Vec<usize>)>,
-}
-
-/// A thread probing every node's writability at the same moment every ~50 ms.
-pub struct Checker {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<CheckerReport>>,
-}
-
-impl Checker {
-    /// Starts probing the servers on `ports` for at most `max_run`.
-    pub fn start(ports: Vec<u16>, max_run: Duration) -> Checker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
-            let t0 = Instant::now();
-            let deadline = t0 + max_run;
-            let mut report = CheckerReport::default();
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let at = t0.elapsed();
-                let up: Vec<usize> = std::thread::scope(|s| {
-                    let probes: Vec<_> = ports
-                        .iter()
-                        .map(|&p| s.spawn(move || writable(p)))
-                        .collect();
-                    probes
-                        .into_iter()
-                        .enumerate()
-                        .filter_map(|(i, h)| h.join().unwrap_or(false).then_some(i))
-                        .collect()
-                });
-                report.rounds += 1;
-                if report.timeline.last().is_none_or(|(_, w)| *w != up) {
-                    report.timeline.push((at, up.clone()));
-                }
-                if up.len() > 1 {
-                    report.split_brain.push((at, up));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            report
-        });
-        Checker {
-            stop,
-            handle: Some(handle),
-        }
+    fn write(&self, node: usize, seq: u64) -> bool {
+        let sql = format!("INSERT INTO e2e.seq (n) VALUES ({seq})");
+        app(self.ports[node])
+            .run(&[&sql], Duration::from_secs(1))
+            .is_ok()
     }
 
-    /// Stops the thread; what it saw.
-    pub fn stop(mut self) -> CheckerReport {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("checker thread")
+    fn writable(&self, node: usize) -> bool {
+        writable(self.ports[node])
     }
-}
 
-impl Drop for Checker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    fn written(&self, node: usize) -> Vec<u64> {
+        written(self.ports[node])
+            .unwrap_or_else(|e| panic!("read the written rows on node {node}: {e:#}"))
     }
 }

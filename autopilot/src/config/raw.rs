@@ -132,6 +132,8 @@ pub(crate) struct RawEngine {
     pub hooks: Option<RawHooks>,
     /// `mariadb` only: the engine's settings.
     pub mariadb: Option<super::raw_mariadb::RawMariadb>,
+    /// Re-clone a node whose data diverged from the primary's; default false.
+    pub auto_rebuild: Option<bool>,
 }
 
 /// `engine.hooks:`; every hook is optional here so each missing one is reported.
@@ -164,6 +166,8 @@ pub(crate) struct RawProcess {
     pub stop_timeout: Option<RawDuration>,
     /// Restart policy; default never.
     pub restart: Option<RawRestart>,
+    /// Run the main process as this OS user; default: the agent's user.
+    pub user: Option<String>,
 }
 
 /// `process.restart:`

@@ -24,6 +24,7 @@ impl Validator<'_> {
             port,
             hooks,
             mariadb,
+            auto_rebuild,
         } = raw;
         let at = root("engine");
         let is_mariadb = kind.as_deref() == Some("mariadb");
@@ -113,6 +114,7 @@ impl Validator<'_> {
             port,
             hooks,
             mariadb,
+            auto_rebuild: auto_rebuild.unwrap_or(false),
         }
     }
 

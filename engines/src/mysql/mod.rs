@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 
 pub use settings::{Account, Durability, Flavour, MysqlSettings, server_id_for};
 
+use crate::control::MainControl;
 use crate::engine::{Engine, EngineError, Probe, StopMode};
 use crate::role_ops::{Peer, Position, RemoteFence};
 
@@ -33,33 +34,29 @@ pub struct MysqlEngine {
     settings: MysqlSettings,
     /// The server command line, built once from `settings`.
     command: ExecSpec,
+    /// Stops and restarts the server (the agent's main process) for a clone.
+    control: MainControl,
 }
 
 impl MysqlEngine {
-    /// An engine for these settings.
-    pub fn new(settings: MysqlSettings) -> Self {
+    /// An engine for these settings; `control` stops and starts the server for a clone.
+    pub fn new(settings: MysqlSettings, control: MainControl) -> Self {
         let command = ExecSpec {
             env: settings.env.clone(),
             timeout: None,
             kill_grace: settings.stop_timeout,
             ..ExecSpec::new(settings.server_argv())
         };
-        Self { settings, command }
+        Self {
+            settings,
+            command,
+            control,
+        }
     }
 
     /// What the engine was configured with.
     pub fn settings(&self) -> &MysqlSettings {
         &self.settings
-    }
-
-    /// Apply everything already received (the relay log) and return the position;
-    /// replication keeps running, so a fenced former primary can still be caught up with.
-    pub async fn catch_up(&self) -> Result<Position, EngineError> {
-        let mut c = conn::local(&self.settings).await?;
-        replication::apply_received(&mut c, CATCH_UP_LIMIT).await?;
-        let p = replication::position(&self.settings, &mut c).await;
-        let _ = c.disconnect().await;
-        p
     }
 }
 
@@ -134,6 +131,16 @@ impl Engine for MysqlEngine {
         let p = replication::fence(&self.settings, &mut c).await;
         let _ = c.disconnect().await;
         p.map(RemoteFence::Fenced)
+    }
+
+    /// Apply everything already received (the relay log) and return the position;
+    /// replication keeps running, so a fenced former primary can still be caught up with.
+    async fn catch_up(&self) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        replication::apply_received(&mut c, CATCH_UP_LIMIT).await?;
+        let p = replication::position(&self.settings, &mut c).await;
+        let _ = c.disconnect().await;
+        p
     }
 
     async fn unfence(&self) -> Result<(), EngineError> {

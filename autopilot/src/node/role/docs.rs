@@ -36,11 +36,17 @@ fn position(p: Position) -> ReplicationPosition {
 }
 
 /// `nodes/<id>`.
-pub fn node(me: &Identity, role: Role, pos: Position, eligible: bool, healthy: bool) -> NodeDoc {
+pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeDoc {
+    let NodeFlags {
+        eligible,
+        healthy,
+        needs_rebuild,
+    } = flags;
     let (wire_role, status) = match role {
         Role::Primary => (wire::Role::Primary, NodeStatus::Online),
         Role::Replica => (wire::Role::Replica, NodeStatus::Online),
         Role::Fenced => (wire::Role::Unknown, NodeStatus::Fenced),
+        Role::Unknown if needs_rebuild => (wire::Role::Unknown, NodeStatus::Rebuilding),
         Role::Unknown => (wire::Role::Unknown, NodeStatus::Starting),
     };
     NodeDoc {
@@ -66,7 +72,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, eligible: bool, healthy: b
             nofailover: me.nofailover,
         },
         fenced: role == Role::Fenced,
-        needs_rebuild: false,
+        needs_rebuild,
         eligible,
         version: env!("CARGO_PKG_VERSION").into(),
         connections: Connections::default(),
@@ -74,6 +80,17 @@ pub fn node(me: &Identity, role: Role, pos: Position, eligible: bool, healthy: b
         last_updated: Timestamp::now(),
         ttlseconds: me.ttl_seconds,
     }
+}
+
+/// What the node says about itself besides role and position.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeFlags {
+    /// It would take part in a failover now.
+    pub eligible: bool,
+    /// Its latest health verdict.
+    pub healthy: bool,
+    /// Its data diverged from the primary's; an operator (or `auto_rebuild`) must rebuild it.
+    pub needs_rebuild: bool,
 }
 
 /// `primary`, bound to `lease`.

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use engines::{Engine, EngineError, Peer, RemoteFence};
+use engines::{Engine, EngineError, Member, Peer, RemoteFence};
 use handlers::HandlerMsg;
-use metrics::counter;
+use metrics::{counter, gauge};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
@@ -84,9 +84,16 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             role,
             position,
             eligible,
+            needs_rebuild,
         } => {
             let healthy = st.args.health.borrow().healthy;
-            let doc = docs::node(&st.args.identity, role, position, eligible, healthy);
+            gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
+            let flags = docs::NodeFlags {
+                eligible,
+                healthy,
+                needs_rebuild,
+            };
+            let doc = docs::node(&st.args.identity, role, position, flags);
             let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
         }
         Action::AcquireLock => {
@@ -166,7 +173,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             Ok(EngineResult::Initialized { position })
         }),
         Action::CatchUp => engine_op(st, me, |e| async move {
-            let position = to_role_position(e.position().await?);
+            let position = to_role_position(e.catch_up().await?);
             Ok(EngineResult::CaughtUp { position })
         }),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
@@ -241,6 +248,36 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         Action::Unfence => engine_op(st, me, |e| async move {
             e.unfence().await.map(|()| EngineResult::Unfenced)
         }),
+        Action::ClearMarker => {
+            let marker = &st.args.marker;
+            match std::fs::remove_file(marker) {
+                Ok(()) => {
+                    info!(path = %marker.display(), "bootstrap marker removed before rebuilding")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(path = %marker.display(), cause = %e, "failed to remove the bootstrap marker")
+                }
+            }
+        }
+        Action::SetReplicas { members } => {
+            let members: Vec<Member> = members
+                .into_iter()
+                .filter_map(|(id, address)| match Peer::parse(&address) {
+                    Some(peer) => Some(Member { id, peer }),
+                    None => {
+                        warn!(node = %id, %address, "a member's address cannot be parsed; leaving it out");
+                        None
+                    }
+                })
+                .collect();
+            let engine = st.args.engine.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.set_replicas(&members).await {
+                    warn!(cause = %handlers::error_chain(&e), "failed to configure replication for the members");
+                }
+            });
+        }
         Action::WriteMarker => {
             let marker = st.args.marker.clone();
             if let Err(e) = marker
@@ -327,7 +364,11 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
                 warn!(address = %primary.address, "the primary's address cannot be parsed");
                 EngineResult::Failed
             }
-            Some(peer) => match engine.follow(&peer).await {
+            Some(peer) => match if clone {
+                engine.clone_from_primary(&peer).await
+            } else {
+                engine.follow(&peer).await
+            } {
                 Ok(p) if clone => EngineResult::Cloned {
                     position: to_role_position(p),
                 },

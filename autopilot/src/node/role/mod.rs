@@ -198,8 +198,11 @@ impl Actor for RoleActor {
                     &args.identity,
                     Role::Unknown,
                     role::Position::default(),
-                    false,
-                    false,
+                    docs::NodeFlags {
+                        eligible: false,
+                        healthy: false,
+                        needs_rebuild: false,
+                    },
                 ),
                 sink: EventSink::to_actor(myself.clone()),
             },
