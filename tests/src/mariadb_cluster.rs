@@ -72,6 +72,15 @@ pub struct MariaCluster {
 impl MariaCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).
     pub fn start(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
+        let mut c = Self::create(n, opts)?;
+        for i in 0..n {
+            c.start_agent(i);
+        }
+        Ok(c)
+    }
+
+    /// Starts etcd and writes `n` agent configs, starting no agent.
+    pub fn create(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
         system_bin("/usr/sbin/mariadbd", "mariadb-server");
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
         let etcd = EtcdServer::start()?;
@@ -96,7 +105,7 @@ impl MariaCluster {
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(500))
             .build()?;
-        let mut c = MariaCluster {
+        let c = MariaCluster {
             nodes,
             etcd,
             http,
@@ -105,9 +114,14 @@ impl MariaCluster {
         };
         for i in 0..n {
             c.write_config(i)?;
-            c.start_agent(i);
         }
         Ok(c)
+    }
+
+    /// Sets node `i`'s MariaDB port and rewrites its config.
+    pub fn set_port(&mut self, i: usize, port: u16) -> anyhow::Result<()> {
+        self.nodes[i].port = port;
+        self.write_config(i)
     }
 
     /// Rewrites node `i`'s config (e.g. after changing its port).

@@ -101,21 +101,24 @@ async fn create_accounts(s: &MysqlSettings, socket: &str) -> Result<(), EngineEr
     let mut c = match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(root)).await {
         Ok(Ok(c)) => c,
         Ok(Err(mysql_async::Error::Server(e))) if e.code == ER_ACCESS_DENIED => {
-            return Err(EngineError::Failed {
-                operation: "log in to the local server",
-                reason: format!(
-                    "the server refused the admin account {:?} and this data directory is not \
-                     fresh; the configured admin credentials do not match the server's (fix \
-                     engine.credentials or the account)",
-                    s.admin.user
-                ),
-            });
+            return Err(mismatch(s));
         }
         Ok(Err(e)) => return Err(failed(operation, &e, true)),
         Err(_) => return Err(timed_out(operation)),
     };
     let a = &s.admin;
     let r = &s.replication;
+    // Never overwrite an existing admin account: a refused login then means the configured
+    // password is wrong, and resetting it would hide that (and break the other nodes).
+    let exists = format!(
+        "SELECT COUNT(*) FROM mysql.user WHERE User = {}",
+        quote(&a.user)
+    );
+    let n: Option<i64> = bounded(operation, false, c.query_first(exists)).await?;
+    if n.unwrap_or(0) > 0 {
+        let _ = c.disconnect().await;
+        return Err(mismatch(s));
+    }
     let statements = [
         "SET SESSION sql_log_bin = 0".to_owned(),
         format!(
@@ -144,6 +147,18 @@ async fn create_accounts(s: &MysqlSettings, socket: &str) -> Result<(), EngineEr
     let _ = c.disconnect().await;
     tracing::info!(admin = %a.user, replication = %r.user, "created the database accounts");
     Ok(())
+}
+
+fn mismatch(s: &MysqlSettings) -> EngineError {
+    EngineError::Failed {
+        operation: "log in to the local server",
+        reason: format!(
+            "the server refused the admin account {:?}, which exists in this data directory: \
+             the configured admin credentials do not match the server's (fix \
+             engine.mariadb.credentials.admin, or the account's password in the server)",
+            s.admin.user
+        ),
+    }
 }
 
 /// Connect to another node's server over TCP as the admin account.
