@@ -31,6 +31,8 @@ mod tests;
 #[cfg(test)]
 mod tests_files;
 #[cfg(test)]
+mod tests_mariadb;
+#[cfg(test)]
 mod tests_roles;
 #[cfg(test)]
 mod tests_tls;

@@ -35,7 +35,7 @@ impl Validator<'_> {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("{k} is not supported by this build yet; supported: process, mariadb (for MySQL use kind: mariadb only once docs/engines/mariadb.md says it is tested)"),
+                    format!("{k} is not supported by this build yet; supported: process, mariadb"),
                 );
                 false
             }
@@ -43,7 +43,7 @@ impl Validator<'_> {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("unknown engine kind {k:?}; supported: process"),
+                    format!("unknown engine kind {k:?}; supported: process, mariadb"),
                 );
                 false
             }
@@ -93,6 +93,13 @@ impl Validator<'_> {
                 None
             }
         };
+        if is_mariadb && auto_rebuild == Some(true) {
+            self.problem(
+                &at.key("auto_rebuild"),
+                Target::Value,
+                "is not supported by the mariadb engine yet (no clone of existing data); expected auto_rebuild: false and a rebuild by hand (docs/engines/mariadb.md)",
+            );
+        }
         let mariadb = match mariadb {
             Some(_) if !is_mariadb => {
                 self.problem(

@@ -34,7 +34,9 @@ pub struct MysqlEngine {
     settings: MysqlSettings,
     /// The server command line, built once from `settings`.
     command: ExecSpec,
-    /// Stops and restarts the server (the agent's main process) for a clone.
+    /// Stops and restarts the server (the agent's main process); kept for the clone
+    /// with `mariadb-backup`, which is not implemented yet.
+    #[allow(dead_code)]
     control: MainControl,
 }
 
@@ -141,6 +143,22 @@ impl Engine for MysqlEngine {
         let p = replication::position(&self.settings, &mut c).await;
         let _ = c.disconnect().await;
         p
+    }
+
+    /// A node without data replicates the primary's binary log from its start (the
+    /// primary's binlog is complete from `mariadb-install-db` on). Replacing existing data
+    /// (a clone with `mariadb-backup`, which must run on the primary's host) is not
+    /// implemented yet: such a node stays flagged `needs_rebuild` for an operator.
+    async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let local = replication::gtid_var(&mut c, "gtid_current_pos").await;
+        let _ = c.disconnect().await;
+        if !local?.is_empty() {
+            return Err(EngineError::Unsupported {
+                operation: "replacing a node's data with a clone of the primary",
+            });
+        }
+        self.follow(primary).await
     }
 
     async fn unfence(&self) -> Result<(), EngineError> {
