@@ -39,6 +39,8 @@ pub struct MariaOpts {
     pub settle: Duration,
     /// `engine.mariadb.durability`: `sync` or `async`.
     pub durability: &'static str,
+    /// `engine.auto_rebuild`.
+    pub auto_rebuild: bool,
 }
 
 impl Default for MariaOpts {
@@ -47,6 +49,7 @@ impl Default for MariaOpts {
             ttl: Duration::from_secs(3),
             settle: Duration::from_millis(300),
             durability: "sync",
+            auto_rebuild: false,
         }
     }
 }
@@ -138,6 +141,7 @@ failover: {{ settle: {settle}ms, cooldown: 0s }}
 engine:
   kind: mariadb
   port: {port}
+  auto_rebuild: {auto_rebuild}
   mariadb:
     datadir: ./data-{k}
     durability: {durability}
@@ -155,6 +159,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
             settle = self.opts.settle.as_millis(),
             port = node.port,
             durability = self.opts.durability,
+            auto_rebuild = self.opts.auto_rebuild,
             tel = node.telemetry_port,
         );
         std::fs::write(&node.config, yaml).context("write an agent config")

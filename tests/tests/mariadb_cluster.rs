@@ -114,11 +114,10 @@ fn graceful_stop_of_the_primary_hands_over_without_loss() {
     assert_safe(&c, &run);
 }
 
-/// A former primary with a transaction the new primary lacks is flagged `needs_rebuild`
-/// and never rejoins (auto_rebuild is off).
-#[test]
-fn errant_transaction_on_a_former_primary_is_flagged_not_rejoined() {
-    let (mut c, p) = settled(MariaOpts::default());
+/// Fails over from `p` (frozen agent), writes rows 1..=3 on the new primary and an errant
+/// row on the fenced former primary out of band, then restarts the former primary's node.
+/// The new primary's index.
+fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -> usize {
     c.stop_agent(p); // its mariadbd keeps running; the winner fences it over the network
     let (np, _) = c.wait_new_primary(p, FAILOVER);
     wait_writable(&c, np, Duration::from_secs(10));
@@ -140,6 +139,15 @@ fn errant_transaction_on_a_former_primary_is_flagged_not_rejoined() {
     .expect("errant write on the fenced node");
     c.kill_node(p);
     c.start_agent(p);
+    np
+}
+
+/// A former primary with a transaction the new primary lacks is flagged `needs_rebuild`
+/// and never rejoins (auto_rebuild is off).
+#[test]
+fn errant_transaction_on_a_former_primary_is_flagged_not_rejoined() {
+    let (mut c, p) = settled(MariaOpts::default());
+    let np = errant_former_primary(&mut c, p);
     let flagged = eventually(Duration::from_secs(30), Duration::from_millis(100), || {
         let doc: serde_json::Value =
             serde_json::from_str(&c.key(&format!("nodes/{}", c.name(p)))?).ok()?;
@@ -171,4 +179,49 @@ fn errant_transaction_on_a_former_primary_is_flagged_not_rejoined() {
         !rows.contains(&999_999),
         "the errant row reached the primary"
     );
+}
+
+/// With `auto_rebuild: true` the diverged former primary is replaced by a copy of the new
+/// primary (its old data moved aside) and follows it; the errant row is gone.
+#[test]
+fn auto_rebuild_replaces_a_diverged_former_primary() {
+    let (mut c, p) = settled(MariaOpts {
+        auto_rebuild: true,
+        ..MariaOpts::default()
+    });
+    let np = errant_former_primary(&mut c, p);
+    c.wait_replicating(p, np, Duration::from_secs(60));
+    c.sql(np, &["INSERT INTO e2e.seq VALUES (4)"])
+        .expect("write on the primary");
+    let pos = c
+        .admin(np)
+        .value("SELECT @@gtid_current_pos")
+        .expect("position");
+    if let Err(e) = c.wait_gtid(p, &pos, Duration::from_secs(10)) {
+        panic!("the rebuilt node did not apply {pos}: {e}\n{}", c.logs());
+    }
+    let rows = written(c.port(p)).expect("rows on the rebuilt node");
+    assert!(
+        !rows.contains(&999_999),
+        "the errant row survived the rebuild"
+    );
+    assert!(
+        rows.contains(&1) && rows.contains(&4),
+        "rows missing after the rebuild: {rows:?}"
+    );
+    let kept = std::fs::read_dir(c.dir())
+        .expect("read the cluster dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("data-{}.diverged-", p + 1))
+        });
+    assert!(kept, "the diverged data directory was not kept");
+    assert!(
+        c.agent_log(p).contains("cloned the primary"),
+        "the node was not rebuilt from a dump of the primary\n{}",
+        c.logs()
+    );
+    assert!(!c.writable(p), "the rebuilt replica accepts writes");
 }

@@ -56,12 +56,11 @@ fn a_mariadb_engine_needs_no_process_section() {
 
 #[test]
 fn inline_passwords_missing_parts_and_unsupported_settings_are_named() {
-    let text = "engine:\n  kind: mariadb\n  auto_rebuild: true\n  mariadb:\n    flavour: mysql\n    durability: maybe\n    credentials:\n      admin: {user: autopilot, password: hunter2}\n";
+    let text = "engine:\n  kind: mariadb\n  mariadb:\n    flavour: mysql\n    durability: maybe\n    credentials:\n      admin: {user: autopilot, password: hunter2}\n";
     let found = problems(text);
     let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
     for want in [
         "engine.port",
-        "engine.auto_rebuild",
         "engine.mariadb.flavour",
         "engine.mariadb.datadir",
         "engine.mariadb.durability",

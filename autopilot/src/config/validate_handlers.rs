@@ -93,13 +93,6 @@ impl Validator<'_> {
                 None
             }
         };
-        if is_mariadb && auto_rebuild == Some(true) {
-            self.problem(
-                &at.key("auto_rebuild"),
-                Target::Value,
-                "is not supported by the mariadb engine yet (no clone of existing data); expected auto_rebuild: false and a rebuild by hand (docs/engines/mariadb.md)",
-            );
-        }
         let mariadb = match mariadb {
             Some(_) if !is_mariadb => {
                 self.problem(

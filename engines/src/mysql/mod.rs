@@ -7,6 +7,7 @@
 //! (errant transactions) is judged in [`Engine::follow`] on full GTID sets and by the
 //! primary's own refusal, never on the projection.
 
+mod clone;
 mod conn;
 mod prepare;
 mod probe;
@@ -34,9 +35,7 @@ pub struct MysqlEngine {
     settings: MysqlSettings,
     /// The server command line, built once from `settings`.
     command: ExecSpec,
-    /// Stops and restarts the server (the agent's main process); kept for the clone
-    /// with `mariadb-backup`, which is not implemented yet.
-    #[allow(dead_code)]
+    /// Stops and restarts the server (the agent's main process) for a clone.
     control: MainControl,
 }
 
@@ -146,17 +145,14 @@ impl Engine for MysqlEngine {
     }
 
     /// A node without data replicates the primary's binary log from its start (the
-    /// primary's binlog is complete from `mariadb-install-db` on). Replacing existing data
-    /// (a clone with `mariadb-backup`, which must run on the primary's host) is not
-    /// implemented yet: such a node stays flagged `needs_rebuild` for an operator.
+    /// primary's binlog is complete from `mariadb-install-db` on); a node with data (a
+    /// rebuild) gets a logical copy of the primary first (see `clone.rs`).
     async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
         let mut c = conn::local(&self.settings).await?;
         let local = replication::gtid_var(&mut c, "gtid_current_pos").await;
         let _ = c.disconnect().await;
         if !local?.is_empty() {
-            return Err(EngineError::Unsupported {
-                operation: "replacing a node's data with a clone of the primary",
-            });
+            clone::clone_data(&self.settings, &self.control, primary).await?;
         }
         self.follow(primary).await
     }
