@@ -120,7 +120,7 @@ fn graceful_stop_of_the_primary_hands_over_without_loss() {
 fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -> usize {
     c.stop_agent(p); // its mariadbd keeps running; the winner fences it over the network
     let (np, _) = c.wait_new_primary(p, FAILOVER);
-    wait_writable(&c, np, Duration::from_secs(10));
+    wait_writable(c, np, Duration::from_secs(10));
     c.sql(np, &["INSERT INTO e2e.seq VALUES (1), (2), (3)"])
         .expect("write on the new primary");
     assert!(
