@@ -149,7 +149,7 @@ engine:
       admin: {{ user: autopilot, password_file: ./admin.pass }}
       replication: {{ user: repl, password_file: ./repl.pass }}
 process:
-  exec: [/usr/sbin/mariadbd, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M]
+  exec: [/usr/sbin/mariadbd, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M, --log-warnings=1]
   stop_timeout: 20s
 telemetry: {{ listen: "127.0.0.1:{tel}" }}
 "#,
@@ -558,7 +558,8 @@ impl Drop for MariaCluster {
 
 /// Log lines that only repeat (etcd client and HTTP/2 debug output).
 fn is_noise(line: &str) -> bool {
-    const NOISE: [&str; 5] = [
+    const NOISE: [&str; 6] = [
+        "Aborted connection",
         "frame=",
         "Connection{peer",
         "updating from discover",
