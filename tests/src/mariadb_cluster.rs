@@ -214,6 +214,22 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
             .unwrap_or_else(|e| panic!("etcdctl put {full}: {e:#}"));
     }
 
+    /// Waits until node `i`'s node key says it is eligible for promotion (a switchover to a
+    /// node that is not yet is rejected by the primary, as it should be).
+    pub fn wait_eligible(&self, i: usize, within: Duration) {
+        let key = format!("nodes/{}", self.name(i));
+        let ok = eventually(within, Duration::from_millis(50), || {
+            let doc: serde_json::Value = serde_json::from_str(&self.key(&key)?).ok()?;
+            doc["eligible"].as_bool().filter(|&e| e)
+        });
+        assert!(
+            ok.is_some(),
+            "{} is not eligible within {within:?}\n{}",
+            self.name(i),
+            self.logs()
+        );
+    }
+
     // ---- agents ----
 
     /// Starts (or restarts) node `i`'s agent; the earlier log goes to `agent-<k>.prev.log`.

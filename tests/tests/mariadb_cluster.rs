@@ -66,6 +66,7 @@ fn planned_switchover_loses_no_row() {
     let checker = Checker::start(workload(&c), MAX_RUN);
     let writer = Writer::start(workload(&c), MAX_RUN);
     let_writer_run(&c, p, 50);
+    c.wait_eligible(target, Duration::from_secs(20));
     let t0 = Instant::now();
     c.put_key(
         "switchover",

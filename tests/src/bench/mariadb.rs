@@ -55,6 +55,11 @@ fn one_run(ttl: Duration, durability: &'static str, scenario: Scenario) -> Outco
             ..MariaOpts::default()
         };
         let (mut c, p) = settled(opts);
+        let target = (0..c.len()).rev().find(|&i| i != p).expect("another node");
+        if scenario == Scenario::Switchover {
+            // Not timed: a switchover to a node not yet eligible is rejected, by design.
+            c.wait_eligible(target, Duration::from_secs(20));
+        }
         let run = failover(&mut c, p, |c, p| match scenario {
             Scenario::Crash => {
                 c.kill_mariadbd(p);
@@ -63,7 +68,6 @@ fn one_run(ttl: Duration, durability: &'static str, scenario: Scenario) -> Outco
             Scenario::Frozen => c.stop_agent(p),
             Scenario::Graceful => c.sigterm_agent(p),
             Scenario::Switchover => {
-                let target = (0..c.len()).rev().find(|&i| i != p).expect("another node");
                 c.put_key(
                     "switchover",
                     &format!(r#"{{"schema":1,"candidate":"{}"}}"#, c.name(target)),
