@@ -11,6 +11,7 @@
 mod control;
 mod engine;
 pub mod gtid;
+pub mod mysql;
 pub mod process;
 mod role_ops;
 

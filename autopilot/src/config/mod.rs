@@ -18,16 +18,20 @@ mod load;
 mod locate;
 mod model;
 mod raw;
+mod raw_mariadb;
 mod render;
 mod secrets;
 mod validate;
 mod validate_handlers;
+mod validate_mariadb;
 mod validate_tls;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_files;
+#[cfg(test)]
+mod tests_mariadb;
 #[cfg(test)]
 mod tests_roles;
 #[cfg(test)]
@@ -36,3 +40,4 @@ mod tests_tls;
 pub use error::{ConfigError, Problem};
 pub use load::{load, parse};
 pub use model::*;
+pub use validate_mariadb::{MariadbAccount, MariadbConfig, MariadbDurability};

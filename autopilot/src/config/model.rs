@@ -154,6 +154,8 @@ pub struct EngineConfig {
     /// `process` engine only: the exec hooks that drive roles. Required (all five) when
     /// `store` is set with `kind: process`.
     pub hooks: Option<EngineHooks>,
+    /// `mariadb` engine only: its settings (present exactly when `kind` is `Mariadb`).
+    pub mariadb: Option<super::validate_mariadb::MariadbConfig>,
     /// A node whose data diverged from the primary's (errant transactions that cannot be
     /// rewound) replaces it with a fresh clone of the primary instead of waiting, flagged
     /// `needs_rebuild`, for an operator. Default false: the diverged data is kept for
@@ -196,6 +198,8 @@ pub struct FailoverConfig {
 pub enum EngineKind {
     /// Any program; roles (later) driven by operator exec hooks.
     Process,
+    /// MariaDB 10.11 with GTID replication; the engine builds the server command line.
+    Mariadb,
 }
 
 /// The main process and how it is restarted.

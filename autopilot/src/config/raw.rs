@@ -130,6 +130,8 @@ pub(crate) struct RawEngine {
     pub port: Option<RawPort>,
     /// `process` only: the role hooks; required (all five) with `store`.
     pub hooks: Option<RawHooks>,
+    /// `mariadb` only: the engine's settings.
+    pub mariadb: Option<super::raw_mariadb::RawMariadb>,
     /// Re-clone a node whose data diverged from the primary's; default false.
     pub auto_rebuild: Option<bool>,
 }

@@ -60,8 +60,29 @@ impl Config {
             "kind",
             match self.engine.kind {
                 EngineKind::Process => "process",
+                EngineKind::Mariadb => "mariadb",
             },
         );
+        if let Some(m) = &self.engine.mariadb {
+            o.line(1, "mariadb:");
+            o.kv(2, "datadir", &m.datadir.display().to_string());
+            o.kv(
+                2,
+                "admin",
+                &format!(
+                    "{} (password from {})",
+                    m.admin.user, m.admin.password.origin
+                ),
+            );
+            o.kv(
+                2,
+                "replication",
+                &format!(
+                    "{} (password from {})",
+                    m.replication.user, m.replication.password.origin
+                ),
+            );
+        }
         if let Some(port) = self.engine.port {
             o.raw(1, "port", &port.to_string());
         }

@@ -76,7 +76,11 @@ fn docs_examples_match_the_code() {
 
     // Every section snippet is valid on top of a minimal process section.
     for block in &blocks[..blocks.len() - 1] {
-        if block.starts_with("env:") || block.starts_with("node:\n  name: test-host") {
+        // The mariadb snippet needs its secret files; tests_mariadb.rs checks the same shape.
+        if block.starts_with("env:")
+            || block.starts_with("node:\n  name: test-host")
+            || block.contains("kind: mariadb")
+        {
             continue;
         }
         let needs_process = !block.contains("process:");

@@ -136,8 +136,10 @@ impl<'a> Validator<'a> {
         let store = store.map(|s| self.store(s));
         let failover = self.failover(failover, store.as_ref().map(|s| s.ttl));
         let engine = self.engine(engine, has_store);
+        let engine_builds_command = engine.kind == EngineKind::Mariadb;
         let process = match process {
-            Some(p) => self.process(p),
+            Some(p) => self.process(p, engine_builds_command),
+            None if engine_builds_command => self.process(RawProcess::default(), true),
             None => {
                 self.problem(
                     &root("process"),
@@ -402,7 +404,9 @@ impl<'a> Validator<'a> {
         (endpoints, username, password, tls)
     }
 
-    fn process(&mut self, raw: RawProcess) -> ProcessConfig {
+    /// `process:`; with `engine_builds_command` (kind mariadb) `exec` is optional: it names
+    /// the server program and operator arguments the engine appends its settings to.
+    fn process(&mut self, raw: RawProcess, engine_builds_command: bool) -> ProcessConfig {
         let RawProcess {
             exec,
             cwd,
@@ -413,7 +417,12 @@ impl<'a> Validator<'a> {
         } = raw;
         let at = root("process");
         ProcessConfig {
-            exec: self.exec(&at, exec),
+            exec: match exec {
+                None if engine_builds_command => {
+                    vec!["/usr/sbin/mariadbd".to_owned(), "--no-defaults".to_owned()]
+                }
+                exec => self.exec(&at, exec),
+            },
             cwd: self.cwd(&at.key("cwd"), cwd),
             env: self.env(&at.key("env"), env),
             stop_timeout: self.duration(

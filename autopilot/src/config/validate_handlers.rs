@@ -23,16 +23,19 @@ impl Validator<'_> {
             kind,
             port,
             hooks,
+            mariadb,
             auto_rebuild,
         } = raw;
         let at = root("engine");
+        let is_mariadb = kind.as_deref() == Some("mariadb");
         let is_process = match kind.as_deref() {
             None | Some("process") => true,
-            Some(k @ ("mariadb" | "mysql" | "postgres")) => {
+            Some("mariadb") => false,
+            Some(k @ ("mysql" | "postgres")) => {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("{k} is not supported by this build yet; supported: process"),
+                    format!("{k} is not supported by this build yet; supported: process, mariadb"),
                 );
                 false
             }
@@ -40,7 +43,7 @@ impl Validator<'_> {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("unknown engine kind {k:?}; supported: process"),
+                    format!("unknown engine kind {k:?}; supported: process, mariadb"),
                 );
                 false
             }
@@ -58,7 +61,7 @@ impl Validator<'_> {
                 }
             },
             None => {
-                if has_store {
+                if has_store || is_mariadb {
                     self.problem(
                         &at.key("port"),
                         Target::Key,
@@ -90,10 +93,27 @@ impl Validator<'_> {
                 None
             }
         };
+        let mariadb = match mariadb {
+            Some(_) if !is_mariadb => {
+                self.problem(
+                    &at.key("mariadb"),
+                    Target::Key,
+                    "is only for kind: mariadb; expected no mariadb section with this kind",
+                );
+                None
+            }
+            m if is_mariadb => self.mariadb(&at.key("mariadb"), m),
+            _ => None,
+        };
         EngineConfig {
-            kind: EngineKind::Process,
+            kind: if is_mariadb {
+                EngineKind::Mariadb
+            } else {
+                EngineKind::Process
+            },
             port,
             hooks,
+            mariadb,
             auto_rebuild: auto_rebuild.unwrap_or(false),
         }
     }

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use engines::mysql::{Account, Durability, Flavour, MysqlEngine, MysqlSettings, server_id_for};
 use engines::process::{ProcessEngine, ProcessHooks};
 use engines::{AnyEngine, MainControl, Peer};
 use handlers::{ExecSpec, RunAs};
 
 use super::env::EventEnv;
-use crate::config::{Config, EngineKind, HandlerConfig};
+use crate::config::{Config, EngineKind, HandlerConfig, MariadbAccount, MariadbDurability};
 
 /// Grace between SIGTERM and SIGKILL for a handler or hook that overran its timeout.
 pub const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
@@ -64,5 +65,48 @@ pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
             };
             AnyEngine::Process(ProcessEngine::new(command, hooks))
         }
+        EngineKind::Mariadb => {
+            AnyEngine::Mysql(MysqlEngine::new(mariadb_settings(config), control))
+        }
+    }
+}
+
+/// The MariaDB engine's settings: from `engine.mariadb`, the node and the process section.
+fn mariadb_settings(config: &Config) -> MysqlSettings {
+    let m = config
+        .engine
+        .mariadb
+        .as_ref()
+        .expect("validation requires engine.mariadb with kind: mariadb");
+    let account = |a: &MariadbAccount| Account {
+        user: a.user.clone(),
+        password: a.password.expose().to_owned(),
+    };
+    MysqlSettings {
+        flavour: Flavour::MariaDb,
+        program: config.process.exec.clone(),
+        env: config.process.env.iter().map(|v| v.pair()).collect(),
+        datadir: m.datadir.clone(),
+        run_dir: config.node.state_dir.join("mariadb"),
+        bind_address: config.node.address.clone(),
+        port: config
+            .engine
+            .port
+            .expect("validation requires engine.port with kind: mariadb"),
+        server_id: m
+            .server_id
+            .unwrap_or_else(|| server_id_for(&config.node.name)),
+        gtid_domain_id: 0,
+        // `--user` only works (and is only needed) when the agent runs as root.
+        os_user: nix::unistd::geteuid().is_root().then(|| m.os_user.clone()),
+        durability: match m.durability {
+            MariadbDurability::Async => Durability::Async,
+            MariadbDurability::Sync { fallback_after } => Durability::Sync {
+                timeout: fallback_after,
+            },
+        },
+        admin: account(&m.admin),
+        replication: account(&m.replication),
+        stop_timeout: config.process.stop_timeout,
     }
 }

@@ -143,11 +143,15 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.position = position;
             cx.emit(Action::WriteMarker);
             let following = cx.s.view.as_ref().and_then(|v| v.primary.clone());
-            cx.s.phase = Phase::Replica {
-                following: following.as_ref().map(|p| p.node.clone()),
-            };
+            // The clone was taken from the primary of when it started; the view may name a
+            // newer one (a failover during the clone). Follow whatever the view names now
+            // (a no-op for the engine when it is the same primary) instead of assuming it.
+            cx.s.phase = Phase::Replica { following: None };
             cx.announce(Role::Replica, following.as_ref());
             cx.publish();
+            if let Some(pk) = following {
+                join(cx, pk);
+            }
         }
         (Phase::Rejoining { target }, EngineResult::Following { position }) => {
             cx.s.position = position;

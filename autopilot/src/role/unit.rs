@@ -594,3 +594,33 @@ fn role_diverged_node_waits_for_an_operator_unless_auto_rebuild() {
     assert_eq!(s.phase, Phase::NeedsRebuild);
     assert!(!a.iter().any(|a| matches!(a, Action::CloneFrom { .. })));
 }
+
+#[test]
+fn role_clone_finished_after_a_failover_follows_the_new_primary() {
+    // Cloning from n1; meanwhile n1 failed and n3 became primary.
+    let mut s = st(Phase::Cloning);
+    s.has_data = false;
+    let (s, _) = run(
+        s,
+        cluster(
+            1,
+            ClusterView {
+                primary: Some(pk("n3")),
+                ..view()
+            },
+        ),
+    );
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Cloned { position: pos(10) },
+        },
+    );
+    assert!(
+        a.contains(&Action::Follow { primary: pk("n3") }),
+        "the clone's source may be gone: {a:?}"
+    );
+    assert_eq!(s.phase, Phase::Rejoining { target: pk("n3") });
+    assert!(s.has_data);
+}

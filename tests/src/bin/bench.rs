@@ -6,18 +6,21 @@
 //! target/release/bench idle [--seconds 60]
 //! target/release/bench failover [--runs 5] [--ttls 10,5]
 //! target/release/bench etcd-load [--seconds 60]
+//! target/release/bench mariadb-failover [--runs 5] [--ttls 10,5] [--durability sync,async]
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2e::bench::{etcd_load, failover, idle, report};
+use e2e::bench::{etcd_load, failover, idle, mariadb, report};
 
 const USAGE: &str =
     "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
+       | mariadb-failover [--runs N] [--ttls 10,5] [--durability sync,async]
   idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
   failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
-  etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)";
+  etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)
+  mariadb-failover: failover time and rows lost, 3 MariaDB nodes, 5 faults incl. switchover";
 
 /// The value after `--name`, parsed; `default` when the flag is absent.
 fn flag<T>(
@@ -55,9 +58,18 @@ fn main() -> ExitCode {
                     .collect()
             },
         )?;
-        Ok((seconds, runs, ttls))
+        let durabilities = flag(&args, "--durability", vec!["sync", "async"], |s| {
+            s.split(',')
+                .map(|d| match d.trim() {
+                    "sync" => Some("sync"),
+                    "async" => Some("async"),
+                    _ => None,
+                })
+                .collect()
+        })?;
+        Ok((seconds, runs, ttls, durabilities))
     })();
-    let (seconds, runs, ttls) = match parsed {
+    let (seconds, runs, ttls, durabilities) = match parsed {
         Ok(p) => p,
         Err(e) => {
             eprintln!("bench: {e}\n{USAGE}");
@@ -65,9 +77,19 @@ fn main() -> ExitCode {
         }
     };
     let (section, result) = match args.first().map(String::as_str) {
-        Some("idle") => ("idle", idle::run(seconds)),
-        Some("failover") => ("failover", failover::run(runs, &ttls)),
-        Some("etcd-load") => ("etcd-load", etcd_load::run(seconds)),
+        Some("idle") => ("idle".to_owned(), idle::run(seconds)),
+        Some("failover") => ("failover".to_owned(), failover::run(runs, &ttls)),
+        Some("etcd-load") => ("etcd-load".to_owned(), etcd_load::run(seconds)),
+        // One section per TTL other than the default 10,5 list, so TTLs can be run separately.
+        Some("mariadb-failover") => {
+            let mut name = "mariadb-failover".to_owned();
+            if ttls != [Duration::from_secs(10), Duration::from_secs(5)] {
+                for t in &ttls {
+                    name.push_str(&format!("-ttl{}", t.as_secs()));
+                }
+            }
+            (name, mariadb::run(runs, &ttls, &durabilities))
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(64);
@@ -76,7 +98,7 @@ fn main() -> ExitCode {
     match result {
         Ok(table) => {
             println!("{table}");
-            if let Err(e) = report::write_section(section, &table) {
+            if let Err(e) = report::write_section(&section, &table) {
                 eprintln!("bench: update BENCHMARKS.md: {e:#}");
                 return ExitCode::FAILURE;
             }

@@ -1,0 +1,218 @@
+//! Connections to the local and remote servers, bounded in time, and the engine's accounts.
+//!
+//! Every operation opens its own connection (no pool): the engine runs a few statements per
+//! second at most, and a fresh connection never carries state (a killed session, a changed
+//! `read_only`) from an earlier operation. Every await is bounded by [`STATEMENT_LIMIT`].
+//!
+//! Accounts: on a fresh data directory `root@localhost` has an empty password (installed
+//! with `--auth-root-authentication-method=normal`). The first time the admin account is
+//! refused, the engine logs in as that root over the local socket, creates the admin and
+//! replication accounts *without binary logging* (so every node creates its own and no GTID
+//! is spent), and switches root to `unix_socket` authentication (only the OS root may use
+//! it from then on). Passwords are never part of an error or log line.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row, Value};
+
+use super::settings::{Account, MysqlSettings};
+use crate::engine::EngineError;
+use crate::role_ops::Peer;
+
+/// How long one connect or statement may take.
+pub const STATEMENT_LIMIT: Duration = Duration::from_secs(5);
+
+/// Server error: access denied for user.
+const ER_ACCESS_DENIED: u16 = 1045;
+
+/// An error with the operation named; server errors are shown with code and message,
+/// except for statements that carry a password (`hide`), which show the code only.
+pub fn failed(operation: &'static str, e: &mysql_async::Error, hide: bool) -> EngineError {
+    let reason = match e {
+        mysql_async::Error::Server(s) if hide => format!("server error {}", s.code),
+        mysql_async::Error::Server(s) => format!("server error {}: {}", s.code, s.message),
+        mysql_async::Error::Io(io) => format!("connection error: {io}"),
+        other if hide => format!("client error ({})", error_kind(other)),
+        other => other.to_string(),
+    };
+    EngineError::Failed { operation, reason }
+}
+
+fn error_kind(e: &mysql_async::Error) -> &'static str {
+    match e {
+        mysql_async::Error::Driver(_) => "driver",
+        mysql_async::Error::Other(_) => "other",
+        mysql_async::Error::Url(_) => "url",
+        _ => "unexpected",
+    }
+}
+
+fn timed_out(operation: &'static str) -> EngineError {
+    EngineError::Failed {
+        operation,
+        reason: format!("no answer within {STATEMENT_LIMIT:?}"),
+    }
+}
+
+/// Run `fut` within [`STATEMENT_LIMIT`].
+pub async fn bounded<T>(
+    operation: &'static str,
+    hide: bool,
+    fut: impl Future<Output = Result<T, mysql_async::Error>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(STATEMENT_LIMIT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(failed(operation, &e, hide)),
+        Err(_) => Err(timed_out(operation)),
+    }
+}
+
+fn base_opts(account: Option<&Account>, user: &str) -> OptsBuilder {
+    OptsBuilder::default()
+        .user(Some(account.map_or(user, |a| a.user.as_str())))
+        .pass(account.map(|a| a.password.clone()))
+        .prefer_socket(false)
+        .stmt_cache_size(0)
+}
+
+/// Connect to the local server over its socket as the admin account, creating the
+/// accounts first when the data directory is fresh.
+pub async fn local(s: &MysqlSettings) -> Result<Conn, EngineError> {
+    let socket = s.socket().display().to_string();
+    let opts = base_opts(Some(&s.admin), "").socket(Some(socket.clone()));
+    match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(opts.clone())).await {
+        Ok(Ok(c)) => return Ok(c),
+        Ok(Err(mysql_async::Error::Server(e))) if e.code == ER_ACCESS_DENIED => {}
+        Ok(Err(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))) => {
+            return Err(EngineError::NotRunning);
+        }
+        Ok(Err(e)) => return Err(failed("connect to the local server", &e, true)),
+        Err(_) => return Err(timed_out("connect to the local server")),
+    }
+    create_accounts(s, &socket).await?;
+    bounded("connect to the local server", true, Conn::new(opts)).await
+}
+
+/// Log in as root with an empty password over the socket and create the accounts.
+async fn create_accounts(s: &MysqlSettings, socket: &str) -> Result<(), EngineError> {
+    let operation = "create the admin and replication accounts";
+    let root = base_opts(None, "root").socket(Some(socket.to_owned()));
+    let mut c = match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(root)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(mysql_async::Error::Server(e))) if e.code == ER_ACCESS_DENIED => {
+            return Err(mismatch(s));
+        }
+        Ok(Err(e)) => return Err(failed(operation, &e, true)),
+        Err(_) => return Err(timed_out(operation)),
+    };
+    let a = &s.admin;
+    let r = &s.replication;
+    // Never overwrite an existing admin account: a refused login then means the configured
+    // password is wrong, and resetting it would hide that (and break the other nodes).
+    let exists = format!(
+        "SELECT COUNT(*) FROM mysql.user WHERE User = {}",
+        quote(&a.user)
+    );
+    let n: Option<i64> = bounded(operation, false, c.query_first(exists)).await?;
+    if n.unwrap_or(0) > 0 {
+        let _ = c.disconnect().await;
+        return Err(mismatch(s));
+    }
+    let statements = [
+        "SET SESSION sql_log_bin = 0".to_owned(),
+        format!(
+            "CREATE OR REPLACE USER {}@'%' IDENTIFIED BY {}",
+            quote(&a.user),
+            quote(&a.password)
+        ),
+        format!(
+            "GRANT ALL PRIVILEGES ON *.* TO {}@'%' WITH GRANT OPTION",
+            quote(&a.user)
+        ),
+        format!(
+            "CREATE OR REPLACE USER {}@'%' IDENTIFIED BY {}",
+            quote(&r.user),
+            quote(&r.password)
+        ),
+        format!(
+            "GRANT REPLICATION SLAVE, REPLICATION SLAVE ADMIN, BINLOG MONITOR ON *.* TO {}@'%'",
+            quote(&r.user)
+        ),
+        "ALTER USER root@localhost IDENTIFIED VIA unix_socket".to_owned(),
+    ];
+    for sql in statements {
+        bounded(operation, true, c.query_drop(sql)).await?;
+    }
+    let _ = c.disconnect().await;
+    tracing::info!(admin = %a.user, replication = %r.user, "created the database accounts");
+    Ok(())
+}
+
+fn mismatch(s: &MysqlSettings) -> EngineError {
+    EngineError::Failed {
+        operation: "log in to the local server",
+        reason: format!(
+            "the server refused the admin account {:?}, which exists in this data directory: \
+             the configured admin credentials do not match the server's (fix \
+             engine.mariadb.credentials.admin, or the account's password in the server)",
+            s.admin.user
+        ),
+    }
+}
+
+/// Connect to another node's server over TCP as the admin account.
+pub async fn remote(s: &MysqlSettings, peer: &Peer) -> Result<Conn, mysql_async::Error> {
+    let opts = base_opts(Some(&s.admin), "")
+        .ip_or_hostname(peer.host.clone())
+        .tcp_port(peer.port);
+    match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(opts)).await {
+        Ok(r) => r,
+        Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        ))),
+    }
+}
+
+/// A SQL string literal: quotes and backslashes escaped.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for ch in text.chars() {
+        match ch {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A column as text (`None` for NULL or a missing column).
+pub fn text(row: &Row, column: &str) -> Option<String> {
+    match row.get::<Value, _>(column)? {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        other => Some(other.as_sql(true)),
+    }
+}
+
+/// A column as an integer (`None` for NULL, missing or not a number).
+pub fn int(row: &Row, column: &str) -> Option<i64> {
+    text(row, column)?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote("a'b\\c"), "'a''b\\\\c'");
+        assert_eq!(quote(""), "''");
+    }
+}

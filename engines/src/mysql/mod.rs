@@ -1,0 +1,171 @@
+//! The MySQL/MariaDB engine: runs `mariadbd` with the settings replication safety needs,
+//! initialises its data directory, creates its accounts, and changes roles with GTID
+//! replication (MariaDB 10.11; see `docs/engines/mariadb.md` for what is tested).
+//!
+//! Position mapping: with `gtid_strict_mode` and one domain, the domain's sequence number
+//! only grows across failovers, so [`Position`] is `{epoch: 0, offset: seq}`. Divergence
+//! (errant transactions) is judged in [`Engine::follow`] on full GTID sets and by the
+//! primary's own refusal, never on the projection.
+
+mod clone;
+mod conn;
+mod prepare;
+mod probe;
+mod replication;
+mod settings;
+
+use std::time::Duration;
+
+use handlers::ExecSpec;
+use nix::sys::signal::Signal;
+
+pub use settings::{Account, Durability, Flavour, MysqlSettings, server_id_for};
+
+use crate::control::MainControl;
+use crate::engine::{Engine, EngineError, Probe, StopMode};
+use crate::role_ops::{Peer, Position, RemoteFence};
+
+/// How long catching up may wait for the relay log to be applied.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs and drives one MariaDB server.
+#[derive(Debug)]
+pub struct MysqlEngine {
+    /// What the agent configured.
+    settings: MysqlSettings,
+    /// The server command line, built once from `settings`.
+    command: ExecSpec,
+    /// Stops and restarts the server (the agent's main process) for a clone.
+    control: MainControl,
+}
+
+impl MysqlEngine {
+    /// An engine for these settings; `control` stops and starts the server for a clone.
+    pub fn new(settings: MysqlSettings, control: MainControl) -> Self {
+        let command = ExecSpec {
+            env: settings.env.clone(),
+            timeout: None,
+            kill_grace: settings.stop_timeout,
+            ..ExecSpec::new(settings.server_argv())
+        };
+        Self {
+            settings,
+            command,
+            control,
+        }
+    }
+
+    /// What the engine was configured with.
+    pub fn settings(&self) -> &MysqlSettings {
+        &self.settings
+    }
+}
+
+impl Engine for MysqlEngine {
+    fn kind(&self) -> &'static str {
+        "mariadb"
+    }
+
+    fn main_command(&self) -> &ExecSpec {
+        &self.command
+    }
+
+    /// `mariadbd` shuts down cleanly on SIGTERM (it has no faster clean mode).
+    fn stop_signal(&self, _mode: StopMode) -> Signal {
+        Signal::SIGTERM
+    }
+
+    async fn prepare(&self) -> Result<(), EngineError> {
+        prepare::prepare(&self.settings).await
+    }
+
+    async fn probe(&self) -> Result<Probe, EngineError> {
+        let mut c = match conn::local(&self.settings).await {
+            Ok(c) => c,
+            Err(e) => {
+                probe::down();
+                return Err(e);
+            }
+        };
+        let r = probe::probe(&self.settings, &mut c).await;
+        let _ = c.disconnect().await;
+        r
+    }
+
+    async fn position(&self) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let p = replication::position(&self.settings, &mut c).await;
+        let _ = c.disconnect().await;
+        p
+    }
+
+    async fn promote(&self) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let p = replication::promote(&self.settings, &mut c).await;
+        let _ = c.disconnect().await;
+        p
+    }
+
+    async fn follow(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let p = replication::follow(&self.settings, &mut c, primary).await;
+        let _ = c.disconnect().await;
+        p
+    }
+
+    async fn fence(&self) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let p = replication::fence(&self.settings, &mut c).await;
+        let _ = c.disconnect().await;
+        p
+    }
+
+    async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
+        let mut c = match conn::remote(&self.settings, target).await {
+            Ok(c) => c,
+            // Not listening, or not answering within the limit: nothing there accepts writes.
+            Err(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)) => {
+                return Ok(RemoteFence::Unreachable);
+            }
+            Err(e) => return Err(conn::failed("fence the former primary", &e, true)),
+        };
+        let p = replication::fence(&self.settings, &mut c).await;
+        let _ = c.disconnect().await;
+        p.map(RemoteFence::Fenced)
+    }
+
+    /// Apply everything already received (the relay log) and return the position;
+    /// replication keeps running, so a fenced former primary can still be caught up with.
+    async fn catch_up(&self) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        replication::apply_received(&mut c, CATCH_UP_LIMIT).await?;
+        let p = replication::position(&self.settings, &mut c).await;
+        let _ = c.disconnect().await;
+        p
+    }
+
+    /// A node without data replicates the primary's binary log from its start (the
+    /// primary's binlog is complete from `mariadb-install-db` on); a node with data (a
+    /// rebuild) gets a logical copy of the primary first (see `clone.rs`).
+    async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let local = replication::gtid_var(&mut c, "gtid_current_pos").await;
+        let _ = c.disconnect().await;
+        if !local?.is_empty() {
+            clone::clone_data(&self.settings, &self.control, primary).await?;
+        }
+        self.follow(primary).await
+    }
+
+    async fn unfence(&self) -> Result<(), EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let r = conn::bounded(
+            "accept writes again",
+            false,
+            mysql_async::prelude::Queryable::query_drop(&mut c, "SET GLOBAL read_only = 0"),
+        )
+        .await;
+        let _ = c.disconnect().await;
+        r
+    }
+}

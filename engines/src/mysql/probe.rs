@@ -1,0 +1,93 @@
+//! The periodic probe: is the server answering, what does its replication look like, and
+//! the gauges Prometheus scrapes (`autopilot_mysql_*`).
+
+use metrics::{counter, gauge};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::conn::bounded;
+use super::replication::{gtid_var, slave_status};
+use super::settings::MysqlSettings;
+use crate::engine::{EngineError, Probe};
+
+/// Probe over `c` and publish the gauges. Unhealthy means the server cannot apply what it
+/// receives (an SQL thread error) or its primary refuses it (error 1236); a receiver that
+/// cannot reach a dead primary is expected during a failover and stays healthy.
+pub async fn probe(s: &MysqlSettings, c: &mut Conn) -> Result<Probe, EngineError> {
+    let op = "probe the server";
+    let vars: Option<(i64, String, i64)> = bounded(
+        op,
+        false,
+        c.query_first("SELECT @@read_only, @@version, @@max_connections"),
+    )
+    .await?;
+    let (read_only, version, max_connections) = vars.unwrap_or_default();
+    let status: Vec<(String, String)> = bounded(
+        op,
+        false,
+        c.query(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', 'Uptime', \
+             'Questions', 'Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients', \
+             'Rpl_semi_sync_slave_status')",
+        ),
+    )
+    .await?;
+    let num = |name: &str| -> f64 {
+        status
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or(0.0, |(_, v)| match v.as_str() {
+                "ON" => 1.0,
+                "OFF" => 0.0,
+                v => v.parse().unwrap_or(0.0),
+            })
+    };
+    gauge!("autopilot_mysql_up").set(1.0);
+    gauge!("autopilot_mysql_read_only").set(if read_only != 0 { 1.0 } else { 0.0 });
+    gauge!("autopilot_mysql_connections").set(num("Threads_connected"));
+    #[allow(clippy::cast_precision_loss)]
+    gauge!("autopilot_mysql_max_connections").set(max_connections as f64);
+    gauge!("autopilot_mysql_uptime_seconds").set(num("Uptime"));
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    counter!("autopilot_mysql_queries_total").absolute(num("Questions") as u64);
+    gauge!("autopilot_mysql_semi_sync_primary_on").set(num("Rpl_semi_sync_master_status"));
+    gauge!("autopilot_mysql_semi_sync_primary_clients").set(num("Rpl_semi_sync_master_clients"));
+    gauge!("autopilot_mysql_semi_sync_replica_on").set(num("Rpl_semi_sync_slave_status"));
+    let gtid = gtid_var(c, "gtid_current_pos").await?;
+    #[allow(clippy::cast_precision_loss)]
+    gauge!("autopilot_mysql_gtid_seq").set(gtid.position(s.gtid_domain_id).offset as f64);
+    let st = slave_status(c).await?;
+    let (io, sql, lag) = match &st {
+        Some(st) => (
+            st.io_running == "Yes",
+            st.sql_running,
+            st.seconds_behind.map_or(-1.0, |l| l as f64),
+        ),
+        None => (false, false, 0.0),
+    };
+    gauge!("autopilot_mysql_replica_io_running").set(f64::from(u8::from(io)));
+    gauge!("autopilot_mysql_replica_sql_running").set(f64::from(u8::from(sql)));
+    #[allow(clippy::cast_precision_loss)]
+    gauge!("autopilot_mysql_replication_lag_seconds").set(lag);
+    let reason = match &st {
+        Some(st) if st.sql_errno != 0 => Some(format!(
+            "replication apply error {}: {}",
+            st.sql_errno, st.sql_error
+        )),
+        Some(st) if st.io_errno == 1236 => Some(format!(
+            "the primary refuses to serve this replica: {}",
+            st.io_error
+        )),
+        _ => None,
+    };
+    tracing::trace!(%version, "probed the server");
+    Ok(Probe {
+        healthy: reason.is_none(),
+        reason,
+    })
+}
+
+/// Record that the server did not answer.
+pub fn down() {
+    gauge!("autopilot_mysql_up").set(0.0);
+}
