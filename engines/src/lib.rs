@@ -10,6 +10,7 @@
 
 mod engine;
 pub mod gtid;
+pub mod postgres;
 pub mod process;
 mod role_ops;
 

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod bench;
 pub mod etcd;
 pub mod mariadb;
+pub mod postgres;
 pub mod redis;
 pub mod resp;
 pub mod scenario;
