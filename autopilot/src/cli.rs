@@ -113,13 +113,15 @@ pub async fn run_agent(config: Config) -> i32 {
             return exit_code::SOFTWARE;
         }
     };
-    let engine = Arc::new(crate::node::build_engine(&config));
+    let (control, main_requests) = engines::MainControl::channel();
+    let engine = Arc::new(crate::node::build_engine(&config, control));
     let (exit_tx, exit_rx) = oneshot::channel();
     let args = SupervisorArgs {
         config,
         engine,
         metrics,
         exit: exit_tx,
+        main_requests,
     };
     let (supervisor, join) = match Actor::spawn(None, Supervisor, args).await {
         Ok(s) => s,

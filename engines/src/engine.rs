@@ -6,7 +6,7 @@ use handlers::ExecSpec;
 use nix::sys::signal::Signal;
 
 use crate::process::ProcessEngine;
-use crate::role_ops::{Peer, Position, RemoteFence};
+use crate::role_ops::{Member, Peer, Position, RemoteFence};
 
 /// How urgently the main process should stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,35 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Undo [`Engine::fence`] on the local database.
     fn unfence(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Finish applying everything already received (relay log, WAL) and return the
+    /// position. Replication keeps running: after a remote fence the role logic polls
+    /// [`Engine::position`] until it reaches the fenced old primary's final position.
+    fn catch_up(&self) -> impl Future<Output = Result<Position, EngineError>> + Send {
+        self.position()
+    }
+
+    /// Replace the local data with a copy of `primary`'s and follow it. Called for a node
+    /// without data joining a cluster that has a primary, and to rebuild a diverged node
+    /// when the operator allowed it. Engines that need the main process down use their
+    /// [`crate::MainControl`].
+    fn clone_from_primary(
+        &self,
+        primary: &Peer,
+    ) -> impl Future<Output = Result<Position, EngineError>> + Send {
+        self.follow(primary)
+    }
+
+    /// On the primary: the other members of the cluster, right after promotion and whenever
+    /// the set changes (replication slots, users, synchronous replication settings). The
+    /// engine judges each replica's health from its own replication views.
+    fn set_replicas(
+        &self,
+        members: &[Member],
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let _ = members;
+        async { Ok(()) }
+    }
 }
 
 /// Dispatch over the engines this build knows; the agent holds one of these.
@@ -173,6 +202,24 @@ impl Engine for AnyEngine {
     async fn unfence(&self) -> Result<(), EngineError> {
         match self {
             AnyEngine::Process(e) => e.unfence().await,
+        }
+    }
+
+    async fn catch_up(&self) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.catch_up().await,
+        }
+    }
+
+    async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.clone_from_primary(primary).await,
+        }
+    }
+
+    async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.set_replicas(members).await,
         }
     }
 }

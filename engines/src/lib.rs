@@ -8,11 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+mod control;
 mod engine;
 pub mod gtid;
 pub mod postgres;
 pub mod process;
 mod role_ops;
 
+pub use control::{MainControl, MainRequest};
 pub use engine::{AnyEngine, Engine, EngineError, Probe, StopMode};
-pub use role_ops::{Peer, Position, RemoteFence};
+pub use role_ops::{Member, Peer, Position, RemoteFence};

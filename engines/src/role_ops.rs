@@ -65,6 +65,16 @@ impl fmt::Display for Peer {
     }
 }
 
+/// Another member of the cluster, as the primary's engine sees it in
+/// [`crate::Engine::set_replicas`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its node id (the `nodes/<id>` key part): replication slot and application names.
+    pub id: String,
+    /// Where its database listens.
+    pub peer: Peer,
+}
+
 /// How fencing a former primary's database ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RemoteFence {

@@ -38,6 +38,17 @@ pub struct ExecSpec {
     pub timeout: Option<Duration>,
     /// After SIGTERM to the group, how long before SIGKILL.
     pub kill_grace: Duration,
+    /// Run as this user instead of ours (needs root); `None` runs as the agent's user.
+    pub user: Option<RunAs>,
+}
+
+/// A numeric user and group to run a command as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id; supplementary groups are cleared.
+    pub gid: u32,
 }
 
 impl ExecSpec {
@@ -53,6 +64,7 @@ impl ExecSpec {
             cwd: None,
             timeout: None,
             kill_grace: Duration::from_secs(10),
+            user: None,
         }
     }
 }
@@ -67,6 +79,7 @@ impl fmt::Debug for ExecSpec {
             .field("cwd", &self.cwd)
             .field("timeout", &self.timeout)
             .field("kill_grace", &self.kill_grace)
+            .field("user", &self.user)
             .finish()
     }
 }
@@ -261,6 +274,11 @@ impl ManagedChild {
             .process_group(0);
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
+        }
+        if let Some(user) = spec.user {
+            // std clears the supplementary groups (setgroups(0)) before setuid when no
+            // explicit groups are given, so root's groups do not leak into the child.
+            cmd.uid(user.uid).gid(user.gid);
         }
         let spawned = reaper::spawn(&mut cmd).map_err(|source| ExecError::Spawn {
             program: program.clone(),

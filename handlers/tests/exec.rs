@@ -325,3 +325,25 @@ async fn run_capture_bounds_what_it_keeps() {
             .expect("spawn sh");
     assert_eq!(stdout.len() as u64, handlers::exec::MAX_CAPTURE);
 }
+
+#[tokio::test]
+async fn a_command_runs_as_the_requested_user_without_root_groups() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "the test suite runs as root (it starts databases as their own users)"
+    );
+    let mut spec = sh("echo $(id -u) $(id -g) $(id -G)");
+    spec.user = Some(handlers::RunAs {
+        uid: 65534,
+        gid: 65534,
+    });
+    let (outcome, stdout) = handlers::run_capture("id", &spec, &[])
+        .await
+        .expect("spawn sh as nobody");
+    assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(0)));
+    assert_eq!(
+        stdout.trim(),
+        "65534 65534 65534",
+        "no supplementary root group"
+    );
+}

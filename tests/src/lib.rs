@@ -10,3 +10,4 @@ pub mod redis;
 pub mod resp;
 pub mod scenario;
 pub mod util;
+pub mod workload;

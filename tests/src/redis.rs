@@ -1,8 +1,8 @@
 //! A Redis cluster under real agents: [`RedisCluster`] starts one etcd and `n` agents, each
 //! supervising a `redis-server` through the `process` engine and the hook scripts of
 //! `examples/redis/hooks` (copied, so the example scripts are what is tested). Fault
-//! injection (kill -9 Redis, node loss, SIGSTOP/SIGCONT, SIGTERM), etcd access, and the
-//! [`Writer`] and [`Checker`] threads that record acknowledged writes and split brain.
+//! injection (kill -9 Redis, node loss, SIGSTOP/SIGCONT, SIGTERM), etcd access, and
+//! [`RedisWorkload`], Redis as the [`crate::workload`] writer and checker see it.
 //!
 //! Layout of the temp dir, mirroring `examples/redis/`: `agent-<i>.yaml` and `agent-<i>.log`,
 //! `hooks/`, `state-<i>/` (the agent's bootstrap marker), `data-<i>/` (Redis's dir).
@@ -11,8 +11,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,6 +21,7 @@ use crate::agent::Agent;
 use crate::etcd::{EtcdCluster, EtcdServer};
 use crate::resp::{self, Reply};
 use crate::util::{eventually, free_port, system_bin, workspace_root};
+use crate::workload::Workload;
 
 /// Debian's Redis server binary.
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -589,7 +588,12 @@ impl RedisCluster {
         );
     }
 
-    /// The list `key` on node `i` as numbers (what the [`Writer`] pushed).
+    /// The writer and checker's view of this cluster's Redis servers.
+    pub fn workload(&self) -> Arc<dyn Workload> {
+        RedisWorkload::shared(self.redis_ports())
+    }
+
+    /// The list `key` on node `i` as numbers (what the writer pushed).
     pub fn list_numbers(&self, i: usize, key: &str) -> Vec<u64> {
         match self.cmd(i, &["LRANGE", key, "0", "-1"]) {
             Ok(Reply::Array(Some(items))) => items
@@ -748,190 +752,60 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
     )
 }
 
-// ---- writer and checker ----
+// ---- the writer's and checker's view of Redis ----
 
-/// What a [`Writer`] did.
-#[derive(Debug, Default)]
-pub struct WriterReport {
-    /// Sequence numbers whose RPUSH was acknowledged, in order.
-    pub acked: Vec<u64>,
-    /// Writes attempted (acknowledged or not).
-    pub attempts: u64,
-    /// Acknowledgements per node index.
-    pub acked_by_node: Vec<u64>,
+/// Redis as the [`Writer`] and [`Checker`] see it: RPUSH of each number to the list
+/// [`RedisWorkload::KEY`], a SET to a probe key for writability.
+pub struct RedisWorkload {
+    ports: Vec<u16>,
 }
 
-impl WriterReport {
-    /// Acknowledged numbers missing from `list` (the final primary's copy).
-    pub fn lost(&self, list: &[u64]) -> Vec<u64> {
-        let have: std::collections::HashSet<u64> = list.iter().copied().collect();
-        self.acked
-            .iter()
-            .copied()
-            .filter(|n| !have.contains(n))
-            .collect()
-    }
-}
-
-/// A thread that RPUSHes 1, 2, 3, ... to the list [`Writer::KEY`] on whichever node accepts
-/// the write (it does not ask the agents: a node that wrongly accepts writes gets them), and
-/// records every acknowledged number. Stops after [`Writer::stop`] or `max_run`.
-pub struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<WriterReport>>,
-}
-
-impl Writer {
-    /// The list written to.
+impl RedisWorkload {
+    /// The list the writer appends to.
     pub const KEY: &'static str = "autopilot:e2e:seq";
 
-    /// Starts writing to the nodes on `ports` (by index), for at most `max_run`.
-    pub fn start(ports: Vec<u16>, max_run: Duration) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
-            let deadline = Instant::now() + max_run;
-            let mut report = WriterReport {
-                acked_by_node: vec![0; ports.len()],
-                ..WriterReport::default()
-            };
-            let mut target = 0usize;
-            let mut seq = 0u64;
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                seq += 1;
-                report.attempts += 1;
-                let n = seq.to_string();
-                let ok = matches!(
-                    resp::command(
-                        ports[target],
-                        &["RPUSH", Self::KEY, &n],
-                        Duration::from_millis(300)
-                    ),
-                    Ok(Reply::Int(_))
-                );
-                if ok {
-                    report.acked.push(seq);
-                    report.acked_by_node[target] += 1;
-                    std::thread::sleep(Duration::from_millis(2));
-                } else {
-                    target = (target + 1) % ports.len();
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            report
-        });
-        Writer {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    /// Stops the thread and returns what it did.
-    pub fn stop(mut self) -> WriterReport {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("writer thread")
+    /// The nodes on `ports` (by index).
+    pub fn shared(ports: Vec<u16>) -> Arc<dyn Workload> {
+        Arc::new(RedisWorkload { ports })
     }
 }
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// One instant where more than one node accepted a write.
-#[derive(Clone, Debug)]
-pub struct SplitBrain {
-    /// Time since the checker started.
-    pub at: Duration,
-    /// The node indexes that were writable.
-    pub nodes: Vec<usize>,
-}
-
-/// What a [`Checker`] saw.
-#[derive(Debug, Default)]
-pub struct CheckerReport {
-    /// Probe rounds run.
-    pub rounds: u64,
-    /// Rounds in which two or more nodes were writable.
-    pub split_brain: Vec<SplitBrain>,
-    /// Changes of the writable set: (time since start, writable node indexes).
-    pub timeline: Vec<(Duration, Vec<usize>)>,
-}
-
-/// A thread that every ~50 ms probes every node's writability at the same moment (one probe
-/// thread per node, each a SET bounded by 200 ms) and records every round in which two or
-/// more nodes accepted the write. Stops after [`Checker::stop`] or `max_run`.
-pub struct Checker {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<CheckerReport>>,
-}
-
-impl Checker {
-    /// Starts probing the nodes on `ports` (by index), for at most `max_run`.
-    pub fn start(ports: Vec<u16>, max_run: Duration) -> Checker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || {
-            let t0 = Instant::now();
-            let deadline = t0 + max_run;
-            let mut report = CheckerReport::default();
-            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let at = t0.elapsed();
-                let writable: Vec<usize> = std::thread::scope(|s| {
-                    let probes: Vec<_> = ports
-                        .iter()
-                        .map(|&p| s.spawn(move || probe_writable(p)))
-                        .collect();
-                    probes
-                        .into_iter()
-                        .enumerate()
-                        .filter_map(|(i, h)| h.join().unwrap_or(false).then_some(i))
-                        .collect()
-                });
-                report.rounds += 1;
-                if report.timeline.last().is_none_or(|(_, w)| *w != writable) {
-                    report.timeline.push((at, writable.clone()));
-                }
-                if writable.len() > 1 {
-                    report.split_brain.push(SplitBrain {
-                        at,
-                        nodes: writable,
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            report
-        });
-        Checker {
-            stop,
-            handle: Some(handle),
-        }
+impl Workload for RedisWorkload {
+    fn nodes(&self) -> usize {
+        self.ports.len()
     }
 
-    /// Stops the thread and returns what it saw.
-    pub fn stop(mut self) -> CheckerReport {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("checker thread")
+    fn write(&self, node: usize, seq: u64) -> bool {
+        let n = seq.to_string();
+        matches!(
+            resp::command(
+                self.ports[node],
+                &["RPUSH", Self::KEY, &n],
+                Duration::from_millis(300)
+            ),
+            Ok(Reply::Int(_))
+        )
     }
-}
 
-impl Drop for Checker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+    fn writable(&self, node: usize) -> bool {
+        probe_writable(self.ports[node])
+    }
+
+    fn written(&self, node: usize) -> Vec<u64> {
+        match resp::command(
+            self.ports[node],
+            &["LRANGE", Self::KEY, "0", "-1"],
+            Duration::from_secs(5),
+        ) {
+            Ok(Reply::Array(Some(items))) => items
+                .iter()
+                .filter_map(|r| r.as_str().and_then(|s| s.parse().ok()))
+                .collect(),
+            other => panic!(
+                "LRANGE {} on port {}: {other:?}",
+                Self::KEY,
+                self.ports[node]
+            ),
         }
     }
 }

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::redis::{CheckerReport, RedisCluster, RedisOpts, Writer, WriterReport};
+use crate::redis::{RedisCluster, RedisOpts, RedisWorkload};
 use crate::resp::Reply;
 use crate::util::eventually;
+use crate::workload::{CheckerReport, WriterReport};
 
 /// The first primary of a fresh cluster: bootstrap plus Redis start-up.
 pub const BOOTSTRAP: Duration = Duration::from_secs(30);
@@ -74,7 +75,7 @@ pub fn wait_writable(c: &RedisCluster, node: usize, within: Duration) {
 
 /// Waits until the writer has had `n` more writes acknowledged by `primary` than when asked.
 pub fn let_writer_run(c: &RedisCluster, primary: usize, n: i64) {
-    let len = || match c.cmd(primary, &["LLEN", Writer::KEY]) {
+    let len = || match c.cmd(primary, &["LLEN", RedisWorkload::KEY]) {
         Ok(Reply::Int(l)) => Some(l),
         _ => None,
     };
@@ -116,7 +117,7 @@ pub fn assert_no_split_brain_no_loss(
         k.split_brain,
         c.logs()
     );
-    let list = c.list_numbers(primary, Writer::KEY);
+    let list = c.list_numbers(primary, RedisWorkload::KEY);
     let lost = w.lost(&list);
     assert!(
         lost.is_empty(),

@@ -6,9 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::redis::{Checker, Writer};
+use e2e::redis::RedisWorkload;
 use e2e::scenario::*;
 use e2e::util::eventually;
+use e2e::workload::{Checker, Writer};
 
 #[test]
 fn fresh_cluster_has_one_primary_and_two_replicas() {
@@ -40,6 +41,16 @@ fn fresh_cluster_has_one_primary_and_two_replicas() {
     assert!(
         c.key("initialized").is_some(),
         "no initialized key\n{}",
+        c.logs()
+    );
+    let online = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
+        let doc: serde_json::Value = serde_json::from_str(&c.key("primary")?).ok()?;
+        (doc["status"] == "online").then_some(())
+    });
+    assert!(
+        online.is_some(),
+        "the primary key does not say online once promoted: {:?}\n{}",
+        c.key("primary"),
         c.logs()
     );
     assert!(c.writable(p), "the primary refuses writes\n{}", c.logs());
@@ -79,7 +90,7 @@ fn fresh_cluster_has_one_primary_and_two_replicas() {
 fn killing_the_primarys_redis_fails_over() {
     let c = start(3);
     let p = settled(&c);
-    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let writer = Writer::start(c.workload(), MAX_RUN);
     let_writer_run(&c, p, 50);
     c.kill_redis(p);
     let (new, took) = c.wait_new_primary(p, ttl(&c) + Duration::from_secs(10));
@@ -93,7 +104,7 @@ fn killing_the_primarys_redis_fails_over() {
     c.wait_replicating(other, new, ATTACH);
     let_writer_run(&c, new, 20);
     let w = writer.stop();
-    let lost = w.lost(&c.list_numbers(new, Writer::KEY));
+    let lost = w.lost(&c.list_numbers(new, RedisWorkload::KEY));
     println!(
         "{} acknowledged, {} lost (async replication, Redis gone: losses allowed)",
         w.acked.len(),
@@ -126,8 +137,8 @@ fn node_loss_fails_over_within_the_ttl() {
 fn frozen_primary_agent_is_fenced_and_no_acknowledged_write_is_lost() {
     let mut c = start(3);
     let p = settled(&c);
-    let checker = Checker::start(c.redis_ports(), MAX_RUN);
-    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let checker = Checker::start(c.workload(), MAX_RUN);
+    let writer = Writer::start(c.workload(), MAX_RUN);
     let_writer_run(&c, p, 100);
     c.stop_agent(p);
     let (new, took) = c.wait_new_primary(p, ttl(&c) + Duration::from_secs(10));
@@ -162,7 +173,7 @@ fn frozen_primary_agent_is_fenced_and_no_acknowledged_write_is_lost() {
 fn graceful_stop_hands_over_within_a_second() {
     let mut c = start(3);
     let p = settled(&c);
-    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let writer = Writer::start(c.workload(), MAX_RUN);
     let_writer_run(&c, p, 50);
     c.sigterm_agent(p);
     let (new, took) = c.wait_new_primary(p, ttl(&c) + Duration::from_secs(5));
@@ -186,7 +197,7 @@ fn graceful_stop_hands_over_within_a_second() {
     );
     let_writer_run(&c, new, 20);
     let w = writer.stop();
-    let lost = w.lost(&c.list_numbers(new, Writer::KEY));
+    let lost = w.lost(&c.list_numbers(new, RedisWorkload::KEY));
     println!(
         "{} acknowledged, {} lost over the graceful stop",
         w.acked.len(),
@@ -237,8 +248,8 @@ fn switchover_to_a_named_node_loses_no_write() {
     let c = start(3);
     let p = settled(&c);
     let target = (0..3).rev().find(|&i| i != p).expect("another node");
-    let checker = Checker::start(c.redis_ports(), MAX_RUN);
-    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let checker = Checker::start(c.workload(), MAX_RUN);
+    let writer = Writer::start(c.workload(), MAX_RUN);
     let_writer_run(&c, p, 100);
     let t0 = Instant::now();
     c.put_key(

@@ -11,9 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::redis::{Checker, RedisCluster, RedisOpts, Writer};
+use e2e::redis::{RedisCluster, RedisOpts};
 use e2e::scenario::*;
 use e2e::util::eventually;
+use e2e::workload::{Checker, Writer};
 
 /// The `history` key's entries (empty when the key is absent).
 fn history(c: &RedisCluster) -> Vec<serde_json::Value> {
@@ -139,8 +140,8 @@ fn etcd_outage_longer_than_the_ttl_fences_the_primary_then_one_primary_returns()
         "one bootstrap in history: {:?}",
         history(&c)
     );
-    let checker = Checker::start(c.redis_ports(), MAX_RUN);
-    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let checker = Checker::start(c.workload(), MAX_RUN);
+    let writer = Writer::start(c.workload(), MAX_RUN);
     let_writer_run(&c, p, 50);
 
     let outage = ttl(&c) * 2;
@@ -314,8 +315,8 @@ fn losing_one_of_three_etcd_members_changes_nothing_and_failover_still_works() {
     let mut c = RedisCluster::start_on_etcd_cluster(3, 3, RedisOpts::default())
         .expect("start the Redis cluster on a three-member etcd");
     let p = settled(&c);
-    let checker = Checker::start(c.redis_ports(), MAX_RUN);
-    let writer = Writer::start(c.redis_ports(), MAX_RUN);
+    let checker = Checker::start(c.workload(), MAX_RUN);
+    let writer = Writer::start(c.workload(), MAX_RUN);
     let_writer_run(&c, p, 50);
     // Member 0 is the first endpoint of every agent, the one a client is most likely using.
     c.etcd_cluster().kill(0);

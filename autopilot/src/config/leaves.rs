@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::checks;
 use super::locate::{FieldPath, Target};
-use super::model::{EnvValue, EnvVar, Secret};
+use super::model::{EnvValue, EnvVar, OsUser, Secret};
 use super::raw::{Exec, RawDuration, RawEnv, RawEnvValue};
 use super::secrets;
 use super::validate::Validator;
@@ -53,6 +53,37 @@ impl Validator<'_> {
             return None;
         }
         Some(self.resolve(&cwd))
+    }
+
+    /// An OS user by name, looked up on this host now.
+    pub(super) fn os_user(&mut self, field: &FieldPath, name: String) -> Option<OsUser> {
+        if name.is_empty() {
+            self.problem(field, Target::Value, "is empty; expected a user name");
+            return None;
+        }
+        match nix::unistd::User::from_name(&name) {
+            Ok(Some(u)) => Some(OsUser {
+                name,
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+            }),
+            Ok(None) => {
+                self.problem(
+                    field,
+                    Target::Value,
+                    format!("no user {name:?} on this host; expected an existing user (create it with `useradd --system {name}`)"),
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    field,
+                    Target::Value,
+                    format!("cannot look up user {name:?}: {e}; expected an existing user"),
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn resolve(&self, path: &str) -> PathBuf {

@@ -154,6 +154,11 @@ pub struct EngineConfig {
     /// `process` engine only: the exec hooks that drive roles. Required (all five) when
     /// `store` is set with `kind: process`.
     pub hooks: Option<EngineHooks>,
+    /// A node whose data diverged from the primary's (errant transactions that cannot be
+    /// rewound) replaces it with a fresh clone of the primary instead of waiting, flagged
+    /// `needs_rebuild`, for an operator. Default false: the diverged data is kept for
+    /// inspection.
+    pub auto_rebuild: bool,
 }
 
 /// The `process` engine's role hooks. Each gets the event variables plus the ones named
@@ -206,6 +211,19 @@ pub struct ProcessConfig {
     pub stop_timeout: Duration,
     /// What to do when the main process exits on its own.
     pub restart: RestartPolicy,
+    /// The OS user the main process (and the engine's own tools) run as; `None`: the agent's.
+    pub user: Option<OsUser>,
+}
+
+/// An OS user, resolved when the configuration is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OsUser {
+    /// The login name, as configured.
+    pub name: String,
+    /// Its user id.
+    pub uid: u32,
+    /// Its primary group id.
+    pub gid: u32,
 }
 
 /// What to do when the main process exits on its own.

@@ -130,6 +130,8 @@ pub(crate) struct RawEngine {
     pub port: Option<RawPort>,
     /// `process` only: the role hooks; required (all five) with `store`.
     pub hooks: Option<RawHooks>,
+    /// Re-clone a node whose data diverged from the primary's; default false.
+    pub auto_rebuild: Option<bool>,
 }
 
 /// `engine.hooks:`; every hook is optional here so each missing one is reported.
@@ -162,6 +164,8 @@ pub(crate) struct RawProcess {
     pub stop_timeout: Option<RawDuration>,
     /// Restart policy; default never.
     pub restart: Option<RawRestart>,
+    /// Run the main process as this OS user; default: the agent's user.
+    pub user: Option<String>,
 }
 
 /// `process.restart:`

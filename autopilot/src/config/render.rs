@@ -65,6 +65,7 @@ impl Config {
         if let Some(port) = self.engine.port {
             o.raw(1, "port", &port.to_string());
         }
+        o.raw(1, "auto_rebuild", &self.engine.auto_rebuild.to_string());
         if let Some(hooks) = &self.engine.hooks {
             o.line(1, "hooks:");
             let all = [
@@ -85,6 +86,9 @@ impl Config {
         o.cwd(1, p.cwd.as_deref());
         o.env(1, &p.env);
         o.kv(1, "stop_timeout", &show(p.stop_timeout));
+        if let Some(user) = &p.user {
+            o.kv(1, "user", &user.name);
+        }
         o.line(1, "restart:");
         match p.restart {
             RestartPolicy::Never => o.kv(2, "policy", "never"),

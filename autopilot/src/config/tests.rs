@@ -74,6 +74,8 @@ fn cases() -> Vec<Case> {
         c("duration without unit", "process: {exec: [a], stop_timeout: 10}\n", Some(1), Some(36), "process.stop_timeout", "expected a duration like 10s or 500ms"),
         c("negative duration", "process:\n  exec: [a]\n  stop_timeout: -5s\n", Some(3), Some(17), "process.stop_timeout", "-5s is negative; expected a positive duration"),
         c("zero duration", "process:\n  exec: [a]\n  stop_timeout: 0s\n", Some(3), Some(17), "process.stop_timeout", "is zero; expected a duration greater than 0"),
+        c("unknown user", "process: {exec: [a], user: no-such-user-x}\n", Some(1), Some(28), "process.user", "no user \"no-such-user-x\" on this host; expected an existing user"),
+        c("empty user", "process: {exec: [a], user: ''}\n", Some(1), Some(28), "process.user", "is empty; expected a user name"),
         c("missing process", "node: {name: a}\n", None, None, "process", "missing; expected a process section"),
         c("empty document", "", None, None, "process", "missing; expected a process section"),
         c("missing process.exec", "process:\n  cwd: /tmp\n", Some(1), Some(1), "process.exec", "required; expected a list like [prog, arg]"),
@@ -542,4 +544,14 @@ fn load_reads_the_file_and_reports_io_errors() {
         Err(ConfigError::Io { path, .. }) => assert_eq!(path, missing),
         other => panic!("expected Io, got {other:?}"),
     }
+}
+
+#[test]
+fn process_user_resolves_to_ids() {
+    let c = ok("process: {exec: [a], user: nobody}\n");
+    let user = c.process.user.expect("user set");
+    assert_eq!(
+        (user.name.as_str(), user.uid, user.gid),
+        ("nobody", 65534, 65534)
+    );
 }

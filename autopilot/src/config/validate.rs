@@ -409,6 +409,7 @@ impl<'a> Validator<'a> {
             env,
             stop_timeout,
             restart,
+            user,
         } = raw;
         let at = root("process");
         ProcessConfig {
@@ -421,6 +422,7 @@ impl<'a> Validator<'a> {
                 Duration::from_secs(30),
             ),
             restart: self.restart(&at.key("restart"), restart),
+            user: user.and_then(|name| self.os_user(&at.key("user"), name)),
         }
     }
 
@@ -562,5 +564,6 @@ fn placeholder_process() -> ProcessConfig {
         env: Vec::new(),
         stop_timeout: Duration::from_secs(30),
         restart: RestartPolicy::Never,
+        user: None,
     }
 }

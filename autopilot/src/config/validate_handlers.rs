@@ -19,7 +19,12 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 impl Validator<'_> {
     /// `engine:`; `has_store` makes `port` and (for `process`) all five hooks required.
     pub(super) fn engine(&mut self, raw: RawEngine, has_store: bool) -> EngineConfig {
-        let RawEngine { kind, port, hooks } = raw;
+        let RawEngine {
+            kind,
+            port,
+            hooks,
+            auto_rebuild,
+        } = raw;
         let at = root("engine");
         let is_process = match kind.as_deref() {
             None | Some("process") => true,
@@ -89,6 +94,7 @@ impl Validator<'_> {
             kind: EngineKind::Process,
             port,
             hooks,
+            auto_rebuild: auto_rebuild.unwrap_or(false),
         }
     }
 

@@ -87,7 +87,7 @@ impl Actor for HealthActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             HealthMsg::Lifecycle(l) => state.lifecycle = l,
-            HealthMsg::Process(ProcessEvent::Started { pid }) => {
+            HealthMsg::Process(ProcessEvent::Started { pid, .. }) => {
                 state.main_pid = Some(pid);
                 state.main_started = true;
                 state.engine = None;

@@ -4,6 +4,11 @@
 //!
 //! The mailbox never blocks on the child: a task waits for the exit and sends it back as a
 //! message, so `Stop`, `Forward` and `Escalate` are handled while the child runs or stops.
+//!
+//! `Hold` and `Release` serve the engine's [`engines::MainControl`]: a held main process is
+//! stopped on purpose (an engine clones or rewinds its data) and is neither restarted by
+//! policy nor reported as exited; `Release` starts it again and reports `Started` with
+//! `resumed: true`, so nobody mistakes it for a crash and restart.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +43,8 @@ pub struct ProcessArgs {
 /// What happened to the main process; published on the events port.
 #[derive(Clone, Debug)]
 pub enum ProcessEvent {
-    /// The main process was spawned.
-    Started { pid: u32 },
+    /// The main process was spawned; `resumed` when an engine asked for it after a hold.
+    Started { pid: u32, resumed: bool },
     /// It exited on its own; `restart_in` is `Some` when the policy restarts it.
     Exited {
         status: ExitStatus,
@@ -62,6 +67,14 @@ pub enum ProcessMsg {
     Stop(RpcReplyPort<Option<ExitStatus>>),
     /// SIGKILL the whole group now (a second stop request).
     Escalate,
+    /// Stop it for an engine operation (signal for `mode`, `stop_timeout`, SIGKILL) and keep
+    /// it down until `Release`. Replies once it is down.
+    Hold {
+        mode: StopMode,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// Start it again after `Hold`. Replies once it is spawned.
+    Release(RpcReplyPort<Result<(), String>>),
     /// Internal: the child of `generation` exited.
     Exited { generation: u64, status: ExitStatus },
     /// Internal: `stop_timeout` passed for the stop of `generation`.
@@ -89,6 +102,12 @@ pub struct ProcessState {
     stop_reply: Option<RpcReplyPort<Option<ExitStatus>>>,
     /// A stop was requested; no more restarts.
     stopping: bool,
+    /// An engine holds the main process down (see `Hold`).
+    held: bool,
+    /// A pending `Hold` waiting for the exit.
+    hold_reply: Option<RpcReplyPort<Result<(), String>>>,
+    /// The next spawn answers a `Release`.
+    resuming: bool,
 }
 
 impl Actor for ProcessActor {
@@ -109,6 +128,9 @@ impl Actor for ProcessActor {
             restarts: 0,
             stop_reply: None,
             stopping: false,
+            held: false,
+            hold_reply: None,
+            resuming: false,
         })
     }
 
@@ -119,7 +141,9 @@ impl Actor for ProcessActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ProcessMsg::Spawn => spawn(&myself, state),
+            ProcessMsg::Spawn => {
+                let _ = spawn(&myself, state);
+            }
             ProcessMsg::Forward(sig) => {
                 if let Some(r) = &state.running
                     && let Err(e) = r.group.signal_leader(sig)
@@ -127,8 +151,24 @@ impl Actor for ProcessActor {
                     warn!(signal = %sig, cause = %e, "failed to forward signal to the main process");
                 }
             }
+            ProcessMsg::Hold { mode, reply } => hold(&myself, state, mode, reply),
+            ProcessMsg::Release(reply) => {
+                if state.stopping {
+                    let _ = reply.send(Err("the agent is stopping".to_owned()));
+                } else if state.running.is_some() {
+                    let _ = reply.send(Err("the main process is already running".to_owned()));
+                } else {
+                    state.held = false;
+                    state.resuming = true;
+                    let spawned = spawn(&myself, state);
+                    let _ = reply.send(spawned);
+                }
+            }
             ProcessMsg::Stop(reply) => {
                 state.stopping = true;
+                if let Some(r) = state.hold_reply.take() {
+                    let _ = r.send(Err("the agent is stopping".to_owned()));
+                }
                 match &state.running {
                     None => {
                         let _ = reply.send(None);
@@ -186,19 +226,50 @@ impl Actor for ProcessActor {
     }
 }
 
-fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) {
-    if state.stopping || state.running.is_some() {
+/// Stop the main process for an engine operation and keep it down.
+fn hold(
+    myself: &ActorRef<ProcessMsg>,
+    state: &mut ProcessState,
+    mode: StopMode,
+    reply: RpcReplyPort<Result<(), String>>,
+) {
+    if state.stopping {
+        let _ = reply.send(Err("the agent is stopping".to_owned()));
         return;
     }
+    state.held = true;
+    let Some(r) = &state.running else {
+        let _ = reply.send(Ok(()));
+        return;
+    };
+    let sig = state.args.engine.stop_signal(mode);
+    info!(pid = r.group.pid(), signal = %sig, "stopping the main process for an engine operation");
+    if let Err(e) = r.group.signal_leader(sig) {
+        warn!(cause = %e, "failed to signal the main process");
+    }
+    let generation = r.generation;
+    myself.send_after(state.args.stop_timeout, move || ProcessMsg::StopTimedOut {
+        generation,
+    });
+    state.hold_reply = Some(reply);
+}
+
+/// Spawn the main process unless stopping, held or running; `Err` when the spawn failed.
+fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), String> {
+    if state.stopping || state.held || state.running.is_some() {
+        return Ok(());
+    }
+    let resumed = std::mem::take(&mut state.resuming);
     let spec = state.args.engine.main_command();
     let mut child = match ManagedChild::spawn("main", spec, &state.args.env) {
         Ok(c) => c,
         Err(e) => {
-            error!(cause = %handlers::error_chain(&e), "failed to start the main process");
+            let message = handlers::error_chain(&e);
+            error!(cause = %message, "failed to start the main process");
             state.args.events.send(ProcessEvent::SpawnFailed {
-                message: handlers::error_chain(&e),
+                message: message.clone(),
             });
-            return;
+            return Err(message);
         }
     };
     state.generation += 1;
@@ -216,7 +287,11 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) {
         let status = child.wait().await;
         let _ = me.cast(ProcessMsg::Exited { generation, status });
     });
-    state.args.events.send(ProcessEvent::Started { pid });
+    state
+        .args
+        .events
+        .send(ProcessEvent::Started { pid, resumed });
+    Ok(())
 }
 
 fn exited(
@@ -233,6 +308,13 @@ fn exited(
     let _ = r.group.signal_group(Signal::SIGKILL);
     gauge!("autopilot_main_process_up").set(0.0);
 
+    if state.held && !state.stopping {
+        info!(%status, "main process stopped for an engine operation");
+        if let Some(reply) = state.hold_reply.take() {
+            let _ = reply.send(Ok(()));
+        }
+        return;
+    }
     if state.stopping {
         info!(%status, "main process stopped");
         if let Some(reply) = state.stop_reply.take() {
@@ -302,6 +384,113 @@ mod tests {
             .collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(restart_delay(&b, 1000), Some(Duration::from_secs(30)));
+    }
+
+    /// Hold stops the main process without an exit event or a restart; Release starts it
+    /// again and says so.
+    #[tokio::test]
+    async fn hold_and_release_stop_and_start_without_looking_like_a_crash() {
+        use std::sync::Mutex;
+
+        let engine = AnyEngine::Process(engines::process::ProcessEngine::new(
+            handlers::ExecSpec::new(["sleep", "300"]),
+            None,
+        ));
+        let events = Arc::new(OutputPort::<ProcessEvent>::default());
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (recorder, _) = Actor::spawn(None, Recorder, seen.clone())
+            .await
+            .expect("recorder");
+        events.subscribe(recorder.clone(), Some);
+        let args = ProcessArgs {
+            engine: Arc::new(engine),
+            stop_timeout: Duration::from_secs(5),
+            restart: RestartPolicy::Always(backoff(None)),
+            env: Vec::new(),
+            events,
+        };
+        let (process, _) = Actor::spawn(None, ProcessActor, args)
+            .await
+            .expect("process actor");
+        let wait_for = |n: usize| {
+            let seen = seen.clone();
+            async move {
+                for _ in 0..200 {
+                    if seen.lock().expect("lock").len() >= n {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                seen.lock().expect("lock").clone()
+            }
+        };
+        assert_eq!(wait_for(1).await, ["started resumed=false"]);
+
+        let held = process
+            .call(
+                |reply| ProcessMsg::Hold {
+                    mode: StopMode::Fast,
+                    reply,
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .expect("hold answered");
+        assert!(
+            matches!(held, ractor::rpc::CallResult::Success(Ok(()))),
+            "{held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            wait_for(1).await,
+            ["started resumed=false"],
+            "no exit event and no policy restart while held"
+        );
+
+        let released = process
+            .call(ProcessMsg::Release, Some(Duration::from_secs(10)))
+            .await
+            .expect("release answered");
+        assert!(
+            matches!(released, ractor::rpc::CallResult::Success(Ok(()))),
+            "{released:?}"
+        );
+        assert_eq!(
+            wait_for(2).await,
+            ["started resumed=false", "started resumed=true"]
+        );
+        process.stop(None);
+        recorder.stop(None);
+    }
+
+    struct Recorder;
+
+    impl Actor for Recorder {
+        type Msg = ProcessEvent;
+        type State = Arc<std::sync::Mutex<Vec<String>>>;
+        type Arguments = Arc<std::sync::Mutex<Vec<String>>>;
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            seen: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(seen)
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<Self::Msg>,
+            msg: ProcessEvent,
+            seen: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            let line = match msg {
+                ProcessEvent::Started { resumed, .. } => format!("started resumed={resumed}"),
+                other => format!("{other:?}"),
+            };
+            seen.lock().expect("lock").push(line);
+            Ok(())
+        }
     }
 
     #[test]

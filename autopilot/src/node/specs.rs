@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use engines::process::{ProcessEngine, ProcessHooks};
-use engines::{AnyEngine, Peer};
-use handlers::ExecSpec;
+use engines::{AnyEngine, MainControl, Peer};
+use handlers::{ExecSpec, RunAs};
 
 use super::env::EventEnv;
 use crate::config::{Config, EngineKind, HandlerConfig};
@@ -20,6 +20,7 @@ pub fn handler_spec(config: &HandlerConfig) -> ExecSpec {
         cwd: config.cwd.clone(),
         timeout: Some(config.timeout),
         kill_grace: HANDLER_KILL_GRACE,
+        user: None,
     }
 }
 
@@ -32,17 +33,23 @@ pub fn local_peer(config: &Config) -> Option<Peer> {
 }
 
 /// The engine for this configuration. Role hooks are wired only when the agent is
-/// clustered (`store` set), since only then does anything ask for roles.
-pub fn build_engine(config: &Config) -> AnyEngine {
+/// clustered (`store` set), since only then does anything ask for roles. `control` lets
+/// engines that need the database down for an operation (clone, rewind) stop and start it.
+pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
     let command = ExecSpec {
         argv: config.process.exec.clone(),
         env: config.process.env.iter().map(|v| v.pair()).collect(),
         cwd: config.process.cwd.clone(),
         timeout: None,
         kill_grace: config.process.stop_timeout,
+        user: config.process.user.as_ref().map(|u| RunAs {
+            uid: u.uid,
+            gid: u.gid,
+        }),
     };
     match config.engine.kind {
         EngineKind::Process => {
+            drop(control); // hooks run while the program runs; nothing needs it down
             let hooks = match (&config.store, &config.engine.hooks, local_peer(config)) {
                 (Some(_), Some(h), Some(local)) => Some(ProcessHooks {
                     position: handler_spec(&h.position),

@@ -64,6 +64,17 @@ pub(super) fn join(cx: &mut Cx<'_>, pk: PrimaryKey) {
     }
 }
 
+/// Stop here until an operator rebuilds the node; say so in the node key and an event.
+fn needs_rebuild(cx: &mut Cx<'_>, detail: String) {
+    cx.s.phase = Phase::NeedsRebuild;
+    cx.emit(Action::PublishEvent {
+        kind: "needs_rebuild",
+        detail,
+    });
+    cx.announce(Role::Unknown, None);
+    cx.publish();
+}
+
 /// Answer to `AcquireLock`.
 pub(super) fn lock_result(cx: &mut Cx<'_>, acquired: bool) {
     if cx.s.phase != Phase::Bootstrap(BootStep::Locking) {
@@ -146,15 +157,32 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.announce(Role::Replica, Some(&target));
             cx.publish();
         }
-        (Phase::Rejoining { target }, EngineResult::NeedsRebuild) => {
-            // A former primary with errant data never rejoins silently (design §4 step 5).
-            cx.s.phase = Phase::NeedsRebuild;
+        (Phase::Rejoining { target }, EngineResult::NeedsRebuild) if cx.p.auto_rebuild => {
+            // The operator allowed it: replace the diverged data with a fresh clone. Until the
+            // clone is done this node has no data (not eligible, and no marker on disk).
             cx.emit(Action::PublishEvent {
                 kind: "needs_rebuild",
-                detail: format!("local data diverged from primary {}", target.node),
+                detail: format!(
+                    "local data diverged from primary {}; rebuilding from it (auto_rebuild)",
+                    target.node
+                ),
             });
+            cx.s.has_data = false;
+            cx.emit(Action::ClearMarker);
+            cx.emit(Action::CloneFrom { primary: target });
+            cx.s.phase = Phase::Cloning;
             cx.announce(Role::Unknown, None);
             cx.publish();
+        }
+        (Phase::Rejoining { target }, EngineResult::NeedsRebuild) => {
+            // A former primary with errant data never rejoins silently (design §4 step 5).
+            needs_rebuild(
+                cx,
+                format!("local data diverged from primary {}", target.node),
+            );
+        }
+        (Phase::Cloning, EngineResult::NeedsRebuild) => {
+            needs_rebuild(cx, "the clone does not match the primary".to_owned());
         }
         (Phase::Bootstrap(BootStep::Initializing), EngineResult::Failed) => {
             cx.emit(Action::ReleaseLock);

@@ -247,6 +247,10 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
                 cx.emit(Action::ClearSwitchover);
             }
             cx.publish();
+            cx.s.replicas_sent = None;
+            if let Some(view) = cx.s.view.clone() {
+                super::primary::set_replicas(cx, &view);
+            }
         }
         (
             Phase::Promoting {

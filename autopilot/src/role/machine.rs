@@ -249,6 +249,7 @@ impl Cx<'_> {
                 role: self.s.role,
                 position: self.s.position,
                 eligible,
+                needs_rebuild: self.s.phase == Phase::NeedsRebuild,
             });
         }
     }

@@ -27,6 +27,9 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
                     hand_over(cx, "switchover requested");
                 }
             }
+            if cx.s.phase == Phase::Primary {
+                set_replicas(cx, view);
+            }
         }
         Phase::SelfFenced { fenced_at } => match &view.primary {
             Some(_) if mine => {
@@ -51,6 +54,21 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
             None => {} // wait for the new lease
         },
         _ => {}
+    }
+}
+
+/// Tell the engine who the other members are when that changed since we last told it.
+pub(super) fn set_replicas(cx: &mut Cx<'_>, view: &ClusterView) {
+    let mut members: Vec<_> = view
+        .nodes
+        .iter()
+        .filter(|n| n.id != cx.p.node_id)
+        .map(|n| (n.id.clone(), n.address.clone()))
+        .collect();
+    members.sort();
+    if cx.s.replicas_sent.as_ref() != Some(&members) {
+        cx.s.replicas_sent = Some(members.clone());
+        cx.emit(Action::SetReplicas { members });
     }
 }
 

@@ -111,6 +111,8 @@ pub struct RoleState {
     pub stop_requested: bool,
     /// Earliest time of the next periodic re-read (watches may be late or lost).
     pub next_poll: Millis,
+    /// The members last sent with `SetReplicas` while primary; `None` until sent.
+    pub replicas_sent: Option<Vec<(NodeId, String)>>,
 }
 
 impl RoleState {
@@ -131,6 +133,7 @@ impl RoleState {
             ineligible_until: 0,
             stop_requested: false,
             next_poll: 0,
+            replicas_sent: None,
         }
     }
 

@@ -69,6 +69,9 @@ pub struct RoleParams {
     /// A node with no data in an initialised cluster without a primary restores from the
     /// latest backup instead of waiting for a node with data.
     pub restore_from_backup: bool,
+    /// A node whose data diverged from the primary's (errant transactions that cannot be
+    /// rewound) re-clones itself from the primary instead of waiting for an operator.
+    pub auto_rebuild: bool,
 }
 
 impl RoleParams {
@@ -266,11 +269,13 @@ pub enum Action {
     GrantLease,
     /// Linearizable read of the cluster prefix → `Cluster`.
     ReadCluster,
-    /// Put `nodes/<id>` (bound to our lease) with what peers need to rank us.
+    /// Put `nodes/<id>` (bound to our lease) with what peers need to rank us; `needs_rebuild`
+    /// when local data diverged and an operator (or `auto_rebuild`) must rebuild it.
     PublishNode {
         role: Role,
         position: Position,
         eligible: bool,
+        needs_rebuild: bool,
     },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,
@@ -319,6 +324,11 @@ pub enum Action {
     Unfence,
     /// Write the local bootstrap marker file.
     WriteMarker,
+    /// Remove the local bootstrap marker file: the local data is about to be replaced.
+    ClearMarker,
+    /// On the primary: the other members of the cluster (id, address), after promotion and
+    /// whenever they change, for replication slots and synchronous replication settings.
+    SetReplicas { members: Vec<(NodeId, String)> },
     // ---- handlers, timers, process ----
     /// Run the `prePromote` handler → `PrePromoteDone`.
     RunPrePromote,

@@ -451,6 +451,7 @@ fn role_graceful_stop_fences_then_revokes() {
 fn role_switchover_old_primary_fences_then_releases() {
     let mut s = st(Phase::Primary);
     (s.role, s.lease_ok_sent_at) = (Role::Primary, 0);
+    s.replicas_sent = Some(vec![("n1".into(), "n1:1".into())]);
     let sw = Switchover {
         from: "n0".into(),
         to: Some("n1".into()),
@@ -488,7 +489,108 @@ fn role_switchover_old_primary_fences_then_releases() {
     assert!(a.contains(&Action::PublishNode {
         role: Role::Replica,
         position: pos(12),
-        eligible: false
+        eligible: false,
+        needs_rebuild: false,
     }));
     assert_eq!(s.phase, Phase::Replica { following: None });
+}
+
+fn set_replicas(a: &[Action]) -> Vec<&Action> {
+    a.iter()
+        .filter(|a| matches!(a, Action::SetReplicas { .. }))
+        .collect()
+}
+
+#[test]
+fn role_primary_tells_the_engine_its_members_when_they_change() {
+    let mut s = st(Phase::Promoting {
+        step: PromoteStep::Promoting,
+        reason: ClaimReason::Failover,
+    });
+    s.role = Role::Replica;
+    let v = ClusterView {
+        primary: Some(pk("n0")),
+        nodes: vec![node("n2", 9, 100, true), node("n0", 10, 100, true)],
+        ..view()
+    };
+    s.view = Some(v.clone());
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 1,
+            result: EngineResult::Promoted { position: pos(10) },
+        },
+    );
+    assert_eq!(s.phase, Phase::Primary);
+    let expected = Action::SetReplicas {
+        members: vec![("n2".into(), "n2:1".into())],
+    };
+    assert_eq!(set_replicas(&a), [&expected], "after promotion: {a:?}");
+    let (s, a) = run(s, cluster(2, v.clone()));
+    assert!(set_replicas(&a).is_empty(), "unchanged members: {a:?}");
+    let mut grown = v;
+    grown.nodes.push(node("n1", 8, 100, false));
+    grown.revision = 2;
+    let (_, a) = run(s, cluster(3, grown));
+    let expected = Action::SetReplicas {
+        members: vec![("n1".into(), "n1:1".into()), ("n2".into(), "n2:1".into())],
+    };
+    assert_eq!(set_replicas(&a), [&expected], "a new member: {a:?}");
+}
+
+#[test]
+fn role_diverged_node_waits_for_an_operator_unless_auto_rebuild() {
+    let rejoining = || {
+        let mut s = st(Phase::Rejoining { target: pk("n1") });
+        s.view = Some(ClusterView {
+            primary: Some(pk("n1")),
+            ..view()
+        });
+        s
+    };
+    let needs = Event::Engine {
+        now: 5,
+        result: EngineResult::NeedsRebuild,
+    };
+    // Default: flagged, kept, never cloned over.
+    let (s, a) = run(rejoining(), needs.clone());
+    assert_eq!(s.phase, Phase::NeedsRebuild);
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::CloneFrom { .. } | Action::ClearMarker))
+    );
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishNode {
+            needs_rebuild: true,
+            eligible: false,
+            ..
+        }
+    )));
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishEvent {
+            kind: "needs_rebuild",
+            ..
+        }
+    )));
+
+    // auto_rebuild: the marker goes first, then the clone; no data until it is done.
+    let mut params = p();
+    params.auto_rebuild = true;
+    let (s, a) = decide(&params, rejoining(), needs.clone());
+    let clear = a.iter().position(|a| *a == Action::ClearMarker);
+    let clone = a
+        .iter()
+        .position(|a| *a == Action::CloneFrom { primary: pk("n1") });
+    assert!(
+        matches!((clear, clone), (Some(c), Some(k)) if c < k),
+        "{a:?}"
+    );
+    assert_eq!(s.phase, Phase::Cloning);
+    assert!(!s.has_data && !s.eligible(&params, 6));
+    // A clone that still does not match stops there instead of looping.
+    let (s, a) = decide(&params, s, needs);
+    assert_eq!(s.phase, Phase::NeedsRebuild);
+    assert!(!a.iter().any(|a| matches!(a, Action::CloneFrom { .. })));
 }

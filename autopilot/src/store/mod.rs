@@ -147,6 +147,15 @@ pub trait Store: Send + Sync + 'static {
         lease: LeaseId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Replaces `key`'s value only if it is bound to `lease`, keeping it bound (one
+    /// transaction); `true` when written. "Update the primary key iff it is still ours."
+    fn put_if_lease(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Claims the primary role in one transaction (see [`Claim`] for what is compared and
     /// written). `Ok(true)` when everything was written, `Ok(false)` when a compare failed
     /// (a primary exists, `history` changed, or `initialized` exists) and nothing was written.

@@ -457,6 +457,46 @@ async fn store_claim_primary_race_has_exactly_one_winner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_put_if_lease_updates_only_a_key_bound_to_the_lease() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let ours = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    let theirs = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    s.put("/u/primary", b"starting".to_vec(), Some(ours))
+        .await
+        .expect("put");
+    assert!(
+        !s.put_if_lease("/u/primary", b"x".to_vec(), theirs)
+            .await
+            .expect("theirs")
+    );
+    assert!(
+        !s.put_if_lease("/u/absent", b"x".to_vec(), ours)
+            .await
+            .expect("absent")
+    );
+    assert!(
+        value(&s, "/u/absent").await.is_none(),
+        "never creates the key"
+    );
+    assert!(
+        s.put_if_lease("/u/primary", b"online".to_vec(), ours)
+            .await
+            .expect("ours")
+    );
+    assert_eq!(
+        value(&s, "/u/primary").await.as_deref(),
+        Some(&b"online"[..])
+    );
+    // Still bound to our lease: it goes with it.
+    s.revoke(ours).await.expect("revoke");
+    assert!(
+        value(&s, "/u/primary").await.is_none(),
+        "bound to the lease"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_delete_if_lease_deletes_only_with_the_right_lease() {
     let etcd = start_etcd();
     let s = connect(&etcd).await;

@@ -46,6 +46,17 @@ pub(super) fn claim(c: Claim) -> Txn {
     Txn::new().when(when).and_then(then)
 }
 
+/// `key` bound to `lease` ⇒ replace its value, still bound to `lease`.
+pub(super) fn put_if_lease(key: &str, value: Vec<u8>, lease: LeaseId) -> Txn {
+    Txn::new()
+        .when([Compare::lease(key, CompareOp::Equal, lease.0)])
+        .and_then([TxnOp::put(
+            key,
+            value,
+            Some(PutOptions::new().with_lease(lease.0)),
+        )])
+}
+
 /// `key` bound to `lease` ⇒ delete it. An absent key has lease 0, which no granted lease is.
 pub(super) fn delete_if_lease(key: &str, lease: LeaseId) -> Txn {
     Txn::new()

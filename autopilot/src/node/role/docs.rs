@@ -36,11 +36,17 @@ fn position(p: Position) -> ReplicationPosition {
 }
 
 /// `nodes/<id>`.
-pub fn node(me: &Identity, role: Role, pos: Position, eligible: bool, healthy: bool) -> NodeDoc {
+pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeDoc {
+    let NodeFlags {
+        eligible,
+        healthy,
+        needs_rebuild,
+    } = flags;
     let (wire_role, status) = match role {
         Role::Primary => (wire::Role::Primary, NodeStatus::Online),
         Role::Replica => (wire::Role::Replica, NodeStatus::Online),
         Role::Fenced => (wire::Role::Unknown, NodeStatus::Fenced),
+        Role::Unknown if needs_rebuild => (wire::Role::Unknown, NodeStatus::Rebuilding),
         Role::Unknown => (wire::Role::Unknown, NodeStatus::Starting),
     };
     NodeDoc {
@@ -66,7 +72,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, eligible: bool, healthy: b
             nofailover: me.nofailover,
         },
         fenced: role == Role::Fenced,
-        needs_rebuild: false,
+        needs_rebuild,
         eligible,
         version: env!("CARGO_PKG_VERSION").into(),
         connections: Connections::default(),
@@ -76,8 +82,19 @@ pub fn node(me: &Identity, role: Role, pos: Position, eligible: bool, healthy: b
     }
 }
 
-/// `primary`, bound to `lease`.
-pub fn primary(me: &Identity, pos: Position, lease: i64) -> PrimaryDoc {
+/// What the node says about itself besides role and position.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeFlags {
+    /// It would take part in a failover now.
+    pub eligible: bool,
+    /// Its latest health verdict.
+    pub healthy: bool,
+    /// Its data diverged from the primary's; an operator (or `auto_rebuild`) must rebuild it.
+    pub needs_rebuild: bool,
+}
+
+/// `primary`, bound to `lease`: `starting` when claimed, `online` once promoted.
+pub fn primary(me: &Identity, pos: Position, lease: i64, status: NodeStatus) -> PrimaryDoc {
     PrimaryDoc {
         schema: 1,
         id: me.id.clone(),
@@ -85,7 +102,7 @@ pub fn primary(me: &Identity, pos: Position, lease: i64) -> PrimaryDoc {
         hostname: me.hostname.clone(),
         ip_address: me.host.clone(),
         port: me.port,
-        status: NodeStatus::Starting,
+        status,
         version: env!("CARGO_PKG_VERSION").into(),
         replication: PrimaryReplication {
             position: position(pos),

@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
-use engines::{Engine, EngineError, Peer, RemoteFence};
+use engines::{Engine, EngineError, Member, Peer, RemoteFence};
 use handlers::HandlerMsg;
-use metrics::counter;
+use metrics::{counter, gauge};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
 use super::{RoleActorState, RoleMsg, docs, now_millis, role_label, view};
-use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey};
+use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
 use crate::store::session::SessionMsg;
 use crate::store::{Claim, Store};
 use crate::wire::{self, ClusterKey, ClusterKeys};
@@ -84,10 +84,18 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             role,
             position,
             eligible,
+            needs_rebuild,
         } => {
             let healthy = st.args.health.borrow().healthy;
-            let doc = docs::node(&st.args.identity, role, position, eligible, healthy);
+            gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
+            let flags = docs::NodeFlags {
+                eligible,
+                healthy,
+                needs_rebuild,
+            };
+            let doc = docs::node(&st.args.identity, role, position, flags);
             let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
+            mark_primary_online(st, role, position);
         }
         Action::AcquireLock => {
             let value = wire::encode(&docs::lock(&st.args.identity));
@@ -166,7 +174,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             Ok(EngineResult::Initialized { position })
         }),
         Action::CatchUp => engine_op(st, me, |e| async move {
-            let position = to_role_position(e.position().await?);
+            let position = to_role_position(e.catch_up().await?);
             Ok(EngineResult::CaughtUp { position })
         }),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
@@ -241,6 +249,36 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         Action::Unfence => engine_op(st, me, |e| async move {
             e.unfence().await.map(|()| EngineResult::Unfenced)
         }),
+        Action::ClearMarker => {
+            let marker = &st.args.marker;
+            match std::fs::remove_file(marker) {
+                Ok(()) => {
+                    info!(path = %marker.display(), "bootstrap marker removed before rebuilding")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(path = %marker.display(), cause = %e, "failed to remove the bootstrap marker")
+                }
+            }
+        }
+        Action::SetReplicas { members } => {
+            let members: Vec<Member> = members
+                .into_iter()
+                .filter_map(|(id, address)| match Peer::parse(&address) {
+                    Some(peer) => Some(Member { id, peer }),
+                    None => {
+                        warn!(node = %id, %address, "a member's address cannot be parsed; leaving it out");
+                        None
+                    }
+                })
+                .collect();
+            let engine = st.args.engine.clone();
+            tokio::spawn(async move {
+                if let Err(e) = engine.set_replicas(&members).await {
+                    warn!(cause = %handlers::error_chain(&e), "failed to configure replication for the members");
+                }
+            });
+        }
         Action::WriteMarker => {
             let marker = st.args.marker.clone();
             if let Err(e) = marker
@@ -327,7 +365,11 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
                 warn!(address = %primary.address, "the primary's address cannot be parsed");
                 EngineResult::Failed
             }
-            Some(peer) => match engine.follow(&peer).await {
+            Some(peer) => match if clone {
+                engine.clone_from_primary(&peer).await
+            } else {
+                engine.follow(&peer).await
+            } {
                 Ok(p) if clone => EngineResult::Cloned {
                     position: to_role_position(p),
                 },
@@ -374,7 +416,12 @@ fn claim(
     let me_id = &st.args.identity;
     let claim = Claim {
         primary_key: keys.primary(),
-        primary_value: wire::encode(&docs::primary(me_id, position, lease.0)),
+        primary_value: wire::encode(&docs::primary(
+            me_id,
+            position,
+            lease.0,
+            wire::NodeStatus::Starting,
+        )),
         lease,
         history_key: keys.history(),
         expected_history_revision: history_rev.map(|r| i64::try_from(r).unwrap_or(i64::MAX)),
@@ -405,5 +452,36 @@ fn claim(
             }
         }
         feed_later(&me, |now| Event::ClaimResult { now, won });
+    });
+}
+
+/// Once per term, after promotion: rewrite the `primary` key (claimed as `starting`) as
+/// `online` with the promoted position, iff it is still bound to our lease.
+fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) {
+    if role != Role::Primary {
+        st.primary_online = false;
+        return;
+    }
+    let Some(lease) = st.lease else { return };
+    if st.primary_online {
+        return;
+    }
+    st.primary_online = true;
+    let doc = docs::primary(
+        &st.args.identity,
+        position,
+        lease.0,
+        wire::NodeStatus::Online,
+    );
+    let key = st.args.keys.primary();
+    let store = st.args.store.clone();
+    tokio::spawn(async move {
+        match store.put_if_lease(&key, wire::encode(&doc), lease).await {
+            Ok(true) => {}
+            Ok(false) => info!("the primary key is no longer ours; not marking it online"),
+            Err(e) => {
+                warn!(cause = %handlers::error_chain(&e), "failed to mark the primary key online")
+            }
+        }
     });
 }

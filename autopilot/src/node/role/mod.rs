@@ -130,6 +130,8 @@ pub struct RoleActorState {
     unhealthy_since: Option<Instant>,
     /// The node has been healthy at least once since the agent started.
     ever_healthy: bool,
+    /// The `primary` key says `online` (rewritten once per term, after promotion).
+    primary_online: bool,
 }
 
 /// How long a node that was healthy may look unhealthy before the role logic is told: one
@@ -198,8 +200,11 @@ impl Actor for RoleActor {
                     &args.identity,
                     Role::Unknown,
                     role::Position::default(),
-                    false,
-                    false,
+                    docs::NodeFlags {
+                        eligible: false,
+                        healthy: false,
+                        needs_rebuild: false,
+                    },
                 ),
                 sink: EventSink::to_actor(myself.clone()),
             },
@@ -231,6 +236,7 @@ impl Actor for RoleActor {
             claiming: None,
             unhealthy_since: None,
             ever_healthy: false,
+            primary_online: false,
         })
     }
 

@@ -19,13 +19,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use engines::{AnyEngine, Engine};
+use engines::{AnyEngine, Engine, MainRequest};
 use handlers::{ExitStatus, HandlerActor, HandlerArgs, HandlerMsg, RunReport};
 use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, OutputPort, SupervisionEvent};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
 use super::env::EventEnv;
@@ -69,6 +69,9 @@ pub struct SupervisorArgs {
     pub metrics: PrometheusHandle,
     /// Receives the agent's exit code once, when the stop order is done.
     pub exit: oneshot::Sender<i32>,
+    /// The engine's requests to stop and start the main process (the other end of the
+    /// [`engines::MainControl`] it was built with).
+    pub main_requests: mpsc::Receiver<MainRequest>,
 }
 
 /// Messages of the supervisor.
@@ -135,6 +138,8 @@ pub struct SupervisorState {
     exit_code: Option<i32>,
     /// A second stop request arrived: kill instead of waiting.
     escalated: bool,
+    /// Taken when the process actor starts, which then serves the engine's requests.
+    main_requests: Option<mpsc::Receiver<MainRequest>>,
 }
 
 impl Actor for Supervisor {
@@ -152,6 +157,7 @@ impl Actor for Supervisor {
             engine,
             metrics,
             exit,
+            main_requests,
         } = args;
         let cell = myself.get_cell();
         let (status_tx, status_rx) = watch::channel(NodeStatus::starting());
@@ -226,6 +232,7 @@ impl Actor for Supervisor {
             exit: Some(exit),
             exit_code: None,
             escalated: false,
+            main_requests: Some(main_requests),
         })
     }
 
@@ -346,8 +353,45 @@ async fn spawn_process(
         myself.get_cell(),
     )
     .await?;
+    if let Some(requests) = state.main_requests.take() {
+        serve_main_requests(requests, process.clone(), state.config.process.stop_timeout);
+    }
     state.process = Some(process);
     Ok(())
+}
+
+/// Turn the engine's [`MainRequest`]s into `Hold`/`Release` calls on the process actor; ends
+/// when the engine or the process actor is gone.
+fn serve_main_requests(
+    mut requests: mpsc::Receiver<MainRequest>,
+    process: ActorRef<ProcessMsg>,
+    stop_timeout: Duration,
+) {
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let (answer, reply) = match request {
+                MainRequest::Stop { mode, reply } => (
+                    process
+                        .call(
+                            |r| ProcessMsg::Hold { mode, reply: r },
+                            Some(stop_timeout + REPLY_SLACK),
+                        )
+                        .await,
+                    reply,
+                ),
+                MainRequest::Start { reply } => (
+                    process.call(ProcessMsg::Release, Some(REPLY_SLACK)).await,
+                    reply,
+                ),
+            };
+            let answer = match answer {
+                Ok(CallResult::Success(r)) => r,
+                Ok(CallResult::Timeout) => Err("the process actor did not answer in time".into()),
+                Ok(CallResult::SenderError) | Err(_) => Err("the agent is stopping".into()),
+            };
+            let _ = reply.send(answer);
+        }
+    });
 }
 
 async fn on_process_event(
@@ -356,7 +400,7 @@ async fn on_process_event(
     event: ProcessEvent,
 ) -> Result<(), ActorProcessingErr> {
     match event {
-        ProcessEvent::Started { pid } => {
+        ProcessEvent::Started { pid, resumed } => {
             state.env.main_pid = Some(pid);
             if state.phase == Phase::Starting {
                 state.phase = Phase::Running;
@@ -365,7 +409,9 @@ async fn on_process_event(
                     .cast(HealthMsg::Lifecycle(Lifecycle::Running))?;
                 start_periodic(myself, state).await?;
                 start_role(myself, state).await?;
-            } else if let Some(role) = &state.role {
+            } else if let Some(role) = &state.role
+                && !resumed
+            {
                 let _ = role.cast(RoleMsg::DatabaseRestarted);
             }
             for h in state.handlers.health.iter().chain(&state.handlers.jobs) {

@@ -26,6 +26,20 @@ impl World {
             Action::Promote | Action::ReleasePrimary | Action::ClaimPrimary { .. } if maint => self
                 .violations
                 .push(format!("I4 at {}: n{i} {a:?} in maintenance", self.now)),
+            // Only the primary configures replication for the others (slots, sync standbys).
+            Action::SetReplicas { members } => {
+                let phase = &self.nodes[i].state.phase;
+                if *phase != Phase::Primary {
+                    self.violations.push(format!(
+                        "at {}: n{i} sets replicas while {phase:?}",
+                        self.now
+                    ));
+                }
+                if members.iter().any(|(id, _)| *id == format!("n{i}")) {
+                    self.violations
+                        .push(format!("at {}: n{i} lists itself as a replica", self.now));
+                }
+            }
             _ => {}
         }
     }

@@ -19,6 +19,7 @@ impl World {
                 role,
                 position,
                 eligible,
+                ..
             } => {
                 if self.store_ok(i) {
                     self.put_node(i, role, position, eligible);
@@ -94,6 +95,8 @@ impl World {
             }
             Action::PublishEvent { .. }
             | Action::WriteMarker
+            | Action::ClearMarker
+            | Action::SetReplicas { .. }
             | Action::OnChange { .. }
             | Action::WakeAt { .. } => {}
             Action::Initialize => {

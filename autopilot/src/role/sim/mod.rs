@@ -100,6 +100,7 @@ pub fn params(i: usize) -> RoleParams {
         nofailover: false,
         pre_promote: false,
         restore_from_backup: false,
+        auto_rebuild: false,
     }
 }
 
