@@ -5,6 +5,7 @@ use std::future::Future;
 use handlers::ExecSpec;
 use nix::sys::signal::Signal;
 
+use crate::postgres::PostgresEngine;
 use crate::process::ProcessEngine;
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
 
@@ -136,90 +137,106 @@ pub trait Engine: Send + Sync + 'static {
 pub enum AnyEngine {
     /// Any program.
     Process(ProcessEngine),
+    /// PostgreSQL streaming replication.
+    Postgres(PostgresEngine),
 }
 
 impl Engine for AnyEngine {
     fn kind(&self) -> &'static str {
         match self {
             AnyEngine::Process(e) => e.kind(),
+            AnyEngine::Postgres(e) => e.kind(),
         }
     }
 
     fn main_command(&self) -> &ExecSpec {
         match self {
             AnyEngine::Process(e) => e.main_command(),
+            AnyEngine::Postgres(e) => e.main_command(),
         }
     }
 
     fn stop_signal(&self, mode: StopMode) -> Signal {
         match self {
             AnyEngine::Process(e) => e.stop_signal(mode),
+            AnyEngine::Postgres(e) => e.stop_signal(mode),
         }
     }
 
     async fn prepare(&self) -> Result<(), EngineError> {
         match self {
             AnyEngine::Process(e) => e.prepare().await,
+            AnyEngine::Postgres(e) => e.prepare().await,
         }
     }
 
     async fn probe(&self) -> Result<Probe, EngineError> {
         match self {
             AnyEngine::Process(e) => e.probe().await,
+            AnyEngine::Postgres(e) => e.probe().await,
         }
     }
 
     async fn position(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.position().await,
+            AnyEngine::Postgres(e) => e.position().await,
         }
     }
 
     async fn promote(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.promote().await,
+            AnyEngine::Postgres(e) => e.promote().await,
         }
     }
 
     async fn follow(&self, primary: &Peer) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.follow(primary).await,
+            AnyEngine::Postgres(e) => e.follow(primary).await,
         }
     }
 
     async fn fence(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.fence().await,
+            AnyEngine::Postgres(e) => e.fence().await,
         }
     }
 
     async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
         match self {
             AnyEngine::Process(e) => e.fence_remote(target).await,
+            AnyEngine::Postgres(e) => e.fence_remote(target).await,
         }
     }
 
     async fn unfence(&self) -> Result<(), EngineError> {
         match self {
             AnyEngine::Process(e) => e.unfence().await,
+            AnyEngine::Postgres(e) => e.unfence().await,
         }
     }
 
     async fn catch_up(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.catch_up().await,
+            AnyEngine::Postgres(e) => e.catch_up().await,
         }
     }
 
     async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.clone_from_primary(primary).await,
+            AnyEngine::Postgres(e) => e.clone_from_primary(primary).await,
         }
     }
 
     async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
         match self {
             AnyEngine::Process(e) => e.set_replicas(members).await,
+            AnyEngine::Postgres(e) => e.set_replicas(members).await,
         }
     }
 }

@@ -6,6 +6,8 @@ pub mod bench;
 pub mod etcd;
 pub mod mariadb;
 pub mod postgres;
+pub mod postgres_cluster;
+pub mod postgres_scenario;
 pub mod redis;
 pub mod resp;
 pub mod scenario;

@@ -159,6 +159,8 @@ pub struct EngineConfig {
     /// `needs_rebuild`, for an operator. Default false: the diverged data is kept for
     /// inspection.
     pub auto_rebuild: bool,
+    /// `postgres` engine only: its settings (required with `kind: postgres`).
+    pub postgres: Option<super::postgres::PostgresConfig>,
 }
 
 /// The `process` engine's role hooks. Each gets the event variables plus the ones named
@@ -196,6 +198,8 @@ pub struct FailoverConfig {
 pub enum EngineKind {
     /// Any program; roles (later) driven by operator exec hooks.
     Process,
+    /// PostgreSQL streaming replication (`engine.postgres`); builds its own command line.
+    Postgres,
 }
 
 /// The main process and how it is restarted.

@@ -132,6 +132,8 @@ pub(crate) struct RawEngine {
     pub hooks: Option<RawHooks>,
     /// Re-clone a node whose data diverged from the primary's; default false.
     pub auto_rebuild: Option<bool>,
+    /// `postgres` only: its settings (`config/postgres.rs`).
+    pub postgres: Option<super::postgres::RawPostgres>,
 }
 
 /// `engine.hooks:`; every hook is optional here so each missing one is reported.

@@ -136,8 +136,10 @@ impl<'a> Validator<'a> {
         let store = store.map(|s| self.store(s));
         let failover = self.failover(failover, store.as_ref().map(|s| s.ttl));
         let engine = self.engine(engine, has_store);
+        let builds_command = engine.kind != EngineKind::Process;
         let process = match process {
-            Some(p) => self.process(p),
+            Some(p) => self.process(p, builds_command),
+            None if builds_command => placeholder_process(),
             None => {
                 self.problem(
                     &root("process"),
@@ -402,7 +404,9 @@ impl<'a> Validator<'a> {
         (endpoints, username, password, tls)
     }
 
-    fn process(&mut self, raw: RawProcess) -> ProcessConfig {
+    /// `process:`; `builds_command` when the engine builds the command line itself (then
+    /// `exec` must be absent).
+    fn process(&mut self, raw: RawProcess, builds_command: bool) -> ProcessConfig {
         let RawProcess {
             exec,
             cwd,
@@ -413,7 +417,18 @@ impl<'a> Validator<'a> {
         } = raw;
         let at = root("process");
         ProcessConfig {
-            exec: self.exec(&at, exec),
+            exec: if builds_command {
+                if exec.is_some() {
+                    self.problem(
+                        &at.key("exec"),
+                        Target::Key,
+                        "the engine builds the server command line itself; remove exec (engine.postgres.parameters adds settings)",
+                    );
+                }
+                Vec::new()
+            } else {
+                self.exec(&at, exec)
+            },
             cwd: self.cwd(&at.key("cwd"), cwd),
             env: self.env(&at.key("env"), env),
             stop_timeout: self.duration(

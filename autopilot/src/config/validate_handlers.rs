@@ -24,15 +24,21 @@ impl Validator<'_> {
             port,
             hooks,
             auto_rebuild,
+            postgres,
         } = raw;
         let at = root("engine");
+        let mut engine_kind = EngineKind::Process;
         let is_process = match kind.as_deref() {
             None | Some("process") => true,
-            Some(k @ ("mariadb" | "mysql" | "postgres")) => {
+            Some("postgres") => {
+                engine_kind = EngineKind::Postgres;
+                false
+            }
+            Some(k @ ("mariadb" | "mysql")) => {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("{k} is not supported by this build yet; supported: process"),
+                    format!("{k} is not supported by this build yet; supported: process, postgres"),
                 );
                 false
             }
@@ -40,10 +46,22 @@ impl Validator<'_> {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("unknown engine kind {k:?}; supported: process"),
+                    format!("unknown engine kind {k:?}; supported: process, postgres"),
                 );
                 false
             }
+        };
+        let postgres = match (engine_kind, postgres) {
+            (EngineKind::Postgres, raw) => self.postgres(&at.key("postgres"), raw),
+            (_, Some(_)) => {
+                self.problem(
+                    &at.key("postgres"),
+                    Target::Key,
+                    "is only for kind: postgres; expected kind: postgres or no postgres section",
+                );
+                None
+            }
+            (_, None) => None,
         };
         let port = match port {
             Some(RawPort(p)) => match u16::try_from(p) {
@@ -58,7 +76,7 @@ impl Validator<'_> {
                 }
             },
             None => {
-                if has_store {
+                if has_store || engine_kind == EngineKind::Postgres {
                     self.problem(
                         &at.key("port"),
                         Target::Key,
@@ -91,10 +109,11 @@ impl Validator<'_> {
             }
         };
         EngineConfig {
-            kind: EngineKind::Process,
+            kind: engine_kind,
             port,
             hooks,
             auto_rebuild: auto_rebuild.unwrap_or(false),
+            postgres,
         }
     }
 

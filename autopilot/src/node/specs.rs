@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use engines::postgres::{Credentials, Durability, PostgresEngine, PostgresSettings};
 use engines::process::{ProcessEngine, ProcessHooks};
 use engines::{AnyEngine, MainControl, Peer};
 use handlers::{ExecSpec, RunAs};
 
 use super::env::EventEnv;
-use crate::config::{Config, EngineKind, HandlerConfig};
+use crate::config::{Config, EngineKind, HandlerConfig, PgDurability};
 
 /// Grace between SIGTERM and SIGKILL for a handler or hook that overran its timeout.
 pub const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
@@ -64,5 +65,45 @@ pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
             };
             AnyEngine::Process(ProcessEngine::new(command, hooks))
         }
+        EngineKind::Postgres => AnyEngine::Postgres(PostgresEngine::new(
+            postgres_settings(config, command.user),
+            control,
+        )),
+    }
+}
+
+/// The PostgreSQL engine's settings from `engine.postgres`, `engine.port`, `node` and
+/// `process` (user, stop timeout).
+fn postgres_settings(config: &Config, run_as: Option<RunAs>) -> PostgresSettings {
+    let pg = config
+        .engine
+        .postgres
+        .as_ref()
+        .expect("validation requires engine.postgres with kind: postgres");
+    let creds = |u: &crate::config::PgUser| Credentials {
+        user: u.user.clone(),
+        password: u.password.expose().to_owned(),
+    };
+    PostgresSettings {
+        node_id: config.node.name.clone(),
+        bin_dir: pg.bin_dir.clone(),
+        data_dir: pg.data_dir.clone(),
+        listen: pg
+            .listen
+            .clone()
+            .unwrap_or_else(|| config.node.address.clone()),
+        port: config
+            .engine
+            .port
+            .expect("validation requires engine.port with kind: postgres"),
+        superuser: creds(&pg.superuser),
+        replication: creds(&pg.replication),
+        durability: match pg.durability {
+            PgDurability::Async => Durability::Async,
+            PgDurability::Sync => Durability::Sync,
+        },
+        run_as,
+        parameters: pg.parameters.clone(),
+        stop_timeout: config.process.stop_timeout,
     }
 }
