@@ -141,6 +141,70 @@ impl Sql {
         })
     }
 
+    /// Like [`Sql::query`] on a kept connection (`slot`), opened when missing and dropped
+    /// after any error or timeout (a timed-out commit is abandoned, never cancelled).
+    pub fn query_kept(
+        &self,
+        slot: &Mutex<Option<tokio_postgres::Client>>,
+        port: u16,
+        sql: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+        let mut guard = slot.lock().expect("connection slot lock");
+        let kept = guard.take();
+        let sql = sql.to_owned();
+        let (result, client) = self.rt.block_on(async move {
+            let work = async {
+                let client = match kept {
+                    Some(c) if !c.is_closed() => c,
+                    _ => {
+                        let mut config = tokio_postgres::Config::new();
+                        config
+                            .host("127.0.0.1")
+                            .port(port)
+                            .user(SUPERUSER)
+                            .password(SUPERUSER_PASSWORD)
+                            .dbname("postgres")
+                            .connect_timeout(limit);
+                        let (client, conn) = config
+                            .connect(tokio_postgres::NoTls)
+                            .await
+                            .map_err(|e| (e, None))?;
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        client
+                    }
+                };
+                // A database error leaves the connection usable (kept unless closed).
+                let msgs = match client.simple_query(&sql).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let keep = (e.as_db_error().is_some() && !client.is_closed()).then_some(client);
+                        return Err((e, keep));
+                    }
+                };
+                let rows = msgs
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<Vec<Option<String>>>>();
+                Ok::<_, (tokio_postgres::Error, Option<tokio_postgres::Client>)>((rows, client))
+            };
+            match tokio::time::timeout(limit, work).await {
+                Err(_) => (Err(anyhow::anyhow!("no answer from port {port} within {limit:?}")), None),
+                Ok(Err((e, client))) => (Err(anyhow::anyhow!("port {port}: {e}")), client),
+                Ok(Ok((rows, client))) => (Ok(rows), Some(client)),
+            }
+        });
+        *guard = client;
+        result
+    }
+
     /// The first column of the first row, as text.
     pub fn scalar(&self, port: u16, sql: &str) -> anyhow::Result<String> {
         self.query(port, sql, Duration::from_secs(5))?

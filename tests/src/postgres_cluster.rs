@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -50,7 +50,7 @@ pub struct PgOpts {
 impl Default for PgOpts {
     fn default() -> Self {
         PgOpts {
-            ttl: Duration::from_secs(2),
+            ttl: Duration::from_secs(3),
             settle: Duration::from_millis(300),
             cooldown: Duration::ZERO,
             durability: "async",
@@ -316,7 +316,14 @@ impl PgCluster {
             let all = format!("{prev}{now}");
             let lines: Vec<&str> = all
                 .lines()
-                .filter(|l| !l.contains("DEBUG") && !l.contains("TRACE"))
+                .filter(|l| {
+                    !l.contains("DEBUG")
+                        && !l.contains("TRACE")
+                        && !l.contains("could not connect to the primary server")
+                        && !l.contains("in a read-only transaction")
+                        && !l.contains("STATEMENT:")
+                        && !l.contains("cannot be changed without restarting")
+                })
                 .collect();
             let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
             let _ = write!(
@@ -464,6 +471,8 @@ impl PgCluster {
         Arc::new(PgWorkload {
             ports: self.nodes.iter().map(|n| n.pg_port).collect(),
             sql: self.sql.clone(),
+            writers: self.nodes.iter().map(|_| Mutex::new(None)).collect(),
+            probes: self.nodes.iter().map(|_| Mutex::new(None)).collect(),
         })
     }
 }
@@ -507,6 +516,10 @@ pub struct PgWorkload {
     ports: Vec<u16>,
     /// Shared client.
     sql: Arc<Sql>,
+    /// The writer's kept connection per node.
+    writers: Vec<Mutex<Option<tokio_postgres::Client>>>,
+    /// The checker's kept connection per node.
+    probes: Vec<Mutex<Option<tokio_postgres::Client>>>,
 }
 
 impl Workload for PgWorkload {
@@ -514,11 +527,13 @@ impl Workload for PgWorkload {
         self.ports.len()
     }
 
-    /// One INSERT per connection; acknowledged only when COMMIT returned within 1 s (a
-    /// commit waiting for a synchronous standby is never cancelled, just abandoned).
+    /// One INSERT (autocommit) on a kept connection; acknowledged only when COMMIT returned
+    /// within 1 s (a commit waiting for a synchronous standby is never cancelled: the
+    /// connection is abandoned and a new one opened for the next write).
     fn write(&self, node: usize, seq: u64) -> bool {
         self.sql
-            .query(
+            .query_kept(
+                &self.writers[node],
                 self.ports[node],
                 &format!("INSERT INTO {TABLE}(seq) VALUES ({seq})"),
                 Duration::from_secs(1),
@@ -528,7 +543,8 @@ impl Workload for PgWorkload {
 
     fn writable(&self, node: usize) -> bool {
         self.sql
-            .query(
+            .query_kept(
+                &self.probes[node],
                 self.ports[node],
                 "INSERT INTO e2e_probe(at) VALUES (now())",
                 Duration::from_millis(300),

@@ -68,3 +68,4 @@ fn graceful_stop_hands_over_without_loss() {
     let (w, k) = (w.stop(), k.stop());
     assert_no_split_brain_no_loss(&c, np, &w, &k);
 }
+

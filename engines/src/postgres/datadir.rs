@@ -155,7 +155,20 @@ pub async fn initdb(s: &PostgresSettings) -> Result<(), EngineError> {
     let _ = std::fs::remove_file(&pwfile);
     ran?;
     write_hba(s).map_err(|e| failed(op, e))?;
+    trim_conf(s).map_err(|e| failed(op, e))?;
     record_settings(s).await
+}
+
+/// Drop initdb's `max_connections` and `shared_buffers` from `postgresql.conf`: the
+/// command line sets them, and a differing file value makes every reload log an error.
+fn trim_conf(s: &PostgresSettings) -> Result<(), String> {
+    let path = s.data_dir.join("postgresql.conf");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("max_connections") && !l.starts_with("shared_buffers"))
+        .collect();
+    write_file(s, &path, &(kept.join("\n") + "\n"), 0o600)
 }
 
 /// Start the new cluster once in single-user mode with the server's settings, so its

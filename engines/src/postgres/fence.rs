@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::settings::literal;
-use super::sql::{SqlError, Status, execute, parse_lsn, row, status};
+use super::sql::{AGENT_APPLICATION, SqlError, Status, execute, parse_lsn, row, status};
 
 /// The `application_name` no standby has: commits on a fenced server wait for it forever.
 pub const NOBODY: &str = "autopilot_fenced_nobody";
@@ -33,8 +33,12 @@ const FLUSH_WAIT: Duration = Duration::from_secs(1);
 async fn terminate_clients(client: &Client) -> Result<(), SqlError> {
     row(
         client,
-        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
-         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        &format!(
+            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+             AND application_name IS DISTINCT FROM {}",
+            literal(AGENT_APPLICATION)
+        ),
     )
     .await
     .map(|_| ())

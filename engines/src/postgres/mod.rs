@@ -44,6 +44,8 @@ const READY_LIMIT: Duration = Duration::from_secs(120);
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// How long `pg_promote()` may take.
 const PROMOTE_LIMIT: Duration = Duration::from_secs(60);
+/// How long `follow` waits for the new primary to finish its promotion.
+const PRIMARY_WAIT: Duration = Duration::from_secs(15);
 /// Attempts of pg_basebackup while the new primary finishes promoting (role, slots).
 const CLONE_ATTEMPTS: u32 = 10;
 
@@ -60,6 +62,12 @@ pub struct PostgresEngine {
     members: Mutex<Option<Vec<String>>>,
     /// Transactions-per-second from successive probes.
     rate: probe::Rate,
+    /// Serialises the operations that change the server's role or settings (the role
+    /// actor runs engine operations in tasks: a fence and an unfence must not interleave).
+    ops: tokio::sync::Mutex<()>,
+    /// A kept connection for the frequent read-only queries (probe, position): a SCRAM
+    /// login costs real CPU, and the probe runs every second. Dropped after any error.
+    reader: tokio::sync::Mutex<Option<std::sync::Arc<Client>>>,
 }
 
 impl PostgresEngine {
@@ -72,6 +80,8 @@ impl PostgresEngine {
             control,
             members: Mutex::new(None),
             rate: probe::Rate::default(),
+            ops: tokio::sync::Mutex::new(()),
+            reader: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -101,8 +111,27 @@ impl PostgresEngine {
     }
 
     async fn local_status(&self, operation: &'static str) -> Result<Status, EngineError> {
-        let client = self.connect_local(operation).await?;
-        sql::status(&client).await.map_err(|e| e.into_engine(operation))
+        let client = self.reader(operation).await?;
+        let st = sql::status(&client).await;
+        if st.is_err() {
+            self.forget_reader().await;
+        }
+        st.map_err(|e| e.into_engine(operation))
+    }
+
+    /// The kept read-only connection, opened when missing or closed.
+    async fn reader(&self, operation: &'static str) -> Result<std::sync::Arc<Client>, EngineError> {
+        let mut kept = self.reader.lock().await;
+        if let Some(c) = kept.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = std::sync::Arc::new(self.connect_local(operation).await?);
+        *kept = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget_reader(&self) {
+        *self.reader.lock().await = None;
     }
 
     fn sync_names(&self) -> String {
@@ -167,13 +196,21 @@ impl PostgresEngine {
     async fn primary_view(&self, primary: &Peer) -> Result<(Status, Vec<(u64, u64)>), EngineError> {
         let op = "read the primary's timeline";
         let client = self.connect_peer(primary, op).await?;
-        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
-        if st.in_recovery {
-            return Err(EngineError::Failed {
-                operation: op,
-                reason: format!("{primary} is still a standby (not promoted yet)"),
-            });
-        }
+        // The key is claimed before the promotion finishes: give it a moment.
+        let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
+        let st = loop {
+            let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+            if !st.in_recovery {
+                break st;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Failed {
+                    operation: op,
+                    reason: format!("{primary} is still a standby after {PRIMARY_WAIT:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let history = if st.timeline > 1 {
             let file = format!("pg_wal/{:08X}.history", st.timeline);
             let r = sql::row(&client, &format!("SELECT pg_read_file({})", settings::literal(&file)))
@@ -239,6 +276,7 @@ impl PostgresEngine {
 
     /// Replace the local data with a copy of `primary`'s and stream from it.
     async fn clone_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
         self.ensure_own_slot(primary).await;
         let s = &self.settings;
         let st = self
@@ -265,6 +303,7 @@ impl PostgresEngine {
     /// Keep the replication role, slots and `synchronous_standby_names` in step with the
     /// other members (on the primary; a no-op on a standby).
     async fn keep_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
+        let _serial = self.ops.lock().await;
         let op = "update the replicas' slots and synchronous names";
         let client = self.connect_local(op).await?;
         let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
@@ -308,14 +347,13 @@ impl Engine for PostgresEngine {
         &self.command
     }
 
-    /// Smart shutdown (SIGTERM) waits for clients; fast shutdown (SIGINT) disconnects them
-    /// and still writes a shutdown checkpoint that the standbys receive.
-    /// <https://www.postgresql.org/docs/15/server-shutdown.html>
-    fn stop_signal(&self, mode: StopMode) -> Signal {
-        match mode {
-            StopMode::Graceful => Signal::SIGTERM,
-            StopMode::Fast => Signal::SIGINT,
-        }
+    /// Both modes use PostgreSQL's *fast* shutdown (SIGINT): it rolls back open
+    /// transactions, disconnects clients and writes a shutdown checkpoint that the standbys
+    /// still receive. *Smart* shutdown (SIGTERM) waits for every client to disconnect,
+    /// which pooled or kept connections never do, so a stop would always end in SIGKILL
+    /// after `stop_timeout`. <https://www.postgresql.org/docs/15/server-shutdown.html>
+    fn stop_signal(&self, _mode: StopMode) -> Signal {
+        Signal::SIGINT
     }
 
     async fn prepare(&self) -> Result<(), EngineError> {
@@ -336,7 +374,7 @@ impl Engine for PostgresEngine {
 
     async fn probe(&self) -> Result<Probe, EngineError> {
         let op = "probe the server";
-        let client = match self.connect_local(op).await {
+        let client = match self.reader(op).await {
             Ok(c) => c,
             Err(EngineError::NotRunning) => {
                 return Ok(Probe {
@@ -346,8 +384,17 @@ impl Engine for PostgresEngine {
             }
             Err(e) => return Err(e),
         };
-        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
-        let f = probe::figures(&client).await.map_err(|e| e.into_engine(op))?;
+        let read = async {
+            let st = sql::status(&client).await?;
+            probe::figures(&client).await.map(|f| (st, f))
+        };
+        let (st, f) = match read.await {
+            Ok(v) => v,
+            Err(e) => {
+                self.forget_reader().await;
+                return Err(e.into_engine(op));
+            }
+        };
         probe::export(&f, st.timeline, self.rate.per_second(f.transactions));
         Ok(Probe {
             healthy: true,
@@ -360,6 +407,56 @@ impl Engine for PostgresEngine {
     }
 
     async fn promote(&self) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        self.promote_locked().await
+    }
+
+    async fn follow(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        self.follow_locked(primary).await
+    }
+
+    async fn fence(&self) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        let op = "fence";
+        let client = self.connect_local(op).await?;
+        let st = fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
+        info!(position = %st.position(), "fenced");
+        Ok(st.position())
+    }
+
+    async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
+        self.fence_peer(target).await
+    }
+
+    async fn catch_up(&self) -> Result<Position, EngineError> {
+        self.replay_received().await
+    }
+
+    async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
+        self.clone_primary(primary).await
+    }
+
+    async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
+        self.keep_replicas(members).await
+    }
+
+    async fn unfence(&self) -> Result<(), EngineError> {
+        let _serial = self.ops.lock().await;
+        let op = "unfence";
+        let client = self.connect_local(op).await?;
+        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+        if st.in_recovery {
+            return self.promote_locked().await.map(|_| ());
+        }
+        fence::unfence(&client, self.sync_names())
+            .await
+            .map_err(|e| e.into_engine(op))
+    }
+}
+
+impl PostgresEngine {
+    async fn promote_locked(&self) -> Result<Position, EngineError> {
         let op = "promote";
         let client = self.connect_local(op).await?;
         let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
@@ -397,7 +494,7 @@ impl Engine for PostgresEngine {
         Ok(st.position())
     }
 
-    async fn follow(&self, primary: &Peer) -> Result<Position, EngineError> {
+    async fn follow_locked(&self, primary: &Peer) -> Result<Position, EngineError> {
         let op = "follow the primary";
         let local = self.local_status(op).await?;
         let (pst, history) = self.primary_view(primary).await?;
@@ -441,15 +538,7 @@ impl Engine for PostgresEngine {
         Ok(st.position())
     }
 
-    async fn fence(&self) -> Result<Position, EngineError> {
-        let op = "fence";
-        let client = self.connect_local(op).await?;
-        let st = fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
-        info!(position = %st.position(), "fenced");
-        Ok(st.position())
-    }
-
-    async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
+    async fn fence_peer(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
         let op = "fence the former primary";
         let client = match sql::connect(&target.host, target.port, &self.settings.superuser).await {
             Ok(c) => c,
@@ -461,29 +550,5 @@ impl Engine for PostgresEngine {
         };
         let st = fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
         Ok(RemoteFence::Fenced(st.position()))
-    }
-
-    async fn catch_up(&self) -> Result<Position, EngineError> {
-        self.replay_received().await
-    }
-
-    async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
-        self.clone_primary(primary).await
-    }
-
-    async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
-        self.keep_replicas(members).await
-    }
-
-    async fn unfence(&self) -> Result<(), EngineError> {
-        let op = "unfence";
-        let client = self.connect_local(op).await?;
-        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
-        if st.in_recovery {
-            return self.promote().await.map(|_| ());
-        }
-        fence::unfence(&client, self.sync_names())
-            .await
-            .map_err(|e| e.into_engine(op))
     }
 }

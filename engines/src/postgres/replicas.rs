@@ -19,16 +19,17 @@ pub async fn ensure_role(client: &Client, s: &PostgresSettings) -> Result<(), Sq
     )
     .await?;
     if found.is_empty() {
-        // The statement carries the password: keep it out of the server log. The commit
+        // Only a SCRAM verifier travels (and may be logged), never the password. The commit
         // must not wait for a synchronous standby: replicas need this role to exist first.
+        let verifier =
+            postgres_protocol::password::scram_sha_256(s.replication.password.as_bytes());
         execute(
             client,
             &format!(
-                "BEGIN READ WRITE; SET LOCAL log_statement = 'none'; \
-                 SET LOCAL synchronous_commit = local; \
+                "BEGIN READ WRITE; SET LOCAL synchronous_commit = local; \
                  CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {}; COMMIT",
                 ident(user),
-                literal(&s.replication.password)
+                literal(&verifier)
             ),
         )
         .await?;

@@ -14,6 +14,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// How long one statement may take (promotion waits longer, see its caller).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The `application_name` of the agents' own connections: fencing never terminates them
+/// (two agents fencing at once must not cut each other off; they never write user data).
+pub const AGENT_APPLICATION: &str = "autopilot-agent";
+
 /// Why a connection or statement failed, split so callers can tell "not there" apart.
 #[derive(Debug)]
 pub enum SqlError {
@@ -60,7 +64,7 @@ pub async fn connect(host: &str, port: u16, who: &Credentials) -> Result<Client,
         .user(&who.user)
         .password(&who.password)
         .dbname("postgres")
-        .application_name("autopilot")
+        .application_name(AGENT_APPLICATION)
         .connect_timeout(CONNECT_TIMEOUT);
     let connecting = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls));
     match connecting.await {
