@@ -126,9 +126,9 @@ impl Sql {
                 Ok::<_, tokio_postgres::Error>(
                     msgs.into_iter()
                         .filter_map(|m| match m {
-                            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                                (0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect(),
-                            ),
+                            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                            }
                             _ => None,
                         })
                         .collect(),
@@ -180,7 +180,8 @@ impl Sql {
                 let msgs = match client.simple_query(&sql).await {
                     Ok(m) => m,
                     Err(e) => {
-                        let keep = (e.as_db_error().is_some() && !client.is_closed()).then_some(client);
+                        let keep =
+                            (e.as_db_error().is_some() && !client.is_closed()).then_some(client);
                         return Err((e, keep));
                     }
                 };
@@ -196,7 +197,12 @@ impl Sql {
                 Ok::<_, (tokio_postgres::Error, Option<tokio_postgres::Client>)>((rows, client))
             };
             match tokio::time::timeout(limit, work).await {
-                Err(_) => (Err(anyhow::anyhow!("no answer from port {port} within {limit:?}")), None),
+                Err(_) => (
+                    Err(anyhow::anyhow!(
+                        "no answer from port {port} within {limit:?}"
+                    )),
+                    None,
+                ),
                 Ok(Err((e, client))) => (Err(anyhow::anyhow!("port {port}: {e}")), client),
                 Ok(Ok((rows, client))) => (Ok(rows), Some(client)),
             }
@@ -307,7 +313,11 @@ impl EngineNode {
                             })
                             .await
                             .unwrap_or(false);
-                            let _ = reply.send(if done { Ok(()) } else { Err("did not stop".into()) });
+                            let _ = reply.send(if done {
+                                Ok(())
+                            } else {
+                                Err("did not stop".into())
+                            });
                         }
                         MainRequest::Start { reply } => {
                             let r = spawn_server(&settings, &log2).map_err(|e| format!("{e:#}"));
@@ -330,10 +340,17 @@ impl EngineNode {
 
     /// Wait until the server answers `SELECT 1`.
     pub fn wait_ready(&self, sql: &Sql) {
-        let ok = crate::util::eventually(Duration::from_secs(60), Duration::from_millis(50), || {
-            sql.query(self.port, "SELECT 1", Duration::from_secs(1)).ok()
-        });
-        assert!(ok.is_some(), "postgres on {} not ready\n{}", self.port, self.log());
+        let ok =
+            crate::util::eventually(Duration::from_secs(60), Duration::from_millis(50), || {
+                sql.query(self.port, "SELECT 1", Duration::from_secs(1))
+                    .ok()
+            });
+        assert!(
+            ok.is_some(),
+            "postgres on {} not ready\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     /// The server's log.

@@ -90,8 +90,7 @@ impl PgCluster {
         let etcd = EtcdServer::start()?;
         let dir = temp_dir("pg-cluster-")?;
         std::fs::write(dir.path().join("su.pw"), SUPERUSER_PASSWORD).context("write su.pw")?;
-        std::fs::write(dir.path().join("repl.pw"), REPLICATOR_PASSWORD)
-            .context("write repl.pw")?;
+        std::fs::write(dir.path().join("repl.pw"), REPLICATOR_PASSWORD).context("write repl.pw")?;
         let mut nodes = Vec::with_capacity(n);
         for k in 1..=n {
             let node = Node {
@@ -264,7 +263,10 @@ impl PgCluster {
                 .is_err()
                 .then_some(())
         });
-        assert!(gone.is_some(), "postgres of node {i} still answers after kill");
+        assert!(
+            gone.is_some(),
+            "postgres of node {i} still answers after kill"
+        );
     }
 
     /// SIGSTOP node `i`'s agent (its PostgreSQL keeps running).
@@ -392,14 +394,22 @@ impl PgCluster {
         let up: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| !self.nodes[i].stopped && self.http_status(i, "/primary") == Some(200))
             .collect();
-        assert!(up.len() <= 1, "nodes {up:?} all answer /primary\n{}", self.logs());
+        assert!(
+            up.len() <= 1,
+            "nodes {up:?} all answer /primary\n{}",
+            self.logs()
+        );
         up.first().copied()
     }
 
     /// Waits for exactly one node to answer `/primary`.
     pub fn wait_primary(&self, within: Duration) -> usize {
         eventually(within, Duration::from_millis(50), || self.primary()).unwrap_or_else(|| {
-            panic!("no primary within {within:?}; roles {:?}\n{}", self.roles(), self.logs())
+            panic!(
+                "no primary within {within:?}; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            )
         })
     }
 
@@ -410,7 +420,11 @@ impl PgCluster {
             self.primary().filter(|&p| p != old)
         })
         .unwrap_or_else(|| {
-            panic!("no new primary within {within:?}; roles {:?}\n{}", self.roles(), self.logs())
+            panic!(
+                "no new primary within {within:?}; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            )
         });
         (p, t0.elapsed())
     }

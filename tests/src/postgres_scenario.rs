@@ -57,14 +57,18 @@ pub fn wait_writable(c: &PgCluster, node: usize, within: Duration) -> Duration {
 /// Waits until `n` more rows are in the writer's table on `primary`.
 pub fn let_writer_run(c: &PgCluster, primary: usize, n: usize) {
     let w = c.workload();
-    let count = || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.written(primary).len())).ok()
-    };
+    let count =
+        || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.written(primary).len())).ok();
     let start = count().unwrap_or(0);
     let ok = eventually(Duration::from_secs(15), Duration::from_millis(50), || {
         count().filter(|&l| l >= start + n)
     });
-    assert!(ok.is_some(), "the writer does not get rows to {}\n{}", c.name(primary), c.logs());
+    assert!(
+        ok.is_some(),
+        "the writer does not get rows to {}\n{}",
+        c.name(primary),
+        c.logs()
+    );
 }
 
 /// One line about the run.
@@ -79,7 +83,12 @@ pub fn summary(w: &WriterReport, k: &CheckerReport) -> String {
 }
 
 /// No split brain seen, and every acknowledged row is on `primary`.
-pub fn assert_no_split_brain_no_loss(c: &PgCluster, primary: usize, w: &WriterReport, k: &CheckerReport) {
+pub fn assert_no_split_brain_no_loss(
+    c: &PgCluster,
+    primary: usize,
+    w: &WriterReport,
+    k: &CheckerReport,
+) {
     let info = summary(w, k);
     println!("{info}");
     assert!(

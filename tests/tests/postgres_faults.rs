@@ -53,15 +53,11 @@ fn frozen_primary_agent_sync_loses_nothing() {
 }
 
 #[test]
-fn killed_postmaster_fails_over_and_rejoins() {
+fn killed_postmaster_fails_over() {
     let mut c = start(3, opts("sync"));
-    let mut old = 0;
-    let np = around(&mut c, |c, p| {
-        old = p;
+    around(&mut c, |c, p| {
         c.kill_postgres(p);
     });
-    let _ = np;
-    let _ = old;
 }
 
 #[test]
@@ -75,5 +71,8 @@ fn node_loss_fails_over_then_the_node_rewinds_and_rejoins() {
     // The lost node comes back with its old data: it follows (rewinding if it diverged).
     c.start_agent(old);
     c.wait_streaming(old, np, Duration::from_secs(60));
-    assert_eq!(c.scalar(old, "SELECT pg_is_in_recovery()").expect("query"), "t");
+    assert_eq!(
+        c.scalar(old, "SELECT pg_is_in_recovery()").expect("query"),
+        "t"
+    );
 }

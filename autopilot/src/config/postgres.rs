@@ -124,7 +124,11 @@ const RESERVED: &[&str] = engines::postgres::RESERVED_PARAMETERS;
 
 impl Validator<'_> {
     /// `engine.postgres:`; `None` after reporting what is wrong.
-    pub(super) fn postgres(&mut self, at: &FieldPath, raw: Option<RawPostgres>) -> Option<PostgresConfig> {
+    pub(super) fn postgres(
+        &mut self,
+        at: &FieldPath,
+        raw: Option<RawPostgres>,
+    ) -> Option<PostgresConfig> {
         let Some(raw) = raw else {
             self.problem(
                 at,
@@ -186,7 +190,10 @@ impl Validator<'_> {
                     Target::Key,
                     format!("{name} is set by the engine (replication and fencing depend on it); remove it"),
                 );
-            } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            } else if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
                 self.problem(
                     &at.key("parameters").key(&name),
                     Target::Key,
@@ -232,7 +239,11 @@ impl Validator<'_> {
         let user = match user.filter(|u| !u.is_empty()) {
             Some(u) => Some(u),
             None => {
-                self.problem(&at.key("user"), Target::Key, "required; expected a role name, e.g. user: postgres");
+                self.problem(
+                    &at.key("user"),
+                    Target::Key,
+                    "required; expected a role name, e.g. user: postgres",
+                );
                 None
             }
         };

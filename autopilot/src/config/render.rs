@@ -85,7 +85,11 @@ impl Config {
             o.line(1, "postgres:");
             o.kv(2, "bin_dir", &pg.bin_dir.display().to_string());
             o.kv(2, "data_dir", &pg.data_dir.display().to_string());
-            o.kv(2, "listen", pg.listen.as_deref().unwrap_or(&self.node.address));
+            o.kv(
+                2,
+                "listen",
+                pg.listen.as_deref().unwrap_or(&self.node.address),
+            );
             o.kv(
                 2,
                 "durability",
@@ -94,7 +98,10 @@ impl Config {
                     super::PgDurability::Sync => "sync",
                 },
             );
-            for (name, user) in [("superuser", &pg.superuser), ("replication", &pg.replication)] {
+            for (name, user) in [
+                ("superuser", &pg.superuser),
+                ("replication", &pg.replication),
+            ] {
                 o.line(2, &format!("{name}:"));
                 o.kv(3, "user", &user.user);
                 let (kind, from) = origin_parts(&user.password);

@@ -54,7 +54,12 @@ pub fn give(s: &PostgresSettings, path: &Path) -> Result<(), String> {
 }
 
 /// Write `content` to `path` with `mode`, owned by the PostgreSQL user.
-pub fn write_file(s: &PostgresSettings, path: &Path, content: &str, mode: u32) -> Result<(), String> {
+pub fn write_file(
+    s: &PostgresSettings,
+    path: &Path,
+    content: &str,
+    mode: u32,
+) -> Result<(), String> {
     let tmp = path.with_extension("autopilot-tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -117,9 +122,10 @@ async fn run_tool(
             operation,
             format!("{program} exited with {status:?}; see its output in the agent log"),
         )),
-        Ok((RunOutcome::TimedOut, _)) => {
-            Err(failed(operation, format!("{program} timed out after {limit:?}")))
-        }
+        Ok((RunOutcome::TimedOut, _)) => Err(failed(
+            operation,
+            format!("{program} timed out after {limit:?}"),
+        )),
         Err(e) => Err(failed(operation, handlers::error_chain(&e))),
     }
 }
@@ -163,7 +169,8 @@ pub async fn initdb(s: &PostgresSettings) -> Result<(), EngineError> {
 /// command line sets them, and a differing file value makes every reload log an error.
 fn trim_conf(s: &PostgresSettings) -> Result<(), String> {
     let path = s.data_dir.join("postgresql.conf");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with("max_connections") && !l.starts_with("shared_buffers"))

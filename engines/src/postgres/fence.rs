@@ -62,7 +62,11 @@ pub async fn apply(
     let want = if expect_read_only { "on" } else { "off" };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
-        let r = row(client, "SELECT current_setting('default_transaction_read_only')").await?;
+        let r = row(
+            client,
+            "SELECT current_setting('default_transaction_read_only')",
+        )
+        .await?;
         if r.first().cloned().flatten().as_deref() == Some(want) {
             return Ok(());
         }

@@ -33,15 +33,17 @@ use tracing::{info, warn};
 
 pub use settings::{Credentials, Durability, PostgresSettings, RESERVED_PARAMETERS};
 
+use crate::MainControl;
 use crate::engine::{Engine, EngineError, Probe, StopMode};
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
-use crate::MainControl;
 use sql::{SqlError, Status};
 
 /// How long a server may take to accept connections after a start (crash recovery included).
 const READY_LIMIT: Duration = Duration::from_secs(120);
 /// How long `catch_up` waits for the replay of received WAL.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+/// Polls (20 ms apart) without replay progress after which `catch_up` stops waiting.
+const CATCH_UP_STILL_POLLS: u32 = 10;
 /// How long `pg_promote()` may take.
 const PROMOTE_LIMIT: Duration = Duration::from_secs(60);
 /// How long `follow` waits for the new primary to finish its promotion.
@@ -104,7 +106,11 @@ impl PostgresEngine {
             })
     }
 
-    async fn connect_peer(&self, peer: &Peer, operation: &'static str) -> Result<Client, EngineError> {
+    async fn connect_peer(
+        &self,
+        peer: &Peer,
+        operation: &'static str,
+    ) -> Result<Client, EngineError> {
         sql::connect(&peer.host, peer.port, &self.settings.superuser)
             .await
             .map_err(|e| e.into_engine(operation))
@@ -135,7 +141,10 @@ impl PostgresEngine {
     }
 
     fn sync_names(&self) -> String {
-        let members = self.members.lock().expect("the members lock is never poisoned");
+        let members = self
+            .members
+            .lock()
+            .expect("the members lock is never poisoned");
         fence::sync_names(
             self.settings.durability == Durability::Sync,
             members.as_deref(),
@@ -213,9 +222,12 @@ impl PostgresEngine {
         };
         let history = if st.timeline > 1 {
             let file = format!("pg_wal/{:08X}.history", st.timeline);
-            let r = sql::row(&client, &format!("SELECT pg_read_file({})", settings::literal(&file)))
-                .await
-                .map_err(|e| e.into_engine(op))?;
+            let r = sql::row(
+                &client,
+                &format!("SELECT pg_read_file({})", settings::literal(&file)),
+            )
+            .await
+            .map_err(|e| e.into_engine(op))?;
             sql::parse_history(r.first().cloned().flatten().as_deref().unwrap_or(""))
         } else {
             Vec::new()
@@ -231,19 +243,28 @@ impl PostgresEngine {
             reason,
         })?;
         let conninfo = datadir::conninfo(&self.settings, primary);
-        let current = sql::row(client, "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name')")
-            .await
-            .map_err(|e| e.into_engine(op))?;
+        let current = sql::row(
+            client,
+            "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name')",
+        )
+        .await
+        .map_err(|e| e.into_engine(op))?;
         let slot = self.settings.slot_name();
         if current.first().cloned().flatten().as_deref() == Some(conninfo.as_str())
             && current.get(1).cloned().flatten().as_deref() == Some(slot.as_str())
         {
             return Ok(());
         }
-        for (name, value) in [("primary_conninfo", &conninfo), ("primary_slot_name", &slot)] {
-            sql::execute(client, &format!("ALTER SYSTEM SET {name} = {}", settings::literal(value)))
-                .await
-                .map_err(|e| e.into_engine(op))?;
+        for (name, value) in [
+            ("primary_conninfo", &conninfo),
+            ("primary_slot_name", &slot),
+        ] {
+            sql::execute(
+                client,
+                &format!("ALTER SYSTEM SET {name} = {}", settings::literal(value)),
+            )
+            .await
+            .map_err(|e| e.into_engine(op))?;
         }
         sql::execute(client, "SELECT pg_reload_conf()")
             .await
@@ -254,22 +275,32 @@ impl PostgresEngine {
     /// the position; a primary returns its position at once. Keeps streaming.
     async fn replay_received(&self) -> Result<Position, EngineError> {
         let op = "replay the received WAL";
-        let client = self.connect_local(op).await?;
+        let client = self.reader(op).await?;
         let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
+        let (mut last, mut still) = (0, 0);
         loop {
             let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
-            let done = !st.in_recovery || st.receive_lsn.is_none_or(|r| st.lsn >= r);
+            // Done when replay reached what was received, or stopped moving (the received
+            // WAL can end inside a record that will never be completed).
+            still = if st.lsn == last { still + 1 } else { 0 };
+            last = st.lsn;
+            let done = !st.in_recovery
+                || st.receive_lsn.is_none_or(|r| st.lsn >= r)
+                || still >= CATCH_UP_STILL_POLLS;
             if done || tokio::time::Instant::now() >= deadline {
                 if !done {
                     warn!(position = %st.position(), "replay did not reach the received WAL in time");
                 }
                 return Ok(st.position());
             }
-            let _ = sql::execute(
+            let resumed = sql::execute(
                 &client,
                 "SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()",
             )
             .await;
+            if resumed.is_err() {
+                still = 0;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -317,17 +348,26 @@ impl PostgresEngine {
         let names = replicas::sync_slots(&client, &ids)
             .await
             .map_err(|e| e.into_engine(op))?;
-        let fenced = sql::row(&client, "SELECT current_setting('default_transaction_read_only')")
-            .await
-            .map_err(|e| e.into_engine(op))?;
-        *self.members.lock().expect("the members lock is never poisoned") = Some(names);
+        let fenced = sql::row(
+            &client,
+            "SELECT current_setting('default_transaction_read_only')",
+        )
+        .await
+        .map_err(|e| e.into_engine(op))?;
+        *self
+            .members
+            .lock()
+            .expect("the members lock is never poisoned") = Some(names);
         if fenced.first().cloned().flatten().as_deref() == Some("on") {
             return Ok(()); // fenced: leave the impossible standby name in place
         }
         let want = self.sync_names();
-        let have = sql::row(&client, "SELECT current_setting('synchronous_standby_names')")
-            .await
-            .map_err(|e| e.into_engine(op))?;
+        let have = sql::row(
+            &client,
+            "SELECT current_setting('synchronous_standby_names')",
+        )
+        .await
+        .map_err(|e| e.into_engine(op))?;
         if have.first().cloned().flatten().as_deref() != Some(want.as_str()) {
             info!(synchronous_standby_names = %want, "updating the synchronous standbys");
             fence::apply(&client, &[("synchronous_standby_names", Some(want))], false)
@@ -403,7 +443,10 @@ impl Engine for PostgresEngine {
     }
 
     async fn position(&self) -> Result<Position, EngineError> {
-        Ok(self.local_status("read the replication position").await?.position())
+        Ok(self
+            .local_status("read the replication position")
+            .await?
+            .position())
     }
 
     async fn promote(&self) -> Result<Position, EngineError> {
@@ -498,7 +541,13 @@ impl PostgresEngine {
         let op = "follow the primary";
         let local = self.local_status(op).await?;
         let (pst, history) = self.primary_view(primary).await?;
-        let diverged = sql::diverged(local.timeline, local.furthest(), pst.timeline, pst.lsn, &history);
+        let diverged = sql::diverged(
+            local.timeline,
+            local.furthest(),
+            pst.timeline,
+            pst.lsn,
+            &history,
+        );
         self.ensure_own_slot(primary).await;
         let s = &self.settings;
         if diverged {

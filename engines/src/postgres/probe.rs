@@ -51,7 +51,11 @@ pub async fn figures(client: &Client) -> Result<Figures, SqlError> {
     )
     .await?;
     let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-    let int = |i: usize| text(i).parse::<i64>().map_or(0, |v| v.max(0).unsigned_abs());
+    let int = |i: usize| {
+        text(i)
+            .parse::<i64>()
+            .map_or(0, |v| v.max(0).unsigned_abs())
+    };
     let float = |i: usize| text(i).parse::<f64>().unwrap_or(0.0).max(0.0);
     Ok(Figures {
         in_recovery: text(0) == "true",

@@ -147,12 +147,7 @@ impl PostgresSettings {
 
     /// A helper program (initdb, pg_basebackup, pg_rewind) as the PostgreSQL user, with a
     /// time limit; `PGPASSWORD` goes in `env` (never logged).
-    pub fn tool(
-        &self,
-        program: &str,
-        args: Vec<String>,
-        timeout: std::time::Duration,
-    ) -> ExecSpec {
+    pub fn tool(&self, program: &str, args: Vec<String>, timeout: std::time::Duration) -> ExecSpec {
         let mut argv = vec![self.bin(program)];
         argv.extend(args);
         let mut spec = ExecSpec::new(argv);

@@ -183,11 +183,17 @@ pub struct Status {
 }
 
 impl Status {
-    /// As a role position: (timeline, LSN).
+    /// As a role position: (timeline, LSN). A standby counts everything it holds, replayed
+    /// or only received: promotion replays all of it first, so a replica that received more
+    /// WAL has more data even before its replay caught up.
     pub fn position(&self) -> Position {
         Position {
             epoch: self.timeline,
-            offset: self.lsn,
+            offset: if self.in_recovery {
+                self.furthest()
+            } else {
+                self.lsn
+            },
         }
     }
 
