@@ -134,6 +134,7 @@ pub trait Engine: Send + Sync + 'static {
 
 /// Dispatch over the engines this build knows; the agent holds one of these.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one value per agent, held in an Arc: size is irrelevant
 pub enum AnyEngine {
     /// Any program.
     Process(ProcessEngine),

@@ -181,7 +181,7 @@ fn every_semantic_problem_is_reported() {
 node:
   name: \"bad name\"
 engine:
-  kind: postgres
+  kind: mysql
 process:
   exec: []
   stop_timeout: 0s
@@ -206,7 +206,7 @@ telemetry:
         lines,
         [
             "/etc/autopilot/node.yaml:2:9: node.name: \"bad name\" is not a valid name; expected 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            "/etc/autopilot/node.yaml:4:9: engine.kind: postgres is not supported by this build yet; supported: process",
+            "/etc/autopilot/node.yaml:4:9: engine.kind: mysql is not supported by this build yet; supported: process, postgres",
             "/etc/autopilot/node.yaml:6:9: process.exec: is empty; expected a list like [prog, arg]",
             "/etc/autopilot/node.yaml:7:17: process.stop_timeout: is zero; expected a duration greater than 0 like 10s or 500ms",
             "/etc/autopilot/node.yaml:12:14: handlers.health.timeout: 10s is longer than the interval 5s; expected a timeout no longer than the interval",
