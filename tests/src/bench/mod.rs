@@ -3,5 +3,6 @@
 pub mod etcd_load;
 pub mod failover;
 pub mod idle;
+pub mod postgres;
 pub mod proc;
 pub mod report;

@@ -6,18 +6,20 @@
 //! target/release/bench idle [--seconds 60]
 //! target/release/bench failover [--runs 5] [--ttls 10,5]
 //! target/release/bench etcd-load [--seconds 60]
+//! target/release/bench postgres-failover [--runs 5] [--ttls 10,5]
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2e::bench::{etcd_load, failover, idle, report};
+use e2e::bench::{etcd_load, failover, idle, postgres, report};
 
 const USAGE: &str =
-    "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
+    "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N] | postgres-failover [--runs N] [--ttls 10,5]
   idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
   failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
-  etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)";
+  etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)
+  postgres-failover: fault -> first write on a new primary and rows lost, 3 PostgreSQL nodes";
 
 /// The value after `--name`, parsed; `default` when the flag is absent.
 fn flag<T>(
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Some("idle") => ("idle", idle::run(seconds)),
         Some("failover") => ("failover", failover::run(runs, &ttls)),
         Some("etcd-load") => ("etcd-load", etcd_load::run(seconds)),
+        Some("postgres-failover") => ("postgres-failover", postgres::run(runs, &ttls)),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(64);
