@@ -136,7 +136,7 @@ impl Sql {
             };
             match tokio::time::timeout(limit, work).await {
                 Err(_) => anyhow::bail!("no answer from port {port} within {limit:?}"),
-                Ok(r) => r.map_err(|e| anyhow::anyhow!("port {port}: {e}")),
+                Ok(r) => r.map_err(|e| anyhow::anyhow!("port {port}: {}", pg_error(&e))),
             }
         })
     }
@@ -203,7 +203,10 @@ impl Sql {
                     )),
                     None,
                 ),
-                Ok(Err((e, client))) => (Err(anyhow::anyhow!("port {port}: {e}")), client),
+                Ok(Err((e, client))) => (
+                    Err(anyhow::anyhow!("port {port}: {}", pg_error(&e))),
+                    client,
+                ),
                 Ok(Ok((rows, client))) => (Ok(rows), Some(client)),
             }
         });
@@ -223,6 +226,14 @@ impl Sql {
     /// Run a future on this client's runtime.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
+    }
+}
+
+/// A PostgreSQL error with the server's message (tokio-postgres shows only "db error").
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
     }
 }
 

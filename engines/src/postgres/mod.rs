@@ -48,6 +48,10 @@ const CATCH_UP_STILL_POLLS: u32 = 10;
 const PROMOTE_LIMIT: Duration = Duration::from_secs(60);
 /// How long `follow` waits for the new primary to finish its promotion.
 const PRIMARY_WAIT: Duration = Duration::from_secs(15);
+/// Rounds of check → repoint/demote → verify in `follow`.
+const FOLLOW_ROUNDS: u32 = 3;
+/// How long `follow` waits for the walreceiver to stream on the primary's timeline.
+const STREAM_WAIT: Duration = Duration::from_secs(5);
 /// Attempts of pg_basebackup while the new primary finishes promoting (role, slots).
 const CLONE_ATTEMPTS: u32 = 10;
 
@@ -537,54 +541,108 @@ impl PostgresEngine {
         Ok(st.position())
     }
 
+    /// Follow `primary`. A check of the local history against the primary's is only final
+    /// once nothing else can reach this server: a former primary writes a shutdown
+    /// checkpoint when it is demoted, and a standby still streaming from a fenced former
+    /// primary may receive a few more records (hint-bit images, snapshots) before it is
+    /// repointed. So: repoint (or demote), wait until it streams on the primary's
+    /// timeline, and when it does not, check again — and rewind if it diverged.
     async fn follow_locked(&self, primary: &Peer) -> Result<Position, EngineError> {
         let op = "follow the primary";
-        let local = self.local_status(op).await?;
-        let (pst, history) = self.primary_view(primary).await?;
-        let diverged = sql::diverged(
-            local.timeline,
-            local.furthest(),
-            pst.timeline,
-            pst.lsn,
-            &history,
-        );
-        self.ensure_own_slot(primary).await;
         let s = &self.settings;
-        if diverged {
-            info!(%primary, local = %local.position(), primary_position = %Position { epoch: pst.timeline, offset: pst.lsn }, "local history diverged; rewinding");
+        for _ in 0..FOLLOW_ROUNDS {
+            let local = self.local_status(op).await?;
+            let (pst, history) = self.primary_view(primary).await?;
+            let diverged = sql::diverged(
+                local.timeline,
+                local.furthest(),
+                pst.timeline,
+                pst.lsn,
+                &history,
+            );
+            self.ensure_own_slot(primary).await;
+            if diverged {
+                info!(%primary, local = %local.position(), primary_timeline = pst.timeline, "local history diverged; rewinding");
+                if !local.in_recovery {
+                    let client = self.connect_local(op).await?;
+                    fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
+                }
+                return match self
+                    .offline(op, || async { datadir::rewind(s, primary).await })
+                    .await
+                {
+                    Ok(_) => self.streaming_position(primary, pst.timeline).await,
+                    Err(e) => Err(EngineError::NeedsRebuild {
+                        reason: format!("pg_rewind against {primary} failed: {e}"),
+                    }),
+                };
+            }
             if !local.in_recovery {
+                // A fenced former primary: restart as a standby of `primary`, then check again.
                 let client = self.connect_local(op).await?;
                 fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
-            }
-            let st = self
-                .offline(op, || async { datadir::rewind(s, primary).await })
-                .await;
-            return match st {
-                Ok(st) => Ok(st.position()),
-                Err(e) => Err(EngineError::NeedsRebuild {
-                    reason: format!("pg_rewind against {primary} failed: {e}"),
-                }),
-            };
-        }
-        if !local.in_recovery {
-            // A fenced former primary on the primary's history: restart as its standby.
-            let client = self.connect_local(op).await?;
-            fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
-            drop(client);
-            let st = self
-                .offline(op, || async {
+                drop(client);
+                self.forget_reader().await;
+                self.offline(op, || async {
                     datadir::standby_files(s, primary).map_err(|reason| EngineError::Failed {
                         operation: op,
                         reason,
                     })
                 })
                 .await?;
-            return Ok(st.position());
+            } else {
+                let client = self.connect_local(op).await?;
+                self.repoint(&client, primary).await?;
+            }
+            if let Ok(p) = self.streaming_position(primary, pst.timeline).await {
+                return Ok(p);
+            }
         }
+        Err(EngineError::Failed {
+            operation: op,
+            reason: format!("does not stream from {primary} after {FOLLOW_ROUNDS} attempts"),
+        })
+    }
+
+    /// Wait until the walreceiver streams on `timeline` (or later); the local position.
+    async fn streaming_position(
+        &self,
+        primary: &Peer,
+        timeline: u64,
+    ) -> Result<Position, EngineError> {
+        let op = "wait for streaming from the primary";
         let client = self.connect_local(op).await?;
-        self.repoint(&client, primary).await?;
-        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
-        Ok(st.position())
+        let deadline = tokio::time::Instant::now() + STREAM_WAIT;
+        loop {
+            let r = sql::rows(
+                &client,
+                "SELECT status, received_tli::text FROM pg_stat_wal_receiver",
+            )
+            .await
+            .map_err(|e| e.into_engine(op))?;
+            let streaming = r.first().is_some_and(|row| {
+                row.first().cloned().flatten().as_deref() == Some("streaming")
+                    && row
+                        .get(1)
+                        .cloned()
+                        .flatten()
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .is_some_and(|t| t >= timeline)
+            });
+            if streaming {
+                let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+                return Ok(st.position());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Failed {
+                    operation: op,
+                    reason: format!(
+                        "not streaming from {primary} on timeline {timeline} after {STREAM_WAIT:?}"
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn fence_peer(&self, target: &Peer) -> Result<RemoteFence, EngineError> {

@@ -174,7 +174,7 @@ pub struct Status {
     /// `pg_is_in_recovery()`.
     pub in_recovery: bool,
     /// The latest timeline the server knows: its own on a primary; on a standby the
-    /// highest of the last checkpoint's and any timeline history file in `pg_wal`.
+    /// highest of the last checkpoint's and of the WAL segment files holding its furthest WAL.
     pub timeline: u64,
     /// Primary: `pg_current_wal_flush_lsn()`. Standby: `pg_last_wal_replay_lsn()`.
     pub lsn: u64,
@@ -213,8 +213,7 @@ pub async fn status(client: &Client) -> Result<Status, SqlError> {
            pg_last_wal_receive_lsn()::text, \
            CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())::text \
                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text END, \
-           (SELECT max(('x' || substr(f, 1, 8))::bit(32)::int) FROM pg_ls_dir('pg_wal') AS f \
-              WHERE f ~ '^[0-9A-F]{8}\\.history$')::text",
+           (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')",
     )
     .await?;
     let text = |i: usize| r.get(i).cloned().flatten();
@@ -222,17 +221,43 @@ pub async fn status(client: &Client) -> Result<Status, SqlError> {
     let lsn = text(1).as_deref().and_then(parse_lsn).unwrap_or(0);
     let receive_lsn = text(2).as_deref().and_then(parse_lsn);
     let tli = |i: usize| text(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    let timeline = if in_recovery {
-        tli(3).max(tli(4))
-    } else {
-        tli(3)
-    };
-    Ok(Status {
+    let mut st = Status {
         in_recovery,
-        timeline,
+        timeline: tli(3),
         lsn,
         receive_lsn,
-    })
+    };
+    if in_recovery && let Some(seg_size) = text(4).and_then(|s| s.parse::<u64>().ok()) {
+        // The timeline of the furthest WAL held: the highest timeline among the WAL segment
+        // files of its segment. (A timeline history file alone proves nothing: a standby
+        // fetches it before it can tell whether it can switch to that timeline.)
+        let suffix = segment_suffix(st.furthest().saturating_sub(1), seg_size);
+        let r = row(
+            client,
+            &format!(
+                "SELECT max(('x' || substr(f, 1, 8))::bit(32)::int)::text FROM pg_ls_dir('pg_wal') AS f \
+                 WHERE f ~ '^[0-9A-F]{{24}}$' AND substr(f, 9) = '{suffix}'"
+            ),
+        )
+        .await?;
+        if let Some(t) = r
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            st.timeline = st.timeline.max(t);
+        }
+    }
+    Ok(st)
+}
+
+/// The last 16 hex digits of the name of the WAL segment holding `lsn`.
+pub fn segment_suffix(lsn: u64, segment_size: u64) -> String {
+    let size = segment_size.max(1);
+    let per_id = (0x1_0000_0000 / size).max(1);
+    let seg = lsn / size;
+    format!("{:08X}{:08X}", seg / per_id, seg % per_id)
 }
 
 /// Parse a timeline history file (`parentTLI switchpoint reason` lines) into
@@ -281,6 +306,16 @@ mod tests {
         assert_eq!(format_lsn((0x16 << 32) | 0xB374_D848), "16/B374D848");
         assert_eq!(parse_lsn("x"), None);
         assert_eq!(parse_lsn("1/2/3"), None);
+    }
+
+    #[test]
+    fn segment_names_follow_postgres() {
+        // 0/503C710 with 16 MB segments is in segment 5: 000000XX 00000000 00000005.
+        assert_eq!(segment_suffix(0x503_C710, 16 << 20), "0000000000000005");
+        assert_eq!(
+            segment_suffix((1 << 32) + 0x100_0000, 16 << 20),
+            "0000000100000001"
+        );
     }
 
     #[test]
