@@ -141,76 +141,86 @@ impl Sql {
         })
     }
 
-    /// Like [`Sql::query`] on a kept connection (`slot`), opened when missing and dropped
-    /// after any error or timeout (a timed-out commit is abandoned, never cancelled).
+    /// Like [`Sql::query`] on a kept connection. A missing connection is opened in the
+    /// background (a SCRAM login can take longer than a probe may) and this call fails at
+    /// once; the connection is dropped after a timeout (a timed-out commit is abandoned,
+    /// never cancelled) or when the server closed it.
     pub fn query_kept(
         &self,
-        slot: &Mutex<Option<tokio_postgres::Client>>,
+        kept: &Arc<Kept>,
         port: u16,
         sql: &str,
         limit: Duration,
     ) -> anyhow::Result<Vec<Vec<Option<String>>>> {
-        let mut guard = slot.lock().expect("connection slot lock");
-        let kept = guard.take();
-        let sql = sql.to_owned();
-        let (result, client) = self.rt.block_on(async move {
-            let work = async {
-                let client = match kept {
-                    Some(c) if !c.is_closed() => c,
-                    _ => {
-                        let mut config = tokio_postgres::Config::new();
-                        config
-                            .host("127.0.0.1")
-                            .port(port)
-                            .user(SUPERUSER)
-                            .password(SUPERUSER_PASSWORD)
-                            .dbname("postgres")
-                            .connect_timeout(limit);
-                        let (client, conn) = config
-                            .connect(tokio_postgres::NoTls)
-                            .await
-                            .map_err(|e| (e, None))?;
+        let client = kept.client.lock().expect("kept lock").take();
+        let Some(client) = client.filter(|c| !c.is_closed()) else {
+            if !kept
+                .connecting
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let k = kept.clone();
+                self.rt.spawn(async move {
+                    let mut config = tokio_postgres::Config::new();
+                    config
+                        .host("127.0.0.1")
+                        .port(port)
+                        .user(SUPERUSER)
+                        .password(SUPERUSER_PASSWORD)
+                        .dbname("postgres")
+                        .connect_timeout(Duration::from_secs(5));
+                    let opened = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        config.connect(tokio_postgres::NoTls),
+                    )
+                    .await;
+                    if let Ok(Ok((client, conn))) = opened {
                         tokio::spawn(async move {
                             let _ = conn.await;
                         });
-                        client
+                        *k.client.lock().expect("kept lock") = Some(client);
                     }
-                };
-                // A database error leaves the connection usable (kept unless closed).
-                let msgs = match client.simple_query(&sql).await {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let keep =
-                            (e.as_db_error().is_some() && !client.is_closed()).then_some(client);
-                        return Err((e, keep));
-                    }
-                };
-                let rows = msgs
-                    .into_iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => {
-                            Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                        }
-                        _ => None,
-                    })
-                    .collect::<Vec<Vec<Option<String>>>>();
-                Ok::<_, (tokio_postgres::Error, Option<tokio_postgres::Client>)>((rows, client))
-            };
-            match tokio::time::timeout(limit, work).await {
+                    k.connecting
+                        .store(false, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+            anyhow::bail!("port {port}: connecting");
+        };
+        let sql = sql.to_owned();
+        let (result, back) = self.rt.block_on(async move {
+            match tokio::time::timeout(limit, client.simple_query(&sql)).await {
                 Err(_) => (
                     Err(anyhow::anyhow!(
                         "no answer from port {port} within {limit:?}"
                     )),
                     None,
                 ),
-                Ok(Err((e, client))) => (
-                    Err(anyhow::anyhow!("port {port}: {}", pg_error(&e))),
-                    client,
-                ),
-                Ok(Ok((rows, client))) => (Ok(rows), Some(client)),
+                Ok(Err(e)) => {
+                    let keep = e.as_db_error().is_some() && !client.is_closed();
+                    (
+                        Err(anyhow::anyhow!("port {port}: {}", pg_error(&e))),
+                        keep.then_some(client),
+                    )
+                }
+                Ok(Ok(msgs)) => {
+                    let rows = msgs
+                        .into_iter()
+                        .filter_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    (Ok(rows), Some(client))
+                }
             }
         });
-        *guard = client;
+        if let Some(c) = back {
+            let mut slot = kept.client.lock().expect("kept lock");
+            if slot.is_none() {
+                *slot = Some(c);
+            }
+        }
         result
     }
 
@@ -235,6 +245,15 @@ fn pg_error(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => e.to_string(),
     }
+}
+
+/// A connection kept between calls of [`Sql::query_kept`].
+#[derive(Default)]
+pub struct Kept {
+    /// The open connection, if any.
+    client: Mutex<Option<tokio_postgres::Client>>,
+    /// Set while a background connect runs.
+    connecting: std::sync::atomic::AtomicBool,
 }
 
 /// Engine settings for a test node named `name` in `dir` on `port`.

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,7 +19,8 @@ use nix::unistd::Pid;
 use crate::agent::Agent;
 use crate::etcd::EtcdServer;
 use crate::postgres::{
-    REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed, temp_dir,
+    Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
+    temp_dir,
 };
 use crate::util::{eventually, free_port};
 use crate::workload::Workload;
@@ -485,8 +486,16 @@ impl PgCluster {
         Arc::new(PgWorkload {
             ports: self.nodes.iter().map(|n| n.pg_port).collect(),
             sql: self.sql.clone(),
-            writers: self.nodes.iter().map(|_| Mutex::new(None)).collect(),
-            probes: self.nodes.iter().map(|_| Mutex::new(None)).collect(),
+            writers: self
+                .nodes
+                .iter()
+                .map(|_| Arc::new(Kept::default()))
+                .collect(),
+            probes: self
+                .nodes
+                .iter()
+                .map(|_| Arc::new(Kept::default()))
+                .collect(),
         })
     }
 }
@@ -531,9 +540,9 @@ pub struct PgWorkload {
     /// Shared client.
     sql: Arc<Sql>,
     /// The writer's kept connection per node.
-    writers: Vec<Mutex<Option<tokio_postgres::Client>>>,
+    writers: Vec<Arc<Kept>>,
     /// The checker's kept connection per node.
-    probes: Vec<Mutex<Option<tokio_postgres::Client>>>,
+    probes: Vec<Arc<Kept>>,
 }
 
 impl Workload for PgWorkload {
