@@ -30,6 +30,8 @@ mod tests;
 #[cfg(test)]
 mod tests_files;
 #[cfg(test)]
+mod tests_postgres;
+#[cfg(test)]
 mod tests_roles;
 #[cfg(test)]
 mod tests_tls;
