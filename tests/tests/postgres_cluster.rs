@@ -176,6 +176,9 @@ fn the_most_advanced_replica_wins_after_replaying_what_it_received() {
         .filter(|v| v == "t")
     });
     assert!(received.is_some(), "the replica did not receive the WAL");
+    // Elections compare the positions the agents published; a replica's position is
+    // re-published from its probe (every second). Give it that second.
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
         c.scalar(ahead, "SELECT count(*) FROM e2e_writes")
             .expect("count"),
