@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod coordinator;
 pub mod etcd;
 pub mod mariadb;
 pub mod postgres;
@@ -11,5 +12,6 @@ pub mod postgres_scenario;
 pub mod redis;
 pub mod resp;
 pub mod scenario;
+pub mod tls;
 pub mod util;
 pub mod workload;

@@ -131,6 +131,22 @@ fn node_loss_fails_over_within_the_ttl() {
     wait_writable(&c, new, Duration::from_secs(5));
     let other = (0..3).find(|&i| i != p && i != new).expect("a third node");
     c.wait_replicating(other, new, ATTACH);
+    // The lost node's lease expired with its node key; its events live on their own lease.
+    assert!(c.key(&format!("nodes/{}", c.name(p))).is_none());
+    let events = c
+        .etcdctl(&[
+            "get",
+            "--prefix",
+            "--keys-only",
+            &format!("{}events/", c.prefix()),
+        ])
+        .expect("list events");
+    assert!(
+        events
+            .lines()
+            .any(|k| k.ends_with(&format!("-{}", c.name(p)))),
+        "the lost node's events vanished with its lease:\n{events}"
+    );
 }
 
 #[test]
@@ -285,6 +301,19 @@ fn switchover_to_a_named_node_loses_no_write() {
         cleared.is_some(),
         "the switchover key is still there\n{}",
         c.logs()
+    );
+    // Recorded as planned: it must not count towards the failover cooldown (I5).
+    let history: serde_json::Value =
+        serde_json::from_str(&c.key("history").expect("history")).expect("history JSON");
+    let last = history["entries"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned();
+    assert_eq!(
+        last.as_ref()
+            .map(|e| (e["to"].clone(), e["reason"].clone())),
+        Some((c.name(target).into(), "switchover".into())),
+        "history: {history}"
     );
     let_writer_run(&c, target, 50);
     let w = writer.stop();

@@ -30,6 +30,9 @@ use super::{
 };
 use crate::config::{EtcdTls, Secret, StoreConfig};
 
+mod range;
+pub use range::RangeQuery;
+
 /// gRPC status codes we branch on (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
 mod code {
     pub const CANCELLED: i32 = 1;
@@ -57,12 +60,15 @@ pub struct EtcdOptions {
     pub request_timeout: Duration,
     /// Bound on establishing a TCP connection to one member.
     pub connect_timeout: Duration,
-    /// HTTP/2 ping interval on the channel (and the same again as ping timeout).
+    /// HTTP/2 ping interval on the channel (and the same again as ping timeout). Must stay
+    /// above etcd's `--grpc-keepalive-min-time` (5 s by default): etcd answers more frequent
+    /// pings with GOAWAY `too_many_pings`, which breaks every stream on the connection
+    /// (watches included). Dead members are noticed by the request timeouts instead.
     pub keep_alive_interval: Duration,
 }
 
 impl EtcdOptions {
-    /// Defaults for `endpoints`: 1 s requests, 500 ms connect, 1 s pings, no auth.
+    /// Defaults for `endpoints`: 1 s requests, 500 ms connect, 10 s pings, no auth.
     pub fn new(endpoints: Vec<String>) -> Self {
         Self {
             endpoints,
@@ -70,7 +76,7 @@ impl EtcdOptions {
             tls: None,
             request_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_millis(500),
-            keep_alive_interval: Duration::from_secs(1),
+            keep_alive_interval: Duration::from_secs(10),
         }
     }
 

@@ -15,7 +15,6 @@ pub(crate) fn options(endpoint: String) -> EtcdOptions {
     let mut o = EtcdOptions::new(vec![endpoint]);
     o.request_timeout = Duration::from_millis(500);
     o.connect_timeout = Duration::from_millis(250);
-    o.keep_alive_interval = Duration::from_millis(500);
     o
 }
 
@@ -518,4 +517,23 @@ async fn store_delete_if_lease_deletes_only_with_the_right_lease() {
     assert!(!s.delete_if_lease("/l/lock", ours).await.expect("twice"));
     // The lease itself lives on; only the key went.
     s.keep_alive_once(ours).await.expect("lease still alive");
+}
+
+/// etcd answers HTTP/2 pings more frequent than its `--grpc-keepalive-min-time` (5 s by
+/// default) with GOAWAY `too_many_pings`, which breaks every stream on the connection. An
+/// idle watch must survive well past that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_an_idle_watch_survives_the_servers_ping_policy() {
+    let etcd = start_etcd();
+    let s = EtcdStore::connect(&EtcdOptions::new(vec![etcd.endpoint()]))
+        .await
+        .expect("connect with the agent's defaults");
+    let rev = s.put("/idle/a", b"1".to_vec(), None).await.expect("put");
+    let mut w = s.watch_prefix("/idle/", rev + 1).await.expect("watch");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    s.put("/idle/b", b"2".to_vec(), None)
+        .await
+        .expect("put after idling");
+    let ev = next_events(&mut w, Duration::from_secs(3)).await;
+    assert_eq!(ev.len(), 1, "{ev:?}");
 }

@@ -7,6 +7,7 @@ use super::common::{Health, NodeStatus, Role, Timestamp};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/state`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStateDoc {
     /// Always 1 for this layout.
@@ -28,6 +29,7 @@ pub struct ClusterStateDoc {
 }
 
 /// One node as summarised in the cluster document.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterNode {
     /// Node id.
@@ -48,6 +50,7 @@ pub struct ClusterNode {
 }
 
 /// A client-facing service: the read-write endpoint or the read-only endpoints.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     /// `primary` (read-write) or `replicas` (read-only).

@@ -10,6 +10,22 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(SystemTime);
 
+/// In OpenAPI documents a [`Timestamp`] is an RFC 3339 `date-time` string.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .examples(["2026-11-23T23:05:00.123Z"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Timestamp {}
+
 impl Timestamp {
     /// The current wall-clock time.
     pub fn now() -> Self {
@@ -67,6 +83,7 @@ pub fn lease_hex(id: i64) -> String {
 }
 
 /// What a node is doing in the cluster.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -81,6 +98,7 @@ pub enum Role {
 }
 
 /// Life-cycle status of a node's database.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeStatus {
@@ -103,6 +121,7 @@ pub enum NodeStatus {
 }
 
 /// Result of the last health probe.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
@@ -119,6 +138,7 @@ pub enum Health {
 /// How far a database has got in the replication stream; comparable across nodes of one
 /// cluster. `epoch` is the PostgreSQL timeline or the MySQL/MariaDB failover generation,
 /// `offset` the LSN or the GTID sequence number. Ordered by `(epoch, offset)`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -130,6 +150,7 @@ pub struct ReplicationPosition {
 }
 
 /// Client connections to the database.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connections {
     /// Open connections.
@@ -141,6 +162,7 @@ pub struct Connections {
 }
 
 /// Disk use of the database's data directory's file system.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Storage {
     /// Bytes used by the data directory.

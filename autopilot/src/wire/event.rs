@@ -7,6 +7,7 @@ use super::common::Timestamp;
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/events/<id>`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventDoc {
     /// Always 1 for this layout.
@@ -24,6 +25,7 @@ pub struct EventDoc {
 }
 
 /// The kinds of event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {

@@ -6,6 +6,7 @@ use super::common::{ReplicationPosition, Timestamp};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/history`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HistoryDoc {
     /// Always 1 for this layout.
@@ -16,6 +17,7 @@ pub struct HistoryDoc {
 }
 
 /// One change of primary.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// When the new primary took over.

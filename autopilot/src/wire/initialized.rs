@@ -7,6 +7,7 @@ use super::common::Timestamp;
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/initialized`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InitializedDoc {
     /// Always 1 for this layout.
@@ -22,6 +23,7 @@ pub struct InitializedDoc {
 
 /// Identity of the database created at bootstrap; a node whose data has another identity
 /// does not belong to this cluster.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseIdentity {
     /// Engine kind, e.g. `mariadb`, `postgres`, `process`.

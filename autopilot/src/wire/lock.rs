@@ -6,6 +6,7 @@ use super::common::Timestamp;
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/lock`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LockDoc {
     /// Always 1 for this layout.
@@ -20,6 +21,7 @@ pub struct LockDoc {
 }
 
 /// Why the lock is held.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LockPurpose {

@@ -6,6 +6,7 @@ use super::common::Timestamp;
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/maintenance`. Operators may write it by hand with only `enabled`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceDoc {
     /// Always 1 for this layout.

@@ -18,6 +18,7 @@
 
 pub mod cluster_state;
 pub mod common;
+pub mod coordinator;
 pub mod event;
 pub mod history;
 pub mod initialized;
@@ -31,6 +32,9 @@ pub mod switchover;
 pub use cluster_state::{ClusterNode, ClusterStateDoc, Service};
 pub use common::{
     Connections, Health, NodeStatus, ReplicationPosition, Role, Storage, Timestamp, lease_hex,
+};
+pub use coordinator::{
+    AuditDoc, AuditOutcome, COORDINATOR_SEGMENT, CoordinatorKeys, TokenCluster, TokenDoc, TokenRole,
 };
 pub use event::{EventDoc, EventKind};
 pub use history::{HistoryDoc, HistoryEntry};

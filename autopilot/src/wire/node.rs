@@ -8,6 +8,7 @@ use super::common::{
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/nodes/<id>`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeDoc {
     /// Always 1 for this layout.
@@ -62,6 +63,7 @@ pub struct NodeDoc {
 }
 
 /// Replication state of one node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeReplication {
     /// Position received and applied so far.
@@ -75,6 +77,7 @@ pub struct NodeReplication {
 }
 
 /// Operator tags that change how Autopilot treats a node.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeTags {
     /// Never promote this node automatically.

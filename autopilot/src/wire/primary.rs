@@ -7,6 +7,7 @@ use super::common::{Connections, NodeStatus, ReplicationPosition, Storage, Times
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/primary`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrimaryDoc {
     /// Always 1 for this layout.
@@ -43,6 +44,7 @@ pub struct PrimaryDoc {
 }
 
 /// Replication state published by the primary.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrimaryReplication {
     /// The primary's write position.

@@ -7,6 +7,7 @@ use super::common::Timestamp;
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/switchover`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SwitchoverDoc {
     /// Always 1 for this layout.

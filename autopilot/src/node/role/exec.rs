@@ -155,17 +155,13 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             });
         }
         Action::PublishEvent { kind, detail } => {
-            let Some(lease) = st.lease else { return };
             let doc = docs::event(&st.args.identity, kind, format!("{kind}: {detail}"));
             let key = st
                 .args
                 .keys
                 .event(&ClusterKeys::event_id(doc.time, &st.args.identity.id));
             info!(event = kind, %detail, "cluster event");
-            let store = st.args.store.clone();
-            tokio::spawn(async move {
-                let _ = store.put(&key, wire::encode(&doc), Some(lease)).await;
-            });
+            st.events.publish(key, wire::encode(&doc));
         }
         // Initialising the `process` engine's database means reading where it stands; the
         // engines with a data directory do their work in `prepare`, before the process starts.

@@ -11,6 +11,7 @@
 //! slow hook.
 
 mod docs;
+mod events;
 mod exec;
 mod spawn;
 mod view;
@@ -132,6 +133,8 @@ pub struct RoleActorState {
     ever_healthy: bool,
     /// The `primary` key says `online` (rewritten once per term, after promotion).
     primary_online: bool,
+    /// Writes `events/*` under the long-lived event lease.
+    events: events::EventWriter,
 }
 
 /// How long a node that was healthy may look unhealthy before the role logic is told: one
@@ -215,6 +218,7 @@ impl Actor for RoleActor {
         let tick = Duration::from_millis((args.params.ttl / 10).clamp(50, 500));
         myself.send_interval(tick, || RoleMsg::Tick);
         myself.send_interval(args.probe_interval, || RoleMsg::Probe);
+        let events = events::EventWriter::spawn(args.store.clone());
         Ok(RoleActorState {
             args,
             machine: Some(RoleState::new()),
@@ -237,6 +241,7 @@ impl Actor for RoleActor {
             unhealthy_since: None,
             ever_healthy: false,
             primary_online: false,
+            events,
         })
     }
 

@@ -78,10 +78,14 @@ pub fn from_entries(keys: &ClusterKeys, entries: &[Entry], revision: Revision) -
             address: h.to_address.clone()?,
         })
     });
+    // A request is addressed to the primary of its time: the key holder, or, once the key is
+    // gone (the primary handed over), the last primary in `history`. Without the latter the
+    // candidates would take a completed hand-over for a failover (cooldown, history reason).
     view.switchover = switchover.map(|s| Switchover {
         from: view
             .primary
             .as_ref()
+            .or(view.history_last.as_ref())
             .map(|p| p.node.clone())
             .unwrap_or_default(),
         to: s.candidate,
@@ -213,6 +217,42 @@ mod tests {
         );
         assert!(v.nodes[0].eligible);
         assert_eq!(read.history.entries.len(), 2);
+    }
+
+    /// After the old primary released its key, the request is still addressed to it, so the
+    /// candidates see a planned switchover rather than a failover.
+    #[test]
+    fn a_switchover_outlives_the_released_primary_key() {
+        let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
+        let history = HistoryDoc {
+            schema: 1,
+            entries: vec![HistoryEntry {
+                time: Timestamp::from_unix_millis(1_000),
+                from: None,
+                to: "db-1".into(),
+                to_address: Some("10.0.0.2:6379".into()),
+                reason: "bootstrap".into(),
+                position: ReplicationPosition::default(),
+            }],
+        };
+        let entries = vec![
+            entry(&keys, keys.history(), wire::encode(&history), 4),
+            entry(
+                &keys,
+                keys.switchover(),
+                br#"{"candidate":"db-2"}"#.to_vec(),
+                5,
+            ),
+        ];
+        let v = from_entries(&keys, &entries, 6).view;
+        assert!(v.primary.is_none());
+        assert_eq!(
+            v.switchover,
+            Some(Switchover {
+                from: "db-1".into(),
+                to: Some("db-2".into())
+            })
+        );
     }
 
     #[test]

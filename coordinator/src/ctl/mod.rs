@@ -1,0 +1,412 @@
+//! `autopilotctl`: the command line over the coordinator's API. Table output by default,
+//! `-o json` for scripts; the URL and token come from flags, the environment
+//! (`AUTOPILOT_URL`, `AUTOPILOT_TOKEN`, `AUTOPILOT_TOKEN_FILE`) or the config file
+//! (`~/.config/autopilot/autopilotctl.yaml`). Exit codes are in [`client::exit`] and
+//! docs/cli.md.
+
+pub mod client;
+pub mod output;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use client::{Client, CtlError, FileConfig, exit, read_token_file};
+
+/// Command-line client of the Autopilot coordinator.
+#[derive(Parser, Debug)]
+#[command(name = "autopilotctl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Where the coordinator is, who we are, how to print.
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Coordinator URL, e.g. https://coordinator:8080.
+    #[arg(long, global = true, env = "AUTOPILOT_URL")]
+    pub url: Option<String>,
+    /// Bearer token (prefer --token-file or AUTOPILOT_TOKEN_FILE: flags show in `ps`).
+    #[arg(long, global = true, env = "AUTOPILOT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the token.
+    #[arg(long, global = true, env = "AUTOPILOT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an https URL.
+    #[arg(long, global = true, env = "AUTOPILOT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Config file (YAML: url, token_file, ca_file).
+    #[arg(long, global = true, env = "AUTOPILOTCTL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Connect timeout.
+    #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
+}
+
+/// A cluster as `namespace/project/cluster`.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArg {
+    /// The cluster, as namespace/project/cluster.
+    pub cluster: String,
+}
+
+impl ClusterArg {
+    fn path(&self) -> Result<String, CtlError> {
+        let parts: Vec<&str> = self.cluster.split('/').collect();
+        if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+            return Err(CtlError::new(
+                exit::USAGE,
+                format!(
+                    "{:?} is not a cluster: write namespace/project/cluster (see `autopilotctl list`)",
+                    self.cluster
+                ),
+            ));
+        }
+        Ok(format!(
+            "/v1/clusters/{}",
+            parts
+                .iter()
+                .map(|p| encode(p))
+                .collect::<Vec<_>>()
+                .join("/")
+        ))
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List the clusters the token can see.
+    List {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Show one cluster: primary, maintenance, pending switchover, nodes.
+    Show(ClusterArg),
+    /// List a cluster's nodes.
+    Nodes(ClusterArg),
+    /// A cluster's changes of primary.
+    History(ClusterArg),
+    /// A cluster's events; with --follow, keep following (reconnecting after errors).
+    Events {
+        #[command(flatten)]
+        c: ClusterArg,
+        /// Keep following until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Start after this revision (from `show` or an earlier event id).
+        #[arg(long)]
+        since: Option<i64>,
+    },
+    /// Ask the primary to hand over (to --candidate, or the best replica).
+    Switchover {
+        #[command(flatten)]
+        c: ClusterArg,
+        /// Node id to promote.
+        #[arg(long)]
+        candidate: Option<String>,
+    },
+    /// Promote a named node now, with or without a primary (admin).
+    Failover {
+        #[command(flatten)]
+        c: ClusterArg,
+        /// Node id to promote.
+        #[arg(long)]
+        candidate: String,
+        /// Even if the candidate is behind another node (may lose writes).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Turn maintenance mode on: agents make no automatic role change.
+    Pause {
+        #[command(flatten)]
+        c: ClusterArg,
+        /// Why (shown in `show` and the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Turn maintenance mode off.
+    Resume(ClusterArg),
+    /// Manage API tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Read the audit log (admin), newest first.
+    Audit {
+        /// At most this many records.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only records older than this record id.
+        #[arg(long)]
+        before: Option<String>,
+    },
+}
+
+/// Token commands.
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Issue a token; it is printed once.
+    Create {
+        /// Who or what uses it.
+        #[arg(long)]
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long)]
+        role: String,
+        /// A namespace it may see; repeat for several, `*` for all.
+        #[arg(long = "namespace", required = true)]
+        namespaces: Vec<String>,
+        /// Lifetime, e.g. 30d or 12h; default: no expiry.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List tokens.
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token id (the middle part of apt_<id>_<secret>).
+        id: String,
+    },
+}
+
+/// Runs the CLI; the error carries the exit code.
+pub fn run(cli: Cli) -> Result<(), CtlError> {
+    let g = &cli.global;
+    let (cfg_path, explicit) = match &g.config {
+        Some(p) => (p.clone(), true),
+        None => (
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(".config/autopilot/autopilotctl.yaml"),
+            false,
+        ),
+    };
+    let file = FileConfig::load(&cfg_path, explicit)?;
+    let url = g.url.clone().or(file.url).ok_or_else(|| {
+        CtlError::new(
+            exit::USAGE,
+            "no coordinator URL: pass --url, set AUTOPILOT_URL, or put `url:` in the config file",
+        )
+    })?;
+    let token = match (&g.token, &g.token_file, &file.token_file) {
+        (Some(t), _, _) => Some(t.clone()),
+        (None, Some(f), _) | (None, None, Some(f)) => Some(read_token_file(f)?),
+        (None, None, None) => None,
+    };
+    let ca = g.ca_file.clone().or(file.ca_file);
+    let client = Client::new(&url, token, ca.as_deref(), g.connect_timeout)?;
+    let json_out = g.output == Output::Json;
+    let print = |v: &Value, render: fn(&Value) -> String| {
+        if json_out {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+            );
+        } else {
+            print!("{}", render(v));
+        }
+    };
+    match cli.cmd {
+        Cmd::List { namespace, project } => {
+            let mut q = Vec::new();
+            if let Some(n) = namespace {
+                q.push(format!("namespace={}", encode(&n)));
+            }
+            if let Some(p) = project {
+                q.push(format!("project={}", encode(&p)));
+            }
+            let path = if q.is_empty() {
+                "/v1/clusters".to_owned()
+            } else {
+                format!("/v1/clusters?{}", q.join("&"))
+            };
+            print(&client.get(&path)?, output::clusters);
+        }
+        Cmd::Show(c) => print(&client.get(&c.path()?)?, output::cluster),
+        Cmd::Nodes(c) => {
+            let v = client.get(&format!("{}/nodes", c.path()?))?;
+            print(&v, |v| output::nodes(&v["nodes"]));
+        }
+        Cmd::History(c) => print(
+            &client.get(&format!("{}/history", c.path()?))?,
+            output::history,
+        ),
+        Cmd::Events { c, follow, since } => events(&client, &c, follow, since, json_out)?,
+        Cmd::Switchover { c, candidate } => {
+            let body = json!({ "candidate": candidate });
+            let v = client.call(
+                Method::POST,
+                &format!("{}/switchover", c.path()?),
+                Some(&body),
+            )?;
+            print(&v, accepted);
+        }
+        Cmd::Failover {
+            c,
+            candidate,
+            force,
+        } => {
+            let body = json!({ "candidate": candidate, "force": force });
+            let v = client.call(
+                Method::POST,
+                &format!("{}/failover", c.path()?),
+                Some(&body),
+            )?;
+            print(&v, accepted);
+        }
+        Cmd::Pause { c, reason } => {
+            let body = json!({ "enabled": true, "reason": reason });
+            let v = client.call(
+                Method::PUT,
+                &format!("{}/maintenance", c.path()?),
+                Some(&body),
+            )?;
+            print(&v, |_| {
+                "maintenance on: agents make no automatic role change\n".into()
+            });
+        }
+        Cmd::Resume(c) => {
+            let body = json!({ "enabled": false });
+            let v = client.call(
+                Method::PUT,
+                &format!("{}/maintenance", c.path()?),
+                Some(&body),
+            )?;
+            print(&v, |_| "maintenance off\n".into());
+        }
+        Cmd::Token(t) => token_cmd(&client, t, &print)?,
+        Cmd::Audit { limit, before } => {
+            let mut path = format!("/v1/audit?limit={limit}");
+            if let Some(b) = before {
+                path += &format!("&before={}", encode(&b));
+            }
+            print(&client.get(&path)?, output::audit);
+        }
+    }
+    Ok(())
+}
+
+/// Prints a value as JSON or with a table renderer.
+type Printer<'a> = &'a dyn Fn(&Value, fn(&Value) -> String);
+
+fn accepted(v: &Value) -> String {
+    let mut s = format!(
+        "{} requested ({}): {} -> {}; follow with `autopilotctl events --since {}`\n",
+        output::s(&v["action"]),
+        output::s(&v["mode"]),
+        output::s(&v["from"]),
+        match &v["candidate"] {
+            Value::Null => "best replica".into(),
+            c => output::s(c),
+        },
+        output::s(&v["revision"]),
+    );
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        s += &format!("warning: {}\n", output::s(w));
+    }
+    s
+}
+
+fn token_cmd(client: &Client, t: TokenCmd, print: Printer<'_>) -> Result<(), CtlError> {
+    match t {
+        TokenCmd::Create {
+            name,
+            role,
+            namespaces,
+            expires_in,
+        } => {
+            let body = json!({
+                "name": name, "role": role, "namespaces": namespaces,
+                "expires_in_seconds": expires_in.map(|d| d.as_secs().max(1)),
+            });
+            let v = client.call(Method::POST, "/v1/tokens", Some(&body))?;
+            print(&v, |v| {
+                format!(
+                    "{}\ntoken (shown once, store it now):\n{}\n",
+                    output::token(&v["info"]),
+                    output::s(&v["token"])
+                )
+            });
+        }
+        TokenCmd::List => print(&client.get("/v1/tokens")?, output::tokens),
+        TokenCmd::Revoke { id } => {
+            let v = client.call(Method::DELETE, &format!("/v1/tokens/{}", encode(&id)), None)?;
+            print(&v, output::token);
+        }
+    }
+    Ok(())
+}
+
+fn events(
+    client: &Client,
+    c: &ClusterArg,
+    follow: bool,
+    since: Option<i64>,
+    json_out: bool,
+) -> Result<(), CtlError> {
+    let base = format!("{}/events", c.path()?);
+    let mut last = since.map(|s| s.to_string());
+    let mut on = |id: &str, kind: &str, data: &str| {
+        if json_out {
+            println!("{data}");
+        } else {
+            print!("{}", output::event(id, kind, data));
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        kind != "error" || follow
+    };
+    if !follow {
+        // Replay what happened since `since` (or nothing), then stop once the stream is idle.
+        client.events(
+            &base,
+            last.as_deref(),
+            Some(Duration::from_secs(1)),
+            &mut on,
+        )?;
+        return Ok(());
+    }
+    loop {
+        match client.events(&base, last.as_deref(), None, &mut on) {
+            Ok(seen) => last = seen.or(last),
+            Err(e) if e.code == exit::UNAVAILABLE => eprintln!("autopilotctl: {e}; reconnecting"),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,295 @@
+//! Human output of `autopilotctl`: aligned tables from the API's JSON. `-o json` bypasses
+//! this and prints the API's answer as it is.
+
+use serde_json::Value;
+
+/// Prints rows under headers, columns padded to their widest cell.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A field as text: strings bare, null as `-`, others as JSON.
+pub fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `epoch/offset` of a position object.
+pub fn pos(v: &Value) -> String {
+    format!("{}/{}", s(&v["epoch"]), s(&v["offset"]))
+}
+
+/// `GET /v1/clusters`.
+pub fn clusters(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(&v["clusters"])
+        .iter()
+        .map(|c| {
+            vec![
+                s(&c["namespace"]),
+                s(&c["project"]),
+                s(&c["cluster"]),
+                if c["has_primary"] == Value::Bool(true) {
+                    "yes".into()
+                } else {
+                    "NO".into()
+                },
+                s(&c["nodes"]),
+            ]
+        })
+        .collect();
+    table(
+        &["NAMESPACE", "PROJECT", "CLUSTER", "PRIMARY", "NODES"],
+        &rows,
+    )
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Node documents.
+pub fn nodes(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(v)
+        .iter()
+        .map(|n| {
+            let mut role = s(&n["role"]);
+            if n["fenced"] == Value::Bool(true) {
+                role.push_str(" (fenced)");
+            }
+            vec![
+                s(&n["id"]),
+                role,
+                s(&n["status"]),
+                s(&n["health"]),
+                format!("{}:{}", s(&n["ip_address"]), s(&n["port"])),
+                pos(&n["replication"]["position"]),
+                s(&n["replication"]["lag_seconds"]),
+                if n["eligible"] == Value::Bool(true) {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NODE", "ROLE", "STATUS", "HEALTH", "ADDRESS", "POSITION", "LAG_S", "ELIGIBLE",
+        ],
+        &rows,
+    )
+}
+
+/// `GET …/{cluster}`.
+pub fn cluster(v: &Value) -> String {
+    let mut out = format!(
+        "cluster:     {}/{}/{}\n",
+        s(&v["namespace"]),
+        s(&v["project"]),
+        s(&v["cluster"])
+    );
+    let p = &v["primary"];
+    out += &format!(
+        "primary:     {}\n",
+        if p.is_null() {
+            "NONE".into()
+        } else {
+            format!(
+                "{} at {}:{} ({}, position {})",
+                s(&p["id"]),
+                s(&p["ip_address"]),
+                s(&p["port"]),
+                s(&p["status"]),
+                pos(&p["replication"]["position"])
+            )
+        }
+    );
+    let m = &v["maintenance"];
+    out += &format!(
+        "maintenance: {}\n",
+        if m["enabled"] == Value::Bool(true) {
+            format!("ON (by {}: {})", s(&m["by"]), s(&m["reason"]))
+        } else {
+            "off".into()
+        }
+    );
+    let sw = &v["switchover"];
+    if !sw.is_null() {
+        out += &format!(
+            "switchover:  pending to {} (by {})\n",
+            s(&sw["candidate"]),
+            s(&sw["requested_by"])
+        );
+    }
+    out += &format!("revision:    {}\n\n", s(&v["revision"]));
+    out + &nodes(&v["nodes"])
+}
+
+/// `GET …/history`.
+pub fn history(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(&v["entries"])
+        .iter()
+        .map(|e| {
+            vec![
+                s(&e["time"]),
+                s(&e["from"]),
+                s(&e["to"]),
+                s(&e["reason"]),
+                pos(&e["position"]),
+            ]
+        })
+        .collect();
+    table(&["TIME", "FROM", "TO", "REASON", "POSITION"], &rows)
+}
+
+/// One SSE event as a line.
+pub fn event(id: &str, kind: &str, data: &str) -> String {
+    let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+    let doc = &v["doc"];
+    let what = match kind {
+        "event" => format!(
+            "{} on {}: {}",
+            s(&doc["kind"]),
+            s(&doc["node"]),
+            s(&doc["detail"])
+        ),
+        "primary" if doc.is_null() => "primary key gone (no primary)".into(),
+        "primary" => format!("primary is {}", s(&doc["id"])),
+        "node" if doc.is_null() => format!("{} left", s(&v["key"])),
+        "node" => format!(
+            "{} is {} {} {}{}",
+            s(&doc["id"]),
+            s(&doc["role"]),
+            s(&doc["status"]),
+            s(&doc["health"]),
+            if doc["fenced"] == Value::Bool(true) {
+                " fenced"
+            } else {
+                ""
+            }
+        ),
+        "maintenance" if doc.is_null() => "maintenance off (key deleted)".into(),
+        "maintenance" => format!(
+            "maintenance {}",
+            if doc["enabled"] == Value::Bool(true) {
+                "on"
+            } else {
+                "off"
+            }
+        ),
+        "switchover" if doc.is_null() => "switchover request consumed".into(),
+        "switchover" => format!("switchover requested to {}", s(&doc["candidate"])),
+        "history" => format!(
+            "history: {} -> {} ({})",
+            s(&doc["from"]),
+            s(&doc["to"]),
+            s(&doc["reason"])
+        ),
+        "error" => format!("error: {} [{}]", s(&v["detail"]), s(&v["code"])),
+        other => format!("{other}: {data}"),
+    };
+    format!("{id:>8}  {kind:<11}  {what}\n")
+}
+
+/// Tokens (`GET /v1/tokens`).
+pub fn tokens(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(&v["tokens"]).iter().map(token_row).collect();
+    table(&["ID", "NAME", "ROLE", "SCOPE", "STATUS", "EXPIRES"], &rows)
+}
+
+fn token_row(t: &Value) -> Vec<String> {
+    let scope = if t["cluster"].is_null() {
+        list(&t["namespaces"])
+            .iter()
+            .map(s)
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        format!(
+            "{}/{}/{}",
+            s(&t["cluster"]["namespace"]),
+            s(&t["cluster"]["project"]),
+            s(&t["cluster"]["cluster"])
+        )
+    };
+    vec![
+        s(&t["id"]),
+        s(&t["name"]),
+        s(&t["role"]),
+        scope,
+        s(&t["status"]),
+        s(&t["expires_at"]),
+    ]
+}
+
+/// A single token.
+pub fn token(t: &Value) -> String {
+    table(
+        &["ID", "NAME", "ROLE", "SCOPE", "STATUS", "EXPIRES"],
+        &[token_row(t)],
+    )
+}
+
+/// `GET /v1/audit`.
+pub fn audit(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = list(&v["records"])
+        .iter()
+        .map(|r| {
+            vec![
+                s(&r["time"]),
+                s(&r["token_id"]),
+                s(&r["role"]),
+                s(&r["action"]),
+                s(&r["target"]),
+                format!("{} {}", s(&r["outcome"]), s(&r["status"])),
+                s(&r["code"]),
+                s(&r["client"]),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "TIME", "TOKEN", "ROLE", "ACTION", "TARGET", "OUTCOME", "CODE", "CLIENT",
+        ],
+        &rows,
+    );
+    if !v["next_before"].is_null() {
+        out += &format!("(more: --before {})\n", s(&v["next_before"]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+}

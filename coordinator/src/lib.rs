@@ -1,0 +1,153 @@
+//! The Autopilot coordinator: an HTTP API ([`api`]) and a CLI ([`ctl`]) over the clusters the
+//! agents keep in etcd. It never supervises a process: it reads etcd and writes the requests
+//! agents act on (switchover, maintenance).
+//!
+//! **Stateless**: everything that matters is in etcd (tokens as hashes, the audit log, the
+//! requests). Several coordinators may serve one etcd at once; what a coordinator keeps in
+//! memory (a ≤1 s token cache, rate-limit buckets) only limits or speeds up requests.
+//!
+//! - [`config`]: flags → [`config::Config`].
+//! - [`api`]: routes (one file per group), the auth gate, problem extractors.
+//! - [`auth`]: token strings and hashes, token documents, scopes.
+//! - [`audit`]: the audit log and its retention.
+//! - [`cluster`]: reading clusters from etcd.
+//! - [`problem`]: RFC 9457 errors. [`ratelimit`], [`tls`], [`openapi`].
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod ctl;
+pub mod openapi;
+pub mod problem;
+pub mod ratelimit;
+pub mod state;
+pub mod tls;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use autopilot::store::{EtcdOptions, EtcdStore};
+use autopilot::wire::CoordinatorKeys;
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+use crate::audit::Auditor;
+use crate::auth::store::TokenStore;
+use crate::config::Config;
+use crate::ratelimit::RateLimiter;
+use crate::state::{AppState, Inner};
+
+/// Why the coordinator could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    #[error("listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(String),
+    /// The etcd client could not be built.
+    #[error("connect to etcd")]
+    Store(#[source] autopilot::store::StoreError),
+    /// The server failed.
+    #[error("serve HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+/// How long in-flight requests may finish after shutdown was asked for.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves the API until `shutdown` completes, then drains for up to 10 s. Prints
+/// `listening on <url>` on stdout once bound (tests and scripts read the port from it).
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    tls::install_provider();
+    let mut opts = EtcdOptions::new(cfg.etcd_endpoints.clone());
+    opts.tls = cfg.etcd_tls.clone();
+    opts.request_timeout = Duration::from_secs(2);
+    let store = EtcdStore::connect(&opts).await.map_err(ServeError::Store)?;
+    let metrics = PrometheusBuilder::new().install_recorder().ok();
+    if let Some(h) = metrics.clone() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                h.run_upkeep();
+            }
+        });
+    }
+    let keys = CoordinatorKeys::new(&cfg.prefix);
+    let auditor = Auditor::new(store.clone(), keys.clone(), cfg.audit_retention);
+    let state = AppState::new(Inner {
+        store: store.clone(),
+        prefix: cfg.prefix.clone(),
+        admin_hash: cfg
+            .admin_token
+            .as_ref()
+            .map(|t| auth::token::hash(t.expose())),
+        tokens: TokenStore::new(store.clone(), keys, cfg.token_cache),
+        auditor: auditor.clone(),
+        limiter: RateLimiter::new(cfg.rate_limit, cfg.rate_burst),
+        request_timeout: cfg.request_timeout,
+        metrics,
+        openapi_json: Default::default(),
+    });
+    let app =
+        api::router(state, cfg.body_limit).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = TcpListener::bind(cfg.listen).map_err(|source| ServeError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServeError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let _pruner = auditor.spawn_pruner(cfg.audit_prune_interval);
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining requests");
+        h.graceful_shutdown(Some(DRAIN));
+    });
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{local}");
+    tracing::info!(address = %local, tls = cfg.tls.is_some(), admin_token = cfg.admin_token.is_some(), "coordinator listening");
+    match &cfg.tls {
+        Some((cert, key)) => {
+            let rustls = tls::server_config(cert, key)
+                .await
+                .map_err(ServeError::Tls)?;
+            axum_server::from_tcp_rustls(listener, rustls)
+                .map_err(ServeError::Serve)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .map_err(ServeError::Serve)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+    }
+    .map_err(ServeError::Serve)
+}

@@ -1,0 +1,159 @@
+//! Errors as RFC 9457 problem documents: `application/problem+json` with a stable `code`
+//! that scripts branch on and a `detail` that tells a human what to do.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document. `type` is `urn:autopilot:problem:<code>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// `urn:autopilot:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem class (the HTTP reason phrase).
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// Stable machine-readable code, e.g. `cluster_not_found`, `candidate_behind`.
+    pub code: String,
+    /// What happened and what to do about it.
+    pub detail: String,
+    /// Seconds to wait before retrying (rate limits only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with `status`, stable `code` and a `detail` for humans.
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:autopilot:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            code: code.to_owned(),
+            detail: detail.into(),
+            retry_after_seconds: None,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+    /// 404 with `code`.
+    pub fn not_found(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+    /// 409 with `code`.
+    pub fn conflict(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+    /// 401: no usable token.
+    pub fn unauthenticated(code: &str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, detail)
+    }
+    /// 403: the token sees the target but its role may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+    /// 404 for a cluster that does not exist *or* is outside the token's namespaces: the two
+    /// must look the same, so tenants cannot discover each other's clusters.
+    pub fn cluster_not_found(ns: &str, project: &str, cluster: &str) -> Self {
+        Self::not_found(
+            "cluster_not_found",
+            format!(
+                "no cluster {ns}/{project}/{cluster} is visible to this token; check the names \
+                 with `autopilotctl list`"
+            ),
+        )
+    }
+    /// 503: etcd did not answer. Logs the cause (never a secret: store errors name keys only).
+    pub fn store(err: &autopilot::store::StoreError) -> Self {
+        tracing::warn!(cause = %error_chain(err), "etcd request failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!(
+                "the coordinator could not {}; etcd may be down or slow, retry in a few seconds",
+                err.op()
+            ),
+        )
+    }
+    /// 429 with a retry hint.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests with this token; retry in {retry_after} s"),
+        );
+        p.retry_after_seconds = Some(retry_after);
+        p
+    }
+}
+
+/// `err` and its sources, `: `-separated, for one log line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.detail)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let retry = self.retry_after_seconds;
+        let body = serde_json::to_vec(&self).expect("a problem serialises");
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"autopilot\""),
+            );
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_has_a_stable_type_and_code() {
+        let p = Problem::conflict("candidate_behind", "x");
+        assert_eq!(p.kind, "urn:autopilot:problem:candidate_behind");
+        assert_eq!(p.status, 409);
+        assert_eq!(p.title, "Conflict");
+        let r = p.into_response();
+        assert_eq!(
+            r.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+            Some(&b"application/problem+json"[..])
+        );
+    }
+}
