@@ -6,6 +6,7 @@ use handlers::ExecSpec;
 use nix::sys::signal::Signal;
 
 use crate::mysql::MysqlEngine;
+use crate::postgres::PostgresEngine;
 use crate::process::ProcessEngine;
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
 
@@ -141,6 +142,8 @@ pub enum AnyEngine {
     Process(ProcessEngine),
     /// MariaDB (the `mysql` module).
     Mysql(MysqlEngine),
+    /// PostgreSQL streaming replication.
+    Postgres(PostgresEngine),
 }
 
 impl Engine for AnyEngine {
@@ -148,6 +151,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.kind(),
             AnyEngine::Mysql(e) => e.kind(),
+            AnyEngine::Postgres(e) => e.kind(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.main_command(),
             AnyEngine::Mysql(e) => e.main_command(),
+            AnyEngine::Postgres(e) => e.main_command(),
         }
     }
 
@@ -162,6 +167,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.stop_signal(mode),
             AnyEngine::Mysql(e) => e.stop_signal(mode),
+            AnyEngine::Postgres(e) => e.stop_signal(mode),
         }
     }
 
@@ -169,6 +175,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.prepare().await,
             AnyEngine::Mysql(e) => e.prepare().await,
+            AnyEngine::Postgres(e) => e.prepare().await,
         }
     }
 
@@ -176,6 +183,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.probe().await,
             AnyEngine::Mysql(e) => e.probe().await,
+            AnyEngine::Postgres(e) => e.probe().await,
         }
     }
 
@@ -183,6 +191,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.position().await,
             AnyEngine::Mysql(e) => e.position().await,
+            AnyEngine::Postgres(e) => e.position().await,
         }
     }
 
@@ -190,6 +199,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.promote().await,
             AnyEngine::Mysql(e) => e.promote().await,
+            AnyEngine::Postgres(e) => e.promote().await,
         }
     }
 
@@ -197,6 +207,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.follow(primary).await,
             AnyEngine::Mysql(e) => e.follow(primary).await,
+            AnyEngine::Postgres(e) => e.follow(primary).await,
         }
     }
 
@@ -204,6 +215,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.fence().await,
             AnyEngine::Mysql(e) => e.fence().await,
+            AnyEngine::Postgres(e) => e.fence().await,
         }
     }
 
@@ -211,6 +223,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.fence_remote(target).await,
             AnyEngine::Mysql(e) => e.fence_remote(target).await,
+            AnyEngine::Postgres(e) => e.fence_remote(target).await,
         }
     }
 
@@ -218,6 +231,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.unfence().await,
             AnyEngine::Mysql(e) => e.unfence().await,
+            AnyEngine::Postgres(e) => e.unfence().await,
         }
     }
 
@@ -225,6 +239,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.catch_up().await,
             AnyEngine::Mysql(e) => e.catch_up().await,
+            AnyEngine::Postgres(e) => e.catch_up().await,
         }
     }
 
@@ -232,6 +247,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.clone_from_primary(primary).await,
             AnyEngine::Mysql(e) => e.clone_from_primary(primary).await,
+            AnyEngine::Postgres(e) => e.clone_from_primary(primary).await,
         }
     }
 
@@ -239,6 +255,7 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Process(e) => e.set_replicas(members).await,
             AnyEngine::Mysql(e) => e.set_replicas(members).await,
+            AnyEngine::Postgres(e) => e.set_replicas(members).await,
         }
     }
 }

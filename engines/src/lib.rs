@@ -12,6 +12,7 @@ mod control;
 mod engine;
 pub mod gtid;
 pub mod mysql;
+pub mod postgres;
 pub mod process;
 mod role_ops;
 

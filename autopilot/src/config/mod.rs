@@ -17,6 +17,7 @@ mod leaves;
 mod load;
 mod locate;
 mod model;
+mod postgres;
 mod raw;
 mod raw_mariadb;
 mod render;
@@ -33,6 +34,8 @@ mod tests_files;
 #[cfg(test)]
 mod tests_mariadb;
 #[cfg(test)]
+mod tests_postgres;
+#[cfg(test)]
 mod tests_roles;
 #[cfg(test)]
 mod tests_tls;
@@ -40,4 +43,5 @@ mod tests_tls;
 pub use error::{ConfigError, Problem};
 pub use load::{load, parse};
 pub use model::*;
+pub use postgres::{PgDurability, PgUser, PostgresConfig};
 pub use validate_mariadb::{MariadbAccount, MariadbConfig, MariadbDurability};

@@ -161,6 +161,8 @@ pub struct EngineConfig {
     /// `needs_rebuild`, for an operator. Default false: the diverged data is kept for
     /// inspection.
     pub auto_rebuild: bool,
+    /// `postgres` engine only: its settings (required with `kind: postgres`).
+    pub postgres: Option<super::postgres::PostgresConfig>,
 }
 
 /// The `process` engine's role hooks. Each gets the event variables plus the ones named
@@ -200,6 +202,8 @@ pub enum EngineKind {
     Process,
     /// MariaDB 10.11 with GTID replication; the engine builds the server command line.
     Mariadb,
+    /// PostgreSQL streaming replication (`engine.postgres`); builds its own command line.
+    Postgres,
 }
 
 /// The main process and how it is restarted.

@@ -134,6 +134,8 @@ pub(crate) struct RawEngine {
     pub mariadb: Option<super::raw_mariadb::RawMariadb>,
     /// Re-clone a node whose data diverged from the primary's; default false.
     pub auto_rebuild: Option<bool>,
+    /// `postgres` only: its settings (`config/postgres.rs`).
+    pub postgres: Option<super::postgres::RawPostgres>,
 }
 
 /// `engine.hooks:`; every hook is optional here so each missing one is reported.

@@ -61,6 +61,7 @@ impl Config {
             match self.engine.kind {
                 EngineKind::Process => "process",
                 EngineKind::Mariadb => "mariadb",
+                EngineKind::Postgres => "postgres",
             },
         );
         if let Some(m) = &self.engine.mariadb {
@@ -99,6 +100,41 @@ impl Config {
             for (name, hook) in all {
                 o.line(2, &format!("{name}:"));
                 o.handler(3, hook);
+            }
+        }
+        if let Some(pg) = &self.engine.postgres {
+            o.line(1, "postgres:");
+            o.kv(2, "bin_dir", &pg.bin_dir.display().to_string());
+            o.kv(2, "data_dir", &pg.data_dir.display().to_string());
+            o.kv(
+                2,
+                "listen",
+                pg.listen.as_deref().unwrap_or(&self.node.address),
+            );
+            o.kv(
+                2,
+                "durability",
+                match pg.durability {
+                    super::PgDurability::Async => "async",
+                    super::PgDurability::Sync => "sync",
+                },
+            );
+            for (name, user) in [
+                ("superuser", &pg.superuser),
+                ("replication", &pg.replication),
+            ] {
+                o.line(2, &format!("{name}:"));
+                o.kv(3, "user", &user.user);
+                let (kind, from) = origin_parts(&user.password);
+                o.secret(3, &format!("password_{kind}"), from, &user.password);
+            }
+            if pg.parameters.is_empty() {
+                o.line(2, "parameters: {}");
+            } else {
+                o.line(2, "parameters:");
+                for (k, v) in &pg.parameters {
+                    o.kv(3, k, v);
+                }
             }
         }
         let p = &self.process;

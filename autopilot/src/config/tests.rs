@@ -101,8 +101,8 @@ fn cases() -> Vec<Case> {
         c("backoff with policy never", "process:\n  exec: [a]\n  restart:\n    policy: never\n    max_backoff: 10s\n", Some(5), Some(5), "process.restart.max_backoff", "is only allowed with policy on-failure or always"),
         c("initial_backoff > max_backoff", "process:\n  exec: [a]\n  restart: {policy: always, initial_backoff: 1m, max_backoff: 30s}\n", Some(3), Some(46), "process.restart.initial_backoff", "1m is longer than max_backoff 30s; expected initial_backoff no longer than max_backoff"),
         c("bad max_restarts", "process:\n  exec: [a]\n  restart: {policy: always, max_restarts: lots}\n", Some(3), Some(43), "process.restart.max_restarts", "\"lots\" is not a count; expected a whole number or `unlimited`"),
-        c("unsupported engine kind", "engine: {kind: mysql}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.kind", "mysql is not supported by this build yet; supported: process, mariadb"),
-        c("unknown engine kind", "engine: {kind: oracle}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.kind", "unknown engine kind \"oracle\"; supported: process, mariadb"),
+        c("unsupported engine kind", "engine: {kind: mysql}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.kind", "mysql is not supported by this build yet; supported: process, mariadb, postgres"),
+        c("unknown engine kind", "engine: {kind: oracle}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.kind", "unknown engine kind \"oracle\"; supported: process, mariadb, postgres"),
         c("bad log format", "process: {exec: [a]}\nlog: {format: xml}\n", Some(2), Some(15), "log.format", "unknown variant `xml`, expected `text` or `json`"),
         c("bad log level", "process: {exec: [a]}\nlog: {level: \"autopilot=loud\"}\n", Some(2), Some(14), "log.level", "is not a log filter"),
         c("bad listen address", "process: {exec: [a]}\ntelemetry: {listen: \"localhost\"}\n", Some(2), Some(21), "telemetry.listen", "\"localhost\" is not a socket address; expected IP:PORT like 0.0.0.0:9187, or off"),
@@ -181,7 +181,7 @@ fn every_semantic_problem_is_reported() {
 node:
   name: \"bad name\"
 engine:
-  kind: postgres
+  kind: mysql
 process:
   exec: []
   stop_timeout: 0s
@@ -206,7 +206,7 @@ telemetry:
         lines,
         [
             "/etc/autopilot/node.yaml:2:9: node.name: \"bad name\" is not a valid name; expected 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            "/etc/autopilot/node.yaml:4:9: engine.kind: postgres is not supported by this build yet; supported: process, mariadb",
+            "/etc/autopilot/node.yaml:4:9: engine.kind: mysql is not supported by this build yet; supported: process, mariadb, postgres",
             "/etc/autopilot/node.yaml:6:9: process.exec: is empty; expected a list like [prog, arg]",
             "/etc/autopilot/node.yaml:7:17: process.stop_timeout: is zero; expected a duration greater than 0 like 10s or 500ms",
             "/etc/autopilot/node.yaml:12:14: handlers.health.timeout: 10s is longer than the interval 5s; expected a timeout no longer than the interval",

@@ -136,10 +136,11 @@ impl<'a> Validator<'a> {
         let store = store.map(|s| self.store(s));
         let failover = self.failover(failover, store.as_ref().map(|s| s.ttl));
         let engine = self.engine(engine, has_store);
-        let engine_builds_command = engine.kind == EngineKind::Mariadb;
         let process = match process {
-            Some(p) => self.process(p, engine_builds_command),
-            None if engine_builds_command => self.process(RawProcess::default(), true),
+            Some(p) => self.process(p, engine.kind),
+            None if engine.kind != EngineKind::Process => {
+                self.process(RawProcess::default(), engine.kind)
+            }
             None => {
                 self.problem(
                     &root("process"),
@@ -404,9 +405,11 @@ impl<'a> Validator<'a> {
         (endpoints, username, password, tls)
     }
 
-    /// `process:`; with `engine_builds_command` (kind mariadb) `exec` is optional: it names
-    /// the server program and operator arguments the engine appends its settings to.
-    fn process(&mut self, raw: RawProcess, engine_builds_command: bool) -> ProcessConfig {
+    /// `process:`. `exec` is required for kind process. Kind mariadb builds the server's
+    /// settings itself, and an optional `exec` names the server program and operator
+    /// arguments the engine appends its settings to. Kind postgres builds the whole command
+    /// line, so `exec` must be absent (`engine.postgres.parameters` adds settings).
+    fn process(&mut self, raw: RawProcess, kind: EngineKind) -> ProcessConfig {
         let RawProcess {
             exec,
             cwd,
@@ -417,11 +420,21 @@ impl<'a> Validator<'a> {
         } = raw;
         let at = root("process");
         ProcessConfig {
-            exec: match exec {
-                None if engine_builds_command => {
+            exec: match (kind, exec) {
+                (EngineKind::Mariadb, None) => {
                     vec!["/usr/sbin/mariadbd".to_owned(), "--no-defaults".to_owned()]
                 }
-                exec => self.exec(&at, exec),
+                (EngineKind::Postgres, exec) => {
+                    if exec.is_some() {
+                        self.problem(
+                            &at.key("exec"),
+                            Target::Key,
+                            "the engine builds the server command line itself; expected no exec with kind postgres (engine.postgres.parameters adds settings)",
+                        );
+                    }
+                    Vec::new()
+                }
+                (_, exec) => self.exec(&at, exec),
             },
             cwd: self.cwd(&at.key("cwd"), cwd),
             env: self.env(&at.key("env"), env),

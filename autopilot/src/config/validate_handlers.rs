@@ -25,17 +25,25 @@ impl Validator<'_> {
             hooks,
             mariadb,
             auto_rebuild,
+            postgres,
         } = raw;
         let at = root("engine");
-        let is_mariadb = kind.as_deref() == Some("mariadb");
+        let mut engine_kind = EngineKind::Process;
         let is_process = match kind.as_deref() {
             None | Some("process") => true,
-            Some("mariadb") => false,
-            Some(k @ ("mysql" | "postgres")) => {
+            Some("mariadb") => {
+                engine_kind = EngineKind::Mariadb;
+                false
+            }
+            Some("postgres") => {
+                engine_kind = EngineKind::Postgres;
+                false
+            }
+            Some(k @ "mysql") => {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("{k} is not supported by this build yet; supported: process, mariadb"),
+                    format!("{k} is not supported by this build yet; supported: process, mariadb, postgres"),
                 );
                 false
             }
@@ -43,10 +51,22 @@ impl Validator<'_> {
                 self.problem(
                     &at.key("kind"),
                     Target::Value,
-                    format!("unknown engine kind {k:?}; supported: process, mariadb"),
+                    format!("unknown engine kind {k:?}; supported: process, mariadb, postgres"),
                 );
                 false
             }
+        };
+        let postgres = match (engine_kind, postgres) {
+            (EngineKind::Postgres, raw) => self.postgres(&at.key("postgres"), raw),
+            (_, Some(_)) => {
+                self.problem(
+                    &at.key("postgres"),
+                    Target::Key,
+                    "is only for kind: postgres; expected kind: postgres or no postgres section",
+                );
+                None
+            }
+            (_, None) => None,
         };
         let port = match port {
             Some(RawPort(p)) => match u16::try_from(p) {
@@ -61,7 +81,7 @@ impl Validator<'_> {
                 }
             },
             None => {
-                if has_store || is_mariadb {
+                if has_store || engine_kind != EngineKind::Process {
                     self.problem(
                         &at.key("port"),
                         Target::Key,
@@ -93,6 +113,7 @@ impl Validator<'_> {
                 None
             }
         };
+        let is_mariadb = engine_kind == EngineKind::Mariadb;
         let mariadb = match mariadb {
             Some(_) if !is_mariadb => {
                 self.problem(
@@ -106,15 +127,12 @@ impl Validator<'_> {
             _ => None,
         };
         EngineConfig {
-            kind: if is_mariadb {
-                EngineKind::Mariadb
-            } else {
-                EngineKind::Process
-            },
+            kind: engine_kind,
             port,
             hooks,
             mariadb,
             auto_rebuild: auto_rebuild.unwrap_or(false),
+            postgres,
         }
     }
 

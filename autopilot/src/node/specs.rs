@@ -2,13 +2,20 @@
 
 use std::time::Duration;
 
-use engines::mysql::{Account, Durability, Flavour, MysqlEngine, MysqlSettings, server_id_for};
+use engines::mysql::{
+    Account, Durability as MysqlDurability, Flavour, MysqlEngine, MysqlSettings, server_id_for,
+};
+use engines::postgres::{
+    Credentials, Durability as PostgresDurability, PostgresEngine, PostgresSettings,
+};
 use engines::process::{ProcessEngine, ProcessHooks};
 use engines::{AnyEngine, MainControl, Peer};
 use handlers::{ExecSpec, RunAs};
 
 use super::env::EventEnv;
-use crate::config::{Config, EngineKind, HandlerConfig, MariadbAccount, MariadbDurability};
+use crate::config::{
+    Config, EngineKind, HandlerConfig, MariadbAccount, MariadbDurability, PgDurability,
+};
 
 /// Grace between SIGTERM and SIGKILL for a handler or hook that overran its timeout.
 pub const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
@@ -68,6 +75,10 @@ pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
         EngineKind::Mariadb => {
             AnyEngine::Mysql(MysqlEngine::new(mariadb_settings(config), control))
         }
+        EngineKind::Postgres => AnyEngine::Postgres(PostgresEngine::new(
+            postgres_settings(config, command.user),
+            control,
+        )),
     }
 }
 
@@ -100,13 +111,49 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
         // `--user` only works (and is only needed) when the agent runs as root.
         os_user: nix::unistd::geteuid().is_root().then(|| m.os_user.clone()),
         durability: match m.durability {
-            MariadbDurability::Async => Durability::Async,
-            MariadbDurability::Sync { fallback_after } => Durability::Sync {
+            MariadbDurability::Async => MysqlDurability::Async,
+            MariadbDurability::Sync { fallback_after } => MysqlDurability::Sync {
                 timeout: fallback_after,
             },
         },
         admin: account(&m.admin),
         replication: account(&m.replication),
+        stop_timeout: config.process.stop_timeout,
+    }
+}
+
+/// The PostgreSQL engine's settings from `engine.postgres`, `engine.port`, `node` and
+/// `process` (user, stop timeout).
+fn postgres_settings(config: &Config, run_as: Option<RunAs>) -> PostgresSettings {
+    let pg = config
+        .engine
+        .postgres
+        .as_ref()
+        .expect("validation requires engine.postgres with kind: postgres");
+    let creds = |u: &crate::config::PgUser| Credentials {
+        user: u.user.clone(),
+        password: u.password.expose().to_owned(),
+    };
+    PostgresSettings {
+        node_id: config.node.name.clone(),
+        bin_dir: pg.bin_dir.clone(),
+        data_dir: pg.data_dir.clone(),
+        listen: pg
+            .listen
+            .clone()
+            .unwrap_or_else(|| config.node.address.clone()),
+        port: config
+            .engine
+            .port
+            .expect("validation requires engine.port with kind: postgres"),
+        superuser: creds(&pg.superuser),
+        replication: creds(&pg.replication),
+        durability: match pg.durability {
+            PgDurability::Async => PostgresDurability::Async,
+            PgDurability::Sync => PostgresDurability::Sync,
+        },
+        run_as,
+        parameters: pg.parameters.clone(),
         stop_timeout: config.process.stop_timeout,
     }
 }

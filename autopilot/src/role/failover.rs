@@ -184,6 +184,17 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.position = cx.s.position.max(position);
             cx.publish();
         }
+        // A late answer to the election's `CatchUp` (replay can take longer than the settle
+        // window): not the answer this step waits for, and no reason to abort it.
+        (
+            Phase::Promoting {
+                step: PromoteStep::FencingOld { .. } | PromoteStep::Promoting,
+                ..
+            },
+            EngineResult::CaughtUp { position },
+        ) => {
+            cx.s.position = cx.s.position.max(position);
+        }
         (
             Phase::Promoting {
                 step: PromoteStep::FencingOld { address },

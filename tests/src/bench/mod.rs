@@ -4,5 +4,6 @@ pub mod etcd_load;
 pub mod failover;
 pub mod idle;
 pub mod mariadb;
+pub mod postgres;
 pub mod proc;
 pub mod report;

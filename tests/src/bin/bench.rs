@@ -7,20 +7,23 @@
 //! target/release/bench failover [--runs 5] [--ttls 10,5]
 //! target/release/bench etcd-load [--seconds 60]
 //! target/release/bench mariadb-failover [--runs 5] [--ttls 10,5] [--durability sync,async]
+//! target/release/bench postgres-failover [--runs 5] [--ttls 10,5]
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2e::bench::{etcd_load, failover, idle, mariadb, report};
+use e2e::bench::{etcd_load, failover, idle, mariadb, postgres, report};
 
 const USAGE: &str =
     "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
        | mariadb-failover [--runs N] [--ttls 10,5] [--durability sync,async]
+       | postgres-failover [--runs N] [--ttls 10,5]
   idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
   failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
   etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)
-  mariadb-failover: failover time and rows lost, 3 MariaDB nodes, 5 faults incl. switchover";
+  mariadb-failover: failover time and rows lost, 3 MariaDB nodes, 5 faults incl. switchover
+  postgres-failover: fault -> first write on a new primary and rows lost, 3 PostgreSQL nodes";
 
 /// The value after `--name`, parsed; `default` when the flag is absent.
 fn flag<T>(
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             }
             (name, mariadb::run(runs, &ttls, &durabilities))
         }
+        Some("postgres-failover") => ("postgres-failover".to_owned(), postgres::run(runs, &ttls)),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(64);

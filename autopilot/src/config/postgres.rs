@@ -1,0 +1,275 @@
+//! `engine.postgres:` — the PostgreSQL engine's settings: raw form, validation, model.
+//!
+//! Kept in its own file so the shared config files only gain a field and a call.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de;
+
+use super::locate::{FieldPath, Target};
+use super::model::Secret;
+use super::validate::Validator;
+
+/// Debian's PostgreSQL 15 programs.
+pub const DEFAULT_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// `engine.postgres:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPostgres {
+    /// Where postgres, initdb, pg_basebackup and pg_rewind live.
+    pub bin_dir: Option<String>,
+    /// The data directory; required.
+    pub data_dir: Option<String>,
+    /// `listen_addresses`; default `node.address`.
+    pub listen: Option<String>,
+    /// async | sync; default async.
+    pub durability: Option<String>,
+    /// The superuser the agent connects as; required.
+    pub superuser: Option<RawPgUser>,
+    /// The replication role; required.
+    pub replication: Option<RawPgUser>,
+    /// Extra server settings (`-c name=value`).
+    pub parameters: BTreeMap<String, RawParam>,
+}
+
+/// A database user and where its password comes from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPgUser {
+    /// The role name; required.
+    pub user: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Accepted only to reject it with a helpful message; its value is never shown.
+    pub password: Option<de::IgnoredAny>,
+}
+
+/// A server setting's value: YAML text, number or boolean, passed on as text.
+#[derive(Debug)]
+pub(crate) struct RawParam(pub String);
+
+impl<'de> Deserialize<'de> for RawParam {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = RawParam;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a setting value (text, number or boolean), e.g. shared_buffers: 128MB")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawParam, E> {
+                Ok(RawParam(s.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<RawParam, E> {
+                Ok(RawParam(n.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<RawParam, E> {
+                Ok(RawParam(n.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<RawParam, E> {
+                Ok(RawParam(n.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<RawParam, E> {
+                Ok(RawParam(if b { "on" } else { "off" }.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How commits are acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PgDurability {
+    /// After the primary's own flush.
+    Async,
+    /// After at least one replica flushed too (`ANY 1 (...)`).
+    Sync,
+}
+
+/// A database user with its password (shown only by origin).
+#[derive(Clone, Debug)]
+pub struct PgUser {
+    /// The role name.
+    pub user: String,
+    /// The password, from a file or an environment variable.
+    pub password: Secret,
+}
+
+/// The validated `engine.postgres:`.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// Where the PostgreSQL programs live.
+    pub bin_dir: PathBuf,
+    /// The data directory (relative paths resolve against the config file's directory).
+    pub data_dir: PathBuf,
+    /// `listen_addresses`, and the host the agent connects to; `None`: `node.address`.
+    pub listen: Option<String>,
+    /// How commits are acknowledged.
+    pub durability: PgDurability,
+    /// The superuser the agent connects as (probe, fence, promote, pg_rewind).
+    pub superuser: PgUser,
+    /// The role replicas stream and clone with; created by the primary's agent.
+    pub replication: PgUser,
+    /// Extra server settings, in name order.
+    pub parameters: Vec<(String, String)>,
+}
+
+/// Settings the operator may not set: the engine owns them.
+const RESERVED: &[&str] = engines::postgres::RESERVED_PARAMETERS;
+
+impl Validator<'_> {
+    /// `engine.postgres:`; `None` after reporting what is wrong.
+    pub(super) fn postgres(
+        &mut self,
+        at: &FieldPath,
+        raw: Option<RawPostgres>,
+    ) -> Option<PostgresConfig> {
+        let Some(raw) = raw else {
+            self.problem(
+                at,
+                Target::Key,
+                "required with kind: postgres; expected e.g. postgres: { data_dir: ./data, superuser: { user: postgres, password_file: su.pw }, replication: { user: replicator, password_file: repl.pw } }",
+            );
+            return None;
+        };
+        let RawPostgres {
+            bin_dir,
+            data_dir,
+            listen,
+            durability,
+            superuser,
+            replication,
+            parameters,
+        } = raw;
+        let bin_dir = self.resolve(bin_dir.as_deref().unwrap_or(DEFAULT_BIN_DIR));
+        if !bin_dir.join("postgres").exists() {
+            self.problem(
+                &at.key("bin_dir"),
+                Target::Key,
+                format!(
+                    "{} has no `postgres` program; expected the PostgreSQL bin directory, e.g. {DEFAULT_BIN_DIR}",
+                    bin_dir.display()
+                ),
+            );
+        }
+        let data_dir = match data_dir.filter(|d| !d.is_empty()) {
+            Some(d) => Some(self.resolve(&d)),
+            None => {
+                self.problem(
+                    &at.key("data_dir"),
+                    Target::Key,
+                    "required; expected the data directory, e.g. data_dir: /var/lib/postgresql/15/main",
+                );
+                None
+            }
+        };
+        let durability = match durability.as_deref() {
+            None | Some("async") => PgDurability::Async,
+            Some("sync") => PgDurability::Sync,
+            Some(other) => {
+                self.problem(
+                    &at.key("durability"),
+                    Target::Value,
+                    format!("{other:?} is not a durability; expected async or sync"),
+                );
+                PgDurability::Async
+            }
+        };
+        let superuser = self.pg_user(&at.key("superuser"), superuser);
+        let replication = self.pg_user(&at.key("replication"), replication);
+        let mut params = Vec::new();
+        for (name, RawParam(value)) in parameters {
+            if RESERVED.contains(&name.as_str()) {
+                self.problem(
+                    &at.key("parameters").key(&name),
+                    Target::Key,
+                    format!("{name} is set by the engine (replication and fencing depend on it); remove it"),
+                );
+            } else if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
+                self.problem(
+                    &at.key("parameters").key(&name),
+                    Target::Key,
+                    format!("{name:?} is not a setting name; expected letters, digits, _ and ."),
+                );
+            } else {
+                params.push((name, value));
+            }
+        }
+        Some(PostgresConfig {
+            bin_dir,
+            data_dir: data_dir?,
+            listen: listen.filter(|l| !l.is_empty()),
+            durability,
+            superuser: superuser?,
+            replication: replication?,
+            parameters: params,
+        })
+    }
+
+    fn pg_user(&mut self, at: &FieldPath, raw: Option<RawPgUser>) -> Option<PgUser> {
+        let Some(RawPgUser {
+            user,
+            password_file,
+            password_env,
+            password,
+        }) = raw
+        else {
+            self.problem(
+                at,
+                Target::Key,
+                "required; expected { user: NAME, password_file: PATH } or { user: NAME, password_env: VAR }",
+            );
+            return None;
+        };
+        if password.is_some() {
+            self.problem(
+                &at.key("password"),
+                Target::Key,
+                "inline passwords are not allowed; expected password_file: PATH or password_env: VAR",
+            );
+        }
+        let user = match user.filter(|u| !u.is_empty()) {
+            Some(u) => Some(u),
+            None => {
+                self.problem(
+                    &at.key("user"),
+                    Target::Key,
+                    "required; expected a role name, e.g. user: postgres",
+                );
+                None
+            }
+        };
+        let password = match (password_file, password_env) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &at.key("password_env"),
+                    Target::Key,
+                    "is set together with password_file; expected only one of password_file and password_env",
+                );
+                None
+            }
+            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
+            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
+            (None, None) => {
+                self.problem(
+                    at,
+                    Target::Key,
+                    "has no password; expected password_file: PATH or password_env: VAR",
+                );
+                None
+            }
+        };
+        Some(PgUser {
+            user: user?,
+            password: password?,
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! `engine.postgres`: a valid section, the rendered secrets, and every problem it reports.
+
+use super::tests::{ok, problems};
+use super::{EngineKind, PgDurability};
+
+/// A valid postgres engine; passwords from env variables the test environment sets.
+const PG: &str = "engine:
+  kind: postgres
+  port: 5432
+  postgres:
+    data_dir: ./data
+    durability: sync
+    superuser: { user: postgres, password_env: SET_VAR }
+    replication: { user: replicator, password_env: SET_VAR }
+    parameters: { shared_buffers: 64MB, max_connections: 50, jit: false }
+process: { user: postgres }
+";
+
+#[test]
+fn a_postgres_engine_validates_and_renders_without_secrets() {
+    let c = ok(PG);
+    assert_eq!(c.engine.kind, EngineKind::Postgres);
+    assert!(
+        c.process.exec.is_empty(),
+        "the engine builds the command line"
+    );
+    let pg = c.engine.postgres.as_ref().expect("postgres section");
+    assert_eq!(pg.durability, PgDurability::Sync);
+    assert_eq!(
+        pg.parameters,
+        vec![
+            ("jit".to_owned(), "off".to_owned()),
+            ("max_connections".to_owned(), "50".to_owned()),
+            ("shared_buffers".to_owned(), "64MB".to_owned())
+        ]
+    );
+    let shown = c.to_effective_yaml();
+    assert!(shown.contains("password_env"), "{shown}");
+    assert!(!shown.contains("from-env"), "a secret leaked: {shown}");
+}
+
+#[test]
+fn postgres_problems_name_the_field_and_the_fix() {
+    let text = |p: &[super::Problem]| {
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let p = problems(&PG.replace("max_connections: 50", "wal_level: minimal"));
+    assert!(
+        text(&p).contains("engine.postgres.parameters.wal_level: wal_level is set by the engine"),
+        "{}",
+        text(&p)
+    );
+    let p = problems(&PG.replace(
+        "password_env: SET_VAR }\n    parameters",
+        "password: hunter2 }\n    parameters",
+    ));
+    let t = text(&p);
+    assert!(
+        t.contains("engine.postgres.replication.password: inline passwords are not allowed"),
+        "{t}"
+    );
+    assert!(!t.contains("hunter2"), "{t}");
+    let p = problems(&PG.replace(
+        "process: { user: postgres }",
+        "process: { exec: [postgres], user: postgres }",
+    ));
+    assert!(
+        text(&p).contains("process.exec: the engine builds the server command line itself"),
+        "{}",
+        text(&p)
+    );
+    let p = problems(&PG.replace("durability: sync", "durability: quorum"));
+    assert!(
+        text(&p).contains("\"quorum\" is not a durability; expected async or sync"),
+        "{}",
+        text(&p)
+    );
+    let p = problems("engine: { kind: postgres, port: 5432 }\nprocess: { user: postgres }\n");
+    assert!(
+        text(&p).contains("engine.postgres: required with kind: postgres"),
+        "{}",
+        text(&p)
+    );
+    let p = problems(
+        "engine: { kind: process, postgres: { data_dir: x } }\nprocess: {exec: [sleep, \"1\"]}\n",
+    );
+    assert!(
+        text(&p).contains("engine.postgres: is only for kind: postgres"),
+        "{}",
+        text(&p)
+    );
+}

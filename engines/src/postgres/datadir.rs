@@ -1,0 +1,327 @@
+//! The data directory: initialising it (initdb with checksums), cloning it from the primary
+//! (pg_basebackup), rewinding it (pg_rewind), and the files the engine owns in it —
+//! `pg_hba.conf`, `standby.signal`, `postgresql.auto.conf` (primary_conninfo and slot), and
+//! the password file replication connects with.
+//!
+//! Every file written here is owned by the PostgreSQL user, since the agent may run as root.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use handlers::exec::{RunOutcome, run_capture};
+use nix::unistd::{Gid, Uid, chown};
+
+use super::settings::{PostgresSettings, conn_value};
+use crate::engine::EngineError;
+use crate::role_ops::Peer;
+
+/// initdb takes 1–2 s; allow for a slow disk.
+const INITDB_LIMIT: Duration = Duration::from_secs(120);
+/// Cloning copies the whole database.
+const BASEBACKUP_LIMIT: Duration = Duration::from_secs(3600);
+/// Rewinding copies the blocks changed since the divergence.
+const REWIND_LIMIT: Duration = Duration::from_secs(1800);
+
+/// The password file (libpq `passfile`) replication connects with; in the data directory,
+/// mode 0600, so only the PostgreSQL user reads it.
+pub const PASSFILE: &str = "autopilot.pgpass";
+
+fn failed(operation: &'static str, reason: impl Into<String>) -> EngineError {
+    EngineError::Failed {
+        operation,
+        reason: reason.into(),
+    }
+}
+
+/// Whether the data directory holds a database (`PG_VERSION` exists).
+pub fn initialised(s: &PostgresSettings) -> bool {
+    s.data_dir.join("PG_VERSION").exists()
+}
+
+/// Give `path` to the PostgreSQL user (a no-op without `run_as`).
+pub fn give(s: &PostgresSettings, path: &Path) -> Result<(), String> {
+    if let Some(user) = s.run_as {
+        chown(
+            path,
+            Some(Uid::from_raw(user.uid)),
+            Some(Gid::from_raw(user.gid)),
+        )
+        .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Write `content` to `path` with `mode`, owned by the PostgreSQL user.
+pub fn write_file(
+    s: &PostgresSettings,
+    path: &Path,
+    content: &str,
+    mode: u32,
+) -> Result<(), String> {
+    let tmp = path.with_extension("autopilot-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| format!("create {}: {e}", tmp.display()))?;
+    f.write_all(content.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("write {}: {e}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", tmp.display()))?;
+    give(s, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("rename to {}: {e}", path.display()))
+}
+
+/// Create the data directory (mode 0700, owned by the PostgreSQL user) if it is missing.
+pub fn ensure_dir(s: &PostgresSettings) -> Result<(), String> {
+    let dir = &s.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+    give(s, dir)
+}
+
+/// Remove everything inside the data directory (keeping the directory itself).
+pub fn empty_dir(s: &PostgresSettings) -> Result<(), String> {
+    let dir = &s.data_dir;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("read {}: {e}", dir.display()))?
+            .path();
+        let removed = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| format!("remove {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn run_tool(
+    s: &PostgresSettings,
+    operation: &'static str,
+    program: &str,
+    args: Vec<String>,
+    limit: Duration,
+    password: Option<&str>,
+) -> Result<(), EngineError> {
+    let spec = s.tool(program, args, limit);
+    let env: Vec<(String, String)> = password
+        .map(|p| vec![("PGPASSWORD".to_owned(), p.to_owned())])
+        .unwrap_or_default();
+    match run_capture(program, &spec, &env).await {
+        Ok((RunOutcome::Exited(status), _)) if status.success() => Ok(()),
+        Ok((RunOutcome::Exited(status), _)) => Err(failed(
+            operation,
+            format!("{program} exited with {status:?}; see its output in the agent log"),
+        )),
+        Ok((RunOutcome::TimedOut, _)) => Err(failed(
+            operation,
+            format!("{program} timed out after {limit:?}"),
+        )),
+        Err(e) => Err(failed(operation, handlers::error_chain(&e))),
+    }
+}
+
+/// `initdb` with data checksums (pg_rewind needs them or wal_log_hints), the superuser and
+/// its password from the configuration, then the engine's `pg_hba.conf`.
+pub async fn initdb(s: &PostgresSettings) -> Result<(), EngineError> {
+    let op = "initialise the data directory";
+    ensure_dir(s).map_err(|e| failed(op, e))?;
+    // The password reaches initdb through a file only the PostgreSQL user can read, removed
+    // right after: never on a command line.
+    let pwfile = s
+        .data_dir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(format!(".autopilot-initdb-{}", std::process::id()));
+    write_file(s, &pwfile, &format!("{}\n", s.superuser.password), 0o600)
+        .map_err(|e| failed(op, e))?;
+    let args = vec![
+        "-D".to_owned(),
+        s.data_dir.display().to_string(),
+        "--data-checksums".to_owned(),
+        "-E".to_owned(),
+        "UTF8".to_owned(),
+        "--locale=C".to_owned(),
+        "-U".to_owned(),
+        s.superuser.user.clone(),
+        format!("--pwfile={}", pwfile.display()),
+        "--auth-local=peer".to_owned(),
+        "--auth-host=scram-sha-256".to_owned(),
+    ];
+    let ran = run_tool(s, op, "initdb", args, INITDB_LIMIT, None).await;
+    let _ = std::fs::remove_file(&pwfile);
+    ran?;
+    write_hba(s).map_err(|e| failed(op, e))?;
+    trim_conf(s).map_err(|e| failed(op, e))?;
+    record_settings(s).await
+}
+
+/// Drop initdb's `max_connections` and `shared_buffers` from `postgresql.conf`: the
+/// command line sets them, and a differing file value makes every reload log an error.
+fn trim_conf(s: &PostgresSettings) -> Result<(), String> {
+    let path = s.data_dir.join("postgresql.conf");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("max_connections") && !l.starts_with("shared_buffers"))
+        .collect();
+    write_file(s, &path, &(kept.join("\n") + "\n"), 0o600)
+}
+
+/// Start the new cluster once in single-user mode with the server's settings, so its
+/// control file records them: a standby refuses to start when e.g. `max_connections` is
+/// lower than the value recorded (initdb records its defaults), and the first start of
+/// every node is a standby start.
+async fn record_settings(s: &PostgresSettings) -> Result<(), EngineError> {
+    let server = s.server_command();
+    let mut args = vec![
+        "--single".to_owned(),
+        "-D".to_owned(),
+        s.data_dir.display().to_string(),
+    ];
+    // The server's `-c name=value` pairs, after `postgres -D <dir>`.
+    args.extend(server.argv.iter().skip(3).cloned());
+    args.push("postgres".to_owned());
+    run_tool(
+        s,
+        "record the server settings in the new cluster",
+        "postgres",
+        args,
+        INITDB_LIMIT,
+        None,
+    )
+    .await
+}
+
+/// The engine's `pg_hba.conf`: password (SCRAM) logins for everyone over TCP, replication
+/// for the replication role only, peer authentication on the (unused) Unix socket.
+pub fn write_hba(s: &PostgresSettings) -> Result<(), String> {
+    let repl = &s.replication.user;
+    let su = &s.superuser.user;
+    let content = format!(
+        "# Written by autopilot; replaced on every initialisation.\n\
+         local all all peer\n\
+         host replication \"{repl}\" 0.0.0.0/0 scram-sha-256\n\
+         host replication \"{repl}\" ::/0 scram-sha-256\n\
+         host replication \"{su}\" 0.0.0.0/0 scram-sha-256\n\
+         host replication \"{su}\" ::/0 scram-sha-256\n\
+         host all all 0.0.0.0/0 scram-sha-256\n\
+         host all all ::/0 scram-sha-256\n"
+    );
+    write_file(s, &s.data_dir.join("pg_hba.conf"), &content, 0o600)
+}
+
+/// Path of `standby.signal`.
+fn standby_signal(s: &PostgresSettings) -> PathBuf {
+    s.data_dir.join("standby.signal")
+}
+
+/// Make the next start a standby start. Kept in place while primary too (PostgreSQL reads
+/// it only at start-up), so a restarted former primary never takes writes by itself.
+pub fn mark_standby(s: &PostgresSettings) -> Result<(), String> {
+    write_file(s, &standby_signal(s), "", 0o600)
+}
+
+/// The password file for replication connections.
+pub fn write_passfile(s: &PostgresSettings) -> Result<(), String> {
+    let esc = |v: &str| v.replace('\\', "\\\\").replace(':', "\\:");
+    let content = format!(
+        "*:*:*:{}:{}\n",
+        esc(&s.replication.user),
+        esc(&s.replication.password)
+    );
+    write_file(s, &s.data_dir.join(PASSFILE), &content, 0o600)
+}
+
+/// `primary_conninfo` for streaming from `primary`.
+pub fn conninfo(s: &PostgresSettings, primary: &Peer) -> String {
+    format!(
+        "host={} port={} user={} passfile={} application_name={} connect_timeout=2 \
+         keepalives_idle=2 keepalives_interval=1 keepalives_count=3",
+        conn_value(&primary.host),
+        primary.port,
+        conn_value(&s.replication.user),
+        conn_value(&s.data_dir.join(PASSFILE).display().to_string()),
+        conn_value(&s.slot_name()),
+    )
+}
+
+/// Rewrite `postgresql.auto.conf` while the server is down: pg_basebackup and pg_rewind
+/// copy the source's (with its run-time settings), so it is replaced wholesale. With
+/// `primary`, the standby streams from it through this node's slot.
+pub fn write_auto_conf(s: &PostgresSettings, primary: Option<&Peer>) -> Result<(), String> {
+    let mut content = String::from("# Written by autopilot while the server was stopped.\n");
+    if let Some(p) = primary {
+        content.push_str(&format!(
+            "primary_conninfo = {}\nprimary_slot_name = {}\n",
+            super::settings::literal(&conninfo(s, p)),
+            super::settings::literal(&s.slot_name())
+        ));
+    }
+    write_file(s, &s.data_dir.join("postgresql.auto.conf"), &content, 0o600)
+}
+
+/// Replace the data directory with a copy of `primary`'s (pg_basebackup, WAL streamed
+/// along). The server must be stopped.
+pub async fn basebackup(s: &PostgresSettings, primary: &Peer) -> Result<(), EngineError> {
+    let op = "clone the primary";
+    ensure_dir(s).map_err(|e| failed(op, e))?;
+    empty_dir(s).map_err(|e| failed(op, e))?;
+    let args = vec![
+        "-h".to_owned(),
+        primary.host.clone(),
+        "-p".to_owned(),
+        primary.port.to_string(),
+        "-U".to_owned(),
+        s.replication.user.clone(),
+        "-D".to_owned(),
+        s.data_dir.display().to_string(),
+        "-X".to_owned(),
+        "stream".to_owned(),
+        "-c".to_owned(),
+        "fast".to_owned(),
+        "--no-password".to_owned(),
+    ];
+    let pw = s.replication.password.clone();
+    run_tool(s, op, "pg_basebackup", args, BASEBACKUP_LIMIT, Some(&pw)).await?;
+    standby_files(s, primary).map_err(|e| failed(op, e))
+}
+
+/// The files a standby of `primary` needs after its data directory was replaced.
+pub fn standby_files(s: &PostgresSettings, primary: &Peer) -> Result<(), String> {
+    write_hba(s)?;
+    write_passfile(s)?;
+    write_auto_conf(s, Some(primary))?;
+    mark_standby(s)
+}
+
+/// Rewind the local data directory to where it left `primary`'s history (pg_rewind, as
+/// the superuser over a normal connection). The server must be stopped; an unclean stop is
+/// fine (pg_rewind runs crash recovery itself).
+pub async fn rewind(s: &PostgresSettings, primary: &Peer) -> Result<(), EngineError> {
+    let op = "rewind the data directory";
+    let source = format!(
+        "host={} port={} user={} dbname=postgres connect_timeout=5",
+        conn_value(&primary.host),
+        primary.port,
+        conn_value(&s.superuser.user)
+    );
+    let args = vec![
+        "-D".to_owned(),
+        s.data_dir.display().to_string(),
+        format!("--source-server={source}"),
+    ];
+    let pw = s.superuser.password.clone();
+    run_tool(s, op, "pg_rewind", args, REWIND_LIMIT, Some(&pw)).await?;
+    standby_files(s, primary).map_err(|e| failed(op, e))
+}

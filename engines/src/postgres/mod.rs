@@ -1,0 +1,661 @@
+//! The `postgres` engine: PostgreSQL 15+ streaming replication driven through
+//! tokio-postgres and the PostgreSQL tools.
+//!
+//! - **Start**: the engine builds the `postgres` command line ([`PostgresSettings`]).
+//!   `prepare` initialises an empty data directory (initdb with data checksums) and leaves
+//!   `standby.signal` in place, so *every* start is a standby start: a restarted former
+//!   primary never takes writes by itself; only [`Engine::promote`] (`pg_promote()`) makes
+//!   a server writable, which also starts a new timeline.
+//! - **Positions** are (timeline, LSN): a primary's flushed WAL, a standby's replayed WAL.
+//! - **Follow** repoints `primary_conninfo` with a reload when the local history is on the
+//!   primary's; otherwise (a former primary with WAL the new one lacks) it stops the server,
+//!   rewinds it with `pg_rewind` and starts it as a standby; when the rewind fails it
+//!   reports [`EngineError::NeedsRebuild`].
+//! - **Fence** is SQL-level and immediate (see [`fence`]); the demotion to a standby happens
+//!   when the node follows the new primary.
+//! - **Replicas**: the primary's agent keeps the replication role, one slot per member and
+//!   `synchronous_standby_names` (`durability: sync`) in step with the cluster.
+
+mod datadir;
+mod fence;
+mod probe;
+mod replicas;
+pub mod settings;
+pub mod sql;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use handlers::ExecSpec;
+use nix::sys::signal::Signal;
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+pub use settings::{Credentials, Durability, PostgresSettings, RESERVED_PARAMETERS};
+
+use crate::MainControl;
+use crate::engine::{Engine, EngineError, Probe, StopMode};
+use crate::role_ops::{Member, Peer, Position, RemoteFence};
+use sql::{SqlError, Status};
+
+/// How long a server may take to accept connections after a start (crash recovery included).
+const READY_LIMIT: Duration = Duration::from_secs(120);
+/// How long `catch_up` waits for the replay of received WAL.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
+/// Polls (20 ms apart) without replay progress after which `catch_up` stops waiting.
+const CATCH_UP_STILL_POLLS: u32 = 10;
+/// How long `pg_promote()` may take.
+const PROMOTE_LIMIT: Duration = Duration::from_secs(60);
+/// How long `follow` waits for the new primary to finish its promotion.
+const PRIMARY_WAIT: Duration = Duration::from_secs(15);
+/// Rounds of check → repoint/demote → verify in `follow`.
+const FOLLOW_ROUNDS: u32 = 3;
+/// How long `follow` waits for the walreceiver to stream on the primary's timeline.
+const STREAM_WAIT: Duration = Duration::from_secs(5);
+/// Attempts of pg_basebackup while the new primary finishes promoting (role, slots).
+const CLONE_ATTEMPTS: u32 = 10;
+
+/// The PostgreSQL engine.
+#[derive(Debug)]
+pub struct PostgresEngine {
+    /// What it was configured with.
+    settings: PostgresSettings,
+    /// The server command line, built once.
+    command: ExecSpec,
+    /// Stops and restarts the server for clone, rewind and demotion.
+    control: MainControl,
+    /// The other members' names, as last given to `set_replicas` (primary only).
+    members: Mutex<Option<Vec<String>>>,
+    /// Transactions-per-second from successive probes.
+    rate: probe::Rate,
+    /// Serialises the operations that change the server's role or settings (the role
+    /// actor runs engine operations in tasks: a fence and an unfence must not interleave).
+    ops: tokio::sync::Mutex<()>,
+    /// A kept connection for the frequent read-only queries (probe, position): a SCRAM
+    /// login costs real CPU, and the probe runs every second. Dropped after any error.
+    reader: tokio::sync::Mutex<Option<std::sync::Arc<Client>>>,
+}
+
+impl PostgresEngine {
+    /// An engine for `settings`; `control` is the agent's handle on the main process.
+    pub fn new(settings: PostgresSettings, control: MainControl) -> Self {
+        let command = settings.server_command();
+        Self {
+            settings,
+            command,
+            control,
+            members: Mutex::new(None),
+            rate: probe::Rate::default(),
+            ops: tokio::sync::Mutex::new(()),
+            reader: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The settings the engine runs with.
+    pub fn settings(&self) -> &PostgresSettings {
+        &self.settings
+    }
+
+    fn local(&self) -> (&str, u16) {
+        (self.settings.listen.as_str(), self.settings.port)
+    }
+
+    async fn connect_local(&self, operation: &'static str) -> Result<Client, EngineError> {
+        let (host, port) = self.local();
+        sql::connect(host, port, &self.settings.superuser)
+            .await
+            .map_err(|e| match e {
+                SqlError::Unreachable(_) => EngineError::NotRunning,
+                other => other.into_engine(operation),
+            })
+    }
+
+    async fn connect_peer(
+        &self,
+        peer: &Peer,
+        operation: &'static str,
+    ) -> Result<Client, EngineError> {
+        sql::connect(&peer.host, peer.port, &self.settings.superuser)
+            .await
+            .map_err(|e| e.into_engine(operation))
+    }
+
+    async fn local_status(&self, operation: &'static str) -> Result<Status, EngineError> {
+        let client = self.reader(operation).await?;
+        let st = sql::status(&client).await;
+        if st.is_err() {
+            self.forget_reader().await;
+        }
+        st.map_err(|e| e.into_engine(operation))
+    }
+
+    /// The kept read-only connection, opened when missing or closed.
+    async fn reader(&self, operation: &'static str) -> Result<std::sync::Arc<Client>, EngineError> {
+        let mut kept = self.reader.lock().await;
+        if let Some(c) = kept.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = std::sync::Arc::new(self.connect_local(operation).await?);
+        *kept = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget_reader(&self) {
+        *self.reader.lock().await = None;
+    }
+
+    fn sync_names(&self) -> String {
+        let members = self
+            .members
+            .lock()
+            .expect("the members lock is never poisoned");
+        fence::sync_names(
+            self.settings.durability == Durability::Sync,
+            members.as_deref(),
+        )
+    }
+
+    /// Wait until the local server accepts connections and answers.
+    async fn wait_ready(&self, operation: &'static str) -> Result<Status, EngineError> {
+        let deadline = tokio::time::Instant::now() + READY_LIMIT;
+        loop {
+            let (host, port) = self.local();
+            let last = match sql::connect(host, port, &self.settings.superuser).await {
+                Ok(client) => match sql::status(&client).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last.into_engine(operation));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stop the server (fast shutdown), run `work` on the data directory, start it again
+    /// and wait until it answers. The server is started again even when `work` failed.
+    async fn offline<F, Fut>(&self, operation: &'static str, work: F) -> Result<Status, EngineError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), EngineError>>,
+    {
+        self.control.stop(StopMode::Fast).await?;
+        let worked = work().await;
+        if let Err(e) = &worked {
+            warn!(operation, cause = %e, "offline work failed; starting the server again");
+        }
+        self.control.start().await?;
+        worked?;
+        self.wait_ready(operation).await
+    }
+
+    /// Make sure this node's slot exists on `primary` (the primary's agent also manages
+    /// slots; this covers the moments before it has seen this node).
+    async fn ensure_own_slot(&self, primary: &Peer) {
+        let op = "create this node's replication slot";
+        match self.connect_peer(primary, op).await {
+            Ok(client) => {
+                if let Err(e) = replicas::ensure_slot(&client, &self.settings.slot_name()).await {
+                    warn!(cause = %e.into_engine(op), "failed to create the replication slot");
+                }
+            }
+            Err(e) => warn!(cause = %e, "failed to create the replication slot"),
+        }
+    }
+
+    /// The primary's status and timeline history, for the divergence check.
+    async fn primary_view(&self, primary: &Peer) -> Result<(Status, Vec<(u64, u64)>), EngineError> {
+        let op = "read the primary's timeline";
+        let client = self.connect_peer(primary, op).await?;
+        // The key is claimed before the promotion finishes: give it a moment.
+        let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
+        let st = loop {
+            let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+            if !st.in_recovery {
+                break st;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Failed {
+                    operation: op,
+                    reason: format!("{primary} is still a standby after {PRIMARY_WAIT:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let history = if st.timeline > 1 {
+            let file = format!("pg_wal/{:08X}.history", st.timeline);
+            let r = sql::row(
+                &client,
+                &format!("SELECT pg_read_file({})", settings::literal(&file)),
+            )
+            .await
+            .map_err(|e| e.into_engine(op))?;
+            sql::parse_history(r.first().cloned().flatten().as_deref().unwrap_or(""))
+        } else {
+            Vec::new()
+        };
+        Ok((st, history))
+    }
+
+    /// Repoint a standby whose history is on the primary's: conninfo and slot, reload.
+    async fn repoint(&self, client: &Client, primary: &Peer) -> Result<(), EngineError> {
+        let op = "point the standby at the primary";
+        datadir::write_passfile(&self.settings).map_err(|reason| EngineError::Failed {
+            operation: op,
+            reason,
+        })?;
+        let conninfo = datadir::conninfo(&self.settings, primary);
+        let current = sql::row(
+            client,
+            "SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name')",
+        )
+        .await
+        .map_err(|e| e.into_engine(op))?;
+        let slot = self.settings.slot_name();
+        if current.first().cloned().flatten().as_deref() == Some(conninfo.as_str())
+            && current.get(1).cloned().flatten().as_deref() == Some(slot.as_str())
+        {
+            return Ok(());
+        }
+        for (name, value) in [
+            ("primary_conninfo", &conninfo),
+            ("primary_slot_name", &slot),
+        ] {
+            sql::execute(
+                client,
+                &format!("ALTER SYSTEM SET {name} = {}", settings::literal(value)),
+            )
+            .await
+            .map_err(|e| e.into_engine(op))?;
+        }
+        sql::execute(client, "SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| e.into_engine(op))
+    }
+
+    /// Finish applying everything already received (resuming a paused replay) and return
+    /// the position; a primary returns its position at once. Keeps streaming.
+    async fn replay_received(&self) -> Result<Position, EngineError> {
+        let op = "replay the received WAL";
+        let client = self.reader(op).await?;
+        let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
+        let (mut last, mut still) = (0, 0);
+        loop {
+            let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+            // Done when replay reached what was received, or stopped moving (the received
+            // WAL can end inside a record that will never be completed).
+            still = if st.lsn == last { still + 1 } else { 0 };
+            last = st.lsn;
+            let done = !st.in_recovery
+                || st.receive_lsn.is_none_or(|r| st.lsn >= r)
+                || still >= CATCH_UP_STILL_POLLS;
+            if done || tokio::time::Instant::now() >= deadline {
+                if !done {
+                    warn!(position = %st.position(), "replay did not reach the received WAL in time");
+                }
+                return Ok(st.position());
+            }
+            let resumed = sql::execute(
+                &client,
+                "SELECT pg_wal_replay_resume() WHERE pg_is_wal_replay_paused()",
+            )
+            .await;
+            if resumed.is_err() {
+                still = 0;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Replace the local data with a copy of `primary`'s and stream from it.
+    async fn clone_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        self.ensure_own_slot(primary).await;
+        let s = &self.settings;
+        let st = self
+            .offline("clone the primary", || async {
+                let mut attempt = 1;
+                loop {
+                    match datadir::basebackup(s, primary).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) if attempt < CLONE_ATTEMPTS => {
+                            warn!(attempt, cause = %e, "clone failed; retrying");
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            })
+            .await?;
+        info!(%primary, position = %st.position(), "cloned the primary");
+        self.ensure_own_slot(primary).await;
+        Ok(st.position())
+    }
+
+    /// Keep the replication role, slots and `synchronous_standby_names` in step with the
+    /// other members (on the primary; a no-op on a standby).
+    async fn keep_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
+        let _serial = self.ops.lock().await;
+        let op = "update the replicas' slots and synchronous names";
+        let client = self.connect_local(op).await?;
+        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+        if st.in_recovery {
+            return Ok(());
+        }
+        replicas::ensure_role(&client, &self.settings)
+            .await
+            .map_err(|e| e.into_engine(op))?;
+        let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+        let names = replicas::sync_slots(&client, &ids)
+            .await
+            .map_err(|e| e.into_engine(op))?;
+        let fenced = sql::row(
+            &client,
+            "SELECT current_setting('default_transaction_read_only')",
+        )
+        .await
+        .map_err(|e| e.into_engine(op))?;
+        *self
+            .members
+            .lock()
+            .expect("the members lock is never poisoned") = Some(names);
+        if fenced.first().cloned().flatten().as_deref() == Some("on") {
+            return Ok(()); // fenced: leave the impossible standby name in place
+        }
+        let want = self.sync_names();
+        let have = sql::row(
+            &client,
+            "SELECT current_setting('synchronous_standby_names')",
+        )
+        .await
+        .map_err(|e| e.into_engine(op))?;
+        if have.first().cloned().flatten().as_deref() != Some(want.as_str()) {
+            info!(synchronous_standby_names = %want, "updating the synchronous standbys");
+            fence::apply(&client, &[("synchronous_standby_names", Some(want))], false)
+                .await
+                .map_err(|e| e.into_engine(op))?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine for PostgresEngine {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn main_command(&self) -> &ExecSpec {
+        &self.command
+    }
+
+    /// Both modes use PostgreSQL's *fast* shutdown (SIGINT): it rolls back open
+    /// transactions, disconnects clients and writes a shutdown checkpoint that the standbys
+    /// still receive. *Smart* shutdown (SIGTERM) waits for every client to disconnect,
+    /// which pooled or kept connections never do, so a stop would always end in SIGKILL
+    /// after `stop_timeout`. <https://www.postgresql.org/docs/15/server-shutdown.html>
+    fn stop_signal(&self, _mode: StopMode) -> Signal {
+        Signal::SIGINT
+    }
+
+    async fn prepare(&self) -> Result<(), EngineError> {
+        let s = &self.settings;
+        let op = "prepare the data directory";
+        let err = |reason: String| EngineError::Failed {
+            operation: op,
+            reason,
+        };
+        if !datadir::initialised(s) {
+            info!(data_dir = %s.data_dir.display(), "initialising an empty data directory");
+            datadir::initdb(s).await?;
+        }
+        datadir::ensure_dir(s).map_err(err)?;
+        datadir::write_passfile(s).map_err(err)?;
+        datadir::mark_standby(s).map_err(err)
+    }
+
+    async fn probe(&self) -> Result<Probe, EngineError> {
+        let op = "probe the server";
+        let client = match self.reader(op).await {
+            Ok(c) => c,
+            Err(EngineError::NotRunning) => {
+                return Ok(Probe {
+                    healthy: false,
+                    reason: Some("the server does not accept connections".to_owned()),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let read = async {
+            let st = sql::status(&client).await?;
+            probe::figures(&client).await.map(|f| (st, f))
+        };
+        let (st, f) = match read.await {
+            Ok(v) => v,
+            Err(e) => {
+                self.forget_reader().await;
+                return Err(e.into_engine(op));
+            }
+        };
+        probe::export(&f, st.timeline, self.rate.per_second(f.transactions));
+        Ok(Probe {
+            healthy: true,
+            reason: None,
+        })
+    }
+
+    async fn position(&self) -> Result<Position, EngineError> {
+        Ok(self
+            .local_status("read the replication position")
+            .await?
+            .position())
+    }
+
+    async fn promote(&self) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        self.promote_locked().await
+    }
+
+    async fn follow(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        self.follow_locked(primary).await
+    }
+
+    async fn fence(&self) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        let op = "fence";
+        let client = self.connect_local(op).await?;
+        let st = fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
+        info!(position = %st.position(), "fenced");
+        Ok(st.position())
+    }
+
+    async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
+        self.fence_peer(target).await
+    }
+
+    async fn catch_up(&self) -> Result<Position, EngineError> {
+        self.replay_received().await
+    }
+
+    async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
+        self.clone_primary(primary).await
+    }
+
+    async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
+        self.keep_replicas(members).await
+    }
+
+    async fn unfence(&self) -> Result<(), EngineError> {
+        let _serial = self.ops.lock().await;
+        let op = "unfence";
+        let client = self.connect_local(op).await?;
+        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+        if st.in_recovery {
+            return self.promote_locked().await.map(|_| ());
+        }
+        fence::unfence(&client, self.sync_names())
+            .await
+            .map_err(|e| e.into_engine(op))
+    }
+}
+
+impl PostgresEngine {
+    async fn promote_locked(&self) -> Result<Position, EngineError> {
+        let op = "promote";
+        let client = self.connect_local(op).await?;
+        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+        if st.in_recovery {
+            let run = client.simple_query("SELECT pg_promote(true, 60)");
+            match tokio::time::timeout(PROMOTE_LIMIT, run).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(EngineError::Failed {
+                        operation: op,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(_) => {
+                    return Err(EngineError::Failed {
+                        operation: op,
+                        reason: format!("pg_promote() did not finish within {PROMOTE_LIMIT:?}"),
+                    });
+                }
+            }
+        }
+        fence::unfence(&client, self.sync_names())
+            .await
+            .map_err(|e| e.into_engine(op))?;
+        // Every start stays a standby start, also for this primary.
+        datadir::mark_standby(&self.settings).map_err(|reason| EngineError::Failed {
+            operation: op,
+            reason,
+        })?;
+        if let Err(e) = replicas::ensure_role(&client, &self.settings).await {
+            warn!(cause = %e.into_engine(op), "failed to create the replication role");
+        }
+        let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+        info!(position = %st.position(), "promoted");
+        Ok(st.position())
+    }
+
+    /// Follow `primary`. A check of the local history against the primary's is only final
+    /// once nothing else can reach this server: a former primary writes a shutdown
+    /// checkpoint when it is demoted, and a standby still streaming from a fenced former
+    /// primary may receive a few more records (hint-bit images, snapshots) before it is
+    /// repointed. So: repoint (or demote), wait until it streams on the primary's
+    /// timeline, and when it does not, check again — and rewind if it diverged.
+    async fn follow_locked(&self, primary: &Peer) -> Result<Position, EngineError> {
+        let op = "follow the primary";
+        let s = &self.settings;
+        for _ in 0..FOLLOW_ROUNDS {
+            let local = self.local_status(op).await?;
+            let (pst, history) = self.primary_view(primary).await?;
+            let diverged = sql::diverged(
+                local.timeline,
+                local.furthest(),
+                pst.timeline,
+                pst.lsn,
+                &history,
+            );
+            self.ensure_own_slot(primary).await;
+            if diverged {
+                info!(%primary, local = %local.position(), primary_timeline = pst.timeline, "local history diverged; rewinding");
+                if !local.in_recovery {
+                    let client = self.connect_local(op).await?;
+                    fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
+                }
+                return match self
+                    .offline(op, || async { datadir::rewind(s, primary).await })
+                    .await
+                {
+                    Ok(_) => self.streaming_position(primary, pst.timeline).await,
+                    Err(e) => Err(EngineError::NeedsRebuild {
+                        reason: format!("pg_rewind against {primary} failed: {e}"),
+                    }),
+                };
+            }
+            if !local.in_recovery {
+                // A fenced former primary: restart as a standby of `primary`, then check again.
+                let client = self.connect_local(op).await?;
+                fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
+                drop(client);
+                self.forget_reader().await;
+                self.offline(op, || async {
+                    datadir::standby_files(s, primary).map_err(|reason| EngineError::Failed {
+                        operation: op,
+                        reason,
+                    })
+                })
+                .await?;
+            } else {
+                let client = self.connect_local(op).await?;
+                self.repoint(&client, primary).await?;
+            }
+            if let Ok(p) = self.streaming_position(primary, pst.timeline).await {
+                return Ok(p);
+            }
+        }
+        Err(EngineError::Failed {
+            operation: op,
+            reason: format!("does not stream from {primary} after {FOLLOW_ROUNDS} attempts"),
+        })
+    }
+
+    /// Wait until the walreceiver streams on `timeline` (or later); the local position.
+    async fn streaming_position(
+        &self,
+        primary: &Peer,
+        timeline: u64,
+    ) -> Result<Position, EngineError> {
+        let op = "wait for streaming from the primary";
+        let client = self.connect_local(op).await?;
+        let deadline = tokio::time::Instant::now() + STREAM_WAIT;
+        loop {
+            let r = sql::rows(
+                &client,
+                "SELECT status, received_tli::text FROM pg_stat_wal_receiver",
+            )
+            .await
+            .map_err(|e| e.into_engine(op))?;
+            let streaming = r.first().is_some_and(|row| {
+                row.first().cloned().flatten().as_deref() == Some("streaming")
+                    && row
+                        .get(1)
+                        .cloned()
+                        .flatten()
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .is_some_and(|t| t >= timeline)
+            });
+            if streaming {
+                let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
+                return Ok(st.position());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::Failed {
+                    operation: op,
+                    reason: format!(
+                        "not streaming from {primary} on timeline {timeline} after {STREAM_WAIT:?}"
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn fence_peer(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
+        let op = "fence the former primary";
+        let client = match sql::connect(&target.host, target.port, &self.settings.superuser).await {
+            Ok(c) => c,
+            Err(SqlError::Unreachable(reason)) => {
+                info!(%target, %reason, "former primary unreachable");
+                return Ok(RemoteFence::Unreachable);
+            }
+            Err(e) => return Err(e.into_engine(op)),
+        };
+        let st = fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
+        Ok(RemoteFence::Fenced(st.position()))
+    }
+}

@@ -1,0 +1,109 @@
+//! The engine probe: is the server answering, and the figures exported as metrics —
+//! replay lag (seconds and bytes), timeline, connections, transactions, synchronous state.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use metrics::{counter, gauge};
+use tokio_postgres::Client;
+
+use super::sql::{SqlError, row};
+
+/// What one probe read (also the metrics it sets).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Figures {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    /// Standby: received but not yet replayed WAL, in bytes.
+    pub replay_lag_bytes: u64,
+    /// Standby: age of the last replayed transaction while WAL is waiting to be replayed.
+    pub replay_lag_seconds: f64,
+    /// Client backends.
+    pub connections: u64,
+    /// Committed plus rolled back transactions since the statistics were reset.
+    pub transactions: u64,
+    /// Primary: replicas streaming from it.
+    pub streaming: u64,
+    /// Primary: replicas counted for synchronous commit (`sync` or `quorum`).
+    pub synchronous: u64,
+    /// Seconds since the postmaster started.
+    pub uptime_seconds: f64,
+    /// `server_version_num`.
+    pub version_num: u64,
+}
+
+/// Read the figures in one round trip.
+pub async fn figures(client: &Client) -> Result<Figures, SqlError> {
+    let r = row(
+        client,
+        "SELECT pg_is_in_recovery()::text, \
+           COALESCE(CASE WHEN pg_is_in_recovery() THEN \
+             pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END, 0)::bigint::text, \
+           COALESCE(CASE WHEN pg_is_in_recovery() \
+             AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn() \
+             THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END, 0)::float8::text, \
+           (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::text, \
+           (SELECT COALESCE(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database)::bigint::text, \
+           (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')::text, \
+           (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))::text, \
+           extract(epoch FROM now() - pg_postmaster_start_time())::float8::text, \
+           current_setting('server_version_num')",
+    )
+    .await?;
+    let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    let int = |i: usize| {
+        text(i)
+            .parse::<i64>()
+            .map_or(0, |v| v.max(0).unsigned_abs())
+    };
+    let float = |i: usize| text(i).parse::<f64>().unwrap_or(0.0).max(0.0);
+    Ok(Figures {
+        in_recovery: text(0) == "true",
+        replay_lag_bytes: int(1),
+        replay_lag_seconds: float(2),
+        connections: int(3),
+        transactions: int(4),
+        streaming: int(5),
+        synchronous: int(6),
+        uptime_seconds: float(7),
+        version_num: int(8),
+    })
+}
+
+/// Turns successive transaction counts into a rate.
+#[derive(Debug, Default)]
+pub struct Rate {
+    /// The previous probe's count and time.
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Rate {
+    /// Transactions per second since the previous call (0 on the first).
+    pub fn per_second(&self, count: u64) -> f64 {
+        let now = Instant::now();
+        let mut last = self.last.lock().expect("the rate lock is never poisoned");
+        let rate = match *last {
+            Some((t, c)) if count >= c && now > t => {
+                (count - c) as f64 / now.duration_since(t).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        *last = Some((now, count));
+        rate
+    }
+}
+
+/// Export the figures (and the timeline) as `autopilot_postgres_*` metrics.
+pub fn export(f: &Figures, timeline: u64, tps: f64) {
+    gauge!("autopilot_postgres_in_recovery").set(if f.in_recovery { 1.0 } else { 0.0 });
+    gauge!("autopilot_postgres_replay_lag_bytes").set(f.replay_lag_bytes as f64);
+    gauge!("autopilot_postgres_replay_lag_seconds").set(f.replay_lag_seconds);
+    gauge!("autopilot_postgres_timeline").set(timeline as f64);
+    gauge!("autopilot_postgres_connections").set(f.connections as f64);
+    counter!("autopilot_postgres_transactions_total").absolute(f.transactions);
+    gauge!("autopilot_postgres_transactions_per_second").set(tps);
+    gauge!("autopilot_postgres_replicas_streaming").set(f.streaming as f64);
+    gauge!("autopilot_postgres_synchronous_replicas").set(f.synchronous as f64);
+    gauge!("autopilot_postgres_uptime_seconds").set(f.uptime_seconds);
+    gauge!("autopilot_postgres_server_version_num").set(f.version_num as f64);
+}

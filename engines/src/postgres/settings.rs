@@ -1,0 +1,208 @@
+//! What the PostgreSQL engine is configured with, and the server command line it builds.
+//!
+//! The engine owns the settings replication and failover depend on (`wal_level`,
+//! `hot_standby`, `wal_log_hints`, WAL senders and slots, listen address and port, no Unix
+//! sockets); they are passed with `-c` on the command line, which outranks every
+//! configuration file, so neither `postgresql.conf` nor `ALTER SYSTEM` can break them.
+//! Settings the agent changes at run time (`synchronous_standby_names`,
+//! `default_transaction_read_only`, `primary_conninfo`) are deliberately *not* on the
+//! command line: they live in `postgresql.auto.conf` and are changed with `ALTER SYSTEM` and
+//! a reload.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use handlers::{ExecSpec, RunAs};
+
+/// How commits are acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The primary acknowledges after its own WAL flush; a failover can lose the last
+    /// commits when the old primary's database is unreachable.
+    Async,
+    /// The primary acknowledges only once at least one replica flushed the commit
+    /// (`synchronous_standby_names = 'ANY 1 (...)'`).
+    Sync,
+}
+
+/// A user name and its password (the password is never shown by `Debug`).
+#[derive(Clone)]
+pub struct Credentials {
+    /// The role name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<secret>")
+            .finish()
+    }
+}
+
+/// Settings the engine's own callers may not pass as `parameters` (the engine sets them, or
+/// they would break replication, fencing or the agent's connection).
+pub const RESERVED_PARAMETERS: &[&str] = &[
+    "port",
+    "listen_addresses",
+    "data_directory",
+    "config_file",
+    "hba_file",
+    "unix_socket_directories",
+    "wal_level",
+    "hot_standby",
+    "wal_log_hints",
+    "max_wal_senders",
+    "max_replication_slots",
+    "synchronous_standby_names",
+    "default_transaction_read_only",
+    "primary_conninfo",
+    "primary_slot_name",
+    "restore_command",
+    "recovery_target_timeline",
+];
+
+/// Everything the PostgreSQL engine needs.
+#[derive(Clone, Debug)]
+pub struct PostgresSettings {
+    /// This node's id: its replication slot and `application_name` are derived from it.
+    pub node_id: String,
+    /// Where `postgres`, `initdb`, `pg_basebackup` and `pg_rewind` live
+    /// (Debian: `/usr/lib/postgresql/15/bin`).
+    pub bin_dir: PathBuf,
+    /// The data directory (created, owned by `run_as`, mode 0700).
+    pub data_dir: PathBuf,
+    /// `listen_addresses`, and the host the agent connects to for its own database.
+    pub listen: String,
+    /// The port.
+    pub port: u16,
+    /// The superuser the agent connects as (probe, fence, promote, pg_rewind).
+    pub superuser: Credentials,
+    /// The role replicas stream and clone with (created by the primary's agent).
+    pub replication: Credentials,
+    /// How commits are acknowledged.
+    pub durability: Durability,
+    /// The OS user PostgreSQL and its tools run as (PostgreSQL refuses root); `None` runs
+    /// them as the agent's user.
+    pub run_as: Option<RunAs>,
+    /// Extra `-c name=value` settings, after the engine's own (names are checked against
+    /// [`RESERVED_PARAMETERS`] at configuration time).
+    pub parameters: Vec<(String, String)>,
+    /// Grace period after the stop signal (for the main command's `kill_grace`).
+    pub stop_timeout: std::time::Duration,
+}
+
+impl PostgresSettings {
+    /// Path of a PostgreSQL program in `bin_dir`.
+    pub fn bin(&self, program: &str) -> String {
+        self.bin_dir.join(program).display().to_string()
+    }
+
+    /// This node's replication slot (and `application_name`) on the primary: `autopilot_`
+    /// plus the node id with every character outside `[a-z0-9_]` replaced by `_`.
+    pub fn slot_name(&self) -> String {
+        slot_name(&self.node_id)
+    }
+
+    /// The `postgres` server command line.
+    pub fn server_command(&self) -> ExecSpec {
+        let mut argv = vec![
+            self.bin("postgres"),
+            "-D".to_owned(),
+            self.data_dir.display().to_string(),
+        ];
+        let own = [
+            ("port", self.port.to_string()),
+            ("listen_addresses", self.listen.clone()),
+            // No Unix socket: its lock file in the data directory would be copied by
+            // pg_basebackup and block a replica on the same host.
+            ("unix_socket_directories", String::new()),
+            ("wal_level", "replica".to_owned()),
+            ("hot_standby", "on".to_owned()),
+            // pg_rewind needs hint bits WAL-logged (initdb also enables data checksums).
+            ("wal_log_hints", "on".to_owned()),
+            ("max_wal_senders", "10".to_owned()),
+            ("max_replication_slots", "10".to_owned()),
+            ("hot_standby_feedback", "on".to_owned()),
+            // pg_rewind reads the target's WAL back to the last checkpoint before the
+            // divergence; keep some (the operator may raise it).
+            ("wal_keep_size", "256MB".to_owned()),
+            // A standby whose primary went away retries every second, not every five.
+            ("wal_retrieve_retry_interval", "1s".to_owned()),
+            ("cluster_name", self.node_id.clone()),
+        ];
+        let extra = self.parameters.iter().map(|(n, v)| (n.as_str(), v.clone()));
+        for (name, value) in own.into_iter().chain(extra) {
+            argv.push("-c".to_owned());
+            argv.push(format!("{name}={value}"));
+        }
+        let mut spec = ExecSpec::new(argv);
+        spec.kill_grace = self.stop_timeout;
+        spec.user = self.run_as;
+        spec
+    }
+
+    /// A helper program (initdb, pg_basebackup, pg_rewind) as the PostgreSQL user, with a
+    /// time limit; `PGPASSWORD` goes in `env` (never logged).
+    pub fn tool(&self, program: &str, args: Vec<String>, timeout: std::time::Duration) -> ExecSpec {
+        let mut argv = vec![self.bin(program)];
+        argv.extend(args);
+        let mut spec = ExecSpec::new(argv);
+        spec.timeout = Some(timeout);
+        spec.kill_grace = std::time::Duration::from_secs(5);
+        spec.user = self.run_as;
+        spec
+    }
+}
+
+/// The slot name for node `id` (see [`PostgresSettings::slot_name`]).
+pub fn slot_name(id: &str) -> String {
+    let cleaned: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    let mut name = format!("autopilot_{cleaned}");
+    name.truncate(63);
+    name
+}
+
+/// Quote `s` as a PostgreSQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Quote `s` as a PostgreSQL identifier.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quote `s` as a libpq connection-string value.
+pub fn conn_value(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_are_valid_identifiers() {
+        assert_eq!(slot_name("node-1"), "autopilot_node_1");
+        assert_eq!(slot_name("DB.West"), "autopilot_db_west");
+        assert!(slot_name(&"x".repeat(100)).len() <= 63);
+    }
+
+    #[test]
+    fn quoting_escapes_quotes() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(conn_value(r"p'w\d"), r"'p\'w\\d'");
+    }
+}
