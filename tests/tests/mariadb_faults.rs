@@ -4,8 +4,11 @@
 //! the most advanced replica. Each asserts that no acknowledged row is missing on the new
 //! primary (I2) and that no two nodes accepted writes at once (I1).
 
+use std::time::Duration;
+
 use e2e::mariadb_cluster::MariaOpts;
 use e2e::mariadb_scenario::*;
+use e2e::util::eventually;
 
 fn opts(durability: &'static str) -> MariaOpts {
     MariaOpts {
@@ -61,9 +64,31 @@ fn the_most_advanced_replica_wins() {
     let ahead = (0..3)
         .find(|&i| i != p && i != behind)
         .expect("another replica");
+    // A node that joined a moment ago may still be finishing its first `Follow` (the role
+    // logic ignores views until it answers), and such a node does not compete: let both
+    // replicas get through that first. Known liveness gap, not a safety one (see BENCHMARKS).
+    std::thread::sleep(Duration::from_secs(2));
     c.sql(behind, &["STOP SLAVE SQL_THREAD"])
         .expect("hold back a replica's SQL thread");
     let run = failover(&mut c, p, |c, p| {
+        // Replicas publish their position from probes (about once a second): wait until the
+        // node keys show the gap, so the election compares the positions the test set up
+        // rather than two equal ones from before the writer ran (a tie goes to the lower id).
+        let offset = |i: usize| -> Option<u64> {
+            let doc: serde_json::Value =
+                serde_json::from_str(&c.key(&format!("nodes/{}", c.name(i)))?).ok()?;
+            doc["replication"]["position"]["offset"].as_u64()
+        };
+        let shown = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+            (offset(ahead)? > offset(behind)?).then_some(())
+        });
+        assert!(
+            shown.is_some(),
+            "the node keys never showed {} ahead of {}\n{}",
+            c.name(ahead),
+            c.name(behind),
+            c.logs()
+        );
         c.kill_mariadbd(p);
     });
     assert_eq!(
