@@ -1,7 +1,15 @@
 //! Failover (design §4, "Failover"): a replica notices the primary key is gone, finishes
-//! applying, publishes its position, waits out the settle window, yields to any better peer,
-//! otherwise claims the key in one transaction, fences the old primary remotely, catches up to
-//! its final position, runs prePromote and promotes. Also the planned-switchover candidate side.
+//! applying, publishes its final position for this round, waits out the settle window and for
+//! every eligible peer's final position, yields to any better peer, otherwise claims the key in
+//! one transaction, fences the old primary remotely, catches up to its final position, runs
+//! prePromote and promotes. Also the planned-switchover candidate side.
+//!
+//! Why wait for the peers' final positions, not just the settle window: a peer whose replay
+//! takes longer than the window (or that saw the deletion late) still advertises the position
+//! it had before, and a candidate comparing against that could win with less data than the
+//! peer holds — losing writes the peer acknowledged (semi-sync, `ANY 1`). The wait is bounded
+//! by `settle + ttl`: a peer that neither publishes nor loses its key by then is hung, and the
+//! election goes on with what it last published.
 
 use super::machine::Cx;
 use super::state::{Phase, PromoteStep};
@@ -35,7 +43,10 @@ pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
             }
             // Finish applying what was received, publish, and let everybody settle.
             cx.emit(Action::CatchUp);
-            cx.s.phase = Phase::Electing { since: cx.now };
+            cx.s.phase = Phase::Electing {
+                since: cx.now,
+                term: view.history_rev,
+            };
             cx.s.next_poll = cx.now + cx.p.settle; // read fresh exactly when the window ends
             cx.emit(Action::WakeAt { at: cx.s.next_poll });
         }
@@ -43,7 +54,7 @@ pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
 }
 
 /// A view while electing: follow a new primary, stop in maintenance, or decide after settling.
-pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
+pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, term: u64, view: &ClusterView) {
     if let Some(pk) = &view.primary {
         if pk.node != cx.p.node_id {
             super::bootstrap::join(cx, pk.clone());
@@ -59,8 +70,26 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
         cx.publish();
         return;
     }
-    if cx.now < since + cx.p.settle || !view.linearizable {
-        return; // decide only on a fresh read taken after the settle window
+    if view.history_rev > term {
+        // Somebody won and lost the key meanwhile: a new round, with its own final positions.
+        cx.s.phase = Phase::Replica { following: None };
+        replica_view(cx, view);
+        return;
+    }
+    if cx.now < since + cx.p.settle {
+        return;
+    }
+    let finals = positions_final(cx, term, view);
+    if !view.linearizable {
+        // Decide only on a fresh read; a watch update that completes the picture asks for one
+        // now rather than at the next poll.
+        if finals {
+            cx.emit(Action::ReadCluster);
+        }
+        return;
+    }
+    if !finals && cx.now < since + cx.p.settle + cx.p.ttl {
+        return; // re-read on the next poll or watch update
     }
     // Planned iff the vanished primary is the one the request asked to step down.
     let planned = view.switchover.as_ref().is_some_and(|sw| {
@@ -117,6 +146,16 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, view: &ClusterView) {
     cx.s.phase = Phase::Claiming { reason, old };
 }
 
+/// Whether this node and every eligible peer published their final position for round `term`.
+fn positions_final(cx: &Cx<'_>, term: u64, view: &ClusterView) -> bool {
+    cx.s.caught_up_term == Some(term)
+        && view
+            .nodes
+            .iter()
+            .filter(|n| n.eligible && n.id != cx.p.node_id)
+            .all(|n| n.caught_up_term == Some(term))
+}
+
 /// The node that should win: the most advanced eligible node; ties go to the switchover
 /// target, then higher priority, then lowest id. This node counts with its live state.
 pub(super) fn best_candidate(cx: &Cx<'_>, view: &ClusterView) -> Option<String> {
@@ -127,6 +166,7 @@ pub(super) fn best_candidate(cx: &Cx<'_>, view: &ClusterView) -> Option<String> 
         position: cx.s.position,
         priority: cx.p.priority,
         eligible: true,
+        caught_up_term: cx.s.caught_up_term,
     };
     let peers = view
         .nodes
@@ -180,8 +220,9 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
 /// Engine answers while electing or promoting.
 pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
     match (cx.s.phase.clone(), result) {
-        (Phase::Electing { .. }, EngineResult::CaughtUp { position }) => {
+        (Phase::Electing { term, .. }, EngineResult::CaughtUp { position }) => {
             cx.s.position = cx.s.position.max(position);
+            cx.s.caught_up_term = Some(term);
             cx.publish();
         }
         // A late answer to the election's `CatchUp` (replay can take longer than the settle

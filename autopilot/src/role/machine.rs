@@ -110,7 +110,7 @@ impl Cx<'_> {
             Phase::Discovering | Phase::WaitingForData => bootstrap::discover(self, view),
             Phase::Bootstrap(step) => bootstrap::recheck(self, step, view),
             Phase::Replica { .. } => failover::replica_view(self, view),
-            Phase::Electing { since } => failover::electing_view(self, since, view),
+            Phase::Electing { since, term } => failover::electing_view(self, since, term, view),
             Phase::Primary | Phase::SelfFenced { .. } => primary::view(self, view),
             _ => {}
         }
@@ -172,7 +172,7 @@ impl Cx<'_> {
                 | Phase::WaitingForData
                 | Phase::SelfFenced { .. }
                 | Phase::Replica { .. }
-        ) || matches!(self.s.phase, Phase::Electing { since } if self.now >= since + self.p.settle);
+        ) || matches!(self.s.phase, Phase::Electing { since, .. } if self.now >= since + self.p.settle);
         if poll && self.s.lease_alive && self.now >= self.s.next_poll {
             self.s.next_poll = self.now + self.poll_every();
             self.emit(Action::ReadCluster);
@@ -250,6 +250,7 @@ impl Cx<'_> {
                 position: self.s.position,
                 eligible,
                 needs_rebuild: self.s.phase == Phase::NeedsRebuild,
+                caught_up_term: self.s.caught_up_term,
             });
         }
     }

@@ -22,10 +22,14 @@ pub enum Phase {
     Rejoining { target: PrimaryKey },
     /// A replica of `following`; `None` while there is no primary (or we wait for one).
     Replica { following: Option<NodeId> },
-    /// The primary key vanished: caught up, published, waiting for the settle window to end.
+    /// The primary key vanished: catching up, publishing the final position, waiting for the
+    /// settle window to end and for every eligible peer's final position.
     Electing {
         /// When this node learned the primary was gone; the settle window starts here.
         since: Millis,
+        /// The election's round: the `history` revision of the vanished primary's term. Every
+        /// candidate of one round reads the same value (only a claim changes it).
+        term: u64,
     },
     /// `ClaimPrimary` sent. `old` is the previous primary (from `history`), to fence on winning.
     Claiming {
@@ -113,6 +117,9 @@ pub struct RoleState {
     pub next_poll: Millis,
     /// The members last sent with `SetReplicas` while primary; `None` until sent.
     pub replicas_sent: Option<Vec<(NodeId, String)>>,
+    /// The election round (see [`Phase::Electing`]) for which `position` is final: everything
+    /// received was applied after the primary vanished. Published so peers can wait for it.
+    pub caught_up_term: Option<u64>,
 }
 
 impl RoleState {
@@ -134,6 +141,7 @@ impl RoleState {
             stop_requested: false,
             next_poll: 0,
             replicas_sent: None,
+            caught_up_term: None,
         }
     }
 

@@ -119,6 +119,9 @@ pub struct NodeInfo {
     /// Whether it would take part in a failover right now (healthy, has data, not `nofailover`,
     /// not lagging, not a demoted primary handing over). Computed by the peer itself.
     pub eligible: bool,
+    /// The election round for which `position` is the peer's final position (it applied
+    /// everything it received after the primary vanished); `None` outside elections.
+    pub caught_up_term: Option<u64>,
 }
 
 /// A planned switchover request (the `switchover` key), written by the coordinator.
@@ -276,6 +279,7 @@ pub enum Action {
         position: Position,
         eligible: bool,
         needs_rebuild: bool,
+        caught_up_term: Option<u64>,
     },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,

@@ -20,6 +20,7 @@ fn node(id: &str, offset: u64, priority: u32, eligible: bool) -> NodeInfo {
         position: pos(offset),
         priority,
         eligible,
+        caught_up_term: Some(0), // final for the round `view()` describes
     }
 }
 
@@ -42,6 +43,7 @@ fn view() -> ClusterView {
 fn st(phase: Phase) -> RoleState {
     let mut s = RoleState::new();
     (s.phase, s.has_data, s.lease_alive, s.position) = (phase, true, true, pos(10));
+    s.caught_up_term = Some(0); // caught up for the round `view()` describes
     s
 }
 
@@ -211,7 +213,7 @@ fn role_election_yields_to_better_peer() {
         (vec![node("n1", 10, 100, true)], true),  // tie, same priority: lowest id n0
     ];
     for (peers, claims) in cases {
-        let s = st(Phase::Electing { since: 0 });
+        let s = st(Phase::Electing { since: 0, term: 0 });
         let v = ClusterView {
             nodes: peers.clone(),
             ..view()
@@ -227,7 +229,10 @@ fn role_election_yields_to_better_peer() {
 
 #[test]
 fn role_election_waits_for_settle_fresh_read_and_cooldown() {
-    let s = st(Phase::Electing { since: 1000 });
+    let s = st(Phase::Electing {
+        since: 1000,
+        term: 0,
+    });
     let (_, a) = run(s.clone(), cluster(1500, view()));
     assert!(a.is_empty(), "inside the settle window");
     let (_, a) = run(
@@ -240,7 +245,11 @@ fn role_election_waits_for_settle_fresh_read_and_cooldown() {
             },
         ),
     );
-    assert!(a.is_empty(), "watch cache only");
+    assert_eq!(
+        a,
+        vec![Action::ReadCluster],
+        "watch cache only: decide on a fresh read, asked for now"
+    );
     let (_, a) = run(
         s.clone(),
         cluster(
@@ -252,6 +261,11 @@ fn role_election_waits_for_settle_fresh_read_and_cooldown() {
         ),
     );
     assert_eq!(a, vec![Action::WakeAt { at: 8000 }], "cooldown");
+    let mut s = st(Phase::Electing {
+        since: 1000,
+        term: 7,
+    });
+    s.caught_up_term = Some(7);
     let (s, a) = run(
         s,
         cluster(
@@ -272,6 +286,77 @@ fn role_election_waits_for_settle_fresh_read_and_cooldown() {
         }
     ));
     assert!(matches!(s.phase, Phase::Claiming { .. }));
+}
+
+#[test]
+fn role_election_waits_for_every_eligible_peers_final_position() {
+    let s = st(Phase::Electing {
+        since: 1000,
+        term: 0,
+    });
+    let claims = |a: &[Action]| a.iter().any(|a| matches!(a, Action::ClaimPrimary { .. }));
+    // A peer still replaying advertises its old, lower position: not final for this round.
+    let mut replaying = node("n1", 5, 100, true);
+    replaying.caught_up_term = None;
+    let v = ClusterView {
+        nodes: vec![replaying.clone()],
+        ..view()
+    };
+    let (_, a) = run(s.clone(), cluster(2500, v.clone()));
+    assert!(!claims(&a), "waits for the peer's final position");
+    // Its final position for this round is higher: yield.
+    let mut done = node("n1", 12, 100, true);
+    done.caught_up_term = Some(0);
+    let (_, a) = run(
+        s.clone(),
+        cluster(
+            2600,
+            ClusterView {
+                nodes: vec![done],
+                ..view()
+            },
+        ),
+    );
+    assert!(!claims(&a), "yields to the more advanced peer");
+    // A peer final for an older round counts as not final.
+    let mut old_round = node("n1", 5, 100, true);
+    old_round.caught_up_term = Some(0);
+    let (_, a) = run(
+        st(Phase::Electing {
+            since: 1000,
+            term: 3,
+        }),
+        cluster(
+            2500,
+            ClusterView {
+                nodes: vec![old_round],
+                history_rev: 3,
+                ..view()
+            },
+        ),
+    );
+    assert!(!claims(&a), "a final position of another round");
+    // Our own catch-up has not answered yet: wait too.
+    let mut me_pending = s.clone();
+    me_pending.caught_up_term = None;
+    let (_, a) = run(me_pending, cluster(2500, view()));
+    assert!(!claims(&a), "our own final position is not known yet");
+    // Bounded: after settle + ttl a hung peer no longer blocks the election.
+    let (_, a) = run(s.clone(), cluster(1000 + 1000 + 3000, v));
+    assert!(claims(&a), "decides after settle + ttl");
+    // A new round (history moved on) starts over: catch up again for it.
+    let (s2, a) = run(
+        s,
+        cluster(
+            2500,
+            ClusterView {
+                history_rev: 9,
+                ..view()
+            },
+        ),
+    );
+    assert!(a.contains(&Action::CatchUp));
+    assert!(matches!(s2.phase, Phase::Electing { term: 9, .. }));
 }
 
 #[test]
@@ -491,6 +576,7 @@ fn role_switchover_old_primary_fences_then_releases() {
         position: pos(12),
         eligible: false,
         needs_rebuild: false,
+        caught_up_term: Some(0),
     }));
     assert_eq!(s.phase, Phase::Replica { following: None });
 }

@@ -74,6 +74,10 @@ pub struct NodeReplication {
     /// Id of the primary this node follows (`null` when it follows nobody).
     #[serde(default)]
     pub source: Option<String>,
+    /// During an election: the round (`history` revision of the vanished primary's term) for
+    /// which `position` is final, everything received applied. Candidates wait for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up_term: Option<u64>,
 }
 
 /// Operator tags that change how Autopilot treats a node.

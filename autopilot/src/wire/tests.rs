@@ -24,6 +24,7 @@ pub(crate) fn sample_node(id: &str) -> NodeDoc {
             },
             lag_seconds: Some(0.5),
             source: Some("db-1".into()),
+            caught_up_term: Some(41),
         },
         priority: 100,
         tags: NodeTags { nofailover: true },

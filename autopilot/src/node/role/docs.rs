@@ -41,6 +41,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         eligible,
         healthy,
         needs_rebuild,
+        caught_up_term,
     } = flags;
     let (wire_role, status) = match role {
         Role::Primary => (wire::Role::Primary, NodeStatus::Online),
@@ -65,6 +66,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         },
         replication: NodeReplication {
             position: position(pos),
+            caught_up_term,
             ..NodeReplication::default()
         },
         priority: me.priority,
@@ -83,7 +85,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
 }
 
 /// What the node says about itself besides role and position.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct NodeFlags {
     /// It would take part in a failover now.
     pub eligible: bool,
@@ -91,6 +93,8 @@ pub struct NodeFlags {
     pub healthy: bool,
     /// Its data diverged from the primary's; an operator (or `auto_rebuild`) must rebuild it.
     pub needs_rebuild: bool,
+    /// The election round its position is final for (see [`NodeReplication::caught_up_term`]).
+    pub caught_up_term: Option<u64>,
 }
 
 /// `primary`, bound to `lease`: `starting` when claimed, `online` once promoted.

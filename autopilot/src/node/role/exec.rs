@@ -85,6 +85,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             position,
             eligible,
             needs_rebuild,
+            caught_up_term,
         } => {
             let healthy = st.args.health.borrow().healthy;
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
@@ -92,6 +93,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 eligible,
                 healthy,
                 needs_rebuild,
+                caught_up_term,
             };
             let doc = docs::node(&st.args.identity, role, position, flags);
             let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));

@@ -203,11 +203,7 @@ impl Actor for RoleActor {
                     &args.identity,
                     Role::Unknown,
                     role::Position::default(),
-                    docs::NodeFlags {
-                        eligible: false,
-                        healthy: false,
-                        needs_rebuild: false,
-                    },
+                    docs::NodeFlags::default(),
                 ),
                 sink: EventSink::to_actor(myself.clone()),
             },

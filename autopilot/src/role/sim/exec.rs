@@ -19,10 +19,11 @@ impl World {
                 role,
                 position,
                 eligible,
+                caught_up_term,
                 ..
             } => {
                 if self.store_ok(i) {
-                    self.put_node(i, role, position, eligible);
+                    self.put_node(i, role, position, eligible, caught_up_term);
                 }
             }
             Action::AcquireLock => {
@@ -152,7 +153,13 @@ impl World {
                 let d = &mut self.dbs[i];
                 d.log.clone_from(&d.received);
                 let position = self.dbs[i].pos();
-                self.engine(i, EngineResult::CaughtUp { position });
+                // Replaying a relay log or WAL backlog takes a while: the answer (and so the
+                // published final position) may come well after the settle window.
+                let at = now + self.rng.below(self.max_catch_up_delay + 1);
+                let result = EngineResult::CaughtUp { position };
+                self.nodes[i]
+                    .inbox
+                    .push_back((at, Event::Engine { now: at, result }));
             }
             Action::FenceRemote { node, .. } => {
                 let r = match self.idx(&node) {

@@ -78,6 +78,8 @@ pub struct World {
     rng: Rng,
     next_write: u64,
     max_watch_delay: Millis,
+    /// Longest time a `CatchUp` takes to answer; longer than `settle` on purpose.
+    max_catch_up_delay: Millis,
     /// Invariant violations found so far (empty = all good).
     pub violations: Vec<String>,
     /// (time, node, reason) of every promotion the executor carried out.
@@ -142,6 +144,7 @@ impl World {
             rng: Rng(seed | 1),
             next_write: 1,
             max_watch_delay: 300,
+            max_catch_up_delay: 2500,
             violations: Vec::new(),
             promotions: Vec::new(),
             trace: false,
@@ -373,7 +376,7 @@ impl World {
             self.nodes[i].lease = Some(id);
             self.nodes[i].want_lease = false;
             self.nodes[i].next_keepalive = now + self.nodes[i].params.ttl / 3;
-            self.put_node(i, Role::Unknown, self.dbs[i].pos(), false);
+            self.put_node(i, Role::Unknown, self.dbs[i].pos(), false, None);
             self.nodes[i]
                 .inbox
                 .push_back((now, Event::LeaseGranted { now }));
@@ -398,7 +401,14 @@ impl World {
         self.nodes[i].inbox.push_back((now, ev));
     }
 
-    fn put_node(&mut self, i: usize, role: Role, position: Position, eligible: bool) {
+    fn put_node(
+        &mut self,
+        i: usize,
+        role: Role,
+        position: Position,
+        eligible: bool,
+        caught_up_term: Option<u64>,
+    ) {
         let Some(lease) = self.nodes[i]
             .lease
             .filter(|l| self.store.leases.contains_key(l))
@@ -413,6 +423,7 @@ impl World {
             position,
             priority: p.priority,
             eligible,
+            caught_up_term,
         };
         self.store.nodes.insert(i, (info, lease));
         self.changed();
@@ -489,6 +500,7 @@ fn retime(ev: Event, now: Millis) -> Event {
     match ev {
         Event::Cluster { view, .. } => Event::Cluster { now, view },
         Event::Tick { .. } => Event::Tick { now },
+        Event::Engine { result, .. } => Event::Engine { now, result },
         other => other,
     }
 }
