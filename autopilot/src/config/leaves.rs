@@ -1,17 +1,96 @@
 //! Leaf checks of the validator: exec lists, working directories, environment mappings,
-//! secrets and durations. Shared by the process, handler and job sections of `validate.rs`.
+//! secrets, database accounts and durations. Shared by the sections of `validate*.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::checks;
 use super::locate::{FieldPath, Target};
-use super::model::{EnvValue, EnvVar, OsUser, Secret};
-use super::raw::{Exec, RawDuration, RawEnv, RawEnvValue};
+use super::model::{DbAccount, EnvValue, EnvVar, OsUser, Secret};
+use super::raw::{Exec, RawAccount, RawDuration, RawEnv, RawEnvValue};
 use super::secrets;
 use super::validate::Validator;
 
 impl Validator<'_> {
+    /// A database account under `at`: required, a user name of 1 to `max_user` characters
+    /// (`example` shows one), and exactly one of `password_file` and `password_env`.
+    pub(super) fn db_account(
+        &mut self,
+        at: &FieldPath,
+        raw: Option<RawAccount>,
+        max_user: usize,
+        example: &str,
+    ) -> Option<DbAccount> {
+        let Some(RawAccount {
+            user,
+            password_file,
+            password_env,
+            password,
+        }) = raw
+        else {
+            self.problem(
+                at,
+                Target::Key,
+                "required; expected {user: NAME, password_file: PATH} or {user: NAME, password_env: VAR}",
+            );
+            return None;
+        };
+        if password.is_some() {
+            self.problem(
+                &at.key("password"),
+                Target::Key,
+                "inline passwords are not allowed; expected password_file: PATH or password_env: VAR",
+            );
+        }
+        let user = match user {
+            Some(u) if !u.is_empty() && u.chars().count() <= max_user => Some(u),
+            Some(_) => {
+                self.problem(
+                    &at.key("user"),
+                    Target::Value,
+                    &format!(
+                        "expected a user name of 1 to {max_user} characters, e.g. user: {example}"
+                    ),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    &at.key("user"),
+                    Target::Key,
+                    &format!("required; expected a user name, e.g. user: {example}"),
+                );
+                None
+            }
+        };
+        let secret = match (password_file, password_env) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &at.key("password_env"),
+                    Target::Key,
+                    "is set together with password_file; expected only one of password_file and password_env",
+                );
+                None
+            }
+            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
+            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
+            (None, None) => {
+                if password.is_none() {
+                    self.problem(
+                        at,
+                        Target::Key,
+                        "has no password; expected password_file: PATH or password_env: VAR",
+                    );
+                }
+                None
+            }
+        };
+        Some(DbAccount {
+            user: user?,
+            password: secret?,
+        })
+    }
+
     /// `exec` under `at`: required, non-empty, with a non-empty program.
     pub(super) fn exec(&mut self, at: &FieldPath, exec: Option<Exec>) -> Vec<String> {
         let field = at.key("exec");

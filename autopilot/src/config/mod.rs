@@ -43,5 +43,5 @@ mod tests_tls;
 pub use error::{ConfigError, Problem};
 pub use load::{load, parse};
 pub use model::*;
-pub use postgres::{PgDurability, PgUser, PostgresConfig};
-pub use validate_mariadb::{MariadbAccount, MariadbConfig, MariadbDurability};
+pub use postgres::{PgDurability, PostgresConfig};
+pub use validate_mariadb::{MariadbConfig, MariadbDurability};

@@ -335,6 +335,15 @@ pub enum EnvValue {
     Secret(Secret),
 }
 
+/// A database account: a user name and its password (from a file or an environment variable).
+#[derive(Clone, Debug)]
+pub struct DbAccount {
+    /// User (MariaDB) or role (PostgreSQL) name.
+    pub user: String,
+    /// The password.
+    pub password: Secret,
+}
+
 /// A secret value. Its `Debug` and `Display` never show the value, only where it came from.
 #[derive(Clone)]
 pub struct Secret {

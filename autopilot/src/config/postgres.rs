@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde::de;
 
 use super::locate::{FieldPath, Target};
-use super::model::Secret;
+use super::model::DbAccount;
+use super::raw::RawAccount;
 use super::validate::Validator;
 
 /// Debian's PostgreSQL 15 programs.
@@ -29,25 +30,11 @@ pub(crate) struct RawPostgres {
     /// async | sync; default async.
     pub durability: Option<String>,
     /// The superuser the agent connects as; required.
-    pub superuser: Option<RawPgUser>,
+    pub superuser: Option<RawAccount>,
     /// The replication role; required.
-    pub replication: Option<RawPgUser>,
+    pub replication: Option<RawAccount>,
     /// Extra server settings (`-c name=value`).
     pub parameters: BTreeMap<String, RawParam>,
-}
-
-/// A database user and where its password comes from.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct RawPgUser {
-    /// The role name; required.
-    pub user: Option<String>,
-    /// File holding the password.
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    pub password_env: Option<String>,
-    /// Accepted only to reject it with a helpful message; its value is never shown.
-    pub password: Option<de::IgnoredAny>,
 }
 
 /// A server setting's value: YAML text, number or boolean, passed on as text.
@@ -91,15 +78,6 @@ pub enum PgDurability {
     Sync,
 }
 
-/// A database user with its password (shown only by origin).
-#[derive(Clone, Debug)]
-pub struct PgUser {
-    /// The role name.
-    pub user: String,
-    /// The password, from a file or an environment variable.
-    pub password: Secret,
-}
-
 /// The validated `engine.postgres:`.
 #[derive(Clone, Debug)]
 pub struct PostgresConfig {
@@ -112,9 +90,9 @@ pub struct PostgresConfig {
     /// How commits are acknowledged.
     pub durability: PgDurability,
     /// The superuser the agent connects as (probe, fence, promote, pg_rewind).
-    pub superuser: PgUser,
+    pub superuser: DbAccount,
     /// The role replicas stream and clone with; created by the primary's agent.
-    pub replication: PgUser,
+    pub replication: DbAccount,
     /// Extra server settings, in name order.
     pub parameters: Vec<(String, String)>,
 }
@@ -180,8 +158,8 @@ impl Validator<'_> {
                 PgDurability::Async
             }
         };
-        let superuser = self.pg_user(&at.key("superuser"), superuser);
-        let replication = self.pg_user(&at.key("replication"), replication);
+        let superuser = self.db_account(&at.key("superuser"), superuser, 63, "postgres");
+        let replication = self.db_account(&at.key("replication"), replication, 63, "replicator");
         let mut params = Vec::new();
         for (name, RawParam(value)) in parameters {
             if RESERVED.contains(&name.as_str()) {
@@ -211,65 +189,6 @@ impl Validator<'_> {
             superuser: superuser?,
             replication: replication?,
             parameters: params,
-        })
-    }
-
-    fn pg_user(&mut self, at: &FieldPath, raw: Option<RawPgUser>) -> Option<PgUser> {
-        let Some(RawPgUser {
-            user,
-            password_file,
-            password_env,
-            password,
-        }) = raw
-        else {
-            self.problem(
-                at,
-                Target::Key,
-                "required; expected { user: NAME, password_file: PATH } or { user: NAME, password_env: VAR }",
-            );
-            return None;
-        };
-        if password.is_some() {
-            self.problem(
-                &at.key("password"),
-                Target::Key,
-                "inline passwords are not allowed; expected password_file: PATH or password_env: VAR",
-            );
-        }
-        let user = match user.filter(|u| !u.is_empty()) {
-            Some(u) => Some(u),
-            None => {
-                self.problem(
-                    &at.key("user"),
-                    Target::Key,
-                    "required; expected a role name, e.g. user: postgres",
-                );
-                None
-            }
-        };
-        let password = match (password_file, password_env) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    &at.key("password_env"),
-                    Target::Key,
-                    "is set together with password_file; expected only one of password_file and password_env",
-                );
-                None
-            }
-            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
-            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
-            (None, None) => {
-                self.problem(
-                    at,
-                    Target::Key,
-                    "has no password; expected password_file: PATH or password_env: VAR",
-                );
-                None
-            }
-        };
-        Some(PgUser {
-            user: user?,
-            password: password?,
         })
     }
 }

@@ -96,6 +96,21 @@ pub(crate) struct RawEtcd {
     pub tls: Option<RawTls>,
 }
 
+/// A database account (`engine.mariadb.credentials.*`, `engine.postgres.{superuser,replication}`):
+/// a user name and where its password comes from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawAccount {
+    /// User name; required.
+    pub user: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Accepted only to reject it with a helpful message; its value is never shown.
+    pub password: Option<de::IgnoredAny>,
+}
+
 /// `store.etcd.tls:`; every file is optional, but `cert_file` and `key_file` go together.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,7 +1,6 @@
 //! `engine.mariadb:` as written (see `validate_mariadb.rs`).
 
 use serde::Deserialize;
-use serde::de;
 
 use super::raw::RawDuration;
 
@@ -30,21 +29,7 @@ pub(crate) struct RawMariadb {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawCredentials {
     /// All privileges: probes, promotion, fencing.
-    pub admin: Option<RawAccount>,
+    pub admin: Option<super::raw::RawAccount>,
     /// Replicas connect with it.
-    pub replication: Option<RawAccount>,
-}
-
-/// One account: a user name and where its password comes from.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct RawAccount {
-    /// User name; required.
-    pub user: Option<String>,
-    /// File holding the password.
-    pub password_file: Option<String>,
-    /// Environment variable holding the password.
-    pub password_env: Option<String>,
-    /// Accepted only to reject it with a helpful message; its value is never shown.
-    pub password: Option<de::IgnoredAny>,
+    pub replication: Option<super::raw::RawAccount>,
 }

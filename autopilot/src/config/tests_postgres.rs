@@ -93,3 +93,40 @@ fn postgres_problems_name_the_field_and_the_fix() {
         text(&p)
     );
 }
+
+#[test]
+fn database_accounts_name_the_field_and_the_fix() {
+    let text = |p: &[super::Problem]| {
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let long = "r".repeat(64);
+    let cases = [
+        (
+            "{ user: postgres, password_env: SET_VAR }".to_owned(),
+            "{ password_env: SET_VAR }".to_owned(),
+            "engine.postgres.superuser.user: required; expected a user name, e.g. user: postgres",
+        ),
+        (
+            "{ user: replicator, password_env: SET_VAR }".to_owned(),
+            format!("{{ user: {long}, password_env: SET_VAR }}"),
+            "engine.postgres.replication.user: expected a user name of 1 to 63 characters",
+        ),
+        (
+            "{ user: replicator, password_env: SET_VAR }".to_owned(),
+            "{ user: replicator, password_env: SET_VAR, password_file: /x }".to_owned(),
+            "engine.postgres.replication.password_env: is set together with password_file",
+        ),
+        (
+            "{ user: replicator, password_env: SET_VAR }".to_owned(),
+            "{ user: replicator }".to_owned(),
+            "engine.postgres.replication: has no password; expected password_file: PATH or password_env: VAR",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let t = text(&problems(&PG.replacen(&from, &to, 1)));
+        assert!(t.contains(want), "{to}: {t}");
+    }
+}

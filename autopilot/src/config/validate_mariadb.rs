@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::locate::{FieldPath, Target};
-use super::model::Secret;
-use super::raw_mariadb::{RawAccount, RawCredentials, RawMariadb};
+use super::model::DbAccount;
+use super::raw_mariadb::{RawCredentials, RawMariadb};
 use super::validate::Validator;
 
 /// The MariaDB engine's settings (`engine.mariadb`), validated.
@@ -21,9 +21,9 @@ pub struct MariadbConfig {
     /// OS user the server runs as when the agent is root. Default `mysql`.
     pub os_user: String,
     /// All privileges; used for probes, promotion and fencing (also of other nodes).
-    pub admin: MariadbAccount,
+    pub admin: DbAccount,
     /// Replicas connect to the primary with it.
-    pub replication: MariadbAccount,
+    pub replication: DbAccount,
 }
 
 /// Commit durability of the MariaDB engine.
@@ -37,15 +37,6 @@ pub enum MariadbDurability {
         /// `rpl_semi_sync_master_timeout`, when the operator accepts a fallback.
         fallback_after: Option<Duration>,
     },
-}
-
-/// A database account with its password (never shown).
-#[derive(Clone, Debug)]
-pub struct MariadbAccount {
-    /// User name.
-    pub user: String,
-    /// Password, from a file or an environment variable.
-    pub password: Secret,
 }
 
 impl Validator<'_> {
@@ -149,7 +140,7 @@ impl Validator<'_> {
         &mut self,
         at: &FieldPath,
         raw: Option<RawCredentials>,
-    ) -> (Option<MariadbAccount>, Option<MariadbAccount>) {
+    ) -> (Option<DbAccount>, Option<DbAccount>) {
         let Some(RawCredentials { admin, replication }) = raw else {
             self.problem(
                 at,
@@ -159,77 +150,8 @@ impl Validator<'_> {
             return (None, None);
         };
         (
-            self.account(&at.key("admin"), admin),
-            self.account(&at.key("replication"), replication),
+            self.db_account(&at.key("admin"), admin, 80, "autopilot"),
+            self.db_account(&at.key("replication"), replication, 80, "replicator"),
         )
-    }
-
-    fn account(&mut self, at: &FieldPath, raw: Option<RawAccount>) -> Option<MariadbAccount> {
-        let Some(RawAccount {
-            user,
-            password_file,
-            password_env,
-            password,
-        }) = raw
-        else {
-            self.problem(
-                at,
-                Target::Key,
-                "required; expected {user: NAME, password_file: PATH} or {user: NAME, password_env: VAR}",
-            );
-            return None;
-        };
-        if password.is_some() {
-            self.problem(
-                &at.key("password"),
-                Target::Key,
-                "inline passwords are not allowed; expected password_file: PATH or password_env: VAR",
-            );
-        }
-        let user = match user {
-            Some(u) if !u.is_empty() && u.len() <= 80 => Some(u),
-            Some(_) => {
-                self.problem(
-                    &at.key("user"),
-                    Target::Value,
-                    "expected a user name of 1 to 80 characters",
-                );
-                None
-            }
-            None => {
-                self.problem(
-                    &at.key("user"),
-                    Target::Key,
-                    "required; expected a user name",
-                );
-                None
-            }
-        };
-        let secret = match (password_file, password_env) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    &at.key("password_env"),
-                    Target::Key,
-                    "is set together with password_file; expected only one of password_file and password_env",
-                );
-                None
-            }
-            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
-            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
-            (None, None) => {
-                if password.is_none() {
-                    self.problem(
-                        at,
-                        Target::Key,
-                        "has no password; expected password_file: PATH or password_env: VAR",
-                    );
-                }
-                None
-            }
-        };
-        Some(MariadbAccount {
-            user: user?,
-            password: secret?,
-        })
     }
 }

@@ -13,9 +13,7 @@ use engines::{AnyEngine, MainControl, Peer};
 use handlers::{ExecSpec, RunAs};
 
 use super::env::EventEnv;
-use crate::config::{
-    Config, EngineKind, HandlerConfig, MariadbAccount, MariadbDurability, PgDurability,
-};
+use crate::config::{Config, EngineKind, HandlerConfig, MariadbDurability, PgDurability};
 
 /// Grace between SIGTERM and SIGKILL for a handler or hook that overran its timeout.
 pub const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
@@ -89,7 +87,7 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
         .mariadb
         .as_ref()
         .expect("validation requires engine.mariadb with kind: mariadb");
-    let account = |a: &MariadbAccount| Account {
+    let account = |a: &crate::config::DbAccount| Account {
         user: a.user.clone(),
         password: a.password.expose().to_owned(),
     };
@@ -130,7 +128,7 @@ fn postgres_settings(config: &Config, run_as: Option<RunAs>) -> PostgresSettings
         .postgres
         .as_ref()
         .expect("validation requires engine.postgres with kind: postgres");
-    let creds = |u: &crate::config::PgUser| Credentials {
+    let creds = |u: &crate::config::DbAccount| Credentials {
         user: u.user.clone(),
         password: u.password.expose().to_owned(),
     };
