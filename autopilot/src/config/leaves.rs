@@ -48,7 +48,7 @@ impl Validator<'_> {
                 self.problem(
                     &at.key("user"),
                     Target::Value,
-                    &format!(
+                    format!(
                         "expected a user name of 1 to {max_user} characters, e.g. user: {example}"
                     ),
                 );
@@ -58,7 +58,7 @@ impl Validator<'_> {
                 self.problem(
                     &at.key("user"),
                     Target::Key,
-                    &format!("required; expected a user name, e.g. user: {example}"),
+                    format!("required; expected a user name, e.g. user: {example}"),
                 );
                 None
             }
