@@ -42,7 +42,9 @@ pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
                 return; // I4, or this node does not compete (nofailover, unhealthy, lagging…)
             }
             // Finish applying what was received, publish, and let everybody settle.
-            cx.emit(Action::CatchUp);
+            cx.emit(Action::CatchUp {
+                term: view.history_rev,
+            });
             cx.s.phase = Phase::Electing {
                 since: cx.now,
                 term: view.history_rev,
@@ -220,20 +222,17 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
 /// Engine answers while electing or promoting.
 pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
     match (cx.s.phase.clone(), result) {
-        (Phase::Electing { term, .. }, EngineResult::CaughtUp { position }) => {
+        (Phase::Electing { term, .. }, EngineResult::ElectionCaughtUp { term: t, position })
+            if t == term =>
+        {
             cx.s.position = cx.s.position.max(position);
             cx.s.caught_up_term = Some(term);
             cx.publish();
         }
-        // A late answer to the election's `CatchUp` (replay can take longer than the settle
-        // window): not the answer this step waits for, and no reason to abort it.
-        (
-            Phase::Promoting {
-                step: PromoteStep::FencingOld { .. } | PromoteStep::Promoting,
-                ..
-            },
-            EngineResult::CaughtUp { position },
-        ) => {
+        // A late answer to an earlier round's or the election's `CatchUp` (replay can take
+        // longer than the settle window): a lower bound of our position, not the answer any
+        // step here waits for, and no reason to abort it.
+        (_, EngineResult::ElectionCaughtUp { position, .. }) => {
             cx.s.position = cx.s.position.max(position);
         }
         (

@@ -102,7 +102,9 @@ pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
 /// Engine answers while primary, handing over, stopping or self-fenced.
 pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
     match (cx.s.phase.clone(), result) {
-        (Phase::HandingOver, r) => {
+        // Only the fence's own answer moves the hand-over on (a late answer to something else
+        // must not release the key while the database may still take writes).
+        (Phase::HandingOver, r @ (EngineResult::Fenced { .. } | EngineResult::Failed)) => {
             if let EngineResult::Fenced { position } = r {
                 cx.s.position = position;
             }

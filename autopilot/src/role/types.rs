@@ -183,8 +183,11 @@ pub enum EngineResult {
     Following { position: Position },
     /// `Follow` refused: local data has transactions the primary lacks and cannot be rewound.
     NeedsRebuild,
-    /// `CatchUp` done: everything received is applied; this is the final position.
+    /// `CatchUpTo` done: applied up to the old primary's final position (or as far as it got).
     CaughtUp { position: Position },
+    /// `CatchUp { term }` done: everything received is applied; this is the final position
+    /// for election round `term`.
+    ElectionCaughtUp { term: u64, position: Position },
     /// `FenceRemote` done. `final_position` is the old primary's position after fencing, or
     /// `None` if it was not running (nothing to fence, nothing to catch up to).
     RemoteFenced { final_position: Option<Position> },
@@ -314,8 +317,9 @@ pub enum Action {
     RestoreFromBackup,
     /// Replicate from `primary`; rewind first if the engine can, else answer `NeedsRebuild`.
     Follow { primary: PrimaryKey },
-    /// Finish applying received data (relay log / WAL) and stop following → `CaughtUp`.
-    CatchUp,
+    /// Finish applying received data (relay log / WAL) and stop following, for election round
+    /// `term` → `ElectionCaughtUp` (the round tells a late answer from a current one).
+    CatchUp { term: u64 },
     /// Make the old primary's database read-only over its own connection → `RemoteFenced`.
     FenceRemote { node: NodeId, address: String },
     /// Fetch and apply data up to `target` from the (fenced) old primary → `CaughtUp`.

@@ -184,7 +184,11 @@ fn role_primary_gone_skips_when_ineligible() {
     for (name, params, s, elects) in cases {
         let (s, a) = decide(&params, s, cluster(5, view()));
         assert_eq!(matches!(s.phase, Phase::Electing { .. }), elects, "{name}");
-        assert_eq!(a.contains(&Action::CatchUp), elects, "{name}");
+        assert_eq!(
+            a.iter().any(|a| matches!(a, Action::CatchUp { .. })),
+            elects,
+            "{name}"
+        );
     }
     let (s, a) = run(
         replica(),
@@ -197,7 +201,8 @@ fn role_primary_gone_skips_when_ineligible() {
         ),
     );
     assert!(
-        !matches!(s.phase, Phase::Electing { .. }) && !a.contains(&Action::CatchUp),
+        !matches!(s.phase, Phase::Electing { .. })
+            && !a.iter().any(|a| matches!(a, Action::CatchUp { .. })),
         "maintenance"
     );
 }
@@ -355,7 +360,7 @@ fn role_election_waits_for_every_eligible_peers_final_position() {
             },
         ),
     );
-    assert!(a.contains(&Action::CatchUp));
+    assert!(a.iter().any(|a| matches!(a, Action::CatchUp { .. })));
     assert!(matches!(s2.phase, Phase::Electing { term: 9, .. }));
 }
 
@@ -709,4 +714,52 @@ fn role_clone_finished_after_a_failover_follows_the_new_primary() {
     );
     assert_eq!(s.phase, Phase::Rejoining { target: pk("n3") });
     assert!(s.has_data);
+}
+
+#[test]
+fn role_late_catch_up_answers_move_nothing_on() {
+    let late = |term| Event::Engine {
+        now: 3000,
+        result: EngineResult::ElectionCaughtUp {
+            term,
+            position: pos(11),
+        },
+    };
+    // An answer for an earlier round does not make our position final for this one.
+    let mut s = st(Phase::Electing {
+        since: 1000,
+        term: 9,
+    });
+    s.caught_up_term = None;
+    let (s, _) = run(s, late(4));
+    assert_eq!(s.caught_up_term, None);
+    assert_eq!(s.position, pos(11), "still a lower bound of our data");
+    // The answer for this round does.
+    let (s, a) = run(s, late(9));
+    assert_eq!(s.caught_up_term, Some(9));
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishNode {
+            caught_up_term: Some(9),
+            ..
+        }
+    )));
+    // While catching up to the fenced old primary, only `CatchUpTo`'s answer promotes.
+    let catching = st(Phase::Promoting {
+        step: PromoteStep::CatchingUp,
+        reason: ClaimReason::Failover,
+    });
+    let (s, a) = run(catching, late(9));
+    assert!(matches!(
+        s.phase,
+        Phase::Promoting {
+            step: PromoteStep::CatchingUp,
+            ..
+        }
+    ));
+    assert!(a.is_empty(), "{a:?}");
+    // A primary handing over releases the key only after its own fence answered.
+    let (s, a) = run(st(Phase::HandingOver), late(9));
+    assert_eq!(s.phase, Phase::HandingOver);
+    assert!(!a.contains(&Action::ReleasePrimary));
 }

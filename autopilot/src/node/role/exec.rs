@@ -171,9 +171,9 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             let position = to_role_position(e.position().await?);
             Ok(EngineResult::Initialized { position })
         }),
-        Action::CatchUp => engine_op(st, me, |e| async move {
+        Action::CatchUp { term } => engine_op(st, me, move |e| async move {
             let position = to_role_position(e.catch_up().await?);
-            Ok(EngineResult::CaughtUp { position })
+            Ok(EngineResult::ElectionCaughtUp { term, position })
         }),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
         Action::Follow { primary } => follow(st, me, primary, false),

@@ -148,7 +148,7 @@ impl World {
                 };
                 self.engine(i, r);
             }
-            Action::CatchUp => {
+            Action::CatchUp { term } => {
                 self.dbs[i].upstream = None;
                 let d = &mut self.dbs[i];
                 d.log.clone_from(&d.received);
@@ -156,7 +156,7 @@ impl World {
                 // Replaying a relay log or WAL backlog takes a while: the answer (and so the
                 // published final position) may come well after the settle window.
                 let at = now + self.rng.below(self.max_catch_up_delay + 1);
-                let result = EngineResult::CaughtUp { position };
+                let result = EngineResult::ElectionCaughtUp { term, position };
                 self.nodes[i]
                     .inbox
                     .push_back((at, Event::Engine { now: at, result }));
