@@ -160,6 +160,11 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             };
             cx.announce(Role::Replica, Some(&target));
             cx.publish();
+            // Views were not acted on while the engine worked: the primary may have vanished
+            // or changed meanwhile. Act on the latest at once (a no-op when it is `target`).
+            if let Some(view) = cx.s.view.clone() {
+                super::failover::replica_view(cx, &view);
+            }
         }
         (Phase::Rejoining { target }, EngineResult::NeedsRebuild) if cx.p.auto_rebuild => {
             // The operator allowed it: replace the diverged data with a fresh clone. Until the

@@ -763,3 +763,31 @@ fn role_late_catch_up_answers_move_nothing_on() {
     assert_eq!(s.phase, Phase::HandingOver);
     assert!(!a.contains(&Action::ReleasePrimary));
 }
+
+#[test]
+fn role_a_rejoined_replica_acts_on_the_view_it_missed_while_joining() {
+    let following = |now| Event::Engine {
+        now,
+        result: EngineResult::Following { position: pos(10) },
+    };
+    // The primary it joined vanished while the engine worked: it competes at once.
+    let mut s = st(Phase::Rejoining { target: pk("n1") });
+    s.view = Some(view());
+    let (s, a) = run(s, following(100));
+    assert!(matches!(s.phase, Phase::Electing { .. }), "{:?}", s.phase);
+    assert!(a.iter().any(|a| matches!(a, Action::CatchUp { .. })));
+    // Still the same primary: nothing more to do.
+    let mut s = st(Phase::Rejoining { target: pk("n1") });
+    s.view = Some(ClusterView {
+        primary: Some(pk("n1")),
+        ..view()
+    });
+    let (s, a) = run(s, following(100));
+    assert_eq!(
+        s.phase,
+        Phase::Replica {
+            following: Some("n1".into())
+        }
+    );
+    assert!(!a.iter().any(|a| matches!(a, Action::Follow { .. })));
+}
