@@ -185,6 +185,28 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         self.nodes.iter().map(|n| n.port).collect()
     }
 
+    /// The cluster's identity a clone request's proof is bound to.
+    pub fn cluster_id(&self) -> String {
+        format!("{NAMESPACE}/{PROJECT}/{CLUSTER}")
+    }
+
+    /// Node `i`'s agent base URL (its telemetry listener).
+    pub fn agent_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].telemetry_port)
+    }
+
+    /// The names of the entries of the cluster's temp dir that start with `prefix`.
+    pub fn entries(&self, prefix: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Node `i`'s name.
     pub fn name(&self, i: usize) -> &str {
         &self.nodes[i].name
