@@ -317,7 +317,18 @@ fn backup_position(datadir: &Path) -> Result<GtidSet, EngineError> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(failed(op, format!("{}: {e}", path.display()))),
         };
-        let gtid = text.split_whitespace().nth(2).unwrap_or("");
+        // `<binlog file> <offset> [<gtid position>]`; no GTID when the primary never wrote one.
+        let mut columns = text.split_whitespace();
+        if columns.next().zip(columns.next()).is_none() {
+            return Err(failed(
+                op,
+                format!(
+                    "{}: {text:?} is not `<file> <offset> <gtid>`",
+                    path.display()
+                ),
+            ));
+        }
+        let gtid = columns.next().unwrap_or("");
         return GtidSet::parse(gtid)
             .map_err(|e| failed(op, format!("{}: {gtid:?}: {e}", path.display())));
     }
@@ -383,8 +394,10 @@ mod tests {
             backup_position(dir.path()).expect("found").to_string(),
             "0-7-13,1-2-3"
         );
-        std::fs::write(&f, "garbage").expect("write");
+        std::fs::write(&f, "bin.000001 4\n").expect("write");
         std::fs::remove_file(dir.path().join("mariadb_backup_binlog_info")).expect("rm");
+        assert!(backup_position(dir.path()).expect("no GTID yet").is_empty());
+        std::fs::write(&f, "garbage").expect("write");
         assert!(backup_position(dir.path()).is_err());
     }
 
