@@ -58,6 +58,18 @@ fn purge_binlogs(c: &MariaCluster, p: usize) {
     );
 }
 
+/// Waits until node `i` (cloning) replicates from `p` and has applied everything `p` has.
+fn caught_up(c: &MariaCluster, i: usize, p: usize) {
+    c.wait_replicating(i, p, CLONE);
+    let pos = c
+        .admin(p)
+        .value("SELECT @@gtid_current_pos")
+        .expect("position");
+    if let Err(e) = c.wait_gtid(i, &pos, Duration::from_secs(20)) {
+        panic!("{} did not apply {pos}: {e}\n{}", c.name(i), c.logs());
+    }
+}
+
 /// A node that joins after the primary purged its binary logs cannot replay them from the
 /// start (the primary answers error 1236); it clones and ends with every row.
 #[test]
@@ -67,14 +79,7 @@ fn a_new_node_clones_a_primary_whose_binlogs_are_purged() {
     c.sql(p, &["INSERT INTO e2e.seq VALUES (101)"])
         .expect("write after the purge");
     c.start_agent(2);
-    c.wait_replicating(2, p, CLONE);
-    let pos = c
-        .admin(p)
-        .value("SELECT @@gtid_current_pos")
-        .expect("position");
-    if let Err(e) = c.wait_gtid(2, &pos, Duration::from_secs(20)) {
-        panic!("the new node did not apply {pos}: {e}\n{}", c.logs());
-    }
+    caught_up(&c, 2, p);
     let rows = written(c.port(2)).expect("rows on the new node");
     assert_eq!(
         rows,
@@ -218,14 +223,7 @@ fn a_clone_whose_source_dies_mid_stream_recovers_from_the_next_primary() {
     );
     let (np, _) = c.wait_new_primary(p, FAILOVER);
     assert_eq!(np, r, "the surviving replica did not take over");
-    c.wait_replicating(2, np, CLONE);
-    let pos = c
-        .admin(np)
-        .value("SELECT @@gtid_current_pos")
-        .expect("position");
-    if let Err(e) = c.wait_gtid(2, &pos, Duration::from_secs(20)) {
-        panic!("the node did not apply {pos}: {e}\n{}", c.logs());
-    }
+    caught_up(&c, 2, np);
     let rows = written(c.port(2)).expect("rows");
     assert_eq!(rows, (1..=10).collect::<Vec<u64>>());
     let bulk = c
