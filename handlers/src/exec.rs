@@ -254,8 +254,9 @@ impl ManagedChild {
     /// instead of logged; the returned task yields it once the pipe closes.
     /// Like [`ManagedChild::spawn`], but one standard stream is handed to the caller as a
     /// pipe (`Piped::Stdin`: the caller writes the child's input; `Piped::Stdout`: the caller
-    /// reads its output) and stderr is logged at info: for tools that stream data through a
-    /// pipe and report progress on stderr (backup streams). Dropping the pipe closes it.
+    /// reads its output) and stderr is logged at info with `stream = progress`, not as a
+    /// warning: for tools that stream data through a pipe and report progress on stderr
+    /// (backup streams). Dropping the pipe closes it.
     pub fn spawn_piped(
         name: &str,
         spec: &ExecSpec,
@@ -575,9 +576,8 @@ fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
                     let line = String::from_utf8_lossy(&buf);
                     if stream == "stderr" {
                         warn!(process = %name, stream, "{line}");
-                    } else if stream == "progress" {
-                        debug!(process = %name, stream, "{line}");
                     } else {
+                        // stdout, and the stderr of piped tools (their progress report).
                         info!(process = %name, stream, "{line}");
                     }
                 }

@@ -86,6 +86,8 @@ impl MariaCluster {
     pub fn create(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
         system_bin("/usr/sbin/mariadbd", "mariadb-server");
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
+        system_bin("/usr/bin/mariadb-backup", "mariadb-backup");
+        system_bin("/usr/bin/mbstream", "mariadb-backup");
         let etcd = EtcdServer::start()?;
         let dir = tempfile::Builder::new()
             .prefix("maria-cluster-")
