@@ -25,12 +25,11 @@ const MAX_NONCES: usize = 4096;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-fn mac(key: &str, cluster: &str, node: &str, ts: u64, nonce: &str) -> HmacSha256 {
-    // HMAC takes keys of any length; the error case cannot happen.
-    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+/// The MAC over one request; `None` cannot happen (HMAC takes keys of any length).
+fn mac(key: &str, cluster: &str, node: &str, ts: u64, nonce: &str) -> Option<HmacSha256> {
+    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key.as_bytes()).ok()?;
     m.update(format!("autopilot-clone\n{cluster}\n{node}\n{ts}\n{nonce}").as_bytes());
-    m
+    Some(m)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -55,7 +54,8 @@ pub fn header(key: &str, cluster: &str, node: &str, ts: u64) -> Result<String, S
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|e| format!("no random nonce from the OS: {e}"))?;
     let nonce = hex(&raw);
-    let tag = hex(&mac(key, cluster, node, ts, &nonce).finalize().into_bytes());
+    let tag = mac(key, cluster, node, ts, &nonce).ok_or("the HMAC key was refused")?;
+    let tag = hex(&tag.finalize().into_bytes());
     Ok(format!(
         "{SCHEME} node={node}, ts={ts}, nonce={nonce}, mac={tag}"
     ))
@@ -114,7 +114,7 @@ impl Verifier {
         if claim.ts.abs_diff(now) > MAX_SKEW {
             return None;
         }
-        mac(key, cluster, claim.node, claim.ts, claim.nonce)
+        mac(key, cluster, claim.node, claim.ts, claim.nonce)?
             .verify_slice(&claim.mac)
             .ok()?;
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
