@@ -46,6 +46,9 @@ pub struct Peer {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// Base URL of the peer's agent (its `agent_url`), when known: where a clone of its data
+    /// is streamed from.
+    pub agent: Option<String>,
 }
 
 impl Peer {
@@ -55,6 +58,7 @@ impl Peer {
         Some(Peer {
             host: host.trim_matches(['[', ']']).to_owned(),
             port: port.parse().ok()?,
+            agent: None,
         })
     }
 }

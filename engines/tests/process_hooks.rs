@@ -20,6 +20,7 @@ fn engine(position: &str, fence: &str) -> ProcessEngine {
             local: Peer {
                 host: "127.0.0.1".into(),
                 port: 6381,
+                agent: None,
             },
             env: vec![("AUTOPILOT_NODE".into(), "n1".into())],
         }),

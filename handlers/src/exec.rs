@@ -247,17 +247,37 @@ impl ManagedChild {
         spec: &ExecSpec,
         extra_env: &[(String, String)],
     ) -> Result<ManagedChild, ExecError> {
-        Self::spawn_inner(name, spec, extra_env, false).map(|(child, _)| child)
+        Self::spawn_inner(name, spec, extra_env, Io::Log).map(|(child, _)| child)
     }
 
     /// Like [`ManagedChild::spawn`], but stdout is collected (up to [`MAX_CAPTURE`] bytes)
     /// instead of logged; the returned task yields it once the pipe closes.
+    /// Like [`ManagedChild::spawn`], but one standard stream is handed to the caller as a
+    /// pipe (`Piped::Stdin`: the caller writes the child's input; `Piped::Stdout`: the caller
+    /// reads its output) and stderr is logged at info with `stream = progress`, not as a
+    /// warning: for tools that stream data through a pipe and report progress on stderr
+    /// (backup streams). Dropping the pipe closes it.
+    pub fn spawn_piped(
+        name: &str,
+        spec: &ExecSpec,
+        extra_env: &[(String, String)],
+        piped: Piped,
+    ) -> Result<(ManagedChild, Pipe), ExecError> {
+        let (child, io) = Self::spawn_inner(name, spec, extra_env, Io::Piped(piped))?;
+        let pipe = io.pipe.ok_or_else(|| ExecError::Spawn {
+            program: spec.argv.first().cloned().unwrap_or_default(),
+            cwd: spec.cwd.clone(),
+            source: io::Error::other("the child's pipe could not be registered"),
+        })?;
+        Ok((child, pipe))
+    }
+
     fn spawn_inner(
         name: &str,
         spec: &ExecSpec,
         extra_env: &[(String, String)],
-        capture: bool,
-    ) -> Result<(ManagedChild, Option<tokio::task::JoinHandle<String>>), ExecError> {
+        mode: Io,
+    ) -> Result<(ManagedChild, Spawn), ExecError> {
         let (program, args) = spec.argv.split_first().ok_or(ExecError::EmptyArgv)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ExecError::NoRuntime {
@@ -268,7 +288,11 @@ impl ManagedChild {
         cmd.args(args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .envs(extra_env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if matches!(mode, Io::Piped(Piped::Stdin)) {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -287,16 +311,30 @@ impl ManagedChild {
         })?;
         let name: Arc<str> = Arc::from(name);
         let mut child = spawned.child;
-        let mut captured = None;
+        let mut io = Spawn::default();
         if let Some(out) = child.stdout.take() {
-            if capture {
-                captured = Some(capture_output(out.into()));
-            } else {
-                forward_output(&name, "stdout", out.into());
+            match mode {
+                Io::Log | Io::Piped(Piped::Stdin) => forward_output(&name, "stdout", out.into()),
+                Io::Capture => io.captured = Some(capture_output(out.into())),
+                Io::Piped(Piped::Stdout) => {
+                    io.pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(out.into())
+                        .ok()
+                        .map(Pipe::Stdout);
+                }
             }
         }
+        if let Some(input) = child.stdin.take() {
+            io.pipe = tokio::net::unix::pipe::Sender::from_owned_fd(input.into())
+                .ok()
+                .map(Pipe::Stdin);
+        }
         if let Some(err) = child.stderr.take() {
-            forward_output(&name, "stderr", err.into());
+            let stream = if matches!(mode, Io::Piped(_)) {
+                "progress"
+            } else {
+                "stderr"
+            };
+            forward_output(&name, stream, err.into());
         }
         // Dropping std's Child neither waits nor kills: the reaper owns the status.
         drop(child);
@@ -316,7 +354,7 @@ impl ManagedChild {
             status_rx: spawned.status,
             status: None,
         };
-        Ok((child, captured))
+        Ok((child, io))
     }
 
     /// The leader's pid (= process group id).
@@ -417,6 +455,42 @@ impl Drop for ManagedChild {
     }
 }
 
+/// Which standard stream [`ManagedChild::spawn_piped`] hands to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piped {
+    /// The caller writes the child's stdin (stdout is logged).
+    Stdin,
+    /// The caller reads the child's stdout (stdin is /dev/null).
+    Stdout,
+}
+
+/// The pipe [`ManagedChild::spawn_piped`] returns.
+#[derive(Debug)]
+pub enum Pipe {
+    /// Write end of the child's stdin.
+    Stdin(tokio::net::unix::pipe::Sender),
+    /// Read end of the child's stdout.
+    Stdout(tokio::net::unix::pipe::Receiver),
+}
+
+/// What happens to a child's stdin and stdout.
+#[derive(Clone, Copy)]
+enum Io {
+    /// stdin /dev/null, stdout logged.
+    Log,
+    /// stdin /dev/null, stdout collected.
+    Capture,
+    /// One stream handed to the caller.
+    Piped(Piped),
+}
+
+/// What the spawn hands back besides the child.
+#[derive(Default)]
+struct Spawn {
+    captured: Option<tokio::task::JoinHandle<String>>,
+    pipe: Option<Pipe>,
+}
+
 /// How [`run`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -445,9 +519,9 @@ pub async fn run_capture(
     spec: &ExecSpec,
     extra_env: &[(String, String)],
 ) -> Result<(RunOutcome, String), ExecError> {
-    let (mut child, captured) = ManagedChild::spawn_inner(name, spec, extra_env, true)?;
+    let (mut child, io) = ManagedChild::spawn_inner(name, spec, extra_env, Io::Capture)?;
     let outcome = child.supervise(spec.timeout, spec.kill_grace).await;
-    let stdout = match captured {
+    let stdout = match io.captured {
         // The pipe closes when the last holder exits; after a timeout the group was killed.
         Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
             .await
@@ -503,6 +577,7 @@ fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
                     if stream == "stderr" {
                         warn!(process = %name, stream, "{line}");
                     } else {
+                        // stdout, and the stderr of piped tools (their progress report).
                         info!(process = %name, stream, "{line}");
                     }
                 }

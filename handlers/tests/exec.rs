@@ -347,3 +347,40 @@ async fn a_command_runs_as_the_requested_user_without_root_groups() {
         "no supplementary root group"
     );
 }
+
+#[tokio::test]
+async fn a_piped_child_streams_through_the_callers_end() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Stdout to the caller: a stream larger than a pipe's buffer arrives whole.
+    let (mut child, pipe) = ManagedChild::spawn_piped(
+        "src",
+        &sh("head -c 300000 /dev/zero | tr '\\0' x; echo done >&2"),
+        &[],
+        handlers::Piped::Stdout,
+    )
+    .expect("spawn sh");
+    let handlers::Pipe::Stdout(mut out) = pipe else {
+        panic!("asked for stdout")
+    };
+    let mut got = Vec::new();
+    out.read_to_end(&mut got).await.expect("read");
+    assert_eq!(got.len(), 300_000);
+    assert!(child.wait().await.success());
+    // Stdin from the caller: what is written arrives, and closing it ends the child.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("in");
+    let (mut child, pipe) = ManagedChild::spawn_piped(
+        "sink",
+        &sh(&format!("cat > {}", file.display())),
+        &[],
+        handlers::Piped::Stdin,
+    )
+    .expect("spawn sh");
+    let handlers::Pipe::Stdin(mut input) = pipe else {
+        panic!("asked for stdin")
+    };
+    input.write_all(b"hello\n").await.expect("write");
+    drop(input);
+    assert!(child.wait().await.success());
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), "hello\n");
+}

@@ -86,6 +86,8 @@ impl MariaCluster {
     pub fn create(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
         system_bin("/usr/sbin/mariadbd", "mariadb-server");
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
+        system_bin("/usr/bin/mariadb-backup", "mariadb-backup");
+        system_bin("/usr/bin/mbstream", "mariadb-backup");
         let etcd = EtcdServer::start()?;
         let dir = tempfile::Builder::new()
             .prefix("maria-cluster-")
@@ -183,6 +185,28 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
     /// Every node's port, by index.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// The cluster's identity a clone request's proof is bound to.
+    pub fn cluster_id(&self) -> String {
+        format!("{NAMESPACE}/{PROJECT}/{CLUSTER}")
+    }
+
+    /// Node `i`'s agent base URL (its telemetry listener).
+    pub fn agent_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[i].telemetry_port)
+    }
+
+    /// The names of the entries of the cluster's temp dir that start with `prefix`.
+    pub fn entries(&self, prefix: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Node `i`'s name.

@@ -11,8 +11,8 @@ use crate::workload::{Checker, CheckerReport, Workload, Writer, WriterReport};
 
 /// Bootstrap of a fresh cluster (install-db ~3 s per node, three at once on 2 cores).
 pub const BOOTSTRAP: Duration = Duration::from_secs(60);
-/// Replicas attach to a primary.
-pub const ATTACH: Duration = Duration::from_secs(30);
+/// Replicas attach to a primary (each clones it first, one clone at a time).
+pub const ATTACH: Duration = Duration::from_secs(90);
 /// Upper bound for the writer and checker threads.
 pub const MAX_RUN: Duration = Duration::from_secs(120);
 /// A failover must produce a new primary within this (TTL 3 s plus settle plus catch-up).

@@ -210,18 +210,21 @@ fn auto_rebuild_replaces_a_diverged_former_primary() {
         rows.contains(&1) && rows.contains(&4),
         "rows missing after the rebuild: {rows:?}"
     );
-    let kept = std::fs::read_dir(c.dir())
-        .expect("read the cluster dir")
-        .filter_map(Result::ok)
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("data-{}.diverged-", p + 1))
-        });
-    assert!(kept, "the diverged data directory was not kept");
+    // The old data is kept aside, with the errant row in it.
+    let kept = c.entries(&format!("data-{}.aside-", p + 1));
+    let errant_kept = kept.iter().any(|d| {
+        std::fs::read_dir(c.dir().join(d).join("e2e"))
+            .map(|mut e| e.any(|f| f.is_ok_and(|f| f.file_name() == "seq.ibd")))
+            .unwrap_or(false)
+    });
     assert!(
-        c.agent_log(p).contains("cloned the primary"),
-        "the node was not rebuilt from a dump of the primary\n{}",
+        errant_kept,
+        "the diverged data directory was not kept (aside: {kept:?})"
+    );
+    let log = c.agent_log(p);
+    assert!(
+        log.contains("received the backup stream") && log.contains("cloned the primary"),
+        "the node was not rebuilt from a backup stream of the primary\n{}",
         c.logs()
     );
     assert!(!c.writable(p), "the rebuilt replica accepts writes");

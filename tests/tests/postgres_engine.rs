@@ -14,6 +14,7 @@ fn peer(port: u16) -> Peer {
     Peer {
         host: "127.0.0.1".to_owned(),
         port,
+        agent: None,
     }
 }
 

@@ -305,6 +305,32 @@ pub struct JobConfig {
 pub struct TelemetryConfig {
     /// Where to listen; `None` disables the listener. Default `0.0.0.0:9187`.
     pub listen: Option<SocketAddr>,
+    /// The listener's base URL as other nodes reach it (`http://host:port`), published as the
+    /// node document's `agent_url`; `None` derives it (see [`TelemetryConfig::agent_url`]).
+    pub advertise: Option<String>,
+}
+
+impl TelemetryConfig {
+    /// The base URL peers reach this agent's listener at: `advertise`, else
+    /// `http://<listen>` with an unspecified IP (0.0.0.0, ::) replaced by `node_address`.
+    /// `None` without a listener.
+    pub fn agent_url(&self, node_address: &str) -> Option<String> {
+        if let Some(a) = &self.advertise {
+            return Some(a.clone());
+        }
+        let listen = self.listen?;
+        let host = if listen.ip().is_unspecified() {
+            node_address.to_owned()
+        } else {
+            listen.ip().to_string()
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        Some(format!("http://{host}:{}", listen.port()))
+    }
 }
 
 /// Logging.

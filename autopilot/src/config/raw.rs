@@ -269,6 +269,8 @@ pub(crate) struct RawJob {
 pub(crate) struct RawTelemetry {
     /// `host:port` or `off`; default `0.0.0.0:9187`.
     pub listen: Option<String>,
+    /// `http://host:port` peers reach the listener at; default derived from `listen`.
+    pub advertise: Option<String>,
 }
 
 /// `log:`

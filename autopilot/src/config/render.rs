@@ -186,6 +186,9 @@ impl Config {
             Some(addr) => o.kv(1, "listen", &addr.to_string()),
             None => o.kv(1, "listen", "off"),
         }
+        if let Some(a) = &self.telemetry.advertise {
+            o.kv(1, "advertise", a);
+        }
         o.line(0, "log:");
         o.kv(1, "level", &self.log.level);
         o.kv(

@@ -105,6 +105,7 @@ fn cases() -> Vec<Case> {
         c("unknown engine kind", "engine: {kind: oracle}\nprocess: {exec: [a]}\n", Some(1), Some(16), "engine.kind", "unknown engine kind \"oracle\"; supported: process, mariadb, postgres"),
         c("bad log format", "process: {exec: [a]}\nlog: {format: xml}\n", Some(2), Some(15), "log.format", "unknown variant `xml`, expected `text` or `json`"),
         c("bad log level", "process: {exec: [a]}\nlog: {level: \"autopilot=loud\"}\n", Some(2), Some(14), "log.level", "is not a log filter"),
+        c("bad advertise url", "process: {exec: [a]}\ntelemetry: {advertise: \"db1:9187\"}\n", Some(2), Some(24), "telemetry.advertise", "\"db1:9187\" is not an http:// or https:// URL"),
         c("bad listen address", "process: {exec: [a]}\ntelemetry: {listen: \"localhost\"}\n", Some(2), Some(21), "telemetry.listen", "\"localhost\" is not a socket address; expected IP:PORT like 0.0.0.0:9187, or off"),
         c("bad env value", "process:\n  exec: [a]\n  env: {PORT: 6379}\n", Some(3), Some(15), "process.env.PORT", "expected a string (quote numbers and booleans), {file: PATH} or {env: VAR}"),
         c("bad env value mapping", "process:\n  exec: [a]\n  env: {A: {path: /x}}\n", Some(3), Some(12), "process.env.A", "unknown key `path`; expected a string"),
@@ -453,6 +454,27 @@ fn health_timeout_defaults_to_at_most_ten_seconds() {
     );
     let c = ok("process: {exec: [a]}\ntelemetry: {listen: \"off\"}\n");
     assert_eq!(c.telemetry.listen, None);
+}
+
+#[test]
+fn the_agent_url_is_advertised_or_derived_from_the_listener() {
+    let c = ok("process: {exec: [a]}\n");
+    assert_eq!(
+        c.telemetry.agent_url("10.0.0.5").as_deref(),
+        Some("http://10.0.0.5:9187")
+    );
+    let c = ok("process: {exec: [a]}\ntelemetry: {listen: \"127.0.0.1:9100\"}\n");
+    assert_eq!(
+        c.telemetry.agent_url("10.0.0.5").as_deref(),
+        Some("http://127.0.0.1:9100")
+    );
+    let c = ok("process: {exec: [a]}\ntelemetry: {advertise: \"https://db1.example:443\"}\n");
+    assert_eq!(
+        c.telemetry.agent_url("10.0.0.5").as_deref(),
+        Some("https://db1.example:443")
+    );
+    let c = ok("process: {exec: [a]}\ntelemetry: {listen: \"off\"}\n");
+    assert_eq!(c.telemetry.agent_url("10.0.0.5"), None);
 }
 
 #[test]

@@ -540,7 +540,7 @@ impl<'a> Validator<'a> {
     }
 
     fn telemetry(&mut self, raw: RawTelemetry) -> TelemetryConfig {
-        let RawTelemetry { listen } = raw;
+        let RawTelemetry { listen, advertise } = raw;
         let default: SocketAddr = ([0, 0, 0, 0], 9187).into();
         let listen = match listen.as_deref() {
             None => Some(default),
@@ -557,7 +557,19 @@ impl<'a> Validator<'a> {
                 }
             },
         };
-        TelemetryConfig { listen }
+        if let Some(a) = &advertise {
+            let rest = a
+                .strip_prefix("http://")
+                .or_else(|| a.strip_prefix("https://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
+                self.problem(
+                    &root("telemetry").key("advertise"),
+                    Target::Value,
+                    format!("{a:?} is not an http:// or https:// URL; expected the listener's address as other nodes reach it, like http://10.0.0.5:9187"),
+                );
+            }
+        }
+        TelemetryConfig { listen, advertise }
     }
 
     fn log(&mut self, raw: RawLog) -> LogConfig {

@@ -35,6 +35,7 @@ pub fn local_peer(config: &Config) -> Option<Peer> {
     Some(Peer {
         host: config.node.address.clone(),
         port: config.engine.port?,
+        agent: None,
     })
 }
 
@@ -117,6 +118,12 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
         admin: account(&m.admin),
         replication: account(&m.replication),
         stop_timeout: config.process.stop_timeout,
+        cluster: config
+            .cluster
+            .as_ref()
+            .map(|c| format!("{}/{}/{}", c.namespace, c.project, c.name))
+            .unwrap_or_default(),
+        node_id: config.node.name.clone(),
     }
 }
 

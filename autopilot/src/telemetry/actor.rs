@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::host::HostSampler;
-use super::http::{HttpState, router};
+use super::http::{CloneSource, HttpState, router};
 use super::status::NodeStatus;
 
 /// How often histograms are compacted and host metrics sampled.
@@ -33,6 +33,8 @@ pub struct TelemetryArgs {
     pub role: Option<watch::Receiver<crate::role::Role>>,
     /// Directory whose filesystem is reported in the disk gauges.
     pub dir: PathBuf,
+    /// Serves `/v1/clone/stream` (MariaDB engine); `None` otherwise.
+    pub clone: Option<CloneSource>,
 }
 
 /// Messages of the telemetry actor.
@@ -75,6 +77,7 @@ impl Actor for TelemetryActor {
                 metrics: args.metrics.clone(),
                 status: args.status,
                 role: args.role,
+                clone: args.clone,
             });
             let token = shutdown.clone();
             tokio::spawn(async move {

@@ -48,6 +48,11 @@ pub struct NodeDoc {
     /// read by its peers when they rank candidates.
     #[serde(default)]
     pub eligible: bool,
+    /// Base URL of the node's agent HTTP listener (`telemetry.advertise`, else derived from
+    /// `telemetry.listen`), e.g. `http://10.0.0.5:9187`; a cloning replica fetches the
+    /// primary's backup stream there. `null` without a listener (and from older agents).
+    #[serde(default)]
+    pub agent_url: Option<String>,
     /// Database server version string.
     pub version: String,
     /// Client connections.

@@ -31,6 +31,7 @@ pub(crate) fn sample_node(id: &str) -> NodeDoc {
         fenced: false,
         needs_rebuild: false,
         eligible: true,
+        agent_url: Some("http://127.0.0.1:9187".into()),
         version: "10.11.19-MariaDB".into(),
         connections: Connections {
             current: 3,

@@ -1,18 +1,24 @@
-//! Replacing a node's data with a copy of the primary's, over the network: stop the server,
-//! move the old data dir aside (kept for inspection), initialise an empty one, start, load a
-//! consistent logical dump of the primary (`mariadb-dump --single-transaction --gtid`, binary
-//! logging off so no GTID is spent locally), set `gtid_slave_pos` to the dump's position,
-//! and follow. A logical dump works from any host; `mariadb-backup` would have to run on the
-//! primary's host.
+//! Replacing a node's data with a physical copy of the primary's: ask the primary's agent
+//! for a `mariadb-backup --backup --stream=xbstream` (`GET /v1/clone/stream`, authenticated
+//! by [`super::clone_auth`]), stop the local server, move the old data dir aside (kept, never
+//! deleted), extract the stream with `mbstream -x` into a new data dir, `mariadb-backup
+//! --prepare` it, start the server and set `gtid_slave_pos` to the backup's GTID position;
+//! the caller then follows the primary (`MASTER_USE_GTID=slave_pos`).
+//!
+//! A data dir being filled carries [`INCOMPLETE`]: a failed clone leaves it behind, and the
+//! next attempt (or the next agent start, in `prepare`) removes it — it only ever holds a
+//! partial copy, never data of this node's own.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use handlers::ExecSpec;
 use handlers::exec::{RunOutcome, run};
+use handlers::{ExecSpec, ManagedChild, Pipe, Piped, RunAs};
 use mysql_async::prelude::Queryable;
+use tokio::io::AsyncWriteExt;
 
+use super::backup::{self, BACKUP};
+use super::clone_auth;
 use super::conn::{self, bounded, quote};
 use super::prepare;
 use super::settings::MysqlSettings;
@@ -21,82 +27,318 @@ use crate::engine::{EngineError, StopMode};
 use crate::gtid::GtidSet;
 use crate::role_ops::Peer;
 
-/// How long the dump and the load may take together.
-const DUMP_LIMIT: Duration = Duration::from_secs(3600);
+/// How long the whole transfer may take.
+const CLONE_LIMIT: Duration = Duration::from_secs(3600);
+/// How long the stream may deliver nothing before the clone gives up.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+/// How long the primary's agent may take to answer the request.
+const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 /// How long the fresh server may take to answer.
 const START_LIMIT: Duration = Duration::from_secs(60);
+/// The path the primary's agent serves the stream on.
+pub const STREAM_PATH: &str = "/v1/clone/stream";
+/// Marks a data dir that is being filled by a clone (removed once it is complete).
+pub const INCOMPLETE: &str = "autopilot-clone-incomplete";
+/// MariaDB's xbstream extractor (package `mariadb-backup`).
+const MBSTREAM: &str = "mbstream";
 
 fn failed(operation: &'static str, reason: String) -> EngineError {
     EngineError::Failed { operation, reason }
 }
 
-/// Replace the local data with a copy of `primary`'s; replication is not started yet.
+/// Replace the local data with a copy of `primary`'s; replication is not started yet. On
+/// failure after the old data was moved aside, an empty server is started again (the node
+/// stays a node without data and retries) and the moved-aside copy is kept.
 pub async fn clone_data(
     s: &MysqlSettings,
     control: &MainControl,
     primary: &Peer,
 ) -> Result<(), EngineError> {
+    let response = request(s, primary).await?;
     control.stop(StopMode::Fast).await?;
-    let aside = move_aside(&s.datadir)?;
-    tracing::warn!(kept = %aside.display(), "moved the diverged data directory aside; cloning the primary");
-    prepare::prepare(s).await?;
-    control.start().await?;
-    wait_ready(s).await?;
-    let dump = s.run_dir.join("clone.sql");
-    let cnf = s.run_dir.join("clone.cnf");
-    write_private(
-        &cnf,
-        &format!(
-            "[client]\nuser={}\npassword={}\n",
-            s.admin.user, s.admin.password
-        ),
-    )?;
-    let result = dump_and_load(s, primary, &cnf, &dump).await;
-    let _ = std::fs::remove_file(&cnf);
-    let _ = std::fs::remove_file(&dump);
-    let pos = result?;
-    let mut c = conn::local(s).await?;
-    let op = "set the cloned position";
-    bounded(op, false, c.query_drop("STOP SLAVE")).await?;
-    let sql = format!("SET GLOBAL gtid_slave_pos = {}", quote(&pos.to_string()));
-    bounded(op, false, c.query_drop(sql)).await?;
-    let _ = c.disconnect().await;
-    tracing::info!(position = %pos, "cloned the primary");
-    Ok(())
+    let aside = match move_aside(&s.datadir) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = control.start().await;
+            return Err(e);
+        }
+    };
+    if let Some(aside) = &aside {
+        tracing::warn!(kept = %aside.display(), "moved the local data directory aside; cloning the primary");
+    }
+    match fill(s, response).await {
+        Ok(pos) => {
+            control.start().await?;
+            wait_ready(s).await?;
+            set_position(s, &pos).await?;
+            tracing::info!(position = %pos, source = %primary, "cloned the primary");
+            Ok(())
+        }
+        Err(e) => {
+            // Back to an empty server, so the node is what a new node is: no data, retries.
+            let _ = std::fs::remove_dir_all(&s.datadir);
+            if prepare::prepare(s).await.is_ok() {
+                let _ = control.start().await;
+            }
+            Err(e)
+        }
+    }
 }
 
-fn move_aside(datadir: &Path) -> Result<PathBuf, EngineError> {
+/// Ask the primary's agent for the stream; nothing local changes until it answers 200.
+async fn request(s: &MysqlSettings, primary: &Peer) -> Result<reqwest::Response, EngineError> {
+    let op = "request a backup stream from the primary's agent";
+    let base = primary.agent.as_deref().ok_or_else(|| {
+        failed(
+            op,
+            format!(
+                "the primary ({primary}) publishes no agent_url in its node document; upgrade its agent and give it a telemetry listener (telemetry.listen, telemetry.advertise)"
+            ),
+        )
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let auth = clone_auth::header(&s.replication.password, &s.cluster, &s.node_id, now)
+        .map_err(|e| failed(op, e))?;
+    let url = format!("{}{STREAM_PATH}", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_LIMIT)
+        .build()
+        .map_err(|e| failed(op, e.to_string()))?;
+    let sent = client
+        .get(&url)
+        .header(reqwest::header::AUTHORIZATION, auth)
+        .send();
+    let response = tokio::time::timeout(CONNECT_LIMIT, sent)
+        .await
+        .map_err(|_| failed(op, format!("{url} did not answer within {CONNECT_LIMIT:?}")))?
+        .map_err(|e| failed(op, format!("{url}: {}", handlers::error_chain(&e))))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = tokio::time::timeout(Duration::from_secs(5), response.text())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let text: String = text.chars().take(300).collect();
+    let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+        " (the replication password or the cluster name differ between the nodes, or the clocks differ by more than a minute)"
+    } else {
+        ""
+    };
+    Err(failed(op, format!("{url} answered {status}: {text}{hint}")))
+}
+
+/// Move the data dir aside (`<name>.aside-<secs>`); a partial clone is removed instead.
+/// `None` when there was nothing to keep.
+fn move_aside(datadir: &Path) -> Result<Option<PathBuf>, EngineError> {
+    if datadir.join(INCOMPLETE).exists() {
+        tracing::warn!(datadir = %datadir.display(), "removing the partial copy a failed clone left");
+        std::fs::remove_dir_all(datadir).map_err(|e| {
+            failed(
+                "remove a failed clone's partial copy",
+                format!("{}: {e}", datadir.display()),
+            )
+        })?;
+        return Ok(None);
+    }
+    if !datadir.exists() {
+        return Ok(None);
+    }
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let name = datadir
         .file_name()
         .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
-    let aside = datadir.with_file_name(format!("{name}.diverged-{secs}"));
+    let aside = datadir.with_file_name(format!("{name}.aside-{secs}"));
     std::fs::rename(datadir, &aside).map_err(|e| {
         failed(
-            "move the diverged data directory aside",
+            "move the local data directory aside",
             format!("{} -> {}: {e}", datadir.display(), aside.display()),
         )
     })?;
-    Ok(aside)
+    Ok(Some(aside))
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), EngineError> {
-    use std::io::Write as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| {
+/// Create the new data dir, extract the stream into it and prepare it; the backup's GTID
+/// position.
+async fn fill(s: &MysqlSettings, response: reqwest::Response) -> Result<GtidSet, EngineError> {
+    let owner = backup::run_as(s)?;
+    let d = &s.datadir;
+    let op = "create the new data directory";
+    std::fs::create_dir_all(d).map_err(|e| failed(op, format!("{}: {e}", d.display())))?;
+    std::fs::write(d.join(INCOMPLETE), b"")
+        .map_err(|e| failed(op, format!("{}: {e}", d.display())))?;
+    if let Some(u) = owner {
+        nix::unistd::chown(
+            d,
+            Some(nix::unistd::Uid::from_raw(u.uid)),
+            Some(nix::unistd::Gid::from_raw(u.gid)),
+        )
+        .map_err(|e| failed(op, format!("chown {}: {e}", d.display())))?;
+    }
+    tokio::time::timeout(CLONE_LIMIT, extract(s, owner, response))
+        .await
+        .map_err(|_| {
             failed(
-                "write the client options file",
-                format!("{}: {e}", path.display()),
+                "receive the backup stream",
+                format!("the clone did not finish within {CLONE_LIMIT:?}"),
             )
-        })
+        })??;
+    prepare_backup(s, owner).await?;
+    let pos = backup_position(d)?;
+    std::fs::remove_file(d.join(INCOMPLETE)).map_err(|e| {
+        failed(
+            "finish the new data directory",
+            format!("{}: {e}", d.display()),
+        )
+    })?;
+    Ok(pos)
+}
+
+/// Stream the response body into `mbstream -x -C <datadir>`.
+async fn extract(
+    s: &MysqlSettings,
+    owner: Option<RunAs>,
+    mut response: reqwest::Response,
+) -> Result<(), EngineError> {
+    let op = "receive the backup stream";
+    let argv = vec![
+        MBSTREAM.to_owned(),
+        "-x".to_owned(),
+        "-C".to_owned(),
+        s.datadir.display().to_string(),
+    ];
+    let spec = ExecSpec {
+        env: s.env.clone(),
+        user: owner,
+        ..ExecSpec::new(argv)
+    };
+    let (mut child, pipe) =
+        ManagedChild::spawn_piped(MBSTREAM, &spec, &[], Piped::Stdin).map_err(|e| {
+            failed(
+                op,
+                format!(
+                    "{} (install the mariadb-backup package)",
+                    handlers::error_chain(&e)
+                ),
+            )
+        })?;
+    let Pipe::Stdin(mut stdin) = pipe else {
+        return Err(failed(op, "mbstream's input pipe is missing".into()));
+    };
+    let mut bytes: u64 = 0;
+    loop {
+        let chunk = tokio::time::timeout(STALL_LIMIT, response.chunk())
+            .await
+            .map_err(|_| {
+                failed(
+                    op,
+                    format!(
+                        "the primary's agent sent nothing for {STALL_LIMIT:?} after {bytes} bytes"
+                    ),
+                )
+            })?
+            .map_err(|e| {
+                failed(
+                    op,
+                    format!(
+                        "the stream broke after {bytes} bytes ({}); the primary's mariadb-backup or agent stopped — see its log",
+                        handlers::error_chain(&e)
+                    ),
+                )
+            })?;
+        let Some(chunk) = chunk else { break };
+        bytes += chunk.len() as u64;
+        stdin.write_all(&chunk).await.map_err(|e| {
+            failed(
+                op,
+                format!("mbstream stopped reading ({e}); see its output above"),
+            )
+        })?;
+    }
+    drop(stdin);
+    match tokio::time::timeout(STALL_LIMIT, child.wait()).await {
+        Ok(st) if st.success() => {
+            tracing::info!(bytes, "received the backup stream");
+            Ok(())
+        }
+        Ok(st) => Err(failed(
+            op,
+            format!("mbstream exited with {st:?} after {bytes} bytes; see its output above"),
+        )),
+        Err(_) => Err(failed(
+            op,
+            format!("mbstream did not exit within {STALL_LIMIT:?} after its input ended"),
+        )),
+    }
+}
+
+/// `mariadb-backup --prepare`: apply the redo log copied with the data files.
+async fn prepare_backup(s: &MysqlSettings, owner: Option<RunAs>) -> Result<(), EngineError> {
+    let op = "prepare the copied data (mariadb-backup --prepare)";
+    let argv = vec![
+        BACKUP.to_owned(),
+        "--prepare".to_owned(),
+        format!("--target-dir={}", s.datadir.display()),
+    ];
+    let spec = ExecSpec {
+        env: s.env.clone(),
+        user: owner,
+        timeout: Some(CLONE_LIMIT),
+        ..ExecSpec::new(argv)
+    };
+    match run(BACKUP, &spec, &[]).await {
+        Ok(RunOutcome::Exited(st)) if st.success() => Ok(()),
+        Ok(RunOutcome::Exited(st)) => Err(failed(
+            op,
+            format!("{BACKUP} exited with {st:?}; see its output above"),
+        )),
+        Ok(RunOutcome::TimedOut) => Err(failed(
+            op,
+            format!("{BACKUP} did not finish within {CLONE_LIMIT:?}"),
+        )),
+        Err(e) => Err(failed(op, handlers::error_chain(&e))),
+    }
+}
+
+/// The GTID position the backup is consistent with: the third column of
+/// `mariadb_backup_binlog_info` (MariaDB 10.11), or of `xtrabackup_binlog_info` (older).
+fn backup_position(datadir: &Path) -> Result<GtidSet, EngineError> {
+    let op = "read the backup's GTID position";
+    for name in ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"] {
+        let path = datadir.join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(failed(op, format!("{}: {e}", path.display()))),
+        };
+        // `<binlog file> <offset> [<gtid position>]`; no GTID when the primary never wrote one.
+        let mut columns = text.split_whitespace();
+        if columns.next().zip(columns.next()).is_none() {
+            return Err(failed(
+                op,
+                format!(
+                    "{}: {text:?} is not `<file> <offset> <gtid>`",
+                    path.display()
+                ),
+            ));
+        }
+        let gtid = columns.next().unwrap_or("");
+        return GtidSet::parse(gtid)
+            .map_err(|e| failed(op, format!("{}: {gtid:?}: {e}", path.display())));
+    }
+    Err(failed(
+        op,
+        format!(
+            "{} has neither mariadb_backup_binlog_info nor xtrabackup_binlog_info; is binary logging on at the primary?",
+            datadir.display()
+        ),
+    ))
 }
 
 async fn wait_ready(s: &MysqlSettings) -> Result<(), EngineError> {
@@ -115,96 +357,18 @@ async fn wait_ready(s: &MysqlSettings) -> Result<(), EngineError> {
     }
 }
 
-/// Dump the primary into `dump`, load it locally without binary logging; the dump's GTID
-/// position.
-async fn dump_and_load(
-    s: &MysqlSettings,
-    primary: &Peer,
-    cnf: &Path,
-    dump: &Path,
-) -> Result<GtidSet, EngineError> {
-    let extra = format!("--defaults-extra-file={}", cnf.display());
-    let dump_cmd = vec![
-        "mariadb-dump".to_owned(),
-        extra.clone(),
-        format!("--host={}", primary.host),
-        format!("--port={}", primary.port),
-        "--protocol=TCP".to_owned(),
-        "--all-databases".to_owned(),
-        "--single-transaction".to_owned(),
-        "--master-data=2".to_owned(),
-        "--gtid".to_owned(),
-        "--routines".to_owned(),
-        "--events".to_owned(),
-        "--triggers".to_owned(),
-        "--flush-privileges".to_owned(),
-        "--ignore-table=mysql.gtid_slave_pos".to_owned(),
-        format!("--result-file={}", dump.display()),
-    ];
-    run_step("dump the primary", "mariadb-dump", dump_cmd, s).await?;
-    let pos = dump_position(dump)?;
-    let load = vec![
-        "sh".to_owned(),
-        "-c".to_owned(),
-        "exec mariadb \"$1\" --protocol=SOCKET --socket=\"$2\" --init-command='SET SESSION sql_log_bin=0' < \"$3\"".to_owned(),
-        "sh".to_owned(),
-        extra,
-        s.socket().display().to_string(),
-        dump.display().to_string(),
-    ];
-    run_step("load the dump", "mariadb", load, s).await?;
-    Ok(pos)
-}
-
-async fn run_step(
-    operation: &'static str,
-    name: &str,
-    argv: Vec<String>,
-    s: &MysqlSettings,
-) -> Result<(), EngineError> {
-    let spec = ExecSpec {
-        env: s.env.clone(),
-        timeout: Some(DUMP_LIMIT),
-        ..ExecSpec::new(argv)
-    };
-    match run(name, &spec, &[]).await {
-        Ok(RunOutcome::Exited(st)) if st.success() => Ok(()),
-        Ok(RunOutcome::Exited(st)) => Err(failed(
-            operation,
-            format!("{name} exited with {st:?}; see its output above"),
-        )),
-        Ok(RunOutcome::TimedOut) => Err(failed(
-            operation,
-            format!("{name} did not finish within {DUMP_LIMIT:?}"),
-        )),
-        Err(e) => Err(failed(operation, handlers::error_chain(&e))),
+async fn set_position(s: &MysqlSettings, pos: &GtidSet) -> Result<(), EngineError> {
+    let mut c = conn::local(s).await?;
+    let op = "set the cloned position";
+    let r = async {
+        bounded(op, false, c.query_drop("STOP SLAVE")).await?;
+        bounded(op, false, c.query_drop("RESET SLAVE ALL")).await?;
+        let sql = format!("SET GLOBAL gtid_slave_pos = {}", quote(&pos.to_string()));
+        bounded(op, false, c.query_drop(sql)).await
     }
-}
-
-/// The `-- SET GLOBAL gtid_slave_pos='…';` comment `--master-data=2 --gtid` writes (at the
-/// end of the dump, after the data). The last such line counts.
-fn dump_position(dump: &Path) -> Result<GtidSet, EngineError> {
-    use std::io::BufRead as _;
-    let op = "read the dump's GTID position";
-    let f =
-        std::fs::File::open(dump).map_err(|e| failed(op, format!("{}: {e}", dump.display())))?;
-    let mut found = None;
-    for line in std::io::BufReader::new(f).split(b'\n') {
-        let line = line.map_err(|e| failed(op, e.to_string()))?;
-        if !line.starts_with(b"-- SET GLOBAL gtid_slave_pos='") {
-            continue;
-        }
-        let line = String::from_utf8_lossy(&line);
-        if let Some(pos) = line.split('\'').nth(1) {
-            found = Some(GtidSet::parse(pos).map_err(|e| failed(op, format!("{pos:?}: {e}")))?);
-        }
-    }
-    found.ok_or_else(|| {
-        failed(
-            op,
-            "the dump has no gtid_slave_pos line (mariadb-dump --gtid --master-data=2)".into(),
-        )
-    })
+    .await;
+    let _ = c.disconnect().await;
+    r
 }
 
 #[cfg(test)]
@@ -212,16 +376,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dump_position_comes_from_the_gtid_comment() {
+    fn the_backup_position_is_the_third_column() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let f = dir.path().join("d.sql");
+        assert!(backup_position(dir.path()).is_err());
+        let f = dir.path().join("xtrabackup_binlog_info");
+        std::fs::write(&f, "bin.000003\t385\t0-7-12\n").expect("write");
+        assert_eq!(
+            backup_position(dir.path()).expect("found").to_string(),
+            "0-7-12"
+        );
         std::fs::write(
-            &f,
-            "-- MariaDB dump\n-- CHANGE MASTER TO MASTER_LOG_FILE='b.000001', MASTER_LOG_POS=42;\nCREATE TABLE t (x INT);\n-- Preferably use GTID to start replication from GTID position:\n\n-- SET GLOBAL gtid_slave_pos='0-7-12';\n",
+            dir.path().join("mariadb_backup_binlog_info"),
+            "bin.000004 9 0-7-13,1-2-3\n",
         )
         .expect("write");
-        assert_eq!(dump_position(&f).expect("found").to_string(), "0-7-12");
-        std::fs::write(&f, "CREATE TABLE t (x INT);\n").expect("write");
-        assert!(dump_position(&f).is_err());
+        assert_eq!(
+            backup_position(dir.path()).expect("found").to_string(),
+            "0-7-13,1-2-3"
+        );
+        std::fs::write(&f, "bin.000001 4\n").expect("write");
+        std::fs::remove_file(dir.path().join("mariadb_backup_binlog_info")).expect("rm");
+        assert!(backup_position(dir.path()).expect("no GTID yet").is_empty());
+        std::fs::write(&f, "garbage").expect("write");
+        assert!(backup_position(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_partial_clone_is_removed_and_real_data_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        assert_eq!(move_aside(&data).expect("nothing"), None);
+        std::fs::create_dir_all(data.join("mysql")).expect("mkdir");
+        let aside = move_aside(&data).expect("moved").expect("kept");
+        assert!(aside.join("mysql").is_dir());
+        assert!(!data.exists());
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::fs::write(data.join(INCOMPLETE), b"").expect("marker");
+        assert_eq!(move_aside(&data).expect("removed"), None);
+        assert!(!data.exists());
+        assert!(aside.join("mysql").is_dir());
     }
 }

@@ -7,7 +7,9 @@
 //! (errant transactions) is judged in [`Engine::follow`] on full GTID sets and by the
 //! primary's own refusal, never on the projection.
 
+mod backup;
 mod clone;
+pub mod clone_auth;
 mod conn;
 mod prepare;
 mod probe;
@@ -19,6 +21,8 @@ use std::time::Duration;
 use handlers::ExecSpec;
 use nix::sys::signal::Signal;
 
+pub use backup::{BackupStream, start as start_backup};
+pub use clone::STREAM_PATH as CLONE_STREAM_PATH;
 pub use settings::{Account, Durability, Flavour, MysqlSettings, server_id_for};
 
 use crate::control::MainControl;
@@ -144,16 +148,11 @@ impl Engine for MysqlEngine {
         p
     }
 
-    /// A node without data replicates the primary's binary log from its start (the
-    /// primary's binlog is complete from `mariadb-install-db` on); a node with data (a
-    /// rebuild) gets a logical copy of the primary first (see `clone.rs`).
+    /// Every node that needs the primary's data (a new node, or a rebuild) gets a physical
+    /// copy of it first (`clone.rs`): replaying the primary's binary log from its start
+    /// stops working once the primary purged old binary logs.
     async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
-        let mut c = conn::local(&self.settings).await?;
-        let local = replication::gtid_var(&mut c, "gtid_current_pos").await;
-        let _ = c.disconnect().await;
-        if !local?.is_empty() {
-            clone::clone_data(&self.settings, &self.control, primary).await?;
-        }
+        clone::clone_data(&self.settings, &self.control, primary).await?;
         self.follow(primary).await
     }
 

@@ -35,6 +35,17 @@ pub async fn prepare(s: &MysqlSettings) -> Result<(), EngineError> {
         })?;
         give(&dir, owner)?;
     }
+    let partial = s.datadir.join(super::clone::INCOMPLETE);
+    if partial.exists() {
+        // Only a clone creates this marker, in a data dir it filled itself: a partial copy.
+        tracing::warn!(datadir = %s.datadir.display(), "removing the partial copy a failed clone left; the node starts empty and clones again");
+        std::fs::remove_dir_all(&s.datadir).map_err(|e| {
+            failed(
+                "remove a failed clone's partial copy",
+                format!("{}: {e}", s.datadir.display()),
+            )
+        })?;
+    }
     if is_empty_dir(&s.datadir)? {
         std::fs::create_dir_all(&s.datadir).map_err(|e| {
             failed(
@@ -65,7 +76,7 @@ fn check_port(s: &MysqlSettings) -> Result<(), EngineError> {
 }
 
 /// The uid/gid the server runs as (the `--user` account, else the agent's own).
-fn os_user(s: &MysqlSettings) -> Result<Option<(Uid, nix::unistd::Gid)>, EngineError> {
+pub(super) fn os_user(s: &MysqlSettings) -> Result<Option<(Uid, nix::unistd::Gid)>, EngineError> {
     let Some(name) = &s.os_user else {
         return Ok(None);
     };

@@ -56,6 +56,7 @@ pub async fn slave_status(c: &mut Conn) -> Result<Option<SlaveStatus>, EngineErr
             Some(Peer {
                 host: h,
                 port: u16::try_from(port).ok()?,
+                agent: None,
             })
         }),
         io_running: text(&r, "Slave_IO_Running").unwrap_or_default(),
@@ -203,7 +204,11 @@ pub async fn follow(
     }
     let current = slave_status(c).await?;
     let same = current.as_ref().is_some_and(|st| {
-        st.master.as_ref() == Some(primary) && st.io_running != "No" && st.sql_running
+        st.master
+            .as_ref()
+            .is_some_and(|m| m.host == primary.host && m.port == primary.port)
+            && st.io_running != "No"
+            && st.sql_running
     });
     if !same {
         let op = "start replication from the primary";

@@ -80,6 +80,10 @@ pub struct MysqlSettings {
     pub replication: Account,
     /// SIGTERM to SIGKILL grace for the server.
     pub stop_timeout: Duration,
+    /// The cluster name and this node's id: what a clone request's proof is bound to.
+    pub cluster: String,
+    /// This node's id.
+    pub node_id: String,
 }
 
 /// A `server_id` derived from the node name (FNV-1a), never 0: 0 refuses to replicate.
@@ -179,6 +183,8 @@ mod tests {
                 password: "marker-secret".into(),
             },
             stop_timeout: Duration::from_secs(30),
+            cluster: "ns/p/c".into(),
+            node_id: "n1".into(),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Identity {
     pub ttl_seconds: u64,
     /// The engine kind, for `initialized`.
     pub engine: &'static str,
+    /// The agent's HTTP base URL, for `nodes/<id>`.
+    pub agent_url: Option<String>,
 }
 
 fn position(p: Position) -> ReplicationPosition {
@@ -76,6 +78,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         fenced: role == Role::Fenced,
         needs_rebuild,
         eligible,
+        agent_url: me.agent_url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         connections: Connections::default(),
         storage: Storage::default(),

@@ -357,8 +357,24 @@ where
 
 fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone: bool) {
     let engine = st.args.engine.clone();
+    let store = st.args.store.clone();
+    let key = st.args.keys.node(&primary.node);
     tokio::spawn(async move {
-        let result = match Peer::parse(&primary.address) {
+        let mut peer = Peer::parse(&primary.address);
+        if clone && let Some(p) = peer.as_mut() {
+            // Where the primary's agent serves its data (engines that clone over it).
+            p.agent = match store.get(&key).await {
+                Ok(Some((bytes, _))) => wire::decode::<wire::NodeDoc>(&bytes)
+                    .ok()
+                    .and_then(|d| d.agent_url),
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(cause = %handlers::error_chain(&e), "failed to read the primary's node document");
+                    None
+                }
+            };
+        }
+        let result = match peer {
             None => {
                 warn!(address = %primary.address, "the primary's address cannot be parsed");
                 EngineResult::Failed

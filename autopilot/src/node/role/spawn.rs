@@ -80,6 +80,7 @@ pub async fn role_args(
         nofailover: config.node.nofailover,
         ttl_seconds: store.ttl.as_secs().max(1),
         engine: engine.kind(),
+        agent_url: config.telemetry.agent_url(&config.node.address),
     };
     let probe_interval = config
         .handlers

@@ -35,7 +35,7 @@ use super::role::{RoleActor, RoleHandlers, RoleMsg, role_args};
 use super::specs::{HANDLER_KILL_GRACE, handler_spec};
 use crate::config::{Config, HandlerConfig};
 use crate::role::Role;
-use crate::telemetry::{Lifecycle, NodeStatus, TelemetryActor, TelemetryArgs};
+use crate::telemetry::{CloneSource, Lifecycle, NodeStatus, TelemetryActor, TelemetryArgs};
 
 mod stop;
 
@@ -174,6 +174,10 @@ impl Actor for Supervisor {
                 status: status_rx.clone(),
                 role: clustered.then_some(role_rx),
                 dir: config.process.cwd.clone().unwrap_or(cwd),
+                clone: match (&*engine, clustered) {
+                    (AnyEngine::Mysql(e), true) => Some(CloneSource::new(e.settings().clone())),
+                    _ => None,
+                },
             },
             cell.clone(),
         )
