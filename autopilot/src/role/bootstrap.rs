@@ -15,6 +15,7 @@ pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
             // it expires (we cannot prove it is ours), then take part normally.
             cx.s.phase = Phase::Discovering;
         }
+        Some(_) if view.primary_starting => cx.s.phase = Phase::Discovering, // wait until online
         Some(pk) => join(cx, pk.clone()),
         None if !view.initialized => {
             if view.maintenance {
@@ -142,7 +143,11 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.has_data = true;
             cx.s.position = position;
             cx.emit(Action::WriteMarker);
-            let following = cx.s.view.as_ref().and_then(|v| v.primary.clone());
+            let following =
+                cx.s.view
+                    .as_ref()
+                    .filter(|v| !v.primary_starting)
+                    .and_then(|v| v.primary.clone());
             // The clone was taken from the primary of when it started; the view may name a
             // newer one (a failover during the clone). Follow whatever the view names now
             // (a no-op for the engine when it is the same primary) instead of assuming it.

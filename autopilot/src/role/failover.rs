@@ -29,6 +29,7 @@ pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
                 cx.emit(Action::ReleasePrimary);
             }
         }
+        Some(_) if view.primary_starting => {} // follow it once it is online
         Some(pk) if following.as_deref() != Some(pk.node.as_str()) => {
             super::bootstrap::join(cx, pk.clone())
         }
@@ -59,7 +60,9 @@ pub(super) fn replica_view(cx: &mut Cx<'_>, view: &ClusterView) {
 pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, term: u64, view: &ClusterView) {
     if let Some(pk) = &view.primary {
         if pk.node != cx.p.node_id {
-            super::bootstrap::join(cx, pk.clone());
+            // Somebody won this round. Follow it once it is online (`replica_view`).
+            cx.s.phase = Phase::Replica { following: None };
+            replica_view(cx, view);
         } else {
             // A key with our name that we do not use: release it like a replica would.
             cx.s.phase = Phase::Replica { following: None };

@@ -45,6 +45,7 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
                     cx.announce(Role::Primary, Some(&me));
                 }
             }
+            Some(_) if view.primary_starting => {} // follow it once it is online
             Some(pk) => super::bootstrap::join(cx, pk.clone()),
             None if cx.s.lease_alive => {
                 cx.s.phase = Phase::Replica { following: None };

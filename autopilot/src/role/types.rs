@@ -143,6 +143,11 @@ pub struct ClusterView {
     pub revision: u64,
     /// The `primary` key, if present.
     pub primary: Option<PrimaryKey>,
+    /// The `primary` key still says `starting`: its holder won the key but has not finished
+    /// promoting (it may still be catching up to the old primary's final position). Nobody
+    /// follows or clones it yet: a replica that is ahead of it for now would wrongly find
+    /// its own data errant.
+    pub primary_starting: bool,
     /// Whether the `initialized` key exists (I3: then nobody may initialise again).
     pub initialized: bool,
     /// Whether the `maintenance` key exists (I4: then no automatic role change).

@@ -791,3 +791,41 @@ fn role_a_rejoined_replica_acts_on_the_view_it_missed_while_joining() {
     );
     assert!(!a.iter().any(|a| matches!(a, Action::Follow { .. })));
 }
+
+#[test]
+fn role_nobody_follows_a_primary_before_it_is_online() {
+    let starting = ClusterView {
+        primary: Some(pk("n1")),
+        primary_starting: true,
+        ..view()
+    };
+    let follows = |a: &[Action]| {
+        a.iter()
+            .any(|a| matches!(a, Action::Follow { .. } | Action::CloneFrom { .. }))
+    };
+    // The winner may still be catching up to the old primary: a replica that is ahead of it
+    // for now must not compare histories with it yet.
+    for phase in [
+        Phase::Replica { following: None },
+        Phase::Electing { since: 0, term: 0 },
+        Phase::Discovering,
+    ] {
+        let (s, a) = run(st(phase.clone()), cluster(5000, starting.clone()));
+        assert!(!follows(&a), "{phase:?}: {a:?}");
+        assert!(!matches!(s.phase, Phase::Electing { .. }), "{phase:?}");
+    }
+    // Online: follow.
+    let (s, a) = run(
+        st(Phase::Replica { following: None }),
+        cluster(5000, view_with_primary("n1")),
+    );
+    assert!(follows(&a));
+    assert_eq!(s.phase, Phase::Rejoining { target: pk("n1") });
+}
+
+fn view_with_primary(id: &str) -> ClusterView {
+    ClusterView {
+        primary: Some(pk(id)),
+        ..view()
+    }
+}

@@ -470,7 +470,9 @@ fn claim(
 }
 
 /// Once per term, after promotion: rewrite the `primary` key (claimed as `starting`) as
-/// `online` with the promoted position, iff it is still bound to our lease.
+/// `online` with the promoted position, iff it is still bound to our lease. Replicas follow
+/// only an `online` primary, so a failed write is retried for up to a TTL (after that the
+/// lease, and with it the key, is in doubt anyway).
 fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) {
     if role != Role::Primary {
         st.primary_online = false;
@@ -489,12 +491,23 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
     );
     let key = st.args.keys.primary();
     let store = st.args.store.clone();
+    let give_up = tokio::time::Instant::now() + Duration::from_millis(st.args.params.ttl);
     tokio::spawn(async move {
-        match store.put_if_lease(&key, wire::encode(&doc), lease).await {
-            Ok(true) => {}
-            Ok(false) => info!("the primary key is no longer ours; not marking it online"),
-            Err(e) => {
-                warn!(cause = %handlers::error_chain(&e), "failed to mark the primary key online")
+        loop {
+            match store.put_if_lease(&key, wire::encode(&doc), lease).await {
+                Ok(true) => return,
+                Ok(false) => {
+                    info!("the primary key is no longer ours; not marking it online");
+                    return;
+                }
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    warn!(cause = %handlers::error_chain(&e), "failed to mark the primary key online; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    warn!(cause = %handlers::error_chain(&e), "failed to mark the primary key online; giving up");
+                    return;
+                }
             }
         }
     });

@@ -32,10 +32,13 @@ pub fn from_entries(keys: &ClusterKeys, entries: &[Entry], revision: Revision) -
         match keys.parse(&e.key) {
             Some(ClusterKey::Primary) => {
                 view.primary = Some(match wire::decode::<PrimaryDoc>(&e.value) {
-                    Ok(d) => PrimaryKey {
-                        address: address(&d.ip_address, d.port),
-                        node: d.id,
-                    },
+                    Ok(d) => {
+                        view.primary_starting = d.status == wire::NodeStatus::Starting;
+                        PrimaryKey {
+                            address: address(&d.ip_address, d.port),
+                            node: d.id,
+                        }
+                    }
                     Err(_) => PrimaryKey {
                         node: UNREADABLE.into(),
                         address: String::new(),

@@ -38,6 +38,14 @@ impl Store {
             linearizable,
             revision: self.rev,
             primary: self.primary.as_ref().map(|p| p.0.clone()),
+            // Like the real executor: the key says `online` once its holder published itself
+            // as primary after promoting.
+            primary_starting: self.primary.as_ref().is_some_and(|p| {
+                !self
+                    .nodes
+                    .values()
+                    .any(|n| n.0.id == p.0.node && n.0.role == Role::Primary)
+            }),
             initialized: self.initialized,
             maintenance: self.maintenance,
             last_failover_at: self
