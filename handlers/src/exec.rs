@@ -549,6 +549,14 @@ fn capture_output(fd: OwnedFd) -> tokio::task::JoinHandle<String> {
 }
 
 /// Forward a pipe line by line into tracing until EOF.
+/// A progress line that reports a failure (`[ERROR]`, `Error:`, `FATAL`, `failed`, …).
+fn reads_like_failure(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    ["error", "fatal", "failed", "cannot", "can't", "denied"]
+        .iter()
+        .any(|w| l.contains(w))
+}
+
 fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
     let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(pipe) => pipe,
@@ -574,11 +582,15 @@ fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
                         buf.pop();
                     }
                     let line = String::from_utf8_lossy(&buf);
-                    if stream == "stderr" {
-                        warn!(process = %name, stream, "{line}");
-                    } else {
-                        // stdout, and the stderr of piped tools (their progress report).
-                        info!(process = %name, stream, "{line}");
+                    match stream {
+                        "stderr" => warn!(process = %name, stream, "{line}"),
+                        // The stderr of piped tools (backup streams): one line per file
+                        // copied, so only what reads like a failure reaches the default log.
+                        "progress" if reads_like_failure(&line) => {
+                            warn!(process = %name, stream, "{line}")
+                        }
+                        "progress" => debug!(process = %name, stream, "{line}"),
+                        _ => info!(process = %name, stream, "{line}"),
                     }
                 }
                 Err(e) => {
