@@ -225,12 +225,18 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
 /// Engine answers while electing or promoting.
 pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
     match (cx.s.phase.clone(), result) {
-        (Phase::Electing { term, .. }, EngineResult::ElectionCaughtUp { term: t, position })
+        (Phase::Electing { since, term }, EngineResult::ElectionCaughtUp { term: t, position })
             if t == term =>
         {
             cx.s.position = cx.s.position.max(position);
             cx.s.caught_up_term = Some(term);
             cx.publish();
+            if cx.now >= since + cx.p.settle {
+                // Our own final position was the last thing missing, perhaps: decide on a
+                // fresh read now rather than at the next poll (our own key's change does not
+                // come back to us as a view).
+                cx.emit(Action::ReadCluster);
+            }
         }
         // A late answer to an earlier round's or the election's `CatchUp` (replay can take
         // longer than the settle window): a lower bound of our position, not the answer any

@@ -744,6 +744,10 @@ fn role_late_catch_up_answers_move_nothing_on() {
             ..
         }
     )));
+    assert!(
+        a.contains(&Action::ReadCluster),
+        "past the settle window: decide on a fresh read now, not at the next poll"
+    );
     // While catching up to the fenced old primary, only `CatchUpTo`'s answer promotes.
     let catching = st(Phase::Promoting {
         step: PromoteStep::CatchingUp,
