@@ -466,38 +466,34 @@ impl PgCluster {
 
     /// Create the writer's and the probe's tables on the primary (idempotent).
     pub fn create_tables(&self, primary: usize) {
-        let ok = eventually(Duration::from_secs(20), Duration::from_millis(200), || {
-            self.sql
-                .query(
-                    self.nodes[primary].pg_port,
-                    &format!(
-                        "CREATE TABLE IF NOT EXISTS {TABLE}(seq bigint PRIMARY KEY); \
-                         CREATE TABLE IF NOT EXISTS e2e_probe(at timestamptz)"
-                    ),
-                    Duration::from_secs(3),
-                )
-                .ok()
-        });
-        assert!(ok.is_some(), "cannot create the tables\n{}", self.logs());
+        let ok = create_tables(&self.sql, self.nodes[primary].pg_port);
+        assert!(ok, "cannot create the tables\n{}", self.logs());
     }
 
     /// The writer and checker's view of this cluster.
     pub fn workload(&self) -> Arc<dyn Workload> {
-        Arc::new(PgWorkload {
-            ports: self.nodes.iter().map(|n| n.pg_port).collect(),
-            sql: self.sql.clone(),
-            writers: self
-                .nodes
-                .iter()
-                .map(|_| Arc::new(Kept::default()))
-                .collect(),
-            probes: self
-                .nodes
-                .iter()
-                .map(|_| Arc::new(Kept::default()))
-                .collect(),
-        })
+        PgWorkload::new(
+            self.nodes.iter().map(|n| n.pg_port).collect(),
+            self.sql.clone(),
+        )
     }
+}
+
+/// Creates the writer's and the probe's tables on the server at `port` (idempotent),
+/// retrying for up to 20 s; whether it worked.
+pub fn create_tables(sql: &Sql, port: u16) -> bool {
+    eventually(Duration::from_secs(20), Duration::from_millis(200), || {
+        sql.query(
+            port,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {TABLE}(seq bigint PRIMARY KEY); \
+                 CREATE TABLE IF NOT EXISTS e2e_probe(at timestamptz)"
+            ),
+            Duration::from_secs(3),
+        )
+        .ok()
+    })
+    .is_some()
 }
 
 impl Drop for PgCluster {
@@ -543,6 +539,20 @@ pub struct PgWorkload {
     writers: Vec<Arc<Kept>>,
     /// The checker's kept connection per node.
     probes: Vec<Arc<Kept>>,
+}
+
+impl PgWorkload {
+    /// The writer/checker's access to the servers on `ports` (node `i` on `ports[i]`), as
+    /// the test superuser; used for the agents' clusters and for Patroni's.
+    pub fn new(ports: Vec<u16>, sql: Arc<Sql>) -> Arc<dyn Workload> {
+        let kept = || ports.iter().map(|_| Arc::new(Kept::default())).collect();
+        Arc::new(PgWorkload {
+            writers: kept(),
+            probes: kept(),
+            ports,
+            sql,
+        })
+    }
 }
 
 impl Workload for PgWorkload {
