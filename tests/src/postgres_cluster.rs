@@ -20,7 +20,7 @@ use crate::agent::Agent;
 use crate::etcd::EtcdServer;
 use crate::postgres::{
     Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
-    temp_dir,
+    temp_dir, wait_down,
 };
 use crate::util::{eventually, free_port};
 use crate::workload::Workload;
@@ -257,15 +257,8 @@ impl PgCluster {
             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        let port = self.nodes[i].pg_port;
-        let gone = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-            self.sql
-                .query(port, "SELECT 1", Duration::from_millis(300))
-                .is_err()
-                .then_some(())
-        });
         assert!(
-            gone.is_some(),
+            wait_down(&self.sql, self.nodes[i].pg_port, Duration::from_secs(10)),
             "postgres of node {i} still answers after kill"
         );
     }

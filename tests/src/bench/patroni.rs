@@ -31,7 +31,7 @@ use nix::unistd::Pid;
 use crate::etcd::EtcdServer;
 use crate::postgres::{
     BIN_DIR, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql,
-    check_installed as check_postgres, temp_dir,
+    check_installed as check_postgres, temp_dir, wait_down,
 };
 use crate::postgres_cluster::{PgWorkload, create_tables};
 use crate::util::{eventually, free_port};
@@ -357,14 +357,10 @@ impl PatroniCluster {
         if let Some(pid) = pid {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        let port = self.nodes[i].pg_port;
-        eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-            self.sql
-                .query(port, "SELECT 1", Duration::from_millis(300))
-                .is_err()
-                .then_some(())
-        })
-        .with_context(|| format!("PostgreSQL of {} still answers after kill", self.name(i)))
+        if !wait_down(&self.sql, self.nodes[i].pg_port, Duration::from_secs(10)) {
+            bail!("PostgreSQL of {} still answers after kill", self.name(i));
+        }
+        Ok(())
     }
 
     /// SIGSTOP node `i`'s Patroni (its PostgreSQL keeps running).

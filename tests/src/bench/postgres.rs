@@ -22,6 +22,7 @@ use anyhow::{Result, bail};
 
 use super::patroni::{PatroniCluster, PatroniOpts};
 use super::proc::median;
+use super::report::runs_cells;
 use crate::postgres_cluster::{PgCluster, PgOpts};
 use crate::postgres_scenario::{MAX_RUN, settled};
 use crate::util::eventually;
@@ -395,7 +396,6 @@ pub fn run(
                 for (s, &system) in systems.iter().enumerate() {
                     let row = &outcomes[s];
                     let ok: Vec<&Run> = row.iter().filter_map(|o| o.as_ref().ok()).collect();
-                    let failed = row.len() - ok.len();
                     for e in row.iter().filter_map(|o| o.as_ref().err()) {
                         let first = format!("{e:#}");
                         notes.push(format!(
@@ -415,19 +415,11 @@ pub fn run(
                         .map(|l| format!("{l} s"))
                         .collect::<Vec<_>>()
                         .join("/");
-                    let every = row
-                        .iter()
-                        .map(|o| match o {
-                            Ok(r) => format!("{:.2}", r.took.as_secs_f64()),
-                            Err(_) => "failed".into(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let runs_cell = if failed > 0 {
-                        format!("{} (+{failed} failed)", ok.len())
-                    } else {
-                        ok.len().to_string()
-                    };
+                    let (runs_cell, every) = runs_cells(
+                        &row.iter()
+                            .map(|o| o.as_ref().ok().map(|r| r.took.as_secs_f64()))
+                            .collect::<Vec<_>>(),
+                    );
                     let head = format!(
                         "| {} | {durability} | {} | {} s ({}) | {runs_cell} |",
                         scenario.name(),

@@ -108,7 +108,11 @@ fn main() -> ExitCode {
             mariadb::run(runs, &ttls, &durabilities),
         ),
         Some("postgres-failover") => (
-            section_name("postgres-failover", &ttls),
+            // A durability run on its own gets its own section too.
+            match durabilities.as_slice() {
+                [one] => format!("{}-{one}", section_name("postgres-failover", &ttls)),
+                _ => section_name("postgres-failover", &ttls),
+            },
             postgres::run(runs, &ttls, &durabilities, &systems),
         ),
         _ => {
