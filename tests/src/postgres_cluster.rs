@@ -465,7 +465,7 @@ impl PgCluster {
 
     /// The writer and checker's view of this cluster.
     pub fn workload(&self) -> Arc<dyn Workload> {
-        PgWorkload::new(
+        PgWorkload::shared(
             self.nodes.iter().map(|n| n.pg_port).collect(),
             self.sql.clone(),
         )
@@ -537,7 +537,7 @@ pub struct PgWorkload {
 impl PgWorkload {
     /// The writer/checker's access to the servers on `ports` (node `i` on `ports[i]`), as
     /// the test superuser; used for the agents' clusters and for Patroni's.
-    pub fn new(ports: Vec<u16>, sql: Arc<Sql>) -> Arc<dyn Workload> {
+    pub fn shared(ports: Vec<u16>, sql: Arc<Sql>) -> Arc<dyn Workload> {
         let kept = || ports.iter().map(|_| Arc::new(Kept::default())).collect();
         Arc::new(PgWorkload {
             writers: kept(),

@@ -413,7 +413,7 @@ impl PatroniCluster {
 
     /// The writer and checker's view of this cluster (same as the agents' clusters).
     pub fn workload(&self) -> Arc<dyn Workload> {
-        PgWorkload::new(
+        PgWorkload::shared(
             self.nodes.iter().map(|n| n.pg_port).collect(),
             self.sql.clone(),
         )
