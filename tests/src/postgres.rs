@@ -239,6 +239,17 @@ impl Sql {
     }
 }
 
+/// The postmaster's pid of the server on `data_dir` (first line of `postmaster.pid`).
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Waits up to `within` until the server on `port` no longer answers `SELECT 1`; whether it
 /// stopped answering.
 pub fn wait_down(sql: &Sql, port: u16, within: Duration) -> bool {

@@ -215,24 +215,15 @@ impl PgCluster {
 
     /// Whether node `i`'s agent process runs (and is not a zombie).
     pub fn agent_alive(&self, i: usize) -> bool {
-        let Some(a) = self.nodes[i].agent.as_ref() else {
-            return false;
-        };
-        std::fs::read_to_string(format!("/proc/{}/stat", a.pid())).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-        })
+        self.nodes[i]
+            .agent
+            .as_ref()
+            .is_some_and(|a| crate::util::alive(a.pid()))
     }
 
     /// The postmaster's pid of node `i` (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
-        std::fs::read_to_string(self.nodes[i].data_dir.join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        crate::postgres::postmaster_pid(&self.nodes[i].data_dir)
     }
 
     /// SIGKILL node `i`'s postmaster (the agent's main process).

@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use e2e::bench::patroni::{PatroniCluster, PatroniOpts, alive, check_installed, timing};
+use e2e::bench::patroni::{PatroniCluster, PatroniOpts, check_installed, timing};
 use e2e::bench::postgres::{Scenario, measure};
+use e2e::util::alive;
 
 #[test]
 fn timing_respects_patronis_rule() {

@@ -34,7 +34,7 @@ use crate::postgres::{
     check_installed as check_postgres, temp_dir, wait_down,
 };
 use crate::postgres_cluster::{PgWorkload, create_tables};
-use crate::util::{eventually, free_port};
+use crate::util::{alive, eventually, free_port};
 use crate::workload::Workload;
 
 /// Where `scripts/install-deps` puts the Patroni venv.
@@ -216,13 +216,7 @@ impl PatroniCluster {
 
     /// The postmaster's pid of node `i` (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
-        std::fs::read_to_string(self.nodes[i].data_dir.join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        crate::postgres::postmaster_pid(&self.nodes[i].data_dir)
     }
 
     /// `GET /cluster` from the first node that answers (skipping frozen agents).
@@ -465,14 +459,6 @@ impl Drop for PatroniCluster {
             }
         }
     }
-}
-
-/// Whether `pid` runs and is not a zombie.
-pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
 }
 
 fn node_yaml(k: usize, node: &Node, dir: &Path, etcd: &str, opts: &PatroniOpts) -> String {
