@@ -239,6 +239,28 @@ impl Sql {
     }
 }
 
+/// The postmaster's pid of the server on `data_dir` (first line of `postmaster.pid`).
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Waits up to `within` until the server on `port` no longer answers `SELECT 1`; whether it
+/// stopped answering.
+pub fn wait_down(sql: &Sql, port: u16, within: Duration) -> bool {
+    crate::util::eventually(within, Duration::from_millis(20), || {
+        sql.query(port, "SELECT 1", Duration::from_millis(300))
+            .is_err()
+            .then_some(())
+    })
+    .is_some()
+}
+
 /// A PostgreSQL error with the server's message (tokio-postgres shows only "db error").
 fn pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -280,6 +302,7 @@ pub fn settings(name: &str, dir: &Path, port: u16, durability: Durability) -> Po
             ("fsync".to_owned(), "off".to_owned()),
         ],
         stop_timeout: Duration::from_secs(10),
+        max_slot_wal_keep_size: engines::postgres::DEFAULT_MAX_SLOT_WAL_KEEP_SIZE.to_owned(),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::agent::Agent;
 use crate::etcd::EtcdServer;
 use crate::postgres::{
     Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
-    temp_dir,
+    temp_dir, wait_down,
 };
 use crate::util::{eventually, free_port};
 use crate::workload::Workload;
@@ -215,24 +215,15 @@ impl PgCluster {
 
     /// Whether node `i`'s agent process runs (and is not a zombie).
     pub fn agent_alive(&self, i: usize) -> bool {
-        let Some(a) = self.nodes[i].agent.as_ref() else {
-            return false;
-        };
-        std::fs::read_to_string(format!("/proc/{}/stat", a.pid())).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-        })
+        self.nodes[i]
+            .agent
+            .as_ref()
+            .is_some_and(|a| crate::util::alive(a.pid()))
     }
 
     /// The postmaster's pid of node `i` (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
-        std::fs::read_to_string(self.nodes[i].data_dir.join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        crate::postgres::postmaster_pid(&self.nodes[i].data_dir)
     }
 
     /// SIGKILL node `i`'s postmaster (the agent's main process).
@@ -257,15 +248,8 @@ impl PgCluster {
             let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        let port = self.nodes[i].pg_port;
-        let gone = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-            self.sql
-                .query(port, "SELECT 1", Duration::from_millis(300))
-                .is_err()
-                .then_some(())
-        });
         assert!(
-            gone.is_some(),
+            wait_down(&self.sql, self.nodes[i].pg_port, Duration::from_secs(10)),
             "postgres of node {i} still answers after kill"
         );
     }
@@ -466,38 +450,34 @@ impl PgCluster {
 
     /// Create the writer's and the probe's tables on the primary (idempotent).
     pub fn create_tables(&self, primary: usize) {
-        let ok = eventually(Duration::from_secs(20), Duration::from_millis(200), || {
-            self.sql
-                .query(
-                    self.nodes[primary].pg_port,
-                    &format!(
-                        "CREATE TABLE IF NOT EXISTS {TABLE}(seq bigint PRIMARY KEY); \
-                         CREATE TABLE IF NOT EXISTS e2e_probe(at timestamptz)"
-                    ),
-                    Duration::from_secs(3),
-                )
-                .ok()
-        });
-        assert!(ok.is_some(), "cannot create the tables\n{}", self.logs());
+        let ok = create_tables(&self.sql, self.nodes[primary].pg_port);
+        assert!(ok, "cannot create the tables\n{}", self.logs());
     }
 
     /// The writer and checker's view of this cluster.
     pub fn workload(&self) -> Arc<dyn Workload> {
-        Arc::new(PgWorkload {
-            ports: self.nodes.iter().map(|n| n.pg_port).collect(),
-            sql: self.sql.clone(),
-            writers: self
-                .nodes
-                .iter()
-                .map(|_| Arc::new(Kept::default()))
-                .collect(),
-            probes: self
-                .nodes
-                .iter()
-                .map(|_| Arc::new(Kept::default()))
-                .collect(),
-        })
+        PgWorkload::shared(
+            self.nodes.iter().map(|n| n.pg_port).collect(),
+            self.sql.clone(),
+        )
     }
+}
+
+/// Creates the writer's and the probe's tables on the server at `port` (idempotent),
+/// retrying for up to 20 s; whether it worked.
+pub fn create_tables(sql: &Sql, port: u16) -> bool {
+    eventually(Duration::from_secs(20), Duration::from_millis(200), || {
+        sql.query(
+            port,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {TABLE}(seq bigint PRIMARY KEY); \
+                 CREATE TABLE IF NOT EXISTS e2e_probe(at timestamptz)"
+            ),
+            Duration::from_secs(3),
+        )
+        .ok()
+    })
+    .is_some()
 }
 
 impl Drop for PgCluster {
@@ -543,6 +523,20 @@ pub struct PgWorkload {
     writers: Vec<Arc<Kept>>,
     /// The checker's kept connection per node.
     probes: Vec<Arc<Kept>>,
+}
+
+impl PgWorkload {
+    /// The writer/checker's access to the servers on `ports` (node `i` on `ports[i]`), as
+    /// the test superuser; used for the agents' clusters and for Patroni's.
+    pub fn shared(ports: Vec<u16>, sql: Arc<Sql>) -> Arc<dyn Workload> {
+        let kept = || ports.iter().map(|_| Arc::new(Kept::default())).collect();
+        Arc::new(PgWorkload {
+            writers: kept(),
+            probes: kept(),
+            ports,
+            sql,
+        })
+    }
 }
 
 impl Workload for PgWorkload {

@@ -33,6 +33,8 @@ pub(crate) struct RawPostgres {
     pub superuser: Option<RawAccount>,
     /// The replication role; required.
     pub replication: Option<RawAccount>,
+    /// `max_slot_wal_keep_size`; default [`DEFAULT_MAX_SLOT_WAL_KEEP_SIZE`].
+    pub max_slot_wal_keep_size: Option<RawParam>,
     /// Extra server settings (`-c name=value`).
     pub parameters: BTreeMap<String, RawParam>,
 }
@@ -93,9 +95,45 @@ pub struct PostgresConfig {
     pub superuser: DbAccount,
     /// The role replicas stream and clone with; created by the primary's agent.
     pub replication: DbAccount,
+    /// The most WAL a replica's slot may hold back on the primary (`4GB`, or `-1`: no limit).
+    pub max_slot_wal_keep_size: String,
     /// Extra server settings, in name order.
     pub parameters: Vec<(String, String)>,
 }
+
+pub use engines::postgres::DEFAULT_MAX_SLOT_WAL_KEEP_SIZE;
+
+/// A PostgreSQL size as `max_slot_wal_keep_size` takes it: `-1`, or digits with an optional
+/// unit (`kB`, `MB`, `GB`, `TB`; none means MB); its bytes (`None` for -1), or why not.
+fn wal_size(text: &str) -> Result<Option<u64>, String> {
+    let text = text.trim();
+    if text == "-1" {
+        return Ok(None);
+    }
+    let digits = text.len() - text.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let (num, unit) = text.split_at(digits);
+    let unit_bytes: u64 = match unit.trim() {
+        "" | "MB" => 1 << 20,
+        "kB" => 1 << 10,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "{other:?} is not a size unit; expected kB, MB, GB or TB (case matters), e.g. 4GB"
+            ));
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; expected e.g. 4GB, or -1 for no limit"))?;
+    n.checked_mul(unit_bytes)
+        .map(Some)
+        .ok_or_else(|| format!("{text:?} is too large; expected e.g. 4GB, or -1 for no limit"))
+}
+
+/// The smallest `max_slot_wal_keep_size` accepted: below one 16 MB WAL segment a slot is
+/// invalidated as soon as its replica lags at all.
+const MIN_SLOT_WAL_KEEP: u64 = 16 << 20;
 
 /// Settings the operator may not set: the engine owns them.
 const RESERVED: &[&str] = engines::postgres::RESERVED_PARAMETERS;
@@ -122,6 +160,7 @@ impl Validator<'_> {
             durability,
             superuser,
             replication,
+            max_slot_wal_keep_size,
             parameters,
         } = raw;
         let bin_dir = self.resolve(bin_dir.as_deref().unwrap_or(DEFAULT_BIN_DIR));
@@ -158,6 +197,26 @@ impl Validator<'_> {
                 PgDurability::Async
             }
         };
+        let max_slot_wal_keep_size = match max_slot_wal_keep_size {
+            None => DEFAULT_MAX_SLOT_WAL_KEEP_SIZE.to_owned(),
+            Some(RawParam(v)) => match wal_size(&v) {
+                Ok(Some(bytes)) if bytes < MIN_SLOT_WAL_KEEP => {
+                    self.problem(
+                        &at.key("max_slot_wal_keep_size"),
+                        Target::Value,
+                        format!(
+                            "{v} is below one WAL segment (16MB): a replica's slot would be invalidated as soon as it lags; expected e.g. {DEFAULT_MAX_SLOT_WAL_KEEP_SIZE}, or -1 for no limit"
+                        ),
+                    );
+                    v
+                }
+                Ok(_) => v.trim().to_owned(),
+                Err(why) => {
+                    self.problem(&at.key("max_slot_wal_keep_size"), Target::Value, why);
+                    v
+                }
+            },
+        };
         let superuser = self.db_account(&at.key("superuser"), superuser, 63, "postgres");
         let replication = self.db_account(&at.key("replication"), replication, 63, "replicator");
         let mut params = Vec::new();
@@ -188,6 +247,7 @@ impl Validator<'_> {
             durability,
             superuser: superuser?,
             replication: replication?,
+            max_slot_wal_keep_size,
             parameters: params,
         })
     }

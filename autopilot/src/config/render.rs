@@ -128,6 +128,7 @@ impl Config {
                 let (kind, from) = origin_parts(&user.password);
                 o.secret(3, &format!("password_{kind}"), from, &user.password);
             }
+            o.kv(2, "max_slot_wal_keep_size", &pg.max_slot_wal_keep_size);
             if pg.parameters.is_empty() {
                 o.line(2, "parameters: {}");
             } else {

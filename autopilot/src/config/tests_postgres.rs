@@ -130,3 +130,54 @@ fn database_accounts_name_the_field_and_the_fix() {
         assert!(t.contains(want), "{to}: {t}");
     }
 }
+
+#[test]
+fn max_slot_wal_keep_size_has_a_default_and_is_validated() {
+    let c = ok(PG);
+    let pg = c.engine.postgres.as_ref().expect("postgres section");
+    assert_eq!(pg.max_slot_wal_keep_size, "4GB");
+    assert!(
+        c.to_effective_yaml()
+            .contains("max_slot_wal_keep_size: 4GB"),
+        "{}",
+        c.to_effective_yaml()
+    );
+    for good in ["-1", "512MB", "2048", "10GB", "1TB"] {
+        let c = ok(&PG.replace(
+            "    parameters:",
+            &format!("    max_slot_wal_keep_size: {good}\n    parameters:"),
+        ));
+        let pg = c.engine.postgres.as_ref().expect("postgres section");
+        assert_eq!(pg.max_slot_wal_keep_size, good);
+    }
+    for (bad, why) in [
+        (
+            "4gb",
+            "\"gb\" is not a size unit; expected kB, MB, GB or TB",
+        ),
+        ("lots", "\"lots\" is not a size"),
+        ("0", "0 is below one WAL segment (16MB)"),
+        ("1MB", "1MB is below one WAL segment (16MB)"),
+        ("99999999999TB", "is too large"),
+    ] {
+        let p = problems(&PG.replace(
+            "    parameters:",
+            &format!("    max_slot_wal_keep_size: {bad}\n    parameters:"),
+        ));
+        let t = p
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            t.contains("engine.postgres.max_slot_wal_keep_size") && t.contains(why),
+            "{bad}: {t}"
+        );
+    }
+    let p = problems(&PG.replace("max_connections: 50", "max_slot_wal_keep_size: 1GB"));
+    assert!(
+        p.iter()
+            .any(|p| p.to_string().contains("is set by the engine")),
+        "as a parameter it is rejected"
+    );
+}

@@ -159,6 +159,7 @@ fn postgres_settings(config: &Config, run_as: Option<RunAs>) -> PostgresSettings
         },
         run_as,
         parameters: pg.parameters.clone(),
+        max_slot_wal_keep_size: pg.max_slot_wal_keep_size.clone(),
         stop_timeout: config.process.stop_timeout,
     }
 }

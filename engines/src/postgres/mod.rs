@@ -31,7 +31,9 @@ use nix::sys::signal::Signal;
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
-pub use settings::{Credentials, Durability, PostgresSettings, RESERVED_PARAMETERS};
+pub use settings::{
+    Credentials, DEFAULT_MAX_SLOT_WAL_KEEP_SIZE, Durability, PostgresSettings, RESERVED_PARAMETERS,
+};
 
 use crate::MainControl;
 use crate::engine::{Engine, EngineError, Probe, StopMode};

@@ -63,7 +63,13 @@ pub const RESERVED_PARAMETERS: &[&str] = &[
     "primary_slot_name",
     "restore_command",
     "recovery_target_timeline",
+    "max_slot_wal_keep_size",
 ];
+
+/// Default `max_slot_wal_keep_size`: the most WAL a replica's slot may hold back on the
+/// primary before PostgreSQL invalidates the slot (the replica then needs a rebuild), so a
+/// dead replica cannot fill the primary's disk.
+pub const DEFAULT_MAX_SLOT_WAL_KEEP_SIZE: &str = "4GB";
 
 /// Everything the PostgreSQL engine needs.
 #[derive(Clone, Debug)]
@@ -88,6 +94,8 @@ pub struct PostgresSettings {
     /// The OS user PostgreSQL and its tools run as (PostgreSQL refuses root); `None` runs
     /// them as the agent's user.
     pub run_as: Option<RunAs>,
+    /// `max_slot_wal_keep_size` (a PostgreSQL size such as `4GB`, or `-1` for no limit).
+    pub max_slot_wal_keep_size: String,
     /// Extra `-c name=value` settings, after the engine's own (names are checked against
     /// [`RESERVED_PARAMETERS`] at configuration time).
     pub parameters: Vec<(String, String)>,
@@ -130,6 +138,11 @@ impl PostgresSettings {
             // pg_rewind reads the target's WAL back to the last checkpoint before the
             // divergence; keep some (the operator may raise it).
             ("wal_keep_size", "256MB".to_owned()),
+            // A replica that is gone must not make its slot keep WAL until the disk is full.
+            (
+                "max_slot_wal_keep_size",
+                self.max_slot_wal_keep_size.clone(),
+            ),
             // A standby whose primary went away retries every second, not every five.
             ("wal_retrieve_retry_interval", "1s".to_owned()),
             ("cluster_name", self.node_id.clone()),

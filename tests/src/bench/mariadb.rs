@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::proc::median;
+use super::report::runs_cells;
 use crate::mariadb_cluster::MariaOpts;
 use crate::mariadb_scenario::{FailoverRun, failover, settled};
 
@@ -141,7 +142,6 @@ pub fn run(runs: usize, ttls: &[Duration], durabilities: &[&'static str]) -> Res
                     .iter()
                     .filter_map(|o| o.as_ref().ok().map(|r| r.split_brain))
                     .sum();
-                let failed = outcomes.iter().filter(|o| o.is_err()).count();
                 for e in outcomes.iter().filter_map(|o| o.as_ref().err()) {
                     notes.push(format!(
                         "{} / {durability} / TTL {} s: a run failed: {e}",
@@ -149,19 +149,12 @@ pub fn run(runs: usize, ttls: &[Duration], durabilities: &[&'static str]) -> Res
                         ttl.as_secs()
                     ));
                 }
-                let every = outcomes
-                    .iter()
-                    .map(|o| match o {
-                        Ok(r) => format!("{:.2}", r.took.as_secs_f64()),
-                        Err(_) => "failed".into(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let runs_cell = if failed > 0 {
-                    format!("{} (+{failed} failed)", took.len())
-                } else {
-                    took.len().to_string()
-                };
+                let (runs_cell, every) = runs_cells(
+                    &outcomes
+                        .iter()
+                        .map(|o| o.as_ref().ok().map(|r| r.took.as_secs_f64()))
+                        .collect::<Vec<_>>(),
+                );
                 if took.is_empty() {
                     writeln!(
                         t,

@@ -4,6 +4,7 @@ pub mod etcd_load;
 pub mod failover;
 pub mod idle;
 pub mod mariadb;
+pub mod patroni;
 pub mod postgres;
 pub mod proc;
 pub mod report;

@@ -4,6 +4,24 @@ use anyhow::{Context, Result};
 
 use crate::util::workspace_root;
 
+/// The "runs" cell (`4 (+1 failed)`) and the "every run, in order" cell (`1.23, failed, …`)
+/// of a table row; each run is its time in seconds, `None` when it failed.
+pub fn runs_cells(runs: &[Option<f64>]) -> (String, String) {
+    let failed = runs.iter().filter(|r| r.is_none()).count();
+    let ok = runs.len() - failed;
+    let every = runs
+        .iter()
+        .map(|r| r.map_or_else(|| "failed".to_owned(), |t| format!("{t:.2}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cell = if failed > 0 {
+        format!("{ok} (+{failed} failed)")
+    } else {
+        ok.to_string()
+    };
+    (cell, every)
+}
+
 /// Replace the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` with `body`
 /// (appending the section when it is not there yet).
 pub fn write_section(name: &str, body: &str) -> Result<()> {

@@ -7,7 +7,7 @@
 //! target/release/bench failover [--runs 5] [--ttls 10,5]
 //! target/release/bench etcd-load [--seconds 60]
 //! target/release/bench mariadb-failover [--runs 5] [--ttls 10,5] [--durability sync,async]
-//! target/release/bench postgres-failover [--runs 5] [--ttls 10,5]
+//! target/release/bench postgres-failover [--runs 5] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
 //! ```
 
 use std::process::ExitCode;
@@ -18,12 +18,13 @@ use e2e::bench::{etcd_load, failover, idle, mariadb, postgres, report};
 const USAGE: &str =
     "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
        | mariadb-failover [--runs N] [--ttls 10,5] [--durability sync,async]
-       | postgres-failover [--runs N] [--ttls 10,5]
+       | postgres-failover [--runs N] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
   idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
   failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
   etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)
   mariadb-failover: failover time and rows lost, 3 MariaDB nodes, 5 faults incl. switchover
-  postgres-failover: fault -> first write on a new primary and rows lost, 3 PostgreSQL nodes";
+  postgres-failover: fault -> first write on a new primary and rows lost, 3 PostgreSQL nodes,
+    Autopilot and Patroni side by side (Patroni from /opt/patroni: run scripts/install-deps)";
 
 /// The value after `--name`, parsed; `default` when the flag is absent.
 fn flag<T>(
@@ -39,6 +40,18 @@ fn flag<T>(
             .and_then(|v| parse(v))
             .ok_or_else(|| format!("bad or missing value for {name}")),
     }
+}
+
+/// `base`, with `-ttl<N>` per TTL when the list is not the default 10,5 (so TTLs can be run
+/// separately without overwriting each other's section).
+fn section_name(base: &str, ttls: &[Duration]) -> String {
+    let mut name = base.to_owned();
+    if ttls != [Duration::from_secs(10), Duration::from_secs(5)] {
+        for t in ttls {
+            name.push_str(&format!("-ttl{}", t.as_secs()));
+        }
+    }
+    name
 }
 
 fn main() -> ExitCode {
@@ -70,9 +83,15 @@ fn main() -> ExitCode {
                 })
                 .collect()
         })?;
-        Ok((seconds, runs, ttls, durabilities))
+        let systems = flag(
+            &args,
+            "--systems",
+            vec![postgres::System::Autopilot, postgres::System::Patroni],
+            |s| s.split(',').map(postgres::System::parse).collect(),
+        )?;
+        Ok((seconds, runs, ttls, durabilities, systems))
     })();
-    let (seconds, runs, ttls, durabilities) = match parsed {
+    let (seconds, runs, ttls, durabilities, systems) = match parsed {
         Ok(p) => p,
         Err(e) => {
             eprintln!("bench: {e}\n{USAGE}");
@@ -84,16 +103,18 @@ fn main() -> ExitCode {
         Some("failover") => ("failover".to_owned(), failover::run(runs, &ttls)),
         Some("etcd-load") => ("etcd-load".to_owned(), etcd_load::run(seconds)),
         // One section per TTL other than the default 10,5 list, so TTLs can be run separately.
-        Some("mariadb-failover") => {
-            let mut name = "mariadb-failover".to_owned();
-            if ttls != [Duration::from_secs(10), Duration::from_secs(5)] {
-                for t in &ttls {
-                    name.push_str(&format!("-ttl{}", t.as_secs()));
-                }
-            }
-            (name, mariadb::run(runs, &ttls, &durabilities))
-        }
-        Some("postgres-failover") => ("postgres-failover".to_owned(), postgres::run(runs, &ttls)),
+        Some("mariadb-failover") => (
+            section_name("mariadb-failover", &ttls),
+            mariadb::run(runs, &ttls, &durabilities),
+        ),
+        Some("postgres-failover") => (
+            // A durability run on its own gets its own section too.
+            match durabilities.as_slice() {
+                [one] => format!("{}-{one}", section_name("postgres-failover", &ttls)),
+                _ => section_name("postgres-failover", &ttls),
+            },
+            postgres::run(runs, &ttls, &durabilities, &systems),
+        ),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(64);
