@@ -129,17 +129,19 @@ pub struct RoleActorState {
     claiming: Option<role::ClaimReason>,
     /// Since when the node has been unhealthy without a break (for the grace below).
     unhealthy_since: Option<Instant>,
-    /// The node has been healthy at least once since the agent started.
-    ever_healthy: bool,
+    /// The last healthy verdict was taken while primary (only a primary gets the grace).
+    healthy_as_primary: bool,
     /// The `primary` key says `online` (rewritten once per term, after promotion).
     primary_online: bool,
     /// Writes `events/*` under the long-lived event lease.
     events: events::EventWriter,
 }
 
-/// How long a node that was healthy may look unhealthy before the role logic is told: one
+/// How long a primary that was healthy may look unhealthy before the role logic is told: one
 /// failed check must not make a primary hand over (a crashed database is reported at once
-/// by the process actor instead).
+/// by the process actor instead). Replicas get no grace: a replica whose database is
+/// restarting (after a clone, say) must not look eligible, win an election and then hand
+/// over at once when the grace runs out.
 const HEALTH_GRACE: Duration = Duration::from_secs(2);
 
 impl RoleActorState {
@@ -154,16 +156,21 @@ impl RoleActorState {
     }
 
     /// The health the machine is told: the health actor's verdict (read now, never a stale
-    /// copy) and a working position probe, with [`HEALTH_GRACE`] once the node was healthy.
+    /// copy) and a working position probe, with [`HEALTH_GRACE`] for a primary that was
+    /// healthy while primary.
     fn health_verdict(&mut self, position_ok: bool) -> bool {
         let healthy = position_ok && self.args.health.borrow().healthy;
+        let primary = self
+            .machine
+            .as_ref()
+            .is_some_and(|m| m.role == Role::Primary);
         if healthy {
-            self.ever_healthy = true;
+            self.healthy_as_primary = primary;
             self.unhealthy_since = None;
             return true;
         }
         let since = *self.unhealthy_since.get_or_insert_with(Instant::now);
-        self.ever_healthy && since.elapsed() < HEALTH_GRACE
+        primary && self.healthy_as_primary && since.elapsed() < HEALTH_GRACE
     }
 }
 
@@ -235,7 +242,7 @@ impl Actor for RoleActor {
             revoking: false,
             claiming: None,
             unhealthy_since: None,
-            ever_healthy: false,
+            healthy_as_primary: false,
             primary_online: false,
             events,
         })
