@@ -241,13 +241,9 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
     /// Waits until node `i`'s node key says it is eligible for promotion (a switchover to a
     /// node that is not yet is rejected by the primary, as it should be).
     pub fn wait_eligible(&self, i: usize, within: Duration) {
-        let key = format!("nodes/{}", self.name(i));
-        let ok = eventually(within, Duration::from_millis(50), || {
-            let doc: serde_json::Value = serde_json::from_str(&self.key(&key)?).ok()?;
-            doc["eligible"].as_bool().filter(|&e| e)
-        });
+        let ok = crate::util::wait_node_eligible(|k| self.key(k), self.name(i), within);
         assert!(
-            ok.is_some(),
+            ok,
             "{} is not eligible within {within:?}\n{}",
             self.name(i),
             self.logs()

@@ -24,6 +24,9 @@ pub fn settled(opts: MariaOpts) -> (MariaCluster, usize) {
     let p = c.wait_primary(BOOTSTRAP);
     for i in (0..3).filter(|&i| i != p) {
         c.wait_replicating(i, p, ATTACH);
+        // A replica that just cloned restarted its server: until its health checks pass
+        // again it would not compete, and a fault now would measure that, not the failover.
+        c.wait_eligible(i, ATTACH);
     }
     c.create_schema(p);
     (c, p)

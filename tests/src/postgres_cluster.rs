@@ -182,6 +182,17 @@ impl PgCluster {
         (!out.is_empty()).then(|| out.to_owned())
     }
 
+    /// Waits until node `i` publishes itself eligible for failover.
+    pub fn wait_eligible(&self, i: usize, within: Duration) {
+        let ok = crate::util::wait_node_eligible(|k| self.key(k), self.name(i), within);
+        assert!(
+            ok,
+            "{} is not eligible within {within:?}\n{}",
+            self.name(i),
+            self.logs()
+        );
+    }
+
     /// `etcdctl put <prefix><key> <value>`.
     pub fn put_key(&self, key: &str, value: &str) {
         let full = format!("{}{key}", self.prefix());

@@ -28,6 +28,8 @@ pub fn settled(c: &PgCluster) -> usize {
         let p = c.wait_primary(BOOTSTRAP);
         for i in (0..c.len()).filter(|&i| i != p) {
             c.wait_streaming(i, p, ATTACH);
+            // Just cloned and restarted: not a candidate until its health checks pass again.
+            c.wait_eligible(i, ATTACH);
         }
         if c.primary() == Some(p) {
             c.create_tables(p);

@@ -107,3 +107,18 @@ pub fn signal_and_wait(
         }
     }
 }
+
+/// Waits until the node document `nodes/<name>` (read with `key`) says `eligible: true`: the
+/// node itself judges it could take part in a failover (healthy, caught up, not handing over).
+pub fn wait_node_eligible(
+    key: impl Fn(&str) -> Option<String>,
+    name: &str,
+    within: Duration,
+) -> bool {
+    let path = format!("nodes/{name}");
+    eventually(within, Duration::from_millis(50), || {
+        let doc: serde_json::Value = serde_json::from_str(&key(&path)?).ok()?;
+        doc["eligible"].as_bool().filter(|&e| e)
+    })
+    .is_some()
+}
