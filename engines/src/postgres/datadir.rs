@@ -35,9 +35,10 @@ fn failed(operation: &'static str, reason: impl Into<String>) -> EngineError {
     }
 }
 
-/// Whether the data directory holds a database (`PG_VERSION` exists).
+/// Whether the data directory holds a database (`PG_VERSION` exists, and it is not the
+/// partial copy of a clone that did not finish).
 pub fn initialised(s: &PostgresSettings) -> bool {
-    s.data_dir.join("PG_VERSION").exists()
+    s.data_dir.join("PG_VERSION").exists() && !clone_marker(&s.data_dir).exists()
 }
 
 /// Give `path` to the PostgreSQL user (a no-op without `run_as`).
@@ -86,9 +87,44 @@ pub fn ensure_dir(s: &PostgresSettings) -> Result<(), String> {
     give(s, dir)
 }
 
-/// Remove everything inside the data directory (keeping the directory itself).
-pub fn empty_dir(s: &PostgresSettings) -> Result<(), String> {
-    let dir = &s.data_dir;
+/// Make the data directory empty for a clone without deleting data the clone did not write:
+/// a partial copy a failed clone left (marked by [`clone_marker`]) is emptied; anything else
+/// in it is moved aside to `<name>.aside-<secs>` and kept. The moved-aside path, if any.
+pub fn make_room(dir: &Path) -> Result<Option<PathBuf>, String> {
+    let marker = clone_marker(dir);
+    let occupied = std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if !occupied {
+        return Ok(None);
+    }
+    if marker.exists() {
+        empty(dir)?;
+        return Ok(None);
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = dir
+        .file_name()
+        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+    let aside = dir.with_file_name(format!("{name}.aside-{secs}"));
+    std::fs::rename(dir, &aside)
+        .map_err(|e| format!("move {} aside to {}: {e}", dir.display(), aside.display()))?;
+    Ok(Some(aside))
+}
+
+/// Beside the data directory while a clone fills it (pg_basebackup wants an empty target,
+/// so the mark cannot be inside): its contents are then ours to remove.
+pub fn clone_marker(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}.autopilot-clone-incomplete"))
+}
+
+/// Remove everything inside `dir` (keeping the directory itself).
+fn empty(dir: &Path) -> Result<(), String> {
     let entries = std::fs::read_dir(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
     for entry in entries {
         let path = entry
@@ -275,8 +311,12 @@ pub fn write_auto_conf(s: &PostgresSettings, primary: Option<&Peer>) -> Result<(
 /// along). The server must be stopped.
 pub async fn basebackup(s: &PostgresSettings, primary: &Peer) -> Result<(), EngineError> {
     let op = "clone the primary";
+    if let Some(aside) = make_room(&s.data_dir).map_err(|e| failed(op, e))? {
+        tracing::warn!(kept = %aside.display(), "moved the local data directory aside; cloning the primary");
+    }
     ensure_dir(s).map_err(|e| failed(op, e))?;
-    empty_dir(s).map_err(|e| failed(op, e))?;
+    let marker = clone_marker(&s.data_dir);
+    std::fs::write(&marker, b"").map_err(|e| failed(op, format!("{}: {e}", marker.display())))?;
     let args = vec![
         "-h".to_owned(),
         primary.host.clone(),
@@ -294,7 +334,8 @@ pub async fn basebackup(s: &PostgresSettings, primary: &Peer) -> Result<(), Engi
     ];
     let pw = s.replication.password.clone();
     run_tool(s, op, "pg_basebackup", args, BASEBACKUP_LIMIT, Some(&pw)).await?;
-    standby_files(s, primary).map_err(|e| failed(op, e))
+    standby_files(s, primary).map_err(|e| failed(op, e))?;
+    std::fs::remove_file(&marker).map_err(|e| failed(op, format!("{}: {e}", marker.display())))
 }
 
 /// The files a standby of `primary` needs after its data directory was replaced.
@@ -324,4 +365,34 @@ pub async fn rewind(s: &PostgresSettings, primary: &Peer) -> Result<(), EngineEr
     let pw = s.superuser.password.clone();
     run_tool(s, op, "pg_rewind", args, REWIND_LIMIT, Some(&pw)).await?;
     standby_files(s, primary).map_err(|e| failed(op, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_keeps_foreign_data_aside_and_empties_only_its_own_partial_copy() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("pgdata");
+        // Empty or missing: nothing to keep.
+        assert_eq!(make_room(&dir).expect("missing"), None);
+        std::fs::create_dir(&dir).expect("mkdir");
+        assert_eq!(make_room(&dir).expect("empty"), None);
+        // A real data directory (a diverged former primary): moved aside, contents intact.
+        std::fs::write(dir.join("PG_VERSION"), "15\n").expect("write");
+        let aside = make_room(&dir).expect("aside").expect("moved");
+        assert_eq!(
+            std::fs::read_to_string(aside.join("PG_VERSION")).expect("kept"),
+            "15\n"
+        );
+        assert!(!dir.exists());
+        // A partial copy of a failed clone (marked): emptied in place, nothing kept.
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::create_dir(dir.join("base")).expect("mkdir");
+        std::fs::write(dir.join("PG_VERSION"), "15\n").expect("write");
+        std::fs::write(clone_marker(&dir), b"").expect("mark");
+        assert_eq!(make_room(&dir).expect("partial"), None);
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+    }
 }

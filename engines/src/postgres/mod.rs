@@ -409,6 +409,15 @@ impl Engine for PostgresEngine {
             operation: op,
             reason,
         };
+        let marker = datadir::clone_marker(&s.data_dir);
+        if marker.exists() {
+            // A clone that did not finish (the agent died meanwhile): its partial copy is
+            // ours to remove; the node starts empty and clones again.
+            warn!(data_dir = %s.data_dir.display(), "removing the partial copy a failed clone left");
+            datadir::make_room(&s.data_dir).map_err(err)?;
+            std::fs::remove_file(&marker)
+                .map_err(|e| err(format!("{}: {e}", marker.display())))?;
+        }
         if !datadir::initialised(s) {
             info!(data_dir = %s.data_dir.display(), "initialising an empty data directory");
             datadir::initdb(s).await?;
