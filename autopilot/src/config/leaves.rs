@@ -12,6 +12,29 @@ use super::secrets;
 use super::validate::Validator;
 
 impl Validator<'_> {
+    /// `password_file` or `password_env` under `at` (not both): the secret; `None` when
+    /// neither is set or the one set is unusable (reported).
+    pub(super) fn password_source(
+        &mut self,
+        at: &FieldPath,
+        file: Option<String>,
+        env: Option<String>,
+    ) -> Option<Secret> {
+        match (file, env) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &at.key("password_env"),
+                    Target::Key,
+                    "is set together with password_file; expected only one of password_file and password_env",
+                );
+                None
+            }
+            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
+            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
+            (None, None) => None,
+        }
+    }
+
     /// A database account under `at`: required, a user name of 1 to `max_user` characters
     /// (`example` shows one), and exactly one of `password_file` and `password_env`.
     pub(super) fn db_account(
@@ -63,28 +86,14 @@ impl Validator<'_> {
                 None
             }
         };
-        let secret = match (password_file, password_env) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    &at.key("password_env"),
-                    Target::Key,
-                    "is set together with password_file; expected only one of password_file and password_env",
-                );
-                None
-            }
-            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
-            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
-            (None, None) => {
-                if password.is_none() {
-                    self.problem(
-                        at,
-                        Target::Key,
-                        "has no password; expected password_file: PATH or password_env: VAR",
-                    );
-                }
-                None
-            }
-        };
+        if password_file.is_none() && password_env.is_none() && password.is_none() {
+            self.problem(
+                at,
+                Target::Key,
+                "has no password; expected password_file: PATH or password_env: VAR",
+            );
+        }
+        let secret = self.password_source(at, password_file, password_env);
         Some(DbAccount {
             user: user?,
             password: secret?,

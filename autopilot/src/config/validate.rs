@@ -388,19 +388,7 @@ impl<'a> Validator<'a> {
                 "inline passwords are not allowed; expected password_file: PATH or password_env: VAR",
             );
         }
-        let password = match (password_file, password_env) {
-            (Some(_), Some(_)) => {
-                self.problem(
-                    &at.key("password_env"),
-                    Target::Key,
-                    "is set together with password_file; expected only one of password_file and password_env",
-                );
-                None
-            }
-            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
-            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
-            (None, None) => None,
-        };
+        let password = self.password_source(&at, password_file, password_env);
         let tls = tls.map(|t| self.tls(&at, t, &endpoints));
         (endpoints, username, password, tls)
     }
