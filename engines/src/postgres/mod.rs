@@ -415,8 +415,7 @@ impl Engine for PostgresEngine {
             // ours to remove; the node starts empty and clones again.
             warn!(data_dir = %s.data_dir.display(), "removing the partial copy a failed clone left");
             datadir::make_room(&s.data_dir).map_err(err)?;
-            std::fs::remove_file(&marker)
-                .map_err(|e| err(format!("{}: {e}", marker.display())))?;
+            std::fs::remove_file(&marker).map_err(|e| err(format!("{}: {e}", marker.display())))?;
         }
         if !datadir::initialised(s) {
             info!(data_dir = %s.data_dir.display(), "initialising an empty data directory");
