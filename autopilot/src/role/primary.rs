@@ -121,7 +121,14 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.announce(Role::Replica, None);
             cx.emit(Action::ReleasePrimary);
         }
-        (Phase::Stopping, EngineResult::Fenced { .. } | EngineResult::Failed) => cx.finish_stop(),
+        (Phase::Stopping, EngineResult::Fenced { .. } | EngineResult::Failed) => {
+            // No longer primary from here on (`/primary` answers 503 before the lease goes,
+            // so it never overlaps with the successor's 200).
+            if cx.s.role == Role::Primary {
+                cx.announce(Role::Fenced, None);
+            }
+            cx.finish_stop()
+        }
         (Phase::Stopping, _) => cx.emit(Action::Fence), // a late promote: fence again
         (Phase::SelfFenced { .. }, EngineResult::Fenced { position }) => {
             cx.s.position = position;

@@ -151,7 +151,10 @@ impl RoleState {
             && self.healthy
             && self.has_data
             && now >= self.ineligible_until
-            && !matches!(self.phase, Phase::NeedsRebuild | Phase::HandingOver)
+            && !matches!(
+                self.phase,
+                Phase::NeedsRebuild | Phase::HandingOver | Phase::Stopping | Phase::Stopped
+            )
             && self.lag_ok(p)
     }
 

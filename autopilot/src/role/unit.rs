@@ -533,7 +533,25 @@ fn role_graceful_stop_fences_then_revokes() {
             result: EngineResult::Fenced { position: pos(10) },
         },
     );
-    assert_eq!(a, vec![Action::RevokeLease, Action::Exit]);
+    // Not primary any more before the lease goes: `/primary` turns 503 before a successor
+    // can answer 200, and the node key does not advertise a stopping node as a candidate.
+    assert_eq!(
+        a[0],
+        Action::OnChange {
+            role: Role::Fenced,
+            previous: Role::Primary,
+            primary_address: None
+        }
+    );
+    assert!(matches!(
+        a[1],
+        Action::PublishNode {
+            role: Role::Fenced,
+            eligible: false,
+            ..
+        }
+    ));
+    assert_eq!(a[2..], [Action::RevokeLease, Action::Exit]);
     assert_eq!(s.phase, Phase::Stopped);
 }
 
