@@ -345,36 +345,25 @@ impl PgCluster {
         self.http.get(url).send().ok().map(|r| r.status().as_u16())
     }
 
+    /// The body of `GET <path>` on node `i`'s telemetry port, if it answers.
+    fn get_text(&self, i: usize, path: &str) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
+        self.http.get(url).send().ok().and_then(|r| r.text().ok())
+    }
+
     /// Node `i`'s `/metrics` text.
     pub fn metrics(&self, i: usize) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.nodes[i].telemetry_port);
-        self.http
-            .get(url)
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
-            .unwrap_or_default()
+        self.get_text(i, "/metrics").unwrap_or_default()
     }
 
     /// Node `i`'s `/health` body.
     pub fn health(&self, i: usize) -> String {
-        let url = format!("http://127.0.0.1:{}/health", self.nodes[i].telemetry_port);
-        self.http
-            .get(url)
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
-            .unwrap_or_default()
+        self.get_text(i, "/health").unwrap_or_default()
     }
 
     /// Node `i`'s role from `/health`, or `down`.
     pub fn role(&self, i: usize) -> String {
-        let url = format!("http://127.0.0.1:{}/health", self.nodes[i].telemetry_port);
-        self.http
-            .get(url)
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
+        self.get_text(i, "/health")
             .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
             .and_then(|h| h["role"].as_str().map(str::to_owned))
             .unwrap_or_else(|| "down".to_owned())
