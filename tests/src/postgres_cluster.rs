@@ -46,6 +46,8 @@ pub struct PgOpts {
     pub cooldown: Duration,
     /// `engine.postgres.durability`: `async` or `sync`.
     pub durability: &'static str,
+    /// `engine.auto_rebuild`.
+    pub auto_rebuild: bool,
 }
 
 impl Default for PgOpts {
@@ -55,6 +57,7 @@ impl Default for PgOpts {
             settle: Duration::from_millis(300),
             cooldown: Duration::ZERO,
             durability: "async",
+            auto_rebuild: true,
         }
     }
 }
@@ -149,6 +152,33 @@ impl PgCluster {
     /// Node `i`'s name.
     pub fn name(&self, i: usize) -> &str {
         &self.nodes[i].name
+    }
+
+    /// Node `i`'s PostgreSQL data directory.
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].data_dir
+    }
+
+    /// Names in the temp dir starting with `prefix` (e.g. `data-1.aside-`).
+    pub fn entries(&self, prefix: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Rewrites node `i`'s agent config with `opts`; takes effect at its next start.
+    pub fn reconfigure(&self, i: usize, opts: &PgOpts) {
+        let node = &self.nodes[i];
+        std::fs::write(
+            &node.config,
+            agent_yaml(i + 1, node, &self.etcd.endpoint(), opts),
+        )
+        .unwrap_or_else(|e| panic!("rewrite {}: {e}", node.config.display()));
     }
 
     /// Node `i`'s PostgreSQL port.
@@ -263,6 +293,18 @@ impl PgCluster {
             wait_down(&self.sql, self.nodes[i].pg_port, Duration::from_secs(10)),
             "postgres of node {i} still answers after kill"
         );
+        // Until the orphaned postmaster is reaped (by PID 1, not by us), its pid in
+        // `postmaster.pid` still exists and a new postmaster on this data directory refuses
+        // to start.
+        if let Some(pid) = pid {
+            let gone = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
+                (!Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+            });
+            assert!(
+                gone.is_some(),
+                "the killed postmaster {pid} was never reaped"
+            );
+        }
     }
 
     /// SIGSTOP node `i`'s agent (its PostgreSQL keeps running).
@@ -304,14 +346,20 @@ impl PgCluster {
         let _ = std::fs::remove_dir_all(&self.nodes[i].data_dir);
     }
 
+    /// Node `i`'s whole agent log, across restarts.
+    pub fn agent_log(&self, i: usize) -> String {
+        let node = &self.nodes[i];
+        let prev =
+            std::fs::read_to_string(node.config.with_extension("prev.log")).unwrap_or_default();
+        let now = node.agent.as_ref().map(Agent::log).unwrap_or_default();
+        format!("{prev}{now}")
+    }
+
     /// The last lines of every agent's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut s = String::new();
         for (i, node) in self.nodes.iter().enumerate() {
-            let prev =
-                std::fs::read_to_string(node.config.with_extension("prev.log")).unwrap_or_default();
-            let now = node.agent.as_ref().map(Agent::log).unwrap_or_default();
-            let all = format!("{prev}{now}");
+            let all = self.agent_log(i);
             let lines: Vec<&str> = all
                 .lines()
                 .filter(|l| {
@@ -596,7 +644,7 @@ failover: {{ settle: {settle}, cooldown: {cooldown} }}
 engine:
   kind: postgres
   port: {port}
-  auto_rebuild: true
+  auto_rebuild: {auto_rebuild}
   postgres:
     data_dir: ./data-{k}
     durability: {durability}
@@ -620,6 +668,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         },
         port = node.pg_port,
         durability = opts.durability,
+        auto_rebuild = opts.auto_rebuild,
         tel = node.telemetry_port,
     )
 }

@@ -1,14 +1,17 @@
 //! PostgreSQL fault scenarios under real agents (real etcd, three real PostgreSQL 15
 //! servers, agents as processes): kill -9 of the primary's postmaster, node loss, and a
 //! frozen (SIGSTOP) primary agent with async and with sync durability. Every scenario runs
-//! the writer and checker: no acknowledged row lost, never two writable nodes.
+//! the writer and checker: no acknowledged row lost, never two writable nodes. And a former
+//! primary that pg_rewind cannot rewind: flagged `needs_rebuild`, re-cloned with
+//! `auto_rebuild`.
 
 use std::time::Duration;
 
-use e2e::postgres_cluster::{PgCluster, PgOpts};
+use e2e::postgres_cluster::{PgCluster, PgOpts, TABLE};
 use e2e::postgres_scenario::{
     MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, settled, start, wait_writable,
 };
+use e2e::util::eventually;
 use e2e::workload::{Checker, Writer};
 
 fn opts(durability: &'static str) -> PgOpts {
@@ -77,4 +80,190 @@ fn node_loss_fails_over_then_the_node_rewinds_and_rejoins() {
         c.scalar(old, "SELECT pg_is_in_recovery()").expect("query"),
         "t"
     );
+}
+
+/// Rows in the writer's table on node `i` with `seq >= from`, or `None` when it does not
+/// answer.
+fn rows_from(c: &PgCluster, i: usize, from: u64) -> Option<u64> {
+    c.scalar(
+        i,
+        &format!("SELECT count(*) FROM {TABLE} WHERE seq >= {from}"),
+    )
+    .ok()?
+    .parse()
+    .ok()
+}
+
+/// Removes every WAL segment of node `i` but the newest `keep` (its agent and server are
+/// down): what a careless `rm` or a WAL-recycling accident leaves behind.
+fn remove_old_wal(c: &PgCluster, i: usize, keep: usize) -> usize {
+    let wal = c.data_dir(i).join("pg_wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal)
+        .unwrap_or_else(|e| panic!("read {}: {e}", wal.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24 && n.chars().all(|ch| ch.is_ascii_hexdigit()))
+        .collect();
+    segments.sort();
+    let old = segments.len().saturating_sub(keep);
+    for name in &segments[..old] {
+        std::fs::remove_file(wal.join(name)).unwrap_or_else(|e| panic!("remove {name}: {e}"));
+    }
+    old
+}
+
+/// A former primary whose history diverged (errant commits after the failover) and whose
+/// WAL back to the divergence is gone cannot be rewound: without `auto_rebuild` it reports
+/// `needs_rebuild`, follows nobody, takes no writes and keeps its data; restarted with
+/// `auto_rebuild: true` it re-clones the primary, its old data directory kept aside.
+#[test]
+fn a_former_primary_pg_rewind_cannot_rewind_is_flagged_then_rebuilt() {
+    let opts = PgOpts {
+        auto_rebuild: false,
+        ..opts("async")
+    };
+    let mut c = start(3, opts.clone());
+    let p = settled(&c);
+    let insert = |c: &PgCluster, i: usize, from: u64, to: u64| {
+        c.sql()
+            .query(
+                c.pg_port(i),
+                &format!("INSERT INTO {TABLE} SELECT generate_series({from}, {to})"),
+                Duration::from_secs(5),
+            )
+            .unwrap_or_else(|e| panic!("write on {}: {e:#}", c.name(i)));
+    };
+    insert(&c, p, 1, 20);
+    c.stop_agent(p); // its postmaster keeps running; the winner fences it over SQL
+    let (np, _) = c.wait_new_primary(p, Duration::from_secs(30));
+    wait_writable(&c, np, Duration::from_secs(15));
+    insert(&c, np, 21, 30);
+
+    // Out of band on the fenced former primary: a superuser who knows the fence's limit
+    // commits errant rows locally, moves to new WAL segments and checkpoints (the rows are
+    // in the data files). Then the node dies and loses the WAL back to the divergence.
+    let errant = "SET synchronous_commit = local; SET default_transaction_read_only = off; \
+        BEGIN READ WRITE; INSERT INTO e2e_writes VALUES (999997); COMMIT; SELECT pg_switch_wal(); \
+        BEGIN READ WRITE; INSERT INTO e2e_writes VALUES (999998); COMMIT; SELECT pg_switch_wal(); \
+        BEGIN READ WRITE; INSERT INTO e2e_writes VALUES (999999); COMMIT; SELECT pg_switch_wal(); \
+        CHECKPOINT";
+    c.sql()
+        .query(c.pg_port(p), errant, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("errant writes on the fenced node: {e:#}"));
+    c.kill_node(p);
+    assert!(remove_old_wal(&c, p, 2) > 0, "no old WAL segment to remove");
+    c.start_agent(p);
+
+    let doc_flag = |c: &PgCluster| {
+        let doc: serde_json::Value =
+            serde_json::from_str(&c.key(&format!("nodes/{}", c.name(p)))?).ok()?;
+        doc["needs_rebuild"].as_bool().filter(|&b| b)
+    };
+    let flagged = eventually(Duration::from_secs(60), Duration::from_millis(100), || {
+        doc_flag(&c)
+    });
+    assert!(
+        flagged.is_some(),
+        "{} was not flagged needs_rebuild; roles {:?}\n{}",
+        c.name(p),
+        c.roles(),
+        c.logs()
+    );
+    let log = c.agent_log(p);
+    let why = log.lines().find(|l| l.contains("pg_rewind against"));
+    assert!(
+        why.is_some(),
+        "the flag does not come from a failed pg_rewind\n{}",
+        c.logs()
+    );
+    println!("flagged: {}", why.unwrap_or_default());
+    let metrics = c.metrics(p);
+    assert!(
+        metrics.contains("autopilot_needs_rebuild 1"),
+        "no needs_rebuild metric:\n{metrics}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !c.streams_from(p, np),
+        "{} streams although diverged",
+        c.name(p)
+    );
+    assert_eq!(c.primary(), Some(np), "the primary changed");
+    assert_eq!(
+        rows_from(&c, np, 999_997),
+        Some(0),
+        "errant rows reached the primary"
+    );
+    // Nothing is thrown away without auto_rebuild: the errant rows are still there, and
+    // the server refuses writes.
+    let kept = eventually(Duration::from_secs(20), Duration::from_millis(100), || {
+        rows_from(&c, p, 999_997)
+    });
+    assert_eq!(
+        kept,
+        Some(3),
+        "the diverged node lost its own rows\n{}",
+        c.logs()
+    );
+    assert!(
+        c.sql()
+            .query(
+                c.pg_port(p),
+                "INSERT INTO e2e_writes VALUES (1000000)",
+                Duration::from_secs(2)
+            )
+            .is_err(),
+        "the diverged node takes writes"
+    );
+
+    // The operator turns auto_rebuild on and restarts the agent: rewind fails again, and
+    // the node is rebuilt from the primary.
+    c.reconfigure(
+        p,
+        &PgOpts {
+            auto_rebuild: true,
+            ..opts
+        },
+    );
+    c.start_agent(p);
+    c.wait_streaming(p, np, Duration::from_secs(60));
+    insert(&c, np, 31, 40);
+    let all = eventually(Duration::from_secs(20), Duration::from_millis(100), || {
+        c.scalar(p, &format!("SELECT count(*) FROM {TABLE} WHERE seq <= 40"))
+            .ok()
+            .filter(|n| n == "40")
+    });
+    assert!(all.is_some(), "the rebuilt node lacks rows\n{}", c.logs());
+    assert_eq!(
+        rows_from(&c, p, 999_997),
+        Some(0),
+        "errant rows survived the rebuild"
+    );
+    let aside = c.entries(&format!("{}.aside-", data_name(&c, p)));
+    assert!(
+        aside
+            .iter()
+            .any(|d| c.dir().join(d).join("PG_VERSION").exists()),
+        "the diverged data directory was not kept aside: {aside:?}"
+    );
+    assert!(
+        c.agent_log(p).contains("cloned the primary"),
+        "the node was not re-cloned\n{}",
+        c.logs()
+    );
+    let flag_gone = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+        doc_flag(&c).is_none().then_some(())
+    });
+    assert!(
+        flag_gone.is_some(),
+        "needs_rebuild stays set after the rebuild"
+    );
+}
+
+/// The file name of node `i`'s data directory.
+fn data_name(c: &PgCluster, i: usize) -> String {
+    c.data_dir(i)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
