@@ -64,6 +64,14 @@ impl Agent {
         self.status
     }
 
+    /// Whether the agent has exited (reaps it if so: its pid is no longer ours to signal).
+    pub fn has_exited(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status.is_some()
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod cluster;
 pub mod coordinator;
 pub mod etcd;
 pub mod mariadb;

@@ -8,16 +8,14 @@
 //! `agent-<k>.yaml`, `agent-<k>.log`, `state-<k>/` (bootstrap marker, socket),
 //! `data-<k>/`, `admin.pass`, `repl.pass`. Node indexes are 0-based; node `i` is `node-<i+1>`.
 
-use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::agent::Agent;
+use crate::cluster::{Agents, NodeSpec};
 use crate::etcd::EtcdServer;
 use crate::mariadb_workload::{APP_PASSWORD, APP_USER, Sql, writable};
 use crate::util::{eventually, free_port, system_bin};
@@ -54,23 +52,22 @@ impl Default for MariaOpts {
     }
 }
 
+/// Node `i`'s database side; its agent is in [`Agents`].
 struct Node {
-    name: String,
     port: u16,
-    telemetry_port: u16,
-    config: PathBuf,
-    agent: Option<Agent>,
-    stopped: bool,
 }
 
 /// `n` agents running MariaDB and one etcd in one temp dir; everything is killed on drop.
+/// Agents, logs and HTTP endpoints: [`Agents`], which this dereferences to.
 pub struct MariaCluster {
+    agents: Agents,
     nodes: Vec<Node>,
     etcd: EtcdServer,
-    http: reqwest::blocking::Client,
     opts: MariaOpts,
     dir: tempfile::TempDir,
 }
+
+crate::deref_to_agents!(MariaCluster);
 
 impl MariaCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).
@@ -97,23 +94,21 @@ impl MariaCluster {
         std::fs::write(dir.path().join("admin.pass"), format!("{ADMIN_PASSWORD}\n"))?;
         std::fs::write(dir.path().join("repl.pass"), format!("{REPL_PASSWORD}\n"))?;
         let mut nodes = Vec::with_capacity(n);
-        for i in 0..n {
-            nodes.push(Node {
-                name: format!("node-{}", i + 1),
-                port: free_port(),
+        let mut specs = Vec::with_capacity(n);
+        for k in 1..=n {
+            let node = Node { port: free_port() };
+            specs.push(NodeSpec {
+                name: format!("node-{k}"),
+                config: dir.path().join(format!("agent-{k}.yaml")),
                 telemetry_port: free_port(),
-                config: dir.path().join(format!("agent-{}.yaml", i + 1)),
-                agent: None,
-                stopped: false,
+                detail: format!("mariadb {}", node.port),
             });
+            nodes.push(node);
         }
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()?;
         let c = MariaCluster {
+            agents: Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?,
             nodes,
             etcd,
-            http,
             opts,
             dir,
         };
@@ -126,6 +121,7 @@ impl MariaCluster {
     /// Sets node `i`'s MariaDB port and rewrites its config.
     pub fn set_port(&mut self, i: usize, port: u16) -> anyhow::Result<()> {
         self.nodes[i].port = port;
+        self.agents.set_detail(i, format!("mariadb {port}"));
         self.write_config(i)
     }
 
@@ -155,26 +151,16 @@ process:
   stop_timeout: 20s
 telemetry: {{ listen: "127.0.0.1:{tel}" }}
 "#,
-            name = node.name,
+            name = self.name(i),
             etcd = self.etcd.endpoint(),
             ttl = self.opts.ttl.as_millis(),
             settle = self.opts.settle.as_millis(),
             port = node.port,
             durability = self.opts.durability,
             auto_rebuild = self.opts.auto_rebuild,
-            tel = node.telemetry_port,
+            tel = self.telemetry_port(i),
         );
-        std::fs::write(&node.config, yaml).context("write an agent config")
-    }
-
-    /// Number of nodes.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Always false: a cluster has nodes.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        std::fs::write(self.config_path(i), yaml).context("write an agent config")
     }
 
     /// Node `i`'s MariaDB port.
@@ -194,24 +180,12 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
 
     /// Node `i`'s agent base URL (its telemetry listener).
     pub fn agent_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.nodes[i].telemetry_port)
+        format!("http://127.0.0.1:{}", self.telemetry_port(i))
     }
 
     /// The names of the entries of the cluster's temp dir that start with `prefix`.
     pub fn entries(&self, prefix: &str) -> Vec<String> {
-        std::fs::read_dir(self.dir())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(prefix))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Node `i`'s name.
-    pub fn name(&self, i: usize) -> &str {
-        &self.nodes[i].name
+        crate::cluster::entries(self.dir(), prefix)
     }
 
     /// The temp dir.
@@ -219,70 +193,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         self.dir.path()
     }
 
-    /// `etcdctl get <prefix><key>`, `None` when absent.
-    pub fn key(&self, key: &str) -> Option<String> {
-        let full = format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/{key}");
-        let out = self
-            .etcd
-            .etcdctl(&["get", &full, "--print-value-only"])
-            .unwrap_or_else(|e| panic!("etcdctl get {full}: {e:#}"));
-        let out = out.trim();
-        (!out.is_empty()).then(|| out.to_owned())
-    }
-
-    /// `etcdctl put <prefix><key> <value>`.
-    pub fn put_key(&self, key: &str, value: &str) {
-        let full = format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/{key}");
-        self.etcd
-            .etcdctl(&["put", &full, value])
-            .unwrap_or_else(|e| panic!("etcdctl put {full}: {e:#}"));
-    }
-
-    /// Waits until node `i`'s node key says it is eligible for promotion (a switchover to a
-    /// node that is not yet is rejected by the primary, as it should be).
-    pub fn wait_eligible(&self, i: usize, within: Duration) {
-        let ok = crate::util::wait_node_eligible(|k| self.key(k), self.name(i), within);
-        assert!(
-            ok,
-            "{} is not eligible within {within:?}\n{}",
-            self.name(i),
-            self.logs()
-        );
-    }
-
-    // ---- agents ----
-
-    /// Starts (or restarts) node `i`'s agent; the earlier log goes to `agent-<k>.prev.log`.
-    pub fn start_agent(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
-        if let Some(old) = node.agent.take() {
-            if node.stopped {
-                old.signal(Signal::SIGCONT);
-            }
-            drop(old);
-        }
-        node.stopped = false;
-        let log = node.config.with_extension("log");
-        if let Ok(text) = std::fs::read_to_string(&log) {
-            let prev = node.config.with_extension("prev.log");
-            let mut all = std::fs::read_to_string(&prev).unwrap_or_default();
-            all.push_str(&text);
-            all.push_str("---- agent restarted ----\n");
-            let _ = std::fs::write(prev, all);
-        }
-        node.agent = Some(Agent::run(&node.config));
-    }
-
-    /// Node `i`'s agent.
-    pub fn agent_mut(&mut self, i: usize) -> Option<&mut Agent> {
-        self.nodes[i].agent.as_mut()
-    }
-
-    fn signal_agent(&self, i: usize, sig: Signal) {
-        if let Some(a) = &self.nodes[i].agent {
-            a.signal(sig);
-        }
-    }
+    // ---- faults ----
 
     /// SIGKILL node `i`'s mariadbd (the agent's main process). Returns its pid.
     pub fn kill_mariadbd(&self, i: usize) -> i32 {
@@ -296,11 +207,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
     /// Node loss: SIGKILL node `i`'s agent, then its mariadbd.
     pub fn kill_node(&mut self, i: usize) {
         let pid = self.mariadbd_pid(i);
-        if let Some(agent) = self.nodes[i].agent.as_mut() {
-            let _ = kill(Pid::from_raw(agent.pid()), Signal::SIGKILL);
-            agent.wait_exit(Duration::from_secs(5));
-        }
-        self.nodes[i].stopped = false;
+        self.kill_agent_process(i);
         if let Some(pid) = pid.or_else(|| self.pid_from_file(i)) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -314,134 +221,6 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
             gone.is_some(),
             "mariadbd of node {i} still listens after kill"
         );
-    }
-
-    /// SIGSTOP node `i`'s agent (its mariadbd keeps running).
-    pub fn stop_agent(&mut self, i: usize) {
-        self.signal_agent(i, Signal::SIGSTOP);
-        self.nodes[i].stopped = true;
-    }
-
-    /// SIGCONT node `i`'s agent.
-    pub fn cont_agent(&mut self, i: usize) {
-        self.signal_agent(i, Signal::SIGCONT);
-        self.nodes[i].stopped = false;
-    }
-
-    /// SIGTERM node `i`'s agent (graceful stop); does not wait.
-    pub fn sigterm_agent(&self, i: usize) {
-        self.signal_agent(i, Signal::SIGTERM);
-    }
-
-    /// Waits up to `within` for node `i`'s agent to exit.
-    pub fn wait_agent_exit(&mut self, i: usize, within: Duration) -> bool {
-        self.nodes[i]
-            .agent
-            .as_mut()
-            .is_some_and(|a| a.wait_exit(within).is_some())
-    }
-
-    /// Node `i`'s agent log so far (all incarnations).
-    pub fn agent_log(&self, i: usize) -> String {
-        let node = &self.nodes[i];
-        let prev =
-            std::fs::read_to_string(node.config.with_extension("prev.log")).unwrap_or_default();
-        let now = node.agent.as_ref().map(Agent::log).unwrap_or_default();
-        format!("{prev}{now}")
-    }
-
-    /// The last lines of every agent's log, for failure messages.
-    pub fn logs(&self) -> String {
-        let mut s = String::new();
-        for (i, node) in self.nodes.iter().enumerate() {
-            let all = self.agent_log(i);
-            let lines: Vec<&str> = all.lines().filter(|l| !is_noise(l)).collect();
-            let tail = &lines[lines.len().saturating_sub(120)..];
-            let _ = write!(
-                s,
-                "\n===== {} (index {i}, mariadb {}, http {}) =====\n{}\n",
-                node.name,
-                node.port,
-                node.telemetry_port,
-                tail.join("\n")
-            );
-        }
-        s
-    }
-
-    // ---- HTTP ----
-
-    fn http_status(&self, i: usize, path: &str) -> Option<u16> {
-        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
-        self.http.get(url).send().ok().map(|r| r.status().as_u16())
-    }
-
-    /// Node `i`'s `/health` JSON.
-    pub fn health(&self, i: usize) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/health", self.nodes[i].telemetry_port);
-        serde_json::from_str(&self.http.get(url).send().ok()?.text().ok()?).ok()
-    }
-
-    /// Node `i`'s `/metrics` text.
-    pub fn metrics(&self, i: usize) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.nodes[i].telemetry_port);
-        self.http
-            .get(url)
-            .send()
-            .ok()
-            .and_then(|r| r.text().ok())
-            .unwrap_or_default()
-    }
-
-    /// Every node's role from `/health` (`down` when it does not answer).
-    pub fn roles(&self) -> Vec<String> {
-        (0..self.nodes.len())
-            .map(|i| {
-                self.health(i)
-                    .and_then(|h| h["role"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "down".into())
-            })
-            .collect()
-    }
-
-    /// The node answering 200 on `/primary`; panics if several do.
-    pub fn primary(&self) -> Option<usize> {
-        let up: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].stopped && self.http_status(i, "/primary") == Some(200))
-            .collect();
-        assert!(
-            up.len() <= 1,
-            "nodes {up:?} all answer /primary\n{}",
-            self.logs()
-        );
-        up.first().copied()
-    }
-
-    /// Waits for a primary; its index.
-    pub fn wait_primary(&self, within: Duration) -> usize {
-        eventually(within, Duration::from_millis(50), || self.primary()).unwrap_or_else(|| {
-            panic!(
-                "no primary within {within:?}; roles {:?}\n{}",
-                self.roles(),
-                self.logs()
-            )
-        })
-    }
-
-    /// Waits for a primary other than `old` that accepts writes; its index and the time.
-    pub fn wait_new_primary(&self, old: usize, within: Duration) -> (usize, Duration) {
-        let t0 = Instant::now();
-        let p = eventually(within, Duration::from_millis(20), || {
-            self.primary().filter(|&p| p != old)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no new primary (other than index {old}) within {within:?}; roles {:?}\n{}",
-                self.roles(),
-                self.logs()
-            )
-        });
-        (p, t0.elapsed())
     }
 
     // ---- SQL ----
@@ -530,15 +309,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
 
     /// Node `i`'s mariadbd pid (`/health`'s `main_pid`, else the pid file).
     pub fn mariadbd_pid(&self, i: usize) -> Option<i32> {
-        if !self.nodes[i].stopped
-            && let Some(pid) = self
-                .health(i)
-                .and_then(|h| h["main_pid"].as_i64())
-                .and_then(|p| i32::try_from(p).ok())
-        {
-            return Some(pid);
-        }
-        self.pid_from_file(i)
+        self.main_pid(i).or_else(|| self.pid_from_file(i))
     }
 
     fn pid_from_file(&self, i: usize) -> Option<i32> {
@@ -551,23 +322,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
 
     /// Stops every agent (SIGTERM, then SIGKILL) and kills any mariadbd left.
     pub fn stop_all(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(a) = node.agent.as_ref() {
-                if node.stopped {
-                    a.signal(Signal::SIGCONT);
-                    node.stopped = false;
-                }
-                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGTERM);
-            }
-        }
-        for node in &mut self.nodes {
-            if let Some(a) = node.agent.as_mut()
-                && a.wait_exit(Duration::from_secs(25)).is_none()
-            {
-                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGKILL);
-                a.wait_exit(Duration::from_secs(5));
-            }
-        }
+        self.agents.terminate_all(Duration::from_secs(25));
         for i in 0..self.nodes.len() {
             if let Some(pid) = self.pid_from_file(i)
                 && std::fs::read_link(format!("/proc/{pid}/exe"))
@@ -582,25 +337,6 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
 impl Drop for MariaCluster {
     fn drop(&mut self) {
         self.stop_all();
-        if std::env::var_os("E2E_KEEP").is_some() {
-            let kept = std::mem::replace(
-                &mut self.dir,
-                tempfile::tempdir().expect("a placeholder temp dir"),
-            );
-            eprintln!("E2E_KEEP: kept {}", kept.keep().display());
-        }
+        crate::cluster::keep_if_asked(&mut self.dir);
     }
-}
-
-/// Log lines that only repeat (etcd client and HTTP/2 debug output).
-fn is_noise(line: &str) -> bool {
-    const NOISE: [&str; 6] = [
-        "Aborted connection",
-        "frame=",
-        "Connection{peer",
-        "updating from discover",
-        "service.ready=",
-        "idle connection",
-    ];
-    NOISE.iter().any(|n| line.contains(n))
 }

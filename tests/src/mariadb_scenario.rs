@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cluster;
+pub use crate::cluster::summary;
 use crate::mariadb_cluster::{MariaCluster, MariaOpts};
 use crate::mariadb_workload::{MariaWorkload, written};
-use crate::util::eventually;
-use crate::workload::{Checker, CheckerReport, Workload, Writer, WriterReport};
+use crate::workload::{Checker, Workload, Writer};
 
 /// Bootstrap of a fresh cluster (install-db ~3 s per node, three at once on 2 cores).
 pub const BOOTSTRAP: Duration = Duration::from_secs(60);
@@ -39,31 +40,12 @@ pub fn workload(c: &MariaCluster) -> Arc<dyn Workload> {
 
 /// Waits until `n` more rows are in `e2e.seq` on `node` than when asked.
 pub fn let_writer_run(c: &MariaCluster, node: usize, n: usize) {
-    let count = || written(c.port(node)).ok().map(|v| v.len());
-    let start = eventually(Duration::from_secs(5), Duration::from_millis(20), count).unwrap_or(0);
-    let ok = eventually(Duration::from_secs(20), Duration::from_millis(50), || {
-        count().filter(|&l| l >= start + n)
-    });
-    assert!(
-        ok.is_some(),
-        "the writer does not get rows through to {}\n{}",
-        c.name(node),
-        c.logs()
-    );
+    cluster::let_writer_run(c, workload(c).as_ref(), node, n, Duration::from_secs(20));
 }
 
 /// Waits until `node` accepts the application's writes.
 pub fn wait_writable(c: &MariaCluster, node: usize, within: Duration) {
-    let ok = eventually(within, Duration::from_millis(20), || {
-        c.writable(node).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "{} does not accept writes within {within:?}; roles {:?}\n{}",
-        c.name(node),
-        c.roles(),
-        c.logs()
-    );
+    cluster::wait_writable(c, workload(c).as_ref(), node, within);
 }
 
 /// What one failover run measured.
@@ -114,19 +96,6 @@ pub fn failover(
         split_brain: k.split_brain.len(),
         summary: summary(&w, &k),
     }
-}
-
-/// One line about the writer and the checker.
-pub fn summary(w: &WriterReport, k: &CheckerReport) -> String {
-    format!(
-        "writer: {} attempts, {} acknowledged (by node {:?}); checker: {} rounds, writable timeline {:?}, split brain {:?}",
-        w.attempts,
-        w.acked.len(),
-        w.acked_by_node,
-        k.rounds,
-        k.timeline,
-        k.split_brain
-    )
 }
 
 /// I1 and I2 for a run.

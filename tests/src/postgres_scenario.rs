@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cluster;
+pub use crate::cluster::summary;
 use crate::postgres_cluster::{PgCluster, PgOpts};
-use crate::util::eventually;
 use crate::workload::{CheckerReport, WriterReport};
 
 /// The first primary of a fresh cluster: initdb, bootstrap, promotion.
@@ -41,47 +42,18 @@ pub fn settled(c: &PgCluster) -> usize {
 
 /// Waits until `node` accepts writes (through the workload's probe).
 pub fn wait_writable(c: &PgCluster, node: usize, within: Duration) -> Duration {
-    let w = c.workload();
-    let t0 = Instant::now();
-    let ok = eventually(within, Duration::from_millis(20), || {
-        w.writable(node).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "{} does not accept writes within {within:?}; roles {:?}\n{}",
-        c.name(node),
-        c.roles(),
-        c.logs()
-    );
-    t0.elapsed()
+    cluster::wait_writable(c, c.workload().as_ref(), node, within)
 }
 
 /// Waits until `n` more rows are in the writer's table on `primary`.
 pub fn let_writer_run(c: &PgCluster, primary: usize, n: usize) {
-    let w = c.workload();
-    let count =
-        || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.written(primary).len())).ok();
-    let start = count().unwrap_or(0);
-    let ok = eventually(Duration::from_secs(15), Duration::from_millis(50), || {
-        count().filter(|&l| l >= start + n)
-    });
-    assert!(
-        ok.is_some(),
-        "the writer does not get rows to {}\n{}",
-        c.name(primary),
-        c.logs()
+    cluster::let_writer_run(
+        c,
+        c.workload().as_ref(),
+        primary,
+        n,
+        Duration::from_secs(15),
     );
-}
-
-/// One line about the run.
-pub fn summary(w: &WriterReport, k: &CheckerReport) -> String {
-    format!(
-        "writer: {} attempts, {} acknowledged (by node {:?}); checker: {} rounds",
-        w.attempts,
-        w.acked.len(),
-        w.acked_by_node,
-        k.rounds,
-    )
 }
 
 /// No split brain seen, and every acknowledged row is on `primary`.
@@ -91,22 +63,6 @@ pub fn assert_no_split_brain_no_loss(
     w: &WriterReport,
     k: &CheckerReport,
 ) {
-    let info = summary(w, k);
-    println!("{info}");
-    assert!(
-        k.split_brain.is_empty(),
-        "two nodes accepted writes at once: {:?}\n{info}\n{}",
-        k.split_brain,
-        c.logs()
-    );
     let rows = c.workload().written(primary);
-    let lost = w.lost(&rows);
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged rows lost (first {:?}); {} on the primary\n{info}\n{}",
-        lost.len(),
-        &lost[..lost.len().min(20)],
-        rows.len(),
-        c.logs()
-    );
+    cluster::assert_no_split_brain_no_loss(c, &rows, w, k);
 }

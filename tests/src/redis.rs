@@ -8,16 +8,15 @@
 //! `hooks/`, `state-<i>/` (the agent's bootstrap marker), `data-<i>/` (Redis's dir).
 //! Node indexes are 0-based; node `i` is named `node-<i+1>`.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::agent::Agent;
+use crate::cluster::{Agents, NodeSpec, yaml_ms as ms};
 use crate::etcd::{EtcdCluster, EtcdServer};
 use crate::resp::{self, Reply};
 use crate::util::{eventually, free_port, system_bin, workspace_root};
@@ -35,8 +34,6 @@ const CLUSTER: &str = "cache";
 
 /// How long one writability probe may take; a paused Redis never answers a write.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
-/// Timeout of the agents' HTTP endpoints.
-const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Tuning of the agents.
 #[derive(Clone, Debug)]
@@ -59,16 +56,11 @@ impl Default for RedisOpts {
     }
 }
 
-/// One node: its ports, files and agent.
+/// One node's Redis side; its agent is in [`Agents`].
 struct Node {
-    name: String,
     redis_port: u16,
     telemetry_port: u16,
-    config: PathBuf,
     state_dir: PathBuf,
-    agent: Option<Agent>,
-    /// Set while the agent is SIGSTOPped.
-    stopped: bool,
 }
 
 /// The etcd the agents use: one server, or a multi-member cluster (every agent gets every
@@ -89,19 +81,17 @@ impl Store {
 
 /// `n` agents driving Redis, one etcd (or an etcd cluster), in one temp dir; everything is
 /// killed on drop.
+/// Agents, logs and HTTP endpoints: [`Agents`], which this dereferences to.
 pub struct RedisCluster {
+    agents: Agents,
     nodes: Vec<Node>,
     etcd: Store,
-    http: reqwest::blocking::Client,
     opts: RedisOpts,
     /// Owns every file; removed on drop.
     dir: tempfile::TempDir,
 }
 
-/// Milliseconds of a duration, for YAML.
-fn ms(d: Duration) -> String {
-    format!("{}ms", d.as_millis())
-}
+crate::deref_to_agents!(RedisCluster);
 
 impl RedisCluster {
     /// Starts etcd and `n` agents (not waiting for a primary: see [`Self::wait_primary`]).
@@ -129,29 +119,31 @@ impl RedisCluster {
             .context("create the cluster's temp dir")?;
         copy_hooks(&dir.path().join("hooks"))?;
         let mut nodes = Vec::with_capacity(n);
-        for i in 0..n {
-            let name = format!("node-{}", i + 1);
+        let mut specs = Vec::with_capacity(n);
+        for k in 1..=n {
             let node = Node {
-                config: dir.path().join(format!("agent-{}.yaml", i + 1)),
-                state_dir: dir.path().join(format!("state-{}", i + 1)),
+                state_dir: dir.path().join(format!("state-{k}")),
                 redis_port: free_port(),
                 telemetry_port: free_port(),
-                agent: None,
-                stopped: false,
-                name,
             };
-            std::fs::write(&node.config, agent_yaml(i + 1, &node, &endpoints, &opts))
-                .context("write an agent config")?;
+            let spec = NodeSpec {
+                name: format!("node-{k}"),
+                config: dir.path().join(format!("agent-{k}.yaml")),
+                telemetry_port: node.telemetry_port,
+                detail: format!("redis {}", node.redis_port),
+            };
+            std::fs::write(
+                &spec.config,
+                agent_yaml(k, &spec.name, &node, &endpoints, &opts),
+            )
+            .context("write an agent config")?;
             nodes.push(node);
+            specs.push(spec);
         }
-        let http = reqwest::blocking::Client::builder()
-            .timeout(HTTP_TIMEOUT)
-            .build()
-            .context("build the HTTP client")?;
         let mut cluster = RedisCluster {
+            agents: Agents::new(specs, &endpoints, [NAMESPACE, PROJECT, CLUSTER])?,
             nodes,
             etcd,
-            http,
             opts,
             dir,
         };
@@ -159,16 +151,6 @@ impl RedisCluster {
             cluster.start_agent(i);
         }
         Ok(cluster)
-    }
-
-    /// The number of nodes.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Whether the cluster has no nodes.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     /// The options the agents run with.
@@ -179,16 +161,6 @@ impl RedisCluster {
     /// The temp dir holding every config, log, state and data dir.
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    /// Node `i`'s name (`node-<i+1>`), its node id in etcd.
-    pub fn name(&self, i: usize) -> &str {
-        &self.nodes[i].name
-    }
-
-    /// The index of the node named `name`.
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name == name)
     }
 
     /// Node `i`'s Redis port.
@@ -237,40 +209,6 @@ impl RedisCluster {
         self.etcd.endpoints()
     }
 
-    /// The cluster's key prefix, `/autopilot/e2e/redis/cache/`.
-    pub fn prefix(&self) -> String {
-        format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/")
-    }
-
-    /// `etcdctl <args>` against the cluster's etcd; returns stdout.
-    pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        crate::etcd::etcdctl(&self.etcd.endpoints().join(","), args)
-    }
-
-    /// The value of `<prefix><key>`, `None` when absent.
-    pub fn key(&self, key: &str) -> Option<String> {
-        let full = format!("{}{key}", self.prefix());
-        let out = self
-            .etcdctl(&["get", &full, "--print-value-only"])
-            .unwrap_or_else(|e| panic!("etcdctl get {full}: {e:#}"));
-        let out = out.trim();
-        (!out.is_empty()).then(|| out.to_owned())
-    }
-
-    /// `etcdctl put <prefix><key> <value>`.
-    pub fn put_key(&self, key: &str, value: &str) {
-        let full = format!("{}{key}", self.prefix());
-        self.etcdctl(&["put", &full, value])
-            .unwrap_or_else(|e| panic!("etcdctl put {full}: {e:#}"));
-    }
-
-    /// `etcdctl del <prefix><key>`.
-    pub fn del_key(&self, key: &str) {
-        let full = format!("{}{key}", self.prefix());
-        self.etcdctl(&["del", &full])
-            .unwrap_or_else(|e| panic!("etcdctl del {full}: {e:#}"));
-    }
-
     /// The node name in the `primary` key (its `name`, else its `id`), if the key exists.
     pub fn primary_in_etcd(&self) -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(&self.key("primary")?).ok()?;
@@ -280,58 +218,7 @@ impl RedisCluster {
             .map(str::to_owned)
     }
 
-    // ---- agents ----
-
-    /// Starts (or restarts) node `i`'s agent; an earlier log is kept in `agent-<i>.prev.log`.
-    pub fn start_agent(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
-        if let Some(old) = node.agent.take() {
-            if node.stopped {
-                old.signal(Signal::SIGCONT);
-            }
-            drop(old);
-        }
-        node.stopped = false;
-        let log = node.config.with_extension("log");
-        if let Ok(text) = std::fs::read_to_string(&log) {
-            let prev = node.config.with_extension("prev.log");
-            let mut all = std::fs::read_to_string(&prev).unwrap_or_default();
-            all.push_str(&text);
-            all.push_str("---- agent restarted ----\n");
-            let _ = std::fs::write(prev, all);
-        }
-        node.agent = Some(Agent::run(&node.config));
-    }
-
-    /// Node `i`'s agent, if one was started.
-    pub fn agent(&self, i: usize) -> Option<&Agent> {
-        self.nodes[i].agent.as_ref()
-    }
-
-    /// Whether node `i`'s agent process runs (exists and is not a zombie).
-    pub fn agent_alive(&self, i: usize) -> bool {
-        let Some(a) = self.nodes[i].agent.as_ref() else {
-            return false;
-        };
-        std::fs::read_to_string(format!("/proc/{}/stat", a.pid())).is_ok_and(|stat| {
-            // `pid (comm) S ...`: the state follows the last ')'.
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-        })
-    }
-
-    /// Node `i`'s agent, mutably.
-    pub fn agent_mut(&mut self, i: usize) -> Option<&mut Agent> {
-        self.nodes[i].agent.as_mut()
-    }
-
-    fn signal_agent(&self, i: usize, sig: Signal) {
-        self.nodes[i]
-            .agent
-            .as_ref()
-            .unwrap_or_else(|| panic!("node {i} has no agent"))
-            .signal(sig);
-    }
+    // ---- faults ----
 
     /// SIGKILL node `i`'s Redis (the agent's main process; its pid from `/health`, else from
     /// Redis's `INFO server`). Returns the pid killed.
@@ -346,11 +233,7 @@ impl RedisCluster {
     /// Node loss: SIGKILL node `i`'s agent, then its Redis.
     pub fn kill_agent(&mut self, i: usize) {
         let pid = self.redis_pid(i);
-        if let Some(agent) = self.nodes[i].agent.as_mut() {
-            let _ = kill(Pid::from_raw(agent.pid()), Signal::SIGKILL);
-            agent.wait_exit(Duration::from_secs(5));
-        }
-        self.nodes[i].stopped = false;
+        self.kill_agent_process(i);
         let pid = pid.or_else(|| self.redis_pid_from_info(i));
         if let Some(pid) = pid {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -364,51 +247,10 @@ impl RedisCluster {
         assert!(gone.is_some(), "redis of node {i} still answers after kill");
     }
 
-    /// SIGSTOP node `i`'s agent (a frozen agent; its Redis keeps running).
-    pub fn stop_agent(&mut self, i: usize) {
-        self.signal_agent(i, Signal::SIGSTOP);
-        self.nodes[i].stopped = true;
-    }
-
-    /// SIGCONT node `i`'s agent.
-    pub fn cont_agent(&mut self, i: usize) {
-        self.signal_agent(i, Signal::SIGCONT);
-        self.nodes[i].stopped = false;
-    }
-
-    /// SIGTERM node `i`'s agent (a graceful stop); does not wait.
-    pub fn sigterm_agent(&self, i: usize) {
-        self.signal_agent(i, Signal::SIGTERM);
-    }
-
-    /// Waits up to `within` for node `i`'s agent to exit; whether it did.
-    pub fn wait_agent_exit(&mut self, i: usize, within: Duration) -> bool {
-        self.nodes[i]
-            .agent
-            .as_mut()
-            .is_some_and(|a| a.wait_exit(within).is_some())
-    }
-
     /// Stops every agent: SIGTERM to all, then waits (SIGKILL after 15 s), then kills any
     /// Redis left over.
     pub fn stop_all(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(a) = node.agent.as_ref() {
-                if node.stopped {
-                    a.signal(Signal::SIGCONT);
-                    node.stopped = false;
-                }
-                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGTERM);
-            }
-        }
-        for node in &mut self.nodes {
-            if let Some(a) = node.agent.as_mut()
-                && a.wait_exit(Duration::from_secs(15)).is_none()
-            {
-                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGKILL);
-                a.wait_exit(Duration::from_secs(5));
-            }
-        }
+        self.agents.terminate_all(Duration::from_secs(15));
         for i in 0..self.nodes.len() {
             if let Some(pid) = self.redis_pid_from_info(i) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -420,110 +262,6 @@ impl RedisCluster {
     pub fn wipe_node(&self, i: usize) {
         let _ = std::fs::remove_dir_all(&self.nodes[i].state_dir);
         let _ = std::fs::remove_dir_all(self.dir.path().join(format!("data-{}", i + 1)));
-    }
-
-    /// The last [`LOG_TAIL`] lines of every agent's log (health-handler chatter and Redis's
-    /// reconnect noise left out), for failure messages. The full logs stay in the temp dir
-    /// while the test runs; set `E2E_KEEP=1` to keep them afterwards.
-    pub fn logs(&self) -> String {
-        let mut s = String::new();
-        for (i, node) in self.nodes.iter().enumerate() {
-            let prev =
-                std::fs::read_to_string(node.config.with_extension("prev.log")).unwrap_or_default();
-            let now = node.agent.as_ref().map(Agent::log).unwrap_or_default();
-            let all = format!("{prev}{now}");
-            let lines: Vec<&str> = all.lines().filter(|l| !is_noise(l)).collect();
-            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
-            let _ = write!(
-                s,
-                "\n===== {} (index {i}, redis {}, http {}, log {}; last {} of {} lines) =====\n{}\n",
-                node.name,
-                node.redis_port,
-                node.telemetry_port,
-                node.config.with_extension("log").display(),
-                tail.len(),
-                lines.len(),
-                tail.join("\n")
-            );
-        }
-        s
-    }
-
-    // ---- HTTP endpoints ----
-
-    /// The HTTP status of `GET <path>` on node `i`'s agent; `None` when it does not answer.
-    pub fn http_status(&self, i: usize, path: &str) -> Option<u16> {
-        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
-        self.http.get(url).send().ok().map(|r| r.status().as_u16())
-    }
-
-    /// Node `i`'s `/health` JSON (whatever the status code), `None` when it does not answer.
-    pub fn health(&self, i: usize) -> Option<serde_json::Value> {
-        let url = format!("http://127.0.0.1:{}/health", self.nodes[i].telemetry_port);
-        let body = self.http.get(url).send().ok()?.text().ok()?;
-        serde_json::from_str(&body).ok()
-    }
-
-    /// Node `i`'s role from `/health` (`primary`, `replica`, `fenced`, `unknown`), or `down`.
-    pub fn role(&self, i: usize) -> String {
-        self.health(i)
-            .and_then(|h| h["role"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "down".to_owned())
-    }
-
-    /// Every node's role, by index.
-    pub fn roles(&self) -> Vec<String> {
-        (0..self.nodes.len()).map(|i| self.role(i)).collect()
-    }
-
-    /// The node answering 200 on `GET /primary`; panics if more than one does.
-    pub fn primary(&self) -> Option<usize> {
-        let up: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| !self.nodes[i].stopped && self.http_status(i, "/primary") == Some(200))
-            .collect();
-        assert!(
-            up.len() <= 1,
-            "nodes {up:?} all answer 200 on /primary\n{}",
-            self.logs()
-        );
-        up.first().copied()
-    }
-
-    /// Waits up to `within` for exactly one node to answer `/primary`; its index. Panics with
-    /// every agent's log on timeout.
-    pub fn wait_primary(&self, within: Duration) -> usize {
-        let found = eventually(within, Duration::from_millis(50), || {
-            assert!(
-                (0..self.nodes.len()).any(|i| self.agent_alive(i)),
-                "every agent has exited; roles {:?}\n{}",
-                self.roles(),
-                self.logs()
-            );
-            self.primary()
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "no primary within {within:?}; roles {:?}\n{}",
-                self.roles(),
-                self.logs()
-            )
-        })
-    }
-
-    /// Waits up to `within` for a primary other than `old`; its index and the time it took.
-    pub fn wait_new_primary(&self, old: usize, within: Duration) -> (usize, Duration) {
-        let t0 = Instant::now();
-        let p = eventually(within, Duration::from_millis(20), || {
-            self.primary().filter(|&p| p != old)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no new primary (other than node index {old}) within {within:?}; roles {:?}\n{}",
-                self.roles(),
-                self.logs()
-            )
-        });
-        (p, t0.elapsed())
     }
 
     // ---- Redis ----
@@ -606,15 +344,7 @@ impl RedisCluster {
 
     /// Node `i`'s Redis pid: `/health`'s `main_pid`, else `INFO server`'s `process_id`.
     pub fn redis_pid(&self, i: usize) -> Option<i32> {
-        if !self.nodes[i].stopped
-            && let Some(pid) = self
-                .health(i)
-                .and_then(|h| h["main_pid"].as_i64())
-                .and_then(|p| i32::try_from(p).ok())
-        {
-            return Some(pid);
-        }
-        self.redis_pid_from_info(i)
+        self.main_pid(i).or_else(|| self.redis_pid_from_info(i))
     }
 
     /// `INFO server`'s `process_id`, only if that process runs in this cluster's temp dir
@@ -637,37 +367,8 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.stop_all();
-        if std::env::var_os("E2E_KEEP").is_some() {
-            let kept = std::mem::replace(
-                &mut self.dir,
-                tempfile::tempdir().expect("a placeholder temp dir"),
-            );
-            eprintln!("E2E_KEEP: kept {}", kept.keep().display());
-        }
+        crate::cluster::keep_if_asked(&mut self.dir);
     }
-}
-
-/// Lines per agent in [`RedisCluster::logs`].
-const LOG_TAIL: usize = 150;
-
-/// Log lines that only repeat: successful health and position runs, Redis retrying its
-/// placeholder master, and the etcd client's HTTP/2 and tower debug output.
-fn is_noise(line: &str) -> bool {
-    const NOISE: [&str; 9] = [
-        "MASTER 127.0.0.1:1",
-        "MASTER <-> REPLICA sync started",
-        "Connection{peer=Client}",
-        "frame=",
-        "updating from discover",
-        "service.ready=",
-        "idle connection",
-        "started process=hook:position",
-        "process=hook:position stream=\"stdout\"",
-    ];
-    ((line.contains("process=health") || line.contains("handler=health"))
-        && !line.contains("failure"))
-        || (line.contains("SYNC") && line.contains("Connection refused"))
-        || NOISE.iter().any(|n| line.contains(n))
 }
 
 /// A SET within [`PROBE_TIMEOUT`] that answers OK.
@@ -693,7 +394,7 @@ fn copy_hooks(to: &Path) -> anyhow::Result<()> {
 }
 
 /// The agent config of node number `k` (1-based), the shape of `examples/redis/agent-k.yaml`.
-fn agent_yaml(k: usize, node: &Node, endpoints: &[String], opts: &RedisOpts) -> String {
+fn agent_yaml(k: usize, name: &str, node: &Node, endpoints: &[String], opts: &RedisOpts) -> String {
     let port = node.redis_port;
     let endpoints = endpoints
         .iter()
@@ -733,7 +434,6 @@ handlers:
   onChange: {{ exec: [sh, -c, 'echo "role $AUTOPILOT_PREVIOUS_ROLE -> $AUTOPILOT_ROLE, primary $AUTOPILOT_PRIMARY_ADDRESS"'] }}
 telemetry: {{ listen: "127.0.0.1:{tel}" }}
 "#,
-        name = node.name,
         ttl = ms(opts.ttl),
         settle = ms(opts.settle),
         cooldown = if opts.cooldown.is_zero() {

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cluster;
+pub use crate::cluster::summary;
 use crate::redis::{RedisCluster, RedisOpts, RedisWorkload};
-use crate::resp::Reply;
-use crate::util::eventually;
 use crate::workload::{CheckerReport, WriterReport};
 
 /// The first primary of a fresh cluster: bootstrap plus Redis start-up.
@@ -61,45 +61,18 @@ pub fn stays_primary(c: &RedisCluster, p: usize, window: Duration) -> bool {
 
 /// Waits until `node` accepts writes.
 pub fn wait_writable(c: &RedisCluster, node: usize, within: Duration) {
-    let ok = eventually(within, Duration::from_millis(20), || {
-        c.writable(node).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "{} does not accept writes within {within:?}; roles {:?}\n{}",
-        c.name(node),
-        c.roles(),
-        c.logs()
-    );
+    cluster::wait_writable(c, c.workload().as_ref(), node, within);
 }
 
 /// Waits until the writer has had `n` more writes acknowledged by `primary` than when asked.
-pub fn let_writer_run(c: &RedisCluster, primary: usize, n: i64) {
-    let len = || match c.cmd(primary, &["LLEN", RedisWorkload::KEY]) {
-        Ok(Reply::Int(l)) => Some(l),
-        _ => None,
-    };
-    let start = eventually(Duration::from_secs(5), Duration::from_millis(20), len).unwrap_or(0);
-    let ok = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-        len().filter(|&l| l >= start + n)
-    });
-    assert!(
-        ok.is_some(),
-        "the writer does not get writes through to {}\n{}",
-        c.name(primary),
-        c.logs()
+pub fn let_writer_run(c: &RedisCluster, primary: usize, n: usize) {
+    cluster::let_writer_run(
+        c,
+        c.workload().as_ref(),
+        primary,
+        n,
+        Duration::from_secs(10),
     );
-}
-
-pub fn summary(w: &WriterReport, k: &CheckerReport) -> String {
-    format!(
-        "writer: {} attempts, {} acknowledged (by node {:?}); checker: {} rounds, writable timeline {:?}",
-        w.attempts,
-        w.acked.len(),
-        w.acked_by_node,
-        k.rounds,
-        k.timeline
-    )
 }
 
 /// No split brain seen and every acknowledged write is on `primary`.
@@ -109,22 +82,6 @@ pub fn assert_no_split_brain_no_loss(
     w: &WriterReport,
     k: &CheckerReport,
 ) {
-    let info = summary(w, k);
-    println!("{info}");
-    assert!(
-        k.split_brain.is_empty(),
-        "two nodes accepted writes at once: {:?}\n{info}\n{}",
-        k.split_brain,
-        c.logs()
-    );
     let list = c.list_numbers(primary, RedisWorkload::KEY);
-    let lost = w.lost(&list);
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost (first {:?}); {} on the primary\n{info}\n{}",
-        lost.len(),
-        &lost[..lost.len().min(20)],
-        list.len(),
-        c.logs()
-    );
+    cluster::assert_no_split_brain_no_loss(c, &list, w, k);
 }

@@ -28,7 +28,7 @@ fn fresh_cluster_bootstraps_clones_and_replicates() {
         let ok = e2e::util::eventually(Duration::from_secs(5), Duration::from_millis(50), || {
             (c.http_status(i, "/replica") == Some(200)).then_some(())
         });
-        assert!(ok.is_some(), "/replica on {}: {}", c.name(i), c.health(i));
+        assert!(ok.is_some(), "/replica on {}: {:?}", c.name(i), c.health(i));
     }
     // Data checksums are on (pg_rewind needs them).
     assert_eq!(c.scalar(p, "SHOW data_checksums").expect("query"), "on");

@@ -23,6 +23,7 @@ use anyhow::{Result, bail};
 use super::patroni::{PatroniCluster, PatroniOpts};
 use super::proc::median;
 use super::report::runs_cells;
+use crate::cluster::Agents;
 use crate::postgres_cluster::{PgCluster, PgOpts};
 use crate::postgres_scenario::{MAX_RUN, settled};
 use crate::util::eventually;
@@ -165,7 +166,7 @@ impl Supervised for PgCluster {
         Ok(self.opts().ttl)
     }
     fn logs(&self) -> String {
-        PgCluster::logs(self)
+        Agents::logs(self)
     }
 }
 

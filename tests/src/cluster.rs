@@ -1,0 +1,566 @@
+//! What every engine's cluster harness shares ([`Agents`]): the agents as processes (start
+//! and restart with the earlier log kept, SIGSTOP/SIGCONT/SIGTERM/SIGKILL, exit), their logs
+//! for failure messages, their HTTP endpoints (`/health`, `/metrics`, `/primary`), from
+//! which roles and the primary are read, and the cluster's keys in etcd. `RedisCluster`,
+//! `MariaCluster` and `PgCluster` hold one and dereference to it ([`deref_to_agents!`]);
+//! each adds its database, its faults and its config.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::agent::Agent;
+use crate::util::eventually;
+use crate::workload::{CheckerReport, Workload, WriterReport};
+
+/// Timeout of the agents' HTTP endpoints.
+const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+/// Lines of each agent's log shown in failure messages.
+const LOG_TAIL: usize = 120;
+
+/// One node's agent.
+struct AgentNode {
+    name: String,
+    /// The agent's config; its log is beside it (`.log`, earlier runs in `.prev.log`).
+    config: PathBuf,
+    telemetry_port: u16,
+    /// What the log header says of the node's database (e.g. `pg 5432`).
+    detail: String,
+    agent: Option<Agent>,
+    /// SIGSTOPped by the test.
+    stopped: bool,
+}
+
+/// The agents of a test cluster, by node index (node `i` is usually `node-<i+1>`).
+pub struct Agents {
+    nodes: Vec<AgentNode>,
+    http: reqwest::blocking::Client,
+    /// The etcd endpoints the agents use, comma-separated (for `etcdctl`).
+    endpoints: String,
+    /// The cluster's key prefix, `/autopilot/<namespace>/<project>/<cluster>/`.
+    prefix: String,
+}
+
+/// `impl Deref<Target = Agents>` (and `DerefMut`) for a harness with an `agents` field.
+#[macro_export]
+macro_rules! deref_to_agents {
+    ($cluster:ty) => {
+        impl std::ops::Deref for $cluster {
+            type Target = $crate::cluster::Agents;
+            fn deref(&self) -> &$crate::cluster::Agents {
+                &self.agents
+            }
+        }
+
+        impl std::ops::DerefMut for $cluster {
+            fn deref_mut(&mut self) -> &mut $crate::cluster::Agents {
+                &mut self.agents
+            }
+        }
+    };
+}
+
+/// Node `i`'s name, config path, telemetry port and database detail for [`Agents::new`].
+pub struct NodeSpec {
+    /// The node's name (`node.name`).
+    pub name: String,
+    /// Where its agent config is (written by the harness).
+    pub config: PathBuf,
+    /// Its `telemetry.listen` port on 127.0.0.1.
+    pub telemetry_port: u16,
+    /// Shown in log headers, e.g. `redis 6379`.
+    pub detail: String,
+}
+
+impl Agents {
+    /// The agents of `nodes` of cluster `namespace/project/cluster` on the etcd at
+    /// `endpoints`; none is started yet.
+    pub fn new(
+        nodes: Vec<NodeSpec>,
+        endpoints: &[String],
+        [namespace, project, cluster]: [&str; 3],
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .context("build the HTTP client")?;
+        let nodes = nodes
+            .into_iter()
+            .map(|n| AgentNode {
+                name: n.name,
+                config: n.config,
+                telemetry_port: n.telemetry_port,
+                detail: n.detail,
+                agent: None,
+                stopped: false,
+            })
+            .collect();
+        Ok(Agents {
+            nodes,
+            http,
+            endpoints: endpoints.join(","),
+            prefix: format!("/autopilot/{namespace}/{project}/{cluster}/"),
+        })
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s name.
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// The index of the node named `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Node `i`'s agent config path.
+    pub fn config_path(&self, i: usize) -> &Path {
+        &self.nodes[i].config
+    }
+
+    /// Node `i`'s telemetry port.
+    pub fn telemetry_port(&self, i: usize) -> u16 {
+        self.nodes[i].telemetry_port
+    }
+
+    /// Replaces what node `i`'s log header says of its database.
+    pub fn set_detail(&mut self, i: usize, detail: String) {
+        self.nodes[i].detail = detail;
+    }
+
+    // ---- etcd ----
+
+    /// The cluster's key prefix, `/autopilot/<namespace>/<project>/<cluster>/`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `etcdctl <args>` against the cluster's etcd; its stdout.
+    pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        crate::etcd::etcdctl(&self.endpoints, args)
+    }
+
+    /// The value of `<prefix><key>`, `None` when absent.
+    pub fn key(&self, key: &str) -> Option<String> {
+        let full = format!("{}{key}", self.prefix);
+        let out = self
+            .etcdctl(&["get", &full, "--print-value-only"])
+            .unwrap_or_else(|e| panic!("etcdctl get {full}: {e:#}"));
+        let out = out.trim();
+        (!out.is_empty()).then(|| out.to_owned())
+    }
+
+    /// `etcdctl put <prefix><key> <value>`.
+    pub fn put_key(&self, key: &str, value: &str) {
+        let full = format!("{}{key}", self.prefix);
+        self.etcdctl(&["put", &full, value])
+            .unwrap_or_else(|e| panic!("etcdctl put {full}: {e:#}"));
+    }
+
+    /// `etcdctl del <prefix><key>`.
+    pub fn del_key(&self, key: &str) {
+        let full = format!("{}{key}", self.prefix);
+        self.etcdctl(&["del", &full])
+            .unwrap_or_else(|e| panic!("etcdctl del {full}: {e:#}"));
+    }
+
+    /// Waits until node `i`'s node key says it is eligible for promotion (a switchover to a
+    /// node that is not yet is rejected by the primary, as it should be).
+    pub fn wait_eligible(&self, i: usize, within: Duration) {
+        let ok = crate::util::wait_node_eligible(|k| self.key(k), self.name(i), within);
+        assert!(
+            ok,
+            "{} is not eligible within {within:?}\n{}",
+            self.name(i),
+            self.logs()
+        );
+    }
+
+    // ---- agents ----
+
+    /// Starts (or restarts) node `i`'s agent; an earlier log is kept in `<config>.prev.log`.
+    pub fn start_agent(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if let Some(old) = node.agent.take() {
+            if node.stopped {
+                old.signal(Signal::SIGCONT);
+            }
+            drop(old);
+        }
+        node.stopped = false;
+        let log = node.config.with_extension("log");
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            let prev = node.config.with_extension("prev.log");
+            let mut all = std::fs::read_to_string(&prev).unwrap_or_default();
+            all.push_str(&text);
+            all.push_str("---- agent restarted ----\n");
+            let _ = std::fs::write(prev, all);
+        }
+        node.agent = Some(Agent::run(&node.config));
+    }
+
+    /// Node `i`'s agent, if one was started.
+    pub fn agent(&self, i: usize) -> Option<&Agent> {
+        self.nodes[i].agent.as_ref()
+    }
+
+    /// Node `i`'s agent, mutably.
+    pub fn agent_mut(&mut self, i: usize) -> Option<&mut Agent> {
+        self.nodes[i].agent.as_mut()
+    }
+
+    /// Whether node `i`'s agent process runs (exists and is not a zombie).
+    pub fn agent_alive(&self, i: usize) -> bool {
+        self.nodes[i]
+            .agent
+            .as_ref()
+            .is_some_and(|a| crate::util::alive(a.pid()))
+    }
+
+    /// Whether node `i`'s agent is SIGSTOPped.
+    pub fn is_stopped(&self, i: usize) -> bool {
+        self.nodes[i].stopped
+    }
+
+    fn signal_agent(&self, i: usize, sig: Signal) {
+        self.nodes[i]
+            .agent
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {i} has no agent"))
+            .signal(sig);
+    }
+
+    /// SIGSTOP node `i`'s agent (a frozen agent; its database keeps running).
+    pub fn stop_agent(&mut self, i: usize) {
+        self.signal_agent(i, Signal::SIGSTOP);
+        self.nodes[i].stopped = true;
+    }
+
+    /// SIGCONT node `i`'s agent.
+    pub fn cont_agent(&mut self, i: usize) {
+        self.signal_agent(i, Signal::SIGCONT);
+        self.nodes[i].stopped = false;
+    }
+
+    /// SIGTERM node `i`'s agent (a graceful stop); does not wait.
+    pub fn sigterm_agent(&self, i: usize) {
+        self.signal_agent(i, Signal::SIGTERM);
+    }
+
+    /// SIGKILL node `i`'s agent (stopped or not) and wait for it; its database is the
+    /// caller's to kill.
+    pub fn kill_agent_process(&mut self, i: usize) {
+        if let Some(agent) = self.nodes[i].agent.as_mut() {
+            let _ = kill(Pid::from_raw(agent.pid()), Signal::SIGKILL);
+            agent.wait_exit(Duration::from_secs(5));
+        }
+        self.nodes[i].stopped = false;
+    }
+
+    /// Waits up to `within` for node `i`'s agent to exit; whether it did.
+    pub fn wait_agent_exit(&mut self, i: usize, within: Duration) -> bool {
+        self.nodes[i]
+            .agent
+            .as_mut()
+            .is_some_and(|a| a.wait_exit(within).is_some())
+    }
+
+    /// SIGTERM every agent (SIGCONT first if stopped), wait up to `grace` for each, SIGKILL
+    /// what is left. The databases are the caller's to clean up.
+    pub fn terminate_all(&mut self, grace: Duration) {
+        for node in &mut self.nodes {
+            if let Some(a) = node.agent.as_mut()
+                && !a.has_exited()
+            {
+                if node.stopped {
+                    let _ = kill(Pid::from_raw(a.pid()), Signal::SIGCONT);
+                }
+                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGTERM);
+            }
+            node.stopped = false;
+        }
+        for node in &mut self.nodes {
+            if let Some(a) = node.agent.as_mut()
+                && !a.has_exited()
+                && a.wait_exit(grace).is_none()
+            {
+                let _ = kill(Pid::from_raw(a.pid()), Signal::SIGKILL);
+                a.wait_exit(Duration::from_secs(5));
+            }
+        }
+    }
+
+    // ---- logs ----
+
+    /// Node `i`'s whole agent log, across restarts.
+    pub fn agent_log(&self, i: usize) -> String {
+        let node = &self.nodes[i];
+        let prev =
+            std::fs::read_to_string(node.config.with_extension("prev.log")).unwrap_or_default();
+        let now = node.agent.as_ref().map(Agent::log).unwrap_or_default();
+        format!("{prev}{now}")
+    }
+
+    /// The last [`LOG_TAIL`] lines of every agent's log, noise left out, for failure
+    /// messages. The full logs stay in the temp dir while the test runs; set `E2E_KEEP=1`
+    /// to keep them afterwards.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let all = self.agent_log(i);
+            let lines: Vec<&str> = all.lines().filter(|l| !is_noise(l)).collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            let _ = write!(
+                s,
+                "\n===== {} (index {i}, {}, http {}, log {}; last {} of {} lines) =====\n{}\n",
+                node.name,
+                node.detail,
+                node.telemetry_port,
+                node.config.with_extension("log").display(),
+                tail.len(),
+                lines.len(),
+                tail.join("\n")
+            );
+        }
+        s
+    }
+
+    // ---- HTTP endpoints ----
+
+    /// The HTTP status of `GET <path>` on node `i`'s agent; `None` when it does not answer.
+    pub fn http_status(&self, i: usize, path: &str) -> Option<u16> {
+        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
+        self.http.get(url).send().ok().map(|r| r.status().as_u16())
+    }
+
+    /// The body of `GET <path>` on node `i`'s agent (whatever the status code).
+    pub fn get_text(&self, i: usize, path: &str) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
+        self.http.get(url).send().ok().and_then(|r| r.text().ok())
+    }
+
+    /// Node `i`'s `/health` JSON (whatever the status code), `None` when it does not answer.
+    pub fn health(&self, i: usize) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.get_text(i, "/health")?).ok()
+    }
+
+    /// Node `i`'s `/metrics` text (empty when it does not answer).
+    pub fn metrics(&self, i: usize) -> String {
+        self.get_text(i, "/metrics").unwrap_or_default()
+    }
+
+    /// Node `i`'s main process (its database) pid from `/health`'s `main_pid`; `None` when
+    /// the agent is stopped or does not answer.
+    pub fn main_pid(&self, i: usize) -> Option<i32> {
+        if self.is_stopped(i) {
+            return None;
+        }
+        self.health(i)
+            .and_then(|h| h["main_pid"].as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+    }
+
+    /// Node `i`'s role from `/health` (`primary`, `replica`, `fenced`, `unknown`), or `down`.
+    pub fn role(&self, i: usize) -> String {
+        self.health(i)
+            .and_then(|h| h["role"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "down".to_owned())
+    }
+
+    /// Every node's role, by index.
+    pub fn roles(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.role(i)).collect()
+    }
+
+    /// The node answering 200 on `GET /primary`; panics if more than one does.
+    pub fn primary(&self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].stopped && self.http_status(i, "/primary") == Some(200))
+            .collect();
+        assert!(
+            up.len() <= 1,
+            "nodes {up:?} all answer 200 on /primary\n{}",
+            self.logs()
+        );
+        up.first().copied()
+    }
+
+    /// Waits up to `within` for exactly one node to answer `/primary`; its index. Panics with
+    /// every agent's log on timeout, or at once when every agent has exited.
+    pub fn wait_primary(&self, within: Duration) -> usize {
+        let found = eventually(within, Duration::from_millis(50), || {
+            assert!(
+                (0..self.nodes.len()).any(|i| self.agent_alive(i)),
+                "every agent has exited; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            );
+            self.primary()
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no primary within {within:?}; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            )
+        })
+    }
+
+    /// Waits up to `within` for a primary other than `old`; its index and the time it took.
+    pub fn wait_new_primary(&self, old: usize, within: Duration) -> (usize, Duration) {
+        let t0 = Instant::now();
+        let p = eventually(within, Duration::from_millis(20), || {
+            self.primary().filter(|&p| p != old)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no new primary (other than node index {old}) within {within:?}; roles {:?}\n{}",
+                self.roles(),
+                self.logs()
+            )
+        });
+        (p, t0.elapsed())
+    }
+}
+
+/// A duration in milliseconds, for agent YAML (`1500ms`).
+pub fn yaml_ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Names in `dir` starting with `prefix` (e.g. `data-1.aside-`).
+pub fn entries(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Keeps `dir` on disk when `E2E_KEEP` is set (called from the harnesses' `Drop`).
+pub fn keep_if_asked(dir: &mut tempfile::TempDir) {
+    if std::env::var_os("E2E_KEEP").is_some() {
+        let kept = std::mem::replace(dir, tempfile::tempdir().expect("a placeholder temp dir"));
+        eprintln!("E2E_KEEP: kept {}", kept.keep().display());
+    }
+}
+
+/// Log lines that only repeat: successful health and position runs, debug output of the
+/// etcd client (HTTP/2, tower), Redis retrying its placeholder master, MariaDB's aborted
+/// connections, PostgreSQL standbys retrying and clients refused by a read-only server.
+fn is_noise(line: &str) -> bool {
+    const NOISE: [&str; 16] = [
+        "DEBUG",
+        "TRACE",
+        "frame=",
+        "Connection{peer",
+        "updating from discover",
+        "service.ready=",
+        "idle connection",
+        "started process=hook:position",
+        "process=hook:position stream=\"stdout\"",
+        "MASTER 127.0.0.1:1",
+        "MASTER <-> REPLICA sync started",
+        "Aborted connection",
+        "could not connect to the primary server",
+        "in a read-only transaction",
+        "STATEMENT:",
+        "cannot be changed without restarting",
+    ];
+    ((line.contains("process=health") || line.contains("handler=health"))
+        && !line.contains("failure"))
+        || (line.contains("SYNC") && line.contains("Connection refused"))
+        || NOISE.iter().any(|n| line.contains(n))
+}
+
+// ---- scenario steps shared by the engines ----
+
+/// Waits until `node` accepts writes (the workload's probe); how long it took.
+pub fn wait_writable(a: &Agents, w: &dyn Workload, node: usize, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    let ok = eventually(within, Duration::from_millis(20), || {
+        w.writable(node).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "{} does not accept writes within {within:?}; roles {:?}\n{}",
+        a.name(node),
+        a.roles(),
+        a.logs()
+    );
+    t0.elapsed()
+}
+
+/// Waits up to `within` until `n` more of the writer's rows are on `node` than when asked.
+pub fn let_writer_run(a: &Agents, w: &dyn Workload, node: usize, n: usize, within: Duration) {
+    // `written` panics when the node does not answer: count that as "not yet".
+    let count =
+        || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.written(node).len())).ok();
+    let start = eventually(Duration::from_secs(5), Duration::from_millis(20), count).unwrap_or(0);
+    let ok = eventually(within, Duration::from_millis(50), || {
+        count().filter(|&l| l >= start + n)
+    });
+    assert!(
+        ok.is_some(),
+        "the writer does not get rows through to {}\n{}",
+        a.name(node),
+        a.logs()
+    );
+}
+
+/// One line about the writer and the checker.
+pub fn summary(w: &WriterReport, k: &CheckerReport) -> String {
+    format!(
+        "writer: {} attempts, {} acknowledged (by node {:?}); checker: {} rounds, writable timeline {:?}, split brain {:?}",
+        w.attempts,
+        w.acked.len(),
+        w.acked_by_node,
+        k.rounds,
+        k.timeline,
+        k.split_brain
+    )
+}
+
+/// I1 and I2 for a run: the checker never saw two writable nodes, and every acknowledged
+/// write is in `rows` (what the new primary holds).
+pub fn assert_no_split_brain_no_loss(
+    a: &Agents,
+    rows: &[u64],
+    w: &WriterReport,
+    k: &CheckerReport,
+) {
+    let info = summary(w, k);
+    println!("{info}");
+    assert!(
+        k.split_brain.is_empty(),
+        "two nodes accepted writes at once: {:?}\n{info}\n{}",
+        k.split_brain,
+        a.logs()
+    );
+    let lost = w.lost(rows);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost (first {:?}); {} on the primary\n{info}\n{}",
+        lost.len(),
+        &lost[..lost.len().min(20)],
+        rows.len(),
+        a.logs()
+    );
+}
