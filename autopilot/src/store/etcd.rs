@@ -365,6 +365,21 @@ fn key_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The entries of a range read and the revision it was read at.
+fn entries_of(resp: &mut etcd_client::GetResponse) -> (Vec<Entry>, Revision) {
+    let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+    let entries = resp
+        .take_kvs()
+        .into_iter()
+        .map(|kv| Entry {
+            key: key_string(kv.key()),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        })
+        .collect();
+    (entries, revision)
+}
+
 fn other(op: String, msg: &str) -> StoreError {
     let source: Cause = msg.to_owned().into();
     StoreError::Other { op, source }
@@ -498,17 +513,7 @@ impl Store for EtcdStore {
                 },
             )
             .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let entries = resp
-            .take_kvs()
-            .into_iter()
-            .map(|kv| Entry {
-                key: key_string(kv.key()),
-                value: kv.value().to_vec(),
-                mod_revision: kv.mod_revision(),
-            })
-            .collect();
-        Ok((entries, revision))
+        Ok(entries_of(&mut resp))
     }
 
     async fn create_if_absent(

@@ -6,7 +6,7 @@
 
 use etcd_client::{DeleteOptions, GetOptions, SortOrder, SortTarget};
 
-use super::{EtcdStore, key_string};
+use super::{EtcdStore, entries_of, key_string};
 use crate::store::{Entry, Revision, StoreError};
 
 /// The smallest key greater than every key starting with `prefix` (etcd's prefix range end).
@@ -99,17 +99,7 @@ impl EtcdStore {
                 },
             )
             .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let entries = resp
-            .take_kvs()
-            .into_iter()
-            .map(|kv| Entry {
-                key: key_string(kv.key()),
-                value: kv.value().to_vec(),
-                mod_revision: kv.mod_revision(),
-            })
-            .collect();
-        Ok((entries, revision))
+        Ok(entries_of(&mut resp))
     }
 
     /// Deletes every key in `[start, end)`; returns how many were deleted.
