@@ -24,6 +24,13 @@ struct Example {
     _dir: tempfile::TempDir,
 }
 
+impl Drop for Example {
+    /// Every agent stops its database before it exits (the examples' `stop_timeout` is 30 s).
+    fn drop(&mut self) {
+        self.agents.terminate_all(Duration::from_secs(40));
+    }
+}
+
 /// Copies `examples/<name>` (files and one level of subdirectories) to a temp dir the
 /// database's OS user can enter; in every `agent-<k>.yaml`, `db_ports[k-1]` and
 /// `http_ports[k-1]` become free ports and the etcd endpoint becomes a fresh etcd's.
