@@ -3,7 +3,7 @@
 //! exec hooks ([`ProcessHooks`]) — e.g. `REPLICAOF` for Redis.
 
 use handlers::ExecSpec;
-use handlers::exec::{RunOutcome, run_capture};
+use handlers::exec::{Captured, RunOutcome, run_capture};
 use nix::sys::signal::Signal;
 
 use crate::engine::{Engine, EngineError, Probe, StopMode};
@@ -67,9 +67,19 @@ impl ProcessEngine {
         env.extend_from_slice(extra);
         let failed = |reason: String| EngineError::Failed { operation, reason };
         match run_capture(name, pick(hooks), &env).await {
-            Ok((RunOutcome::Exited(status), stdout)) if status.success() => Ok(Ok(stdout)),
-            Ok((RunOutcome::Exited(status), _)) => Ok(Err(status.exit_code())),
-            Ok((RunOutcome::TimedOut, _)) => Err(failed(format!("hook `{name}` timed out"))),
+            Ok(Captured {
+                outcome: RunOutcome::Exited(status),
+                stdout,
+                ..
+            }) if status.success() => Ok(Ok(stdout)),
+            Ok(Captured {
+                outcome: RunOutcome::Exited(status),
+                ..
+            }) => Ok(Err(status.exit_code())),
+            Ok(Captured {
+                outcome: RunOutcome::TimedOut,
+                ..
+            }) => Err(failed(format!("hook `{name}` timed out"))),
             Err(e) => Err(failed(handlers::error_chain(&e))),
         }
     }

@@ -314,7 +314,9 @@ impl ManagedChild {
         let mut io = Spawn::default();
         if let Some(out) = child.stdout.take() {
             match mode {
-                Io::Log | Io::Piped(Piped::Stdin) => forward_output(&name, "stdout", out.into()),
+                Io::Log | Io::Piped(Piped::Stdin) => {
+                    forward_output(&name, "stdout", out.into());
+                }
                 Io::Capture => io.captured = Some(capture_output(out.into())),
                 Io::Piped(Piped::Stdout) => {
                     io.pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(out.into())
@@ -334,7 +336,7 @@ impl ManagedChild {
             } else {
                 "stderr"
             };
-            forward_output(&name, stream, err.into());
+            io.failure = forward_output(&name, stream, err.into());
         }
         // Dropping std's Child neither waits nor kills: the reaper owns the status.
         drop(child);
@@ -488,6 +490,8 @@ enum Io {
 #[derive(Default)]
 struct Spawn {
     captured: Option<tokio::task::JoinHandle<String>>,
+    /// The last stderr line that reads like a failure, once stderr closed.
+    failure: Option<tokio::task::JoinHandle<Option<String>>>,
     pipe: Option<Pipe>,
 }
 
@@ -511,27 +515,48 @@ pub async fn run(
     Ok(child.supervise(spec.timeout, spec.kill_grace).await)
 }
 
-/// Like [`run`], but returns what the command wrote to stdout (up to [`MAX_CAPTURE`] bytes,
-/// lossily decoded) instead of logging it; stderr is still logged. For hooks whose output
-/// is data, such as a replication position.
+/// What [`run_capture`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// How the command ended.
+    pub outcome: RunOutcome,
+    /// What it wrote to stdout (up to [`MAX_CAPTURE`] bytes, lossily decoded).
+    pub stdout: String,
+    /// The last line it wrote to stderr that reads like a failure (`error`, `fatal`,
+    /// `failed`, ...), at most [`MAX_FAILURE_LINE`] bytes: the reason to report when it fails.
+    pub failure: Option<String>,
+}
+
+/// Like [`run`], but returns what the command wrote to stdout instead of logging it, and the
+/// last stderr line that reads like a failure; stderr is still logged. For hooks whose output
+/// is data, such as a replication position, and tools whose error is worth reporting.
 pub async fn run_capture(
     name: &str,
     spec: &ExecSpec,
     extra_env: &[(String, String)],
-) -> Result<(RunOutcome, String), ExecError> {
+) -> Result<Captured, ExecError> {
     let (mut child, io) = ManagedChild::spawn_inner(name, spec, extra_env, Io::Capture)?;
     let outcome = child.supervise(spec.timeout, spec.kill_grace).await;
-    let stdout = match io.captured {
-        // The pipe closes when the last holder exits; after a timeout the group was killed.
-        Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default(),
-        None => String::new(),
-    };
-    Ok((outcome, stdout))
+    // The pipes close when the last holder exits; after a timeout the group was killed.
+    async fn finished<T: Default>(task: Option<tokio::task::JoinHandle<T>>) -> T {
+        match task {
+            Some(task) => tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => T::default(),
+        }
+    }
+    Ok(Captured {
+        outcome,
+        stdout: finished(io.captured).await,
+        failure: finished(io.failure).await,
+    })
 }
+
+/// The most of a failure line [`run_capture`] keeps.
+pub const MAX_FAILURE_LINE: usize = 300;
 
 /// The most stdout [`run_capture`] keeps.
 pub const MAX_CAPTURE: u64 = 64 * 1024;
@@ -548,8 +573,7 @@ fn capture_output(fd: OwnedFd) -> tokio::task::JoinHandle<String> {
     })
 }
 
-/// Forward a pipe line by line into tracing until EOF.
-/// A progress line that reports a failure (`[ERROR]`, `Error:`, `FATAL`, `failed`, …).
+/// A line that reports a failure (`[ERROR]`, `Error:`, `FATAL`, `failed`, …).
 fn reads_like_failure(line: &str) -> bool {
     let l = line.to_ascii_lowercase();
     ["error", "fatal", "failed", "cannot", "can't", "denied"]
@@ -557,18 +581,25 @@ fn reads_like_failure(line: &str) -> bool {
         .any(|w| l.contains(w))
 }
 
-fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
+/// Forward a pipe line by line into tracing until EOF; the task answers the last line that
+/// reads like a failure.
+fn forward_output(
+    name: &Arc<str>,
+    stream: &'static str,
+    fd: OwnedFd,
+) -> Option<tokio::task::JoinHandle<Option<String>>> {
     let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
         Ok(pipe) => pipe,
         Err(e) => {
             warn!(process = %name, stream, cause = %e, "failed to forward output");
-            return;
+            return None;
         }
     };
     let name = Arc::clone(name);
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut reader = BufReader::new(pipe);
         let mut buf = Vec::with_capacity(256);
+        let mut failure: Option<String> = None;
         loop {
             buf.clear();
             match (&mut reader)
@@ -582,6 +613,17 @@ fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
                         buf.pop();
                     }
                     let line = String::from_utf8_lossy(&buf);
+                    if reads_like_failure(&line) {
+                        let mut kept = line.trim().to_owned();
+                        if kept.len() > MAX_FAILURE_LINE {
+                            let mut end = MAX_FAILURE_LINE;
+                            while !kept.is_char_boundary(end) {
+                                end -= 1;
+                            }
+                            kept.truncate(end);
+                        }
+                        failure = Some(kept);
+                    }
                     match stream {
                         "stderr" => warn!(process = %name, stream, "{line}"),
                         // The stderr of piped tools (backup streams): one line per file
@@ -599,5 +641,6 @@ fn forward_output(name: &Arc<str>, stream: &'static str, fd: OwnedFd) {
                 }
             }
         }
-    });
+        failure
+    }))
 }

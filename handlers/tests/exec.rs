@@ -303,27 +303,51 @@ async fn output_goes_to_tracing_and_env_values_do_not() {
 
 #[tokio::test]
 async fn run_capture_returns_stdout_and_the_exit_status() {
-    let (outcome, stdout) =
-        handlers::run_capture("pos", &sh("echo 3 17; echo oops >&2; exit 0"), &[])
-            .await
-            .expect("spawn sh");
-    assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(0)));
-    assert_eq!(stdout, "3 17\n");
-
-    let (outcome, stdout) = handlers::run_capture("pos", &sh("printf partial; exit 2"), &[])
+    let c = handlers::run_capture("pos", &sh("echo 3 17; echo oops >&2; exit 0"), &[])
         .await
         .expect("spawn sh");
-    assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(2)));
-    assert_eq!(stdout, "partial");
+    assert_eq!(c.outcome, RunOutcome::Exited(ExitStatus::Exited(0)));
+    assert_eq!(c.stdout, "3 17\n");
+    assert_eq!(c.failure, None, "`oops` does not read like a failure");
+
+    let c = handlers::run_capture("pos", &sh("printf partial; exit 2"), &[])
+        .await
+        .expect("spawn sh");
+    assert_eq!(c.outcome, RunOutcome::Exited(ExitStatus::Exited(2)));
+    assert_eq!(c.stdout, "partial");
+}
+
+#[tokio::test]
+async fn run_capture_reports_the_last_stderr_line_that_reads_like_a_failure() {
+    let c = handlers::run_capture(
+        "tool",
+        &sh("echo 'error: on stdout, not reported'; \
+             echo 'tool: error: first' >&2; echo 'tool: fatal: could not open file x' >&2; \
+             echo 'done' >&2; exit 1"),
+        &[],
+    )
+    .await
+    .expect("spawn sh");
+    assert_eq!(c.outcome, RunOutcome::Exited(ExitStatus::Exited(1)));
+    assert_eq!(
+        c.failure.as_deref(),
+        Some("tool: fatal: could not open file x")
+    );
+    let long = handlers::run_capture("tool", &sh("printf 'error: %0500d\\n' 0 >&2; exit 1"), &[])
+        .await
+        .expect("spawn sh");
+    assert_eq!(
+        long.failure.map(|l| l.len()),
+        Some(handlers::exec::MAX_FAILURE_LINE)
+    );
 }
 
 #[tokio::test]
 async fn run_capture_bounds_what_it_keeps() {
-    let (_, stdout) =
-        handlers::run_capture("big", &sh("head -c 200000 /dev/zero | tr '\\0' x"), &[])
-            .await
-            .expect("spawn sh");
-    assert_eq!(stdout.len() as u64, handlers::exec::MAX_CAPTURE);
+    let c = handlers::run_capture("big", &sh("head -c 200000 /dev/zero | tr '\\0' x"), &[])
+        .await
+        .expect("spawn sh");
+    assert_eq!(c.stdout.len() as u64, handlers::exec::MAX_CAPTURE);
 }
 
 #[tokio::test]
@@ -337,9 +361,10 @@ async fn a_command_runs_as_the_requested_user_without_root_groups() {
         uid: 65534,
         gid: 65534,
     });
-    let (outcome, stdout) = handlers::run_capture("id", &spec, &[])
+    let c = handlers::run_capture("id", &spec, &[])
         .await
         .expect("spawn sh as nobody");
+    let (outcome, stdout) = (c.outcome, c.stdout);
     assert_eq!(outcome, RunOutcome::Exited(ExitStatus::Exited(0)));
     assert_eq!(
         stdout.trim(),

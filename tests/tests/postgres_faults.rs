@@ -170,10 +170,13 @@ fn a_former_primary_pg_rewind_cannot_rewind_is_flagged_then_rebuilt() {
         c.logs()
     );
     let log = c.agent_log(p);
-    let why = log.lines().find(|l| l.contains("pg_rewind against"));
+    // The reason names pg_rewind's own error: the WAL it could not find.
+    let why = log
+        .lines()
+        .find(|l| l.contains("pg_rewind against") && l.contains("could not"));
     assert!(
         why.is_some(),
-        "the flag does not come from a failed pg_rewind\n{}",
+        "the flag does not name pg_rewind's error\n{}",
         c.logs()
     );
     println!("flagged: {}", why.unwrap_or_default());

@@ -10,7 +10,7 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use handlers::exec::{RunOutcome, run_capture};
+use handlers::exec::{Captured, RunOutcome, run_capture};
 use nix::unistd::{Gid, Uid, chown};
 
 use super::settings::{PostgresSettings, conn_value};
@@ -153,12 +153,27 @@ async fn run_tool(
         .map(|p| vec![("PGPASSWORD".to_owned(), p.to_owned())])
         .unwrap_or_default();
     match run_capture(program, &spec, &env).await {
-        Ok((RunOutcome::Exited(status), _)) if status.success() => Ok(()),
-        Ok((RunOutcome::Exited(status), _)) => Err(failed(
+        Ok(Captured {
+            outcome: RunOutcome::Exited(status),
+            ..
+        }) if status.success() => Ok(()),
+        Ok(Captured {
+            outcome: RunOutcome::Exited(status),
+            failure,
+            ..
+        }) => Err(failed(
             operation,
-            format!("{program} exited with {status:?}; see its output in the agent log"),
+            match failure {
+                Some(line) => format!("{program} exited with {status:?}: {line}"),
+                None => {
+                    format!("{program} exited with {status:?}; see its output in the agent log")
+                }
+            },
         )),
-        Ok((RunOutcome::TimedOut, _)) => Err(failed(
+        Ok(Captured {
+            outcome: RunOutcome::TimedOut,
+            ..
+        }) => Err(failed(
             operation,
             format!("{program} timed out after {limit:?}"),
         )),
