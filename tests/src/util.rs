@@ -5,9 +5,41 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// A loopback TCP port that was free a moment ago (bind to port 0, read, release).
-/// Servers started on it must still be checked to be the ones answering.
+/// A loopback TCP port that was free a moment ago, for a test server to listen on. Servers
+/// started on it must still be checked to be the ones answering.
+///
+/// Picked at random *below* the kernel's ephemeral range (`ip_local_port_range`), never
+/// handed out twice by this process, and checked bindable. Not from the ephemeral range
+/// (binding port 0): the tests' own client connections take their local ports from there,
+/// and one of them holding the port makes the server's bind fail (seen in CI: PostgreSQL's
+/// "could not bind IPv4 address: Address already in use").
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    const LOW: u16 = 16384;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_low > LOW + 1024 {
+        let span = u64::from(ephemeral_low - LOW);
+        for _ in 0..1000 {
+            // A per-process random key (RandomState) over a counter: a different sequence in
+            // every test process, so concurrent tests rarely draw the same port.
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(DRAWS.fetch_add(1, Ordering::Relaxed));
+            h.write_u32(std::process::id());
+            let port = LOW + u16::try_from(h.finish() % span).expect("span fits u16");
+            let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.push(port);
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
