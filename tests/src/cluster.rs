@@ -190,6 +190,34 @@ impl Agents {
         );
     }
 
+    /// Whether node `i`'s node key says `needs_rebuild: true`.
+    pub fn needs_rebuild(&self, i: usize) -> bool {
+        self.key(&format!("nodes/{}", self.name(i)))
+            .and_then(|doc| serde_json::from_str::<serde_json::Value>(&doc).ok())
+            .is_some_and(|doc| doc["needs_rebuild"].as_bool() == Some(true))
+    }
+
+    /// Waits until node `i` reports `needs_rebuild`, in its node key and in its
+    /// `autopilot_needs_rebuild` metric.
+    pub fn wait_flagged_needs_rebuild(&self, i: usize, within: Duration) {
+        let flagged = eventually(within, Duration::from_millis(100), || {
+            self.needs_rebuild(i).then_some(())
+        });
+        assert!(
+            flagged.is_some(),
+            "{} was not flagged needs_rebuild; roles {:?}\n{}",
+            self.name(i),
+            self.roles(),
+            self.logs()
+        );
+        let metrics = self.metrics(i);
+        assert!(
+            metrics.contains("autopilot_needs_rebuild 1"),
+            "no needs_rebuild metric on {}:\n{metrics}",
+            self.name(i)
+        );
+    }
+
     // ---- agents ----
 
     /// Starts (or restarts) node `i`'s agent; an earlier log is kept in `<config>.prev.log`.

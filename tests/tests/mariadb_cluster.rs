@@ -149,23 +149,7 @@ fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -
 fn errant_transaction_on_a_former_primary_is_flagged_not_rejoined() {
     let (mut c, p) = settled(MariaOpts::default());
     let np = errant_former_primary(&mut c, p);
-    let flagged = eventually(Duration::from_secs(30), Duration::from_millis(100), || {
-        let doc: serde_json::Value =
-            serde_json::from_str(&c.key(&format!("nodes/{}", c.name(p)))?).ok()?;
-        doc["needs_rebuild"].as_bool().filter(|&b| b)
-    });
-    assert!(
-        flagged.is_some(),
-        "{} was not flagged needs_rebuild; roles {:?}\n{}",
-        c.name(p),
-        c.roles(),
-        c.logs()
-    );
-    let metrics = c.metrics(p);
-    assert!(
-        metrics.contains("autopilot_needs_rebuild 1"),
-        "no needs_rebuild metric:\n{metrics}"
-    );
+    c.wait_flagged_needs_rebuild(p, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
     assert_ne!(
         c.replica_of(p).map(|(_, running)| running),

@@ -154,21 +154,7 @@ fn a_former_primary_pg_rewind_cannot_rewind_is_flagged_then_rebuilt() {
     assert!(remove_old_wal(&c, p, 2) > 0, "no old WAL segment to remove");
     c.start_agent(p);
 
-    let doc_flag = |c: &PgCluster| {
-        let doc: serde_json::Value =
-            serde_json::from_str(&c.key(&format!("nodes/{}", c.name(p)))?).ok()?;
-        doc["needs_rebuild"].as_bool().filter(|&b| b)
-    };
-    let flagged = eventually(Duration::from_secs(60), Duration::from_millis(100), || {
-        doc_flag(&c)
-    });
-    assert!(
-        flagged.is_some(),
-        "{} was not flagged needs_rebuild; roles {:?}\n{}",
-        c.name(p),
-        c.roles(),
-        c.logs()
-    );
+    c.wait_flagged_needs_rebuild(p, Duration::from_secs(60));
     let log = c.agent_log(p);
     // The reason names pg_rewind's own error: the WAL it could not find.
     let why = log
@@ -180,11 +166,6 @@ fn a_former_primary_pg_rewind_cannot_rewind_is_flagged_then_rebuilt() {
         c.logs()
     );
     println!("flagged: {}", why.unwrap_or_default());
-    let metrics = c.metrics(p);
-    assert!(
-        metrics.contains("autopilot_needs_rebuild 1"),
-        "no needs_rebuild metric:\n{metrics}"
-    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         !c.streams_from(p, np),
@@ -255,7 +236,7 @@ fn a_former_primary_pg_rewind_cannot_rewind_is_flagged_then_rebuilt() {
         c.logs()
     );
     let flag_gone = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
-        doc_flag(&c).is_none().then_some(())
+        (!c.needs_rebuild(p)).then_some(())
     });
     assert!(
         flag_gone.is_some(),
