@@ -613,7 +613,8 @@ fn forward_output(
                         buf.pop();
                     }
                     let line = String::from_utf8_lossy(&buf);
-                    if reads_like_failure(&line) {
+                    let failing = reads_like_failure(&line);
+                    if failing {
                         let mut kept = line.trim().to_owned();
                         if kept.len() > MAX_FAILURE_LINE {
                             let mut end = MAX_FAILURE_LINE;
@@ -628,7 +629,7 @@ fn forward_output(
                         "stderr" => warn!(process = %name, stream, "{line}"),
                         // The stderr of piped tools (backup streams): one line per file
                         // copied, so only what reads like a failure reaches the default log.
-                        "progress" if reads_like_failure(&line) => {
+                        "progress" if failing => {
                             warn!(process = %name, stream, "{line}")
                         }
                         "progress" => debug!(process = %name, stream, "{line}"),

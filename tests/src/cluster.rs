@@ -122,11 +122,6 @@ impl Agents {
         &self.nodes[i].name
     }
 
-    /// The index of the node named `name`.
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.name == name)
-    }
-
     /// Node `i`'s agent config path.
     pub fn config_path(&self, i: usize) -> &Path {
         &self.nodes[i].config
@@ -260,7 +255,7 @@ impl Agents {
     }
 
     /// Whether node `i`'s agent is SIGSTOPped.
-    pub fn is_stopped(&self, i: usize) -> bool {
+    fn is_stopped(&self, i: usize) -> bool {
         self.nodes[i].stopped
     }
 
@@ -376,7 +371,7 @@ impl Agents {
     }
 
     /// The body of `GET <path>` on node `i`'s agent (whatever the status code).
-    pub fn get_text(&self, i: usize, path: &str) -> Option<String> {
+    fn get_text(&self, i: usize, path: &str) -> Option<String> {
         let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
         self.http.get(url).send().ok().and_then(|r| r.text().ok())
     }
