@@ -172,6 +172,11 @@ impl PgCluster {
         &self.etcd
     }
 
+    /// The etcd server, mutably (to stop or restart it).
+    pub fn etcd_mut(&mut self) -> &mut EtcdServer {
+        &mut self.etcd
+    }
+
     // ---- faults ----
 
     /// The postmaster's pid of node `i` (first line of `postmaster.pid`).

@@ -58,6 +58,11 @@ pub struct Writer {
 impl Writer {
     /// Starts writing to the nodes of `db`, for at most `max_run`.
     pub fn start(db: Arc<dyn Workload>, max_run: Duration) -> Writer {
+        Self::start_after(db, 0, max_run)
+    }
+
+    /// Like [`Writer::start`], numbering from `last + 1` (a later round on the same table).
+    pub fn start_after(db: Arc<dyn Workload>, last: u64, max_run: Duration) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
@@ -67,7 +72,7 @@ impl Writer {
                 ..WriterReport::default()
             };
             let mut target = 0usize;
-            let mut seq = 0u64;
+            let mut seq = last;
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
                 seq += 1;
                 report.attempts += 1;

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use handlers::exec::{Captured, RunOutcome, run_capture};
 use nix::unistd::{Gid, Uid, chown};
+use tracing::info;
 
+use super::controldata::{self, ControlData};
 use super::settings::{PostgresSettings, conn_value};
 use crate::engine::EngineError;
 use crate::role_ops::Peer;
@@ -21,6 +23,8 @@ use crate::role_ops::Peer;
 const INITDB_LIMIT: Duration = Duration::from_secs(120);
 /// Cloning copies the whole database.
 const BASEBACKUP_LIMIT: Duration = Duration::from_secs(3600);
+/// pg_controldata reads one file.
+const CONTROLDATA_LIMIT: Duration = Duration::from_secs(30);
 /// Rewinding copies the blocks changed since the divergence.
 const REWIND_LIMIT: Duration = Duration::from_secs(1800);
 
@@ -140,6 +144,8 @@ fn empty(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Run a PostgreSQL tool (messages in English, so its reports parse); what it wrote to
+/// stdout.
 async fn run_tool(
     s: &PostgresSettings,
     operation: &'static str,
@@ -147,16 +153,18 @@ async fn run_tool(
     args: Vec<String>,
     limit: Duration,
     password: Option<&str>,
-) -> Result<(), EngineError> {
+) -> Result<String, EngineError> {
     let spec = s.tool(program, args, limit);
-    let env: Vec<(String, String)> = password
-        .map(|p| vec![("PGPASSWORD".to_owned(), p.to_owned())])
-        .unwrap_or_default();
+    let mut env = vec![("LC_ALL".to_owned(), "C".to_owned())];
+    if let Some(p) = password {
+        env.push(("PGPASSWORD".to_owned(), p.to_owned()));
+    }
     match run_capture(program, &spec, &env).await {
         Ok(Captured {
             outcome: RunOutcome::Exited(status),
+            stdout,
             ..
-        }) if status.success() => Ok(()),
+        }) if status.success() => Ok(stdout),
         Ok(Captured {
             outcome: RunOutcome::Exited(status),
             failure,
@@ -252,6 +260,7 @@ async fn record_settings(s: &PostgresSettings) -> Result<(), EngineError> {
         None,
     )
     .await
+    .map(drop)
 }
 
 /// The engine's `pg_hba.conf`: password (SCRAM) logins for everyone over TCP, replication
@@ -379,7 +388,45 @@ pub async fn rewind(s: &PostgresSettings, primary: &Peer) -> Result<(), EngineEr
     ];
     let pw = s.superuser.password.clone();
     run_tool(s, op, "pg_rewind", args, REWIND_LIMIT, Some(&pw)).await?;
+    info!(%primary, "rewound the data directory");
     standby_files(s, primary).map_err(|e| failed(op, e))
+}
+
+/// What `pg_controldata` says of the (stopped) data directory.
+pub async fn control_data(s: &PostgresSettings) -> Result<ControlData, EngineError> {
+    let op = "read the control file";
+    let args = vec![s.data_dir.display().to_string()];
+    let out = run_tool(s, op, "pg_controldata", args, CONTROLDATA_LIMIT, None).await?;
+    ControlData::parse(&out).ok_or_else(|| {
+        failed(
+            op,
+            format!(
+                "pg_controldata {} printed no checkpoint or cluster state",
+                s.data_dir.display()
+            ),
+        )
+    })
+}
+
+/// Move aside the timeline history files in `pg_wal` that fork off before the data
+/// directory's last checkpoint: with one of them there, a standby start fails ("requested
+/// timeline N is not a child of this server's history") and the server never comes up to
+/// be rewound. Without them it starts on its own timeline, read-only, and following the
+/// primary rewinds it; the files are kept beside as `<name>.forked`. The files moved.
+pub async fn set_aside_forked_history(s: &PostgresSettings) -> Result<Vec<PathBuf>, EngineError> {
+    let cd = control_data(s).await?;
+    let mut moved = Vec::new();
+    for path in controldata::forked_history_files(&s.data_dir, &cd) {
+        let aside = path.with_extension("history.forked");
+        std::fs::rename(&path, &aside).map_err(|e| {
+            failed(
+                "set aside a forked timeline history",
+                format!("move {} to {}: {e}", path.display(), aside.display()),
+            )
+        })?;
+        moved.push(path);
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! - **Replicas**: the primary's agent keeps the replication role, one slot per member and
 //!   `synchronous_standby_names` (`durability: sync`) in step with the cluster.
 
+mod controldata;
 mod datadir;
 mod fence;
 mod probe;
@@ -54,6 +55,8 @@ const PRIMARY_WAIT: Duration = Duration::from_secs(15);
 const FOLLOW_ROUNDS: u32 = 3;
 /// How long `follow` waits for the walreceiver to stream on the primary's timeline.
 const STREAM_WAIT: Duration = Duration::from_secs(5);
+/// How long the CHECKPOINT pg_rewind needs on a just-promoted primary may take.
+const CHECKPOINT_LIMIT: Duration = Duration::from_secs(600);
 /// Attempts of pg_basebackup while the new primary finishes promoting (role, slots).
 const CLONE_ATTEMPTS: u32 = 10;
 
@@ -422,6 +425,9 @@ impl Engine for PostgresEngine {
             datadir::initdb(s).await?;
         }
         datadir::ensure_dir(s).map_err(err)?;
+        for path in datadir::set_aside_forked_history(s).await? {
+            warn!(history = %path.display(), "a timeline history in pg_wal forks off before this server's last checkpoint (it would refuse to start); set aside as .forked, following the primary will rewind");
+        }
         datadir::write_passfile(s).map_err(err)?;
         datadir::mark_standby(s).map_err(err)
     }
@@ -553,13 +559,15 @@ impl PostgresEngine {
 
     /// Follow `primary`. A check of the local history against the primary's is only final
     /// once nothing else can reach this server: a former primary writes a shutdown
-    /// checkpoint when it is demoted, and a standby still streaming from a fenced former
-    /// primary may receive a few more records (hint-bit images, snapshots) before it is
-    /// repointed. So: repoint (or demote), wait until it streams on the primary's
-    /// timeline, and when it does not, check again — and rewind if it diverged.
+    /// checkpoint when it is demoted (past the new timeline's switch point: see
+    /// [`controldata`]), and a standby still streaming from a fenced former primary may
+    /// receive a few more records before it is repointed. So a former primary, and a
+    /// standby that diverged while running, are stopped first and judged on the stopped
+    /// data directory: rewound when it diverged, then started as a standby of `primary`.
+    /// A standby on the primary's history is only repointed. When it does not stream after
+    /// that, check again.
     async fn follow_locked(&self, primary: &Peer) -> Result<Position, EngineError> {
         let op = "follow the primary";
-        let s = &self.settings;
         for _ in 0..FOLLOW_ROUNDS {
             let local = self.local_status(op).await?;
             let (pst, history) = self.primary_view(primary).await?;
@@ -571,33 +579,18 @@ impl PostgresEngine {
                 &history,
             );
             self.ensure_own_slot(primary).await;
-            if diverged {
-                info!(%primary, local = %local.position(), primary_timeline = pst.timeline, "local history diverged; rewinding");
+            if diverged || !local.in_recovery {
                 if !local.in_recovery {
+                    // A former primary: no write may land between here and the stop.
                     let client = self.connect_local(op).await?;
                     fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
                 }
-                return match self
-                    .offline(op, || async { datadir::rewind(s, primary).await })
-                    .await
-                {
-                    Ok(_) => self.streaming_position(primary, pst.timeline).await,
-                    Err(e) => Err(EngineError::NeedsRebuild {
-                        reason: format!("pg_rewind against {primary} failed: {e}"),
-                    }),
-                };
-            }
-            if !local.in_recovery {
-                // A fenced former primary: restart as a standby of `primary`, then check again.
-                let client = self.connect_local(op).await?;
-                fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
-                drop(client);
                 self.forget_reader().await;
-                self.offline(op, || async {
-                    datadir::standby_files(s, primary).map_err(|reason| EngineError::Failed {
-                        operation: op,
-                        reason,
-                    })
+                if diverged {
+                    info!(%primary, local = %local.position(), primary_timeline = pst.timeline, "local history diverged; rewinding");
+                }
+                self.offline(op, || {
+                    self.demote_offline(primary, &pst, &history, diverged)
                 })
                 .await?;
             } else {
@@ -612,6 +605,79 @@ impl PostgresEngine {
             operation: op,
             reason: format!("does not stream from {primary} after {FOLLOW_ROUNDS} attempts"),
         })
+    }
+
+    /// With the server stopped: rewind the data directory when it left `primary`'s history
+    /// (`diverged` already known, or seen now in the control file), then make it a standby
+    /// of `primary`. A failed rewind means the node needs a rebuild.
+    async fn demote_offline(
+        &self,
+        primary: &Peer,
+        pst: &Status,
+        history: &[(u64, u64)],
+        diverged: bool,
+    ) -> Result<(), EngineError> {
+        let s = &self.settings;
+        let op = "make the server a standby of the primary";
+        let rewind = diverged
+            || {
+                let cd = datadir::control_data(s).await?;
+                let needed = cd.needs_rewind(pst.timeline, history);
+                if needed {
+                    info!(%primary, checkpoint = %sql::format_lsn(cd.checkpoint), timeline = cd.timeline(), clean = cd.clean, primary_timeline = pst.timeline, "the stopped data directory left the primary's history; rewinding");
+                }
+                needed
+            };
+        if !rewind {
+            return datadir::standby_files(s, primary).map_err(|reason| EngineError::Failed {
+                operation: op,
+                reason,
+            });
+        }
+        self.checkpoint_source(primary, pst.timeline).await?;
+        datadir::rewind(s, primary)
+            .await
+            .map_err(|e| EngineError::NeedsRebuild {
+                reason: format!("pg_rewind against {primary} failed: {e}"),
+            })
+    }
+
+    /// Make sure `primary`'s control file records a checkpoint on its current `timeline`.
+    /// A promotion only *requests* its first checkpoint, spread over minutes; until it is
+    /// done pg_rewind reads the old timeline from the source's control file, answers
+    /// "source and target cluster are on the same timeline … no rewind required", and
+    /// leaves a target that cannot start. (Patroni issues the same CHECKPOINT.)
+    async fn checkpoint_source(&self, primary: &Peer, timeline: u64) -> Result<(), EngineError> {
+        let op = "checkpoint the primary before pg_rewind";
+        let client = self.connect_peer(primary, op).await?;
+        let r = sql::row(
+            &client,
+            "SELECT timeline_id::text FROM pg_control_checkpoint()",
+        )
+        .await
+        .map_err(|e| e.into_engine(op))?;
+        let recorded = r
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        if recorded >= timeline {
+            return Ok(());
+        }
+        info!(%primary, recorded, timeline, "the primary's last checkpoint predates its promotion; asking it for one");
+        // An immediate checkpoint writes every dirty buffer: more than a statement's time.
+        match tokio::time::timeout(CHECKPOINT_LIMIT, client.batch_execute("CHECKPOINT")).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(EngineError::Failed {
+                operation: op,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(EngineError::Failed {
+                operation: op,
+                reason: format!("CHECKPOINT did not finish within {CHECKPOINT_LIMIT:?}"),
+            }),
+        }
     }
 
     /// Wait until the walreceiver streams on `timeline` (or later); the local position.
