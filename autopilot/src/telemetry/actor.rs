@@ -30,7 +30,7 @@ pub struct TelemetryArgs {
     /// The node status to serve on `/health`.
     pub status: watch::Receiver<NodeStatus>,
     /// The node's role for `/primary` and `/replica`; `None` for a standalone agent.
-    pub role: Option<watch::Receiver<crate::role::Role>>,
+    pub role: Option<watch::Receiver<super::PublishedRole>>,
     /// Directory whose filesystem is reported in the disk gauges.
     pub dir: PathBuf,
     /// Serves `/v1/clone/stream` (MariaDB engine); `None` otherwise.

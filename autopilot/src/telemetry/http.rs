@@ -29,7 +29,7 @@ pub struct HttpState {
     /// The latest status published by the health actor.
     pub status: watch::Receiver<NodeStatus>,
     /// The node's role, published by the role actor; `None` for a standalone agent.
-    pub role: Option<watch::Receiver<Role>>,
+    pub role: Option<watch::Receiver<super::PublishedRole>>,
     /// Serves clones of the local database; `None` when the engine cannot.
     pub clone: Option<CloneSource>,
 }
@@ -59,7 +59,8 @@ impl CloneSource {
 
 impl HttpState {
     fn role(&self) -> Option<Role> {
-        self.role.as_ref().map(|r| *r.borrow())
+        let now = std::time::Instant::now();
+        self.role.as_ref().map(|r| r.borrow().at(now))
     }
 
     /// The status with the role, as `/health`, `/primary` and `/replica` report it.

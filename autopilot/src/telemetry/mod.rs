@@ -13,4 +13,4 @@ mod status;
 pub use actor::{TelemetryActor, TelemetryArgs, TelemetryMsg};
 pub use http::CloneSource;
 pub use recorder::install_recorder;
-pub use status::{Lifecycle, NodeStatus};
+pub use status::{Lifecycle, NodeStatus, PublishedRole};

@@ -1,6 +1,43 @@
-//! The node status the health actor publishes and `/health` serves.
+//! The node status the health actor publishes and `/health` serves, and the role the role
+//! actor publishes for `/primary` and `/replica`.
+
+use std::time::Instant;
 
 use serde::Serialize;
+
+use crate::role::Role;
+
+/// The role as the role actor publishes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishedRole {
+    /// What the role logic last announced.
+    pub role: Role,
+    /// Until when the node's lease is provably alive: the send time of the last
+    /// acknowledged keep-alive plus the fencing margin (the moment the role logic fences a
+    /// primary that heard nothing since). Past it a primary answers as fenced, before the
+    /// role logic has run at all: an agent woken from SIGSTOP serves its first requests
+    /// before it processed the lease it lost meanwhile.
+    pub lease_until: Option<Instant>,
+}
+
+impl PublishedRole {
+    /// Nothing known yet.
+    pub fn unknown() -> Self {
+        Self {
+            role: Role::Unknown,
+            lease_until: None,
+        }
+    }
+
+    /// The role to answer with at `now`: a primary whose lease is not provably alive is
+    /// fenced as far as anyone routing writes is concerned.
+    pub fn at(&self, now: Instant) -> Role {
+        match self.role {
+            Role::Primary if self.lease_until.is_none_or(|until| now >= until) => Role::Fenced,
+            role => role,
+        }
+    }
+}
 
 /// Where the agent is in its life; published on `/health` and as `autopilot_lifecycle`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -47,5 +84,27 @@ impl NodeStatus {
             main_pid: None,
             reason: Some("starting".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_primary_without_a_live_lease_answers_as_fenced() {
+        let t0 = Instant::now();
+        let mut p = PublishedRole {
+            role: Role::Primary,
+            lease_until: Some(t0 + Duration::from_secs(1)),
+        };
+        assert_eq!(p.at(t0), Role::Primary);
+        assert_eq!(p.at(t0 + Duration::from_secs(1)), Role::Fenced);
+        p.lease_until = None;
+        assert_eq!(p.at(t0), Role::Fenced);
+        p.role = Role::Replica;
+        assert_eq!(p.at(t0 + Duration::from_secs(9)), Role::Replica);
     }
 }

@@ -32,7 +32,7 @@ pub use spawn::{RoleHandlers, role_args};
 use crate::role::{self, Event, Millis, Role, RoleParams, RoleState};
 use crate::store::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
 use crate::store::{EtcdStore, LeaseId};
-use crate::telemetry::NodeStatus;
+use crate::telemetry::{NodeStatus, PublishedRole};
 use crate::wire::{ClusterKeys, HistoryDoc};
 
 use super::env::EventEnv;
@@ -86,6 +86,8 @@ pub enum RoleMsg {
     Probed(Option<role::Position>),
     /// The database process was restarted by the restart policy.
     DatabaseRestarted,
+    /// The database process exited on its own; the restart policy starts it again.
+    DatabaseExited,
     /// Hand over leadership (fence, revoke the lease) and reply once done.
     Stop(RpcReplyPort<()>),
     /// The lease revocation finished (or failed).
@@ -372,13 +374,26 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
 
 /// Keep track of the session's lease: whether the node key is written under a live lease.
 fn note_lease(st: &mut RoleActorState, event: &ClusterEvent) {
+    let margin = Duration::from_millis(st.args.params.fence_after());
     match event {
-        ClusterEvent::Leased { lease } => st.lease = Some(*lease),
+        ClusterEvent::Leased { lease } => {
+            st.lease = Some(*lease);
+            // Just granted: alive for the margin from about now.
+            let until = Instant::now() + margin;
+            st.args.publish.send_modify(|p| p.lease_until = Some(until));
+        }
+        ClusterEvent::KeepAlive { ok: true, at, .. } => {
+            let until = *at + margin;
+            st.args
+                .publish
+                .send_modify(|p| p.lease_until = p.lease_until.max(Some(until)));
+        }
         ClusterEvent::Resynced(_) => st.synced = st.lease.is_some(),
         ClusterEvent::LeaseLost { lease } => {
             st.synced = false;
             if st.lease == Some(*lease) {
                 st.lease = None;
+                st.args.publish.send_modify(|p| p.lease_until = None);
             }
         }
         _ => {}
@@ -438,7 +453,7 @@ fn feed(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Event) {
 }
 
 fn publish_role(st: &RoleActorState, role: Role) {
-    st.args.publish.send_replace(role);
+    st.args.publish.send_modify(|p| p.role = role);
     for (label, r) in [
         ("primary", Role::Primary),
         ("replica", Role::Replica),

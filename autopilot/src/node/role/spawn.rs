@@ -11,9 +11,10 @@ use tokio::sync::watch;
 use super::{Identity, RoleArgs};
 use crate::config::Config;
 use crate::node::env::EventEnv;
-use crate::role::{Role, RoleParams};
+use crate::role::RoleParams;
 use crate::store::{EtcdOptions, EtcdStore};
 use crate::telemetry::NodeStatus;
+use crate::telemetry::PublishedRole;
 use crate::wire::ClusterKeys;
 
 /// Fence a primary after half the TTL without a successful keep-alive (see `RoleParams`).
@@ -32,7 +33,7 @@ pub async fn role_args(
     config: &Config,
     engine: Arc<AnyEngine>,
     health: watch::Receiver<NodeStatus>,
-    publish: watch::Sender<Role>,
+    publish: watch::Sender<PublishedRole>,
     handlers: RoleHandlers,
 ) -> Result<Option<RoleArgs>, String> {
     let (Some(store), Some(cluster), Some(local)) = (

@@ -34,8 +34,9 @@ use super::process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
 use super::role::{RoleActor, RoleHandlers, RoleMsg, role_args};
 use super::specs::{HANDLER_KILL_GRACE, handler_spec};
 use crate::config::{Config, HandlerConfig};
-use crate::role::Role;
-use crate::telemetry::{CloneSource, Lifecycle, NodeStatus, TelemetryActor, TelemetryArgs};
+use crate::telemetry::{
+    CloneSource, Lifecycle, NodeStatus, PublishedRole, TelemetryActor, TelemetryArgs,
+};
 
 mod stop;
 
@@ -124,7 +125,7 @@ pub struct SupervisorState {
     /// The role actor, once the main process runs (clustered agents only).
     role: Option<ActorRef<RoleMsg>>,
     /// Taken when the role actor starts; `None` for a standalone agent.
-    role_publish: Option<watch::Sender<Role>>,
+    role_publish: Option<watch::Sender<PublishedRole>>,
     /// The node's health, for the role actor.
     status: watch::Receiver<NodeStatus>,
     health: ActorRef<HealthMsg>,
