@@ -181,7 +181,7 @@ pub(crate) struct RawProcess {
     pub env: RawEnv,
     /// Grace period after the stop signal; default 30s.
     pub stop_timeout: Option<RawDuration>,
-    /// Restart policy; default never.
+    /// Restart policy; default on-failure with a store, never without.
     pub restart: Option<RawRestart>,
     /// Run the main process as this OS user; default: the agent's user.
     pub user: Option<String>,
@@ -191,7 +191,7 @@ pub(crate) struct RawProcess {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawRestart {
-    /// never | on-failure | always; default never.
+    /// never | on-failure | always; default on-failure with a store, never without.
     pub policy: Option<RawPolicy>,
     /// First delay; default 1s.
     pub initial_backoff: Option<RawDuration>,

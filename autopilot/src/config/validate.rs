@@ -137,9 +137,9 @@ impl<'a> Validator<'a> {
         let failover = self.failover(failover, store.as_ref().map(|s| s.ttl));
         let engine = self.engine(engine, has_store);
         let process = match process {
-            Some(p) => self.process(p, engine.kind),
+            Some(p) => self.process(p, engine.kind, has_store),
             None if engine.kind != EngineKind::Process => {
-                self.process(RawProcess::default(), engine.kind)
+                self.process(RawProcess::default(), engine.kind, has_store)
             }
             None => {
                 self.problem(
@@ -397,7 +397,8 @@ impl<'a> Validator<'a> {
     /// settings itself, and an optional `exec` names the server program and operator
     /// arguments the engine appends its settings to. Kind postgres builds the whole command
     /// line, so `exec` must be absent (`engine.postgres.parameters` adds settings).
-    fn process(&mut self, raw: RawProcess, kind: EngineKind) -> ProcessConfig {
+    /// `clustered` (a store is configured) changes the default restart policy.
+    fn process(&mut self, raw: RawProcess, kind: EngineKind, clustered: bool) -> ProcessConfig {
         let RawProcess {
             exec,
             cwd,
@@ -431,15 +432,31 @@ impl<'a> Validator<'a> {
                 stop_timeout,
                 Duration::from_secs(30),
             ),
-            restart: self.restart(&at.key("restart"), restart),
+            restart: self.restart(&at.key("restart"), restart, clustered),
             user: user.and_then(|name| self.os_user(&at.key("user"), name)),
         }
     }
 
-    fn restart(&mut self, at: &FieldPath, raw: Option<RawRestart>) -> RestartPolicy {
-        let Some(raw) = raw else {
-            return RestartPolicy::Never;
+    /// `process.restart`. The default policy is `on-failure` for a clustered node: its
+    /// database is replaced by a failover at once, and restarting it in place (fenced, as a
+    /// replica) is how the cluster gets its redundancy back without a service manager (as
+    /// PID 1 there is none: the agent exiting would end the machine). A standalone agent
+    /// keeps `never`: its exit status is its only report.
+    fn restart(
+        &mut self,
+        at: &FieldPath,
+        raw: Option<RawRestart>,
+        clustered: bool,
+    ) -> RestartPolicy {
+        let default_policy = if clustered {
+            RawPolicy::OnFailure
+        } else {
+            RawPolicy::Never
         };
+        let raw = raw.unwrap_or(RawRestart {
+            policy: Some(default_policy),
+            ..RawRestart::default()
+        });
         let RawRestart {
             policy,
             initial_backoff,
@@ -447,7 +464,7 @@ impl<'a> Validator<'a> {
             max_restarts,
             reset_after,
         } = raw;
-        let policy = policy.unwrap_or(RawPolicy::Never);
+        let policy = policy.unwrap_or(default_policy);
         if policy == RawPolicy::Never {
             let set = [
                 ("initial_backoff", initial_backoff.is_some()),

@@ -75,6 +75,7 @@ impl Cx<'_> {
             } => self.health(healthy, position),
             Event::StopRequested { .. } => self.stop(),
             Event::DatabaseRestarted { .. } => self.database_restarted(),
+            Event::DatabaseExited { .. } => self.database_exited(),
             Event::Cluster { view, .. } => {
                 if self
                     .s
@@ -196,6 +197,19 @@ impl Cx<'_> {
             primary::hand_over(self, "database unhealthy");
         } else if changed {
             self.publish();
+        }
+    }
+
+    fn database_exited(&mut self) {
+        self.s.healthy = false;
+        match self.s.phase {
+            // I4: in maintenance the key stays; the restart restores writes in place.
+            Phase::Primary if self.s.maintenance() => {}
+            // Nothing accepts writes now: release the key at once so a replica takes over
+            // (the fence fails against a stopped server, which is what releases the key);
+            // the database comes back read-only and follows the new primary.
+            Phase::Primary => primary::hand_over(self, "database exited"),
+            _ => self.publish(),
         }
     }
 

@@ -246,6 +246,9 @@ pub enum Event {
     /// The database process came back after a crash; engines always start it read-only and
     /// not replicating, so the machine must decide again what it should be.
     DatabaseRestarted { now: Millis },
+    /// The database process exited on its own and the restart policy starts it again: a
+    /// primary hands over at once instead of waiting for a failed health check.
+    DatabaseExited { now: Millis },
 }
 
 impl Event {
@@ -265,7 +268,8 @@ impl Event {
             | Event::Engine { now, .. }
             | Event::PrePromoteDone { now, .. }
             | Event::StopRequested { now }
-            | Event::DatabaseRestarted { now } => *now,
+            | Event::DatabaseRestarted { now }
+            | Event::DatabaseExited { now } => *now,
         }
     }
 }

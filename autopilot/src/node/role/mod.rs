@@ -55,7 +55,7 @@ pub struct RoleArgs {
     /// The node's health, published by the health actor.
     pub health: watch::Receiver<NodeStatus>,
     /// Where the current role is published (for `/primary`, `/replica`).
-    pub publish: watch::Sender<Role>,
+    pub publish: watch::Sender<PublishedRole>,
     /// The onChange handler, if configured.
     pub on_change: Option<ActorRef<HandlerMsg>>,
     /// The prePromote handler, if configured.
@@ -320,6 +320,9 @@ impl Actor for RoleActor {
             }
             RoleMsg::DatabaseRestarted => {
                 feed(&myself, st, Event::DatabaseRestarted { now: now_millis() })
+            }
+            RoleMsg::DatabaseExited => {
+                feed(&myself, st, Event::DatabaseExited { now: now_millis() })
             }
             RoleMsg::Stop(reply) => {
                 st.stop_reply = Some(reply);

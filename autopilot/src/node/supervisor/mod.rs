@@ -163,7 +163,7 @@ impl Actor for Supervisor {
         let cell = myself.get_cell();
         let (status_tx, status_rx) = watch::channel(NodeStatus::starting());
         let clustered = config.store.is_some();
-        let (role_tx, role_rx) = watch::channel(Role::Unknown);
+        let (role_tx, role_rx) = watch::channel(PublishedRole::unknown());
 
         let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
         Actor::spawn_linked(
@@ -439,7 +439,12 @@ async fn on_process_event(
                 begin_stop_after_exit(myself, state);
             }
         }
-        ProcessEvent::Exited { .. } => state.env.main_pid = None,
+        ProcessEvent::Exited { .. } => {
+            state.env.main_pid = None;
+            if let Some(role) = &state.role {
+                let _ = role.cast(RoleMsg::DatabaseExited);
+            }
+        }
         ProcessEvent::SpawnFailed { message } => {
             error!(%message, "the main process could not be started");
             state.exit_code.get_or_insert(super::exit_code::UNAVAILABLE);

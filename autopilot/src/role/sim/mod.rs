@@ -182,6 +182,13 @@ impl World {
                 let d = &mut self.dbs[i % n];
                 d.running = false;
                 d.writable = false;
+                // The process actor reports the exit (the restart policy starts it again).
+                let now = self.now;
+                if self.nodes[i % n].agent_up {
+                    self.nodes[i % n]
+                        .inbox
+                        .push_back((now, Event::DatabaseExited { now }));
+                }
             }
             Fault::RestartDb(i) if self.nodes[i % n].agent_up && !self.dbs[i % n].running => {
                 self.restart_db(i % n)
