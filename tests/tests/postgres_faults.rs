@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use e2e::postgres_cluster::{PgCluster, PgOpts, TABLE};
 use e2e::postgres_scenario::{
-    MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, settled, start, wait_writable,
+    MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere, settled, start,
+    wait_writable,
 };
 use e2e::util::eventually;
 use e2e::workload::{Checker, Writer};
@@ -55,12 +56,25 @@ fn frozen_primary_agent_sync_loses_nothing() {
     around(&mut c, |c, p| c.stop_agent(p));
 }
 
+/// No service manager restarts anything: the agent restarts its own server (the default
+/// restart policy of a cluster node), which comes back as a standby, rewinds if it must,
+/// and streams from the new primary with every row.
 #[test]
-fn killed_postmaster_fails_over() {
+fn killed_postmaster_fails_over_and_the_node_heals_itself() {
     let mut c = start(3, opts("sync"));
-    around(&mut c, |c, p| {
+    let mut old = 0;
+    let np = around(&mut c, |c, p| {
+        old = p;
         c.kill_postgres(p);
     });
+    assert!(
+        c.agent_alive(old),
+        "{}'s agent exited\n{}",
+        c.name(old),
+        c.logs()
+    );
+    c.wait_streaming(old, np, Duration::from_secs(30));
+    same_rows_everywhere(&c, np);
 }
 
 #[test]

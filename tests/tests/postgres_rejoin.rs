@@ -12,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use e2e::postgres_cluster::{PgCluster, PgOpts};
-use e2e::postgres_scenario::{ATTACH, let_writer_run, settled, start, wait_writable};
+use e2e::postgres_scenario::{
+    ATTACH, let_writer_run, same_rows_everywhere, settled, start, wait_writable,
+};
 use e2e::util::eventually;
 use e2e::workload::{Checker, Writer};
 
@@ -36,27 +38,7 @@ fn full_redundancy(c: &PgCluster, primary: usize) {
     for i in (0..c.len()).filter(|&i| i != primary) {
         c.wait_streaming(i, primary, ATTACH);
     }
-    let sorted = |i: usize| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut rows = c.workload().written(i);
-            rows.sort_unstable();
-            rows
-        }))
-        .ok()
-    };
-    let want = sorted(primary).expect("the primary answers");
-    for i in (0..c.len()).filter(|&i| i != primary) {
-        let same = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
-            (sorted(i).as_ref() == Some(&want)).then_some(())
-        });
-        assert!(
-            same.is_some(),
-            "{} does not hold the primary's {} rows\n{}",
-            c.name(i),
-            want.len(),
-            c.logs()
-        );
-    }
+    same_rows_everywhere(c, primary);
 }
 
 /// `rounds()` times: writer and checker around `fault` on the primary (which must make
