@@ -218,6 +218,20 @@ impl GroupHandle {
         }
     }
 
+    /// SIGKILL the group and every descendant of its leader, wherever they moved: servers
+    /// such as PostgreSQL put each child in a session of its own (`setsid`), out of reach
+    /// of the group signal, and a child stopped in the middle of a commit would otherwise
+    /// finish it once it runs again. The group is stopped first, so nobody forks while the
+    /// descendants are listed. Ok if everything is already gone.
+    pub fn kill_tree(&self) -> Result<(), ExecError> {
+        self.signal_group(Signal::SIGSTOP)?;
+        for pid in descendants(self.pid) {
+            // Gone meanwhile (ESRCH) is fine; anything else is not ours to fix here.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        self.signal_group(Signal::SIGKILL)
+    }
+
     fn signal_group_logged(&self, sig: Signal) {
         if let Err(e) = self.signal_group(sig) {
             warn!(process = %self.name, cause = %error_chain(&e), "failed to signal the process group");
@@ -644,4 +658,39 @@ fn forward_output(
         }
         failure
     }))
+}
+
+/// Every descendant of `root` (children, their children, ...), from `/proc`; empty where
+/// `/proc` cannot be read.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|pid| Some((pid, parent_of(pid)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(pid, _) in parents
+            .iter()
+            .filter(|(pid, ppid)| *ppid == p && *pid != root)
+        {
+            if !found.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// The parent pid of `pid` from `/proc/<pid>/stat` (the field after the state, which
+/// follows the command name's closing parenthesis: the name itself may hold any byte).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }

@@ -409,3 +409,32 @@ async fn a_piped_child_streams_through_the_callers_end() {
     assert!(child.wait().await.success());
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "hello\n");
 }
+
+/// A child that left the group (`setsid`, as every PostgreSQL backend does) and is stopped
+/// is still killed by `kill_tree`; a plain group signal would miss it.
+#[tokio::test]
+async fn kill_tree_reaches_children_in_their_own_session() {
+    handlers::set_child_subreaper().expect("become a child subreaper");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = sh("setsid sleep 60 & echo $! > child.pid; echo $$ > leader.pid; wait");
+    spec.cwd = Some(dir.path().to_path_buf());
+    let mut child = ManagedChild::spawn("server", &spec, &[]).expect("spawn sh");
+    let leader = read_pid(&dir.path().join("leader.pid")).await;
+    let escaped = read_pid(&dir.path().join("child.pid")).await;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            handlers::exec::descendants(leader as u32).contains(&(escaped as u32))
+        })
+        .await,
+        "the setsid child {escaped} is not listed as a descendant of {leader}"
+    );
+    // A hung server: stopped, group and escaped child alike.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(escaped), Signal::SIGSTOP);
+    child.group().kill_tree().expect("kill the tree");
+    let status = child.wait().await;
+    assert_eq!(status, ExitStatus::Signaled(Signal::SIGKILL as i32));
+    assert!(
+        eventually(Duration::from_secs(5), || is_gone(escaped)).await,
+        "the child in its own session {escaped} survived"
+    );
+}

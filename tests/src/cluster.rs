@@ -159,6 +159,17 @@ impl Agents {
         (!out.is_empty()).then(|| out.to_owned())
     }
 
+    /// The values of every key under `<prefix><key_prefix>`, in key order.
+    pub fn values_under(&self, key_prefix: &str) -> Vec<String> {
+        let full = format!("{}{key_prefix}", self.prefix);
+        self.etcdctl(&["get", "--prefix", &full, "--print-value-only"])
+            .unwrap_or_else(|e| panic!("etcdctl get --prefix {full}: {e:#}"))
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// `etcdctl put <prefix><key> <value>`.
     pub fn put_key(&self, key: &str, value: &str) {
         let full = format!("{}{key}", self.prefix);
@@ -277,6 +288,37 @@ impl Agents {
     pub fn cont_agent(&mut self, i: usize) {
         self.signal_agent(i, Signal::SIGCONT);
         self.nodes[i].stopped = false;
+    }
+
+    /// A hung database: SIGSTOP node `i`'s database process group (the main process leads
+    /// its own) and every descendant (PostgreSQL's backends each run in a session of their
+    /// own), its agent alive. Returns the stopped pids for [`Agents::thaw_database`]; the
+    /// main process first.
+    pub fn freeze_database(&self, i: usize) -> Vec<i32> {
+        let pid = self
+            .main_pid(i)
+            .unwrap_or_else(|| panic!("no database pid for {}\n{}", self.name(i), self.logs()));
+        kill(Pid::from_raw(-pid), Signal::SIGSTOP)
+            .unwrap_or_else(|e| panic!("SIGSTOP the process group {pid}: {e}"));
+        let mut stopped = vec![pid];
+        for child in handlers::exec::descendants(pid as u32) {
+            let child = child as i32;
+            if kill(Pid::from_raw(child), Signal::SIGSTOP).is_ok() {
+                stopped.push(child);
+            }
+        }
+        stopped
+    }
+
+    /// SIGCONT what [`Agents::freeze_database`] stopped (gone already when its agent
+    /// killed it).
+    pub fn thaw_database(&self, stopped: &[i32]) {
+        if let Some(&group) = stopped.first() {
+            let _ = kill(Pid::from_raw(-group), Signal::SIGCONT);
+        }
+        for &pid in stopped {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+        }
     }
 
     /// SIGTERM node `i`'s agent (a graceful stop); does not wait.

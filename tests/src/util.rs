@@ -154,3 +154,12 @@ pub fn wait_node_eligible(
     })
     .is_some()
 }
+
+/// The state letter of `pid` from `/proc/<pid>/stat` (`Z` for a zombie, `T` stopped), or
+/// `None` when it is gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": comm may contain anything, so split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}

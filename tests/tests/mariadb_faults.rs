@@ -37,6 +37,26 @@ fn kill_9_of_the_primary_mariadbd_fails_over_without_loss_and_the_node_heals_its
     same_rows_everywhere(&c, run.new);
 }
 
+/// A hung primary mariadbd (SIGSTOPped, the agent alive): its agent sees no answer within
+/// the health budget, kills it (a fence that holds however hung it is) and hands over; the
+/// successor needs no connection to it. The node then heals itself and replicates again.
+#[test]
+fn a_hung_primary_mariadbd_is_killed_and_fails_over_then_the_node_heals_itself() {
+    let (mut c, p) = settled(opts("sync"));
+    let mut stopped = Vec::new();
+    let run = failover(&mut c, p, |c, p| stopped = c.freeze_database(p));
+    assert_safe(&c, &run);
+    c.thaw_database(&stopped);
+    assert!(
+        c.agent_alive(p),
+        "{}'s agent exited\n{}",
+        c.name(p),
+        c.logs()
+    );
+    c.wait_replicating(p, run.new, ATTACH);
+    same_rows_everywhere(&c, run.new);
+}
+
 #[test]
 fn node_loss_fails_over_without_loss() {
     let (mut c, p) = settled(opts("sync"));

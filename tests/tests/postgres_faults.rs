@@ -96,6 +96,43 @@ fn node_loss_fails_over_then_the_node_rewinds_and_rejoins() {
     );
 }
 
+/// A hung primary server (the postmaster and every backend SIGSTOPped for 15 s, the agent
+/// alive): its agent sees no answer within the health budget, kills the server's process
+/// group (a fence that holds however hung it is) and hands over; the successor needs no
+/// connection to it. The woken group is gone: it never takes a write again. The node then
+/// heals itself: its server restarts as a standby, rewinds if it must, and streams.
+#[test]
+fn a_hung_primary_server_is_killed_and_fails_over_then_the_node_heals_itself() {
+    let mut c = start(3, opts("sync"));
+    let mut old = 0;
+    let mut stopped = Vec::new();
+    let np = around(&mut c, |c, p| {
+        old = p;
+        stopped = c.freeze_database(p);
+    });
+    let events = c.values_under("events/");
+    assert!(
+        events.iter().any(|e| e.contains("database_killed")),
+        "no database_killed event: {events:?}"
+    );
+    c.thaw_database(&stopped);
+    // Killed while stopped: nothing of the old server runs again (its pids may be reused
+    // by the restarted server only after they are gone).
+    let survivors: Vec<i32> = stopped
+        .iter()
+        .copied()
+        .filter(|&p| {
+            e2e::util::proc_state(p).is_some_and(|s| s != 'Z') && c.main_pid(old) != Some(p)
+        })
+        .collect();
+    assert!(
+        survivors.is_empty(),
+        "processes of the hung server survived: {survivors:?}"
+    );
+    c.wait_streaming(old, np, Duration::from_secs(30));
+    same_rows_everywhere(&c, np);
+}
+
 /// Rows in the writer's table on node `i` with `seq >= from`, or `None` when it does not
 /// answer.
 fn rows_from(c: &PgCluster, i: usize, from: u64) -> Option<u64> {

@@ -15,6 +15,11 @@ use tracing::{info, warn};
 use super::process::ProcessEvent;
 use crate::telemetry::{Lifecycle, NodeStatus};
 
+/// How long one engine probe may take. A database that does not answer within it is
+/// unhealthy: with a probe every second (the default) a hung server is reported within 3 s,
+/// and the role logic gives a primary no grace for it (see `node::role`).
+pub const PROBE_LIMIT: Duration = Duration::from_secs(2);
+
 /// Computes and publishes the node's health; holds no state itself.
 pub struct HealthActor;
 
@@ -106,10 +111,16 @@ impl Actor for HealthActor {
                     let engine = state.args.engine.clone();
                     let me = myself.clone();
                     tokio::spawn(async move {
-                        let verdict = match engine.probe().await {
-                            Ok(p) if p.healthy => Ok(()),
-                            Ok(p) => Err(p.reason.unwrap_or_else(|| "engine probe failed".into())),
-                            Err(e) => Err(format!("engine probe: {e}")),
+                        let verdict = match tokio::time::timeout(PROBE_LIMIT, engine.probe()).await
+                        {
+                            Ok(Ok(p)) if p.healthy => Ok(()),
+                            Ok(Ok(p)) => {
+                                Err(p.reason.unwrap_or_else(|| "engine probe failed".into()))
+                            }
+                            Ok(Err(e)) => Err(format!("engine probe: {e}")),
+                            Err(_) => Err(format!(
+                                "engine probe: the database did not answer within {PROBE_LIMIT:?} (hung?)"
+                            )),
                         };
                         let _ = me.cast(HealthMsg::Probed(verdict));
                     });

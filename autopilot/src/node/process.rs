@@ -67,6 +67,10 @@ pub enum ProcessMsg {
     Stop(RpcReplyPort<Option<ExitStatus>>),
     /// SIGKILL the whole group now (a second stop request).
     Escalate,
+    /// SIGKILL the whole group now because the database does not answer and must be fenced
+    /// (the role logic's `KillDatabase`); it then exits like a crash and the restart policy
+    /// applies. Replies once the signal was sent: whether something was running.
+    Kill(RpcReplyPort<bool>),
     /// Stop it for an engine operation (signal for `mode`, `stop_timeout`, SIGKILL) and keep
     /// it down until `Release`. Replies once it is down.
     Hold {
@@ -204,6 +208,22 @@ impl Actor for ProcessActor {
                     warn!(pid = r.group.pid(), "killing the main process group now");
                     let _ = r.group.signal_group(Signal::SIGKILL);
                 }
+            }
+            ProcessMsg::Kill(reply) => {
+                let running = match &state.running {
+                    Some(r) => {
+                        warn!(
+                            pid = r.group.pid(),
+                            "killing the main process and all its descendants: the database does not answer and must take no more writes"
+                        );
+                        if let Err(e) = r.group.kill_tree() {
+                            warn!(cause = %e, "failed to kill the main process group");
+                        }
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(running);
             }
             ProcessMsg::Exited { generation, status } => {
                 exited(&myself, state, generation, status);

@@ -172,6 +172,7 @@ pub(super) fn best_candidate(cx: &Cx<'_>, view: &ClusterView) -> Option<String> 
         priority: cx.p.priority,
         eligible: true,
         caught_up_term: cx.s.caught_up_term,
+        database_killed: cx.s.database_killed,
     };
     let peers = view
         .nodes
@@ -203,7 +204,17 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
         cx.emit(Action::ReadCluster);
         return;
     }
+    let killed = |old: &super::types::PrimaryKey| {
+        cx.s.view.as_ref().is_some_and(|v| {
+            v.nodes
+                .iter()
+                .any(|n| n.id == old.node && n.database_killed)
+        })
+    };
     match old {
+        // Its agent killed its database (it did not answer): nothing to fence or catch up
+        // to, and a connection attempt could hang as long as the server does.
+        Some(old) if old.node != cx.p.node_id && killed(&old) => after_catch_up(cx, reason),
         Some(old) if old.node != cx.p.node_id => {
             // Its agent may be frozen or cut off while its database still runs: fence it over
             // its own connection before we accept writes (I1), and learn its final position.
@@ -296,6 +307,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             EngineResult::Promoted { position },
         ) => {
             cx.s.position = position;
+            cx.s.database_killed = false;
             cx.s.phase = Phase::Primary;
             let me = cx.me();
             cx.announce(Role::Primary, Some(&me));

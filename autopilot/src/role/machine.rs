@@ -71,8 +71,11 @@ impl Cx<'_> {
                 self.tick();
             }
             Event::Health {
-                healthy, position, ..
-            } => self.health(healthy, position),
+                healthy,
+                answering,
+                position,
+                ..
+            } => self.health(healthy, answering, position),
             Event::StopRequested { .. } => self.stop(),
             Event::DatabaseRestarted { .. } => self.database_restarted(),
             Event::DatabaseExited { .. } => self.database_exited(),
@@ -188,13 +191,18 @@ impl Cx<'_> {
         (self.p.ttl / 4).max(1)
     }
 
-    fn health(&mut self, healthy: bool, position: super::types::Position) {
+    fn health(&mut self, healthy: bool, answering: bool, position: super::types::Position) {
         let changed = self.s.healthy != healthy || self.s.position != position;
         self.s.healthy = healthy;
         self.s.position = self.s.position.max(position);
         if self.s.phase == Phase::Primary && !healthy && !self.s.maintenance() {
-            // The database broke under a live agent: hand over at once (design §4).
-            primary::hand_over(self, "database unhealthy");
+            // The database broke under a live agent: hand over at once (design §4). One that
+            // does not answer would not take a fence either: kill it, then release the key.
+            if answering {
+                primary::hand_over(self, "database unhealthy");
+            } else {
+                primary::hand_over_killing(self);
+            }
         } else if changed {
             self.publish();
         }
@@ -265,6 +273,7 @@ impl Cx<'_> {
                 eligible,
                 needs_rebuild: self.s.phase == Phase::NeedsRebuild,
                 caught_up_term: self.s.caught_up_term,
+                database_killed: self.s.database_killed,
             });
         }
     }

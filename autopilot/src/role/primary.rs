@@ -100,12 +100,40 @@ pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
     cx.s.phase = Phase::HandingOver;
 }
 
+/// The database did not take the fence: kill it (its answer moves the hand-over, stop or
+/// self-fence on like a fence would) and say so in the node key, so a candidate need not
+/// reach it to fence it.
+fn kill_database(cx: &mut Cx<'_>) {
+    cx.emit(Action::KillDatabase);
+    cx.emit(Action::PublishEvent {
+        kind: "database_killed",
+        detail: "the database did not take the fence; its process group was killed".to_owned(),
+    });
+    cx.s.database_killed = true;
+}
+
+/// Step down from a database that does not answer at all: kill it, then release the key.
+pub(super) fn hand_over_killing(cx: &mut Cx<'_>) {
+    cx.emit(Action::PublishEvent {
+        kind: "handover",
+        detail: "database does not answer".to_owned(),
+    });
+    kill_database(cx);
+    cx.s.phase = Phase::HandingOver;
+}
+
 /// Engine answers while primary, handing over, stopping or self-fenced.
 pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
     match (cx.s.phase.clone(), result) {
         // Only the fence's own answer moves the hand-over on (a late answer to something else
         // must not release the key while the database may still take writes).
-        (Phase::HandingOver, r @ (EngineResult::Fenced { .. } | EngineResult::Failed)) => {
+        // The fence failed: the database may still take writes once it answers again (hung,
+        // stopped). Kill it before the key goes; releasing first could let a successor
+        // promote while the old server wakes up writable.
+        (Phase::HandingOver | Phase::SelfFenced { .. } | Phase::Stopping, EngineResult::Failed) => {
+            kill_database(cx)
+        }
+        (Phase::HandingOver, r @ (EngineResult::Fenced { .. } | EngineResult::Killed)) => {
             if let EngineResult::Fenced { position } = r {
                 cx.s.position = position;
             }
@@ -121,7 +149,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.announce(Role::Replica, None);
             cx.emit(Action::ReleasePrimary);
         }
-        (Phase::Stopping, EngineResult::Fenced { .. } | EngineResult::Failed) => {
+        (Phase::Stopping, EngineResult::Fenced { .. } | EngineResult::Killed) => {
             // No longer primary from here on (`/primary` answers 503 before the lease goes,
             // so it never overlaps with the successor's 200).
             if cx.s.role == Role::Primary {
@@ -134,6 +162,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.position = position;
             cx.publish();
         }
+        (Phase::SelfFenced { .. }, EngineResult::Killed) => cx.publish(),
         _ => {}
     }
 }

@@ -120,6 +120,9 @@ pub struct RoleState {
     /// The election round (see [`Phase::Electing`]) for which `position` is final: everything
     /// received was applied after the primary vanished. Published so peers can wait for it.
     pub caught_up_term: Option<u64>,
+    /// We killed our database because it did not answer, and have not been primary since
+    /// (published: a candidate need not fence it).
+    pub database_killed: bool,
 }
 
 impl RoleState {
@@ -142,6 +145,7 @@ impl RoleState {
             next_poll: 0,
             replicas_sent: None,
             caught_up_term: None,
+            database_killed: false,
         }
     }
 

@@ -122,6 +122,9 @@ pub struct NodeInfo {
     /// The election round for which `position` is the peer's final position (it applied
     /// everything it received after the primary vanished); `None` outside elections.
     pub caught_up_term: Option<u64>,
+    /// Its agent killed its database (it did not answer, so it could not be fenced) and it
+    /// has not been primary since: nothing there can take writes, no need to fence it.
+    pub database_killed: bool,
 }
 
 /// A planned switchover request (the `switchover` key), written by the coordinator.
@@ -202,6 +205,8 @@ pub enum EngineResult {
     Fenced { position: Position },
     /// `Unfence` done: writable again.
     Unfenced,
+    /// `KillDatabase` done: the signal was sent (or nothing was running).
+    Killed,
     /// The requested operation failed; the machine backs off and retries from a safe state.
     Failed,
 }
@@ -227,10 +232,12 @@ pub enum Event {
     Cluster { now: Millis, view: ClusterView },
     /// A timer fired (or a periodic tick); lets time-based decisions happen.
     Tick { now: Millis },
-    /// Health probe result.
+    /// Health probe result. `answering` is false when the database did not answer the
+    /// probe at all (hung): a fence would wait just as long, so a primary kills it instead.
     Health {
         now: Millis,
         healthy: bool,
+        answering: bool,
         position: Position,
     },
     /// Answer to `AcquireLock`.
@@ -292,6 +299,7 @@ pub enum Action {
         eligible: bool,
         needs_rebuild: bool,
         caught_up_term: Option<u64>,
+        database_killed: bool,
     },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,
@@ -337,6 +345,11 @@ pub enum Action {
     Promote,
     /// Make the local database read-only (I1, I6, switchover) → `Fenced`.
     Fence,
+    /// SIGKILL the local database's whole process group: the fence when the database does
+    /// not answer (hung, stopped, in uninterruptible sleep) → `Killed`. A killed process never
+    /// runs user code again, so it acknowledges no write after the signal, even one that
+    /// wakes later (in uninterruptible sleep the signal is taken when the system call returns).
+    KillDatabase,
     /// Make the local database writable again after a fence proved unnecessary → `Unfenced`.
     Unfence,
     /// Write the local bootstrap marker file.

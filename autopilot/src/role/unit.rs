@@ -21,6 +21,7 @@ fn node(id: &str, offset: u64, priority: u32, eligible: bool) -> NodeInfo {
         priority,
         eligible,
         caught_up_term: Some(0), // final for the round `view()` describes
+        database_killed: false,
     }
 }
 
@@ -600,6 +601,7 @@ fn role_switchover_old_primary_fences_then_releases() {
         eligible: false,
         needs_rebuild: false,
         caught_up_term: Some(0),
+        database_killed: false,
     }));
     assert_eq!(s.phase, Phase::Replica { following: None });
 }

@@ -43,6 +43,12 @@ pub struct NodeDoc {
     /// True when this node must be rebuilt before it may rejoin (errant transactions).
     #[serde(default)]
     pub needs_rebuild: bool,
+    /// True when this node's agent killed its database process (SIGKILL of its process
+    /// group) because the database did not answer and could not be fenced, and the node has
+    /// not been primary since: it takes no writes, and a new primary does not wait to reach
+    /// it. Omitted when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub database_killed: bool,
     /// Whether this node would take part in a failover right now (healthy, has data, not
     /// tagged nofailover, not lagging, not handing over); computed by the node itself and
     /// read by its peers when they rank candidates.

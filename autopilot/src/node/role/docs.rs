@@ -44,6 +44,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         healthy,
         needs_rebuild,
         caught_up_term,
+        database_killed,
     } = flags;
     let (wire_role, status) = match role {
         Role::Primary => (wire::Role::Primary, NodeStatus::Online),
@@ -77,6 +78,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         },
         fenced: role == Role::Fenced,
         needs_rebuild,
+        database_killed,
         eligible,
         agent_url: me.agent_url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -98,6 +100,8 @@ pub struct NodeFlags {
     pub needs_rebuild: bool,
     /// The election round its position is final for (see [`NodeReplication::caught_up_term`]).
     pub caught_up_term: Option<u64>,
+    /// Its agent killed its database (see [`wire::NodeDoc::database_killed`]).
+    pub database_killed: bool,
 }
 
 /// `primary`, bound to `lease`: `starting` when claimed, `online` once promoted.

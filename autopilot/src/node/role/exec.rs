@@ -10,7 +10,8 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
-use super::{RoleActorState, RoleMsg, docs, now_millis, role_label, view};
+use super::{ProbeFailure, RoleActorState, RoleMsg, docs, now_millis, role_label, view};
+use crate::node::process::ProcessMsg;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
 use crate::store::session::SessionMsg;
 use crate::store::{Claim, Store};
@@ -65,8 +66,13 @@ pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     let engine = st.args.engine.clone();
     let me = myself.clone();
     tokio::spawn(async move {
-        let position = engine.position().await.ok().map(to_role_position);
-        let _ = me.cast(RoleMsg::Probed(position));
+        let limit = crate::node::health::PROBE_LIMIT;
+        let probed = match tokio::time::timeout(limit, engine.position()).await {
+            Ok(Ok(p)) => Ok(to_role_position(p)),
+            Ok(Err(_)) => Err(ProbeFailure::Error),
+            Err(_) => Err(ProbeFailure::NoAnswer),
+        };
+        let _ = me.cast(RoleMsg::Probed(probed));
     });
 }
 
@@ -86,6 +92,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             eligible,
             needs_rebuild,
             caught_up_term,
+            database_killed,
         } => {
             let healthy = st.args.health.borrow().healthy;
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
@@ -94,6 +101,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 healthy,
                 needs_rebuild,
                 caught_up_term,
+                database_killed,
             };
             let doc = docs::node(&st.args.identity, role, position, flags);
             let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
@@ -244,6 +252,21 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 position: to_role_position(p),
             })
         }),
+        Action::KillDatabase => {
+            let process = st.args.process.clone();
+            tokio::spawn(async move {
+                let killed = process
+                    .call(ProcessMsg::Kill, Some(Duration::from_secs(5)))
+                    .await;
+                if !matches!(killed, Ok(CallResult::Success(_))) {
+                    warn!("the process actor did not answer the kill; the agent is stopping");
+                }
+                feed_later(&me, |now| Event::Engine {
+                    now,
+                    result: EngineResult::Killed,
+                });
+            });
+        }
         Action::Unfence => engine_op(st, me, |e| async move {
             e.unfence().await.map(|()| EngineResult::Unfenced)
         }),

@@ -56,6 +56,8 @@ pub struct RoleArgs {
     pub health: watch::Receiver<NodeStatus>,
     /// Where the current role is published (for `/primary`, `/replica`).
     pub publish: watch::Sender<PublishedRole>,
+    /// The process actor, which kills a database that does not answer.
+    pub process: ActorRef<super::process::ProcessMsg>,
     /// The onChange handler, if configured.
     pub on_change: Option<ActorRef<HandlerMsg>>,
     /// The prePromote handler, if configured.
@@ -82,8 +84,8 @@ pub enum RoleMsg {
     Begin,
     /// Probe health and position.
     Probe,
-    /// A position probe finished (`None`: the engine could not tell).
-    Probed(Option<role::Position>),
+    /// A position probe finished.
+    Probed(Result<role::Position, ProbeFailure>),
     /// The database process was restarted by the restart policy.
     DatabaseRestarted,
     /// The database process exited on its own; the restart policy starts it again.
@@ -98,6 +100,15 @@ impl From<ClusterEvent> for RoleMsg {
     fn from(e: ClusterEvent) -> Self {
         RoleMsg::Session(e)
     }
+}
+
+/// Why a position probe gave no position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// The engine answered with an error (not running, refused, failed query).
+    Error,
+    /// The database did not answer within the probe limit: hung, not merely restarting.
+    NoAnswer,
 }
 
 /// State owned by the running role actor.
@@ -160,8 +171,10 @@ impl RoleActorState {
     /// The health the machine is told: the health actor's verdict (read now, never a stale
     /// copy) and a working position probe, with [`HEALTH_GRACE`] for a primary that was
     /// healthy while primary.
-    fn health_verdict(&mut self, position_ok: bool) -> bool {
-        let healthy = position_ok && self.args.health.borrow().healthy;
+    /// A database that did not answer at all gets no grace: the probe itself already waited
+    /// its limit, and a hung primary must hand over within the health budget.
+    fn health_verdict(&mut self, probed: Result<(), ProbeFailure>) -> bool {
+        let healthy = probed.is_ok() && self.args.health.borrow().healthy;
         let primary = self
             .machine
             .as_ref()
@@ -172,7 +185,10 @@ impl RoleActorState {
             return true;
         }
         let since = *self.unhealthy_since.get_or_insert_with(Instant::now);
-        primary && self.healthy_as_primary && since.elapsed() < HEALTH_GRACE
+        primary
+            && self.healthy_as_primary
+            && probed != Err(ProbeFailure::NoAnswer)
+            && since.elapsed() < HEALTH_GRACE
     }
 }
 
@@ -303,10 +319,11 @@ impl Actor for RoleActor {
             }
             RoleMsg::Tick => feed(&myself, st, Event::Tick { now: now_millis() }),
             RoleMsg::Probe => exec::probe(&myself, st),
-            RoleMsg::Probed(position) => {
+            RoleMsg::Probed(probed) => {
                 st.probing = false;
-                let healthy = st.health_verdict(position.is_some());
-                let position = position.unwrap_or_default();
+                let answering = probed != Err(ProbeFailure::NoAnswer);
+                let healthy = st.health_verdict(probed.map(drop));
+                let position = probed.unwrap_or_default();
                 let now = now_millis();
                 feed(
                     &myself,
@@ -314,6 +331,7 @@ impl Actor for RoleActor {
                     Event::Health {
                         now,
                         healthy,
+                        answering,
                         position,
                     },
                 );

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::{Identity, RoleArgs};
 use crate::config::Config;
 use crate::node::env::EventEnv;
+use crate::node::process::ProcessMsg;
 use crate::role::RoleParams;
 use crate::store::{EtcdOptions, EtcdStore};
 use crate::telemetry::NodeStatus;
@@ -20,8 +21,11 @@ use crate::wire::ClusterKeys;
 /// Fence a primary after half the TTL without a successful keep-alive (see `RoleParams`).
 const FENCE_AFTER_PERMILLE: u32 = 500;
 
-/// Handler actors the role actor runs.
+/// The other actors the role actor drives: handlers, and the process actor (to kill a
+/// database that does not answer).
 pub struct RoleHandlers {
+    /// The process actor.
+    pub process: ActorRef<ProcessMsg>,
     /// onChange.
     pub on_change: Option<ActorRef<HandlerMsg>>,
     /// prePromote.
@@ -98,6 +102,7 @@ pub async fn role_args(
         keys,
         health,
         publish,
+        process: handlers.process,
         on_change: handlers.on_change,
         pre_promote: handlers.pre_promote,
         env: EventEnv::for_node(config),

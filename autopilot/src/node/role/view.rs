@@ -114,6 +114,7 @@ fn node_info(id: String, d: &NodeDoc) -> NodeInfo {
         priority: d.priority,
         eligible: d.eligible,
         caught_up_term: d.replication.caught_up_term,
+        database_killed: d.database_killed,
     }
 }
 

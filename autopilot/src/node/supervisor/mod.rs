@@ -54,8 +54,9 @@ pub mod exit_code {
 
 /// Slack on top of a step's own limits before the supervisor stops waiting for its reply.
 const REPLY_SLACK: Duration = Duration::from_secs(10);
-/// How often the engine is probed when no health handler sets the pace.
-const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the engine is probed when no health handler sets the pace: with the probe's
+/// own limit ([`super::health::PROBE_LIMIT`]) a hung database is reported within 3 s.
+const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The root actor; holds no state itself.
 pub struct Supervisor;
@@ -521,7 +522,11 @@ async fn start_role(
     let Some(publish) = state.role_publish.take() else {
         return Ok(());
     };
+    let Some(process) = state.process.clone() else {
+        return Ok(());
+    };
     let handlers = RoleHandlers {
+        process,
         on_change: state.handlers.on_change.clone(),
         pre_promote: state.handlers.pre_promote.clone(),
     };

@@ -7,6 +7,21 @@ impl World {
     /// The executor: one action, its effect, its answer.
     pub(super) fn execute(&mut self, i: usize, a: Action) {
         let now = self.now;
+        // A hung database answers nothing: every local engine operation fails (times out).
+        let local_engine = matches!(
+            a,
+            Action::Initialize
+                | Action::CloneFrom { .. }
+                | Action::Follow { .. }
+                | Action::CatchUpTo { .. }
+                | Action::Promote
+                | Action::Fence
+                | Action::Unfence
+        );
+        if local_engine && self.dbs[i].hung {
+            self.engine(i, EngineResult::Failed);
+            return;
+        }
         match a {
             Action::GrantLease => self.nodes[i].want_lease = true,
             Action::ReadCluster => {
@@ -20,10 +35,11 @@ impl World {
                 position,
                 eligible,
                 caught_up_term,
+                database_killed,
                 ..
             } => {
                 if self.store_ok(i) {
-                    self.put_node(i, role, position, eligible, caught_up_term);
+                    self.put_node(i, role, position, eligible, caught_up_term, database_killed);
                 }
             }
             Action::AcquireLock => {
@@ -163,7 +179,7 @@ impl World {
             }
             Action::FenceRemote { node, .. } => {
                 let r = match self.idx(&node) {
-                    Some(u) if !self.reach(i, u) => EngineResult::Failed,
+                    Some(u) if !self.reach(i, u) || self.dbs[u].hung => EngineResult::Failed,
                     Some(u) if self.dbs[u].running => {
                         self.dbs[u].writable = false;
                         EngineResult::RemoteFenced {
@@ -178,7 +194,9 @@ impl World {
             }
             Action::CatchUpTo { from, .. } => {
                 let u = self.nodes.iter().position(|n| n.params.address == from);
-                if let Some(u) = u.filter(|&u| self.dbs[u].running && self.reach(i, u)) {
+                if let Some(u) =
+                    u.filter(|&u| self.dbs[u].running && !self.dbs[u].hung && self.reach(i, u))
+                {
                     let src = self.dbs[u].clone();
                     if src.log.starts_with(&self.dbs[i].received) {
                         (self.dbs[i].log, self.dbs[i].epoch) = (src.log.clone(), src.epoch);
@@ -216,6 +234,16 @@ impl World {
                     self.dbs[i].writable = true;
                 }
                 self.engine(i, EngineResult::Unfenced);
+            }
+            Action::KillDatabase => {
+                // SIGKILL of the group: the server is gone however hung it was; the process
+                // actor reports the exit (the restart policy starts it again later).
+                let d = &mut self.dbs[i];
+                (d.running, d.writable, d.hung, d.upstream) = (false, false, false, None);
+                self.engine(i, EngineResult::Killed);
+                self.nodes[i]
+                    .inbox
+                    .push_back((now, Event::DatabaseExited { now }));
             }
             Action::Exit => {
                 self.crash(i);

@@ -41,6 +41,10 @@ pub enum Fault {
     CrashDb(usize),
     /// Start the database again, read-only.
     RestartDb(usize),
+    /// The database hangs: it runs but answers nothing (its agent is fine).
+    HangDb(usize),
+    /// A hung database wakes up as it was (writable if it was).
+    WakeDb(usize),
     /// Cut the node off from the store and its peers (its clients still reach it).
     Partition(usize),
     /// Reconnect.
@@ -193,6 +197,8 @@ impl World {
             Fault::RestartDb(i) if self.nodes[i % n].agent_up && !self.dbs[i % n].running => {
                 self.restart_db(i % n)
             }
+            Fault::HangDb(i) if self.dbs[i % n].running => self.dbs[i % n].hung = true,
+            Fault::WakeDb(i) => self.dbs[i % n].hung = false,
             Fault::Partition(i) if !self.nodes[i % n].frozen => {
                 self.nodes[i % n].partitioned = true
             }
@@ -269,6 +275,7 @@ impl World {
             self.nodes[i].frozen = false;
             self.nodes[i].partitioned = false;
             self.nodes[i].healthy = true;
+            self.dbs[i].hung = false;
             self.restart(i);
             if self.nodes[i].agent_up && !self.dbs[i].running {
                 self.restart_db(i);
@@ -316,7 +323,7 @@ impl World {
         }
         // Clients write to every database that accepts writes (acknowledged writes).
         for d in &mut self.dbs {
-            if d.running && d.writable {
+            if d.running && d.writable && !d.hung {
                 d.received.push(self.next_write);
                 d.log.push(self.next_write);
                 self.next_write += 1;
@@ -328,7 +335,7 @@ impl World {
                 continue;
             }
             self.keepalive(i);
-            let healthy = self.nodes[i].healthy && self.dbs[i].running;
+            let healthy = self.nodes[i].healthy && self.dbs[i].running && !self.dbs[i].hung;
             let position = self.dbs[i].pos();
             if now.is_multiple_of(1000) {
                 self.nodes[i].inbox.push_back((
@@ -336,6 +343,7 @@ impl World {
                     Event::Health {
                         now,
                         healthy,
+                        answering: !self.dbs[i].hung,
                         position,
                     },
                 ));
@@ -353,6 +361,8 @@ impl World {
             };
             if !self.dbs[i].running
                 || !self.dbs[u].running
+                || self.dbs[i].hung
+                || self.dbs[u].hung
                 || !self.reach(i, u)
                 || self.rng.below(3) == 0
             {
@@ -383,7 +393,7 @@ impl World {
             self.nodes[i].lease = Some(id);
             self.nodes[i].want_lease = false;
             self.nodes[i].next_keepalive = now + self.nodes[i].params.ttl / 3;
-            self.put_node(i, Role::Unknown, self.dbs[i].pos(), false, None);
+            self.put_node(i, Role::Unknown, self.dbs[i].pos(), false, None, false);
             self.nodes[i]
                 .inbox
                 .push_back((now, Event::LeaseGranted { now }));
@@ -415,6 +425,7 @@ impl World {
         position: Position,
         eligible: bool,
         caught_up_term: Option<u64>,
+        database_killed: bool,
     ) {
         let Some(lease) = self.nodes[i]
             .lease
@@ -431,6 +442,7 @@ impl World {
             priority: p.priority,
             eligible,
             caught_up_term,
+            database_killed,
         };
         self.store.nodes.insert(i, (info, lease));
         self.changed();

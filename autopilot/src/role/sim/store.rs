@@ -78,6 +78,9 @@ impl Store {
 pub struct Db {
     pub running: bool,
     pub writable: bool,
+    /// Runs but answers nothing (SIGSTOP, I/O hang): takes no writes and no fence while
+    /// hung, and takes writes again on waking if it was writable.
+    pub hung: bool,
     pub has_data: bool,
     /// Applied writes; the position counts these.
     pub log: Vec<u64>,
