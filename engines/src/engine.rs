@@ -27,6 +27,52 @@ pub struct Probe {
     pub healthy: bool,
     /// Why not, when not healthy; shown in `/health` and logs.
     pub reason: Option<String>,
+    /// What the probe saw of replication.
+    pub replication: Replication,
+}
+
+impl Probe {
+    /// Healthy, with nothing known of replication.
+    pub fn healthy() -> Self {
+        Self {
+            healthy: true,
+            reason: None,
+            replication: Replication::Unknown,
+        }
+    }
+
+    /// Not healthy, for `reason`.
+    pub fn unhealthy(reason: impl Into<String>) -> Self {
+        Self {
+            healthy: false,
+            reason: Some(reason.into()),
+            replication: Replication::Unknown,
+        }
+    }
+}
+
+/// Replication as one probe saw it (served on `/health` as `replication`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "as", rename_all = "snake_case")]
+pub enum Replication {
+    /// Not known: an engine without replication, or a server that did not tell.
+    #[default]
+    Unknown,
+    /// The server takes writes (or would, unfenced): who replicates from it now.
+    Source {
+        /// Replicas streaming from it.
+        streaming: u32,
+        /// Of those, replicas a commit waits for (semi-sync clients, sync/quorum standbys).
+        synchronous: u32,
+        /// Commits wait for a replica (`durability: sync`): with none, commits hang.
+        synchronous_required: bool,
+    },
+    /// The server replicates from a source: whether it receives from it right now.
+    Replica {
+        /// The receiver is connected and streaming (PostgreSQL walreceiver `streaming`,
+        /// MariaDB IO and SQL threads running).
+        receiving: bool,
+    },
 }
 
 /// Errors of engine operations; callers branch on the variant.

@@ -162,10 +162,7 @@ impl Engine for ProcessEngine {
     /// A running program is healthy as far as the engine can tell; the operator's health
     /// handler is the real judge.
     async fn probe(&self) -> Result<Probe, EngineError> {
-        Ok(Probe {
-            healthy: true,
-            reason: None,
-        })
+        Ok(Probe::healthy())
     }
 
     async fn position(&self) -> Result<Position, EngineError> {

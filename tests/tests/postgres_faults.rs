@@ -302,3 +302,86 @@ fn data_name(c: &PgCluster, i: usize) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// Node `i`'s node document, parsed.
+fn node_doc(c: &PgCluster, i: usize) -> serde_json::Value {
+    let raw = c
+        .key(&format!("nodes/{}", c.name(i)))
+        .unwrap_or_else(|| panic!("no node key for {}", c.name(i)));
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("node key of {}: {e}", c.name(i)))
+}
+
+/// A replica whose walreceiver cannot log in (a wrong password in its password file: the
+/// relative-path trap of the quick start) says so in its node key (`receiving: false`),
+/// metric and events, and stops being a failover candidate; the primary reports one
+/// streaming replica. When the primary dies, the replica that receives wins; the stalled
+/// one follows the new primary (which rewrites its password file), receives again and is
+/// a candidate again, and the old primary heals itself: full redundancy, same rows.
+#[test]
+fn a_replica_that_does_not_receive_is_no_candidate_and_says_so() {
+    let c = start(3, opts("sync"));
+    let p = settled(&c);
+    let stalled = (p + 1) % 3;
+    let good = (p + 2) % 3;
+    let passfile = c.data_dir(stalled).join("autopilot.pgpass");
+    let text = std::fs::read_to_string(&passfile).expect("read the password file");
+    let (head, _) = text
+        .trim_end()
+        .rsplit_once(':')
+        .expect("host:port:db:user:password");
+    std::fs::write(&passfile, format!("{head}:wrong\n")).expect("write the password file");
+    let app = engines::postgres::settings::slot_name(c.name(stalled));
+    c.scalar(
+        p,
+        &format!("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_replication WHERE application_name = '{app}'"),
+    )
+    .expect("cut the replica's stream");
+    let flagged = eventually(Duration::from_secs(20), Duration::from_millis(200), || {
+        let d = node_doc(&c, stalled);
+        (d["eligible"] == false && d["replication"]["receiving"] == false).then_some(d)
+    });
+    assert!(
+        flagged.is_some(),
+        "{} does not say it is not receiving and not eligible: {}\n{}",
+        c.name(stalled),
+        node_doc(&c, stalled),
+        c.logs()
+    );
+    assert!(
+        c.metrics(stalled)
+            .contains("autopilot_replication_receiving 0"),
+        "no receiving gauge at 0"
+    );
+    assert!(
+        c.values_under("events/")
+            .iter()
+            .any(|e| e.contains("replication_stalled")),
+        "no replication_stalled event"
+    );
+    let primary = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
+        let d = node_doc(&c, p);
+        (d["replication"]["replicas_streaming"] == 1).then_some(())
+    });
+    assert!(
+        primary.is_some(),
+        "the primary does not report one streaming replica: {}",
+        node_doc(&c, p)
+    );
+    assert_eq!(node_doc(&c, good)["eligible"], true);
+
+    let w = Writer::start(c.workload(), MAX_RUN);
+    let k = Checker::start(c.workload(), MAX_RUN);
+    let_writer_run(&c, p, 30);
+    c.kill_postgres(p);
+    let (np, took) = c.wait_new_primary(p, Duration::from_secs(30));
+    println!("new primary {} after {took:?}", c.name(np));
+    assert_eq!(np, good, "the replica that did not receive won");
+    wait_writable(&c, np, Duration::from_secs(15));
+    let_writer_run(&c, np, 30);
+    let (w, k) = (w.stop(), k.stop());
+    assert_no_split_brain_no_loss(&c, np, &w, &k);
+    c.wait_streaming(stalled, np, Duration::from_secs(30));
+    c.wait_eligible(stalled, Duration::from_secs(30));
+    c.wait_streaming(p, np, Duration::from_secs(30));
+    same_rows_everywhere(&c, np);
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use engines::{AnyEngine, Engine};
+use engines::{AnyEngine, Engine, Replication};
 use handlers::RunReport;
 use metrics::gauge;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -46,8 +46,9 @@ pub enum HealthMsg {
     Handler(RunReport),
     /// Time to probe the engine.
     Probe,
-    /// An engine probe ended: `Ok(())` healthy, `Err(reason)` not.
-    Probed(Result<(), String>),
+    /// An engine probe ended: `Ok` healthy (with what it saw of replication), `Err(reason)`
+    /// not.
+    Probed(Result<Replication, String>),
 }
 
 /// State owned by the running actor.
@@ -60,7 +61,7 @@ pub struct HealthState {
     /// The last health handler verdict; `None` before its first run.
     handler: Option<Result<(), String>>,
     /// The last engine probe verdict; `None` before its first run.
-    engine: Option<Result<(), String>>,
+    engine: Option<Result<Replication, String>>,
 }
 
 impl Actor for HealthActor {
@@ -113,7 +114,7 @@ impl Actor for HealthActor {
                     tokio::spawn(async move {
                         let verdict = match tokio::time::timeout(PROBE_LIMIT, engine.probe()).await
                         {
-                            Ok(Ok(p)) if p.healthy => Ok(()),
+                            Ok(Ok(p)) if p.healthy => Ok(p.replication),
                             Ok(Ok(p)) => {
                                 Err(p.reason.unwrap_or_else(|| "engine probe failed".into()))
                             }
@@ -135,11 +136,17 @@ impl Actor for HealthActor {
 
 fn publish(state: &HealthState) {
     let reason = unhealthy_reason(state);
+    let replication = match &state.engine {
+        Some(Ok(r)) if state.main_pid.is_some() => *r,
+        _ => Replication::Unknown,
+    };
+    export_replication(replication);
     let status = NodeStatus {
         healthy: reason.is_none(),
         lifecycle: state.lifecycle,
         main_pid: state.main_pid,
         reason,
+        replication,
     };
     gauge!("autopilot_health").set(if status.healthy { 1.0 } else { 0.0 });
     gauge!("autopilot_lifecycle").set(status.lifecycle.as_gauge());
@@ -180,7 +187,7 @@ fn unhealthy_reason(state: &HealthState) -> Option<String> {
     match &state.engine {
         None => return Some("waiting for the first engine probe".into()),
         Some(Err(r)) => return Some(r.clone()),
-        Some(Ok(())) => {}
+        Some(Ok(_)) => {}
     }
     if state.args.has_health_handler {
         match &state.handler {
@@ -190,4 +197,27 @@ fn unhealthy_reason(state: &HealthState) -> Option<String> {
         }
     }
     None
+}
+
+/// The engine-neutral replication gauges (documented in docs/operations.md): a primary's
+/// streaming and synchronous replicas and whether commits need one, a replica's receiver.
+fn export_replication(r: Replication) {
+    let (streaming, synchronous, required, receiving) = match r {
+        Replication::Source {
+            streaming,
+            synchronous,
+            synchronous_required,
+        } => (
+            f64::from(streaming),
+            f64::from(synchronous),
+            f64::from(u8::from(synchronous_required)),
+            0.0,
+        ),
+        Replication::Replica { receiving } => (0.0, 0.0, 0.0, f64::from(u8::from(receiving))),
+        Replication::Unknown => (0.0, 0.0, 0.0, 0.0),
+    };
+    gauge!("autopilot_replicas_streaming").set(streaming);
+    gauge!("autopilot_replicas_synchronous").set(synchronous);
+    gauge!("autopilot_synchronous_commit_required").set(required);
+    gauge!("autopilot_replication_receiving").set(receiving);
 }

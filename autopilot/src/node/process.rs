@@ -216,6 +216,7 @@ impl Actor for ProcessActor {
                             pid = r.group.pid(),
                             "killing the main process and all its descendants: the database does not answer and must take no more writes"
                         );
+                        counter!("autopilot_database_kills_total").increment(1);
                         if let Err(e) = r.group.kill_tree() {
                             warn!(cause = %e, "failed to kill the main process group");
                         }

@@ -52,6 +52,8 @@ pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
 /// Start following `pk`: clone first if we have nothing, else let the engine check for
 /// errant data and rewind if it must.
 pub(super) fn join(cx: &mut Cx<'_>, pk: PrimaryKey) {
+    // A new source: its receiver gets `stall_after` to connect, from now.
+    cx.s.not_receiving_since = None;
     if cx.s.has_data {
         cx.emit(Action::Follow {
             primary: pk.clone(),

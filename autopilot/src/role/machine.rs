@@ -73,9 +73,13 @@ impl Cx<'_> {
             Event::Health {
                 healthy,
                 answering,
+                receiving,
                 position,
                 ..
-            } => self.health(healthy, answering, position),
+            } => {
+                self.replication(receiving);
+                self.health(healthy, answering, position);
+            }
             Event::StopRequested { .. } => self.stop(),
             Event::DatabaseRestarted { .. } => self.database_restarted(),
             Event::DatabaseExited { .. } => self.database_exited(),
@@ -205,6 +209,43 @@ impl Cx<'_> {
             }
         } else if changed {
             self.publish();
+        }
+    }
+
+    /// Track whether a replica receives from the primary it follows (see
+    /// [`RoleState::stalled`]); publish when that changes its candidacy.
+    fn replication(&mut self, receiving: Option<bool>) {
+        let following = matches!(&self.s.phase, Phase::Replica { following: Some(_) })
+            && self.s.view.as_ref().is_some_and(|v| !v.primary_starting);
+        if !following {
+            return;
+        }
+        match receiving {
+            Some(true) => {
+                self.s.not_receiving_since = None;
+                if std::mem::take(&mut self.s.stalled) {
+                    self.emit(Action::PublishEvent {
+                        kind: "replication_resumed",
+                        detail: "receiving from the primary again".to_owned(),
+                    });
+                    self.publish();
+                }
+            }
+            Some(false) => {
+                let since = *self.s.not_receiving_since.get_or_insert(self.now);
+                if !self.s.stalled && self.now >= since + self.p.stall_after() {
+                    self.s.stalled = true;
+                    self.emit(Action::PublishEvent {
+                        kind: "replication_stalled",
+                        detail: format!(
+                            "not receiving from the primary for {} ms: no failover candidate until it does",
+                            self.now - since
+                        ),
+                    });
+                    self.publish();
+                }
+            }
+            None => {}
         }
     }
 

@@ -123,6 +123,12 @@ pub struct RoleState {
     /// We killed our database because it did not answer, and have not been primary since
     /// (published: a candidate need not fence it).
     pub database_killed: bool,
+    /// Since when this replica, following an online primary, has not been receiving from it.
+    pub not_receiving_since: Option<Millis>,
+    /// It did not receive for [`RoleParams::stall_after`] while it followed an online
+    /// primary: no failover candidate until it receives again. Frozen while it follows
+    /// nobody, so an election judges it by how it replicated while the primary lived.
+    pub stalled: bool,
 }
 
 impl RoleState {
@@ -146,6 +152,8 @@ impl RoleState {
             replicas_sent: None,
             caught_up_term: None,
             database_killed: false,
+            not_receiving_since: None,
+            stalled: false,
         }
     }
 
@@ -155,6 +163,7 @@ impl RoleState {
             && self.healthy
             && self.has_data
             && now >= self.ineligible_until
+            && !self.stalled
             && !matches!(
                 self.phase,
                 Phase::NeedsRebuild | Phase::HandingOver | Phase::Stopping | Phase::Stopped

@@ -79,6 +79,14 @@ impl RoleParams {
     pub fn fence_after(&self) -> Millis {
         self.ttl * u64::from(self.fence_after_permille) / 1000
     }
+
+    /// How long a replica following an online primary may go without receiving from it
+    /// before it stops being a failover candidate: long enough for a receiver to connect
+    /// after a start, a clone or a failover, short enough that a replica that never
+    /// replicates is never preferred.
+    pub fn stall_after(&self) -> Millis {
+        self.ttl.max(5_000)
+    }
 }
 
 /// A role as announced to onChange handlers, `/primary`, metrics and the node key.
@@ -234,10 +242,13 @@ pub enum Event {
     Tick { now: Millis },
     /// Health probe result. `answering` is false when the database did not answer the
     /// probe at all (hung): a fence would wait just as long, so a primary kills it instead.
+    /// `receiving` is what a replica's probe saw of its receiver (`None` on a primary, or
+    /// when the probe could not tell).
     Health {
         now: Millis,
         healthy: bool,
         answering: bool,
+        receiving: Option<bool>,
         position: Position,
     },
     /// Answer to `AcquireLock`.

@@ -853,3 +853,125 @@ fn view_with_primary(id: &str) -> ClusterView {
         ..view()
     }
 }
+
+fn health(now: Millis, healthy: bool, answering: bool, receiving: Option<bool>) -> Event {
+    Event::Health {
+        now,
+        healthy,
+        answering,
+        receiving,
+        position: pos(10),
+    }
+}
+
+/// A primary whose database does not answer kills it before it lets the key go (a fence
+/// would wait as long as the server hangs, and releasing first could let a successor
+/// promote while the old server wakes up writable); a fence that fails kills it too.
+#[test]
+fn role_a_hung_primary_is_killed_before_the_key_is_released() {
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(s, health(1, false, false, None));
+    assert!(a.contains(&Action::KillDatabase), "{a:?}");
+    assert!(!a.contains(&Action::ReleasePrimary), "{a:?}");
+    assert!(s.database_killed);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Killed,
+        },
+    );
+    assert!(a.contains(&Action::ReleasePrimary), "{a:?}");
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::PublishNode {
+                database_killed: true,
+                ..
+            }
+        )),
+        "the proof is published: {a:?}"
+    );
+    assert_eq!(s.phase, Phase::Replica { following: None });
+
+    // Answering but unhealthy: fence first; only a failed fence kills.
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(s, health(1, false, true, None));
+    assert!(
+        a.contains(&Action::Fence) && !a.contains(&Action::KillDatabase),
+        "{a:?}"
+    );
+    let (_, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Failed,
+        },
+    );
+    assert!(a.contains(&Action::KillDatabase), "{a:?}");
+    assert!(!a.contains(&Action::ReleasePrimary), "{a:?}");
+}
+
+/// A winner whose former primary's agent killed its database does not try to reach it.
+#[test]
+fn role_a_killed_former_primary_needs_no_remote_fence() {
+    let mut s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let mut old = node("n1", 10, 100, false);
+    old.database_killed = true;
+    s.view = Some(ClusterView {
+        nodes: vec![old],
+        ..view()
+    });
+    let (_, a) = run(s, Event::ClaimResult { now: 1, won: true });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::FenceRemote { .. })),
+        "{a:?}"
+    );
+    assert_eq!(a, vec![Action::RunPrePromote]);
+}
+
+/// A replica that follows an online primary but does not receive from it stops being a
+/// candidate after `stall_after`, says so, and is one again once it receives; the clock
+/// does not run while it follows nobody (an election judges how it replicated before).
+#[test]
+fn role_a_replica_that_does_not_receive_is_no_candidate() {
+    let mut s = st(Phase::Replica {
+        following: Some("n1".into()),
+    });
+    s.view = Some(view_with_primary("n1"));
+    let limit = p().stall_after();
+    let (s, a) = run(s, health(1000, true, true, Some(false)));
+    assert!(s.eligible(&p(), 1000), "not yet: {a:?}");
+    let (s, a) = run(s, health(1000 + limit, true, true, Some(false)));
+    assert!(!s.eligible(&p(), 1000 + limit));
+    assert!(
+        a.iter().any(
+            |x| matches!(x, Action::PublishEvent { kind, .. } if *kind == "replication_stalled")
+        ),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::PublishNode {
+                eligible: false,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+    let (s, _) = run(s, health(2000 + limit, true, true, Some(true)));
+    assert!(s.eligible(&p(), 2000 + limit));
+
+    // Following nobody (the primary is gone): the clock stands still.
+    let mut s = st(Phase::Replica { following: None });
+    s.view = Some(view());
+    let (s, _) = run(s, health(1000, true, true, Some(false)));
+    let (s, _) = run(s, health(1000 + 10 * limit, true, true, Some(false)));
+    assert!(s.eligible(&p(), 1000 + 10 * limit));
+}

@@ -73,6 +73,8 @@ pub struct NodeStatus {
     pub main_pid: Option<u32>,
     /// Why the node is not healthy; `None` when it is.
     pub reason: Option<String>,
+    /// What the last engine probe saw of replication.
+    pub replication: engines::Replication,
 }
 
 impl NodeStatus {
@@ -83,6 +85,7 @@ impl NodeStatus {
             lifecycle: Lifecycle::Starting,
             main_pid: None,
             reason: Some("starting".into()),
+            replication: engines::Replication::Unknown,
         }
     }
 }

@@ -89,6 +89,18 @@ pub struct NodeReplication {
     /// which `position` is final, everything received applied. Candidates wait for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caught_up_term: Option<u64>,
+    /// On a replica: whether it receives from its primary right now (PostgreSQL's
+    /// walreceiver streaming, MariaDB's IO and SQL threads running); `null` on a primary or
+    /// when unknown. A replica that does not receive for a while is no failover candidate.
+    #[serde(default)]
+    pub receiving: Option<bool>,
+    /// On a primary: replicas streaming from it now (`null` on a replica or when unknown).
+    #[serde(default)]
+    pub replicas_streaming: Option<u32>,
+    /// On a primary: of those, the replicas a commit waits for (semi-sync clients,
+    /// synchronous or quorum standbys); 0 with `durability: sync` means commits hang.
+    #[serde(default)]
+    pub replicas_synchronous: Option<u32>,
 }
 
 /// Operator tags that change how Autopilot treats a node.

@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use super::conn::bounded;
 use super::replication::{gtid_var, slave_status};
 use super::settings::MysqlSettings;
-use crate::engine::{EngineError, Probe};
+use crate::engine::{EngineError, Probe, Replication};
 
 /// Probe over `c` and publish the gauges. Unhealthy means the server cannot apply what it
 /// receives (an SQL thread error) or its primary refuses it (error 1236); a receiver that
@@ -80,10 +80,36 @@ pub async fn probe(s: &MysqlSettings, c: &mut Conn) -> Result<Probe, EngineError
         )),
         _ => None,
     };
+    let replication = match &st {
+        Some(_) => Replication::Replica {
+            receiving: io && sql,
+        },
+        None => {
+            let dumps: Option<i64> = bounded(
+                op,
+                false,
+                c.query_first(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                     WHERE COMMAND LIKE 'Binlog Dump%'",
+                ),
+            )
+            .await?;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Replication::Source {
+                streaming: u32::try_from(dumps.unwrap_or(0)).unwrap_or(0),
+                synchronous: num("Rpl_semi_sync_master_clients") as u32,
+                synchronous_required: matches!(
+                    s.durability,
+                    super::settings::Durability::Sync { .. }
+                ),
+            }
+        }
+    };
     tracing::trace!(%version, "probed the server");
     Ok(Probe {
         healthy: reason.is_none(),
         reason,
+        replication,
     })
 }
 

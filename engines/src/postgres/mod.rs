@@ -37,7 +37,7 @@ pub use settings::{
 };
 
 use crate::MainControl;
-use crate::engine::{Engine, EngineError, Probe, StopMode};
+use crate::engine::{Engine, EngineError, Probe, Replication, StopMode};
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
 use sql::{SqlError, Status};
 
@@ -437,10 +437,7 @@ impl Engine for PostgresEngine {
         let client = match self.reader(op).await {
             Ok(c) => c,
             Err(EngineError::NotRunning) => {
-                return Ok(Probe {
-                    healthy: false,
-                    reason: Some("the server does not accept connections".to_owned()),
-                });
+                return Ok(Probe::unhealthy("the server does not accept connections"));
             }
             Err(e) => return Err(e),
         };
@@ -456,9 +453,21 @@ impl Engine for PostgresEngine {
             }
         };
         probe::export(&f, st.timeline, self.rate.per_second(f.transactions));
+        let replication = if f.in_recovery {
+            Replication::Replica {
+                receiving: f.receiving,
+            }
+        } else {
+            Replication::Source {
+                streaming: u32::try_from(f.streaming).unwrap_or(u32::MAX),
+                synchronous: u32::try_from(f.synchronous).unwrap_or(u32::MAX),
+                synchronous_required: self.settings.durability == Durability::Sync,
+            }
+        };
         Ok(Probe {
             healthy: true,
             reason: None,
+            replication,
         })
     }
 

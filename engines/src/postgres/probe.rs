@@ -30,6 +30,8 @@ pub struct Figures {
     pub uptime_seconds: f64,
     /// `server_version_num`.
     pub version_num: u64,
+    /// Standby: the walreceiver streams from the primary.
+    pub receiving: bool,
 }
 
 /// Read the figures in one round trip.
@@ -47,7 +49,8 @@ pub async fn figures(client: &Client) -> Result<Figures, SqlError> {
            (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming')::text, \
            (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))::text, \
            extract(epoch FROM now() - pg_postmaster_start_time())::float8::text, \
-           current_setting('server_version_num')",
+           current_setting('server_version_num'), \
+           (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::text",
     )
     .await?;
     let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
@@ -67,6 +70,7 @@ pub async fn figures(client: &Client) -> Result<Figures, SqlError> {
         synchronous: int(6),
         uptime_seconds: float(7),
         version_num: int(8),
+        receiving: int(9) > 0,
     })
 }
 
@@ -106,4 +110,5 @@ pub fn export(f: &Figures, timeline: u64, tps: f64) {
     gauge!("autopilot_postgres_synchronous_replicas").set(f.synchronous as f64);
     gauge!("autopilot_postgres_uptime_seconds").set(f.uptime_seconds);
     gauge!("autopilot_postgres_server_version_num").set(f.version_num as f64);
+    gauge!("autopilot_postgres_wal_receiver_streaming").set(if f.receiving { 1.0 } else { 0.0 });
 }

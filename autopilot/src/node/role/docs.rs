@@ -45,7 +45,17 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         needs_rebuild,
         caught_up_term,
         database_killed,
+        replication,
     } = flags;
+    let (receiving, replicas_streaming, replicas_synchronous) = match replication {
+        engines::Replication::Replica { receiving } => (Some(receiving), None, None),
+        engines::Replication::Source {
+            streaming,
+            synchronous,
+            ..
+        } => (None, Some(streaming), Some(synchronous)),
+        engines::Replication::Unknown => (None, None, None),
+    };
     let (wire_role, status) = match role {
         Role::Primary => (wire::Role::Primary, NodeStatus::Online),
         Role::Replica => (wire::Role::Replica, NodeStatus::Online),
@@ -70,6 +80,9 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         replication: NodeReplication {
             position: position(pos),
             caught_up_term,
+            receiving,
+            replicas_streaming,
+            replicas_synchronous,
             ..NodeReplication::default()
         },
         priority: me.priority,
@@ -102,6 +115,8 @@ pub struct NodeFlags {
     pub caught_up_term: Option<u64>,
     /// Its agent killed its database (see [`wire::NodeDoc::database_killed`]).
     pub database_killed: bool,
+    /// What its last engine probe saw of replication.
+    pub replication: engines::Replication,
 }
 
 /// `primary`, bound to `lease`: `starting` when claimed, `online` once promoted.

@@ -94,17 +94,18 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             caught_up_term,
             database_killed,
         } => {
-            let healthy = st.args.health.borrow().healthy;
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
+            gauge!("autopilot_eligible").set(if eligible { 1.0 } else { 0.0 });
             let flags = docs::NodeFlags {
                 eligible,
-                healthy,
+                healthy: false, // read at publish time
                 needs_rebuild,
                 caught_up_term,
                 database_killed,
+                replication: engines::Replication::Unknown, // read at publish time
             };
-            let doc = docs::node(&st.args.identity, role, position, flags);
-            let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
+            st.published = Some((role, position, flags));
+            publish_node(st);
             mark_primary_online(st, role, position);
         }
         Action::AcquireLock => {
@@ -534,4 +535,19 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
             }
         }
     });
+}
+
+/// Write the node document from what the machine last asked to publish and the node's
+/// current health and replication (also when only those changed since).
+pub fn publish_node(st: &mut RoleActorState) {
+    let Some((role, position, mut flags)) = st.published else {
+        return;
+    };
+    let health = st.args.health.borrow();
+    flags.healthy = health.healthy;
+    flags.replication = health.replication;
+    drop(health);
+    st.published = Some((role, position, flags));
+    let doc = docs::node(&st.args.identity, role, position, flags);
+    let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
 }

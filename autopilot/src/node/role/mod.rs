@@ -148,6 +148,9 @@ pub struct RoleActorState {
     primary_online: bool,
     /// Writes `events/*` under the long-lived event lease.
     events: events::EventWriter,
+    /// What the machine last asked to publish in the node key (health and replication are
+    /// read when it is written).
+    published: Option<(Role, role::Position, docs::NodeFlags)>,
 }
 
 /// How long a primary that was healthy may look unhealthy before the role logic is told: one
@@ -263,6 +266,7 @@ impl Actor for RoleActor {
             healthy_as_primary: false,
             primary_online: false,
             events,
+            published: None,
         })
     }
 
@@ -321,7 +325,20 @@ impl Actor for RoleActor {
             RoleMsg::Probe => exec::probe(&myself, st),
             RoleMsg::Probed(probed) => {
                 st.probing = false;
+                // Replication changed (a replica stopped receiving, a primary gained one):
+                // the node key says so without waiting for a role change.
+                let replication = st.args.health.borrow().replication;
+                if st
+                    .published
+                    .is_some_and(|(_, _, f)| f.replication != replication)
+                {
+                    exec::publish_node(st);
+                }
                 let answering = probed != Err(ProbeFailure::NoAnswer);
+                let receiving = match st.args.health.borrow().replication {
+                    engines::Replication::Replica { receiving } => Some(receiving),
+                    _ => None,
+                };
                 let healthy = st.health_verdict(probed.map(drop));
                 let position = probed.unwrap_or_default();
                 let now = now_millis();
@@ -332,6 +349,7 @@ impl Actor for RoleActor {
                         now,
                         healthy,
                         answering,
+                        receiving,
                         position,
                     },
                 );

@@ -337,6 +337,9 @@ impl World {
             self.keepalive(i);
             let healthy = self.nodes[i].healthy && self.dbs[i].running && !self.dbs[i].hung;
             let position = self.dbs[i].pos();
+            let receiving = self.dbs[i]
+                .upstream
+                .map(|u| self.dbs[u].running && !self.dbs[u].hung && self.reach(i, u));
             if now.is_multiple_of(1000) {
                 self.nodes[i].inbox.push_back((
                     now,
@@ -344,6 +347,7 @@ impl World {
                         now,
                         healthy,
                         answering: !self.dbs[i].hung,
+                        receiving,
                         position,
                     },
                 ));
