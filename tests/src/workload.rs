@@ -33,6 +33,8 @@ pub struct WriterReport {
     pub attempts: u64,
     /// Acknowledgements per node index.
     pub acked_by_node: Vec<u64>,
+    /// When each acknowledgement in `acked` arrived.
+    pub acked_at: Vec<Instant>,
 }
 
 impl WriterReport {
@@ -78,6 +80,7 @@ impl Writer {
                 report.attempts += 1;
                 if db.write(target, seq) {
                     report.acked.push(seq);
+                    report.acked_at.push(Instant::now());
                     report.acked_by_node[target] += 1;
                     std::thread::sleep(Duration::from_millis(2));
                 } else {

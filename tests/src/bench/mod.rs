@@ -7,4 +7,5 @@ pub mod mariadb;
 pub mod patroni;
 pub mod postgres;
 pub mod proc;
+pub mod recovery;
 pub mod report;

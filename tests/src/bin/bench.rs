@@ -8,23 +8,27 @@
 //! target/release/bench etcd-load [--seconds 60]
 //! target/release/bench mariadb-failover [--runs 5] [--ttls 10,5] [--durability sync,async]
 //! target/release/bench postgres-failover [--runs 5] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
+//! target/release/bench recovery [--runs 5] [--ttls 5] [--durability sync,async]
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2e::bench::{etcd_load, failover, idle, mariadb, postgres, report};
+use e2e::bench::{etcd_load, failover, idle, mariadb, postgres, recovery, report};
 
 const USAGE: &str =
     "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
        | mariadb-failover [--runs N] [--ttls 10,5] [--durability sync,async]
        | postgres-failover [--runs N] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
+       | recovery [--runs N] [--ttls 5] [--durability sync,async]
   idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
   failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
   etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)
   mariadb-failover: failover time and rows lost, 3 MariaDB nodes, 5 faults incl. switchover
   postgres-failover: fault -> first write on a new primary and rows lost, 3 PostgreSQL nodes,
-    Autopilot and Patroni side by side (Patroni from /opt/patroni: run scripts/install-deps)";
+    Autopilot and Patroni side by side (Patroni from /opt/patroni: run scripts/install-deps)
+  recovery:  crash, hung database, frozen agent, node loss, etcd outage on PostgreSQL and MariaDB:
+    write outage, rows lost, two writable nodes, time back to full redundancy (first TTL only)";
 
 /// The value after `--name`, parsed; `default` when the flag is absent.
 fn flag<T>(
@@ -114,6 +118,10 @@ fn main() -> ExitCode {
                 _ => section_name("postgres-failover", &ttls),
             },
             postgres::run(runs, &ttls, &durabilities, &systems),
+        ),
+        Some("recovery") => (
+            format!("recovery-ttl{}", ttls[0].as_secs()),
+            recovery::run(runs, ttls[0], &durabilities),
         ),
         _ => {
             eprintln!("{USAGE}");
