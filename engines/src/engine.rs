@@ -70,7 +70,7 @@ pub enum Replication {
     /// The server replicates from a source: whether it receives from it right now.
     Replica {
         /// The receiver is connected and streaming (PostgreSQL walreceiver `streaming`,
-        /// MariaDB IO and SQL threads running).
+        /// MariaDB IO thread running).
         receiving: bool,
     },
 }

@@ -257,6 +257,11 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         .unwrap_or_else(|e| panic!("create the schema on node {p}: {e:#}\n{}", self.logs()));
     }
 
+    /// The agents' options.
+    pub fn opts(&self) -> &MariaOpts {
+        &self.opts
+    }
+
     /// The etcd server, mutably (to stop or restart it).
     pub fn etcd_mut(&mut self) -> &mut EtcdServer {
         &mut self.etcd

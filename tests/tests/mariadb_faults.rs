@@ -9,6 +9,7 @@ use std::time::Duration;
 use e2e::mariadb_cluster::MariaOpts;
 use e2e::mariadb_scenario::*;
 use e2e::util::eventually;
+use e2e::workload::{Checker, Writer};
 
 fn opts(durability: &'static str) -> MariaOpts {
     MariaOpts {
@@ -131,4 +132,49 @@ fn the_most_advanced_replica_wins() {
         c.logs()
     );
     assert_safe(&c, &run);
+}
+
+/// etcd unreachable for 2 × TTL: the primary fences itself before its lease can expire, no
+/// node takes writes during the outage, and once etcd is back one primary takes writes, every
+/// other node replicates from it with the same rows, and nothing acknowledged was lost.
+#[test]
+fn etcd_outage_fences_the_primary_then_the_cluster_is_whole_again() {
+    let (mut c, p) = settled(opts("sync"));
+    let w = Writer::start(workload(&c), MAX_RUN);
+    let k = Checker::start(workload(&c), MAX_RUN);
+    let_writer_run(&c, p, 30);
+    let ttl = c.opts().ttl;
+    let t0 = std::time::Instant::now();
+    c.etcd_mut().stop();
+    let fenced = eventually(ttl, Duration::from_millis(20), || {
+        (!c.writable(p)).then(|| t0.elapsed())
+    });
+    assert!(
+        fenced.is_some_and(|f| f < ttl),
+        "{} still takes writes {:?} into the etcd outage (TTL {ttl:?})\n{}",
+        c.name(p),
+        t0.elapsed(),
+        c.logs()
+    );
+    while t0.elapsed() < ttl * 2 {
+        for i in 0..c.len() {
+            assert!(
+                !c.writable(i),
+                "{} takes writes during the etcd outage",
+                c.name(i)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.etcd_mut().restart().expect("restart etcd");
+    let q = c.wait_primary(ttl * 3 + Duration::from_secs(15));
+    wait_writable(&c, q, Duration::from_secs(15));
+    let_writer_run(&c, q, 30);
+    let (w, k) = (w.stop(), k.stop());
+    let rows = e2e::mariadb_workload::written(c.port(q)).expect("read the rows on the primary");
+    e2e::cluster::assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    for i in (0..c.len()).filter(|&i| i != q) {
+        c.wait_replicating(i, q, ATTACH);
+    }
+    same_rows_everywhere(&c, q);
 }

@@ -90,7 +90,7 @@ pub struct NodeReplication {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caught_up_term: Option<u64>,
     /// On a replica: whether it receives from its primary right now (PostgreSQL's
-    /// walreceiver streaming, MariaDB's IO and SQL threads running); `null` on a primary or
+    /// walreceiver streaming, MariaDB's IO thread running); `null` on a primary or
     /// when unknown. A replica that does not receive for a while is no failover candidate.
     #[serde(default)]
     pub receiving: Option<bool>,

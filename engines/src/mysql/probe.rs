@@ -81,9 +81,8 @@ pub async fn probe(s: &MysqlSettings, c: &mut Conn) -> Result<Probe, EngineError
         _ => None,
     };
     let replication = match &st {
-        Some(_) => Replication::Replica {
-            receiving: io && sql,
-        },
+        // The IO thread receives; a stopped SQL thread lags (and an apply error is unhealthy).
+        Some(_) => Replication::Replica { receiving: io },
         None => {
             let dumps: Option<i64> = bounded(
                 op,

@@ -293,12 +293,7 @@ fn cells(v: &mut [f64]) -> String {
         return "— | — | —".to_owned();
     }
     v.sort_by(f64::total_cmp);
-    format!(
-        "{:.2} | {:.2} | {:.2}",
-        median(v),
-        v[0],
-        v[v.len() - 1]
-    )
+    format!("{:.2} | {:.2} | {:.2}", median(v), v[0], v[v.len() - 1])
 }
 
 /// Runs every fault `runs` times per engine and durability; the Markdown section.
