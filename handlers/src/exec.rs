@@ -264,6 +264,23 @@ impl ManagedChild {
         Self::spawn_inner(name, spec, extra_env, Io::Log).map(|(child, _)| child)
     }
 
+    /// Like [`ManagedChild::spawn`], and also a task that answers, once the child's stderr
+    /// closed, the last line it wrote there that reads like a failure (`FATAL: …`): why a
+    /// server that exited on its own did.
+    pub fn spawn_reporting(
+        name: &str,
+        spec: &ExecSpec,
+        extra_env: &[(String, String)],
+    ) -> Result<
+        (
+            ManagedChild,
+            Option<tokio::task::JoinHandle<Option<String>>>,
+        ),
+        ExecError,
+    > {
+        Self::spawn_inner(name, spec, extra_env, Io::Log).map(|(child, io)| (child, io.failure))
+    }
+
     /// Like [`ManagedChild::spawn`], but stdout is collected (up to [`MAX_CAPTURE`] bytes)
     /// instead of logged; the returned task yields it once the pipe closes.
     /// Like [`ManagedChild::spawn`], but one standard stream is handed to the caller as a

@@ -73,6 +73,13 @@ fn killed_postmaster_fails_over_and_the_node_heals_itself() {
         c.name(old),
         c.logs()
     );
+    assert!(
+        c.values_under("events/")
+            .iter()
+            .any(|e| e.contains("database_exited") && e.contains("SIGKILL")),
+        "no database_exited event naming the signal: {:?}",
+        c.values_under("events/")
+    );
     c.wait_streaming(old, np, Duration::from_secs(30));
     same_rows_everywhere(&c, np);
 }

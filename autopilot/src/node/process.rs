@@ -23,6 +23,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{Backoff, RestartPolicy};
 
+/// How long the reason for an exit (the last failure line on stderr) may take to arrive
+/// after the exit.
+const REASON_WAIT: Duration = Duration::from_secs(2);
+
 /// Owns the main process; holds no state itself.
 pub struct ProcessActor;
 
@@ -45,10 +49,12 @@ pub struct ProcessArgs {
 pub enum ProcessEvent {
     /// The main process was spawned; `resumed` when an engine asked for it after a hold.
     Started { pid: u32, resumed: bool },
-    /// It exited on its own; `restart_in` is `Some` when the policy restarts it.
+    /// It exited on its own; `restart_in` is `Some` when the policy restarts it; `reason` is
+    /// the last line it wrote to stderr that reads like a failure.
     Exited {
         status: ExitStatus,
         restart_in: Option<Duration>,
+        reason: Option<String>,
     },
     /// It could not be spawned; the agent cannot go on.
     SpawnFailed { message: String },
@@ -79,8 +85,12 @@ pub enum ProcessMsg {
     },
     /// Start it again after `Hold`. Replies once it is spawned.
     Release(RpcReplyPort<Result<(), String>>),
-    /// Internal: the child of `generation` exited.
-    Exited { generation: u64, status: ExitStatus },
+    /// Internal: the child of `generation` exited (with its last failure line).
+    Exited {
+        generation: u64,
+        status: ExitStatus,
+        reason: Option<String>,
+    },
     /// Internal: `stop_timeout` passed for the stop of `generation`.
     StopTimedOut { generation: u64 },
 }
@@ -226,8 +236,12 @@ impl Actor for ProcessActor {
                 };
                 let _ = reply.send(running);
             }
-            ProcessMsg::Exited { generation, status } => {
-                exited(&myself, state, generation, status);
+            ProcessMsg::Exited {
+                generation,
+                status,
+                reason,
+            } => {
+                exited(&myself, state, generation, status, reason);
             }
         }
         Ok(())
@@ -282,7 +296,7 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), 
     }
     let resumed = std::mem::take(&mut state.resuming);
     let spec = state.args.engine.main_command();
-    let mut child = match ManagedChild::spawn("main", spec, &state.args.env) {
+    let (mut child, failure) = match ManagedChild::spawn_reporting("main", spec, &state.args.env) {
         Ok(c) => c,
         Err(e) => {
             let message = handlers::error_chain(&e);
@@ -306,7 +320,20 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), 
     let me = myself.clone();
     tokio::spawn(async move {
         let status = child.wait().await;
-        let _ = me.cast(ProcessMsg::Exited { generation, status });
+        // The server's children may hold stderr a moment longer; the reason is a bonus.
+        let reason = match failure {
+            Some(task) => tokio::time::timeout(REASON_WAIT, task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
+            None => None,
+        };
+        let _ = me.cast(ProcessMsg::Exited {
+            generation,
+            status,
+            reason,
+        });
     });
     state
         .args
@@ -320,6 +347,7 @@ fn exited(
     state: &mut ProcessState,
     generation: u64,
     status: ExitStatus,
+    reason: Option<String>,
 ) {
     let Some(r) = state.running.take_if(|r| r.generation == generation) else {
         return;
@@ -361,18 +389,19 @@ fn exited(
         Some(delay) => {
             state.restarts += 1;
             counter!("autopilot_main_process_restarts_total").increment(1);
-            warn!(%status, restart_in = ?delay, restarts = state.restarts, "main process exited; restarting");
+            warn!(%status, reason = reason.as_deref().unwrap_or("-"), restart_in = ?delay, restarts = state.restarts, "main process exited; restarting");
             myself.send_after(delay, || ProcessMsg::Spawn);
         }
         None if backoff.is_some() => {
-            error!(%status, restarts = state.restarts, "main process exited; restart limit reached, giving up");
+            error!(%status, reason = reason.as_deref().unwrap_or("-"), restarts = state.restarts, "main process exited; restart limit reached, giving up");
         }
         None => info!(%status, "main process exited"),
     }
-    state
-        .args
-        .events
-        .send(ProcessEvent::Exited { status, restart_in });
+    state.args.events.send(ProcessEvent::Exited {
+        status,
+        restart_in,
+        reason,
+    });
 }
 
 /// The delay before restart number `restarts + 1`, or `None` when the limit is reached.

@@ -82,7 +82,7 @@ impl Cx<'_> {
             }
             Event::StopRequested { .. } => self.stop(),
             Event::DatabaseRestarted { .. } => self.database_restarted(),
-            Event::DatabaseExited { .. } => self.database_exited(),
+            Event::DatabaseExited { detail, .. } => self.database_exited(detail),
             Event::Cluster { view, .. } => {
                 if self
                     .s
@@ -196,7 +196,9 @@ impl Cx<'_> {
     }
 
     fn health(&mut self, healthy: bool, answering: bool, position: super::types::Position) {
-        let changed = self.s.healthy != healthy || self.s.position != position;
+        // Running healthy again: the last exit is history.
+        let recovered = healthy && self.s.database_exit.take().is_some();
+        let changed = recovered || self.s.healthy != healthy || self.s.position != position;
         self.s.healthy = healthy;
         self.s.position = self.s.position.max(position);
         if self.s.phase == Phase::Primary && !healthy && !self.s.maintenance() {
@@ -249,15 +251,20 @@ impl Cx<'_> {
         }
     }
 
-    fn database_exited(&mut self) {
+    fn database_exited(&mut self, detail: String) {
         self.s.healthy = false;
+        self.emit(Action::PublishEvent {
+            kind: "database_exited",
+            detail: detail.clone(),
+        });
+        self.s.database_exit = Some(detail);
         match self.s.phase {
             // I4: in maintenance the key stays; the restart restores writes in place.
             Phase::Primary if self.s.maintenance() => {}
             // Nothing accepts writes now: release the key at once so a replica takes over
             // (the fence fails against a stopped server, which is what releases the key);
             // the database comes back read-only and follows the new primary.
-            Phase::Primary => primary::hand_over(self, "database exited"),
+            Phase::Primary => primary::hand_over_stopped(self, "database exited"),
             _ => self.publish(),
         }
     }
@@ -315,6 +322,7 @@ impl Cx<'_> {
                 needs_rebuild: self.s.phase == Phase::NeedsRebuild,
                 caught_up_term: self.s.caught_up_term,
                 database_killed: self.s.database_killed,
+                database_exit: self.s.database_exit.clone(),
             });
         }
     }

@@ -112,6 +112,25 @@ fn kill_database(cx: &mut Cx<'_>) {
     cx.s.database_killed = true;
 }
 
+/// Step down from a database that is not running (it exited; the restart policy brings it
+/// back read-only): nothing can take writes there, release the key at once.
+pub(super) fn hand_over_stopped(cx: &mut Cx<'_>, why: &str) {
+    cx.emit(Action::PublishEvent {
+        kind: "handover",
+        detail: why.to_owned(),
+    });
+    release_key(cx);
+}
+
+/// Out of the next election for a while (the candidate catches up to our final position),
+/// a replica from now on, and the key released.
+fn release_key(cx: &mut Cx<'_>) {
+    cx.s.ineligible_until = cx.now + 2 * cx.p.ttl;
+    cx.s.phase = Phase::Replica { following: None };
+    cx.announce(Role::Replica, None);
+    cx.emit(Action::ReleasePrimary);
+}
+
 /// Step down from a database that does not answer at all: kill it, then release the key.
 pub(super) fn hand_over_killing(cx: &mut Cx<'_>) {
     cx.emit(Action::PublishEvent {
@@ -143,11 +162,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
                 cx.emit(Action::ReadCluster);
                 return;
             }
-            // Out of the next election for a while; the candidate catches up to `position`.
-            cx.s.ineligible_until = cx.now + 2 * cx.p.ttl;
-            cx.s.phase = Phase::Replica { following: None };
-            cx.announce(Role::Replica, None);
-            cx.emit(Action::ReleasePrimary);
+            release_key(cx);
         }
         (Phase::Stopping, EngineResult::Fenced { .. } | EngineResult::Killed) => {
             // No longer primary from here on (`/primary` answers 503 before the lease goes,

@@ -129,6 +129,9 @@ pub struct RoleState {
     /// primary: no failover candidate until it receives again. Frozen while it follows
     /// nobody, so an election judges it by how it replicated while the primary lived.
     pub stalled: bool,
+    /// Why the database last exited on its own (status and last error line), published in
+    /// the node key until it runs healthy again.
+    pub database_exit: Option<String>,
 }
 
 impl RoleState {
@@ -154,6 +157,7 @@ impl RoleState {
             database_killed: false,
             not_receiving_since: None,
             stalled: false,
+            database_exit: None,
         }
     }
 

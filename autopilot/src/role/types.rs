@@ -265,8 +265,9 @@ pub enum Event {
     /// not replicating, so the machine must decide again what it should be.
     DatabaseRestarted { now: Millis },
     /// The database process exited on its own and the restart policy starts it again: a
-    /// primary hands over at once instead of waiting for a failed health check.
-    DatabaseExited { now: Millis },
+    /// primary hands over at once instead of waiting for a failed health check. `detail`:
+    /// its exit status and the last error line it printed.
+    DatabaseExited { now: Millis, detail: String },
 }
 
 impl Event {
@@ -287,7 +288,7 @@ impl Event {
             | Event::PrePromoteDone { now, .. }
             | Event::StopRequested { now }
             | Event::DatabaseRestarted { now }
-            | Event::DatabaseExited { now } => *now,
+            | Event::DatabaseExited { now, .. } => *now,
         }
     }
 }
@@ -311,6 +312,8 @@ pub enum Action {
         needs_rebuild: bool,
         caught_up_term: Option<u64>,
         database_killed: bool,
+        /// Why the database last exited on its own, until it runs healthy again.
+        database_exit: Option<String>,
     },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,

@@ -602,6 +602,7 @@ fn role_switchover_old_primary_fences_then_releases() {
         needs_rebuild: false,
         caught_up_term: Some(0),
         database_killed: false,
+        database_exit: None,
     }));
     assert_eq!(s.phase, Phase::Replica { following: None });
 }
@@ -974,4 +975,42 @@ fn role_a_replica_that_does_not_receive_is_no_candidate() {
     let (s, _) = run(s, health(1000, true, true, Some(false)));
     let (s, _) = run(s, health(1000 + 10 * limit, true, true, Some(false)));
     assert!(s.eligible(&p(), 1000 + 10 * limit));
+}
+
+/// A database that exited says why (event and node key) until it runs healthy again; a
+/// primary hands over at once.
+#[test]
+fn role_a_database_exit_is_reported_until_it_runs_healthy() {
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(
+        s,
+        Event::DatabaseExited {
+            now: 1,
+            detail: "exit code 1: FATAL: bad".to_owned(),
+        },
+    );
+    assert!(
+        a.iter().any(|x| matches!(x, Action::PublishEvent { kind, detail } if *kind == "database_exited" && detail.contains("FATAL"))),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&Action::ReleasePrimary),
+        "a primary hands over at once: {a:?}"
+    );
+    assert_eq!(s.database_exit.as_deref(), Some("exit code 1: FATAL: bad"));
+    let (s, _) = run(s, health(2, false, true, None));
+    assert!(s.database_exit.is_some());
+    let (s, a) = run(s, health(3, true, true, None));
+    assert_eq!(s.database_exit, None);
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::PublishNode {
+                database_exit: None,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
 }

@@ -49,6 +49,11 @@ pub struct NodeDoc {
     /// it. Omitted when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub database_killed: bool,
+    /// Why the database last exited on its own: its exit status and the last error line it
+    /// printed (e.g. `exit code 1: FATAL: requested timeline 3 is not a child of this
+    /// server's history`); kept until it runs healthy again, omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_exit: Option<String>,
     /// Whether this node would take part in a failover right now (healthy, has data, not
     /// tagged nofailover, not lagging, not handing over); computed by the node itself and
     /// read by its peers when they rank candidates.

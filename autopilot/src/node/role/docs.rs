@@ -92,6 +92,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         fenced: role == Role::Fenced,
         needs_rebuild,
         database_killed,
+        database_exit: None,
         eligible,
         agent_url: me.agent_url.clone(),
         version: env!("CARGO_PKG_VERSION").into(),

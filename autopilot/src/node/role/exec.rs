@@ -93,6 +93,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             needs_rebuild,
             caught_up_term,
             database_killed,
+            database_exit,
         } => {
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
             gauge!("autopilot_eligible").set(if eligible { 1.0 } else { 0.0 });
@@ -105,6 +106,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 replication: engines::Replication::Unknown, // read at publish time
             };
             st.published = Some((role, position, flags));
+            st.database_exit = database_exit;
             publish_node(st);
             mark_primary_online(st, role, position);
         }
@@ -166,7 +168,12 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             });
         }
         Action::PublishEvent { kind, detail } => {
-            let doc = docs::event(&st.args.identity, kind, format!("{kind}: {detail}"));
+            let mut doc = docs::event(&st.args.identity, kind, format!("{kind}: {detail}"));
+            // Event ids are the time in milliseconds and the node: two events of one decision
+            // (a hand-over and its reason) must not share one and overwrite each other.
+            let ms = doc.time.unix_millis().max(st.last_event_ms + 1);
+            st.last_event_ms = ms;
+            doc.time = wire::Timestamp::from_unix_millis(ms);
             let key = st
                 .args
                 .keys
@@ -548,6 +555,7 @@ pub fn publish_node(st: &mut RoleActorState) {
     flags.replication = health.replication;
     drop(health);
     st.published = Some((role, position, flags));
-    let doc = docs::node(&st.args.identity, role, position, flags);
+    let mut doc = docs::node(&st.args.identity, role, position, flags);
+    doc.database_exit.clone_from(&st.database_exit);
     let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
 }

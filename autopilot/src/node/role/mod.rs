@@ -88,8 +88,9 @@ pub enum RoleMsg {
     Probed(Result<role::Position, ProbeFailure>),
     /// The database process was restarted by the restart policy.
     DatabaseRestarted,
-    /// The database process exited on its own; the restart policy starts it again.
-    DatabaseExited,
+    /// The database process exited on its own; the restart policy starts it again. Its exit
+    /// status and last error line.
+    DatabaseExited(String),
     /// Hand over leadership (fence, revoke the lease) and reply once done.
     Stop(RpcReplyPort<()>),
     /// The lease revocation finished (or failed).
@@ -151,6 +152,10 @@ pub struct RoleActorState {
     /// What the machine last asked to publish in the node key (health and replication are
     /// read when it is written).
     published: Option<(Role, role::Position, docs::NodeFlags)>,
+    /// Why the database last exited on its own, as the machine last published it.
+    database_exit: Option<String>,
+    /// The time (Unix ms) of the last event written: the next one gets a later id.
+    last_event_ms: u64,
 }
 
 /// How long a primary that was healthy may look unhealthy before the role logic is told: one
@@ -267,6 +272,8 @@ impl Actor for RoleActor {
             primary_online: false,
             events,
             published: None,
+            database_exit: None,
+            last_event_ms: 0,
         })
     }
 
@@ -357,9 +364,14 @@ impl Actor for RoleActor {
             RoleMsg::DatabaseRestarted => {
                 feed(&myself, st, Event::DatabaseRestarted { now: now_millis() })
             }
-            RoleMsg::DatabaseExited => {
-                feed(&myself, st, Event::DatabaseExited { now: now_millis() })
-            }
+            RoleMsg::DatabaseExited(detail) => feed(
+                &myself,
+                st,
+                Event::DatabaseExited {
+                    now: now_millis(),
+                    detail,
+                },
+            ),
             RoleMsg::Stop(reply) => {
                 st.stop_reply = Some(reply);
                 feed(&myself, st, Event::StopRequested { now: now_millis() });

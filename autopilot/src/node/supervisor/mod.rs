@@ -432,6 +432,7 @@ async fn on_process_event(
         ProcessEvent::Exited {
             status,
             restart_in: None,
+            ..
         } => {
             state.exit_code.get_or_insert(status.exit_code());
             state.env.main_exit_code = Some(status.exit_code());
@@ -440,10 +441,14 @@ async fn on_process_event(
                 begin_stop_after_exit(myself, state);
             }
         }
-        ProcessEvent::Exited { .. } => {
+        ProcessEvent::Exited { status, reason, .. } => {
             state.env.main_pid = None;
             if let Some(role) = &state.role {
-                let _ = role.cast(RoleMsg::DatabaseExited);
+                let detail = match reason {
+                    Some(r) => format!("{status}: {r}"),
+                    None => status.to_string(),
+                };
+                let _ = role.cast(RoleMsg::DatabaseExited(detail));
             }
         }
         ProcessEvent::SpawnFailed { message } => {

@@ -241,9 +241,13 @@ impl World {
                 let d = &mut self.dbs[i];
                 (d.running, d.writable, d.hung, d.upstream) = (false, false, false, None);
                 self.engine(i, EngineResult::Killed);
-                self.nodes[i]
-                    .inbox
-                    .push_back((now, Event::DatabaseExited { now }));
+                self.nodes[i].inbox.push_back((
+                    now,
+                    Event::DatabaseExited {
+                        now,
+                        detail: "killed".to_owned(),
+                    },
+                ));
             }
             Action::Exit => {
                 self.crash(i);

@@ -8,9 +8,11 @@
 //! before the next node's, like one actor mailbox each. Invariant checks record violations
 //! instead of panicking so the property test can print the whole trace.
 //!
-//! Fault model limits (documented, not hidden): a node is never frozen and partitioned at once.
-//! A frozen agent whose database is also unreachable to peers cannot be fenced by anybody;
-//! that needs a watchdog (open item).
+//! Fault model limits (documented, not hidden): a node is never frozen and partitioned at once,
+//! and a frozen agent's database never hangs (nor the other way round). A frozen agent whose
+//! database is also unreachable to peers (cut off, or hung) cannot be fenced by anybody: when
+//! both wake, the database takes writes until the agent fences it. That needs a watchdog
+//! (open item).
 
 mod checks;
 mod exec;
@@ -178,7 +180,9 @@ impl World {
                     self.tick();
                 }
             }
-            Fault::Freeze(i) if !self.nodes[i % n].partitioned => self.nodes[i % n].frozen = true,
+            Fault::Freeze(i) if !self.nodes[i % n].partitioned && !self.dbs[i % n].hung => {
+                self.nodes[i % n].frozen = true
+            }
             Fault::Thaw(i) => self.nodes[i % n].frozen = false,
             Fault::CrashAgent(i) => self.crash(i % n),
             Fault::RestartAgent(i) => self.restart(i % n),
@@ -189,15 +193,21 @@ impl World {
                 // The process actor reports the exit (the restart policy starts it again).
                 let now = self.now;
                 if self.nodes[i % n].agent_up {
-                    self.nodes[i % n]
-                        .inbox
-                        .push_back((now, Event::DatabaseExited { now }));
+                    self.nodes[i % n].inbox.push_back((
+                        now,
+                        Event::DatabaseExited {
+                            now,
+                            detail: "crashed".to_owned(),
+                        },
+                    ));
                 }
             }
             Fault::RestartDb(i) if self.nodes[i % n].agent_up && !self.dbs[i % n].running => {
                 self.restart_db(i % n)
             }
-            Fault::HangDb(i) if self.dbs[i % n].running => self.dbs[i % n].hung = true,
+            Fault::HangDb(i) if self.dbs[i % n].running && !self.nodes[i % n].frozen => {
+                self.dbs[i % n].hung = true
+            }
             Fault::WakeDb(i) => self.dbs[i % n].hung = false,
             Fault::Partition(i) if !self.nodes[i % n].frozen => {
                 self.nodes[i % n].partitioned = true
