@@ -271,13 +271,7 @@ impl ManagedChild {
         name: &str,
         spec: &ExecSpec,
         extra_env: &[(String, String)],
-    ) -> Result<
-        (
-            ManagedChild,
-            Option<tokio::task::JoinHandle<Option<String>>>,
-        ),
-        ExecError,
-    > {
+    ) -> Result<(ManagedChild, Option<FailureLine>), ExecError> {
         Self::spawn_inner(name, spec, extra_env, Io::Log).map(|(child, io)| (child, io.failure))
     }
 
@@ -585,6 +579,10 @@ pub async fn run_capture(
         failure: finished(io.failure).await,
     })
 }
+
+/// A task that answers, once a child's stderr closed, the last line it wrote there that
+/// reads like a failure.
+pub type FailureLine = tokio::task::JoinHandle<Option<String>>;
 
 /// The most of a failure line [`run_capture`] keeps.
 pub const MAX_FAILURE_LINE: usize = 300;
