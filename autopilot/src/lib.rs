@@ -1,6 +1,7 @@
 //! The Autopilot agent as a library; `main.rs` only calls [`cli::main`].
 //!
 //! - [`config`]: YAML → validated [`config::Config`].
+//! - [`listen`]: hardened HTTP listeners (connection caps, timeouts, open-file limit).
 //! - [`node`]: the node's actors under one root supervisor.
 //! - [`pid1`]: orphan adoption and signal intake.
 //! - [`role`]: the role state machine, a pure function, and its simulator.
@@ -10,6 +11,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod listen;
 pub mod logging;
 pub mod node;
 pub mod pid1;

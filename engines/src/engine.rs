@@ -81,6 +81,15 @@ pub enum EngineError {
     /// The main process is not running, so the operation cannot apply.
     #[error("the main process is not running")]
     NotRunning,
+    /// The agent itself ran out of file descriptors (`EMFILE`/`ENFILE`) opening what the
+    /// operation needs: says nothing about the database, which was not reached.
+    #[error(
+        "{operation}: the agent is out of file descriptors, so the database was not checked (raise LimitNOFILE)"
+    )]
+    AgentOutOfFiles {
+        /// What was attempted, as a verb phrase.
+        operation: &'static str,
+    },
     /// This engine (as configured) cannot do that.
     #[error("{operation} is not supported by this engine as configured")]
     Unsupported {
@@ -101,6 +110,32 @@ pub enum EngineError {
         /// What went wrong, in words an operator can act on.
         reason: String,
     },
+}
+
+impl EngineError {
+    /// The failure is the agent's own (no descriptors), not the database's: callers keep
+    /// their last verdict about the database instead of reading this as "down".
+    pub fn is_agent_trouble(&self) -> bool {
+        matches!(self, EngineError::AgentOutOfFiles { .. })
+    }
+}
+
+/// Whether `e`, or an error it wraps, means this process (`EMFILE`) or the system
+/// (`ENFILE`) ran out of file descriptors.
+pub fn out_of_files(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.raw_os_error().map(nix::errno::Errno::from_raw),
+                Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+            )
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// What the supervisor needs from an engine.
@@ -303,5 +338,27 @@ impl Engine for AnyEngine {
             AnyEngine::Mysql(e) => e.set_replicas(members).await,
             AnyEngine::Postgres(e) => e.set_replicas(members).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod out_of_files_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connect")]
+    struct Wrapper(#[source] std::io::Error);
+
+    #[test]
+    fn emfile_and_enfile_are_the_agents_trouble_wherever_they_are_wrapped() {
+        let emfile = std::io::Error::from_raw_os_error(nix::errno::Errno::EMFILE as i32);
+        assert!(out_of_files(&emfile));
+        assert!(out_of_files(&Wrapper(emfile)));
+        let enfile = std::io::Error::from_raw_os_error(nix::errno::Errno::ENFILE as i32);
+        assert!(out_of_files(&enfile));
+        let refused = std::io::Error::from_raw_os_error(nix::errno::Errno::ECONNREFUSED as i32);
+        assert!(!out_of_files(&Wrapper(refused)));
+        assert!(EngineError::AgentOutOfFiles { operation: "probe" }.is_agent_trouble());
+        assert!(!EngineError::NotRunning.is_agent_trouble());
     }
 }

@@ -17,5 +17,5 @@ pub mod process;
 mod role_ops;
 
 pub use control::{MainControl, MainRequest};
-pub use engine::{AnyEngine, Engine, EngineError, Probe, Replication, StopMode};
+pub use engine::{AnyEngine, Engine, EngineError, Probe, Replication, StopMode, out_of_files};
 pub use role_ops::{Member, Peer, Position, RemoteFence};

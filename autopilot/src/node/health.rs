@@ -2,7 +2,7 @@
 //! health handler into one [`NodeStatus`], published on a `watch` channel for `/health`
 //! (and, later, for the role logic) and as the `autopilot_health` gauge.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use engines::{AnyEngine, Engine, Replication};
@@ -13,12 +13,16 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::process::ProcessEvent;
+use crate::listen::Throttle;
 use crate::telemetry::{Lifecycle, NodeStatus};
 
 /// How long one engine probe may take. A database that does not answer within it is
 /// unhealthy: with a probe every second (the default) a hung server is reported within 3 s,
 /// and the role logic gives a primary no grace for it (see `node::role`).
 pub const PROBE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Probes skipped because the agent is out of descriptors are logged at most every 10 s.
+static PROBE_SKIPS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(Duration::from_secs(10)));
 
 /// Computes and publishes the node's health; holds no state itself.
 pub struct HealthActor;
@@ -117,6 +121,14 @@ impl Actor for HealthActor {
                             Ok(Ok(p)) if p.healthy => Ok(p.replication),
                             Ok(Ok(p)) => {
                                 Err(p.reason.unwrap_or_else(|| "engine probe failed".into()))
+                            }
+                            // The agent's own trouble: the last verdict about the database stands.
+                            Ok(Err(e)) if e.is_agent_trouble() => {
+                                metrics::counter!("autopilot_probe_skipped_total", "reason" => "out_of_file_descriptors").increment(1);
+                                if let Some(held) = PROBE_SKIPS.pass() {
+                                    warn!(cause = %e, skipped_since_last_line = held, "engine probe skipped; keeping the last verdict");
+                                }
+                                return;
                             }
                             Ok(Err(e)) => Err(format!("engine probe: {e}")),
                             Err(_) => Err(format!(

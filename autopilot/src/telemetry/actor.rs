@@ -14,6 +14,7 @@ use tracing::{error, info};
 use super::host::HostSampler;
 use super::http::{CloneSource, HttpState, router};
 use super::status::NodeStatus;
+use crate::listen::Limits;
 
 /// How often histograms are compacted and host metrics sampled.
 const SAMPLE_PERIOD: Duration = Duration::from_secs(5);
@@ -66,23 +67,40 @@ impl Actor for TelemetryActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let shutdown = CancellationToken::new();
         if let Some(addr) = args.listen {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                format!(
-                    "listen on {addr} for telemetry: {e}; set telemetry.listen to a free address, or `off`"
-                )
-            })?;
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| {
+                    format!(
+                        "listen on {addr} for telemetry: {e}; set telemetry.listen to a free address, or `off`"
+                    )
+                })?;
             let bound = listener.local_addr().unwrap_or(addr);
-            info!(address = %bound, "telemetry listening");
+            let limits = Limits::agent();
+            info!(
+                address = %bound,
+                max_connections = limits.max_connections,
+                max_per_client = limits.max_per_client,
+                "telemetry listening"
+            );
             let app = router(HttpState {
                 metrics: args.metrics.clone(),
                 status: args.status,
                 role: args.role,
                 clone: args.clone,
             });
+            let server = crate::listen::server(listener, limits, "telemetry")
+                .map_err(|e| format!("serve telemetry on {addr}: {e}"))?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
             let token = shutdown.clone();
             tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(token.cancelled_owned())
+                token.cancelled().await;
+                h.graceful_shutdown(Some(Duration::from_secs(1)));
+            });
+            tokio::spawn(async move {
+                let served = server
+                    .handle(handle)
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                     .await;
                 if let Err(e) = served {
                     error!(cause = %e, "telemetry listener failed");

@@ -2,11 +2,12 @@
 //! and on a MariaDB primary `GET /v1/clone/stream`, the backup stream a cloning replica
 //! reads (see `docs/engines/mariadb.md`, "Cloning").
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,8 +19,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{info, warn};
 
 use super::status::NodeStatus;
+use crate::listen::Throttle;
 use crate::node::role_label;
 use crate::role::Role;
+
+/// Refused clone requests are logged at most every 10 s (with the count held back), so a
+/// client cannot turn each bad request into a log line.
+static REFUSED_CLONES: LazyLock<Throttle> =
+    LazyLock::new(|| Throttle::new(Duration::from_secs(10)));
 
 /// What the routes read: the recorder's handle and the latest node status.
 #[derive(Clone)]
@@ -131,7 +138,11 @@ fn problem(code: StatusCode, text: &str) -> Response {
 /// of the cluster that proves it knows the replication password (`clone_auth`). 401 without a
 /// valid proof (no detail), 409 when this node is not the primary, 429 while another clone
 /// runs. The backup is killed when the client goes away.
-async fn clone_stream(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+async fn clone_stream(
+    State(state): State<HttpState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let Some(src) = state.clone.clone() else {
         return problem(
             StatusCode::NOT_FOUND,
@@ -150,7 +161,10 @@ async fn clone_stream(State(state): State<HttpState>, headers: HeaderMap) -> Res
                 .verify(v, &s.replication.password, &s.cluster, now)
         });
     let Some(node) = node else {
-        warn!("refused a clone request without a valid proof");
+        metrics::counter!("autopilot_clone_requests_refused_total").increment(1);
+        if let Some(held) = REFUSED_CLONES.pass() {
+            warn!(client = %client.ip(), refused_since_last_line = held, "refused a clone request without a valid proof");
+        }
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, clone_auth::SCHEME)],

@@ -17,7 +17,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
 
 use super::settings::{Account, MysqlSettings};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, out_of_files};
 use crate::role_ops::Peer;
 
 /// How long one connect or statement may take.
@@ -84,6 +84,12 @@ pub async fn local(s: &MysqlSettings) -> Result<Conn, EngineError> {
     match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(opts.clone())).await {
         Ok(Ok(c)) => return Ok(c),
         Ok(Err(mysql_async::Error::Server(e))) if e.code == ER_ACCESS_DENIED => {}
+        // A socket the agent could not even open says nothing about the server.
+        Ok(Err(mysql_async::Error::Io(mysql_async::IoError::Io(e)))) if out_of_files(&e) => {
+            return Err(EngineError::AgentOutOfFiles {
+                operation: "connect to the local server",
+            });
+        }
         Ok(Err(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))) => {
             return Err(EngineError::NotRunning);
         }

@@ -127,6 +127,12 @@ impl Engine for MysqlEngine {
     async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
         let mut c = match conn::remote(&self.settings, target).await {
             Ok(c) => c,
+            // The agent could not open a socket: that proves nothing about the target.
+            Err(mysql_async::Error::Io(mysql_async::IoError::Io(e))) if crate::out_of_files(&e) => {
+                return Err(EngineError::AgentOutOfFiles {
+                    operation: "fence the former primary",
+                });
+            }
             // Not listening, or not answering within the limit: nothing there accepts writes.
             Err(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)) => {
                 return Ok(RemoteFence::Unreachable);

@@ -25,6 +25,9 @@ pub enum SqlError {
     Unreachable(String),
     /// It answered with an error.
     Failed(String),
+    /// The agent could not open a socket (out of file descriptors): nothing is known about
+    /// the server, which must not be read as unreachable.
+    AgentOutOfFiles,
 }
 
 impl SqlError {
@@ -34,6 +37,7 @@ impl SqlError {
             SqlError::Unreachable(reason) | SqlError::Failed(reason) => {
                 EngineError::Failed { operation, reason }
             }
+            SqlError::AgentOutOfFiles => EngineError::AgentOutOfFiles { operation },
         }
     }
 }
@@ -71,6 +75,7 @@ pub async fn connect(host: &str, port: u16, who: &Credentials) -> Result<Client,
         Err(_) => Err(SqlError::Unreachable(format!(
             "connect to {host}:{port}: timed out"
         ))),
+        Ok(Err(e)) if crate::out_of_files(&e) => Err(SqlError::AgentOutOfFiles),
         Ok(Err(e)) => {
             let is_db = e.as_db_error().is_some();
             let msg = format!("connect to {host}:{port}: {}", pg_error(&e));

@@ -67,14 +67,29 @@ pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     let me = myself.clone();
     tokio::spawn(async move {
         let limit = crate::node::health::PROBE_LIMIT;
-        let probed = match tokio::time::timeout(limit, engine.position()).await {
-            Ok(Ok(p)) => Ok(to_role_position(p)),
-            Ok(Err(_)) => Err(ProbeFailure::Error),
-            Err(_) => Err(ProbeFailure::NoAnswer),
+        let probed = loop {
+            match tokio::time::timeout(limit, engine.position()).await {
+                Ok(Ok(p)) => break Ok(to_role_position(p)),
+                // The agent out of descriptors knows nothing new about its database: try
+                // again rather than report a failed probe (a primary would hand over).
+                Ok(Err(e)) if e.is_agent_trouble() => {
+                    if let Some(held) = POSITION_SKIPS.pass() {
+                        warn!(cause = %e, skipped_since_last_line = held, "position probe could not run; retrying every second");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Ok(Err(_)) => break Err(ProbeFailure::Error),
+                Err(_) => break Err(ProbeFailure::NoAnswer),
+            }
         };
         let _ = me.cast(RoleMsg::Probed(probed));
     });
 }
+
+/// Position probes that could not run (the agent out of descriptors) are logged at most
+/// every 10 s.
+static POSITION_SKIPS: std::sync::LazyLock<crate::listen::Throttle> =
+    std::sync::LazyLock::new(|| crate::listen::Throttle::new(Duration::from_secs(10)));
 
 /// Carry out one action.
 pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Action) {
