@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::util::{eventually, workspace_bin};
+use crate::util::{eventually, system_bin, workspace_bin};
 
 /// A running agent; killed (TERM, then KILL) when dropped.
 pub struct Agent {
@@ -25,6 +25,19 @@ impl Agent {
     pub fn run(config: &Path) -> Agent {
         let mut cmd = Command::new(workspace_bin("autopilot"));
         cmd.arg("run").arg("--config").arg(config);
+        Self::spawn(cmd, config)
+    }
+
+    /// [`Agent::run`] under `prlimit --nofile=<n>:<n>`: soft and hard open-file limits of `n`,
+    /// so the agent cannot raise its own limit above it (flood tests).
+    pub fn run_with_open_files(config: &Path, n: u64) -> Agent {
+        let mut cmd = Command::new(system_bin("/usr/bin/prlimit", "util-linux"));
+        cmd.arg(format!("--nofile={n}:{n}"))
+            .arg("--")
+            .arg(workspace_bin("autopilot"))
+            .arg("run")
+            .arg("--config")
+            .arg(config);
         Self::spawn(cmd, config)
     }
 

@@ -43,6 +43,8 @@ pub struct Agents {
     endpoints: String,
     /// The cluster's key prefix, `/autopilot/<namespace>/<project>/<cluster>/`.
     prefix: String,
+    /// Agents started from now on run under this open-file limit (soft and hard).
+    open_files: Option<u64>,
 }
 
 /// `impl Deref<Target = Agents>` (and `DerefMut`) for a harness with an `agents` field.
@@ -104,6 +106,7 @@ impl Agents {
             http,
             endpoints: endpoints.join(","),
             prefix: format!("/autopilot/{namespace}/{project}/{cluster}/"),
+            open_files: None,
         })
     }
 
@@ -228,6 +231,7 @@ impl Agents {
 
     /// Starts (or restarts) node `i`'s agent; an earlier log is kept in `<config>.prev.log`.
     pub fn start_agent(&mut self, i: usize) {
+        let open_files = self.open_files;
         let node = &mut self.nodes[i];
         if let Some(old) = node.agent.take() {
             if node.stopped {
@@ -244,7 +248,15 @@ impl Agents {
             all.push_str("---- agent restarted ----\n");
             let _ = std::fs::write(prev, all);
         }
-        node.agent = Some(Agent::run(&node.config));
+        node.agent = Some(match open_files {
+            Some(n) => Agent::run_with_open_files(&node.config, n),
+            None => Agent::run(&node.config),
+        });
+    }
+
+    /// Agents started from now on run with soft and hard open-file limits of `n`.
+    pub fn limit_open_files(&mut self, n: u64) {
+        self.open_files = Some(n);
     }
 
     /// Node `i`'s agent, if one was started.

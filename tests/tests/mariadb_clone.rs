@@ -141,6 +141,14 @@ fn the_clone_endpoint_authenticates_and_serves_only_on_the_primary() {
             "{what}: the answer leaks detail"
         );
     }
+    // Refusals are logged with the client's address, one line per 10 s at most.
+    let log = c.agent_log(p);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused a clone request"))
+        .collect();
+    assert_eq!(lines.len(), 1, "refusals are not rate-limited: {lines:#?}");
+    assert!(lines[0].contains("client=127.0.0.1"), "{}", lines[0]);
     // The replica refuses a valid request.
     let resp = get(&url(r), Some(&valid()));
     assert_eq!(resp.status().as_u16(), 409, "a replica served a clone");
