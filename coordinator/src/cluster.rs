@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use autopilot::store::{Entry, Store};
+use autopilot::store::{Entry, EtcdStore, Store};
 use autopilot::wire::{
     self, ClusterKey, ClusterKeys, ClusterStateDoc, HistoryDoc, InitializedDoc, MaintenanceDoc,
     NodeDoc, PrimaryDoc, SwitchoverDoc,
@@ -106,21 +106,42 @@ pub struct Read {
     pub history: HistoryDoc,
 }
 
+/// Every key under `base` except the coordinator's own (`_coordinator/`: tokens and the
+/// audit log, which may hold far more keys than every cluster together): two key-only range
+/// reads around that range, so listing clusters never scans the audit log.
+async fn list_skipping_coordinator(
+    state: &AppState,
+    base: &str,
+) -> Result<Vec<String>, autopilot::store::StoreError> {
+    let own = state.coordinator_keys();
+    let own = own.root();
+    let end = EtcdStore::prefix_end(base).unwrap_or_default();
+    let mut keys = state.store().list_keys_between(base, own).await?;
+    if let Some(after) = EtcdStore::prefix_end(own) {
+        keys.extend(state.store().list_keys_between(&after, &end).await?);
+    }
+    Ok(keys)
+}
+
 /// Lists clusters under `<prefix>/` (or `<prefix>/<namespace>/`), skipping `_…` namespaces.
 pub async fn list(
     state: &AppState,
     namespace: Option<&str>,
 ) -> Result<Vec<ClusterSummary>, Problem> {
     let base = format!("{}/", state.prefix());
+    // `_…` is never a namespace (it is where the coordinator keeps its own keys).
+    if namespace.is_some_and(|ns| ns.starts_with('_') || ns.contains('/')) {
+        return Ok(Vec::new());
+    }
     let scan = match namespace {
         Some(ns) => format!("{base}{ns}/"),
         None => base.clone(),
     };
-    let (keys, _) = state
-        .store()
-        .list_keys(&scan)
-        .await
-        .map_err(|e| Problem::store(&e))?;
+    let keys = match namespace {
+        Some(_) => state.store().list_keys(&scan).await.map(|(k, _)| k),
+        None => list_skipping_coordinator(state, &base).await,
+    }
+    .map_err(|e| Problem::store(&e))?;
     let mut out: BTreeMap<(String, String, String), ClusterSummary> = BTreeMap::new();
     for key in keys {
         let Some(rest) = key.strip_prefix(&base) else {

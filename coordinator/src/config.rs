@@ -9,6 +9,8 @@ use std::time::Duration;
 use autopilot::config::{EtcdTls, PemFile, Secret, SecretBytes, TlsIdentity};
 use clap::Args;
 
+use crate::limits::{LimitArgs, Limits};
+
 /// Flags of `coordinator serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -81,6 +83,9 @@ pub struct ServeArgs {
     /// Log format on stderr: `text` or `json`. RUST_LOG sets the level (default info).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Connection, stream and failure limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// A flag or file that is not usable; the message names it and says what is wrong.
@@ -125,6 +130,8 @@ pub struct Config {
     pub audit_prune_interval: Duration,
     /// Log as JSON.
     pub log_json: bool,
+    /// Connection, stream and failure limits.
+    pub limits: Limits,
 }
 
 /// Shortest admin token accepted: it is compared by hash, so it must be hard to guess.
@@ -192,6 +199,7 @@ impl ServeArgs {
                 why: "must be at least 1024 bytes".into(),
             });
         }
+        let limits = self.limits.validate()?;
         let etcd_tls = if self.etcd_ca_file.is_some() || self.etcd_cert_file.is_some() {
             let ca = match &self.etcd_ca_file {
                 Some(p) => Some(PemFile {
@@ -239,6 +247,7 @@ impl ServeArgs {
             audit_retention: self.audit_retention,
             audit_prune_interval: self.audit_prune_interval,
             log_json: self.log_format == "json",
+            limits,
         })
     }
 }

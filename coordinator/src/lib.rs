@@ -21,14 +21,19 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod ctl;
+pub mod etcd_space;
+pub mod limits;
 pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
 pub mod state;
+pub mod streams;
 pub mod tls;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+
+use crate::streams::StreamSlots;
 use std::time::Duration;
 
 use autopilot::store::{EtcdOptions, EtcdStore};
@@ -87,8 +92,17 @@ pub async fn serve(
             }
         });
     }
+    autopilot::pid1::raise_open_file_limit();
     let keys = CoordinatorKeys::new(&cfg.prefix);
-    let auditor = Auditor::new(store.clone(), keys.clone(), cfg.audit_retention);
+    let limits = cfg.limits;
+    let auditor = Auditor::new(
+        store.clone(),
+        keys.clone(),
+        cfg.audit_retention,
+        limits.audit_denial_window,
+    );
+    let (etcd_space, _sampler) =
+        etcd_space::spawn_sampler(store.clone(), limits.etcd_quota_bytes, SPACE_EVERY);
     let state = AppState::new(Inner {
         store: store.clone(),
         prefix: cfg.prefix.clone(),
@@ -99,6 +113,9 @@ pub async fn serve(
         tokens: TokenStore::new(store.clone(), keys, cfg.token_cache),
         auditor: auditor.clone(),
         limiter: RateLimiter::new(cfg.rate_limit, cfg.rate_burst),
+        failures: RateLimiter::new(limits.failure_rate, limits.failure_burst),
+        streams: StreamSlots::new(limits.streams, limits.streams_per_token),
+        etcd_space,
         request_timeout: cfg.request_timeout,
         metrics,
         openapi_json: Default::default(),
@@ -109,17 +126,20 @@ pub async fn serve(
         addr: cfg.listen,
         source,
     })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| ServeError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
     let local = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: cfg.listen,
         source,
     })?;
     let _pruner = auditor.spawn_pruner(cfg.audit_prune_interval);
+    let _aggregator = auditor.spawn_aggregator(Duration::from_secs(5));
+    let listen_limits = limits.listener.capped();
+    let server =
+        autopilot::listen::server(listener, listen_limits, "coordinator").map_err(|source| {
+            ServeError::Bind {
+                addr: cfg.listen,
+                source,
+            }
+        })?;
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
@@ -129,25 +149,29 @@ pub async fn serve(
     });
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     println!("listening on {scheme}://{local}");
-    tracing::info!(address = %local, tls = cfg.tls.is_some(), admin_token = cfg.admin_token.is_some(), "coordinator listening");
+    tracing::info!(
+        address = %local,
+        tls = cfg.tls.is_some(),
+        admin_token = cfg.admin_token.is_some(),
+        max_connections = listen_limits.max_connections,
+        max_per_client = listen_limits.max_per_client,
+        "coordinator listening"
+    );
     match &cfg.tls {
         Some((cert, key)) => {
             let rustls = tls::server_config(cert, key)
                 .await
                 .map_err(ServeError::Tls)?;
-            axum_server::from_tcp_rustls(listener, rustls)
-                .map_err(ServeError::Serve)?
+            server
+                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(rustls))
                 .handle(handle)
                 .serve(app)
                 .await
         }
-        None => {
-            axum_server::from_tcp(listener)
-                .map_err(ServeError::Serve)?
-                .handle(handle)
-                .serve(app)
-                .await
-        }
+        None => server.handle(handle).serve(app).await,
     }
     .map_err(ServeError::Serve)
 }
+
+/// How often etcd's alarms and size are read for `/healthz`.
+const SPACE_EVERY: Duration = Duration::from_secs(5);

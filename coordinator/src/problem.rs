@@ -96,6 +96,27 @@ impl Problem {
         p.retry_after_seconds = Some(retry_after);
         p
     }
+
+    /// 429 for a client address that spent its budget of failed or unauthenticated requests:
+    /// answered before anything is looked up or written.
+    pub fn client_throttled(retry_after: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "client_throttled",
+            format!(
+                "too many failed or unauthenticated requests from this address; retry in \
+                 {retry_after} s with a valid token"
+            ),
+        );
+        p.retry_after_seconds = Some(retry_after);
+        p
+    }
+
+    /// The same problem, asking the client to retry after `secs` seconds.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_seconds = Some(secs);
+        self
+    }
 }
 
 /// `err` and its sources, `: `-separated, for one log line.

@@ -1,4 +1,5 @@
-//! A token bucket per API token, in this coordinator's memory: `rate` requests per second on
+//! A token bucket per key (an API token, or a client address for failed requests), in this
+//! coordinator's memory: `rate` requests per second on
 //! average, bursts of up to `burst`. With several coordinators behind a load balancer each
 //! one limits on its own, so the cluster-wide limit is at most `rate × coordinators`.
 
@@ -42,6 +43,26 @@ impl RateLimiter {
     /// Takes one request from `key`'s bucket; `Err(seconds)` to wait when it is empty.
     pub fn check(&self, key: &str) -> Result<(), u64> {
         self.check_at(key, Instant::now())
+    }
+
+    /// Whether `key` could make a request now, without taking one: `Err(seconds)` when its
+    /// bucket is empty.
+    pub fn peek(&self, key: &str) -> Result<(), u64> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = buckets.get(key) else {
+            return Ok(());
+        };
+        let tokens = (b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * self.rate)
+            .min(self.burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(((1.0 - tokens) / self.rate).ceil().max(1.0) as u64)
+        }
     }
 
     fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {

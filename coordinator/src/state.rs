@@ -1,5 +1,6 @@
 //! [`AppState`]: what every handler shares. Nothing in it matters beyond this process: the
-//! token cache and rate-limit buckets are optimisations and limits, the truth is in etcd.
+//! token cache, rate-limit buckets, stream slots and the last etcd space reading are
+//! optimisations and limits, the truth is in etcd.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -10,7 +11,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::audit::Auditor;
 use crate::auth::store::TokenStore;
+use crate::etcd_space::EtcdSpace;
 use crate::ratelimit::RateLimiter;
+use crate::streams::StreamSlots;
+use tokio::sync::watch;
 
 /// Shared handler state; cheap to clone.
 #[derive(Clone)]
@@ -30,6 +34,12 @@ pub struct Inner {
     pub auditor: Auditor,
     /// Per-token request budget.
     pub limiter: RateLimiter,
+    /// Per-client-address budget of failed or unauthenticated requests.
+    pub failures: RateLimiter,
+    /// Caps on event streams.
+    pub streams: StreamSlots,
+    /// The latest reading of etcd's alarms and size (`None` before the first).
+    pub etcd_space: watch::Receiver<Option<EtcdSpace>>,
     /// Bound on answering one request.
     pub request_timeout: Duration,
     /// Renders `/metrics`; `None` when another recorder was installed (tests).
@@ -70,6 +80,18 @@ impl AppState {
     /// The rate limiter.
     pub fn limiter(&self) -> &RateLimiter {
         &self.0.limiter
+    }
+    /// The failure budget per client address.
+    pub fn failures(&self) -> &RateLimiter {
+        &self.0.failures
+    }
+    /// The event stream caps.
+    pub fn streams(&self) -> &StreamSlots {
+        &self.0.streams
+    }
+    /// The latest reading of etcd's alarms and size.
+    pub fn etcd_space(&self) -> Option<EtcdSpace> {
+        *self.0.etcd_space.borrow()
     }
     /// Request timeout.
     pub fn request_timeout(&self) -> Duration {

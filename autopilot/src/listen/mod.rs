@@ -40,17 +40,19 @@ impl Limits {
     /// agent's own descriptors (database connections, etcd, handlers).
     pub fn agent() -> Self {
         Self {
-            max_connections: cap_for_open_files(256),
+            max_connections: 256,
             max_per_client: 32,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
         }
+        .capped()
     }
 
-    /// `want`, but never more than a quarter of this process's open-file limit.
+    /// These limits, with at most a quarter of this process's open-file limit in connections
+    /// and one client never more than a quarter of that, so other clients keep room.
     pub fn capped(mut self) -> Self {
         self.max_connections = cap_for_open_files(self.max_connections);
-        self.max_per_client = self.max_per_client.min(self.max_connections);
+        self.max_per_client = self.max_per_client.min((self.max_connections / 4).max(1));
         self
     }
 }

@@ -31,7 +31,9 @@ use super::{
 use crate::config::{EtcdTls, Secret, StoreConfig};
 
 mod range;
+mod space;
 pub use range::RangeQuery;
+pub use space::Space;
 
 /// gRPC status codes we branch on (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
 mod code {

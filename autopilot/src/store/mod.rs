@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use error::StoreError;
-pub use etcd::{EtcdOptions, EtcdStore, RangeQuery};
+pub use etcd::{EtcdOptions, EtcdStore, RangeQuery, Space};
 pub use watch::{Watch, WatchBroken, WatchEvent, WatchMessage};
 
 /// An etcd revision (the store's logical clock).

@@ -30,6 +30,11 @@ impl CoordinatorKeys {
     pub fn tokens_prefix(&self) -> String {
         format!("{}tokens/", self.base)
     }
+    /// `<prefix>/_coordinator/`: everything the coordinator keeps (tokens, audit log), one
+    /// contiguous key range that cluster listings skip.
+    pub fn root(&self) -> &str {
+        &self.base
+    }
     /// `tokens/<id>`.
     pub fn token(&self, id: &str) -> String {
         format!("{}tokens/{id}", self.base)
@@ -197,6 +202,10 @@ pub struct AuditDoc {
     /// Extra facts for humans (never secrets).
     #[serde(default)]
     pub detail: Option<String>,
+    /// Refusals this record stands for when it aggregates repeated ones from one client
+    /// address (absent on ordinary records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<u64>,
 }
 
 impl Document for AuditDoc {

@@ -1,9 +1,10 @@
 //! `GET /v1/audit`: the audit log, newest first, for admins. An admin scoped to some
-//! namespaces sees only the cluster records of those namespaces.
+//! namespaces sees only the cluster records of those namespaces, and of refusals there not
+//! who was refused (another tenant's token id and address).
 
 use std::net::SocketAddr;
 
-use autopilot::wire::{AuditDoc, TokenRole};
+use autopilot::wire::{AuditDoc, AuditOutcome, TokenRole};
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
@@ -12,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::ApiQuery;
 use super::gate::{Need, admit};
+use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -43,6 +45,20 @@ pub struct AuditList {
     pub records: Vec<AuditRecord>,
     /// Pass as `before` to get the next (older) page; `null` on the last page.
     pub next_before: Option<String>,
+}
+
+/// A refusal seen by an admin scoped to some namespaces: who was refused (token id, client
+/// address) may be another tenant probing, and is not theirs to see — unless it was them.
+fn redact(caller: &Caller, mut r: AuditDoc) -> AuditDoc {
+    if !caller.sees_all()
+        && r.outcome == AuditOutcome::Denied
+        && r.token_id.as_deref() != Some(caller.id.as_str())
+    {
+        r.token_id = None;
+        r.role = None;
+        r.client = "(hidden)".into();
+    }
+    r
 }
 
 /// Read the audit log (admin).
@@ -104,7 +120,10 @@ pub async fn list_audit(
                         .next()
                         .is_some_and(|ns| caller.sees_namespace(ns)))
         })
-        .map(|(id, record)| AuditRecord { id, record })
+        .map(|(id, record)| AuditRecord {
+            id,
+            record: redact(caller, record),
+        })
         .collect();
     Ok(Json(AuditList {
         records,

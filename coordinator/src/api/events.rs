@@ -245,7 +245,7 @@ pub async fn events(
     ApiPath(p): ApiPath<ClusterPath>,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, Problem> {
-    admit(
+    let gate = admit(
         &st,
         &headers,
         client,
@@ -257,6 +257,8 @@ pub async fn events(
         },
     )
     .await?;
+    // Held by the stream until it ends, so one token cannot hold thousands.
+    let slot = st.streams().take(&gate.caller.id)?;
     let keys = p.keys(&st)?;
     let last_id = match headers.get("last-event-id") {
         Some(v) => Some(
@@ -294,13 +296,11 @@ pub async fn events(
         keys: keys.clone(),
         nodes: HashMap::new(),
     };
-    let sse = Sse::new(stream(
-        st.store().clone(),
-        keys.cluster_prefix(),
-        watch,
-        start,
-        tr,
-    ))
+    let events = stream(st.store().clone(), keys.cluster_prefix(), watch, start, tr);
+    let sse = Sse::new(futures::StreamExt::map(events, move |e| {
+        let _held = &slot;
+        e
+    }))
     .keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(15))

@@ -1,6 +1,8 @@
-//! The gate every `/v1` request passes: authenticate, rate-limit, check the scope (outside
+//! The gate every `/v1` request passes: the client address's failure budget (spent: 429 at
+//! once, nothing looked up or written), authenticate, rate-limit, check the scope (outside
 //! it: 404, like a missing cluster), check the role (inside the scope but too low: 403). Every
-//! denial is written to the audit log; mutating handlers record their outcome with
+//! denial spends one of the address's failure budget and goes to the audit log (aggregated
+//! per address, see `audit::denials`); mutating handlers record their outcome with
 //! [`Gate::finish`].
 
 use std::net::SocketAddr;
@@ -46,10 +48,33 @@ pub async fn admit(
     client: SocketAddr,
     need: Need<'_>,
 ) -> Result<Gate, Problem> {
+    let ip = client.ip().to_string();
+    if let Err(wait) = state.failures().peek(&ip) {
+        let p = Problem::client_throttled(wait);
+        metrics::counter!("autopilot_coordinator_denied_total", "code" => p.code.clone())
+            .increment(1);
+        state.auditor().count_throttled(
+            Entry {
+                caller: None,
+                token: None,
+                action: need.action,
+                target: &need.target,
+                client,
+            },
+            p.status,
+            &p.code,
+        );
+        return Err(p);
+    }
     let deny = |caller: Option<Caller>, token: Option<(String, Option<TokenRole>)>, p: Problem| {
         let state = state.clone();
         let target = need.target.clone();
+        let ip = ip.clone();
         async move {
+            // A 503 (etcd unreachable) is not the client's failure.
+            if p.status != 503 {
+                let _ = state.failures().check(&ip);
+            }
             metrics::counter!("autopilot_coordinator_denied_total", "code" => p.code.clone())
                 .increment(1);
             state

@@ -61,6 +61,41 @@ impl EtcdStore {
         Ok((keys, revision))
     }
 
+    /// Every key in `[start, end)` (values not transferred), sorted: listings that must skip
+    /// a part of a prefix (the coordinator's audit log) without reading it.
+    pub async fn list_keys_between(
+        &self,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut resp = self
+            .call(
+                "get_prefix",
+                || format!("list key names from {start} to {end}"),
+                None,
+                || {
+                    let mut c = self.client.clone();
+                    let (s, e) = (start.to_owned(), end.as_bytes().to_vec());
+                    async move {
+                        c.get(s, Some(GetOptions::new().with_range(e).with_keys_only()))
+                            .await
+                    }
+                },
+            )
+            .await?;
+        Ok(resp
+            .take_kvs()
+            .into_iter()
+            .map(|kv| key_string(kv.key()))
+            .collect())
+    }
+
+    /// The end of the range of keys starting with `prefix`, as a string (for
+    /// [`EtcdStore::list_keys_between`]); `None` when it is not valid UTF-8.
+    pub fn prefix_end(prefix: &str) -> Option<String> {
+        String::from_utf8(prefix_end(prefix)).ok()
+    }
+
     /// Keys under `prefix` within the bounds of `q`, sorted by key (descending when asked),
     /// at most `q.limit` of them, and the read's revision.
     pub async fn get_range(

@@ -2,17 +2,41 @@
 //! `<prefix>/_coordinator/audit/<ms>-<random>`, so keys sort by time and any coordinator can
 //! read them. Records older than the retention are deleted by a range delete that every
 //! coordinator runs periodically (idempotent, so several coordinators do not conflict).
+//!
+//! Bounded: a record's target, detail and token id are truncated ([`MAX_TARGET_CHARS`],
+//! [`MAX_DETAIL_CHARS`]), and refusals pass [`denials::Denials`], which writes at most two
+//! records per client address per window however many requests it sends.
+
+pub mod denials;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use autopilot::store::{EtcdStore, RangeQuery, Store, StoreError};
 use autopilot::wire::{self, AuditDoc, AuditOutcome, CoordinatorKeys, Timestamp, TokenRole};
-use tokio_util_free::CancelOnDrop;
+pub use tokio_util_free::CancelOnDrop;
 
 use crate::auth::Caller;
 use crate::auth::token::hex;
 use crate::problem::error_chain;
+
+use self::denials::Denials;
+
+/// Longest target kept in a record (a request path can be many kilobytes).
+pub const MAX_TARGET_CHARS: usize = 200;
+/// Longest detail kept in a record.
+pub const MAX_DETAIL_CHARS: usize = 1000;
+/// Longest token id kept (ids are 16 hex digits; anything longer was made up by a client).
+const MAX_TOKEN_ID_CHARS: usize = 32;
+
+/// `s` cut to `max` characters, marked with `…` when cut.
+pub fn bounded(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some((at, _)) => format!("{}…", &s[..at]),
+    }
+}
 
 /// Writes and reads audit records.
 #[derive(Clone)]
@@ -23,6 +47,8 @@ pub struct Auditor {
     keys: CoordinatorKeys,
     /// How long records are kept.
     retention: Duration,
+    /// Refusals waiting to be aggregated, per client address.
+    denials: Arc<Denials>,
 }
 
 /// One call to record: who, what, on what, and from where.
@@ -41,11 +67,18 @@ pub struct Entry<'a> {
 
 impl Auditor {
     /// An auditor over `store`.
-    pub fn new(store: EtcdStore, keys: CoordinatorKeys, retention: Duration) -> Self {
+    /// Repeated refusals are aggregated over `denial_window` (zero: each one is written).
+    pub fn new(
+        store: EtcdStore,
+        keys: CoordinatorKeys,
+        retention: Duration,
+        denial_window: Duration,
+    ) -> Self {
         Self {
             store,
             keys,
             retention,
+            denials: Arc::new(Denials::new(denial_window)),
         }
     }
 
@@ -59,24 +92,66 @@ impl Auditor {
         code: Option<String>,
         detail: Option<String>,
     ) {
-        let (token_id, role) = match (e.caller, e.token) {
+        let doc = Self::doc(&e, outcome, status, code, detail);
+        if outcome == AuditOutcome::Denied {
+            match self.denials.offer(e.client.ip(), doc) {
+                Some(first) => self.write(first).await,
+                None => {
+                    metrics::counter!("autopilot_coordinator_audit_aggregated_total").increment(1)
+                }
+            }
+        } else {
+            self.write(doc).await;
+        }
+    }
+
+    /// Counts a refusal that was answered before anything was looked up (a throttled
+    /// client): it reaches the log only inside its address's aggregate.
+    pub fn count_throttled(&self, e: Entry<'_>, status: u16, code: &str) {
+        let doc = Self::doc(
+            &e,
+            AuditOutcome::Denied,
+            status,
+            Some(code.to_owned()),
+            None,
+        );
+        let first = self.denials.offer(e.client.ip(), doc);
+        // The first refusal of a window was offered by the request that spent the budget;
+        // a throttled one opening a window is counted into the next aggregate instead.
+        if let Some(doc) = first {
+            let _ = self.denials.offer(e.client.ip(), doc);
+        }
+    }
+
+    fn doc(
+        e: &Entry<'_>,
+        outcome: AuditOutcome,
+        status: u16,
+        code: Option<String>,
+        detail: Option<String>,
+    ) -> AuditDoc {
+        let (token_id, role) = match (e.caller, &e.token) {
             (Some(c), _) => (Some(c.id.clone()), Some(c.role)),
-            (None, Some((id, role))) => (Some(id), role),
+            (None, Some((id, role))) => (Some(id.clone()), *role),
             (None, None) => (None, None),
         };
-        let doc = AuditDoc {
+        AuditDoc {
             schema: wire::SCHEMA_VERSION,
             time: Timestamp::now(),
-            token_id,
+            token_id: token_id.map(|t| bounded(&t, MAX_TOKEN_ID_CHARS)),
             role,
-            action: e.action.to_owned(),
-            target: e.target.to_owned(),
+            action: bounded(e.action, 64),
+            target: bounded(e.target, MAX_TARGET_CHARS),
             outcome,
             status,
             code,
             client: e.client.to_string(),
-            detail,
-        };
+            detail: detail.map(|d| bounded(&d, MAX_DETAIL_CHARS)),
+            repeats: None,
+        }
+    }
+
+    async fn write(&self, doc: AuditDoc) {
         let mut suffix = [0u8; 6];
         if getrandom::fill(&mut suffix).is_err() {
             suffix = [0; 6];
@@ -86,8 +161,23 @@ impl Auditor {
             .audit(&CoordinatorKeys::audit_id(doc.time, &hex(&suffix)));
         if let Err(err) = self.store.put(&key, wire::encode(&doc), None).await {
             metrics::counter!("autopilot_coordinator_audit_write_failures_total").increment(1);
-            tracing::error!(cause = %error_chain(&err), action = e.action, "failed to write an audit record");
+            tracing::error!(cause = %error_chain(&err), action = %doc.action, "failed to write an audit record");
         }
+    }
+
+    /// Writes the aggregates of refusal windows that ended, every `every`, until the
+    /// returned guard is dropped.
+    pub fn spawn_aggregator(&self, every: Duration) -> CancelOnDrop {
+        let me = self.clone();
+        CancelOnDrop(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            loop {
+                tick.tick().await;
+                for doc in me.denials.flush() {
+                    me.write(doc).await;
+                }
+            }
+        }))
     }
 
     /// Records, newest first: at most `limit`, older than `before` (an audit id) when given.
