@@ -52,11 +52,14 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Fills what the attributes leave out but OpenAPI requires: every response needs a
-/// `description` (the HTTP reason phrase unless one was written).
+/// Fills what the attributes leave out but OpenAPI requires or the server does: every
+/// response gets a `description` (the HTTP reason phrase unless one was written); every error
+/// body is `application/problem+json`; every `/v1` operation declares what the gate and the
+/// listener may answer (400, 401, 429, 503, and 413/415 where a body is taken).
 pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let gated = path.starts_with("/v1/") && path != "/v1/openapi.json";
         let ops = [
             &mut item.get,
             &mut item.put,
@@ -65,19 +68,59 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
         ];
         for op in ops.into_iter().flatten() {
+            if gated {
+                let mut codes = vec![400u16, 401, 429, 503];
+                if op.request_body.is_some() {
+                    codes.extend([413, 415]);
+                }
+                for code in codes {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| RefOr::T(problem_response(code)));
+                }
+            }
             for (code, r) in op.responses.responses.iter_mut() {
-                if let RefOr::T(r) = r
-                    && r.description.is_empty()
-                {
-                    r.description = code
-                        .parse::<u16>()
-                        .ok()
+                let RefOr::T(r) = r else { continue };
+                let status = code.parse::<u16>().ok();
+                if r.description.is_empty() {
+                    r.description = status
                         .and_then(|c| axum::http::StatusCode::from_u16(c).ok())
                         .and_then(|s| s.canonical_reason())
                         .unwrap_or("Response")
                         .to_owned();
                 }
+                if status.is_some_and(|c| c >= 400)
+                    && let Some(body) = r.content.shift_remove("application/json")
+                {
+                    r.content.insert(PROBLEM_JSON.to_owned(), body);
+                }
             }
         }
     }
+}
+
+/// The media type of every error body.
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn problem_response(code: u16) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let why = match code {
+        400 => "The request is malformed (path, query, header or body); see `detail`",
+        401 => "No token, or a token that is not valid, expired or revoked",
+        413 => "The body is larger than the coordinator's --body-limit",
+        415 => "The body is not `application/json`",
+        429 => "Too many requests for this token, or too many failures from this address",
+        503 => "etcd is unreachable or refuses writes, or the coordinator is at a limit",
+        _ => "Error",
+    };
+    ResponseBuilder::new()
+        .description(why)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }

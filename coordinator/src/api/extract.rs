@@ -68,25 +68,59 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        Bytes::from_request(req, state)
-            .await
-            .map(Body)
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "the request body is larger than this coordinator accepts \
+        let content_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("?").to_owned());
+        let body =
+            Bytes::from_request(req, state)
+                .await
+                .map(Body)
+                .map_err(|e: BytesRejection| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        Problem::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "the request body is larger than this coordinator accepts \
                          (--body-limit); send a smaller document",
+                        )
+                    } else {
+                        Problem::bad_request(
+                            "invalid_body",
+                            format!("the request body could not be read: {}", e.body_text()),
+                        )
+                    }
+                })?;
+        let empty = body.0.iter().all(u8::is_ascii_whitespace);
+        if !empty && !content_type.as_deref().is_some_and(is_json) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "the body must be JSON sent with `Content-Type: application/json` (got {})",
+                    content_type.map_or_else(
+                        || "no Content-Type".to_owned(),
+                        |c| { format!("`{}`", crate::audit::bounded(&c, 60)) }
                     )
-                } else {
-                    Problem::bad_request(
-                        "invalid_body",
-                        format!("the request body could not be read: {}", e.body_text()),
-                    )
-                }
-            })
+                ),
+            ));
+        }
+        Ok(body)
     }
+}
+
+/// `application/json` or `application/<x>+json`, with or without parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
 }
 
 /// Parses a JSON body; an empty body counts as `{}`. Syntax errors answer `invalid_json`,
@@ -125,6 +159,15 @@ mod tests {
     struct B {
         #[serde(default)]
         a: Option<u32>,
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
     }
 
     #[test]

@@ -121,11 +121,16 @@ fn bearer(headers: &HeaderMap) -> Result<&str, AuthError> {
             None,
         ));
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` and `BEARER` work too.
     value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        })
         .map(str::trim)
+        .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             AuthError::new(
                 "token_invalid",
@@ -209,6 +214,18 @@ mod tests {
                 cluster: c.into(),
             }),
         }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().expect("header"));
+            assert_eq!(bearer(&h).ok(), Some("abc"), "{v}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().expect("header"));
+        assert!(bearer(&h).is_err());
     }
 
     #[test]
