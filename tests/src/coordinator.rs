@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::util::{signal_and_wait, workspace_bin};
+use crate::util::{signal_and_wait, system_bin, workspace_bin};
 
 /// The admin token every test coordinator starts with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
@@ -36,13 +36,27 @@ pub struct Coordinator {
 impl Coordinator {
     /// `coordinator serve` against `etcd` with [`ADMIN_TOKEN`] and `extra` flags.
     pub fn start(etcd: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_in(Command::new(workspace_bin("coordinator")), etcd, extra)
+    }
+
+    /// [`Coordinator::start`] under `prlimit --nofile=<n>:<n>` (soft and hard open-file
+    /// limits of `n`, which the coordinator cannot raise): connection flood tests.
+    pub fn start_with_open_files(etcd: &str, extra: &[&str], n: u64) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(system_bin("/usr/bin/prlimit", "util-linux"));
+        cmd.arg(format!("--nofile={n}:{n}"))
+            .arg("--")
+            .arg(workspace_bin("coordinator"));
+        Self::start_in(cmd, etcd, extra)
+    }
+
+    fn start_in(mut cmd: Command, etcd: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("coordinator-")
             .tempdir()
             .context("create the coordinator's temp dir")?;
         let log = dir.path().join("coordinator.log");
         let file = std::fs::File::create(&log).context("create the coordinator log")?;
-        let mut child = Command::new(workspace_bin("coordinator"))
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--etcd-endpoints", etcd])
             .args(extra)
             .env("AUTOPILOT_ADMIN_TOKEN", ADMIN_TOKEN)

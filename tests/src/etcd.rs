@@ -54,6 +54,8 @@ struct Member {
     child: Option<Child>,
     /// Serve clients over TLS with these files (peers stay on plain http).
     tls: Option<TlsFiles>,
+    /// `--quota-backend-bytes`, when not etcd's default.
+    quota: Option<u64>,
 }
 
 impl Member {
@@ -74,6 +76,9 @@ impl Member {
             .with_context(|| format!("open etcd log {}", self.log_path.display()))?;
         let log_err = log.try_clone().context("clone etcd log handle")?;
         let mut cmd = Command::new(ETCD_BIN);
+        if let Some(q) = self.quota {
+            cmd.arg(format!("--quota-backend-bytes={q}"));
+        }
         if let Some(tls) = &self.tls {
             cmd.arg("--cert-file")
                 .arg(&tls.server_cert)
@@ -219,19 +224,24 @@ impl EtcdServer {
     /// Starts etcd on random free loopback ports in a fresh temp dir and waits until it
     /// answers as itself. Fails (never skips) when etcd is not installed.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_with(false)
+        Self::start_with(false, None)
+    }
+
+    /// Like [`start`](Self::start), with `--quota-backend-bytes=<quota>` (NOSPACE tests).
+    pub fn start_with_quota(quota: u64) -> anyhow::Result<Self> {
+        Self::start_with(false, Some(quota))
     }
 
     /// Like [`start`](Self::start), but clients must use TLS with a client certificate
     /// (`https://` endpoint, `--client-cert-auth`). Returns the server and the PEM files
     /// (under [`dir`](Self::dir)`/tls`, removed with the server).
     pub fn start_tls() -> anyhow::Result<(Self, TlsFiles)> {
-        let server = Self::start_with(true)?;
+        let server = Self::start_with(true, None)?;
         let files = server.member.tls.clone().expect("started with TLS");
         Ok((server, files))
     }
 
-    fn start_with(tls: bool) -> anyhow::Result<Self> {
+    fn start_with(tls: bool, quota: Option<u64>) -> anyhow::Result<Self> {
         check_installed()?;
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
@@ -255,6 +265,7 @@ impl EtcdServer {
                 child: None,
                 name,
                 tls,
+                quota,
             };
             let initial = format!("{}={}", member.name, member.peer_url());
             member.spawn(&initial, &token)?;
@@ -361,6 +372,7 @@ impl EtcdCluster {
                     log_path: dir.path().join(format!("etcd{i}.log")),
                     child: None,
                     tls: None,
+                    quota: None,
                 })
                 .collect();
             let initial_cluster = members
@@ -576,6 +588,7 @@ mod tests {
             log_path: etcd.dir().join("x.log"),
             child: None,
             tls: None,
+            quota: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(2))
@@ -624,6 +637,7 @@ mod tests {
             log_path: etcd.dir().join("x.log"),
             child: None,
             tls: Some(tls),
+            quota: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(5))

@@ -14,7 +14,16 @@ use serde_json::{Value, json};
 
 #[test]
 fn every_endpoint_with_each_role_is_allowed_denied_and_audited() {
-    let w = world(&["--rate-limit", "0"]);
+    // Every refusal is checked on its own record here: no per-address failure budget and no
+    // aggregation (both are tested in coordinator_abuse.rs).
+    let w = world(&[
+        "--rate-limit",
+        "0",
+        "--client-failure-rate",
+        "0",
+        "--audit-denial-window",
+        "0s",
+    ]);
     let viewer = w.root.issue("v", "viewer", &["a"]);
     let operator = w.root.issue("o", "operator", &["a"]);
     let admin_a = w.root.issue("ad", "admin", &["a"]);
