@@ -38,7 +38,11 @@ impl ClusterPath {
     /// The cluster's keys; invalid names (and the reserved `_…` namespaces) are simply
     /// not found.
     pub fn keys(&self, state: &AppState) -> Result<ClusterKeys, Problem> {
-        if self.namespace.starts_with('_') {
+        let names = [&self.namespace, &self.project, &self.cluster];
+        if names
+            .iter()
+            .any(|n| crate::names::name_problem(n).is_some())
+        {
             return Err(self.not_found());
         }
         ClusterKeys::new(

@@ -23,6 +23,7 @@ pub mod config;
 pub mod ctl;
 pub mod etcd_space;
 pub mod limits;
+pub mod names;
 pub mod openapi;
 pub mod problem;
 pub mod ratelimit;

@@ -367,10 +367,14 @@ pub async fn maintenance(
     .await?;
     let run = async {
         let req: MaintenanceRequest = json(&body)?;
-        if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
+        if let Some(why) = req
+            .reason
+            .as_deref()
+            .and_then(|r| crate::names::text_problem(r, 1024))
+        {
             return Err(Problem::bad_request(
                 "invalid_body",
-                "reason is longer than 1024 bytes; shorten it",
+                format!("reason {why}; give one line of plain text"),
             ));
         }
         cluster::read(&st, &p).await?;

@@ -286,7 +286,16 @@ pub async fn events(
     if existing.is_empty() {
         return Err(p.not_found());
     }
-    let start = since.map_or(revision + 1, |s| s + 1);
+    let start = match since {
+        None => revision + 1,
+        Some(s) => s.checked_add(1).ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_query",
+                "since must be an etcd revision from this cluster (a cluster read's `revision` \
+                 or an event id)",
+            )
+        })?,
+    };
     let watch = st
         .store()
         .watch_prefix(&keys.cluster_prefix(), start)

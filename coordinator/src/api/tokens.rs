@@ -130,21 +130,45 @@ pub struct TokenPath {
 }
 
 fn valid_segment(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && !s.contains('/') && !s.starts_with('_')
+    crate::names::name_problem(s).is_none()
 }
 
-fn expiry(secs: Option<u64>) -> Result<Option<Timestamp>, Problem> {
-    match secs {
-        None => Ok(None),
-        Some(0) => Err(Problem::bad_request(
-            "invalid_body",
-            "expires_in_seconds must be at least 1; omit it for no expiry",
-        )),
-        Some(s) => std::time::SystemTime::now()
-            .checked_add(Duration::from_secs(s))
-            .map(|t| Some(Timestamp::from(t)))
-            .ok_or_else(|| Problem::bad_request("invalid_body", "expires_in_seconds is too large")),
-    }
+/// The longest lifetime a token may be given: 100 years (timestamps end at year 9999).
+const MAX_LIFETIME_SECS: u64 = 100 * 366 * 24 * 3600;
+
+/// When a token asked to live `secs` expires; never later than its issuer (`parent`), so a
+/// token cannot outlive the token that made it.
+fn expiry(secs: Option<u64>, parent: Option<Timestamp>) -> Result<Option<Timestamp>, Problem> {
+    let own = match secs {
+        None => None,
+        Some(0) => {
+            return Err(Problem::bad_request(
+                "invalid_body",
+                "expires_in_seconds must be at least 1; omit it for no expiry",
+            ));
+        }
+        Some(s) if s > MAX_LIFETIME_SECS => {
+            return Err(Problem::bad_request(
+                "invalid_body",
+                format!(
+                    "expires_in_seconds must be at most {MAX_LIFETIME_SECS} (100 years); omit it \
+                     for no expiry"
+                ),
+            ));
+        }
+        Some(s) => Some(
+            std::time::SystemTime::now()
+                .checked_add(Duration::from_secs(s))
+                .map(Timestamp::from)
+                .ok_or_else(|| {
+                    Problem::bad_request("invalid_body", "expires_in_seconds is too large")
+                })?,
+        ),
+    };
+    Ok(match (own, parent) {
+        (Some(o), Some(p)) => Some(o.min(p)),
+        (o, p) => o.or(p),
+    })
 }
 
 async fn issue(st: &AppState, mut doc: TokenDoc) -> Result<IssuedToken, Problem> {
@@ -216,10 +240,10 @@ pub async fn create_token(
     let g = admin_gate(&st, &headers, client, "token.create", "tokens".into()).await?;
     let run = async {
         let req: CreateToken = json(&body)?;
-        if req.name.trim().is_empty() || req.name.len() > 128 {
+        if req.name.trim().is_empty() || crate::names::text_problem(&req.name, 128).is_some() {
             return Err(Problem::bad_request(
                 "invalid_body",
-                "name must be 1 to 128 characters",
+                "name must be 1 to 128 characters of plain text (no control characters)",
             ));
         }
         if !matches!(
@@ -232,12 +256,18 @@ pub async fn create_token(
                  POST /v1/agents/register",
             ));
         }
-        if req.namespaces.is_empty() || req.namespaces.iter().any(|n| n != "*" && !valid_segment(n))
-        {
+        let all = req.namespaces.len() == 1 && req.namespaces[0] == "*";
+        if req.namespaces.is_empty() || !all && !req.namespaces.iter().all(|n| valid_segment(n)) {
             return Err(Problem::bad_request(
                 "invalid_scope",
-                "namespaces must be [\"*\"] or a non-empty list of namespace names (no '/', \
+                "namespaces must be [\"*\"] or a non-empty list of namespace names (1-253 \
+                 characters; no '/', whitespace or control characters; not `*`, `.`, `..`; \
                  not starting with '_')",
+            ));
+        }
+        if req.role.rank() > g.caller.role.rank() {
+            return Err(Problem::forbidden(
+                "a token cannot grant a role above its issuer's; lower `role`",
             ));
         }
         if !g.caller.covers(&req.namespaces) {
@@ -256,7 +286,7 @@ pub async fn create_token(
             hash: String::new(),
             created_at: Timestamp::now(),
             created_by: g.caller.id.clone(),
-            expires_at: expiry(req.expires_in_seconds)?,
+            expires_at: expiry(req.expires_in_seconds, g.caller.expires_at)?,
             revoked_at: None,
             revoked_by: None,
         };
@@ -370,8 +400,8 @@ pub async fn register_agent(
     {
         let p = Problem::bad_request(
             "invalid_body",
-            "namespace, project, cluster and node must be non-empty names without '/' that do \
-             not start with '_'",
+            "namespace, project, cluster and node must be names of 1-253 characters without \
+             '/', whitespace or control characters, not `*`, `.` or `..`, not starting with '_'",
         );
         return pre.finish::<Json<IssuedToken>>(Err(p), None).await;
     }
@@ -403,7 +433,7 @@ pub async fn register_agent(
             hash: String::new(),
             created_at: Timestamp::now(),
             created_by: g.caller.id.clone(),
-            expires_at: expiry(req.expires_in_seconds)?,
+            expires_at: expiry(req.expires_in_seconds, g.caller.expires_at)?,
             revoked_at: None,
             revoked_by: None,
         };

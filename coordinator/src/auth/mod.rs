@@ -9,7 +9,7 @@
 pub mod store;
 pub mod token;
 
-use autopilot::wire::{TokenCluster, TokenDoc, TokenRole};
+use autopilot::wire::{Timestamp, TokenCluster, TokenDoc, TokenRole};
 use axum::http::{HeaderMap, header};
 
 use crate::problem::Problem;
@@ -28,6 +28,9 @@ pub struct Caller {
     pub namespaces: Vec<String>,
     /// Agent tokens: the one cluster they see.
     pub cluster: Option<TokenCluster>,
+    /// When the token expires (or the earliest expiry up its chain of issuers); a token it
+    /// issues expires no later.
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Caller {
@@ -39,6 +42,7 @@ impl Caller {
             role: TokenRole::Admin,
             namespaces: vec!["*".to_owned()],
             cluster: None,
+            expires_at: None,
         }
     }
 
@@ -49,6 +53,7 @@ impl Caller {
             role: d.role,
             namespaces: d.namespaces.clone(),
             cluster: d.cluster.clone(),
+            expires_at: d.expires_at,
         }
     }
 
@@ -195,7 +200,62 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Calle
             Some(doc.role),
         ));
     }
-    Ok(Caller::from_doc(&doc))
+    let mut caller = Caller::from_doc(&doc);
+    caller.expires_at = lineage(state, &doc, caller.expires_at).await?;
+    Ok(caller)
+}
+
+/// How many issuers up a token's chain are checked (tokens issued by tokens issued by …).
+const MAX_LINEAGE: usize = 16;
+
+/// A token lives only while every token up its chain of issuers (`created_by`) does: a
+/// revoked, expired or deleted issuer takes its descendants with it. Returns the earliest
+/// expiry along the chain.
+async fn lineage(
+    state: &AppState,
+    doc: &TokenDoc,
+    mut expires_at: Option<Timestamp>,
+) -> Result<Option<Timestamp>, AuthError> {
+    let now = Timestamp::now();
+    let mut parent = doc.created_by.clone();
+    for _ in 0..MAX_LINEAGE {
+        if parent == token::ADMIN_ID {
+            return Ok(expires_at);
+        }
+        let dead = |why: &str| {
+            AuthError::new(
+                "token_revoked",
+                &format!(
+                    "the token that issued this one {why}, which ends this one too: ask an admin for a new one"
+                ),
+                Some(&doc.id),
+                Some(doc.role),
+            )
+        };
+        let p = match state.tokens().get(&parent).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(dead("no longer exists")),
+            Err(e) => {
+                return Err(AuthError {
+                    problem: Box::new(Problem::store(&e)),
+                    token_id: Some(doc.id.clone()),
+                    role: None,
+                });
+            }
+        };
+        if p.revoked_at.is_some() {
+            return Err(dead("was revoked"));
+        }
+        if p.expires_at.is_some_and(|t| t <= now) {
+            return Err(dead("has expired"));
+        }
+        expires_at = match (expires_at, p.expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        parent = p.created_by;
+    }
+    Ok(expires_at)
 }
 
 #[cfg(test)]
@@ -213,6 +273,7 @@ mod tests {
                 project: p.into(),
                 cluster: c.into(),
             }),
+            expires_at: None,
         }
     }
 

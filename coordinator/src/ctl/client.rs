@@ -115,8 +115,25 @@ pub struct Client {
     http: Http,
     /// Base URL without a trailing slash.
     base: String,
+    /// The base URL as messages show it: without a user name or password.
+    shown: String,
     /// The bearer token, if any.
     token: Option<String>,
+}
+
+/// `url` without the credentials it may carry (`https://user:pw@host` → `https://host`), for
+/// messages: a password given inside `--url` is never printed.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string().trim_end_matches('/').to_owned()
+        }
+        Ok(_) => url.trim_end_matches('/').to_owned(),
+        Err(_) if url.contains('@') => "(the --url given, not shown: it holds an '@')".into(),
+        Err(_) => url.to_owned(),
+    }
 }
 
 impl Client {
@@ -144,6 +161,7 @@ impl Client {
         Ok(Self {
             http,
             base: url.trim_end_matches('/').to_owned(),
+            shown: redact_url(url),
             token,
         })
     }
@@ -163,8 +181,8 @@ impl Client {
                 format!(
                     "cannot reach the coordinator at {}: {}; check --url / AUTOPILOT_URL and \
                      that the coordinator runs",
-                    self.base,
-                    crate::problem::error_chain(&e)
+                    self.shown,
+                    crate::problem::error_chain(&e.without_url())
                 ),
             )
         })?;
@@ -181,7 +199,7 @@ impl Client {
                 format!(
                     "the server at {} answered HTTP {status} without a problem document; is \
                      it an Autopilot coordinator?",
-                    self.base
+                    self.shown
                 ),
             )),
         })
@@ -202,7 +220,7 @@ impl Client {
         resp.json::<Value>().map_err(|e| {
             CtlError::new(
                 exit::OTHER,
-                format!("the coordinator's answer is not JSON: {e}"),
+                format!("the coordinator's answer is not JSON: {}", e.without_url()),
             )
         })
     }

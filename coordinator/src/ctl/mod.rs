@@ -238,7 +238,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
             );
         } else {
-            print!("{}", render(v));
+            print!("{}", output::terminal_safe(&render(v)));
         }
     };
     match cli.cmd {
@@ -385,7 +385,7 @@ fn events(
         if json_out {
             println!("{data}");
         } else {
-            print!("{}", output::event(id, kind, data));
+            print!("{}", output::terminal_safe(&output::event(id, kind, data)));
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

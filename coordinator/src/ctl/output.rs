@@ -29,13 +29,41 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A field as text: strings bare, null as `-`, others as JSON.
+/// A field as text: strings bare, null as `-`, others as JSON; control characters (a
+/// newline too: one field never spans lines) escaped, so no value can drive the terminal.
 pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => escape(s, false),
+        other => escape(&other.to_string(), false),
     }
+}
+
+/// Whether `c` must not reach a terminal as it is: control characters (escape sequences,
+/// carriage returns, bells) and the bidirectional overrides that reorder what is shown.
+fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every unsafe character written as `\u{…}`; newlines kept when `lines`.
+pub fn escape(text: &str, lines: bool) -> String {
+    if !text.chars().any(unsafe_char) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) && !(lines && c == '\n') {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Rendered output made safe for a terminal: only newlines pass as control characters.
+pub fn terminal_safe(text: &str) -> String {
+    escape(text, true)
 }
 
 /// `epoch/offset` of a position object.
@@ -286,6 +314,19 @@ pub fn audit(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let reason = Value::String("ok\u{1b}]0;pwned\u{7}\u{1b}[2J\r\nnext\u{202e}".into());
+        let shown = s(&reason);
+        assert!(!shown.chars().any(unsafe_char), "{shown:?}");
+        assert!(
+            shown.contains("\\u{1b}") && shown.contains("\\u{a}"),
+            "{shown}"
+        );
+        assert_eq!(terminal_safe("a\nb\u{1b}"), "a\nb\\u{1b}");
+        assert_eq!(s(&Value::String("plain".into())), "plain");
+    }
 
     #[test]
     fn tables_align() {
