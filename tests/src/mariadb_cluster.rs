@@ -39,6 +39,8 @@ pub struct MariaOpts {
     pub durability: &'static str,
     /// `engine.auto_rebuild`.
     pub auto_rebuild: bool,
+    /// The admin account's password (written to `admin.pass` with one trailing newline).
+    pub admin_password: &'static str,
 }
 
 impl Default for MariaOpts {
@@ -48,6 +50,7 @@ impl Default for MariaOpts {
             settle: Duration::from_millis(300),
             durability: "sync",
             auto_rebuild: false,
+            admin_password: ADMIN_PASSWORD,
         }
     }
 }
@@ -91,7 +94,10 @@ impl MariaCluster {
             .tempdir()
             .context("create the cluster's temp dir")?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        std::fs::write(dir.path().join("admin.pass"), format!("{ADMIN_PASSWORD}\n"))?;
+        std::fs::write(
+            dir.path().join("admin.pass"),
+            format!("{}\n", opts.admin_password),
+        )?;
         std::fs::write(dir.path().join("repl.pass"), format!("{REPL_PASSWORD}\n"))?;
         let mut nodes = Vec::with_capacity(n);
         let mut specs = Vec::with_capacity(n);
@@ -230,7 +236,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         Sql {
             port: self.nodes[i].port,
             user: "autopilot".into(),
-            password: ADMIN_PASSWORD.into(),
+            password: self.opts.admin_password.into(),
         }
     }
 

@@ -24,7 +24,11 @@ fn now() -> u64 {
 /// Starts nodes 0 and 1 of a three-node cluster (node 2 joins later); the primary, with the
 /// schema created and `rows` rows written.
 fn two_of_three(rows: u64) -> (MariaCluster, usize) {
-    let mut c = MariaCluster::create(3, MariaOpts::default()).expect("create the cluster");
+    two_of_three_with(rows, MariaOpts::default())
+}
+
+fn two_of_three_with(rows: u64, opts: MariaOpts) -> (MariaCluster, usize) {
+    let mut c = MariaCluster::create(3, opts).expect("create the cluster");
     c.start_agent(0);
     c.start_agent(1);
     let p = c.wait_primary(BOOTSTRAP);
@@ -104,6 +108,27 @@ fn get(url: &str, auth: Option<&str>) -> reqwest::blocking::Response {
         req = req.header("Authorization", a);
     }
     req.send().expect("the agent answers")
+}
+
+/// The admin password reaches `mariadb-backup` through an option file: a password with `#`,
+/// a backslash, quotes and surrounding spaces must clone like any other (it was cut at `#`).
+#[test]
+fn a_password_with_hash_backslash_quotes_and_spaces_clones() {
+    let opts = MariaOpts {
+        admin_password: " adm#MARKER \\ \"q\" 'x' ",
+        ..MariaOpts::default()
+    };
+    let (mut c, p) = two_of_three_with(20, opts);
+    purge_binlogs(&c, p);
+    c.start_agent(2);
+    caught_up(&c, 2, p);
+    let rows = written(c.port(2)).expect("rows on the new node");
+    assert_eq!(rows, (1..=20).collect::<Vec<u64>>(), "rows on the new node");
+    assert!(
+        c.agent_log(2).contains("received the backup stream"),
+        "the new node did not clone\n{}",
+        c.logs()
+    );
 }
 
 /// The endpoint streams only to a valid, fresh, unreplayed proof, only on the primary, and

@@ -29,9 +29,28 @@ impl Validator<'_> {
                 );
                 None
             }
-            (Some(file), None) => self.secret_file(&at.key("password_file"), &file),
-            (None, Some(var)) => self.secret_env(&at.key("password_env"), &var),
+            (Some(file), None) => {
+                let field = at.key("password_file");
+                self.secret_file(&field, &file)
+                    .and_then(|s| self.one_line(&field, s))
+            }
+            (None, Some(var)) => {
+                let field = at.key("password_env");
+                self.secret_env(&field, &var)
+                    .and_then(|s| self.one_line(&field, s))
+            }
             (None, None) => None,
+        }
+    }
+
+    /// `secret` when it is one line; otherwise reported at `field`.
+    fn one_line(&mut self, field: &FieldPath, secret: Secret) -> Option<Secret> {
+        match secrets::one_line(&secret) {
+            Ok(()) => Some(secret),
+            Err(e) => {
+                self.problem(field, Target::Value, e);
+                None
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! Reading secrets at load time, from a file or an environment variable.
 //!
 //! Messages name the file or variable, never the content. One trailing newline (`\n` or
-//! `\r\n`) is trimmed, since `echo secret > file` adds one.
+//! `\r\n`) is trimmed, since `echo secret > file` adds one. Passwords must then be one line
+//! ([`one_line`]); other secrets (handler environment files) may span lines.
 
 use std::path::Path;
 
@@ -25,6 +26,19 @@ pub(crate) fn from_file(path: &Path) -> Result<Secret, String> {
         ));
     }
     Ok(Secret::new(format!("file {shown}"), value))
+}
+
+/// A password must be one line of text: a second line (or another control character) is a
+/// mistake in the file, and the database tools would each read it differently.
+pub(crate) fn one_line(secret: &Secret) -> Result<(), String> {
+    if secret.expose().chars().any(char::is_control) {
+        let (kind, place) = origin_parts(secret);
+        return Err(format!(
+            "the password from {kind} {place} holds more than one line or a control character; \
+             expected the password alone on one line"
+        ));
+    }
+    Ok(())
 }
 
 /// Read a secret from the environment variable `name` (already checked to be a valid name).
@@ -68,6 +82,28 @@ mod tests {
         assert_eq!(trim_newline("s3cret\r\n".into()), "s3cret");
         assert_eq!(trim_newline("s3cret\n\n".into()), "s3cret\n");
         assert_eq!(trim_newline("s3cret".into()), "s3cret");
+    }
+
+    #[test]
+    fn a_password_must_be_one_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (content, ok) in [
+            ("pw#with \\ spaces \n", true),
+            ("line one\nline two\n", false),
+            ("pw\u{1b}x", false),
+        ] {
+            let p = dir.path().join("s");
+            std::fs::write(&p, content).expect("write");
+            let secret = from_file(&p).expect("read");
+            let r = one_line(&secret);
+            assert_eq!(r.is_ok(), ok, "{content:?}");
+            if let Err(e) = r {
+                assert!(
+                    !e.contains("line two") && e.contains("alone on one line"),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -66,12 +66,33 @@ pub(super) fn write_private(
 }
 
 /// The options file for a helper program: the admin account, never on its command line.
+/// Values are quoted, so `#`, backslashes, quotes and surrounding spaces survive.
 pub(super) fn client_options(s: &MysqlSettings) -> String {
     let a = &s.admin;
+    let (user, password) = (option_value(&a.user), option_value(&a.password));
     format!(
-        "[client]\nuser={}\npassword={}\n[mariadb-backup]\nuser={}\npassword={}\n",
-        a.user, a.password, a.user, a.password
+        "[client]\nuser={user}\npassword={password}\n[mariadb-backup]\nuser={user}\npassword={password}\n"
     )
+}
+
+/// `v` as a MariaDB option-file value: in double quotes (so `#` starts no comment and
+/// surrounding spaces are kept) with `\`, `"` and line breaks escaped the way the option-file
+/// reader (`my_default.c`) unescapes them.
+pub(super) fn option_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Start streaming a backup of the running local server.
@@ -150,5 +171,38 @@ struct BackupDir(PathBuf);
 impl Drop for BackupDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::option_value;
+
+    /// MariaDB's own reader (`my_print_defaults`) gets back exactly the value written.
+    #[test]
+    fn option_values_survive_the_option_file_reader() {
+        let tool = std::path::Path::new("/usr/bin/my_print_defaults");
+        assert!(
+            tool.exists(),
+            "{} is missing: install it with `apt-get install -y mariadb-client` (or run scripts/install-deps)",
+            tool.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        for pw in [" a#b \\ c\"d ", "plain", "x'y;z", "tab\there", "#"] {
+            let cnf = dir.path().join("t.cnf");
+            std::fs::write(&cnf, format!("[client]\npassword={}\n", option_value(pw)))
+                .expect("write");
+            let out = std::process::Command::new(tool)
+                .arg(format!("--defaults-file={}", cnf.display()))
+                .arg("client")
+                .output()
+                .expect("run my_print_defaults");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                text.trim_end_matches('\n'),
+                format!("--password={pw}"),
+                "{pw:?}"
+            );
+        }
     }
 }
