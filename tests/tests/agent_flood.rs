@@ -57,7 +57,7 @@ fn a_half_open_connection_flood_neither_fails_over_the_primary_nor_falsifies_hea
             if held.len() > FLOOD {
                 held.pop_front();
             }
-            if opened % FLOOD == 0 {
+            if opened.is_multiple_of(FLOOD) {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
