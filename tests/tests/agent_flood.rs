@@ -85,6 +85,11 @@ fn a_half_open_connection_flood_neither_fails_over_the_primary_nor_falsifies_hea
         std::thread::sleep(Duration::from_millis(500));
     }
     let opened = flood.join().expect("the flood thread");
+    eprintln!(
+        "figures: {opened} flood connections in {FLOOD_FOR:?} ({:.0}/s), up to {FLOOD} held at once; \
+         /health answered another address {answered} times, primary unchanged",
+        opened as f64 / FLOOD_FOR.as_secs_f64()
+    );
     assert!(
         opened >= FLOOD,
         "the flood opened only {opened} connections"

@@ -116,10 +116,12 @@ fn an_unauthenticated_flood_is_throttled_per_address_and_cannot_fill_etcd() {
     let long = "x".repeat(8_000);
     let http = client_from(1);
     let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+    let t0 = Instant::now();
     for i in 0..2_000 {
         let url = format!("{}/v1/clusters/a/p/{long}{i}", w.coord.url());
         *codes.entry(get_from(&http, &url, None).0).or_default() += 1;
     }
+    let took = t0.elapsed();
     assert!(
         codes.get(&429).is_some_and(|n| *n > 1_900),
         "the flood was not throttled: {codes:?}"
@@ -137,6 +139,11 @@ fn an_unauthenticated_flood_is_throttled_per_address_and_cannot_fill_etcd() {
     // Bounded audit: a handful of records, targets truncated, repeats aggregated.
     std::thread::sleep(Duration::from_secs(8));
     let written = audit_keys(&w.etcd) - before;
+    eprintln!(
+        "figures: 2000 unauthenticated requests (8 KB paths, one client, sequential) in {took:?} \
+         ({:.0}/s): {codes:?}; {written} audit records written",
+        2000.0 / took.as_secs_f64()
+    );
     assert!(
         written <= 20,
         "{written} audit records for one address's flood"
