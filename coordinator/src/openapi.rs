@@ -82,6 +82,9 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
             }
             for (code, r) in op.responses.responses.iter_mut() {
                 let RefOr::T(r) = r else { continue };
+                if let Some(RefOr::T(stream)) = r.content.get_mut("text/event-stream") {
+                    stream.schema = Some(RefOr::T(sse_event()));
+                }
                 let status = code.parse::<u16>().ok();
                 if r.description.is_empty() {
                     r.description = status
@@ -98,6 +101,42 @@ pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+}
+
+/// One server-sent event as OpenAPI before 3.2 describes the items of `text/event-stream`:
+/// `data` is JSON text (a `StreamData`: a `ClusterEvent`, or a `Problem` on `event: error`).
+fn sse_event() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let text = |what: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(what))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "One server-sent event; `data` is the JSON text of a StreamData (see components)",
+        ))
+        .property(
+            "event",
+            text("`event`, `primary`, `node`, `maintenance`, `switchover`, `history` or `error`"),
+        )
+        .property(
+            "id",
+            text("the etcd revision of the change; resume with Last-Event-ID"),
+        )
+        .property(
+            "data",
+            text("JSON: a ClusterEvent, or a Problem when `event` is `error`"),
+        )
+        .property(
+            "retry",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some("reconnection time, ms (not sent)")),
+        )
+        .required("data")
+        .into()
 }
 
 /// The media type of every error body.

@@ -52,6 +52,18 @@ pub struct ClusterEvent {
     pub doc: Option<serde_json::Value>,
 }
 
+/// The `data` of an event as the OpenAPI document declares it: a [`ClusterEvent`], or a
+/// problem document on the final `event: error`. Documentation only.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum StreamData {
+    /// Every event but `error`.
+    Event(ClusterEvent),
+    /// `event: error`: why the stream ends (reconnect).
+    Error(Problem),
+}
+
 /// What a node looked like for the purpose of "did it change".
 type NodeShape = (wire::Role, wire::NodeStatus, wire::Health, bool, bool);
 
@@ -235,8 +247,8 @@ fn stream(
 #[utoipa::path(get, path = "/v1/clusters/{namespace}/{project}/{cluster}/events", tag = "clusters",
     params(ClusterPath, EventsQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (a revision)")),
-    responses((status = 200, description = "text/event-stream of ClusterEvent", body = ClusterEvent,
-            content_type = "text/event-stream"),
+    responses((status = 200, description = "text/event-stream: each `data` a ClusterEvent, or a problem document on the final `event: error`",
+            body = StreamData, content_type = "text/event-stream"),
         (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn events(
     State(st): State<AppState>,
