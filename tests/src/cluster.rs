@@ -641,3 +641,32 @@ pub fn assert_no_split_brain_no_loss(
         a.logs()
     );
 }
+
+/// The writer's rows on `node`, sorted; `None` when it does not answer.
+pub fn sorted_rows(w: &dyn Workload, node: usize) -> Option<Vec<u64>> {
+    // `written` panics when the node does not answer: that is "not now".
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut rows = w.written(node);
+        rows.sort_unstable();
+        rows
+    }))
+    .ok()
+}
+
+/// Every node holds exactly the writer's rows of `primary` (the writer has stopped), within
+/// 15 s: the last step of full redundancy.
+pub fn same_rows_everywhere(a: &Agents, w: &dyn Workload, primary: usize) {
+    let want = sorted_rows(w, primary).expect("read the rows on the primary");
+    for i in (0..a.len()).filter(|&i| i != primary) {
+        let same = eventually(Duration::from_secs(15), Duration::from_millis(50), || {
+            (sorted_rows(w, i).as_ref() == Some(&want)).then_some(())
+        });
+        assert!(
+            same.is_some(),
+            "{} does not hold the primary's {} rows\n{}",
+            a.name(i),
+            want.len(),
+            a.logs()
+        );
+    }
+}

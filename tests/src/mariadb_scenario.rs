@@ -126,23 +126,5 @@ pub fn assert_safe(c: &MariaCluster, run: &FailoverRun) {
 
 /// Every node holds exactly the rows of `primary` (the writer has stopped), within 15 s.
 pub fn same_rows_everywhere(c: &MariaCluster, primary: usize) {
-    let sorted = |i: usize| {
-        let mut rows = written(c.port(i)).ok()?;
-        rows.sort_unstable();
-        Some(rows)
-    };
-    let want = sorted(primary).expect("read the rows on the primary");
-    for i in (0..c.len()).filter(|&i| i != primary) {
-        let same =
-            crate::util::eventually(Duration::from_secs(15), Duration::from_millis(50), || {
-                (sorted(i).as_ref() == Some(&want)).then_some(())
-            });
-        assert!(
-            same.is_some(),
-            "{} does not hold the primary's {} rows\n{}",
-            c.name(i),
-            want.len(),
-            c.logs()
-        );
-    }
+    cluster::same_rows_everywhere(c, workload(c).as_ref(), primary);
 }

@@ -69,26 +69,5 @@ pub fn assert_no_split_brain_no_loss(
 
 /// Every node holds exactly the rows of `primary` (the writer has stopped), within 15 s.
 pub fn same_rows_everywhere(c: &PgCluster, primary: usize) {
-    let sorted = |i: usize| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut rows = c.workload().written(i);
-            rows.sort_unstable();
-            rows
-        }))
-        .ok()
-    };
-    let want = sorted(primary).expect("the primary answers");
-    for i in (0..c.len()).filter(|&i| i != primary) {
-        let same =
-            crate::util::eventually(Duration::from_secs(15), Duration::from_millis(50), || {
-                (sorted(i).as_ref() == Some(&want)).then_some(())
-            });
-        assert!(
-            same.is_some(),
-            "{} does not hold the primary's {} rows\n{}",
-            c.name(i),
-            want.len(),
-            c.logs()
-        );
-    }
+    cluster::same_rows_everywhere(c, c.workload().as_ref(), primary);
 }

@@ -97,14 +97,7 @@ pub fn run(runs: usize, ttls: &[Duration]) -> Result<String> {
                     r + 1
                 );
                 let outcome = catch_unwind(AssertUnwindSafe(|| one_run(ttl, scenario)))
-                    .unwrap_or_else(|p| {
-                        let msg = p
-                            .downcast_ref::<String>()
-                            .map(String::as_str)
-                            .or_else(|| p.downcast_ref::<&str>().copied())
-                            .unwrap_or("panic");
-                        Outcome::Failed(msg.lines().next().unwrap_or("panic").to_owned())
-                    });
+                    .unwrap_or_else(|p| Outcome::Failed(super::report::panic_line(p.as_ref())));
                 match &outcome {
                     Outcome::Took(d) => eprintln!("          {:.3} s", d.as_secs_f64()),
                     Outcome::TimedOut(b) => eprintln!("          timed out after {b:?}"),

@@ -80,16 +80,7 @@ fn one_run(ttl: Duration, durability: &'static str, scenario: Scenario) -> Outco
         }
         run
     }))
-    .map_err(|p| {
-        p.downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| p.downcast_ref::<&str>().copied())
-            .unwrap_or("panic")
-            .lines()
-            .next()
-            .unwrap_or("panic")
-            .to_owned()
-    })
+    .map_err(|p| super::report::panic_line(p.as_ref()))
 }
 
 /// Runs every scenario `runs` times per durability and TTL; returns the Markdown section.

@@ -334,14 +334,7 @@ pub fn one_run(
             measure(&mut c, p, scenario, bound)
         }
     }));
-    outcome.unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| p.downcast_ref::<&str>().copied())
-            .unwrap_or("panic");
-        bail!("{}", msg.lines().next().unwrap_or("panic"))
-    })
+    outcome.unwrap_or_else(|p| bail!("{}", super::report::panic_line(p.as_ref())))
 }
 
 /// Every scenario × durability × system, `runs` times each, one table per TTL; the

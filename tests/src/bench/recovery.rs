@@ -167,14 +167,7 @@ struct Run {
 /// Every other node replicates from the primary and holds its rows; the primary.
 fn redundant(c: &dyn Cluster, within: Duration) -> Option<usize> {
     let work = c.workload();
-    let rows = |i: usize| {
-        catch_unwind(AssertUnwindSafe(|| {
-            let mut r = work.written(i);
-            r.sort_unstable();
-            r
-        }))
-        .ok()
-    };
+    let rows = |i: usize| crate::cluster::sorted_rows(work.as_ref(), i);
     eventually(within, Duration::from_millis(100), || {
         let p = c.primary()?;
         let others: Vec<usize> = (0..c.len()).filter(|&i| i != p).collect();
@@ -275,17 +268,7 @@ fn one_run(engine: Engine, fault: Fault, ttl: Duration, durability: &'static str
             measure(&mut m, fault)
         }
     }));
-    outcome.unwrap_or_else(|p| {
-        let msg = p
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| p.downcast_ref::<&str>().copied())
-            .unwrap_or("panic");
-        Err(anyhow::anyhow!(
-            "{}",
-            msg.lines().next().unwrap_or("panic").to_owned()
-        ))
-    })
+    outcome.unwrap_or_else(|p| Err(anyhow::anyhow!("{}", super::report::panic_line(p.as_ref()))))
 }
 
 fn cells(v: &mut [f64]) -> String {

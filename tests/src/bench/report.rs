@@ -40,3 +40,16 @@ pub fn write_section(name: &str, body: &str) -> Result<()> {
     };
     std::fs::write(&path, new).with_context(|| format!("write {}", path.display()))
 }
+
+/// The first line of a caught panic's message (`"panic"` when it carries none): why a
+/// measured run could not be measured.
+pub fn panic_line(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| p.downcast_ref::<&str>().copied())
+        .unwrap_or("panic")
+        .lines()
+        .next()
+        .unwrap_or("panic")
+        .to_owned()
+}
