@@ -20,6 +20,10 @@ use crate::telemetry::{Lifecycle, NodeStatus};
 /// unhealthy: with a probe every second (the default) a hung server is reported within 3 s,
 /// and the role logic gives a primary no grace for it (see `node::role`).
 pub const PROBE_LIMIT: Duration = Duration::from_secs(2);
+/// How soon a failed probe is repeated while the database has not answered yet since it was
+/// (re)started: a restarted or rewound server is seen ready within this much of accepting
+/// connections instead of a whole probe interval later (a rejoin's critical path).
+pub const STARTING_PROBE_RETRY: Duration = Duration::from_millis(100);
 
 /// Probes skipped because the agent is out of descriptors are logged at most every 10 s.
 static PROBE_SKIPS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(Duration::from_secs(10)));
@@ -50,6 +54,8 @@ pub enum HealthMsg {
     Handler(RunReport),
     /// Time to probe the engine.
     Probe,
+    /// The quick second look of a database that has not answered since it started.
+    Retry,
     /// An engine probe ended: `Ok` healthy (with what it saw of replication), `Err(reason)`
     /// not.
     Probed(Result<Replication, String>),
@@ -66,6 +72,10 @@ pub struct HealthState {
     handler: Option<Result<(), String>>,
     /// The last engine probe verdict; `None` before its first run.
     engine: Option<Result<Replication, String>>,
+    /// A probe succeeded since the main process last started.
+    answered_since_start: bool,
+    /// A [`HealthMsg::Retry`] is scheduled (at most one is).
+    retry_pending: bool,
 }
 
 impl Actor for HealthActor {
@@ -86,6 +96,8 @@ impl Actor for HealthActor {
             main_started: false,
             handler: None,
             engine: None,
+            answered_since_start: false,
+            retry_pending: false,
         })
     }
 
@@ -101,6 +113,7 @@ impl Actor for HealthActor {
                 state.main_pid = Some(pid);
                 state.main_started = true;
                 state.engine = None;
+                state.answered_since_start = false;
                 myself.cast(HealthMsg::Probe)?;
             }
             HealthMsg::Process(_) => state.main_pid = None,
@@ -111,7 +124,10 @@ impl Actor for HealthActor {
                     Err(format!("health handler: {:?}", report.outcome))
                 });
             }
-            HealthMsg::Probe => {
+            HealthMsg::Probe | HealthMsg::Retry => {
+                if matches!(msg, HealthMsg::Retry) {
+                    state.retry_pending = false;
+                }
                 if state.main_pid.is_some() {
                     let engine = state.args.engine.clone();
                     let me = myself.clone();
@@ -139,7 +155,19 @@ impl Actor for HealthActor {
                     });
                 }
             }
-            HealthMsg::Probed(verdict) => state.engine = Some(verdict),
+            HealthMsg::Probed(verdict) => {
+                if verdict.is_ok() {
+                    state.answered_since_start = true;
+                } else if !state.answered_since_start
+                    && state.main_pid.is_some()
+                    && !state.retry_pending
+                {
+                    // Still starting: look again soon.
+                    state.retry_pending = true;
+                    myself.send_after(STARTING_PROBE_RETRY, || HealthMsg::Retry);
+                }
+                state.engine = Some(verdict);
+            }
         }
         publish(state);
         Ok(())
