@@ -9,7 +9,9 @@
 //! - **two writable nodes**: checker rounds in which two nodes accepted a write;
 //! - **full redundancy**: fault → one primary and every other node replicating from it with
 //!   the same rows. What a service manager would do is done: a killed node's agent is started
-//!   again after the new primary took writes, a frozen agent or database is resumed 2 s later.
+//!   again after the new primary took writes, a frozen agent or database is resumed 2 s later;
+//! - **rejoin**: from the moment the failed node could come back (its agent restarted, its
+//!   process resumed, etcd back, the switchover's new primary in place) to full redundancy.
 
 use std::fmt::Write as _;
 use std::ops::{Deref, DerefMut};
@@ -39,16 +41,22 @@ pub enum Fault {
     NodeLoss,
     /// etcd down for 2 × TTL.
     EtcdOutage,
+    /// A planned switchover to a replica; the old primary must stream from it again.
+    Switchover,
+    /// kill -9 of a replica's agent and database, its agent started again at once.
+    ReplicaRestart,
 }
 
 impl Fault {
     /// Every fault, in table order.
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 7] = [
         Fault::Crash,
         Fault::Hung,
         Fault::FrozenAgent,
         Fault::NodeLoss,
         Fault::EtcdOutage,
+        Fault::Switchover,
+        Fault::ReplicaRestart,
     ];
 
     fn name(self) -> &'static str {
@@ -58,6 +66,8 @@ impl Fault {
             Fault::FrozenAgent => "SIGSTOP primary's agent",
             Fault::NodeLoss => "node loss (kill -9 agent + database, agent restarted)",
             Fault::EtcdOutage => "etcd down for 2 × TTL",
+            Fault::Switchover => "switchover to a replica",
+            Fault::ReplicaRestart => "replica node restart (kill -9 agent + database)",
         }
     }
 }
@@ -162,6 +172,7 @@ struct Run {
     lost: usize,
     split_brain: usize,
     redundant: Duration,
+    rejoin: Duration,
 }
 
 /// Every other node replicates from the primary and holds its rows; the primary.
@@ -201,34 +212,59 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let writer = Writer::start(work.clone(), Duration::from_secs(180));
     crate::cluster::let_writer_run(c, work.as_ref(), p, 50, Duration::from_secs(20));
     let ttl = c.ttl();
+    let replica = (0..c.len()).find(|&i| i != p).expect("a replica");
+    if fault == Fault::Switchover {
+        c.wait_eligible(replica, Duration::from_secs(30));
+    }
     let t0 = Instant::now();
-    match fault {
-        Fault::Crash => c.kill_database(p),
+    let back_at = match fault {
+        Fault::Crash => {
+            c.kill_database(p);
+            t0
+        }
         Fault::Hung => {
             let stopped = c.freeze_database(p);
             c.wait_new_primary(p, ttl * 3 + Duration::from_secs(20));
             std::thread::sleep(Duration::from_secs(2));
             c.thaw_database(&stopped);
+            Instant::now()
         }
         Fault::FrozenAgent => {
             c.stop_agent(p);
             c.wait_new_primary(p, ttl * 3 + Duration::from_secs(20));
             std::thread::sleep(Duration::from_secs(2));
             c.cont_agent(p);
+            Instant::now()
         }
         Fault::NodeLoss => {
             c.kill_node(p);
             c.wait_new_primary(p, ttl * 3 + Duration::from_secs(20));
             c.start_agent(p);
+            Instant::now()
         }
         Fault::EtcdOutage => {
             c.stop_etcd();
             std::thread::sleep(ttl * 2);
             c.restart_etcd();
+            Instant::now()
         }
-    }
+        Fault::Switchover => {
+            c.put_key(
+                "switchover",
+                &format!(r#"{{"schema":1,"candidate":"{}"}}"#, c.name(replica)),
+            );
+            c.wait_new_primary(p, Duration::from_secs(20));
+            Instant::now()
+        }
+        Fault::ReplicaRestart => {
+            c.kill_node(replica);
+            c.start_agent(replica);
+            Instant::now()
+        }
+    };
     let back = redundant(c, Duration::from_secs(90));
     let redundant_after = t0.elapsed();
+    let rejoin = back_at.elapsed();
     // A few more rows on the primary, then stop and count.
     let np = back.ok_or_else(|| anyhow::anyhow!("no full redundancy within 90 s\n{}", c.logs()))?;
     crate::cluster::let_writer_run(c, work.as_ref(), np, 20, Duration::from_secs(20));
@@ -241,6 +277,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
         lost: w.lost(&rows).len(),
         split_brain: k.split_brain.len(),
         redundant: redundant_after,
+        rejoin,
     })
 }
 
@@ -290,9 +327,12 @@ pub fn run(runs: usize, ttl: Duration, durabilities: &[&'static str]) -> Result<
     )?;
     writeln!(
         t,
-        "| engine | fault | durability | runs | write outage median | min | max | full redundancy median | min | max | rows lost (total) | two writable nodes (rounds) |"
+        "| engine | fault | durability | runs | write outage median | min | max | full redundancy median | min | max | rejoin median | min | max | rows lost (total) | two writable nodes (rounds) |"
     )?;
-    writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(
+        t,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
     let mut notes = Vec::new();
     for engine in [Engine::Postgres, Engine::Mariadb] {
         for &durability in durabilities {
@@ -323,14 +363,16 @@ pub fn run(runs: usize, ttl: Duration, durabilities: &[&'static str]) -> Result<
                 }
                 let mut outage: Vec<f64> = ok.iter().map(|r| r.outage.as_secs_f64()).collect();
                 let mut back: Vec<f64> = ok.iter().map(|r| r.redundant.as_secs_f64()).collect();
+                let mut rejoin: Vec<f64> = ok.iter().map(|r| r.rejoin.as_secs_f64()).collect();
                 writeln!(
                     t,
-                    "| {} | {} | {durability} | {}/{runs} | {} | {} | {} | {} |",
+                    "| {} | {} | {durability} | {}/{runs} | {} | {} | {} | {} | {} |",
                     engine.name(),
                     fault.name(),
                     ok.len(),
                     cells(&mut outage),
                     cells(&mut back),
+                    cells(&mut rejoin),
                     ok.iter().map(|r| r.lost).sum::<usize>(),
                     ok.iter().map(|r| r.split_brain).sum::<usize>(),
                 )?;

@@ -27,8 +27,9 @@ const USAGE: &str =
   mariadb-failover: failover time and rows lost, 3 MariaDB nodes, 5 faults incl. switchover
   postgres-failover: fault -> first write on a new primary and rows lost, 3 PostgreSQL nodes,
     Autopilot and Patroni side by side (Patroni from /opt/patroni: run scripts/install-deps)
-  recovery:  crash, hung database, frozen agent, node loss, etcd outage on PostgreSQL and MariaDB:
-    write outage, rows lost, two writable nodes, time back to full redundancy (first TTL only)";
+  recovery:  crash, hung database, frozen agent, node loss, etcd outage, switchover, replica
+    restart on PostgreSQL and MariaDB: write outage, rows lost, two writable nodes, time back
+    to full redundancy and rejoin time (first TTL only)";
 
 /// The value after `--name`, parsed; `default` when the flag is absent.
 fn flag<T>(
