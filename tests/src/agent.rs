@@ -41,6 +41,18 @@ impl Agent {
         Self::spawn(cmd, config)
     }
 
+    /// [`Agent::run`] inside network namespace `netns` (`ip netns exec`, which execs the
+    /// agent: the pid is the agent's).
+    pub fn run_in_netns(config: &Path, netns: &str) -> Agent {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns])
+            .arg(workspace_bin("autopilot"))
+            .arg("run")
+            .arg("--config")
+            .arg(config);
+        Self::spawn(cmd, config)
+    }
+
     /// Run `cmd` (an agent, possibly wrapped) with stderr into `<config>.log`.
     pub fn spawn(mut cmd: Command, config: &Path) -> Agent {
         let log = config.with_extension("log");

@@ -28,6 +28,10 @@ struct AgentNode {
     /// The agent's config; its log is beside it (`.log`, earlier runs in `.prev.log`).
     config: PathBuf,
     telemetry_port: u16,
+    /// The address its listener is on (127.0.0.1 unless on a test LAN).
+    host: String,
+    /// The network namespace its agent runs in (`ip netns exec`), on a test LAN.
+    netns: Option<String>,
     /// What the log header says of the node's database (e.g. `pg 5432`).
     detail: String,
     agent: Option<Agent>,
@@ -96,6 +100,8 @@ impl Agents {
                 name: n.name,
                 config: n.config,
                 telemetry_port: n.telemetry_port,
+                host: "127.0.0.1".to_owned(),
+                netns: None,
                 detail: n.detail,
                 agent: None,
                 stopped: false,
@@ -108,6 +114,18 @@ impl Agents {
             prefix: format!("/autopilot/{namespace}/{project}/{cluster}/"),
             open_files: None,
         })
+    }
+
+    /// Puts node `i` on a test LAN: its listener is at `host`, its agent (and so its
+    /// database) runs in network namespace `netns` from its next start on.
+    pub fn place(&mut self, i: usize, host: &str, netns: &str) {
+        self.nodes[i].host = host.to_owned();
+        self.nodes[i].netns = Some(netns.to_owned());
+    }
+
+    /// The address node `i`'s listener (and database) is on.
+    pub fn host(&self, i: usize) -> &str {
+        &self.nodes[i].host
     }
 
     /// Number of nodes.
@@ -248,9 +266,10 @@ impl Agents {
             all.push_str("---- agent restarted ----\n");
             let _ = std::fs::write(prev, all);
         }
-        node.agent = Some(match open_files {
-            Some(n) => Agent::run_with_open_files(&node.config, n),
-            None => Agent::run(&node.config),
+        node.agent = Some(match (&node.netns, open_files) {
+            (Some(ns), _) => Agent::run_in_netns(&node.config, ns),
+            (None, Some(n)) => Agent::run_with_open_files(&node.config, n),
+            (None, None) => Agent::run(&node.config),
         });
     }
 
@@ -420,13 +439,19 @@ impl Agents {
 
     /// The HTTP status of `GET <path>` on node `i`'s agent; `None` when it does not answer.
     pub fn http_status(&self, i: usize, path: &str) -> Option<u16> {
-        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
+        let url = format!(
+            "http://{}:{}{path}",
+            self.nodes[i].host, self.nodes[i].telemetry_port
+        );
         self.http.get(url).send().ok().map(|r| r.status().as_u16())
     }
 
     /// The body of `GET <path>` on node `i`'s agent (whatever the status code).
     fn get_text(&self, i: usize, path: &str) -> Option<String> {
-        let url = format!("http://127.0.0.1:{}{path}", self.nodes[i].telemetry_port);
+        let url = format!(
+            "http://{}:{}{path}",
+            self.nodes[i].host, self.nodes[i].telemetry_port
+        );
         self.http.get(url).send().ok().and_then(|r| r.text().ok())
     }
 

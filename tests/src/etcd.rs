@@ -56,6 +56,8 @@ struct Member {
     tls: Option<TlsFiles>,
     /// `--quota-backend-bytes`, when not etcd's default.
     quota: Option<u64>,
+    /// Also serve clients on this address (same port), e.g. a test LAN's etcd address.
+    also_on: Option<std::net::Ipv4Addr>,
 }
 
 impl Member {
@@ -94,7 +96,10 @@ impl Member {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen-client-urls")
-            .arg(self.client_url())
+            .arg(match self.also_on {
+                Some(ip) => format!("{},http://{ip}:{}", self.client_url(), self.client_port),
+                None => self.client_url(),
+            })
             .arg("--advertise-client-urls")
             .arg(self.client_url())
             .arg("--listen-peer-urls")
@@ -224,24 +229,34 @@ impl EtcdServer {
     /// Starts etcd on random free loopback ports in a fresh temp dir and waits until it
     /// answers as itself. Fails (never skips) when etcd is not installed.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_with(false, None)
+        Self::start_with(false, None, None)
+    }
+
+    /// Like [`start`](Self::start), also serving clients on `ip` (same port; see
+    /// [`endpoint_on`](Self::endpoint_on)): etcd for the nodes of a [`crate::netns::Lan`].
+    pub fn start_also_on(ip: std::net::Ipv4Addr) -> anyhow::Result<Self> {
+        Self::start_with(false, None, Some(ip))
     }
 
     /// Like [`start`](Self::start), with `--quota-backend-bytes=<quota>` (NOSPACE tests).
     pub fn start_with_quota(quota: u64) -> anyhow::Result<Self> {
-        Self::start_with(false, Some(quota))
+        Self::start_with(false, Some(quota), None)
     }
 
     /// Like [`start`](Self::start), but clients must use TLS with a client certificate
     /// (`https://` endpoint, `--client-cert-auth`). Returns the server and the PEM files
     /// (under [`dir`](Self::dir)`/tls`, removed with the server).
     pub fn start_tls() -> anyhow::Result<(Self, TlsFiles)> {
-        let server = Self::start_with(true, None)?;
+        let server = Self::start_with(true, None, None)?;
         let files = server.member.tls.clone().expect("started with TLS");
         Ok((server, files))
     }
 
-    fn start_with(tls: bool, quota: Option<u64>) -> anyhow::Result<Self> {
+    fn start_with(
+        tls: bool,
+        quota: Option<u64>,
+        also_on: Option<std::net::Ipv4Addr>,
+    ) -> anyhow::Result<Self> {
         check_installed()?;
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
@@ -266,6 +281,7 @@ impl EtcdServer {
                 name,
                 tls,
                 quota,
+                also_on,
             };
             let initial = format!("{}={}", member.name, member.peer_url());
             member.spawn(&initial, &token)?;
@@ -283,6 +299,13 @@ impl EtcdServer {
     /// `http://127.0.0.1:<port>` (`https://` when started with [`start_tls`](Self::start_tls)).
     pub fn endpoint(&self) -> String {
         self.member.client_url()
+    }
+
+    /// `http://<ip>:<port>` when started with [`start_also_on`](Self::start_also_on)`(ip)`.
+    pub fn endpoint_on(&self) -> Option<String> {
+        self.member
+            .also_on
+            .map(|ip| format!("http://{ip}:{}", self.member.client_port))
     }
 
     /// The temp dir holding `data/` and `etcd.log`.
@@ -373,6 +396,7 @@ impl EtcdCluster {
                     child: None,
                     tls: None,
                     quota: None,
+                    also_on: None,
                 })
                 .collect();
             let initial_cluster = members
@@ -589,6 +613,7 @@ mod tests {
             child: None,
             tls: None,
             quota: None,
+            also_on: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(2))
@@ -638,6 +663,7 @@ mod tests {
             child: None,
             tls: Some(tls),
             quota: None,
+            also_on: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(5))

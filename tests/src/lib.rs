@@ -10,6 +10,7 @@ pub mod mariadb;
 pub mod mariadb_cluster;
 pub mod mariadb_scenario;
 pub mod mariadb_workload;
+pub mod netns;
 pub mod postgres;
 pub mod postgres_cluster;
 pub mod postgres_scenario;

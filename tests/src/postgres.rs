@@ -62,6 +62,8 @@ pub fn temp_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
 /// synchronous standby would report COMMIT as successful).
 pub struct Sql {
     rt: tokio::runtime::Runtime,
+    /// The address of the server on a port, when not 127.0.0.1 (nodes on a test LAN).
+    hosts: std::collections::HashMap<u16, String>,
 }
 
 impl Default for Sql {
@@ -83,7 +85,25 @@ impl Sql {
             .enable_all()
             .build()
             .expect("build a tokio runtime");
-        Sql { rt }
+        Sql {
+            rt,
+            hosts: Default::default(),
+        }
+    }
+
+    /// A client that reaches the server on port `p` at `hosts[p]` (127.0.0.1 for the rest).
+    pub fn with_hosts(hosts: std::collections::HashMap<u16, String>) -> Self {
+        Sql {
+            hosts,
+            ..Self::new()
+        }
+    }
+
+    fn host(&self, port: u16) -> String {
+        self.hosts
+            .get(&port)
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".to_owned())
     }
 
     /// Run `sql` (simple protocol, may hold several statements) on 127.0.0.1:`port` as the
@@ -108,11 +128,12 @@ impl Sql {
     ) -> anyhow::Result<Vec<Vec<Option<String>>>> {
         let sql = sql.to_owned();
         let (user, password) = (user.to_owned(), password.to_owned());
+        let host = self.host(port);
         self.rt.block_on(async move {
             let work = async {
                 let mut config = tokio_postgres::Config::new();
                 config
-                    .host("127.0.0.1")
+                    .host(&host)
                     .port(port)
                     .user(&user)
                     .password(&password)
@@ -159,10 +180,11 @@ impl Sql {
                 .swap(true, std::sync::atomic::Ordering::SeqCst)
             {
                 let k = kept.clone();
+                let host = self.host(port);
                 self.rt.spawn(async move {
                     let mut config = tokio_postgres::Config::new();
                     config
-                        .host("127.0.0.1")
+                        .host(&host)
                         .port(port)
                         .user(SUPERUSER)
                         .password(SUPERUSER_PASSWORD)

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 
 use crate::cluster::{Agents, NodeSpec, yaml_ms as ms};
 use crate::etcd::EtcdServer;
+use crate::netns::Lan;
 use crate::postgres::{
     Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
     temp_dir, wait_down,
@@ -74,6 +75,9 @@ pub struct PgCluster {
     sql: Arc<Sql>,
     opts: PgOpts,
     dir: tempfile::TempDir,
+    /// The network namespaces the nodes run in, when started with [`PgCluster::start_on_lan`]
+    /// (last: removed after every process in them is gone).
+    lan: Option<Lan>,
 }
 
 crate::deref_to_agents!(PgCluster);
@@ -81,8 +85,26 @@ crate::deref_to_agents!(PgCluster);
 impl PgCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).
     pub fn start(n: usize, opts: PgOpts) -> anyhow::Result<Self> {
+        Self::start_with(n, opts, None)
+    }
+
+    /// Like [`start`](Self::start), each node in a network namespace of its own on a test
+    /// LAN (see [`crate::netns`]), so that [`PgCluster::lan_mut`] can partition it.
+    pub fn start_on_lan(n: usize, opts: PgOpts) -> anyhow::Result<Self> {
+        Self::start_with(n, opts, Some(Lan::create(n)?))
+    }
+
+    fn start_with(n: usize, opts: PgOpts, lan: Option<Lan>) -> anyhow::Result<Self> {
         check_installed();
-        let etcd = EtcdServer::start()?;
+        let etcd = match &lan {
+            Some(l) => EtcdServer::start_also_on(l.etcd_ip())?,
+            None => EtcdServer::start()?,
+        };
+        let endpoint = etcd.endpoint_on().unwrap_or_else(|| etcd.endpoint());
+        let host = |k: usize| {
+            lan.as_ref()
+                .map_or_else(|| "127.0.0.1".to_owned(), |l| l.node_ip(k - 1).to_string())
+        };
         let dir = temp_dir("pg-cluster-")?;
         std::fs::write(dir.path().join("su.pw"), SUPERUSER_PASSWORD).context("write su.pw")?;
         std::fs::write(dir.path().join("repl.pw"), REPLICATOR_PASSWORD).context("write repl.pw")?;
@@ -103,24 +125,39 @@ impl PgCluster {
             };
             std::fs::write(
                 &spec.config,
-                agent_yaml(k, &spec.name, &node, &etcd.endpoint(), &opts),
+                agent_yaml(k, &spec.name, &host(k), &node, &endpoint, &opts),
             )
             .context("write an agent config")?;
             nodes.push(node);
             specs.push(spec);
         }
+        let hosts = (1..=n).map(|k| (nodes[k - 1].pg_port, host(k))).collect();
+        let mut agents = Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?;
+        if let Some(l) = &lan {
+            for i in 0..n {
+                agents.place(i, &host(i + 1), &l.namespace(i));
+            }
+        }
         let mut c = PgCluster {
-            agents: Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?,
+            agents,
             nodes,
             etcd,
-            sql: Arc::new(Sql::new()),
+            sql: Arc::new(Sql::with_hosts(hosts)),
             opts,
             dir,
+            lan,
         };
         for i in 0..n {
             c.start_agent(i);
         }
         Ok(c)
+    }
+
+    /// The test LAN, when started with [`PgCluster::start_on_lan`].
+    pub fn lan_mut(&mut self) -> &mut Lan {
+        self.lan
+            .as_mut()
+            .expect("started with PgCluster::start_on_lan")
     }
 
     /// The agents' options.
@@ -146,11 +183,16 @@ impl PgCluster {
     /// Rewrites node `i`'s agent config with `opts`; takes effect at its next start.
     pub fn reconfigure(&self, i: usize, opts: &PgOpts) {
         let config = self.config_path(i);
+        let endpoint = self
+            .etcd
+            .endpoint_on()
+            .unwrap_or_else(|| self.etcd.endpoint());
         let yaml = agent_yaml(
             i + 1,
             self.name(i),
+            self.host(i),
             &self.nodes[i],
-            &self.etcd.endpoint(),
+            &endpoint,
             opts,
         );
         std::fs::write(config, yaml)
@@ -375,10 +417,17 @@ impl Workload for PgWorkload {
     }
 }
 
-fn agent_yaml(k: usize, name: &str, node: &Node, endpoint: &str, opts: &PgOpts) -> String {
+fn agent_yaml(
+    k: usize,
+    name: &str,
+    host: &str,
+    node: &Node,
+    endpoint: &str,
+    opts: &PgOpts,
+) -> String {
     let _ = (SUPERUSER, REPLICATOR);
     format!(
-        r#"node: {{ name: {name}, address: 127.0.0.1, state_dir: ./state-{k} }}
+        r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
   etcd: {{ endpoints: ["{endpoint}"] }}
@@ -399,7 +448,7 @@ process:
   stop_timeout: 10s
 handlers:
   onChange: {{ exec: [sh, -c, 'echo "role $AUTOPILOT_PREVIOUS_ROLE -> $AUTOPILOT_ROLE, primary $AUTOPILOT_PRIMARY_ADDRESS"'] }}
-telemetry: {{ listen: "127.0.0.1:{tel}" }}
+telemetry: {{ listen: "{host}:{tel}" }}
 "#,
         ttl = ms(opts.ttl),
         settle = ms(opts.settle),

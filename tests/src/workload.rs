@@ -35,9 +35,19 @@ pub struct WriterReport {
     pub acked_by_node: Vec<u64>,
     /// When each acknowledgement in `acked` arrived.
     pub acked_at: Vec<Instant>,
+    /// Which node acknowledged each number in `acked`.
+    pub acked_on: Vec<usize>,
 }
 
 impl WriterReport {
+    /// The numbers `node` acknowledged at or after `since`, with when.
+    pub fn acked_by_since(&self, node: usize, since: Instant) -> Vec<(u64, Instant)> {
+        (0..self.acked.len())
+            .filter(|&j| self.acked_on[j] == node && self.acked_at[j] >= since)
+            .map(|j| (self.acked[j], self.acked_at[j]))
+            .collect()
+    }
+
     /// Acknowledged numbers missing from `list` (the final primary's copy).
     pub fn lost(&self, list: &[u64]) -> Vec<u64> {
         let have: std::collections::HashSet<u64> = list.iter().copied().collect();
@@ -81,6 +91,7 @@ impl Writer {
                 if db.write(target, seq) {
                     report.acked.push(seq);
                     report.acked_at.push(Instant::now());
+                    report.acked_on.push(target);
                     report.acked_by_node[target] += 1;
                     std::thread::sleep(Duration::from_millis(2));
                 } else {
