@@ -11,6 +11,7 @@ pub mod mariadb_cluster;
 pub mod mariadb_scenario;
 pub mod mariadb_workload;
 pub mod netns;
+pub mod partition;
 pub mod postgres;
 pub mod postgres_cluster;
 pub mod postgres_scenario;

@@ -17,7 +17,8 @@ use nix::unistd::Pid;
 
 use crate::cluster::{Agents, NodeSpec};
 use crate::etcd::EtcdServer;
-use crate::mariadb_workload::{APP_PASSWORD, APP_USER, Sql, writable};
+use crate::mariadb_workload::{APP_PASSWORD, APP_USER, Sql, app_at, writable_at};
+use crate::netns::Lan;
 use crate::util::{eventually, free_port, system_bin};
 
 const NAMESPACE: &str = "e2e";
@@ -68,6 +69,9 @@ pub struct MariaCluster {
     etcd: EtcdServer,
     opts: MariaOpts,
     dir: tempfile::TempDir,
+    /// The network namespaces the nodes run in, when started with
+    /// [`MariaCluster::start_on_lan`] (last: removed after every process in them is gone).
+    lan: Option<Lan>,
 }
 
 crate::deref_to_agents!(MariaCluster);
@@ -84,11 +88,35 @@ impl MariaCluster {
 
     /// Starts etcd and writes `n` agent configs, starting no agent.
     pub fn create(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
+        Self::create_with(n, opts, None)
+    }
+
+    /// Like [`start`](Self::start), each node in a network namespace of its own on a test
+    /// LAN (see [`crate::netns`]), so that [`MariaCluster::lan_mut`] can partition it.
+    pub fn start_on_lan(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
+        let mut c = Self::create_with(n, opts, Some(Lan::create(n)?))?;
+        for i in 0..n {
+            c.start_agent(i);
+        }
+        Ok(c)
+    }
+
+    /// The test LAN, when started with [`MariaCluster::start_on_lan`].
+    pub fn lan_mut(&mut self) -> &mut Lan {
+        self.lan
+            .as_mut()
+            .expect("started with MariaCluster::start_on_lan")
+    }
+
+    fn create_with(n: usize, opts: MariaOpts, lan: Option<Lan>) -> anyhow::Result<Self> {
         system_bin("/usr/sbin/mariadbd", "mariadb-server");
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
         system_bin("/usr/bin/mariadb-backup", "mariadb-backup");
         system_bin("/usr/bin/mbstream", "mariadb-backup");
-        let etcd = EtcdServer::start()?;
+        let etcd = match &lan {
+            Some(l) => EtcdServer::start_also_on(l.etcd_ip())?,
+            None => EtcdServer::start()?,
+        };
         let dir = tempfile::Builder::new()
             .prefix("maria-cluster-")
             .tempdir()
@@ -111,12 +139,19 @@ impl MariaCluster {
             });
             nodes.push(node);
         }
+        let mut agents = Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?;
+        if let Some(l) = &lan {
+            for i in 0..n {
+                agents.place(i, &l.node_ip(i).to_string(), &l.namespace(i));
+            }
+        }
         let c = MariaCluster {
-            agents: Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?,
+            agents,
             nodes,
             etcd,
             opts,
             dir,
+            lan,
         };
         for i in 0..n {
             c.write_config(i)?;
@@ -136,7 +171,7 @@ impl MariaCluster {
         let node = &self.nodes[i];
         let k = i + 1;
         let yaml = format!(
-            r#"node: {{ name: {name}, address: 127.0.0.1, state_dir: ./state-{k} }}
+            r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
   etcd: {{ endpoints: ["{etcd}"] }}
@@ -155,10 +190,14 @@ engine:
 process:
   exec: [/usr/sbin/mariadbd, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M, --log-warnings=1]
   stop_timeout: 20s
-telemetry: {{ listen: "127.0.0.1:{tel}" }}
+telemetry: {{ listen: "{host}:{tel}" }}
 "#,
             name = self.name(i),
-            etcd = self.etcd.endpoint(),
+            host = self.host(i),
+            etcd = self
+                .etcd
+                .endpoint_on()
+                .unwrap_or_else(|| self.etcd.endpoint()),
             ttl = self.opts.ttl.as_millis(),
             settle = self.opts.settle.as_millis(),
             port = node.port,
@@ -186,7 +225,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
 
     /// Node `i`'s agent base URL (its telemetry listener).
     pub fn agent_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.telemetry_port(i))
+        format!("http://{}:{}", self.host(i), self.telemetry_port(i))
     }
 
     /// The names of the entries of the cluster's temp dir that start with `prefix`.
@@ -217,9 +256,9 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         if let Some(pid) = pid.or_else(|| self.pid_from_file(i)) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        let port = self.nodes[i].port;
+        let (host, port) = (self.host(i).to_owned(), self.nodes[i].port);
         let gone = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
+            std::net::TcpStream::connect((host.as_str(), port))
                 .is_err()
                 .then_some(())
         });
@@ -234,6 +273,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
     /// The admin account's client for node `i`.
     pub fn admin(&self, i: usize) -> Sql {
         Sql {
+            host: self.host(i).to_owned(),
             port: self.nodes[i].port,
             user: "autopilot".into(),
             password: self.opts.admin_password.into(),
@@ -275,7 +315,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
 
     /// Whether node `i` accepts the application's writes.
     pub fn writable(&self, i: usize) -> bool {
-        writable(self.nodes[i].port)
+        writable_at(app_at(self.host(i), self.nodes[i].port))
     }
 
     /// `SHOW SLAVE STATUS` fields (Master_Port, Slave_IO_Running, Slave_SQL_Running) of node `i`.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::cluster;
 pub use crate::cluster::summary;
 use crate::mariadb_cluster::{MariaCluster, MariaOpts};
-use crate::mariadb_workload::{MariaWorkload, written};
+use crate::mariadb_workload::MariaWorkload;
 use crate::workload::{Checker, Workload, Writer};
 
 /// Bootstrap of a fresh cluster (install-db ~3 s per node, three at once on 2 cores).
@@ -22,6 +22,13 @@ pub const FAILOVER: Duration = Duration::from_secs(30);
 /// Starts three nodes, waits for a primary and two replicas, creates the schema.
 pub fn settled(opts: MariaOpts) -> (MariaCluster, usize) {
     let c = MariaCluster::start(3, opts).expect("start the MariaDB cluster");
+    let p = settle(&c);
+    (c, p)
+}
+
+/// Waits for a primary with every other node replicating from it and eligible, and creates
+/// the schema; the primary's index.
+pub fn settle(c: &MariaCluster) -> usize {
     let p = c.wait_primary(BOOTSTRAP);
     for i in (0..3).filter(|&i| i != p) {
         c.wait_replicating(i, p, ATTACH);
@@ -30,12 +37,16 @@ pub fn settled(opts: MariaOpts) -> (MariaCluster, usize) {
         c.wait_eligible(i, ATTACH);
     }
     c.create_schema(p);
-    (c, p)
+    p
 }
 
 /// The workload over every node of `c`.
 pub fn workload(c: &MariaCluster) -> Arc<dyn Workload> {
-    Arc::new(MariaWorkload { ports: c.ports() })
+    Arc::new(MariaWorkload {
+        nodes: (0..c.len())
+            .map(|i| (c.host(i).to_owned(), c.port(i)))
+            .collect(),
+    })
 }
 
 /// Waits until `n` more rows are in `e2e.seq` on `node` than when asked.
@@ -87,7 +98,7 @@ pub fn failover(
     let_writer_run(c, new, 20);
     let w = writer.stop();
     let k = checker.stop();
-    let rows = written(c.port(new)).expect("read the rows on the new primary");
+    let rows = workload(c).written(new);
     FailoverRun {
         old: p,
         new,

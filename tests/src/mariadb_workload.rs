@@ -23,7 +23,9 @@ pub const APP_PASSWORD: &str = "app-pass";
 /// A bounded SQL client for one server.
 #[derive(Clone, Debug)]
 pub struct Sql {
-    /// TCP port on 127.0.0.1.
+    /// The server's address (127.0.0.1 unless on a test LAN).
+    pub host: String,
+    /// Its TCP port.
     pub port: u16,
     /// User.
     pub user: String,
@@ -38,7 +40,7 @@ impl Sql {
             .enable_all()
             .build()?;
         let opts = OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
+            .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
             .pass(Some(self.password.clone()))
@@ -86,34 +88,48 @@ impl Sql {
     }
 }
 
-/// Whether the server on `port` accepts a write from the application account right now: an
-/// INSERT inside a transaction that is rolled back (it spends no GTID and waits for no
-/// replica), within 300 ms.
+/// Whether the server on 127.0.0.1:`port` accepts a write from the application account
+/// right now: an INSERT inside a transaction that is rolled back (it spends no GTID and
+/// waits for no replica), within 300 ms.
 pub fn writable(port: u16) -> bool {
-    app(port)
-        .run(
-            &[
-                "START TRANSACTION",
-                "INSERT INTO e2e.probe VALUES (1)",
-                "ROLLBACK",
-            ],
-            Duration::from_millis(300),
-        )
-        .is_ok()
+    writable_at(app(port))
 }
 
-/// The application account's client for `port`.
+/// Like [`writable`] through `app`.
+pub fn writable_at(app: Sql) -> bool {
+    app.run(
+        &[
+            "START TRANSACTION",
+            "INSERT INTO e2e.probe VALUES (1)",
+            "ROLLBACK",
+        ],
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+/// The application account's client for 127.0.0.1:`port`.
 pub fn app(port: u16) -> Sql {
+    app_at("127.0.0.1", port)
+}
+
+/// The application account's client for `host`:`port`.
+pub fn app_at(host: &str, port: u16) -> Sql {
     Sql {
+        host: host.to_owned(),
         port,
         user: APP_USER.into(),
         password: APP_PASSWORD.into(),
     }
 }
 
-/// Every number in `e2e.seq` on the server at `port` (as the application account).
+/// Every number in `e2e.seq` on the server at 127.0.0.1:`port` (as the application account).
 pub fn written(port: u16) -> anyhow::Result<Vec<u64>> {
-    let rows = app(port).run(
+    written_at(app(port))
+}
+
+fn written_at(app: Sql) -> anyhow::Result<Vec<u64>> {
+    let rows = app.run(
         &["SELECT n FROM e2e.seq ORDER BY n"],
         Duration::from_secs(10),
     )?;
@@ -126,28 +142,33 @@ pub fn written(port: u16) -> anyhow::Result<Vec<u64>> {
 /// The workload of `tests/src/workload.rs` on MariaDB nodes (by index, their ports).
 #[derive(Clone, Debug)]
 pub struct MariaWorkload {
-    /// Each node's MariaDB port.
-    pub ports: Vec<u16>,
+    /// Each node's MariaDB address and port.
+    pub nodes: Vec<(String, u16)>,
+}
+
+impl MariaWorkload {
+    fn app(&self, node: usize) -> Sql {
+        let (host, port) = &self.nodes[node];
+        app_at(host, *port)
+    }
 }
 
 impl Workload for MariaWorkload {
     fn nodes(&self) -> usize {
-        self.ports.len()
+        self.nodes.len()
     }
 
     fn write(&self, node: usize, seq: u64) -> bool {
         let sql = format!("INSERT INTO e2e.seq (n) VALUES ({seq})");
-        app(self.ports[node])
-            .run(&[&sql], Duration::from_secs(1))
-            .is_ok()
+        self.app(node).run(&[&sql], Duration::from_secs(1)).is_ok()
     }
 
     fn writable(&self, node: usize) -> bool {
-        writable(self.ports[node])
+        writable_at(self.app(node))
     }
 
     fn written(&self, node: usize) -> Vec<u64> {
-        written(self.ports[node])
+        written_at(self.app(node))
             .unwrap_or_else(|e| panic!("read the written rows on node {node}: {e:#}"))
     }
 }

@@ -215,6 +215,7 @@ fn the_mariadb_example_runs_as_shipped() {
         std::fs::read_to_string(workspace_root().join("examples/mariadb/secrets/admin.pass"))
             .expect("the example's admin password");
     let admin = |port| e2e::mariadb_workload::Sql {
+        host: "127.0.0.1".to_owned(),
         port,
         user: "autopilot".to_owned(),
         password: password.trim().to_owned(),

@@ -133,6 +133,14 @@ impl MysqlSettings {
         set("gtid-domain-id", self.gtid_domain_id.to_string());
         set("read-only", "ON".into());
         set("skip-slave-start", "ON".into());
+        // Every start is a replica's (the role logic promotes): crash recovery then rolls
+        // back the transactions that were prepared and in the binary log but not committed —
+        // never acknowledged to a client, maybe never received by a replica — and truncates
+        // the binary log before them, instead of committing them (MDEV-21117, MDEV-33465).
+        // Without it a former primary killed while commits waited for a semi-sync
+        // acknowledgement (a partition, a hung fence) holds a GTID no one else has and can
+        // only rejoin by a full re-clone.
+        set("init-rpl-role", "SLAVE".into());
         set("skip-name-resolve", "ON".into());
         let (enabled, timeout_ms) = match self.durability {
             Durability::Async => ("OFF", 10_000),
@@ -195,6 +203,7 @@ mod tests {
         for want in [
             "--read-only=ON",
             "--skip-slave-start=ON",
+            "--init-rpl-role=SLAVE",
             "--gtid-strict-mode=ON",
             "--log-slave-updates=ON",
             "--server-id=7",
