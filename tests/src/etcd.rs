@@ -463,6 +463,76 @@ impl EtcdCluster {
     }
 }
 
+impl EtcdCluster {
+    /// The index of the member that is the raft leader now, as the members that answer
+    /// report it.
+    pub fn leader(&self) -> Option<usize> {
+        let status = |m: &Member| -> Option<(u64, u64)> {
+            let out = etcdctl(&m.client_url(), &["endpoint", "status", "-w", "json"]).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+            let s = v.get(0)?.get("Status")?;
+            Some((
+                s.get("header")?.get("member_id")?.as_u64()?,
+                s.get("leader")?.as_u64()?,
+            ))
+        };
+        let seen: Vec<Option<(u64, u64)>> = self.members.iter().map(status).collect();
+        let leader = seen.iter().flatten().map(|&(_, l)| l).find(|&l| l != 0)?;
+        seen.iter()
+            .position(|s| s.is_some_and(|(id, _)| id == leader))
+    }
+}
+
+/// The etcd a test cluster's agents use: one server, or a cluster of members.
+pub enum Etcd {
+    /// One server.
+    Server(EtcdServer),
+    /// Several members.
+    Cluster(EtcdCluster),
+}
+
+impl Etcd {
+    /// The endpoints the agents are given (a server's LAN address when it has one).
+    pub fn agent_endpoints(&self) -> Vec<String> {
+        match self {
+            Etcd::Server(s) => vec![s.endpoint_on().unwrap_or_else(|| s.endpoint())],
+            Etcd::Cluster(c) => c.endpoints(),
+        }
+    }
+
+    /// The endpoints the test's own `etcdctl` uses.
+    pub fn endpoints(&self) -> Vec<String> {
+        match self {
+            Etcd::Server(s) => vec![s.endpoint()],
+            Etcd::Cluster(c) => c.endpoints(),
+        }
+    }
+
+    /// The one server (a test that stops or restarts it).
+    pub fn server(&self) -> &EtcdServer {
+        match self {
+            Etcd::Server(s) => s,
+            Etcd::Cluster(_) => panic!("this test cluster runs on an etcd cluster"),
+        }
+    }
+
+    /// The one server, mutably.
+    pub fn server_mut(&mut self) -> &mut EtcdServer {
+        match self {
+            Etcd::Server(s) => s,
+            Etcd::Cluster(_) => panic!("this test cluster runs on an etcd cluster"),
+        }
+    }
+
+    /// The members, mutably (a test that stops one).
+    pub fn cluster_mut(&mut self) -> &mut EtcdCluster {
+        match self {
+            Etcd::Cluster(c) => c,
+            Etcd::Server(_) => panic!("this test cluster runs on one etcd server"),
+        }
+    }
+}
+
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         self.members.iter_mut().for_each(Member::kill);

@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::cluster::{Agents, NodeSpec};
-use crate::etcd::EtcdServer;
+use crate::etcd::{Etcd, EtcdCluster, EtcdServer};
 use crate::mariadb_workload::{APP_PASSWORD, APP_USER, Sql, app_at, writable_at};
 use crate::netns::Lan;
 use crate::util::{eventually, free_port, system_bin};
@@ -66,7 +66,7 @@ struct Node {
 pub struct MariaCluster {
     agents: Agents,
     nodes: Vec<Node>,
-    etcd: EtcdServer,
+    etcd: Etcd,
     opts: MariaOpts,
     dir: tempfile::TempDir,
     /// The network namespaces the nodes run in, when started with
@@ -79,26 +79,35 @@ crate::deref_to_agents!(MariaCluster);
 impl MariaCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).
     pub fn start(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
-        let mut c = Self::create(n, opts)?;
-        for i in 0..n {
-            c.start_agent(i);
+        Self::create(n, opts).map(Self::started)
+    }
+
+    fn started(mut self) -> Self {
+        for i in 0..self.len() {
+            self.start_agent(i);
         }
-        Ok(c)
+        self
     }
 
     /// Starts etcd and writes `n` agent configs, starting no agent.
     pub fn create(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
-        Self::create_with(n, opts, None)
+        Self::create_with(n, opts, None, 1)
     }
 
     /// Like [`start`](Self::start), each node in a network namespace of its own on a test
     /// LAN (see [`crate::netns`]), so that [`MariaCluster::lan_mut`] can partition it.
     pub fn start_on_lan(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
-        let mut c = Self::create_with(n, opts, Some(Lan::create(n)?))?;
-        for i in 0..n {
-            c.start_agent(i);
-        }
-        Ok(c)
+        Self::create_with(n, opts, Some(Lan::create(n)?), 1).map(Self::started)
+    }
+
+    /// Like [`start`](Self::start), on an etcd cluster of `members` (see
+    /// [`MariaCluster::etcd_cluster_mut`]).
+    pub fn start_on_etcd_cluster(
+        n: usize,
+        opts: MariaOpts,
+        members: usize,
+    ) -> anyhow::Result<Self> {
+        Self::create_with(n, opts, None, members).map(Self::started)
     }
 
     /// The test LAN, when started with [`MariaCluster::start_on_lan`].
@@ -108,14 +117,20 @@ impl MariaCluster {
             .expect("started with MariaCluster::start_on_lan")
     }
 
-    fn create_with(n: usize, opts: MariaOpts, lan: Option<Lan>) -> anyhow::Result<Self> {
+    fn create_with(
+        n: usize,
+        opts: MariaOpts,
+        lan: Option<Lan>,
+        etcd_members: usize,
+    ) -> anyhow::Result<Self> {
         system_bin("/usr/sbin/mariadbd", "mariadb-server");
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
         system_bin("/usr/bin/mariadb-backup", "mariadb-backup");
         system_bin("/usr/bin/mbstream", "mariadb-backup");
-        let etcd = match &lan {
-            Some(l) => EtcdServer::start_also_on(l.etcd_ip())?,
-            None => EtcdServer::start()?,
+        let etcd = match (&lan, etcd_members) {
+            (Some(l), _) => Etcd::Server(EtcdServer::start_also_on(l.etcd_ip())?),
+            (None, 1) => Etcd::Server(EtcdServer::start()?),
+            (None, m) => Etcd::Cluster(EtcdCluster::start(m)?),
         };
         let dir = tempfile::Builder::new()
             .prefix("maria-cluster-")
@@ -139,7 +154,7 @@ impl MariaCluster {
             });
             nodes.push(node);
         }
-        let mut agents = Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?;
+        let mut agents = Agents::new(specs, &etcd.endpoints(), [NAMESPACE, PROJECT, CLUSTER])?;
         if let Some(l) = &lan {
             for i in 0..n {
                 agents.place(i, &l.node_ip(i).to_string(), &l.namespace(i));
@@ -174,7 +189,7 @@ impl MariaCluster {
             r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
-  etcd: {{ endpoints: ["{etcd}"] }}
+  etcd: {{ endpoints: {etcd} }}
   ttl: {ttl}ms
 failover: {{ settle: {settle}ms, cooldown: 0s }}
 engine:
@@ -194,10 +209,7 @@ telemetry: {{ listen: "{host}:{tel}" }}
 "#,
             name = self.name(i),
             host = self.host(i),
-            etcd = self
-                .etcd
-                .endpoint_on()
-                .unwrap_or_else(|| self.etcd.endpoint()),
+            etcd = serde_json::to_string(&self.etcd.agent_endpoints())?,
             ttl = self.opts.ttl.as_millis(),
             settle = self.opts.settle.as_millis(),
             port = node.port,
@@ -310,7 +322,12 @@ telemetry: {{ listen: "{host}:{tel}" }}
 
     /// The etcd server, mutably (to stop or restart it).
     pub fn etcd_mut(&mut self) -> &mut EtcdServer {
-        &mut self.etcd
+        self.etcd.server_mut()
+    }
+
+    /// The etcd members, when started with [`MariaCluster::start_on_etcd_cluster`].
+    pub fn etcd_cluster_mut(&mut self) -> &mut EtcdCluster {
+        self.etcd.cluster_mut()
     }
 
     /// Whether node `i` accepts the application's writes.

@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::cluster::{Agents, NodeSpec, yaml_ms as ms};
-use crate::etcd::EtcdServer;
+use crate::etcd::{Etcd, EtcdCluster, EtcdServer};
 use crate::netns::Lan;
 use crate::postgres::{
     Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
@@ -71,7 +71,7 @@ struct Node {
 pub struct PgCluster {
     agents: Agents,
     nodes: Vec<Node>,
-    etcd: EtcdServer,
+    etcd: Etcd,
     sql: Arc<Sql>,
     opts: PgOpts,
     dir: tempfile::TempDir,
@@ -85,22 +85,34 @@ crate::deref_to_agents!(PgCluster);
 impl PgCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).
     pub fn start(n: usize, opts: PgOpts) -> anyhow::Result<Self> {
-        Self::start_with(n, opts, None)
+        Self::start_with(n, opts, None, 1)
+    }
+
+    /// Like [`start`](Self::start), on an etcd cluster of `members` (see
+    /// [`PgCluster::etcd_cluster_mut`]).
+    pub fn start_on_etcd_cluster(n: usize, opts: PgOpts, members: usize) -> anyhow::Result<Self> {
+        Self::start_with(n, opts, None, members)
     }
 
     /// Like [`start`](Self::start), each node in a network namespace of its own on a test
     /// LAN (see [`crate::netns`]), so that [`PgCluster::lan_mut`] can partition it.
     pub fn start_on_lan(n: usize, opts: PgOpts) -> anyhow::Result<Self> {
-        Self::start_with(n, opts, Some(Lan::create(n)?))
+        Self::start_with(n, opts, Some(Lan::create(n)?), 1)
     }
 
-    fn start_with(n: usize, opts: PgOpts, lan: Option<Lan>) -> anyhow::Result<Self> {
+    fn start_with(
+        n: usize,
+        opts: PgOpts,
+        lan: Option<Lan>,
+        etcd_members: usize,
+    ) -> anyhow::Result<Self> {
         check_installed();
-        let etcd = match &lan {
-            Some(l) => EtcdServer::start_also_on(l.etcd_ip())?,
-            None => EtcdServer::start()?,
+        let etcd = match (&lan, etcd_members) {
+            (Some(l), _) => Etcd::Server(EtcdServer::start_also_on(l.etcd_ip())?),
+            (None, 1) => Etcd::Server(EtcdServer::start()?),
+            (None, m) => Etcd::Cluster(EtcdCluster::start(m)?),
         };
-        let endpoint = etcd.endpoint_on().unwrap_or_else(|| etcd.endpoint());
+        let endpoints = etcd.agent_endpoints();
         let host = |k: usize| {
             lan.as_ref()
                 .map_or_else(|| "127.0.0.1".to_owned(), |l| l.node_ip(k - 1).to_string())
@@ -125,14 +137,14 @@ impl PgCluster {
             };
             std::fs::write(
                 &spec.config,
-                agent_yaml(k, &spec.name, &host(k), &node, &endpoint, &opts),
+                agent_yaml(k, &spec.name, &host(k), &node, &endpoints, &opts),
             )
             .context("write an agent config")?;
             nodes.push(node);
             specs.push(spec);
         }
         let hosts = (1..=n).map(|k| (nodes[k - 1].pg_port, host(k))).collect();
-        let mut agents = Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?;
+        let mut agents = Agents::new(specs, &etcd.endpoints(), [NAMESPACE, PROJECT, CLUSTER])?;
         if let Some(l) = &lan {
             for i in 0..n {
                 agents.place(i, &host(i + 1), &l.namespace(i));
@@ -183,16 +195,12 @@ impl PgCluster {
     /// Rewrites node `i`'s agent config with `opts`; takes effect at its next start.
     pub fn reconfigure(&self, i: usize, opts: &PgOpts) {
         let config = self.config_path(i);
-        let endpoint = self
-            .etcd
-            .endpoint_on()
-            .unwrap_or_else(|| self.etcd.endpoint());
         let yaml = agent_yaml(
             i + 1,
             self.name(i),
             self.host(i),
             &self.nodes[i],
-            &endpoint,
+            &self.etcd.agent_endpoints(),
             opts,
         );
         std::fs::write(config, yaml)
@@ -211,12 +219,17 @@ impl PgCluster {
 
     /// The etcd server.
     pub fn etcd(&self) -> &EtcdServer {
-        &self.etcd
+        self.etcd.server()
     }
 
     /// The etcd server, mutably (to stop or restart it).
     pub fn etcd_mut(&mut self) -> &mut EtcdServer {
-        &mut self.etcd
+        self.etcd.server_mut()
+    }
+
+    /// The etcd members, when started with [`PgCluster::start_on_etcd_cluster`].
+    pub fn etcd_cluster_mut(&mut self) -> &mut EtcdCluster {
+        self.etcd.cluster_mut()
     }
 
     // ---- faults ----
@@ -422,15 +435,16 @@ fn agent_yaml(
     name: &str,
     host: &str,
     node: &Node,
-    endpoint: &str,
+    endpoints: &[String],
     opts: &PgOpts,
 ) -> String {
+    let endpoints = serde_json::to_string(endpoints).expect("endpoints as JSON");
     let _ = (SUPERUSER, REPLICATOR);
     format!(
         r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
-  etcd: {{ endpoints: ["{endpoint}"] }}
+  etcd: {{ endpoints: {endpoints} }}
   ttl: {ttl}
 failover: {{ settle: {settle}, cooldown: {cooldown} }}
 engine:
