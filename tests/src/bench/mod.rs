@@ -2,6 +2,7 @@
 
 pub mod etcd_load;
 pub mod failover;
+pub mod hostile;
 pub mod idle;
 pub mod mariadb;
 pub mod patroni;

@@ -6,6 +6,7 @@
 //! target/release/bench idle [--seconds 60]
 //! target/release/bench failover [--runs 5] [--ttls 10,5]
 //! target/release/bench etcd-load [--seconds 60]
+//! target/release/bench hostile [--seconds 10]
 //! target/release/bench mariadb-failover [--runs 5] [--ttls 10,5] [--durability sync,async]
 //! target/release/bench postgres-failover [--runs 5] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
 //! target/release/bench recovery [--runs 5] [--ttls 5] [--durability sync,async]
@@ -14,13 +15,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use e2e::bench::{etcd_load, failover, idle, mariadb, postgres, recovery, report};
+use e2e::bench::{etcd_load, failover, hostile, idle, mariadb, postgres, recovery, report};
 
 const USAGE: &str =
     "usage: bench idle [--seconds N] | failover [--runs N] [--ttls 10,5] | etcd-load [--seconds N]
        | mariadb-failover [--runs N] [--ttls 10,5] [--durability sync,async]
        | postgres-failover [--runs N] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
-       | recovery [--runs N] [--ttls 5] [--durability sync,async]
+       | recovery [--runs N] [--ttls 5] [--durability sync,async] | hostile [--seconds N]
   idle:      agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini
   failover:  fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop
   etcd-load: etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s)
@@ -29,7 +30,9 @@ const USAGE: &str =
     Autopilot and Patroni side by side (Patroni from /opt/patroni: run scripts/install-deps)
   recovery:  crash, hung database, frozen agent, node loss, etcd outage, switchover, replica
     restart on PostgreSQL and MariaDB: write outage, rows lost, two writable nodes, time back
-    to full redundancy and rejoin time (first TTL only)";
+    to full redundancy and rejoin time (first TTL only)
+  hostile:   the request rate the agent's and the coordinator's listeners answer under wrk from one
+    address, with /health(z) latency seen from another address and the primary watched";
 
 /// The value after `--name`, parsed; `default` when the flag is absent.
 fn flag<T>(
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Some("idle") => ("idle".to_owned(), idle::run(seconds)),
         Some("failover") => ("failover".to_owned(), failover::run(runs, &ttls)),
         Some("etcd-load") => ("etcd-load".to_owned(), etcd_load::run(seconds)),
+        Some("hostile") => ("hostile".to_owned(), hostile::run(seconds)),
         // One section per TTL other than the default 10,5 list, so TTLs can be run separately.
         Some("mariadb-failover") => (
             section_name("mariadb-failover", &ttls),
