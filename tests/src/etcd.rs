@@ -10,6 +10,8 @@
 //! [`EtcdServer::start_tls`] serves clients over TLS only (`https://`, `--client-cert-auth`)
 //! with a throw-away CA made by the `openssl` CLI ([`TlsFiles`]); its readiness and identity
 //! checks go through `etcdctl` with the client certificate instead of plain HTTP.
+//! [`EtcdServer::enable_auth`] turns etcd's authentication on (a `root` user, and a user whose
+//! role may only read and write one key prefix); `etcdctl` then runs as `root`.
 //!
 //! The API is synchronous (std only) so it works from plain and from async tests alike;
 //! every wait is bounded.
@@ -56,6 +58,8 @@ struct Member {
     tls: Option<TlsFiles>,
     /// `--quota-backend-bytes`, when not etcd's default.
     quota: Option<u64>,
+    /// The user `etcdctl` runs as once auth is on (`root`, its password).
+    user: Option<(String, String)>,
 }
 
 impl Member {
@@ -184,9 +188,13 @@ impl Member {
         match &self.tls {
             None => http(self.client_port, "GET", "/health", "")
                 .is_ok_and(|body| body.contains("\"health\":\"true\"")),
-            Some(tls) => {
-                etcdctl_with(&self.client_url(), Some(tls), &["endpoint", "health"]).is_ok()
-            }
+            Some(tls) => etcdctl_with(
+                &self.client_url(),
+                Some(tls),
+                self.user.as_ref(),
+                &["endpoint", "health"],
+            )
+            .is_ok(),
         }
     }
 
@@ -198,6 +206,7 @@ impl Member {
                 let out = etcdctl_with(
                     &self.client_url(),
                     Some(tls),
+                    self.user.as_ref(),
                     &["member", "list", "-w", "json"],
                 )
                 .with_context(|| {
@@ -266,6 +275,7 @@ impl EtcdServer {
                 name,
                 tls,
                 quota,
+                user: None,
             };
             let initial = format!("{}={}", member.name, member.peer_url());
             member.spawn(&initial, &token)?;
@@ -316,9 +326,83 @@ impl EtcdServer {
     }
 
     /// Runs `etcdctl` against this server with `args` (and the client certificate when TLS
-    /// is on); returns stdout.
+    /// is on, as `root` once auth is on); returns stdout.
     pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        etcdctl_with(&self.endpoint(), self.member.tls.as_ref(), args)
+        etcdctl_with(
+            &self.endpoint(),
+            self.member.tls.as_ref(),
+            self.member.user.as_ref(),
+            args,
+        )
+    }
+
+    /// How `etcdctl` reaches this server (for harnesses that run their own).
+    pub fn access(&self) -> EtcdAccess {
+        EtcdAccess {
+            tls: self.member.tls.clone(),
+            user: self.member.user.clone(),
+        }
+    }
+
+    /// The CA and certificates when started with [`start_tls`](Self::start_tls).
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.member.tls.as_ref()
+    }
+
+    /// Turns authentication on: a `root` user with [`ROOT_PASSWORD`] (what
+    /// [`etcdctl`](Self::etcdctl) runs as from now on), and `user` with `password`, granted a
+    /// role that may read and write the keys under `prefix` and nothing else. Checks that the
+    /// user can write under `prefix` and is refused elsewhere.
+    pub fn enable_auth(&mut self, prefix: &str, user: &str, password: &str) -> anyhow::Result<()> {
+        let role = format!("{user}-prefix");
+        let steps: [&[&str]; 6] = [
+            &[
+                "user",
+                "add",
+                &format!("root:{ROOT_PASSWORD}"),
+                "--interactive=false",
+            ],
+            &["role", "add", &role],
+            &[
+                "role",
+                "grant-permission",
+                &role,
+                "readwrite",
+                prefix,
+                "--prefix=true",
+            ],
+            &[
+                "user",
+                "add",
+                &format!("{user}:{password}"),
+                "--interactive=false",
+            ],
+            &["user", "grant-role", user, &role],
+            &["auth", "enable"],
+        ];
+        for args in steps {
+            self.etcdctl(args)
+                .with_context(|| format!("etcdctl {}", args[..2].join(" ")))?;
+        }
+        self.member.user = Some(("root".to_owned(), ROOT_PASSWORD.to_owned()));
+        let tls = self.member.tls.as_ref();
+        let as_user = (user.to_owned(), password.to_owned());
+        let probe = format!("{prefix}auth-probe");
+        etcdctl_with(&self.endpoint(), tls, Some(&as_user), &["put", &probe, "x"])
+            .context("the prefix's user writes under its prefix")?;
+        etcdctl_with(&self.endpoint(), tls, Some(&as_user), &["del", &probe])
+            .context("the prefix's user deletes under its prefix")?;
+        if etcdctl_with(
+            &self.endpoint(),
+            tls,
+            Some(&as_user),
+            &["put", "/outside", "x"],
+        )
+        .is_ok()
+        {
+            bail!("the user {user} may write outside {prefix}: auth is not on");
+        }
+        Ok(())
     }
 }
 
@@ -373,6 +457,7 @@ impl EtcdCluster {
                     child: None,
                     tls: None,
                     quota: None,
+                    user: None,
                 })
                 .collect();
             let initial_cluster = members
@@ -445,15 +530,40 @@ impl Drop for EtcdCluster {
     }
 }
 
-/// Runs `/usr/bin/etcdctl --endpoints=<endpoint> args..` with API v3; returns stdout.
-pub fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
-    etcdctl_with(endpoint, None, args)
+/// The `root` user's password once [`EtcdServer::enable_auth`] ran.
+pub const ROOT_PASSWORD: &str = "root-MARKER-3c9e51";
+
+/// How `etcdctl` reaches an etcd: the client certificate (TLS) and the user (auth), when on.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdAccess {
+    /// CA and client certificate, for an etcd started with [`EtcdServer::start_tls`].
+    pub tls: Option<TlsFiles>,
+    /// User and password, once auth is on.
+    pub user: Option<(String, String)>,
 }
 
-/// [`etcdctl`] with the CA and client certificate of `tls`; bounded by its dial and command
-/// timeouts.
-fn etcdctl_with(endpoint: &str, tls: Option<&TlsFiles>, args: &[&str]) -> anyhow::Result<String> {
+/// Runs `/usr/bin/etcdctl --endpoints=<endpoint> args..` with API v3; returns stdout.
+pub fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    etcdctl_with(endpoint, None, None, args)
+}
+
+/// [`etcdctl`] with the client certificate and user of `access`.
+pub fn etcdctl_as(endpoint: &str, access: &EtcdAccess, args: &[&str]) -> anyhow::Result<String> {
+    etcdctl_with(endpoint, access.tls.as_ref(), access.user.as_ref(), args)
+}
+
+/// [`etcdctl`] with the CA and client certificate of `tls` and as `user`; bounded by its dial
+/// and command timeouts.
+fn etcdctl_with(
+    endpoint: &str,
+    tls: Option<&TlsFiles>,
+    user: Option<&(String, String)>,
+    args: &[&str],
+) -> anyhow::Result<String> {
     let mut cmd = Command::new("/usr/bin/etcdctl");
+    if let Some((name, password)) = user {
+        cmd.arg(format!("--user={name}:{password}"));
+    }
     if let Some(tls) = tls {
         cmd.arg("--cacert")
             .arg(&tls.ca)
@@ -589,6 +699,7 @@ mod tests {
             child: None,
             tls: None,
             quota: None,
+            user: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(2))
@@ -610,6 +721,7 @@ mod tests {
         assert!(
             etcdctl_with(
                 &plain,
+                None,
                 None,
                 &["--dial-timeout=1s", "--command-timeout=1s", "get", "/k"]
             )
@@ -638,6 +750,7 @@ mod tests {
             child: None,
             tls: Some(tls),
             quota: None,
+            user: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(5))

@@ -15,7 +15,7 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cluster::{Agents, NodeSpec};
+use crate::cluster::{Agents, NodeSpec, Secured, Security};
 use crate::etcd::EtcdServer;
 use crate::mariadb_workload::{APP_PASSWORD, APP_USER, Sql, writable};
 use crate::util::{eventually, free_port, system_bin};
@@ -41,6 +41,8 @@ pub struct MariaOpts {
     pub auto_rebuild: bool,
     /// The admin account's password (written to `admin.pass` with one trailing newline).
     pub admin_password: &'static str,
+    /// TLS and authentication of etcd and the agents' listeners (all off by default).
+    pub security: Security,
 }
 
 impl Default for MariaOpts {
@@ -51,6 +53,7 @@ impl Default for MariaOpts {
             durability: "sync",
             auto_rebuild: false,
             admin_password: ADMIN_PASSWORD,
+            security: Security::default(),
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct MariaCluster {
     nodes: Vec<Node>,
     etcd: EtcdServer,
     opts: MariaOpts,
+    /// The config lines and files `opts.security` asked for.
+    secured: Secured,
     dir: tempfile::TempDir,
 }
 
@@ -88,11 +93,17 @@ impl MariaCluster {
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
         system_bin("/usr/bin/mariadb-backup", "mariadb-backup");
         system_bin("/usr/bin/mbstream", "mariadb-backup");
-        let etcd = EtcdServer::start()?;
+        let mut etcd = if opts.security.etcd_tls {
+            EtcdServer::start_tls()?.0
+        } else {
+            EtcdServer::start()?
+        };
         let dir = tempfile::Builder::new()
             .prefix("maria-cluster-")
             .tempdir()
             .context("create the cluster's temp dir")?;
+        let prefix = format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/");
+        let secured = Secured::set_up(opts.security, &mut etcd, &prefix, dir.path())?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         std::fs::write(
             dir.path().join("admin.pass"),
@@ -111,11 +122,17 @@ impl MariaCluster {
             });
             nodes.push(node);
         }
+        let mut agents = Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?;
+        agents.set_etcd_access(etcd.access());
+        if let Some(t) = &secured.listener {
+            agents.use_https(&t.ca)?;
+        }
         let c = MariaCluster {
-            agents: Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?,
+            agents,
             nodes,
             etcd,
             opts,
+            secured,
             dir,
         };
         for i in 0..n {
@@ -139,8 +156,9 @@ impl MariaCluster {
             r#"node: {{ name: {name}, address: 127.0.0.1, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
-  etcd: {{ endpoints: ["{etcd}"] }}
-  ttl: {ttl}ms
+  etcd:
+    endpoints: ["{etcd}"]
+{etcd_extra}  ttl: {ttl}ms
 failover: {{ settle: {settle}ms, cooldown: 0s }}
 engine:
   kind: mariadb
@@ -155,16 +173,16 @@ engine:
 process:
   exec: [/usr/sbin/mariadbd, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M, --log-warnings=1]
   stop_timeout: 20s
-telemetry: {{ listen: "127.0.0.1:{tel}" }}
-"#,
+{telemetry}"#,
             name = self.name(i),
             etcd = self.etcd.endpoint(),
+            etcd_extra = self.secured.etcd_yaml,
             ttl = self.opts.ttl.as_millis(),
             settle = self.opts.settle.as_millis(),
             port = node.port,
             durability = self.opts.durability,
             auto_rebuild = self.opts.auto_rebuild,
-            tel = self.telemetry_port(i),
+            telemetry = self.secured.telemetry_yaml(self.telemetry_port(i)),
         );
         std::fs::write(self.config_path(i), yaml).context("write an agent config")
     }
@@ -184,9 +202,14 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         format!("{NAMESPACE}/{PROJECT}/{CLUSTER}")
     }
 
-    /// Node `i`'s agent base URL (its telemetry listener).
+    /// Node `i`'s agent base URL (its telemetry listener; `https://` with listener TLS).
     pub fn agent_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.telemetry_port(i))
+        self.agent_base(i)
+    }
+
+    /// The listener certificates and their CA, with `security.listener_tls`.
+    pub fn listener_tls(&self) -> Option<&crate::tls::TlsFiles> {
+        self.secured.listener.as_ref()
     }
 
     /// The names of the entries of the cluster's temp dir that start with `prefix`.

@@ -15,7 +15,7 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cluster::{Agents, NodeSpec, yaml_ms as ms};
+use crate::cluster::{Agents, NodeSpec, Secured, Security, yaml_ms as ms};
 use crate::etcd::EtcdServer;
 use crate::postgres::{
     Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
@@ -43,6 +43,8 @@ pub struct PgOpts {
     pub durability: &'static str,
     /// `engine.auto_rebuild`.
     pub auto_rebuild: bool,
+    /// TLS and authentication of etcd and the agents' listeners (all off by default).
+    pub security: Security,
 }
 
 impl Default for PgOpts {
@@ -53,6 +55,7 @@ impl Default for PgOpts {
             cooldown: Duration::ZERO,
             durability: "async",
             auto_rebuild: true,
+            security: Security::default(),
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct PgCluster {
     etcd: EtcdServer,
     sql: Arc<Sql>,
     opts: PgOpts,
+    /// The config lines and files `opts.security` asked for.
+    secured: Secured,
     dir: tempfile::TempDir,
 }
 
@@ -82,8 +87,14 @@ impl PgCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).
     pub fn start(n: usize, opts: PgOpts) -> anyhow::Result<Self> {
         check_installed();
-        let etcd = EtcdServer::start()?;
+        let mut etcd = if opts.security.etcd_tls {
+            EtcdServer::start_tls()?.0
+        } else {
+            EtcdServer::start()?
+        };
         let dir = temp_dir("pg-cluster-")?;
+        let prefix = format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/");
+        let secured = Secured::set_up(opts.security, &mut etcd, &prefix, dir.path())?;
         std::fs::write(dir.path().join("su.pw"), SUPERUSER_PASSWORD).context("write su.pw")?;
         std::fs::write(dir.path().join("repl.pw"), REPLICATOR_PASSWORD).context("write repl.pw")?;
         let mut nodes = Vec::with_capacity(n);
@@ -103,18 +114,24 @@ impl PgCluster {
             };
             std::fs::write(
                 &spec.config,
-                agent_yaml(k, &spec.name, &node, &etcd.endpoint(), &opts),
+                agent_yaml(k, &spec.name, &node, &etcd.endpoint(), &opts, &secured),
             )
             .context("write an agent config")?;
             nodes.push(node);
             specs.push(spec);
         }
+        let mut agents = Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?;
+        agents.set_etcd_access(etcd.access());
+        if let Some(t) = &secured.listener {
+            agents.use_https(&t.ca)?;
+        }
         let mut c = PgCluster {
-            agents: Agents::new(specs, &[etcd.endpoint()], [NAMESPACE, PROJECT, CLUSTER])?,
+            agents,
             nodes,
             etcd,
             sql: Arc::new(Sql::new()),
             opts,
+            secured,
             dir,
         };
         for i in 0..n {
@@ -152,6 +169,7 @@ impl PgCluster {
             &self.nodes[i],
             &self.etcd.endpoint(),
             opts,
+            &self.secured,
         );
         std::fs::write(config, yaml)
             .unwrap_or_else(|e| panic!("rewrite {}: {e}", config.display()));
@@ -375,14 +393,22 @@ impl Workload for PgWorkload {
     }
 }
 
-fn agent_yaml(k: usize, name: &str, node: &Node, endpoint: &str, opts: &PgOpts) -> String {
+fn agent_yaml(
+    k: usize,
+    name: &str,
+    node: &Node,
+    endpoint: &str,
+    opts: &PgOpts,
+    secured: &Secured,
+) -> String {
     let _ = (SUPERUSER, REPLICATOR);
     format!(
         r#"node: {{ name: {name}, address: 127.0.0.1, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
-  etcd: {{ endpoints: ["{endpoint}"] }}
-  ttl: {ttl}
+  etcd:
+    endpoints: ["{endpoint}"]
+{etcd_extra}  ttl: {ttl}
 failover: {{ settle: {settle}, cooldown: {cooldown} }}
 engine:
   kind: postgres
@@ -399,8 +425,7 @@ process:
   stop_timeout: 10s
 handlers:
   onChange: {{ exec: [sh, -c, 'echo "role $AUTOPILOT_PREVIOUS_ROLE -> $AUTOPILOT_ROLE, primary $AUTOPILOT_PRIMARY_ADDRESS"'] }}
-telemetry: {{ listen: "127.0.0.1:{tel}" }}
-"#,
+{telemetry}"#,
         ttl = ms(opts.ttl),
         settle = ms(opts.settle),
         cooldown = if opts.cooldown.is_zero() {
@@ -411,6 +436,7 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         port = node.pg_port,
         durability = opts.durability,
         auto_rebuild = opts.auto_rebuild,
-        tel = node.telemetry_port,
+        etcd_extra = secured.etcd_yaml,
+        telemetry = secured.telemetry_yaml(node.telemetry_port),
     )
 }
