@@ -22,6 +22,89 @@ const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Lines of each agent's log shown in failure messages.
 const LOG_TAIL: usize = 120;
 
+/// TLS and authentication of a test cluster (all off by default): what etcd requires of the
+/// agents and whether their listeners serve HTTPS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Security {
+    /// etcd serves clients over TLS only and requires a client certificate
+    /// ([`EtcdServer::start_tls`](crate::etcd::EtcdServer::start_tls)); agents get
+    /// `store.etcd.tls` with its CA and client certificate.
+    pub etcd_tls: bool,
+    /// etcd authentication on ([`EtcdServer::enable_auth`](crate::etcd::EtcdServer::enable_auth)):
+    /// agents log in as [`ETCD_USER`] (`store.etcd.username`, `password_file`), whose role may
+    /// only read and write the cluster's prefix.
+    pub etcd_auth: bool,
+    /// Every agent's listener serves HTTPS (`telemetry.tls` with a certificate for
+    /// 127.0.0.1 and the CA that signed it, shared by all nodes).
+    pub listener_tls: bool,
+}
+
+/// The etcd user agents log in as with [`Security::etcd_auth`].
+pub const ETCD_USER: &str = "agents";
+/// Its password: a marker the tests grep agent output for.
+pub const ETCD_PASSWORD: &str = "etcd-MARKER-7d41aa";
+
+/// What a cluster harness set up for [`Security`]: the YAML it adds to agent configs.
+#[derive(Clone, Debug, Default)]
+pub struct Secured {
+    /// `store.etcd` lines after `endpoints` (username, password file, tls), each indented for
+    /// a block mapping under `etcd:` (4 spaces).
+    pub etcd_yaml: String,
+    /// The listener's certificates (`telemetry.tls`); `None` serves plain HTTP.
+    pub listener: Option<crate::tls::TlsFiles>,
+}
+
+impl Secured {
+    /// Turns on in `etcd` what `sec` asks for (auth limited to `prefix`) and makes the files
+    /// agents need in `dir` (the password file, the listener's certificates).
+    pub fn set_up(
+        sec: Security,
+        etcd: &mut crate::etcd::EtcdServer,
+        prefix: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut yaml = String::new();
+        if sec.etcd_auth {
+            etcd.enable_auth(prefix, ETCD_USER, ETCD_PASSWORD)
+                .context("turn etcd auth on")?;
+            let pass = dir.join("etcd.pass");
+            std::fs::write(&pass, format!("{ETCD_PASSWORD}\n")).context("write etcd.pass")?;
+            let _ = writeln!(yaml, "    username: {ETCD_USER}");
+            let _ = writeln!(yaml, "    password_file: {}", pass.display());
+        }
+        if let Some(tls) = etcd.tls() {
+            let _ = writeln!(yaml, "    tls:");
+            let _ = writeln!(yaml, "      ca_file: {}", tls.ca.display());
+            let _ = writeln!(yaml, "      cert_file: {}", tls.client_cert.display());
+            let _ = writeln!(yaml, "      key_file: {}", tls.client_key.display());
+        }
+        let listener = if sec.listener_tls {
+            Some(crate::tls::TlsFiles::generate(&dir.join("listener-tls"))?)
+        } else {
+            None
+        };
+        Ok(Secured {
+            etcd_yaml: yaml,
+            listener,
+        })
+    }
+
+    /// The `telemetry:` section for a listener on `host`:`port`.
+    pub fn telemetry_yaml(&self, host: &str, port: u16) -> String {
+        let mut yaml = format!("telemetry:\n  listen: \"{host}:{port}\"\n");
+        if let Some(t) = &self.listener {
+            let _ = write!(
+                yaml,
+                "  tls:\n    cert: {}\n    key: {}\n    ca: {}\n",
+                t.server_cert.display(),
+                t.server_key.display(),
+                t.ca.display()
+            );
+        }
+        yaml
+    }
+}
+
 /// One node's agent.
 struct AgentNode {
     name: String,
@@ -49,6 +132,10 @@ pub struct Agents {
     prefix: String,
     /// Agents started from now on run under this open-file limit (soft and hard).
     open_files: Option<u64>,
+    /// How `etcdctl` reaches the etcd (client certificate, user).
+    etcd_access: crate::etcd::EtcdAccess,
+    /// `http` or `https` (the agents' listeners have certificates).
+    scheme: &'static str,
 }
 
 /// `impl Deref<Target = Agents>` (and `DerefMut`) for a harness with an `agents` field.
@@ -113,6 +200,8 @@ impl Agents {
             endpoints: endpoints.join(","),
             prefix: format!("/autopilot/{namespace}/{project}/{cluster}/"),
             open_files: None,
+            etcd_access: crate::etcd::EtcdAccess::default(),
+            scheme: "http",
         })
     }
 
@@ -126,6 +215,33 @@ impl Agents {
     /// The address node `i`'s listener (and database) is on.
     pub fn host(&self, i: usize) -> &str {
         &self.nodes[i].host
+    }
+
+    /// `etcdctl` runs with `access` (an etcd with TLS or auth).
+    pub fn set_etcd_access(&mut self, access: crate::etcd::EtcdAccess) {
+        self.etcd_access = access;
+    }
+
+    /// The agents' listeners serve HTTPS with certificates signed by the CA in `ca`: the
+    /// harness's requests go to `https://127.0.0.1:<port>` and trust that CA only.
+    pub fn use_https(&mut self, ca: &Path) -> anyhow::Result<()> {
+        let pem = std::fs::read(ca).with_context(|| format!("read {}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).context("parse the CA")?;
+        self.http = reqwest::blocking::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .tls_certs_only(certs)
+            .build()
+            .context("build the HTTPS client")?;
+        self.scheme = "https";
+        Ok(())
+    }
+
+    /// Node `i`'s agent base URL (`http://` or `https://<host>:<telemetry port>`).
+    pub fn agent_base(&self, i: usize) -> String {
+        format!(
+            "{}://{}:{}",
+            self.scheme, self.nodes[i].host, self.nodes[i].telemetry_port
+        )
     }
 
     /// Number of nodes.
@@ -167,7 +283,7 @@ impl Agents {
 
     /// `etcdctl <args>` against the cluster's etcd; its stdout.
     pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        crate::etcd::etcdctl(&self.endpoints, args)
+        crate::etcd::etcdctl_as(&self.endpoints, &self.etcd_access, args)
     }
 
     /// The value of `<prefix><key>`, `None` when absent.
@@ -402,6 +518,21 @@ impl Agents {
 
     // ---- logs ----
 
+    /// Panics when any of `secrets` appears in any agent's log (across restarts).
+    pub fn assert_no_secret_in_logs(&self, secrets: &[&str]) {
+        for i in 0..self.nodes.len() {
+            let log = self.agent_log(i);
+            for secret in secrets {
+                assert!(
+                    !log.contains(secret),
+                    "a password is in {}'s log ({} bytes)",
+                    self.name(i),
+                    log.len()
+                );
+            }
+        }
+    }
+
     /// Node `i`'s whole agent log, across restarts.
     pub fn agent_log(&self, i: usize) -> String {
         let node = &self.nodes[i];
@@ -439,19 +570,13 @@ impl Agents {
 
     /// The HTTP status of `GET <path>` on node `i`'s agent; `None` when it does not answer.
     pub fn http_status(&self, i: usize, path: &str) -> Option<u16> {
-        let url = format!(
-            "http://{}:{}{path}",
-            self.nodes[i].host, self.nodes[i].telemetry_port
-        );
+        let url = format!("{}{path}", self.agent_base(i));
         self.http.get(url).send().ok().map(|r| r.status().as_u16())
     }
 
     /// The body of `GET <path>` on node `i`'s agent (whatever the status code).
     fn get_text(&self, i: usize, path: &str) -> Option<String> {
-        let url = format!(
-            "http://{}:{}{path}",
-            self.nodes[i].host, self.nodes[i].telemetry_port
-        );
+        let url = format!("{}{path}", self.agent_base(i));
         self.http.get(url).send().ok().and_then(|r| r.text().ok())
     }
 

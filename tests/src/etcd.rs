@@ -10,6 +10,8 @@
 //! [`EtcdServer::start_tls`] serves clients over TLS only (`https://`, `--client-cert-auth`)
 //! with a throw-away CA made by the `openssl` CLI ([`TlsFiles`]); its readiness and identity
 //! checks go through `etcdctl` with the client certificate instead of plain HTTP.
+//! [`EtcdServer::enable_auth`] turns etcd's authentication on (a `root` user, and a user whose
+//! role may only read and write one key prefix); `etcdctl` then runs as `root`.
 //!
 //! The API is synchronous (std only) so it works from plain and from async tests alike;
 //! every wait is bounded.
@@ -58,6 +60,8 @@ struct Member {
     quota: Option<u64>,
     /// Also serve clients on this address (same port), e.g. a test LAN's etcd address.
     also_on: Option<std::net::Ipv4Addr>,
+    /// The user `etcdctl` runs as once auth is on (`root`, its password).
+    user: Option<(String, String)>,
 }
 
 impl Member {
@@ -189,9 +193,13 @@ impl Member {
         match &self.tls {
             None => http(self.client_port, "GET", "/health", "")
                 .is_ok_and(|body| body.contains("\"health\":\"true\"")),
-            Some(tls) => {
-                etcdctl_with(&self.client_url(), Some(tls), &["endpoint", "health"]).is_ok()
-            }
+            Some(tls) => etcdctl_with(
+                &self.client_url(),
+                Some(tls),
+                self.user.as_ref(),
+                &["endpoint", "health"],
+            )
+            .is_ok(),
         }
     }
 
@@ -203,6 +211,7 @@ impl Member {
                 let out = etcdctl_with(
                     &self.client_url(),
                     Some(tls),
+                    self.user.as_ref(),
                     &["member", "list", "-w", "json"],
                 )
                 .with_context(|| {
@@ -282,6 +291,7 @@ impl EtcdServer {
                 tls,
                 quota,
                 also_on,
+                user: None,
             };
             let initial = format!("{}={}", member.name, member.peer_url());
             member.spawn(&initial, &token)?;
@@ -339,9 +349,83 @@ impl EtcdServer {
     }
 
     /// Runs `etcdctl` against this server with `args` (and the client certificate when TLS
-    /// is on); returns stdout.
+    /// is on, as `root` once auth is on); returns stdout.
     pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        etcdctl_with(&self.endpoint(), self.member.tls.as_ref(), args)
+        etcdctl_with(
+            &self.endpoint(),
+            self.member.tls.as_ref(),
+            self.member.user.as_ref(),
+            args,
+        )
+    }
+
+    /// How `etcdctl` reaches this server (for harnesses that run their own).
+    pub fn access(&self) -> EtcdAccess {
+        EtcdAccess {
+            tls: self.member.tls.clone(),
+            user: self.member.user.clone(),
+        }
+    }
+
+    /// The CA and certificates when started with [`start_tls`](Self::start_tls).
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.member.tls.as_ref()
+    }
+
+    /// Turns authentication on: a `root` user with [`ROOT_PASSWORD`] (what
+    /// [`etcdctl`](Self::etcdctl) runs as from now on), and `user` with `password`, granted a
+    /// role that may read and write the keys under `prefix` and nothing else. Checks that the
+    /// user can write under `prefix` and is refused elsewhere.
+    pub fn enable_auth(&mut self, prefix: &str, user: &str, password: &str) -> anyhow::Result<()> {
+        let role = format!("{user}-prefix");
+        let steps: [&[&str]; 6] = [
+            &[
+                "user",
+                "add",
+                &format!("root:{ROOT_PASSWORD}"),
+                "--interactive=false",
+            ],
+            &["role", "add", &role],
+            &[
+                "role",
+                "grant-permission",
+                &role,
+                "readwrite",
+                prefix,
+                "--prefix=true",
+            ],
+            &[
+                "user",
+                "add",
+                &format!("{user}:{password}"),
+                "--interactive=false",
+            ],
+            &["user", "grant-role", user, &role],
+            &["auth", "enable"],
+        ];
+        for args in steps {
+            self.etcdctl(args)
+                .with_context(|| format!("etcdctl {}", args[..2].join(" ")))?;
+        }
+        self.member.user = Some(("root".to_owned(), ROOT_PASSWORD.to_owned()));
+        let tls = self.member.tls.as_ref();
+        let as_user = (user.to_owned(), password.to_owned());
+        let probe = format!("{prefix}auth-probe");
+        etcdctl_with(&self.endpoint(), tls, Some(&as_user), &["put", &probe, "x"])
+            .context("the prefix's user writes under its prefix")?;
+        etcdctl_with(&self.endpoint(), tls, Some(&as_user), &["del", &probe])
+            .context("the prefix's user deletes under its prefix")?;
+        if etcdctl_with(
+            &self.endpoint(),
+            tls,
+            Some(&as_user),
+            &["put", "/outside", "x"],
+        )
+        .is_ok()
+        {
+            bail!("the user {user} may write outside {prefix}: auth is not on");
+        }
+        Ok(())
     }
 }
 
@@ -397,6 +481,7 @@ impl EtcdCluster {
                     tls: None,
                     quota: None,
                     also_on: None,
+                    user: None,
                 })
                 .collect();
             let initial_cluster = members
@@ -485,8 +570,8 @@ impl EtcdCluster {
 
 /// The etcd a test cluster's agents use: one server, or a cluster of members.
 pub enum Etcd {
-    /// One server.
-    Server(EtcdServer),
+    /// One server (boxed: it is the larger by far).
+    Server(Box<EtcdServer>),
     /// Several members.
     Cluster(EtcdCluster),
 }
@@ -505,6 +590,31 @@ impl Etcd {
         match self {
             Etcd::Server(s) => vec![s.endpoint()],
             Etcd::Cluster(c) => c.endpoints(),
+        }
+    }
+
+    /// How `etcdctl` reaches it (an etcd cluster runs without TLS or auth).
+    pub fn access(&self) -> EtcdAccess {
+        match self {
+            Etcd::Server(s) => s.access(),
+            Etcd::Cluster(_) => EtcdAccess::default(),
+        }
+    }
+
+    /// What `security` asks of the one server (see [`crate::cluster::Secured::set_up`]); an
+    /// etcd cluster runs without TLS or auth.
+    pub fn secure(
+        &mut self,
+        security: crate::cluster::Security,
+        prefix: &str,
+        dir: &Path,
+    ) -> anyhow::Result<crate::cluster::Secured> {
+        match self {
+            Etcd::Server(s) => crate::cluster::Secured::set_up(security, s, prefix, dir),
+            Etcd::Cluster(_) if security == crate::cluster::Security::default() => {
+                Ok(crate::cluster::Secured::default())
+            }
+            Etcd::Cluster(_) => bail!("TLS and auth are set up on a single etcd server only"),
         }
     }
 
@@ -539,15 +649,40 @@ impl Drop for EtcdCluster {
     }
 }
 
-/// Runs `/usr/bin/etcdctl --endpoints=<endpoint> args..` with API v3; returns stdout.
-pub fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
-    etcdctl_with(endpoint, None, args)
+/// The `root` user's password once [`EtcdServer::enable_auth`] ran.
+pub const ROOT_PASSWORD: &str = "root-MARKER-3c9e51";
+
+/// How `etcdctl` reaches an etcd: the client certificate (TLS) and the user (auth), when on.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdAccess {
+    /// CA and client certificate, for an etcd started with [`EtcdServer::start_tls`].
+    pub tls: Option<TlsFiles>,
+    /// User and password, once auth is on.
+    pub user: Option<(String, String)>,
 }
 
-/// [`etcdctl`] with the CA and client certificate of `tls`; bounded by its dial and command
-/// timeouts.
-fn etcdctl_with(endpoint: &str, tls: Option<&TlsFiles>, args: &[&str]) -> anyhow::Result<String> {
+/// Runs `/usr/bin/etcdctl --endpoints=<endpoint> args..` with API v3; returns stdout.
+pub fn etcdctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    etcdctl_with(endpoint, None, None, args)
+}
+
+/// [`etcdctl`] with the client certificate and user of `access`.
+pub fn etcdctl_as(endpoint: &str, access: &EtcdAccess, args: &[&str]) -> anyhow::Result<String> {
+    etcdctl_with(endpoint, access.tls.as_ref(), access.user.as_ref(), args)
+}
+
+/// [`etcdctl`] with the CA and client certificate of `tls` and as `user`; bounded by its dial
+/// and command timeouts.
+fn etcdctl_with(
+    endpoint: &str,
+    tls: Option<&TlsFiles>,
+    user: Option<&(String, String)>,
+    args: &[&str],
+) -> anyhow::Result<String> {
     let mut cmd = Command::new("/usr/bin/etcdctl");
+    if let Some((name, password)) = user {
+        cmd.arg(format!("--user={name}:{password}"));
+    }
     if let Some(tls) = tls {
         cmd.arg("--cacert")
             .arg(&tls.ca)
@@ -684,6 +819,7 @@ mod tests {
             tls: None,
             quota: None,
             also_on: None,
+            user: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(2))
@@ -705,6 +841,7 @@ mod tests {
         assert!(
             etcdctl_with(
                 &plain,
+                None,
                 None,
                 &["--dial-timeout=1s", "--command-timeout=1s", "get", "/k"]
             )
@@ -734,6 +871,7 @@ mod tests {
             tls: Some(tls),
             quota: None,
             also_on: None,
+            user: None,
         };
         let err = impostor
             .wait_ready(Instant::now() + Duration::from_secs(5))

@@ -15,7 +15,7 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cluster::{Agents, NodeSpec};
+use crate::cluster::{Agents, NodeSpec, Secured, Security};
 use crate::etcd::{Etcd, EtcdCluster, EtcdServer};
 use crate::mariadb_workload::{APP_PASSWORD, APP_USER, Sql, app_at, writable_at};
 use crate::netns::Lan;
@@ -42,6 +42,8 @@ pub struct MariaOpts {
     pub auto_rebuild: bool,
     /// The admin account's password (written to `admin.pass` with one trailing newline).
     pub admin_password: &'static str,
+    /// TLS and authentication of etcd and the agents' listeners (all off by default).
+    pub security: Security,
 }
 
 impl Default for MariaOpts {
@@ -52,6 +54,7 @@ impl Default for MariaOpts {
             durability: "sync",
             auto_rebuild: false,
             admin_password: ADMIN_PASSWORD,
+            security: Security::default(),
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct MariaCluster {
     nodes: Vec<Node>,
     etcd: Etcd,
     opts: MariaOpts,
+    /// The config lines and files `opts.security` asked for.
+    secured: Secured,
     dir: tempfile::TempDir,
     /// The network namespaces the nodes run in, when started with
     /// [`MariaCluster::start_on_lan`] (last: removed after every process in them is gone).
@@ -127,15 +132,20 @@ impl MariaCluster {
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
         system_bin("/usr/bin/mariadb-backup", "mariadb-backup");
         system_bin("/usr/bin/mbstream", "mariadb-backup");
-        let etcd = match (&lan, etcd_members) {
-            (Some(l), _) => Etcd::Server(EtcdServer::start_also_on(l.etcd_ip())?),
-            (None, 1) => Etcd::Server(EtcdServer::start()?),
+        let mut etcd = match (&lan, etcd_members) {
+            (Some(l), _) => Etcd::Server(Box::new(EtcdServer::start_also_on(l.etcd_ip())?)),
+            (None, 1) if opts.security.etcd_tls => {
+                Etcd::Server(Box::new(EtcdServer::start_tls()?.0))
+            }
+            (None, 1) => Etcd::Server(Box::new(EtcdServer::start()?)),
             (None, m) => Etcd::Cluster(EtcdCluster::start(m)?),
         };
         let dir = tempfile::Builder::new()
             .prefix("maria-cluster-")
             .tempdir()
             .context("create the cluster's temp dir")?;
+        let prefix = format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/");
+        let secured = etcd.secure(opts.security, &prefix, dir.path())?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         std::fs::write(
             dir.path().join("admin.pass"),
@@ -155,6 +165,10 @@ impl MariaCluster {
             nodes.push(node);
         }
         let mut agents = Agents::new(specs, &etcd.endpoints(), [NAMESPACE, PROJECT, CLUSTER])?;
+        agents.set_etcd_access(etcd.access());
+        if let Some(t) = &secured.listener {
+            agents.use_https(&t.ca)?;
+        }
         if let Some(l) = &lan {
             for i in 0..n {
                 agents.place(i, &l.node_ip(i).to_string(), &l.namespace(i));
@@ -165,6 +179,7 @@ impl MariaCluster {
             nodes,
             etcd,
             opts,
+            secured,
             dir,
             lan,
         };
@@ -189,8 +204,9 @@ impl MariaCluster {
             r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
-  etcd: {{ endpoints: {etcd} }}
-  ttl: {ttl}ms
+  etcd:
+    endpoints: {etcd}
+{etcd_extra}  ttl: {ttl}ms
 failover: {{ settle: {settle}ms, cooldown: 0s }}
 engine:
   kind: mariadb
@@ -205,17 +221,19 @@ engine:
 process:
   exec: [/usr/sbin/mariadbd, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M, --log-warnings=1]
   stop_timeout: 20s
-telemetry: {{ listen: "{host}:{tel}" }}
-"#,
+{telemetry}"#,
             name = self.name(i),
             host = self.host(i),
             etcd = serde_json::to_string(&self.etcd.agent_endpoints())?,
+            etcd_extra = self.secured.etcd_yaml,
             ttl = self.opts.ttl.as_millis(),
             settle = self.opts.settle.as_millis(),
             port = node.port,
             durability = self.opts.durability,
             auto_rebuild = self.opts.auto_rebuild,
-            tel = self.telemetry_port(i),
+            telemetry = self
+                .secured
+                .telemetry_yaml(self.host(i), self.telemetry_port(i)),
         );
         std::fs::write(self.config_path(i), yaml).context("write an agent config")
     }
@@ -235,9 +253,14 @@ telemetry: {{ listen: "{host}:{tel}" }}
         format!("{NAMESPACE}/{PROJECT}/{CLUSTER}")
     }
 
-    /// Node `i`'s agent base URL (its telemetry listener).
+    /// Node `i`'s agent base URL (its telemetry listener; `https://` with listener TLS).
     pub fn agent_url(&self, i: usize) -> String {
-        format!("http://{}:{}", self.host(i), self.telemetry_port(i))
+        self.agent_base(i)
+    }
+
+    /// The listener certificates and their CA, with `security.listener_tls`.
+    pub fn listener_tls(&self) -> Option<&crate::tls::TlsFiles> {
+        self.secured.listener.as_ref()
     }
 
     /// The names of the entries of the cluster's temp dir that start with `prefix`.

@@ -15,7 +15,7 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cluster::{Agents, NodeSpec, yaml_ms as ms};
+use crate::cluster::{Agents, NodeSpec, Secured, Security, yaml_ms as ms};
 use crate::etcd::{Etcd, EtcdCluster, EtcdServer};
 use crate::netns::Lan;
 use crate::postgres::{
@@ -44,6 +44,8 @@ pub struct PgOpts {
     pub durability: &'static str,
     /// `engine.auto_rebuild`.
     pub auto_rebuild: bool,
+    /// TLS and authentication of etcd and the agents' listeners (all off by default).
+    pub security: Security,
 }
 
 impl Default for PgOpts {
@@ -54,6 +56,7 @@ impl Default for PgOpts {
             cooldown: Duration::ZERO,
             durability: "async",
             auto_rebuild: true,
+            security: Security::default(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct PgCluster {
     etcd: Etcd,
     sql: Arc<Sql>,
     opts: PgOpts,
+    /// The config lines and files `opts.security` asked for.
+    secured: Secured,
     dir: tempfile::TempDir,
     /// The network namespaces the nodes run in, when started with [`PgCluster::start_on_lan`]
     /// (last: removed after every process in them is gone).
@@ -107,9 +112,12 @@ impl PgCluster {
         etcd_members: usize,
     ) -> anyhow::Result<Self> {
         check_installed();
-        let etcd = match (&lan, etcd_members) {
-            (Some(l), _) => Etcd::Server(EtcdServer::start_also_on(l.etcd_ip())?),
-            (None, 1) => Etcd::Server(EtcdServer::start()?),
+        let mut etcd = match (&lan, etcd_members) {
+            (Some(l), _) => Etcd::Server(Box::new(EtcdServer::start_also_on(l.etcd_ip())?)),
+            (None, 1) if opts.security.etcd_tls => {
+                Etcd::Server(Box::new(EtcdServer::start_tls()?.0))
+            }
+            (None, 1) => Etcd::Server(Box::new(EtcdServer::start()?)),
             (None, m) => Etcd::Cluster(EtcdCluster::start(m)?),
         };
         let endpoints = etcd.agent_endpoints();
@@ -118,6 +126,8 @@ impl PgCluster {
                 .map_or_else(|| "127.0.0.1".to_owned(), |l| l.node_ip(k - 1).to_string())
         };
         let dir = temp_dir("pg-cluster-")?;
+        let prefix = format!("/autopilot/{NAMESPACE}/{PROJECT}/{CLUSTER}/");
+        let secured = etcd.secure(opts.security, &prefix, dir.path())?;
         std::fs::write(dir.path().join("su.pw"), SUPERUSER_PASSWORD).context("write su.pw")?;
         std::fs::write(dir.path().join("repl.pw"), REPLICATOR_PASSWORD).context("write repl.pw")?;
         let mut nodes = Vec::with_capacity(n);
@@ -137,7 +147,7 @@ impl PgCluster {
             };
             std::fs::write(
                 &spec.config,
-                agent_yaml(k, &spec.name, &host(k), &node, &endpoints, &opts),
+                agent_yaml(k, &spec.name, &host(k), &node, &endpoints, &opts, &secured),
             )
             .context("write an agent config")?;
             nodes.push(node);
@@ -145,6 +155,10 @@ impl PgCluster {
         }
         let hosts = (1..=n).map(|k| (nodes[k - 1].pg_port, host(k))).collect();
         let mut agents = Agents::new(specs, &etcd.endpoints(), [NAMESPACE, PROJECT, CLUSTER])?;
+        agents.set_etcd_access(etcd.access());
+        if let Some(t) = &secured.listener {
+            agents.use_https(&t.ca)?;
+        }
         if let Some(l) = &lan {
             for i in 0..n {
                 agents.place(i, &host(i + 1), &l.namespace(i));
@@ -156,6 +170,7 @@ impl PgCluster {
             etcd,
             sql: Arc::new(Sql::with_hosts(hosts)),
             opts,
+            secured,
             dir,
             lan,
         };
@@ -202,6 +217,7 @@ impl PgCluster {
             &self.nodes[i],
             &self.etcd.agent_endpoints(),
             opts,
+            &self.secured,
         );
         std::fs::write(config, yaml)
             .unwrap_or_else(|e| panic!("rewrite {}: {e}", config.display()));
@@ -437,6 +453,7 @@ fn agent_yaml(
     node: &Node,
     endpoints: &[String],
     opts: &PgOpts,
+    secured: &Secured,
 ) -> String {
     let endpoints = serde_json::to_string(endpoints).expect("endpoints as JSON");
     let _ = (SUPERUSER, REPLICATOR);
@@ -444,8 +461,9 @@ fn agent_yaml(
         r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
 cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
 store:
-  etcd: {{ endpoints: {endpoints} }}
-  ttl: {ttl}
+  etcd:
+    endpoints: {endpoints}
+{etcd_extra}  ttl: {ttl}
 failover: {{ settle: {settle}, cooldown: {cooldown} }}
 engine:
   kind: postgres
@@ -462,8 +480,7 @@ process:
   stop_timeout: 10s
 handlers:
   onChange: {{ exec: [sh, -c, 'echo "role $AUTOPILOT_PREVIOUS_ROLE -> $AUTOPILOT_ROLE, primary $AUTOPILOT_PRIMARY_ADDRESS"'] }}
-telemetry: {{ listen: "{host}:{tel}" }}
-"#,
+{telemetry}"#,
         ttl = ms(opts.ttl),
         settle = ms(opts.settle),
         cooldown = if opts.cooldown.is_zero() {
@@ -474,6 +491,7 @@ telemetry: {{ listen: "{host}:{tel}" }}
         port = node.pg_port,
         durability = opts.durability,
         auto_rebuild = opts.auto_rebuild,
-        tel = node.telemetry_port,
+        etcd_extra = secured.etcd_yaml,
+        telemetry = secured.telemetry_yaml(host, node.telemetry_port),
     )
 }

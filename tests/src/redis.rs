@@ -66,7 +66,7 @@ struct Node {
 /// The etcd the agents use: one server, or a multi-member cluster (every agent gets every
 /// member's endpoint).
 enum Store {
-    One(EtcdServer),
+    One(Box<EtcdServer>),
     Many(EtcdCluster),
 }
 
@@ -96,7 +96,7 @@ crate::deref_to_agents!(RedisCluster);
 impl RedisCluster {
     /// Starts etcd and `n` agents (not waiting for a primary: see [`Self::wait_primary`]).
     pub fn start(n: usize, opts: RedisOpts) -> anyhow::Result<Self> {
-        Self::start_on(n, opts, Store::One(EtcdServer::start()?))
+        Self::start_on(n, opts, Store::One(Box::new(EtcdServer::start()?)))
     }
 
     /// Starts an etcd cluster of `members` members and `n` agents configured with every

@@ -5,7 +5,7 @@
 //! - `raw.rs`: the file as written (serde, unknown fields denied);
 //! - `validate.rs`: raw → [`Config`], collecting every problem; `checks.rs` and `secrets.rs`
 //!   hold its value checks and secret reading, `validate_handlers.rs` the engine, hooks,
-//!   handlers and jobs, `validate_tls.rs` the etcd TLS files;
+//!   handlers and jobs, `validate_tls.rs` the etcd and listener TLS files;
 //! - `locate.rs`: maps a field path to its line and column;
 //! - `load.rs`: [`load`] and [`parse`];
 //! - `render.rs`: [`Config::to_effective_yaml`];
@@ -31,6 +31,8 @@ mod validate_tls;
 mod tests;
 #[cfg(test)]
 mod tests_files;
+#[cfg(test)]
+mod tests_listener_tls;
 #[cfg(test)]
 mod tests_mariadb;
 #[cfg(test)]

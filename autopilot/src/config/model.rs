@@ -308,12 +308,32 @@ pub struct TelemetryConfig {
     /// The listener's base URL as other nodes reach it (`http://host:port`), published as the
     /// node document's `agent_url`; `None` derives it (see [`TelemetryConfig::agent_url`]).
     pub advertise: Option<String>,
+    /// `telemetry.tls`: the listener's certificate (it then serves HTTPS only) and the CA
+    /// other agents' listeners are verified against; `None`: plain HTTP, peers over
+    /// `https://` cannot be verified.
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS material of the agent's HTTP listener, read into memory at load time (and checked:
+/// the certificate and key parse and belong together, the CA holds a certificate).
+#[derive(Clone, Debug)]
+pub struct ListenerTls {
+    /// The certificate chain and key the listener presents; `None` serves plain HTTP.
+    pub identity: Option<TlsIdentity>,
+    /// PEM CA bundle this agent trusts when it fetches a clone stream from another agent's
+    /// `https://` listener. Only these CAs are trusted (no system roots).
+    pub ca: Option<PemFile>,
 }
 
 impl TelemetryConfig {
+    /// Whether the listener serves HTTPS (`telemetry.tls.cert` is set).
+    pub fn https(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.identity.is_some())
+    }
+
     /// The base URL peers reach this agent's listener at: `advertise`, else
-    /// `http://<listen>` with an unspecified IP (0.0.0.0, ::) replaced by `node_address`.
-    /// `None` without a listener.
+    /// `http://<listen>` (`https://` with a certificate) with an unspecified IP (0.0.0.0,
+    /// ::) replaced by `node_address`. `None` without a listener.
     pub fn agent_url(&self, node_address: &str) -> Option<String> {
         if let Some(a) = &self.advertise {
             return Some(a.clone());
@@ -329,7 +349,8 @@ impl TelemetryConfig {
         } else {
             host
         };
-        Some(format!("http://{host}:{}", listen.port()))
+        let scheme = if self.https() { "https" } else { "http" };
+        Some(format!("{scheme}://{host}:{}", listen.port()))
     }
 }
 

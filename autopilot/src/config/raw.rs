@@ -271,6 +271,20 @@ pub(crate) struct RawTelemetry {
     pub listen: Option<String>,
     /// `http://host:port` peers reach the listener at; default derived from `listen`.
     pub advertise: Option<String>,
+    /// HTTPS on the listener and the CA peers' listeners are verified against.
+    pub tls: Option<RawListenerTls>,
+}
+
+/// `telemetry.tls:`; `cert` and `key` go together, `ca` may stand alone.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    /// PEM certificate chain the listener presents; the listener then serves HTTPS only.
+    pub cert: Option<String>,
+    /// PEM private key of `cert`.
+    pub key: Option<String>,
+    /// PEM CA bundle this agent verifies other agents' listeners against (clone streams).
+    pub ca: Option<String>,
 }
 
 /// `log:`

@@ -190,6 +190,9 @@ impl Config {
         if let Some(a) = &self.telemetry.advertise {
             o.kv(1, "advertise", a);
         }
+        if let Some(t) = &self.telemetry.tls {
+            o.listener_tls(1, t);
+        }
         o.line(0, "log:");
         o.kv(1, "level", &self.log.level);
         o.kv(
@@ -254,6 +257,26 @@ impl Out {
                 level + 1,
                 &format!("key_file: {}  # {key}", scalar(&key.path.to_string_lossy())),
             );
+        }
+    }
+
+    /// `telemetry.tls:` with the paths only; the key is marked as a secret.
+    fn listener_tls(&mut self, level: usize, t: &ListenerTls) {
+        if t.ca.is_none() && t.identity.is_none() {
+            self.line(level, "tls: {}");
+            return;
+        }
+        self.line(level, "tls:");
+        if let Some(id) = &t.identity {
+            self.kv(level + 1, "cert", &id.cert.path.to_string_lossy());
+            let key = &id.key;
+            self.line(
+                level + 1,
+                &format!("key: {}  # {key}", scalar(&key.path.to_string_lossy())),
+            );
+        }
+        if let Some(ca) = &t.ca {
+            self.kv(level + 1, "ca", &ca.path.to_string_lossy());
         }
     }
 

@@ -4,10 +4,10 @@
 //! handling it here does not compile. Problems are recorded with a field path and whether they
 //! concern the key or the value; [`Validator::finish`] turns them into [`Problem`]s with line
 //! and column via `locate.rs`. Relative paths (`cwd`, `state_dir`, `password_file`,
-//! `env.*.file`, `store.etcd.tls.*`) resolve against the config file's directory; secrets
+//! `env.*.file`, `store.etcd.tls.*`, `telemetry.tls.*`) resolve against the config file's directory; secrets
 //! and TLS files are read at load time.
 //! Leaf checks live in `leaves.rs`; the engine, its hooks, handlers and jobs in
-//! `validate_handlers.rs`; `store.etcd.tls` in `validate_tls.rs`.
+//! `validate_handlers.rs`; `store.etcd.tls` and `telemetry.tls` in `validate_tls.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -545,7 +545,11 @@ impl<'a> Validator<'a> {
     }
 
     fn telemetry(&mut self, raw: RawTelemetry) -> TelemetryConfig {
-        let RawTelemetry { listen, advertise } = raw;
+        let RawTelemetry {
+            listen,
+            advertise,
+            tls,
+        } = raw;
         let default: SocketAddr = ([0, 0, 0, 0], 9187).into();
         let listen = match listen.as_deref() {
             None => Some(default),
@@ -574,7 +578,12 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        TelemetryConfig { listen, advertise }
+        let tls = tls.map(|t| self.listener_tls(t, advertise.as_deref()));
+        TelemetryConfig {
+            listen,
+            advertise,
+            tls,
+        }
     }
 
     fn log(&mut self, raw: RawLog) -> LogConfig {

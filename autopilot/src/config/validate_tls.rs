@@ -1,13 +1,18 @@
-//! `store.etcd.tls`: the CA, client certificate and key files, read at load time.
+//! `store.etcd.tls` and `telemetry.tls`: CA, certificate and key files, read at load time.
 //!
-//! Every file is optional, but `cert_file` and `key_file` go together. Relative paths resolve
+//! Every file is optional, but a certificate and its key go together. Relative paths resolve
 //! against the config file's directory. Messages name the field and the path, never the
-//! contents. A `tls` section requires every endpoint to be `https://`.
+//! contents. A `store.etcd.tls` section requires every endpoint to be `https://`; its files
+//! are only checked to be PEM (etcd-client parses them when it connects). The listener's files
+//! are parsed here with the listener's own code (`listen::tls`): a certificate that does not
+//! parse, a key that is not the certificate's or a CA bundle without a certificate is a
+//! problem at load time, not a failed start.
 
 use super::locate::{FieldPath, Target};
-use super::model::{EtcdTls, PemFile, SecretBytes, TlsIdentity};
-use super::raw::RawTls;
-use super::validate::Validator;
+use super::model::{EtcdTls, ListenerTls, PemFile, SecretBytes, TlsIdentity};
+use super::raw::{RawListenerTls, RawTls};
+use super::validate::{Validator, root};
+use crate::listen::tls;
 
 impl Validator<'_> {
     /// `store.etcd.tls` under `at` (`store.etcd`); `endpoints` must all be `https://`.
@@ -81,5 +86,103 @@ impl Validator<'_> {
         };
         self.problem(field, Target::Value, message);
         None
+    }
+}
+
+impl Validator<'_> {
+    /// `telemetry.tls`: the listener's certificate and key (parsed, and checked to belong
+    /// together) and the CA bundle peers' listeners are verified against. `advertise` must
+    /// then be `https://` (checked here, where the certificate is known).
+    pub(super) fn listener_tls(
+        &mut self,
+        raw: RawListenerTls,
+        advertise: Option<&str>,
+    ) -> ListenerTls {
+        let RawListenerTls { cert, key, ca } = raw;
+        let at = root("telemetry").key("tls");
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => {
+                let cert = self
+                    .pem_file(&at.key("cert"), &cert, "certificate")
+                    .and_then(|c| self.parsed(&at.key("cert"), c, tls::certificates));
+                let key = self
+                    .pem_file(&at.key("key"), &key, "private key")
+                    .and_then(|k| self.parsed(&at.key("key"), k, tls::private_key))
+                    .map(|k| SecretBytes::new(k.path, k.pem));
+                cert.zip(key).and_then(|(cert, key)| {
+                    match tls::server_config(&cert.pem, key.expose()) {
+                        Ok(_) => Some(TlsIdentity { cert, key }),
+                        Err(e) => {
+                            self.problem(
+                                &at.key("key"),
+                                Target::Value,
+                                format!(
+                                    "{} does not fit the certificate {} ({e}); expected the private key of telemetry.tls.cert",
+                                    key.path.display(),
+                                    cert.path.display()
+                                ),
+                            );
+                            None
+                        }
+                    }
+                })
+            }
+            (Some(_), None) => {
+                self.problem_at(
+                    &at.key("key"),
+                    &at.key("cert"),
+                    "missing while cert is set; expected key: PATH with the certificate's private key",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem_at(
+                    &at.key("cert"),
+                    &at.key("key"),
+                    "missing while key is set; expected cert: PATH with the listener's certificate chain",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        let ca = ca.and_then(|f| {
+            let file = self.pem_file(&at.key("ca"), &f, "CA certificate")?;
+            self.parsed(&at.key("ca"), file, tls::trust_anchors)
+        });
+        if let Some(url) = advertise.filter(|a| a.starts_with("http://"))
+            && identity.is_some()
+        {
+            self.problem(
+                &root("telemetry").key("advertise"),
+                Target::Value,
+                format!(
+                    "{url:?} is plain http but telemetry.tls.cert is set (the listener serves HTTPS only); expected an https:// URL like https://10.0.0.5:9187"
+                ),
+            );
+        }
+        ListenerTls { identity, ca }
+    }
+
+    /// `file` when `parse` accepts its contents; else a problem naming the path.
+    fn parsed<T>(
+        &mut self,
+        field: &FieldPath,
+        file: PemFile,
+        parse: impl Fn(&[u8]) -> Result<T, tls::TlsError>,
+    ) -> Option<PemFile> {
+        match parse(&file.pem) {
+            Ok(_) => Some(file),
+            Err(e) => {
+                self.problem(
+                    field,
+                    Target::Value,
+                    format!(
+                        "{} {e}; expected a PEM file as openssl writes it",
+                        file.path.display()
+                    ),
+                );
+                None
+            }
+        }
     }
 }

@@ -214,13 +214,36 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     }
 }
 
-/// Log a failed `accept` (throttled): running out of descriptors is named as such.
+/// Log a failed `accept` (throttled): running out of descriptors is named as such. An error
+/// with a `peer` comes after the accept, from the connection's acceptor: on a TLS listener
+/// (the only acceptor that can fail) a handshake that failed or timed out; it is counted and
+/// logged under its own throttle, so a client sending plain HTTP to an HTTPS port cannot hide
+/// an `EMFILE`.
 pub(super) fn accept_failed(
     what: &'static str,
     peer: Option<&Peer>,
     e: &io::Error,
     throttle: &Throttle,
+    handshakes: &Throttle,
 ) {
+    if let Some(peer) = peer {
+        metrics::counter!(
+            "autopilot_http_accept_errors_total",
+            "listener" => what,
+            "reason" => "tls_handshake"
+        )
+        .increment(1);
+        if let Some(held) = handshakes.pass() {
+            warn!(
+                listener = what,
+                client = %peer.0.ip(),
+                cause = %e,
+                failed_since_last_line = held,
+                "TLS handshake failed or timed out (a client without the CA, or speaking plain HTTP to this HTTPS listener)"
+            );
+        }
+        return;
+    }
     let exhausted = nofile::is_exhausted(e);
     metrics::counter!(
         "autopilot_http_accept_errors_total",

@@ -10,11 +10,16 @@
 //!
 //! [`nofile`] raises the process's own open-file limit at start so the caps, not the kernel,
 //! are what a flood meets first.
+//!
+//! [`tls`] adds HTTPS (`server(..).acceptor(tls::acceptor(..))`): the handshake runs on an
+//! admitted connection, under the same caps and idle timer, bounded by the header-read
+//! timeout.
 
 pub mod idle;
 mod listener;
 pub mod nofile;
 mod throttle;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -82,9 +87,10 @@ pub fn server(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let throttle = Throttle::new(Duration::from_secs(10));
+    let handshakes = Throttle::new(Duration::from_secs(10));
     Ok(
         server.accept_error_handler(move |peer: Option<&Peer>, e: &std::io::Error| {
-            listener::accept_failed(what, peer, e, &throttle);
+            listener::accept_failed(what, peer, e, &throttle, &handshakes);
         }),
     )
 }
@@ -94,3 +100,5 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tls;

@@ -124,6 +124,12 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
             .map(|c| format!("{}/{}/{}", c.namespace, c.project, c.name))
             .unwrap_or_default(),
         node_id: config.node.name.clone(),
+        peer_ca: config
+            .telemetry
+            .tls
+            .as_ref()
+            .and_then(|t| t.ca.as_ref())
+            .map(|ca| ca.pem.clone()),
     }
 }
 

@@ -11,8 +11,16 @@
 //! `aws_lc_rs::default_provider()` otherwise. A failed handshake (unknown CA, no or wrong
 //! client certificate) fails the request as "etcd unavailable" with the TLS error as source;
 //! a missing client certificate shows only as a closed connection, so a hint says so.
+//!
+//! With etcd authentication (`username`), [`EtcdStore::connect`] logs in once; wrong
+//! credentials fail it, but an etcd that is down or slow to answer (etcd hashes the password
+//! with bcrypt) does not: the store then logs in before its next request, under that
+//! request's bound, so an agent with auth starts and rides out an etcd outage like one
+//! without. Expired tokens are renewed by etcd-client (`with_auto_token_refresh`).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
@@ -122,6 +130,20 @@ pub struct EtcdStore {
     request_timeout: Duration,
     /// Added to transport failures: set when TLS is on without a client certificate.
     hint: Option<&'static str>,
+    /// etcd credentials, shared by the store's clones; `None` without auth.
+    login: Option<Arc<Login>>,
+}
+
+/// An etcd user the store logs in as, before its first request.
+struct Login {
+    /// User name and password.
+    user: String,
+    /// The password; shown only by its origin.
+    password: Secret,
+    /// Logged in (etcd-client holds the token and renews it from here on).
+    done: AtomicBool,
+    /// One login at a time.
+    lock: tokio::sync::Mutex<()>,
 }
 
 /// With TLS 1.3 etcd (`--client-cert-auth`) rejects a missing client certificate only after
@@ -190,10 +212,10 @@ impl EtcdStore {
         if opts.tls.is_some() || opts.endpoints.iter().any(|e| e.starts_with("https://")) {
             co = co.with_tls(opts.tls_options());
         }
-        if let Some((user, pw)) = &opts.user {
-            co = co
-                .with_user(user.clone(), pw.expose().to_owned())
-                .with_auto_token_refresh(true);
+        // Credentials are given after the connect (`Login`): with them etcd-client would log
+        // in inside `connect` and give no client at all while etcd is down.
+        if opts.user.is_some() {
+            co = co.with_auto_token_refresh(true);
         }
         let hint = (opts.endpoints.iter().any(|e| e.starts_with("https://"))
             && opts.tls.as_ref().is_none_or(|t| t.identity.is_none()))
@@ -209,11 +231,60 @@ impl EtcdStore {
                 });
             }
         };
-        Ok(Self {
+        let store = Self {
             client,
             request_timeout: opts.request_timeout,
             hint,
-        })
+            login: opts.user.as_ref().map(|(user, password)| {
+                Arc::new(Login {
+                    user: user.clone(),
+                    password: password.clone(),
+                    done: AtomicBool::new(false),
+                    lock: tokio::sync::Mutex::new(()),
+                })
+            }),
+        };
+        match store.log_in().await {
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(
+                    error = %handlers::error_chain(&e),
+                    "cannot log in to etcd yet; logging in again before the next request"
+                );
+                Ok(store)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(store),
+        }
+    }
+
+    /// Logs in as the configured user unless done (or no user is configured), within the
+    /// request timeout. Wrong credentials are `PermissionDenied`; an unreachable or slow
+    /// etcd is retryable.
+    async fn log_in(&self) -> Result<(), StoreError> {
+        let Some(login) = &self.login else {
+            return Ok(());
+        };
+        if login.done.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = login.lock.lock().await;
+        if login.done.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let op = || format!("log in to etcd as {}", login.user);
+        let creds = Some((login.user.clone(), login.password.expose().to_owned()));
+        let mut client = self.client.clone();
+        match tokio::time::timeout(self.request_timeout, client.update_user(creds)).await {
+            Ok(Ok(())) => {
+                login.done.store(true, Ordering::Release);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(with_hint(classify(op(), e, None), self.hint)),
+            Err(_) => Err(StoreError::Timeout {
+                op: op(),
+                after: self.request_timeout,
+            }),
+        }
     }
 
     /// Runs one request under the timeout, classifies its error and counts it.
@@ -233,6 +304,10 @@ impl EtcdStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
+        if let Err(e) = self.log_in().await {
+            metrics::request(label, e.outcome_label());
+            return Err(e);
+        }
         let deadline = Instant::now() + self.request_timeout;
         let res = loop {
             let remaining = deadline.saturating_duration_since(Instant::now());

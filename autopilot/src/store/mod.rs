@@ -15,6 +15,8 @@ mod watch;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
+mod tests_auth;
+#[cfg(test)]
 mod tests_tls;
 
 use std::fmt;

@@ -1,5 +1,5 @@
-//! The telemetry actor: owns the HTTP listener task and the periodic recorder upkeep and
-//! host sampling.
+//! The telemetry actor: owns the HTTP listener task (HTTPS only when `telemetry.tls.cert` is
+//! set) and the periodic recorder upkeep and host sampling.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,7 +14,8 @@ use tracing::{error, info};
 use super::host::HostSampler;
 use super::http::{CloneSource, HttpState, router};
 use super::status::NodeStatus;
-use crate::listen::Limits;
+use crate::config::TlsIdentity;
+use crate::listen::{Limits, tls};
 
 /// How often histograms are compacted and host metrics sampled.
 const SAMPLE_PERIOD: Duration = Duration::from_secs(5);
@@ -26,6 +27,8 @@ pub struct TelemetryActor;
 pub struct TelemetryArgs {
     /// Where to listen; `None` serves nothing but still samples host metrics.
     pub listen: Option<SocketAddr>,
+    /// The certificate and key to serve HTTPS with (`telemetry.tls`); `None` serves HTTP.
+    pub tls: Option<TlsIdentity>,
     /// The installed recorder.
     pub metrics: PrometheusHandle,
     /// The node status to serve on `/health`.
@@ -76,8 +79,24 @@ impl Actor for TelemetryActor {
                 })?;
             let bound = listener.local_addr().unwrap_or(addr);
             let limits = Limits::agent();
+            // Validation built the same configuration, so this fails only if the files were
+            // replaced by something unusable between load and start (they are read at load).
+            let acceptor = match &args.tls {
+                Some(id) => Some(tls::acceptor(
+                    tls::server_config(&id.cert.pem, id.key.expose()).map_err(|e| {
+                        format!(
+                            "serve HTTPS with telemetry.tls.cert {} and key {}: {e}",
+                            id.cert.path.display(),
+                            id.key.path.display()
+                        )
+                    })?,
+                    &limits,
+                )),
+                None => None,
+            };
             info!(
                 address = %bound,
+                tls = acceptor.is_some(),
                 max_connections = limits.max_connections,
                 max_per_client = limits.max_per_client,
                 "telemetry listening"
@@ -98,10 +117,12 @@ impl Actor for TelemetryActor {
                 h.graceful_shutdown(Some(Duration::from_secs(1)));
             });
             tokio::spawn(async move {
-                let served = server
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await;
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                let server = server.handle(handle);
+                let served = match acceptor {
+                    Some(acceptor) => server.acceptor(acceptor).serve(app).await,
+                    None => server.serve(app).await,
+                };
                 if let Err(e) = served {
                     error!(cause = %e, "telemetry listener failed");
                 }

@@ -1,6 +1,7 @@
 //! Replacing a node's data with a physical copy of the primary's: ask the primary's agent
 //! for a `mariadb-backup --backup --stream=xbstream` (`GET /v1/clone/stream`, authenticated
-//! by [`super::clone_auth`]), stop the local server, move the old data dir aside (kept, never
+//! by [`super::clone_auth`]; over HTTPS when the primary's `agent_url` is `https://`, its
+//! certificate verified against the configured CA only, [`MysqlSettings::peer_ca`]), stop the local server, move the old data dir aside (kept, never
 //! deleted), extract the stream with `mbstream -x` into a new data dir, `mariadb-backup
 //! --prepare` it, start the server and set `gtid_slave_pos` to the backup's GTID position;
 //! the caller then follows the primary (`MASTER_USE_GTID=slave_pos`).
@@ -102,10 +103,7 @@ async fn request(s: &MysqlSettings, primary: &Peer) -> Result<reqwest::Response,
     let auth = clone_auth::header(&s.replication.password, &s.cluster, &s.node_id, now)
         .map_err(|e| failed(op, e))?;
     let url = format!("{}{STREAM_PATH}", base.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_LIMIT)
-        .build()
-        .map_err(|e| failed(op, e.to_string()))?;
+    let client = client(s, &url).map_err(|reason| failed(op, reason))?;
     let sent = client
         .get(&url)
         .header(reqwest::header::AUTHORIZATION, auth)
@@ -113,7 +111,15 @@ async fn request(s: &MysqlSettings, primary: &Peer) -> Result<reqwest::Response,
     let response = tokio::time::timeout(CONNECT_LIMIT, sent)
         .await
         .map_err(|_| failed(op, format!("{url} did not answer within {CONNECT_LIMIT:?}")))?
-        .map_err(|e| failed(op, format!("{url}: {}", handlers::error_chain(&e))))?;
+        .map_err(|e| {
+            let chain = handlers::error_chain(&e);
+            let hint = if url.starts_with("https://") && chain.contains("certificate") {
+                " (the primary's listener certificate does not chain to telemetry.tls.ca, or does not name the address in its agent_url: give every agent the CA that signed the listeners' certificates)"
+            } else {
+                ""
+            };
+            failed(op, format!("{url}: {chain}{hint}"))
+        })?;
     let status = response.status();
     if status.is_success() {
         return Ok(response);
@@ -130,6 +136,28 @@ async fn request(s: &MysqlSettings, primary: &Peer) -> Result<reqwest::Response,
         ""
     };
     Err(failed(op, format!("{url} answered {status}: {text}{hint}")))
+}
+
+/// The HTTP client for `url`. An `https://` peer is verified against `telemetry.tls.ca`
+/// only (no system roots; verification is never turned off), and without that CA the clone
+/// is refused before anything is sent.
+fn client(s: &MysqlSettings, url: &str) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder().connect_timeout(CONNECT_LIMIT);
+    if url.starts_with("https://") {
+        let Some(pem) = &s.peer_ca else {
+            return Err(format!(
+                "{url} is https but no CA is configured to verify it; set telemetry.tls.ca to the PEM bundle of the CA that signed the agents' listener certificates"
+            ));
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("read the CA bundle of telemetry.tls.ca: {e}"))?;
+        if certs.is_empty() {
+            return Err("telemetry.tls.ca holds no certificate; expected the PEM bundle of the CA that signed the agents' listener certificates".to_owned());
+        }
+        b = b.tls_certs_only(certs).https_only(true);
+    }
+    b.build()
+        .map_err(|e| format!("build the HTTP client: {}", handlers::error_chain(&e)))
 }
 
 /// Move the data dir aside (`<name>.aside-<secs>`); a partial clone is removed instead.
@@ -399,6 +427,34 @@ mod tests {
         assert!(backup_position(dir.path()).expect("no GTID yet").is_empty());
         std::fs::write(&f, "garbage").expect("write");
         assert!(backup_position(dir.path()).is_err());
+    }
+
+    /// An `https://` primary without `telemetry.tls.ca` is refused before anything is sent,
+    /// with a message naming the setting; a bundle without a certificate likewise.
+    #[tokio::test]
+    async fn an_https_peer_needs_the_configured_ca() {
+        let mut s = super::super::settings::tests::settings();
+        let primary = Peer {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            // Nothing listens on port 1: an attempt to connect would fail differently.
+            agent: Some("https://127.0.0.1:1".into()),
+        };
+        let err = request(&s, &primary).await.expect_err("no CA").to_string();
+        assert!(
+            err.contains("https but no CA is configured") && err.contains("telemetry.tls.ca"),
+            "{err}"
+        );
+        s.peer_ca = Some(b"not a pem bundle".to_vec());
+        let err = request(&s, &primary)
+            .await
+            .expect_err("empty CA")
+            .to_string();
+        assert!(
+            err.contains("telemetry.tls.ca holds no certificate"),
+            "{err}"
+        );
+        assert!(!err.contains("marker-secret"), "{err}");
     }
 
     #[test]

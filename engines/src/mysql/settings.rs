@@ -84,6 +84,10 @@ pub struct MysqlSettings {
     pub cluster: String,
     /// This node's id.
     pub node_id: String,
+    /// PEM CA bundle (`telemetry.tls.ca`) the primary's agent listener must chain to when
+    /// its `agent_url` is `https://` (a clone stream); `None`: `https://` peers cannot be
+    /// verified, so a clone from one is refused.
+    pub peer_ca: Option<Vec<u8>>,
 }
 
 /// A `server_id` derived from the node name (FNV-1a), never 0: 0 refuses to replicate.
@@ -166,10 +170,11 @@ impl MysqlSettings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn settings() -> MysqlSettings {
+    /// Settings for unit tests (no server behind them).
+    pub(crate) fn settings() -> MysqlSettings {
         MysqlSettings {
             flavour: Flavour::MariaDb,
             program: vec!["/usr/sbin/mariadbd".into(), "--no-defaults".into()],
@@ -193,6 +198,7 @@ mod tests {
             stop_timeout: Duration::from_secs(30),
             cluster: "ns/p/c".into(),
             node_id: "n1".into(),
+            peer_ca: None,
         }
     }
 

@@ -172,6 +172,11 @@ impl Actor for Supervisor {
             TelemetryActor,
             TelemetryArgs {
                 listen: config.telemetry.listen,
+                tls: config
+                    .telemetry
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.identity.clone()),
                 metrics,
                 status: status_rx.clone(),
                 role: clustered.then_some(role_rx),
