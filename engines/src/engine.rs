@@ -175,6 +175,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Make the local database refuse writes; returns its final position.
     fn fence(&self) -> impl Future<Output = Result<Position, EngineError>> + Send;
 
+    /// [`fence`](Self::fence) before this primary hands its role over on purpose: an engine
+    /// whose former primary would otherwise have to rewind (PostgreSQL: the shutdown
+    /// checkpoint written after the successor's promotion) also stops the server cleanly and
+    /// starts it again as a replica with no source, and returns the position after its last
+    /// record; the successor catches up to it before promoting.
+    fn fence_to_hand_over(&self) -> impl Future<Output = Result<Position, EngineError>> + Send;
+
     /// Make a former primary's database refuse writes over its own connection.
     fn fence_remote(
         &self,
@@ -297,6 +304,14 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.fence().await,
             AnyEngine::Mysql(e) => e.fence().await,
             AnyEngine::Postgres(e) => e.fence().await,
+        }
+    }
+
+    async fn fence_to_hand_over(&self) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.fence_to_hand_over().await,
+            AnyEngine::Mysql(e) => e.fence_to_hand_over().await,
+            AnyEngine::Postgres(e) => e.fence_to_hand_over().await,
         }
     }
 

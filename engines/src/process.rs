@@ -195,6 +195,11 @@ impl Engine for ProcessEngine {
             .await
     }
 
+    /// The fence hook: a hooked engine has no rewind to avoid.
+    async fn fence_to_hand_over(&self) -> Result<Position, EngineError> {
+        self.fence().await
+    }
+
     async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
         let operation = "fence the former primary";
         let env = target_env("TARGET", target);

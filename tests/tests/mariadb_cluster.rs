@@ -138,6 +138,21 @@ fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -
         ],
     )
     .expect("errant write on the fenced node");
+    // A clean shutdown: the errant commit is durable. (After a crash, semi-sync crash
+    // recovery, `--init-rpl-role=SLAVE`, would roll back a commit whose engine commit was
+    // not yet durable, and the node would rejoin without it.)
+    let server = c.mariadbd_pid(p);
+    c.sql(p, &["SHUTDOWN"])
+        .expect("shut the fenced server down");
+    let down = e2e::util::eventually(Duration::from_secs(30), Duration::from_millis(50), || {
+        server
+            .is_none_or(|pid| {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    || e2e::util::proc_state(pid) == Some('Z')
+            })
+            .then_some(())
+    });
+    assert!(down.is_some(), "the fenced server did not shut down");
     c.kill_node(p);
     c.start_agent(p);
     np

@@ -92,7 +92,7 @@ fn target_ok(cx: &Cx<'_>, view: &ClusterView) -> bool {
 
 /// Step down on purpose: fence (stop writes, fix the final position), then release the key.
 pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
-    cx.emit(Action::Fence);
+    cx.emit(Action::FenceToHandOver);
     cx.emit(Action::PublishEvent {
         kind: "handover",
         detail: why.to_owned(),

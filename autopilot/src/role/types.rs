@@ -357,8 +357,13 @@ pub enum Action {
     CatchUpTo { target: Position, from: String },
     /// Make the local database accept writes → `Promoted`.
     Promote,
-    /// Make the local database read-only (I1, I6, switchover) → `Fenced`.
+    /// Make the local database read-only (I1, I6, graceful stop) → `Fenced`.
     Fence,
+    /// Stop writes for good before handing the key over (switchover, a failing database):
+    /// where the engine can, the database also stops cleanly and starts again as a replica
+    /// with no source, so its last record reaches the replicas before the successor
+    /// promotes and it can follow the successor without a rewind → `Fenced`.
+    FenceToHandOver,
     /// SIGKILL the local database's whole process group: the fence when the database does
     /// not answer (hung, stopped, in uninterruptible sleep) → `Killed`. A killed process never
     /// runs user code again, so it acknowledges no write after the signal, even one that

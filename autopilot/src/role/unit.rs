@@ -586,7 +586,7 @@ fn role_switchover_old_primary_fences_then_releases() {
         "maintenance blocks switchover"
     );
     let (s, a) = run(s, cluster(1, v));
-    assert_eq!(a[0], Action::Fence);
+    assert_eq!(a[0], Action::FenceToHandOver);
     let (s, a) = run(
         s,
         Event::Engine {
@@ -901,7 +901,7 @@ fn role_a_hung_primary_is_killed_before_the_key_is_released() {
     s.role = Role::Primary;
     let (s, a) = run(s, health(1, false, true, None));
     assert!(
-        a.contains(&Action::Fence) && !a.contains(&Action::KillDatabase),
+        a.contains(&Action::FenceToHandOver) && !a.contains(&Action::KillDatabase),
         "{a:?}"
     );
     let (_, a) = run(

@@ -124,6 +124,11 @@ impl Engine for MysqlEngine {
         p
     }
 
+    /// The plain fence: a GTID replica needs no rewind, the former primary follows as is.
+    async fn fence_to_hand_over(&self) -> Result<Position, EngineError> {
+        self.fence().await
+    }
+
     async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
         let mut c = match conn::remote(&self.settings, target).await {
             Ok(c) => c,

@@ -137,14 +137,18 @@ impl MysqlSettings {
         set("gtid-domain-id", self.gtid_domain_id.to_string());
         set("read-only", "ON".into());
         set("skip-slave-start", "ON".into());
-        // Every start is a replica's (the role logic promotes): crash recovery then rolls
-        // back the transactions that were prepared and in the binary log but not committed —
-        // never acknowledged to a client, maybe never received by a replica — and truncates
-        // the binary log before them, instead of committing them (MDEV-21117, MDEV-33465).
-        // Without it a former primary killed while commits waited for a semi-sync
-        // acknowledgement (a partition, a hung fence) holds a GTID no one else has and can
-        // only rejoin by a full re-clone.
-        set("init-rpl-role", "SLAVE".into());
+        if matches!(self.durability, Durability::Sync { .. }) {
+            // Every start is a replica's (the role logic promotes): crash recovery then rolls
+            // back the transactions that were prepared and in the binary log but whose engine
+            // commit was not durable yet, and truncates the binary log before them, instead
+            // of committing them (MDEV-21117, MDEV-33465). With semi-sync (AFTER_SYNC) such a
+            // transaction was either never acknowledged or is on a replica, so nothing
+            // acknowledged is lost, and a former primary killed while commits waited for an
+            // acknowledgement (a partition, a hung fence) follows the new primary instead of
+            // holding a GTID no one else has. Not with `async`: there an acknowledged commit
+            // may exist nowhere else, and a restarted server must keep it.
+            set("init-rpl-role", "SLAVE".into());
+        }
         set("skip-name-resolve", "ON".into());
         let (enabled, timeout_ms) = match self.durability {
             Durability::Async => ("OFF", 10_000),
@@ -222,6 +226,19 @@ pub(crate) mod tests {
             assert!(argv.iter().any(|a| a == want), "{want} missing in {argv:?}");
         }
         assert!(!format!("{:?}", settings()).contains("marker-secret"));
+    }
+
+    #[test]
+    fn an_async_server_keeps_its_acknowledged_tail_after_a_crash() {
+        let s = MysqlSettings {
+            durability: Durability::Async,
+            ..settings()
+        };
+        let argv = s.server_argv();
+        assert!(
+            !argv.iter().any(|a| a.starts_with("--init-rpl-role")),
+            "{argv:?}"
+        );
     }
 
     #[test]

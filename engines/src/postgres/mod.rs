@@ -497,6 +497,33 @@ impl Engine for PostgresEngine {
         Ok(st.position())
     }
 
+    /// Fence, then stop cleanly and start again as a standby with no source. A clean
+    /// (fast) shutdown writes its checkpoint and waits until the connected standbys flushed
+    /// it, so the successor promotes after that record and this server's history stays a
+    /// prefix of the new timeline: it follows the successor without pg_rewind. The position
+    /// returned is the end of that record (the standby's replay position after startup).
+    async fn fence_to_hand_over(&self) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        let op = "fence and stop before the hand-over";
+        let client = self.connect_local(op).await?;
+        fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
+        drop(client);
+        self.forget_reader().await;
+        let s = &self.settings;
+        let st = self
+            .offline(op, || async {
+                datadir::write_auto_conf(s, None)
+                    .and_then(|()| datadir::mark_standby(s))
+                    .map_err(|reason| EngineError::Failed {
+                        operation: op,
+                        reason,
+                    })
+            })
+            .await?;
+        info!(position = %st.position(), "fenced: stopped cleanly, a standby with no source until the successor is known");
+        Ok(st.position())
+    }
+
     async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
         self.fence_peer(target).await
     }

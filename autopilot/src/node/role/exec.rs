@@ -275,6 +275,11 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 position: to_role_position(p),
             })
         }),
+        Action::FenceToHandOver => engine_op(st, me, |e| async move {
+            e.fence_to_hand_over().await.map(|p| EngineResult::Fenced {
+                position: to_role_position(p),
+            })
+        }),
         Action::KillDatabase => {
             let process = st.args.process.clone();
             tokio::spawn(async move {

@@ -16,6 +16,7 @@ impl World {
                 | Action::CatchUpTo { .. }
                 | Action::Promote
                 | Action::Fence
+                | Action::FenceToHandOver
                 | Action::Unfence
         );
         if local_engine && self.dbs[i].hung {
@@ -219,7 +220,7 @@ impl World {
                 };
                 self.engine(i, r);
             }
-            Action::Fence => {
+            Action::Fence | Action::FenceToHandOver => {
                 let d = &mut self.dbs[i];
                 let r = if d.running {
                     d.writable = false;
