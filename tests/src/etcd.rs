@@ -577,6 +577,21 @@ pub enum Etcd {
 }
 
 impl Etcd {
+    /// What a test cluster runs on: one server reachable on `lan`'s etcd address too, one
+    /// server with TLS, one server, or a cluster of `members`.
+    pub fn start(
+        lan: Option<&crate::netns::Lan>,
+        tls: bool,
+        members: usize,
+    ) -> anyhow::Result<Self> {
+        Ok(match (lan, members) {
+            (Some(l), _) => Etcd::Server(Box::new(EtcdServer::start_also_on(l.etcd_ip())?)),
+            (None, 1) if tls => Etcd::Server(Box::new(EtcdServer::start_tls()?.0)),
+            (None, 1) => Etcd::Server(Box::new(EtcdServer::start()?)),
+            (None, m) => Etcd::Cluster(EtcdCluster::start(m)?),
+        })
+    }
+
     /// The endpoints the agents are given (a server's LAN address when it has one).
     pub fn agent_endpoints(&self) -> Vec<String> {
         match self {

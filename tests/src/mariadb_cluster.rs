@@ -132,14 +132,7 @@ impl MariaCluster {
         system_bin("/usr/bin/mariadb-install-db", "mariadb-server");
         system_bin("/usr/bin/mariadb-backup", "mariadb-backup");
         system_bin("/usr/bin/mbstream", "mariadb-backup");
-        let mut etcd = match (&lan, etcd_members) {
-            (Some(l), _) => Etcd::Server(Box::new(EtcdServer::start_also_on(l.etcd_ip())?)),
-            (None, 1) if opts.security.etcd_tls => {
-                Etcd::Server(Box::new(EtcdServer::start_tls()?.0))
-            }
-            (None, 1) => Etcd::Server(Box::new(EtcdServer::start()?)),
-            (None, m) => Etcd::Cluster(EtcdCluster::start(m)?),
-        };
+        let mut etcd = Etcd::start(lan.as_ref(), opts.security.etcd_tls, etcd_members)?;
         let dir = tempfile::Builder::new()
             .prefix("maria-cluster-")
             .tempdir()

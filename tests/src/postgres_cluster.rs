@@ -112,14 +112,7 @@ impl PgCluster {
         etcd_members: usize,
     ) -> anyhow::Result<Self> {
         check_installed();
-        let mut etcd = match (&lan, etcd_members) {
-            (Some(l), _) => Etcd::Server(Box::new(EtcdServer::start_also_on(l.etcd_ip())?)),
-            (None, 1) if opts.security.etcd_tls => {
-                Etcd::Server(Box::new(EtcdServer::start_tls()?.0))
-            }
-            (None, 1) => Etcd::Server(Box::new(EtcdServer::start()?)),
-            (None, m) => Etcd::Cluster(EtcdCluster::start(m)?),
-        };
+        let mut etcd = Etcd::start(lan.as_ref(), opts.security.etcd_tls, etcd_members)?;
         let endpoints = etcd.agent_endpoints();
         let host = |k: usize| {
             lan.as_ref()

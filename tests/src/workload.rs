@@ -40,6 +40,18 @@ pub struct WriterReport {
 }
 
 impl WriterReport {
+    /// The longest stretch after `since` with no acknowledgement (the writer writes every
+    /// few milliseconds while a node takes writes): the write outage a fault caused.
+    pub fn longest_gap_since(&self, since: Instant) -> Duration {
+        let mut last = since;
+        let mut worst = Duration::ZERO;
+        for &t in self.acked_at.iter().filter(|&&t| t >= since) {
+            worst = worst.max(t - last);
+            last = t;
+        }
+        worst
+    }
+
     /// The numbers `node` acknowledged at or after `since`, with when.
     pub fn acked_by_since(&self, node: usize, since: Instant) -> Vec<(u64, Instant)> {
         (0..self.acked.len())

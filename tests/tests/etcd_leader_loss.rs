@@ -47,17 +47,6 @@ impl OnEtcdCluster for MariaCluster {
     }
 }
 
-/// The longest gap between consecutive acknowledgements after `since`.
-fn longest_gap(acks: &[Instant], since: Instant) -> Duration {
-    let mut last = since;
-    let mut worst = Duration::ZERO;
-    for &t in acks.iter().filter(|&&t| t >= since) {
-        worst = worst.max(t - last);
-        last = t;
-    }
-    worst
-}
-
 fn leader_loss(c: &mut dyn OnEtcdCluster, p: usize, ttl: Duration) {
     let work = c.workload();
     let w = Writer::start(work.clone(), MAX_RUN);
@@ -106,7 +95,7 @@ fn leader_loss(c: &mut dyn OnEtcdCluster, p: usize, ttl: Duration) {
             .iter()
             .map(|&i| c.name(i).to_owned())
             .collect::<Vec<_>>(),
-        longest_gap(&w.acked_at, t0)
+        w.longest_gap_since(t0)
     );
     assert_eq!(
         primaries,

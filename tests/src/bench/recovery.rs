@@ -200,18 +200,6 @@ fn redundant(c: &dyn Cluster, within: Duration) -> Option<usize> {
     })
 }
 
-/// The longest gap between consecutive acknowledged writes after `since` (the writer writes
-/// every few milliseconds while a node takes writes).
-fn longest_gap(acks: &[Instant], since: Instant) -> Duration {
-    let mut last = since;
-    let mut worst = Duration::ZERO;
-    for &t in acks.iter().filter(|&&t| t >= since) {
-        worst = worst.max(t - last);
-        last = t;
-    }
-    worst
-}
-
 fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let p = c.wait_primary(Duration::from_secs(60));
     let work = c.workload();
@@ -280,7 +268,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let mut rows = work.written(np);
     rows.sort_unstable();
     Ok(Run {
-        outage: longest_gap(&w.acked_at, t0),
+        outage: w.longest_gap_since(t0),
         lost: w.lost(&rows).len(),
         split_brain: k.split_brain.len(),
         redundant: redundant_after,
