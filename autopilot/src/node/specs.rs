@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use engines::mysql::{
-    Account, Durability as MysqlDurability, Flavour, MysqlEngine, MysqlSettings, server_id_for,
-};
+use engines::mariadb::{self, Account, Flavour, MariadbEngine, MariadbSettings, server_id_for};
 use engines::postgres::{
     Credentials, Durability as PostgresDurability, PostgresEngine, PostgresSettings,
 };
@@ -72,7 +70,7 @@ pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
             AnyEngine::Process(ProcessEngine::new(command, hooks))
         }
         EngineKind::Mariadb => {
-            AnyEngine::Mysql(MysqlEngine::new(mariadb_settings(config), control))
+            AnyEngine::Mariadb(MariadbEngine::new(mariadb_settings(config), control))
         }
         EngineKind::Postgres => AnyEngine::Postgres(PostgresEngine::new(
             postgres_settings(config, command.user),
@@ -82,7 +80,7 @@ pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
 }
 
 /// The MariaDB engine's settings: from `engine.mariadb`, the node and the process section.
-fn mariadb_settings(config: &Config) -> MysqlSettings {
+fn mariadb_settings(config: &Config) -> MariadbSettings {
     let m = config
         .engine
         .mariadb
@@ -92,7 +90,7 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
         user: a.user.clone(),
         password: a.password.expose().to_owned(),
     };
-    MysqlSettings {
+    MariadbSettings {
         flavour: Flavour::MariaDb,
         program: config.process.exec.clone(),
         env: config.process.env.iter().map(|v| v.pair()).collect(),
@@ -110,8 +108,8 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
         // `--user` only works (and is only needed) when the agent runs as root.
         os_user: nix::unistd::geteuid().is_root().then(|| m.os_user.clone()),
         durability: match m.durability {
-            MariadbDurability::Async => MysqlDurability::Async,
-            MariadbDurability::Sync { fallback_after } => MysqlDurability::Sync {
+            MariadbDurability::Async => mariadb::Durability::Async,
+            MariadbDurability::Sync { fallback_after } => mariadb::Durability::Sync {
                 timeout: fallback_after,
             },
         },
