@@ -5,7 +5,7 @@ use std::future::Future;
 use handlers::ExecSpec;
 use nix::sys::signal::Signal;
 
-use crate::mysql::MysqlEngine;
+use crate::mariadb::MariadbEngine;
 use crate::postgres::PostgresEngine;
 use crate::process::ProcessEngine;
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
@@ -228,8 +228,8 @@ pub trait Engine: Send + Sync + 'static {
 pub enum AnyEngine {
     /// Any program.
     Process(ProcessEngine),
-    /// MariaDB (the `mysql` module).
-    Mysql(MysqlEngine),
+    /// MariaDB (the `mariadb` module).
+    Mariadb(MariadbEngine),
     /// PostgreSQL streaming replication.
     Postgres(PostgresEngine),
 }
@@ -238,7 +238,7 @@ impl Engine for AnyEngine {
     fn kind(&self) -> &'static str {
         match self {
             AnyEngine::Process(e) => e.kind(),
-            AnyEngine::Mysql(e) => e.kind(),
+            AnyEngine::Mariadb(e) => e.kind(),
             AnyEngine::Postgres(e) => e.kind(),
         }
     }
@@ -246,7 +246,7 @@ impl Engine for AnyEngine {
     fn main_command(&self) -> &ExecSpec {
         match self {
             AnyEngine::Process(e) => e.main_command(),
-            AnyEngine::Mysql(e) => e.main_command(),
+            AnyEngine::Mariadb(e) => e.main_command(),
             AnyEngine::Postgres(e) => e.main_command(),
         }
     }
@@ -254,7 +254,7 @@ impl Engine for AnyEngine {
     fn stop_signal(&self, mode: StopMode) -> Signal {
         match self {
             AnyEngine::Process(e) => e.stop_signal(mode),
-            AnyEngine::Mysql(e) => e.stop_signal(mode),
+            AnyEngine::Mariadb(e) => e.stop_signal(mode),
             AnyEngine::Postgres(e) => e.stop_signal(mode),
         }
     }
@@ -262,7 +262,7 @@ impl Engine for AnyEngine {
     async fn prepare(&self) -> Result<(), EngineError> {
         match self {
             AnyEngine::Process(e) => e.prepare().await,
-            AnyEngine::Mysql(e) => e.prepare().await,
+            AnyEngine::Mariadb(e) => e.prepare().await,
             AnyEngine::Postgres(e) => e.prepare().await,
         }
     }
@@ -270,7 +270,7 @@ impl Engine for AnyEngine {
     async fn probe(&self) -> Result<Probe, EngineError> {
         match self {
             AnyEngine::Process(e) => e.probe().await,
-            AnyEngine::Mysql(e) => e.probe().await,
+            AnyEngine::Mariadb(e) => e.probe().await,
             AnyEngine::Postgres(e) => e.probe().await,
         }
     }
@@ -278,7 +278,7 @@ impl Engine for AnyEngine {
     async fn position(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.position().await,
-            AnyEngine::Mysql(e) => e.position().await,
+            AnyEngine::Mariadb(e) => e.position().await,
             AnyEngine::Postgres(e) => e.position().await,
         }
     }
@@ -286,7 +286,7 @@ impl Engine for AnyEngine {
     async fn promote(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.promote().await,
-            AnyEngine::Mysql(e) => e.promote().await,
+            AnyEngine::Mariadb(e) => e.promote().await,
             AnyEngine::Postgres(e) => e.promote().await,
         }
     }
@@ -294,7 +294,7 @@ impl Engine for AnyEngine {
     async fn follow(&self, primary: &Peer) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.follow(primary).await,
-            AnyEngine::Mysql(e) => e.follow(primary).await,
+            AnyEngine::Mariadb(e) => e.follow(primary).await,
             AnyEngine::Postgres(e) => e.follow(primary).await,
         }
     }
@@ -302,7 +302,7 @@ impl Engine for AnyEngine {
     async fn fence(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.fence().await,
-            AnyEngine::Mysql(e) => e.fence().await,
+            AnyEngine::Mariadb(e) => e.fence().await,
             AnyEngine::Postgres(e) => e.fence().await,
         }
     }
@@ -310,7 +310,7 @@ impl Engine for AnyEngine {
     async fn fence_to_hand_over(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.fence_to_hand_over().await,
-            AnyEngine::Mysql(e) => e.fence_to_hand_over().await,
+            AnyEngine::Mariadb(e) => e.fence_to_hand_over().await,
             AnyEngine::Postgres(e) => e.fence_to_hand_over().await,
         }
     }
@@ -318,7 +318,7 @@ impl Engine for AnyEngine {
     async fn fence_remote(&self, target: &Peer) -> Result<RemoteFence, EngineError> {
         match self {
             AnyEngine::Process(e) => e.fence_remote(target).await,
-            AnyEngine::Mysql(e) => e.fence_remote(target).await,
+            AnyEngine::Mariadb(e) => e.fence_remote(target).await,
             AnyEngine::Postgres(e) => e.fence_remote(target).await,
         }
     }
@@ -326,7 +326,7 @@ impl Engine for AnyEngine {
     async fn unfence(&self) -> Result<(), EngineError> {
         match self {
             AnyEngine::Process(e) => e.unfence().await,
-            AnyEngine::Mysql(e) => e.unfence().await,
+            AnyEngine::Mariadb(e) => e.unfence().await,
             AnyEngine::Postgres(e) => e.unfence().await,
         }
     }
@@ -334,7 +334,7 @@ impl Engine for AnyEngine {
     async fn catch_up(&self) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.catch_up().await,
-            AnyEngine::Mysql(e) => e.catch_up().await,
+            AnyEngine::Mariadb(e) => e.catch_up().await,
             AnyEngine::Postgres(e) => e.catch_up().await,
         }
     }
@@ -342,7 +342,7 @@ impl Engine for AnyEngine {
     async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
         match self {
             AnyEngine::Process(e) => e.clone_from_primary(primary).await,
-            AnyEngine::Mysql(e) => e.clone_from_primary(primary).await,
+            AnyEngine::Mariadb(e) => e.clone_from_primary(primary).await,
             AnyEngine::Postgres(e) => e.clone_from_primary(primary).await,
         }
     }
@@ -350,7 +350,7 @@ impl Engine for AnyEngine {
     async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
         match self {
             AnyEngine::Process(e) => e.set_replicas(members).await,
-            AnyEngine::Mysql(e) => e.set_replicas(members).await,
+            AnyEngine::Mariadb(e) => e.set_replicas(members).await,
             AnyEngine::Postgres(e) => e.set_replicas(members).await,
         }
     }

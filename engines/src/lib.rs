@@ -2,16 +2,15 @@
 //!
 //! The [`Engine`] trait speaks in supervisor terms — the command that runs the main process,
 //! how to ask it to stop, how to probe it — and never takes raw SQL or shell from callers.
-//! The `process` engine runs any program; the MySQL/MariaDB and PostgreSQL engines follow
-//! in their own modules. This crate knows nothing of etcd or YAML: the `autopilot` crate
+//! The `process` engine runs any program; the MariaDB and PostgreSQL engines follow in
+//! their own modules. This crate knows nothing of etcd or YAML: the `autopilot` crate
 //! turns configuration into an engine value.
 
 #![forbid(unsafe_code)]
 
 mod control;
 mod engine;
-pub mod gtid;
-pub mod mysql;
+pub mod mariadb;
 pub mod postgres;
 pub mod process;
 mod role_ops;

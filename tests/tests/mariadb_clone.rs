@@ -9,7 +9,7 @@ use e2e::mariadb_cluster::{MariaCluster, MariaOpts, REPL_PASSWORD};
 use e2e::mariadb_scenario::{ATTACH, BOOTSTRAP, FAILOVER};
 use e2e::mariadb_workload::written;
 use e2e::util::eventually;
-use engines::mysql::clone_auth;
+use engines::mariadb::clone_auth;
 
 /// How long a new node may take to clone the primary and attach.
 const CLONE: Duration = Duration::from_secs(120);

@@ -1,5 +1,5 @@
 //! The MariaDB harness: two real servers, GTID replication from one to the other, and the
-//! GTID positions compared with `engines::gtid::GtidSet`.
+//! GTID positions compared with `engines::mariadb::gtid::GtidSet`.
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use e2e::mariadb::MariaDb;
 use e2e::util::eventually;
 use engines::Position;
-use engines::gtid::GtidSet;
+use engines::mariadb::gtid::GtidSet;
 
 fn gtid_current_pos(db: &MariaDb) -> GtidSet {
     let text = db

@@ -144,25 +144,62 @@ impl fmt::Display for SecretBytes {
     }
 }
 
-/// Which engine runs the main process.
+/// Which engine runs the main process, each kind with what it needs.
+// One value per configuration: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
-pub struct EngineConfig {
-    pub kind: EngineKind,
-    /// The port the database listens on; the node's database address is `node.address:port`.
-    /// Required when `store` is set.
-    pub port: Option<u16>,
-    /// `process` engine only: the exec hooks that drive roles. Required (all five) when
-    /// `store` is set with `kind: process`.
-    pub hooks: Option<EngineHooks>,
-    /// `mariadb` engine only: its settings (present exactly when `kind` is `Mariadb`).
-    pub mariadb: Option<super::validate_mariadb::MariadbConfig>,
-    /// A node whose data diverged from the primary's (errant transactions that cannot be
-    /// rewound) replaces it with a fresh clone of the primary instead of waiting, flagged
-    /// `needs_rebuild`, for an operator. Default false: the diverged data is kept for
-    /// inspection.
-    pub auto_rebuild: bool,
-    /// `postgres` engine only: its settings (required with `kind: postgres`).
-    pub postgres: Option<super::postgres::PostgresConfig>,
+pub enum EngineConfig {
+    /// Any program; roles driven by operator exec hooks.
+    Process {
+        /// The port the program listens on; the node's address is `node.address:port`.
+        /// Required when `store` is set.
+        port: Option<u16>,
+        /// The exec hooks that drive roles. Required (all five) when `store` is set.
+        hooks: Option<EngineHooks>,
+        /// See [`EngineConfig::auto_rebuild`].
+        auto_rebuild: bool,
+    },
+    /// MariaDB 10.11 with GTID replication; the engine builds the server command line.
+    Mariadb {
+        /// The port the server listens on; the node's address is `node.address:port`.
+        port: u16,
+        /// See [`EngineConfig::auto_rebuild`].
+        auto_rebuild: bool,
+        /// `engine.mariadb`.
+        mariadb: super::validate_mariadb::MariadbConfig,
+    },
+    /// PostgreSQL streaming replication; the engine builds its own command line.
+    Postgres {
+        /// The port the server listens on; the node's address is `node.address:port`.
+        port: u16,
+        /// See [`EngineConfig::auto_rebuild`].
+        auto_rebuild: bool,
+        /// `engine.postgres`.
+        postgres: super::postgres::PostgresConfig,
+    },
+}
+
+impl EngineConfig {
+    /// `engine.port`: where the database listens; `None` only for a `process` engine
+    /// without a store.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            EngineConfig::Process { port, .. } => *port,
+            EngineConfig::Mariadb { port, .. } | EngineConfig::Postgres { port, .. } => Some(*port),
+        }
+    }
+
+    /// `engine.auto_rebuild`: a node whose data diverged from the primary's (errant
+    /// transactions that cannot be rewound) replaces it with a fresh clone of the primary
+    /// instead of waiting, flagged `needs_rebuild`, for an operator. Default false: the
+    /// diverged data is kept for inspection.
+    pub fn auto_rebuild(&self) -> bool {
+        match self {
+            EngineConfig::Process { auto_rebuild, .. }
+            | EngineConfig::Mariadb { auto_rebuild, .. }
+            | EngineConfig::Postgres { auto_rebuild, .. } => *auto_rebuild,
+        }
+    }
 }
 
 /// The `process` engine's role hooks. Each gets the event variables plus the ones named
@@ -193,17 +230,6 @@ pub struct FailoverConfig {
     /// A replica further behind the last primary position than this (in the engine's
     /// offset unit) does not compete. Default: unlimited.
     pub max_lag: Option<u64>,
-}
-
-/// The engine kinds this build knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineKind {
-    /// Any program; roles (later) driven by operator exec hooks.
-    Process,
-    /// MariaDB 10.11 with GTID replication; the engine builds the server command line.
-    Mariadb,
-    /// PostgreSQL streaming replication (`engine.postgres`); builds its own command line.
-    Postgres,
 }
 
 /// The main process and how it is restarted.

@@ -58,13 +58,13 @@ impl Config {
         o.kv(
             1,
             "kind",
-            match self.engine.kind {
-                EngineKind::Process => "process",
-                EngineKind::Mariadb => "mariadb",
-                EngineKind::Postgres => "postgres",
+            match self.engine {
+                EngineConfig::Process { .. } => "process",
+                EngineConfig::Mariadb { .. } => "mariadb",
+                EngineConfig::Postgres { .. } => "postgres",
             },
         );
-        if let Some(m) = &self.engine.mariadb {
+        if let EngineConfig::Mariadb { mariadb: m, .. } = &self.engine {
             o.line(1, "mariadb:");
             o.kv(2, "datadir", &m.datadir.display().to_string());
             o.kv(
@@ -84,11 +84,14 @@ impl Config {
                 ),
             );
         }
-        if let Some(port) = self.engine.port {
+        if let Some(port) = self.engine.port() {
             o.raw(1, "port", &port.to_string());
         }
-        o.raw(1, "auto_rebuild", &self.engine.auto_rebuild.to_string());
-        if let Some(hooks) = &self.engine.hooks {
+        o.raw(1, "auto_rebuild", &self.engine.auto_rebuild().to_string());
+        if let EngineConfig::Process {
+            hooks: Some(hooks), ..
+        } = &self.engine
+        {
             o.line(1, "hooks:");
             let all = [
                 ("position", &hooks.position),
@@ -102,7 +105,7 @@ impl Config {
                 o.handler(3, hook);
             }
         }
-        if let Some(pg) = &self.engine.postgres {
+        if let EngineConfig::Postgres { postgres: pg, .. } = &self.engine {
             o.line(1, "postgres:");
             o.kv(2, "bin_dir", &pg.bin_dir.display().to_string());
             o.kv(2, "data_dir", &pg.data_dir.display().to_string());

@@ -236,11 +236,21 @@ fn minimal_config_gets_every_default() {
             max_lag: None,
         }
     );
-    assert_eq!((c.engine.port, c.engine.hooks.is_none()), (None, true));
+    assert!(
+        matches!(
+            c.engine,
+            EngineConfig::Process {
+                port: None,
+                hooks: None,
+                ..
+            }
+        ),
+        "{:?}",
+        c.engine
+    );
     assert!(c.handlers.pre_promote.is_none());
     assert!(c.cluster.is_none());
     assert!(c.store.is_none());
-    assert_eq!(c.engine.kind, EngineKind::Process);
     assert_eq!(c.process.exec, ["sleep", "1"]);
     assert_eq!(c.process.cwd, None);
     assert!(c.process.env.is_empty());
@@ -370,8 +380,14 @@ fn full_config_parses_every_field() {
             max_lag: Some(1_048_576),
         }
     );
-    assert_eq!(c.engine.port, Some(6379));
-    let hooks = c.engine.hooks.as_ref().expect("hooks");
+    let EngineConfig::Process {
+        port: Some(6379),
+        hooks: Some(hooks),
+        ..
+    } = &c.engine
+    else {
+        panic!("a process engine with port 6379 and hooks: {:?}", c.engine);
+    };
     assert_eq!(hooks.position.exec, ["/bin/position.sh"]);
     assert_eq!(hooks.position.timeout, Duration::from_secs(10));
     assert_eq!(hooks.promote.timeout, Duration::from_secs(30));

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::load::parse_with;
-use super::model::EngineKind;
+use super::model::EngineConfig;
 use super::validate_mariadb::MariadbDurability;
 use super::{Config, ConfigError, Problem};
 
@@ -34,9 +34,15 @@ fn problems(text: &str) -> Vec<Problem> {
 #[test]
 fn a_mariadb_engine_needs_no_process_section() {
     let c = parse(ENGINE).expect("valid");
-    assert_eq!(c.engine.kind, EngineKind::Mariadb);
     assert_eq!(c.process.exec, ["/usr/sbin/mariadbd", "--no-defaults"]);
-    let m = c.engine.mariadb.as_ref().expect("mariadb settings");
+    let EngineConfig::Mariadb {
+        port: 3306,
+        mariadb: m,
+        ..
+    } = &c.engine
+    else {
+        panic!("a mariadb engine on port 3306: {:?}", c.engine);
+    };
     assert_eq!(
         m.durability,
         MariadbDurability::Sync {

@@ -1,7 +1,7 @@
 //! `engine.postgres`: a valid section, the rendered secrets, and every problem it reports.
 
 use super::tests::{ok, problems};
-use super::{EngineKind, PgDurability};
+use super::{Config, EngineConfig, PgDurability, PostgresConfig};
 
 /// A valid postgres engine; passwords from env variables the test environment sets.
 const PG: &str = "engine:
@@ -16,15 +16,27 @@ const PG: &str = "engine:
 process: { user: postgres }
 ";
 
+/// The `engine.postgres` section of a postgres engine on port 5432.
+fn postgres(c: &Config) -> &PostgresConfig {
+    let EngineConfig::Postgres {
+        port: 5432,
+        postgres,
+        ..
+    } = &c.engine
+    else {
+        panic!("a postgres engine on port 5432: {:?}", c.engine);
+    };
+    postgres
+}
+
 #[test]
 fn a_postgres_engine_validates_and_renders_without_secrets() {
     let c = ok(PG);
-    assert_eq!(c.engine.kind, EngineKind::Postgres);
     assert!(
         c.process.exec.is_empty(),
         "the engine builds the command line"
     );
-    let pg = c.engine.postgres.as_ref().expect("postgres section");
+    let pg = postgres(&c);
     assert_eq!(pg.durability, PgDurability::Sync);
     assert_eq!(
         pg.parameters,
@@ -134,7 +146,7 @@ fn database_accounts_name_the_field_and_the_fix() {
 #[test]
 fn max_slot_wal_keep_size_has_a_default_and_is_validated() {
     let c = ok(PG);
-    let pg = c.engine.postgres.as_ref().expect("postgres section");
+    let pg = postgres(&c);
     assert_eq!(pg.max_slot_wal_keep_size, "4GB");
     assert!(
         c.to_effective_yaml()
@@ -147,7 +159,7 @@ fn max_slot_wal_keep_size_has_a_default_and_is_validated() {
             "    parameters:",
             &format!("    max_slot_wal_keep_size: {good}\n    parameters:"),
         ));
-        let pg = c.engine.postgres.as_ref().expect("postgres section");
+        let pg = postgres(&c);
         assert_eq!(pg.max_slot_wal_keep_size, good);
     }
     for (bad, why) in [

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::model::EngineConfig;
 use super::tests::{P, ok, problems};
 
 /// The five hooks, each with just an exec.
@@ -11,13 +12,26 @@ pub(super) const HOOKS: &str = "  hooks:\n    position: {exec: [p]}\n    promote
 #[test]
 fn hooks_are_optional_and_may_be_incomplete_without_store() {
     let c = ok(&format!("engine:\n  port: 6379\n{HOOKS}{P}"));
-    assert_eq!(c.engine.port, Some(6379));
-    let hooks = c.engine.hooks.expect("all five hooks");
+    let EngineConfig::Process {
+        port: Some(6379),
+        hooks: Some(hooks),
+        ..
+    } = c.engine
+    else {
+        panic!(
+            "a process engine with port 6379 and all five hooks: {:?}",
+            c.engine
+        );
+    };
     assert_eq!(hooks.fence.exec, ["f"]);
     assert_eq!(hooks.fence.timeout, Duration::from_secs(10));
     // Without store an incomplete set is accepted and ignored.
     let c = ok(&format!("engine:\n  hooks:\n    fence: {{exec: [f]}}\n{P}"));
-    assert!(c.engine.hooks.is_none());
+    assert!(
+        matches!(c.engine, EngineConfig::Process { hooks: None, .. }),
+        "{:?}",
+        c.engine
+    );
 }
 
 #[test]
@@ -25,8 +39,18 @@ fn store_with_port_and_hooks_is_valid() {
     let c = ok(&format!(
         "node: {{address: 10.0.0.5}}\ncluster: {{namespace: a, project: b, name: c}}\nstore: {{etcd: {{endpoints: [\"http://h:2379\"]}}}}\nengine:\n  port: 6379\n{HOOKS}{P}"
     ));
-    assert_eq!(c.engine.port, Some(6379));
-    assert!(c.engine.hooks.is_some());
+    assert!(
+        matches!(
+            c.engine,
+            EngineConfig::Process {
+                port: Some(6379),
+                hooks: Some(_),
+                ..
+            }
+        ),
+        "{:?}",
+        c.engine
+    );
     // The only problems of a store without port and hooks are those two.
     let found = problems(
         "node: {address: 10.0.0.5}\ncluster: {namespace: a, project: b, name: c}\nstore: {etcd: {endpoints: [\"http://h:2379\"]}}\nprocess: {exec: [a]}\n",

@@ -19,6 +19,7 @@ use super::locate::{FieldPath, Target, locate_or_parent};
 use super::model::*;
 use super::raw::*;
 use super::secrets::EnvLookup;
+use super::validate_handlers::EngineKind;
 
 /// How the host name is found when `node.name` is not set; tests inject their own.
 pub(crate) type HostLookup<'a> = &'a dyn Fn() -> Result<String, String>;
@@ -135,11 +136,11 @@ impl<'a> Validator<'a> {
         };
         let store = store.map(|s| self.store(s));
         let failover = self.failover(failover, store.as_ref().map(|s| s.ttl));
-        let engine = self.engine(engine, has_store);
+        let (kind, engine) = self.engine(engine, has_store);
         let process = match process {
-            Some(p) => self.process(p, engine.kind, has_store),
-            None if engine.kind != EngineKind::Process => {
-                self.process(RawProcess::default(), engine.kind, has_store)
+            Some(p) => self.process(p, kind, has_store),
+            None if kind != EngineKind::Process => {
+                self.process(RawProcess::default(), kind, has_store)
             }
             None => {
                 self.problem(
@@ -155,24 +156,28 @@ impl<'a> Validator<'a> {
         let telemetry = self.telemetry(telemetry);
         let log = self.log(log);
 
-        let config = Config {
-            source: source.to_path_buf(),
-            node,
-            cluster,
-            store,
-            failover,
-            engine,
-            process,
-            handlers,
-            jobs,
-            telemetry,
-            log,
-        };
         let problems = self.finish();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
+        match engine {
+            Some(engine) if problems.is_empty() => Ok(Config {
+                source: source.to_path_buf(),
+                node,
+                cluster,
+                store,
+                failover,
+                engine,
+                process,
+                handlers,
+                jobs,
+                telemetry,
+                log,
+            }),
+            engine => {
+                debug_assert!(
+                    engine.is_some() || !problems.is_empty(),
+                    "the engine is missing only after a problem was recorded"
+                );
+                Err(problems)
+            }
         }
     }
 

@@ -16,9 +16,26 @@ pub(crate) const HOOKS: [&str; 5] = ["position", "promote", "follow", "fence", "
 /// Default timeout of every engine hook.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `engine.kind` as validation reads it: which sections and `process` settings apply.
+/// An unsupported kind is reported and then checked like `process`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum EngineKind {
+    /// Any program; roles driven by operator exec hooks.
+    Process,
+    /// MariaDB 10.11 with GTID replication; the engine builds the server command line.
+    Mariadb,
+    /// PostgreSQL streaming replication (`engine.postgres`); builds its own command line.
+    Postgres,
+}
+
 impl Validator<'_> {
     /// `engine:`; `has_store` makes `port` and (for `process`) all five hooks required.
-    pub(super) fn engine(&mut self, raw: RawEngine, has_store: bool) -> EngineConfig {
+    /// The kind, and the engine unless a problem was recorded that leaves none.
+    pub(super) fn engine(
+        &mut self,
+        raw: RawEngine,
+        has_store: bool,
+    ) -> (EngineKind, Option<EngineConfig>) {
         let RawEngine {
             kind,
             port,
@@ -126,14 +143,26 @@ impl Validator<'_> {
             m if is_mariadb => self.mariadb(&at.key("mariadb"), m),
             _ => None,
         };
-        EngineConfig {
-            kind: engine_kind,
-            port,
-            hooks,
-            mariadb,
-            auto_rebuild: auto_rebuild.unwrap_or(false),
-            postgres,
-        }
+        let auto_rebuild = auto_rebuild.unwrap_or(false);
+        let engine = match (engine_kind, port) {
+            (EngineKind::Process, port) => Some(EngineConfig::Process {
+                port,
+                hooks,
+                auto_rebuild,
+            }),
+            (EngineKind::Mariadb, Some(port)) => mariadb.map(|mariadb| EngineConfig::Mariadb {
+                port,
+                auto_rebuild,
+                mariadb,
+            }),
+            (EngineKind::Postgres, Some(port)) => postgres.map(|postgres| EngineConfig::Postgres {
+                port,
+                auto_rebuild,
+                postgres,
+            }),
+            (_, None) => None,
+        };
+        (engine_kind, engine)
     }
 
     /// `engine.hooks:`: every hook present is checked like a handler. All five are required

@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use engines::mysql::{
-    Account, Durability as MysqlDurability, Flavour, MysqlEngine, MysqlSettings, server_id_for,
-};
+use engines::mariadb::{self, Account, Flavour, MariadbEngine, MariadbSettings, server_id_for};
 use engines::postgres::{
     Credentials, Durability as PostgresDurability, PostgresEngine, PostgresSettings,
 };
@@ -13,7 +11,10 @@ use engines::{AnyEngine, MainControl, Peer};
 use handlers::{ExecSpec, RunAs};
 
 use super::env::EventEnv;
-use crate::config::{Config, EngineKind, HandlerConfig, MariadbDurability, PgDurability};
+use crate::config::{
+    Config, DbAccount, EngineConfig, HandlerConfig, MariadbConfig, MariadbDurability, PgDurability,
+    PostgresConfig,
+};
 
 /// Grace between SIGTERM and SIGKILL for a handler or hook that overran its timeout.
 pub const HANDLER_KILL_GRACE: Duration = Duration::from_secs(2);
@@ -34,7 +35,7 @@ pub fn handler_spec(config: &HandlerConfig) -> ExecSpec {
 pub fn local_peer(config: &Config) -> Option<Peer> {
     Some(Peer {
         host: config.node.address.clone(),
-        port: config.engine.port?,
+        port: config.engine.port()?,
         agent: None,
     })
 }
@@ -54,10 +55,10 @@ pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
             gid: u.gid,
         }),
     };
-    match config.engine.kind {
-        EngineKind::Process => {
+    match &config.engine {
+        EngineConfig::Process { hooks, .. } => {
             drop(control); // hooks run while the program runs; nothing needs it down
-            let hooks = match (&config.store, &config.engine.hooks, local_peer(config)) {
+            let hooks = match (&config.store, hooks, local_peer(config)) {
                 (Some(_), Some(h), Some(local)) => Some(ProcessHooks {
                     position: handler_spec(&h.position),
                     promote: handler_spec(&h.promote),
@@ -71,38 +72,32 @@ pub fn build_engine(config: &Config, control: MainControl) -> AnyEngine {
             };
             AnyEngine::Process(ProcessEngine::new(command, hooks))
         }
-        EngineKind::Mariadb => {
-            AnyEngine::Mysql(MysqlEngine::new(mariadb_settings(config), control))
-        }
-        EngineKind::Postgres => AnyEngine::Postgres(PostgresEngine::new(
-            postgres_settings(config, command.user),
+        EngineConfig::Mariadb { port, mariadb, .. } => AnyEngine::Mariadb(MariadbEngine::new(
+            mariadb_settings(config, mariadb, *port),
+            control,
+        )),
+        EngineConfig::Postgres { port, postgres, .. } => AnyEngine::Postgres(PostgresEngine::new(
+            postgres_settings(config, postgres, *port, command.user),
             control,
         )),
     }
 }
 
-/// The MariaDB engine's settings: from `engine.mariadb`, the node and the process section.
-fn mariadb_settings(config: &Config) -> MysqlSettings {
-    let m = config
-        .engine
-        .mariadb
-        .as_ref()
-        .expect("validation requires engine.mariadb with kind: mariadb");
-    let account = |a: &crate::config::DbAccount| Account {
+/// The MariaDB engine's settings: from `engine.mariadb` (`m`), `engine.port`, the node and
+/// the process section.
+fn mariadb_settings(config: &Config, m: &MariadbConfig, port: u16) -> MariadbSettings {
+    let account = |a: &DbAccount| Account {
         user: a.user.clone(),
         password: a.password.expose().to_owned(),
     };
-    MysqlSettings {
+    MariadbSettings {
         flavour: Flavour::MariaDb,
         program: config.process.exec.clone(),
         env: config.process.env.iter().map(|v| v.pair()).collect(),
         datadir: m.datadir.clone(),
         run_dir: config.node.state_dir.join("mariadb"),
         bind_address: config.node.address.clone(),
-        port: config
-            .engine
-            .port
-            .expect("validation requires engine.port with kind: mariadb"),
+        port,
         server_id: m
             .server_id
             .unwrap_or_else(|| server_id_for(&config.node.name)),
@@ -110,8 +105,8 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
         // `--user` only works (and is only needed) when the agent runs as root.
         os_user: nix::unistd::geteuid().is_root().then(|| m.os_user.clone()),
         durability: match m.durability {
-            MariadbDurability::Async => MysqlDurability::Async,
-            MariadbDurability::Sync { fallback_after } => MysqlDurability::Sync {
+            MariadbDurability::Async => mariadb::Durability::Async,
+            MariadbDurability::Sync { fallback_after } => mariadb::Durability::Sync {
                 timeout: fallback_after,
             },
         },
@@ -133,15 +128,15 @@ fn mariadb_settings(config: &Config) -> MysqlSettings {
     }
 }
 
-/// The PostgreSQL engine's settings from `engine.postgres`, `engine.port`, `node` and
-/// `process` (user, stop timeout).
-fn postgres_settings(config: &Config, run_as: Option<RunAs>) -> PostgresSettings {
-    let pg = config
-        .engine
-        .postgres
-        .as_ref()
-        .expect("validation requires engine.postgres with kind: postgres");
-    let creds = |u: &crate::config::DbAccount| Credentials {
+/// The PostgreSQL engine's settings from `engine.postgres` (`pg`), `engine.port`, `node`
+/// and `process` (user, stop timeout).
+fn postgres_settings(
+    config: &Config,
+    pg: &PostgresConfig,
+    port: u16,
+    run_as: Option<RunAs>,
+) -> PostgresSettings {
+    let creds = |u: &DbAccount| Credentials {
         user: u.user.clone(),
         password: u.password.expose().to_owned(),
     };
@@ -153,10 +148,7 @@ fn postgres_settings(config: &Config, run_as: Option<RunAs>) -> PostgresSettings
             .listen
             .clone()
             .unwrap_or_else(|| config.node.address.clone()),
-        port: config
-            .engine
-            .port
-            .expect("validation requires engine.port with kind: postgres"),
+        port,
         superuser: creds(&pg.superuser),
         replication: creds(&pg.replication),
         durability: match pg.durability {

@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use engines::mysql::{BackupStream, CLONE_STREAM_PATH, MysqlSettings, clone_auth, start_backup};
+use engines::mariadb::{
+    BackupStream, CLONE_STREAM_PATH, MariadbSettings, clone_auth, start_backup,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -46,7 +48,7 @@ pub struct HttpState {
 #[derive(Clone)]
 pub struct CloneSource {
     /// The MariaDB engine's settings.
-    pub settings: Arc<MysqlSettings>,
+    pub settings: Arc<MariadbSettings>,
     /// Remembers accepted nonces.
     pub verifier: Arc<clone_auth::Verifier>,
     /// One permit: at most one clone streams at a time.
@@ -55,7 +57,7 @@ pub struct CloneSource {
 
 impl CloneSource {
     /// A source for this engine's server.
-    pub fn new(settings: MysqlSettings) -> Self {
+    pub fn new(settings: MariadbSettings) -> Self {
         Self {
             settings: Arc::new(settings),
             verifier: Arc::default(),

@@ -70,7 +70,7 @@ pub async fn role_args(
         nofailover: config.node.nofailover,
         pre_promote: config.handlers.pre_promote.is_some(),
         restore_from_backup: false,
-        auto_rebuild: config.engine.auto_rebuild,
+        auto_rebuild: config.engine.auto_rebuild(),
     };
     let hostname = nix::unistd::gethostname()
         .ok()

@@ -182,7 +182,7 @@ impl Actor for Supervisor {
                 role: clustered.then_some(role_rx),
                 dir: config.process.cwd.clone().unwrap_or(cwd),
                 clone: match (&*engine, clustered) {
-                    (AnyEngine::Mysql(e), true) => Some(CloneSource::new(e.settings().clone())),
+                    (AnyEngine::Mariadb(e), true) => Some(CloneSource::new(e.settings().clone())),
                     _ => None,
                 },
             },

@@ -7,9 +7,9 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::conn::{self, bounded, int, quote, text};
-use super::settings::{Durability, MysqlSettings};
+use super::gtid::GtidSet;
+use super::settings::{Durability, MariadbSettings};
 use crate::engine::EngineError;
-use crate::gtid::GtidSet;
 use crate::role_ops::{Peer, Position};
 
 /// How long promotion waits for the relay log to be applied.
@@ -87,7 +87,7 @@ fn parse_set(text: &str) -> Result<GtidSet, EngineError> {
 }
 
 /// The local position: everything applied (`gtid_current_pos`), projected on the domain.
-pub async fn position(s: &MysqlSettings, c: &mut Conn) -> Result<Position, EngineError> {
+pub async fn position(s: &MariadbSettings, c: &mut Conn) -> Result<Position, EngineError> {
     Ok(gtid_var(c, "gtid_current_pos")
         .await?
         .position(s.gtid_domain_id))
@@ -129,7 +129,7 @@ async fn wait_applied(c: &mut Conn, target: &str, limit: Duration) -> Result<(),
 
 /// Make the local server the writable primary: stop receiving, apply the whole relay log,
 /// forget the old primary, accept writes.
-pub async fn promote(s: &MysqlSettings, c: &mut Conn) -> Result<Position, EngineError> {
+pub async fn promote(s: &MariadbSettings, c: &mut Conn) -> Result<Position, EngineError> {
     if let Some(st) = slave_status(c).await? {
         let op = "stop replication";
         bounded(op, false, c.query_drop("STOP SLAVE IO_THREAD")).await?;
@@ -157,7 +157,7 @@ pub async fn promote(s: &MysqlSettings, c: &mut Conn) -> Result<Position, Engine
 /// Make the server refuse writes from every client except replication: `read_only`, then
 /// end every client session but ours and the replication threads. Returns the position
 /// of everything it wrote (`gtid_binlog_pos`).
-pub async fn fence(s: &MysqlSettings, c: &mut Conn) -> Result<Position, EngineError> {
+pub async fn fence(s: &MariadbSettings, c: &mut Conn) -> Result<Position, EngineError> {
     let op = "fence the server";
     bounded(op, false, c.query_drop("SET GLOBAL read_only = 1")).await?;
     let ids: Vec<u64> = bounded(
@@ -184,7 +184,7 @@ pub async fn fence(s: &MysqlSettings, c: &mut Conn) -> Result<Position, EngineEr
 /// watching the primary's answer (error 1236: "the GTID you start after is not in my
 /// binary log", which catches an errant transaction numbered below the primary's position).
 pub async fn follow(
-    s: &MysqlSettings,
+    s: &MariadbSettings,
     c: &mut Conn,
     primary: &Peer,
 ) -> Result<Position, EngineError> {

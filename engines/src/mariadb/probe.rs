@@ -7,13 +7,13 @@ use mysql_async::prelude::Queryable;
 
 use super::conn::bounded;
 use super::replication::{gtid_var, slave_status};
-use super::settings::MysqlSettings;
+use super::settings::MariadbSettings;
 use crate::engine::{EngineError, Probe, Replication};
 
 /// Probe over `c` and publish the gauges. Unhealthy means the server cannot apply what it
 /// receives (an SQL thread error) or its primary refuses it (error 1236); a receiver that
 /// cannot reach a dead primary is expected during a failover and stays healthy.
-pub async fn probe(s: &MysqlSettings, c: &mut Conn) -> Result<Probe, EngineError> {
+pub async fn probe(s: &MariadbSettings, c: &mut Conn) -> Result<Probe, EngineError> {
     let op = "probe the server";
     let vars: Option<(i64, String, i64)> = bounded(
         op,

@@ -1,4 +1,4 @@
-//! The MySQL/MariaDB engine: runs `mariadbd` with the settings replication safety needs,
+//! The MariaDB engine: runs `mariadbd` with the settings replication safety needs,
 //! initialises its data directory, creates its accounts, and changes roles with GTID
 //! replication (MariaDB 10.11; see `docs/engines/mariadb.md` for what is tested).
 //!
@@ -11,6 +11,7 @@ mod backup;
 mod clone;
 pub mod clone_auth;
 mod conn;
+pub mod gtid;
 mod prepare;
 mod probe;
 mod replication;
@@ -23,7 +24,7 @@ use nix::sys::signal::Signal;
 
 pub use backup::{BackupStream, start as start_backup};
 pub use clone::STREAM_PATH as CLONE_STREAM_PATH;
-pub use settings::{Account, Durability, Flavour, MysqlSettings, server_id_for};
+pub use settings::{Account, Durability, Flavour, MariadbSettings, server_id_for};
 
 use crate::control::MainControl;
 use crate::engine::{Engine, EngineError, Probe, StopMode};
@@ -34,18 +35,18 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs and drives one MariaDB server.
 #[derive(Debug)]
-pub struct MysqlEngine {
+pub struct MariadbEngine {
     /// What the agent configured.
-    settings: MysqlSettings,
+    settings: MariadbSettings,
     /// The server command line, built once from `settings`.
     command: ExecSpec,
     /// Stops and restarts the server (the agent's main process) for a clone.
     control: MainControl,
 }
 
-impl MysqlEngine {
+impl MariadbEngine {
     /// An engine for these settings; `control` stops and starts the server for a clone.
-    pub fn new(settings: MysqlSettings, control: MainControl) -> Self {
+    pub fn new(settings: MariadbSettings, control: MainControl) -> Self {
         let command = ExecSpec {
             env: settings.env.clone(),
             timeout: None,
@@ -60,12 +61,12 @@ impl MysqlEngine {
     }
 
     /// What the engine was configured with.
-    pub fn settings(&self) -> &MysqlSettings {
+    pub fn settings(&self) -> &MariadbSettings {
         &self.settings
     }
 }
 
-impl Engine for MysqlEngine {
+impl Engine for MariadbEngine {
     fn kind(&self) -> &'static str {
         "mariadb"
     }

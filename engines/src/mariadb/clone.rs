@@ -1,7 +1,7 @@
 //! Replacing a node's data with a physical copy of the primary's: ask the primary's agent
 //! for a `mariadb-backup --backup --stream=xbstream` (`GET /v1/clone/stream`, authenticated
 //! by [`super::clone_auth`]; over HTTPS when the primary's `agent_url` is `https://`, its
-//! certificate verified against the configured CA only, [`MysqlSettings::peer_ca`]), stop the local server, move the old data dir aside (kept, never
+//! certificate verified against the configured CA only, [`MariadbSettings::peer_ca`]), stop the local server, move the old data dir aside (kept, never
 //! deleted), extract the stream with `mbstream -x` into a new data dir, `mariadb-backup
 //! --prepare` it, start the server and set `gtid_slave_pos` to the backup's GTID position;
 //! the caller then follows the primary (`MASTER_USE_GTID=slave_pos`).
@@ -21,11 +21,11 @@ use tokio::io::AsyncWriteExt;
 use super::backup::{self, BACKUP};
 use super::clone_auth;
 use super::conn::{self, bounded, quote};
+use super::gtid::GtidSet;
 use super::prepare;
-use super::settings::MysqlSettings;
+use super::settings::MariadbSettings;
 use crate::control::MainControl;
 use crate::engine::{EngineError, StopMode};
-use crate::gtid::GtidSet;
 use crate::role_ops::Peer;
 
 /// How long the whole transfer may take.
@@ -51,7 +51,7 @@ fn failed(operation: &'static str, reason: String) -> EngineError {
 /// failure after the old data was moved aside, an empty server is started again (the node
 /// stays a node without data and retries) and the moved-aside copy is kept.
 pub async fn clone_data(
-    s: &MysqlSettings,
+    s: &MariadbSettings,
     control: &MainControl,
     primary: &Peer,
 ) -> Result<(), EngineError> {
@@ -87,7 +87,7 @@ pub async fn clone_data(
 }
 
 /// Ask the primary's agent for the stream; nothing local changes until it answers 200.
-async fn request(s: &MysqlSettings, primary: &Peer) -> Result<reqwest::Response, EngineError> {
+async fn request(s: &MariadbSettings, primary: &Peer) -> Result<reqwest::Response, EngineError> {
     let op = "request a backup stream from the primary's agent";
     let base = primary.agent.as_deref().ok_or_else(|| {
         failed(
@@ -141,7 +141,7 @@ async fn request(s: &MysqlSettings, primary: &Peer) -> Result<reqwest::Response,
 /// The HTTP client for `url`. An `https://` peer is verified against `telemetry.tls.ca`
 /// only (no system roots; verification is never turned off), and without that CA the clone
 /// is refused before anything is sent.
-fn client(s: &MysqlSettings, url: &str) -> Result<reqwest::Client, String> {
+fn client(s: &MariadbSettings, url: &str) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder().connect_timeout(CONNECT_LIMIT);
     if url.starts_with("https://") {
         let Some(pem) = &s.peer_ca else {
@@ -194,7 +194,7 @@ fn move_aside(datadir: &Path) -> Result<Option<PathBuf>, EngineError> {
 
 /// Create the new data dir, extract the stream into it and prepare it; the backup's GTID
 /// position.
-async fn fill(s: &MysqlSettings, response: reqwest::Response) -> Result<GtidSet, EngineError> {
+async fn fill(s: &MariadbSettings, response: reqwest::Response) -> Result<GtidSet, EngineError> {
     let owner = backup::run_as(s)?;
     let d = &s.datadir;
     let op = "create the new data directory";
@@ -230,7 +230,7 @@ async fn fill(s: &MysqlSettings, response: reqwest::Response) -> Result<GtidSet,
 
 /// Stream the response body into `mbstream -x -C <datadir>`.
 async fn extract(
-    s: &MysqlSettings,
+    s: &MariadbSettings,
     owner: Option<RunAs>,
     mut response: reqwest::Response,
 ) -> Result<(), EngineError> {
@@ -307,7 +307,7 @@ async fn extract(
 }
 
 /// `mariadb-backup --prepare`: apply the redo log copied with the data files.
-async fn prepare_backup(s: &MysqlSettings, owner: Option<RunAs>) -> Result<(), EngineError> {
+async fn prepare_backup(s: &MariadbSettings, owner: Option<RunAs>) -> Result<(), EngineError> {
     let op = "prepare the copied data (mariadb-backup --prepare)";
     let argv = vec![
         BACKUP.to_owned(),
@@ -369,7 +369,7 @@ fn backup_position(datadir: &Path) -> Result<GtidSet, EngineError> {
     ))
 }
 
-async fn wait_ready(s: &MysqlSettings) -> Result<(), EngineError> {
+async fn wait_ready(s: &MariadbSettings) -> Result<(), EngineError> {
     let deadline = tokio::time::Instant::now() + START_LIMIT;
     loop {
         match conn::local(s).await {
@@ -385,7 +385,7 @@ async fn wait_ready(s: &MysqlSettings) -> Result<(), EngineError> {
     }
 }
 
-async fn set_position(s: &MysqlSettings, pos: &GtidSet) -> Result<(), EngineError> {
+async fn set_position(s: &MariadbSettings, pos: &GtidSet) -> Result<(), EngineError> {
     let mut c = conn::local(s).await?;
     let op = "set the cloned position";
     let r = async {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
 
-use super::settings::{Account, MysqlSettings};
+use super::settings::{Account, MariadbSettings};
 use crate::engine::{EngineError, out_of_files};
 use crate::role_ops::Peer;
 
@@ -78,7 +78,7 @@ fn base_opts(account: Option<&Account>, user: &str) -> OptsBuilder {
 
 /// Connect to the local server over its socket as the admin account, creating the
 /// accounts first when the data directory is fresh.
-pub async fn local(s: &MysqlSettings) -> Result<Conn, EngineError> {
+pub async fn local(s: &MariadbSettings) -> Result<Conn, EngineError> {
     let socket = s.socket().display().to_string();
     let opts = base_opts(Some(&s.admin), "").socket(Some(socket.clone()));
     match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(opts.clone())).await {
@@ -101,7 +101,7 @@ pub async fn local(s: &MysqlSettings) -> Result<Conn, EngineError> {
 }
 
 /// Log in as root with an empty password over the socket and create the accounts.
-async fn create_accounts(s: &MysqlSettings, socket: &str) -> Result<(), EngineError> {
+async fn create_accounts(s: &MariadbSettings, socket: &str) -> Result<(), EngineError> {
     let operation = "create the admin and replication accounts";
     let root = base_opts(None, "root").socket(Some(socket.to_owned()));
     let mut c = match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(root)).await {
@@ -155,7 +155,7 @@ async fn create_accounts(s: &MysqlSettings, socket: &str) -> Result<(), EngineEr
     Ok(())
 }
 
-fn mismatch(s: &MysqlSettings) -> EngineError {
+fn mismatch(s: &MariadbSettings) -> EngineError {
     EngineError::Failed {
         operation: "log in to the local server",
         reason: format!(
@@ -168,7 +168,7 @@ fn mismatch(s: &MysqlSettings) -> EngineError {
 }
 
 /// Connect to another node's server over TCP as the admin account.
-pub async fn remote(s: &MysqlSettings, peer: &Peer) -> Result<Conn, mysql_async::Error> {
+pub async fn remote(s: &MariadbSettings, peer: &Peer) -> Result<Conn, mysql_async::Error> {
     let opts = base_opts(Some(&s.admin), "")
         .ip_or_hostname(peer.host.clone())
         .tcp_port(peer.port);

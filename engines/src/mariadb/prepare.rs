@@ -10,7 +10,7 @@ use handlers::ExecSpec;
 use handlers::exec::{RunOutcome, run};
 use nix::unistd::{Uid, User, chown};
 
-use super::settings::MysqlSettings;
+use super::settings::MariadbSettings;
 use crate::engine::EngineError;
 
 /// Debian's data directory initialiser (package `mariadb-server`).
@@ -23,7 +23,7 @@ fn failed(operation: &'static str, reason: String) -> EngineError {
 }
 
 /// Run every check and initialise the data directory if it is empty.
-pub async fn prepare(s: &MysqlSettings) -> Result<(), EngineError> {
+pub async fn prepare(s: &MariadbSettings) -> Result<(), EngineError> {
     check_port(s)?;
     let owner = os_user(s)?;
     for dir in [s.run_dir.clone(), s.tmpdir()] {
@@ -62,7 +62,7 @@ pub async fn prepare(s: &MysqlSettings) -> Result<(), EngineError> {
 
 /// The port must be free: a server that cannot bind exits, and an agent that restarted it
 /// in a loop would hide the cause.
-fn check_port(s: &MysqlSettings) -> Result<(), EngineError> {
+fn check_port(s: &MariadbSettings) -> Result<(), EngineError> {
     match TcpListener::bind((s.bind_address.as_str(), s.port)) {
         Ok(_) => Ok(()),
         Err(e) => Err(failed(
@@ -76,7 +76,7 @@ fn check_port(s: &MysqlSettings) -> Result<(), EngineError> {
 }
 
 /// The uid/gid the server runs as (the `--user` account, else the agent's own).
-pub(super) fn os_user(s: &MysqlSettings) -> Result<Option<(Uid, nix::unistd::Gid)>, EngineError> {
+pub(super) fn os_user(s: &MariadbSettings) -> Result<Option<(Uid, nix::unistd::Gid)>, EngineError> {
     let Some(name) = &s.os_user else {
         return Ok(None);
     };
@@ -121,7 +121,7 @@ fn is_empty_dir(dir: &Path) -> Result<bool, EngineError> {
 /// An existing data directory must be a MariaDB one, owned by the server's user: the agent
 /// never changes the owner of data it did not create.
 fn check_datadir(
-    s: &MysqlSettings,
+    s: &MariadbSettings,
     owner: Option<(Uid, nix::unistd::Gid)>,
 ) -> Result<(), EngineError> {
     let d = s.datadir.display();
@@ -151,7 +151,7 @@ fn check_datadir(
 }
 
 /// `mariadb-install-db` into the empty data directory.
-async fn install(s: &MysqlSettings) -> Result<(), EngineError> {
+async fn install(s: &MariadbSettings) -> Result<(), EngineError> {
     let mut argv = vec![
         INSTALL_DB.to_owned(),
         "--no-defaults".to_owned(),

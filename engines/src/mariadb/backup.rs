@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use handlers::{ExecSpec, ManagedChild, Pipe, Piped, RunAs};
 
 use super::prepare;
-use super::settings::MysqlSettings;
+use super::settings::MariadbSettings;
 use crate::engine::EngineError;
 
 /// MariaDB's physical backup tool (package `mariadb-backup`).
@@ -30,7 +30,7 @@ pub struct BackupStream {
 }
 
 /// The uid/gid helper programs run as: the server's OS user when the agent is root.
-pub(super) fn run_as(s: &MysqlSettings) -> Result<Option<RunAs>, EngineError> {
+pub(super) fn run_as(s: &MariadbSettings) -> Result<Option<RunAs>, EngineError> {
     Ok(prepare::os_user(s)?.map(|(uid, gid)| RunAs {
         uid: uid.as_raw(),
         gid: gid.as_raw(),
@@ -67,7 +67,7 @@ pub(super) fn write_private(
 
 /// The options file for a helper program: the admin account, never on its command line.
 /// Values are quoted, so `#`, backslashes, quotes and surrounding spaces survive.
-pub(super) fn client_options(s: &MysqlSettings) -> String {
+pub(super) fn client_options(s: &MariadbSettings) -> String {
     let a = &s.admin;
     let (user, password) = (option_value(&a.user), option_value(&a.password));
     format!(
@@ -96,7 +96,7 @@ pub(super) fn option_value(v: &str) -> String {
 }
 
 /// Start streaming a backup of the running local server.
-pub fn start(s: &MysqlSettings) -> Result<BackupStream, EngineError> {
+pub fn start(s: &MariadbSettings) -> Result<BackupStream, EngineError> {
     let owner = run_as(s)?;
     let dir = s.run_dir.join("backup-stream");
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,4 +1,4 @@
-//! What the MySQL/MariaDB engine is told by the agent, and the `mariadbd` command line it
+//! What the MariaDB engine is told by the agent, and the `mariadbd` command line it
 //! builds from it. The engine owns the settings replication safety depends on, so an
 //! operator's config file cannot switch them off: they come last on the command line, and
 //! MariaDB lets the last occurrence of an option win.
@@ -49,7 +49,7 @@ impl fmt::Debug for Account {
 
 /// Everything the engine needs; built by the agent from its validated configuration.
 #[derive(Clone, Debug)]
-pub struct MysqlSettings {
+pub struct MariadbSettings {
     /// Server flavour.
     pub flavour: Flavour,
     /// The server program and operator arguments (e.g. `[/usr/sbin/mariadbd,
@@ -100,7 +100,7 @@ pub fn server_id_for(node: &str) -> u32 {
     h.max(1)
 }
 
-impl MysqlSettings {
+impl MariadbSettings {
     /// The unix socket the engine's local connections use.
     pub fn socket(&self) -> PathBuf {
         self.run_dir.join("mariadbd.sock")
@@ -178,8 +178,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// Settings for unit tests (no server behind them).
-    pub(crate) fn settings() -> MysqlSettings {
-        MysqlSettings {
+    pub(crate) fn settings() -> MariadbSettings {
+        MariadbSettings {
             flavour: Flavour::MariaDb,
             program: vec!["/usr/sbin/mariadbd".into(), "--no-defaults".into()],
             env: vec![],
@@ -230,7 +230,7 @@ pub(crate) mod tests {
 
     #[test]
     fn an_async_server_keeps_its_acknowledged_tail_after_a_crash() {
-        let s = MysqlSettings {
+        let s = MariadbSettings {
             durability: Durability::Async,
             ..settings()
         };
