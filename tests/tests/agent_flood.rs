@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use e2e::mariadb_cluster::{MariaCluster, MariaOpts};
+use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
 
 /// The open-file limit the agents run under (soft and hard, so they cannot raise it).
 const OPEN_FILES: u64 = 256;

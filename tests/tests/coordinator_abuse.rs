@@ -11,9 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, seed_node, sse};
-use e2e::etcd::EtcdServer;
-use e2e::util::eventually;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, seed_node, sse};
+use e2e::harness::etcd::EtcdServer;
+use e2e::harness::util::eventually;
 use serde_json::Value;
 
 /// A client from `127.0.0.<last>`: another address than the flood's `127.0.0.1`.

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, token_id};
-use e2e::util::eventually;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, token_id};
+use e2e::harness::util::eventually;
 use serde_json::{Value, json};
 
 #[test]
@@ -273,7 +273,7 @@ fn a_namespace_token_sees_nothing_of_another_namespace() {
         assert_problem(s, &v, "cluster_not_found", path);
         assert_eq!(s, 404);
     }
-    let (s, _) = e2e::coordinator::sse(
+    let (s, _) = e2e::harness::coordinator::sse(
         w.coord.url(),
         &op_b,
         &format!("{C1}/events"),

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use e2e::coordinator::{ADMIN_TOKEN, Coordinator, ctl, seed_node};
-use e2e::etcd::EtcdServer;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, ctl, seed_node};
+use e2e::harness::etcd::EtcdServer;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);

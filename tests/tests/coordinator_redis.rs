@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, ctl, sse, wait_event};
-use e2e::scenario::*;
-use e2e::util::eventually;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, ctl, sse, wait_event};
+use e2e::harness::util::eventually;
+use e2e::redis::scenario::*;
 use serde_json::json;
 
 const C: &str = "/v1/clusters/e2e/redis/cache";
@@ -200,7 +200,7 @@ fn switchover_failover_and_maintenance_through_the_api_reach_real_agents() {
     // Every change is in the audit log with the token that made it.
     let (_, a) = root.get("/v1/audit?limit=100");
     let recs = a["records"].as_array().expect("records");
-    let ops_id = e2e::coordinator::token_id(&operator);
+    let ops_id = e2e::harness::coordinator::token_id(&operator);
     for action in ["cluster.switchover", "cluster.maintenance"] {
         assert!(
             recs.iter().any(|r| r["action"] == action

@@ -7,9 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, seed_node, sse, token_id, wait_event};
-use e2e::etcd::{EtcdServer, TlsFiles};
-use e2e::util::eventually;
+use e2e::harness::coordinator::{
+    ADMIN_TOKEN, Api, Coordinator, seed_node, sse, token_id, wait_event,
+};
+use e2e::harness::etcd::{EtcdServer, TlsFiles};
+use e2e::harness::util::eventually;
 use serde_json::{Value, json};
 
 #[test]
@@ -363,7 +365,7 @@ fn https_when_a_certificate_is_configured() {
         .get(format!("{plain}/healthz"))
         .send();
     assert!(r.map(|r| !r.status().is_success()).unwrap_or(true));
-    let (code, out, err) = e2e::coordinator::ctl(
+    let (code, out, err) = e2e::harness::coordinator::ctl(
         &[
             "--url",
             coord.url(),

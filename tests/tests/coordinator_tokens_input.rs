@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use e2e::coordinator::{ADMIN_TOKEN, Api, ctl};
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, ctl};
 use serde_json::json;
 
 #[test]

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::mariadb_cluster::{ADMIN_PASSWORD, MariaOpts, REPL_PASSWORD};
-use e2e::mariadb_scenario::*;
-use e2e::mariadb_workload::written;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaOpts, REPL_PASSWORD};
+use e2e::mariadb::scenario::*;
+use e2e::mariadb::workload::written;
 
 #[test]
 fn fresh_cluster_replicates_a_row_to_both_replicas() {
@@ -118,7 +118,7 @@ fn graceful_stop_of_the_primary_hands_over_without_loss() {
 /// Fails over from `p` (frozen agent), writes rows 1..=3 on the new primary and an errant
 /// row on the fenced former primary out of band, then restarts the former primary's node.
 /// The new primary's index.
-fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -> usize {
+fn errant_former_primary(c: &mut e2e::mariadb::cluster::MariaCluster, p: usize) -> usize {
     c.stop_agent(p); // its mariadbd keeps running; the winner fences it over the network
     let (np, _) = c.wait_new_primary(p, FAILOVER);
     wait_writable(c, np, Duration::from_secs(10));
@@ -144,14 +144,15 @@ fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -
     let server = c.mariadbd_pid(p);
     c.sql(p, &["SHUTDOWN"])
         .expect("shut the fenced server down");
-    let down = e2e::util::eventually(Duration::from_secs(30), Duration::from_millis(50), || {
-        server
-            .is_none_or(|pid| {
-                !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                    || e2e::util::proc_state(pid) == Some('Z')
-            })
-            .then_some(())
-    });
+    let down =
+        e2e::harness::util::eventually(Duration::from_secs(30), Duration::from_millis(50), || {
+            server
+                .is_none_or(|pid| {
+                    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                        || e2e::harness::util::proc_state(pid) == Some('Z')
+                })
+                .then_some(())
+        });
     assert!(down.is_some(), "the fenced server did not shut down");
     c.kill_node(p);
     c.start_agent(p);

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use e2e::mariadb_cluster::MariaOpts;
-use e2e::mariadb_scenario::*;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::mariadb::cluster::MariaOpts;
+use e2e::mariadb::scenario::*;
 
 fn opts(durability: &'static str) -> MariaOpts {
     MariaOpts {
@@ -171,8 +171,8 @@ fn etcd_outage_fences_the_primary_then_the_cluster_is_whole_again() {
     wait_writable(&c, q, Duration::from_secs(15));
     let_writer_run(&c, q, 30);
     let (w, k) = (w.stop(), k.stop());
-    let rows = e2e::mariadb_workload::written(c.port(q)).expect("read the rows on the primary");
-    e2e::cluster::assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    let rows = e2e::mariadb::workload::written(c.port(q)).expect("read the rows on the primary");
+    e2e::harness::cluster::assert_no_split_brain_no_loss(&c, &rows, &w, &k);
     for i in (0..c.len()).filter(|&i| i != q) {
         c.wait_replicating(i, q, ATTACH);
     }

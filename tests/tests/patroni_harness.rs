@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use e2e::bench::patroni::{PatroniCluster, PatroniOpts, check_installed, timing};
 use e2e::bench::postgres::{Scenario, measure};
-use e2e::util::alive;
+use e2e::harness::util::alive;
 
 #[test]
 fn timing_respects_patronis_rule() {

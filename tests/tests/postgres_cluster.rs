@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::postgres_cluster::PgOpts;
-use e2e::postgres_scenario::{
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::postgres::cluster::PgOpts;
+use e2e::postgres::scenario::{
     MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, settled, start, wait_writable,
 };
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
 
 #[test]
 fn fresh_cluster_bootstraps_clones_and_replicates() {
@@ -25,9 +25,11 @@ fn fresh_cluster_bootstraps_clones_and_replicates() {
             c.scalar(i, "SELECT pg_is_in_recovery()").expect("query"),
             "t"
         );
-        let ok = e2e::util::eventually(Duration::from_secs(5), Duration::from_millis(50), || {
-            (c.http_status(i, "/replica") == Some(200)).then_some(())
-        });
+        let ok = e2e::harness::util::eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || (c.http_status(i, "/replica") == Some(200)).then_some(()),
+        );
         assert!(ok.is_some(), "/replica on {}: {:?}", c.name(i), c.health(i));
     }
     // Data checksums are on (pg_rewind needs them).
@@ -45,11 +47,15 @@ fn fresh_cluster_bootstraps_clones_and_replicates() {
         )
         .expect("write");
     for i in 0..3 {
-        let ok = e2e::util::eventually(Duration::from_secs(10), Duration::from_millis(50), || {
-            c.scalar(i, "SELECT count(*) FROM e2e_writes")
-                .ok()
-                .filter(|n| n == "50")
-        });
+        let ok = e2e::harness::util::eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                c.scalar(i, "SELECT count(*) FROM e2e_writes")
+                    .ok()
+                    .filter(|n| n == "50")
+            },
+        );
         assert!(ok.is_some(), "rows do not reach {}", c.name(i));
     }
     let m = c.metrics(p);

@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use e2e::postgres_cluster::{PgCluster, PgOpts, TABLE};
-use e2e::postgres_scenario::{
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::postgres::cluster::{PgCluster, PgOpts, TABLE};
+use e2e::postgres::scenario::{
     MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere, settled, start,
     wait_writable,
 };
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
 
 fn opts(durability: &'static str) -> PgOpts {
     PgOpts {
@@ -129,7 +129,8 @@ fn a_hung_primary_server_is_killed_and_fails_over_then_the_node_heals_itself() {
         .iter()
         .copied()
         .filter(|&p| {
-            e2e::util::proc_state(p).is_some_and(|s| s != 'Z') && c.main_pid(old) != Some(p)
+            e2e::harness::util::proc_state(p).is_some_and(|s| s != 'Z')
+                && c.main_pid(old) != Some(p)
         })
         .collect();
     assert!(

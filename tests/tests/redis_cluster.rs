@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::redis::RedisWorkload;
-use e2e::scenario::*;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::redis::cluster::RedisWorkload;
+use e2e::redis::scenario::*;
 
 #[test]
 fn fresh_cluster_has_one_primary_and_two_replicas() {

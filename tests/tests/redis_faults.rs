@@ -11,10 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::redis::{RedisCluster, RedisOpts};
-use e2e::scenario::*;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::redis::cluster::{RedisCluster, RedisOpts};
+use e2e::redis::scenario::*;
 
 /// The `history` key's entries (empty when the key is absent).
 fn history(c: &RedisCluster) -> Vec<serde_json::Value> {

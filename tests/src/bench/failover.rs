@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::proc::median;
-use crate::redis::{RedisCluster, RedisOpts};
-use crate::resp::{self, Reply};
+use crate::redis::cluster::{RedisCluster, RedisOpts};
+use crate::redis::resp::{self, Reply};
 
 /// How often each node is probed with a write.
 const PROBE_EVERY: Duration = Duration::from_millis(20);

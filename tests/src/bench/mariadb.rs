@@ -12,8 +12,8 @@ use anyhow::Result;
 
 use super::proc::median;
 use super::report::runs_cells;
-use crate::mariadb_cluster::MariaOpts;
-use crate::mariadb_scenario::{FailoverRun, failover, settled};
+use crate::mariadb::cluster::MariaOpts;
+use crate::mariadb::scenario::{FailoverRun, failover, settled};
 
 /// A fault injected on the primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

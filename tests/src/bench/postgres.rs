@@ -23,11 +23,11 @@ use anyhow::{Result, bail};
 use super::patroni::{PatroniCluster, PatroniOpts};
 use super::proc::median;
 use super::report::runs_cells;
-use crate::cluster::Agents;
-use crate::postgres_cluster::{PgCluster, PgOpts};
-use crate::postgres_scenario::{MAX_RUN, settled};
-use crate::util::eventually;
-use crate::workload::{Checker, Workload, Writer};
+use crate::harness::cluster::Agents;
+use crate::harness::util::eventually;
+use crate::harness::workload::{Checker, Workload, Writer};
+use crate::postgres::cluster::{PgCluster, PgOpts};
+use crate::postgres::scenario::{MAX_RUN, settled};
 
 /// A fault injected on the primary (or a planned switchover).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::proc::median;
-use crate::cluster::Agents;
-use crate::mariadb_cluster::{MariaCluster, MariaOpts};
-use crate::postgres_cluster::{PgCluster, PgOpts};
-use crate::util::eventually;
-use crate::workload::{Checker, Workload, Writer};
+use crate::harness::cluster::Agents;
+use crate::harness::util::eventually;
+use crate::harness::workload::{Checker, Workload, Writer};
+use crate::mariadb::cluster::{MariaCluster, MariaOpts};
+use crate::postgres::cluster::{PgCluster, PgOpts};
 
 /// A fault of issue 12.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl DerefMut for Maria {
 
 impl Cluster for Maria {
     fn workload(&self) -> Arc<dyn Workload> {
-        crate::mariadb_scenario::workload(&self.0)
+        crate::mariadb::scenario::workload(&self.0)
     }
     fn replicates(&self, i: usize, from: usize) -> bool {
         self.0.replica_of(i) == Some((self.0.port(from), true))
@@ -180,7 +180,7 @@ struct Run {
 /// less); the primary.
 fn redundant(c: &dyn Cluster, within: Duration) -> Option<usize> {
     let work = c.workload();
-    let rows = |i: usize| crate::cluster::sorted_rows(work.as_ref(), i);
+    let rows = |i: usize| crate::harness::cluster::sorted_rows(work.as_ref(), i);
     eventually(within, Duration::from_millis(100), || {
         let p = c.primary()?;
         let others: Vec<usize> = (0..c.len()).filter(|&i| i != p).collect();
@@ -205,7 +205,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let work = c.workload();
     let checker = Checker::start(work.clone(), Duration::from_secs(180));
     let writer = Writer::start(work.clone(), Duration::from_secs(180));
-    crate::cluster::let_writer_run(c, work.as_ref(), p, 50, Duration::from_secs(20));
+    crate::harness::cluster::let_writer_run(c, work.as_ref(), p, 50, Duration::from_secs(20));
     let ttl = c.ttl();
     let replica = (0..c.len()).find(|&i| i != p).expect("a replica");
     if fault == Fault::Switchover {
@@ -262,7 +262,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let rejoin = back_at.elapsed();
     // A few more rows on the primary, then stop and count.
     let np = back.ok_or_else(|| anyhow::anyhow!("no full redundancy within 90 s\n{}", c.logs()))?;
-    crate::cluster::let_writer_run(c, work.as_ref(), np, 20, Duration::from_secs(20));
+    crate::harness::cluster::let_writer_run(c, work.as_ref(), np, 20, Duration::from_secs(20));
     let w = writer.stop();
     let k = checker.stop();
     let mut rows = work.written(np);
@@ -287,11 +287,11 @@ fn one_run(engine: Engine, fault: Fault, ttl: Duration, durability: &'static str
                     ..PgOpts::default()
                 },
             )?;
-            crate::postgres_scenario::settled(&c);
+            crate::postgres::scenario::settled(&c);
             measure(&mut c, fault)
         }
         Engine::Mariadb => {
-            let (c, _) = crate::mariadb_scenario::settled(MariaOpts {
+            let (c, _) = crate::mariadb::scenario::settled(MariaOpts {
                 ttl,
                 durability,
                 ..MariaOpts::default()

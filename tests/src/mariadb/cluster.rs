@@ -15,11 +15,11 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cluster::{Agents, NodeSpec, Secured, Security};
-use crate::etcd::{Etcd, EtcdCluster, EtcdServer};
-use crate::mariadb_workload::{APP_PASSWORD, APP_USER, Sql, app_at, writable_at};
-use crate::netns::Lan;
-use crate::util::{eventually, free_port, system_bin};
+use crate::harness::cluster::{Agents, NodeSpec, Secured, Security};
+use crate::harness::etcd::{Etcd, EtcdCluster, EtcdServer};
+use crate::harness::netns::Lan;
+use crate::harness::util::{eventually, free_port, system_bin};
+use crate::mariadb::workload::{APP_PASSWORD, APP_USER, Sql, app_at, writable_at};
 
 const NAMESPACE: &str = "e2e";
 const PROJECT: &str = "maria";
@@ -100,7 +100,7 @@ impl MariaCluster {
     }
 
     /// Like [`start`](Self::start), each node in a network namespace of its own on a test
-    /// LAN (see [`crate::netns`]), so that [`MariaCluster::lan_mut`] can partition it.
+    /// LAN (see [`crate::harness::netns`]), so that [`MariaCluster::lan_mut`] can partition it.
     pub fn start_on_lan(n: usize, opts: MariaOpts) -> anyhow::Result<Self> {
         Self::create_with(n, opts, Some(Lan::create(n)?), 1).map(Self::started)
     }
@@ -252,13 +252,13 @@ process:
     }
 
     /// The listener certificates and their CA, with `security.listener_tls`.
-    pub fn listener_tls(&self) -> Option<&crate::tls::TlsFiles> {
+    pub fn listener_tls(&self) -> Option<&crate::harness::tls::TlsFiles> {
         self.secured.listener.as_ref()
     }
 
     /// The names of the entries of the cluster's temp dir that start with `prefix`.
     pub fn entries(&self, prefix: &str) -> Vec<String> {
-        crate::cluster::entries(self.dir(), prefix)
+        crate::harness::cluster::entries(self.dir(), prefix)
     }
 
     /// The temp dir.
@@ -426,6 +426,6 @@ process:
 impl Drop for MariaCluster {
     fn drop(&mut self) {
         self.stop_all();
-        crate::cluster::keep_if_asked(&mut self.dir);
+        crate::harness::cluster::keep_if_asked(&mut self.dir);
     }
 }

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster;
-pub use crate::cluster::summary;
-use crate::postgres_cluster::{PgCluster, PgOpts};
-use crate::workload::{CheckerReport, WriterReport};
+use crate::harness::cluster;
+pub use crate::harness::cluster::summary;
+use crate::harness::workload::{CheckerReport, WriterReport};
+use crate::postgres::cluster::{PgCluster, PgOpts};
 
 /// The first primary of a fresh cluster: initdb, bootstrap, promotion.
 pub const BOOTSTRAP: Duration = Duration::from_secs(40);

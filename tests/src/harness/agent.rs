@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::util::{eventually, system_bin, workspace_bin};
+use crate::harness::util::{eventually, system_bin, workspace_bin};
 
 /// A running agent; killed (TERM, then KILL) when dropped.
 pub struct Agent {

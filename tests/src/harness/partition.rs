@@ -1,5 +1,5 @@
 //! Network partitions of a database cluster whose nodes run on a test LAN
-//! ([`crate::netns::Lan`]), engine-neutral: the scenarios of `tests/tests/*_partition.rs`.
+//! ([`crate::harness::netns::Lan`]), engine-neutral: the scenarios of `tests/tests/*_partition.rs`.
 //!
 //! - [`primary_cut_off`]: the primary cut off from etcd and from its peers while its clients
 //!   still reach it. It must fence itself before its lease can expire, a replica takes
@@ -14,9 +14,11 @@ use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Agents, assert_no_split_brain_no_loss, let_writer_run, wait_writable};
-use crate::netns::Lan;
-use crate::workload::{Checker, Workload, Writer};
+use crate::harness::cluster::{
+    Agents, assert_no_split_brain_no_loss, let_writer_run, wait_writable,
+};
+use crate::harness::netns::Lan;
+use crate::harness::workload::{Checker, Workload, Writer};
 
 /// Upper bound of the writer's and the checker's threads.
 const MAX_RUN: Duration = Duration::from_secs(150);
@@ -47,7 +49,7 @@ pub struct CutOff {
 }
 
 fn wait_replicating(c: &dyn OnLan, i: usize, from: usize) {
-    let ok = crate::util::eventually(REJOIN, Duration::from_millis(100), || {
+    let ok = crate::harness::util::eventually(REJOIN, Duration::from_millis(100), || {
         c.replicates(i, from).then_some(())
     });
     assert!(
@@ -64,7 +66,7 @@ fn full_redundancy(c: &dyn OnLan, primary: usize) {
     for i in (0..c.len()).filter(|&i| i != primary) {
         wait_replicating(c, i, primary);
     }
-    crate::cluster::same_rows_everywhere(c, c.workload().as_ref(), primary);
+    crate::harness::cluster::same_rows_everywhere(c, c.workload().as_ref(), primary);
 }
 
 /// Cuts primary `p` off for 3 × TTL under the writer and the checker, heals, and waits for

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
-use crate::util::{free_port, signal_and_wait};
+use crate::harness::util::{free_port, signal_and_wait};
 
 /// Debian's MariaDB server binary (package `mariadb-server`).
 pub const MARIADBD: &str = "/usr/sbin/mariadbd";

@@ -2,7 +2,7 @@
 //! supervising a `redis-server` through the `process` engine and the hook scripts of
 //! `examples/redis/hooks` (copied, so the example scripts are what is tested). Fault
 //! injection (kill -9 Redis, node loss, SIGSTOP/SIGCONT, SIGTERM), etcd access, and
-//! [`RedisWorkload`], Redis as the [`crate::workload`] writer and checker see it.
+//! [`RedisWorkload`], Redis as the [`crate::harness::workload`] writer and checker see it.
 //!
 //! Layout of the temp dir, mirroring `examples/redis/`: `agent-<i>.yaml` and `agent-<i>.log`,
 //! `hooks/`, `state-<i>/` (the agent's bootstrap marker), `data-<i>/` (Redis's dir).
@@ -16,11 +16,11 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cluster::{Agents, NodeSpec, yaml_ms as ms};
-use crate::etcd::{EtcdCluster, EtcdServer};
-use crate::resp::{self, Reply};
-use crate::util::{eventually, free_port, system_bin, workspace_root};
-use crate::workload::Workload;
+use crate::harness::cluster::{Agents, NodeSpec, yaml_ms as ms};
+use crate::harness::etcd::{EtcdCluster, EtcdServer};
+use crate::harness::util::{eventually, free_port, system_bin, workspace_root};
+use crate::harness::workload::Workload;
+use crate::redis::resp::{self, Reply};
 
 /// Debian's Redis server binary.
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -367,7 +367,7 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.stop_all();
-        crate::cluster::keep_if_asked(&mut self.dir);
+        crate::harness::cluster::keep_if_asked(&mut self.dir);
     }
 }
 

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 
-pub use crate::tls::TlsFiles;
-use crate::util::signal_and_wait;
+pub use crate::harness::tls::TlsFiles;
+use crate::harness::util::signal_and_wait;
 
 /// Where Debian's `etcd-server` installs the binary.
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
@@ -242,7 +242,7 @@ impl EtcdServer {
     }
 
     /// Like [`start`](Self::start), also serving clients on `ip` (same port; see
-    /// [`endpoint_on`](Self::endpoint_on)): etcd for the nodes of a [`crate::netns::Lan`].
+    /// [`endpoint_on`](Self::endpoint_on)): etcd for the nodes of a [`crate::harness::netns::Lan`].
     pub fn start_also_on(ip: std::net::Ipv4Addr) -> anyhow::Result<Self> {
         Self::start_with(false, None, Some(ip))
     }
@@ -580,7 +580,7 @@ impl Etcd {
     /// What a test cluster runs on: one server reachable on `lan`'s etcd address too, one
     /// server with TLS, one server, or a cluster of `members`.
     pub fn start(
-        lan: Option<&crate::netns::Lan>,
+        lan: Option<&crate::harness::netns::Lan>,
         tls: bool,
         members: usize,
     ) -> anyhow::Result<Self> {
@@ -616,18 +616,18 @@ impl Etcd {
         }
     }
 
-    /// What `security` asks of the one server (see [`crate::cluster::Secured::set_up`]); an
+    /// What `security` asks of the one server (see [`crate::harness::cluster::Secured::set_up`]); an
     /// etcd cluster runs without TLS or auth.
     pub fn secure(
         &mut self,
-        security: crate::cluster::Security,
+        security: crate::harness::cluster::Security,
         prefix: &str,
         dir: &Path,
-    ) -> anyhow::Result<crate::cluster::Secured> {
+    ) -> anyhow::Result<crate::harness::cluster::Secured> {
         match self {
-            Etcd::Server(s) => crate::cluster::Secured::set_up(security, s, prefix, dir),
-            Etcd::Cluster(_) if security == crate::cluster::Security::default() => {
-                Ok(crate::cluster::Secured::default())
+            Etcd::Server(s) => crate::harness::cluster::Secured::set_up(security, s, prefix, dir),
+            Etcd::Cluster(_) if security == crate::harness::cluster::Security::default() => {
+                Ok(crate::harness::cluster::Secured::default())
             }
             Etcd::Cluster(_) => bail!("TLS and auth are set up on a single etcd server only"),
         }

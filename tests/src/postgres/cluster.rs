@@ -1,7 +1,8 @@
 //! A PostgreSQL cluster under real agents: [`PgCluster`] starts one etcd and `n` agents,
 //! each running its own PostgreSQL 15 through the `postgres` engine (as the `postgres` OS
 //! user), with fault injection (kill -9 the postmaster, node loss, SIGSTOP/SIGCONT of an
-//! agent, SIGTERM) and the engine-neutral writer/checker of `workload.rs` ([`PgWorkload`]).
+//! agent, SIGTERM) and the engine-neutral writer/checker of [`crate::harness::workload`]
+//! ([`PgWorkload`]).
 //!
 //! Layout of the temp dir (mode 0777 so `postgres` can use it): `agent-<k>.yaml` and
 //! `agent-<k>.log`, `state-<k>/` (bootstrap marker), `data-<k>/` (PostgreSQL data dir),
@@ -15,15 +16,15 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::cluster::{Agents, NodeSpec, Secured, Security, yaml_ms as ms};
-use crate::etcd::{Etcd, EtcdCluster, EtcdServer};
-use crate::netns::Lan;
-use crate::postgres::{
+use crate::harness::cluster::{Agents, NodeSpec, Secured, Security, yaml_ms as ms};
+use crate::harness::etcd::{Etcd, EtcdCluster, EtcdServer};
+use crate::harness::netns::Lan;
+use crate::harness::util::{eventually, free_port};
+use crate::harness::workload::Workload;
+use crate::postgres::server::{
     Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
     temp_dir, wait_down,
 };
-use crate::util::{eventually, free_port};
-use crate::workload::Workload;
 
 const NAMESPACE: &str = "e2e";
 const PROJECT: &str = "pg";
@@ -100,7 +101,7 @@ impl PgCluster {
     }
 
     /// Like [`start`](Self::start), each node in a network namespace of its own on a test
-    /// LAN (see [`crate::netns`]), so that [`PgCluster::lan_mut`] can partition it.
+    /// LAN (see [`crate::harness::netns`]), so that [`PgCluster::lan_mut`] can partition it.
     pub fn start_on_lan(n: usize, opts: PgOpts) -> anyhow::Result<Self> {
         Self::start_with(n, opts, Some(Lan::create(n)?), 1)
     }
@@ -197,7 +198,7 @@ impl PgCluster {
 
     /// Names in the temp dir starting with `prefix` (e.g. `data-1.aside-`).
     pub fn entries(&self, prefix: &str) -> Vec<String> {
-        crate::cluster::entries(self.dir(), prefix)
+        crate::harness::cluster::entries(self.dir(), prefix)
     }
 
     /// Rewrites node `i`'s agent config with `opts`; takes effect at its next start.
@@ -245,7 +246,7 @@ impl PgCluster {
 
     /// The postmaster's pid of node `i` (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
-        crate::postgres::postmaster_pid(&self.nodes[i].data_dir)
+        crate::postgres::server::postmaster_pid(&self.nodes[i].data_dir)
     }
 
     /// SIGKILL node `i`'s postmaster (the agent's main process).
@@ -364,7 +365,7 @@ impl Drop for PgCluster {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
-        crate::cluster::keep_if_asked(&mut self.dir);
+        crate::harness::cluster::keep_if_asked(&mut self.dir);
     }
 }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::util::{signal_and_wait, system_bin, workspace_bin};
+use crate::harness::util::{signal_and_wait, system_bin, workspace_bin};
 
 /// The admin token every test coordinator starts with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
@@ -243,7 +243,7 @@ pub fn ctl(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (i32, Stri
 /// Puts a minimal but valid `nodes/<id>` document (and `primary` when `primary`) for a fake
 /// cluster, so API tests need no agents. `offset` is the node's replication offset.
 pub fn seed_node(
-    etcd: &crate::etcd::EtcdServer,
+    etcd: &crate::harness::etcd::EtcdServer,
     cluster: &str,
     id: &str,
     primary: bool,

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cluster;
-pub use crate::cluster::summary;
-use crate::mariadb_cluster::{MariaCluster, MariaOpts};
-use crate::mariadb_workload::MariaWorkload;
-use crate::workload::{Checker, Workload, Writer};
+use crate::harness::cluster;
+pub use crate::harness::cluster::summary;
+use crate::harness::workload::{Checker, Workload, Writer};
+use crate::mariadb::cluster::{MariaCluster, MariaOpts};
+use crate::mariadb::workload::MariaWorkload;
 
 /// Bootstrap of a fresh cluster (install-db ~3 s per node, three at once on 2 cores).
 pub const BOOTSTRAP: Duration = Duration::from_secs(60);

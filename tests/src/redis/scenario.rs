@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster;
-pub use crate::cluster::summary;
-use crate::redis::{RedisCluster, RedisOpts, RedisWorkload};
-use crate::workload::{CheckerReport, WriterReport};
+use crate::harness::cluster;
+pub use crate::harness::cluster::summary;
+use crate::harness::workload::{CheckerReport, WriterReport};
+use crate::redis::cluster::{RedisCluster, RedisOpts, RedisWorkload};
 
 /// The first primary of a fresh cluster: bootstrap plus Redis start-up.
 pub const BOOTSTRAP: Duration = Duration::from_secs(30);

@@ -16,7 +16,7 @@ use engines::{MainControl, MainRequest, StopMode};
 use handlers::RunAs;
 use nix::sys::signal::Signal;
 
-use crate::util::{free_port, signal_and_wait, system_bin};
+use crate::harness::util::{free_port, signal_and_wait, system_bin};
 
 /// Debian's PostgreSQL 15 programs.
 pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -275,7 +275,7 @@ pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
 /// Waits up to `within` until the server on `port` no longer answers `SELECT 1`; whether it
 /// stopped answering.
 pub fn wait_down(sql: &Sql, port: u16, within: Duration) -> bool {
-    crate::util::eventually(within, Duration::from_millis(20), || {
+    crate::harness::util::eventually(within, Duration::from_millis(20), || {
         sql.query(port, "SELECT 1", Duration::from_millis(300))
             .is_err()
             .then_some(())
@@ -415,11 +415,14 @@ impl EngineNode {
 
     /// Wait until the server answers `SELECT 1`.
     pub fn wait_ready(&self, sql: &Sql) {
-        let ok =
-            crate::util::eventually(Duration::from_secs(60), Duration::from_millis(50), || {
+        let ok = crate::harness::util::eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+            || {
                 sql.query(self.port, "SELECT 1", Duration::from_secs(1))
                     .ok()
-            });
+            },
+        );
         assert!(
             ok.is_some(),
             "postgres on {} not ready\n{}",

@@ -13,7 +13,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
-use crate::workload::Workload;
+use crate::harness::workload::Workload;
 
 /// The application account the workload uses.
 pub const APP_USER: &str = "app";
@@ -139,7 +139,7 @@ fn written_at(app: Sql) -> anyhow::Result<Vec<u64>> {
         .collect())
 }
 
-/// The workload of `tests/src/workload.rs` on MariaDB nodes (by index, their ports).
+/// The workload of [`crate::harness::workload`] on MariaDB nodes (by index, their ports).
 #[derive(Clone, Debug)]
 pub struct MariaWorkload {
     /// Each node's MariaDB address and port.

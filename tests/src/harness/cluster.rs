@@ -13,9 +13,9 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::agent::Agent;
-use crate::util::eventually;
-use crate::workload::{CheckerReport, Workload, WriterReport};
+use crate::harness::agent::Agent;
+use crate::harness::util::eventually;
+use crate::harness::workload::{CheckerReport, Workload, WriterReport};
 
 /// Timeout of the agents' HTTP endpoints.
 const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
@@ -27,10 +27,10 @@ const LOG_TAIL: usize = 120;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Security {
     /// etcd serves clients over TLS only and requires a client certificate
-    /// ([`EtcdServer::start_tls`](crate::etcd::EtcdServer::start_tls)); agents get
+    /// ([`EtcdServer::start_tls`](crate::harness::etcd::EtcdServer::start_tls)); agents get
     /// `store.etcd.tls` with its CA and client certificate.
     pub etcd_tls: bool,
-    /// etcd authentication on ([`EtcdServer::enable_auth`](crate::etcd::EtcdServer::enable_auth)):
+    /// etcd authentication on ([`EtcdServer::enable_auth`](crate::harness::etcd::EtcdServer::enable_auth)):
     /// agents log in as [`ETCD_USER`] (`store.etcd.username`, `password_file`), whose role may
     /// only read and write the cluster's prefix.
     pub etcd_auth: bool,
@@ -51,7 +51,7 @@ pub struct Secured {
     /// a block mapping under `etcd:` (4 spaces).
     pub etcd_yaml: String,
     /// The listener's certificates (`telemetry.tls`); `None` serves plain HTTP.
-    pub listener: Option<crate::tls::TlsFiles>,
+    pub listener: Option<crate::harness::tls::TlsFiles>,
 }
 
 impl Secured {
@@ -59,7 +59,7 @@ impl Secured {
     /// agents need in `dir` (the password file, the listener's certificates).
     pub fn set_up(
         sec: Security,
-        etcd: &mut crate::etcd::EtcdServer,
+        etcd: &mut crate::harness::etcd::EtcdServer,
         prefix: &str,
         dir: &Path,
     ) -> anyhow::Result<Self> {
@@ -79,7 +79,9 @@ impl Secured {
             let _ = writeln!(yaml, "      key_file: {}", tls.client_key.display());
         }
         let listener = if sec.listener_tls {
-            Some(crate::tls::TlsFiles::generate(&dir.join("listener-tls"))?)
+            Some(crate::harness::tls::TlsFiles::generate(
+                &dir.join("listener-tls"),
+            )?)
         } else {
             None
         };
@@ -133,7 +135,7 @@ pub struct Agents {
     /// Agents started from now on run under this open-file limit (soft and hard).
     open_files: Option<u64>,
     /// How `etcdctl` reaches the etcd (client certificate, user).
-    etcd_access: crate::etcd::EtcdAccess,
+    etcd_access: crate::harness::etcd::EtcdAccess,
     /// `http` or `https` (the agents' listeners have certificates).
     scheme: &'static str,
 }
@@ -143,14 +145,14 @@ pub struct Agents {
 macro_rules! deref_to_agents {
     ($cluster:ty) => {
         impl std::ops::Deref for $cluster {
-            type Target = $crate::cluster::Agents;
-            fn deref(&self) -> &$crate::cluster::Agents {
+            type Target = $crate::harness::cluster::Agents;
+            fn deref(&self) -> &$crate::harness::cluster::Agents {
                 &self.agents
             }
         }
 
         impl std::ops::DerefMut for $cluster {
-            fn deref_mut(&mut self) -> &mut $crate::cluster::Agents {
+            fn deref_mut(&mut self) -> &mut $crate::harness::cluster::Agents {
                 &mut self.agents
             }
         }
@@ -200,7 +202,7 @@ impl Agents {
             endpoints: endpoints.join(","),
             prefix: format!("/autopilot/{namespace}/{project}/{cluster}/"),
             open_files: None,
-            etcd_access: crate::etcd::EtcdAccess::default(),
+            etcd_access: crate::harness::etcd::EtcdAccess::default(),
             scheme: "http",
         })
     }
@@ -218,7 +220,7 @@ impl Agents {
     }
 
     /// `etcdctl` runs with `access` (an etcd with TLS or auth).
-    pub fn set_etcd_access(&mut self, access: crate::etcd::EtcdAccess) {
+    pub fn set_etcd_access(&mut self, access: crate::harness::etcd::EtcdAccess) {
         self.etcd_access = access;
     }
 
@@ -283,7 +285,7 @@ impl Agents {
 
     /// `etcdctl <args>` against the cluster's etcd; its stdout.
     pub fn etcdctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        crate::etcd::etcdctl_as(&self.endpoints, &self.etcd_access, args)
+        crate::harness::etcd::etcdctl_as(&self.endpoints, &self.etcd_access, args)
     }
 
     /// The value of `<prefix><key>`, `None` when absent.
@@ -324,7 +326,7 @@ impl Agents {
     /// Waits until node `i`'s node key says it is eligible for promotion (a switchover to a
     /// node that is not yet is rejected by the primary, as it should be).
     pub fn wait_eligible(&self, i: usize, within: Duration) {
-        let ok = crate::util::wait_node_eligible(|k| self.key(k), self.name(i), within);
+        let ok = crate::harness::util::wait_node_eligible(|k| self.key(k), self.name(i), within);
         assert!(
             ok,
             "{} is not eligible within {within:?}\n{}",
@@ -409,7 +411,7 @@ impl Agents {
         self.nodes[i]
             .agent
             .as_ref()
-            .is_some_and(|a| crate::util::alive(a.pid()))
+            .is_some_and(|a| crate::harness::util::alive(a.pid()))
     }
 
     /// Whether node `i`'s agent is SIGSTOPped.

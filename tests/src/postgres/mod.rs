@@ -1,0 +1,7 @@
+//! PostgreSQL: the Debian binaries, a SQL client and a server driven by the engine alone
+//! ([`server`]), a cluster under agents ([`cluster`]), and the steps of the PostgreSQL
+//! scenarios ([`scenario`]).
+
+pub mod cluster;
+pub mod scenario;
+pub mod server;
