@@ -2,8 +2,8 @@
 //! and restart with the earlier log kept, SIGSTOP/SIGCONT/SIGTERM/SIGKILL, exit), their logs
 //! for failure messages, their HTTP endpoints (`/health`, `/metrics`, `/primary`), from
 //! which roles and the primary are read, and the cluster's keys in etcd. `RedisCluster`,
-//! `MariaCluster` and `PgCluster` hold one and dereference to it ([`deref_to_agents!`]);
-//! each adds its database, its faults and its config.
+//! `MariaCluster` and `PgCluster` hold one and dereference to it (a plain `Deref` impl in
+//! each, documented there); each adds its database, its faults and its config.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -138,25 +138,6 @@ pub struct Agents {
     etcd_access: crate::harness::etcd::EtcdAccess,
     /// `http` or `https` (the agents' listeners have certificates).
     scheme: &'static str,
-}
-
-/// `impl Deref<Target = Agents>` (and `DerefMut`) for a harness with an `agents` field.
-#[macro_export]
-macro_rules! deref_to_agents {
-    ($cluster:ty) => {
-        impl std::ops::Deref for $cluster {
-            type Target = $crate::harness::cluster::Agents;
-            fn deref(&self) -> &$crate::harness::cluster::Agents {
-                &self.agents
-            }
-        }
-
-        impl std::ops::DerefMut for $cluster {
-            fn deref_mut(&mut self) -> &mut $crate::harness::cluster::Agents {
-                &mut self.agents
-            }
-        }
-    };
 }
 
 /// Node `i`'s name, config path, telemetry port and database detail for [`Agents::new`].

@@ -8,6 +8,7 @@
 //! `agent-<k>.yaml`, `agent-<k>.log`, `state-<k>/` (bootstrap marker, socket),
 //! `data-<k>/`, `admin.pass`, `repl.pass`. Node indexes are 0-based; node `i` is `node-<i+1>`.
 
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -79,7 +80,22 @@ pub struct MariaCluster {
     lan: Option<Lan>,
 }
 
-crate::deref_to_agents!(MariaCluster);
+/// A cluster is its agents plus its databases: [`Agents`]' methods (roles, the primary, logs,
+/// faults on agents, etcd keys) are called on the cluster itself, `c.wait_primary(…)`. A plain
+/// `Deref` rather than an accessor because the scenarios make hundreds of such calls.
+impl Deref for MariaCluster {
+    type Target = Agents;
+
+    fn deref(&self) -> &Agents {
+        &self.agents
+    }
+}
+
+impl DerefMut for MariaCluster {
+    fn deref_mut(&mut self) -> &mut Agents {
+        &mut self.agents
+    }
+}
 
 impl MariaCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).

@@ -8,6 +8,7 @@
 //! `agent-<k>.log`, `state-<k>/` (bootstrap marker), `data-<k>/` (PostgreSQL data dir),
 //! `su.pw` and `repl.pw` (passwords). Node indexes are 0-based; node `i` is `node-<i+1>`.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +87,22 @@ pub struct PgCluster {
     lan: Option<Lan>,
 }
 
-crate::deref_to_agents!(PgCluster);
+/// A cluster is its agents plus its databases: [`Agents`]' methods (roles, the primary, logs,
+/// faults on agents, etcd keys) are called on the cluster itself, `c.wait_primary(…)`. A plain
+/// `Deref` rather than an accessor because the scenarios make hundreds of such calls.
+impl Deref for PgCluster {
+    type Target = Agents;
+
+    fn deref(&self) -> &Agents {
+        &self.agents
+    }
+}
+
+impl DerefMut for PgCluster {
+    fn deref_mut(&mut self) -> &mut Agents {
+        &mut self.agents
+    }
+}
 
 impl PgCluster {
     /// Starts etcd and `n` agents (not waiting for a primary).

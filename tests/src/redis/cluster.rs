@@ -8,6 +8,7 @@
 //! `hooks/`, `state-<i>/` (the agent's bootstrap marker), `data-<i>/` (Redis's dir).
 //! Node indexes are 0-based; node `i` is named `node-<i+1>`.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,7 +92,22 @@ pub struct RedisCluster {
     dir: tempfile::TempDir,
 }
 
-crate::deref_to_agents!(RedisCluster);
+/// A cluster is its agents plus its databases: [`Agents`]' methods (roles, the primary, logs,
+/// faults on agents, etcd keys) are called on the cluster itself, `c.wait_primary(…)`. A plain
+/// `Deref` rather than an accessor because the scenarios make hundreds of such calls.
+impl Deref for RedisCluster {
+    type Target = Agents;
+
+    fn deref(&self) -> &Agents {
+        &self.agents
+    }
+}
+
+impl DerefMut for RedisCluster {
+    fn deref_mut(&mut self) -> &mut Agents {
+        &mut self.agents
+    }
+}
 
 impl RedisCluster {
     /// Starts etcd and `n` agents (not waiting for a primary: see [`Self::wait_primary`]).
