@@ -7,10 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::harness::cluster::{
-    Agents, assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere,
-};
+use e2e::harness::cluster::Agents;
 use e2e::harness::etcd::EtcdCluster;
+use e2e::harness::scenario::{assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere};
 use e2e::harness::util::eventually;
 use e2e::harness::workload::{Checker, Workload, Writer};
 use e2e::mariadb::cluster::{MariaCluster, MariaOpts};

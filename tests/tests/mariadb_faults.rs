@@ -172,7 +172,7 @@ fn etcd_outage_fences_the_primary_then_the_cluster_is_whole_again() {
     let_writer_run(&c, q, 30);
     let (w, k) = (w.stop(), k.stop());
     let rows = e2e::mariadb::workload::written(c.port(q)).expect("read the rows on the primary");
-    e2e::harness::cluster::assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    e2e::harness::scenario::assert_no_split_brain_no_loss(&c, &rows, &w, &k);
     for i in (0..c.len()).filter(|&i| i != q) {
         c.wait_replicating(i, q, ATTACH);
     }

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use e2e::harness::util::eventually;
 use e2e::harness::workload::{Checker, Writer};
-use e2e::postgres::cluster::{PgCluster, PgOpts, TABLE};
+use e2e::postgres::cluster::{PgCluster, PgOpts};
 use e2e::postgres::scenario::{
     MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere, settled, start,
     wait_writable,
 };
+use e2e::postgres::workload::TABLE;
 
 fn opts(durability: &'static str) -> PgOpts {
     PgOpts {

@@ -69,10 +69,10 @@ fn rounds_of(
         // replaced: judge the round against whoever is primary once it answers.
         let np = c.wait_primary(Duration::from_secs(30));
         let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
-            e2e::harness::cluster::sorted_rows(c.workload().as_ref(), np)
+            e2e::harness::scenario::sorted_rows(c.workload().as_ref(), np)
         })
         .unwrap_or_else(|| panic!("{} does not answer\n{}", c.name(np), c.logs()));
-        e2e::harness::cluster::assert_no_split_brain_no_loss(c, &rows, &w, &k);
+        e2e::harness::scenario::assert_no_split_brain_no_loss(c, &rows, &w, &k);
         full_redundancy(c, np);
         println!(
             "{what} round {round}: primary {} -> {}, full redundancy after {:?}",

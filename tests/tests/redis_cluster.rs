@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use e2e::harness::util::eventually;
 use e2e::harness::workload::{Checker, Writer};
-use e2e::redis::cluster::RedisWorkload;
 use e2e::redis::scenario::*;
+use e2e::redis::workload::RedisWorkload;
 
 #[test]
 fn fresh_cluster_has_one_primary_and_two_replicas() {

@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
-use e2e::harness::cluster::{ETCD_PASSWORD, Security, assert_no_split_brain_no_loss};
+use e2e::harness::cluster::{ETCD_PASSWORD, Security};
 use e2e::harness::etcd::ROOT_PASSWORD;
+use e2e::harness::scenario::assert_no_split_brain_no_loss;
 use e2e::harness::tls::TlsFiles;
 use e2e::harness::util::eventually;
 use e2e::harness::workload::{Checker, Writer};

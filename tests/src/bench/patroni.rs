@@ -31,11 +31,11 @@ use nix::unistd::Pid;
 use crate::harness::etcd::EtcdServer;
 use crate::harness::util::{alive, eventually, free_port};
 use crate::harness::workload::Workload;
-use crate::postgres::cluster::{PgWorkload, create_tables};
 use crate::postgres::server::{
     BIN_DIR, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql,
     check_installed as check_postgres, temp_dir, wait_down,
 };
+use crate::postgres::workload::{PgWorkload, create_tables};
 
 /// Where `scripts/install-deps` puts the Patroni venv.
 pub const PATRONI_VENV: &str = "/opt/patroni";

@@ -180,7 +180,7 @@ struct Run {
 /// less); the primary.
 fn redundant(c: &dyn Cluster, within: Duration) -> Option<usize> {
     let work = c.workload();
-    let rows = |i: usize| crate::harness::cluster::sorted_rows(work.as_ref(), i);
+    let rows = |i: usize| crate::harness::scenario::sorted_rows(work.as_ref(), i);
     eventually(within, Duration::from_millis(100), || {
         let p = c.primary()?;
         let others: Vec<usize> = (0..c.len()).filter(|&i| i != p).collect();
@@ -205,7 +205,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let work = c.workload();
     let checker = Checker::start(work.clone(), Duration::from_secs(180));
     let writer = Writer::start(work.clone(), Duration::from_secs(180));
-    crate::harness::cluster::let_writer_run(c, work.as_ref(), p, 50, Duration::from_secs(20));
+    crate::harness::scenario::let_writer_run(c, work.as_ref(), p, 50, Duration::from_secs(20));
     let ttl = c.ttl();
     let replica = (0..c.len()).find(|&i| i != p).expect("a replica");
     if fault == Fault::Switchover {
@@ -262,7 +262,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let rejoin = back_at.elapsed();
     // A few more rows on the primary, then stop and count.
     let np = back.ok_or_else(|| anyhow::anyhow!("no full redundancy within 90 s\n{}", c.logs()))?;
-    crate::harness::cluster::let_writer_run(c, work.as_ref(), np, 20, Duration::from_secs(20));
+    crate::harness::scenario::let_writer_run(c, work.as_ref(), np, 20, Duration::from_secs(20));
     let w = writer.stop();
     let k = checker.stop();
     let mut rows = work.written(np);

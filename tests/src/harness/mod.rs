@@ -10,6 +10,7 @@ pub mod coordinator;
 pub mod etcd;
 pub mod netns;
 pub mod partition;
+pub mod scenario;
 pub mod tls;
 pub mod util;
 pub mod workload;

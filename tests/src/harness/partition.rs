@@ -14,10 +14,9 @@ use std::ops::DerefMut;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::cluster::{
-    Agents, assert_no_split_brain_no_loss, let_writer_run, wait_writable,
-};
+use crate::harness::cluster::Agents;
 use crate::harness::netns::Lan;
+use crate::harness::scenario::{assert_no_split_brain_no_loss, let_writer_run, wait_writable};
 use crate::harness::workload::{Checker, Workload, Writer};
 
 /// Upper bound of the writer's and the checker's threads.
@@ -66,7 +65,7 @@ fn full_redundancy(c: &dyn OnLan, primary: usize) {
     for i in (0..c.len()).filter(|&i| i != primary) {
         wait_replicating(c, i, primary);
     }
-    crate::harness::cluster::same_rows_everywhere(c, c.workload().as_ref(), primary);
+    crate::harness::scenario::same_rows_everywhere(c, c.workload().as_ref(), primary);
 }
 
 /// Cuts primary `p` off for 3 × TTL under the writer and the checker, heals, and waits for

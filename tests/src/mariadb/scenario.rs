@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::cluster;
-pub use crate::harness::cluster::summary;
+use crate::harness::scenario as shared;
+pub use crate::harness::scenario::summary;
 use crate::harness::workload::{Checker, Workload, Writer};
 use crate::mariadb::cluster::{MariaCluster, MariaOpts};
 use crate::mariadb::workload::MariaWorkload;
@@ -51,12 +51,12 @@ pub fn workload(c: &MariaCluster) -> Arc<dyn Workload> {
 
 /// Waits until `n` more rows are in `e2e.seq` on `node` than when asked.
 pub fn let_writer_run(c: &MariaCluster, node: usize, n: usize) {
-    cluster::let_writer_run(c, workload(c).as_ref(), node, n, Duration::from_secs(20));
+    shared::let_writer_run(c, workload(c).as_ref(), node, n, Duration::from_secs(20));
 }
 
 /// Waits until `node` accepts the application's writes.
 pub fn wait_writable(c: &MariaCluster, node: usize, within: Duration) {
-    cluster::wait_writable(c, workload(c).as_ref(), node, within);
+    shared::wait_writable(c, workload(c).as_ref(), node, within);
 }
 
 /// What one failover run measured.
@@ -137,5 +137,5 @@ pub fn assert_safe(c: &MariaCluster, run: &FailoverRun) {
 
 /// Every node holds exactly the rows of `primary` (the writer has stopped), within 15 s.
 pub fn same_rows_everywhere(c: &MariaCluster, primary: usize) {
-    cluster::same_rows_everywhere(c, workload(c).as_ref(), primary);
+    shared::same_rows_everywhere(c, workload(c).as_ref(), primary);
 }

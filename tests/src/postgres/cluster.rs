@@ -2,7 +2,7 @@
 //! each running its own PostgreSQL 15 through the `postgres` engine (as the `postgres` OS
 //! user), with fault injection (kill -9 the postmaster, node loss, SIGSTOP/SIGCONT of an
 //! agent, SIGTERM) and the engine-neutral writer/checker of [`crate::harness::workload`]
-//! ([`PgWorkload`]).
+//! ([`PgWorkload`], in [`crate::postgres::workload`]).
 //!
 //! Layout of the temp dir (mode 0777 so `postgres` can use it): `agent-<k>.yaml` and
 //! `agent-<k>.log`, `state-<k>/` (bootstrap marker), `data-<k>/` (PostgreSQL data dir),
@@ -23,15 +23,14 @@ use crate::harness::netns::Lan;
 use crate::harness::util::{eventually, free_port};
 use crate::harness::workload::Workload;
 use crate::postgres::server::{
-    Kept, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed,
-    temp_dir, wait_down,
+    REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed, temp_dir,
+    wait_down,
 };
+use crate::postgres::workload::{PgWorkload, create_tables};
 
 const NAMESPACE: &str = "e2e";
 const PROJECT: &str = "pg";
 const CLUSTER: &str = "main";
-/// The writer's table.
-pub const TABLE: &str = "e2e_writes";
 
 /// Tuning of the agents.
 #[derive(Clone, Debug)]
@@ -356,23 +355,6 @@ impl PgCluster {
     }
 }
 
-/// Creates the writer's and the probe's tables on the server at `port` (idempotent),
-/// retrying for up to 20 s; whether it worked.
-pub fn create_tables(sql: &Sql, port: u16) -> bool {
-    eventually(Duration::from_secs(20), Duration::from_millis(200), || {
-        sql.query(
-            port,
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {TABLE}(seq bigint PRIMARY KEY); \
-                 CREATE TABLE IF NOT EXISTS e2e_probe(at timestamptz)"
-            ),
-            Duration::from_secs(3),
-        )
-        .ok()
-    })
-    .is_some()
-}
-
 impl Drop for PgCluster {
     fn drop(&mut self) {
         self.agents.terminate_all(Duration::from_secs(15));
@@ -382,77 +364,6 @@ impl Drop for PgCluster {
             }
         }
         crate::harness::cluster::keep_if_asked(&mut self.dir);
-    }
-}
-
-/// The writer/checker's access to the cluster's PostgreSQL servers (as the superuser).
-pub struct PgWorkload {
-    /// Each node's port.
-    ports: Vec<u16>,
-    /// Shared client.
-    sql: Arc<Sql>,
-    /// The writer's kept connection per node.
-    writers: Vec<Arc<Kept>>,
-    /// The checker's kept connection per node.
-    probes: Vec<Arc<Kept>>,
-}
-
-impl PgWorkload {
-    /// The writer/checker's access to the servers on `ports` (node `i` on `ports[i]`), as
-    /// the test superuser; used for the agents' clusters and for Patroni's.
-    pub fn shared(ports: Vec<u16>, sql: Arc<Sql>) -> Arc<dyn Workload> {
-        let kept = || ports.iter().map(|_| Arc::new(Kept::default())).collect();
-        Arc::new(PgWorkload {
-            writers: kept(),
-            probes: kept(),
-            ports,
-            sql,
-        })
-    }
-}
-
-impl Workload for PgWorkload {
-    fn nodes(&self) -> usize {
-        self.ports.len()
-    }
-
-    /// One INSERT (autocommit) on a kept connection; acknowledged only when COMMIT returned
-    /// within 1 s (a commit waiting for a synchronous standby is never cancelled: the
-    /// connection is abandoned and a new one opened for the next write).
-    fn write(&self, node: usize, seq: u64) -> bool {
-        self.sql
-            .query_kept(
-                &self.writers[node],
-                self.ports[node],
-                &format!("INSERT INTO {TABLE}(seq) VALUES ({seq})"),
-                Duration::from_secs(1),
-            )
-            .is_ok()
-    }
-
-    fn writable(&self, node: usize) -> bool {
-        self.sql
-            .query_kept(
-                &self.probes[node],
-                self.ports[node],
-                "INSERT INTO e2e_probe(at) VALUES (now())",
-                Duration::from_millis(300),
-            )
-            .is_ok()
-    }
-
-    fn written(&self, node: usize) -> Vec<u64> {
-        let rows = self
-            .sql
-            .query(
-                self.ports[node],
-                &format!("SELECT seq FROM {TABLE}"),
-                Duration::from_secs(10),
-            )
-            .unwrap_or_else(|e| panic!("read the writer's table on node {node}: {e:#}"));
-        rows.into_iter()
-            .filter_map(|r| r.into_iter().next().flatten()?.parse().ok())
-            .collect()
     }
 }
 

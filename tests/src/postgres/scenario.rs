@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::cluster;
-pub use crate::harness::cluster::summary;
+use crate::harness::scenario as shared;
+pub use crate::harness::scenario::summary;
 use crate::harness::workload::{CheckerReport, WriterReport};
 use crate::postgres::cluster::{PgCluster, PgOpts};
 
@@ -42,12 +42,12 @@ pub fn settled(c: &PgCluster) -> usize {
 
 /// Waits until `node` accepts writes (through the workload's probe).
 pub fn wait_writable(c: &PgCluster, node: usize, within: Duration) -> Duration {
-    cluster::wait_writable(c, c.workload().as_ref(), node, within)
+    shared::wait_writable(c, c.workload().as_ref(), node, within)
 }
 
 /// Waits until `n` more rows are in the writer's table on `primary`.
 pub fn let_writer_run(c: &PgCluster, primary: usize, n: usize) {
-    cluster::let_writer_run(
+    shared::let_writer_run(
         c,
         c.workload().as_ref(),
         primary,
@@ -64,10 +64,10 @@ pub fn assert_no_split_brain_no_loss(
     k: &CheckerReport,
 ) {
     let rows = c.workload().written(primary);
-    cluster::assert_no_split_brain_no_loss(c, &rows, w, k);
+    shared::assert_no_split_brain_no_loss(c, &rows, w, k);
 }
 
 /// Every node holds exactly the rows of `primary` (the writer has stopped), within 15 s.
 pub fn same_rows_everywhere(c: &PgCluster, primary: usize) {
-    cluster::same_rows_everywhere(c, c.workload().as_ref(), primary);
+    shared::same_rows_everywhere(c, c.workload().as_ref(), primary);
 }

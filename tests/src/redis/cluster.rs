@@ -1,8 +1,8 @@
 //! A Redis cluster under real agents: [`RedisCluster`] starts one etcd and `n` agents, each
 //! supervising a `redis-server` through the `process` engine and the hook scripts of
 //! `examples/redis/hooks` (copied, so the example scripts are what is tested). Fault
-//! injection (kill -9 Redis, node loss, SIGSTOP/SIGCONT, SIGTERM), etcd access, and
-//! [`RedisWorkload`], Redis as the [`crate::harness::workload`] writer and checker see it.
+//! injection (kill -9 Redis, node loss, SIGSTOP/SIGCONT, SIGTERM) and etcd access; the
+//! writer and the checker see it through [`RedisWorkload`].
 //!
 //! Layout of the temp dir, mirroring `examples/redis/`: `agent-<i>.yaml` and `agent-<i>.log`,
 //! `hooks/`, `state-<i>/` (the agent's bootstrap marker), `data-<i>/` (Redis's dir).
@@ -22,6 +22,7 @@ use crate::harness::etcd::{EtcdCluster, EtcdServer};
 use crate::harness::util::{eventually, free_port, system_bin, workspace_root};
 use crate::harness::workload::Workload;
 use crate::redis::resp::{self, Reply};
+use crate::redis::workload::{PROBE_TIMEOUT, RedisWorkload, probe_writable};
 
 /// Debian's Redis server binary.
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -32,9 +33,6 @@ pub const REDIS_CLI: &str = "/usr/bin/redis-cli";
 const NAMESPACE: &str = "e2e";
 const PROJECT: &str = "redis";
 const CLUSTER: &str = "cache";
-
-/// How long one writability probe may take; a paused Redis never answers a write.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Tuning of the agents.
 #[derive(Clone, Debug)]
@@ -387,14 +385,6 @@ impl Drop for RedisCluster {
     }
 }
 
-/// A SET within [`PROBE_TIMEOUT`] that answers OK.
-fn probe_writable(port: u16) -> bool {
-    matches!(
-        resp::command(port, &["SET", "autopilot:e2e:probe", "1"], PROBE_TIMEOUT),
-        Ok(Reply::Simple(ref s)) if s == "OK"
-    )
-}
-
 /// Copies `examples/redis/hooks/*` to `to`.
 fn copy_hooks(to: &Path) -> anyhow::Result<()> {
     let from = workspace_root().join("examples/redis/hooks");
@@ -466,62 +456,4 @@ telemetry: {{ listen: "127.0.0.1:{tel}" }}
         cli = REDIS_CLI,
         tel = node.telemetry_port,
     )
-}
-
-// ---- the writer's and checker's view of Redis ----
-
-/// Redis as the [`Writer`] and [`Checker`] see it: RPUSH of each number to the list
-/// [`RedisWorkload::KEY`], a SET to a probe key for writability.
-pub struct RedisWorkload {
-    ports: Vec<u16>,
-}
-
-impl RedisWorkload {
-    /// The list the writer appends to.
-    pub const KEY: &'static str = "autopilot:e2e:seq";
-
-    /// The nodes on `ports` (by index).
-    pub fn shared(ports: Vec<u16>) -> Arc<dyn Workload> {
-        Arc::new(RedisWorkload { ports })
-    }
-}
-
-impl Workload for RedisWorkload {
-    fn nodes(&self) -> usize {
-        self.ports.len()
-    }
-
-    fn write(&self, node: usize, seq: u64) -> bool {
-        let n = seq.to_string();
-        matches!(
-            resp::command(
-                self.ports[node],
-                &["RPUSH", Self::KEY, &n],
-                Duration::from_millis(300)
-            ),
-            Ok(Reply::Int(_))
-        )
-    }
-
-    fn writable(&self, node: usize) -> bool {
-        probe_writable(self.ports[node])
-    }
-
-    fn written(&self, node: usize) -> Vec<u64> {
-        match resp::command(
-            self.ports[node],
-            &["LRANGE", Self::KEY, "0", "-1"],
-            Duration::from_secs(5),
-        ) {
-            Ok(Reply::Array(Some(items))) => items
-                .iter()
-                .filter_map(|r| r.as_str().and_then(|s| s.parse().ok()))
-                .collect(),
-            other => panic!(
-                "LRANGE {} on port {}: {other:?}",
-                Self::KEY,
-                self.ports[node]
-            ),
-        }
-    }
 }

@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::cluster;
-pub use crate::harness::cluster::summary;
+use crate::harness::scenario as shared;
+pub use crate::harness::scenario::summary;
 use crate::harness::workload::{CheckerReport, WriterReport};
-use crate::redis::cluster::{RedisCluster, RedisOpts, RedisWorkload};
+use crate::redis::cluster::{RedisCluster, RedisOpts};
+use crate::redis::workload::RedisWorkload;
 
 /// The first primary of a fresh cluster: bootstrap plus Redis start-up.
 pub const BOOTSTRAP: Duration = Duration::from_secs(30);
@@ -61,12 +62,12 @@ pub fn stays_primary(c: &RedisCluster, p: usize, window: Duration) -> bool {
 
 /// Waits until `node` accepts writes.
 pub fn wait_writable(c: &RedisCluster, node: usize, within: Duration) {
-    cluster::wait_writable(c, c.workload().as_ref(), node, within);
+    shared::wait_writable(c, c.workload().as_ref(), node, within);
 }
 
 /// Waits until the writer has had `n` more writes acknowledged by `primary` than when asked.
 pub fn let_writer_run(c: &RedisCluster, primary: usize, n: usize) {
-    cluster::let_writer_run(
+    shared::let_writer_run(
         c,
         c.workload().as_ref(),
         primary,
@@ -83,5 +84,5 @@ pub fn assert_no_split_brain_no_loss(
     k: &CheckerReport,
 ) {
     let list = c.list_numbers(primary, RedisWorkload::KEY);
-    cluster::assert_no_split_brain_no_loss(c, &list, w, k);
+    shared::assert_no_split_brain_no_loss(c, &list, w, k);
 }
