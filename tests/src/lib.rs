@@ -7,7 +7,6 @@
 //! workload and its scenario steps. The scenarios themselves are the files of `tests/tests/`;
 //! the `bench` crate measures with the same pieces.
 
-pub mod bench;
 pub mod harness;
 pub mod mariadb;
 pub mod postgres;

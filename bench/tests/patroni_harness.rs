@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use e2e::bench::patroni::{PatroniCluster, PatroniOpts, check_installed, timing};
-use e2e::bench::postgres::{Scenario, measure};
+use bench::patroni::{PatroniCluster, PatroniOpts, check_installed, timing};
+use bench::postgres::{Scenario, measure};
 use e2e::harness::util::alive;
 
 #[test]

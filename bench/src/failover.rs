@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::proc::median;
-use crate::redis::cluster::{RedisCluster, RedisOpts};
-use crate::redis::resp::{self, Reply};
+use crate::proc::median;
+use e2e::redis::cluster::{RedisCluster, RedisOpts};
+use e2e::redis::resp::{self, Reply};
 
 /// How often each node is probed with a write.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
@@ -97,7 +97,7 @@ pub fn run(runs: usize, ttls: &[Duration]) -> Result<String> {
                     r + 1
                 );
                 let outcome = catch_unwind(AssertUnwindSafe(|| one_run(ttl, scenario)))
-                    .unwrap_or_else(|p| Outcome::Failed(super::report::panic_line(p.as_ref())));
+                    .unwrap_or_else(|p| Outcome::Failed(crate::report::panic_line(p.as_ref())));
                 match &outcome {
                     Outcome::Took(d) => eprintln!("          {:.3} s", d.as_secs_f64()),
                     Outcome::TimedOut(b) => eprintln!("          timed out after {b:?}"),

@@ -1,6 +1,6 @@
 //! `bench mariadb-failover`: failover time and rows lost on a 3-node MariaDB cluster under
 //! real agents, per scenario, durability and lease TTL. One fresh cluster per run, the same
-//! writer and checker as the e2e tests (`mariadb_scenario::failover`): time = from just
+//! writer and checker as the e2e tests (`e2e::mariadb::scenario::failover`): time = from just
 //! before the fault to the moment the new primary answers `/primary` and accepts an
 //! application write; rows lost = acknowledged inserts missing on the new primary.
 
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::proc::median;
-use super::report::runs_cells;
-use crate::mariadb::cluster::MariaOpts;
-use crate::mariadb::scenario::{FailoverRun, failover, settled};
+use crate::proc::median;
+use crate::report::runs_cells;
+use e2e::mariadb::cluster::MariaOpts;
+use e2e::mariadb::scenario::{FailoverRun, failover, settled};
 
 /// A fault injected on the primary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,7 @@ fn one_run(ttl: Duration, durability: &'static str, scenario: Scenario) -> Outco
         }
         run
     }))
-    .map_err(|p| super::report::panic_line(p.as_ref()))
+    .map_err(|p| crate::report::panic_line(p.as_ref()))
 }
 
 /// Runs every scenario `runs` times per durability and TTL; returns the Markdown section.

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::harness::util::workspace_root;
+use e2e::harness::util::workspace_root;
 
 /// The "runs" cell (`4 (+1 failed)`) and the "every run, in order" cell (`1.23, failed, …`)
 /// of a table row; each run is its time in seconds, `None` when it failed.

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::proc::{cpu_seconds, median, rss_bytes};
-use crate::harness::util::{system_bin, workspace_bin};
+use crate::proc::{cpu_seconds, median, rss_bytes};
+use e2e::harness::util::{system_bin, workspace_bin};
 
 /// Kills a supervised subject when the benchmark ends.
 struct Subject {

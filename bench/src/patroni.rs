@@ -28,14 +28,14 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::harness::etcd::EtcdServer;
-use crate::harness::util::{alive, eventually, free_port};
-use crate::harness::workload::Workload;
-use crate::postgres::server::{
+use e2e::harness::etcd::EtcdServer;
+use e2e::harness::util::{alive, eventually, free_port};
+use e2e::harness::workload::Workload;
+use e2e::postgres::server::{
     BIN_DIR, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql,
     check_installed as check_postgres, temp_dir, wait_down,
 };
-use crate::postgres::workload::{PgWorkload, create_tables};
+use e2e::postgres::workload::{PgWorkload, create_tables};
 
 /// Where `scripts/install-deps` puts the Patroni venv.
 pub const PATRONI_VENV: &str = "/opt/patroni";
@@ -113,7 +113,7 @@ impl PatroniCluster {
     pub fn start(n: usize, opts: PatroniOpts) -> Result<Self> {
         let bin = check_installed()?;
         check_postgres();
-        crate::harness::util::system_bin("/usr/bin/setpriv", "util-linux");
+        e2e::harness::util::system_bin("/usr/bin/setpriv", "util-linux");
         let etcd = EtcdServer::start()?;
         let dir = temp_dir("patroni-cluster-")?;
         let etcd_host = etcd
@@ -160,7 +160,7 @@ impl PatroniCluster {
     }
 
     fn spawn(&mut self, i: usize) -> Result<()> {
-        let user = crate::postgres::server::os_user();
+        let user = e2e::postgres::server::os_user();
         let node = &mut self.nodes[i];
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -216,7 +216,7 @@ impl PatroniCluster {
 
     /// The postmaster's pid of node `i` (first line of `postmaster.pid`).
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
-        crate::postgres::server::postmaster_pid(&self.nodes[i].data_dir)
+        e2e::postgres::server::postmaster_pid(&self.nodes[i].data_dir)
     }
 
     /// `GET /cluster` from the first node that answers (skipping frozen agents).

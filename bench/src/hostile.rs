@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::harness::coordinator::{ADMIN_TOKEN, Coordinator};
-use crate::harness::util::system_bin;
-use crate::postgres::cluster::{PgCluster, PgOpts};
+use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator};
+use e2e::harness::util::system_bin;
+use e2e::postgres::cluster::{PgCluster, PgOpts};
 
 /// What `wrk` reported.
 #[derive(Debug, Default)]
@@ -165,7 +165,7 @@ fn row(
 /// Runs every row for `seconds` each; the Markdown section.
 pub fn run(seconds: u64) -> anyhow::Result<String> {
     let c = PgCluster::start(3, PgOpts::default())?;
-    let p = crate::postgres::scenario::settled(&c);
+    let p = e2e::postgres::scenario::settled(&c);
     let coord = Coordinator::start(&c.etcd().endpoint(), &[])?;
     let agent = format!("http://127.0.0.1:{}", c.telemetry_port(p));
     let mut t = String::new();

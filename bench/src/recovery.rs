@@ -1,6 +1,7 @@
 //! `bench recovery`: the faults of issue 12 on MariaDB and PostgreSQL under Autopilot's
 //! agents, each measured from the fault to the cluster back at full redundancy. One fresh
-//! 3-node cluster per run; the writer and the checker of `workload.rs` run throughout.
+//! 3-node cluster per run; the writer and the checker of `e2e::harness::workload` run
+//! throughout.
 //!
 //! Per run: settle, let 50 rows in, inject the fault on the primary, then measure
 //! - **write outage**: the longest stretch in which no node acknowledged a write (from the
@@ -21,12 +22,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::proc::median;
-use crate::harness::cluster::Agents;
-use crate::harness::util::eventually;
-use crate::harness::workload::{Checker, Workload, Writer};
-use crate::mariadb::cluster::{MariaCluster, MariaOpts};
-use crate::postgres::cluster::{PgCluster, PgOpts};
+use crate::proc::median;
+use e2e::harness::cluster::Agents;
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Workload, Writer};
+use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
+use e2e::postgres::cluster::{PgCluster, PgOpts};
 
 /// A fault of issue 12.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +144,7 @@ impl DerefMut for Maria {
 
 impl Cluster for Maria {
     fn workload(&self) -> Arc<dyn Workload> {
-        crate::mariadb::scenario::workload(&self.0)
+        e2e::mariadb::scenario::workload(&self.0)
     }
     fn replicates(&self, i: usize, from: usize) -> bool {
         self.0.replica_of(i) == Some((self.0.port(from), true))
@@ -180,7 +181,7 @@ struct Run {
 /// less); the primary.
 fn redundant(c: &dyn Cluster, within: Duration) -> Option<usize> {
     let work = c.workload();
-    let rows = |i: usize| crate::harness::scenario::sorted_rows(work.as_ref(), i);
+    let rows = |i: usize| e2e::harness::scenario::sorted_rows(work.as_ref(), i);
     eventually(within, Duration::from_millis(100), || {
         let p = c.primary()?;
         let others: Vec<usize> = (0..c.len()).filter(|&i| i != p).collect();
@@ -205,7 +206,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let work = c.workload();
     let checker = Checker::start(work.clone(), Duration::from_secs(180));
     let writer = Writer::start(work.clone(), Duration::from_secs(180));
-    crate::harness::scenario::let_writer_run(c, work.as_ref(), p, 50, Duration::from_secs(20));
+    e2e::harness::scenario::let_writer_run(c, work.as_ref(), p, 50, Duration::from_secs(20));
     let ttl = c.ttl();
     let replica = (0..c.len()).find(|&i| i != p).expect("a replica");
     if fault == Fault::Switchover {
@@ -262,7 +263,7 @@ fn measure(c: &mut dyn Cluster, fault: Fault) -> Result<Run> {
     let rejoin = back_at.elapsed();
     // A few more rows on the primary, then stop and count.
     let np = back.ok_or_else(|| anyhow::anyhow!("no full redundancy within 90 s\n{}", c.logs()))?;
-    crate::harness::scenario::let_writer_run(c, work.as_ref(), np, 20, Duration::from_secs(20));
+    e2e::harness::scenario::let_writer_run(c, work.as_ref(), np, 20, Duration::from_secs(20));
     let w = writer.stop();
     let k = checker.stop();
     let mut rows = work.written(np);
@@ -287,11 +288,11 @@ fn one_run(engine: Engine, fault: Fault, ttl: Duration, durability: &'static str
                     ..PgOpts::default()
                 },
             )?;
-            crate::postgres::scenario::settled(&c);
+            e2e::postgres::scenario::settled(&c);
             measure(&mut c, fault)
         }
         Engine::Mariadb => {
-            let (c, _) = crate::mariadb::scenario::settled(MariaOpts {
+            let (c, _) = e2e::mariadb::scenario::settled(MariaOpts {
                 ttl,
                 durability,
                 ..MariaOpts::default()
@@ -300,7 +301,7 @@ fn one_run(engine: Engine, fault: Fault, ttl: Duration, durability: &'static str
             measure(&mut m, fault)
         }
     }));
-    outcome.unwrap_or_else(|p| Err(anyhow::anyhow!("{}", super::report::panic_line(p.as_ref()))))
+    outcome.unwrap_or_else(|p| Err(anyhow::anyhow!("{}", crate::report::panic_line(p.as_ref()))))
 }
 
 fn cells(v: &mut [f64]) -> String {

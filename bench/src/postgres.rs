@@ -1,16 +1,16 @@
 //! `bench postgres-failover`: a 3-node PostgreSQL 15 cluster under Autopilot's agents and,
-//! side by side, under Patroni 4.1.5 ([`super::patroni`]), each on a fresh etcd 3.4 of the
+//! side by side, under Patroni 4.1.5 ([`crate::patroni`]), each on a fresh etcd 3.4 of the
 //! same binary, with the same PostgreSQL parameters, the same asked TTL and the same faults.
 //! One fresh cluster per run; the systems alternate run by run so machine load hits both.
 //!
 //! Each run: settle (one primary, every other node streaming), start the writer and the
-//! checker of `workload.rs` (one row per autocommit INSERT to whichever node accepts it; a
-//! probe of every node's writability every ~50 ms), let 50 rows in, inject the fault on the
-//! primary, then poll every other node with a write: time = from just before the fault to
-//! the first write a node other than the old primary acknowledges. Afterwards (a frozen
-//! agent is resumed 2 s after that write) the writer runs until 20 more rows are on the new
-//! primary; rows lost = acknowledged inserts missing there; split brain = checker rounds in
-//! which two nodes accepted a write.
+//! checker of `e2e::harness::workload` (one row per autocommit INSERT to whichever node
+//! accepts it; a probe of every node's writability every ~50 ms), let 50 rows in, inject
+//! the fault on the primary, then poll every other node with a write: time = from just
+//! before the fault to the first write a node other than the old primary acknowledges.
+//! Afterwards (a frozen agent is resumed 2 s after that write) the writer runs until 20 more
+//! rows are on the new primary; rows lost = acknowledged inserts missing there; split brain
+//! = checker rounds in which two nodes accepted a write.
 
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::patroni::{PatroniCluster, PatroniOpts};
-use super::proc::median;
-use super::report::runs_cells;
-use crate::harness::cluster::Agents;
-use crate::harness::util::eventually;
-use crate::harness::workload::{Checker, Workload, Writer};
-use crate::postgres::cluster::{PgCluster, PgOpts};
-use crate::postgres::scenario::{MAX_RUN, settled};
+use crate::patroni::{PatroniCluster, PatroniOpts};
+use crate::proc::median;
+use crate::report::runs_cells;
+use e2e::harness::cluster::Agents;
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Workload, Writer};
+use e2e::postgres::cluster::{PgCluster, PgOpts};
+use e2e::postgres::scenario::{MAX_RUN, settled};
 
 /// A fault injected on the primary (or a planned switchover).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,7 +334,7 @@ pub fn one_run(
             measure(&mut c, p, scenario, bound)
         }
     }));
-    outcome.unwrap_or_else(|p| bail!("{}", super::report::panic_line(p.as_ref())))
+    outcome.unwrap_or_else(|p| bail!("{}", crate::report::panic_line(p.as_ref())))
 }
 
 /// Every scenario × durability × system, `runs` times each, one table per TTL; the

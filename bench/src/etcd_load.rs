@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::redis::cluster::{RedisCluster, RedisOpts};
+use e2e::redis::cluster::{RedisCluster, RedisOpts};
 
 /// The lease TTL of the measured cluster.
 const TTL: Duration = Duration::from_secs(10);
