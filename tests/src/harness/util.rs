@@ -1,4 +1,5 @@
-//! Small helpers: free ports, bounded eventual assertions, workspace paths.
+//! Small helpers: free ports, bounded waits ([`eventually`], [`poll_until`], [`throughout`],
+//! [`hold`]), processes, workspace paths.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -46,7 +47,9 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral loopback port")
 }
 
-/// Poll `check` every `every` until it returns `Some` or `within` has passed.
+/// Poll `check` every `every` until it returns `Some` or `within` has passed: a bounded
+/// eventual assertion. The last check starts at or after the deadline, so waiting this way is
+/// never weaker than sleeping `within` and checking once.
 pub fn eventually<T>(
     within: Duration,
     every: Duration,
@@ -57,11 +60,54 @@ pub fn eventually<T>(
         if let Some(v) = check() {
             return Some(v);
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return None;
         }
-        std::thread::sleep(every);
+        std::thread::sleep(every.min(deadline - now));
     }
+}
+
+/// Call `probe` every `every` until `done` accepts its answer or `within` has passed (the
+/// last call at or after the deadline, as [`eventually`]); the last answer, for the caller to
+/// assert on, so that a timeout fails with what was seen last.
+pub fn poll_until<T>(
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let mut last = None;
+    eventually(within, every, || {
+        let answer = probe();
+        let finished = done(&answer);
+        last = Some(answer);
+        finished.then_some(())
+    });
+    last.expect("eventually calls its check at least once")
+}
+
+/// Run `check` every `every` until `until`, the first time at once and the last at or after
+/// `until`: a bounded "always" assertion for a property that must hold throughout a window
+/// the scenario sets (an outage held for 2 × TTL, a flood under way). `check` panics when the
+/// property does not hold; it may also record what it saw.
+pub fn throughout(until: Instant, every: Duration, mut check: impl FnMut()) {
+    loop {
+        check();
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::sleep(every.min(until - now));
+    }
+}
+
+/// Let the scenario run as it is for `d`: a fault stays injected, a load keeps its pace, a
+/// token's lifetime passes. This pause *is* the scenario, or waits for something the system
+/// under test does not show (its doc says which); a wait for a condition is [`eventually`],
+/// and a property that must hold meanwhile is [`throughout`].
+pub fn hold(d: Duration) {
+    std::thread::sleep(d);
 }
 
 /// Whether process `pid` runs (and is not a zombie).
@@ -162,4 +208,36 @@ pub fn proc_state(pid: i32) -> Option<char> {
     // "pid (comm) S ...": comm may contain anything, so split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.trim_start().chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eventually_checks_once_more_at_the_deadline_not_a_poll_later() {
+        let t0 = Instant::now();
+        let within = Duration::from_millis(100);
+        let found = eventually(within, Duration::from_secs(30), || {
+            (t0.elapsed() >= within).then_some(())
+        });
+        assert!(found.is_some(), "no check at the deadline");
+        assert!(t0.elapsed() < Duration::from_secs(10), "slept a whole poll");
+        let never = eventually(within, Duration::from_millis(10), || None::<()>);
+        assert!(never.is_none());
+        assert!(t0.elapsed() >= within * 2);
+    }
+
+    #[test]
+    fn throughout_checks_at_once_and_at_the_end_of_the_window() {
+        let t0 = Instant::now();
+        let window = Duration::from_millis(200);
+        let mut checks = Vec::new();
+        throughout(t0 + window, Duration::from_secs(30), || {
+            checks.push(t0.elapsed())
+        });
+        assert_eq!(checks.len(), 2, "{checks:?}");
+        assert!(checks[0] < window && checks[1] >= window, "{checks:?}");
+        assert!(t0.elapsed() < Duration::from_secs(10), "slept a whole poll");
+    }
 }
