@@ -16,6 +16,11 @@ use crate::harness::util::{signal_and_wait, system_bin, workspace_bin};
 
 /// The admin token every test coordinator starts with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+/// The coordinator's default `--token-cache`: every coordinator refuses a revoked token
+/// within this.
+pub const TOKEN_CACHE: Duration = Duration::from_secs(1);
+
 /// How long a start may take.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on every HTTP request of the helpers.

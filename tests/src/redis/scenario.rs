@@ -18,6 +18,9 @@ pub const ATTACH: Duration = Duration::from_secs(20);
 pub const MAX_RUN: Duration = Duration::from_secs(120);
 /// How long the primary must stay put to count as settled.
 pub const STABLE: Duration = Duration::from_secs(1);
+/// Time for every agent to learn of a request key (`maintenance`) by watch: the agents show
+/// nothing when they did, so there is nothing to wait on.
+pub const WATCH_DELIVERY: Duration = Duration::from_millis(500);
 
 pub fn start(n: usize) -> RedisCluster {
     RedisCluster::start(n, RedisOpts::default()).expect("start the Redis cluster")
