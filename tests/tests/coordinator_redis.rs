@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, ctl, sse, wait_event};
-use e2e::harness::util::eventually;
+use e2e::harness::util::{eventually, hold, throughout};
 use e2e::redis::scenario::*;
 use serde_json::json;
 
@@ -158,7 +158,7 @@ fn switchover_failover_and_maintenance_through_the_api_reach_real_agents() {
         k == "maintenance" && d["doc"]["enabled"] == true
     });
     assert!(hit.is_some(), "no maintenance event: {seen:?}");
-    std::thread::sleep(Duration::from_millis(500)); // the agents learn of it by watch
+    hold(WATCH_DELIVERY);
     c.kill_agent(third);
     let (hit, seen) = wait_event(&rx, Duration::from_secs(15), |(_, k, d)| {
         k == "primary" && d["doc"].is_null()
@@ -168,16 +168,14 @@ fn switchover_failover_and_maintenance_through_the_api_reach_real_agents() {
         "the primary's loss was not reported: {seen:?}"
     );
     let window = ttl(&c) + Duration::from_secs(2);
-    let t0 = Instant::now();
-    while t0.elapsed() < window {
+    throughout(Instant::now() + window, Duration::from_millis(100), || {
         assert_eq!(
             c.primary(),
             None,
             "a primary was elected in maintenance mode\n{}",
             c.logs()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let (s, v) = op.get(&format!("{C}/primary"));
     assert_eq!((s, v["code"].as_str()), (404, Some("no_primary")), "{v}");
     let (code, out, err) = ctl(

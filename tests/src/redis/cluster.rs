@@ -329,15 +329,23 @@ impl RedisCluster {
         });
         assert!(
             ok.is_some(),
-            "{} does not replicate from {} within {within:?}: role {:?} master_port {:?} link {:?}; roles {:?}\n{}",
+            "{} does not replicate from {} within {within:?}: {}; roles {:?}\n{}",
             self.name(i),
             self.name(primary),
-            self.replication(i, "role"),
-            self.replication(i, "master_port"),
-            self.replication(i, "master_link_status"),
+            self.replication_info(i),
             self.roles(),
             self.logs()
         );
+    }
+
+    /// Node `i`'s `INFO replication` as failure messages show it: role, master port, link.
+    pub fn replication_info(&self, i: usize) -> String {
+        format!(
+            "role {:?} master_port {:?} link {:?}",
+            self.replication(i, "role"),
+            self.replication(i, "master_port"),
+            self.replication(i, "master_link_status")
+        )
     }
 
     /// The writer and checker's view of this cluster's Redis servers.
