@@ -4,11 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::util::eventually;
+use e2e::harness::util::{eventually, throughout};
 use e2e::harness::workload::{Checker, Writer};
 use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaOpts, REPL_PASSWORD};
 use e2e::mariadb::scenario::*;
 use e2e::mariadb::workload::written;
+
+/// How long a node flagged `needs_rebuild` is watched not to replicate.
+const STAYS_APART: Duration = Duration::from_secs(2);
 
 #[test]
 fn fresh_cluster_replicates_a_row_to_both_replicas() {
@@ -166,12 +169,17 @@ fn errant_transaction_on_a_former_primary_is_flagged_not_rejoined() {
     let (mut c, p) = settled(MariaOpts::default());
     let np = errant_former_primary(&mut c, p);
     c.wait_flagged_needs_rebuild(p, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
-    assert_ne!(
-        c.replica_of(p).map(|(_, running)| running),
-        Some(true),
-        "{} replicates although diverged",
-        c.name(p)
+    throughout(
+        Instant::now() + STAYS_APART,
+        Duration::from_millis(100),
+        || {
+            assert_ne!(
+                c.replica_of(p).map(|(_, running)| running),
+                Some(true),
+                "{} replicates although diverged",
+                c.name(p)
+            );
+        },
     );
     assert!(!c.writable(p), "the diverged node accepts writes");
     assert_eq!(c.primary(), Some(np), "the primary changed");
