@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::util::eventually;
+use e2e::harness::util::{eventually, hold};
 use e2e::harness::workload::{Checker, Writer};
 use e2e::postgres::cluster::{PgCluster, PgOpts};
 use e2e::postgres::scenario::{
@@ -121,7 +121,8 @@ fn every_node_rejoins_after_every_etcd_outage() {
                 c.name(p),
                 c.logs()
             );
-            std::thread::sleep(outage);
+            // The outage itself: etcd stays down 2 × TTL past the fence.
+            hold(outage);
         },
         |c, _| c.etcd_mut().restart().expect("restart etcd"),
     );
