@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use e2e::harness::cluster::Agents;
 use e2e::harness::etcd::EtcdCluster;
 use e2e::harness::scenario::{assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere};
-use e2e::harness::util::eventually;
+use e2e::harness::util::{eventually, throughout};
 use e2e::harness::workload::{Checker, Workload, Writer};
 use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
 use e2e::postgres::cluster::{PgCluster, PgOpts};
@@ -58,14 +58,13 @@ fn leader_loss(c: &mut dyn OnEtcdCluster, p: usize, ttl: Duration) {
     c.members().kill(leader);
     // Longer than the TTL with the leader gone.
     let mut primaries = vec![p];
-    while t0.elapsed() < ttl * 3 {
+    throughout(t0 + ttl * 3, Duration::from_millis(50), || {
         if let Some(now) = c.primary()
             && primaries.last() != Some(&now)
         {
             primaries.push(now);
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let np = c.wait_primary(Duration::from_secs(30));
     let new_leader = c.members().leader();
     let_writer_run(c, work.as_ref(), np, 50, Duration::from_secs(20));

@@ -198,9 +198,8 @@ telemetry: { listen: "off" }
         agent.log()
     );
     agent.signal(Signal::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
-        agent.wait_exit(Duration::ZERO).is_none(),
+        agent.wait_exit(Duration::from_millis(300)).is_none(),
         "agent must wait for stop_timeout"
     );
     agent.signal(Signal::SIGTERM);
