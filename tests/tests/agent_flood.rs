@@ -6,7 +6,8 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use e2e::mariadb_cluster::{MariaCluster, MariaOpts};
+use e2e::harness::util::{hold, throughout};
+use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
 
 /// The open-file limit the agents run under (soft and hard, so they cannot raise it).
 const OPEN_FILES: u64 = 256;
@@ -14,6 +15,10 @@ const OPEN_FILES: u64 = 256;
 const FLOOD: usize = 1_100;
 /// How long the flood lasts: several probe intervals, TTLs and header-read timeouts.
 const FLOOD_FOR: Duration = Duration::from_secs(20);
+/// The flood's pace: a pause after every [`FLOOD`] connections opened.
+const FLOOD_PAUSE: Duration = Duration::from_millis(200);
+/// How often the primary key and `/health` are checked from another address meanwhile.
+const HEALTH_EVERY: Duration = Duration::from_millis(500);
 
 /// `GET /health` from another loopback address than the flood's (a load balancer's view).
 fn health_from_elsewhere(port: u16) -> Option<(u16, serde_json::Value)> {
@@ -58,15 +63,14 @@ fn a_half_open_connection_flood_neither_fails_over_the_primary_nor_falsifies_hea
                 held.pop_front();
             }
             if opened.is_multiple_of(FLOOD) {
-                std::thread::sleep(Duration::from_millis(200));
+                hold(FLOOD_PAUSE);
             }
         }
         opened
     });
 
-    let until = Instant::now() + FLOOD_FOR;
     let mut answered = 0;
-    while Instant::now() < until {
+    throughout(Instant::now() + FLOOD_FOR, HEALTH_EVERY, || {
         assert_eq!(
             c.key("primary").as_deref(),
             Some(primary_key.as_str()),
@@ -82,8 +86,7 @@ fn a_half_open_connection_flood_neither_fails_over_the_primary_nor_falsifies_hea
             );
             answered += 1;
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    });
     let opened = flood.join().expect("the flood thread");
     eprintln!(
         "figures: {opened} flood connections in {FLOOD_FOR:?} ({:.0}/s), up to {FLOOD} held at once; \

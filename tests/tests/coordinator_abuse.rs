@@ -11,10 +11,16 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, seed_node, sse};
-use e2e::etcd::EtcdServer;
-use e2e::util::eventually;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, seed_node, sse};
+use e2e::harness::etcd::EtcdServer;
+use e2e::harness::util::{eventually, hold};
 use serde_json::Value;
+
+/// The gap between two `/healthz` probes from another address during the flood.
+const PROBE_GAP: Duration = Duration::from_millis(300);
+/// The longest the coordinator takes to write the aggregate of a refusal window: the window
+/// (2 s here), then the aggregator's next tick (every 5 s), and a margin.
+const AUDIT_FLUSH: Duration = Duration::from_secs(8);
 
 /// A client from `127.0.0.<last>`: another address than the flood's `127.0.0.1`.
 fn client_from(last: u8) -> reqwest::blocking::Client {
@@ -37,6 +43,23 @@ fn get_from(client: &reqwest::blocking::Client, url: &str, token: Option<&str>) 
         }
         Err(e) => (0, Value::String(e.to_string())),
     }
+}
+
+/// How many refusals the audit log stands for: one per denial recorded on its own, `repeats`
+/// per aggregate of a window's further refusals.
+fn refusals_logged(etcd: &EtcdServer) -> u64 {
+    etcd.etcdctl(&[
+        "get",
+        "--prefix",
+        "--print-value-only",
+        "/autopilot/_coordinator/audit/",
+    ])
+    .expect("read the audit records")
+    .lines()
+    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    .filter(|r| r["outcome"] == "denied")
+    .map(|r| r["repeats"].as_u64().unwrap_or(1))
+    .sum()
 }
 
 /// Audit record keys in etcd.
@@ -82,7 +105,7 @@ fn a_half_open_connection_flood_leaves_healthz_answering_other_clients() {
             "/healthz took {:?}",
             t0.elapsed()
         );
-        std::thread::sleep(Duration::from_millis(300));
+        hold(PROBE_GAP);
     }
     let log = coord.log();
     assert!(
@@ -113,6 +136,7 @@ fn a_half_open_connection_flood_leaves_healthz_answering_other_clients() {
 fn an_unauthenticated_flood_is_throttled_per_address_and_cannot_fill_etcd() {
     let w = world(&["--audit-denial-window", "2s"]);
     let before = audit_keys(&w.etcd);
+    let logged_before = refusals_logged(&w.etcd);
     let long = "x".repeat(8_000);
     let http = client_from(1);
     let mut codes = std::collections::BTreeMap::<u16, usize>::new();
@@ -136,8 +160,18 @@ fn an_unauthenticated_flood_is_throttled_per_address_and_cannot_fill_etcd() {
         Some(ADMIN_TOKEN),
     );
     assert_eq!(s, 200);
-    // Bounded audit: a handful of records, targets truncated, repeats aggregated.
-    std::thread::sleep(Duration::from_secs(8));
+    // Bounded audit: a handful of records, targets truncated, repeats aggregated. Wait until
+    // every refusal is in the log, as a record of its own or inside its window's aggregate.
+    let refused = codes
+        .iter()
+        .filter(|&(&code, _)| code >= 400)
+        .map(|(_, &n)| n as u64)
+        .sum::<u64>()
+        + 1; // the throttled request above
+    // (Should it never add up, the assertions below show what the log holds.)
+    let _ = eventually(AUDIT_FLUSH, Duration::from_millis(250), || {
+        (refusals_logged(&w.etcd) - logged_before >= refused).then_some(())
+    });
     let written = audit_keys(&w.etcd) - before;
     eprintln!(
         "figures: 2000 unauthenticated requests (8 KB paths, one client, sequential) in {took:?} \

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, token_id};
-use e2e::util::eventually;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, token_id};
+use e2e::harness::util::{eventually, hold};
 use serde_json::{Value, json};
 
 #[test]
@@ -273,7 +273,7 @@ fn a_namespace_token_sees_nothing_of_another_namespace() {
         assert_problem(s, &v, "cluster_not_found", path);
         assert_eq!(s, 404);
     }
-    let (s, _) = e2e::coordinator::sse(
+    let (s, _) = e2e::harness::coordinator::sse(
         w.coord.url(),
         &op_b,
         &format!("{C1}/events"),
@@ -349,7 +349,8 @@ fn expired_and_revoked_tokens_are_refused_by_every_coordinator() {
     assert_eq!(s, 201, "{v}");
     let short = v["token"].as_str().expect("token").to_owned();
     assert_eq!(Api::new(w.coord.url(), Some(&short)).get(C1).0, 200);
-    std::thread::sleep(Duration::from_millis(1100));
+    // The token's one second passes; `other` has not seen it before it expired.
+    hold(Duration::from_millis(1100));
     let (s, v) = Api::new(other.url(), Some(&short)).get(C1);
     assert_eq!((s, v["code"].as_str()), (401, Some("token_expired")), "{v}");
     let rec = newest_audit(&w.root);

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use e2e::coordinator::{ADMIN_TOKEN, Coordinator, ctl, seed_node};
-use e2e::etcd::EtcdServer;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, TOKEN_CACHE, ctl, seed_node};
+use e2e::harness::etcd::EtcdServer;
+use e2e::harness::util::poll_until;
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -110,8 +111,13 @@ fn autopilotctl_commands_outputs_and_exit_codes() {
     let (code, out, _) = ctl(&["token", "revoke", &id], &admin, T);
     assert_eq!(code, 0);
     assert!(out.contains("revoked"), "{out}");
-    std::thread::sleep(Duration::from_millis(1200));
-    let (code, _, err) = ctl(&["--config", &cfg, "list"], &[], T);
+    // Refused once the coordinator's token cache let go of it.
+    let (code, _, err) = poll_until(
+        TOKEN_CACHE + Duration::from_millis(200),
+        Duration::from_millis(100),
+        || ctl(&["--config", &cfg, "list"], &[], T),
+        |(code, _, _)| *code != 0,
+    );
     assert_eq!(code, 3, "revoked: {err}");
     assert!(err.contains("token_revoked"), "{err}");
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use e2e::coordinator::{ADMIN_TOKEN, Coordinator, seed_node};
-use e2e::etcd::EtcdServer;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, seed_node};
+use e2e::harness::etcd::EtcdServer;
 use serde_json::Value;
 
 /// Every route of the API, as `METHOD path-template`. Adding a route means adding it here:
@@ -66,7 +66,7 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
     let (s, doc) = api.get("/v1/openapi.json");
     assert_eq!(s, 200);
     // The binary's `coordinator openapi` prints the same document.
-    let out = std::process::Command::new(e2e::util::workspace_bin("coordinator"))
+    let out = std::process::Command::new(e2e::harness::util::workspace_bin("coordinator"))
         .arg("openapi")
         .output()
         .expect("coordinator openapi");
@@ -175,7 +175,7 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
             "{op} is documented but not routed: {s} {v}"
         );
     }
-    let (s, _) = e2e::coordinator::sse(
+    let (s, _) = e2e::harness::coordinator::sse(
         coord.url(),
         ADMIN_TOKEN,
         "/v1/clusters/a/p/c1/events",

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, ctl, sse, wait_event};
-use e2e::scenario::*;
-use e2e::util::eventually;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, ctl, sse, wait_event};
+use e2e::harness::util::{eventually, hold, throughout};
+use e2e::redis::scenario::*;
 use serde_json::json;
 
 const C: &str = "/v1/clusters/e2e/redis/cache";
@@ -158,7 +158,7 @@ fn switchover_failover_and_maintenance_through_the_api_reach_real_agents() {
         k == "maintenance" && d["doc"]["enabled"] == true
     });
     assert!(hit.is_some(), "no maintenance event: {seen:?}");
-    std::thread::sleep(Duration::from_millis(500)); // the agents learn of it by watch
+    hold(WATCH_DELIVERY);
     c.kill_agent(third);
     let (hit, seen) = wait_event(&rx, Duration::from_secs(15), |(_, k, d)| {
         k == "primary" && d["doc"].is_null()
@@ -168,16 +168,14 @@ fn switchover_failover_and_maintenance_through_the_api_reach_real_agents() {
         "the primary's loss was not reported: {seen:?}"
     );
     let window = ttl(&c) + Duration::from_secs(2);
-    let t0 = Instant::now();
-    while t0.elapsed() < window {
+    throughout(Instant::now() + window, Duration::from_millis(100), || {
         assert_eq!(
             c.primary(),
             None,
             "a primary was elected in maintenance mode\n{}",
             c.logs()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let (s, v) = op.get(&format!("{C}/primary"));
     assert_eq!((s, v["code"].as_str()), (404, Some("no_primary")), "{v}");
     let (code, out, err) = ctl(
@@ -200,7 +198,7 @@ fn switchover_failover_and_maintenance_through_the_api_reach_real_agents() {
     // Every change is in the audit log with the token that made it.
     let (_, a) = root.get("/v1/audit?limit=100");
     let recs = a["records"].as_array().expect("records");
-    let ops_id = e2e::coordinator::token_id(&operator);
+    let ops_id = e2e::harness::coordinator::token_id(&operator);
     for action in ["cluster.switchover", "cluster.maintenance"] {
         assert!(
             recs.iter().any(|r| r["action"] == action

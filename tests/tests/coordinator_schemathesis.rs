@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use e2e::coordinator::ADMIN_TOKEN;
+use e2e::harness::coordinator::ADMIN_TOKEN;
 
 /// Where `scripts/install-deps` installs Schemathesis.
 const ST: &str = "/opt/schemathesis/bin/st";

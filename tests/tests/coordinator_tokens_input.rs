@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use e2e::coordinator::{ADMIN_TOKEN, Api, ctl};
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, TOKEN_CACHE, ctl};
+use e2e::harness::util::poll_until;
 use serde_json::json;
 
 #[test]
@@ -46,8 +47,12 @@ fn a_child_token_never_outlives_or_outranks_its_issuer_and_dies_with_it() {
         .root
         .call("DELETE", &format!("/v1/tokens/{parent_id}"), None);
     assert_eq!(s, 200, "{v}");
-    std::thread::sleep(Duration::from_millis(1_500));
-    let (s, v) = capi.get(C1);
+    let (s, v) = poll_until(
+        TOKEN_CACHE + Duration::from_millis(500),
+        Duration::from_millis(100),
+        || capi.get(C1),
+        |(s, _)| *s != 200,
+    );
     assert_problem(s, &v, "token_revoked", "the child of a revoked token");
 }
 

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::cluster::{Agents, assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere};
-use e2e::etcd::EtcdCluster;
-use e2e::mariadb_cluster::{MariaCluster, MariaOpts};
-use e2e::postgres_cluster::{PgCluster, PgOpts};
-use e2e::util::eventually;
-use e2e::workload::{Checker, Workload, Writer};
+use e2e::harness::cluster::Agents;
+use e2e::harness::etcd::EtcdCluster;
+use e2e::harness::scenario::{assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere};
+use e2e::harness::util::{eventually, throughout};
+use e2e::harness::workload::{Checker, Workload, Writer};
+use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
+use e2e::postgres::cluster::{PgCluster, PgOpts};
 
 const MAX_RUN: Duration = Duration::from_secs(150);
 
@@ -40,7 +41,7 @@ impl OnEtcdCluster for MariaCluster {
         self.etcd_cluster_mut()
     }
     fn workload(&self) -> Arc<dyn Workload> {
-        e2e::mariadb_scenario::workload(self)
+        e2e::mariadb::scenario::workload(self)
     }
     fn replicates(&self, i: usize, from: usize) -> bool {
         self.replica_of(i) == Some((self.port(from), true))
@@ -57,14 +58,13 @@ fn leader_loss(c: &mut dyn OnEtcdCluster, p: usize, ttl: Duration) {
     c.members().kill(leader);
     // Longer than the TTL with the leader gone.
     let mut primaries = vec![p];
-    while t0.elapsed() < ttl * 3 {
+    throughout(t0 + ttl * 3, Duration::from_millis(50), || {
         if let Some(now) = c.primary()
             && primaries.last() != Some(&now)
         {
             primaries.push(now);
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let np = c.wait_primary(Duration::from_secs(30));
     let new_leader = c.members().leader();
     let_writer_run(c, work.as_ref(), np, 50, Duration::from_secs(20));
@@ -113,7 +113,7 @@ fn postgres_keeps_its_primary_when_etcd_loses_its_leader() {
     };
     let ttl = opts.ttl;
     let mut c = PgCluster::start_on_etcd_cluster(3, opts, 3).expect("start the cluster");
-    let p = e2e::postgres_scenario::settled(&c);
+    let p = e2e::postgres::scenario::settled(&c);
     leader_loss(&mut c, p, ttl);
 }
 
@@ -122,6 +122,6 @@ fn mariadb_keeps_its_primary_when_etcd_loses_its_leader() {
     let opts = MariaOpts::default();
     let ttl = opts.ttl;
     let mut c = MariaCluster::start_on_etcd_cluster(3, opts, 3).expect("start the cluster");
-    let p = e2e::mariadb_scenario::settle(&c);
+    let p = e2e::mariadb::scenario::settle(&c);
     leader_loss(&mut c, p, ttl);
 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use e2e::util::{system_bin, workspace_bin, workspace_root};
+use e2e::harness::util::{system_bin, workspace_bin, workspace_root};
 
 fn promtool(args: &[&str]) {
     let promtool = system_bin("/usr/bin/promtool", "prometheus");

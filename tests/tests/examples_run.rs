@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::cluster::{Agents, NodeSpec};
-use e2e::etcd::EtcdServer;
-use e2e::util::{eventually, free_port, workspace_root};
+use e2e::harness::cluster::{Agents, NodeSpec};
+use e2e::harness::etcd::EtcdServer;
+use e2e::harness::util::{eventually, free_port, workspace_root};
 
 /// The first primary plus two clones.
 const SETTLE: Duration = Duration::from_secs(120);
@@ -160,7 +160,7 @@ fn primary_replicates(
 
 #[test]
 fn the_postgres_example_runs_as_shipped() {
-    e2e::postgres::check_installed();
+    e2e::postgres::server::check_installed();
     let ex = start_example(
         "postgres",
         [5441, 5442, 5443],
@@ -171,7 +171,7 @@ fn the_postgres_example_runs_as_shipped() {
         std::fs::read_to_string(workspace_root().join("examples/postgres/superuser.password"))
             .expect("the example's superuser password");
     let password = password.trim();
-    let sql = e2e::postgres::Sql::new();
+    let sql = e2e::postgres::server::Sql::new();
     let limit = Duration::from_secs(10);
     primary_replicates(
         &ex,
@@ -204,7 +204,7 @@ fn the_postgres_example_runs_as_shipped() {
 
 #[test]
 fn the_mariadb_example_runs_as_shipped() {
-    e2e::util::system_bin("/usr/sbin/mariadbd", "mariadb-server");
+    e2e::harness::util::system_bin("/usr/sbin/mariadbd", "mariadb-server");
     let ex = start_example(
         "mariadb",
         [3311, 3312, 3313],
@@ -214,7 +214,7 @@ fn the_mariadb_example_runs_as_shipped() {
     let password =
         std::fs::read_to_string(workspace_root().join("examples/mariadb/secrets/admin.pass"))
             .expect("the example's admin password");
-    let admin = |port| e2e::mariadb_workload::Sql {
+    let admin = |port| e2e::mariadb::workload::Sql {
         host: "127.0.0.1".to_owned(),
         port,
         user: "autopilot".to_owned(),

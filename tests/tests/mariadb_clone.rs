@@ -5,10 +5,10 @@
 use std::io::Read as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::mariadb_cluster::{MariaCluster, MariaOpts, REPL_PASSWORD};
-use e2e::mariadb_scenario::{ATTACH, BOOTSTRAP, FAILOVER};
-use e2e::mariadb_workload::written;
-use e2e::util::eventually;
+use e2e::harness::util::eventually;
+use e2e::mariadb::cluster::{MariaCluster, MariaOpts, REPL_PASSWORD};
+use e2e::mariadb::scenario::{ATTACH, BOOTSTRAP, FAILOVER};
+use e2e::mariadb::workload::written;
 use engines::mariadb::clone_auth;
 
 /// How long a new node may take to clone the primary and attach.
@@ -203,7 +203,7 @@ fn the_clone_endpoint_authenticates_and_serves_only_on_the_primary() {
     for i in 0..2 {
         let log = c.agent_log(i);
         assert!(
-            !log.contains(REPL_PASSWORD) && !log.contains(e2e::mariadb_cluster::ADMIN_PASSWORD),
+            !log.contains(REPL_PASSWORD) && !log.contains(e2e::mariadb::cluster::ADMIN_PASSWORD),
             "a password is in {}'s log",
             c.name(i)
         );

@@ -4,11 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::mariadb_cluster::{ADMIN_PASSWORD, MariaOpts, REPL_PASSWORD};
-use e2e::mariadb_scenario::*;
-use e2e::mariadb_workload::written;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::{eventually, throughout};
+use e2e::harness::workload::{Checker, Writer};
+use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaOpts, REPL_PASSWORD};
+use e2e::mariadb::scenario::*;
+use e2e::mariadb::workload::written;
+
+/// How long a node flagged `needs_rebuild` is watched not to replicate.
+const STAYS_APART: Duration = Duration::from_secs(2);
 
 #[test]
 fn fresh_cluster_replicates_a_row_to_both_replicas() {
@@ -118,7 +121,7 @@ fn graceful_stop_of_the_primary_hands_over_without_loss() {
 /// Fails over from `p` (frozen agent), writes rows 1..=3 on the new primary and an errant
 /// row on the fenced former primary out of band, then restarts the former primary's node.
 /// The new primary's index.
-fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -> usize {
+fn errant_former_primary(c: &mut e2e::mariadb::cluster::MariaCluster, p: usize) -> usize {
     c.stop_agent(p); // its mariadbd keeps running; the winner fences it over the network
     let (np, _) = c.wait_new_primary(p, FAILOVER);
     wait_writable(c, np, Duration::from_secs(10));
@@ -144,14 +147,15 @@ fn errant_former_primary(c: &mut e2e::mariadb_cluster::MariaCluster, p: usize) -
     let server = c.mariadbd_pid(p);
     c.sql(p, &["SHUTDOWN"])
         .expect("shut the fenced server down");
-    let down = e2e::util::eventually(Duration::from_secs(30), Duration::from_millis(50), || {
-        server
-            .is_none_or(|pid| {
-                !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                    || e2e::util::proc_state(pid) == Some('Z')
-            })
-            .then_some(())
-    });
+    let down =
+        e2e::harness::util::eventually(Duration::from_secs(30), Duration::from_millis(50), || {
+            server
+                .is_none_or(|pid| {
+                    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                        || e2e::harness::util::proc_state(pid) == Some('Z')
+                })
+                .then_some(())
+        });
     assert!(down.is_some(), "the fenced server did not shut down");
     c.kill_node(p);
     c.start_agent(p);
@@ -165,12 +169,17 @@ fn errant_transaction_on_a_former_primary_is_flagged_not_rejoined() {
     let (mut c, p) = settled(MariaOpts::default());
     let np = errant_former_primary(&mut c, p);
     c.wait_flagged_needs_rebuild(p, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
-    assert_ne!(
-        c.replica_of(p).map(|(_, running)| running),
-        Some(true),
-        "{} replicates although diverged",
-        c.name(p)
+    throughout(
+        Instant::now() + STAYS_APART,
+        Duration::from_millis(100),
+        || {
+            assert_ne!(
+                c.replica_of(p).map(|(_, running)| running),
+                Some(true),
+                "{} replicates although diverged",
+                c.name(p)
+            );
+        },
     );
     assert!(!c.writable(p), "the diverged node accepts writes");
     assert_eq!(c.primary(), Some(np), "the primary changed");

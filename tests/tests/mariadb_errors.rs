@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use e2e::mariadb_cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts, REPL_PASSWORD};
-use e2e::mariadb_scenario::BOOTSTRAP;
-use e2e::util::eventually;
+use e2e::harness::util::eventually;
+use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts, REPL_PASSWORD};
+use e2e::mariadb::scenario::BOOTSTRAP;
 
 fn no_secret(log: &str) {
     assert!(

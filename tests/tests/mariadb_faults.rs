@@ -6,10 +6,15 @@
 
 use std::time::Duration;
 
-use e2e::mariadb_cluster::MariaOpts;
-use e2e::mariadb_scenario::*;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::{eventually, hold, throughout};
+use e2e::harness::workload::{Checker, Writer};
+use e2e::mariadb::cluster::MariaOpts;
+use e2e::mariadb::scenario::*;
+
+/// Time for replicas that just joined to finish their first `Follow`. Nothing outside the
+/// agent tells it apart (role, node key and replication read the same before and after it
+/// answers), so there is nothing to wait on.
+const FIRST_FOLLOW: Duration = Duration::from_secs(2);
 
 fn opts(durability: &'static str) -> MariaOpts {
     MariaOpts {
@@ -99,20 +104,15 @@ fn the_most_advanced_replica_wins() {
     // A node that joined a moment ago may still be finishing its first `Follow` (the role
     // logic ignores views until it answers), and such a node does not compete: let both
     // replicas get through that first. Known liveness gap, not a safety one (see BENCHMARKS).
-    std::thread::sleep(Duration::from_secs(2));
+    hold(FIRST_FOLLOW);
     c.sql(behind, &["STOP SLAVE SQL_THREAD"])
         .expect("hold back a replica's SQL thread");
     let run = failover(&mut c, p, |c, p| {
         // Replicas publish their position from probes (about once a second): wait until the
         // node keys show the gap, so the election compares the positions the test set up
         // rather than two equal ones from before the writer ran (a tie goes to the lower id).
-        let offset = |i: usize| -> Option<u64> {
-            let doc: serde_json::Value =
-                serde_json::from_str(&c.key(&format!("nodes/{}", c.name(i)))?).ok()?;
-            doc["replication"]["position"]["offset"].as_u64()
-        };
         let shown = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
-            (offset(ahead)? > offset(behind)?).then_some(())
+            (c.published_offset(ahead)? > c.published_offset(behind)?).then_some(())
         });
         assert!(
             shown.is_some(),
@@ -156,7 +156,7 @@ fn etcd_outage_fences_the_primary_then_the_cluster_is_whole_again() {
         t0.elapsed(),
         c.logs()
     );
-    while t0.elapsed() < ttl * 2 {
+    throughout(t0 + ttl * 2, Duration::from_millis(50), || {
         for i in 0..c.len() {
             assert!(
                 !c.writable(i),
@@ -164,15 +164,14 @@ fn etcd_outage_fences_the_primary_then_the_cluster_is_whole_again() {
                 c.name(i)
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     c.etcd_mut().restart().expect("restart etcd");
     let q = c.wait_primary(ttl * 3 + Duration::from_secs(15));
     wait_writable(&c, q, Duration::from_secs(15));
     let_writer_run(&c, q, 30);
     let (w, k) = (w.stop(), k.stop());
-    let rows = e2e::mariadb_workload::written(c.port(q)).expect("read the rows on the primary");
-    e2e::cluster::assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    let rows = e2e::mariadb::workload::written(c.port(q)).expect("read the rows on the primary");
+    e2e::harness::scenario::assert_no_split_brain_no_loss(&c, &rows, &w, &k);
     for i in (0..c.len()).filter(|&i| i != q) {
         c.wait_replicating(i, q, ATTACH);
     }

@@ -4,8 +4,8 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
-use e2e::mariadb::MariaDb;
-use e2e::util::eventually;
+use e2e::harness::util::eventually;
+use e2e::mariadb::server::MariaDb;
 use engines::Position;
 use engines::mariadb::gtid::GtidSet;
 

@@ -1,6 +1,6 @@
 //! Network partitions of a MariaDB cluster (issue 12), each node in a network namespace of
 //! its own on a test LAN, etcd and the clients on its bridge: the scenarios of
-//! `e2e::partition`. With `sync` (semi-sync) an isolated primary loses no acknowledged
+//! `e2e::harness::partition`. With `sync` (semi-sync) an isolated primary loses no acknowledged
 //! commit; with `async` it loses at most what it acknowledged before it fenced itself,
 //! within the documented bound. Needs root (network namespaces); every run ends at full
 //! redundancy.
@@ -8,16 +8,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::mariadb_cluster::{MariaCluster, MariaOpts};
-use e2e::mariadb_scenario::{settle, workload};
-use e2e::netns::Lan;
-use e2e::partition::{OnLan, primary_cut_off, replica_cut_off};
-use e2e::workload::Workload;
+use e2e::harness::netns::Lan;
+use e2e::harness::partition::{OnLan, primary_cut_off, replica_cut_off};
+use e2e::harness::workload::Workload;
+use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
+use e2e::mariadb::scenario::{settle, workload};
 
 struct Maria(MariaCluster);
 
 impl std::ops::Deref for Maria {
-    type Target = e2e::cluster::Agents;
+    type Target = e2e::harness::cluster::Agents;
     fn deref(&self) -> &Self::Target {
         &self.0
     }

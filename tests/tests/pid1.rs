@@ -3,8 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::agent::Agent;
-use e2e::util::{eventually, free_port, system_bin, workspace_bin};
+use e2e::harness::agent::Agent;
+use e2e::harness::util::{eventually, free_port, system_bin, workspace_bin};
 
 /// `(pid, ppid, state)` of every process, read from `/proc`.
 fn processes() -> Vec<(i32, i32, char)> {

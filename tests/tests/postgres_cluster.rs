@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::postgres_cluster::PgOpts;
-use e2e::postgres_scenario::{
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::postgres::cluster::PgOpts;
+use e2e::postgres::scenario::{
     MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, settled, start, wait_writable,
 };
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use engines::postgres::sql::parse_lsn;
 
 #[test]
 fn fresh_cluster_bootstraps_clones_and_replicates() {
@@ -25,9 +26,11 @@ fn fresh_cluster_bootstraps_clones_and_replicates() {
             c.scalar(i, "SELECT pg_is_in_recovery()").expect("query"),
             "t"
         );
-        let ok = e2e::util::eventually(Duration::from_secs(5), Duration::from_millis(50), || {
-            (c.http_status(i, "/replica") == Some(200)).then_some(())
-        });
+        let ok = e2e::harness::util::eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || (c.http_status(i, "/replica") == Some(200)).then_some(()),
+        );
         assert!(ok.is_some(), "/replica on {}: {:?}", c.name(i), c.health(i));
     }
     // Data checksums are on (pg_rewind needs them).
@@ -45,11 +48,15 @@ fn fresh_cluster_bootstraps_clones_and_replicates() {
         )
         .expect("write");
     for i in 0..3 {
-        let ok = e2e::util::eventually(Duration::from_secs(10), Duration::from_millis(50), || {
-            c.scalar(i, "SELECT count(*) FROM e2e_writes")
-                .ok()
-                .filter(|n| n == "50")
-        });
+        let ok = e2e::harness::util::eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || {
+                c.scalar(i, "SELECT count(*) FROM e2e_writes")
+                    .ok()
+                    .filter(|n| n == "50")
+            },
+        );
         assert!(ok.is_some(), "rows do not reach {}", c.name(i));
     }
     let m = c.metrics(p);
@@ -177,8 +184,18 @@ fn the_most_advanced_replica_wins_after_replaying_what_it_received() {
     });
     assert!(received.is_some(), "the replica did not receive the WAL");
     // Elections compare the positions the agents published; a replica's position is
-    // re-published from its probe (every second). Give it that second.
-    std::thread::sleep(Duration::from_millis(2500));
+    // re-published from its probe (every second): wait until the node key shows it.
+    let flushed_at = parse_lsn(&flushed).expect("an LSN");
+    let published = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        (c.published_offset(ahead)? >= flushed_at).then_some(())
+    });
+    assert!(
+        published.is_some(),
+        "{} never published the WAL it received (offset {:?}, flushed {flushed})\n{}",
+        c.name(ahead),
+        c.published_offset(ahead),
+        c.logs()
+    );
     assert_eq!(
         c.scalar(ahead, "SELECT count(*) FROM e2e_writes")
             .expect("count"),

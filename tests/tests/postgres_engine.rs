@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use e2e::postgres::{EngineNode, Sql, settings, temp_dir};
-use e2e::util::eventually;
+use e2e::harness::util::eventually;
+use e2e::postgres::server::{EngineNode, Sql, settings, temp_dir};
 use engines::postgres::Durability;
 use engines::{Engine, Member, Peer};
 
@@ -40,7 +40,7 @@ fn wait_count(sql: &Sql, port: u16, n: i64) {
 fn clone_fence_promote_and_rewind() {
     let sql = Sql::new();
     let dir = temp_dir("pg-engine-").expect("temp dir");
-    let (pa, pb) = (e2e::postgres::port(), e2e::postgres::port());
+    let (pa, pb) = (e2e::postgres::server::port(), e2e::postgres::server::port());
     let a = EngineNode::start(
         &sql,
         settings("a", dir.path(), pa, Durability::Async),
@@ -167,7 +167,7 @@ fn clone_fence_promote_and_rewind() {
 fn sync_durability_waits_for_a_replica() {
     let sql = Sql::new();
     let dir = temp_dir("pg-engine-sync-").expect("temp dir");
-    let (pa, pb) = (e2e::postgres::port(), e2e::postgres::port());
+    let (pa, pb) = (e2e::postgres::server::port(), e2e::postgres::server::port());
     let a = EngineNode::start(
         &sql,
         settings("a", dir.path(), pa, Durability::Sync),

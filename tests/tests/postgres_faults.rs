@@ -5,15 +5,19 @@
 //! primary that pg_rewind cannot rewind: flagged `needs_rebuild`, re-cloned with
 //! `auto_rebuild`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use e2e::postgres_cluster::{PgCluster, PgOpts, TABLE};
-use e2e::postgres_scenario::{
+use e2e::harness::util::{eventually, throughout};
+use e2e::harness::workload::{Checker, Writer};
+use e2e::postgres::cluster::{PgCluster, PgOpts};
+use e2e::postgres::scenario::{
     MAX_RUN, assert_no_split_brain_no_loss, let_writer_run, same_rows_everywhere, settled, start,
     wait_writable,
 };
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::postgres::workload::TABLE;
+
+/// How long a node flagged `needs_rebuild` is watched not to stream.
+const STAYS_APART: Duration = Duration::from_secs(2);
 
 fn opts(durability: &'static str) -> PgOpts {
     PgOpts {
@@ -129,7 +133,8 @@ fn a_hung_primary_server_is_killed_and_fails_over_then_the_node_heals_itself() {
         .iter()
         .copied()
         .filter(|&p| {
-            e2e::util::proc_state(p).is_some_and(|s| s != 'Z') && c.main_pid(old) != Some(p)
+            e2e::harness::util::proc_state(p).is_some_and(|s| s != 'Z')
+                && c.main_pid(old) != Some(p)
         })
         .collect();
     assert!(
@@ -224,11 +229,16 @@ fn a_former_primary_pg_rewind_cannot_rewind_is_flagged_then_rebuilt() {
         c.logs()
     );
     println!("flagged: {}", why.unwrap_or_default());
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        !c.streams_from(p, np),
-        "{} streams although diverged",
-        c.name(p)
+    throughout(
+        Instant::now() + STAYS_APART,
+        Duration::from_millis(100),
+        || {
+            assert!(
+                !c.streams_from(p, np),
+                "{} streams although diverged",
+                c.name(p)
+            );
+        },
     );
     assert_eq!(c.primary(), Some(np), "the primary changed");
     assert_eq!(

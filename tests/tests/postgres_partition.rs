@@ -1,22 +1,22 @@
 //! Network partitions of a PostgreSQL cluster (issue 12), each node in a network namespace
 //! of its own on a test LAN, etcd and the clients on its bridge: the scenarios of
-//! `e2e::partition`. With `sync` an isolated primary loses no acknowledged commit; with
+//! `e2e::harness::partition`. With `sync` an isolated primary loses no acknowledged commit; with
 //! `async` it loses at most what it acknowledged before it fenced itself, within the
 //! documented bound. Needs root (network namespaces); every run ends at full redundancy.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::netns::Lan;
-use e2e::partition::{OnLan, primary_cut_off, replica_cut_off};
-use e2e::postgres_cluster::{PgCluster, PgOpts};
-use e2e::postgres_scenario::settled;
-use e2e::workload::Workload;
+use e2e::harness::netns::Lan;
+use e2e::harness::partition::{OnLan, primary_cut_off, replica_cut_off};
+use e2e::harness::workload::Workload;
+use e2e::postgres::cluster::{PgCluster, PgOpts};
+use e2e::postgres::scenario::settled;
 
 struct Pg(PgCluster);
 
 impl std::ops::Deref for Pg {
-    type Target = e2e::cluster::Agents;
+    type Target = e2e::harness::cluster::Agents;
     fn deref(&self) -> &Self::Target {
         &self.0
     }

@@ -3,8 +3,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use e2e::agent::Agent;
-use e2e::util::{eventually, free_port, system_bin};
+use e2e::harness::agent::Agent;
+use e2e::harness::util::{eventually, free_port, system_bin};
 use serde_json::Value;
 
 /// Kills Prometheus when the test ends, however it ends.

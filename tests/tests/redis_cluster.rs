@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::redis::RedisWorkload;
-use e2e::scenario::*;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::{eventually, hold, throughout};
+use e2e::harness::workload::{Checker, Writer};
+use e2e::redis::scenario::*;
+use e2e::redis::workload::RedisWorkload;
 
 #[test]
 fn fresh_cluster_has_one_primary_and_two_replicas() {
@@ -17,7 +17,7 @@ fn fresh_cluster_has_one_primary_and_two_replicas() {
     let first = c.wait_primary(BOOTSTRAP);
     let window = ttl(&c) + Duration::from_secs(1);
     let t0 = Instant::now();
-    while t0.elapsed() < window {
+    throughout(t0 + window, Duration::from_millis(50), || {
         let now = c.primary();
         assert_eq!(
             now,
@@ -28,8 +28,7 @@ fn fresh_cluster_has_one_primary_and_two_replicas() {
             c.roles(),
             c.logs()
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let p = settled(&c);
     assert_eq!(p, first);
     assert_eq!(
@@ -229,12 +228,11 @@ fn maintenance_mode_blocks_failover_until_turned_off() {
         "maintenance",
         r#"{"schema":1,"enabled":true,"reason":"e2e"}"#,
     );
-    // The agents learn of it by watch; there is nothing to observe, so give the watch a moment.
-    std::thread::sleep(Duration::from_millis(500));
+    hold(WATCH_DELIVERY);
     c.kill_agent(p);
     let window = ttl(&c) + Duration::from_secs(3);
     let t0 = Instant::now();
-    while t0.elapsed() < window {
+    throughout(t0 + window, Duration::from_millis(100), || {
         if let Some(q) = c.primary() {
             panic!(
                 "{} became primary {:?} after the primary's loss in maintenance mode\n{}",
@@ -251,8 +249,7 @@ fn maintenance_mode_blocks_failover_until_turned_off() {
                 c.logs()
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     c.del_key("maintenance");
     let (new, took) = c.wait_new_primary(p, Duration::from_secs(10));
     println!("maintenance off: {} is primary after {took:?}", c.name(new));
@@ -354,8 +351,7 @@ fn an_initialised_cluster_is_never_reinitialised_empty() {
         c.logs()
     );
     let window = ttl(&c) * 3;
-    let t0 = Instant::now();
-    while t0.elapsed() < window {
+    throughout(Instant::now() + window, Duration::from_millis(100), || {
         assert_eq!(
             c.primary(),
             None,
@@ -373,8 +369,7 @@ fn an_initialised_cluster_is_never_reinitialised_empty() {
             "the wiped node accepts writes\n{}",
             c.logs()
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     assert_eq!(
         c.key("initialized").as_deref(),
         Some(initialized.as_str()),

@@ -11,10 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::redis::{RedisCluster, RedisOpts};
-use e2e::scenario::*;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::util::{eventually, throughout};
+use e2e::harness::workload::{Checker, Writer};
+use e2e::redis::cluster::{RedisCluster, RedisOpts};
+use e2e::redis::scenario::*;
 
 /// The `history` key's entries (empty when the key is absent).
 fn history(c: &RedisCluster) -> Vec<serde_json::Value> {
@@ -79,7 +79,7 @@ fn wait_redis_gone(c: &RedisCluster, i: usize) {
 /// `primary`, asserting on every round that `primary` stays the primary.
 fn rejoins_as_replica_of(c: &RedisCluster, i: usize, primary: usize, within: Duration) {
     let t0 = Instant::now();
-    loop {
+    let rejoined = eventually(within, Duration::from_millis(50), || {
         assert_eq!(
             c.primary(),
             Some(primary),
@@ -89,28 +89,23 @@ fn rejoins_as_replica_of(c: &RedisCluster, i: usize, primary: usize, within: Dur
             c.roles(),
             c.logs()
         );
-        if c.role(i) == "replica" && c.replicates_from(i, primary) {
-            println!(
-                "{} rejoined as a replica after {:?}",
-                c.name(i),
-                t0.elapsed()
-            );
-            return;
-        }
-        assert!(
-            t0.elapsed() < within,
-            "{} is not a replica of {} within {within:?}: role {:?}, redis role {:?} master_port {:?} link {:?}; roles {:?}\n{}",
-            c.name(i),
-            c.name(primary),
-            c.role(i),
-            c.replication(i, "role"),
-            c.replication(i, "master_port"),
-            c.replication(i, "master_link_status"),
-            c.roles(),
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (c.role(i) == "replica" && c.replicates_from(i, primary)).then_some(())
+    });
+    assert!(
+        rejoined.is_some(),
+        "{} is not a replica of {} within {within:?}: role {:?}, redis {}; roles {:?}\n{}",
+        c.name(i),
+        c.name(primary),
+        c.role(i),
+        c.replication_info(i),
+        c.roles(),
+        c.logs()
+    );
+    println!(
+        "{} rejoined as a replica after {:?}",
+        c.name(i),
+        t0.elapsed()
+    );
 }
 
 /// Waits until node `i` reads `value` at `key`.
@@ -175,7 +170,7 @@ fn etcd_outage_longer_than_the_ttl_fences_the_primary_then_one_primary_returns()
         c.logs()
     );
     // No node accepts writes for the rest of the outage.
-    while t0.elapsed() < outage {
+    throughout(t0 + outage, Duration::from_millis(50), || {
         for i in 0..c.len() {
             assert!(
                 !c.writable(i),
@@ -186,8 +181,7 @@ fn etcd_outage_longer_than_the_ttl_fences_the_primary_then_one_primary_returns()
                 c.logs()
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     println!("roles at the end of the outage: {:?}", c.roles());
     c.etcd_mut().restart().expect("restart etcd");
     let back = Instant::now();
@@ -331,7 +325,7 @@ fn losing_one_of_three_etcd_members_changes_nothing_and_failover_still_works() {
     );
     let window = ttl(&c) * 3;
     let t0 = Instant::now();
-    while t0.elapsed() < window {
+    throughout(t0 + window, Duration::from_millis(50), || {
         let role = c.role(p);
         assert_eq!(
             role,
@@ -358,8 +352,7 @@ fn losing_one_of_three_etcd_members_changes_nothing_and_failover_still_works() {
             c.roles(),
             c.logs()
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let_writer_run(&c, p, 50);
     let w = writer.stop();
     let k = checker.stop();

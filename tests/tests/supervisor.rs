@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use e2e::agent::Agent;
-use e2e::util::{eventually, free_port};
+use e2e::harness::agent::Agent;
+use e2e::harness::util::{eventually, free_port};
 use nix::sys::signal::Signal;
 
 /// A temp dir with an event file that handlers and the main process append lines to.
@@ -198,9 +198,8 @@ telemetry: { listen: "off" }
         agent.log()
     );
     agent.signal(Signal::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
-        agent.wait_exit(Duration::ZERO).is_none(),
+        agent.wait_exit(Duration::from_millis(300)).is_none(),
         "agent must wait for stop_timeout"
     );
     agent.signal(Signal::SIGTERM);

@@ -8,17 +8,18 @@
 
 use std::time::Duration;
 
-use e2e::cluster::{ETCD_PASSWORD, Security, assert_no_split_brain_no_loss};
-use e2e::etcd::ROOT_PASSWORD;
-use e2e::mariadb_cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts, REPL_PASSWORD};
-use e2e::mariadb_scenario::{ATTACH, BOOTSTRAP, assert_safe, failover, settled};
-use e2e::mariadb_workload::written;
-use e2e::postgres::{REPLICATOR_PASSWORD, SUPERUSER_PASSWORD};
-use e2e::postgres_cluster::PgOpts;
-use e2e::postgres_scenario::{MAX_RUN, let_writer_run, start, wait_writable};
-use e2e::tls::TlsFiles;
-use e2e::util::eventually;
-use e2e::workload::{Checker, Writer};
+use e2e::harness::cluster::{ETCD_PASSWORD, Security};
+use e2e::harness::etcd::ROOT_PASSWORD;
+use e2e::harness::scenario::assert_no_split_brain_no_loss;
+use e2e::harness::tls::TlsFiles;
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts, REPL_PASSWORD};
+use e2e::mariadb::scenario::{ATTACH, BOOTSTRAP, assert_safe, failover, settled};
+use e2e::mariadb::workload::written;
+use e2e::postgres::cluster::PgOpts;
+use e2e::postgres::scenario::{MAX_RUN, let_writer_run, start, wait_writable};
+use e2e::postgres::server::{REPLICATOR_PASSWORD, SUPERUSER_PASSWORD};
 
 /// How long a node may take to clone the primary and attach.
 const CLONE: Duration = Duration::from_secs(120);
@@ -212,7 +213,7 @@ fn mariadb_with_etcd_tls_and_auth_fails_over_and_the_node_rejoins() {
         c.logs()
     );
     c.wait_replicating(p, run.new, ATTACH);
-    e2e::mariadb_scenario::same_rows_everywhere(&c, run.new);
+    e2e::mariadb::scenario::same_rows_everywhere(&c, run.new);
     c.assert_no_secret_in_logs(&[ETCD_PASSWORD, ROOT_PASSWORD, ADMIN_PASSWORD, REPL_PASSWORD]);
 }
 
@@ -226,7 +227,7 @@ fn postgres_with_etcd_tls_and_auth_fails_over_and_the_node_rejoins() {
         ..PgOpts::default()
     };
     let c = start(3, opts);
-    let p = e2e::postgres_scenario::settled(&c);
+    let p = e2e::postgres::scenario::settled(&c);
     let w = Writer::start(c.workload(), MAX_RUN);
     let k = Checker::start(c.workload(), MAX_RUN);
     let_writer_run(&c, p, 30);
@@ -244,7 +245,7 @@ fn postgres_with_etcd_tls_and_auth_fails_over_and_the_node_rejoins() {
         c.logs()
     );
     c.wait_streaming(p, np, Duration::from_secs(40));
-    e2e::postgres_scenario::same_rows_everywhere(&c, np);
+    e2e::postgres::scenario::same_rows_everywhere(&c, np);
     c.assert_no_secret_in_logs(&[
         ETCD_PASSWORD,
         ROOT_PASSWORD,

@@ -5,7 +5,7 @@
 //! round trip, and the `https://` agent URL. Real certificates from `openssl`
 //! ([`TlsFiles`]): the listener's files are parsed at load time.
 
-use e2e::tls::TlsFiles;
+use e2e::harness::tls::TlsFiles;
 
 use super::tests::parse_at;
 use super::*;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::etcd::EtcdServer;
+use e2e::harness::etcd::EtcdServer;
 
 use super::*;
 use crate::config::Secret;
@@ -268,7 +268,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_endpoint_list_survives_one_member_down() {
-    let mut cluster = e2e::etcd::EtcdCluster::start(3).expect("start 3-member etcd");
+    let mut cluster = e2e::harness::etcd::EtcdCluster::start(3).expect("start 3-member etcd");
     let mut o = EtcdOptions::new(cluster.endpoints());
     o.request_timeout = Duration::from_millis(800);
     let s = EtcdStore::connect(&o).await.expect("connect");

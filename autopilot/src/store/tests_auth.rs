@@ -3,7 +3,7 @@
 //! elsewhere, fails at once on a wrong password (never showing it), and an etcd that is down
 //! when the store connects does not fail the connect: the store logs in once etcd is back.
 
-use e2e::etcd::EtcdServer;
+use e2e::harness::etcd::EtcdServer;
 
 use super::tests::{error_chain, options, start_etcd};
 use super::*;

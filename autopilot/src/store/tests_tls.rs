@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::etcd::{EtcdServer, TlsFiles};
+use e2e::harness::etcd::{EtcdServer, TlsFiles};
 
 use super::tests::{error_chain, options};
 use super::*;

@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
-use e2e::coordinator::{ADMIN_TOKEN, Api, Coordinator, seed_node};
-use e2e::etcd::EtcdServer;
+use e2e::harness::coordinator::{ADMIN_TOKEN, Api, Coordinator, seed_node};
+use e2e::harness::etcd::EtcdServer;
 use serde_json::Value;
 
 pub const C1: &str = "/v1/clusters/a/p/c1";

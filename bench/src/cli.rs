@@ -1,0 +1,315 @@
+//! The `bench` command line: one subcommand per benchmark, with the flags and defaults the
+//! commands in BENCHMARKS.md use. Each run prints its table and rewrites its own section of
+//! BENCHMARKS.md. Not a test: figures are reported, never asserted.
+//!
+//! ```text
+//! cargo build --release -p autopilot -p coordinator -p bench --bins
+//! target/release/bench idle [--seconds 60]
+//! target/release/bench failover [--runs 5] [--ttls 10,5]
+//! target/release/bench etcd-load [--seconds 60]
+//! target/release/bench hostile [--seconds 60]
+//! target/release/bench mariadb-failover [--runs 5] [--ttls 10,5] [--durability sync,async]
+//! target/release/bench postgres-failover [--runs 5] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
+//! target/release/bench recovery [--runs 5] [--ttls 10,5] [--durability sync,async]   # measures the first TTL
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::postgres::System;
+use crate::{etcd_load, failover, hostile, idle, mariadb, postgres, recovery, report};
+
+/// sysexits EX_USAGE: bad flags.
+const EX_USAGE: u8 = 64;
+
+/// Measures what BENCHMARKS.md reports, prints a table, and rewrites its section of
+/// BENCHMARKS.md. Figures are reported, never asserted.
+#[derive(Parser, Debug)]
+#[command(name = "bench")]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Agent RSS and CPU supervising `sleep infinity` with a 1 s health handler, beside tini.
+    Idle(Seconds),
+    /// Fault -> first write on the new primary, 3 Redis nodes: crash, node loss, graceful stop.
+    Failover(Runs),
+    /// etcd gRPC requests per second of an idle 3-node cluster (lease TTL 10 s).
+    EtcdLoad(Seconds),
+    /// The request rate the agent's and the coordinator's listeners answer under wrk from one
+    /// address, with /health(z) latency seen from another address and the primary watched.
+    Hostile(Seconds),
+    /// Failover time and rows lost, 3 MariaDB nodes, 5 faults incl. switchover.
+    ///
+    /// One section per TTL list other than the default 10,5 (`mariadb-failover-ttl5`, …).
+    MariadbFailover {
+        #[command(flatten)]
+        runs: Runs,
+        #[command(flatten)]
+        durability: Durabilities,
+    },
+    /// Fault -> first write on a new primary and rows lost, 3 PostgreSQL nodes, Autopilot and
+    /// Patroni side by side (Patroni from /opt/patroni: run scripts/install-deps).
+    ///
+    /// One section per TTL list other than the default 10,5, and per durability when given
+    /// one (`postgres-failover-ttl10-async`).
+    PostgresFailover {
+        #[command(flatten)]
+        runs: Runs,
+        #[command(flatten)]
+        durability: Durabilities,
+        /// Systems supervising PostgreSQL, comma-separated: autopilot, patroni.
+        #[arg(long, value_delimiter = ',', default_value = "autopilot,patroni", value_parser = system)]
+        systems: Vec<System>,
+    },
+    /// Crash, hung database, frozen agent, node loss, etcd outage, switchover, replica restart
+    /// on PostgreSQL and MariaDB: write outage, rows lost, two writable nodes, time back to
+    /// full redundancy and rejoin time.
+    ///
+    /// Only the first TTL of --ttls is measured; its section is `recovery-ttl<N>`.
+    Recovery {
+        #[command(flatten)]
+        runs: Runs,
+        #[command(flatten)]
+        durability: Durabilities,
+    },
+}
+
+/// How long to measure.
+#[derive(Args, Debug)]
+struct Seconds {
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: u64,
+}
+
+/// How often to fail over, and at which TTLs.
+#[derive(Args, Debug)]
+struct Runs {
+    /// Runs per measured cell.
+    #[arg(long, default_value_t = 5, value_parser = positive)]
+    runs: usize,
+    /// Lease TTLs in seconds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,5", value_parser = ttl)]
+    ttls: Vec<Duration>,
+}
+
+/// Which replication durabilities to measure.
+#[derive(Args, Debug)]
+struct Durabilities {
+    /// Durabilities, comma-separated: sync, async.
+    #[arg(long, value_delimiter = ',', default_value = "sync,async", value_parser = durability)]
+    durability: Vec<&'static str>,
+}
+
+/// A count above zero.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a whole number above 0".to_owned()),
+    }
+}
+
+/// A TTL: whole seconds above zero.
+fn ttl(s: &str) -> Result<Duration, String> {
+    match s.trim().parse() {
+        Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+        _ => Err("expected whole seconds above 0".to_owned()),
+    }
+}
+
+/// `sync` or `async`.
+fn durability(s: &str) -> Result<&'static str, String> {
+    match s.trim() {
+        "sync" => Ok("sync"),
+        "async" => Ok("async"),
+        _ => Err("expected sync or async".to_owned()),
+    }
+}
+
+/// `autopilot` or `patroni`.
+fn system(s: &str) -> Result<System, String> {
+    System::parse(s).ok_or_else(|| "expected autopilot or patroni".to_owned())
+}
+
+/// `base`, with `-ttl<N>` per TTL when the list is not the default 10,5 (so TTLs can be run
+/// separately without overwriting each other's section).
+fn section_name(base: &str, ttls: &[Duration]) -> String {
+    let mut name = base.to_owned();
+    if ttls != [Duration::from_secs(10), Duration::from_secs(5)] {
+        for t in ttls {
+            name.push_str(&format!("-ttl{}", t.as_secs()));
+        }
+    }
+    name
+}
+
+impl Cmd {
+    /// The BENCHMARKS.md section this run rewrites.
+    fn section(&self) -> String {
+        match self {
+            Cmd::Idle(_) => "idle".to_owned(),
+            Cmd::Failover(_) => "failover".to_owned(),
+            Cmd::EtcdLoad(_) => "etcd-load".to_owned(),
+            Cmd::Hostile(_) => "hostile".to_owned(),
+            Cmd::MariadbFailover { runs, .. } => section_name("mariadb-failover", &runs.ttls),
+            // A durability run on its own gets its own section too.
+            Cmd::PostgresFailover {
+                runs, durability, ..
+            } => match durability.durability.as_slice() {
+                [one] => format!("{}-{one}", section_name("postgres-failover", &runs.ttls)),
+                _ => section_name("postgres-failover", &runs.ttls),
+            },
+            Cmd::Recovery { runs, .. } => format!("recovery-ttl{}", runs.ttls[0].as_secs()),
+        }
+    }
+
+    /// Measures; the table.
+    fn run(&self) -> anyhow::Result<String> {
+        match self {
+            Cmd::Idle(s) => idle::run(s.seconds),
+            Cmd::Failover(r) => failover::run(r.runs, &r.ttls),
+            Cmd::EtcdLoad(s) => etcd_load::run(s.seconds),
+            Cmd::Hostile(s) => hostile::run(s.seconds),
+            Cmd::MariadbFailover { runs, durability } => {
+                mariadb::run(runs.runs, &runs.ttls, &durability.durability)
+            }
+            Cmd::PostgresFailover {
+                runs,
+                durability,
+                systems,
+            } => postgres::run(runs.runs, &runs.ttls, &durability.durability, systems),
+            Cmd::Recovery { runs, durability } => {
+                recovery::run(runs.runs, runs.ttls[0], &durability.durability)
+            }
+        }
+    }
+}
+
+/// Parses the command line, measures, prints the table and writes it to BENCHMARKS.md; the
+/// exit code (64 for bad flags).
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let section = cli.cmd.section();
+    match cli.cmd.run() {
+        Ok(table) => {
+            println!("{table}");
+            if let Err(e) = report::write_section(&section, &table) {
+                eprintln!("bench: update BENCHMARKS.md: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cmd, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.cmd)
+    }
+
+    fn secs(list: &[u64]) -> Vec<Duration> {
+        list.iter().copied().map(Duration::from_secs).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        match parse(&["idle"]).expect("parse") {
+            Cmd::Idle(s) => assert_eq!(s.seconds, 60),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["postgres-failover"]).expect("parse") {
+            Cmd::PostgresFailover {
+                runs,
+                durability,
+                systems,
+            } => {
+                assert_eq!(runs.runs, 5);
+                assert_eq!(runs.ttls, secs(&[10, 5]));
+                assert_eq!(durability.durability, ["sync", "async"]);
+                assert_eq!(systems, [System::Autopilot, System::Patroni]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lists_are_comma_separated() {
+        match parse(&[
+            "recovery",
+            "--runs",
+            "3",
+            "--ttls",
+            "5, 3",
+            "--durability",
+            "sync",
+        ])
+        .expect("parse")
+        {
+            Cmd::Recovery { runs, durability } => {
+                assert_eq!((runs.runs, runs.ttls), (3, secs(&[5, 3])));
+                assert_eq!(durability.durability, ["sync"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sections_are_named_as_before() {
+        let section = |args: &[&str]| parse(args).expect("parse").section();
+        assert_eq!(section(&["hostile", "--seconds", "10"]), "hostile");
+        assert_eq!(section(&["mariadb-failover"]), "mariadb-failover");
+        assert_eq!(
+            section(&["mariadb-failover", "--ttls", "5"]),
+            "mariadb-failover-ttl5"
+        );
+        assert_eq!(
+            section(&["postgres-failover", "--ttls", "10", "--durability", "async"]),
+            "postgres-failover-ttl10-async"
+        );
+        assert_eq!(
+            section(&["postgres-failover", "--durability", "sync"]),
+            "postgres-failover-sync"
+        );
+        assert_eq!(section(&["recovery", "--ttls", "5"]), "recovery-ttl5");
+        assert_eq!(section(&["recovery"]), "recovery-ttl10");
+    }
+
+    #[test]
+    fn bad_values_and_unknown_commands_are_refused() {
+        for args in [
+            &["idle", "--seconds", "0"][..],
+            &["failover", "--runs", "0"],
+            &["failover", "--ttls", "10,0"],
+            &["mariadb-failover", "--durability", "semi"],
+            &["postgres-failover", "--systems", "stolon"],
+            &["idle", "--runs", "3"],
+            &["nap"],
+            &[],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} parsed");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The benchmarks behind the `bench` binary: one module per subcommand, measured with the
+//! `e2e` harness (real etcd, databases and agents on loopback), and the BENCHMARKS.md
+//! writer. Benchmarks report; they never assert.
+//!
+//! [`cli`] is the command line; [`report`] writes a named section of BENCHMARKS.md;
+//! [`proc`] reads a process's resource use; [`patroni`] runs Patroni beside the agents for
+//! [`postgres`].
+
+pub mod cli;
+pub mod etcd_load;
+pub mod failover;
+pub mod hostile;
+pub mod idle;
+pub mod mariadb;
+pub mod patroni;
+pub mod postgres;
+pub mod proc;
+pub mod recovery;
+pub mod report;

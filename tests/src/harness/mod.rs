@@ -1,0 +1,16 @@
+//! What the engines' harnesses share: an agent as a process ([`agent`]), the agents of a
+//! cluster ([`cluster`]) and the scenario steps every engine runs ([`scenario`]), etcd
+//! ([`etcd`]), the coordinator ([`coordinator`]), test LANs and partitions ([`netns`],
+//! [`partition`]), TLS material ([`tls`]), the engine-neutral writer and checker
+//! ([`workload`]), and bounded waits and paths ([`util`]).
+
+pub mod agent;
+pub mod cluster;
+pub mod coordinator;
+pub mod etcd;
+pub mod netns;
+pub mod partition;
+pub mod scenario;
+pub mod tls;
+pub mod util;
+pub mod workload;
