@@ -12,6 +12,7 @@ pub(crate) mod env;
 mod health;
 mod process;
 mod role;
+pub mod session;
 pub(crate) mod specs;
 mod supervisor;
 

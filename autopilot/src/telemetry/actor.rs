@@ -14,8 +14,8 @@ use tracing::{error, info};
 use super::host::HostSampler;
 use super::http::{CloneSource, HttpState, router};
 use super::status::NodeStatus;
-use crate::config::TlsIdentity;
-use crate::listen::{Limits, tls};
+use cluster::secret::TlsIdentity;
+use listen::{Limits, tls};
 
 /// How often histograms are compacted and host metrics sampled.
 const SAMPLE_PERIOD: Duration = Duration::from_secs(5);
@@ -107,7 +107,7 @@ impl Actor for TelemetryActor {
                 role: args.role,
                 clone: args.clone,
             });
-            let server = crate::listen::server(listener, limits, "telemetry")
+            let server = listen::server(listener, limits, "telemetry")
                 .map_err(|e| format!("serve telemetry on {addr}: {e}"))?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();

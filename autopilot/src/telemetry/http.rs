@@ -19,9 +19,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{info, warn};
 
 use super::status::NodeStatus;
-use crate::listen::Throttle;
 use crate::node::role_label;
 use crate::role::Role;
+use listen::Throttle;
 
 /// Refused clone requests are logged at most every 10 s (with the count held back), so a
 /// client cannot turn each bad request into a log line.

@@ -29,11 +29,11 @@ use tracing::{info, warn};
 pub use docs::Identity;
 pub use spawn::{RoleHandlers, role_args};
 
+use crate::node::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
 use crate::role::{self, Event, Millis, Role, RoleParams, RoleState};
-use crate::store::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
-use crate::store::{EtcdStore, LeaseId};
 use crate::telemetry::{NodeStatus, PublishedRole};
-use crate::wire::{ClusterKeys, HistoryDoc};
+use cluster::store::{EtcdStore, LeaseId};
+use cluster::wire::{ClusterKeys, HistoryDoc};
 
 use super::env::EventEnv;
 
