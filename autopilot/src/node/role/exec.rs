@@ -10,7 +10,7 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
-use super::{ProbeFailure, RoleActorState, RoleMsg, docs, now_millis, role_label, view};
+use super::{ProbeFailure, RoleActorState, RoleMsg, docs, now_millis, view};
 use crate::node::process::ProcessMsg;
 use crate::node::session::SessionMsg;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
@@ -362,9 +362,9 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             previous,
             primary_address,
         } => {
-            info!(role = role_label(role), previous = role_label(previous), primary = ?primary_address, "role changed");
-            st.args.env.role = role_label(role).into();
-            st.args.env.previous_role = role_label(previous).into();
+            info!(role = role.label(), previous = previous.label(), primary = ?primary_address, "role changed");
+            st.args.env.role = role.label().into();
+            st.args.env.previous_role = previous.label().into();
             st.args.env.primary_address = primary_address.unwrap_or_default();
             if let Some(handler) = &st.args.on_change {
                 let _ = handler.cast(HandlerMsg::Run {
