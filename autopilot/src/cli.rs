@@ -106,7 +106,7 @@ pub async fn run_agent(config: Config) -> i32 {
         }
     };
     pid1::adopt_orphans();
-    pid1::raise_open_file_limit();
+    listen::raise_open_file_limit();
     let metrics = match telemetry::install_recorder() {
         Ok(h) => h,
         Err(e) => {

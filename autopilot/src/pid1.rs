@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::getpid;
 use ractor::ActorRef;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::node::SupervisorMsg;
 
@@ -32,25 +32,6 @@ pub fn adopt_orphans() {
     }
     if let Err(e) = handlers::reaper::set_child_subreaper() {
         warn!(cause = %e, "failed to become child subreaper; orphaned descendants will be reaped by init instead");
-    }
-}
-
-/// Raise the open-file soft limit to the hard limit (as `LimitNOFILE=` would): the
-/// listener's connection cap, a quarter of it, then leaves the agent's own descriptors (its
-/// database connections, etcd, handlers) untouched by any flood.
-pub fn raise_open_file_limit() {
-    match crate::listen::nofile::raise() {
-        Ok((old, new)) if old != new => {
-            info!(
-                from = old,
-                to = new,
-                "raised the open-file limit to its hard limit"
-            )
-        }
-        Ok((_, limit)) => debug!(limit, "open-file limit already at its hard limit"),
-        Err(e) => {
-            warn!(cause = %e, "cannot raise the open-file limit; set LimitNOFILE (systemd) or ulimit -n")
-        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use autopilot::config::{EtcdTls, PemFile, Secret, SecretBytes, TlsIdentity};
 use clap::Args;
+use cluster::secret::{EtcdTls, PemFile, Secret, SecretBytes, TlsIdentity};
 
 use crate::limits::{LimitArgs, Limits};
 

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use autopilot::store::EtcdStore;
+use cluster::store::EtcdStore;
 use tokio::sync::watch;
 
 use crate::audit::CancelOnDrop;
-use crate::problem::error_chain;
+use cluster::error_chain;
 
 /// `/healthz` reports "degraded" from this fraction of the quota on.
 pub const NEAR_FULL: f64 = 0.9;

@@ -18,7 +18,6 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod etcd_space;
@@ -30,6 +29,7 @@ pub mod ratelimit;
 pub mod state;
 pub mod streams;
 pub mod tls;
+pub mod view;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -37,8 +37,8 @@ use std::net::{SocketAddr, TcpListener};
 use crate::streams::StreamSlots;
 use std::time::Duration;
 
-use autopilot::store::{EtcdOptions, EtcdStore};
-use autopilot::wire::CoordinatorKeys;
+use cluster::store::{EtcdOptions, EtcdStore};
+use cluster::wire::CoordinatorKeys;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::audit::Auditor;
@@ -63,7 +63,7 @@ pub enum ServeError {
     Tls(String),
     /// The etcd client could not be built.
     #[error("connect to etcd")]
-    Store(#[source] autopilot::store::StoreError),
+    Store(#[source] cluster::store::StoreError),
     /// The server failed.
     #[error("serve HTTP")]
     Serve(#[source] std::io::Error),
@@ -93,7 +93,7 @@ pub async fn serve(
             }
         });
     }
-    autopilot::pid1::raise_open_file_limit();
+    listen::raise_open_file_limit();
     let keys = CoordinatorKeys::new(&cfg.prefix);
     let limits = cfg.limits;
     let auditor = Auditor::new(
@@ -134,13 +134,12 @@ pub async fn serve(
     let _pruner = auditor.spawn_pruner(cfg.audit_prune_interval);
     let _aggregator = auditor.spawn_aggregator(Duration::from_secs(5));
     let listen_limits = limits.listener.capped();
-    let server =
-        autopilot::listen::server(listener, listen_limits, "coordinator").map_err(|source| {
-            ServeError::Bind {
-                addr: cfg.listen,
-                source,
-            }
-        })?;
+    let server = listen::server(listener, listen_limits, "coordinator").map_err(|source| {
+        ServeError::Bind {
+            addr: cfg.listen,
+            source,
+        }
+    })?;
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {

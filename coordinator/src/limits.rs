@@ -53,7 +53,7 @@ pub struct LimitArgs {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// The listener's caps and timeouts.
-    pub listener: autopilot::listen::Limits,
+    pub listener: listen::Limits,
     /// Event streams at once.
     pub streams: usize,
     /// Event streams per token.
@@ -116,7 +116,7 @@ impl LimitArgs {
             });
         }
         Ok(Limits {
-            listener: autopilot::listen::Limits {
+            listener: listen::Limits {
                 max_connections: self.max_connections,
                 max_per_client: self.max_connections_per_client,
                 header_read_timeout: self.header_read_timeout,

@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cluster::error_chain;
 use coordinator::config::ServeArgs;
-use coordinator::problem::error_chain;
 use tracing_subscriber::EnvFilter;
 
 /// The Autopilot coordinator: HTTP API, tokens and audit over the clusters in etcd.

@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cluster::error_chain;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -75,7 +76,7 @@ impl Problem {
         )
     }
     /// 503: etcd did not answer. Logs the cause (never a secret: store errors name keys only).
-    pub fn store(err: &autopilot::store::StoreError) -> Self {
+    pub fn store(err: &cluster::store::StoreError) -> Self {
         tracing::warn!(cause = %error_chain(err), "etcd request failed");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -117,18 +118,6 @@ impl Problem {
         self.retry_after_seconds = Some(secs);
         self
     }
-}
-
-/// `err` and its sources, `: `-separated, for one log line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl std::fmt::Display for Problem {

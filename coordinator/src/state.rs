@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use autopilot::store::EtcdStore;
-use autopilot::wire::CoordinatorKeys;
+use cluster::store::EtcdStore;
+use cluster::wire::CoordinatorKeys;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::audit::Auditor;

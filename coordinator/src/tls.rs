@@ -3,7 +3,7 @@
 
 use axum_server::tls_rustls::RustlsConfig;
 
-use autopilot::config::{PemFile, SecretBytes};
+use cluster::secret::{PemFile, SecretBytes};
 
 /// Installs aws-lc-rs as the process-wide rustls provider (once; later calls are no-ops).
 pub fn install_provider() {

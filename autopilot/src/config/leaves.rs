@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use super::checks;
 use super::locate::{FieldPath, Target};
-use super::model::{DbAccount, EnvValue, EnvVar, OsUser, Secret};
+use super::model::{DbAccount, EnvValue, EnvVar, OsUser};
 use super::raw::{Exec, RawAccount, RawDuration, RawEnv, RawEnvValue};
 use super::secrets;
 use super::validate::Validator;
+use cluster::secret::Secret;
 
 impl Validator<'_> {
     /// `password_file` or `password_env` under `at` (not both): the secret; `None` when

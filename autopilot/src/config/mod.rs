@@ -30,6 +30,8 @@ mod validate_tls;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_etcd_tls;
+#[cfg(test)]
 mod tests_files;
 #[cfg(test)]
 mod tests_listener_tls;

@@ -5,6 +5,7 @@
 //! never by value; TLS files by their paths only. Hand-written rather than serialised so that key order follows the docs and
 //! the secret comments can be added.
 
+use cluster::secret::{EtcdTls, Secret};
 use std::fmt::Write as _;
 use std::path::Path;
 

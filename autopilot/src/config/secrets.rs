@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::model::Secret;
+use cluster::secret::Secret;
 
 /// How the loader looks up environment variables; tests inject their own.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -9,6 +9,7 @@
 //! Leaf checks live in `leaves.rs`; the engine, its hooks, handlers and jobs in
 //! `validate_handlers.rs`; `store.etcd.tls` and `telemetry.tls` in `validate_tls.rs`.
 
+use cluster::secret::{EtcdTls, Secret};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

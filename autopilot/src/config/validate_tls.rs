@@ -9,10 +9,11 @@
 //! problem at load time, not a failed start.
 
 use super::locate::{FieldPath, Target};
-use super::model::{EtcdTls, ListenerTls, PemFile, SecretBytes, TlsIdentity};
+use super::model::ListenerTls;
 use super::raw::{RawListenerTls, RawTls};
 use super::validate::{Validator, root};
-use crate::listen::tls;
+use cluster::secret::{EtcdTls, PemFile, SecretBytes, TlsIdentity};
+use listen::tls;
 
 impl Validator<'_> {
     /// `store.etcd.tls` under `at` (`store.etcd`); `endpoints` must all be `https://`.

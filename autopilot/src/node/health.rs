@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::process::ProcessEvent;
-use crate::listen::Throttle;
 use crate::telemetry::{Lifecycle, NodeStatus};
+use listen::Throttle;
 
 /// How long one engine probe may take. A database that does not answer within it is
 /// unhealthy: with a probe every second (the default) a hung server is reported within 3 s,

@@ -8,16 +8,18 @@
 //!  └─ Handler × N      preStart, health, onChange, preStop, postStop, job:<name>
 //! ```
 
+mod clone;
 pub(crate) mod env;
 mod health;
 mod process;
 mod role;
+pub mod session;
 pub(crate) mod specs;
 mod supervisor;
 
 pub use env::EventEnv;
 pub use health::{HealthActor, HealthArgs, HealthMsg};
 pub use process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
-pub use role::{RoleActor, RoleArgs, RoleHandlers, RoleMsg, role_args, role_label};
+pub use role::{RoleActor, RoleArgs, RoleHandlers, RoleMsg, role_args};
 pub use specs::{build_engine, handler_spec, local_peer};
 pub use supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, exit_code};

@@ -102,6 +102,18 @@ pub enum Role {
     Fenced,
 }
 
+impl Role {
+    /// The role's name in handler variables, `/health` and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Fenced => "fenced",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
 /// What the `primary` key says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrimaryKey {

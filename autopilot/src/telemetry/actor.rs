@@ -1,6 +1,7 @@
 //! The telemetry actor: owns the HTTP listener task (HTTPS only when `telemetry.tls.cert` is
 //! set) and the periodic recorder upkeep and host sampling.
 
+use axum::Router;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::host::HostSampler;
-use super::http::{CloneSource, HttpState, router};
+use super::http::{HttpState, router};
 use super::status::NodeStatus;
-use crate::config::TlsIdentity;
-use crate::listen::{Limits, tls};
+use cluster::secret::TlsIdentity;
+use listen::{Limits, tls};
 
 /// How often histograms are compacted and host metrics sampled.
 const SAMPLE_PERIOD: Duration = Duration::from_secs(5);
@@ -37,8 +38,8 @@ pub struct TelemetryArgs {
     pub role: Option<watch::Receiver<super::PublishedRole>>,
     /// Directory whose filesystem is reported in the disk gauges.
     pub dir: PathBuf,
-    /// Serves `/v1/clone/stream` (MariaDB engine); `None` otherwise.
-    pub clone: Option<CloneSource>,
+    /// The node's own routes beside `/health` (the MariaDB clone stream); empty otherwise.
+    pub routes: Router,
 }
 
 /// Messages of the telemetry actor.
@@ -101,13 +102,15 @@ impl Actor for TelemetryActor {
                 max_per_client = limits.max_per_client,
                 "telemetry listening"
             );
-            let app = router(HttpState {
-                metrics: args.metrics.clone(),
-                status: args.status,
-                role: args.role,
-                clone: args.clone,
-            });
-            let server = crate::listen::server(listener, limits, "telemetry")
+            let app = router(
+                HttpState {
+                    metrics: args.metrics.clone(),
+                    status: args.status,
+                    role: args.role,
+                },
+                args.routes,
+            );
+            let server = listen::server(listener, limits, "telemetry")
                 .map_err(|e| format!("serve telemetry on {addr}: {e}"))?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();

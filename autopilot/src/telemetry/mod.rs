@@ -11,6 +11,5 @@ mod recorder;
 mod status;
 
 pub use actor::{TelemetryActor, TelemetryArgs, TelemetryMsg};
-pub use http::CloneSource;
 pub use recorder::install_recorder;
 pub use status::{Lifecycle, NodeStatus, PublishedRole};

@@ -15,21 +15,21 @@
 
 use std::net::SocketAddr;
 
-use autopilot::store::Store;
-use autopilot::wire::{
-    self, MaintenanceDoc, NodeDoc, ReplicationPosition, SwitchoverDoc, Timestamp, TokenRole,
-};
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
+use cluster::store::Store;
+use cluster::wire::{
+    self, MaintenanceDoc, NodeDoc, ReplicationPosition, SwitchoverDoc, Timestamp, TokenRole,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{ApiPath, Body, json};
 use super::gate::{Gate, Need, admit};
-use crate::cluster::{self, ClusterDoc, ClusterPath};
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::view::{self, ClusterDoc, ClusterPath};
 
 /// Body of `POST …/switchover`.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
@@ -186,7 +186,7 @@ pub async fn switchover(
     .await?;
     let run = async {
         let req: SwitchoverRequest = json(&body)?;
-        let c = cluster::read(&st, &p).await?.doc;
+        let c = view::read(&st, &p).await?.doc;
         not_in_maintenance(&c)?;
         let Some(primary) = &c.primary else {
             return Err(Problem::conflict(
@@ -281,7 +281,7 @@ pub async fn failover(
     .await?;
     let run = async {
         let req: FailoverRequest = json(&body)?;
-        let c = cluster::read(&st, &p).await?.doc;
+        let c = view::read(&st, &p).await?.doc;
         not_in_maintenance(&c)?;
         let n = find(&c, &req.candidate)?;
         not_primary(&c, &req.candidate)?;
@@ -377,7 +377,7 @@ pub async fn maintenance(
                 format!("reason {why}; give one line of plain text"),
             ));
         }
-        cluster::read(&st, &p).await?;
+        view::read(&st, &p).await?;
         let keys = p.keys(&st)?;
         let doc = MaintenanceDoc {
             schema: wire::SCHEMA_VERSION,

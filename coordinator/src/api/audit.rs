@@ -4,10 +4,10 @@
 
 use std::net::SocketAddr;
 
-use autopilot::wire::{AuditDoc, AuditOutcome, TokenRole};
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
+use cluster::wire::{AuditDoc, AuditOutcome, TokenRole};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

@@ -2,18 +2,18 @@
 
 use std::net::SocketAddr;
 
-use autopilot::wire::{HistoryEntry, NodeDoc, PrimaryDoc, TokenRole};
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
+use cluster::wire::{HistoryEntry, NodeDoc, PrimaryDoc, TokenRole};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery};
 use super::gate::{Need, admit};
-use crate::cluster::{self, ClusterDoc, ClusterPath, ClusterSummary};
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::view::{self, ClusterDoc, ClusterPath, ClusterSummary};
 
 /// Filters of `GET /v1/clusters`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -67,7 +67,7 @@ async fn read_gate(
     client: SocketAddr,
     action: &'static str,
     p: &ClusterPath,
-) -> Result<cluster::Read, Problem> {
+) -> Result<view::Read, Problem> {
     admit(
         st,
         headers,
@@ -80,7 +80,7 @@ async fn read_gate(
         },
     )
     .await?;
-    cluster::read(st, p).await
+    view::read(st, p).await
 }
 
 /// List the clusters the token can see.
@@ -110,7 +110,7 @@ pub async fn list_clusters(
     {
         return Ok(Json(ClusterList { clusters: vec![] }));
     }
-    let all = cluster::list(&st, q.namespace.as_deref()).await?;
+    let all = view::list(&st, q.namespace.as_deref()).await?;
     let clusters = all
         .into_iter()
         .filter(|c| caller.sees_cluster(&c.namespace, &c.project, &c.cluster))

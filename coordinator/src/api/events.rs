@@ -12,21 +12,21 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use autopilot::store::{EtcdStore, Store, Watch, WatchBroken, WatchEvent, WatchMessage};
-use autopilot::wire::{self, ClusterKey, ClusterKeys, HistoryDoc, NodeDoc, TokenRole};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use cluster::store::{EtcdStore, Store, Watch, WatchBroken, WatchEvent, WatchMessage};
+use cluster::wire::{self, ClusterKey, ClusterKeys, HistoryDoc, NodeDoc, TokenRole};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery};
 use super::gate::{Need, admit};
-use crate::cluster::ClusterPath;
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::view::ClusterPath;
 
 /// Where to start.
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -7,8 +7,8 @@
 
 use std::net::SocketAddr;
 
-use autopilot::wire::{AuditOutcome, TokenRole};
 use axum::http::{HeaderMap, StatusCode};
+use cluster::wire::{AuditOutcome, TokenRole};
 
 use crate::audit::Entry;
 use crate::auth::{self, Caller};

@@ -1,11 +1,11 @@
 //! The coordinator's own endpoints, without a token: `/healthz` (and etcd reachability),
 //! `/metrics` (Prometheus text) and `/v1/openapi.json`.
 
-use autopilot::store::Store;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cluster::store::Store;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

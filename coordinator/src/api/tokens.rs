@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use autopilot::wire::{self, Timestamp, TokenCluster, TokenDoc, TokenRole};
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
+use cluster::wire::{self, Timestamp, TokenCluster, TokenDoc, TokenRole};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 

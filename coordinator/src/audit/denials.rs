@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use autopilot::wire::AuditDoc;
+use cluster::wire::AuditDoc;
 
 /// What refusals are aggregated by.
 type Kind = (IpAddr, String, Option<String>);
@@ -130,7 +130,7 @@ impl Denials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autopilot::wire::{AuditOutcome, Timestamp};
+    use cluster::wire::{AuditOutcome, Timestamp};
 
     fn doc(n: u32) -> AuditDoc {
         AuditDoc {

@@ -13,13 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autopilot::store::{EtcdStore, RangeQuery, Store, StoreError};
-use autopilot::wire::{self, AuditDoc, AuditOutcome, CoordinatorKeys, Timestamp, TokenRole};
+use cluster::store::{EtcdStore, RangeQuery, Store, StoreError};
+use cluster::wire::{self, AuditDoc, AuditOutcome, CoordinatorKeys, Timestamp, TokenRole};
 pub use tokio_util_free::CancelOnDrop;
 
 use crate::auth::Caller;
 use crate::auth::token::hex;
-use crate::problem::error_chain;
+use cluster::error_chain;
 
 use self::denials::Denials;
 

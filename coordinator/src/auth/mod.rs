@@ -9,8 +9,8 @@
 pub mod store;
 pub mod token;
 
-use autopilot::wire::{Timestamp, TokenCluster, TokenDoc, TokenRole};
 use axum::http::{HeaderMap, header};
+use cluster::wire::{Timestamp, TokenCluster, TokenDoc, TokenRole};
 
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -191,7 +191,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Calle
     }
     if doc
         .expires_at
-        .is_some_and(|t| t <= autopilot::wire::Timestamp::now())
+        .is_some_and(|t| t <= cluster::wire::Timestamp::now())
     {
         return Err(AuthError::new(
             "token_expired",

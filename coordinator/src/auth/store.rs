@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use autopilot::store::{EtcdStore, Store, StoreError};
-use autopilot::wire::{self, CoordinatorKeys, TokenDoc};
+use cluster::store::{EtcdStore, Store, StoreError};
+use cluster::wire::{self, CoordinatorKeys, TokenDoc};
 
 /// Entries beyond this are dropped wholesale (a flood of random token ids must not grow
 /// memory without bound).

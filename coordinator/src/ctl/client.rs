@@ -182,7 +182,7 @@ impl Client {
                     "cannot reach the coordinator at {}: {}; check --url / AUTOPILOT_URL and \
                      that the coordinator runs",
                     self.shown,
-                    crate::problem::error_chain(&e.without_url())
+                    cluster::error_chain(&e.without_url())
                 ),
             )
         })?;

@@ -1,7 +1,7 @@
 //! The etcd documents this node writes, built from what the role actor knows.
 
 use crate::role::{ClaimReason, Position, Role};
-use crate::wire::{
+use cluster::wire::{
     self, Connections, DatabaseIdentity, EventDoc, EventKind, Health, HistoryDoc, HistoryEntry,
     InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
     PrimaryDoc, PrimaryReplication, ReplicationPosition, Storage, Timestamp,

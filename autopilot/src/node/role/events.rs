@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::store::{EtcdStore, LeaseId, Store, StoreError};
+use cluster::store::{EtcdStore, LeaseId, Store, StoreError};
 
 /// How long events are kept at most; at least half of it.
 pub const EVENT_RETENTION: Duration = Duration::from_secs(24 * 3600);

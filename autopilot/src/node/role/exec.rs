@@ -10,12 +10,12 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
-use super::{ProbeFailure, RoleActorState, RoleMsg, docs, now_millis, role_label, view};
+use super::{ProbeFailure, RoleActorState, RoleMsg, docs, now_millis, view};
 use crate::node::process::ProcessMsg;
+use crate::node::session::SessionMsg;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
-use crate::store::session::SessionMsg;
-use crate::store::{Claim, Store};
-use crate::wire::{self, ClusterKey, ClusterKeys};
+use cluster::store::{Claim, Store};
+use cluster::wire::{self, ClusterKey, ClusterKeys};
 
 /// How long `CatchUpTo` waits for the local position to reach the target.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
@@ -88,8 +88,8 @@ pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
 
 /// Position probes that could not run (the agent out of descriptors) are logged at most
 /// every 10 s.
-static POSITION_SKIPS: std::sync::LazyLock<crate::listen::Throttle> =
-    std::sync::LazyLock::new(|| crate::listen::Throttle::new(Duration::from_secs(10)));
+static POSITION_SKIPS: std::sync::LazyLock<listen::Throttle> =
+    std::sync::LazyLock::new(|| listen::Throttle::new(Duration::from_secs(10)));
 
 /// Carry out one action.
 pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Action) {
@@ -362,9 +362,9 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             previous,
             primary_address,
         } => {
-            info!(role = role_label(role), previous = role_label(previous), primary = ?primary_address, "role changed");
-            st.args.env.role = role_label(role).into();
-            st.args.env.previous_role = role_label(previous).into();
+            info!(role = role.label(), previous = previous.label(), primary = ?primary_address, "role changed");
+            st.args.env.role = role.label().into();
+            st.args.env.previous_role = previous.label().into();
             st.args.env.primary_address = primary_address.unwrap_or_default();
             if let Some(handler) = &st.args.on_change {
                 let _ = handler.cast(HandlerMsg::Run {

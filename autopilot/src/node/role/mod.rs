@@ -29,11 +29,11 @@ use tracing::{info, warn};
 pub use docs::Identity;
 pub use spawn::{RoleHandlers, role_args};
 
+use crate::node::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
 use crate::role::{self, Event, Millis, Role, RoleParams, RoleState};
-use crate::store::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
-use crate::store::{EtcdStore, LeaseId};
 use crate::telemetry::{NodeStatus, PublishedRole};
-use crate::wire::{ClusterKeys, HistoryDoc};
+use cluster::store::{EtcdStore, LeaseId};
+use cluster::wire::{ClusterKeys, HistoryDoc};
 
 use super::env::EventEnv;
 
@@ -505,23 +505,8 @@ fn feed(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Event) {
 
 fn publish_role(st: &RoleActorState, role: Role) {
     st.args.publish.send_modify(|p| p.role = role);
-    for (label, r) in [
-        ("primary", Role::Primary),
-        ("replica", Role::Replica),
-        ("fenced", Role::Fenced),
-        ("unknown", Role::Unknown),
-    ] {
-        gauge!("autopilot_role", "role" => label).set(if role == r { 1.0 } else { 0.0 });
+    for r in [Role::Primary, Role::Replica, Role::Fenced, Role::Unknown] {
+        gauge!("autopilot_role", "role" => r.label()).set(if role == r { 1.0 } else { 0.0 });
     }
     gauge!("autopilot_fenced").set(if role == Role::Fenced { 1.0 } else { 0.0 });
-}
-
-/// The label of a role in env variables, `/health` and metrics.
-pub fn role_label(role: Role) -> &'static str {
-    match role {
-        Role::Primary => "primary",
-        Role::Replica => "replica",
-        Role::Fenced => "fenced",
-        Role::Unknown => "unknown",
-    }
 }

@@ -13,10 +13,10 @@ use crate::config::Config;
 use crate::node::env::EventEnv;
 use crate::node::process::ProcessMsg;
 use crate::role::RoleParams;
-use crate::store::{EtcdOptions, EtcdStore};
 use crate::telemetry::NodeStatus;
 use crate::telemetry::PublishedRole;
-use crate::wire::ClusterKeys;
+use cluster::store::EtcdStore;
+use cluster::wire::ClusterKeys;
 
 /// Fence a primary after half the TTL without a successful keep-alive (see `RoleParams`).
 const FENCE_AFTER_PERMILLE: u32 = 500;
@@ -54,7 +54,7 @@ pub async fn role_args(
         &cluster.name,
     )
     .map_err(|e| format!("build the etcd key layout: {e}"))?;
-    let etcd = EtcdStore::connect(&EtcdOptions::from_config(store))
+    let etcd = EtcdStore::connect(&store.etcd_options())
         .await
         .map_err(|e| format!("connect to etcd: {}", handlers::error_chain(&e)))?;
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);

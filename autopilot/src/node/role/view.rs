@@ -1,8 +1,8 @@
 //! From a prefix read of the cluster to the role machine's [`ClusterView`].
 
 use crate::role::{ClusterView, NodeInfo, Position, PrimaryKey, Role, Switchover};
-use crate::store::{Entry, Revision};
-use crate::wire::{
+use cluster::store::{Entry, Revision};
+use cluster::wire::{
     self, ClusterKey, ClusterKeys, HistoryDoc, MaintenanceDoc, NodeDoc, PrimaryDoc, SwitchoverDoc,
 };
 
@@ -130,7 +130,7 @@ pub fn address(host: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{HistoryEntry, ReplicationPosition, Timestamp};
+    use cluster::wire::{HistoryEntry, ReplicationPosition, Timestamp};
 
     fn entry(keys: &ClusterKeys, key: String, value: Vec<u8>, rev: i64) -> Entry {
         let _ = keys;
@@ -144,8 +144,8 @@ mod tests {
     #[test]
     fn a_read_becomes_a_view() {
         let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
-        let primary = crate::wire::tests::sample_primary("db-1");
-        let mut node = crate::wire::tests::sample_node("db-2");
+        let primary = cluster::wire::sample::sample_primary("db-1");
+        let mut node = cluster::wire::sample::sample_node("db-2");
         node.replication.position = ReplicationPosition {
             epoch: 1,
             offset: 42,

@@ -16,6 +16,7 @@
 //! exits 70, because an agent without its health checks or its process actor would report a
 //! state it no longer knows.
 
+use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,9 +35,7 @@ use super::process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
 use super::role::{RoleActor, RoleHandlers, RoleMsg, role_args};
 use super::specs::{HANDLER_KILL_GRACE, handler_spec};
 use crate::config::{Config, HandlerConfig};
-use crate::telemetry::{
-    CloneSource, Lifecycle, NodeStatus, PublishedRole, TelemetryActor, TelemetryArgs,
-};
+use crate::telemetry::{Lifecycle, NodeStatus, PublishedRole, TelemetryActor, TelemetryArgs};
 
 mod stop;
 
@@ -179,11 +178,14 @@ impl Actor for Supervisor {
                     .and_then(|t| t.identity.clone()),
                 metrics,
                 status: status_rx.clone(),
-                role: clustered.then_some(role_rx),
+                role: clustered.then_some(role_rx.clone()),
                 dir: config.process.cwd.clone().unwrap_or(cwd),
-                clone: match (&*engine, clustered) {
-                    (AnyEngine::Mariadb(e), true) => Some(CloneSource::new(e.settings().clone())),
-                    _ => None,
+                routes: match (&*engine, clustered) {
+                    (AnyEngine::Mariadb(e), true) => super::clone::routes(
+                        super::clone::CloneSource::new(e.settings().clone()),
+                        role_rx.clone(),
+                    ),
+                    _ => Router::new(),
                 },
             },
             cell.clone(),

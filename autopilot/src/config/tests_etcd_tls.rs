@@ -8,8 +8,16 @@ use std::time::{Duration, Instant};
 
 use e2e::harness::etcd::{EtcdServer, TlsFiles};
 
-use super::tests::{error_chain, options};
-use super::*;
+use cluster::error_chain;
+use cluster::store::{EtcdOptions, EtcdStore, Store};
+
+/// The tests' short timeouts.
+fn options(endpoint: String) -> EtcdOptions {
+    let mut o = EtcdOptions::new(vec![endpoint]);
+    o.request_timeout = Duration::from_millis(500);
+    o.connect_timeout = Duration::from_millis(250);
+    o
+}
 
 fn start_tls() -> (EtcdServer, TlsFiles) {
     EtcdServer::start_tls().expect("start etcd with TLS (apt-get install -y etcd-server openssl)")
@@ -25,10 +33,9 @@ fn options_from_yaml(dir: &Path, endpoint: &str, tls: &str) -> EtcdOptions {
          follow: {{exec: [f]}}, fence: {{exec: [f]}}, unfence: {{exec: [u]}}}}\n\
          process: {{exec: [a]}}\n"
     );
-    let cfg =
-        crate::config::parse(&dir.join("agent.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = super::parse(&dir.join("agent.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"));
     let store = cfg.store.as_ref().expect("store section");
-    let mut o = EtcdOptions::from_config(store);
+    let mut o = store.etcd_options();
     let short = options(endpoint.to_owned());
     o.request_timeout = short.request_timeout;
     o.connect_timeout = short.connect_timeout;

@@ -36,7 +36,7 @@ use super::{
     Claim, Entry, LeaseId, Revision, Store, StoreError, Watch, WatchBroken, WatchEvent,
     WatchMessage,
 };
-use crate::config::{EtcdTls, Secret, StoreConfig};
+use crate::secret::{EtcdTls, Secret};
 
 mod range;
 mod space;
@@ -88,20 +88,6 @@ impl EtcdOptions {
             connect_timeout: Duration::from_millis(500),
             keep_alive_interval: Duration::from_secs(10),
         }
-    }
-
-    /// From the agent's store configuration. A user without a password is given an empty one.
-    pub fn from_config(cfg: &StoreConfig) -> Self {
-        let mut o = Self::new(cfg.endpoints.clone());
-        o.user = cfg.username.clone().map(|u| {
-            let pw = cfg
-                .password
-                .clone()
-                .unwrap_or_else(|| Secret::new("none".into(), String::new()));
-            (u, pw)
-        });
-        o.tls = cfg.tls.clone();
-        o
     }
 
     /// etcd-client's TLS options: the CA certificate(s), the client identity and a bound on
@@ -167,7 +153,7 @@ fn with_hint(err: StoreError, hint: Option<&'static str>) -> StoreError {
     let Some(hint) = hint else { return err };
     match err {
         StoreError::Unavailable { op, source }
-            if !chain_text(&*source).contains("ConnectError") =>
+            if !crate::error_chain(&*source).contains("ConnectError") =>
         {
             StoreError::Unavailable {
                 op,
@@ -176,17 +162,6 @@ fn with_hint(err: StoreError, hint: Option<&'static str>) -> StoreError {
         }
         other => other,
     }
-}
-
-fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -247,7 +222,7 @@ impl EtcdStore {
         match store.log_in().await {
             Err(e) if e.is_retryable() => {
                 tracing::warn!(
-                    error = %handlers::error_chain(&e),
+                    error = %crate::error_chain(&e),
                     "cannot log in to etcd yet; logging in again before the next request"
                 );
                 Ok(store)

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use e2e::harness::etcd::EtcdServer;
 
 use super::*;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub(crate) fn start_etcd() -> EtcdServer {
     EtcdServer::start().expect("start etcd (apt-get install -y etcd-server)")
@@ -249,21 +249,10 @@ async fn store_password_never_appears_in_debug_or_errors() {
     match EtcdStore::connect(&o).await {
         Ok(s) => assert!(!format!("{s:?}").contains("hunter2")),
         Err(e) => {
-            let all = format!("{e:?} {e:#} {}", error_chain(&e));
+            let all = format!("{e:?} {e:#} {}", crate::error_chain(&e));
             assert!(!all.contains("hunter2"), "{all}");
         }
     }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

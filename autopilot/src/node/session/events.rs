@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use cluster::error_chain;
 use ractor::{ActorRef, Message};
 use tokio::sync::mpsc;
 
-use crate::store::{Entry, LeaseId, Revision, WatchEvent};
-use crate::wire::{
+use cluster::store::{Entry, LeaseId, Revision, WatchEvent};
+use cluster::wire::{
     self, ClusterKey, ClusterKeys, Document, InitializedDoc, LockDoc, MaintenanceDoc, NodeDoc,
     PrimaryDoc, SwitchoverDoc,
 };
@@ -49,17 +50,6 @@ impl<T: Document> Observed<T> {
             Err(e) => Self::Unreadable(error_chain(&e)),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The cluster as read in one consistent `get_prefix`.

@@ -8,11 +8,6 @@ pub(crate) fn request(op: &'static str, outcome: &'static str) {
         .increment(1);
 }
 
-/// Counter `autopilot_lease_keepalive_failures_total`.
-pub(crate) fn keepalive_failure() {
-    metrics::counter!("autopilot_lease_keepalive_failures_total").increment(1);
-}
-
 /// Histogram `autopilot_lease_keepalive_duration_seconds`.
 pub(crate) fn keepalive_duration(d: Duration) {
     metrics::histogram!("autopilot_lease_keepalive_duration_seconds").record(d.as_secs_f64());

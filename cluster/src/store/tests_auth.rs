@@ -5,9 +5,10 @@
 
 use e2e::harness::etcd::EtcdServer;
 
-use super::tests::{error_chain, options, start_etcd};
+use super::tests::{options, start_etcd};
 use super::*;
-use crate::config::Secret;
+use crate::error_chain;
+use crate::secret::Secret;
 
 const USER: &str = "agents";
 const PASSWORD: &str = "pw-MARKER-91f0";

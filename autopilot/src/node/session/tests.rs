@@ -7,16 +7,27 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
-use crate::store::tests::{connect, start_etcd};
-use crate::store::{EtcdStore, Store};
-use crate::wire::{self, ClusterKey, ClusterKeys, MaintenanceDoc, NodeDoc};
+use cluster::store::{EtcdOptions, EtcdStore, Store};
+use cluster::wire::{self, ClusterKey, ClusterKeys, MaintenanceDoc, NodeDoc};
+use e2e::harness::etcd::EtcdServer;
+
+fn start_etcd() -> EtcdServer {
+    EtcdServer::start().expect("start etcd (apt-get install -y etcd-server)")
+}
+
+async fn connect(etcd: &EtcdServer) -> EtcdStore {
+    let mut o = EtcdOptions::new(vec![etcd.endpoint()]);
+    o.request_timeout = Duration::from_millis(500);
+    o.connect_timeout = Duration::from_millis(250);
+    EtcdStore::connect(&o).await.expect("connect to test etcd")
+}
 
 fn keys() -> ClusterKeys {
     ClusterKeys::new("/autopilot", "ns", "proj", "c1").expect("valid keys")
 }
 
 fn node(id: &str) -> NodeDoc {
-    crate::wire::tests::sample_node(id)
+    cluster::wire::sample::sample_node(id)
 }
 
 async fn spawn_session(
@@ -187,7 +198,7 @@ async fn store_session_claim_has_one_winner_and_resign_hands_over_at_once() {
     let (b, mut rx_b) = spawn_session(connect(&etcd).await, "db-2", Duration::from_secs(10)).await;
     expect_event(&mut rx_a, Duration::from_secs(3), "a live", is_resync).await;
     expect_event(&mut rx_b, Duration::from_secs(3), "b live", is_resync).await;
-    let doc = wire::encode(&crate::wire::tests::sample_primary("x"));
+    let doc = wire::encode(&cluster::wire::sample::sample_primary("x"));
     let claim = |s: ActorRef<SessionMsg>| {
         let value = doc.clone();
         async move {

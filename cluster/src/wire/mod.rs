@@ -116,5 +116,6 @@ pub(crate) fn schema_v1() -> u32 {
     SCHEMA_VERSION
 }
 
+pub mod sample;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -21,5 +21,8 @@ pub fn raise() -> Result<(u64, u64), nix::Error> {
 /// Whether `e` means this process (`EMFILE`) or the whole system (`ENFILE`) ran out of file
 /// descriptors: the agent's own trouble, never evidence about the database.
 pub fn is_exhausted(e: &std::io::Error) -> bool {
-    engines::out_of_files(e)
+    matches!(
+        e.raw_os_error().map(nix::errno::Errno::from_raw),
+        Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+    )
 }

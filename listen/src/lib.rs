@@ -26,6 +26,25 @@ use std::time::Duration;
 pub use listener::{CappedListener, Guarded, Peer};
 pub use throttle::Throttle;
 
+/// Raise the open-file soft limit to the hard limit (as `LimitNOFILE=` would): the
+/// listener's connection cap, a quarter of it, then leaves the process's own descriptors (database
+/// connections, etcd, handlers) untouched by any flood.
+pub fn raise_open_file_limit() {
+    match nofile::raise() {
+        Ok((old, new)) if old != new => {
+            tracing::info!(
+                from = old,
+                to = new,
+                "raised the open-file limit to its hard limit"
+            )
+        }
+        Ok((_, limit)) => tracing::debug!(limit, "open-file limit already at its hard limit"),
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot raise the open-file limit; set LimitNOFILE (systemd) or ulimit -n")
+        }
+    }
+}
+
 /// How much one listener admits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

@@ -1,5 +1,6 @@
-//! The coordination store: the [`Store`] trait in Autopilot's terms, its etcd implementation
-//! ([`EtcdStore`]) and the per-node etcd session actor ([`session`]).
+//! The coordination store: the [`Store`] trait in Autopilot's terms and its etcd
+//! implementation ([`EtcdStore`]). The agent's session actor (`autopilot::node::session`)
+//! and the coordinator both use it.
 //!
 //! The trait speaks of leases, keys, revisions and watches, never of gRPC; every call is
 //! bounded by a short per-request timeout so a dead etcd is noticed well within a lease TTL.
@@ -8,16 +9,13 @@
 mod error;
 mod etcd;
 mod metrics;
-pub mod session;
 mod txn;
 mod watch;
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 #[cfg(test)]
 mod tests_auth;
-#[cfg(test)]
-mod tests_tls;
 
 use std::fmt;
 use std::future::Future;

@@ -25,6 +25,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cluster::error_chain;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -32,8 +33,8 @@ use tracing::{debug, info, warn};
 pub use events::{ClusterEvent, ClusterSnapshot, EventSink, Observed};
 
 use self::backoff::Backoff;
-use super::{LeaseId, Store, StoreError, WatchMessage, metrics};
-use crate::wire::{self, ClusterKey, ClusterKeys, NodeDoc, Timestamp};
+use cluster::store::{LeaseId, Store, StoreError, WatchMessage};
+use cluster::wire::{self, ClusterKey, ClusterKeys, NodeDoc, Timestamp};
 
 /// What the session needs to start.
 pub struct SessionArgs<S> {
@@ -185,7 +186,7 @@ impl<S: Store> SessionState<S> {
                 });
             }
             Err(e) => {
-                metrics::keepalive_failure();
+                metrics::counter!("autopilot_lease_keepalive_failures_total").increment(1);
                 warn!(error = %error_chain(&e), "failed to renew lease");
                 self.emit(ClusterEvent::KeepAlive {
                     ok: false,
@@ -348,17 +349,6 @@ impl<S: Store> SessionState<S> {
         }
         Ok(())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl<S: Store> Actor for SessionActor<S> {

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use autopilot::store::{Entry, EtcdStore, Store};
-use autopilot::wire::{
+use cluster::store::{Entry, EtcdStore, Store};
+use cluster::wire::{
     self, ClusterKey, ClusterKeys, ClusterStateDoc, HistoryDoc, InitializedDoc, MaintenanceDoc,
     NodeDoc, PrimaryDoc, SwitchoverDoc,
 };
@@ -116,7 +116,7 @@ pub struct Read {
 async fn list_skipping_coordinator(
     state: &AppState,
     base: &str,
-) -> Result<Vec<String>, autopilot::store::StoreError> {
+) -> Result<Vec<String>, cluster::store::StoreError> {
     let own = state.coordinator_keys();
     let own = own.root();
     let end = EtcdStore::prefix_end(base).unwrap_or_default();

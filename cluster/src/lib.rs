@@ -1,0 +1,21 @@
+//! The etcd contract between agents, the coordinator and anyone watching the keys.
+//!
+//! - [`wire`]: the key layout and the JSON documents — the public contract.
+//! - [`store`]: the [`store::Store`] trait and its etcd implementation.
+//! - [`secret`]: secrets and TLS material that never show in logs or errors.
+
+pub mod secret;
+pub mod store;
+pub mod wire;
+
+/// `err` and its sources, joined with `: `, for logs and problem details.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,79 @@
+//! Sample documents with every field set, for tests and examples of the contract.
+
+use super::*;
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp::from_unix_millis(ms)
+}
+
+pub fn sample_node(id: &str) -> NodeDoc {
+    NodeDoc {
+        schema: SCHEMA_VERSION,
+        id: id.into(),
+        name: id.into(),
+        hostname: "host-1".into(),
+        ip_address: "127.0.0.1".into(),
+        port: 3306,
+        role: Role::Replica,
+        status: NodeStatus::Online,
+        health: Health::Healthy,
+        replication: NodeReplication {
+            position: ReplicationPosition {
+                epoch: 2,
+                offset: 1234,
+            },
+            lag_seconds: Some(0.5),
+            source: Some("db-1".into()),
+            caught_up_term: Some(41),
+            receiving: Some(true),
+            replicas_streaming: None,
+            replicas_synchronous: None,
+        },
+        priority: 100,
+        tags: NodeTags { nofailover: true },
+        fenced: false,
+        needs_rebuild: false,
+        database_killed: false,
+        database_exit: None,
+        eligible: true,
+        agent_url: Some("http://127.0.0.1:9187".into()),
+        version: "10.11.19-MariaDB".into(),
+        connections: Connections {
+            current: 3,
+            max: 151,
+        },
+        storage: Storage {
+            used_bytes: 10,
+            free_bytes: 20,
+        },
+        last_updated: t(1_763_939_100_123),
+        ttlseconds: 10,
+    }
+}
+
+pub fn sample_primary(id: &str) -> PrimaryDoc {
+    PrimaryDoc {
+        schema: SCHEMA_VERSION,
+        id: id.into(),
+        name: id.into(),
+        hostname: "host-1".into(),
+        ip_address: "127.0.0.1".into(),
+        port: 3306,
+        status: NodeStatus::Online,
+        version: "10.11.19-MariaDB".into(),
+        replication: PrimaryReplication {
+            position: ReplicationPosition {
+                epoch: 2,
+                offset: 99,
+            },
+            replicas: 2,
+            max_lag_seconds: Some(0.0),
+            synchronous: true,
+        },
+        connections: Connections::default(),
+        storage: Storage::default(),
+        last_updated: t(1_763_939_100_000),
+        ttlseconds: 10,
+        lease: lease_hex(0x694d_7b2c_11aa_0001),
+    }
+}
