@@ -11,9 +11,8 @@
 //! - `render.rs`: [`Config::to_effective_yaml`];
 //! - `error.rs`: [`ConfigError`] and [`Problem`].
 
-mod checks;
 mod error;
-mod leaves;
+mod fields;
 mod load;
 mod locate;
 mod model;
@@ -26,6 +25,7 @@ mod validate;
 mod validate_handlers;
 mod validate_mariadb;
 mod validate_tls;
+mod values;
 
 #[cfg(test)]
 mod tests;

@@ -9,9 +9,9 @@ use cluster::secret::{EtcdTls, Secret};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::checks::show;
 use super::model::*;
 use super::secrets::origin_parts;
+use super::values::show;
 
 impl Config {
     /// The effective configuration as YAML: defaults filled in, relative paths resolved,

@@ -14,13 +14,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::checks::{self, show};
 use super::error::Problem;
 use super::locate::{FieldPath, Target, locate_or_parent};
 use super::model::*;
 use super::raw::*;
 use super::secrets::EnvLookup;
 use super::validate_handlers::EngineKind;
+use super::values::{self, show};
 
 /// How the host name is found when `node.name` is not set; tests inject their own.
 pub(crate) type HostLookup<'a> = &'a dyn Fn() -> Result<String, String>;
@@ -193,14 +193,14 @@ impl<'a> Validator<'a> {
         let at = root("node");
         let name = match name {
             Some(name) => {
-                if let Err(e) = checks::node_name(&name) {
+                if let Err(e) = values::node_name(&name) {
                     self.problem(&at.key("name"), Target::Value, e);
                 }
                 name
             }
             None => match (self.hostname)() {
                 Ok(host) => {
-                    if let Err(e) = checks::node_name(&host) {
+                    if let Err(e) = values::node_name(&host) {
                         self.problem(
                             &at.key("name"),
                             Target::Key,
@@ -276,7 +276,7 @@ impl<'a> Validator<'a> {
         let at = root("cluster");
         let part = |v: &mut Self, key: &str, value: Option<String>| match value {
             Some(s) => {
-                if let Err(e) = checks::cluster_part(&s) {
+                if let Err(e) = values::cluster_part(&s) {
                     v.problem(&at.key(key), Target::Value, e);
                 }
                 s
@@ -357,7 +357,7 @@ impl<'a> Validator<'a> {
         let endpoints = match endpoints {
             Some(list) if !list.is_empty() => {
                 for (i, url) in list.iter().enumerate() {
-                    if let Err(e) = checks::endpoint(url) {
+                    if let Err(e) = values::endpoint(url) {
                         self.problem(&at.key("endpoints").index(i), Target::Value, e);
                     }
                 }

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use super::checks::{self, show};
 use super::locate::{FieldPath, Seg, Target};
 use super::model::*;
 use super::raw::*;
 use super::validate::{Validator, root};
+use super::values::{self, show};
 
 /// The hook names under `engine.hooks`, in the order they are documented and rendered.
 pub(crate) const HOOKS: [&str; 5] = ["position", "promote", "follow", "fence", "unfence"];
@@ -340,7 +340,7 @@ impl Validator<'_> {
             let at = root("jobs").index(i);
             let name = match name {
                 Some(name) => {
-                    if let Err(e) = checks::job_name(&name) {
+                    if let Err(e) = values::job_name(&name) {
                         self.problem(&at.key("name"), Target::Value, e);
                     } else if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
                         self.problem(

@@ -1,15 +1,16 @@
-//! Leaf checks of the validator: exec lists, working directories, environment mappings,
-//! secrets, database accounts and durations. Shared by the sections of `validate*.rs`.
+//! Raw leaf fields into model values, problems recorded at the field's line and column:
+//! exec lists, working directories, environment mappings, secrets, database accounts and
+//! durations. Used by every section of `validate*.rs`; plain-value checks are `values.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::checks;
 use super::locate::{FieldPath, Target};
 use super::model::{DbAccount, EnvValue, EnvVar, OsUser};
 use super::raw::{Exec, RawAccount, RawDuration, RawEnv, RawEnvValue};
 use super::secrets;
 use super::validate::Validator;
+use super::values;
 use cluster::secret::Secret;
 
 impl Validator<'_> {
@@ -208,7 +209,7 @@ impl Validator<'_> {
         let mut out: Vec<EnvVar> = Vec::with_capacity(raw.0.len());
         for (name, value) in raw.0 {
             let field = at.key(&name);
-            if let Err(e) = checks::env_name(&name) {
+            if let Err(e) = values::env_name(&name) {
                 self.problem(&field, Target::Key, e);
             } else if out.iter().any(|v| v.name == name) {
                 self.problem(
@@ -247,7 +248,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn secret_env(&mut self, field: &FieldPath, var: &str) -> Option<Secret> {
-        if let Err(e) = checks::env_name(var) {
+        if let Err(e) = values::env_name(var) {
             self.problem(field, Target::Value, e);
             return None;
         }

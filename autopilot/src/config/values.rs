@@ -1,4 +1,5 @@
-//! Small value checks shared by the validator: names, URLs, durations as text.
+//! Checks of plain values, before they have a place in the file: names, URLs, durations
+//! as text.
 //!
 //! Each check returns `Err(message)` where the message says what was expected; the caller
 //! adds the field path and position.
