@@ -178,9 +178,14 @@ fn an_unauthenticated_flood_is_throttled_per_address_and_cannot_fill_etcd() {
          ({:.0}/s): {codes:?}; {written} audit records written",
         2000.0 / took.as_secs_f64()
     );
+    // Repeats are aggregated per address and outcome (401, 429) and window (2 s): the log
+    // grows with the flood's duration, not with its requests. A handful of first denials
+    // are written one by one before their window's aggregate takes over.
+    let windows = took.as_secs().div_ceil(2) + 1;
+    let bound = 8 + 2 * windows;
     assert!(
-        written <= 20,
-        "{written} audit records for one address's flood"
+        written <= bound,
+        "{written} audit records for one address's flood of {took:?} (bound {bound})"
     );
     let (s, page) = w.root.get("/v1/audit?limit=20");
     assert_eq!(s, 200, "{page}");
