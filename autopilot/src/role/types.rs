@@ -13,25 +13,9 @@ pub type Millis = u64;
 /// advanced candidates are broken by the *lowest* id, so the order must be total.
 pub type NodeId = String;
 
-/// How far a database's data goes, engine-agnostic and totally ordered: first by `epoch`, then
-/// by `offset`. A node with a higher position has every write a lower one has, unless one of
-/// them is errant — the engine detects that when following (see [`EngineResult::NeedsRebuild`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position {
-    /// The history branch: PostgreSQL timeline, MariaDB GTID domain term, Redis replid
-    /// generation. Bumped by every promotion so a new primary outranks its predecessor.
-    pub epoch: u64,
-    /// Progress within the epoch (LSN, GTID sequence, replication offset).
-    pub offset: u64,
-}
-
-impl Position {
-    /// How far `self` trails `ahead`; `None` when the epochs differ and the offsets cannot be
-    /// compared (the lag check is then skipped: the yield rule still picks the best node).
-    pub fn lag_behind(&self, ahead: &Position) -> Option<u64> {
-        (self.epoch == ahead.epoch).then(|| ahead.offset.saturating_sub(self.offset))
-    }
-}
+/// How far a database's data goes (see [`cluster::wire::Position`]): engines report it,
+/// the machine compares it, the documents carry it.
+pub use cluster::wire::Position;
 
 /// The knobs of the machine, one node's view. Built from the YAML config by the actor.
 #[derive(Clone, Debug)]

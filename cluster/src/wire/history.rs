@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{ReplicationPosition, Timestamp};
+use super::common::{Position, Timestamp};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/history`.
@@ -34,7 +34,7 @@ pub struct HistoryEntry {
     /// `bootstrap`, `failover`, `switchover`, ... (free text for humans, first word for tools).
     pub reason: String,
     /// The new primary's position when it was promoted.
-    pub position: ReplicationPosition,
+    pub position: Position,
 }
 
 impl Document for HistoryDoc {

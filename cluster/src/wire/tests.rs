@@ -62,7 +62,7 @@ fn every_document_round_trips() {
             to: "db-1".into(),
             to_address: Some("10.0.0.1:3306".into()),
             reason: "bootstrap".into(),
-            position: ReplicationPosition::default(),
+            position: Position::default(),
         }],
     });
     round_trip(MaintenanceDoc {

@@ -4,7 +4,7 @@ use crate::role::{ClaimReason, Position, Role};
 use cluster::wire::{
     self, Connections, DatabaseIdentity, EventDoc, EventKind, Health, HistoryDoc, HistoryEntry,
     InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
-    PrimaryDoc, PrimaryReplication, ReplicationPosition, Storage, Timestamp,
+    PrimaryDoc, PrimaryReplication, Storage, Timestamp,
 };
 
 /// Who this node is, as written into every document.
@@ -28,13 +28,6 @@ pub struct Identity {
     pub engine: &'static str,
     /// The agent's HTTP base URL, for `nodes/<id>`.
     pub agent_url: Option<String>,
-}
-
-fn position(p: Position) -> ReplicationPosition {
-    ReplicationPosition {
-        epoch: p.epoch,
-        offset: p.offset,
-    }
 }
 
 /// `nodes/<id>`.
@@ -78,7 +71,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
             Health::Unhealthy
         },
         replication: NodeReplication {
-            position: position(pos),
+            position: pos,
             caught_up_term,
             receiving,
             replicas_streaming,
@@ -132,7 +125,7 @@ pub fn primary(me: &Identity, pos: Position, lease: i64, status: NodeStatus) -> 
         status,
         version: env!("CARGO_PKG_VERSION").into(),
         replication: PrimaryReplication {
-            position: position(pos),
+            position: pos,
             ..PrimaryReplication::default()
         },
         connections: Connections::default(),
@@ -159,7 +152,7 @@ pub fn history(
         to: me.id.clone(),
         to_address: Some(super::view::address(&me.host, me.port)),
         reason: reason_label(reason).into(),
-        position: position(pos),
+        position: pos,
     });
     doc
 }

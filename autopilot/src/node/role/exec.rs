@@ -22,13 +22,6 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// How long a store operation of the executor may take before it counts as failed.
 const STORE_LIMIT: Duration = Duration::from_secs(5);
 
-pub fn to_role_position(p: engines::Position) -> Position {
-    Position {
-        epoch: p.epoch,
-        offset: p.offset,
-    }
-}
-
 fn feed_later(myself: &ActorRef<RoleMsg>, make: impl FnOnce(u64) -> Event) {
     let _ = myself.cast(RoleMsg::Feed(make(now_millis())));
 }
@@ -69,7 +62,7 @@ pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
         let limit = crate::node::health::PROBE_LIMIT;
         let probed = loop {
             match tokio::time::timeout(limit, engine.position()).await {
-                Ok(Ok(p)) => break Ok(to_role_position(p)),
+                Ok(Ok(p)) => break Ok(p),
                 // The agent out of descriptors knows nothing new about its database: try
                 // again rather than report a failed probe (a primary would hand over).
                 Ok(Err(e)) if e.is_agent_trouble() => {
@@ -199,11 +192,11 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         // Initialising the `process` engine's database means reading where it stands; the
         // engines with a data directory do their work in `prepare`, before the process starts.
         Action::Initialize => engine_op(st, me, |e| async move {
-            let position = to_role_position(e.position().await?);
+            let position = e.position().await?;
             Ok(EngineResult::Initialized { position })
         }),
         Action::CatchUp { term } => engine_op(st, me, move |e| async move {
-            let position = to_role_position(e.catch_up().await?);
+            let position = e.catch_up().await?;
             Ok(EngineResult::ElectionCaughtUp { term, position })
         }),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
@@ -226,7 +219,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                         Ok(RemoteFence::Fenced(p)) => {
                             info!(%node, %address, position = %p, "former primary fenced");
                             EngineResult::RemoteFenced {
-                                final_position: Some(to_role_position(p)),
+                                final_position: Some(p),
                             }
                         }
                         Ok(RemoteFence::Unreachable) => {
@@ -247,10 +240,8 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
                 let result = loop {
                     match engine.position().await {
-                        Ok(p) if to_role_position(p) >= target => {
-                            break EngineResult::CaughtUp {
-                                position: to_role_position(p),
-                            };
+                        Ok(p) if p >= target => {
+                            break EngineResult::CaughtUp { position: p };
                         }
                         Ok(_) if tokio::time::Instant::now() < deadline => {
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -266,19 +257,19 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             });
         }
         Action::Promote => engine_op(st, me, |e| async move {
-            e.promote().await.map(|p| EngineResult::Promoted {
-                position: to_role_position(p),
-            })
+            e.promote()
+                .await
+                .map(|p| EngineResult::Promoted { position: p })
         }),
         Action::Fence => engine_op(st, me, |e| async move {
-            e.fence().await.map(|p| EngineResult::Fenced {
-                position: to_role_position(p),
-            })
+            e.fence()
+                .await
+                .map(|p| EngineResult::Fenced { position: p })
         }),
         Action::FenceToHandOver => engine_op(st, me, |e| async move {
-            e.fence_to_hand_over().await.map(|p| EngineResult::Fenced {
-                position: to_role_position(p),
-            })
+            e.fence_to_hand_over()
+                .await
+                .map(|p| EngineResult::Fenced { position: p })
         }),
         Action::KillDatabase => {
             let process = st.args.process.clone();
@@ -435,12 +426,8 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
             } else {
                 engine.follow(&peer).await
             } {
-                Ok(p) if clone => EngineResult::Cloned {
-                    position: to_role_position(p),
-                },
-                Ok(p) => EngineResult::Following {
-                    position: to_role_position(p),
-                },
+                Ok(p) if clone => EngineResult::Cloned { position: p },
+                Ok(p) => EngineResult::Following { position: p },
                 Err(EngineError::NeedsRebuild { reason }) => {
                     warn!(%reason, "local data diverged from the primary; needs rebuild");
                     EngineResult::NeedsRebuild

@@ -403,13 +403,7 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     }
     st.machine_started = true;
     let has_data = st.args.marker.exists();
-    let position = st
-        .args
-        .engine
-        .position()
-        .await
-        .map(exec::to_role_position)
-        .unwrap_or_default();
+    let position = st.args.engine.position().await.unwrap_or_default();
     info!(has_data, position = position.offset, "role logic starting");
     let now = now_millis();
     feed(

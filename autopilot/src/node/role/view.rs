@@ -1,6 +1,6 @@
 //! From a prefix read of the cluster to the role machine's [`ClusterView`].
 
-use crate::role::{ClusterView, NodeInfo, Position, PrimaryKey, Role, Switchover};
+use crate::role::{ClusterView, NodeInfo, PrimaryKey, Role, Switchover};
 use cluster::store::{Entry, Revision};
 use cluster::wire::{
     self, ClusterKey, ClusterKeys, HistoryDoc, MaintenanceDoc, NodeDoc, PrimaryDoc, SwitchoverDoc,
@@ -107,10 +107,7 @@ fn node_info(id: String, d: &NodeDoc) -> NodeInfo {
         id,
         address: address(&d.ip_address, d.port),
         role,
-        position: Position {
-            epoch: d.replication.position.epoch,
-            offset: d.replication.position.offset,
-        },
+        position: d.replication.position,
         priority: d.priority,
         eligible: d.eligible,
         caught_up_term: d.replication.caught_up_term,
@@ -130,7 +127,8 @@ pub fn address(host: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cluster::wire::{HistoryEntry, ReplicationPosition, Timestamp};
+    use crate::role::Position;
+    use cluster::wire::{HistoryEntry, Timestamp};
 
     fn entry(keys: &ClusterKeys, key: String, value: Vec<u8>, rev: i64) -> Entry {
         let _ = keys;
@@ -146,7 +144,7 @@ mod tests {
         let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
         let primary = cluster::wire::sample::sample_primary("db-1");
         let mut node = cluster::wire::sample::sample_node("db-2");
-        node.replication.position = ReplicationPosition {
+        node.replication.position = Position {
             epoch: 1,
             offset: 42,
         };
@@ -160,7 +158,7 @@ mod tests {
                     to: "db-0".into(),
                     to_address: Some("10.0.0.1:6379".into()),
                     reason: "failover".into(),
-                    position: ReplicationPosition::default(),
+                    position: Position::default(),
                 },
                 HistoryEntry {
                     time: Timestamp::from_unix_millis(2_000),
@@ -168,7 +166,7 @@ mod tests {
                     to: "db-1".into(),
                     to_address: Some("10.0.0.2:6379".into()),
                     reason: "switchover".into(),
-                    position: ReplicationPosition::default(),
+                    position: Position::default(),
                 },
             ],
         };
@@ -237,7 +235,7 @@ mod tests {
                 to: "db-1".into(),
                 to_address: Some("10.0.0.2:6379".into()),
                 reason: "bootstrap".into(),
-                position: ReplicationPosition::default(),
+                position: Position::default(),
             }],
         };
         let entries = vec![
