@@ -3,7 +3,7 @@
 //! `failover.rs` and `primary.rs`.
 
 use super::state::{Phase, RoleState};
-use super::types::{Action, ClusterView, Event, Millis, PrimaryKey, Role, RoleParams};
+use super::types::{Action, ClusterView, Event, Millis, Notice, PrimaryKey, Role, RoleParams};
 use super::{bootstrap, failover, primary};
 
 /// One step of the machine: the next state and what to do. Pure: no I/O, no clock, no
@@ -167,7 +167,7 @@ impl Cx<'_> {
             fenced_at: self.now,
         };
         self.emit(Action::PublishEvent {
-            kind: "fenced",
+            kind: Notice::Fenced,
             detail: why.to_owned(),
         });
         self.announce(Role::Fenced, None);
@@ -227,7 +227,7 @@ impl Cx<'_> {
                 self.s.not_receiving_since = None;
                 if std::mem::take(&mut self.s.stalled) {
                     self.emit(Action::PublishEvent {
-                        kind: "replication_resumed",
+                        kind: Notice::ReplicationResumed,
                         detail: "receiving from the primary again".to_owned(),
                     });
                     self.publish();
@@ -238,7 +238,7 @@ impl Cx<'_> {
                 if !self.s.stalled && self.now >= since + self.p.stall_after() {
                     self.s.stalled = true;
                     self.emit(Action::PublishEvent {
-                        kind: "replication_stalled",
+                        kind: Notice::ReplicationStalled,
                         detail: format!(
                             "not receiving from the primary for {} ms: no failover candidate until it does",
                             self.now - since
@@ -254,7 +254,7 @@ impl Cx<'_> {
     fn database_exited(&mut self, detail: String) {
         self.s.healthy = false;
         self.emit(Action::PublishEvent {
-            kind: "database_exited",
+            kind: Notice::DatabaseExited,
             detail: detail.clone(),
         });
         self.s.database_exit = Some(detail);

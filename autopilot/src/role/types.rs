@@ -172,6 +172,63 @@ pub enum ClaimReason {
     Switchover,
 }
 
+impl From<ClaimReason> for cluster::wire::HistoryReason {
+    fn from(r: ClaimReason) -> Self {
+        match r {
+            ClaimReason::Bootstrap => Self::Bootstrap,
+            ClaimReason::Failover => Self::Failover,
+            ClaimReason::Switchover => Self::Switchover,
+        }
+    }
+}
+
+/// What a [`Action::PublishEvent`] reports. Its label is the first word of the event's
+/// `detail` and the `event` field of the log line (`docs/etcd-keys.md`, `events/*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Notice {
+    /// A primary made its database read-only (I1).
+    Fenced,
+    /// This node became primary.
+    Promoted,
+    /// A won election was given up (the old primary could not be fenced, prePromote failed…).
+    PromotionAborted,
+    /// A primary steps down on purpose (switchover, a broken database).
+    Handover,
+    /// The database did not take the fence and was killed.
+    DatabaseKilled,
+    /// The database exited on its own.
+    DatabaseExited,
+    /// Local data diverged from the primary's.
+    NeedsRebuild,
+    /// An initialised cluster without a primary, and no local data (I3).
+    WaitingForData,
+    /// A replica stopped receiving from its primary: no failover candidate.
+    ReplicationStalled,
+    /// A stalled replica receives again.
+    ReplicationResumed,
+    /// A switchover request named no eligible target.
+    SwitchoverRejected,
+}
+
+impl Notice {
+    /// The label written in events and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Notice::Fenced => "fenced",
+            Notice::Promoted => "promoted",
+            Notice::PromotionAborted => "promotion_aborted",
+            Notice::Handover => "handover",
+            Notice::DatabaseKilled => "database_killed",
+            Notice::DatabaseExited => "database_exited",
+            Notice::NeedsRebuild => "needs_rebuild",
+            Notice::WaitingForData => "waiting_for_data",
+            Notice::ReplicationStalled => "replication_stalled",
+            Notice::ReplicationResumed => "replication_resumed",
+            Notice::SwitchoverRejected => "switchover_rejected",
+        }
+    }
+}
+
 /// Results of database operations, reported by the engine executor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineResult {
@@ -322,7 +379,7 @@ pub enum Action {
     /// Delete the `switchover` request after it has been carried out.
     ClearSwitchover,
     /// Put an `events/*` entry (role change, failover, fenced, …).
-    PublishEvent { kind: &'static str, detail: String },
+    PublishEvent { kind: Notice, detail: String },
     // ---- engine ----
     /// Initialise a new database, or adopt the local data if there is some → `Initialized`.
     Initialize,

@@ -35,7 +35,7 @@ pub use coordinator::{
     AuditDoc, AuditOutcome, COORDINATOR_SEGMENT, CoordinatorKeys, TokenCluster, TokenDoc, TokenRole,
 };
 pub use event::{EventDoc, EventKind};
-pub use history::{HistoryDoc, HistoryEntry};
+pub use history::{HistoryDoc, HistoryEntry, HistoryReason};
 pub use initialized::{DatabaseIdentity, InitializedDoc};
 pub use keys::{ClusterKey, ClusterKeys, KeyError};
 pub use lock::{LockDoc, LockPurpose};

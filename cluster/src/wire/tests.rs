@@ -226,3 +226,25 @@ fn invalid_segments_are_rejected() {
     let err = ClusterKeys::new("/autopilot", "n", "", "c").expect_err("empty project");
     assert!(err.to_string().contains("project"));
 }
+
+/// History reasons read and write as the plain strings of the contract; text this build does
+/// not know survives a read-modify-write unchanged.
+#[test]
+fn history_reasons_are_plain_strings() {
+    use super::HistoryReason;
+    for (reason, json) in [
+        (HistoryReason::Bootstrap, r#""bootstrap""#),
+        (HistoryReason::Failover, r#""failover""#),
+        (HistoryReason::Switchover, r#""switchover""#),
+        (
+            HistoryReason::Other("forced by alice".into()),
+            r#""forced by alice""#,
+        ),
+    ] {
+        assert_eq!(serde_json::to_string(&reason).expect("encode"), json);
+        assert_eq!(
+            serde_json::from_str::<HistoryReason>(json).expect("decode"),
+            reason
+        );
+    }
+}

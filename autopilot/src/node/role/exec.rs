@@ -10,7 +10,7 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
-use super::{ProbeFailure, RoleActorState, RoleMsg, docs, now_millis, role_label, view};
+use super::{ProbeFailure, RoleActorState, RoleMsg, documents, now_millis, role_label, view};
 use crate::node::process::ProcessMsg;
 use crate::node::session::SessionMsg;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
@@ -105,7 +105,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         } => {
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
             gauge!("autopilot_eligible").set(if eligible { 1.0 } else { 0.0 });
-            let flags = docs::NodeFlags {
+            let flags = documents::NodeFlags {
                 eligible,
                 healthy: false, // read at publish time
                 needs_rebuild,
@@ -119,7 +119,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             mark_primary_online(st, role, position);
         }
         Action::AcquireLock => {
-            let value = wire::encode(&docs::lock(&st.args.identity));
+            let value = wire::encode(&documents::lock(&st.args.identity));
             let session = st.session.clone();
             tokio::spawn(async move {
                 let call = session
@@ -176,7 +176,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             });
         }
         Action::PublishEvent { kind, detail } => {
-            let mut doc = docs::event(&st.args.identity, kind, format!("{kind}: {detail}"));
+            let mut doc = documents::event(&st.args.identity, kind, &detail);
             // Event ids are the time in milliseconds and the node: two events of one decision
             // (a hand-over and its reason) must not share one and overwrite each other.
             let ms = doc.time.unix_millis().max(st.last_event_ms + 1);
@@ -186,7 +186,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 .args
                 .keys
                 .event(&ClusterKeys::event_id(doc.time, &st.args.identity.id));
-            info!(event = kind, %detail, "cluster event");
+            info!(event = kind.label(), %detail, "cluster event");
             st.events.publish(key, wire::encode(&doc));
         }
         // Initialising the `process` engine's database means reading where it stands; the
@@ -468,7 +468,7 @@ fn claim(
     let me_id = &st.args.identity;
     let claim = Claim {
         primary_key: keys.primary(),
-        primary_value: wire::encode(&docs::primary(
+        primary_value: wire::encode(&documents::primary(
             me_id,
             position,
             lease.0,
@@ -477,7 +477,7 @@ fn claim(
         lease,
         history_key: keys.history(),
         expected_history_revision: history_rev.map(|r| i64::try_from(r).unwrap_or(i64::MAX)),
-        history_value: wire::encode(&docs::history(
+        history_value: wire::encode(&documents::history(
             st.history.clone(),
             me_id,
             reason,
@@ -485,8 +485,12 @@ fn claim(
             position,
             at,
         )),
-        initialized: write_initialized
-            .then(|| (keys.initialized(), wire::encode(&docs::initialized(me_id)))),
+        initialized: write_initialized.then(|| {
+            (
+                keys.initialized(),
+                wire::encode(&documents::initialized(me_id)),
+            )
+        }),
     };
     let store = st.args.store.clone();
     tokio::spawn(async move {
@@ -498,7 +502,7 @@ fn claim(
             }
         };
         if won {
-            info!(reason = docs::reason_label(reason), "won the primary key");
+            info!(reason = %cluster::wire::HistoryReason::from(reason), "won the primary key");
             if reason == ClaimReason::Failover {
                 counter!("autopilot_failovers_total").increment(1);
             }
@@ -521,7 +525,7 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
         return;
     }
     st.primary_online = true;
-    let doc = docs::primary(
+    let doc = documents::primary(
         &st.args.identity,
         position,
         lease.0,
@@ -562,7 +566,7 @@ pub fn publish_node(st: &mut RoleActorState) {
     flags.replication = health.replication;
     drop(health);
     st.published = Some((role, position, flags));
-    let mut doc = docs::node(&st.args.identity, role, position, flags);
+    let mut doc = documents::node(&st.args.identity, role, position, flags);
     doc.database_exit.clone_from(&st.database_exit);
     let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
 }

@@ -10,7 +10,7 @@
 //! the mailbox stays free: a keep-alive failure or a stop request is never stuck behind a
 //! slow hook.
 
-mod docs;
+mod documents;
 mod events;
 mod exec;
 mod spawn;
@@ -26,7 +26,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use docs::Identity;
+pub use documents::Identity;
 pub use spawn::{RoleHandlers, role_args};
 
 use crate::node::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
@@ -151,7 +151,7 @@ pub struct RoleActorState {
     events: events::EventWriter,
     /// What the machine last asked to publish in the node key (health and replication are
     /// read when it is written).
-    published: Option<(Role, role::Position, docs::NodeFlags)>,
+    published: Option<(Role, role::Position, documents::NodeFlags)>,
     /// Why the database last exited on its own, as the machine last published it.
     database_exit: Option<String>,
     /// The time (Unix ms) of the last event written: the next one gets a later id.
@@ -232,11 +232,11 @@ impl Actor for RoleActor {
                 keys: args.keys.clone(),
                 node_id: args.params.node_id.clone(),
                 ttl,
-                node: docs::node(
+                node: documents::node(
                     &args.identity,
                     Role::Unknown,
                     role::Position::default(),
-                    docs::NodeFlags::default(),
+                    documents::NodeFlags::default(),
                 ),
                 sink: EventSink::to_actor(myself.clone()),
             },

@@ -73,7 +73,7 @@ pub fn from_entries(keys: &ClusterKeys, entries: &[Entry], revision: Revision) -
         .entries
         .iter()
         .rev()
-        .find(|h| h.reason == "failover")
+        .find(|h| h.reason == wire::HistoryReason::Failover)
         .map(|h| h.time.unix_millis());
     view.history_last = history.entries.last().and_then(|h| {
         Some(PrimaryKey {

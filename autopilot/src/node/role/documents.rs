@@ -1,6 +1,7 @@
-//! The etcd documents this node writes, built from what the role actor knows.
+//! The etcd documents this node writes (`nodes/<id>`, `primary`, `history`, `initialized`,
+//! `lock`, `events/*`), built from what the role actor knows.
 
-use crate::role::{ClaimReason, Position, Role};
+use crate::role::{ClaimReason, Notice, Position, Role};
 use cluster::wire::{
     self, Connections, DatabaseIdentity, EventDoc, EventKind, Health, HistoryDoc, HistoryEntry,
     InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
@@ -151,19 +152,10 @@ pub fn history(
         from: previous,
         to: me.id.clone(),
         to_address: Some(super::view::address(&me.host, me.port)),
-        reason: reason_label(reason).into(),
+        reason: reason.into(),
         position: pos,
     });
     doc
-}
-
-/// The `history` reason of a claim; only `failover` counts for the cooldown.
-pub fn reason_label(reason: ClaimReason) -> &'static str {
-    match reason {
-        ClaimReason::Bootstrap => "bootstrap",
-        ClaimReason::Failover => "failover",
-        ClaimReason::Switchover => "switchover",
-    }
 }
 
 /// `initialized`, written with the bootstrap claim.
@@ -189,13 +181,11 @@ pub fn lock(me: &Identity) -> LockDoc {
     }
 }
 
-/// An `events/*` entry.
-pub fn event(me: &Identity, kind: &str, detail: String) -> EventDoc {
-    let kind = match kind {
-        "failover" => EventKind::Failover,
-        "switchover" => EventKind::Switchover,
-        "fenced" => EventKind::Fenced,
-        "lease_lost" => EventKind::LeaseLost,
+/// An `events/*` entry: the notice's label starts the detail; only a fence has a kind of
+/// its own in the contract, every other notice is a `role_changed` event.
+pub fn event(me: &Identity, notice: Notice, detail: &str) -> EventDoc {
+    let kind = match notice {
+        Notice::Fenced => EventKind::Fenced,
         _ => EventKind::RoleChanged,
     };
     EventDoc {
@@ -203,6 +193,6 @@ pub fn event(me: &Identity, kind: &str, detail: String) -> EventDoc {
         time: Timestamp::now(),
         kind,
         node: me.id.clone(),
-        detail,
+        detail: format!("{}: {detail}", notice.label()),
     }
 }
