@@ -78,6 +78,7 @@ impl Cx<'_> {
                 ..
             } => {
                 self.replication(receiving);
+                let healthy = self.health_verdict(healthy, answering);
                 self.health(healthy, answering, position);
             }
             Event::StopRequested { .. } => self.stop(),
@@ -193,6 +194,22 @@ impl Cx<'_> {
     /// How often a waiting node re-reads the cluster (watches can be late or lost).
     pub(super) fn poll_every(&self) -> Millis {
         (self.p.ttl / 4).max(1)
+    }
+
+    /// The probe's verdict with the grace of a primary that was healthy while primary (see
+    /// [`RoleParams::health_grace`]).
+    fn health_verdict(&mut self, healthy: bool, answering: bool) -> bool {
+        let primary = self.s.role == Role::Primary;
+        if healthy {
+            self.s.healthy_as_primary = primary;
+            self.s.unhealthy_since = None;
+            return true;
+        }
+        let since = *self.s.unhealthy_since.get_or_insert(self.now);
+        primary
+            && self.s.healthy_as_primary
+            && answering
+            && self.now.saturating_sub(since) < self.p.health_grace
     }
 
     fn health(&mut self, healthy: bool, answering: bool, position: super::types::Position) {

@@ -39,6 +39,7 @@ mod machine;
 mod primary;
 mod state;
 mod types;
+mod view;
 
 #[cfg(test)]
 mod proptests;
@@ -53,3 +54,4 @@ pub use types::{
     Action, ClaimReason, ClusterView, EngineResult, Event, Millis, NodeId, NodeInfo, Notice,
     Position, PrimaryKey, Role, RoleParams, Switchover,
 };
+pub use view::{UNREADABLE, address, history_facts};

@@ -1014,3 +1014,102 @@ fn role_a_database_exit_is_reported_until_it_runs_healthy() {
         "{a:?}"
     );
 }
+
+/// A primary that was healthy while primary gets `health_grace` before one bad probe makes it
+/// hand over; a hung database, a replica and a primary never seen healthy as primary get none.
+#[test]
+fn role_health_grace_holds_only_for_a_primary_that_was_healthy() {
+    let grace = p().health_grace;
+    assert!(grace > 0, "the unit tests run with a grace");
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, _) = run(s, health(1_000, true, true, None));
+    assert!(s.healthy_as_primary);
+    // Unhealthy but answering: inside the grace it still counts as healthy, no hand-over.
+    let (s, a) = run(s, health(2_000, false, true, None));
+    assert!(s.healthy && s.phase == Phase::Primary, "{a:?}");
+    assert!(!a.contains(&Action::FenceToHandOver), "{a:?}");
+    let (s, a) = run(s, health(2_000 + grace - 1, false, true, None));
+    assert!(!a.contains(&Action::FenceToHandOver), "{a:?}");
+    // The grace runs out: hand over.
+    let (after, a) = run(s.clone(), health(2_000 + grace, false, true, None));
+    assert!(a.contains(&Action::FenceToHandOver), "{a:?}");
+    assert!(!after.healthy);
+    // A healthy probe inside the grace ends it: the next bad run gets a fresh grace.
+    let (s2, _) = run(s.clone(), health(2_500, true, true, None));
+    let (_, a) = run(s2, health(2_000 + grace, false, true, None));
+    assert!(!a.contains(&Action::FenceToHandOver), "{a:?}");
+    // A database that does not answer gets no grace: kill it now.
+    let (_, a) = run(s, health(2_100, false, false, None));
+    assert!(a.contains(&Action::KillDatabase), "{a:?}");
+
+    // A primary whose last healthy probe came before it was primary gets no grace.
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    s.healthy_as_primary = false;
+    let (_, a) = run(s, health(1_000, false, true, None));
+    assert!(a.contains(&Action::FenceToHandOver), "{a:?}");
+
+    // A replica gets no grace: unhealthy at once, so it is not eligible.
+    let mut s = st(Phase::Replica {
+        following: Some("n1".into()),
+    });
+    s.role = Role::Replica;
+    let (s, _) = run(s, health(1_000, true, true, Some(true)));
+    let (s, _) = run(s, health(1_100, false, true, Some(true)));
+    assert!(!s.healthy && !s.eligible(&p(), 1_100));
+}
+
+/// The cooldown runs from the last *failover* in `history`, read by the machine's own view
+/// rules: a later switchover or bootstrap does not restart it.
+#[test]
+fn role_cooldown_counts_failovers_only() {
+    use cluster::wire::{HistoryEntry, HistoryReason, Timestamp};
+    let entry = |at: u64, to: &str, reason: HistoryReason| HistoryEntry {
+        time: Timestamp::from_unix_millis(at),
+        from: None,
+        to: to.into(),
+        to_address: Some(format!("{to}:1")),
+        reason,
+        position: Position::default(),
+    };
+    let entries = [
+        entry(100, "n0", HistoryReason::Bootstrap),
+        entry(1_000, "n1", HistoryReason::Failover),
+        entry(5_000, "n2", HistoryReason::Switchover),
+        entry(6_000, "n3", HistoryReason::Other("failover by hand".into())),
+    ];
+    let (last_failover_at, history_last) = history_facts(&entries);
+    assert_eq!(last_failover_at, Some(1_000));
+    assert_eq!(history_last.map(|h| h.node), Some("n3".to_owned()));
+    let cooldown = p().failover_cooldown;
+    let mut s = st(Phase::Electing {
+        since: 1_000,
+        term: 7,
+    });
+    s.caught_up_term = Some(7);
+    let v = ClusterView {
+        last_failover_at,
+        history_rev: 7,
+        ..view()
+    };
+    let (_, a) = run(s.clone(), cluster(1_000 + cooldown - 1, v.clone()));
+    assert_eq!(
+        a,
+        vec![Action::WakeAt {
+            at: 1_000 + cooldown
+        }],
+        "inside the cooldown of the failover at 1000"
+    );
+    let (_, a) = run(s, cluster(1_000 + cooldown, v));
+    assert!(
+        matches!(
+            a.first(),
+            Some(Action::ClaimPrimary {
+                reason: ClaimReason::Failover,
+                ..
+            })
+        ),
+        "{a:?}"
+    );
+}

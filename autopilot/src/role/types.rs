@@ -56,6 +56,14 @@ pub struct RoleParams {
     /// A node whose data diverged from the primary's (errant transactions that cannot be
     /// rewound) re-clones itself from the primary instead of waiting for an operator.
     pub auto_rebuild: bool,
+    /// How long a primary that was healthy while primary may look unhealthy before the
+    /// machine acts on it: one failed check must not make a primary hand over (a crashed
+    /// database is reported at once as `DatabaseExited` instead). Replicas get no grace: a
+    /// replica whose database is restarting (after a clone, say) must not look eligible, win
+    /// an election and then hand over at once when the grace runs out. A database that does
+    /// not answer at all gets none either: the probe already waited its limit, and a hung
+    /// primary must hand over within the health budget.
+    pub health_grace: Millis,
 }
 
 impl RoleParams {
@@ -281,8 +289,10 @@ pub enum Event {
     Cluster { now: Millis, view: ClusterView },
     /// A timer fired (or a periodic tick); lets time-based decisions happen.
     Tick { now: Millis },
-    /// Health probe result. `answering` is false when the database did not answer the
-    /// probe at all (hung): a fence would wait just as long, so a primary kills it instead.
+    /// Health probe result. `healthy` is the raw verdict (the health actor's and a working
+    /// position probe); the machine applies [`RoleParams::health_grace`] to it. `answering` is
+    /// false when the database did not answer the probe at all (hung): a fence would wait
+    /// just as long, so a primary kills it instead.
     /// `receiving` is what a replica's probe saw of its receiver (`None` on a primary, or
     /// when the probe could not tell).
     Health {

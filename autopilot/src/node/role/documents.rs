@@ -151,7 +151,7 @@ pub fn history(
         time: Timestamp::from_unix_millis(at_millis),
         from: previous,
         to: me.id.clone(),
-        to_address: Some(super::view::address(&me.host, me.port)),
+        to_address: Some(crate::role::address(&me.host, me.port)),
         reason: reason.into(),
         position: pos,
     });

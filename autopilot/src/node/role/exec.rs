@@ -10,10 +10,11 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
-use super::{ProbeFailure, RoleActorState, RoleMsg, documents, now_millis, role_label, view};
+use super::{ProbeFailure, RoleActorState, RoleMsg, documents, now_millis, role_label};
 use crate::node::process::ProcessMsg;
 use crate::node::session::SessionMsg;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
+use cluster::snapshot::ClusterSnapshot;
 use cluster::store::{Claim, Store};
 use cluster::wire::{self, ClusterKey, ClusterKeys};
 
@@ -38,9 +39,9 @@ pub fn read_cluster(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     let me = myself.clone();
     tokio::spawn(async move {
         let read = match store.get_prefix(&keys.cluster_prefix()).await {
-            Ok((entries, revision)) => {
-                Some(Box::new(view::from_entries(&keys, &entries, revision)))
-            }
+            Ok((entries, revision)) => Some(Box::new(ClusterSnapshot::from_entries(
+                &keys, &entries, revision,
+            ))),
             Err(e) => {
                 warn!(cause = %handlers::error_chain(&e), "failed to read the cluster");
                 None

@@ -1,99 +1,87 @@
-//! From a prefix read of the cluster to the role machine's [`ClusterView`].
+//! The role machine's [`ClusterView`], built from the session's [`ClusterSnapshot`] (where
+//! every document was decoded once). What the documents *mean* for the machine is decided
+//! here: an unreadable `primary` still exists, an unreadable `maintenance` means "hands off",
+//! only `failover` entries of `history` count for the cooldown (I5), a switchover request is
+//! addressed to the primary of its time.
 
-use crate::role::{ClusterView, NodeInfo, PrimaryKey, Role, Switchover};
-use cluster::store::{Entry, Revision};
-use cluster::wire::{
-    self, ClusterKey, ClusterKeys, HistoryDoc, MaintenanceDoc, NodeDoc, PrimaryDoc, SwitchoverDoc,
-};
+use super::types::{ClusterView, Millis, NodeInfo, PrimaryKey, Role, Switchover};
+use cluster::snapshot::{ClusterSnapshot, Observed};
+use cluster::wire::{self, HistoryEntry, HistoryReason, NodeDoc};
 
 /// Placeholder holder of a `primary` key that cannot be decoded: it still exists (nobody may
 /// claim over it) but names nobody this node could follow.
 pub const UNREADABLE: &str = "<unreadable>";
 
-/// The view, plus the history document and its revision (the next claim appends to it).
-pub struct Read {
-    pub view: ClusterView,
-    pub history: HistoryDoc,
+impl ClusterView {
+    /// The view of one linearizable read.
+    pub fn from_snapshot(snap: &ClusterSnapshot) -> ClusterView {
+        let mut view = ClusterView {
+            linearizable: true,
+            revision: u64::try_from(snap.revision).unwrap_or_default(),
+            initialized: snap.initialized.exists(),
+            // An unreadable maintenance request still means "hands off".
+            maintenance: match &snap.maintenance {
+                Observed::Absent => false,
+                Observed::Present(d) => d.enabled,
+                Observed::Unreadable(_) => true,
+            },
+            history_rev: u64::try_from(snap.history_revision).unwrap_or_default(),
+            ..ClusterView::default()
+        };
+        view.primary = match &snap.primary {
+            Observed::Absent => None,
+            Observed::Present(d) => {
+                view.primary_starting = d.status == wire::NodeStatus::Starting;
+                Some(PrimaryKey {
+                    address: address(&d.ip_address, d.port),
+                    node: d.id.clone(),
+                })
+            }
+            Observed::Unreadable(_) => Some(PrimaryKey {
+                node: UNREADABLE.into(),
+                address: String::new(),
+            }),
+        };
+        view.nodes = snap
+            .nodes
+            .iter()
+            .filter_map(|(id, d)| d.doc().map(|d| node_info(id.clone(), d)))
+            .collect();
+        let entries = snap.history.doc().map_or(&[][..], |h| &h.entries[..]);
+        (view.last_failover_at, view.history_last) = history_facts(entries);
+        // A request is addressed to the primary of its time: the key holder, or, once the key
+        // is gone (the primary handed over), the last primary in `history`. Without the latter
+        // the candidates would take a completed hand-over for a failover (cooldown, history
+        // reason).
+        view.switchover = snap.switchover.doc().map(|s| Switchover {
+            from: view
+                .primary
+                .as_ref()
+                .or(view.history_last.as_ref())
+                .map(|p| p.node.clone())
+                .unwrap_or_default(),
+            to: s.candidate.clone(),
+        });
+        view
+    }
 }
 
-/// Build the view of one linearizable prefix read.
-pub fn from_entries(keys: &ClusterKeys, entries: &[Entry], revision: Revision) -> Read {
-    let mut view = ClusterView {
-        linearizable: true,
-        revision: u64::try_from(revision).unwrap_or_default(),
-        ..ClusterView::default()
-    };
-    let mut history = HistoryDoc {
-        schema: 1,
-        entries: Vec::new(),
-    };
-    let mut switchover = None;
-    for e in entries {
-        match keys.parse(&e.key) {
-            Some(ClusterKey::Primary) => {
-                view.primary = Some(match wire::decode::<PrimaryDoc>(&e.value) {
-                    Ok(d) => {
-                        view.primary_starting = d.status == wire::NodeStatus::Starting;
-                        PrimaryKey {
-                            address: address(&d.ip_address, d.port),
-                            node: d.id,
-                        }
-                    }
-                    Err(_) => PrimaryKey {
-                        node: UNREADABLE.into(),
-                        address: String::new(),
-                    },
-                });
-            }
-            Some(ClusterKey::Initialized) => view.initialized = true,
-            // An unreadable maintenance request still means "hands off".
-            Some(ClusterKey::Maintenance) => {
-                view.maintenance = wire::decode::<MaintenanceDoc>(&e.value)
-                    .map(|d| d.enabled)
-                    .unwrap_or(true);
-            }
-            Some(ClusterKey::History) => {
-                view.history_rev = u64::try_from(e.mod_revision).unwrap_or_default();
-                if let Ok(doc) = wire::decode::<HistoryDoc>(&e.value) {
-                    history = doc;
-                }
-            }
-            Some(ClusterKey::Switchover) => {
-                switchover = wire::decode::<SwitchoverDoc>(&e.value).ok();
-            }
-            Some(ClusterKey::Node(id)) => {
-                if let Ok(d) = wire::decode::<NodeDoc>(&e.value) {
-                    view.nodes.push(node_info(id, &d));
-                }
-            }
-            _ => {}
-        }
-    }
-    view.last_failover_at = history
-        .entries
+/// What `history` tells the machine: the time of the last *failover* (the I5 cooldown runs
+/// from it; bootstraps and switchovers do not count), and the latest primary (the one to fence
+/// after winning, even when this node never saw its key).
+pub fn history_facts(entries: &[HistoryEntry]) -> (Option<Millis>, Option<PrimaryKey>) {
+    let last_failover_at = entries
         .iter()
         .rev()
-        .find(|h| h.reason == wire::HistoryReason::Failover)
+        .find(|h| h.reason == HistoryReason::Failover)
         .map(|h| h.time.unix_millis());
-    view.history_last = history.entries.last().and_then(|h| {
+    let last = entries.last().and_then(|h| {
         Some(PrimaryKey {
             node: h.to.clone(),
             address: h.to_address.clone()?,
         })
     });
-    // A request is addressed to the primary of its time: the key holder, or, once the key is
-    // gone (the primary handed over), the last primary in `history`. Without the latter the
-    // candidates would take a completed hand-over for a failover (cooldown, history reason).
-    view.switchover = switchover.map(|s| Switchover {
-        from: view
-            .primary
-            .as_ref()
-            .or(view.history_last.as_ref())
-            .map(|p| p.node.clone())
-            .unwrap_or_default(),
-        to: s.candidate,
-    });
-    Read { view, history }
+    (last_failover_at, last)
 }
 
 fn node_info(id: String, d: &NodeDoc) -> NodeInfo {
@@ -127,8 +115,8 @@ pub fn address(host: &str, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::role::Position;
-    use cluster::wire::{HistoryEntry, Timestamp};
+    use cluster::store::Entry;
+    use cluster::wire::{self, ClusterKeys, HistoryDoc, HistoryEntry, Position, Timestamp};
 
     fn entry(keys: &ClusterKeys, key: String, value: Vec<u8>, rev: i64) -> Entry {
         let _ = keys;
@@ -183,8 +171,8 @@ mod tests {
                 9,
             ),
         ];
-        let read = from_entries(&keys, &entries, 10);
-        let v = read.view;
+        let snap = ClusterSnapshot::from_entries(&keys, &entries, 10);
+        let v = ClusterView::from_snapshot(&snap);
         assert!(v.linearizable);
         assert_eq!(v.revision, 10);
         assert_eq!(v.primary.as_ref().map(|p| p.node.as_str()), Some("db-1"));
@@ -219,7 +207,7 @@ mod tests {
             }
         );
         assert!(v.nodes[0].eligible);
-        assert_eq!(read.history.entries.len(), 2);
+        assert_eq!(snap.history.doc().map(|h| h.entries.len()), Some(2));
     }
 
     /// After the old primary released its key, the request is still addressed to it, so the
@@ -247,7 +235,7 @@ mod tests {
                 5,
             ),
         ];
-        let v = from_entries(&keys, &entries, 6).view;
+        let v = ClusterView::from_snapshot(&ClusterSnapshot::from_entries(&keys, &entries, 6));
         assert!(v.primary.is_none());
         assert_eq!(
             v.switchover,
@@ -262,7 +250,7 @@ mod tests {
     fn an_unreadable_primary_still_exists() {
         let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
         let entries = vec![entry(&keys, keys.primary(), b"garbage".to_vec(), 3)];
-        let v = from_entries(&keys, &entries, 3).view;
+        let v = ClusterView::from_snapshot(&ClusterSnapshot::from_entries(&keys, &entries, 3));
         assert_eq!(v.primary.map(|p| p.node), Some(UNREADABLE.to_owned()));
     }
 }
