@@ -127,6 +127,23 @@ mod tests {
         }
     }
 
+    fn history_entry(
+        at: u64,
+        from: Option<&str>,
+        to: &str,
+        address: &str,
+        reason: &str,
+    ) -> HistoryEntry {
+        HistoryEntry {
+            time: Timestamp::from_unix_millis(at),
+            from: from.map(Into::into),
+            to: to.into(),
+            to_address: Some(address.into()),
+            reason: reason.into(),
+            position: Position::default(),
+        }
+    }
+
     #[test]
     fn a_read_becomes_a_view() {
         let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
@@ -140,22 +157,8 @@ mod tests {
         let history = HistoryDoc {
             schema: 1,
             entries: vec![
-                HistoryEntry {
-                    time: Timestamp::from_unix_millis(1_000),
-                    from: None,
-                    to: "db-0".into(),
-                    to_address: Some("10.0.0.1:6379".into()),
-                    reason: "failover".into(),
-                    position: Position::default(),
-                },
-                HistoryEntry {
-                    time: Timestamp::from_unix_millis(2_000),
-                    from: Some("db-0".into()),
-                    to: "db-1".into(),
-                    to_address: Some("10.0.0.2:6379".into()),
-                    reason: "switchover".into(),
-                    position: Position::default(),
-                },
+                history_entry(1_000, None, "db-0", "10.0.0.1:6379", "failover"),
+                history_entry(2_000, Some("db-0"), "db-1", "10.0.0.2:6379", "switchover"),
             ],
         };
         let entries = vec![
@@ -217,14 +220,13 @@ mod tests {
         let keys = ClusterKeys::new("/autopilot", "ns", "p", "c").expect("keys");
         let history = HistoryDoc {
             schema: 1,
-            entries: vec![HistoryEntry {
-                time: Timestamp::from_unix_millis(1_000),
-                from: None,
-                to: "db-1".into(),
-                to_address: Some("10.0.0.2:6379".into()),
-                reason: "bootstrap".into(),
-                position: Position::default(),
-            }],
+            entries: vec![history_entry(
+                1_000,
+                None,
+                "db-1",
+                "10.0.0.2:6379",
+                "bootstrap",
+            )],
         };
         let entries = vec![
             entry(&keys, keys.history(), wire::encode(&history), 4),
