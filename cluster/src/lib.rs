@@ -2,9 +2,11 @@
 //!
 //! - [`wire`]: the key layout and the JSON documents — the public contract.
 //! - [`store`]: the [`store::Store`] trait and its etcd implementation.
+//! - [`snapshot`]: one consistent read of a cluster's keys, every document decoded once.
 //! - [`secret`]: secrets and TLS material that never show in logs or errors.
 
 pub mod secret;
+pub mod snapshot;
 pub mod store;
 pub mod wire;
 

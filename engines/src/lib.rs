@@ -17,4 +17,4 @@ mod role_ops;
 
 pub use control::{MainControl, MainRequest};
 pub use engine::{AnyEngine, Engine, EngineError, Probe, Replication, StopMode, out_of_files};
-pub use role_ops::{Member, Peer, Position, RemoteFence};
+pub use role_ops::{Member, Peer, Position, RemoteFence, parse_position};

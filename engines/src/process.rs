@@ -124,7 +124,7 @@ fn parse_position(
     name: &str,
     stdout: &str,
 ) -> Result<Position, EngineError> {
-    Position::parse(stdout).ok_or_else(|| EngineError::Failed {
+    crate::role_ops::parse_position(stdout).ok_or_else(|| EngineError::Failed {
         operation,
         reason: format!(
             "hook `{name}` printed {:?}; expected `OFFSET` or `EPOCH OFFSET` (integers)",

@@ -2,40 +2,24 @@
 
 use std::fmt;
 
-/// How far a database's data goes: ordered by `epoch` (history branch: PostgreSQL timeline,
-/// MariaDB failover generation; 0 where the engine has none) then `offset` (LSN, GTID
-/// sequence, replication offset).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position {
-    /// The history branch.
-    pub epoch: u64,
-    /// Progress within the branch.
-    pub offset: u64,
-}
+/// How far a database's data goes: the contract's position type (`epoch`, then `offset`).
+pub use cluster::wire::Position;
 
-impl Position {
-    /// Parse `OFFSET` or `EPOCH OFFSET` (decimal integers, surrounding white space ignored),
-    /// the format the `process` engine's hooks print.
-    pub fn parse(text: &str) -> Option<Position> {
-        let mut parts = text.split_whitespace();
-        let first: u64 = parts.next()?.parse().ok()?;
-        match (parts.next(), parts.next()) {
-            (None, _) => Some(Position {
-                epoch: 0,
-                offset: first,
-            }),
-            (Some(second), None) => Some(Position {
-                epoch: first,
-                offset: second.parse().ok()?,
-            }),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.epoch, self.offset)
+/// Parse `OFFSET` or `EPOCH OFFSET` (decimal integers, surrounding white space ignored),
+/// the format the `process` engine's hooks print.
+pub fn parse_position(text: &str) -> Option<Position> {
+    let mut parts = text.split_whitespace();
+    let first: u64 = parts.next()?.parse().ok()?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Some(Position {
+            epoch: 0,
+            offset: first,
+        }),
+        (Some(second), None) => Some(Position {
+            epoch: first,
+            offset: second.parse().ok()?,
+        }),
+        _ => None,
     }
 }
 
@@ -95,23 +79,23 @@ mod tests {
     #[test]
     fn positions_parse_with_and_without_epoch() {
         assert_eq!(
-            Position::parse("42\n"),
+            parse_position("42\n"),
             Some(Position {
                 epoch: 0,
                 offset: 42
             })
         );
         assert_eq!(
-            Position::parse(" 3 17 "),
+            parse_position(" 3 17 "),
             Some(Position {
                 epoch: 3,
                 offset: 17
             })
         );
-        assert_eq!(Position::parse(""), None);
-        assert_eq!(Position::parse("1 2 3"), None);
-        assert_eq!(Position::parse("x"), None);
-        assert!(Position::parse("2 0") > Position::parse("1 99"));
+        assert_eq!(parse_position(""), None);
+        assert_eq!(parse_position("1 2 3"), None);
+        assert_eq!(parse_position("x"), None);
+        assert!(parse_position("2 0") > parse_position("1 99"));
     }
 
     #[test]

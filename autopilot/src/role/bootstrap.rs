@@ -5,7 +5,7 @@
 
 use super::machine::Cx;
 use super::state::{BootStep, Phase};
-use super::types::{Action, ClaimReason, ClusterView, EngineResult, PrimaryKey, Role};
+use super::types::{Action, ClaimReason, ClusterView, EngineResult, Notice, PrimaryKey, Role};
 
 /// Decide how to start from a view (Discovering, WaitingForData, or after an aborted step).
 pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
@@ -40,7 +40,7 @@ pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
             // I3: never initialise an initialised cluster; wait for a node with data.
             if cx.s.phase != Phase::WaitingForData {
                 cx.emit(Action::PublishEvent {
-                    kind: "waiting_for_data",
+                    kind: Notice::WaitingForData,
                     detail: "cluster initialised, no primary, no local data".to_owned(),
                 });
             }
@@ -71,7 +71,7 @@ pub(super) fn join(cx: &mut Cx<'_>, pk: PrimaryKey) {
 fn needs_rebuild(cx: &mut Cx<'_>, detail: String) {
     cx.s.phase = Phase::NeedsRebuild;
     cx.emit(Action::PublishEvent {
-        kind: "needs_rebuild",
+        kind: Notice::NeedsRebuild,
         detail,
     });
     cx.announce(Role::Unknown, None);
@@ -177,7 +177,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             // The operator allowed it: replace the diverged data with a fresh clone. Until the
             // clone is done this node has no data (not eligible, and no marker on disk).
             cx.emit(Action::PublishEvent {
-                kind: "needs_rebuild",
+                kind: Notice::NeedsRebuild,
                 detail: format!(
                     "local data diverged from primary {}; rebuilding from it (auto_rebuild)",
                     target.node

@@ -13,7 +13,7 @@
 
 use super::machine::Cx;
 use super::state::{Phase, PromoteStep};
-use super::types::{Action, ClaimReason, ClusterView, EngineResult, NodeInfo, Role};
+use super::types::{Action, ClaimReason, ClusterView, EngineResult, NodeInfo, Notice, Role};
 use std::cmp::Reverse;
 
 /// A replica's reaction to a view.
@@ -312,7 +312,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             let me = cx.me();
             cx.announce(Role::Primary, Some(&me));
             cx.emit(Action::PublishEvent {
-                kind: "promoted",
+                kind: Notice::Promoted,
                 detail: format!("{reason:?}"),
             });
             if reason == ClaimReason::Switchover {
@@ -380,7 +380,7 @@ fn abort(cx: &mut Cx<'_>, why: &str) {
     cx.emit(Action::Fence);
     cx.emit(Action::ReleasePrimary);
     cx.emit(Action::PublishEvent {
-        kind: "promotion_aborted",
+        kind: Notice::PromotionAborted,
         detail: why.to_owned(),
     });
     cx.s.ineligible_until = cx.now + 2 * cx.p.ttl;

@@ -3,7 +3,7 @@
 //! `failover.rs` and `primary.rs`.
 
 use super::state::{Phase, RoleState};
-use super::types::{Action, ClusterView, Event, Millis, PrimaryKey, Role, RoleParams};
+use super::types::{Action, ClusterView, Event, Millis, Notice, PrimaryKey, Role, RoleParams};
 use super::{bootstrap, failover, primary};
 
 /// One step of the machine: the next state and what to do. Pure: no I/O, no clock, no
@@ -78,6 +78,7 @@ impl Cx<'_> {
                 ..
             } => {
                 self.replication(receiving);
+                let healthy = self.health_verdict(healthy, answering);
                 self.health(healthy, answering, position);
             }
             Event::StopRequested { .. } => self.stop(),
@@ -167,7 +168,7 @@ impl Cx<'_> {
             fenced_at: self.now,
         };
         self.emit(Action::PublishEvent {
-            kind: "fenced",
+            kind: Notice::Fenced,
             detail: why.to_owned(),
         });
         self.announce(Role::Fenced, None);
@@ -193,6 +194,22 @@ impl Cx<'_> {
     /// How often a waiting node re-reads the cluster (watches can be late or lost).
     pub(super) fn poll_every(&self) -> Millis {
         (self.p.ttl / 4).max(1)
+    }
+
+    /// The probe's verdict with the grace of a primary that was healthy while primary (see
+    /// [`RoleParams::health_grace`]).
+    fn health_verdict(&mut self, healthy: bool, answering: bool) -> bool {
+        let primary = self.s.role == Role::Primary;
+        if healthy {
+            self.s.healthy_as_primary = primary;
+            self.s.unhealthy_since = None;
+            return true;
+        }
+        let since = *self.s.unhealthy_since.get_or_insert(self.now);
+        primary
+            && self.s.healthy_as_primary
+            && answering
+            && self.now.saturating_sub(since) < self.p.health_grace
     }
 
     fn health(&mut self, healthy: bool, answering: bool, position: super::types::Position) {
@@ -227,7 +244,7 @@ impl Cx<'_> {
                 self.s.not_receiving_since = None;
                 if std::mem::take(&mut self.s.stalled) {
                     self.emit(Action::PublishEvent {
-                        kind: "replication_resumed",
+                        kind: Notice::ReplicationResumed,
                         detail: "receiving from the primary again".to_owned(),
                     });
                     self.publish();
@@ -238,7 +255,7 @@ impl Cx<'_> {
                 if !self.s.stalled && self.now >= since + self.p.stall_after() {
                     self.s.stalled = true;
                     self.emit(Action::PublishEvent {
-                        kind: "replication_stalled",
+                        kind: Notice::ReplicationStalled,
                         detail: format!(
                             "not receiving from the primary for {} ms: no failover candidate until it does",
                             self.now - since
@@ -254,7 +271,7 @@ impl Cx<'_> {
     fn database_exited(&mut self, detail: String) {
         self.s.healthy = false;
         self.emit(Action::PublishEvent {
-            kind: "database_exited",
+            kind: Notice::DatabaseExited,
             detail: detail.clone(),
         });
         self.s.database_exit = Some(detail);

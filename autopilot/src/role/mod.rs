@@ -31,7 +31,7 @@
 //! - **I6 (graceful stop).** Fence, revoke the lease, exit.
 //!
 //! `sim.rs` runs three nodes against a simulated etcd with faults and checks these properties
-//! after every step (see `tests.rs`).
+//! after every step (see `proptests.rs`); `tests.rs` holds the unit tests of single transitions.
 
 mod bootstrap;
 mod failover;
@@ -39,17 +39,19 @@ mod machine;
 mod primary;
 mod state;
 mod types;
+mod view;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod unit;
 
 pub use machine::decide;
 pub use state::{BootStep, Phase, PromoteStep, RoleState};
 pub use types::{
-    Action, ClaimReason, ClusterView, EngineResult, Event, Millis, NodeId, NodeInfo, Position,
-    PrimaryKey, Role, RoleParams, Switchover,
+    Action, ClaimReason, ClusterView, EngineResult, Event, Millis, NodeId, NodeInfo, Notice,
+    Position, PrimaryKey, Role, RoleParams, Switchover,
 };
+pub use view::{UNREADABLE, address, history_facts};

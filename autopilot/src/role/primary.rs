@@ -3,7 +3,7 @@
 
 use super::machine::Cx;
 use super::state::Phase;
-use super::types::{Action, ClusterView, EngineResult, Role};
+use super::types::{Action, ClusterView, EngineResult, Notice, Role};
 
 /// A view while primary or self-fenced.
 pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
@@ -20,7 +20,7 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
                 } else if !target_ok(cx, view) {
                     cx.emit(Action::ClearSwitchover); // no eligible target: reject, do not linger
                     cx.emit(Action::PublishEvent {
-                        kind: "switchover_rejected",
+                        kind: Notice::SwitchoverRejected,
                         detail: "no eligible target".to_owned(),
                     });
                 } else if !view.maintenance {
@@ -94,7 +94,7 @@ fn target_ok(cx: &Cx<'_>, view: &ClusterView) -> bool {
 pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
     cx.emit(Action::FenceToHandOver);
     cx.emit(Action::PublishEvent {
-        kind: "handover",
+        kind: Notice::Handover,
         detail: why.to_owned(),
     });
     cx.s.phase = Phase::HandingOver;
@@ -106,7 +106,7 @@ pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
 fn kill_database(cx: &mut Cx<'_>) {
     cx.emit(Action::KillDatabase);
     cx.emit(Action::PublishEvent {
-        kind: "database_killed",
+        kind: Notice::DatabaseKilled,
         detail: "the database did not take the fence; its process group was killed".to_owned(),
     });
     cx.s.database_killed = true;
@@ -116,7 +116,7 @@ fn kill_database(cx: &mut Cx<'_>) {
 /// back read-only): nothing can take writes there, release the key at once.
 pub(super) fn hand_over_stopped(cx: &mut Cx<'_>, why: &str) {
     cx.emit(Action::PublishEvent {
-        kind: "handover",
+        kind: Notice::Handover,
         detail: why.to_owned(),
     });
     release_key(cx);
@@ -134,7 +134,7 @@ fn release_key(cx: &mut Cx<'_>) {
 /// Step down from a database that does not answer at all: kill it, then release the key.
 pub(super) fn hand_over_killing(cx: &mut Cx<'_>) {
     cx.emit(Action::PublishEvent {
-        kind: "handover",
+        kind: Notice::Handover,
         detail: "database does not answer".to_owned(),
     });
     kill_database(cx);

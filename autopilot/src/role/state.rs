@@ -101,8 +101,12 @@ pub struct RoleState {
     pub has_data: bool,
     /// Our latest known position.
     pub position: Position,
-    /// Latest health probe.
+    /// Latest health verdict, after the primary's grace ([`RoleParams::health_grace`]).
     pub healthy: bool,
+    /// Since when the probes have said unhealthy without a break (the grace runs from here).
+    pub unhealthy_since: Option<Millis>,
+    /// The last healthy probe came while primary: only such a primary gets the grace.
+    pub healthy_as_primary: bool,
     /// We hold a lease (granted and not reported lost).
     pub lease_alive: bool,
     /// Send time of the last successful keep-alive; the fencing clock runs from here.
@@ -146,6 +150,8 @@ impl RoleState {
             has_data: false,
             position: Position::default(),
             healthy: true,
+            unhealthy_since: None,
+            healthy_as_primary: false,
             lease_alive: false,
             lease_ok_sent_at: 0,
             view: None,

@@ -1,114 +1,1115 @@
-//! Property tests: the simulator under random faults must keep I1, I3, I4, I5 and the
-//! election-quality check, and must elect a primary once faults stop.
+//! Unit tests for single transitions of [`decide`], table-style where it helps.
 
-use super::sim::{Fault, World};
-use proptest::prelude::*;
+use super::*;
 
-fn fault() -> impl Strategy<Value = Fault> {
-    prop_oneof![
-        6 => (1u64..40).prop_map(Fault::Advance),
-        1 => (0usize..3).prop_map(Fault::Freeze),
-        1 => (0usize..3).prop_map(Fault::Thaw),
-        1 => (0usize..3).prop_map(Fault::CrashAgent),
-        1 => (0usize..3).prop_map(Fault::RestartAgent),
-        1 => (0usize..3).prop_map(Fault::CrashDb),
-        1 => (0usize..3).prop_map(Fault::RestartDb),
-        1 => (0usize..3).prop_map(Fault::HangDb),
-        1 => (0usize..3).prop_map(Fault::WakeDb),
-        1 => (0usize..3).prop_map(Fault::Partition),
-        1 => (0usize..3).prop_map(Fault::Heal),
-        1 => (0usize..3, any::<bool>()).prop_map(|(i, h)| Fault::Health(i, h)),
-        1 => any::<bool>().prop_map(Fault::Maintenance),
-        1 => proptest::option::of(0usize..3).prop_map(Fault::Switchover),
-        1 => (0usize..3).prop_map(Fault::Stop),
-    ]
+fn p() -> RoleParams {
+    let mut p = super::sim::params(0);
+    p.pre_promote = true;
+    p
 }
 
-fn run(seed: u64, faults: &[Fault]) -> World {
-    let mut w = World::new(3, seed);
-    for f in faults {
-        w.fault(f);
-        if !w.violations.is_empty() {
-            break;
-        }
-    }
-    w
+fn pos(offset: u64) -> Position {
+    Position { epoch: 1, offset }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("ROLE_SIM_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
-        failure_persistence: None, // mutation checks must not leave files behind
-        ..ProptestConfig::default()
-    })]
-
-    #[test]
-    fn role_sim_keeps_invariants(seed in any::<u64>(), faults in proptest::collection::vec(fault(), 1..60)) {
-        let mut w = run(seed, &faults);
-        prop_assert!(w.violations.is_empty(), "violations: {:?}", w.violations);
-        for k in 0..400 {
-            if k % 50 == 0 {
-                w.heal_all(); // also restarts agents that stopped meanwhile
-            }
-            w.tick();
-        }
-        prop_assert!(w.violations.is_empty(), "violations after heal: {:?}", w.violations);
-        prop_assert!(w.has_primary(), "no primary after healing: phases {:?}",
-            w.nodes.iter().map(|n| n.state.phase.clone()).collect::<Vec<_>>());
+fn node(id: &str, offset: u64, priority: u32, eligible: bool) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        address: format!("{id}:1"),
+        role: Role::Replica,
+        position: pos(offset),
+        priority,
+        eligible,
+        caught_up_term: Some(0), // final for the round `view()` describes
+        database_killed: false,
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+fn pk(id: &str) -> PrimaryKey {
+    PrimaryKey {
+        node: id.into(),
+        address: format!("{id}:1"),
+    }
+}
 
-    /// Focused on data in flight: the primary stops gracefully while replicas still hold
-    /// received-but-unreplayed data. Without the settle window the first replica to notice
-    /// wins on stale published positions; this test catches that.
-    #[test]
-    fn role_sim_graceful_stop_elects_most_advanced(seed in any::<u64>(), warm in 30u64..80, stops in 1usize..4) {
-        let mut w = World::new(3, seed);
-        w.fault(&Fault::Advance(warm));
-        for _ in 0..stops {
-            if let Some(p) = w.primary_index() {
-                w.fault(&Fault::Stop(p));
-                w.fault(&Fault::Advance(60));
-                w.fault(&Fault::RestartAgent(p));
-                w.fault(&Fault::Advance(100)); // past the cooldown
-            }
-        }
-        prop_assert!(w.violations.is_empty(), "violations: {:?}", w.violations);
-        prop_assert!(w.has_primary());
+fn view() -> ClusterView {
+    ClusterView {
+        linearizable: true,
+        initialized: true,
+        revision: 1,
+        ..ClusterView::default()
+    }
+}
+
+fn st(phase: Phase) -> RoleState {
+    let mut s = RoleState::new();
+    (s.phase, s.has_data, s.lease_alive, s.position) = (phase, true, true, pos(10));
+    s.caught_up_term = Some(0); // caught up for the round `view()` describes
+    s
+}
+
+fn run(s: RoleState, e: Event) -> (RoleState, Vec<Action>) {
+    decide(&p(), s, e)
+}
+
+fn cluster(now: Millis, view: ClusterView) -> Event {
+    Event::Cluster { now, view }
+}
+
+#[test]
+fn role_discover_table() {
+    // (initialized, primary, has_data, first action, phase)
+    let cases = [
+        (
+            false,
+            None,
+            false,
+            Action::AcquireLock,
+            Phase::Bootstrap(BootStep::Locking),
+        ),
+        (
+            true,
+            Some("n1"),
+            false,
+            Action::CloneFrom { primary: pk("n1") },
+            Phase::Cloning,
+        ),
+        (
+            true,
+            Some("n1"),
+            true,
+            Action::Follow { primary: pk("n1") },
+            Phase::Rejoining { target: pk("n1") },
+        ),
+    ];
+    for (init, primary, data, action, phase) in cases {
+        let mut s = st(Phase::Discovering);
+        s.has_data = data;
+        let v = ClusterView {
+            initialized: init,
+            primary: primary.map(pk),
+            ..view()
+        };
+        let (s, a) = run(s, cluster(5, v));
+        assert_eq!(a.first(), Some(&action), "{init} {primary:?} {data}");
+        assert_eq!(s.phase, phase);
     }
 }
 
 #[test]
-/// A shrunk case once found by the property test (an electing node stuck on a key with its own
-/// name). Set `ROLE_TRACE=1` to print every event and action.
-fn role_sim_regression_own_stale_key() {
-    use Fault::*;
-    let mut w = World::new(3, 9859856056080334234);
-    w.trace = std::env::var("ROLE_TRACE").is_ok();
-    for f in [
-        Partition(1),
-        Advance(32),
-        Maintenance(false),
-        Advance(29),
-        Stop(2),
-        Advance(12),
-        Advance(7),
-        Freeze(0),
-        Advance(21),
-        Thaw(0),
-        Advance(2),
-    ] {
-        w.fault(&f);
-    }
-    for k in 0..400 {
-        if k % 50 == 0 {
-            w.heal_all();
+fn role_initialised_cluster_without_data_never_initialises() {
+    let mut s = st(Phase::Discovering);
+    s.has_data = false;
+    let (s, a) = run(s, cluster(5, view()));
+    assert_eq!(s.phase, Phase::WaitingForData);
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::Initialize | Action::AcquireLock))
+    );
+}
+
+#[test]
+fn role_bootstrap_rechecks_under_lock() {
+    let s = st(Phase::Bootstrap(BootStep::Locking));
+    let (s, a) = run(
+        s,
+        Event::LockResult {
+            now: 1,
+            acquired: true,
+        },
+    );
+    assert_eq!(a, vec![Action::ReadCluster]);
+    // Someone initialised meanwhile: release the lock, no Initialize.
+    let (s2, a2) = run(s.clone(), cluster(2, view()));
+    assert!(a2.contains(&Action::ReleaseLock) && !a2.contains(&Action::Initialize));
+    assert_ne!(s2.phase, Phase::Bootstrap(BootStep::Initializing));
+    let (s, a) = run(
+        s,
+        cluster(
+            2,
+            ClusterView {
+                initialized: false,
+                ..view()
+            },
+        ),
+    );
+    assert_eq!(a, vec![Action::Initialize]);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 3,
+            result: EngineResult::Initialized { position: pos(0) },
+        },
+    );
+    assert!(matches!(
+        a[0],
+        Action::ClaimPrimary {
+            write_initialized: true,
+            ..
         }
-        w.tick();
+    ));
+    let (s, a) = run(s, Event::ClaimResult { now: 4, won: true });
+    assert_eq!(
+        a,
+        vec![Action::ReleaseLock, Action::WriteMarker, Action::Promote]
+    );
+    let (s, _) = run(
+        s,
+        Event::Engine {
+            now: 5,
+            result: EngineResult::Promoted { position: pos(0) },
+        },
+    );
+    assert_eq!((s.phase, s.role), (Phase::Primary, Role::Primary));
+}
+
+#[test]
+fn role_primary_gone_skips_when_ineligible() {
+    let mut nofail = p();
+    nofail.nofailover = true;
+    let replica = || {
+        st(Phase::Replica {
+            following: Some("n1".into()),
+        })
+    };
+    let mut unhealthy = replica();
+    unhealthy.healthy = false;
+    let mut lagging = replica();
+    lagging.last_primary_position = Some(pos(10 + 2_000_000));
+    let cases: [(&str, RoleParams, RoleState, bool); 4] = [
+        ("nofailover", nofail, replica(), false),
+        ("unhealthy", p(), unhealthy, false),
+        ("lagging", p(), lagging, false),
+        ("eligible", p(), replica(), true),
+    ];
+    for (name, params, s, elects) in cases {
+        let (s, a) = decide(&params, s, cluster(5, view()));
+        assert_eq!(matches!(s.phase, Phase::Electing { .. }), elects, "{name}");
+        assert_eq!(
+            a.iter().any(|a| matches!(a, Action::CatchUp { .. })),
+            elects,
+            "{name}"
+        );
     }
-    assert!(w.violations.is_empty(), "{:?}", w.violations);
-    assert!(w.has_primary());
+    let (s, a) = run(
+        replica(),
+        cluster(
+            5,
+            ClusterView {
+                maintenance: true,
+                ..view()
+            },
+        ),
+    );
+    assert!(
+        !matches!(s.phase, Phase::Electing { .. })
+            && !a.iter().any(|a| matches!(a, Action::CatchUp { .. })),
+        "maintenance"
+    );
+}
+
+#[test]
+fn role_election_yields_to_better_peer() {
+    // (peers, do we claim?)
+    let cases = [
+        (vec![node("n1", 9, 100, true)], true),
+        (vec![node("n1", 11, 100, true)], false), // more advanced
+        (vec![node("n1", 11, 100, false)], true), // not eligible: ignored
+        (vec![node("n1", 10, 200, true)], false), // tie, higher priority
+        (vec![node("n1", 10, 100, true)], true),  // tie, same priority: lowest id n0
+    ];
+    for (peers, claims) in cases {
+        let s = st(Phase::Electing { since: 0, term: 0 });
+        let v = ClusterView {
+            nodes: peers.clone(),
+            ..view()
+        };
+        let (_, a) = run(s, cluster(2000, v));
+        assert_eq!(
+            a.iter().any(|a| matches!(a, Action::ClaimPrimary { .. })),
+            claims,
+            "{peers:?}"
+        );
+    }
+}
+
+#[test]
+fn role_election_waits_for_settle_fresh_read_and_cooldown() {
+    let s = st(Phase::Electing {
+        since: 1000,
+        term: 0,
+    });
+    let (_, a) = run(s.clone(), cluster(1500, view()));
+    assert!(a.is_empty(), "inside the settle window");
+    let (_, a) = run(
+        s.clone(),
+        cluster(
+            2500,
+            ClusterView {
+                linearizable: false,
+                ..view()
+            },
+        ),
+    );
+    assert_eq!(
+        a,
+        vec![Action::ReadCluster],
+        "watch cache only: decide on a fresh read, asked for now"
+    );
+    let (_, a) = run(
+        s.clone(),
+        cluster(
+            2500,
+            ClusterView {
+                last_failover_at: Some(0),
+                ..view()
+            },
+        ),
+    );
+    assert_eq!(a, vec![Action::WakeAt { at: 8000 }], "cooldown");
+    let mut s = st(Phase::Electing {
+        since: 1000,
+        term: 7,
+    });
+    s.caught_up_term = Some(7);
+    let (s, a) = run(
+        s,
+        cluster(
+            9000,
+            ClusterView {
+                last_failover_at: Some(0),
+                history_rev: 7,
+                ..view()
+            },
+        ),
+    );
+    assert!(matches!(
+        a[0],
+        Action::ClaimPrimary {
+            history_rev: Some(7),
+            reason: ClaimReason::Failover,
+            ..
+        }
+    ));
+    assert!(matches!(s.phase, Phase::Claiming { .. }));
+}
+
+#[test]
+fn role_election_waits_for_every_eligible_peers_final_position() {
+    let s = st(Phase::Electing {
+        since: 1000,
+        term: 0,
+    });
+    let claims = |a: &[Action]| a.iter().any(|a| matches!(a, Action::ClaimPrimary { .. }));
+    // A peer still replaying advertises its old, lower position: not final for this round.
+    let mut replaying = node("n1", 5, 100, true);
+    replaying.caught_up_term = None;
+    let v = ClusterView {
+        nodes: vec![replaying.clone()],
+        ..view()
+    };
+    let (_, a) = run(s.clone(), cluster(2500, v.clone()));
+    assert!(!claims(&a), "waits for the peer's final position");
+    // Its final position for this round is higher: yield.
+    let mut done = node("n1", 12, 100, true);
+    done.caught_up_term = Some(0);
+    let (_, a) = run(
+        s.clone(),
+        cluster(
+            2600,
+            ClusterView {
+                nodes: vec![done],
+                ..view()
+            },
+        ),
+    );
+    assert!(!claims(&a), "yields to the more advanced peer");
+    // A peer final for an older round counts as not final.
+    let mut old_round = node("n1", 5, 100, true);
+    old_round.caught_up_term = Some(0);
+    let (_, a) = run(
+        st(Phase::Electing {
+            since: 1000,
+            term: 3,
+        }),
+        cluster(
+            2500,
+            ClusterView {
+                nodes: vec![old_round],
+                history_rev: 3,
+                ..view()
+            },
+        ),
+    );
+    assert!(!claims(&a), "a final position of another round");
+    // Our own catch-up has not answered yet: wait too.
+    let mut me_pending = s.clone();
+    me_pending.caught_up_term = None;
+    let (_, a) = run(me_pending, cluster(2500, view()));
+    assert!(!claims(&a), "our own final position is not known yet");
+    // Bounded: after settle + ttl a hung peer no longer blocks the election.
+    let (_, a) = run(s.clone(), cluster(1000 + 1000 + 3000, v));
+    assert!(claims(&a), "decides after settle + ttl");
+    // A new round (history moved on) starts over: catch up again for it.
+    let (s2, a) = run(
+        s,
+        cluster(
+            2500,
+            ClusterView {
+                history_rev: 9,
+                ..view()
+            },
+        ),
+    );
+    assert!(a.iter().any(|a| matches!(a, Action::CatchUp { .. })));
+    assert!(matches!(s2.phase, Phase::Electing { term: 9, .. }));
+}
+
+#[test]
+fn role_winner_fences_old_primary_catches_up_then_promotes() {
+    let s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let (s, a) = run(s, Event::ClaimResult { now: 1, won: true });
+    assert_eq!(
+        a,
+        vec![Action::FenceRemote {
+            node: "n1".into(),
+            address: "n1:1".into()
+        }]
+    );
+    let fenced = EngineResult::RemoteFenced {
+        final_position: Some(pos(15)),
+    };
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: fenced,
+        },
+    );
+    assert_eq!(
+        a,
+        vec![Action::CatchUpTo {
+            target: pos(15),
+            from: "n1:1".into()
+        }]
+    );
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 3,
+            result: EngineResult::CaughtUp { position: pos(15) },
+        },
+    );
+    assert_eq!(a, vec![Action::RunPrePromote]);
+    let (failed, a) = run(s.clone(), Event::PrePromoteDone { now: 4, ok: false });
+    assert!(
+        a.contains(&Action::ReleasePrimary) && failed.phase == Phase::Replica { following: None }
+    );
+    let (s, a) = run(s, Event::PrePromoteDone { now: 4, ok: true });
+    assert_eq!(a, vec![Action::Promote]);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 5,
+            result: EngineResult::Promoted { position: pos(15) },
+        },
+    );
+    assert_eq!(s.phase, Phase::Primary);
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::OnChange {
+            role: Role::Primary,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn role_winner_that_cannot_fence_the_old_primary_does_not_promote() {
+    let s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let (s, _) = run(s, Event::ClaimResult { now: 1, won: true });
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Failed,
+        },
+    );
+    assert!(!a.contains(&Action::Promote), "{a:?}");
+    assert!(a.contains(&Action::ReleasePrimary), "{a:?}");
+    assert_eq!(s.phase, Phase::Replica { following: None });
+
+    // Unreachable is different: nothing can take writes there, so the promotion goes on.
+    let s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let (s, _) = run(s, Event::ClaimResult { now: 1, won: true });
+    let (_, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::RemoteFenced {
+                final_position: None,
+            },
+        },
+    );
+    assert_eq!(a, vec![Action::RunPrePromote]);
+}
+
+#[test]
+fn role_primary_fences_before_lease_can_expire_and_unfences_only_with_proof() {
+    let mut s = st(Phase::Primary);
+    (s.role, s.lease_ok_sent_at) = (Role::Primary, 1000);
+    let (s1, a) = run(s.clone(), Event::Tick { now: 2500 }); // exactly ttl/2: not yet
+    assert!(!a.contains(&Action::Fence) && s1.phase == Phase::Primary);
+    let (s, a) = run(s, Event::KeepAliveFailed { now: 2501 });
+    assert_eq!(a[0], Action::Fence);
+    assert_eq!(s.phase, Phase::SelfFenced { fenced_at: 2501 });
+    let mine = ClusterView {
+        primary: Some(pk("n0")),
+        ..view()
+    };
+    // A keep-alive sent before the fence proves nothing.
+    let (s, a) = run(
+        s,
+        Event::KeepAliveOk {
+            now: 2600,
+            sent_at: 2400,
+        },
+    );
+    assert!(a.is_empty());
+    let (s2, a) = run(s.clone(), cluster(2650, mine.clone()));
+    assert!(!a.contains(&Action::Unfence) && matches!(s2.phase, Phase::SelfFenced { .. }));
+    let (s, a) = run(
+        s,
+        Event::KeepAliveOk {
+            now: 2700,
+            sent_at: 2600,
+        },
+    );
+    assert_eq!(a, vec![Action::ReadCluster]);
+    let (s, a) = run(s, cluster(2710, mine));
+    assert_eq!(a[0], Action::Unfence);
+    assert_eq!(s.phase, Phase::Primary);
+    // Learning someone else is primary: follow.
+    let fenced = st(Phase::SelfFenced { fenced_at: 1 });
+    let (s, a) = run(
+        fenced,
+        cluster(
+            3000,
+            ClusterView {
+                primary: Some(pk("n1")),
+                ..view()
+            },
+        ),
+    );
+    assert_eq!(a[0], Action::Follow { primary: pk("n1") });
+    let (s, _) = run(
+        s,
+        Event::Engine {
+            now: 3001,
+            result: EngineResult::NeedsRebuild,
+        },
+    );
+    assert_eq!(s.phase, Phase::NeedsRebuild);
+}
+
+#[test]
+fn role_graceful_stop_fences_then_revokes() {
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(s, Event::StopRequested { now: 1 });
+    assert_eq!(a, vec![Action::Fence]);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Fenced { position: pos(10) },
+        },
+    );
+    // Not primary any more before the lease goes: `/primary` turns 503 before a successor
+    // can answer 200, and the node key does not advertise a stopping node as a candidate.
+    assert_eq!(
+        a[0],
+        Action::OnChange {
+            role: Role::Fenced,
+            previous: Role::Primary,
+            primary_address: None
+        }
+    );
+    assert!(matches!(
+        a[1],
+        Action::PublishNode {
+            role: Role::Fenced,
+            eligible: false,
+            ..
+        }
+    ));
+    assert_eq!(a[2..], [Action::RevokeLease, Action::Exit]);
+    assert_eq!(s.phase, Phase::Stopped);
+}
+
+#[test]
+fn role_switchover_old_primary_fences_then_releases() {
+    let mut s = st(Phase::Primary);
+    (s.role, s.lease_ok_sent_at) = (Role::Primary, 0);
+    s.replicas_sent = Some(vec![("n1".into(), "n1:1".into())]);
+    let sw = Switchover {
+        from: "n0".into(),
+        to: Some("n1".into()),
+    };
+    let v = ClusterView {
+        primary: Some(pk("n0")),
+        switchover: Some(sw),
+        nodes: vec![node("n1", 9, 100, true)],
+        ..view()
+    };
+    let (in_maint, a) = run(
+        s.clone(),
+        cluster(
+            1,
+            ClusterView {
+                maintenance: true,
+                ..v.clone()
+            },
+        ),
+    );
+    assert!(
+        a.is_empty() && in_maint.phase == Phase::Primary,
+        "maintenance blocks switchover"
+    );
+    let (s, a) = run(s, cluster(1, v));
+    assert_eq!(a[0], Action::FenceToHandOver);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Fenced { position: pos(12) },
+        },
+    );
+    assert!(a.contains(&Action::ReleasePrimary));
+    assert!(a.contains(&Action::PublishNode {
+        role: Role::Replica,
+        position: pos(12),
+        eligible: false,
+        needs_rebuild: false,
+        caught_up_term: Some(0),
+        database_killed: false,
+        database_exit: None,
+    }));
+    assert_eq!(s.phase, Phase::Replica { following: None });
+}
+
+fn set_replicas(a: &[Action]) -> Vec<&Action> {
+    a.iter()
+        .filter(|a| matches!(a, Action::SetReplicas { .. }))
+        .collect()
+}
+
+#[test]
+fn role_primary_tells_the_engine_its_members_when_they_change() {
+    let mut s = st(Phase::Promoting {
+        step: PromoteStep::Promoting,
+        reason: ClaimReason::Failover,
+    });
+    s.role = Role::Replica;
+    let v = ClusterView {
+        primary: Some(pk("n0")),
+        nodes: vec![node("n2", 9, 100, true), node("n0", 10, 100, true)],
+        ..view()
+    };
+    s.view = Some(v.clone());
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 1,
+            result: EngineResult::Promoted { position: pos(10) },
+        },
+    );
+    assert_eq!(s.phase, Phase::Primary);
+    let expected = Action::SetReplicas {
+        members: vec![("n2".into(), "n2:1".into())],
+    };
+    assert_eq!(set_replicas(&a), [&expected], "after promotion: {a:?}");
+    let (s, a) = run(s, cluster(2, v.clone()));
+    assert!(set_replicas(&a).is_empty(), "unchanged members: {a:?}");
+    let mut grown = v;
+    grown.nodes.push(node("n1", 8, 100, false));
+    grown.revision = 2;
+    let (_, a) = run(s, cluster(3, grown));
+    let expected = Action::SetReplicas {
+        members: vec![("n1".into(), "n1:1".into()), ("n2".into(), "n2:1".into())],
+    };
+    assert_eq!(set_replicas(&a), [&expected], "a new member: {a:?}");
+}
+
+#[test]
+fn role_diverged_node_waits_for_an_operator_unless_auto_rebuild() {
+    let rejoining = || {
+        let mut s = st(Phase::Rejoining { target: pk("n1") });
+        s.view = Some(ClusterView {
+            primary: Some(pk("n1")),
+            ..view()
+        });
+        s
+    };
+    let needs = Event::Engine {
+        now: 5,
+        result: EngineResult::NeedsRebuild,
+    };
+    // Default: flagged, kept, never cloned over.
+    let (s, a) = run(rejoining(), needs.clone());
+    assert_eq!(s.phase, Phase::NeedsRebuild);
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::CloneFrom { .. } | Action::ClearMarker))
+    );
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishNode {
+            needs_rebuild: true,
+            eligible: false,
+            ..
+        }
+    )));
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishEvent {
+            kind: Notice::NeedsRebuild,
+            ..
+        }
+    )));
+
+    // auto_rebuild: the marker goes first, then the clone; no data until it is done.
+    let mut params = p();
+    params.auto_rebuild = true;
+    let (s, a) = decide(&params, rejoining(), needs.clone());
+    let clear = a.iter().position(|a| *a == Action::ClearMarker);
+    let clone = a
+        .iter()
+        .position(|a| *a == Action::CloneFrom { primary: pk("n1") });
+    assert!(
+        matches!((clear, clone), (Some(c), Some(k)) if c < k),
+        "{a:?}"
+    );
+    assert_eq!(s.phase, Phase::Cloning);
+    assert!(!s.has_data && !s.eligible(&params, 6));
+    // A clone that still does not match stops there instead of looping.
+    let (s, a) = decide(&params, s, needs);
+    assert_eq!(s.phase, Phase::NeedsRebuild);
+    assert!(!a.iter().any(|a| matches!(a, Action::CloneFrom { .. })));
+}
+
+#[test]
+fn role_clone_finished_after_a_failover_follows_the_new_primary() {
+    // Cloning from n1; meanwhile n1 failed and n3 became primary.
+    let mut s = st(Phase::Cloning);
+    s.has_data = false;
+    let (s, _) = run(
+        s,
+        cluster(
+            1,
+            ClusterView {
+                primary: Some(pk("n3")),
+                ..view()
+            },
+        ),
+    );
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Cloned { position: pos(10) },
+        },
+    );
+    assert!(
+        a.contains(&Action::Follow { primary: pk("n3") }),
+        "the clone's source may be gone: {a:?}"
+    );
+    assert_eq!(s.phase, Phase::Rejoining { target: pk("n3") });
+    assert!(s.has_data);
+}
+
+#[test]
+fn role_late_catch_up_answers_move_nothing_on() {
+    let late = |term| Event::Engine {
+        now: 3000,
+        result: EngineResult::ElectionCaughtUp {
+            term,
+            position: pos(11),
+        },
+    };
+    // An answer for an earlier round does not make our position final for this one.
+    let mut s = st(Phase::Electing {
+        since: 1000,
+        term: 9,
+    });
+    s.caught_up_term = None;
+    let (s, _) = run(s, late(4));
+    assert_eq!(s.caught_up_term, None);
+    assert_eq!(s.position, pos(11), "still a lower bound of our data");
+    // The answer for this round does.
+    let (s, a) = run(s, late(9));
+    assert_eq!(s.caught_up_term, Some(9));
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishNode {
+            caught_up_term: Some(9),
+            ..
+        }
+    )));
+    assert!(
+        a.contains(&Action::ReadCluster),
+        "past the settle window: decide on a fresh read now, not at the next poll"
+    );
+    // While catching up to the fenced old primary, only `CatchUpTo`'s answer promotes.
+    let catching = st(Phase::Promoting {
+        step: PromoteStep::CatchingUp,
+        reason: ClaimReason::Failover,
+    });
+    let (s, a) = run(catching, late(9));
+    assert!(matches!(
+        s.phase,
+        Phase::Promoting {
+            step: PromoteStep::CatchingUp,
+            ..
+        }
+    ));
+    assert!(a.is_empty(), "{a:?}");
+    // A primary handing over releases the key only after its own fence answered.
+    let (s, a) = run(st(Phase::HandingOver), late(9));
+    assert_eq!(s.phase, Phase::HandingOver);
+    assert!(!a.contains(&Action::ReleasePrimary));
+}
+
+#[test]
+fn role_a_rejoined_replica_acts_on_the_view_it_missed_while_joining() {
+    let following = |now| Event::Engine {
+        now,
+        result: EngineResult::Following { position: pos(10) },
+    };
+    // The primary it joined vanished while the engine worked: it competes at once.
+    let mut s = st(Phase::Rejoining { target: pk("n1") });
+    s.view = Some(view());
+    let (s, a) = run(s, following(100));
+    assert!(matches!(s.phase, Phase::Electing { .. }), "{:?}", s.phase);
+    assert!(a.iter().any(|a| matches!(a, Action::CatchUp { .. })));
+    // Still the same primary: nothing more to do.
+    let mut s = st(Phase::Rejoining { target: pk("n1") });
+    s.view = Some(ClusterView {
+        primary: Some(pk("n1")),
+        ..view()
+    });
+    let (s, a) = run(s, following(100));
+    assert_eq!(
+        s.phase,
+        Phase::Replica {
+            following: Some("n1".into())
+        }
+    );
+    assert!(!a.iter().any(|a| matches!(a, Action::Follow { .. })));
+}
+
+#[test]
+fn role_nobody_follows_a_primary_before_it_is_online() {
+    let starting = ClusterView {
+        primary: Some(pk("n1")),
+        primary_starting: true,
+        ..view()
+    };
+    let follows = |a: &[Action]| {
+        a.iter()
+            .any(|a| matches!(a, Action::Follow { .. } | Action::CloneFrom { .. }))
+    };
+    // The winner may still be catching up to the old primary: a replica that is ahead of it
+    // for now must not compare histories with it yet.
+    for phase in [
+        Phase::Replica { following: None },
+        Phase::Electing { since: 0, term: 0 },
+        Phase::Discovering,
+    ] {
+        let (s, a) = run(st(phase.clone()), cluster(5000, starting.clone()));
+        assert!(!follows(&a), "{phase:?}: {a:?}");
+        assert!(!matches!(s.phase, Phase::Electing { .. }), "{phase:?}");
+    }
+    // Online: follow.
+    let (s, a) = run(
+        st(Phase::Replica { following: None }),
+        cluster(5000, view_with_primary("n1")),
+    );
+    assert!(follows(&a));
+    assert_eq!(s.phase, Phase::Rejoining { target: pk("n1") });
+}
+
+fn view_with_primary(id: &str) -> ClusterView {
+    ClusterView {
+        primary: Some(pk(id)),
+        ..view()
+    }
+}
+
+fn health(now: Millis, healthy: bool, answering: bool, receiving: Option<bool>) -> Event {
+    Event::Health {
+        now,
+        healthy,
+        answering,
+        receiving,
+        position: pos(10),
+    }
+}
+
+/// A primary whose database does not answer kills it before it lets the key go (a fence
+/// would wait as long as the server hangs, and releasing first could let a successor
+/// promote while the old server wakes up writable); a fence that fails kills it too.
+#[test]
+fn role_a_hung_primary_is_killed_before_the_key_is_released() {
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(s, health(1, false, false, None));
+    assert!(a.contains(&Action::KillDatabase), "{a:?}");
+    assert!(!a.contains(&Action::ReleasePrimary), "{a:?}");
+    assert!(s.database_killed);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Killed,
+        },
+    );
+    assert!(a.contains(&Action::ReleasePrimary), "{a:?}");
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::PublishNode {
+                database_killed: true,
+                ..
+            }
+        )),
+        "the proof is published: {a:?}"
+    );
+    assert_eq!(s.phase, Phase::Replica { following: None });
+
+    // Answering but unhealthy: fence first; only a failed fence kills.
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(s, health(1, false, true, None));
+    assert!(
+        a.contains(&Action::FenceToHandOver) && !a.contains(&Action::KillDatabase),
+        "{a:?}"
+    );
+    let (_, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Failed,
+        },
+    );
+    assert!(a.contains(&Action::KillDatabase), "{a:?}");
+    assert!(!a.contains(&Action::ReleasePrimary), "{a:?}");
+}
+
+/// A winner whose former primary's agent killed its database does not try to reach it.
+#[test]
+fn role_a_killed_former_primary_needs_no_remote_fence() {
+    let mut s = st(Phase::Claiming {
+        reason: ClaimReason::Failover,
+        old: Some(pk("n1")),
+    });
+    let mut old = node("n1", 10, 100, false);
+    old.database_killed = true;
+    s.view = Some(ClusterView {
+        nodes: vec![old],
+        ..view()
+    });
+    let (_, a) = run(s, Event::ClaimResult { now: 1, won: true });
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::FenceRemote { .. })),
+        "{a:?}"
+    );
+    assert_eq!(a, vec![Action::RunPrePromote]);
+}
+
+/// A replica that follows an online primary but does not receive from it stops being a
+/// candidate after `stall_after`, says so, and is one again once it receives; the clock
+/// does not run while it follows nobody (an election judges how it replicated before).
+#[test]
+fn role_a_replica_that_does_not_receive_is_no_candidate() {
+    let mut s = st(Phase::Replica {
+        following: Some("n1".into()),
+    });
+    s.view = Some(view_with_primary("n1"));
+    let limit = p().stall_after();
+    let (s, a) = run(s, health(1000, true, true, Some(false)));
+    assert!(s.eligible(&p(), 1000), "not yet: {a:?}");
+    let (s, a) = run(s, health(1000 + limit, true, true, Some(false)));
+    assert!(!s.eligible(&p(), 1000 + limit));
+    assert!(
+        a.iter().any(
+            |x| matches!(x, Action::PublishEvent { kind, .. } if *kind == Notice::ReplicationStalled)
+        ),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::PublishNode {
+                eligible: false,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+    let (s, _) = run(s, health(2000 + limit, true, true, Some(true)));
+    assert!(s.eligible(&p(), 2000 + limit));
+
+    // Following nobody (the primary is gone): the clock stands still.
+    let mut s = st(Phase::Replica { following: None });
+    s.view = Some(view());
+    let (s, _) = run(s, health(1000, true, true, Some(false)));
+    let (s, _) = run(s, health(1000 + 10 * limit, true, true, Some(false)));
+    assert!(s.eligible(&p(), 1000 + 10 * limit));
+}
+
+/// A database that exited says why (event and node key) until it runs healthy again; a
+/// primary hands over at once.
+#[test]
+fn role_a_database_exit_is_reported_until_it_runs_healthy() {
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, a) = run(
+        s,
+        Event::DatabaseExited {
+            now: 1,
+            detail: "exit code 1: FATAL: bad".to_owned(),
+        },
+    );
+    assert!(
+        a.iter().any(|x| matches!(x, Action::PublishEvent { kind, detail } if *kind == Notice::DatabaseExited && detail.contains("FATAL"))),
+        "{a:?}"
+    );
+    assert!(
+        a.contains(&Action::ReleasePrimary),
+        "a primary hands over at once: {a:?}"
+    );
+    assert_eq!(s.database_exit.as_deref(), Some("exit code 1: FATAL: bad"));
+    let (s, _) = run(s, health(2, false, true, None));
+    assert!(s.database_exit.is_some());
+    let (s, a) = run(s, health(3, true, true, None));
+    assert_eq!(s.database_exit, None);
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::PublishNode {
+                database_exit: None,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+}
+
+/// A primary that was healthy while primary gets `health_grace` before one bad probe makes it
+/// hand over; a hung database, a replica and a primary never seen healthy as primary get none.
+#[test]
+fn role_health_grace_holds_only_for_a_primary_that_was_healthy() {
+    let grace = p().health_grace;
+    assert!(grace > 0, "the unit tests run with a grace");
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    let (s, _) = run(s, health(1_000, true, true, None));
+    assert!(s.healthy_as_primary);
+    // Unhealthy but answering: inside the grace it still counts as healthy, no hand-over.
+    let (s, a) = run(s, health(2_000, false, true, None));
+    assert!(s.healthy && s.phase == Phase::Primary, "{a:?}");
+    assert!(!a.contains(&Action::FenceToHandOver), "{a:?}");
+    let (s, a) = run(s, health(2_000 + grace - 1, false, true, None));
+    assert!(!a.contains(&Action::FenceToHandOver), "{a:?}");
+    // The grace runs out: hand over.
+    let (after, a) = run(s.clone(), health(2_000 + grace, false, true, None));
+    assert!(a.contains(&Action::FenceToHandOver), "{a:?}");
+    assert!(!after.healthy);
+    // A healthy probe inside the grace ends it: the next bad run gets a fresh grace.
+    let (s2, _) = run(s.clone(), health(2_500, true, true, None));
+    let (_, a) = run(s2, health(2_000 + grace, false, true, None));
+    assert!(!a.contains(&Action::FenceToHandOver), "{a:?}");
+    // A database that does not answer gets no grace: kill it now.
+    let (_, a) = run(s, health(2_100, false, false, None));
+    assert!(a.contains(&Action::KillDatabase), "{a:?}");
+
+    // A primary whose last healthy probe came before it was primary gets no grace.
+    let mut s = st(Phase::Primary);
+    s.role = Role::Primary;
+    s.healthy_as_primary = false;
+    let (_, a) = run(s, health(1_000, false, true, None));
+    assert!(a.contains(&Action::FenceToHandOver), "{a:?}");
+
+    // A replica gets no grace: unhealthy at once, so it is not eligible.
+    let mut s = st(Phase::Replica {
+        following: Some("n1".into()),
+    });
+    s.role = Role::Replica;
+    let (s, _) = run(s, health(1_000, true, true, Some(true)));
+    let (s, _) = run(s, health(1_100, false, true, Some(true)));
+    assert!(!s.healthy && !s.eligible(&p(), 1_100));
+}
+
+/// The cooldown runs from the last *failover* in `history`, read by the machine's own view
+/// rules: a later switchover or bootstrap does not restart it.
+#[test]
+fn role_cooldown_counts_failovers_only() {
+    use cluster::wire::{HistoryEntry, HistoryReason, Timestamp};
+    let entry = |at: u64, to: &str, reason: HistoryReason| HistoryEntry {
+        time: Timestamp::from_unix_millis(at),
+        from: None,
+        to: to.into(),
+        to_address: Some(format!("{to}:1")),
+        reason,
+        position: Position::default(),
+    };
+    let entries = [
+        entry(100, "n0", HistoryReason::Bootstrap),
+        entry(1_000, "n1", HistoryReason::Failover),
+        entry(5_000, "n2", HistoryReason::Switchover),
+        entry(6_000, "n3", HistoryReason::Other("failover by hand".into())),
+    ];
+    let (last_failover_at, history_last) = history_facts(&entries);
+    assert_eq!(last_failover_at, Some(1_000));
+    assert_eq!(history_last.map(|h| h.node), Some("n3".to_owned()));
+    let cooldown = p().failover_cooldown;
+    let mut s = st(Phase::Electing {
+        since: 1_000,
+        term: 7,
+    });
+    s.caught_up_term = Some(7);
+    let v = ClusterView {
+        last_failover_at,
+        history_rev: 7,
+        ..view()
+    };
+    let (_, a) = run(s.clone(), cluster(1_000 + cooldown - 1, v.clone()));
+    assert_eq!(
+        a,
+        vec![Action::WakeAt {
+            at: 1_000 + cooldown
+        }],
+        "inside the cooldown of the failover at 1000"
+    );
+    let (_, a) = run(s, cluster(1_000 + cooldown, v));
+    assert!(
+        matches!(
+            a.first(),
+            Some(Action::ClaimPrimary {
+                reason: ClaimReason::Failover,
+                ..
+            })
+        ),
+        "{a:?}"
+    );
 }

@@ -13,25 +13,9 @@ pub type Millis = u64;
 /// advanced candidates are broken by the *lowest* id, so the order must be total.
 pub type NodeId = String;
 
-/// How far a database's data goes, engine-agnostic and totally ordered: first by `epoch`, then
-/// by `offset`. A node with a higher position has every write a lower one has, unless one of
-/// them is errant — the engine detects that when following (see [`EngineResult::NeedsRebuild`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position {
-    /// The history branch: PostgreSQL timeline, MariaDB GTID domain term, Redis replid
-    /// generation. Bumped by every promotion so a new primary outranks its predecessor.
-    pub epoch: u64,
-    /// Progress within the epoch (LSN, GTID sequence, replication offset).
-    pub offset: u64,
-}
-
-impl Position {
-    /// How far `self` trails `ahead`; `None` when the epochs differ and the offsets cannot be
-    /// compared (the lag check is then skipped: the yield rule still picks the best node).
-    pub fn lag_behind(&self, ahead: &Position) -> Option<u64> {
-        (self.epoch == ahead.epoch).then(|| ahead.offset.saturating_sub(self.offset))
-    }
-}
+/// How far a database's data goes (see [`cluster::wire::Position`]): engines report it,
+/// the machine compares it, the documents carry it.
+pub use cluster::wire::Position;
 
 /// The knobs of the machine, one node's view. Built from the YAML config by the actor.
 #[derive(Clone, Debug)]
@@ -72,6 +56,14 @@ pub struct RoleParams {
     /// A node whose data diverged from the primary's (errant transactions that cannot be
     /// rewound) re-clones itself from the primary instead of waiting for an operator.
     pub auto_rebuild: bool,
+    /// How long a primary that was healthy while primary may look unhealthy before the
+    /// machine acts on it: one failed check must not make a primary hand over (a crashed
+    /// database is reported at once as `DatabaseExited` instead). Replicas get no grace: a
+    /// replica whose database is restarting (after a clone, say) must not look eligible, win
+    /// an election and then hand over at once when the grace runs out. A database that does
+    /// not answer at all gets none either: the probe already waited its limit, and a hung
+    /// primary must hand over within the health budget.
+    pub health_grace: Millis,
 }
 
 impl RoleParams {
@@ -200,6 +192,63 @@ pub enum ClaimReason {
     Switchover,
 }
 
+impl From<ClaimReason> for cluster::wire::HistoryReason {
+    fn from(r: ClaimReason) -> Self {
+        match r {
+            ClaimReason::Bootstrap => Self::Bootstrap,
+            ClaimReason::Failover => Self::Failover,
+            ClaimReason::Switchover => Self::Switchover,
+        }
+    }
+}
+
+/// What a [`Action::PublishEvent`] reports. Its label is the first word of the event's
+/// `detail` and the `event` field of the log line (`docs/etcd-keys.md`, `events/*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Notice {
+    /// A primary made its database read-only (I1).
+    Fenced,
+    /// This node became primary.
+    Promoted,
+    /// A won election was given up (the old primary could not be fenced, prePromote failed…).
+    PromotionAborted,
+    /// A primary steps down on purpose (switchover, a broken database).
+    Handover,
+    /// The database did not take the fence and was killed.
+    DatabaseKilled,
+    /// The database exited on its own.
+    DatabaseExited,
+    /// Local data diverged from the primary's.
+    NeedsRebuild,
+    /// An initialised cluster without a primary, and no local data (I3).
+    WaitingForData,
+    /// A replica stopped receiving from its primary: no failover candidate.
+    ReplicationStalled,
+    /// A stalled replica receives again.
+    ReplicationResumed,
+    /// A switchover request named no eligible target.
+    SwitchoverRejected,
+}
+
+impl Notice {
+    /// The label written in events and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Notice::Fenced => "fenced",
+            Notice::Promoted => "promoted",
+            Notice::PromotionAborted => "promotion_aborted",
+            Notice::Handover => "handover",
+            Notice::DatabaseKilled => "database_killed",
+            Notice::DatabaseExited => "database_exited",
+            Notice::NeedsRebuild => "needs_rebuild",
+            Notice::WaitingForData => "waiting_for_data",
+            Notice::ReplicationStalled => "replication_stalled",
+            Notice::ReplicationResumed => "replication_resumed",
+            Notice::SwitchoverRejected => "switchover_rejected",
+        }
+    }
+}
+
 /// Results of database operations, reported by the engine executor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineResult {
@@ -252,8 +301,10 @@ pub enum Event {
     Cluster { now: Millis, view: ClusterView },
     /// A timer fired (or a periodic tick); lets time-based decisions happen.
     Tick { now: Millis },
-    /// Health probe result. `answering` is false when the database did not answer the
-    /// probe at all (hung): a fence would wait just as long, so a primary kills it instead.
+    /// Health probe result. `healthy` is the raw verdict (the health actor's and a working
+    /// position probe); the machine applies [`RoleParams::health_grace`] to it. `answering` is
+    /// false when the database did not answer the probe at all (hung): a fence would wait
+    /// just as long, so a primary kills it instead.
     /// `receiving` is what a replica's probe saw of its receiver (`None` on a primary, or
     /// when the probe could not tell).
     Health {
@@ -350,7 +401,7 @@ pub enum Action {
     /// Delete the `switchover` request after it has been carried out.
     ClearSwitchover,
     /// Put an `events/*` entry (role change, failover, fenced, …).
-    PublishEvent { kind: &'static str, detail: String },
+    PublishEvent { kind: Notice, detail: String },
     // ---- engine ----
     /// Initialise a new database, or adopt the local data if there is some → `Initialized`.
     Initialize,

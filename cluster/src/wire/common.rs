@@ -135,18 +135,40 @@ pub enum Health {
     Unknown,
 }
 
-/// How far a database has got in the replication stream; comparable across nodes of one
-/// cluster. `epoch` is the PostgreSQL timeline or the MySQL/MariaDB failover generation,
-/// `offset` the LSN or the GTID sequence number. Ordered by `(epoch, offset)`.
+/// How far a database's data goes, engine-agnostic and totally ordered: first by `epoch`,
+/// then by `offset`. `epoch` is the history branch (PostgreSQL timeline, MariaDB failover
+/// generation, Redis replid generation; 0 where the engine has none), bumped by every
+/// promotion so a new primary outranks its predecessor; `offset` the progress within it
+/// (LSN, GTID sequence, replication offset). A node with a higher position has every write a
+/// lower one has, unless one of them is errant (the engine detects that when following).
+///
+/// The one position type of the workspace: engines report it, the role machine compares it,
+/// the documents carry it. In the OpenAPI document it keeps its historical name
+/// `ReplicationPosition`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReplicationPosition))]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
-pub struct ReplicationPosition {
+pub struct Position {
     /// Timeline / generation; a failover increments it.
     pub epoch: u64,
     /// Offset within the epoch.
     pub offset: u64,
+}
+
+impl Position {
+    /// How far `self` trails `ahead`; `None` when the epochs differ and the offsets cannot be
+    /// compared.
+    pub fn lag_behind(&self, ahead: &Position) -> Option<u64> {
+        (self.epoch == ahead.epoch).then(|| ahead.offset.saturating_sub(self.offset))
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.epoch, self.offset)
+    }
 }
 
 /// Client connections to the database.

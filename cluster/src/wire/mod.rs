@@ -30,14 +30,12 @@ pub mod primary;
 pub mod switchover;
 
 pub use cluster_state::{ClusterNode, ClusterStateDoc, Service};
-pub use common::{
-    Connections, Health, NodeStatus, ReplicationPosition, Role, Storage, Timestamp, lease_hex,
-};
+pub use common::{Connections, Health, NodeStatus, Position, Role, Storage, Timestamp, lease_hex};
 pub use coordinator::{
     AuditDoc, AuditOutcome, COORDINATOR_SEGMENT, CoordinatorKeys, TokenCluster, TokenDoc, TokenRole,
 };
 pub use event::{EventDoc, EventKind};
-pub use history::{HistoryDoc, HistoryEntry};
+pub use history::{HistoryDoc, HistoryEntry, HistoryReason};
 pub use initialized::{DatabaseIdentity, InitializedDoc};
 pub use keys::{ClusterKey, ClusterKeys, KeyError};
 pub use lock::{LockDoc, LockPurpose};

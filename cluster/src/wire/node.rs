@@ -2,9 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{
-    Connections, Health, NodeStatus, ReplicationPosition, Role, Storage, Timestamp,
-};
+use super::common::{Connections, Health, NodeStatus, Position, Role, Storage, Timestamp};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/nodes/<id>`.
@@ -83,7 +81,7 @@ pub struct NodeDoc {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeReplication {
     /// Position received and applied so far.
-    pub position: ReplicationPosition,
+    pub position: Position,
     /// Lag behind the primary in seconds (`null` when unknown or on the primary).
     #[serde(default)]
     pub lag_seconds: Option<f64>,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{Connections, NodeStatus, ReplicationPosition, Storage, Timestamp};
+use super::common::{Connections, NodeStatus, Position, Storage, Timestamp};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/primary`.
@@ -48,7 +48,7 @@ pub struct PrimaryDoc {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrimaryReplication {
     /// The primary's write position.
-    pub position: ReplicationPosition,
+    pub position: Position,
     /// Replicas currently streaming from it.
     #[serde(default)]
     pub replicas: u32,

@@ -18,7 +18,7 @@ pub fn sample_node(id: &str) -> NodeDoc {
         status: NodeStatus::Online,
         health: Health::Healthy,
         replication: NodeReplication {
-            position: ReplicationPosition {
+            position: Position {
                 epoch: 2,
                 offset: 1234,
             },
@@ -62,7 +62,7 @@ pub fn sample_primary(id: &str) -> PrimaryDoc {
         status: NodeStatus::Online,
         version: "10.11.19-MariaDB".into(),
         replication: PrimaryReplication {
-            position: ReplicationPosition {
+            position: Position {
                 epoch: 2,
                 offset: 99,
             },

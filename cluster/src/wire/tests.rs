@@ -62,7 +62,7 @@ fn every_document_round_trips() {
             to: "db-1".into(),
             to_address: Some("10.0.0.1:3306".into()),
             reason: "bootstrap".into(),
-            position: ReplicationPosition::default(),
+            position: Position::default(),
         }],
     });
     round_trip(MaintenanceDoc {
@@ -225,4 +225,26 @@ fn invalid_segments_are_rejected() {
     assert!(ClusterKeys::check_node_id("db-1").is_ok());
     let err = ClusterKeys::new("/autopilot", "n", "", "c").expect_err("empty project");
     assert!(err.to_string().contains("project"));
+}
+
+/// History reasons read and write as the plain strings of the contract; text this build does
+/// not know survives a read-modify-write unchanged.
+#[test]
+fn history_reasons_are_plain_strings() {
+    use super::HistoryReason;
+    for (reason, json) in [
+        (HistoryReason::Bootstrap, r#""bootstrap""#),
+        (HistoryReason::Failover, r#""failover""#),
+        (HistoryReason::Switchover, r#""switchover""#),
+        (
+            HistoryReason::Other("forced by alice".into()),
+            r#""forced by alice""#,
+        ),
+    ] {
+        assert_eq!(serde_json::to_string(&reason).expect("encode"), json);
+        assert_eq!(
+            serde_json::from_str::<HistoryReason>(json).expect("decode"),
+            reason
+        );
+    }
 }

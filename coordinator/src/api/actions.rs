@@ -19,9 +19,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use cluster::store::Store;
-use cluster::wire::{
-    self, MaintenanceDoc, NodeDoc, ReplicationPosition, SwitchoverDoc, Timestamp, TokenRole,
-};
+use cluster::wire::{self, MaintenanceDoc, NodeDoc, Position, SwitchoverDoc, Timestamp, TokenRole};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -242,7 +240,7 @@ pub async fn switchover(
 }
 
 /// The most advanced published position among nodes other than `id` (and the primary's).
-fn best_other(c: &ClusterDoc, id: &str) -> Option<(String, ReplicationPosition)> {
+fn best_other(c: &ClusterDoc, id: &str) -> Option<(String, Position)> {
     let nodes = c
         .nodes
         .iter()

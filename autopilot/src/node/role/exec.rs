@@ -10,10 +10,11 @@ use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tracing::{info, warn};
 
-use super::{ProbeFailure, RoleActorState, RoleMsg, docs, now_millis, view};
+use super::{ProbeFailure, RoleActorState, RoleMsg, documents, now_millis};
 use crate::node::process::ProcessMsg;
 use crate::node::session::SessionMsg;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
+use cluster::snapshot::ClusterSnapshot;
 use cluster::store::{Claim, Store};
 use cluster::wire::{self, ClusterKey, ClusterKeys};
 
@@ -21,13 +22,6 @@ use cluster::wire::{self, ClusterKey, ClusterKeys};
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
 /// How long a store operation of the executor may take before it counts as failed.
 const STORE_LIMIT: Duration = Duration::from_secs(5);
-
-pub fn to_role_position(p: engines::Position) -> Position {
-    Position {
-        epoch: p.epoch,
-        offset: p.offset,
-    }
-}
 
 fn feed_later(myself: &ActorRef<RoleMsg>, make: impl FnOnce(u64) -> Event) {
     let _ = myself.cast(RoleMsg::Feed(make(now_millis())));
@@ -45,9 +39,9 @@ pub fn read_cluster(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     let me = myself.clone();
     tokio::spawn(async move {
         let read = match store.get_prefix(&keys.cluster_prefix()).await {
-            Ok((entries, revision)) => {
-                Some(Box::new(view::from_entries(&keys, &entries, revision)))
-            }
+            Ok((entries, revision)) => Some(Box::new(ClusterSnapshot::from_entries(
+                &keys, &entries, revision,
+            ))),
             Err(e) => {
                 warn!(cause = %handlers::error_chain(&e), "failed to read the cluster");
                 None
@@ -69,7 +63,7 @@ pub fn probe(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
         let limit = crate::node::health::PROBE_LIMIT;
         let probed = loop {
             match tokio::time::timeout(limit, engine.position()).await {
-                Ok(Ok(p)) => break Ok(to_role_position(p)),
+                Ok(Ok(p)) => break Ok(p),
                 // The agent out of descriptors knows nothing new about its database: try
                 // again rather than report a failed probe (a primary would hand over).
                 Ok(Err(e)) if e.is_agent_trouble() => {
@@ -112,7 +106,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         } => {
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
             gauge!("autopilot_eligible").set(if eligible { 1.0 } else { 0.0 });
-            let flags = docs::NodeFlags {
+            let flags = documents::NodeFlags {
                 eligible,
                 healthy: false, // read at publish time
                 needs_rebuild,
@@ -126,7 +120,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             mark_primary_online(st, role, position);
         }
         Action::AcquireLock => {
-            let value = wire::encode(&docs::lock(&st.args.identity));
+            let value = wire::encode(&documents::lock(&st.args.identity));
             let session = st.session.clone();
             tokio::spawn(async move {
                 let call = session
@@ -183,7 +177,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             });
         }
         Action::PublishEvent { kind, detail } => {
-            let mut doc = docs::event(&st.args.identity, kind, format!("{kind}: {detail}"));
+            let mut doc = documents::event(&st.args.identity, kind, &detail);
             // Event ids are the time in milliseconds and the node: two events of one decision
             // (a hand-over and its reason) must not share one and overwrite each other.
             let ms = doc.time.unix_millis().max(st.last_event_ms + 1);
@@ -193,17 +187,17 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 .args
                 .keys
                 .event(&ClusterKeys::event_id(doc.time, &st.args.identity.id));
-            info!(event = kind, %detail, "cluster event");
+            info!(event = kind.label(), %detail, "cluster event");
             st.events.publish(key, wire::encode(&doc));
         }
         // Initialising the `process` engine's database means reading where it stands; the
         // engines with a data directory do their work in `prepare`, before the process starts.
         Action::Initialize => engine_op(st, me, |e| async move {
-            let position = to_role_position(e.position().await?);
+            let position = e.position().await?;
             Ok(EngineResult::Initialized { position })
         }),
         Action::CatchUp { term } => engine_op(st, me, move |e| async move {
-            let position = to_role_position(e.catch_up().await?);
+            let position = e.catch_up().await?;
             Ok(EngineResult::ElectionCaughtUp { term, position })
         }),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
@@ -226,7 +220,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                         Ok(RemoteFence::Fenced(p)) => {
                             info!(%node, %address, position = %p, "former primary fenced");
                             EngineResult::RemoteFenced {
-                                final_position: Some(to_role_position(p)),
+                                final_position: Some(p),
                             }
                         }
                         Ok(RemoteFence::Unreachable) => {
@@ -247,10 +241,8 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 let deadline = tokio::time::Instant::now() + CATCH_UP_LIMIT;
                 let result = loop {
                     match engine.position().await {
-                        Ok(p) if to_role_position(p) >= target => {
-                            break EngineResult::CaughtUp {
-                                position: to_role_position(p),
-                            };
+                        Ok(p) if p >= target => {
+                            break EngineResult::CaughtUp { position: p };
                         }
                         Ok(_) if tokio::time::Instant::now() < deadline => {
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -266,19 +258,19 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             });
         }
         Action::Promote => engine_op(st, me, |e| async move {
-            e.promote().await.map(|p| EngineResult::Promoted {
-                position: to_role_position(p),
-            })
+            e.promote()
+                .await
+                .map(|p| EngineResult::Promoted { position: p })
         }),
         Action::Fence => engine_op(st, me, |e| async move {
-            e.fence().await.map(|p| EngineResult::Fenced {
-                position: to_role_position(p),
-            })
+            e.fence()
+                .await
+                .map(|p| EngineResult::Fenced { position: p })
         }),
         Action::FenceToHandOver => engine_op(st, me, |e| async move {
-            e.fence_to_hand_over().await.map(|p| EngineResult::Fenced {
-                position: to_role_position(p),
-            })
+            e.fence_to_hand_over()
+                .await
+                .map(|p| EngineResult::Fenced { position: p })
         }),
         Action::KillDatabase => {
             let process = st.args.process.clone();
@@ -435,12 +427,8 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
             } else {
                 engine.follow(&peer).await
             } {
-                Ok(p) if clone => EngineResult::Cloned {
-                    position: to_role_position(p),
-                },
-                Ok(p) => EngineResult::Following {
-                    position: to_role_position(p),
-                },
+                Ok(p) if clone => EngineResult::Cloned { position: p },
+                Ok(p) => EngineResult::Following { position: p },
                 Err(EngineError::NeedsRebuild { reason }) => {
                     warn!(%reason, "local data diverged from the primary; needs rebuild");
                     EngineResult::NeedsRebuild
@@ -481,7 +469,7 @@ fn claim(
     let me_id = &st.args.identity;
     let claim = Claim {
         primary_key: keys.primary(),
-        primary_value: wire::encode(&docs::primary(
+        primary_value: wire::encode(&documents::primary(
             me_id,
             position,
             lease.0,
@@ -490,7 +478,7 @@ fn claim(
         lease,
         history_key: keys.history(),
         expected_history_revision: history_rev.map(|r| i64::try_from(r).unwrap_or(i64::MAX)),
-        history_value: wire::encode(&docs::history(
+        history_value: wire::encode(&documents::history(
             st.history.clone(),
             me_id,
             reason,
@@ -498,8 +486,12 @@ fn claim(
             position,
             at,
         )),
-        initialized: write_initialized
-            .then(|| (keys.initialized(), wire::encode(&docs::initialized(me_id)))),
+        initialized: write_initialized.then(|| {
+            (
+                keys.initialized(),
+                wire::encode(&documents::initialized(me_id)),
+            )
+        }),
     };
     let store = st.args.store.clone();
     tokio::spawn(async move {
@@ -511,7 +503,7 @@ fn claim(
             }
         };
         if won {
-            info!(reason = docs::reason_label(reason), "won the primary key");
+            info!(reason = %cluster::wire::HistoryReason::from(reason), "won the primary key");
             if reason == ClaimReason::Failover {
                 counter!("autopilot_failovers_total").increment(1);
             }
@@ -534,7 +526,7 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
         return;
     }
     st.primary_online = true;
-    let doc = docs::primary(
+    let doc = documents::primary(
         &st.args.identity,
         position,
         lease.0,
@@ -575,7 +567,7 @@ pub fn publish_node(st: &mut RoleActorState) {
     flags.replication = health.replication;
     drop(health);
     st.published = Some((role, position, flags));
-    let mut doc = docs::node(&st.args.identity, role, position, flags);
+    let mut doc = documents::node(&st.args.identity, role, position, flags);
     doc.database_exit.clone_from(&st.database_exit);
     let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
 }

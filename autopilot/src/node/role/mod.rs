@@ -10,11 +10,10 @@
 //! the mailbox stays free: a keep-alive failure or a stop request is never stuck behind a
 //! slow hook.
 
-mod docs;
+mod documents;
 mod events;
 mod exec;
 mod spawn;
-mod view;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,12 +25,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use docs::Identity;
+pub use documents::Identity;
 pub use spawn::{RoleHandlers, role_args};
 
 use crate::node::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
 use crate::role::{self, Event, Millis, Role, RoleParams, RoleState};
 use crate::telemetry::{NodeStatus, PublishedRole};
+use cluster::snapshot::ClusterSnapshot;
 use cluster::store::{EtcdStore, LeaseId};
 use cluster::wire::{ClusterKeys, HistoryDoc};
 
@@ -77,7 +77,7 @@ pub enum RoleMsg {
     /// A fact from the etcd session.
     Session(ClusterEvent),
     /// A cluster read finished.
-    ReadDone(Option<Box<view::Read>>),
+    ReadDone(Option<Box<ClusterSnapshot>>),
     /// Time passed (periodic, and `WakeAt`).
     Tick,
     /// The database was healthy for the first time: start the machine.
@@ -141,29 +141,18 @@ pub struct RoleActorState {
     revoking: bool,
     /// The reason of the claim in flight, for the failover counter.
     claiming: Option<role::ClaimReason>,
-    /// Since when the node has been unhealthy without a break (for the grace below).
-    unhealthy_since: Option<Instant>,
-    /// The last healthy verdict was taken while primary (only a primary gets the grace).
-    healthy_as_primary: bool,
     /// The `primary` key says `online` (rewritten once per term, after promotion).
     primary_online: bool,
     /// Writes `events/*` under the long-lived event lease.
     events: events::EventWriter,
     /// What the machine last asked to publish in the node key (health and replication are
     /// read when it is written).
-    published: Option<(Role, role::Position, docs::NodeFlags)>,
+    published: Option<(Role, role::Position, documents::NodeFlags)>,
     /// Why the database last exited on its own, as the machine last published it.
     database_exit: Option<String>,
     /// The time (Unix ms) of the last event written: the next one gets a later id.
     last_event_ms: u64,
 }
-
-/// How long a primary that was healthy may look unhealthy before the role logic is told: one
-/// failed check must not make a primary hand over (a crashed database is reported at once
-/// by the process actor instead). Replicas get no grace: a replica whose database is
-/// restarting (after a clone, say) must not look eligible, win an election and then hand
-/// over at once when the grace runs out.
-const HEALTH_GRACE: Duration = Duration::from_secs(2);
 
 impl RoleActorState {
     /// Answer the stop request once the machine exited and the lease is revoked.
@@ -174,29 +163,6 @@ impl RoleActorState {
         {
             let _ = reply.send(());
         }
-    }
-
-    /// The health the machine is told: the health actor's verdict (read now, never a stale
-    /// copy) and a working position probe, with [`HEALTH_GRACE`] for a primary that was
-    /// healthy while primary.
-    /// A database that did not answer at all gets no grace: the probe itself already waited
-    /// its limit, and a hung primary must hand over within the health budget.
-    fn health_verdict(&mut self, probed: Result<(), ProbeFailure>) -> bool {
-        let healthy = probed.is_ok() && self.args.health.borrow().healthy;
-        let primary = self
-            .machine
-            .as_ref()
-            .is_some_and(|m| m.role == Role::Primary);
-        if healthy {
-            self.healthy_as_primary = primary;
-            self.unhealthy_since = None;
-            return true;
-        }
-        let since = *self.unhealthy_since.get_or_insert_with(Instant::now);
-        primary
-            && self.healthy_as_primary
-            && probed != Err(ProbeFailure::NoAnswer)
-            && since.elapsed() < HEALTH_GRACE
     }
 }
 
@@ -232,11 +198,11 @@ impl Actor for RoleActor {
                 keys: args.keys.clone(),
                 node_id: args.params.node_id.clone(),
                 ttl,
-                node: docs::node(
+                node: documents::node(
                     &args.identity,
                     Role::Unknown,
                     role::Position::default(),
-                    docs::NodeFlags::default(),
+                    documents::NodeFlags::default(),
                 ),
                 sink: EventSink::to_actor(myself.clone()),
             },
@@ -267,8 +233,6 @@ impl Actor for RoleActor {
             exit_requested: false,
             revoking: false,
             claiming: None,
-            unhealthy_since: None,
-            healthy_as_primary: false,
             primary_online: false,
             events,
             published: None,
@@ -312,15 +276,18 @@ impl Actor for RoleActor {
             RoleMsg::Feed(event) => feed(&myself, st, event),
             RoleMsg::ReadDone(read) => {
                 st.reading = false;
-                if let Some(read) = read {
-                    st.history = read.history;
-                    let now = now_millis();
+                if let Some(snap) = read {
+                    st.history = snap.history.doc().cloned().unwrap_or(HistoryDoc {
+                        schema: 1,
+                        entries: Vec::new(),
+                    });
+                    let view = role::ClusterView::from_snapshot(&snap);
                     feed(
                         &myself,
                         st,
                         Event::Cluster {
-                            now,
-                            view: read.view,
+                            now: now_millis(),
+                            view,
                         },
                     );
                 }
@@ -346,7 +313,9 @@ impl Actor for RoleActor {
                     engines::Replication::Replica { receiving } => Some(receiving),
                     _ => None,
                 };
-                let healthy = st.health_verdict(probed.map(drop));
+                // The health actor's verdict (read now, never a stale copy) and a working
+                // position probe; the machine applies the primary's grace.
+                let healthy = probed.is_ok() && st.args.health.borrow().healthy;
                 let position = probed.unwrap_or_default();
                 let now = now_millis();
                 feed(
@@ -403,13 +372,7 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     }
     st.machine_started = true;
     let has_data = st.args.marker.exists();
-    let position = st
-        .args
-        .engine
-        .position()
-        .await
-        .map(exec::to_role_position)
-        .unwrap_or_default();
+    let position = st.args.engine.position().await.unwrap_or_default();
     info!(has_data, position = position.offset, "role logic starting");
     let now = now_millis();
     feed(

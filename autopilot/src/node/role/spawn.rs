@@ -20,6 +20,9 @@ use cluster::wire::ClusterKeys;
 
 /// Fence a primary after half the TTL without a successful keep-alive (see `RoleParams`).
 const FENCE_AFTER_PERMILLE: u32 = 500;
+/// How long a primary that was healthy may look unhealthy before it hands over (see
+/// `RoleParams::health_grace`).
+const HEALTH_GRACE: Duration = Duration::from_secs(2);
 
 /// The other actors the role actor drives: handlers, and the process actor (to kill a
 /// database that does not answer).
@@ -71,6 +74,7 @@ pub async fn role_args(
         pre_promote: config.handlers.pre_promote.is_some(),
         restore_from_backup: false,
         auto_rebuild: config.engine.auto_rebuild(),
+        health_grace: ms(HEALTH_GRACE),
     };
     let hostname = nix::unistd::gethostname()
         .ok()

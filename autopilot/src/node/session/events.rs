@@ -1,104 +1,19 @@
-//! What the session tells its subscriber: [`ClusterEvent`], the [`ClusterSnapshot`] sent
-//! after every (re)connect, and the [`EventSink`] they are delivered through.
+//! What the session tells its subscriber: [`ClusterEvent`] (with the [`ClusterSnapshot`]
+//! of every (re)connect and every cluster read), and the [`EventSink`] they are delivered
+//! through.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cluster::error_chain;
 use ractor::{ActorRef, Message};
 use tokio::sync::mpsc;
 
-use cluster::store::{Entry, LeaseId, Revision, WatchEvent};
+pub use cluster::snapshot::{ClusterSnapshot, Observed};
+use cluster::store::{LeaseId, WatchEvent};
 use cluster::wire::{
-    self, ClusterKey, ClusterKeys, Document, InitializedDoc, LockDoc, MaintenanceDoc, NodeDoc,
+    ClusterKey, ClusterKeys, Document, InitializedDoc, LockDoc, MaintenanceDoc, NodeDoc,
     PrimaryDoc, SwitchoverDoc,
 };
-
-/// A key as observed: absent, present with a document, or present but unreadable (e.g.
-/// written by a newer schema). Presence alone matters for safety: an unreadable `primary`
-/// still means "a primary exists", an unreadable `initialized` still means "initialised".
-#[derive(Clone, Debug, PartialEq)]
-pub enum Observed<T> {
-    /// The key does not exist.
-    Absent,
-    /// The key exists and parsed.
-    Present(T),
-    /// The key exists but did not parse; the reason, for logs.
-    Unreadable(String),
-}
-
-impl<T> Observed<T> {
-    /// Whether the key exists (readable or not).
-    pub fn exists(&self) -> bool {
-        !matches!(self, Self::Absent)
-    }
-    /// The document, when present and readable.
-    pub fn doc(&self) -> Option<&T> {
-        match self {
-            Self::Present(d) => Some(d),
-            _ => None,
-        }
-    }
-}
-
-impl<T: Document> Observed<T> {
-    /// Decodes a present value.
-    pub fn decode(bytes: &[u8]) -> Self {
-        match wire::decode::<T>(bytes) {
-            Ok(d) => Self::Present(d),
-            Err(e) => Self::Unreadable(error_chain(&e)),
-        }
-    }
-}
-
-/// The cluster as read in one consistent `get_prefix`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClusterSnapshot {
-    /// Store revision of the read; the watch continues from `revision + 1`.
-    pub revision: Revision,
-    /// The `primary` key.
-    pub primary: Observed<PrimaryDoc>,
-    /// Every `nodes/<id>` key (including this node's own), by id.
-    pub nodes: BTreeMap<String, Observed<NodeDoc>>,
-    /// The `initialized` key.
-    pub initialized: Observed<InitializedDoc>,
-    /// The `maintenance` key.
-    pub maintenance: Observed<MaintenanceDoc>,
-    /// The `switchover` key.
-    pub switchover: Observed<SwitchoverDoc>,
-    /// The `lock` key.
-    pub lock: Observed<LockDoc>,
-}
-
-impl ClusterSnapshot {
-    /// Builds the snapshot from the entries of a prefix read.
-    pub fn from_entries(keys: &ClusterKeys, entries: &[Entry], revision: Revision) -> Self {
-        let mut s = Self {
-            revision,
-            primary: Observed::Absent,
-            nodes: BTreeMap::new(),
-            initialized: Observed::Absent,
-            maintenance: Observed::Absent,
-            switchover: Observed::Absent,
-            lock: Observed::Absent,
-        };
-        for e in entries {
-            match keys.parse(&e.key) {
-                Some(ClusterKey::Primary) => s.primary = Observed::decode(&e.value),
-                Some(ClusterKey::Node(id)) => {
-                    s.nodes.insert(id, Observed::decode(&e.value));
-                }
-                Some(ClusterKey::Initialized) => s.initialized = Observed::decode(&e.value),
-                Some(ClusterKey::Maintenance) => s.maintenance = Observed::decode(&e.value),
-                Some(ClusterKey::Switchover) => s.switchover = Observed::decode(&e.value),
-                Some(ClusterKey::Lock) => s.lock = Observed::decode(&e.value),
-                _ => {}
-            }
-        }
-        s
-    }
-}
 
 /// A fact the session reports. Role decisions are made by the subscriber, not here.
 #[derive(Clone, Debug, PartialEq)]

@@ -109,6 +109,7 @@ pub fn params(i: usize) -> RoleParams {
         pre_promote: false,
         restore_from_backup: false,
         auto_rebuild: false,
+        health_grace: 2000,
     }
 }
 

@@ -34,6 +34,20 @@ pub(super) struct Store {
 
 impl Store {
     pub fn view(&self, linearizable: bool) -> ClusterView {
+        // History as the real documents hold it, read by the real rules (cooldown, I5).
+        let entries: Vec<cluster::wire::HistoryEntry> = self
+            .history
+            .iter()
+            .map(|(at, to, reason)| cluster::wire::HistoryEntry {
+                time: cluster::wire::Timestamp::from_unix_millis(*at),
+                from: None,
+                to: to.node.clone(),
+                to_address: Some(to.address.clone()),
+                reason: (*reason).into(),
+                position: Position::default(),
+            })
+            .collect();
+        let (last_failover_at, history_last) = history_facts(&entries);
         ClusterView {
             linearizable,
             revision: self.rev,
@@ -48,14 +62,9 @@ impl Store {
             }),
             initialized: self.initialized,
             maintenance: self.maintenance,
-            last_failover_at: self
-                .history
-                .iter()
-                .rev()
-                .find(|h| h.2 == ClaimReason::Failover)
-                .map(|h| h.0),
+            last_failover_at,
             history_rev: self.history_rev,
-            history_last: self.history.last().map(|h| h.1.clone()),
+            history_last,
             switchover: self.switchover.clone(),
             nodes: self.nodes.values().map(|n| n.0.clone()).collect(),
         }

@@ -1,10 +1,11 @@
-//! The etcd documents this node writes, built from what the role actor knows.
+//! The etcd documents this node writes (`nodes/<id>`, `primary`, `history`, `initialized`,
+//! `lock`, `events/*`), built from what the role actor knows.
 
-use crate::role::{ClaimReason, Position, Role};
+use crate::role::{ClaimReason, Notice, Position, Role};
 use cluster::wire::{
     self, Connections, DatabaseIdentity, EventDoc, EventKind, Health, HistoryDoc, HistoryEntry,
     InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
-    PrimaryDoc, PrimaryReplication, ReplicationPosition, Storage, Timestamp,
+    PrimaryDoc, PrimaryReplication, Storage, Timestamp,
 };
 
 /// Who this node is, as written into every document.
@@ -28,13 +29,6 @@ pub struct Identity {
     pub engine: &'static str,
     /// The agent's HTTP base URL, for `nodes/<id>`.
     pub agent_url: Option<String>,
-}
-
-fn position(p: Position) -> ReplicationPosition {
-    ReplicationPosition {
-        epoch: p.epoch,
-        offset: p.offset,
-    }
 }
 
 /// `nodes/<id>`.
@@ -78,7 +72,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
             Health::Unhealthy
         },
         replication: NodeReplication {
-            position: position(pos),
+            position: pos,
             caught_up_term,
             receiving,
             replicas_streaming,
@@ -132,7 +126,7 @@ pub fn primary(me: &Identity, pos: Position, lease: i64, status: NodeStatus) -> 
         status,
         version: env!("CARGO_PKG_VERSION").into(),
         replication: PrimaryReplication {
-            position: position(pos),
+            position: pos,
             ..PrimaryReplication::default()
         },
         connections: Connections::default(),
@@ -157,20 +151,11 @@ pub fn history(
         time: Timestamp::from_unix_millis(at_millis),
         from: previous,
         to: me.id.clone(),
-        to_address: Some(super::view::address(&me.host, me.port)),
-        reason: reason_label(reason).into(),
-        position: position(pos),
+        to_address: Some(crate::role::address(&me.host, me.port)),
+        reason: reason.into(),
+        position: pos,
     });
     doc
-}
-
-/// The `history` reason of a claim; only `failover` counts for the cooldown.
-pub fn reason_label(reason: ClaimReason) -> &'static str {
-    match reason {
-        ClaimReason::Bootstrap => "bootstrap",
-        ClaimReason::Failover => "failover",
-        ClaimReason::Switchover => "switchover",
-    }
 }
 
 /// `initialized`, written with the bootstrap claim.
@@ -196,13 +181,11 @@ pub fn lock(me: &Identity) -> LockDoc {
     }
 }
 
-/// An `events/*` entry.
-pub fn event(me: &Identity, kind: &str, detail: String) -> EventDoc {
-    let kind = match kind {
-        "failover" => EventKind::Failover,
-        "switchover" => EventKind::Switchover,
-        "fenced" => EventKind::Fenced,
-        "lease_lost" => EventKind::LeaseLost,
+/// An `events/*` entry: the notice's label starts the detail; only a fence has a kind of
+/// its own in the contract, every other notice is a `role_changed` event.
+pub fn event(me: &Identity, notice: Notice, detail: &str) -> EventDoc {
+    let kind = match notice {
+        Notice::Fenced => EventKind::Fenced,
         _ => EventKind::RoleChanged,
     };
     EventDoc {
@@ -210,6 +193,6 @@ pub fn event(me: &Identity, kind: &str, detail: String) -> EventDoc {
         time: Timestamp::now(),
         kind,
         node: me.id.clone(),
-        detail,
+        detail: format!("{}: {detail}", notice.label()),
     }
 }
