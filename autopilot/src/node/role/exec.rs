@@ -464,7 +464,6 @@ fn claim(
         feed_later(&me, |now| Event::ClaimResult { now, won: false });
         return;
     };
-    st.claiming = Some(reason);
     let keys = &st.args.keys;
     let me_id = &st.args.identity;
     let claim = Claim {

@@ -139,8 +139,6 @@ pub struct RoleActorState {
     exit_requested: bool,
     /// A lease revocation is in flight.
     revoking: bool,
-    /// The reason of the claim in flight, for the failover counter.
-    claiming: Option<role::ClaimReason>,
     /// The `primary` key says `online` (rewritten once per term, after promotion).
     primary_online: bool,
     /// Writes `events/*` under the long-lived event lease.
@@ -232,7 +230,6 @@ impl Actor for RoleActor {
             stop_reply: None,
             exit_requested: false,
             revoking: false,
-            claiming: None,
             primary_online: false,
             events,
             published: None,
