@@ -340,6 +340,18 @@ fn a_replica_that_does_not_receive_is_no_candidate_and_says_so() {
     let p = settled(&c);
     let stalled = (p + 1) % 3;
     let good = (p + 2) % 3;
+    // The agent writes the password file when it follows, before it announces the replica
+    // role: tamper with it only after that, once the replica streams.
+    assert!(
+        eventually(Duration::from_secs(30), Duration::from_millis(100), || {
+            (c.role(stalled) == "replica" && c.streams_from(stalled, p)).then_some(())
+        })
+        .is_some(),
+        "{} never became a streaming replica of {}\n{}",
+        c.name(stalled),
+        c.name(p),
+        c.logs()
+    );
     let passfile = c.data_dir(stalled).join("autopilot.pgpass");
     let text = std::fs::read_to_string(&passfile).expect("read the password file");
     let (head, _) = text
