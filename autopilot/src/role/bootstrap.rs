@@ -34,7 +34,7 @@ pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
         }
         None if cx.p.restore_from_backup => {
             cx.emit(Action::RestoreFromBackup);
-            cx.s.phase = Phase::Cloning;
+            cx.s.phase = Phase::Cloning { source: None };
         }
         None => {
             // I3: never initialise an initialised cluster; wait for a node with data.
@@ -63,7 +63,7 @@ pub(super) fn join(cx: &mut Cx<'_>, pk: PrimaryKey) {
         cx.emit(Action::CloneFrom {
             primary: pk.clone(),
         });
-        cx.s.phase = Phase::Cloning;
+        cx.s.phase = Phase::Cloning { source: Some(pk) };
     }
 }
 
@@ -141,7 +141,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             });
             cx.s.phase = Phase::Bootstrap(BootStep::Claiming);
         }
-        (Phase::Cloning, EngineResult::Cloned { position }) => {
+        (Phase::Cloning { source }, EngineResult::Cloned { position }) => {
             cx.s.has_data = true;
             cx.s.position = position;
             cx.emit(Action::WriteMarker);
@@ -150,13 +150,19 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
                     .as_ref()
                     .filter(|v| !v.primary_starting)
                     .and_then(|v| v.primary.clone());
-            // The clone was taken from the primary of when it started; the view may name a
-            // newer one (a failover during the clone). Follow whatever the view names now
-            // (a no-op for the engine when it is the same primary) instead of assuming it.
-            cx.s.phase = Phase::Replica { following: None };
+            // The clone ends replicating from its source. The view may name a newer primary
+            // (a failover during the clone): follow that one then. A view without a primary
+            // may be stale, so it starts no election here (the next view decides).
+            let still_source = following.is_some() && following == source;
+            cx.s.phase = Phase::Replica {
+                following: following
+                    .as_ref()
+                    .filter(|_| still_source)
+                    .map(|pk| pk.node.clone()),
+            };
             cx.announce(Role::Replica, following.as_ref());
             cx.publish();
-            if let Some(pk) = following {
+            if let Some(pk) = following.filter(|_| !still_source) {
                 join(cx, pk);
             }
         }
@@ -185,8 +191,12 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             });
             cx.s.has_data = false;
             cx.emit(Action::ClearMarker);
-            cx.emit(Action::CloneFrom { primary: target });
-            cx.s.phase = Phase::Cloning;
+            cx.emit(Action::CloneFrom {
+                primary: target.clone(),
+            });
+            cx.s.phase = Phase::Cloning {
+                source: Some(target),
+            };
             cx.announce(Role::Unknown, None);
             cx.publish();
         }
@@ -197,14 +207,14 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
                 format!("local data diverged from primary {}", target.node),
             );
         }
-        (Phase::Cloning, EngineResult::NeedsRebuild) => {
+        (Phase::Cloning { .. }, EngineResult::NeedsRebuild) => {
             needs_rebuild(cx, "the clone does not match the primary".to_owned());
         }
         (Phase::Bootstrap(BootStep::Initializing), EngineResult::Failed) => {
             cx.emit(Action::ReleaseLock);
             cx.s.phase = Phase::Discovering;
         }
-        (Phase::Cloning | Phase::Rejoining { .. }, EngineResult::Failed) => {
+        (Phase::Cloning { .. } | Phase::Rejoining { .. }, EngineResult::Failed) => {
             cx.s.phase = Phase::Discovering;
         }
         _ => {} // stale answers from an abandoned step

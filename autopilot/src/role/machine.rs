@@ -103,7 +103,7 @@ impl Cx<'_> {
                 _ => failover::claim_result(self, won),
             },
             Event::Engine { result, .. } => match self.s.phase {
-                Phase::Bootstrap(_) | Phase::Cloning | Phase::Rejoining { .. } => {
+                Phase::Bootstrap(_) | Phase::Cloning { .. } | Phase::Rejoining { .. } => {
                     bootstrap::engine(self, result)
                 }
                 Phase::Electing { .. } | Phase::Promoting { .. } => failover::engine(self, result),
@@ -153,7 +153,7 @@ impl Cx<'_> {
             | Phase::Promoting { .. }
             | Phase::Claiming { .. }
             | Phase::HandingOver => self.self_fence("lease lost"),
-            Phase::Bootstrap(_) | Phase::Electing { .. } | Phase::Cloning => {
+            Phase::Bootstrap(_) | Phase::Electing { .. } | Phase::Cloning { .. } => {
                 self.s.phase = Phase::Discovering
             }
             _ => {}

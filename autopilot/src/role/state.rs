@@ -16,8 +16,9 @@ pub enum Phase {
     Bootstrap(BootStep),
     /// Initialised cluster, no primary, no local data: never initialise (I3), wait.
     WaitingForData,
-    /// Cloning from a primary or restoring a backup.
-    Cloning,
+    /// Cloning from `source` (a primary), or restoring a backup (`None`). Every engine's clone
+    /// ends replicating from its source.
+    Cloning { source: Option<PrimaryKey> },
     /// `Follow` sent; waiting for the engine's verdict (rewound, fine, or needs rebuild).
     Rejoining { target: PrimaryKey },
     /// A replica of `following`; `None` while there is no primary (or we wait for one).

@@ -72,7 +72,9 @@ fn role_discover_table() {
             Some("n1"),
             false,
             Action::CloneFrom { primary: pk("n1") },
-            Phase::Cloning,
+            Phase::Cloning {
+                source: Some(pk("n1")),
+            },
         ),
         (
             true,
@@ -699,7 +701,12 @@ fn role_diverged_node_waits_for_an_operator_unless_auto_rebuild() {
         matches!((clear, clone), (Some(c), Some(k)) if c < k),
         "{a:?}"
     );
-    assert_eq!(s.phase, Phase::Cloning);
+    assert_eq!(
+        s.phase,
+        Phase::Cloning {
+            source: Some(pk("n1"))
+        }
+    );
     assert!(!s.has_data && !s.eligible(&params, 6));
     // A clone that still does not match stops there instead of looping.
     let (s, a) = decide(&params, s, needs);
@@ -708,9 +715,50 @@ fn role_diverged_node_waits_for_an_operator_unless_auto_rebuild() {
 }
 
 #[test]
+fn role_clone_finished_replicates_from_its_source_without_following_again() {
+    // Every engine's clone ends replicating from its source: asking the engine to follow
+    // the same primary again is a redundant operation during which views wait.
+    let mut s = st(Phase::Cloning {
+        source: Some(pk("n1")),
+    });
+    s.has_data = false;
+    let (s, _) = run(
+        s,
+        cluster(
+            1,
+            ClusterView {
+                primary: Some(pk("n1")),
+                ..view()
+            },
+        ),
+    );
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Cloned { position: pos(10) },
+        },
+    );
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::Follow { .. } | Action::CloneFrom { .. })),
+        "{a:?}"
+    );
+    assert_eq!(
+        s.phase,
+        Phase::Replica {
+            following: Some("n1".into())
+        }
+    );
+    assert!(s.has_data && a.contains(&Action::WriteMarker));
+}
+
+#[test]
 fn role_clone_finished_after_a_failover_follows_the_new_primary() {
     // Cloning from n1; meanwhile n1 failed and n3 became primary.
-    let mut s = st(Phase::Cloning);
+    let mut s = st(Phase::Cloning {
+        source: Some(pk("n1")),
+    });
     s.has_data = false;
     let (s, _) = run(
         s,

@@ -18,13 +18,17 @@ rcli() {
     return "$_rc"
 }
 
-# must_ok HOST PORT ARGS... — the reply must be exactly OK.
+# must_ok HOST PORT ARGS... — the reply must be OK, or OK with a note (REPLICAOF to the
+# master a replica already follows answers "OK Already connected to specified master").
 must_ok() {
     _reply=$(rcli "$@") || { echo "redis $1:$2: $3 $4 failed: $_reply" >&2; exit 1; }
-    if [ "$_reply" != "OK" ]; then
-        echo "redis $1:$2: unexpected reply to $3 $4: $_reply" >&2
-        exit 1
-    fi
+    case $_reply in
+        OK | "OK "*) ;;
+        *)
+            echo "redis $1:$2: unexpected reply to $3 $4: $_reply" >&2
+            exit 1
+            ;;
+    esac
 }
 
 # repl_field HOST PORT FIELD — one field of INFO replication (CRs stripped), empty if absent.
