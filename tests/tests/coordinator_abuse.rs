@@ -187,7 +187,8 @@ fn an_unauthenticated_flood_is_throttled_per_address_and_cannot_fill_etcd() {
         written <= bound,
         "{written} audit records for one address's flood of {took:?} (bound {bound})"
     );
-    let (s, page) = w.root.get("/v1/audit?limit=20");
+    // The whole log (a slow machine's flood spans more windows, so more records).
+    let (s, page) = w.root.get("/v1/audit?limit=1000");
     assert_eq!(s, 200, "{page}");
     let records = page["records"].as_array().cloned().unwrap_or_default();
     for r in &records {
