@@ -501,10 +501,12 @@ fn on_signal(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, sig:
     match (sig, state.phase) {
         (Signal::SIGTERM | Signal::SIGINT, Phase::Starting) => {
             info!(signal = %sig, "stop requested during start-up");
-            state.exit_code.get_or_insert(128 + sig as i32);
+            // A main process that runs already is stopped as in `Running`, and its exit
+            // status becomes the agent's; without one, the agent exits as the signal says.
             if state.process.is_some() {
                 begin_stop(myself, state);
             } else {
+                state.exit_code.get_or_insert(128 + sig as i32);
                 stop_actor(&state.handlers.pre_start);
                 finish(myself, state, 128 + sig as i32);
             }
