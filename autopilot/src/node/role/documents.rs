@@ -114,8 +114,9 @@ pub struct NodeFlags {
     pub replication: engines::Replication,
 }
 
-/// `primary`, bound to `lease`: `starting` when claimed, `online` once promoted.
-pub fn primary(me: &Identity, pos: Position, lease: i64, status: NodeStatus) -> PrimaryDoc {
+/// `primary`: `starting` when claimed, `online` once promoted. The session fills in the
+/// lease it is bound to.
+pub fn primary(me: &Identity, pos: Position, status: NodeStatus) -> PrimaryDoc {
     PrimaryDoc {
         schema: 1,
         id: me.id.clone(),
@@ -133,7 +134,7 @@ pub fn primary(me: &Identity, pos: Position, lease: i64, status: NodeStatus) -> 
         storage: Storage::default(),
         last_updated: Timestamp::now(),
         ttlseconds: me.ttl_seconds,
-        lease: wire::lease_hex(lease),
+        lease: String::new(),
     }
 }
 

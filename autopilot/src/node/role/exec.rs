@@ -12,10 +12,8 @@ use tracing::{info, warn};
 
 use super::{ProbeFailure, RoleActorState, RoleMsg, documents, now_millis};
 use crate::node::process::ProcessMsg;
-use crate::node::session::SessionMsg;
+use crate::node::session::PrimaryClaim;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
-use cluster::snapshot::ClusterSnapshot;
-use cluster::store::{Claim, Store};
 use cluster::wire::{self, ClusterKey, ClusterKeys};
 
 /// How long `CatchUpTo` waits for the local position to reach the target.
@@ -25,30 +23,6 @@ const STORE_LIMIT: Duration = Duration::from_secs(5);
 
 fn feed_later(myself: &ActorRef<RoleMsg>, make: impl FnOnce(u64) -> Event) {
     let _ = myself.cast(RoleMsg::Feed(make(now_millis())));
-}
-
-/// Start a linearizable read of the cluster prefix (coalescing requests while one runs).
-pub fn read_cluster(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
-    if st.reading {
-        st.read_again = true;
-        return;
-    }
-    st.reading = true;
-    let store = st.args.store.clone();
-    let keys = st.args.keys.clone();
-    let me = myself.clone();
-    tokio::spawn(async move {
-        let read = match store.get_prefix(&keys.cluster_prefix()).await {
-            Ok((entries, revision)) => Some(Box::new(ClusterSnapshot::from_entries(
-                &keys, &entries, revision,
-            ))),
-            Err(e) => {
-                warn!(cause = %handlers::error_chain(&e), "failed to read the cluster");
-                None
-            }
-        };
-        let _ = me.cast(RoleMsg::ReadDone(read));
-    });
 }
 
 /// Probe the engine's position; the answer comes back as `Probed` (health is read then).
@@ -89,12 +63,17 @@ static POSITION_SKIPS: std::sync::LazyLock<listen::Throttle> =
 pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Action) {
     let me = myself.clone();
     match action {
-        // The session holds the lease; when it is live already, answer at once.
-        Action::GrantLease if st.synced => {
-            feed_later(&me, |now| Event::LeaseGranted { now });
+        // The session holds the lease: answer once the node key is written under a live one
+        // (at once when it is now).
+        Action::GrantLease => {
+            let session = st.session.clone();
+            tokio::spawn(async move {
+                if session.synced().await {
+                    feed_later(&me, |now| Event::LeaseGranted { now });
+                }
+            });
         }
-        Action::GrantLease => st.awaiting_lease = true,
-        Action::ReadCluster => read_cluster(myself, st),
+        Action::ReadCluster => st.session.read_cluster(),
         Action::PublishNode {
             role,
             position,
@@ -123,22 +102,18 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             let value = wire::encode(&documents::lock(&st.args.identity));
             let session = st.session.clone();
             tokio::spawn(async move {
-                let call = session
-                    .call(
-                        |reply| SessionMsg::Claim {
-                            key: ClusterKey::Lock,
-                            value,
-                            reply,
-                        },
-                        Some(STORE_LIMIT),
-                    )
-                    .await;
-                let acquired = matches!(call, Ok(CallResult::Success(Ok(true))));
+                let acquired = match session.claim(&ClusterKey::Lock, value).await {
+                    Ok(acquired) => acquired,
+                    Err(e) => {
+                        warn!(cause = %handlers::error_chain(&e), "failed to take the bootstrap lock");
+                        false
+                    }
+                };
                 feed_later(&me, |now| Event::LockResult { now, acquired });
             });
         }
-        Action::ReleaseLock => delete_if_ours(st, st.args.keys.lock()),
-        Action::ReleasePrimary => delete_if_ours(st, st.args.keys.primary()),
+        Action::ReleaseLock => release(st, ClusterKey::Lock),
+        Action::ReleasePrimary => release(st, ClusterKey::Primary),
         Action::ClaimPrimary {
             reason,
             previous,
@@ -160,20 +135,22 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             st.revoking = true;
             let session = st.session.clone();
             tokio::spawn(async move {
-                match session.call(SessionMsg::Resign, Some(STORE_LIMIT)).await {
-                    Ok(CallResult::Success(Ok(()))) => {
-                        info!("lease revoked: leadership handed over")
-                    }
-                    _ => warn!("failed to revoke the lease; peers take over when it expires"),
+                match session.resign(STORE_LIMIT).await {
+                    Ok(()) => info!("lease revoked: leadership handed over"),
+                    Err(e) => warn!(
+                        cause = %handlers::error_chain(&e),
+                        "failed to revoke the lease; peers take over when it expires"
+                    ),
                 }
                 let _ = me.cast(RoleMsg::Revoked);
             });
         }
         Action::ClearSwitchover => {
-            let store = st.args.store.clone();
-            let key = st.args.keys.switchover();
+            let session = st.session.clone();
             tokio::spawn(async move {
-                let _ = store.delete(&key).await;
+                if let Err(e) = session.delete(&ClusterKey::Switchover).await {
+                    warn!(cause = %handlers::error_chain(&e), "failed to clear the switchover request");
+                }
             });
         }
         Action::PublishEvent { kind, detail } => {
@@ -400,17 +377,13 @@ where
 
 fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone: bool) {
     let engine = st.args.engine.clone();
-    let store = st.args.store.clone();
-    let key = st.args.keys.node(&primary.node);
+    let session = st.session.clone();
     tokio::spawn(async move {
         let mut peer = Peer::parse(&primary.address);
         if clone && let Some(p) = peer.as_mut() {
             // Where the primary's agent serves its data (engines that clone over it).
-            p.agent = match store.get(&key).await {
-                Ok(Some((bytes, _))) => wire::decode::<wire::NodeDoc>(&bytes)
-                    .ok()
-                    .and_then(|d| d.agent_url),
-                Ok(None) => None,
+            p.agent = match session.node(&primary.node).await {
+                Ok(doc) => doc.and_then(|d| d.agent_url),
                 Err(e) => {
                     warn!(cause = %handlers::error_chain(&e), "failed to read the primary's node document");
                     None
@@ -440,11 +413,13 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
     });
 }
 
-fn delete_if_ours(st: &RoleActorState, key: String) {
-    let Some(lease) = st.lease else { return };
-    let store = st.args.store.clone();
+/// Delete `key` iff it is bound to the session's lease.
+fn release(st: &RoleActorState, key: ClusterKey) {
+    let session = st.session.clone();
     tokio::spawn(async move {
-        let _ = store.delete_if_lease(&key, lease).await;
+        if let Err(e) = session.release(&key).await {
+            warn!(cause = %handlers::error_chain(&e), ?key, "failed to release a key");
+        }
     });
 }
 
@@ -460,41 +435,16 @@ fn claim(
     write_initialized: bool,
 ) {
     let me = myself.clone();
-    let Some(lease) = st.lease else {
-        feed_later(&me, |now| Event::ClaimResult { now, won: false });
-        return;
-    };
-    let keys = &st.args.keys;
     let me_id = &st.args.identity;
-    let claim = Claim {
-        primary_key: keys.primary(),
-        primary_value: wire::encode(&documents::primary(
-            me_id,
-            position,
-            lease.0,
-            wire::NodeStatus::Starting,
-        )),
-        lease,
-        history_key: keys.history(),
-        expected_history_revision: history_rev.map(|r| i64::try_from(r).unwrap_or(i64::MAX)),
-        history_value: wire::encode(&documents::history(
-            st.history.clone(),
-            me_id,
-            reason,
-            previous,
-            position,
-            at,
-        )),
-        initialized: write_initialized.then(|| {
-            (
-                keys.initialized(),
-                wire::encode(&documents::initialized(me_id)),
-            )
-        }),
+    let claim = PrimaryClaim {
+        primary: documents::primary(me_id, position, wire::NodeStatus::Starting),
+        history: documents::history(st.history.clone(), me_id, reason, previous, position, at),
+        history_revision: history_rev,
+        initialized: write_initialized.then(|| documents::initialized(me_id)),
     };
-    let store = st.args.store.clone();
+    let session = st.session.clone();
     tokio::spawn(async move {
-        let won = match store.claim_primary(claim).await {
+        let won = match session.claim_primary(claim).await {
             Ok(won) => won,
             Err(e) => {
                 warn!(cause = %handlers::error_chain(&e), "failed to claim the primary key");
@@ -520,23 +470,16 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
         st.primary_online = false;
         return;
     }
-    let Some(lease) = st.lease else { return };
-    if st.primary_online {
+    if st.primary_online || st.session.lease().current.is_none() {
         return;
     }
     st.primary_online = true;
-    let doc = documents::primary(
-        &st.args.identity,
-        position,
-        lease.0,
-        wire::NodeStatus::Online,
-    );
-    let key = st.args.keys.primary();
-    let store = st.args.store.clone();
+    let doc = documents::primary(&st.args.identity, position, wire::NodeStatus::Online);
+    let session = st.session.clone();
     let give_up = tokio::time::Instant::now() + Duration::from_millis(st.args.params.ttl);
     tokio::spawn(async move {
         loop {
-            match store.put_if_lease(&key, wire::encode(&doc), lease).await {
+            match session.update_primary(doc.clone()).await {
                 Ok(true) => return,
                 Ok(false) => {
                     info!("the primary key is no longer ours; not marking it online");
@@ -568,5 +511,5 @@ pub fn publish_node(st: &mut RoleActorState) {
     st.published = Some((role, position, flags));
     let mut doc = documents::node(&st.args.identity, role, position, flags);
     doc.database_exit.clone_from(&st.database_exit);
-    let _ = st.session.cast(SessionMsg::UpdateNode(Box::new(doc)));
+    st.session.update_node(doc);
 }

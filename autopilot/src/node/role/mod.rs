@@ -28,11 +28,10 @@ use tracing::{info, warn};
 pub use documents::Identity;
 pub use spawn::{RoleHandlers, role_args};
 
-use crate::node::session::{ClusterEvent, EventSink, SessionActor, SessionArgs, SessionMsg};
+use crate::node::session::{ClusterEvent, EventSink, SessionArgs, SessionHandle};
 use crate::role::{self, Event, Millis, Role, RoleParams, RoleState};
 use crate::telemetry::{NodeStatus, PublishedRole};
-use cluster::snapshot::ClusterSnapshot;
-use cluster::store::{EtcdStore, LeaseId};
+use cluster::store::EtcdStore;
 use cluster::wire::{ClusterKeys, HistoryDoc};
 
 use super::env::EventEnv;
@@ -48,7 +47,7 @@ pub struct RoleArgs {
     pub identity: Identity,
     /// The engine whose role operations carry out engine actions.
     pub engine: Arc<AnyEngine>,
-    /// The store (etcd), shared with the session actor.
+    /// The store (etcd): the session's, and the event writer's.
     pub store: Arc<EtcdStore>,
     /// This cluster's key layout.
     pub keys: ClusterKeys,
@@ -74,10 +73,8 @@ pub struct RoleArgs {
 pub enum RoleMsg {
     /// An event for the machine (results of actions, timers).
     Feed(Event),
-    /// A fact from the etcd session.
+    /// A fact from the etcd session (also the cluster reads asked for).
     Session(ClusterEvent),
-    /// A cluster read finished.
-    ReadDone(Option<Box<ClusterSnapshot>>),
     /// Time passed (periodic, and `WakeAt`).
     Tick,
     /// The database was healthy for the first time: start the machine.
@@ -117,18 +114,10 @@ pub struct RoleActorState {
     args: RoleArgs,
     /// The machine's state; `None` only inside `feed`.
     machine: Option<RoleState>,
-    session: ActorRef<SessionMsg>,
-    /// The lease the node key is bound to now.
-    lease: Option<LeaseId>,
-    /// The machine asked for a lease; the next resync answers it.
-    awaiting_lease: bool,
-    /// The node key is written under `lease` and the session resynced since.
-    synced: bool,
+    /// The one way to etcd (but for events): the session's lease, reads and claims.
+    session: SessionHandle<EtcdStore>,
     /// `Begin` arrived and `Started` was fed.
     machine_started: bool,
-    /// A cluster read is in flight; `read_again` asks for one more after it.
-    reading: bool,
-    read_again: bool,
     /// `history` as last read, to append to on the next claim.
     history: HistoryDoc,
     /// A probe is in flight.
@@ -188,9 +177,7 @@ impl Actor for RoleActor {
         args: RoleArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let ttl = Duration::from_millis(args.params.ttl);
-        let (session, _) = Actor::spawn_linked(
-            None,
-            SessionActor::<EtcdStore>::default(),
+        let session = SessionHandle::spawn(
             SessionArgs {
                 store: args.store.clone(),
                 keys: args.keys.clone(),
@@ -216,12 +203,7 @@ impl Actor for RoleActor {
             args,
             machine: Some(RoleState::new()),
             session,
-            lease: None,
-            awaiting_lease: false,
-            synced: false,
             machine_started: false,
-            reading: false,
-            read_again: false,
             history: HistoryDoc {
                 schema: 1,
                 entries: Vec::new(),
@@ -271,27 +253,6 @@ impl Actor for RoleActor {
             }
             _ if !st.machine_started => {}
             RoleMsg::Feed(event) => feed(&myself, st, event),
-            RoleMsg::ReadDone(read) => {
-                st.reading = false;
-                if let Some(snap) = read {
-                    st.history = snap.history.doc().cloned().unwrap_or(HistoryDoc {
-                        schema: 1,
-                        entries: Vec::new(),
-                    });
-                    let view = role::ClusterView::from_snapshot(&snap);
-                    feed(
-                        &myself,
-                        st,
-                        Event::Cluster {
-                            now: now_millis(),
-                            view,
-                        },
-                    );
-                }
-                if std::mem::take(&mut st.read_again) {
-                    exec::read_cluster(&myself, st);
-                }
-            }
             RoleMsg::Tick => feed(&myself, st, Event::Tick { now: now_millis() }),
             RoleMsg::Probe => exec::probe(&myself, st),
             RoleMsg::Probed(probed) => {
@@ -383,12 +344,11 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     );
 }
 
-/// Keep track of the session's lease: whether the node key is written under a live lease.
+/// Keep `/health`'s view of the lease (`lease_until`) in step with the session.
 fn note_lease(st: &mut RoleActorState, event: &ClusterEvent) {
     let margin = Duration::from_millis(st.args.params.fence_after());
     match event {
-        ClusterEvent::Leased { lease } => {
-            st.lease = Some(*lease);
+        ClusterEvent::Leased { .. } => {
             // Just granted: alive for the margin from about now.
             let until = Instant::now() + margin;
             st.args.publish.send_modify(|p| p.lease_until = Some(until));
@@ -399,13 +359,9 @@ fn note_lease(st: &mut RoleActorState, event: &ClusterEvent) {
                 .publish
                 .send_modify(|p| p.lease_until = p.lease_until.max(Some(until)));
         }
-        ClusterEvent::Resynced(_) => st.synced = st.lease.is_some(),
-        ClusterEvent::LeaseLost { lease } => {
-            st.synced = false;
-            if st.lease == Some(*lease) {
-                st.lease = None;
-                st.args.publish.send_modify(|p| p.lease_until = None);
-            }
+        // The session reports the loss of the lease it holds, before it grants another.
+        ClusterEvent::LeaseLost { .. } => {
+            st.args.publish.send_modify(|p| p.lease_until = None);
         }
         _ => {}
     }
@@ -415,11 +371,21 @@ fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Cluste
     note_lease(st, &event);
     match event {
         ClusterEvent::Leased { .. } => {}
-        ClusterEvent::Resynced(_) => {
-            if std::mem::take(&mut st.awaiting_lease) {
-                feed(myself, st, Event::LeaseGranted { now: now_millis() });
-            }
-            exec::read_cluster(myself, st);
+        ClusterEvent::Resynced(_) => st.session.read_cluster(),
+        ClusterEvent::Read(snap) => {
+            st.history = snap.history.doc().cloned().unwrap_or(HistoryDoc {
+                schema: 1,
+                entries: Vec::new(),
+            });
+            let view = role::ClusterView::from_snapshot(&snap);
+            feed(
+                myself,
+                st,
+                Event::Cluster {
+                    now: now_millis(),
+                    view,
+                },
+            );
         }
         ClusterEvent::KeepAlive { ok: true, at, .. } => {
             let sent_at = millis_at(at);
@@ -442,7 +408,7 @@ fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Cluste
         // Our own node document coming back through the watch tells us nothing new.
         ClusterEvent::NodeChanged { id, .. } if id == st.args.params.node_id => {}
         // Any other change under the cluster prefix: decide on a fresh linearizable read.
-        _ => exec::read_cluster(myself, st),
+        _ => st.session.read_cluster(),
     }
 }
 

@@ -21,6 +21,9 @@ pub enum ClusterEvent {
     /// The session (re)connected, published the node key and read the whole cluster.
     /// Replaces everything the subscriber knew; changes follow as the events below.
     Resynced(Box<ClusterSnapshot>),
+    /// A linearizable read of the whole cluster, as asked for with
+    /// [`SessionHandle::read_cluster`](super::SessionHandle::read_cluster).
+    Read(Box<ClusterSnapshot>),
     /// The `primary` key was written or deleted (`Absent`: lease expired or revoked).
     PrimaryChanged(Observed<PrimaryDoc>),
     /// A `nodes/<id>` key was written.

@@ -3,8 +3,9 @@
 //! It grants the lease and renews it every TTL/3, keeps `nodes/<id>` written under the
 //! lease with the latest [`NodeDoc`], lists and watches the cluster prefix and reports every
 //! change as a typed [`ClusterEvent`] to one [`EventSink`]. It makes no role decision: it
-//! reports facts and executes the store operations it is asked for ([`SessionMsg::Claim`],
-//! [`SessionMsg::Resign`]).
+//! reports facts. Its users talk to it through a [`SessionHandle`], which sees the lease
+//! the session holds and runs the lease-bound operations with it, and whose cluster reads
+//! the session's reader task carries out.
 //!
 //! Connection loss: a failed renewal is reported at once (`KeepAlive { ok: false }`) and the
 //! session reconnects with capped exponential backoff. On reconnect it puts the node key,
@@ -18,6 +19,7 @@
 
 mod backoff;
 mod events;
+mod handle;
 
 #[cfg(test)]
 mod tests;
@@ -27,14 +29,16 @@ use std::time::{Duration, Instant};
 
 use cluster::error_chain;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use events::{ClusterEvent, ClusterSnapshot, EventSink, Observed};
+pub use handle::{Lease, PrimaryClaim, SessionHandle};
 
 use self::backoff::Backoff;
 use cluster::store::{LeaseId, Store, StoreError, WatchMessage};
-use cluster::wire::{self, ClusterKey, ClusterKeys, NodeDoc, Timestamp};
+use cluster::wire::{self, ClusterKeys, NodeDoc, Timestamp};
 
 /// What the session needs to start.
 pub struct SessionArgs<S> {
@@ -52,20 +56,16 @@ pub struct SessionArgs<S> {
     pub sink: EventSink,
 }
 
-/// Messages of the session actor.
-pub enum SessionMsg {
+/// What the handle shares with the actor: the lease it publishes, the reads it is asked for.
+struct Internals {
+    lease: watch::Sender<Lease>,
+    reads: Arc<Notify>,
+}
+
+/// Messages of the session actor (through [`SessionHandle`]).
+enum SessionMsg {
     /// Publish a new node document (`id`, `last_updated` and `ttlseconds` are filled in).
     UpdateNode(Box<NodeDoc>),
-    /// Create `key` iff absent, bound to this node's lease (one transaction). Replies
-    /// `true` when this node created it. Used for `primary` and `lock`.
-    Claim {
-        /// The key, within this cluster.
-        key: ClusterKey,
-        /// The JSON document.
-        value: Vec<u8>,
-        /// The answer.
-        reply: RpcReplyPort<Result<bool, StoreError>>,
-    },
     /// Revoke the lease at once (graceful hand-over): deletes the node key and every key
     /// this node claimed. The session then stays without a lease until stopped.
     Resign(RpcReplyPort<Result<(), StoreError>>),
@@ -83,7 +83,7 @@ pub enum SessionMsg {
 }
 
 /// The actor (stateless; see [`SessionState`]).
-pub struct SessionActor<S>(std::marker::PhantomData<fn() -> S>);
+struct SessionActor<S>(std::marker::PhantomData<fn() -> S>);
 
 impl<S> Default for SessionActor<S> {
     fn default() -> Self {
@@ -92,7 +92,7 @@ impl<S> Default for SessionActor<S> {
 }
 
 /// State owned by the session actor.
-pub struct SessionState<S> {
+struct SessionState<S> {
     /// The store.
     store: Arc<S>,
     /// Key layout.
@@ -125,11 +125,24 @@ pub struct SessionState<S> {
     ticker: Option<JoinHandle<()>>,
     /// Reconnect delays.
     backoff: Backoff,
+    /// The lease as the handles see it.
+    published: watch::Sender<Lease>,
+    /// Carries out the handles' cluster reads.
+    reader: JoinHandle<()>,
 }
 
 impl<S: Store> SessionState<S> {
     fn emit(&self, e: ClusterEvent) {
         self.sink.send(e);
+    }
+
+    /// Tells the handles what the lease is now.
+    fn publish_lease(&self, synced: bool) {
+        let current = self.lease.zip(self.deadline);
+        self.published.send_if_modified(|l| {
+            let new = Lease { current, synced };
+            std::mem::replace(l, new) != new
+        });
     }
 
     fn schedule_connect(&mut self, myself: &ActorRef<SessionMsg>) {
@@ -155,6 +168,7 @@ impl<S: Store> SessionState<S> {
         if let Some(lease) = self.lease.take() {
             warn!(%lease, "lease lost");
             self.deadline = None;
+            self.publish_lease(false);
             self.stale_leases.push(lease);
             self.drop_watch();
             self.emit(ClusterEvent::LeaseLost { lease });
@@ -179,6 +193,8 @@ impl<S: Store> SessionState<S> {
         match self.store.keep_alive_once(lease).await {
             Ok(ttl) => {
                 self.deadline = Some(now + ttl);
+                let synced = self.published.borrow().synced; // the guard ends here
+                self.publish_lease(synced);
                 self.emit(ClusterEvent::KeepAlive {
                     ok: true,
                     at: now,
@@ -250,6 +266,7 @@ impl<S: Store> SessionState<S> {
                 let l = self.store.grant_lease(self.ttl).await?;
                 self.lease = Some(l);
                 self.deadline = Some(sent + self.ttl);
+                self.publish_lease(false);
                 info!(lease = %l, ttl = ?self.ttl, "lease granted");
                 l
             }
@@ -274,6 +291,7 @@ impl<S: Store> SessionState<S> {
         }));
         self.live = true;
         let snap = ClusterSnapshot::from_entries(&self.keys, &entries, revision);
+        self.publish_lease(true);
         self.emit(ClusterEvent::Leased { lease });
         self.emit(ClusterEvent::Resynced(Box::new(snap)));
         Ok(())
@@ -322,20 +340,6 @@ impl<S: Store> SessionState<S> {
         }
     }
 
-    async fn claim(&mut self, key: &ClusterKey, value: Vec<u8>) -> Result<bool, StoreError> {
-        let full = self.keys.key(key);
-        let Some(lease) = self
-            .lease
-            .filter(|_| self.deadline.is_some_and(|d| Instant::now() < d))
-        else {
-            return Err(StoreError::Other {
-                op: format!("create key {full}"),
-                source: "the session holds no live lease".into(),
-            });
-        };
-        self.store.create_if_absent(&full, value, Some(lease)).await
-    }
-
     async fn resign(&mut self) -> Result<(), StoreError> {
         self.resigned = true;
         self.drop_watch();
@@ -344,6 +348,7 @@ impl<S: Store> SessionState<S> {
         }
         if let Some(lease) = self.lease.take() {
             self.deadline = None;
+            self.publish_lease(false);
             self.store.revoke(lease).await?;
             info!(%lease, "lease revoked (hand-over)");
         }
@@ -354,18 +359,24 @@ impl<S: Store> SessionState<S> {
 impl<S: Store> Actor for SessionActor<S> {
     type Msg = SessionMsg;
     type State = SessionState<S>;
-    type Arguments = SessionArgs<S>;
+    type Arguments = (SessionArgs<S>, Internals);
 
     async fn pre_start(
         &self,
         myself: ActorRef<SessionMsg>,
-        args: SessionArgs<S>,
+        (args, internals): (SessionArgs<S>, Internals),
     ) -> Result<Self::State, ActorProcessingErr> {
         ClusterKeys::check_node_id(&args.node_id)?;
         let period = (args.ttl / 3).max(Duration::from_millis(100));
         let cap = period.clamp(Duration::from_millis(100), Duration::from_secs(2));
         let ticker = myself.send_interval(period, || SessionMsg::Tick);
         myself.cast(SessionMsg::Connect)?;
+        let reader = tokio::spawn(read_on_request(
+            Arc::clone(&args.store),
+            args.keys.clone(),
+            args.sink.clone(),
+            internals.reads,
+        ));
         Ok(SessionState {
             store: args.store,
             keys: args.keys,
@@ -383,6 +394,8 @@ impl<S: Store> Actor for SessionActor<S> {
             watch_task: None,
             ticker: Some(ticker),
             backoff: Backoff::new(Duration::from_millis(50), cap),
+            published: internals.lease,
+            reader,
         })
     }
 
@@ -397,10 +410,6 @@ impl<S: Store> Actor for SessionActor<S> {
             SessionMsg::Tick => st.tick(&myself).await,
             SessionMsg::Watch { generation, msg } => st.on_watch(&myself, generation, msg).await,
             SessionMsg::UpdateNode(doc) => st.update_node(&myself, *doc).await,
-            SessionMsg::Claim { key, value, reply } => {
-                let r = st.claim(&key, value).await;
-                let _ = reply.send(r);
-            }
             SessionMsg::Resign(reply) => {
                 let r = st.resign().await;
                 let _ = reply.send(r);
@@ -418,6 +427,29 @@ impl<S: Store> Actor for SessionActor<S> {
         if let Some(t) = st.ticker.take() {
             t.abort();
         }
+        st.reader.abort();
+        st.published.send_replace(Lease::default());
         Ok(())
+    }
+}
+
+/// The reader task: one linearizable read of the cluster prefix per wake-up (requests made
+/// during a read wake it once more), reported as [`ClusterEvent::Read`]. A failed read is
+/// logged; the next change or poll asks again.
+async fn read_on_request<S: Store>(
+    store: Arc<S>,
+    keys: ClusterKeys,
+    sink: EventSink,
+    reads: Arc<Notify>,
+) {
+    let prefix = keys.cluster_prefix();
+    loop {
+        reads.notified().await;
+        match store.get_prefix(&prefix).await {
+            Ok((entries, revision)) => sink.send(ClusterEvent::Read(Box::new(
+                ClusterSnapshot::from_entries(&keys, &entries, revision),
+            ))),
+            Err(e) => warn!(cause = %error_chain(&e), "failed to read the cluster"),
+        }
     }
 }

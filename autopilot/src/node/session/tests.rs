@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 use cluster::store::{EtcdOptions, EtcdStore, Store};
-use cluster::wire::{self, ClusterKey, ClusterKeys, MaintenanceDoc, NodeDoc};
+use cluster::wire::{self, ClusterKeys, MaintenanceDoc, NodeDoc};
 use e2e::harness::etcd::EtcdServer;
 
 fn start_etcd() -> EtcdServer {
@@ -34,7 +33,7 @@ async fn spawn_session(
     store: EtcdStore,
     id: &str,
     ttl: Duration,
-) -> (ActorRef<SessionMsg>, UnboundedReceiver<ClusterEvent>) {
+) -> (SessionHandle<EtcdStore>, UnboundedReceiver<ClusterEvent>) {
     let (sink, rx) = EventSink::channel();
     let args = SessionArgs {
         store: Arc::new(store),
@@ -44,10 +43,30 @@ async fn spawn_session(
         node: node(id),
         sink,
     };
-    let (actor, _h) = Actor::spawn(None, SessionActor::<EtcdStore>::default(), args)
+    // The tests' supervisor: an actor that does nothing, alive for the test.
+    let (sup, _) = ractor::Actor::spawn(None, Idle, ())
+        .await
+        .expect("supervisor");
+    let handle = SessionHandle::spawn(args, sup.get_cell())
         .await
         .expect("spawn session");
-    (actor, rx)
+    (handle, rx)
+}
+
+struct Idle;
+
+impl ractor::Actor for Idle {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<()>,
+        _: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
 }
 
 /// Waits for the first event matching `pred`, skipping others; panics after `within`.
@@ -113,9 +132,7 @@ async fn store_session_publishes_node_resyncs_and_reports_changes() {
     // Our own updates come back through the watch.
     let mut updated = node("db-1");
     updated.priority = 7;
-    session
-        .cast(SessionMsg::UpdateNode(Box::new(updated)))
-        .expect("cast");
+    session.update_node(updated);
     expect_event(&mut rx, Duration::from_secs(2), "own node update", |e| {
         matches!(e, ClusterEvent::NodeChanged { id, doc: Observed::Present(d) } if id == "db-1" && d.priority == 7)
     })
@@ -188,7 +205,7 @@ async fn store_session_publishes_node_resyncs_and_reports_changes() {
         },
     )
     .await;
-    session.stop(None);
+    session.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,24 +215,21 @@ async fn store_session_claim_has_one_winner_and_resign_hands_over_at_once() {
     let (b, mut rx_b) = spawn_session(connect(&etcd).await, "db-2", Duration::from_secs(10)).await;
     expect_event(&mut rx_a, Duration::from_secs(3), "a live", is_resync).await;
     expect_event(&mut rx_b, Duration::from_secs(3), "b live", is_resync).await;
-    let doc = wire::encode(&cluster::wire::sample::sample_primary("x"));
-    let claim = |s: ActorRef<SessionMsg>| {
-        let value = doc.clone();
-        async move {
-            ractor::call_t!(
-                s,
-                |reply| SessionMsg::Claim {
-                    key: ClusterKey::Primary,
-                    value,
-                    reply
-                },
-                3000
-            )
-        }
+    let claim = |s: SessionHandle<EtcdStore>| async move {
+        s.claim_primary(PrimaryClaim {
+            primary: cluster::wire::sample::sample_primary("x"),
+            history: cluster::wire::HistoryDoc {
+                schema: 1,
+                entries: Vec::new(),
+            },
+            history_revision: None,
+            initialized: None,
+        })
+        .await
     };
     let (ra, rb) = tokio::join!(claim(a.clone()), claim(b.clone()));
-    let ra = ra.expect("call a").expect("claim a");
-    let rb = rb.expect("call b").expect("claim b");
+    let ra = ra.expect("claim a");
+    let rb = rb.expect("claim b");
     assert!(ra ^ rb, "exactly one claim wins ({ra}, {rb})");
     let (winner, mut loser_rx) = if ra {
         (a.clone(), rx_b)
@@ -227,9 +241,22 @@ async fn store_session_claim_has_one_winner_and_resign_hands_over_at_once() {
     })
     .await;
     let started = Instant::now();
-    ractor::call_t!(winner, SessionMsg::Resign, 3000)
-        .expect("call")
-        .expect("resign");
+    // The key is bound to the lease the winner's session holds, and says which.
+    let (raw, _) = connect(&etcd)
+        .await
+        .get(&keys().primary())
+        .await
+        .expect("get primary")
+        .expect("primary exists");
+    let lease = winner.lease().live().expect("a live lease");
+    assert_eq!(
+        wire::decode::<cluster::wire::PrimaryDoc>(&raw)
+            .expect("primary doc")
+            .lease,
+        wire::lease_hex(lease.0)
+    );
+    winner.resign(Duration::from_secs(3)).await.expect("resign");
+    assert_eq!(winner.lease(), Lease::default());
     expect_event(
         &mut loser_rx,
         Duration::from_secs(1),
@@ -241,8 +268,8 @@ async fn store_session_claim_has_one_winner_and_resign_hands_over_at_once() {
         started.elapsed() < Duration::from_secs(1),
         "hand-over must not wait for the TTL"
     );
-    a.stop(None);
-    b.stop(None);
+    a.stop();
+    b.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,7 +307,7 @@ async fn store_session_survives_etcd_restart() {
         |e| matches!(e, ClusterEvent::SwitchoverRequested(Observed::Present(_))),
     )
     .await;
-    session.stop(None);
+    session.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,5 +375,39 @@ async fn store_session_reports_keepalive_failures_promptly_and_lease_lost_after_
         1,
         "{leases}"
     );
-    session.stop(None);
+    session.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_session_reads_on_request_coalesced_and_publishes_its_lease() {
+    let etcd = start_etcd();
+    let (session, mut rx) =
+        spawn_session(connect(&etcd).await, "db-1", Duration::from_secs(3)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), session.synced())
+            .await
+            .expect("synced within 3 s"),
+        "the session stopped"
+    );
+    assert!(session.lease().live().is_some());
+    expect_event(&mut rx, Duration::from_secs(1), "first snapshot", is_resync).await;
+    // Ten requests at once: at least one read and at most two (one running, one after it).
+    for _ in 0..10 {
+        session.read_cluster();
+    }
+    let first = expect_event(&mut rx, Duration::from_secs(2), "a read", |e| {
+        matches!(e, ClusterEvent::Read(_))
+    })
+    .await;
+    let ClusterEvent::Read(snap) = first else {
+        unreachable!()
+    };
+    assert!(snap.nodes.contains_key("db-1"), "{snap:?}");
+    let mut reads = 1;
+    let quiet = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Ok(Some(e)) = tokio::time::timeout_at(quiet, rx.recv()).await {
+        reads += usize::from(matches!(e, ClusterEvent::Read(_)));
+    }
+    assert!(reads <= 2, "{reads} reads for ten requests made at once");
+    session.stop();
 }
