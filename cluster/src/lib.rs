@@ -1,12 +1,15 @@
 //! The etcd contract between agents, the coordinator and anyone watching the keys.
 //!
 //! - [`wire`]: the key layout and the JSON documents — the public contract.
-//! - [`store`]: the [`store::Store`] trait and its etcd implementation.
-//! - [`snapshot`]: one consistent read of a cluster's keys, every document decoded once.
+//! - `store` (feature `store`, on by default): the `Store` trait and its etcd implementation.
+//! - `snapshot` (feature `store`): one consistent read of a cluster's keys, every document
+//!   decoded once.
 //! - [`secret`]: secrets and TLS material that never show in logs or errors.
 
 pub mod secret;
+#[cfg(feature = "store")]
 pub mod snapshot;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod wire;
 

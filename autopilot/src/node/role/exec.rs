@@ -99,10 +99,10 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             mark_primary_online(st, role, position);
         }
         Action::AcquireLock => {
-            let value = wire::encode(&documents::lock(&st.args.identity));
+            let doc = documents::lock(&st.args.identity);
             let session = st.session.clone();
             tokio::spawn(async move {
-                let acquired = match session.claim(&ClusterKey::Lock, value).await {
+                let acquired = match session.claim_lock(&doc).await {
                     Ok(acquired) => acquired,
                     Err(e) => {
                         warn!(cause = %handlers::error_chain(&e), "failed to take the bootstrap lock");
@@ -148,7 +148,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         Action::ClearSwitchover => {
             let session = st.session.clone();
             tokio::spawn(async move {
-                if let Err(e) = session.delete(&ClusterKey::Switchover).await {
+                if let Err(e) = session.clear_switchover().await {
                     warn!(cause = %handlers::error_chain(&e), "failed to clear the switchover request");
                 }
             });

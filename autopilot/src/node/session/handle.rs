@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 use super::{SessionActor, SessionArgs, SessionMsg};
 use cluster::store::{Claim, LeaseId, Store, StoreError};
 use cluster::wire::{
-    self, ClusterKey, ClusterKeys, HistoryDoc, InitializedDoc, NodeDoc, PrimaryDoc,
+    self, ClusterKey, ClusterKeys, HistoryDoc, InitializedDoc, LockDoc, NodeDoc, PrimaryDoc,
 };
 
 /// The session's lease as the handle sees it.
@@ -134,14 +134,17 @@ impl<S: Store> SessionHandle<S> {
         let _ = self.actor.cast(SessionMsg::UpdateNode(Box::new(doc)));
     }
 
-    /// Creates `key` iff absent, bound to the lease; `true` when this node created it.
-    pub async fn claim(&self, key: &ClusterKey, value: Vec<u8>) -> Result<bool, StoreError> {
-        let full = self.keys.key(key);
+    /// Takes the bootstrap `lock` (created iff absent, bound to the lease); `true` when
+    /// this node holds it now.
+    pub async fn claim_lock(&self, doc: &LockDoc) -> Result<bool, StoreError> {
+        let key = self.keys.lock();
         let lease = self
             .lease()
             .live()
-            .ok_or_else(|| no_lease(&format!("create key {full}")))?;
-        self.store.create_if_absent(&full, value, Some(lease)).await
+            .ok_or_else(|| no_lease(&format!("create key {key}")))?;
+        self.store
+            .create_if_absent(&key, wire::encode(doc), Some(lease))
+            .await
     }
 
     /// Claims `primary` and appends to `history` in one transaction, under the lease.
@@ -183,7 +186,7 @@ impl<S: Store> SessionHandle<S> {
             .await
     }
 
-    /// Deletes `key` iff bound to the lease (a lock or primary key we hold).
+    /// Deletes `key` iff bound to the lease (the `lock` or `primary` key we hold).
     pub async fn release(&self, key: &ClusterKey) -> Result<bool, StoreError> {
         let full = self.keys.key(key);
         let Some(lease) = self.lease().current.map(|(id, _)| id) else {
@@ -192,9 +195,9 @@ impl<S: Store> SessionHandle<S> {
         self.store.delete_if_lease(&full, lease).await
     }
 
-    /// Deletes `key`, whoever wrote it (a request this node carried out).
-    pub async fn delete(&self, key: &ClusterKey) -> Result<bool, StoreError> {
-        self.store.delete(&self.keys.key(key)).await
+    /// Deletes the `switchover` request (carried out, or impossible).
+    pub async fn clear_switchover(&self) -> Result<bool, StoreError> {
+        self.store.delete(&self.keys.switchover()).await
     }
 
     /// Another node's document, if it has one.
