@@ -3,7 +3,9 @@
 //! `failover.rs` and `primary.rs`.
 
 use super::state::{Phase, RoleState};
-use super::types::{Action, ClusterView, Event, Millis, Notice, PrimaryKey, Role, RoleParams};
+use super::types::{
+    Action, ClusterView, EngineResult, Event, Millis, Notice, PrimaryKey, Role, RoleParams,
+};
 use super::{bootstrap, failover, primary};
 
 /// One step of the machine: the next state and what to do. Pure: no I/O, no clock, no
@@ -68,6 +70,7 @@ impl Cx<'_> {
             Event::LeaseLost { .. } => self.lease_lost(),
             Event::Tick { .. } => {
                 self.check_fence();
+                self.check_fence_deadline();
                 self.tick();
             }
             Event::Health {
@@ -102,13 +105,12 @@ impl Cx<'_> {
                 Phase::Bootstrap(_) => bootstrap::claim_result(self, won),
                 _ => failover::claim_result(self, won),
             },
-            Event::Engine { result, .. } => match self.s.phase {
-                Phase::Bootstrap(_) | Phase::Cloning { .. } | Phase::Rejoining { .. } => {
-                    bootstrap::engine(self, result)
+            Event::Engine { result, .. } => {
+                if matches!(result, EngineResult::Fenced { .. } | EngineResult::Killed) {
+                    self.s.fence_deadline = None;
                 }
-                Phase::Electing { .. } | Phase::Promoting { .. } => failover::engine(self, result),
-                _ => primary::engine(self, result),
-            },
+                self.engine(result)
+            }
             Event::PrePromoteDone { ok, .. } => failover::pre_promote_done(self, ok),
         }
     }
@@ -122,6 +124,17 @@ impl Cx<'_> {
             Phase::Electing { since, term } => failover::electing_view(self, since, term, view),
             Phase::Primary | Phase::SelfFenced { .. } => primary::view(self, view),
             _ => {}
+        }
+    }
+
+    /// An engine answer, to the step of the current phase.
+    fn engine(&mut self, result: EngineResult) {
+        match self.s.phase {
+            Phase::Bootstrap(_) | Phase::Cloning { .. } | Phase::Rejoining { .. } => {
+                bootstrap::engine(self, result)
+            }
+            Phase::Electing { .. } | Phase::Promoting { .. } => failover::engine(self, result),
+            _ => primary::engine(self, result),
         }
     }
 
@@ -142,6 +155,15 @@ impl Cx<'_> {
             || matches!(self.s.phase, Phase::Promoting { .. } if self.s.role == Role::Primary);
         if may_write && self.now.saturating_sub(self.s.lease_ok_sent_at) > self.p.fence_after() {
             self.self_fence("keep-alive overdue");
+        }
+    }
+
+    /// I1 when the fence hangs (MariaDB's `read_only` waits behind commits that wait for a
+    /// semi-sync acknowledgement that cannot come): the database is killed before the lease
+    /// can have expired, whatever the phase is by then.
+    fn check_fence_deadline(&mut self) {
+        if self.s.fence_deadline.is_some_and(|at| self.now >= at) {
+            primary::kill_database(self);
         }
     }
 
@@ -167,6 +189,14 @@ impl Cx<'_> {
         self.s.phase = Phase::SelfFenced {
             fenced_at: self.now,
         };
+        // The lease expires no earlier than TTL after the last successful keep-alive was
+        // sent; the kill must land before that, with a fifth of the TTL to spare. A fence
+        // that starts later than that (the lease is lost already) still gets a tenth of the
+        // TTL to answer: a successor needs its settle window and a claim anyway.
+        let at =
+            (self.s.lease_ok_sent_at + self.p.ttl - self.p.ttl / 5).max(self.now + self.p.ttl / 10);
+        self.s.fence_deadline = Some(at);
+        self.emit(Action::WakeAt { at });
         self.emit(Action::PublishEvent {
             kind: Notice::Fenced,
             detail: why.to_owned(),

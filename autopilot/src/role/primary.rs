@@ -35,7 +35,10 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
             Some(_) if mine => {
                 // Unfence only with proof the lease outlived the fence: a keep-alive sent after
                 // we fenced succeeded, recently. Then nobody else can have claimed the key.
+                // And only once the fence answered: unfencing a database whose fence still
+                // hangs would race it.
                 let fresh = cx.s.lease_alive
+                    && cx.s.fence_deadline.is_none()
                     && cx.s.lease_ok_sent_at >= fenced_at
                     && cx.now.saturating_sub(cx.s.lease_ok_sent_at) <= cx.p.fence_after();
                 if fresh && !cx.s.stop_requested {
@@ -103,7 +106,8 @@ pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
 /// The database did not take the fence: kill it (its answer moves the hand-over, stop or
 /// self-fence on like a fence would) and say so in the node key, so a candidate need not
 /// reach it to fence it.
-fn kill_database(cx: &mut Cx<'_>) {
+pub(super) fn kill_database(cx: &mut Cx<'_>) {
+    cx.s.fence_deadline = None;
     cx.emit(Action::KillDatabase);
     cx.emit(Action::PublishEvent {
         kind: Notice::DatabaseKilled,

@@ -128,6 +128,9 @@ pub struct RoleState {
     /// We killed our database because it did not answer, and have not been primary since
     /// (published: a candidate need not fence it).
     pub database_killed: bool,
+    /// A self-fence has not been answered yet: by this time the database is killed instead,
+    /// before the lease can have expired and a successor can take writes (I1).
+    pub fence_deadline: Option<Millis>,
     /// Since when this replica, following an online primary, has not been receiving from it.
     pub not_receiving_since: Option<Millis>,
     /// It did not receive for [`RoleParams::stall_after`] while it followed an online
@@ -162,6 +165,7 @@ impl RoleState {
             replicas_sent: None,
             caught_up_term: None,
             database_killed: false,
+            fence_deadline: None,
             not_receiving_since: None,
             stalled: false,
             database_exit: None,

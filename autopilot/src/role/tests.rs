@@ -497,6 +497,17 @@ fn role_primary_fences_before_lease_can_expire_and_unfences_only_with_proof() {
         },
     );
     assert_eq!(a, vec![Action::ReadCluster]);
+    // Not while the fence has not answered...
+    let (s2, a) = run(s.clone(), cluster(2710, mine.clone()));
+    assert!(!a.contains(&Action::Unfence) && matches!(s2.phase, Phase::SelfFenced { .. }));
+    // ...but once it has.
+    let (s, _) = run(
+        s,
+        Event::Engine {
+            now: 2705,
+            result: EngineResult::Fenced { position: pos(10) },
+        },
+    );
     let (s, a) = run(s, cluster(2710, mine));
     assert_eq!(a[0], Action::Unfence);
     assert_eq!(s.phase, Phase::Primary);
@@ -521,6 +532,44 @@ fn role_primary_fences_before_lease_can_expire_and_unfences_only_with_proof() {
         },
     );
     assert_eq!(s.phase, Phase::NeedsRebuild);
+}
+
+#[test]
+fn role_a_hung_self_fence_kills_the_database_before_the_lease_can_expire() {
+    let params = p();
+    let mut s = st(Phase::Primary);
+    (s.role, s.lease_ok_sent_at) = (Role::Primary, 1000);
+    let (s, a) = run(s, Event::KeepAliveFailed { now: 2501 });
+    assert_eq!(a[0], Action::Fence);
+    // The lease expires no earlier than 1000 + TTL; the kill comes a fifth of the TTL before.
+    let deadline = 1000 + params.ttl - params.ttl / 5;
+    assert!(a.contains(&Action::WakeAt { at: deadline }), "{a:?}");
+    let (s2, a) = run(s.clone(), Event::Tick { now: deadline - 1 });
+    assert!(!a.contains(&Action::KillDatabase), "{a:?}");
+    // The fence does not answer (read_only behind semi-sync waits): killed at the deadline.
+    let (s2, a) = run(s2, Event::Tick { now: deadline });
+    assert!(a.contains(&Action::KillDatabase), "{a:?}");
+    assert!(s2.database_killed && s2.fence_deadline.is_none());
+    // Once, whatever comes next.
+    let (_, a) = run(s2, Event::Tick { now: deadline + 1 });
+    assert!(!a.contains(&Action::KillDatabase), "{a:?}");
+    // A fence that answers in time is not followed by a kill.
+    let (s, _) = run(
+        s,
+        Event::Engine {
+            now: 2600,
+            result: EngineResult::Fenced { position: pos(10) },
+        },
+    );
+    let (_, a) = run(s, Event::Tick { now: deadline });
+    assert!(!a.contains(&Action::KillDatabase), "{a:?}");
+    // A lease already lost: the fence still gets a tenth of the TTL.
+    let mut s = st(Phase::Primary);
+    (s.role, s.lease_ok_sent_at) = (Role::Primary, 1000);
+    let late = 1000 + params.ttl + 500;
+    let (s, a) = run(s, Event::LeaseLost { now: late });
+    assert_eq!(a[0], Action::Fence);
+    assert_eq!(s.fence_deadline, Some(late + params.ttl / 10));
 }
 
 #[test]
@@ -714,10 +763,8 @@ fn role_diverged_node_waits_for_an_operator_unless_auto_rebuild() {
     assert!(!a.iter().any(|a| matches!(a, Action::CloneFrom { .. })));
 }
 
-#[test]
-fn role_clone_finished_replicates_from_its_source_without_following_again() {
-    // Every engine's clone ends replicating from its source: asking the engine to follow
-    // the same primary again is a redundant operation during which views wait.
+/// A clone from n1 finishes while the view names `primary`.
+fn clone_from_n1_finished_with(primary: &str) -> (RoleState, Vec<Action>) {
     let mut s = st(Phase::Cloning {
         source: Some(pk("n1")),
     });
@@ -727,18 +774,25 @@ fn role_clone_finished_replicates_from_its_source_without_following_again() {
         cluster(
             1,
             ClusterView {
-                primary: Some(pk("n1")),
+                primary: Some(pk(primary)),
                 ..view()
             },
         ),
     );
-    let (s, a) = run(
+    run(
         s,
         Event::Engine {
             now: 2,
             result: EngineResult::Cloned { position: pos(10) },
         },
-    );
+    )
+}
+
+#[test]
+fn role_clone_finished_replicates_from_its_source_without_following_again() {
+    // Every engine's clone ends replicating from its source: asking the engine to follow
+    // the same primary again is a redundant operation during which views wait.
+    let (s, a) = clone_from_n1_finished_with("n1");
     assert!(
         !a.iter()
             .any(|a| matches!(a, Action::Follow { .. } | Action::CloneFrom { .. })),
@@ -756,27 +810,7 @@ fn role_clone_finished_replicates_from_its_source_without_following_again() {
 #[test]
 fn role_clone_finished_after_a_failover_follows_the_new_primary() {
     // Cloning from n1; meanwhile n1 failed and n3 became primary.
-    let mut s = st(Phase::Cloning {
-        source: Some(pk("n1")),
-    });
-    s.has_data = false;
-    let (s, _) = run(
-        s,
-        cluster(
-            1,
-            ClusterView {
-                primary: Some(pk("n3")),
-                ..view()
-            },
-        ),
-    );
-    let (s, a) = run(
-        s,
-        Event::Engine {
-            now: 2,
-            result: EngineResult::Cloned { position: pos(10) },
-        },
-    );
+    let (s, a) = clone_from_n1_finished_with("n3");
     assert!(
         a.contains(&Action::Follow { primary: pk("n3") }),
         "the clone's source may be gone: {a:?}"

@@ -824,6 +824,11 @@ mod tests {
         let etcd = EtcdServer::start().expect("start etcd");
         let names = member_names(etcd.member.client_port).expect("member list");
         assert_eq!(names, vec![etcd.member.name.clone()]);
+        impostor_is_detected(&etcd, None, Duration::from_secs(2));
+    }
+
+    /// A member that expects another name on `etcd`'s ports refuses to call it ready.
+    fn impostor_is_detected(etcd: &EtcdServer, tls: Option<TlsFiles>, within: Duration) {
         let mut impostor = Member {
             name: "not-the-one".into(),
             client_port: etcd.member.client_port,
@@ -831,13 +836,13 @@ mod tests {
             data_dir: etcd.dir().join("x"),
             log_path: etcd.dir().join("x.log"),
             child: None,
-            tls: None,
+            tls,
             quota: None,
             also_on: None,
             user: None,
         };
         let err = impostor
-            .wait_ready(Instant::now() + Duration::from_secs(2))
+            .wait_ready(Instant::now() + within)
             .expect_err("a foreign etcd must be detected");
         assert!(
             format!("{err:#}").contains("somebody else's etcd"),
@@ -876,25 +881,7 @@ mod tests {
         );
 
         // The identity check works over TLS too.
-        let mut impostor = Member {
-            name: "not-the-one".into(),
-            client_port: etcd.member.client_port,
-            peer_port: etcd.member.peer_port,
-            data_dir: etcd.dir().join("x"),
-            log_path: etcd.dir().join("x.log"),
-            child: None,
-            tls: Some(tls),
-            quota: None,
-            also_on: None,
-            user: None,
-        };
-        let err = impostor
-            .wait_ready(Instant::now() + Duration::from_secs(5))
-            .expect_err("a foreign etcd must be detected");
-        assert!(
-            format!("{err:#}").contains("somebody else's etcd"),
-            "{err:#}"
-        );
+        impostor_is_detected(&etcd, Some(tls), Duration::from_secs(5));
     }
 
     #[test]
