@@ -146,6 +146,18 @@ fn node_loss_fails_over_within_the_ttl() {
             .any(|k| k.ends_with(&format!("-{}", c.name(p)))),
         "the lost node's events vanished with its lease:\n{events}"
     );
+    // The new primary's event says what happened, from whom to whom, and where it stood.
+    let e = c.wait_event("failover", new, Duration::from_secs(5));
+    assert_eq!(e["from"], c.name(p), "{e:#}");
+    assert_eq!(e["to"], c.name(new), "{e:#}");
+    assert!(e["position"]["offset"].as_u64().is_some(), "{e:#}");
+    // The third node says whom it follows now.
+    let joined = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+        c.events()
+            .into_iter()
+            .find(|e| e["kind"] == "joined" && e["node"] == c.name(other) && e["to"] == c.name(new))
+    });
+    assert!(joined.is_some(), "no joined event: {:#?}", c.events());
 }
 
 #[test]
@@ -286,6 +298,10 @@ fn switchover_to_a_named_node_loses_no_write() {
         t0.elapsed()
     );
     wait_writable(&c, target, Duration::from_secs(5));
+    let e = c.wait_event("switchover", target, Duration::from_secs(5));
+    assert_eq!(e["from"], c.name(p), "{e:#}");
+    assert_eq!(e["to"], c.name(target), "{e:#}");
+    c.wait_event("handover", p, Duration::from_secs(5));
     c.wait_replicating(p, target, ATTACH);
     let other = (0..3)
         .find(|&i| i != p && i != target)

@@ -39,10 +39,10 @@ pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
         None => {
             // I3: never initialise an initialised cluster; wait for a node with data.
             if cx.s.phase != Phase::WaitingForData {
-                cx.emit(Action::PublishEvent {
-                    kind: Notice::WaitingForData,
-                    detail: "cluster initialised, no primary, no local data".to_owned(),
-                });
+                cx.notice(
+                    Notice::WaitingForData,
+                    "cluster initialised, no primary, no local data".to_owned(),
+                );
             }
             cx.s.phase = Phase::WaitingForData;
         }
@@ -70,10 +70,7 @@ pub(super) fn join(cx: &mut Cx<'_>, pk: PrimaryKey) {
 /// Stop here until an operator rebuilds the node; say so in the node key and an event.
 fn needs_rebuild(cx: &mut Cx<'_>, detail: String) {
     cx.s.phase = Phase::NeedsRebuild;
-    cx.emit(Action::PublishEvent {
-        kind: Notice::NeedsRebuild,
-        detail,
-    });
+    cx.notice(Notice::NeedsRebuild, detail);
     cx.announce(Role::Unknown, None);
     cx.publish();
 }
@@ -118,6 +115,7 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
         cx.s.phase = Phase::Promoting {
             step: super::state::PromoteStep::Promoting,
             reason: ClaimReason::Bootstrap,
+            from: None,
         };
     } else {
         cx.emit(Action::ReadCluster);
@@ -162,6 +160,9 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             };
             cx.announce(Role::Replica, following.as_ref());
             cx.publish();
+            if still_source && let Some(pk) = &following {
+                cx.notice_with(Notice::Joined, "cloned", None, Some(pk.node.clone()));
+            }
             if let Some(pk) = following.filter(|_| !still_source) {
                 join(cx, pk);
             }
@@ -173,6 +174,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             };
             cx.announce(Role::Replica, Some(&target));
             cx.publish();
+            cx.notice_with(Notice::Joined, "following", None, Some(target.node.clone()));
             // Views were not acted on while the engine worked: the primary may have vanished
             // or changed meanwhile. Act on the latest at once (a no-op when it is `target`).
             if let Some(view) = cx.s.view.clone() {
@@ -182,13 +184,13 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
         (Phase::Rejoining { target }, EngineResult::NeedsRebuild) if cx.p.auto_rebuild => {
             // The operator allowed it: replace the diverged data with a fresh clone. Until the
             // clone is done this node has no data (not eligible, and no marker on disk).
-            cx.emit(Action::PublishEvent {
-                kind: Notice::NeedsRebuild,
-                detail: format!(
+            cx.notice(
+                Notice::NeedsRebuild,
+                format!(
                     "local data diverged from primary {}; rebuilding from it (auto_rebuild)",
                     target.node
                 ),
-            });
+            );
             cx.s.has_data = false;
             cx.emit(Action::ClearMarker);
             cx.emit(Action::CloneFrom {

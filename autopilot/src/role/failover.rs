@@ -199,6 +199,7 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
     let Phase::Claiming { reason, old } = cx.s.phase.clone() else {
         return;
     };
+    let from = old.as_ref().map(|o| o.node.clone());
     if !won {
         cx.s.phase = Phase::Replica { following: None };
         cx.emit(Action::ReadCluster);
@@ -214,7 +215,7 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
     match old {
         // Its agent killed its database (it did not answer): nothing to fence or catch up
         // to, and a connection attempt could hang as long as the server does.
-        Some(old) if old.node != cx.p.node_id && killed(&old) => after_catch_up(cx, reason),
+        Some(old) if old.node != cx.p.node_id && killed(&old) => after_catch_up(cx, reason, from),
         Some(old) if old.node != cx.p.node_id => {
             // Its agent may be frozen or cut off while its database still runs: fence it over
             // its own connection before we accept writes (I1), and learn its final position.
@@ -227,9 +228,10 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
                     address: old.address,
                 },
                 reason,
+                from,
             };
         }
-        _ => after_catch_up(cx, reason),
+        _ => after_catch_up(cx, reason, from),
     }
 }
 
@@ -259,6 +261,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             Phase::Promoting {
                 step: PromoteStep::FencingOld { address },
                 reason,
+                from,
             },
             r,
         ) => {
@@ -282,27 +285,30 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
                     cx.s.phase = Phase::Promoting {
                         step: PromoteStep::CatchingUp,
                         reason,
+                        from,
                     };
                 }
-                _ => after_catch_up(cx, reason),
+                _ => after_catch_up(cx, reason, from),
             }
         }
         (
             Phase::Promoting {
                 step: PromoteStep::CatchingUp,
                 reason,
+                from,
             },
             r,
         ) => {
             if let EngineResult::CaughtUp { position } = r {
                 cx.s.position = cx.s.position.max(position);
             }
-            after_catch_up(cx, reason);
+            after_catch_up(cx, reason, from);
         }
         (
             Phase::Promoting {
                 step: PromoteStep::Promoting,
                 reason,
+                from,
             },
             EngineResult::Promoted { position },
         ) => {
@@ -311,10 +317,12 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.phase = Phase::Primary;
             let me = cx.me();
             cx.announce(Role::Primary, Some(&me));
-            cx.emit(Action::PublishEvent {
-                kind: Notice::Promoted,
-                detail: format!("{reason:?}"),
-            });
+            let (kind, detail) = match reason {
+                ClaimReason::Bootstrap => (Notice::Promoted, "the cluster's first primary"),
+                ClaimReason::Failover => (Notice::Failover, "promoted after the primary was lost"),
+                ClaimReason::Switchover => (Notice::Switchover, "promoted by a switchover"),
+            };
+            cx.notice_with(kind, detail, from, Some(cx.p.node_id.clone()));
             if reason == ClaimReason::Switchover {
                 cx.emit(Action::ClearSwitchover);
             }
@@ -336,7 +344,7 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
 }
 
 /// Old primary fenced and caught up (or nothing to do): prePromote, then promote.
-fn after_catch_up(cx: &mut Cx<'_>, reason: ClaimReason) {
+fn after_catch_up(cx: &mut Cx<'_>, reason: ClaimReason, from: Option<String>) {
     if cx.s.stop_requested {
         cx.emit(Action::ReleasePrimary);
         cx.finish_stop();
@@ -345,17 +353,19 @@ fn after_catch_up(cx: &mut Cx<'_>, reason: ClaimReason) {
         cx.s.phase = Phase::Promoting {
             step: PromoteStep::PrePromote,
             reason,
+            from,
         };
     } else {
-        promote(cx, reason);
+        promote(cx, reason, from);
     }
 }
 
-fn promote(cx: &mut Cx<'_>, reason: ClaimReason) {
+fn promote(cx: &mut Cx<'_>, reason: ClaimReason, from: Option<String>) {
     cx.emit(Action::Promote);
     cx.s.phase = Phase::Promoting {
         step: PromoteStep::Promoting,
         reason,
+        from,
     };
 }
 
@@ -364,12 +374,13 @@ pub(super) fn pre_promote_done(cx: &mut Cx<'_>, ok: bool) {
     let Phase::Promoting {
         step: PromoteStep::PrePromote,
         reason,
-    } = cx.s.phase
+        from,
+    } = cx.s.phase.clone()
     else {
         return;
     };
     if ok {
-        promote(cx, reason);
+        promote(cx, reason, from);
     } else {
         abort(cx, "prePromote failed");
     }
@@ -379,10 +390,7 @@ pub(super) fn pre_promote_done(cx: &mut Cx<'_>, ok: bool) {
 fn abort(cx: &mut Cx<'_>, why: &str) {
     cx.emit(Action::Fence);
     cx.emit(Action::ReleasePrimary);
-    cx.emit(Action::PublishEvent {
-        kind: Notice::PromotionAborted,
-        detail: why.to_owned(),
-    });
+    cx.notice(Notice::PromotionAborted, why.to_owned());
     cx.s.ineligible_until = cx.now + 2 * cx.p.ttl;
     cx.s.phase = Phase::Replica { following: None };
     cx.announce(Role::Replica, None);

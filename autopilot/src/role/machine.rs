@@ -4,7 +4,7 @@
 
 use super::state::{Phase, RoleState};
 use super::types::{
-    Action, ClusterView, EngineResult, Event, Millis, Notice, PrimaryKey, Role, RoleParams,
+    Action, ClusterView, EngineResult, Event, Facts, Millis, Notice, PrimaryKey, Role, RoleParams,
 };
 use super::{bootstrap, failover, primary};
 
@@ -59,6 +59,11 @@ impl Cx<'_> {
             }
             Event::KeepAliveOk { sent_at, .. } => {
                 self.s.lease_ok_sent_at = self.s.lease_ok_sent_at.max(sent_at);
+                // A renewed lease moves the expiry, and with it the kill of a slow fence (a
+                // loaded machine's late keep-alive is no reason to kill a database).
+                if self.s.fence_deadline.is_some() {
+                    self.set_fence_deadline();
+                }
                 if let Phase::SelfFenced { fenced_at } = self.s.phase
                     && sent_at >= fenced_at
                 {
@@ -158,6 +163,16 @@ impl Cx<'_> {
         }
     }
 
+    /// The lease expires no earlier than TTL after the last successful keep-alive was sent,
+    /// and a successor then still needs its settle window, a claim and a promotion: a fence
+    /// that has not answered by then is replaced by a kill. A fence that starts later than
+    /// that (the lease is lost already) still gets a tenth of the TTL.
+    fn set_fence_deadline(&mut self) {
+        let at = (self.s.lease_ok_sent_at + self.p.ttl).max(self.now + self.p.ttl / 10);
+        self.s.fence_deadline = Some(at);
+        self.emit(Action::WakeAt { at });
+    }
+
     /// I1 when the fence hangs (MariaDB's `read_only` waits behind commits that wait for a
     /// semi-sync acknowledgement that cannot come): the database is killed before the lease
     /// can have expired, whatever the phase is by then.
@@ -170,6 +185,10 @@ impl Cx<'_> {
     /// Our lease is gone: so are our keys. Fence if we could be writing, then start over.
     fn lease_lost(&mut self) {
         self.s.lease_alive = false;
+        self.notice(
+            Notice::LeaseLost,
+            "the lease expired before it could be renewed",
+        );
         match self.s.phase {
             Phase::Primary
             | Phase::Promoting { .. }
@@ -189,18 +208,8 @@ impl Cx<'_> {
         self.s.phase = Phase::SelfFenced {
             fenced_at: self.now,
         };
-        // The lease expires no earlier than TTL after the last successful keep-alive was
-        // sent; the kill must land before that, with a fifth of the TTL to spare. A fence
-        // that starts later than that (the lease is lost already) still gets a tenth of the
-        // TTL to answer: a successor needs its settle window and a claim anyway.
-        let at =
-            (self.s.lease_ok_sent_at + self.p.ttl - self.p.ttl / 5).max(self.now + self.p.ttl / 10);
-        self.s.fence_deadline = Some(at);
-        self.emit(Action::WakeAt { at });
-        self.emit(Action::PublishEvent {
-            kind: Notice::Fenced,
-            detail: why.to_owned(),
-        });
+        self.set_fence_deadline();
+        self.notice(Notice::Fenced, why.to_owned());
         self.announce(Role::Fenced, None);
     }
 
@@ -273,10 +282,10 @@ impl Cx<'_> {
             Some(true) => {
                 self.s.not_receiving_since = None;
                 if std::mem::take(&mut self.s.stalled) {
-                    self.emit(Action::PublishEvent {
-                        kind: Notice::ReplicationResumed,
-                        detail: "receiving from the primary again".to_owned(),
-                    });
+                    self.notice(
+                        Notice::ReplicationResumed,
+                        "receiving from the primary again".to_owned(),
+                    );
                     self.publish();
                 }
             }
@@ -284,13 +293,10 @@ impl Cx<'_> {
                 let since = *self.s.not_receiving_since.get_or_insert(self.now);
                 if !self.s.stalled && self.now >= since + self.p.stall_after() {
                     self.s.stalled = true;
-                    self.emit(Action::PublishEvent {
-                        kind: Notice::ReplicationStalled,
-                        detail: format!(
+                    self.notice(Notice::ReplicationStalled, format!(
                             "not receiving from the primary for {} ms: no failover candidate until it does",
                             self.now - since
-                        ),
-                    });
+                        ));
                     self.publish();
                 }
             }
@@ -300,10 +306,7 @@ impl Cx<'_> {
 
     fn database_exited(&mut self, detail: String) {
         self.s.healthy = false;
-        self.emit(Action::PublishEvent {
-            kind: Notice::DatabaseExited,
-            detail: detail.clone(),
-        });
+        self.notice(Notice::DatabaseExited, detail.clone());
         self.s.database_exit = Some(detail);
         match self.s.phase {
             // I4: in maintenance the key stays; the restart restores writes in place.
@@ -400,5 +403,30 @@ impl Cx<'_> {
 
     pub(super) fn emit(&mut self, a: Action) {
         self.out.push(a);
+    }
+
+    /// Publish an event of `kind`, with this node's position.
+    pub(super) fn notice(&mut self, kind: Notice, detail: impl Into<String>) {
+        self.notice_with(kind, detail, None, None);
+    }
+
+    /// Publish an event of `kind` naming the primary before (`from`) and after (`to`).
+    pub(super) fn notice_with(
+        &mut self,
+        kind: Notice,
+        detail: impl Into<String>,
+        from: Option<String>,
+        to: Option<String>,
+    ) {
+        let facts = Facts {
+            from,
+            to,
+            position: Some(self.s.position),
+        };
+        self.emit(Action::PublishEvent {
+            kind,
+            detail: detail.into(),
+            facts,
+        });
     }
 }

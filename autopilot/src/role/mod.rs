@@ -51,7 +51,7 @@ mod tests;
 pub use machine::decide;
 pub use state::{BootStep, Phase, PromoteStep, RoleState};
 pub use types::{
-    Action, ClaimReason, ClusterView, EngineResult, Event, Millis, NodeId, NodeInfo, Notice,
+    Action, ClaimReason, ClusterView, EngineResult, Event, Facts, Millis, NodeId, NodeInfo, Notice,
     Position, PrimaryKey, Role, RoleParams, Switchover,
 };
 pub use view::{UNREADABLE, address, history_facts};

@@ -19,10 +19,7 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
                     cx.emit(Action::ClearSwitchover); // not addressed to the current primary
                 } else if !target_ok(cx, view) {
                     cx.emit(Action::ClearSwitchover); // no eligible target: reject, do not linger
-                    cx.emit(Action::PublishEvent {
-                        kind: Notice::SwitchoverRejected,
-                        detail: "no eligible target".to_owned(),
-                    });
+                    cx.notice(Notice::SwitchoverRejected, "no eligible target".to_owned());
                 } else if !view.maintenance {
                     hand_over(cx, "switchover requested");
                 }
@@ -96,10 +93,7 @@ fn target_ok(cx: &Cx<'_>, view: &ClusterView) -> bool {
 /// Step down on purpose: fence (stop writes, fix the final position), then release the key.
 pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
     cx.emit(Action::FenceToHandOver);
-    cx.emit(Action::PublishEvent {
-        kind: Notice::Handover,
-        detail: why.to_owned(),
-    });
+    cx.notice(Notice::Handover, why.to_owned());
     cx.s.phase = Phase::HandingOver;
 }
 
@@ -109,20 +103,17 @@ pub(super) fn hand_over(cx: &mut Cx<'_>, why: &str) {
 pub(super) fn kill_database(cx: &mut Cx<'_>) {
     cx.s.fence_deadline = None;
     cx.emit(Action::KillDatabase);
-    cx.emit(Action::PublishEvent {
-        kind: Notice::DatabaseKilled,
-        detail: "the database did not take the fence; its process group was killed".to_owned(),
-    });
+    cx.notice(
+        Notice::DatabaseKilled,
+        "the database did not take the fence; its process group was killed".to_owned(),
+    );
     cx.s.database_killed = true;
 }
 
 /// Step down from a database that is not running (it exited; the restart policy brings it
 /// back read-only): nothing can take writes there, release the key at once.
 pub(super) fn hand_over_stopped(cx: &mut Cx<'_>, why: &str) {
-    cx.emit(Action::PublishEvent {
-        kind: Notice::Handover,
-        detail: why.to_owned(),
-    });
+    cx.notice(Notice::Handover, why.to_owned());
     release_key(cx);
 }
 
@@ -137,10 +128,7 @@ fn release_key(cx: &mut Cx<'_>) {
 
 /// Step down from a database that does not answer at all: kill it, then release the key.
 pub(super) fn hand_over_killing(cx: &mut Cx<'_>) {
-    cx.emit(Action::PublishEvent {
-        kind: Notice::Handover,
-        detail: "database does not answer".to_owned(),
-    });
+    cx.notice(Notice::Handover, "database does not answer".to_owned());
     kill_database(cx);
     cx.s.phase = Phase::HandingOver;
 }

@@ -41,6 +41,8 @@ pub enum Phase {
     Promoting {
         step: PromoteStep,
         reason: ClaimReason,
+        /// The primary this node takes over from, if there was one.
+        from: Option<NodeId>,
     },
     /// Holds the key and accepts writes.
     Primary,

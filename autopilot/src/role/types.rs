@@ -202,14 +202,23 @@ impl From<ClaimReason> for cluster::wire::HistoryReason {
     }
 }
 
-/// What a [`Action::PublishEvent`] reports. Its label is the first word of the event's
-/// `detail` and the `event` field of the log line (`docs/etcd-keys.md`, `events/*`).
+/// What a [`Action::PublishEvent`] reports: the event's `kind` in `events/*` (one
+/// `cluster::wire::EventKind` each, `docs/etcd-keys.md`) and, as its label, the `event`
+/// field of the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Notice {
     /// A primary made its database read-only (I1).
     Fenced,
-    /// This node became primary.
+    /// This node initialised the cluster and became its first primary.
     Promoted,
+    /// An election after the primary was lost promoted this node.
+    Failover,
+    /// A planned switchover promoted this node.
+    Switchover,
+    /// The lease expired before the node could renew it.
+    LeaseLost,
+    /// A replica follows a primary (after a clone, a rejoin or a failover).
+    Joined,
     /// A won election was given up (the old primary could not be fenced, prePromote failed…).
     PromotionAborted,
     /// A primary steps down on purpose (switchover, a broken database).
@@ -236,6 +245,10 @@ impl Notice {
         match self {
             Notice::Fenced => "fenced",
             Notice::Promoted => "promoted",
+            Notice::Failover => "failover",
+            Notice::Switchover => "switchover",
+            Notice::LeaseLost => "lease_lost",
+            Notice::Joined => "joined",
             Notice::PromotionAborted => "promotion_aborted",
             Notice::Handover => "handover",
             Notice::DatabaseKilled => "database_killed",
@@ -247,6 +260,17 @@ impl Notice {
             Notice::SwitchoverRejected => "switchover_rejected",
         }
     }
+}
+
+/// What an event says besides its kind and text (`events/*`: `from`, `to`, `position`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The primary a new primary took over from.
+    pub from: Option<String>,
+    /// The new primary, or the primary a replica now follows.
+    pub to: Option<String>,
+    /// This node's position when it happened.
+    pub position: Option<Position>,
 }
 
 /// Results of database operations, reported by the engine executor.
@@ -401,7 +425,11 @@ pub enum Action {
     /// Delete the `switchover` request after it has been carried out.
     ClearSwitchover,
     /// Put an `events/*` entry (role change, failover, fenced, …).
-    PublishEvent { kind: Notice, detail: String },
+    PublishEvent {
+        kind: Notice,
+        detail: String,
+        facts: Facts,
+    },
     // ---- engine ----
     /// Initialise a new database, or adopt the local data if there is some → `Initialized`.
     Initialize,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::Timestamp;
+use super::common::{Position, Timestamp};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/events/<id>`.
@@ -22,23 +22,56 @@ pub struct EventDoc {
     /// Details for humans.
     #[serde(default)]
     pub detail: String,
+    /// The primary a new primary took over from (`failover`, `switchover`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The primary after: the new primary (`failover`, `switchover`, `promoted`), or the one
+    /// a replica now follows (`joined`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The writing node's replication position when it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
 }
 
-/// The kinds of event.
+/// The kinds of event. A reader that meets a kind it does not know reads `unknown`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
-    /// A node changed role.
+    /// A node changed role (written by agents before events had their own kinds).
     RoleChanged,
-    /// Automatic failover promoted a new primary.
+    /// An election after the primary was lost promoted this node.
     Failover,
-    /// Planned switchover finished.
+    /// A planned switchover promoted this node.
     Switchover,
-    /// A database was fenced (made read-only).
+    /// This node initialised the cluster and became its first primary.
+    Promoted,
+    /// A won election was given up (the former primary could not be fenced, prePromote
+    /// failed…).
+    PromotionAborted,
+    /// A primary steps down on purpose (a switchover, a stop, a broken database).
+    Handover,
+    /// A primary made its database read-only (I1).
     Fenced,
-    /// A node lost its lease.
+    /// The node's lease expired before it could renew it.
     LeaseLost,
+    /// The database did not take the fence and was killed.
+    DatabaseKilled,
+    /// The database exited on its own.
+    DatabaseExited,
+    /// Local data diverged from the primary's; an operator (or `auto_rebuild`) must rebuild.
+    NeedsRebuild,
+    /// An initialised cluster without a primary, and this node has no data (I3).
+    WaitingForData,
+    /// A replica stopped receiving from its primary.
+    ReplicationStalled,
+    /// A stalled replica receives again.
+    ReplicationResumed,
+    /// A replica follows a primary (after a clone, a rejoin or a failover).
+    Joined,
+    /// A switchover request named no eligible target.
+    SwitchoverRejected,
     /// A backup finished.
     BackupDone,
     /// A backup failed.

@@ -84,6 +84,12 @@ fn every_document_round_trips() {
         kind: EventKind::Failover,
         node: "db-2".into(),
         detail: "promoted".into(),
+        from: Some("db-1".into()),
+        to: Some("db-2".into()),
+        position: Some(Position {
+            epoch: 2,
+            offset: 77,
+        }),
     });
 }
 

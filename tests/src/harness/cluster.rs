@@ -268,6 +268,33 @@ impl Agents {
         crate::harness::etcd::etcdctl_as(&self.endpoints, &self.etcd_access, args)
     }
 
+    /// Every `events/*` document of the cluster, oldest first (their ids start with the time).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let prefix = format!("{}events/", self.prefix);
+        let out = self
+            .etcdctl(&["get", "--prefix", "--print-value-only", &prefix])
+            .unwrap_or_else(|e| panic!("etcdctl get --prefix {prefix}: {e:#}"));
+        out.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits up to `within` for an event of `kind` written by node `node`; the document.
+    pub fn wait_event(&self, kind: &str, node: usize, within: Duration) -> serde_json::Value {
+        let name = self.name(node);
+        crate::harness::util::eventually(within, Duration::from_millis(100), || {
+            self.events()
+                .into_iter()
+                .find(|e| e["kind"] == kind && e["node"] == name)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {kind} event from {name} within {within:?}: {:#?}",
+                self.events()
+            )
+        })
+    }
+
     /// The value of `<prefix><key>`, `None` when absent.
     pub fn key(&self, key: &str) -> Option<String> {
         let full = format!("{}{key}", self.prefix);

@@ -1,7 +1,7 @@
 //! The etcd documents this node writes (`nodes/<id>`, `primary`, `history`, `initialized`,
 //! `lock`, `events/*`), built from what the role actor knows.
 
-use crate::role::{ClaimReason, Notice, Position, Role};
+use crate::role::{ClaimReason, Facts, Notice, Position, Role};
 use cluster::wire::{
     self, Connections, DatabaseIdentity, EventDoc, EventKind, Health, HistoryDoc, HistoryEntry,
     InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
@@ -182,18 +182,34 @@ pub fn lock(me: &Identity) -> LockDoc {
     }
 }
 
-/// An `events/*` entry: the notice's label starts the detail; only a fence has a kind of
-/// its own in the contract, every other notice is a `role_changed` event.
-pub fn event(me: &Identity, notice: Notice, detail: &str) -> EventDoc {
+/// An `events/*` entry: the notice is the event's kind, with its facts.
+pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> EventDoc {
     let kind = match notice {
         Notice::Fenced => EventKind::Fenced,
-        _ => EventKind::RoleChanged,
+        Notice::Promoted => EventKind::Promoted,
+        Notice::Failover => EventKind::Failover,
+        Notice::Switchover => EventKind::Switchover,
+        Notice::LeaseLost => EventKind::LeaseLost,
+        Notice::Joined => EventKind::Joined,
+        Notice::PromotionAborted => EventKind::PromotionAborted,
+        Notice::Handover => EventKind::Handover,
+        Notice::DatabaseKilled => EventKind::DatabaseKilled,
+        Notice::DatabaseExited => EventKind::DatabaseExited,
+        Notice::NeedsRebuild => EventKind::NeedsRebuild,
+        Notice::WaitingForData => EventKind::WaitingForData,
+        Notice::ReplicationStalled => EventKind::ReplicationStalled,
+        Notice::ReplicationResumed => EventKind::ReplicationResumed,
+        Notice::SwitchoverRejected => EventKind::SwitchoverRejected,
     };
+    let Facts { from, to, position } = facts;
     EventDoc {
         schema: 1,
         time: Timestamp::now(),
         kind,
         node: me.id.clone(),
-        detail: format!("{}: {detail}", notice.label()),
+        detail: detail.to_owned(),
+        from,
+        to,
+        position,
     }
 }

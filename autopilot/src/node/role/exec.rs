@@ -153,8 +153,12 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 }
             });
         }
-        Action::PublishEvent { kind, detail } => {
-            let mut doc = documents::event(&st.args.identity, kind, &detail);
+        Action::PublishEvent {
+            kind,
+            detail,
+            facts,
+        } => {
+            let mut doc = documents::event(&st.args.identity, kind, &detail, facts);
             // Event ids are the time in milliseconds and the node: two events of one decision
             // (a hand-over and its reason) must not share one and overwrite each other.
             let ms = doc.time.unix_millis().max(st.last_event_ms + 1);
