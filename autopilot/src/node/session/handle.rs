@@ -73,13 +73,6 @@ impl<S> Clone for SessionHandle<S> {
     }
 }
 
-fn no_lease(op: &str) -> StoreError {
-    StoreError::Other {
-        op: op.to_owned(),
-        source: "the session holds no live lease".into(),
-    }
-}
-
 impl<S: Store> SessionHandle<S> {
     /// Starts the session actor, linked to `supervisor`, and returns its handle.
     pub async fn spawn(
@@ -115,6 +108,14 @@ impl<S: Store> SessionHandle<S> {
         *self.lease.borrow()
     }
 
+    /// The lease for a lease-bound operation `op`, or why there is none.
+    fn live_lease(&self, op: &str) -> Result<LeaseId, StoreError> {
+        self.lease().live().ok_or_else(|| StoreError::Other {
+            op: op.to_owned(),
+            source: "the session holds no live lease".into(),
+        })
+    }
+
     /// Waits until the node key is written under a live lease and the cluster was listed
     /// (at once if it is so now). Returns `false` if the session stopped.
     pub async fn synced(&self) -> bool {
@@ -138,10 +139,7 @@ impl<S: Store> SessionHandle<S> {
     /// this node holds it now.
     pub async fn claim_lock(&self, doc: &LockDoc) -> Result<bool, StoreError> {
         let key = self.keys.lock();
-        let lease = self
-            .lease()
-            .live()
-            .ok_or_else(|| no_lease(&format!("create key {key}")))?;
+        let lease = self.live_lease(&format!("create key {key}"))?;
         self.store
             .create_if_absent(&key, wire::encode(doc), Some(lease))
             .await
@@ -155,10 +153,7 @@ impl<S: Store> SessionHandle<S> {
             history_revision,
             initialized,
         } = claim;
-        let lease = self
-            .lease()
-            .live()
-            .ok_or_else(|| no_lease("claim the primary key"))?;
+        let lease = self.live_lease("claim the primary key")?;
         primary.lease = wire::lease_hex(lease.0);
         self.store
             .claim_primary(Claim {
@@ -176,10 +171,7 @@ impl<S: Store> SessionHandle<S> {
 
     /// Rewrites `primary` iff it is bound to the lease; `false` when it is not ours.
     pub async fn update_primary(&self, mut doc: PrimaryDoc) -> Result<bool, StoreError> {
-        let lease = self
-            .lease()
-            .live()
-            .ok_or_else(|| no_lease("update the primary key"))?;
+        let lease = self.live_lease("update the primary key")?;
         doc.lease = wire::lease_hex(lease.0);
         self.store
             .put_if_lease(&self.keys.primary(), wire::encode(&doc), lease)
