@@ -11,6 +11,7 @@
 //! - [`auth`]: token strings and hashes, token documents, scopes.
 //! - [`audit`]: the audit log and its retention.
 //! - [`cluster`]: reading clusters from etcd.
+//! - [`cluster_gauges`]: per-cluster gauges from etcd (`primaries`, `nodes`) for the alert rules.
 //! - [`problem`]: RFC 9457 errors. [`ratelimit`], [`tls`], [`openapi`].
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cluster_gauges;
 pub mod config;
 pub mod ctl;
 pub mod etcd_space;
@@ -104,6 +106,7 @@ pub async fn serve(
     );
     let (etcd_space, _sampler) =
         etcd_space::spawn_sampler(store.clone(), limits.etcd_quota_bytes, SPACE_EVERY);
+    let (clusters_tx, clusters) = cluster_gauges::channel();
     let state = AppState::new(Inner {
         store: store.clone(),
         prefix: cfg.prefix.clone(),
@@ -117,10 +120,13 @@ pub async fn serve(
         failures: RateLimiter::new(limits.failure_rate, limits.failure_burst),
         streams: StreamSlots::new(limits.streams, limits.streams_per_token),
         etcd_space,
+        clusters,
         request_timeout: cfg.request_timeout,
         metrics,
         openapi_json: Default::default(),
     });
+    let _cluster_sampler =
+        cluster_gauges::spawn_sampler(state.clone(), clusters_tx, cluster_gauges::EVERY);
     let app =
         api::router(state, cfg.body_limit).into_make_service_with_connect_info::<SocketAddr>();
     let listener = TcpListener::bind(cfg.listen).map_err(|source| ServeError::Bind {

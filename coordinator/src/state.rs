@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::audit::Auditor;
 use crate::auth::store::TokenStore;
+use crate::cluster_gauges;
 use crate::etcd_space::EtcdSpace;
 use crate::ratelimit::RateLimiter;
 use crate::streams::StreamSlots;
@@ -40,6 +41,8 @@ pub struct Inner {
     pub streams: StreamSlots,
     /// The latest reading of etcd's alarms and size (`None` before the first).
     pub etcd_space: watch::Receiver<Option<EtcdSpace>>,
+    /// The latest listing of the clusters, for the per-cluster gauges on `/metrics`.
+    pub clusters: watch::Receiver<cluster_gauges::Listing>,
     /// Bound on answering one request.
     pub request_timeout: Duration,
     /// Renders `/metrics`; `None` when another recorder was installed (tests).
@@ -92,6 +95,10 @@ impl AppState {
     /// The latest reading of etcd's alarms and size.
     pub fn etcd_space(&self) -> Option<EtcdSpace> {
         *self.0.etcd_space.borrow()
+    }
+    /// The per-cluster gauges in Prometheus text format (empty until etcd was read).
+    pub fn cluster_gauges(&self) -> String {
+        cluster_gauges::render(&self.0.clusters.borrow())
     }
     /// Request timeout.
     pub fn request_timeout(&self) -> Duration {

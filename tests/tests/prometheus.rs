@@ -107,4 +107,24 @@ scrape_configs:
         .is_some(),
         "handler duration histogram not in Prometheus"
     );
+
+    // The counters the alert rules take `increase()` of start at 0, so the first failover or
+    // restart is an increase Prometheus can see.
+    for counter in [
+        "autopilot_failovers_total",
+        "autopilot_main_process_restarts_total",
+        "autopilot_database_kills_total",
+        "autopilot_lease_keepalive_failures_total",
+    ] {
+        let q = format!("{api}/query?query={counter}");
+        assert!(
+            eventually(Duration::from_secs(5), Duration::from_millis(250), || {
+                let data = query(&q)?;
+                let value = data["result"].as_array()?.first()?["value"][1].clone();
+                (value == "0").then_some(())
+            })
+            .is_some(),
+            "{counter} is not exported at 0 from the start"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The process-wide Prometheus recorder and the descriptions of every metric the agent emits.
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Buckets for `*_seconds` histograms: handler runs take milliseconds to minutes.
@@ -15,6 +15,17 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
         .install_recorder()?;
     describe();
     gauge!("autopilot_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Counters the alert rules take `increase()` of are exported from the start at 0:
+    // Prometheus sees no increase in a series whose first sample is already 1, so the
+    // first failover, kill or restart of an agent's life would not alert.
+    for name in [
+        "autopilot_failovers_total",
+        "autopilot_database_kills_total",
+        "autopilot_main_process_restarts_total",
+        "autopilot_lease_keepalive_failures_total",
+    ] {
+        counter!(name).absolute(0);
+    }
     Ok(handle)
 }
 

@@ -73,7 +73,8 @@ pub async fn healthz(State(st): State<AppState>) -> Result<Json<Healthz>, Proble
 #[utoipa::path(get, path = "/metrics", tag = "meta", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let body = st.metrics().map(|h| h.render()).unwrap_or_default();
+    let mut body = st.metrics().map(|h| h.render()).unwrap_or_default();
+    body.push_str(&st.cluster_gauges());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
