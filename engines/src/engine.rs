@@ -21,7 +21,7 @@ pub enum StopMode {
 }
 
 /// What a probe of the running main process found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
     /// The engine considers the program able to serve.
     pub healthy: bool,
@@ -29,6 +29,62 @@ pub struct Probe {
     pub reason: Option<String>,
     /// What the probe saw of replication.
     pub replication: Replication,
+    /// What the server said about itself (published in the node's etcd documents).
+    pub server: ServerStatus,
+}
+
+/// What a probe read of the server itself: the facts the node and primary documents carry
+/// (docs/etcd-keys.md). `None` and empty mean the engine does not know.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ServerStatus {
+    /// The server's version string.
+    pub version: Option<String>,
+    /// Seconds since the server started.
+    pub uptime_seconds: Option<u64>,
+    /// Client connections now.
+    pub connections: Option<u64>,
+    /// The configured maximum of client connections.
+    pub max_connections: Option<u64>,
+    /// The file system holding the data directory.
+    pub storage: Option<cluster::wire::Storage>,
+    /// On a replica: its receiver.
+    pub receiver: Option<Receiver>,
+    /// On a source: the replicas streaming from it.
+    pub replicas: Vec<cluster::wire::StreamingReplica>,
+}
+
+/// A replica's view of its replication (`SHOW SLAVE STATUS`, `pg_stat_wal_receiver`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Receiver {
+    /// `host:port` it replicates from.
+    pub source: Option<String>,
+    /// Its receiver's state.
+    pub state: cluster::wire::ReplicaState,
+    /// The last replication error, receiving or applying.
+    pub last_error: Option<String>,
+    /// Apply lag, seconds.
+    pub lag_seconds: Option<f64>,
+    /// Received but not replayed, bytes (PostgreSQL).
+    pub lag_bytes: Option<u64>,
+    /// Received but not applied, transactions (MariaDB).
+    pub lag_transactions: Option<u64>,
+}
+
+/// The file system holding `dir`: total, used and available bytes (`None` when it cannot
+/// be read, e.g. before the directory exists).
+// The block counts' C types differ between platforms (`u64` on Linux x86_64).
+#[allow(clippy::useless_conversion)]
+pub fn storage_of(dir: &std::path::Path) -> Option<cluster::wire::Storage> {
+    let v = nix::sys::statvfs::statvfs(dir).ok()?;
+    let frag = u64::from(v.fragment_size());
+    let total = u64::from(v.blocks()).saturating_mul(frag);
+    let free = u64::from(v.blocks_free()).saturating_mul(frag);
+    let available = u64::from(v.blocks_available()).saturating_mul(frag);
+    Some(cluster::wire::Storage {
+        total_bytes: total,
+        used_bytes: total.saturating_sub(free),
+        free_bytes: available,
+    })
 }
 
 impl Probe {
@@ -38,6 +94,7 @@ impl Probe {
             healthy: true,
             reason: None,
             replication: Replication::Unknown,
+            server: ServerStatus::default(),
         }
     }
 
@@ -47,6 +104,7 @@ impl Probe {
             healthy: false,
             reason: Some(reason.into()),
             replication: Replication::Unknown,
+            server: ServerStatus::default(),
         }
     }
 }

@@ -16,5 +16,8 @@ pub mod process;
 mod role_ops;
 
 pub use control::{MainControl, MainRequest};
-pub use engine::{AnyEngine, Engine, EngineError, Probe, Replication, StopMode, out_of_files};
+pub use engine::{
+    AnyEngine, Engine, EngineError, Probe, Receiver, Replication, ServerStatus, StopMode,
+    out_of_files, storage_of,
+};
 pub use role_ops::{Member, Peer, Position, RemoteFence, parse_position};

@@ -5,7 +5,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use engines::{AnyEngine, Engine, Replication};
+use engines::{AnyEngine, Engine, Replication, ServerStatus};
 use handlers::RunReport;
 use metrics::gauge;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -56,9 +56,9 @@ pub enum HealthMsg {
     Probe,
     /// The quick second look of a database that has not answered since it started.
     Retry,
-    /// An engine probe ended: `Ok` healthy (with what it saw of replication), `Err(reason)`
-    /// not.
-    Probed(Result<Replication, String>),
+    /// An engine probe ended: `Ok` healthy (with what it saw of replication and of the
+    /// server), `Err(reason)` not.
+    Probed(Result<(Replication, Box<ServerStatus>), String>),
 }
 
 /// State owned by the running actor.
@@ -71,7 +71,7 @@ pub struct HealthState {
     /// The last health handler verdict; `None` before its first run.
     handler: Option<Result<(), String>>,
     /// The last engine probe verdict; `None` before its first run.
-    engine: Option<Result<Replication, String>>,
+    engine: Option<Result<(Replication, Box<ServerStatus>), String>>,
     /// A probe succeeded since the main process last started.
     answered_since_start: bool,
     /// A [`HealthMsg::Retry`] is scheduled (at most one is).
@@ -134,7 +134,7 @@ impl Actor for HealthActor {
                     tokio::spawn(async move {
                         let verdict = match tokio::time::timeout(PROBE_LIMIT, engine.probe()).await
                         {
-                            Ok(Ok(p)) if p.healthy => Ok(p.replication),
+                            Ok(Ok(p)) if p.healthy => Ok((p.replication, Box::new(p.server))),
                             Ok(Ok(p)) => {
                                 Err(p.reason.unwrap_or_else(|| "engine probe failed".into()))
                             }
@@ -176,9 +176,9 @@ impl Actor for HealthActor {
 
 fn publish(state: &HealthState) {
     let reason = unhealthy_reason(state);
-    let replication = match &state.engine {
-        Some(Ok(r)) if state.main_pid.is_some() => *r,
-        _ => Replication::Unknown,
+    let (replication, server) = match &state.engine {
+        Some(Ok((r, server))) if state.main_pid.is_some() => (*r, (**server).clone()),
+        _ => (Replication::Unknown, ServerStatus::default()),
     };
     export_replication(replication);
     let status = NodeStatus {
@@ -187,6 +187,7 @@ fn publish(state: &HealthState) {
         main_pid: state.main_pid,
         reason,
         replication,
+        server,
     };
     gauge!("autopilot_health").set(if status.healthy { 1.0 } else { 0.0 });
     gauge!("autopilot_lifecycle").set(status.lifecycle.as_gauge());

@@ -254,9 +254,26 @@ impl Cx<'_> {
     fn health(&mut self, healthy: bool, answering: bool, position: super::types::Position) {
         // Running healthy again: the last exit is history.
         let recovered = healthy && self.s.database_exit.take().is_some();
-        let changed = recovered || self.s.healthy != healthy || self.s.position != position;
+        let moved = self.s.position != position;
+        let was_healthy = self.s.healthy;
         self.s.healthy = healthy;
         self.s.position = self.s.position.max(position);
+        // Write economy: peers act on health and eligibility at once; a position that merely
+        // moved matters during an election (published then as it changes) and as the lag
+        // reference, refreshed once a TTL.
+        let electing = matches!(
+            self.s.phase,
+            Phase::Electing { .. } | Phase::Claiming { .. } | Phase::Promoting { .. }
+        );
+        let changed = recovered
+            || was_healthy != healthy
+            || match self.s.published {
+                None => true,
+                Some((at, eligible)) => {
+                    eligible != self.s.eligible(self.p, self.now)
+                        || (moved && (electing || self.now >= at + self.p.ttl))
+                }
+            };
         if self.s.phase == Phase::Primary && !healthy && !self.s.maintenance() {
             // The database broke under a live agent: hand over at once (design §4). One that
             // does not answer would not take a fence either: kill it, then release the key.
@@ -365,6 +382,16 @@ impl Cx<'_> {
     pub(super) fn publish(&mut self) {
         if self.s.lease_alive {
             let eligible = self.s.eligible(self.p, self.now);
+            self.s.published = Some((self.now, eligible));
+            let source = match self.s.role {
+                Role::Replica => self
+                    .s
+                    .last_primary
+                    .as_ref()
+                    .filter(|p| p.node != self.p.node_id)
+                    .map(|p| p.node.clone()),
+                _ => None,
+            };
             self.emit(Action::PublishNode {
                 role: self.s.role,
                 position: self.s.position,
@@ -373,6 +400,7 @@ impl Cx<'_> {
                 caught_up_term: self.s.caught_up_term,
                 database_killed: self.s.database_killed,
                 database_exit: self.s.database_exit.clone(),
+                source,
             });
         }
     }

@@ -142,6 +142,9 @@ pub struct RoleState {
     /// Why the database last exited on its own (status and last error line), published in
     /// the node key until it runs healthy again.
     pub database_exit: Option<String>,
+    /// When the node key was last published, and whether it said eligible: a position that
+    /// merely moved is republished at most once a TTL outside elections (write economy).
+    pub published: Option<(Millis, bool)>,
 }
 
 impl RoleState {
@@ -171,6 +174,7 @@ impl RoleState {
             not_receiving_since: None,
             stalled: false,
             database_exit: None,
+            published: None,
         }
     }
 

@@ -669,6 +669,7 @@ fn role_switchover_old_primary_fences_then_releases() {
         caught_up_term: Some(0),
         database_killed: false,
         database_exit: None,
+        source: None,
     }));
     assert_eq!(s.phase, Phase::Replica { following: None });
 }
@@ -1211,4 +1212,61 @@ fn role_cooldown_counts_failovers_only() {
         ),
         "{a:?}"
     );
+}
+
+/// Write economy: a position that merely moved is republished once a TTL outside an
+/// election; health, eligibility and positions during an election are published at once.
+#[test]
+fn role_a_moving_position_is_published_once_a_ttl_outside_elections() {
+    let publishes = |a: &[Action]| {
+        a.iter()
+            .filter(|a| matches!(a, Action::PublishNode { .. }))
+            .count()
+    };
+    let moved = |now: Millis, offset: u64| Event::Health {
+        now,
+        healthy: true,
+        answering: true,
+        receiving: Some(true),
+        position: pos(offset),
+    };
+    let ttl = p().ttl;
+    let mut s = st(Phase::Replica {
+        following: Some("n1".into()),
+    });
+    s.role = Role::Replica;
+    // The first verdict is always published.
+    let (s, a) = run(s, moved(1_000, 11));
+    assert_eq!(publishes(&a), 1, "{a:?}");
+    // Positions moving within a TTL: nothing written.
+    let (s, a) = run(s, moved(2_000, 12));
+    assert_eq!(publishes(&a), 0, "{a:?}");
+    let (s, a) = run(s, moved(1_000 + ttl - 1, 13));
+    assert_eq!(publishes(&a), 0, "{a:?}");
+    // A TTL after the last publication: the position goes out.
+    let (s, a) = run(s, moved(1_000 + ttl, 14));
+    assert!(
+        a.contains(&Action::PublishNode {
+            role: Role::Replica,
+            position: pos(14),
+            eligible: true,
+            needs_rebuild: false,
+            caught_up_term: Some(0),
+            database_killed: false,
+            database_exit: None,
+            source: None,
+        }),
+        "{a:?}"
+    );
+    // Health changes go out at once.
+    let (s, a) = run(s, health(1_000 + ttl + 10, false, true, Some(true)));
+    assert_eq!(publishes(&a), 1, "{a:?}");
+    let (_, a) = run(s, moved(1_000 + ttl + 20, 14));
+    assert_eq!(publishes(&a), 1, "{a:?}");
+
+    // During an election every move is published.
+    let mut s = st(Phase::Electing { since: 0, term: 0 });
+    s.published = Some((1_000, true));
+    let (_, a) = run(s, moved(1_100, 15));
+    assert_eq!(publishes(&a), 1, "{a:?}");
 }

@@ -401,6 +401,8 @@ pub enum Action {
         database_killed: bool,
         /// Why the database last exited on its own, until it runs healthy again.
         database_exit: Option<String>,
+        /// The primary it follows, while a replica.
+        source: Option<NodeId>,
     },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,

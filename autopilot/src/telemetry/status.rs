@@ -63,7 +63,7 @@ impl Lifecycle {
 }
 
 /// What `/health` reports; a fresh value is published on every change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NodeStatus {
     /// The node can serve: main process up, engine probe and health handler passing.
     pub healthy: bool,
@@ -75,6 +75,9 @@ pub struct NodeStatus {
     pub reason: Option<String>,
     /// What the last engine probe saw of replication.
     pub replication: engines::Replication,
+    /// What the last healthy engine probe read of the server (version, connections,
+    /// storage, replication details); empty while none has answered.
+    pub server: engines::ServerStatus,
 }
 
 impl NodeStatus {
@@ -86,6 +89,7 @@ impl NodeStatus {
             main_pid: None,
             reason: Some("starting".into()),
             replication: engines::Replication::Unknown,
+            server: engines::ServerStatus::default(),
         }
     }
 }

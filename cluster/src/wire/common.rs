@@ -183,14 +183,56 @@ pub struct Connections {
     pub max: u64,
 }
 
-/// Disk use of the database's data directory's file system.
+/// Disk use of the file system that holds the database's data directory (0 when unknown).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Storage {
-    /// Bytes used by the data directory.
+    /// Size of the file system, bytes.
+    #[serde(default)]
+    pub total_bytes: u64,
+    /// Bytes in use on it (by the database and anything else).
     #[serde(default)]
     pub used_bytes: u64,
-    /// Bytes still free on its file system.
+    /// Bytes still free on it for the database (what an unprivileged process may use).
     #[serde(default)]
     pub free_bytes: u64,
+}
+
+/// State of a replica's replication receiver.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaState {
+    /// Connected to its source and receiving.
+    Streaming,
+    /// Trying to connect (or reconnect) to its source.
+    Connecting,
+    /// Not replicating: stopped, or configured with no source.
+    Stopped,
+    /// Stopped by an error; `last_error` says which.
+    Error,
+    /// A value this reader does not know (written by a newer version).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// One replica streaming from a primary, as the primary's database reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamingReplica {
+    /// Its node id when the primary knows it as a cluster member, else the name its
+    /// database reports (PostgreSQL `application_name`, MariaDB `report_host:port` or
+    /// server id).
+    pub name: String,
+    /// Whether commits wait for it now (`null` when the database does not say per replica:
+    /// MariaDB counts semi-synchronous replicas without naming them unless all or none are).
+    #[serde(default)]
+    pub synchronous: Option<bool>,
+    /// How far behind it replays, seconds (PostgreSQL `replay_lag`; `null` when unknown).
+    #[serde(default)]
+    pub lag_seconds: Option<f64>,
+    /// How far behind it replays, bytes of WAL (PostgreSQL; `null` when unknown).
+    #[serde(default)]
+    pub lag_bytes: Option<u64>,
 }

@@ -30,7 +30,10 @@ pub mod primary;
 pub mod switchover;
 
 pub use cluster_state::{ClusterNode, ClusterStateDoc, Service};
-pub use common::{Connections, Health, NodeStatus, Position, Role, Storage, Timestamp, lease_hex};
+pub use common::{
+    Connections, Health, NodeStatus, Position, ReplicaState, Role, Storage, StreamingReplica,
+    Timestamp, lease_hex,
+};
 pub use coordinator::{
     AuditDoc, AuditOutcome, COORDINATOR_SEGMENT, CoordinatorKeys, TokenCluster, TokenDoc, TokenRole,
 };

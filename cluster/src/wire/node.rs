@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{Connections, Health, NodeStatus, Position, Role, Storage, Timestamp};
+use super::common::{
+    Connections, Health, NodeStatus, Position, ReplicaState, Role, Storage, Timestamp,
+};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/nodes/<id>`.
@@ -62,8 +64,18 @@ pub struct NodeDoc {
     /// primary's backup stream there. `null` without a listener (and from older agents).
     #[serde(default)]
     pub agent_url: Option<String>,
-    /// Database server version string.
+    /// The database server's version string as the server reports it (e.g.
+    /// `10.11.6-MariaDB-0+deb12u1-log`, `PostgreSQL 15.14 (Debian 15.14-0+deb12u1) on
+    /// x86_64-pc-linux-gnu, ...`); the engine kind for the `process` engine; empty before the
+    /// first probe answered.
     pub version: String,
+    /// The agent's own version (`autopilot --version`); `null` from older agents, which
+    /// wrote it into `version`.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// Seconds since the database server started (`null` when unknown).
+    #[serde(default)]
+    pub uptime_seconds: Option<u64>,
     /// Client connections.
     #[serde(default)]
     pub connections: Connections,
@@ -82,12 +94,34 @@ pub struct NodeDoc {
 pub struct NodeReplication {
     /// Position received and applied so far.
     pub position: Position,
-    /// Lag behind the primary in seconds (`null` when unknown or on the primary).
+    /// On a replica: how far behind its source it applies, in seconds, as the database
+    /// reports it (MariaDB `Seconds_Behind_Master`; PostgreSQL the age of the last replayed
+    /// transaction while received WAL waits to be replayed, else 0); `null` when unknown
+    /// or on the primary.
     #[serde(default)]
     pub lag_seconds: Option<f64>,
+    /// On a PostgreSQL replica: WAL received but not yet replayed, in bytes.
+    #[serde(default)]
+    pub lag_bytes: Option<u64>,
+    /// On a MariaDB replica: transactions received but not yet applied (GTID sequence
+    /// numbers between `Gtid_IO_Pos` and `gtid_slave_pos` in the cluster's domain).
+    #[serde(default)]
+    pub lag_transactions: Option<u64>,
     /// Id of the primary this node follows (`null` when it follows nobody).
     #[serde(default)]
     pub source: Option<String>,
+    /// On a replica: the `host:port` its database replicates from, as the database reports
+    /// it (`null` on a primary or when unknown).
+    #[serde(default)]
+    pub source_address: Option<String>,
+    /// On a replica: the state of its replication receiver (`null` on a primary or when
+    /// unknown).
+    #[serde(default)]
+    pub state: Option<ReplicaState>,
+    /// On a replica: the last replication error the database reported (receiving or
+    /// applying), `null` when there is none.
+    #[serde(default)]
+    pub last_error: Option<String>,
     /// During an election: the round (`history` revision of the vanished primary's term) for
     /// which `position` is final, everything received applied. Candidates wait for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

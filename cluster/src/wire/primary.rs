@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{Connections, NodeStatus, Position, Storage, Timestamp};
+use super::common::{Connections, NodeStatus, Position, Storage, StreamingReplica, Timestamp};
 use super::{Document, schema_v1};
 
 /// Value of `<cluster>/primary`.
@@ -25,8 +25,11 @@ pub struct PrimaryDoc {
     pub port: u16,
     /// Database status on the primary.
     pub status: NodeStatus,
-    /// Database server version string, e.g. `10.11.19-MariaDB`.
+    /// Database server version string, e.g. `10.11.6-MariaDB-0+deb12u1-log`.
     pub version: String,
+    /// Seconds since the database server started (`null` when unknown).
+    #[serde(default)]
+    pub uptime_seconds: Option<u64>,
     /// Replication as seen from the primary.
     pub replication: PrimaryReplication,
     /// Client connections.
@@ -55,9 +58,17 @@ pub struct PrimaryReplication {
     /// The largest lag among streaming replicas, seconds (`null` when unknown).
     #[serde(default)]
     pub max_lag_seconds: Option<f64>,
-    /// Whether synchronous replication is in force (`durability: sync`).
+    /// Whether synchronous replication is in force (`durability: sync`): commits wait for
+    /// a replica's acknowledgement.
     #[serde(default)]
     pub synchronous: bool,
+    /// Of the streaming replicas, how many a commit waits for now (semi-sync clients,
+    /// synchronous or quorum standbys); `null` from older agents.
+    #[serde(default)]
+    pub replicas_synchronous: Option<u32>,
+    /// The replicas streaming from it, as its database reports them.
+    #[serde(default)]
+    pub streaming: Vec<StreamingReplica>,
 }
 
 impl Document for PrimaryDoc {

@@ -23,7 +23,12 @@ pub fn sample_node(id: &str) -> NodeDoc {
                 offset: 1234,
             },
             lag_seconds: Some(0.5),
+            lag_bytes: None,
+            lag_transactions: Some(3),
             source: Some("db-1".into()),
+            source_address: Some("10.0.0.1:3306".into()),
+            state: Some(ReplicaState::Streaming),
+            last_error: None,
             caught_up_term: Some(41),
             receiving: Some(true),
             replicas_streaming: None,
@@ -38,11 +43,14 @@ pub fn sample_node(id: &str) -> NodeDoc {
         eligible: true,
         agent_url: Some("http://127.0.0.1:9187".into()),
         version: "10.11.19-MariaDB".into(),
+        agent_version: Some("0.1.0".into()),
+        uptime_seconds: Some(3600),
         connections: Connections {
             current: 3,
             max: 151,
         },
         storage: Storage {
+            total_bytes: 40,
             used_bytes: 10,
             free_bytes: 20,
         },
@@ -61,6 +69,7 @@ pub fn sample_primary(id: &str) -> PrimaryDoc {
         port: 3306,
         status: NodeStatus::Online,
         version: "10.11.19-MariaDB".into(),
+        uptime_seconds: Some(7200),
         replication: PrimaryReplication {
             position: Position {
                 epoch: 2,
@@ -69,6 +78,21 @@ pub fn sample_primary(id: &str) -> PrimaryDoc {
             replicas: 2,
             max_lag_seconds: Some(0.0),
             synchronous: true,
+            replicas_synchronous: Some(1),
+            streaming: vec![
+                StreamingReplica {
+                    name: "db-2".into(),
+                    synchronous: Some(true),
+                    lag_seconds: Some(0.0),
+                    lag_bytes: Some(0),
+                },
+                StreamingReplica {
+                    name: "db-3".into(),
+                    synchronous: Some(false),
+                    lag_seconds: None,
+                    lag_bytes: Some(4096),
+                },
+            ],
         },
         connections: Connections::default(),
         storage: Storage::default(),

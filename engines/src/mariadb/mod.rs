@@ -28,7 +28,7 @@ pub use settings::{Account, Durability, Flavour, MariadbSettings, server_id_for}
 
 use crate::control::MainControl;
 use crate::engine::{Engine, EngineError, Probe, StopMode};
-use crate::role_ops::{Peer, Position, RemoteFence};
+use crate::role_ops::{Member, Peer, Position, RemoteFence};
 
 /// How long catching up may wait for the relay log to be applied.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(30);
@@ -42,6 +42,9 @@ pub struct MariadbEngine {
     command: ExecSpec,
     /// Stops and restarts the server (the agent's main process) for a clone.
     control: MainControl,
+    /// The other members, as last given to `set_replicas` (primary only): names the
+    /// replicas a probe sees.
+    members: std::sync::Mutex<Vec<Member>>,
 }
 
 impl MariadbEngine {
@@ -57,6 +60,7 @@ impl MariadbEngine {
             settings,
             command,
             control,
+            members: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -92,7 +96,12 @@ impl Engine for MariadbEngine {
                 return Err(e);
             }
         };
-        let r = probe::probe(&self.settings, &mut c).await;
+        let members = self
+            .members
+            .lock()
+            .expect("the members lock is never poisoned")
+            .clone();
+        let r = probe::probe(&self.settings, &mut c, &members).await;
         let _ = c.disconnect().await;
         r
     }
@@ -166,6 +175,16 @@ impl Engine for MariadbEngine {
     async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
         clone::clone_data(&self.settings, &self.control, primary).await?;
         self.follow(primary).await
+    }
+
+    /// Replication needs nothing per replica (semi-sync waits for any); the members only
+    /// name the replicas a probe sees.
+    async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
+        *self
+            .members
+            .lock()
+            .expect("the members lock is never poisoned") = members.to_vec();
+        Ok(())
     }
 
     async fn unfence(&self) -> Result<(), EngineError> {

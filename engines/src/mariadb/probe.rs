@@ -8,12 +8,18 @@ use mysql_async::prelude::Queryable;
 use super::conn::bounded;
 use super::replication::{gtid_var, slave_status};
 use super::settings::MariadbSettings;
-use crate::engine::{EngineError, Probe, Replication};
+use crate::engine::{EngineError, Probe, Receiver, Replication, ServerStatus};
+use crate::role_ops::Member;
+use cluster::wire::{ReplicaState, StreamingReplica};
 
 /// Probe over `c` and publish the gauges. Unhealthy means the server cannot apply what it
 /// receives (an SQL thread error) or its primary refuses it (error 1236); a receiver that
 /// cannot reach a dead primary is expected during a failover and stays healthy.
-pub async fn probe(s: &MariadbSettings, c: &mut Conn) -> Result<Probe, EngineError> {
+pub async fn probe(
+    s: &MariadbSettings,
+    c: &mut Conn,
+    members: &[Member],
+) -> Result<Probe, EngineError> {
     let op = "probe the server";
     let vars: Option<(i64, String, i64)> = bounded(
         op,
@@ -104,12 +110,99 @@ pub async fn probe(s: &MariadbSettings, c: &mut Conn) -> Result<Probe, EngineErr
             }
         }
     };
-    tracing::trace!(%version, "probed the server");
+    let receiver = st.as_ref().map(|st| {
+        let received = super::gtid::GtidSet::parse(&st.io_pos)
+            .map(|io| io.position(s.gtid_domain_id).offset)
+            .unwrap_or(0);
+        Receiver {
+            source: st.master.as_ref().map(|m| format!("{}:{}", m.host, m.port)),
+            state: match st.io_running.as_str() {
+                _ if st.sql_errno != 0 || (st.io_errno != 0 && st.io_running != "Yes") => {
+                    ReplicaState::Error
+                }
+                "Yes" if st.sql_running => ReplicaState::Streaming,
+                "Connecting" => ReplicaState::Connecting,
+                _ => ReplicaState::Stopped,
+            },
+            last_error: if st.sql_errno != 0 {
+                Some(format!("error {}: {}", st.sql_errno, st.sql_error))
+            } else if st.io_errno != 0 {
+                Some(format!("error {}: {}", st.io_errno, st.io_error))
+            } else {
+                None
+            },
+            lag_seconds: st.seconds_behind.map(|l| l.max(0) as f64),
+            lag_transactions: Some(received.saturating_sub(gtid.position(s.gtid_domain_id).offset)),
+            lag_bytes: None,
+        }
+    });
+    let replicas = match replication {
+        Replication::Source { synchronous, .. } => {
+            let hosts = slave_hosts(c).await?;
+            let n = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
+            // Semi-sync counts its clients without naming them: all or none is exact.
+            let sync = (synchronous == 0)
+                .then_some(false)
+                .or((synchronous >= n).then_some(true));
+            hosts
+                .into_iter()
+                .map(|(server_id, host, port)| StreamingReplica {
+                    name: members
+                        .iter()
+                        .find(|m| {
+                            (m.peer.host == host && i64::from(m.peer.port) == port)
+                                || i64::from(super::settings::server_id_for(&m.id)) == server_id
+                        })
+                        .map_or_else(|| format!("{host}:{port}"), |m| m.id.clone()),
+                    synchronous: sync,
+                    lag_seconds: None,
+                    lag_bytes: None,
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let server = ServerStatus {
+        version: Some(version),
+        uptime_seconds: Some(num("Uptime") as u64),
+        connections: Some(num("Threads_connected") as u64),
+        max_connections: u64::try_from(max_connections).ok(),
+        storage: crate::storage_of(&s.datadir),
+        receiver,
+        replicas,
+    };
     Ok(Probe {
         healthy: reason.is_none(),
         reason,
         replication,
+        server,
     })
+}
+
+/// `SHOW SLAVE HOSTS`: the replicas registered with this server (server id, reported host
+/// and port).
+async fn slave_hosts(c: &mut Conn) -> Result<Vec<(i64, String, i64)>, EngineError> {
+    let rows: Vec<mysql_async::Row> =
+        bounded("list the replicas", false, c.query("SHOW SLAVE HOSTS")).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let id = r
+                .get_opt::<i64, _>("Server_id")
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let host = r
+                .get_opt::<String, _>("Host")
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let port = r
+                .get_opt::<i64, _>("Port")
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            (id, host, port)
+        })
+        .collect())
 }
 
 /// Record that the server did not answer.

@@ -129,6 +129,10 @@ impl MariadbSettings {
         );
         set("tmpdir", self.tmpdir().display().to_string());
         set("server-id", self.server_id.to_string());
+        // Registered with the primary under the address its peers know, so the primary's
+        // `SHOW SLAVE HOSTS` names its replicas (the node documents list them).
+        set("report-host", self.bind_address.clone());
+        set("report-port", self.port.to_string());
         set("log-bin", format!("{d}/mariadb-bin"));
         set("relay-log", format!("{d}/relay-bin"));
         set("log-slave-updates", "ON".into());

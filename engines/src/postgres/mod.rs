@@ -41,8 +41,9 @@ pub use settings::{
 };
 
 use crate::MainControl;
-use crate::engine::{Engine, EngineError, Probe, Replication, StopMode};
+use crate::engine::{Engine, EngineError, Probe, Receiver, Replication, ServerStatus, StopMode};
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
+use cluster::wire::{ReplicaState, StreamingReplica};
 use sql::{SqlError, Status};
 
 /// How long a server may take to accept connections after a start (crash recovery included).
@@ -59,6 +60,8 @@ pub struct PostgresEngine {
     control: MainControl,
     /// The other members' names, as last given to `set_replicas` (primary only).
     members: Mutex<Option<Vec<String>>>,
+    /// Their node ids, to name the standbys a probe sees.
+    member_ids: Mutex<Vec<String>>,
     /// Transactions-per-second from successive probes.
     rate: probe::Rate,
     /// Serialises the operations that change the server's role or settings (the role
@@ -70,6 +73,51 @@ pub struct PostgresEngine {
 }
 
 impl PostgresEngine {
+    /// What the probe read, in the engine-neutral form of the node documents.
+    fn server_status(&self, f: &probe::Figures, standbys: Vec<probe::Standby>) -> ServerStatus {
+        let receiver = f.in_recovery.then(|| Receiver {
+            source: f.sender.clone(),
+            state: match f.receiver_status.as_str() {
+                "streaming" => ReplicaState::Streaming,
+                // PostgreSQL keeps retrying: a failed connection shows as no receiver at
+                // all, its error only in the server log.
+                "" if !f.has_source => ReplicaState::Stopped,
+                _ => ReplicaState::Connecting,
+            },
+            last_error: None,
+            lag_seconds: Some(f.replay_lag_seconds),
+            lag_bytes: Some(f.replay_lag_bytes),
+            lag_transactions: None,
+        });
+        let ids = self
+            .member_ids
+            .lock()
+            .expect("the member ids lock is never poisoned")
+            .clone();
+        let replicas = standbys
+            .into_iter()
+            .map(|s| StreamingReplica {
+                name: ids
+                    .iter()
+                    .find(|id| settings::slot_name(id) == s.application_name)
+                    .cloned()
+                    .unwrap_or(s.application_name),
+                synchronous: Some(s.synchronous),
+                lag_seconds: s.lag_seconds,
+                lag_bytes: s.lag_bytes,
+            })
+            .collect();
+        ServerStatus {
+            version: Some(f.version.clone()),
+            uptime_seconds: Some(f.uptime_seconds as u64),
+            connections: Some(f.connections),
+            max_connections: Some(f.max_connections),
+            storage: crate::storage_of(&self.settings.data_dir),
+            receiver,
+            replicas,
+        }
+    }
+
     /// An engine for `settings`; `control` is the agent's handle on the main process.
     pub fn new(settings: PostgresSettings, control: MainControl) -> Self {
         let command = settings.server_command();
@@ -78,6 +126,7 @@ impl PostgresEngine {
             command,
             control,
             members: Mutex::new(None),
+            member_ids: Mutex::new(Vec::new()),
             rate: probe::Rate::default(),
             ops: tokio::sync::Mutex::new(()),
             reader: tokio::sync::Mutex::new(None),
@@ -241,9 +290,15 @@ impl Engine for PostgresEngine {
         };
         let read = async {
             let st = sql::status(&client).await?;
-            probe::figures(&client).await.map(|f| (st, f))
+            let f = probe::figures(&client).await?;
+            let standbys = if f.in_recovery {
+                Vec::new()
+            } else {
+                probe::standbys(&client).await?
+            };
+            Ok::<_, SqlError>((st, f, standbys))
         };
-        let (st, f) = match read.await {
+        let (st, f, standbys) = match read.await {
             Ok(v) => v,
             Err(e) => {
                 self.forget_reader().await;
@@ -262,10 +317,12 @@ impl Engine for PostgresEngine {
                 synchronous_required: self.settings.durability == Durability::Sync,
             }
         };
+        let server = self.server_status(&f, standbys);
         Ok(Probe {
             healthy: true,
             reason: None,
             replication,
+            server,
         })
     }
 
@@ -307,6 +364,11 @@ impl Engine for PostgresEngine {
     }
 
     async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
+        *self
+            .member_ids
+            .lock()
+            .expect("the member ids lock is never poisoned") =
+            members.iter().map(|m| m.id.clone()).collect();
         self.keep_replicas(members).await
     }
 

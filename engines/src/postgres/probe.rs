@@ -32,6 +32,17 @@ pub struct Figures {
     pub version_num: u64,
     /// Standby: the walreceiver streams from the primary.
     pub receiving: bool,
+    /// `version()`.
+    pub version: String,
+    /// `max_connections`.
+    pub max_connections: u64,
+    /// Standby: the walreceiver's status (`streaming`, `starting`, `waiting`, ...), empty
+    /// when none runs.
+    pub receiver_status: String,
+    /// Standby: the `host:port` the walreceiver is connected to.
+    pub sender: Option<String>,
+    /// Standby: `primary_conninfo` is set (a standby without one follows nobody).
+    pub has_source: bool,
 }
 
 /// Read the figures in one round trip.
@@ -50,7 +61,12 @@ pub async fn figures(client: &Client) -> Result<Figures, SqlError> {
            (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))::text, \
            extract(epoch FROM now() - pg_postmaster_start_time())::float8::text, \
            current_setting('server_version_num'), \
-           (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::text",
+           (SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')::text, \
+           version(), \
+           current_setting('max_connections'), \
+           (SELECT status FROM pg_stat_wal_receiver LIMIT 1), \
+           (SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver LIMIT 1), \
+           (current_setting('primary_conninfo') <> '')::text",
     )
     .await?;
     let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
@@ -71,7 +87,56 @@ pub async fn figures(client: &Client) -> Result<Figures, SqlError> {
         uptime_seconds: float(7),
         version_num: int(8),
         receiving: int(9) > 0,
+        version: text(10),
+        max_connections: int(11),
+        receiver_status: text(12),
+        sender: r.get(13).cloned().flatten(),
+        has_source: text(14) == "true",
     })
+}
+
+/// One standby as `pg_stat_replication` shows it on the primary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standby {
+    /// Its `application_name` (`autopilot_<node id>` for the cluster's members).
+    pub application_name: String,
+    /// `sync_state` is `sync` or `quorum`.
+    pub synchronous: bool,
+    /// `replay_lag` in seconds; `None` while PostgreSQL has no figure (an idle standby).
+    pub lag_seconds: Option<f64>,
+    /// WAL written on the primary but not yet replayed on the standby, bytes.
+    pub lag_bytes: Option<u64>,
+}
+
+/// The standbys streaming (or catching up) from this primary.
+pub async fn standbys(client: &Client) -> Result<Vec<Standby>, SqlError> {
+    let rows = super::sql::rows(
+        client,
+        "SELECT application_name, sync_state, \
+           extract(epoch FROM replay_lag)::float8::text, \
+           pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint::text \
+         FROM pg_stat_replication WHERE state IN ('streaming', 'catchup') \
+         ORDER BY application_name",
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let text = |i: usize| r.get(i).cloned().flatten();
+            let lag_bytes = text(3)
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(|v| v.max(0).unsigned_abs());
+            Standby {
+                application_name: text(0).unwrap_or_default(),
+                synchronous: matches!(text(1).as_deref(), Some("sync" | "quorum")),
+                // PostgreSQL forgets the lag of a standby that is caught up and idle.
+                lag_seconds: text(2)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .or_else(|| (lag_bytes == Some(0)).then_some(0.0)),
+                lag_bytes,
+            }
+        })
+        .collect())
 }
 
 /// Turns successive transaction counts into a rate.

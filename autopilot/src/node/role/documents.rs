@@ -7,6 +7,7 @@ use cluster::wire::{
     InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
     PrimaryDoc, PrimaryReplication, Storage, Timestamp,
 };
+use engines::ServerStatus;
 
 /// Who this node is, as written into every document.
 #[derive(Clone, Debug)]
@@ -31,8 +32,15 @@ pub struct Identity {
     pub agent_url: Option<String>,
 }
 
-/// `nodes/<id>`.
-pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeDoc {
+/// `nodes/<id>`: the machine's view of the node (role, position, flags) with what the
+/// last engine probe read of the server.
+pub fn node(
+    me: &Identity,
+    role: Role,
+    pos: Position,
+    flags: &NodeFlags,
+    server: &ServerStatus,
+) -> NodeDoc {
     let NodeFlags {
         eligible,
         healthy,
@@ -40,7 +48,8 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         caught_up_term,
         database_killed,
         replication,
-    } = flags;
+        ref source,
+    } = *flags;
     let (receiving, replicas_streaming, replicas_synchronous) = match replication {
         engines::Replication::Replica { receiving } => (Some(receiving), None, None),
         engines::Replication::Source {
@@ -57,6 +66,7 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         Role::Unknown if needs_rebuild => (wire::Role::Unknown, NodeStatus::Rebuilding),
         Role::Unknown => (wire::Role::Unknown, NodeStatus::Starting),
     };
+    let receiver = server.receiver.as_ref().filter(|_| role != Role::Primary);
     NodeDoc {
         schema: 1,
         id: me.id.clone(),
@@ -73,11 +83,17 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         },
         replication: NodeReplication {
             position: pos,
+            lag_seconds: receiver.and_then(|r| r.lag_seconds),
+            lag_bytes: receiver.and_then(|r| r.lag_bytes),
+            lag_transactions: receiver.and_then(|r| r.lag_transactions),
+            source: source.clone(),
+            source_address: receiver.and_then(|r| r.source.clone()),
+            state: receiver.map(|r| r.state),
+            last_error: receiver.and_then(|r| r.last_error.clone()),
             caught_up_term,
             receiving,
             replicas_streaming,
             replicas_synchronous,
-            ..NodeReplication::default()
         },
         priority: me.priority,
         tags: NodeTags {
@@ -89,16 +105,33 @@ pub fn node(me: &Identity, role: Role, pos: Position, flags: NodeFlags) -> NodeD
         database_exit: None,
         eligible,
         agent_url: me.agent_url.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        connections: Connections::default(),
-        storage: Storage::default(),
+        version: version(me, server),
+        agent_version: Some(env!("CARGO_PKG_VERSION").into()),
+        uptime_seconds: server.uptime_seconds,
+        connections: connections(server),
+        storage: server.storage.unwrap_or_default(),
         last_updated: Timestamp::now(),
         ttlseconds: me.ttl_seconds,
     }
 }
 
+/// The server's version string; the engine kind when the engine cannot tell.
+fn version(me: &Identity, server: &ServerStatus) -> String {
+    server
+        .version
+        .clone()
+        .unwrap_or_else(|| me.engine.to_owned())
+}
+
+fn connections(server: &ServerStatus) -> Connections {
+    Connections {
+        current: server.connections.unwrap_or(0),
+        max: server.max_connections.unwrap_or(0),
+    }
+}
+
 /// What the node says about itself besides role and position.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeFlags {
     /// It would take part in a failover now.
     pub eligible: bool,
@@ -112,11 +145,27 @@ pub struct NodeFlags {
     pub database_killed: bool,
     /// What its last engine probe saw of replication.
     pub replication: engines::Replication,
+    /// The primary it follows, while a replica.
+    pub source: Option<String>,
 }
 
-/// `primary`: `starting` when claimed, `online` once promoted. The session fills in the
-/// lease it is bound to.
-pub fn primary(me: &Identity, pos: Position, status: NodeStatus) -> PrimaryDoc {
+/// `primary`: `starting` when claimed, `online` once promoted, with what the last engine
+/// probe read of the server and its replicas. The session fills in the lease it is bound to.
+pub fn primary(
+    me: &Identity,
+    pos: Position,
+    status: NodeStatus,
+    replication: engines::Replication,
+    server: &ServerStatus,
+) -> PrimaryDoc {
+    let (synchronous, replicas_synchronous) = match replication {
+        engines::Replication::Source {
+            synchronous,
+            synchronous_required,
+            ..
+        } => (synchronous_required, Some(synchronous)),
+        _ => (false, None),
+    };
     PrimaryDoc {
         schema: 1,
         id: me.id.clone(),
@@ -125,17 +174,81 @@ pub fn primary(me: &Identity, pos: Position, status: NodeStatus) -> PrimaryDoc {
         ip_address: me.host.clone(),
         port: me.port,
         status,
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: version(me, server),
+        uptime_seconds: server.uptime_seconds,
         replication: PrimaryReplication {
             position: pos,
-            ..PrimaryReplication::default()
+            replicas: u32::try_from(server.replicas.len()).unwrap_or(u32::MAX),
+            max_lag_seconds: server
+                .replicas
+                .iter()
+                .filter_map(|r| r.lag_seconds)
+                .reduce(f64::max),
+            synchronous,
+            replicas_synchronous,
+            streaming: server.replicas.clone(),
         },
-        connections: Connections::default(),
-        storage: Storage::default(),
+        connections: connections(server),
+        storage: server.storage.unwrap_or_default(),
         last_updated: Timestamp::now(),
         ttlseconds: me.ttl_seconds,
         lease: String::new(),
     }
+}
+
+/// How often a document is rewritten when nothing a reader acts on changed (uptime,
+/// connections, storage, a lag within its bucket, a position outside an election).
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Lag buckets, seconds: a rewrite happens when a lag moves from one to another.
+const LAG_BUCKETS: [f64; 5] = [1.0, 10.0, 60.0, 300.0, 3600.0];
+
+fn lag_bucket(lag: Option<f64>) -> Option<usize> {
+    lag.map(|l| LAG_BUCKETS.iter().take_while(|b| l >= **b).count())
+}
+
+/// Whether `new` differs from `old` in something a reader acts on: everything but the
+/// time stamp, uptime, connections, storage, lags within their bucket and the position
+/// (which the role machine republishes when it matters).
+pub fn node_changed(old: &NodeDoc, new: &NodeDoc) -> bool {
+    let strip = |d: &NodeDoc| {
+        let mut d = d.clone();
+        d.last_updated = Timestamp::from_unix_millis(0);
+        d.uptime_seconds = None;
+        d.connections = Connections::default();
+        d.storage = Storage::default();
+        d.replication.position = Position::default();
+        d.replication.lag_bytes = None;
+        d.replication.lag_transactions = None;
+        d.replication.lag_seconds = None;
+        d
+    };
+    strip(old) != strip(new)
+        || lag_bucket(old.replication.lag_seconds) != lag_bucket(new.replication.lag_seconds)
+}
+
+/// Whether the primary document changed in something a reader acts on (see
+/// [`node_changed`]): status, version, which replicas stream and which are synchronous, the
+/// largest lag's bucket.
+pub fn primary_changed(old: &PrimaryDoc, new: &PrimaryDoc) -> bool {
+    let strip = |d: &PrimaryDoc| {
+        let mut d = d.clone();
+        d.last_updated = Timestamp::from_unix_millis(0);
+        d.uptime_seconds = None;
+        d.connections = Connections::default();
+        d.storage = Storage::default();
+        d.lease = String::new();
+        d.replication.position = Position::default();
+        d.replication.max_lag_seconds = None;
+        for r in &mut d.replication.streaming {
+            r.lag_seconds = None;
+            r.lag_bytes = None;
+        }
+        d
+    };
+    strip(old) != strip(new)
+        || lag_bucket(old.replication.max_lag_seconds)
+            != lag_bucket(new.replication.max_lag_seconds)
 }
 
 /// `history` with one more entry for this claim.
@@ -211,5 +324,48 @@ pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> Event
         from,
         to,
         position,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster::wire::sample::sample_node;
+
+    #[test]
+    fn only_what_readers_act_on_forces_a_rewrite() {
+        let old = sample_node("db-2");
+        let mut new = old.clone();
+        new.last_updated = Timestamp::from_unix_millis(old.last_updated.unix_millis() + 5_000);
+        new.uptime_seconds = Some(9_999);
+        new.connections.current += 40;
+        new.storage.used_bytes += 1 << 20;
+        new.replication.position.offset += 100;
+        new.replication.lag_transactions = Some(7);
+        new.replication.lag_seconds = Some(0.9); // same bucket as 0.5
+        assert!(!node_changed(&old, &new));
+        for change in [
+            |d: &mut NodeDoc| d.replication.lag_seconds = Some(12.0),
+            |d: &mut NodeDoc| d.replication.state = Some(wire::ReplicaState::Connecting),
+            |d: &mut NodeDoc| d.replication.source = Some("db-3".into()),
+            |d: &mut NodeDoc| d.replication.last_error = Some("error 2003".into()),
+            |d: &mut NodeDoc| d.health = Health::Unhealthy,
+            |d: &mut NodeDoc| d.eligible = false,
+            |d: &mut NodeDoc| d.version = "11.4.2-MariaDB".into(),
+        ] {
+            let mut changed = new.clone();
+            change(&mut changed);
+            assert!(node_changed(&old, &changed), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn lag_buckets_are_ordered() {
+        assert_eq!(lag_bucket(None), None);
+        assert_eq!(lag_bucket(Some(0.0)), Some(0));
+        assert_eq!(lag_bucket(Some(0.99)), Some(0));
+        assert_eq!(lag_bucket(Some(1.0)), Some(1));
+        assert_eq!(lag_bucket(Some(59.0)), Some(2));
+        assert_eq!(lag_bucket(Some(1e9)), Some(5));
     }
 }

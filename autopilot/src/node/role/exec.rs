@@ -1,7 +1,7 @@
 //! Carrying out the machine's actions. Each one is a single store or engine operation, a
 //! handler run or a timer; answers come back to the actor as `RoleMsg::Feed` events.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engines::{Engine, EngineError, Member, Peer, RemoteFence};
 use handlers::HandlerMsg;
@@ -82,6 +82,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             caught_up_term,
             database_killed,
             database_exit,
+            source,
         } => {
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
             gauge!("autopilot_eligible").set(if eligible { 1.0 } else { 0.0 });
@@ -92,10 +93,11 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 caught_up_term,
                 database_killed,
                 replication: engines::Replication::Unknown, // read at publish time
+                source,
             };
             st.published = Some((role, position, flags));
             st.database_exit = database_exit;
-            publish_node(st);
+            publish_node(st, true);
             mark_primary_online(st, role, position);
         }
         Action::AcquireLock => {
@@ -441,7 +443,16 @@ fn claim(
     let me = myself.clone();
     let me_id = &st.args.identity;
     let claim = PrimaryClaim {
-        primary: documents::primary(me_id, position, wire::NodeStatus::Starting),
+        primary: {
+            let health = st.args.health.borrow();
+            documents::primary(
+                me_id,
+                position,
+                wire::NodeStatus::Starting,
+                health.replication,
+                &health.server,
+            )
+        },
         history: documents::history(st.history.clone(), me_id, reason, previous, position, at),
         history_revision: history_rev,
         initialized: write_initialized.then(|| documents::initialized(me_id)),
@@ -478,7 +489,8 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
         return;
     }
     st.primary_online = true;
-    let doc = documents::primary(&st.args.identity, position, wire::NodeStatus::Online);
+    let doc = primary_doc(st, position);
+    st.written_primary = Some((doc.clone(), Instant::now()));
     let session = st.session.clone();
     let give_up = tokio::time::Instant::now() + Duration::from_millis(st.args.params.ttl);
     tokio::spawn(async move {
@@ -502,18 +514,67 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
     });
 }
 
+/// The `online` primary document with the server's current figures.
+fn primary_doc(st: &RoleActorState, position: Position) -> wire::PrimaryDoc {
+    let health = st.args.health.borrow();
+    documents::primary(
+        &st.args.identity,
+        position,
+        wire::NodeStatus::Online,
+        health.replication,
+        &health.server,
+    )
+}
+
 /// Write the node document from what the machine last asked to publish and the node's
-/// current health and replication (also when only those changed since).
-pub fn publish_node(st: &mut RoleActorState) {
-    let Some((role, position, mut flags)) = st.published else {
+/// current health and server figures: always when the machine asked (`asked`), else only
+/// when something a reader acts on changed or [`documents::REFRESH`] passed (write
+/// economy). An online primary's `primary` document follows the same rule.
+pub fn publish_node(st: &mut RoleActorState, asked: bool) {
+    let Some((role, position, flags)) = &mut st.published else {
         return;
     };
+    let (role, position) = (*role, *position);
     let health = st.args.health.borrow();
     flags.healthy = health.healthy;
     flags.replication = health.replication;
+    let mut doc = documents::node(&st.args.identity, role, position, flags, &health.server);
     drop(health);
-    st.published = Some((role, position, flags));
-    let mut doc = documents::node(&st.args.identity, role, position, flags);
     doc.database_exit.clone_from(&st.database_exit);
-    st.session.update_node(doc);
+    let due = |written: &Option<(wire::NodeDoc, Instant)>| match written {
+        None => true,
+        Some((old, at)) => documents::node_changed(old, &doc) || at.elapsed() >= documents::REFRESH,
+    };
+    if asked || due(&st.written_node) {
+        st.written_node = Some((doc.clone(), Instant::now()));
+        st.session.update_node(doc);
+    }
+    if role == Role::Primary && st.primary_online {
+        refresh_primary(st, position);
+    }
+}
+
+/// Rewrite the online primary's `primary` document when it changed in something a reader
+/// acts on, or at the slow refresh; only while the key is still bound to our lease.
+fn refresh_primary(st: &mut RoleActorState, position: Position) {
+    let doc = primary_doc(st, position);
+    let due = match &st.written_primary {
+        None => true,
+        Some((old, at)) => {
+            documents::primary_changed(old, &doc) || at.elapsed() >= documents::REFRESH
+        }
+    };
+    if !due {
+        return;
+    }
+    st.written_primary = Some((doc.clone(), Instant::now()));
+    let session = st.session.clone();
+    tokio::spawn(async move {
+        match session.update_primary(doc).await {
+            Ok(_) => {}
+            Err(e) => {
+                warn!(cause = %handlers::error_chain(&e), "failed to refresh the primary key");
+            }
+        }
+    });
 }

@@ -135,6 +135,10 @@ pub struct RoleActorState {
     /// What the machine last asked to publish in the node key (health and replication are
     /// read when it is written).
     published: Option<(Role, role::Position, documents::NodeFlags)>,
+    /// The node document last handed to the session, and when (write economy).
+    written_node: Option<(cluster::wire::NodeDoc, Instant)>,
+    /// The `primary` document last written as online, and when.
+    written_primary: Option<(cluster::wire::PrimaryDoc, Instant)>,
     /// Why the database last exited on its own, as the machine last published it.
     database_exit: Option<String>,
     /// The time (Unix ms) of the last event written: the next one gets a later id.
@@ -187,7 +191,8 @@ impl Actor for RoleActor {
                     &args.identity,
                     Role::Unknown,
                     role::Position::default(),
-                    documents::NodeFlags::default(),
+                    &documents::NodeFlags::default(),
+                    &engines::ServerStatus::default(),
                 ),
                 sink: EventSink::to_actor(myself.clone()),
             },
@@ -215,6 +220,8 @@ impl Actor for RoleActor {
             primary_online: false,
             events,
             published: None,
+            written_node: None,
+            written_primary: None,
             database_exit: None,
             last_event_ms: 0,
         })
@@ -257,15 +264,10 @@ impl Actor for RoleActor {
             RoleMsg::Probe => exec::probe(&myself, st),
             RoleMsg::Probed(probed) => {
                 st.probing = false;
-                // Replication changed (a replica stopped receiving, a primary gained one):
-                // the node key says so without waiting for a role change.
-                let replication = st.args.health.borrow().replication;
-                if st
-                    .published
-                    .is_some_and(|(_, _, f)| f.replication != replication)
-                {
-                    exec::publish_node(st);
-                }
+                // Replication changed (a replica stopped receiving, a primary gained one), a
+                // lag crossed a bucket, or the slow refresh is due: the documents say so
+                // without waiting for a role change.
+                exec::publish_node(st, false);
                 let answering = probed != Err(ProbeFailure::NoAnswer);
                 let receiving = match st.args.health.borrow().replication {
                     engines::Replication::Replica { receiving } => Some(receiving),

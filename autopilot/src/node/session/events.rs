@@ -25,13 +25,13 @@ pub enum ClusterEvent {
     /// [`SessionHandle::read_cluster`](super::SessionHandle::read_cluster).
     Read(Box<ClusterSnapshot>),
     /// The `primary` key was written or deleted (`Absent`: lease expired or revoked).
-    PrimaryChanged(Observed<PrimaryDoc>),
+    PrimaryChanged(Box<Observed<PrimaryDoc>>),
     /// A `nodes/<id>` key was written.
     NodeChanged {
         /// Node id.
         id: String,
         /// The new document.
-        doc: Observed<NodeDoc>,
+        doc: Box<Observed<NodeDoc>>,
     },
     /// A `nodes/<id>` key was deleted (its agent's lease expired or was revoked).
     NodeRemoved {
@@ -85,11 +85,11 @@ impl ClusterEvent {
             v.map_or(Observed::Absent, Observed::decode)
         }
         Some(match key {
-            ClusterKey::Primary => Self::PrimaryChanged(obs(value)),
+            ClusterKey::Primary => Self::PrimaryChanged(Box::new(obs(value))),
             ClusterKey::Node(id) => match value {
                 Some(v) => Self::NodeChanged {
                     id,
-                    doc: Observed::decode(v),
+                    doc: Box::new(Observed::decode(v)),
                 },
                 None => Self::NodeRemoved { id },
             },

@@ -134,7 +134,7 @@ async fn store_session_publishes_node_resyncs_and_reports_changes() {
     updated.priority = 7;
     session.update_node(updated);
     expect_event(&mut rx, Duration::from_secs(2), "own node update", |e| {
-        matches!(e, ClusterEvent::NodeChanged { id, doc: Observed::Present(d) } if id == "db-1" && d.priority == 7)
+        matches!(e, ClusterEvent::NodeChanged { id, doc } if id == "db-1" && matches!(&**doc, Observed::Present(d) if d.priority == 7))
     })
     .await;
 
@@ -236,9 +236,12 @@ async fn store_session_claim_has_one_winner_and_resign_hands_over_at_once() {
     } else {
         (b.clone(), rx_a)
     };
-    expect_event(&mut loser_rx, Duration::from_secs(2), "primary seen", |e| {
-        matches!(e, ClusterEvent::PrimaryChanged(Observed::Present(_)))
-    })
+    expect_event(
+        &mut loser_rx,
+        Duration::from_secs(2),
+        "primary seen",
+        |e| matches!(e, ClusterEvent::PrimaryChanged(p) if matches!(**p, Observed::Present(_))),
+    )
     .await;
     let started = Instant::now();
     // The key is bound to the lease the winner's session holds, and says which.
@@ -261,7 +264,7 @@ async fn store_session_claim_has_one_winner_and_resign_hands_over_at_once() {
         &mut loser_rx,
         Duration::from_secs(1),
         "primary gone after resign",
-        |e| matches!(e, ClusterEvent::PrimaryChanged(Observed::Absent)),
+        |e| matches!(e, ClusterEvent::PrimaryChanged(p) if matches!(**p, Observed::Absent)),
     )
     .await;
     assert!(
