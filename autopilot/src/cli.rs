@@ -114,6 +114,7 @@ pub async fn run_agent(config: Config) -> i32 {
             return exit_code::SOFTWARE;
         }
     };
+    logging::export_metrics(&config.log);
     let (control, main_requests) = engines::MainControl::channel();
     let engine = Arc::new(crate::node::build_engine(&config, control));
     let (exit_tx, exit_rx) = oneshot::channel();

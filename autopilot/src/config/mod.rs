@@ -5,7 +5,7 @@
 //! - `raw.rs`: the file as written (serde, unknown fields denied);
 //! - `validate.rs`: raw → [`Config`], collecting every problem; `checks.rs` and `secrets.rs`
 //!   hold its value checks and secret reading, `validate_handlers.rs` the engine, hooks,
-//!   handlers and jobs, `validate_tls.rs` the etcd and listener TLS files;
+//!   handlers and jobs, `validate_tls.rs` the etcd and listener TLS files, `validate_log.rs` the log outputs;
 //! - `locate.rs`: maps a field path to its line and column;
 //! - `load.rs`: [`load`] and [`parse`];
 //! - `render.rs`: [`Config::to_effective_yaml`];
@@ -23,6 +23,7 @@ mod render;
 mod secrets;
 mod validate;
 mod validate_handlers;
+mod validate_log;
 mod validate_mariadb;
 mod validate_tls;
 mod values;
@@ -35,6 +36,8 @@ mod tests_etcd_tls;
 mod tests_files;
 #[cfg(test)]
 mod tests_listener_tls;
+#[cfg(test)]
+mod tests_log;
 #[cfg(test)]
 mod tests_mariadb;
 #[cfg(test)]

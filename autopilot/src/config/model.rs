@@ -338,8 +338,72 @@ impl TelemetryConfig {
 pub struct LogConfig {
     /// A tracing `EnvFilter` directive, e.g. `info` or `autopilot=debug,info`. `RUST_LOG` wins when set.
     pub level: String,
+    /// The format on stderr (syslog and the journal have their own).
     pub format: LogFormat,
+    /// Whether records go to stderr (the default output).
+    pub stderr: bool,
+    /// Where RFC 5424 syslog records go, when syslog is an output.
+    pub syslog: Option<SyslogConfig>,
+    /// Whether records go to the systemd journal (native protocol).
+    pub journal: bool,
 }
+
+/// A syslog receiver: RFC 5424 messages with this facility and APP-NAME.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyslogConfig {
+    /// Where and how to send.
+    pub transport: SyslogTransport,
+    /// The facility's number (daemon = 3, local0 = 16, …).
+    pub facility: u8,
+    /// The APP-NAME field: 1 to 48 printable ASCII characters.
+    pub app_name: String,
+}
+
+/// How syslog messages travel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyslogTransport {
+    /// One datagram per message to a local Unix socket, e.g. `/dev/log`.
+    Unix(PathBuf),
+    /// One datagram per message to `host:port` (RFC 5426).
+    Udp(String),
+    /// A stream to `host:port`, octet-counting framing (RFC 6587).
+    Tcp(String),
+}
+
+impl SyslogTransport {
+    /// The address as configured: `unix:/dev/log`, `udp://host:port`, `tcp://host:port`.
+    pub fn address(&self) -> String {
+        match self {
+            Self::Unix(p) => format!("unix:{}", p.display()),
+            Self::Udp(a) => format!("udp://{a}"),
+            Self::Tcp(a) => format!("tcp://{a}"),
+        }
+    }
+}
+
+/// Syslog facilities by name (RFC 5424 table 1).
+pub const SYSLOG_FACILITIES: &[(&str, u8)] = &[
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {

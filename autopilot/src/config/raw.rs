@@ -293,8 +293,33 @@ pub(crate) struct RawListenerTls {
 pub(crate) struct RawLog {
     /// EnvFilter directive; default `info`.
     pub level: Option<String>,
-    /// text | json; default text.
+    /// text | json (stderr's format); default text.
     pub format: Option<RawLogFormat>,
+    /// Where log records go: any of stderr, syslog, journal; default [stderr].
+    pub output: Option<Vec<RawLogOutput>>,
+    /// The syslog receiver, when `output` includes syslog.
+    pub syslog: Option<RawSyslog>,
+}
+
+/// One of `log.output`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawLogOutput {
+    Stderr,
+    Syslog,
+    Journal,
+}
+
+/// `log.syslog:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawSyslog {
+    /// `unix:/dev/log` (default), `udp://host:port` or `tcp://host:port`.
+    pub address: Option<String>,
+    /// Facility name (`daemon` by default, `local0`…`local7`, …).
+    pub facility: Option<String>,
+    /// RFC 5424 APP-NAME; default `autopilot`.
+    pub app_name: Option<String>,
 }
 
 /// `log.format`

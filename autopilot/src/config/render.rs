@@ -207,6 +207,28 @@ impl Config {
                 LogFormat::Json => "json",
             },
         );
+        let mut outputs = Vec::new();
+        if self.log.stderr {
+            outputs.push("stderr");
+        }
+        if self.log.syslog.is_some() {
+            outputs.push("syslog");
+        }
+        if self.log.journal {
+            outputs.push("journal");
+        }
+        let outputs: Vec<String> = outputs.into_iter().map(str::to_owned).collect();
+        o.list(1, "output", &outputs);
+        if let Some(s) = &self.log.syslog {
+            o.line(1, "syslog:");
+            o.kv(2, "address", &s.transport.address());
+            let facility = SYSLOG_FACILITIES
+                .iter()
+                .find(|(_, f)| *f == s.facility)
+                .map_or("daemon", |(n, _)| *n);
+            o.kv(2, "facility", facility);
+            o.kv(2, "app_name", &s.app_name);
+        }
         o.0
     }
 }

@@ -591,23 +591,6 @@ impl<'a> Validator<'a> {
             tls,
         }
     }
-
-    fn log(&mut self, raw: RawLog) -> LogConfig {
-        let RawLog { level, format } = raw;
-        let level = level.unwrap_or_else(|| "info".to_owned());
-        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
-            self.problem(
-                &root("log").key("level"),
-                Target::Value,
-                format!("{level:?} is not a log filter ({e}); expected a level like info or directives like autopilot=debug,info"),
-            );
-        }
-        let format = match format {
-            None | Some(RawLogFormat::Text) => LogFormat::Text,
-            Some(RawLogFormat::Json) => LogFormat::Json,
-        };
-        LogConfig { level, format }
-    }
 }
 
 /// Stands in for a missing `process` section so validation can go on collecting problems.

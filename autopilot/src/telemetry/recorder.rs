@@ -88,6 +88,10 @@ fn describe() {
         Unit::Bytes,
         "Free space on the filesystem holding the agent's working directory."
     );
+    describe_counter!(
+        "autopilot_log_records_dropped_total",
+        "Log records the syslog or journal output dropped (queue full or receiver down), by output."
+    );
     describe_gauge!(
         "autopilot_agent_resident_memory_bytes",
         Unit::Bytes,
