@@ -92,6 +92,10 @@ fn planned_switchover_loses_no_row() {
         c.name(target),
         t0.elapsed()
     );
+    let e = c.wait_event("switchover", target, Duration::from_secs(5));
+    assert_eq!(e["from"], c.name(p), "{e:#}");
+    assert_eq!(e["to"], c.name(target), "{e:#}");
+    c.wait_event("handover", p, Duration::from_secs(5));
     c.wait_replicating(p, target, ATTACH);
     let_writer_run(&c, target, 20);
     let (w, k) = (writer.stop(), checker.stop());

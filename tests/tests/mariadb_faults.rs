@@ -39,7 +39,11 @@ fn kill_9_of_the_primary_mariadbd_fails_over_without_loss_and_the_node_heals_its
         c.name(p),
         c.logs()
     );
+    let e = c.wait_event("failover", run.new, Duration::from_secs(5));
+    assert_eq!(e["from"], c.name(p), "{e:#}");
+    assert_eq!(e["to"], c.name(run.new), "{e:#}");
     c.wait_replicating(p, run.new, ATTACH);
+    c.wait_event("joined", p, Duration::from_secs(10));
     same_rows_everywhere(&c, run.new);
 }
 

@@ -136,6 +136,10 @@ fn switchover_to_a_named_node_loses_no_row() {
         c.name(target),
         t0.elapsed()
     );
+    let e = c.wait_event("switchover", target, Duration::from_secs(5));
+    assert_eq!(e["from"], c.name(p), "{e:#}");
+    assert_eq!(e["to"], c.name(target), "{e:#}");
+    c.wait_event("handover", p, Duration::from_secs(5));
     // The old primary demotes itself to a standby of the target; the third node follows.
     c.wait_streaming(p, target, Duration::from_secs(40));
     c.wait_streaming(other, target, Duration::from_secs(40));

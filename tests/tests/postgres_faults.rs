@@ -84,7 +84,12 @@ fn killed_postmaster_fails_over_and_the_node_heals_itself() {
         "no database_exited event naming the signal: {:?}",
         c.values_under("events/")
     );
+    // The new primary's event names the failover, from whom to whom.
+    let e = c.wait_event("failover", np, Duration::from_secs(5));
+    assert_eq!(e["from"], c.name(old), "{e:#}");
+    assert_eq!(e["to"], c.name(np), "{e:#}");
     c.wait_streaming(old, np, Duration::from_secs(30));
+    c.wait_event("joined", old, Duration::from_secs(10));
     same_rows_everywhere(&c, np);
 }
 

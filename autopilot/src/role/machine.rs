@@ -8,6 +8,12 @@ use super::types::{
 };
 use super::{bootstrap, failover, primary};
 
+/// Outside an election, a position that merely moved is republished at most this often: it
+/// is the reference for `max_lag_on_failover` (so that check may be this much behind), and
+/// candidates publish their final positions themselves when it matters. The agent rewrites
+/// the rest of the node document on the same cadence (`documents::REFRESH`).
+pub const POSITION_REFRESH: Millis = 30_000;
+
 /// One step of the machine: the next state and what to do. Pure: no I/O, no clock, no
 /// randomness; `params` never change while an agent runs.
 pub fn decide(params: &RoleParams, state: RoleState, event: Event) -> (RoleState, Vec<Action>) {
@@ -260,7 +266,7 @@ impl Cx<'_> {
         self.s.position = self.s.position.max(position);
         // Write economy: peers act on health and eligibility at once; a position that merely
         // moved matters during an election (published then as it changes) and as the lag
-        // reference, refreshed once a TTL.
+        // reference, refreshed every `POSITION_REFRESH`.
         let electing = matches!(
             self.s.phase,
             Phase::Electing { .. } | Phase::Claiming { .. } | Phase::Promoting { .. }
@@ -271,7 +277,7 @@ impl Cx<'_> {
                 None => true,
                 Some((at, eligible)) => {
                     eligible != self.s.eligible(self.p, self.now)
-                        || (moved && (electing || self.now >= at + self.p.ttl))
+                        || (moved && (electing || self.now >= at + POSITION_REFRESH))
                 }
             };
         if self.s.phase == Phase::Primary && !healthy && !self.s.maintenance() {

@@ -48,7 +48,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-pub use machine::decide;
+pub use machine::{POSITION_REFRESH, decide};
 pub use state::{BootStep, Phase, PromoteStep, RoleState};
 pub use types::{
     Action, ClaimReason, ClusterView, EngineResult, Event, Facts, Millis, NodeId, NodeInfo, Notice,

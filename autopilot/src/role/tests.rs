@@ -1214,10 +1214,10 @@ fn role_cooldown_counts_failovers_only() {
     );
 }
 
-/// Write economy: a position that merely moved is republished once a TTL outside an
-/// election; health, eligibility and positions during an election are published at once.
+/// Write economy: a position that merely moved is republished every `POSITION_REFRESH`
+/// outside an election; health, eligibility and positions during an election are published at once.
 #[test]
-fn role_a_moving_position_is_published_once_a_ttl_outside_elections() {
+fn role_a_moving_position_is_published_slowly_outside_elections() {
     let publishes = |a: &[Action]| {
         a.iter()
             .filter(|a| matches!(a, Action::PublishNode { .. }))
@@ -1230,7 +1230,7 @@ fn role_a_moving_position_is_published_once_a_ttl_outside_elections() {
         receiving: Some(true),
         position: pos(offset),
     };
-    let ttl = p().ttl;
+    let ttl = super::machine::POSITION_REFRESH;
     let mut s = st(Phase::Replica {
         following: Some("n1".into()),
     });
@@ -1238,12 +1238,12 @@ fn role_a_moving_position_is_published_once_a_ttl_outside_elections() {
     // The first verdict is always published.
     let (s, a) = run(s, moved(1_000, 11));
     assert_eq!(publishes(&a), 1, "{a:?}");
-    // Positions moving within a TTL: nothing written.
+    // Positions moving within it: nothing written.
     let (s, a) = run(s, moved(2_000, 12));
     assert_eq!(publishes(&a), 0, "{a:?}");
     let (s, a) = run(s, moved(1_000 + ttl - 1, 13));
     assert_eq!(publishes(&a), 0, "{a:?}");
-    // A TTL after the last publication: the position goes out.
+    // `POSITION_REFRESH` after the last publication: the position goes out.
     let (s, a) = run(s, moved(1_000 + ttl, 14));
     assert!(
         a.contains(&Action::PublishNode {

@@ -120,7 +120,8 @@ pub async fn probe(
                 _ if st.sql_errno != 0 || (st.io_errno != 0 && st.io_running != "Yes") => {
                     ReplicaState::Error
                 }
-                "Yes" if st.sql_running => ReplicaState::Streaming,
+                // Receiving; a stopped applier shows as lag.
+                "Yes" => ReplicaState::Streaming,
                 "Connecting" => ReplicaState::Connecting,
                 _ => ReplicaState::Stopped,
             },

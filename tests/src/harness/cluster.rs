@@ -268,6 +268,25 @@ impl Agents {
         crate::harness::etcd::etcdctl_as(&self.endpoints, &self.etcd_access, args)
     }
 
+    /// Starts a plain `etcdctl watch --prefix` on the cluster's prefix, as any other tool
+    /// would watch it, its output going to `out`; kill it when done.
+    pub fn watch_prefix(&self, out: &Path) -> std::process::Child {
+        let file = std::fs::File::create(out).expect("create the watcher's output file");
+        std::process::Command::new("/usr/bin/etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints))
+            .args(["watch", "--prefix", &self.prefix])
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start etcdctl watch (apt-get install -y etcd-client)")
+    }
+
+    /// The JSON document at `<prefix><key>`, `None` when absent or not JSON.
+    pub fn doc(&self, key: &str) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.key(key)?).ok()
+    }
+
     /// Every `events/*` document of the cluster, oldest first (their ids start with the time).
     pub fn events(&self) -> Vec<serde_json::Value> {
         let prefix = format!("{}events/", self.prefix);

@@ -198,13 +198,22 @@ pub fn primary(
 
 /// How often a document is rewritten when nothing a reader acts on changed (uptime,
 /// connections, storage, a lag within its bucket, a position outside an election).
-pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+pub const REFRESH: std::time::Duration =
+    std::time::Duration::from_millis(crate::role::POSITION_REFRESH);
 
 /// Lag buckets, seconds: a rewrite happens when a lag moves from one to another.
 const LAG_BUCKETS: [f64; 5] = [1.0, 10.0, 60.0, 300.0, 3600.0];
+/// Lag buckets in bytes of WAL (PostgreSQL).
+const LAG_BYTES_BUCKETS: [u64; 4] = [1 << 20, 16 << 20, 256 << 20, 4 << 30];
+/// Lag buckets in transactions (MariaDB).
+const LAG_TRANSACTIONS_BUCKETS: [u64; 4] = [10, 100, 1_000, 10_000];
 
 fn lag_bucket(lag: Option<f64>) -> Option<usize> {
     lag.map(|l| LAG_BUCKETS.iter().take_while(|b| l >= **b).count())
+}
+
+fn count_bucket(lag: Option<u64>, buckets: &[u64]) -> Option<usize> {
+    lag.map(|l| buckets.iter().take_while(|b| l >= **b).count())
 }
 
 /// Whether `new` differs from `old` in something a reader acts on: everything but the
@@ -223,8 +232,13 @@ pub fn node_changed(old: &NodeDoc, new: &NodeDoc) -> bool {
         d.replication.lag_seconds = None;
         d
     };
+    let (o, n) = (&old.replication, &new.replication);
     strip(old) != strip(new)
-        || lag_bucket(old.replication.lag_seconds) != lag_bucket(new.replication.lag_seconds)
+        || lag_bucket(o.lag_seconds) != lag_bucket(n.lag_seconds)
+        || count_bucket(o.lag_bytes, &LAG_BYTES_BUCKETS)
+            != count_bucket(n.lag_bytes, &LAG_BYTES_BUCKETS)
+        || count_bucket(o.lag_transactions, &LAG_TRANSACTIONS_BUCKETS)
+            != count_bucket(n.lag_transactions, &LAG_TRANSACTIONS_BUCKETS)
 }
 
 /// Whether the primary document changed in something a reader acts on (see
@@ -341,11 +355,13 @@ mod tests {
         new.connections.current += 40;
         new.storage.used_bytes += 1 << 20;
         new.replication.position.offset += 100;
-        new.replication.lag_transactions = Some(7);
+        new.replication.lag_transactions = Some(7); // same bucket as 3
+        new.replication.lag_bytes = None;
         new.replication.lag_seconds = Some(0.9); // same bucket as 0.5
         assert!(!node_changed(&old, &new));
         for change in [
             |d: &mut NodeDoc| d.replication.lag_seconds = Some(12.0),
+            |d: &mut NodeDoc| d.replication.lag_transactions = Some(25),
             |d: &mut NodeDoc| d.replication.state = Some(wire::ReplicaState::Connecting),
             |d: &mut NodeDoc| d.replication.source = Some("db-3".into()),
             |d: &mut NodeDoc| d.replication.last_error = Some("error 2003".into()),
