@@ -277,6 +277,20 @@ pub trait Engine: Send + Sync + 'static {
         let _ = members;
         async { Ok(()) }
     }
+
+    /// The identity of the local data (PostgreSQL's system identifier, the identity MariaDB
+    /// data got at bootstrap); `None` when the data has none (the `process` engine, data
+    /// older than identities). A node whose data has another identity than the cluster's
+    /// `initialized` document does not belong to the cluster.
+    fn identity(&self) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// At bootstrap, before the cluster is recorded as initialised: the identity of the
+    /// data this node bootstraps the cluster with, created if the engine keeps its own.
+    fn create_identity(&self) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
+        self.identity()
+    }
 }
 
 /// Dispatch over the engines this build knows; the agent holds one of these.
@@ -410,6 +424,22 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.set_replicas(members).await,
             AnyEngine::Mariadb(e) => e.set_replicas(members).await,
             AnyEngine::Postgres(e) => e.set_replicas(members).await,
+        }
+    }
+
+    async fn identity(&self) -> Result<Option<String>, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.identity().await,
+            AnyEngine::Mariadb(e) => e.identity().await,
+            AnyEngine::Postgres(e) => e.identity().await,
+        }
+    }
+
+    async fn create_identity(&self) -> Result<Option<String>, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.create_identity().await,
+            AnyEngine::Mariadb(e) => e.create_identity().await,
+            AnyEngine::Postgres(e) => e.create_identity().await,
         }
     }
 }

@@ -128,6 +128,8 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
     match (cx.s.phase.clone(), result) {
         (Phase::Bootstrap(BootStep::Initializing), EngineResult::Initialized { position }) => {
             cx.s.has_data = true;
+            // This data becomes the cluster's: the identity recorded now is its own.
+            cx.s.identity = None;
             cx.s.position = position;
             cx.emit(Action::ClaimPrimary {
                 reason: ClaimReason::Bootstrap,
@@ -141,6 +143,8 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
         }
         (Phase::Cloning { source }, EngineResult::Cloned { position }) => {
             cx.s.has_data = true;
+            // A copy of the cluster's data: whatever identity the replaced data had is gone.
+            cx.s.identity = None;
             cx.s.position = position;
             cx.emit(Action::WriteMarker);
             let following =

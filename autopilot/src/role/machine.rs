@@ -46,12 +46,16 @@ impl Cx<'_> {
         }
         match event {
             Event::Started {
-                has_data, position, ..
+                has_data,
+                position,
+                identity,
+                ..
             } => {
                 // A restart forgets everything: the store is the only memory that counts.
                 self.s = RoleState::new();
                 self.s.has_data = has_data;
                 self.s.position = position;
+                self.s.identity = identity;
                 self.emit(Action::GrantLease);
             }
             Event::LeaseGranted { .. } => {
@@ -128,6 +132,9 @@ impl Cx<'_> {
 
     /// Phase-specific reaction to a new view.
     fn cluster(&mut self, view: &ClusterView) {
+        if self.foreign(view) {
+            return;
+        }
         match self.s.phase.clone() {
             Phase::Discovering | Phase::WaitingForData => bootstrap::discover(self, view),
             Phase::Bootstrap(step) => bootstrap::recheck(self, step, view),
@@ -136,6 +143,35 @@ impl Cx<'_> {
             Phase::Primary | Phase::SelfFenced { .. } => primary::view(self, view),
             _ => {}
         }
+    }
+
+    /// A node whose data has another identity than the cluster's takes no part: it neither
+    /// follows, nor clones over its data, nor competes (the data may be another cluster's,
+    /// restored by mistake). Checked before anything else on every view, never against a
+    /// running primary's own data.
+    fn foreign(&mut self, view: &ClusterView) -> bool {
+        if matches!(self.s.phase, Phase::Foreign { .. }) {
+            return true;
+        }
+        let (Some(ours), Some(cluster)) = (&self.s.identity, &view.identity) else {
+            return false;
+        };
+        if !self.s.has_data || ours == cluster || self.s.role == Role::Primary {
+            return false;
+        }
+        let (ours, cluster) = (ours.clone(), cluster.clone());
+        self.notice(
+            Notice::ForeignData,
+            format!(
+                "the data in this node's data directory belongs to another database (identity \
+                 {ours}; this cluster's is {cluster}): not joining, and the data is left as it is. \
+                 Point the node at the right cluster, or move its data directory aside and \
+                 restart the agent to clone the cluster's data"
+            ),
+        );
+        self.s.phase = Phase::Foreign { ours, cluster };
+        self.publish();
+        true
     }
 
     /// An engine answer, to the step of the current phase.
@@ -407,6 +443,12 @@ impl Cx<'_> {
                 database_killed: self.s.database_killed,
                 database_exit: self.s.database_exit.clone(),
                 source,
+                refused: match &self.s.phase {
+                    Phase::Foreign { ours, cluster } => Some(format!(
+                        "its data belongs to another database (identity {ours}, the cluster's is {cluster})"
+                    )),
+                    _ => None,
+                },
             });
         }
     }

@@ -55,6 +55,15 @@ pub enum Phase {
     HandingOver,
     /// Local data diverged and cannot be rewound; an operator or the backup actor must rebuild.
     NeedsRebuild,
+    /// The local data belongs to another database than the cluster's (its identity differs
+    /// from `initialized`): the node takes no part and never touches the data until an
+    /// operator moves it aside and restarts the agent.
+    Foreign {
+        /// The identity of the local data.
+        ours: String,
+        /// The cluster's.
+        cluster: String,
+    },
     /// Graceful stop (I6): fence sent; then revoke the lease and exit.
     Stopping,
     /// Done; nothing more will happen.
@@ -142,6 +151,8 @@ pub struct RoleState {
     /// Why the database last exited on its own (status and last error line), published in
     /// the node key until it runs healthy again.
     pub database_exit: Option<String>,
+    /// The identity of the local data when the agent started (`None`: unknown or none).
+    pub identity: Option<String>,
     /// When the node key was last published, and whether it said eligible: a position that
     /// merely moved is republished at most once a TTL outside elections (write economy).
     pub published: Option<(Millis, bool)>,
@@ -174,6 +185,7 @@ impl RoleState {
             not_receiving_since: None,
             stalled: false,
             database_exit: None,
+            identity: None,
             published: None,
         }
     }
@@ -187,7 +199,11 @@ impl RoleState {
             && !self.stalled
             && !matches!(
                 self.phase,
-                Phase::NeedsRebuild | Phase::HandingOver | Phase::Stopping | Phase::Stopped
+                Phase::NeedsRebuild
+                    | Phase::Foreign { .. }
+                    | Phase::HandingOver
+                    | Phase::Stopping
+                    | Phase::Stopped
             )
             && self.lag_ok(p)
     }

@@ -670,6 +670,7 @@ fn role_switchover_old_primary_fences_then_releases() {
         database_killed: false,
         database_exit: None,
         source: None,
+        refused: None,
     }));
     assert_eq!(s.phase, Phase::Replica { following: None });
 }
@@ -1255,6 +1256,7 @@ fn role_a_moving_position_is_published_slowly_outside_elections() {
             database_killed: false,
             database_exit: None,
             source: None,
+            refused: None,
         }),
         "{a:?}"
     );
@@ -1269,4 +1271,93 @@ fn role_a_moving_position_is_published_slowly_outside_elections() {
     s.published = Some((1_000, true));
     let (_, a) = run(s, moved(1_100, 15));
     assert_eq!(publishes(&a), 1, "{a:?}");
+}
+
+/// A node whose data has another identity than the cluster's refuses to join and never
+/// touches its data: no follow, no clone, no election, whatever the view says; a node with
+/// the cluster's identity, without data, or with data of unknown identity joins as before.
+#[test]
+fn role_a_node_with_foreign_data_refuses_to_join_and_leaves_it_alone() {
+    let v = ClusterView {
+        identity: Some("7301".into()),
+        primary: Some(pk("n1")),
+        ..view()
+    };
+    let mut s = st(Phase::Discovering);
+    s.identity = Some("9999".into());
+    let (s, a) = run(s, cluster(5, v.clone()));
+    assert!(
+        matches!(&s.phase, Phase::Foreign { ours, cluster } if ours == "9999" && cluster == "7301"),
+        "{:?}",
+        s.phase
+    );
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::PublishEvent {
+                kind: Notice::ForeignData,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::PublishNode {
+                eligible: false,
+                refused: Some(r),
+                ..
+            } if r.contains("9999") && r.contains("7301")
+        )),
+        "{a:?}"
+    );
+    let touches = |a: &[Action]| {
+        a.iter().any(|a| {
+            matches!(
+                a,
+                Action::Follow { .. }
+                    | Action::CloneFrom { .. }
+                    | Action::ClaimPrimary { .. }
+                    | Action::Promote
+                    | Action::Initialize
+                    | Action::AcquireLock
+            )
+        })
+    };
+    assert!(!touches(&a), "{a:?}");
+    // Later views, with or without a primary, change nothing.
+    let (s, a) = run(
+        s,
+        cluster(
+            6,
+            ClusterView {
+                primary: None,
+                ..v.clone()
+            },
+        ),
+    );
+    assert!(
+        matches!(s.phase, Phase::Foreign { .. }) && !touches(&a),
+        "{a:?}"
+    );
+    let (s, a) = run(s, Event::Tick { now: 100_000 });
+    assert!(
+        matches!(s.phase, Phase::Foreign { .. }) && !touches(&a),
+        "{a:?}"
+    );
+    assert!(!s.eligible(&p(), 100_000));
+
+    // The same identity, no data, or no identity known: it joins.
+    for (ours, has_data) in [(Some("7301"), true), (Some("9999"), false), (None, true)] {
+        let mut s = st(Phase::Discovering);
+        s.identity = ours.map(str::to_owned);
+        s.has_data = has_data;
+        let (s, a) = run(s, cluster(5, v.clone()));
+        assert!(
+            !matches!(s.phase, Phase::Foreign { .. }),
+            "{ours:?} {has_data}"
+        );
+        assert!(touches(&a), "{ours:?} {has_data}: {a:?}");
+    }
 }

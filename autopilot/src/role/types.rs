@@ -165,6 +165,9 @@ pub struct ClusterView {
     pub primary_starting: bool,
     /// Whether the `initialized` key exists (I3: then nobody may initialise again).
     pub initialized: bool,
+    /// The identity of the cluster's data as `initialized` records it (`None` when it
+    /// records none: clusters bootstrapped before identities, the `process` engine).
+    pub identity: Option<String>,
     /// Whether the `maintenance` key exists (I4: then no automatic role change).
     pub maintenance: bool,
     /// Time of the last *failover* in `history` (I5 cooldown, cluster-wide).
@@ -237,6 +240,8 @@ pub enum Notice {
     ReplicationResumed,
     /// A switchover request named no eligible target.
     SwitchoverRejected,
+    /// The local data belongs to another database than the cluster's: refused to join.
+    ForeignData,
 }
 
 impl Notice {
@@ -258,6 +263,7 @@ impl Notice {
             Notice::ReplicationStalled => "replication_stalled",
             Notice::ReplicationResumed => "replication_resumed",
             Notice::SwitchoverRejected => "switchover_rejected",
+            Notice::ForeignData => "foreign_data",
         }
     }
 }
@@ -312,6 +318,8 @@ pub enum Event {
         now: Millis,
         has_data: bool,
         position: Position,
+        /// The identity of the local data (see `Engine::identity`), when it has one.
+        identity: Option<String>,
     },
     /// A lease was granted and our node key put (after `Started` or `GrantLease`).
     LeaseGranted { now: Millis },
@@ -403,6 +411,8 @@ pub enum Action {
         database_exit: Option<String>,
         /// The primary it follows, while a replica.
         source: Option<NodeId>,
+        /// Why it refuses to join the cluster (its data belongs to another database).
+        refused: Option<String>,
     },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,

@@ -19,6 +19,11 @@ impl ClusterView {
             linearizable: true,
             revision: u64::try_from(snap.revision).unwrap_or_default(),
             initialized: snap.initialized.exists(),
+            identity: snap
+                .initialized
+                .doc()
+                .map(|d| d.database.system_id.clone())
+                .filter(|id| !id.is_empty()),
             // An unreadable maintenance request still means "hands off".
             maintenance: match &snap.maintenance {
                 Observed::Absent => false,

@@ -114,6 +114,8 @@ pub enum NodeStatus {
     Fenced,
     /// Being rebuilt from a backup or clone.
     Rebuilding,
+    /// Refuses to join: its data belongs to another database (`refused` says which).
+    Refused,
     /// A value this reader does not know (written by a newer version).
     #[default]
     #[serde(other)]

@@ -72,6 +72,10 @@ pub enum EventKind {
     Joined,
     /// A switchover request named no eligible target.
     SwitchoverRejected,
+    /// The node's data belongs to another database than the cluster's (its identity
+    /// differs from `initialized.database.system_id`): it refuses to join and leaves the
+    /// data alone.
+    ForeignData,
     /// A backup finished.
     BackupDone,
     /// A backup failed.

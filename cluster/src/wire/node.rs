@@ -49,6 +49,10 @@ pub struct NodeDoc {
     /// it. Omitted when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub database_killed: bool,
+    /// Why the node refuses to join the cluster (its data belongs to another database than
+    /// the one `initialized` records); omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// Why the database last exited on its own: its exit status and the last error line it
     /// printed (e.g. `exit code 1: FATAL: requested timeline 3 is not a child of this
     /// server's history`); kept until it runs healthy again, omitted otherwise.

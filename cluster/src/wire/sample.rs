@@ -40,6 +40,7 @@ pub fn sample_node(id: &str) -> NodeDoc {
         needs_rebuild: false,
         database_killed: false,
         database_exit: None,
+        refused: None,
         eligible: true,
         agent_url: Some("http://127.0.0.1:9187".into()),
         version: "10.11.19-MariaDB".into(),

@@ -177,6 +177,20 @@ impl Engine for MariadbEngine {
         self.follow(primary).await
     }
 
+    async fn identity(&self) -> Result<Option<String>, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let r = replication::identity(&mut c).await;
+        let _ = c.disconnect().await;
+        r
+    }
+
+    async fn create_identity(&self) -> Result<Option<String>, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let r = replication::create_identity(&mut c).await;
+        let _ = c.disconnect().await;
+        r.map(Some)
+    }
+
     /// Replication needs nothing per replica (semi-sync waits for any); the members only
     /// name the replicas a probe sees.
     async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {

@@ -260,3 +260,48 @@ async fn check_started(c: &mut Conn) -> Result<(), EngineError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The table that holds the identity a cluster's data got at bootstrap (MariaDB has no
+/// system identifier of its own); it replicates and is cloned with the data.
+pub const IDENTITY_TABLE: &str = "autopilot.identity";
+
+/// The identity of the local data; `None` when it has none (data from before identities,
+/// or never bootstrapped by Autopilot).
+pub async fn identity(c: &mut Conn) -> Result<Option<String>, EngineError> {
+    let op = "read the data's identity";
+    let read = c.query_first::<String, _>(format!("SELECT id FROM {IDENTITY_TABLE} LIMIT 1"));
+    match tokio::time::timeout(conn::STATEMENT_LIMIT, read).await {
+        Ok(Ok(id)) => Ok(id),
+        // No such database or table: data without an identity.
+        Ok(Err(mysql_async::Error::Server(e))) if e.code == 1049 || e.code == 1146 => Ok(None),
+        Ok(Err(e)) => Err(conn::failed(op, &e, false)),
+        Err(_) => Err(EngineError::Failed {
+            operation: op,
+            reason: format!("no answer within {:?}", conn::STATEMENT_LIMIT),
+        }),
+    }
+}
+
+/// Give the local data an identity unless it has one, and return it. Runs on the node that
+/// bootstraps the cluster, before `initialized` is written; the row replicates to every
+/// replica and is copied by every clone.
+pub async fn create_identity(c: &mut Conn) -> Result<String, EngineError> {
+    let op = "record the data's identity";
+    if let Some(id) = identity(c).await? {
+        return Ok(id);
+    }
+    for sql in [
+        "CREATE DATABASE IF NOT EXISTS autopilot".to_owned(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {IDENTITY_TABLE} (id VARCHAR(64) NOT NULL PRIMARY KEY, \
+             created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB"
+        ),
+        format!("INSERT IGNORE INTO {IDENTITY_TABLE} (id) VALUES (UUID())"),
+    ] {
+        bounded(op, false, c.query_drop(sql)).await?;
+    }
+    identity(c).await?.ok_or_else(|| EngineError::Failed {
+        operation: op,
+        reason: format!("{IDENTITY_TABLE} is empty after the insert"),
+    })
+}

@@ -363,6 +363,24 @@ impl Engine for PostgresEngine {
         self.clone_primary(primary).await
     }
 
+    /// The system identifier `initdb` gave the data: every standby cloned from it has it.
+    async fn identity(&self) -> Result<Option<String>, EngineError> {
+        let op = "read the system identifier";
+        let client = self.reader(op).await?;
+        match sql::row(
+            &client,
+            "SELECT system_identifier::text FROM pg_control_system()",
+        )
+        .await
+        {
+            Ok(r) => Ok(r.first().cloned().flatten()),
+            Err(e) => {
+                self.forget_reader().await;
+                Err(e.into_engine(op))
+            }
+        }
+    }
+
     async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {
         *self
             .member_ids

@@ -247,6 +247,14 @@ process:
         std::fs::write(self.config_path(i), yaml).context("write an agent config")
     }
 
+    /// Removes node `i`'s state dir (bootstrap marker) and data dir, as an operator moving
+    /// them aside would; its agent must be down.
+    pub fn wipe_node(&self, i: usize) {
+        let k = i + 1;
+        let _ = std::fs::remove_dir_all(self.dir.path().join(format!("state-{k}")));
+        let _ = std::fs::remove_dir_all(self.dir.path().join(format!("data-{k}")));
+    }
+
     /// Node `i`'s MariaDB port.
     pub fn port(&self, i: usize) -> u16 {
         self.nodes[i].port

@@ -49,6 +49,7 @@ pub fn node(
         database_killed,
         replication,
         ref source,
+        ref refused,
     } = *flags;
     let (receiving, replicas_streaming, replicas_synchronous) = match replication {
         engines::Replication::Replica { receiving } => (Some(receiving), None, None),
@@ -63,6 +64,7 @@ pub fn node(
         Role::Primary => (wire::Role::Primary, NodeStatus::Online),
         Role::Replica => (wire::Role::Replica, NodeStatus::Online),
         Role::Fenced => (wire::Role::Unknown, NodeStatus::Fenced),
+        Role::Unknown if refused.is_some() => (wire::Role::Unknown, NodeStatus::Refused),
         Role::Unknown if needs_rebuild => (wire::Role::Unknown, NodeStatus::Rebuilding),
         Role::Unknown => (wire::Role::Unknown, NodeStatus::Starting),
     };
@@ -103,6 +105,7 @@ pub fn node(
         needs_rebuild,
         database_killed,
         database_exit: None,
+        refused: refused.clone(),
         eligible,
         agent_url: me.agent_url.clone(),
         version: version(me, server),
@@ -147,6 +150,8 @@ pub struct NodeFlags {
     pub replication: engines::Replication,
     /// The primary it follows, while a replica.
     pub source: Option<String>,
+    /// Why it refuses to join.
+    pub refused: Option<String>,
 }
 
 /// `primary`: `starting` when claimed, `online` once promoted, with what the last engine
@@ -287,12 +292,12 @@ pub fn history(
 }
 
 /// `initialized`, written with the bootstrap claim.
-pub fn initialized(me: &Identity) -> InitializedDoc {
+pub fn initialized(me: &Identity, system_id: Option<String>) -> InitializedDoc {
     InitializedDoc {
         schema: 1,
         database: DatabaseIdentity {
             engine: me.engine.into(),
-            system_id: String::new(),
+            system_id: system_id.unwrap_or_default(),
         },
         time: Timestamp::now(),
         node: me.id.clone(),
@@ -327,6 +332,7 @@ pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> Event
         Notice::ReplicationStalled => EventKind::ReplicationStalled,
         Notice::ReplicationResumed => EventKind::ReplicationResumed,
         Notice::SwitchoverRejected => EventKind::SwitchoverRejected,
+        Notice::ForeignData => EventKind::ForeignData,
     };
     let Facts { from, to, position } = facts;
     EventDoc {

@@ -83,9 +83,11 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             database_killed,
             database_exit,
             source,
+            refused,
         } => {
             gauge!("autopilot_needs_rebuild").set(if needs_rebuild { 1.0 } else { 0.0 });
             gauge!("autopilot_eligible").set(if eligible { 1.0 } else { 0.0 });
+            gauge!("autopilot_foreign_data").set(if refused.is_some() { 1.0 } else { 0.0 });
             let flags = documents::NodeFlags {
                 eligible,
                 healthy: false, // read at publish time
@@ -94,6 +96,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 database_killed,
                 replication: engines::Replication::Unknown, // read at publish time
                 source,
+                refused,
             };
             st.published = Some((role, position, flags));
             st.database_exit = database_exit;
@@ -170,7 +173,11 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 .args
                 .keys
                 .event(&ClusterKeys::event_id(doc.time, &st.args.identity.id));
-            info!(event = kind.label(), %detail, "cluster event");
+            if kind == crate::role::Notice::ForeignData {
+                tracing::error!(event = kind.label(), %detail, "cluster event");
+            } else {
+                info!(event = kind.label(), %detail, "cluster event");
+            }
             st.events.publish(key, wire::encode(&doc));
         }
         // Initialising the `process` engine's database means reading where it stands; the
@@ -455,10 +462,24 @@ fn claim(
         },
         history: documents::history(st.history.clone(), me_id, reason, previous, position, at),
         history_revision: history_rev,
-        initialized: write_initialized.then(|| documents::initialized(me_id)),
+        initialized: None,
     };
     let session = st.session.clone();
+    let (engine, identity) = (st.args.engine.clone(), me_id.clone());
     tokio::spawn(async move {
+        let mut claim = claim;
+        if write_initialized {
+            // The data's identity goes into `initialized`: a node whose data has another
+            // one never joins (`Phase::Foreign`).
+            let id = match engine.create_identity().await {
+                Ok(id) => id,
+                Err(e) => {
+                    warn!(cause = %handlers::error_chain(&e), "could not record the data's identity; the cluster is initialised without one (nodes are not checked against it)");
+                    None
+                }
+            };
+            claim.initialized = Some(documents::initialized(&identity, id));
+        }
         let won = match session.claim_primary(claim).await {
             Ok(won) => won,
             Err(e) => {

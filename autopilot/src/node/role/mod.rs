@@ -333,7 +333,21 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     st.machine_started = true;
     let has_data = st.args.marker.exists();
     let position = st.args.engine.position().await.unwrap_or_default();
-    info!(has_data, position = position.offset, "role logic starting");
+    // Unknown when it cannot be read: the check against the cluster's then does not happen
+    // (a foreign node is still caught by its diverged history when it follows).
+    let identity = match st.args.engine.identity().await {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(cause = %e, "could not read the identity of the local data; not checking it against the cluster's");
+            None
+        }
+    };
+    info!(
+        has_data,
+        position = position.offset,
+        identity = identity.as_deref().unwrap_or("none"),
+        "role logic starting"
+    );
     let now = now_millis();
     feed(
         myself,
@@ -342,6 +356,7 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
             now,
             has_data,
             position,
+            identity,
         },
     );
 }

@@ -131,6 +131,7 @@ impl World {
                         now: 0,
                         has_data: false,
                         position: Position::default(),
+                        identity: None,
                     },
                 )]),
                 next_keepalive: 0,
@@ -267,6 +268,7 @@ impl World {
                 now,
                 has_data,
                 position,
+                identity: None,
             },
         ));
     }

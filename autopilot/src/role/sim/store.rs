@@ -49,6 +49,7 @@ impl Store {
             .collect();
         let (last_failover_at, history_last) = history_facts(&entries);
         ClusterView {
+            identity: None,
             linearizable,
             revision: self.rev,
             primary: self.primary.as_ref().map(|p| p.0.clone()),
