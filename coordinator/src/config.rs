@@ -10,6 +10,7 @@ use clap::Args;
 use cluster::secret::{EtcdTls, PemFile, Secret, SecretBytes, TlsIdentity};
 
 use crate::limits::{LimitArgs, Limits};
+use crate::webhooks::{self, Webhook};
 
 /// Flags of `coordinator serve`.
 #[derive(Args, Debug, Clone)]
@@ -83,6 +84,10 @@ pub struct ServeArgs {
     /// Log format on stderr: `text` or `json`. RUST_LOG sets the level (default info).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// YAML file listing webhook endpoints that get every new cluster event as a signed
+    /// CloudEvent (docs/api.md, "Webhooks"). Without it no webhook is called.
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_WEBHOOKS_FILE")]
+    pub webhooks_file: Option<PathBuf>,
     /// Connection, stream and failure limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -132,6 +137,8 @@ pub struct Config {
     pub log_json: bool,
     /// Connection, stream and failure limits.
     pub limits: Limits,
+    /// Webhook endpoints (empty: none).
+    pub webhooks: Vec<Webhook>,
 }
 
 /// Shortest admin token accepted: it is compared by hash, so it must be hard to guess.
@@ -145,9 +152,11 @@ fn read(what: &str, path: &PathBuf) -> Result<Vec<u8>, ConfigError> {
 }
 
 impl ServeArgs {
-    /// Checks the flags and reads the files they name. `admin_env` is the value of
-    /// `AUTOPILOT_ADMIN_TOKEN`, passed in so tests need no process environment.
-    pub fn validate(self, admin_env: Option<String>) -> Result<Config, ConfigError> {
+    /// Checks the flags and reads the files they name. `env` looks environment variables up
+    /// (`AUTOPILOT_ADMIN_TOKEN`, the webhooks' `secret_env`), passed in so tests need no
+    /// process environment.
+    pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let admin_env = env("AUTOPILOT_ADMIN_TOKEN");
         let admin_token = match (&self.admin_token_file, admin_env) {
             (Some(path), _) => {
                 let bytes = read("--admin-token-file", path)?;
@@ -232,6 +241,10 @@ impl ServeArgs {
             )),
             _ => None,
         };
+        let webhooks = match &self.webhooks_file {
+            Some(path) => webhooks::config::load("--webhooks-file", path, env)?,
+            None => Vec::new(),
+        };
         Ok(Config {
             listen: self.listen,
             etcd_endpoints: self.etcd_endpoints,
@@ -248,6 +261,7 @@ impl ServeArgs {
             audit_prune_interval: self.audit_prune_interval,
             log_json: self.log_format == "json",
             limits,
+            webhooks,
         })
     }
 }
@@ -263,6 +277,14 @@ mod tests {
         a: ServeArgs,
     }
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn env_with_admin(token: &str) -> impl Fn(&str) -> Option<String> + '_ {
+        move |k| (k == "AUTOPILOT_ADMIN_TOKEN").then(|| token.to_owned())
+    }
+
     fn args(extra: &[&str]) -> ServeArgs {
         let mut v = vec!["t", "--etcd-endpoints", "http://127.0.0.1:2379"];
         v.extend_from_slice(extra);
@@ -272,23 +294,24 @@ mod tests {
     #[test]
     fn a_short_admin_token_is_refused_and_never_printed() {
         let err = args(&[])
-            .validate(Some("short-secret".into()))
+            .validate(&env_with_admin("short-secret"))
             .expect_err("an error");
         let msg = err.to_string();
         assert!(msg.contains("shorter than"), "{msg}");
         assert!(!msg.contains("short-secret"), "the token leaked: {msg}");
-        let ok = args(&[]).validate(Some("x".repeat(32))).expect("valid");
+        let long = "x".repeat(32);
+        let ok = args(&[]).validate(&env_with_admin(&long)).expect("valid");
         assert!(!format!("{ok:?}").contains(&"x".repeat(32)));
     }
 
     #[test]
     fn bad_values_name_the_flag() {
         let err = args(&["--prefix", "nope"])
-            .validate(None)
+            .validate(&no_env)
             .expect_err("an error");
         assert!(err.to_string().contains("--prefix=nope"));
         let err = args(&["--admin-token-file", "/does/not/exist"])
-            .validate(None)
+            .validate(&no_env)
             .expect_err("an error");
         assert!(
             err.to_string()

@@ -12,6 +12,7 @@
 //! - [`audit`]: the audit log and its retention.
 //! - [`cluster`]: reading clusters from etcd.
 //! - [`cluster_gauges`]: per-cluster gauges from etcd (`primaries`, `nodes`) for the alert rules.
+//! - [`webhooks`]: cluster events as signed CloudEvents to the configured endpoints.
 //! - [`problem`]: RFC 9457 errors. [`ratelimit`], [`tls`], [`openapi`].
 
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod state;
 pub mod streams;
 pub mod tls;
 pub mod view;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -41,7 +43,7 @@ use std::time::Duration;
 
 use cluster::store::{EtcdOptions, EtcdStore};
 use cluster::wire::CoordinatorKeys;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::audit::Auditor;
 use crate::auth::store::TokenStore;
@@ -66,6 +68,9 @@ pub enum ServeError {
     /// The etcd client could not be built.
     #[error("connect to etcd")]
     Store(#[source] cluster::store::StoreError),
+    /// A webhook's HTTP client could not be built.
+    #[error("set up the webhooks' HTTP clients")]
+    Webhooks(#[source] reqwest::Error),
     /// The server failed.
     #[error("serve HTTP")]
     Serve(#[source] std::io::Error),
@@ -85,7 +90,15 @@ pub async fn serve(
     opts.tls = cfg.etcd_tls.clone();
     opts.request_timeout = Duration::from_secs(2);
     let store = EtcdStore::connect(&opts).await.map_err(ServeError::Store)?;
-    let metrics = PrometheusBuilder::new().install_recorder().ok();
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(webhooks::deliver::DURATION.into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )
+        .and_then(|b| b.install_recorder())
+        .ok();
     if let Some(h) = metrics.clone() {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -125,6 +138,8 @@ pub async fn serve(
         metrics,
         openapi_json: Default::default(),
     });
+    let _webhooks = webhooks::spawn(store.clone(), cfg.prefix.clone(), cfg.webhooks.clone())
+        .map_err(ServeError::Webhooks)?;
     let _cluster_sampler =
         cluster_gauges::spawn_sampler(state.clone(), clusters_tx, cluster_gauges::EVERY);
     let app =

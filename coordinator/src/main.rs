@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         }
         Cmd::Serve(a) => *a,
     };
-    let cfg = match args.validate(std::env::var("AUTOPILOT_ADMIN_TOKEN").ok()) {
+    let cfg = match args.validate(&|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("coordinator: {e}");
