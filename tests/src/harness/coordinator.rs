@@ -44,6 +44,13 @@ impl Coordinator {
         Self::start_in(Command::new(workspace_bin("coordinator")), etcd, extra)
     }
 
+    /// [`Coordinator::start`] with extra environment variables (secrets given by variable).
+    pub fn start_env(etcd: &str, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(workspace_bin("coordinator"));
+        cmd.envs(env.iter().copied());
+        Self::start_in(cmd, etcd, extra)
+    }
+
     /// [`Coordinator::start`] under `prlimit --nofile=<n>:<n>` (soft and hard open-file
     /// limits of `n`, which the coordinator cannot raise): connection flood tests.
     pub fn start_with_open_files(etcd: &str, extra: &[&str], n: u64) -> anyhow::Result<Self> {

@@ -2,7 +2,7 @@
 //! cluster ([`cluster`]) and the scenario steps every engine runs ([`scenario`]), etcd
 //! ([`etcd`]), the coordinator ([`coordinator`]), test LANs and partitions ([`netns`],
 //! [`partition`]), TLS material ([`tls`]), the engine-neutral writer and checker
-//! ([`workload`]), and bounded waits and paths ([`util`]).
+//! ([`workload`]), a webhook receiver ([`webhook`]), and bounded waits and paths ([`util`]).
 
 pub mod agent;
 pub mod cluster;
@@ -13,4 +13,5 @@ pub mod partition;
 pub mod scenario;
 pub mod tls;
 pub mod util;
+pub mod webhook;
 pub mod workload;
