@@ -651,6 +651,28 @@ impl Store for EtcdStore {
         Ok(resp.succeeded())
     }
 
+    async fn put_if_holder(
+        &self,
+        guard: &str,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> Result<bool, StoreError> {
+        let resp = self
+            .call(
+                "put_if_holder",
+                || format!("put key {key} if {guard} is bound to lease {lease}"),
+                Some(lease),
+                || {
+                    let mut c = self.client.clone();
+                    let txn = txn::put_if_holder(guard, key, value.clone(), lease);
+                    async move { c.txn(txn).await }
+                },
+            )
+            .await?;
+        Ok(resp.succeeded())
+    }
+
     async fn claim_primary(&self, claim: Claim) -> Result<bool, StoreError> {
         let lease = claim.lease;
         let op = format!("claim primary key {} with lease {lease}", claim.primary_key);

@@ -156,6 +156,17 @@ pub trait Store: Send + Sync + 'static {
         lease: LeaseId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Puts `key` (bound to no lease: it outlives its writer) only while `guard` is bound to
+    /// `lease` (one transaction); `true` when written. "Write the cluster's `state` iff we
+    /// still hold the primary key."
+    fn put_if_holder(
+        &self,
+        guard: &str,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Claims the primary role in one transaction (see [`Claim`] for what is compared and
     /// written). `Ok(true)` when everything was written, `Ok(false)` when a compare failed
     /// (a primary exists, `history` changed, or `initialized` exists) and nothing was written.

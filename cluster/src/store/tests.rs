@@ -445,6 +445,41 @@ async fn store_claim_primary_race_has_exactly_one_winner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_put_if_holder_writes_only_while_the_guard_is_ours() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let ours = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    let theirs = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    s.put("/h/primary", b"p".to_vec(), Some(ours))
+        .await
+        .expect("put");
+    assert!(
+        !s.put_if_holder("/h/primary", "/h/state", b"x".to_vec(), theirs)
+            .await
+            .expect("theirs")
+    );
+    assert!(
+        value(&s, "/h/state").await.is_none(),
+        "written without the guard"
+    );
+    assert!(
+        s.put_if_holder("/h/primary", "/h/state", b"s".to_vec(), ours)
+            .await
+            .expect("ours")
+    );
+    // Bound to no lease: it outlives the holder's lease.
+    s.revoke(ours).await.expect("revoke");
+    assert!(value(&s, "/h/primary").await.is_none());
+    assert_eq!(value(&s, "/h/state").await.as_deref(), Some(&b"s"[..]));
+    assert!(
+        !s.put_if_holder("/h/primary", "/h/state", b"y".to_vec(), ours)
+            .await
+            .unwrap_or(false),
+        "written after the guard went"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_put_if_lease_updates_only_a_key_bound_to_the_lease() {
     let etcd = start_etcd();
     let s = connect(&etcd).await;

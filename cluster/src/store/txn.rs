@@ -57,6 +57,13 @@ pub(super) fn put_if_lease(key: &str, value: Vec<u8>, lease: LeaseId) -> Txn {
         )])
 }
 
+/// `guard` bound to `lease` ⇒ put `key` (bound to no lease).
+pub(super) fn put_if_holder(guard: &str, key: &str, value: Vec<u8>, lease: LeaseId) -> Txn {
+    Txn::new()
+        .when([Compare::lease(guard, CompareOp::Equal, lease.0)])
+        .and_then([TxnOp::put(key, value, None)])
+}
+
 /// `key` bound to `lease` ⇒ delete it. An absent key has lease 0, which no granted lease is.
 pub(super) fn delete_if_lease(key: &str, lease: LeaseId) -> Txn {
     Txn::new()

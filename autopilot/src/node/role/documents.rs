@@ -2,11 +2,13 @@
 //! `lock`, `events/*`), built from what the role actor knows.
 
 use crate::role::{ClaimReason, Facts, Notice, Position, Role};
+use cluster::snapshot::ClusterSnapshot;
 use cluster::wire::{
     self, Connections, DatabaseIdentity, EventDoc, EventKind, Health, HistoryDoc, HistoryEntry,
     InitializedDoc, LockDoc, LockPurpose, NodeDoc, NodeReplication, NodeStatus, NodeTags,
     PrimaryDoc, PrimaryReplication, Storage, Timestamp,
 };
+use cluster::wire::{ClusterKeys, ClusterNode, ClusterStateDoc, Service};
 use engines::ServerStatus;
 
 /// Who this node is, as written into every document.
@@ -268,6 +270,60 @@ pub fn primary_changed(old: &PrimaryDoc, new: &PrimaryDoc) -> bool {
     strip(old) != strip(new)
         || lag_bucket(old.replication.max_lag_seconds)
             != lag_bucket(new.replication.max_lag_seconds)
+}
+
+/// `state`: the cluster in one document, as the primary read it: every node with its role,
+/// status, health and address, and the client endpoints (the primary; the replicas that are
+/// online and healthy).
+pub fn state(keys: &ClusterKeys, me: &Identity, snap: &ClusterSnapshot) -> ClusterStateDoc {
+    let nodes: Vec<ClusterNode> = snap
+        .nodes
+        .values()
+        .filter_map(|n| n.doc())
+        .map(|d| ClusterNode {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            ip_address: d.ip_address.clone(),
+            port: d.port,
+            role: d.role,
+            status: d.status,
+            health: d.health,
+        })
+        .collect();
+    let replicas = nodes
+        .iter()
+        .filter(|n| {
+            n.role == wire::Role::Replica
+                && n.status == NodeStatus::Online
+                && n.health == Health::Healthy
+        })
+        .map(|n| crate::role::address(&n.ip_address, n.port))
+        .collect();
+    ClusterStateDoc {
+        schema: 1,
+        namespace: keys.namespace().to_owned(),
+        project: keys.project().to_owned(),
+        cluster_name: keys.cluster().to_owned(),
+        nodes,
+        services: vec![
+            Service {
+                name: "primary".into(),
+                endpoints: vec![crate::role::address(&me.host, me.port)],
+            },
+            Service {
+                name: "replicas".into(),
+                endpoints: replicas,
+            },
+        ],
+        last_updated: Timestamp::now(),
+    }
+}
+
+/// Whether two `state` documents say the same but for their time stamps.
+pub fn state_same(a: &ClusterStateDoc, b: &ClusterStateDoc) -> bool {
+    let mut b = b.clone();
+    b.last_updated = a.last_updated;
+    *a == b
 }
 
 /// `history` with one more entry for this claim.

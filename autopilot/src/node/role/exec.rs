@@ -535,6 +535,37 @@ fn mark_primary_online(st: &mut RoleActorState, role: Role, position: Position) 
     });
 }
 
+/// On the online primary: rewrite the cluster's `state` document when this read changes it.
+pub fn publish_state(st: &mut RoleActorState, snap: &cluster::snapshot::ClusterSnapshot) {
+    let primary = st
+        .published
+        .as_ref()
+        .is_some_and(|(r, _, _)| *r == Role::Primary);
+    if !primary || !st.primary_online {
+        st.written_state = None;
+        return;
+    }
+    let doc = documents::state(&st.args.keys, &st.args.identity, snap);
+    if st
+        .written_state
+        .as_ref()
+        .is_some_and(|old| documents::state_same(old, &doc))
+    {
+        return;
+    }
+    st.written_state = Some(doc.clone());
+    let session = st.session.clone();
+    tokio::spawn(async move {
+        match session.update_state(&doc).await {
+            Ok(true) => {}
+            Ok(false) => info!("the primary key is no longer ours; not writing the cluster state"),
+            Err(e) => {
+                warn!(cause = %handlers::error_chain(&e), "failed to write the cluster state")
+            }
+        }
+    });
+}
+
 /// The `online` primary document with the server's current figures.
 fn primary_doc(st: &RoleActorState, position: Position) -> wire::PrimaryDoc {
     let health = st.args.health.borrow();

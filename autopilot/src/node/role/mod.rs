@@ -139,6 +139,8 @@ pub struct RoleActorState {
     written_node: Option<(cluster::wire::NodeDoc, Instant)>,
     /// The `primary` document last written as online, and when.
     written_primary: Option<(cluster::wire::PrimaryDoc, Instant)>,
+    /// The `state` document last written while primary.
+    written_state: Option<cluster::wire::ClusterStateDoc>,
     /// Why the database last exited on its own, as the machine last published it.
     database_exit: Option<String>,
     /// The time (Unix ms) of the last event written: the next one gets a later id.
@@ -222,6 +224,7 @@ impl Actor for RoleActor {
             published: None,
             written_node: None,
             written_primary: None,
+            written_state: None,
             database_exit: None,
             last_event_ms: 0,
         })
@@ -403,6 +406,7 @@ fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Cluste
                     view,
                 },
             );
+            exec::publish_state(st, &snap);
         }
         ClusterEvent::KeepAlive { ok: true, at, .. } => {
             let sent_at = millis_at(at);

@@ -19,7 +19,8 @@ use tokio::sync::{Notify, watch};
 use super::{SessionActor, SessionArgs, SessionMsg};
 use cluster::store::{Claim, LeaseId, Store, StoreError};
 use cluster::wire::{
-    self, ClusterKey, ClusterKeys, HistoryDoc, InitializedDoc, LockDoc, NodeDoc, PrimaryDoc,
+    self, ClusterKey, ClusterKeys, ClusterStateDoc, HistoryDoc, InitializedDoc, LockDoc, NodeDoc,
+    PrimaryDoc,
 };
 
 /// The session's lease as the handle sees it.
@@ -175,6 +176,20 @@ impl<S: Store> SessionHandle<S> {
         doc.lease = wire::lease_hex(lease.0);
         self.store
             .put_if_lease(&self.keys.primary(), wire::encode(&doc), lease)
+            .await
+    }
+
+    /// Writes the cluster's `state` document iff the `primary` key is still bound to our
+    /// lease (the key itself outlives the lease: the next primary rewrites it).
+    pub async fn update_state(&self, doc: &ClusterStateDoc) -> Result<bool, StoreError> {
+        let lease = self.live_lease("write the cluster state")?;
+        self.store
+            .put_if_holder(
+                &self.keys.primary(),
+                &self.keys.state(),
+                wire::encode(doc),
+                lease,
+            )
             .await
     }
 
