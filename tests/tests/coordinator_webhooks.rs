@@ -174,6 +174,7 @@ fn events_reach_every_webhook_signed_filtered_and_retried_without_blocking() {
     secret_file: {s_hang}
     timeout: 2s
     retry: {{ max_attempts: 2, initial_backoff: 100ms, max_backoff: 100ms }}
+    queue: 1
 "#,
             all = all.url(),
             failovers = failovers.url(),
@@ -207,7 +208,7 @@ fn events_reach_every_webhook_signed_filtered_and_retried_without_blocking() {
         .collect();
 
     // `all` gets every one promptly, although `dead` and `hang` are failing meanwhile (a
-    // hanging attempt alone takes 2 s, and `hang` has 8 of them queued).
+    // hanging attempt alone takes 2 s, and `hang` makes four of them).
     let got = eventually(PROMPT, Duration::from_millis(50), || {
         let r = all.received();
         (r.len() >= docs.len()).then_some(r)
@@ -327,8 +328,10 @@ fn events_reach_every_webhook_signed_filtered_and_retried_without_blocking() {
         "retried without backing off"
     );
 
-    // `dead`: every event fails after its three attempts; `hang`: after two timeouts each.
-    let m = eventually(Duration::from_secs(40), Duration::from_millis(200), || {
+    // `dead`: every event fails after its three attempts. `hang` holds one event at a time
+    // (queue: 1): the first hangs in its attempts while the other three arrive, so two of
+    // them are pushed out and dropped, and the two it attempts fail after two timeouts each.
+    let m = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
         let m = metrics_text(&coord);
         let done = metric(
             &m,
@@ -339,7 +342,7 @@ fn events_reach_every_webhook_signed_filtered_and_retried_without_blocking() {
                 &m,
                 "autopilot_coordinator_webhook_deliveries_total",
                 &[("webhook", "hang"), ("outcome", "failed")],
-            ) >= 4.0;
+            ) >= 2.0;
         done.then_some(m)
     })
     .unwrap_or_else(|| {
@@ -363,7 +366,9 @@ fn events_reach_every_webhook_signed_filtered_and_retried_without_blocking() {
     assert_eq!(count("flaky", "failed"), 0.0);
     assert_eq!(count("dead", "failed"), 4.0);
     assert_eq!(count("dead", "delivered"), 0.0);
-    assert_eq!(count("hang", "failed"), 4.0);
+    assert_eq!(count("hang", "failed"), 2.0);
+    assert_eq!(count("hang", "dropped"), 2.0, "a full queue drops its oldest");
+    assert_eq!(count("hang", "delivered"), 0.0);
     assert_eq!(
         metric(
             &m,
