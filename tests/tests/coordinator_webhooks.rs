@@ -367,7 +367,11 @@ fn events_reach_every_webhook_signed_filtered_and_retried_without_blocking() {
     assert_eq!(count("dead", "failed"), 4.0);
     assert_eq!(count("dead", "delivered"), 0.0);
     assert_eq!(count("hang", "failed"), 2.0);
-    assert_eq!(count("hang", "dropped"), 2.0, "a full queue drops its oldest");
+    assert_eq!(
+        count("hang", "dropped"),
+        2.0,
+        "a full queue drops its oldest"
+    );
     assert_eq!(count("hang", "delivered"), 0.0);
     assert_eq!(
         metric(
