@@ -223,6 +223,18 @@ fn check_state(c: &Agents, p: usize, addresses: &[String]) -> Result<(), String>
     )
 }
 
+/// The load balancers' endpoints answer `want` (HTTP status) on node `i`.
+fn check_http(c: &Agents, i: usize, want: &[(&str, u16)]) {
+    for (path, code) in want {
+        until(Duration::from_secs(10), || {
+            let got = c.http_status(i, path);
+            expect(got == Some(*code), || {
+                format!("{} {path}: {got:?}, expected {code}", c.name(i))
+            })
+        });
+    }
+}
+
 /// The documents a plain watcher saw for node `id` (`etcdctl watch` prints the key, then
 /// the value, per change).
 fn watched(out: &std::path::Path, id: &str) -> Vec<Value> {
@@ -300,6 +312,32 @@ fn mariadb_documents_say_what_the_servers_say() {
         check_state(&c, p, &addresses)
     });
 
+    // Load balancers: every node reads, the replicas are semi-synchronous, lag by time.
+    check_http(
+        &c,
+        p,
+        &[
+            ("/read-only", 200),
+            ("/sync", 503),
+            ("/async", 503),
+            ("/replica?lag=10s", 503),
+        ],
+    );
+    for &i in &replicas {
+        check_http(
+            &c,
+            i,
+            &[
+                ("/read-only", 200),
+                ("/sync", 200),
+                ("/async", 503),
+                ("/replica?lag=10s", 200),
+                ("/replica?lag=16MB", 400),
+                ("/replica?lag=soon", 400),
+            ],
+        );
+    }
+
     // Connections rise as clients connect (on the slow refresh: nobody acts on them).
     let r = replicas[0];
     let before = connections(&c, r);
@@ -353,6 +391,12 @@ fn mariadb_documents_say_what_the_servers_say() {
             || format!("held back: {r}"),
         )
     });
+    // MariaDB does not know how far behind a stopped applier is: no longer within any lag.
+    check_http(
+        &c,
+        held_back,
+        &[("/replica?lag=1h", 503), ("/replica", 200)],
+    );
     c.sql(held_back, &["START SLAVE SQL_THREAD"])
         .expect("start the applier");
     until(Duration::from_secs(15), || {
@@ -425,6 +469,38 @@ fn postgres_documents_say_what_the_servers_say() {
         check_state(&c, p, &addresses)
     });
 
+    // Load balancers: every node reads; `/sync` and `/async` as pg_stat_replication says.
+    check_http(
+        &c,
+        p,
+        &[
+            ("/read-only", 200),
+            ("/sync", 503),
+            ("/async", 503),
+            ("/replica?lag=16MB", 503),
+        ],
+    );
+    for &i in &replicas {
+        let app = engines::postgres::settings::slot_name(c.name(i));
+        let state = scalar(
+            p,
+            &format!("SELECT sync_state FROM pg_stat_replication WHERE application_name = '{app}'"),
+        );
+        let sync = matches!(state.as_str(), "sync" | "quorum");
+        check_http(
+            &c,
+            i,
+            &[
+                ("/read-only", 200),
+                ("/sync", if sync { 200 } else { 503 }),
+                ("/async", if sync { 503 } else { 200 }),
+                ("/replica?lag=16MB", 200),
+                ("/replica?lag=10s", 200),
+                ("/replica?lag=1.5MB", 400),
+            ],
+        );
+    }
+
     // Connections rise as clients connect.
     let r = replicas[0];
     let before = connections(&c, r);
@@ -492,6 +568,15 @@ fn postgres_documents_say_what_the_servers_say() {
             || format!("held back: {r}"),
         )
     });
+    check_http(
+        &c,
+        held_back,
+        &[
+            ("/replica?lag=512kB", 503),
+            ("/replica?lag=1GB", 200),
+            ("/replica", 200),
+        ],
+    );
     scalar(held_back, "SELECT pg_wal_replay_resume()::text");
     until(Duration::from_secs(20), || {
         let doc = node_doc(&c, held_back)?;

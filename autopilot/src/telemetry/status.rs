@@ -18,6 +18,9 @@ pub struct PublishedRole {
     /// role logic has run at all: an agent woken from SIGSTOP serves its first requests
     /// before it processed the lease it lost meanwhile.
     pub lease_until: Option<Instant>,
+    /// On a replica: whether the primary's commits wait for it, as the `primary` document
+    /// lists it (`None`: not a replica, or not listed).
+    pub synchronous: Option<bool>,
 }
 
 impl PublishedRole {
@@ -26,6 +29,7 @@ impl PublishedRole {
         Self {
             role: Role::Unknown,
             lease_until: None,
+            synchronous: None,
         }
     }
 
@@ -106,6 +110,7 @@ mod tests {
         let mut p = PublishedRole {
             role: Role::Primary,
             lease_until: Some(t0 + Duration::from_secs(1)),
+            synchronous: None,
         };
         assert_eq!(p.at(t0), Role::Primary);
         assert_eq!(p.at(t0 + Duration::from_secs(1)), Role::Fenced);

@@ -407,6 +407,18 @@ fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Cluste
                 },
             );
             exec::publish_state(st, &snap);
+            // Whether the primary's commits wait for this replica (`/sync`, `/async`).
+            let me = &st.args.params.node_id;
+            let synchronous = snap.primary.doc().and_then(|p| {
+                p.replication
+                    .streaming
+                    .iter()
+                    .find(|r| &r.name == me)
+                    .and_then(|r| r.synchronous)
+            });
+            st.args.publish.send_if_modified(|p| {
+                std::mem::replace(&mut p.synchronous, synchronous) != synchronous
+            });
         }
         ClusterEvent::KeepAlive { ok: true, at, .. } => {
             let sent_at = millis_at(at);
