@@ -88,6 +88,16 @@ pub struct ServeArgs {
     /// CloudEvent (docs/api.md, "Webhooks"). Without it no webhook is called.
     #[arg(long, env = "AUTOPILOT_COORDINATOR_WEBHOOKS_FILE")]
     pub webhooks_file: Option<PathBuf>,
+    /// CA certificates (PEM) that signed the agents' listener certificates: `GET
+    /// …/statements` asks each node's agent at its `agent_url`, and https agents are only
+    /// asked with this (they are trusted against it alone).
+    #[arg(long, env = "AUTOPILOT_AGENT_CA_FILE")]
+    pub agent_ca_file: Option<PathBuf>,
+    /// Bound on one agent's answer (connect, send, read) when the coordinator asks the
+    /// agents (`GET …/statements`); a frozen agent costs at most this.
+    #[arg(long, env = "AUTOPILOT_AGENT_TIMEOUT", value_parser = humantime::parse_duration,
+        default_value = "3s")]
+    pub agent_timeout: Duration,
     /// Connection, stream and failure limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -139,6 +149,11 @@ pub struct Config {
     pub limits: Limits,
     /// Webhook endpoints (empty: none).
     pub webhooks: Vec<Webhook>,
+    /// The CA agents' https listeners are verified against; `None`: https agents are not
+    /// asked.
+    pub agent_ca: Option<PemFile>,
+    /// Bound on one agent's answer.
+    pub agent_timeout: Duration,
 }
 
 /// Shortest admin token accepted: it is compared by hash, so it must be hard to guess.
@@ -241,6 +256,24 @@ impl ServeArgs {
             )),
             _ => None,
         };
+        let agent_ca = match &self.agent_ca_file {
+            Some(p) => Some(agent_ca(p)?),
+            None => None,
+        };
+        if self.agent_timeout < Duration::from_millis(100)
+            || self.agent_timeout >= self.request_timeout
+        {
+            return Err(ConfigError {
+                what: format!(
+                    "--agent-timeout={}",
+                    humantime::format_duration(self.agent_timeout)
+                ),
+                why: format!(
+                    "must be at least 100ms and shorter than --request-timeout ({})",
+                    humantime::format_duration(self.request_timeout)
+                ),
+            });
+        }
         let webhooks = match &self.webhooks_file {
             Some(path) => webhooks::config::load("--webhooks-file", path, env)?,
             None => Vec::new(),
@@ -262,7 +295,30 @@ impl ServeArgs {
             log_json: self.log_format == "json",
             limits,
             webhooks,
+            agent_ca,
+            agent_timeout: self.agent_timeout,
         })
+    }
+}
+
+/// Reads `--agent-ca-file`: it must hold at least one PEM certificate.
+fn agent_ca(path: &PathBuf) -> Result<PemFile, ConfigError> {
+    let pem = read("--agent-ca-file", path)?;
+    let bad = |why: String| ConfigError {
+        what: format!("--agent-ca-file={}", path.display()),
+        why,
+    };
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(PemFile {
+            pem,
+            path: path.clone(),
+        }),
+        Ok(_) => Err(bad(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA that signed \
+             the agents' telemetry.tls certificates"
+                .into(),
+        )),
+        Err(e) => Err(bad(format!("is not a PEM certificate bundle: {e}"))),
     }
 }
 
@@ -317,5 +373,31 @@ mod tests {
             err.to_string()
                 .contains("--admin-token-file=/does/not/exist")
         );
+    }
+
+    #[test]
+    fn the_agent_ca_and_timeout_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").expect("write");
+        let flag = format!("--agent-ca-file={}", junk.display());
+        let err = args(&["--agent-ca-file", &junk.display().to_string()])
+            .validate(&no_env)
+            .expect_err("an error");
+        assert!(err.to_string().contains(&flag), "{err}");
+        let err = args(&["--agent-ca-file", "/does/not/exist"])
+            .validate(&no_env)
+            .expect_err("an error");
+        assert!(
+            err.to_string().contains("--agent-ca-file=/does/not/exist"),
+            "{err}"
+        );
+        let err = args(&["--agent-timeout", "10s"])
+            .validate(&no_env)
+            .expect_err("an error");
+        assert!(err.to_string().contains("--agent-timeout=10s"), "{err}");
+        let ok = args(&[]).validate(&no_env).expect("valid");
+        assert_eq!(ok.agent_timeout, Duration::from_secs(3));
+        assert!(ok.agent_ca.is_none());
     }
 }

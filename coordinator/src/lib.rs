@@ -1,6 +1,7 @@
 //! The Autopilot coordinator: an HTTP API ([`api`]) and a CLI ([`ctl`]) over the clusters the
-//! agents keep in etcd. It never supervises a process: it reads etcd and writes the requests
-//! agents act on (switchover, maintenance).
+//! agents keep in etcd. It never supervises a process: it reads etcd, writes the requests
+//! agents act on (switchover, maintenance), and asks agents' own listeners for what only they
+//! can read (top statements, [`agents`]).
 //!
 //! **Stateless**: everything that matters is in etcd (tokens as hashes, the audit log, the
 //! requests). Several coordinators may serve one etcd at once; what a coordinator keeps in
@@ -12,11 +13,13 @@
 //! - [`audit`]: the audit log and its retention.
 //! - [`cluster`]: reading clusters from etcd.
 //! - [`cluster_gauges`]: per-cluster gauges from etcd (`primaries`, `nodes`) for the alert rules.
+//! - [`agents`]: the one client of the agents' own listeners (`GET …/statements`).
 //! - [`webhooks`]: cluster events as signed CloudEvents to the configured endpoints.
 //! - [`problem`]: RFC 9457 errors. [`ratelimit`], [`tls`], [`openapi`].
 
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -71,6 +74,9 @@ pub enum ServeError {
     /// A webhook's HTTP client could not be built.
     #[error("set up the webhooks' HTTP clients")]
     Webhooks(#[source] reqwest::Error),
+    /// The HTTP client of the agents' listeners could not be built.
+    #[error("set up the HTTP client of the agents (--agent-ca-file)")]
+    Agents(#[source] reqwest::Error),
     /// The server failed.
     #[error("serve HTTP")]
     Serve(#[source] std::io::Error),
@@ -120,6 +126,8 @@ pub async fn serve(
     let (etcd_space, _sampler) =
         etcd_space::spawn_sampler(store.clone(), limits.etcd_quota_bytes, SPACE_EVERY);
     let (clusters_tx, clusters) = cluster_gauges::channel();
+    let agents = agents::AgentClient::new(cfg.agent_ca.as_ref(), cfg.agent_timeout)
+        .map_err(ServeError::Agents)?;
     let state = AppState::new(Inner {
         store: store.clone(),
         prefix: cfg.prefix.clone(),
@@ -137,6 +145,7 @@ pub async fn serve(
         request_timeout: cfg.request_timeout,
         metrics,
         openapi_json: Default::default(),
+        agents,
     });
     let _webhooks = webhooks::spawn(store.clone(), cfg.prefix.clone(), cfg.webhooks.clone())
         .map_err(ServeError::Webhooks)?;

@@ -9,6 +9,7 @@ use cluster::store::EtcdStore;
 use cluster::wire::CoordinatorKeys;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::agents::AgentClient;
 use crate::audit::Auditor;
 use crate::auth::store::TokenStore;
 use crate::cluster_gauges;
@@ -49,6 +50,8 @@ pub struct Inner {
     pub metrics: Option<PrometheusHandle>,
     /// The OpenAPI document as JSON, set once the router is built.
     pub openapi_json: OnceLock<String>,
+    /// Asks agents' own listeners (`GET …/statements`).
+    pub agents: AgentClient,
 }
 
 impl AppState {
@@ -111,5 +114,9 @@ impl AppState {
     /// The OpenAPI JSON.
     pub fn openapi_json(&self) -> &OnceLock<String> {
         &self.0.openapi_json
+    }
+    /// The client of the agents' listeners.
+    pub fn agents(&self) -> &AgentClient {
+        &self.0.agents
     }
 }

@@ -61,7 +61,8 @@ pub struct NodeList {
     pub nodes: Vec<NodeDoc>,
 }
 
-async fn read_gate(
+/// Admits a read of cluster `p` (any role whose scope holds it) and reads it.
+pub(super) async fn read_gate(
     st: &AppState,
     headers: &HeaderMap,
     client: SocketAddr,

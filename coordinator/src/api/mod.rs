@@ -9,6 +9,7 @@ pub mod events;
 pub mod extract;
 pub mod gate;
 pub mod meta;
+pub mod statements;
 pub mod tokens;
 
 use std::time::Instant;
@@ -36,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(clusters::get_node))
         .routes(routes!(clusters::get_primary))
         .routes(routes!(clusters::get_history))
+        .routes(routes!(statements::get_statements))
         .routes(routes!(events::events))
         .routes(routes!(actions::switchover))
         .routes(routes!(actions::failover))

@@ -133,6 +133,14 @@ pub enum Cmd {
         #[arg(long)]
         since: Option<i64>,
     },
+    /// Each node's top statements by total execution time (the primary first).
+    Top {
+        #[command(flatten)]
+        c: ClusterArg,
+        /// Statements per node (1-100; default: each agent's telemetry.top_statements).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: Option<u32>,
+    },
     /// Ask the primary to hand over (to --candidate, or the best replica).
     Switchover {
         #[command(flatten)]
@@ -267,6 +275,22 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
             output::history,
         ),
         Cmd::Events { c, follow, since } => events(&client, &c, follow, since, json_out)?,
+        Cmd::Top { c, limit } => {
+            let mut path = format!("{}/statements", c.path()?);
+            if let Some(n) = limit {
+                path += &format!("?limit={n}");
+            }
+            let v = client.get(&path)?;
+            print(&v, output::top);
+            let nodes = v["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+            if !nodes.is_empty() && nodes.iter().all(|n| !n["error"].is_null()) {
+                return Err(CtlError::new(
+                    exit::UNAVAILABLE,
+                    "no agent of the cluster answered (see each node's error above); retry \
+                     when they are up",
+                ));
+            }
+        }
         Cmd::Switchover { c, candidate } => {
             let body = json!({ "candidate": candidate });
             let v = client.call(

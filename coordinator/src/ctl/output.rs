@@ -311,6 +311,113 @@ pub fn audit(v: &Value) -> String {
     out
 }
 
+/// Columns a query gets without a known terminal width (`COLUMNS`).
+pub const QUERY_CHARS: usize = 80;
+
+/// Fewest columns a query gets on a narrow terminal.
+const MIN_QUERY_CHARS: usize = 20;
+
+/// `GET …/statements`, fitted to the terminal's `COLUMNS` when set.
+pub fn top(v: &Value) -> String {
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&w| w > 0);
+    top_fit(v, width)
+}
+
+/// `text` on one line (every run of whitespace one space), cut to `max` characters with `…`.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A number of seconds with `decimals`, `-` when absent.
+fn num(v: &Value, scale: f64, decimals: usize) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".into(), |x| format!("{:.decimals$}", x * scale))
+}
+
+/// [`top`] for a terminal `width` columns wide (`None`: queries cut to [`QUERY_CHARS`]):
+/// per node a title line, then its statements or its error.
+pub fn top_fit(v: &Value, width: Option<usize>) -> String {
+    const HEADERS: [&str; 7] = [
+        "RANK", "CALLS", "TOTAL_S", "MEAN_MS", "ROWS", "DATABASE", "QUERY",
+    ];
+    let mut out = String::new();
+    let nodes = list(&v["nodes"]);
+    if nodes.is_empty() {
+        return "no live node in this cluster\n".into();
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out += &format!(
+            "{} ({})  {}",
+            s(&n["node"]),
+            s(&n["role"]),
+            s(&n["agent_url"])
+        );
+        if !n["time"].is_null() {
+            out += &format!("  at {}", s(&n["time"]));
+        }
+        out.push('\n');
+        if !n["error"].is_null() {
+            out += &format!(
+                "  error: {} [{}]\n",
+                s(&n["error"]["message"]),
+                s(&n["error"]["code"])
+            );
+            continue;
+        }
+        let stmts = list(&n["statements"]);
+        if stmts.is_empty() {
+            out += "  (no statements recorded yet)\n";
+            continue;
+        }
+        let mut rows: Vec<Vec<String>> = stmts
+            .iter()
+            .map(|st| {
+                vec![
+                    s(&st["rank"]),
+                    s(&st["calls"]),
+                    num(&st["total_seconds"], 1.0, 3),
+                    num(&st["mean_seconds"], 1000.0, 2),
+                    s(&st["rows"]),
+                    s(&st["database"]),
+                    st["query"].as_str().unwrap_or("").to_owned(),
+                ]
+            })
+            .collect();
+        // Every column but the query, padded as `table` pads them (two spaces between).
+        let before: usize = (0..HEADERS.len() - 1)
+            .map(|c| {
+                rows.iter()
+                    .map(|r| r[c].chars().count())
+                    .chain([HEADERS[c].len()])
+                    .max()
+                    .unwrap_or(0)
+                    + 2
+            })
+            .sum();
+        let room = width.map_or(QUERY_CHARS, |w| {
+            w.saturating_sub(before).max(MIN_QUERY_CHARS)
+        });
+        for r in &mut rows {
+            let flat = r[6].split_whitespace().collect::<Vec<_>>().join(" ");
+            r[6] = one_line(&escape(&flat, false), room);
+        }
+        out += &table(&HEADERS, &rows);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +439,82 @@ mod tests {
     fn tables_align() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    fn statements() -> Value {
+        serde_json::json!({
+            "namespace": "e2e", "project": "pg", "cluster": "main", "limit": 5,
+            "nodes": [
+                {"node": "node-1", "role": "primary", "agent_url": "http://127.0.0.1:9187",
+                 "time": "2026-01-01T00:00:00.000Z", "error": null,
+                 "statements": [
+                    {"rank": 1, "id": "7", "query": "SELECT pg_sleep($1),\n       $2",
+                     "database": "postgres", "calls": 50, "total_seconds": 0.6123,
+                     "mean_seconds": 0.012246, "rows": 50},
+                    {"rank": 2, "id": "8", "query": format!("SELECT {}", "x, ".repeat(60)),
+                     "database": null, "calls": 1, "total_seconds": 0.001,
+                     "mean_seconds": 0.001, "rows": 0}]},
+                {"node": "node-2", "role": "replica", "agent_url": "http://127.0.0.1:9188",
+                 "time": null, "statements": null,
+                 "error": {"code": "agent_timeout", "message": "the agent at http://127.0.0.1:9188 did not answer within 3s"}},
+                {"node": "node-3", "role": "replica", "agent_url": null, "time": null,
+                 "statements": null, "error": {"code": "no_agent_url", "message": "no \u{1b}[2J url"}}
+            ]
+        })
+    }
+
+    #[test]
+    fn top_shows_each_node_its_statements_or_why_not() {
+        let out = top_fit(&statements(), None);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "node-1 (primary)  http://127.0.0.1:9187  at 2026-01-01T00:00:00.000Z"
+        );
+        assert!(lines[1].starts_with("RANK  CALLS  TOTAL_S  MEAN_MS  ROWS  DATABASE  QUERY"));
+        assert_eq!(
+            lines[2],
+            "1     50     0.612    12.25    50    postgres  SELECT pg_sleep($1), $2"
+        );
+        let at = lines[1].find("QUERY").expect("the query column");
+        let long = &lines[3][at..];
+        assert!(
+            long.ends_with('…') && long.chars().count() == QUERY_CHARS,
+            "{long}"
+        );
+        assert!(
+            lines[3].contains(" -  "),
+            "no database shows as -: {}",
+            lines[3]
+        );
+        assert!(
+            out.contains(
+                "node-2 (replica)  http://127.0.0.1:9188\n  error: the agent at \
+             http://127.0.0.1:9188 did not answer within 3s [agent_timeout]\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("node-3 (replica)  -\n"), "{out}");
+        assert!(!out.contains('\u{1b}'), "{out}");
+    }
+
+    #[test]
+    fn top_fits_queries_to_the_terminal() {
+        let out = top_fit(&statements(), Some(100));
+        assert!(out.lines().all(|l| l.chars().count() <= 100), "{out}");
+        let narrow = top_fit(&statements(), Some(10));
+        let at = narrow
+            .lines()
+            .nth(1)
+            .and_then(|h| h.find("QUERY"))
+            .expect("header");
+        let q = &narrow.lines().nth(3).expect("row")[at..];
+        assert_eq!(q.chars().count(), MIN_QUERY_CHARS, "{narrow}");
+        assert_eq!(
+            top_fit(&serde_json::json!({"nodes": []}), None),
+            "no live node in this cluster\n"
+        );
+        assert_eq!(one_line(" a\n\t b ", 10), "a b");
+        assert_eq!(one_line("abcdef", 4), "abc…");
     }
 }
