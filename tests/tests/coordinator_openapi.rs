@@ -22,6 +22,7 @@ const ROUTES: &[&str] = &[
     "GET /v1/clusters/{namespace}/{project}/{cluster}/primary",
     "GET /v1/clusters/{namespace}/{project}/{cluster}/history",
     "GET /v1/clusters/{namespace}/{project}/{cluster}/events",
+    "GET /v1/clusters/{namespace}/{project}/{cluster}/statements",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/switchover",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/failover",
     "PUT /v1/clusters/{namespace}/{project}/{cluster}/maintenance",
