@@ -316,6 +316,9 @@ impl Cx<'_> {
                         || (moved && (electing || self.now >= at + POSITION_REFRESH))
                 }
             };
+        if self.s.phase == Phase::Primary && healthy && self.s.unfence_again {
+            self.unfence();
+        }
         if self.s.phase == Phase::Primary && !healthy && !self.s.maintenance() {
             // The database broke under a live agent: hand over at once (design §4). One that
             // does not answer would not take a fence either: kill it, then release the key.
@@ -382,7 +385,7 @@ impl Cx<'_> {
         match self.s.phase {
             // Still provably the key holder (else `check_fence` would have fenced): in
             // maintenance restore writes in place (no role change, I4); otherwise hand over.
-            Phase::Primary if self.s.maintenance() => self.emit(Action::Unfence),
+            Phase::Primary if self.s.maintenance() => self.unfence(),
             Phase::Primary => primary::hand_over(self, "database restarted"),
             Phase::Replica { .. } | Phase::Electing { .. } => {
                 // Replication stopped with the restart: re-point at whoever is primary now.
@@ -393,6 +396,14 @@ impl Cx<'_> {
             }
             _ => {}
         }
+    }
+
+    /// Make the database writable again (the phase is already `Primary`); its answer
+    /// comes as `Unfenced` or `Failed` (see `primary::engine`).
+    pub(super) fn unfence(&mut self) {
+        self.s.unfencing = true;
+        self.s.unfence_again = false;
+        self.emit(Action::Unfence);
     }
 
     fn stop(&mut self) {

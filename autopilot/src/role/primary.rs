@@ -39,7 +39,7 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
                     && cx.s.lease_ok_sent_at >= fenced_at
                     && cx.now.saturating_sub(cx.s.lease_ok_sent_at) <= cx.p.fence_after();
                 if fresh && !cx.s.stop_requested {
-                    cx.emit(Action::Unfence);
+                    cx.unfence();
                     cx.s.phase = Phase::Primary;
                     let me = cx.me();
                     cx.announce(Role::Primary, Some(&me));
@@ -170,6 +170,13 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             cx.publish();
         }
         (Phase::SelfFenced { .. }, EngineResult::Killed) => cx.publish(),
+        (Phase::Primary, EngineResult::Unfenced) => cx.s.unfencing = false,
+        // The database did not take writes again (it hung meanwhile): try again once it is
+        // healthy (`Cx::health`); a primary must not stay read-only.
+        (Phase::Primary, EngineResult::Failed) if cx.s.unfencing => {
+            cx.s.unfencing = false;
+            cx.s.unfence_again = true;
+        }
         _ => {}
     }
 }

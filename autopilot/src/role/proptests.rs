@@ -112,3 +112,36 @@ fn role_sim_regression_own_stale_key() {
     assert!(w.violations.is_empty(), "{:?}", w.violations);
     assert!(w.has_primary());
 }
+
+/// Regression (found by `role_sim_keeps_invariants`): a primary fenced in maintenance whose
+/// database hung re-takes the key with an `Unfence` that fails; once the database answers
+/// again the unfence is sent again, so the primary does not stay read-only for good.
+#[test]
+fn role_sim_regression_failed_unfence_is_retried() {
+    use super::sim::Fault::*;
+    let mut w = run(
+        1396029114449746724,
+        &[
+            Maintenance(false),
+            Advance(3),
+            Maintenance(true),
+            HangDb(0),
+            Advance(9),
+        ],
+    );
+    for k in 0..400 {
+        if k % 50 == 0 {
+            w.heal_all();
+        }
+        w.tick();
+    }
+    assert!(w.violations.is_empty(), "{:?}", w.violations);
+    assert!(
+        w.has_primary(),
+        "no writable primary: {:?}",
+        w.nodes
+            .iter()
+            .map(|n| n.state.phase.clone())
+            .collect::<Vec<_>>()
+    );
+}

@@ -151,6 +151,11 @@ pub struct RoleState {
     /// Why the database last exited on its own (status and last error line), published in
     /// the node key until it runs healthy again.
     pub database_exit: Option<String>,
+    /// An `Unfence` is in flight (a primary that re-took writes after a fence).
+    pub unfencing: bool,
+    /// The last `Unfence` failed (the database did not answer): sent again once the
+    /// database is healthy, so a primary never stays read-only.
+    pub unfence_again: bool,
     /// The identity of the local data when the agent started (`None`: unknown or none).
     pub identity: Option<String>,
     /// When the node key was last published, and whether it said eligible: a position that
@@ -185,6 +190,8 @@ impl RoleState {
             not_receiving_since: None,
             stalled: false,
             database_exit: None,
+            unfencing: false,
+            unfence_again: false,
             identity: None,
             published: None,
         }
