@@ -56,9 +56,10 @@ pub enum HealthMsg {
     Probe,
     /// The quick second look of a database that has not answered since it started.
     Retry,
-    /// An engine probe ended: `Ok` healthy (with what it saw of replication and of the
-    /// server), `Err(reason)` not.
-    Probed(Result<(Replication, Box<ServerStatus>), String>),
+    /// An engine probe ended: `Ok` healthy (with what it saw of replication), `Err(reason)`
+    /// not; and what it read of the server, healthy or not (an apply error is a fact the
+    /// node documents carry), `None` when the server did not answer.
+    Probed(Result<Replication, String>, Option<Box<ServerStatus>>),
 }
 
 /// State owned by the running actor.
@@ -71,7 +72,9 @@ pub struct HealthState {
     /// The last health handler verdict; `None` before its first run.
     handler: Option<Result<(), String>>,
     /// The last engine probe verdict; `None` before its first run.
-    engine: Option<Result<(Replication, Box<ServerStatus>), String>>,
+    engine: Option<Result<Replication, String>>,
+    /// What the last probe that reached the server read of it.
+    server: Option<Box<ServerStatus>>,
     /// A probe succeeded since the main process last started.
     answered_since_start: bool,
     /// A [`HealthMsg::Retry`] is scheduled (at most one is).
@@ -96,6 +99,7 @@ impl Actor for HealthActor {
             main_started: false,
             handler: None,
             engine: None,
+            server: None,
             answered_since_start: false,
             retry_pending: false,
         })
@@ -113,6 +117,7 @@ impl Actor for HealthActor {
                 state.main_pid = Some(pid);
                 state.main_started = true;
                 state.engine = None;
+                state.server = None;
                 state.answered_since_start = false;
                 myself.cast(HealthMsg::Probe)?;
             }
@@ -132,12 +137,17 @@ impl Actor for HealthActor {
                     let engine = state.args.engine.clone();
                     let me = myself.clone();
                     tokio::spawn(async move {
-                        let verdict = match tokio::time::timeout(PROBE_LIMIT, engine.probe()).await
+                        let (verdict, server) = match tokio::time::timeout(
+                            PROBE_LIMIT,
+                            engine.probe(),
+                        )
+                        .await
                         {
-                            Ok(Ok(p)) if p.healthy => Ok((p.replication, Box::new(p.server))),
-                            Ok(Ok(p)) => {
-                                Err(p.reason.unwrap_or_else(|| "engine probe failed".into()))
-                            }
+                            Ok(Ok(p)) if p.healthy => (Ok(p.replication), Some(Box::new(p.server))),
+                            Ok(Ok(p)) => (
+                                Err(p.reason.unwrap_or_else(|| "engine probe failed".into())),
+                                Some(Box::new(p.server)),
+                            ),
                             // The agent's own trouble: the last verdict about the database stands.
                             Ok(Err(e)) if e.is_agent_trouble() => {
                                 metrics::counter!("autopilot_probe_skipped_total", "reason" => "out_of_file_descriptors").increment(1);
@@ -146,16 +156,20 @@ impl Actor for HealthActor {
                                 }
                                 return;
                             }
-                            Ok(Err(e)) => Err(format!("engine probe: {e}")),
-                            Err(_) => Err(format!(
-                                "engine probe: the database did not answer within {PROBE_LIMIT:?} (hung?)"
-                            )),
+                            Ok(Err(e)) => (Err(format!("engine probe: {e}")), None),
+                            Err(_) => (
+                                Err(format!(
+                                    "engine probe: the database did not answer within {PROBE_LIMIT:?} (hung?)"
+                                )),
+                                None,
+                            ),
                         };
-                        let _ = me.cast(HealthMsg::Probed(verdict));
+                        let _ = me.cast(HealthMsg::Probed(verdict, server));
                     });
                 }
             }
-            HealthMsg::Probed(verdict) => {
+            HealthMsg::Probed(verdict, server) => {
+                state.server = server;
                 if verdict.is_ok() {
                     state.answered_since_start = true;
                 } else if !state.answered_since_start
@@ -176,9 +190,13 @@ impl Actor for HealthActor {
 
 fn publish(state: &HealthState) {
     let reason = unhealthy_reason(state);
-    let (replication, server) = match &state.engine {
-        Some(Ok((r, server))) if state.main_pid.is_some() => (*r, (**server).clone()),
-        _ => (Replication::Unknown, ServerStatus::default()),
+    let replication = match &state.engine {
+        Some(Ok(r)) if state.main_pid.is_some() => *r,
+        _ => Replication::Unknown,
+    };
+    let server = match &state.server {
+        Some(s) if state.main_pid.is_some() => (**s).clone(),
+        _ => ServerStatus::default(),
     };
     export_replication(replication);
     let status = NodeStatus {

@@ -223,9 +223,9 @@ pub enum ReplicaState {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamingReplica {
-    /// Its node id when the primary knows it as a cluster member, else the name its
-    /// database reports (PostgreSQL `application_name`, MariaDB `report_host:port` or
-    /// server id).
+    /// Its node id when the primary knows it as a cluster member (PostgreSQL: by its
+    /// `application_name`; MariaDB: by its reported `host:port`, or its derived server id),
+    /// else what its database reports (the `application_name`, or `host:port`).
     pub name: String,
     /// Whether commits wait for it now (`null` when the database does not say per replica:
     /// MariaDB counts semi-synchronous replicas without naming them unless all or none are).

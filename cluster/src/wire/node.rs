@@ -70,8 +70,8 @@ pub struct NodeDoc {
     pub agent_url: Option<String>,
     /// The database server's version string as the server reports it (e.g.
     /// `10.11.6-MariaDB-0+deb12u1-log`, `PostgreSQL 15.14 (Debian 15.14-0+deb12u1) on
-    /// x86_64-pc-linux-gnu, ...`); the engine kind for the `process` engine; empty before the
-    /// first probe answered.
+    /// x86_64-pc-linux-gnu, ...`); the engine kind (`mariadb`, `postgres`, `process`) while
+    /// the server has not answered a probe, and always for the `process` engine.
     pub version: String,
     /// The agent's own version (`autopilot --version`); `null` from older agents, which
     /// wrote it into `version`.
