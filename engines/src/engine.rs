@@ -286,6 +286,22 @@ pub trait Engine: Send + Sync + 'static {
         async { Ok(None) }
     }
 
+    /// The database's top `limit` statements by total execution time, from its own
+    /// statistics; `Err(Failed)` naming the cause when it keeps none (the `process` engine,
+    /// statistics switched off).
+    fn top_statements(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<cluster::wire::StatementStats>, EngineError>> + Send {
+        let _ = limit;
+        async {
+            Err(EngineError::Failed {
+                operation: "read the top statements",
+                reason: "this engine keeps no statement statistics".into(),
+            })
+        }
+    }
+
     /// At bootstrap, before the cluster is recorded as initialised: the identity of the
     /// data this node bootstraps the cluster with, created if the engine keeps its own.
     fn create_identity(&self) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
@@ -432,6 +448,17 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.identity().await,
             AnyEngine::Mariadb(e) => e.identity().await,
             AnyEngine::Postgres(e) => e.identity().await,
+        }
+    }
+
+    async fn top_statements(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<cluster::wire::StatementStats>, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.top_statements(limit).await,
+            AnyEngine::Mariadb(e) => e.top_statements(limit).await,
+            AnyEngine::Postgres(e) => e.top_statements(limit).await,
         }
     }
 

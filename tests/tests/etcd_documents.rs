@@ -235,6 +235,49 @@ fn check_http(c: &Agents, i: usize, want: &[(&str, u16)]) {
     }
 }
 
+/// `/statements` on node `i` lists a statement containing `marker` run at least `calls`
+/// times; the rank gauges are exported; a bad limit gets 400.
+fn check_top_statements(c: &Agents, i: usize, marker: &str, calls: u64) {
+    until(Duration::from_secs(20), || {
+        let doc = c
+            .get_json(i, "/statements?limit=100")
+            .ok_or("no /statements answer")?;
+        let list = doc["statements"]
+            .as_array()
+            .ok_or_else(|| format!("no statements: {doc}"))?;
+        let found = list
+            .iter()
+            .find(|s| s["query"].as_str().is_some_and(|q| q.contains(marker)));
+        expect(
+            doc["node"] == c.name(i)
+                && found.is_some_and(|s| {
+                    s["calls"].as_u64() >= Some(calls) && s["rank"].as_u64() >= Some(1)
+                }),
+            || {
+                format!(
+                    "{marker} not among {} statements with {calls} calls: {found:?}",
+                    list.len()
+                )
+            },
+        )
+    });
+    check_http(
+        c,
+        i,
+        &[("/statements?limit=0", 400), ("/statements?limit=abc", 400)],
+    );
+    until(Duration::from_secs(20), || {
+        let m = c.metrics(i);
+        expect(
+            m.lines().any(|l| {
+                l.starts_with("autopilot_top_statement_time_seconds{rank=\"1\"}")
+                    && !l.ends_with(" 0")
+            }),
+            || "no autopilot_top_statement_time_seconds{rank=\"1\"} above 0".to_owned(),
+        )
+    });
+}
+
 /// The documents a plain watcher saw for node `id` (`etcdctl watch` prints the key, then
 /// the value, per change).
 fn watched(out: &std::path::Path, id: &str) -> Vec<Value> {
@@ -338,6 +381,12 @@ fn mariadb_documents_say_what_the_servers_say() {
         );
     }
 
+    // The top statements: a recognisable one (by its alias: literals are normalised away),
+    // run 30 times on the primary.
+    let marker: Vec<&str> = std::iter::repeat_n("SELECT SLEEP(0.01) AS top_marker", 30).collect();
+    c.sql(p, &marker).expect("run the marker");
+    check_top_statements(&c, p, "top_marker", 30);
+
     // Connections rise as clients connect (on the slow refresh: nobody acts on them).
     let r = replicas[0];
     let before = connections(&c, r);
@@ -404,6 +453,45 @@ fn mariadb_documents_say_what_the_servers_say() {
         expect(doc["replication"]["lag_transactions"] == 0, || {
             format!("caught up? {}", doc["replication"])
         })
+    });
+    // An apply error (a row the replica has that the primary then inserts): `state: error`
+    // with the server's message; repaired, the replica streams again.
+    c.sql(
+        held_back,
+        &[
+            "SET SESSION sql_log_bin = 0",
+            "INSERT INTO e2e.seq VALUES (4242)",
+        ],
+    )
+    .expect("a conflicting row on the replica");
+    c.sql(p, &["INSERT INTO e2e.seq VALUES (4242)"])
+        .expect("insert on the primary");
+    until(Duration::from_secs(15), || {
+        let doc = node_doc(&c, held_back)?;
+        let r = &doc["replication"];
+        expect(
+            r["state"] == "error"
+                && r["last_error"].as_str().is_some_and(|e| e.contains("1062"))
+                && doc["health"] == "unhealthy",
+            || format!("apply error: health {} {r}", doc["health"]),
+        )
+    });
+    c.sql(
+        held_back,
+        &[
+            "SET SESSION sql_log_bin = 0",
+            "DELETE FROM e2e.seq WHERE n = 4242",
+            "START SLAVE SQL_THREAD",
+        ],
+    )
+    .expect("repair the replica");
+    until(Duration::from_secs(15), || {
+        let doc = node_doc(&c, held_back)?;
+        let r = &doc["replication"];
+        expect(
+            r["state"] == "streaming" && r["last_error"].is_null() && doc["health"] == "healthy",
+            || format!("repaired? health {} {r}", doc["health"]),
+        )
     });
     let _ = watcher.kill();
     let _ = watcher.wait();
@@ -500,6 +588,13 @@ fn postgres_documents_say_what_the_servers_say() {
             ],
         );
     }
+
+    // The top statements: a recognisable one (by its alias: literals are normalised away),
+    // run 30 times on the primary.
+    for _ in 0..30 {
+        scalar(p, "SELECT pg_sleep(0.01)::text AS top_marker");
+    }
+    check_top_statements(&c, p, "top_marker", 30);
 
     // Connections rise as clients connect.
     let r = replicas[0];

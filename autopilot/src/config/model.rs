@@ -291,6 +291,10 @@ pub struct TelemetryConfig {
     /// other agents' listeners are verified against; `None`: plain HTTP, peers over
     /// `https://` cannot be verified.
     pub tls: Option<ListenerTls>,
+    /// `telemetry.top_statements`: how many of the database's top statements (by total
+    /// execution time) `/statements` and the `autopilot_top_statement_*` gauges show; 0
+    /// switches the database's statement statistics off. Default 10, at most 100.
+    pub top_statements: u32,
 }
 
 /// TLS material of the agent's HTTP listener, read into memory at load time (and checked:

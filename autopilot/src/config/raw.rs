@@ -273,6 +273,8 @@ pub(crate) struct RawTelemetry {
     pub advertise: Option<String>,
     /// HTTPS on the listener and the CA peers' listeners are verified against.
     pub tls: Option<RawListenerTls>,
+    /// How many of the database's top statements to export; 0 switches statistics off.
+    pub top_statements: Option<i64>,
 }
 
 /// `telemetry.tls:`; `cert` and `key` go together, `ca` may stand alone.

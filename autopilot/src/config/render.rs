@@ -197,6 +197,11 @@ impl Config {
         if let Some(t) = &self.telemetry.tls {
             o.listener_tls(1, t);
         }
+        o.raw(
+            1,
+            "top_statements",
+            &self.telemetry.top_statements.to_string(),
+        );
         o.line(0, "log:");
         o.kv(1, "level", &self.log.level);
         o.kv(

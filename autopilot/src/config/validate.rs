@@ -555,7 +555,20 @@ impl<'a> Validator<'a> {
             listen,
             advertise,
             tls,
+            top_statements,
         } = raw;
+        let top_statements = match top_statements {
+            None => 10,
+            Some(n) if (0..=100).contains(&n) => u32::try_from(n).unwrap_or(10),
+            Some(n) => {
+                self.problem(
+                    &root("telemetry").key("top_statements"),
+                    Target::Value,
+                    format!("{n} is out of range; expected 0 (statement statistics off) to 100"),
+                );
+                10
+            }
+        };
         let default: SocketAddr = ([0, 0, 0, 0], 9187).into();
         let listen = match listen.as_deref() {
             None => Some(default),
@@ -589,6 +602,7 @@ impl<'a> Validator<'a> {
             listen,
             advertise,
             tls,
+            top_statements,
         }
     }
 }

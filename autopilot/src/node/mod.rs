@@ -15,6 +15,7 @@ mod process;
 mod role;
 pub mod session;
 pub(crate) mod specs;
+mod statements;
 mod supervisor;
 
 pub use env::EventEnv;

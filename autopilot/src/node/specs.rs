@@ -119,6 +119,7 @@ fn mariadb_settings(config: &Config, m: &MariadbConfig, port: u16) -> MariadbSet
             .map(|c| format!("{}/{}/{}", c.namespace, c.project, c.name))
             .unwrap_or_default(),
         node_id: config.node.name.clone(),
+        statement_stats: config.telemetry.top_statements > 0,
         peer_ca: config
             .telemetry
             .tls

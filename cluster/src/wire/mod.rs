@@ -27,6 +27,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod node;
 pub mod primary;
+pub mod statements;
 pub mod switchover;
 
 pub use cluster_state::{ClusterNode, ClusterStateDoc, Service};
@@ -45,6 +46,7 @@ pub use lock::{LockDoc, LockPurpose};
 pub use maintenance::MaintenanceDoc;
 pub use node::{NodeDoc, NodeReplication, NodeTags};
 pub use primary::{PrimaryDoc, PrimaryReplication};
+pub use statements::{NodeStatements, StatementStats};
 pub use switchover::SwitchoverDoc;
 
 use serde::Serialize;

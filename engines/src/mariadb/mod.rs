@@ -177,6 +177,16 @@ impl Engine for MariadbEngine {
         self.follow(primary).await
     }
 
+    async fn top_statements(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<cluster::wire::StatementStats>, EngineError> {
+        let mut c = conn::local(&self.settings).await?;
+        let r = probe::top_statements(&mut c, limit).await;
+        let _ = c.disconnect().await;
+        r
+    }
+
     async fn identity(&self) -> Result<Option<String>, EngineError> {
         let mut c = conn::local(&self.settings).await?;
         let r = replication::identity(&mut c).await;

@@ -210,3 +210,55 @@ async fn slave_hosts(c: &mut Conn) -> Result<Vec<(i64, String, i64)>, EngineErro
 pub fn down() {
     gauge!("autopilot_mysql_up").set(0.0);
 }
+
+/// The top `limit` statement digests by total time from `performance_schema` (switched on by
+/// the engine unless `telemetry.top_statements` is 0).
+pub async fn top_statements(
+    c: &mut Conn,
+    limit: u32,
+) -> Result<Vec<cluster::wire::StatementStats>, EngineError> {
+    let op = "read the top statements";
+    let on: Option<i64> = bounded(op, false, c.query_first("SELECT @@performance_schema")).await?;
+    if on != Some(1) {
+        return Err(EngineError::Failed {
+            operation: op,
+            reason: "performance_schema is off (telemetry.top_statements: 0, or the server was started without it)".into(),
+        });
+    }
+    type Row = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        u64,
+        f64,
+        f64,
+        u64,
+    );
+    let rows: Vec<Row> = bounded(
+        op,
+        false,
+        c.query(format!(
+            "SELECT DIGEST, LEFT(DIGEST_TEXT, 500), SCHEMA_NAME, COUNT_STAR, \
+               SUM_TIMER_WAIT / 1e12, AVG_TIMER_WAIT / 1e12, SUM_ROWS_SENT + SUM_ROWS_AFFECTED \
+             FROM performance_schema.events_statements_summary_by_digest \
+             WHERE DIGEST IS NOT NULL ORDER BY SUM_TIMER_WAIT DESC LIMIT {limit}"
+        )),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .enumerate()
+        .map(
+            |(i, (id, query, database, calls, total, mean, rows))| cluster::wire::StatementStats {
+                rank: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                id: id.unwrap_or_default(),
+                query: query.unwrap_or_default(),
+                database,
+                calls,
+                total_seconds: total,
+                mean_seconds: mean,
+                rows,
+            },
+        )
+        .collect())
+}

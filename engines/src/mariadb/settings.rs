@@ -84,6 +84,9 @@ pub struct MariadbSettings {
     pub cluster: String,
     /// This node's id.
     pub node_id: String,
+    /// Keep statement statistics (`performance_schema`'s digest summary) for
+    /// `top_statements`; off with `telemetry.top_statements: 0`.
+    pub statement_stats: bool,
     /// PEM CA bundle (`telemetry.tls.ca`) the primary's agent listener must chain to when
     /// its `agent_url` is `https://` (a clone stream); `None`: `https://` peers cannot be
     /// verified, so a clone from one is refused.
@@ -133,6 +136,30 @@ impl MariadbSettings {
         // `SHOW SLAVE HOSTS` names its replicas (the node documents list them).
         set("report-host", self.bind_address.clone());
         set("report-port", self.port.to_string());
+        if self.statement_stats {
+            // Statement digests for `top_statements`, sized small: no statement histories.
+            set("performance-schema", "ON".into());
+            set("performance-schema-digests-size", "1000".into());
+            set("performance-schema-max-digest-length", "1024".into());
+            set(
+                "performance-schema-events-statements-history-size",
+                "0".into(),
+            );
+            set(
+                "performance-schema-events-statements-history-long-size",
+                "0".into(),
+            );
+            set("performance-schema-events-waits-history-size", "0".into());
+            set(
+                "performance-schema-events-waits-history-long-size",
+                "0".into(),
+            );
+            set("performance-schema-events-stages-history-size", "0".into());
+            set(
+                "performance-schema-events-stages-history-long-size",
+                "0".into(),
+            );
+        }
         set("log-bin", format!("{d}/mariadb-bin"));
         set("relay-log", format!("{d}/relay-bin"));
         set("log-slave-updates", "ON".into());
@@ -206,6 +233,7 @@ pub(crate) mod tests {
             stop_timeout: Duration::from_secs(30),
             cluster: "ns/p/c".into(),
             node_id: "n1".into(),
+            statement_stats: true,
             peer_ca: None,
         }
     }

@@ -363,6 +363,21 @@ impl Engine for PostgresEngine {
         self.clone_primary(primary).await
     }
 
+    /// From `pg_stat_statements` (preloaded by the engine; the extension is created on the
+    /// primary the first time, and replicates).
+    async fn top_statements(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<cluster::wire::StatementStats>, EngineError> {
+        let op = "read the top statements";
+        let client = self.reader(op).await?;
+        let read = probe::top_statements(&client, limit).await;
+        if read.is_err() {
+            self.forget_reader().await;
+        }
+        read.map_err(|e| e.into_engine(op))
+    }
+
     /// The system identifier `initdb` gave the data: every standby cloned from it has it.
     async fn identity(&self) -> Result<Option<String>, EngineError> {
         let op = "read the system identifier";

@@ -177,3 +177,57 @@ pub fn export(f: &Figures, timeline: u64, tps: f64) {
     gauge!("autopilot_postgres_server_version_num").set(f.version_num as f64);
     gauge!("autopilot_postgres_wal_receiver_streaming").set(if f.receiving { 1.0 } else { 0.0 });
 }
+
+/// The top `limit` statements of `pg_stat_statements` by total execution time; on a primary
+/// that lacks the extension, it is created first (it replicates to the standbys).
+pub async fn top_statements(
+    client: &Client,
+    limit: u32,
+) -> Result<Vec<cluster::wire::StatementStats>, SqlError> {
+    let exists = row(
+        client,
+        "SELECT (count(*) > 0)::text FROM pg_extension WHERE extname = 'pg_stat_statements'",
+    )
+    .await?;
+    if exists.first().cloned().flatten().as_deref() != Some("true") {
+        let primary = row(client, "SELECT (NOT pg_is_in_recovery())::text").await?;
+        if primary.first().cloned().flatten().as_deref() != Some("true") {
+            return Err(SqlError::Failed(
+                "pg_stat_statements is not created yet: the primary creates it, and it replicates"
+                    .into(),
+            ));
+        }
+        super::sql::execute(client, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await?;
+    }
+    let rows = super::sql::rows(
+        client,
+        &format!(
+            "SELECT s.queryid::text, left(s.query, 500), d.datname, s.calls::text, \
+               (s.total_exec_time / 1000)::float8::text, (s.mean_exec_time / 1000)::float8::text, \
+               s.rows::text \
+             FROM pg_stat_statements s LEFT JOIN pg_database d ON d.oid = s.dbid \
+             WHERE s.queryid IS NOT NULL \
+             ORDER BY s.total_exec_time DESC LIMIT {limit}"
+        ),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let text = |k: usize| r.get(k).cloned().flatten();
+            let int = |k: usize| text(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let float = |k: usize| text(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            cluster::wire::StatementStats {
+                rank: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                id: text(0).unwrap_or_default(),
+                query: text(1).unwrap_or_default(),
+                database: text(2),
+                calls: int(3),
+                total_seconds: float(4),
+                mean_seconds: float(5),
+                rows: int(6),
+            }
+        })
+        .collect())
+}

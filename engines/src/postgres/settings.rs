@@ -147,8 +147,28 @@ impl PostgresSettings {
             ("wal_retrieve_retry_interval", "1s".to_owned()),
             ("cluster_name", self.node_id.clone()),
         ];
-        let extra = self.parameters.iter().map(|(n, v)| (n.as_str(), v.clone()));
-        for (name, value) in own.into_iter().chain(extra) {
+        // Statement statistics (`top_statements`): added to the operator's preloads.
+        let preload = self
+            .parameters
+            .iter()
+            .find(|(n, _)| n == "shared_preload_libraries")
+            .map(|(_, v)| v.clone());
+        let preload = match preload {
+            Some(v) if v.split(',').any(|l| l.trim() == "pg_stat_statements") => v,
+            Some(v) if v.trim().is_empty() => "pg_stat_statements".to_owned(),
+            Some(v) => format!("{v},pg_stat_statements"),
+            None => "pg_stat_statements".to_owned(),
+        };
+        let extra = self
+            .parameters
+            .iter()
+            .filter(|(n, _)| n != "shared_preload_libraries")
+            .map(|(n, v)| (n.as_str(), v.clone()));
+        let stats = [
+            ("shared_preload_libraries", preload),
+            ("pg_stat_statements.track", "top".to_owned()),
+        ];
+        for (name, value) in own.into_iter().chain(stats).chain(extra) {
             argv.push("-c".to_owned());
             argv.push(format!("{name}={value}"));
         }

@@ -616,6 +616,12 @@ impl Agents {
         self.http.get(url).send().ok().and_then(|r| r.text().ok())
     }
 
+    /// The JSON body of `GET <path>` on node `i`'s agent (whatever the status code), `None`
+    /// when it does not answer or the body is not JSON.
+    pub fn get_json(&self, i: usize, path: &str) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.get_text(i, path)?).ok()
+    }
+
     /// Node `i`'s `/health` JSON (whatever the status code), `None` when it does not answer.
     pub fn health(&self, i: usize) -> Option<serde_json::Value> {
         serde_json::from_str(&self.get_text(i, "/health")?).ok()

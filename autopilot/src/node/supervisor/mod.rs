@@ -180,12 +180,26 @@ impl Actor for Supervisor {
                 status: status_rx.clone(),
                 role: clustered.then_some(role_rx.clone()),
                 dir: config.process.cwd.clone().unwrap_or(cwd),
-                routes: match (&*engine, clustered) {
-                    (AnyEngine::Mariadb(e), true) => super::clone::routes(
-                        super::clone::CloneSource::new(e.settings().clone()),
-                        role_rx.clone(),
-                    ),
-                    _ => Router::new(),
+                routes: {
+                    let clone = match (&*engine, clustered) {
+                        (AnyEngine::Mariadb(e), true) => super::clone::routes(
+                            super::clone::CloneSource::new(e.settings().clone()),
+                            role_rx.clone(),
+                        ),
+                        _ => Router::new(),
+                    };
+                    let top = config.telemetry.top_statements;
+                    match &*engine {
+                        AnyEngine::Mariadb(_) | AnyEngine::Postgres(_) if top > 0 => {
+                            super::statements::spawn_exporter(engine.clone(), top);
+                            clone.merge(super::statements::routes(
+                                engine.clone(),
+                                config.node.name.clone(),
+                                top,
+                            ))
+                        }
+                        _ => clone,
+                    }
                 },
             },
             cell.clone(),
