@@ -109,6 +109,26 @@ fn killing_the_primarys_redis_fails_over() {
         w.acked.len(),
         lost.len()
     );
+    // Full redundancy: the agent restarts its Redis, which follows the new primary with
+    // the same data.
+    c.wait_replicating(p, new, ATTACH);
+    same_list_everywhere(&c, new);
+}
+
+/// Every node holds the primary's list (replication caught up).
+fn same_list_everywhere(c: &e2e::redis::cluster::RedisCluster, primary: usize) {
+    let want = c.list_numbers(primary, RedisWorkload::KEY);
+    for i in (0..3).filter(|&i| i != primary) {
+        let same = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+            (c.list_numbers(i, RedisWorkload::KEY) == want).then_some(())
+        });
+        assert!(
+            same.is_some(),
+            "{} does not hold the primary's {} items",
+            c.name(i),
+            want.len()
+        );
+    }
 }
 
 #[test]
@@ -158,6 +178,10 @@ fn node_loss_fails_over_within_the_ttl() {
             .find(|e| e["kind"] == "joined" && e["node"] == c.name(other) && e["to"] == c.name(new))
     });
     assert!(joined.is_some(), "no joined event: {:#?}", c.events());
+    // Full redundancy: the lost node comes back (a service manager's restart) and follows.
+    c.start_agent(p);
+    c.wait_replicating(p, new, ATTACH);
+    same_list_everywhere(&c, new);
 }
 
 #[test]
