@@ -149,6 +149,14 @@ fn top_statements_through_the_api_and_autopilotctl() {
     assert_eq!(m["database"], "postgres", "{m}");
     println!("marker on {primary}: {m}");
 
+    // No password nor its hash reaches a viewer (utility statements keep their literals, so
+    // the engine does not track them).
+    let (_, everything) = api.get(&format!("{C}/statements?limit=100"));
+    let text = everything.to_string();
+    for secret in ["SCRAM-SHA-256", "PASSWORD '", "secret"] {
+        assert!(!text.contains(secret), "{secret} in the statements: {text}");
+    }
+
     // The agents' default limit (10) without `limit`; an explicit small one.
     let (s, v) = api.get(&format!("{C}/statements"));
     assert_eq!(s, 200, "{v}");

@@ -206,7 +206,7 @@ pub async fn top_statements(
                (s.total_exec_time / 1000)::float8::text, (s.mean_exec_time / 1000)::float8::text, \
                s.rows::text \
              FROM pg_stat_statements s LEFT JOIN pg_database d ON d.oid = s.dbid \
-             WHERE s.queryid IS NOT NULL \
+             WHERE s.queryid IS NOT NULL AND s.query !~* 'password' \
              ORDER BY s.total_exec_time DESC LIMIT {limit}"
         ),
     )

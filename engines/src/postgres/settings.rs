@@ -167,6 +167,9 @@ impl PostgresSettings {
         let stats = [
             ("shared_preload_libraries", preload),
             ("pg_stat_statements.track", "top".to_owned()),
+            // Utility statements keep their literals: `CREATE ROLE … PASSWORD '…'` would put
+            // a password (hash) into `/statements`. Queries are what the list is for.
+            ("pg_stat_statements.track_utility", "off".to_owned()),
         ];
         for (name, value) in own.into_iter().chain(stats).chain(extra) {
             argv.push("-c".to_owned());
