@@ -292,6 +292,29 @@ fn check_top_statements(c: &Agents, i: usize, marker: &str, calls: u64) {
     });
 }
 
+/// The database's own log lines reach the agent's log at the level they name: none of its
+/// informational lines (`tag`: PostgreSQL `LOG:`, MariaDB `[Note]`) is a warning or an error.
+fn check_log_levels(c: &Agents, tag: &str) {
+    for i in 0..c.len() {
+        let log = c.agent_log(i);
+        let wrong: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(tag) && (l.contains("WARN") || l.contains("ERROR")))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{}: {tag} lines logged as warnings: {wrong:#?}",
+            c.name(i)
+        );
+        assert!(
+            log.lines().any(|l| l.contains(tag) && l.contains("INFO")),
+            "{}: no {tag} line at INFO",
+            c.name(i)
+        );
+    }
+}
+
 /// The documents a plain watcher saw for node `id` (`etcdctl watch` prints the key, then
 /// the value, per change).
 fn watched(out: &std::path::Path, id: &str) -> Vec<Value> {
@@ -368,6 +391,8 @@ fn mariadb_documents_say_what_the_servers_say() {
             .collect();
         check_state(&c, p, &addresses)
     });
+
+    check_log_levels(&c, "[Note]");
 
     // Load balancers: every node reads, the replicas are semi-synchronous, lag by time.
     check_http(
@@ -570,6 +595,8 @@ fn postgres_documents_say_what_the_servers_say() {
             .collect();
         check_state(&c, p, &addresses)
     });
+
+    check_log_levels(&c, " LOG:");
 
     // Load balancers: every node reads; `/sync` and `/async` as pg_stat_replication says.
     check_http(

@@ -56,7 +56,9 @@ fn assert_refused(c: &Agents, i: usize, ours: &str, cluster: &str) {
         c.name(i)
     );
     assert!(
-        c.agent_log(i).contains("ERROR") && c.agent_log(i).contains("foreign_data"),
+        c.agent_log(i)
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("foreign_data")),
         "no error line about foreign data in {}'s log",
         c.name(i)
     );

@@ -112,15 +112,26 @@ fn the_most_advanced_replica_wins() {
     c.sql(behind, &["STOP SLAVE SQL_THREAD"])
         .expect("hold back a replica's SQL thread");
     let run = failover(&mut c, p, |c, p| {
-        // Replicas publish their position from probes (about once a second): wait until the
-        // node keys show the gap, so the election compares the positions the test set up
-        // rather than two equal ones from before the writer ran (a tie goes to the lower id).
+        // Wait until the databases show the gap (the election compares the final positions
+        // the candidates publish when the primary is gone; the held-back applier stays
+        // behind), rather than two equal ones from before the writer ran (a tie goes to the
+        // lower id).
+        let seq = |i: usize| -> Option<u64> {
+            let pos = c.admin(i).value("SELECT @@gtid_current_pos").ok()?;
+            pos.split(',')
+                .find(|g| g.trim().starts_with("0-"))?
+                .rsplit('-')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        };
         let shown = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
-            (c.published_offset(ahead)? > c.published_offset(behind)?).then_some(())
+            (seq(ahead)? > seq(behind)?).then_some(())
         });
         assert!(
             shown.is_some(),
-            "the node keys never showed {} ahead of {}\n{}",
+            "the databases never showed {} ahead of {}\n{}",
             c.name(ahead),
             c.name(behind),
             c.logs()

@@ -361,14 +361,6 @@ impl Agents {
         );
     }
 
-    /// The replication offset node `i` last published in its node key
-    /// (`replication.position.offset`: what elections compare); `None` when absent.
-    pub fn published_offset(&self, i: usize) -> Option<u64> {
-        let doc: serde_json::Value =
-            serde_json::from_str(&self.key(&format!("nodes/{}", self.name(i)))?).ok()?;
-        doc["replication"]["position"]["offset"].as_u64()
-    }
-
     /// Whether node `i`'s node key says `needs_rebuild: true`.
     pub fn needs_rebuild(&self, i: usize) -> bool {
         self.key(&format!("nodes/{}", self.name(i)))
