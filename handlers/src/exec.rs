@@ -18,7 +18,9 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
+
+use crate::level::{LevelReader, LineLevel};
 
 use crate::reaper;
 
@@ -629,6 +631,13 @@ fn forward_output(
         let mut reader = BufReader::new(pipe);
         let mut buf = Vec::with_capacity(256);
         let mut failure: Option<String> = None;
+        // A line that names its level (a database's log) is logged at it; others at the
+        // stream's: warn for stderr, info for stdout.
+        let mut levels = LevelReader::new(if stream == "stderr" {
+            LineLevel::Warn
+        } else {
+            LineLevel::Info
+        });
         loop {
             buf.clear();
             match (&mut reader)
@@ -655,14 +664,18 @@ fn forward_output(
                         failure = Some(kept);
                     }
                     match stream {
-                        "stderr" => warn!(process = %name, stream, "{line}"),
                         // The stderr of piped tools (backup streams): one line per file
                         // copied, so only what reads like a failure reaches the default log.
                         "progress" if failing => {
                             warn!(process = %name, stream, "{line}")
                         }
                         "progress" => debug!(process = %name, stream, "{line}"),
-                        _ => info!(process = %name, stream, "{line}"),
+                        _ => match levels.level(&line) {
+                            LineLevel::Debug => debug!(process = %name, stream, "{line}"),
+                            LineLevel::Info => info!(process = %name, stream, "{line}"),
+                            LineLevel::Warn => warn!(process = %name, stream, "{line}"),
+                            LineLevel::Error => error!(process = %name, stream, "{line}"),
+                        },
                     }
                 }
                 Err(e) => {

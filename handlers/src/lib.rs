@@ -15,6 +15,7 @@
 
 pub mod actor;
 pub mod exec;
+pub mod level;
 pub mod reaper;
 
 pub use actor::{HandlerActor, HandlerArgs, HandlerMsg, HandlerOutcome, RunReport};
