@@ -64,7 +64,7 @@ fn fresh_cluster_bootstraps_clones_and_replicates() {
         "autopilot_postgres_replay_lag_seconds",
         "autopilot_postgres_replay_lag_bytes",
         "autopilot_postgres_connections",
-        "autopilot_postgres_transactions_per_second",
+        "autopilot_postgres_transactions_total",
         "autopilot_postgres_synchronous_replicas",
     ] {
         assert!(m.contains(name), "{name} missing from /metrics:\n{m}");

@@ -62,8 +62,6 @@ pub struct PostgresEngine {
     members: Mutex<Option<Vec<String>>>,
     /// Their node ids, to name the standbys a probe sees.
     member_ids: Mutex<Vec<String>>,
-    /// Transactions-per-second from successive probes.
-    rate: probe::Rate,
     /// Serialises the operations that change the server's role or settings (the role
     /// actor runs engine operations in tasks: a fence and an unfence must not interleave).
     ops: tokio::sync::Mutex<()>,
@@ -127,7 +125,6 @@ impl PostgresEngine {
             control,
             members: Mutex::new(None),
             member_ids: Mutex::new(Vec::new()),
-            rate: probe::Rate::default(),
             ops: tokio::sync::Mutex::new(()),
             reader: tokio::sync::Mutex::new(None),
         }
@@ -305,7 +302,7 @@ impl Engine for PostgresEngine {
                 return Err(e.into_engine(op));
             }
         };
-        probe::export(&f, st.timeline, self.rate.per_second(f.transactions));
+        probe::export(&f, st.timeline);
         let replication = if f.in_recovery {
             Replication::Replica {
                 receiving: f.receiving,

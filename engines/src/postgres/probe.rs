@@ -1,8 +1,6 @@
 //! The engine probe: is the server answering, and the figures exported as metrics —
-//! replay lag (seconds and bytes), timeline, connections, transactions, synchronous state.
-
-use std::sync::Mutex;
-use std::time::Instant;
+//! replay lag (seconds and bytes), timeline, connections, transactions (a counter: take its
+//! `rate()`), synchronous state.
 
 use metrics::{counter, gauge};
 use tokio_postgres::Client;
@@ -139,38 +137,14 @@ pub async fn standbys(client: &Client) -> Result<Vec<Standby>, SqlError> {
         .collect())
 }
 
-/// Turns successive transaction counts into a rate.
-#[derive(Debug, Default)]
-pub struct Rate {
-    /// The previous probe's count and time.
-    last: Mutex<Option<(Instant, u64)>>,
-}
-
-impl Rate {
-    /// Transactions per second since the previous call (0 on the first).
-    pub fn per_second(&self, count: u64) -> f64 {
-        let now = Instant::now();
-        let mut last = self.last.lock().expect("the rate lock is never poisoned");
-        let rate = match *last {
-            Some((t, c)) if count >= c && now > t => {
-                (count - c) as f64 / now.duration_since(t).as_secs_f64()
-            }
-            _ => 0.0,
-        };
-        *last = Some((now, count));
-        rate
-    }
-}
-
 /// Export the figures (and the timeline) as `autopilot_postgres_*` metrics.
-pub fn export(f: &Figures, timeline: u64, tps: f64) {
+pub fn export(f: &Figures, timeline: u64) {
     gauge!("autopilot_postgres_in_recovery").set(if f.in_recovery { 1.0 } else { 0.0 });
     gauge!("autopilot_postgres_replay_lag_bytes").set(f.replay_lag_bytes as f64);
     gauge!("autopilot_postgres_replay_lag_seconds").set(f.replay_lag_seconds);
     gauge!("autopilot_postgres_timeline").set(timeline as f64);
     gauge!("autopilot_postgres_connections").set(f.connections as f64);
     counter!("autopilot_postgres_transactions_total").absolute(f.transactions);
-    gauge!("autopilot_postgres_transactions_per_second").set(tps);
     gauge!("autopilot_postgres_replicas_streaming").set(f.streaming as f64);
     gauge!("autopilot_postgres_synchronous_replicas").set(f.synchronous as f64);
     gauge!("autopilot_postgres_uptime_seconds").set(f.uptime_seconds);
