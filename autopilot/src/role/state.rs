@@ -159,7 +159,7 @@ pub struct RoleState {
     /// The identity of the local data when the agent started (`None`: unknown or none).
     pub identity: Option<String>,
     /// When the node key was last published, and whether it said eligible: a position that
-    /// merely moved is republished at most once a TTL outside elections (write economy).
+    /// merely moved is republished at most every `POSITION_REFRESH` outside elections (write economy).
     pub published: Option<(Millis, bool)>,
 }
 
