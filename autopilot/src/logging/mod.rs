@@ -3,15 +3,16 @@
 //! overrides the configured level for every output.
 //!
 //! - `record.rs`: an event as a syslog line or a journal entry;
-//! - `sink.rs`: the bounded, non-blocking queue and the I/O thread behind each extra output.
+//! - `sink.rs`: the bounded, non-blocking queue and the I/O thread behind each extra output;
+//! - `text.rs`: the human text format on stderr (no span context, colours only on a terminal).
 //!
 //! A receiver that is slow, down or missing never blocks or stops the agent: its records are
 //! dropped and counted (`autopilot_log_records_dropped_total{output}`).
 
 mod record;
 mod sink;
+mod text;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -38,10 +39,16 @@ pub fn init(log: &LogConfig) {
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal());
+            .with_ansi(text::stderr_colours());
         match log.format {
-            LogFormat::Text => fmt.boxed(),
-            LogFormat::Json => fmt.json().flatten_event(true).boxed(),
+            LogFormat::Text => fmt.event_format(text::Plain).boxed(),
+            // The spans are the actor runtime's: nothing an operator or a log pipeline reads.
+            LogFormat::Json => fmt
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .boxed(),
         }
     });
     let syslog = log.syslog.as_ref().and_then(|s| {
@@ -128,6 +135,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // The actor runtime's spans (`Actor` with its id and name) say nothing to a reader.
+        if attrs.metadata().target().starts_with("ractor") {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if ext.get_mut::<SpanFields>().is_none() {

@@ -169,7 +169,7 @@ async fn next_chunk(
                 info!(node = %st.node, bytes = st.bytes, "clone stream complete");
                 None
             } else {
-                warn!(node = %st.node, bytes = st.bytes, ?status, "mariadb-backup failed during a clone; see its output above");
+                warn!(node = %st.node, bytes = st.bytes, %status, "mariadb-backup failed during a clone; see its output above");
                 Some((Err(std::io::Error::other("mariadb-backup failed")), None))
             }
         }

@@ -310,7 +310,7 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), 
     state.generation += 1;
     let generation = state.generation;
     let pid = child.pid();
-    info!(pid, argv = ?spec.argv, "main process started");
+    info!(pid, argv = %spec.argv.join(" "), "main process started");
     gauge!("autopilot_main_process_up").set(1.0);
     state.running = Some(Running {
         group: child.group(),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use handlers::ExecSpec;
-use handlers::exec::{RunOutcome, run};
+use handlers::exec::{Captured, RunOutcome, run_capture};
 use nix::unistd::{Uid, User, chown};
 
 use super::settings::MariadbSettings;
@@ -150,6 +150,15 @@ fn check_datadir(
     Ok(())
 }
 
+/// A line of `mariadb-install-db`'s stdout that says what failed (`FATAL ERROR: …`,
+/// `Installation of system tables failed!`, …).
+fn reads_like_failure(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    ["error", "failed", "fatal", "cannot", "could not"]
+        .iter()
+        .any(|w| l.contains(w))
+}
+
 /// `mariadb-install-db` into the empty data directory.
 async fn install(s: &MariadbSettings) -> Result<(), EngineError> {
     let mut argv = vec![
@@ -169,16 +178,48 @@ async fn install(s: &MariadbSettings) -> Result<(), EngineError> {
         ..ExecSpec::new(argv)
     };
     let op = "initialise the data directory";
-    match run("mariadb-install-db", &spec, &[]).await {
-        Ok(RunOutcome::Exited(st)) if st.success() => {
+    // Its stdout is a banner on success (where the service file goes, "PLEASE REMEMBER TO
+    // SET A PASSWORD", links): logged at debug. On failure it says there what went wrong,
+    // so it is logged as an error. Its stderr (the server's bootstrap log) is logged by
+    // `run_capture` at the level each line names.
+    match run_capture(INSTALL_DB, &spec, &[]).await {
+        Ok(Captured {
+            outcome: RunOutcome::Exited(st),
+            stdout,
+            ..
+        }) if st.success() => {
+            for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::debug!(process = INSTALL_DB, stream = "stdout", "{line}");
+            }
             tracing::info!(datadir = %s.datadir.display(), "initialised the data directory");
             Ok(())
         }
-        Ok(RunOutcome::Exited(st)) => Err(failed(
-            op,
-            format!("{INSTALL_DB} exited with {st:?}; see its output above"),
-        )),
-        Ok(RunOutcome::TimedOut) => Err(failed(
+        Ok(Captured {
+            outcome: RunOutcome::Exited(st),
+            stdout,
+            failure,
+        }) => {
+            for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::error!(process = INSTALL_DB, stream = "stdout", "{line}");
+            }
+            let why = stdout
+                .lines()
+                .rev()
+                .find(|l| reads_like_failure(l))
+                .map(|l| l.trim().to_owned())
+                .or(failure);
+            Err(failed(
+                op,
+                match why {
+                    Some(line) => format!("{INSTALL_DB} exited with {st}: {line}"),
+                    None => format!("{INSTALL_DB} exited with {st}; see its output above"),
+                },
+            ))
+        }
+        Ok(Captured {
+            outcome: RunOutcome::TimedOut,
+            ..
+        }) => Err(failed(
             op,
             format!("{INSTALL_DB} did not finish within {INSTALL_LIMIT:?}"),
         )),

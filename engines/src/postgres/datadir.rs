@@ -218,7 +218,11 @@ pub async fn initdb(s: &PostgresSettings) -> Result<(), EngineError> {
     ];
     let ran = run_tool(s, op, "initdb", args, INITDB_LIMIT, None).await;
     let _ = std::fs::remove_file(&pwfile);
-    ran?;
+    // What initdb prints on success is a tutorial (how to start the server, the trust
+    // warning it did not need to give): for whoever debugs, not the default log.
+    for line in ran?.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::debug!(process = "initdb", stream = "stdout", "{line}");
+    }
     write_hba(s).map_err(|e| failed(op, e))?;
     trim_conf(s).map_err(|e| failed(op, e))?;
     record_settings(s).await

@@ -231,7 +231,7 @@ impl<S: Store> SessionState<S> {
         match self.establish(myself).await {
             Ok(()) => {
                 self.backoff.reset();
-                info!(lease = ?self.lease, "store session established");
+                info!(lease = %lease_hex(self.lease), "store session established");
             }
             Err(e) => {
                 if matches!(e, StoreError::LeaseExpired { .. }) {
@@ -267,7 +267,7 @@ impl<S: Store> SessionState<S> {
                 self.lease = Some(l);
                 self.deadline = Some(sent + self.ttl);
                 self.publish_lease(false);
-                info!(lease = %l, ttl = ?self.ttl, "lease granted");
+                info!(lease = %lease_hex(Some(l)), ttl = ?self.ttl, "lease granted");
                 l
             }
         };
@@ -315,7 +315,7 @@ impl<S: Store> SessionState<S> {
                 }
             }
             WatchMessage::Broken(why) => {
-                warn!(?why, "cluster watch broke; re-listing");
+                warn!(cause = %watch_broken(&why), "cluster watch broke; re-listing");
                 self.drop_watch();
                 self.schedule_connect(myself);
             }
@@ -451,5 +451,23 @@ async fn read_on_request<S: Store>(
             ))),
             Err(e) => warn!(cause = %error_chain(&e), "failed to read the cluster"),
         }
+    }
+}
+
+/// A lease id for the log, in hex as `etcdctl lease list` prints it (`-` for none).
+fn lease_hex(lease: Option<LeaseId>) -> String {
+    lease.map_or_else(|| "-".to_owned(), |l| format!("{:x}", l.0))
+}
+
+/// Why a watch broke, in words.
+fn watch_broken(why: &cluster::store::WatchBroken) -> String {
+    use cluster::store::WatchBroken;
+    match why {
+        WatchBroken::Compacted { compact_revision } => {
+            format!("revisions up to {compact_revision} were compacted away")
+        }
+        WatchBroken::Cancelled { reason } => format!("cancelled by etcd: {reason}"),
+        WatchBroken::Failed(e) => error_chain(e),
+        WatchBroken::Closed => "the stream ended".to_owned(),
     }
 }
