@@ -51,6 +51,8 @@ pub struct ServerStatus {
     pub receiver: Option<Receiver>,
     /// On a source: the replicas streaming from it.
     pub replicas: Vec<cluster::wire::StreamingReplica>,
+    /// MariaDB: `gtid_current_pos`, the position in the server's own notation.
+    pub gtid: Option<String>,
 }
 
 /// A replica's view of its replication (`SHOW SLAVE STATUS`, `pg_stat_wal_receiver`).

@@ -167,6 +167,26 @@ impl Position {
     }
 }
 
+impl Position {
+    /// The offset as a PostgreSQL LSN, `0/11C88BB8` (PostgreSQL positions carry the LSN as
+    /// `offset` and the timeline as `epoch`).
+    pub fn lsn(&self) -> String {
+        format!("{:X}/{:X}", self.offset >> 32, self.offset & 0xFFFF_FFFF)
+    }
+
+    /// The position in the engine's own notation, the one format logs and tools print:
+    /// PostgreSQL `0/11C88BB8 on timeline 3`, MariaDB `seq 2143` (the GTID sequence number
+    /// in the cluster's domain; the node key's `replication.gtid` has the whole GTID set),
+    /// other engines `epoch/offset`. `engine` is the engine kind (`postgres`, `mariadb`, …).
+    pub fn notation(&self, engine: &str) -> String {
+        match engine {
+            "postgres" => format!("{} on timeline {}", self.lsn(), self.epoch),
+            "mariadb" => format!("seq {}", self.offset),
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.epoch, self.offset)

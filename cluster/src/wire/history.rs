@@ -52,6 +52,9 @@ pub enum HistoryReason {
     Failover,
     /// A planned hand-over requested through the `switchover` key.
     Switchover,
+    /// A forced failover to a named node, requested by an operator (`switchover` with
+    /// `failover: true`); not counted for the failover cooldown.
+    ManualFailover,
     /// Any other text, written by another tool or a newer version.
     Other(String),
 }
@@ -63,6 +66,7 @@ impl HistoryReason {
             Self::Bootstrap => "bootstrap",
             Self::Failover => "failover",
             Self::Switchover => "switchover",
+            Self::ManualFailover => "manual_failover",
             Self::Other(s) => s,
         }
     }
@@ -74,6 +78,7 @@ impl From<&str> for HistoryReason {
             "bootstrap" => Self::Bootstrap,
             "failover" => Self::Failover,
             "switchover" => Self::Switchover,
+            "manual_failover" => Self::ManualFailover,
             other => Self::Other(other.to_owned()),
         }
     }

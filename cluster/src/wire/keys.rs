@@ -54,6 +54,10 @@ pub enum ClusterKey {
     Switchover,
     /// `events/<id>`
     Event(String),
+    /// `members/<id>`
+    Member(String),
+    /// `requests/<node id>`
+    Request(String),
     /// `backup/requests/<id>` (reserved)
     BackupRequest(String),
     /// `restore/requests/<id>` (reserved)
@@ -168,6 +172,19 @@ impl ClusterKeys {
         format!("{}events/", self.base)
     }
 
+    /// `members/<id>`.
+    pub fn member(&self, id: &str) -> String {
+        format!("{}members/{id}", self.base)
+    }
+    /// `members/` with the trailing slash.
+    pub fn members_prefix(&self) -> String {
+        format!("{}members/", self.base)
+    }
+    /// `requests/<node id>`.
+    pub fn request(&self, id: &str) -> String {
+        format!("{}requests/{id}", self.base)
+    }
+
     /// Checks that `id` can be used as a node id segment.
     pub fn check_node_id(id: &str) -> Result<(), KeyError> {
         segment("node id", id)
@@ -199,6 +216,10 @@ impl ClusterKeys {
                     ClusterKey::Node(id)
                 } else if let Some(id) = one("events/") {
                     ClusterKey::Event(id)
+                } else if let Some(id) = one("members/") {
+                    ClusterKey::Member(id)
+                } else if let Some(id) = one("requests/") {
+                    ClusterKey::Request(id)
                 } else if let Some(id) = one("backup/requests/") {
                     ClusterKey::BackupRequest(id)
                 } else if let Some(id) = one("restore/requests/") {
@@ -222,6 +243,8 @@ impl ClusterKeys {
             ClusterKey::Maintenance => self.maintenance(),
             ClusterKey::Switchover => self.switchover(),
             ClusterKey::Event(id) => self.event(id),
+            ClusterKey::Member(id) => self.member(id),
+            ClusterKey::Request(id) => self.request(id),
             ClusterKey::BackupRequest(id) => format!("{}backup/requests/{id}", self.base),
             ClusterKey::RestoreRequest(id) => format!("{}restore/requests/{id}", self.base),
             ClusterKey::Unknown(rest) => format!("{}{rest}", self.base),

@@ -25,8 +25,10 @@ pub mod initialized;
 pub mod keys;
 pub mod lock;
 pub mod maintenance;
+pub mod member;
 pub mod node;
 pub mod primary;
+pub mod request;
 pub mod statements;
 pub mod switchover;
 
@@ -44,8 +46,12 @@ pub use initialized::{DatabaseIdentity, InitializedDoc};
 pub use keys::{ClusterKey, ClusterKeys, KeyError};
 pub use lock::{LockDoc, LockPurpose};
 pub use maintenance::MaintenanceDoc;
-pub use node::{NodeDoc, NodeReplication, NodeTags};
+pub use member::MemberDoc;
+pub use node::{
+    Ineligible, IneligibleCode, NodeDoc, NodeReplication, NodeTags, WaitKind, Waiting,
+};
 pub use primary::{PrimaryDoc, PrimaryReplication};
+pub use request::{NodeAction, RequestDoc};
 pub use statements::{NodeStatements, StatementStats};
 pub use switchover::SwitchoverDoc;
 

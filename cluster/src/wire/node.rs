@@ -63,6 +63,15 @@ pub struct NodeDoc {
     /// read by its peers when they rank candidates.
     #[serde(default)]
     pub eligible: bool,
+    /// Why the node is not eligible (`eligible: false`); omitted when it is, and from older
+    /// agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ineligible: Option<Ineligible>,
+    /// What the node is waiting for before it acts (a failover held by the cooldown, an
+    /// election waiting for its peers' final positions, a new primary not yet online);
+    /// omitted when it waits for nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
     /// Base URL of the node's agent HTTP listener (`telemetry.advertise`, else derived from
     /// `telemetry.listen`), e.g. `http://10.0.0.5:9187`; a cloning replica fetches the
     /// primary's backup stream there. `null` without a listener (and from older agents).
@@ -111,6 +120,12 @@ pub struct NodeReplication {
     /// numbers between `Gtid_IO_Pos` and `gtid_slave_pos` in the cluster's domain).
     #[serde(default)]
     pub lag_transactions: Option<u64>,
+    /// On MariaDB: the server's `gtid_current_pos` (e.g. `0-1-2143`), the position in the
+    /// database's own notation (`position.offset` is its sequence number in the cluster's
+    /// domain); `null` on other engines (PostgreSQL's notation follows from `position`:
+    /// timeline `epoch`, LSN `offset`) and when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
     /// Id of the primary this node follows (`null` when it follows nobody).
     #[serde(default)]
     pub source: Option<String>,
@@ -142,6 +157,85 @@ pub struct NodeReplication {
     /// synchronous or quorum standbys); 0 with `durability: sync` means commits hang.
     #[serde(default)]
     pub replicas_synchronous: Option<u32>,
+}
+
+/// Why a node does not take part in failovers now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ineligible {
+    /// The reason as a code tools can act on.
+    pub code: IneligibleCode,
+    /// The same for people, with the figures (`behind the primary by 12 MiB, more than
+    /// max_lag_on_failover 1 MiB`).
+    pub reason: String,
+}
+
+/// Why a node is not eligible, as a code.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IneligibleCode {
+    /// Tagged `nofailover`.
+    Nofailover,
+    /// Its health check fails.
+    Unhealthy,
+    /// It has no data yet (starting, cloning).
+    NoData,
+    /// It gave up a promotion or handed over a moment ago and stays out for a while.
+    Backoff,
+    /// It stopped receiving from its primary (`replication_stalled`).
+    Stalled,
+    /// Its data diverged from the primary's: it must be rebuilt.
+    NeedsRebuild,
+    /// Its data belongs to another database.
+    Refused,
+    /// It is handing over its primary role.
+    HandingOver,
+    /// Its agent is stopping.
+    Stopping,
+    /// It is further behind the primary than `max_lag_on_failover`.
+    Lagging,
+    /// A value this reader does not know (written by a newer version).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// Something a node waits for before it acts.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// What it waits for.
+    pub kind: WaitKind,
+    /// Since when.
+    pub since: Timestamp,
+    /// Until when at the latest, when that is known (the end of the cooldown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    /// The same for people (`failover held by the cooldown until 12:03:10Z: the last failover
+    /// was at 12:02:10Z, failover_cooldown 60s`).
+    pub detail: String,
+}
+
+/// What a node waits for.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// The cluster has no primary, and the failover cooldown (I5) holds the election.
+    Cooldown,
+    /// The cluster has no primary, and maintenance mode holds the election (I4).
+    Maintenance,
+    /// An election waits for its peers' final positions (bounded by settle + TTL).
+    PeerPositions,
+    /// A primary holds the key but is not online yet; replicas follow it once it is.
+    PrimaryOnline,
+    /// The cluster is initialised, has no primary, and this node has no data (I3).
+    Data,
+    /// A value this reader does not know (written by a newer version).
+    #[default]
+    #[serde(other)]
+    Unknown,
 }
 
 /// Operator tags that change how Autopilot treats a node.

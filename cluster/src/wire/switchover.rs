@@ -16,6 +16,10 @@ pub struct SwitchoverDoc {
     /// Node id to promote; `null` lets the agents pick the best replica.
     #[serde(default)]
     pub candidate: Option<String>,
+    /// A forced failover (`POST …/failover`) rather than a switchover: the history records
+    /// the change as `manual_failover`. Omitted when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failover: bool,
     /// Who asked (user or token name).
     #[serde(default)]
     pub requested_by: Option<String>,

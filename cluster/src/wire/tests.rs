@@ -75,6 +75,7 @@ fn every_document_round_trips() {
     round_trip(SwitchoverDoc {
         schema: 1,
         candidate: Some("db-2".into()),
+        failover: true,
         requested_by: Some("alice".into()),
         time: Some(t(10)),
     });
@@ -192,6 +193,8 @@ fn keys_parse_back() {
         ClusterKey::Maintenance,
         ClusterKey::Switchover,
         ClusterKey::Event("1-db-1".into()),
+        ClusterKey::Member("db-1".into()),
+        ClusterKey::Request("db-1".into()),
         ClusterKey::BackupRequest("b1".into()),
         ClusterKey::RestoreRequest("r1".into()),
     ];
@@ -242,6 +245,7 @@ fn history_reasons_are_plain_strings() {
         (HistoryReason::Bootstrap, r#""bootstrap""#),
         (HistoryReason::Failover, r#""failover""#),
         (HistoryReason::Switchover, r#""switchover""#),
+        (HistoryReason::ManualFailover, r#""manual_failover""#),
         (
             HistoryReason::Other("forced by alice".into()),
             r#""forced by alice""#,
@@ -253,4 +257,57 @@ fn history_reasons_are_plain_strings() {
             reason
         );
     }
+}
+
+/// Positions print in the engine's own notation.
+#[test]
+fn positions_in_the_engines_notation() {
+    let p = Position {
+        epoch: 3,
+        offset: 0x1_1C88_BB80,
+    };
+    assert_eq!(p.lsn(), "1/1C88BB80");
+    assert_eq!(
+        Position { epoch: 3, offset: 0x11C8_8BB8 }.notation("postgres"),
+        "0/11C88BB8 on timeline 3"
+    );
+    assert_eq!(Position { epoch: 0, offset: 2143 }.notation("mariadb"), "seq 2143");
+    assert_eq!(Position { epoch: 4, offset: 7 }.notation("process"), "4/7");
+}
+
+/// The operator's documents: members, node requests, reasons and waits.
+#[test]
+fn member_request_and_reason_documents() {
+    round_trip(MemberDoc {
+        schema: 1,
+        id: "db-1".into(),
+        name: "db-1".into(),
+        hostname: "h1".into(),
+        ip_address: "10.0.0.1".into(),
+        port: 5432,
+        agent_url: Some("http://10.0.0.1:9187".into()),
+        started: t(1_763_939_100_123),
+    });
+    round_trip(RequestDoc {
+        schema: 1,
+        action: NodeAction::Reinit,
+        requested_by: Some("alice".into()),
+        time: Some(t(1_763_939_100_123)),
+    });
+    let r: RequestDoc =
+        decode(br#"{"schema":1,"action":"defragment"}"#).expect("an unknown action reads");
+    assert_eq!(r.action, NodeAction::Unknown);
+    let mut n = sample_node("db-2");
+    n.eligible = false;
+    n.ineligible = Some(Ineligible {
+        code: IneligibleCode::Lagging,
+        reason: "behind the primary by 12 MiB".into(),
+    });
+    n.waiting = Some(Waiting {
+        kind: WaitKind::Cooldown,
+        since: t(1_763_939_100_123),
+        until: Some(t(1_763_939_160_123)),
+        detail: "failover held by the cooldown".into(),
+    });
+    round_trip(n);
 }

@@ -137,12 +137,14 @@ async fn write_request(
     st: &AppState,
     p: &ClusterPath,
     candidate: Option<String>,
+    failover: bool,
     by: &str,
 ) -> Result<(), Problem> {
     let keys = p.keys(st)?;
     let doc = SwitchoverDoc {
         schema: wire::SCHEMA_VERSION,
         candidate,
+        failover,
         requested_by: Some(by.to_owned()),
         time: Some(Timestamp::now()),
     };
@@ -218,7 +220,7 @@ pub async fn switchover(
                 }
             }
         }
-        write_request(&st, &p, req.candidate.clone(), &g.caller.name).await?;
+        write_request(&st, &p, req.candidate.clone(), false, &g.caller.name).await?;
         Ok((
             StatusCode::ACCEPTED,
             Json(Accepted {
@@ -312,7 +314,7 @@ pub async fn failover(
                 req.candidate
             ));
         }
-        write_request(&st, &p, Some(req.candidate.clone()), &g.caller.name).await?;
+        write_request(&st, &p, Some(req.candidate.clone()), true, &g.caller.name).await?;
         let mode = if c.primary.is_some() {
             "handover"
         } else {

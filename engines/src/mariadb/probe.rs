@@ -172,6 +172,7 @@ pub async fn probe(
         storage: crate::storage_of(&s.datadir),
         receiver,
         replicas,
+        gtid: Some(gtid.to_string()),
     };
     Ok(Probe {
         healthy: reason.is_none(),

@@ -113,6 +113,7 @@ impl PostgresEngine {
             storage: crate::storage_of(&self.settings.data_dir),
             receiver,
             replicas,
+            gtid: None,
         }
     }
 

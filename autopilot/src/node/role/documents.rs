@@ -52,6 +52,8 @@ pub fn node(
         replication,
         ref source,
         ref refused,
+        ref ineligible,
+        ref waiting,
     } = *flags;
     let (receiving, replicas_streaming, replicas_synchronous) = match replication {
         engines::Replication::Replica { receiving } => (Some(receiving), None, None),
@@ -94,6 +96,7 @@ pub fn node(
             source_address: receiver.and_then(|r| r.source.clone()),
             state: receiver.map(|r| r.state),
             last_error: receiver.and_then(|r| r.last_error.clone()),
+            gtid: server.gtid.clone(),
             caught_up_term,
             receiving,
             replicas_streaming,
@@ -109,6 +112,8 @@ pub fn node(
         database_exit: None,
         refused: refused.clone(),
         eligible,
+        ineligible: ineligible.clone(),
+        waiting: waiting.clone(),
         agent_url: me.agent_url.clone(),
         version: version(me, server),
         agent_version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -154,6 +159,10 @@ pub struct NodeFlags {
     pub source: Option<String>,
     /// Why it refuses to join.
     pub refused: Option<String>,
+    /// Why it is not eligible (with `eligible: false`).
+    pub ineligible: Option<wire::Ineligible>,
+    /// What it waits for.
+    pub waiting: Option<wire::Waiting>,
 }
 
 /// `primary`: `starting` when claimed, `online` once promoted, with what the last engine

@@ -1,0 +1,59 @@
+//! The node request document, `requests/<id>`: an operator's order to one node's agent
+//! (rebuild its data, restart or reload its database). The coordinator writes it; the agent
+//! it names carries it out, writes an event, and deletes the key.
+
+use serde::{Deserialize, Serialize};
+
+use super::common::Timestamp;
+use super::{Document, schema_v1};
+
+/// Value of `<cluster>/requests/<node id>`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestDoc {
+    /// Always 1 for this layout.
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
+    /// What to do.
+    pub action: NodeAction,
+    /// Who asked (user or token name).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// When it was asked.
+    #[serde(default)]
+    pub time: Option<Timestamp>,
+}
+
+/// What an operator asks one node to do.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    /// Rebuild a replica: move its data aside and clone the primary again.
+    Reinit,
+    /// Stop and start the database (a replica; the primary switches over first).
+    Restart,
+    /// Have the database re-read its configuration without a restart (SIGHUP: PostgreSQL
+    /// re-reads its configuration files; MariaDB reloads privileges and flushes its logs).
+    Reload,
+    /// A value this reader does not know (written by a newer version): ignored.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl NodeAction {
+    /// The string stored in the document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reinit => "reinit",
+            Self::Restart => "restart",
+            Self::Reload => "reload",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl Document for RequestDoc {
+    const KIND: &'static str = "request";
+}
