@@ -12,7 +12,7 @@
 //! election goes on with what it last published.
 
 use super::machine::Cx;
-use super::state::{Phase, PromoteStep};
+use super::state::{Phase, PromoteStep, Wait};
 use super::types::{Action, ClaimReason, ClusterView, EngineResult, NodeInfo, Notice, Role};
 use std::cmp::Reverse;
 
@@ -96,19 +96,9 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, term: u64, view: &Clust
     if !finals && cx.now < since + cx.p.settle + cx.p.ttl {
         return; // re-read on the next poll or watch update
     }
-    // Planned iff the vanished primary is the one the request asked to step down.
-    let planned = view.switchover.as_ref().is_some_and(|sw| {
-        view.history_last
-            .as_ref()
-            .is_some_and(|h| h.node == sw.from)
-    });
-    if !planned
-        && let Some(last) = view.last_failover_at
-        && cx.now < last + cx.p.failover_cooldown
-    {
-        cx.emit(Action::WakeAt {
-            at: last + cx.p.failover_cooldown,
-        }); // I5
+    let planned = planned(view);
+    if let Some(until) = cooldown_until(cx, view) {
+        cx.emit(Action::WakeAt { at: until }); // I5
         return;
     }
     if planned
@@ -131,7 +121,9 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, term: u64, view: &Clust
     if best_candidate(cx, view).as_deref() != Some(cx.p.node_id.as_str()) {
         return; // yield: a better peer should win; re-evaluated on the next read
     }
-    let reason = if planned {
+    let reason = if planned && view.switchover.as_ref().is_some_and(|sw| sw.forced) {
+        ClaimReason::ManualFailover
+    } else if planned {
         ClaimReason::Switchover
     } else {
         ClaimReason::Failover
@@ -149,6 +141,55 @@ pub(super) fn electing_view(cx: &mut Cx<'_>, since: u64, term: u64, view: &Clust
         write_initialized: false,
     });
     cx.s.phase = Phase::Claiming { reason, old };
+    cx.s.claimed_over_history = Some(view.history_rev);
+}
+
+/// Whether the vanished primary is the one a request asked to step down (a switchover or a
+/// forced failover), so the election is planned: no cooldown, the named target preferred.
+fn planned(view: &ClusterView) -> bool {
+    view.switchover.as_ref().is_some_and(|sw| {
+        view.history_last
+            .as_ref()
+            .is_some_and(|h| h.node == sw.from)
+    })
+}
+
+/// When the failover cooldown (I5) ends, while it holds this unplanned election.
+fn cooldown_until(cx: &Cx<'_>, view: &ClusterView) -> Option<u64> {
+    let until = view.last_failover_at? + cx.p.failover_cooldown;
+    (!planned(view) && cx.now < until).then_some(until)
+}
+
+/// What an electing or primary-less replica waits for now (see [`Wait`]); `None` when it
+/// waits for nothing this module decides.
+pub(super) fn wait(cx: &Cx<'_>, view: &ClusterView) -> Option<Wait> {
+    match &cx.s.phase {
+        Phase::Electing { since, term } if view.primary.is_none() => {
+            if let Some(until) = cooldown_until(cx, view) {
+                return Some(Wait::Cooldown {
+                    last: view.last_failover_at.unwrap_or_default(),
+                    until,
+                });
+            }
+            let settled = since + cx.p.settle;
+            let until = settled + cx.p.ttl;
+            (cx.now >= settled
+                && cx.now < until
+                && view.history_rev <= *term
+                && !positions_final(cx, *term, view))
+            .then_some(Wait::PeerPositions { until })
+        }
+        Phase::Replica { .. } => match &view.primary {
+            None if view.maintenance => Some(Wait::Maintenance),
+            Some(pk) if view.primary_starting && pk.node != cx.p.node_id => {
+                Some(Wait::PrimaryOnline {
+                    primary: pk.node.clone(),
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Whether this node and every eligible peer published their final position for round `term`.
@@ -201,6 +242,7 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
     };
     let from = old.as_ref().map(|o| o.node.clone());
     if !won {
+        cx.s.claimed_over_history = None;
         cx.s.phase = Phase::Replica { following: None };
         cx.emit(Action::ReadCluster);
         return;
@@ -321,9 +363,16 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
                 ClaimReason::Bootstrap => (Notice::Promoted, "the cluster's first primary"),
                 ClaimReason::Failover => (Notice::Failover, "promoted after the primary was lost"),
                 ClaimReason::Switchover => (Notice::Switchover, "promoted by a switchover"),
+                ClaimReason::ManualFailover => (
+                    Notice::Failover,
+                    "promoted by an operator's forced failover",
+                ),
             };
             cx.notice_with(kind, detail, from, Some(cx.p.node_id.clone()));
-            if reason == ClaimReason::Switchover {
+            if matches!(
+                reason,
+                ClaimReason::Switchover | ClaimReason::ManualFailover
+            ) {
                 cx.emit(Action::ClearSwitchover);
             }
             cx.publish();

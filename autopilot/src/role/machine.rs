@@ -2,7 +2,7 @@
 //! I1 fencing clock, views, health, stop requests) and dispatches the rest to `bootstrap.rs`,
 //! `failover.rs` and `primary.rs`.
 
-use super::state::{Phase, RoleState};
+use super::state::{Phase, RoleState, Wait};
 use super::types::{
     Action, ClusterView, EngineResult, Event, Facts, Millis, Notice, PrimaryKey, Role, RoleParams,
 };
@@ -24,6 +24,7 @@ pub fn decide(params: &RoleParams, state: RoleState, event: Event) -> (RoleState
         out: Vec::new(),
     };
     cx.step(event);
+    cx.track_wait();
     (cx.s, cx.out)
 }
 
@@ -111,6 +112,15 @@ impl Cx<'_> {
                 {
                     return; // a late watch delivery; we already know better
                 }
+                if !view.linearizable
+                    && matches!(self.s.phase, Phase::Promoting { .. } | Phase::Primary)
+                    && self
+                        .s
+                        .claimed_over_history
+                        .is_some_and(|h| view.history_rev <= h)
+                {
+                    return; // a watch delivery from before our own claim
+                }
                 self.learn_primary(&view);
                 self.s.view = Some(view.clone());
                 self.cluster(&view);
@@ -128,6 +138,31 @@ impl Cx<'_> {
             }
             Event::PrePromoteDone { ok, .. } => failover::pre_promote_done(self, ok),
         }
+    }
+
+    /// What the node waits for after this step; when that changed, say so once (the wait
+    /// started, ended, or became another) and republish the node key, which carries it.
+    fn track_wait(&mut self) {
+        let now_waiting = match (&self.s.phase, self.s.view.clone()) {
+            (Phase::WaitingForData, _) => Some(Wait::Data),
+            (Phase::Stopping | Phase::Stopped, _) => None,
+            (_, Some(view)) => failover::wait(self, &view),
+            (_, None) => None,
+        };
+        if self.s.waiting.as_ref().map(|(w, _)| w) == now_waiting.as_ref() {
+            return;
+        }
+        let ended = self
+            .s
+            .waiting
+            .take()
+            .map(|(w, since)| (w, self.now.saturating_sub(since)));
+        self.s.waiting = now_waiting.map(|w| (w, self.now));
+        self.emit(Action::Waiting {
+            started: self.s.waiting.as_ref().map(|(w, _)| w.clone()),
+            ended,
+        });
+        self.publish();
     }
 
     /// Phase-specific reaction to a new view.
@@ -449,6 +484,8 @@ impl Cx<'_> {
                 role: self.s.role,
                 position: self.s.position,
                 eligible,
+                ineligible: self.s.ineligible(self.p, self.now),
+                waiting: self.s.waiting.clone(),
                 needs_rebuild: self.s.phase == Phase::NeedsRebuild,
                 caught_up_term: self.s.caught_up_term,
                 database_killed: self.s.database_killed,

@@ -49,7 +49,7 @@ mod sim;
 mod tests;
 
 pub use machine::{POSITION_REFRESH, decide};
-pub use state::{BootStep, Phase, PromoteStep, RoleState};
+pub use state::{BootStep, Ineligible, Phase, PromoteStep, RoleState, Wait};
 pub use types::{
     Action, ClaimReason, ClusterView, EngineResult, Event, Facts, Millis, NodeId, NodeInfo, Notice,
     Position, PrimaryKey, Role, RoleParams, Switchover,

@@ -145,3 +145,31 @@ fn role_sim_regression_failed_unfence_is_retried() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A shrunk case of `role_sim_graceful_stop_elects_most_advanced`: watch updates written just
+/// before a won claim (peers' node keys) arrived after it, showing no primary; the new primary
+/// took that for the loss of its key, fenced itself, released the key and caused a needless
+/// second failover (whose cooldown then held the next election).
+#[test]
+fn role_sim_regression_stale_watch_after_claim() {
+    let mut w = World::new(3, 5407750833861400642);
+    w.trace = std::env::var("ROLE_TRACE").is_ok();
+    w.fault(&Fault::Advance(75));
+    for _ in 0..3 {
+        if let Some(p) = w.primary_index() {
+            w.fault(&Fault::Stop(p));
+            w.fault(&Fault::Advance(60));
+            w.fault(&Fault::RestartAgent(p));
+            w.fault(&Fault::Advance(100));
+        }
+    }
+    assert!(w.violations.is_empty(), "{:?}", w.violations);
+    assert!(
+        w.has_primary(),
+        "phases {:?}",
+        w.nodes
+            .iter()
+            .map(|n| n.state.phase.clone())
+            .collect::<Vec<_>>()
+    );
+}

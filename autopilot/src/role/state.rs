@@ -161,6 +161,14 @@ pub struct RoleState {
     /// When the node key was last published, and whether it said eligible: a position that
     /// merely moved is republished at most every `POSITION_REFRESH` outside elections (write economy).
     pub published: Option<(Millis, bool)>,
+    /// What we wait for now and since when ([`Wait`]): logged and published when it starts
+    /// and when it ends.
+    pub waiting: Option<(Wait, Millis)>,
+    /// The `history` revision our last won (or pending) failover claim was conditioned on.
+    /// The claim rewrote `history`, so a watch update still showing this revision predates
+    /// it (watch events written just before the claim can arrive after its answer): a new
+    /// primary must not take such a view's missing key for the loss of its own.
+    pub claimed_over_history: Option<u64>,
 }
 
 impl RoleState {
@@ -194,41 +202,180 @@ impl RoleState {
             unfence_again: false,
             identity: None,
             published: None,
+            waiting: None,
+            claimed_over_history: None,
         }
     }
 
     /// Whether we would compete in an election now (before the lag check against a view).
     pub fn eligible(&self, p: &RoleParams, now: Millis) -> bool {
-        !p.nofailover
-            && self.healthy
-            && self.has_data
-            && now >= self.ineligible_until
-            && !self.stalled
-            && !matches!(
-                self.phase,
-                Phase::NeedsRebuild
-                    | Phase::Foreign { .. }
-                    | Phase::HandingOver
-                    | Phase::Stopping
-                    | Phase::Stopped
-            )
-            && self.lag_ok(p)
+        self.ineligible(p, now).is_none()
     }
 
-    /// Within `max_lag_on_failover` of the last known primary position (or not comparable).
-    pub fn lag_ok(&self, p: &RoleParams) -> bool {
-        match self
-            .last_primary_position
+    /// Why we would not compete in an election now; `None` when we would. The first reason
+    /// in this order is the one reported.
+    pub fn ineligible(&self, p: &RoleParams, now: Millis) -> Option<Ineligible> {
+        Some(match self.phase {
+            Phase::Stopping | Phase::Stopped => Ineligible::Stopping,
+            Phase::Foreign { .. } => Ineligible::Refused,
+            Phase::NeedsRebuild => Ineligible::NeedsRebuild,
+            Phase::HandingOver => Ineligible::HandingOver,
+            _ if p.nofailover => Ineligible::NoFailover,
+            _ if !self.has_data => Ineligible::NoData,
+            _ if !self.healthy => Ineligible::Unhealthy,
+            _ if self.stalled => Ineligible::Stalled,
+            _ if now < self.ineligible_until => Ineligible::Backoff {
+                until: self.ineligible_until,
+            },
+            _ => match self.lag() {
+                Some(behind) if behind > p.max_lag_on_failover => Ineligible::Lagging {
+                    behind,
+                    max: p.max_lag_on_failover,
+                },
+                _ => return None,
+            },
+        })
+    }
+
+    /// How far behind the last known primary position we are (`None`: not comparable).
+    fn lag(&self) -> Option<u64> {
+        self.last_primary_position
             .and_then(|pp| self.position.lag_behind(&pp))
-        {
-            Some(lag) => lag <= p.max_lag_on_failover,
-            None => true,
-        }
     }
 
     /// Maintenance as we last saw it.
     pub fn maintenance(&self) -> bool {
         self.view.as_ref().is_some_and(|v| v.maintenance)
+    }
+}
+
+/// Why a node does not take part in failovers now ([`RoleState::ineligible`]); published in
+/// its node key (`ineligible`) so operators see the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ineligible {
+    /// Tagged `nofailover`.
+    NoFailover,
+    /// Its health check fails.
+    Unhealthy,
+    /// It has no data yet.
+    NoData,
+    /// It aborted a promotion or handed over a moment ago: out until `until`.
+    Backoff {
+        /// When it may compete again.
+        until: Millis,
+    },
+    /// It stopped receiving from its primary.
+    Stalled,
+    /// Its data diverged from the primary's.
+    NeedsRebuild,
+    /// Its data belongs to another database.
+    Refused,
+    /// It is handing over its primary role.
+    HandingOver,
+    /// Its agent is stopping.
+    Stopping,
+    /// Further behind the last known primary position than `max_lag_on_failover`.
+    Lagging {
+        /// How far behind (the engine's position unit: WAL bytes, transactions).
+        behind: u64,
+        /// `max_lag_on_failover`.
+        max: u64,
+    },
+}
+
+impl std::fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoFailover => f.write_str("tagged nofailover (node.nofailover)"),
+            Self::Unhealthy => f.write_str("its health check fails"),
+            Self::NoData => f.write_str("it has no data yet (starting or cloning)"),
+            Self::Backoff { until } => write!(
+                f,
+                "it gave up a promotion or handed over a moment ago; it competes again at {}",
+                cluster::wire::Timestamp::from_unix_millis(*until)
+            ),
+            Self::Stalled => f.write_str(
+                "it stopped receiving from its primary (replication stalled); it competes again \
+                 once it receives",
+            ),
+            Self::NeedsRebuild => f.write_str(
+                "its data diverged from the primary's and must be rebuilt (autopilotctl reinit)",
+            ),
+            Self::Refused => f.write_str("its data belongs to another database"),
+            Self::HandingOver => f.write_str("it is handing over its primary role"),
+            Self::Stopping => f.write_str("its agent is stopping"),
+            Self::Lagging { behind, max } => write!(
+                f,
+                "behind the last known primary position by {behind} (WAL bytes or \
+                 transactions), more than max_lag_on_failover {max}"
+            ),
+        }
+    }
+}
+
+/// Something the node waits for before it acts, derived from the state after each step
+/// ([`RoleState::wait`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// No primary, and the failover cooldown (I5) holds the election until `until`.
+    Cooldown {
+        /// When the last failover happened.
+        last: Millis,
+        /// When the cooldown ends.
+        until: Millis,
+    },
+    /// No primary, and maintenance mode holds the election (I4).
+    Maintenance,
+    /// An election waits for its eligible peers' final positions (at most until `until`).
+    PeerPositions {
+        /// When the election goes on without them.
+        until: Millis,
+    },
+    /// The primary holds its key but is not online yet.
+    PrimaryOnline {
+        /// The new primary.
+        primary: NodeId,
+    },
+    /// The cluster is initialised, has no primary, and this node has no data (I3).
+    Data,
+}
+
+impl Wait {
+    /// The deadline, when there is one.
+    pub fn until(&self) -> Option<Millis> {
+        match self {
+            Self::Cooldown { until, .. } | Self::PeerPositions { until } => Some(*until),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use cluster::wire::Timestamp as T;
+        match self {
+            Self::Cooldown { last, until } => write!(
+                f,
+                "failover held by the cooldown until {}: the last failover was at {} \
+                 (failover_cooldown)",
+                T::from_unix_millis(*until),
+                T::from_unix_millis(*last)
+            ),
+            Self::Maintenance => f.write_str(
+                "no primary, and maintenance mode holds the failover (resume to end it)",
+            ),
+            Self::PeerPositions { until } => write!(
+                f,
+                "election waiting for the eligible peers' final positions (at most until {})",
+                T::from_unix_millis(*until)
+            ),
+            Self::PrimaryOnline { primary } => {
+                write!(f, "waiting for the new primary {primary} to come online")
+            }
+            Self::Data => f.write_str(
+                "cluster initialised, no primary and no local data: waiting for a node with data",
+            ),
+        }
     }
 }
 

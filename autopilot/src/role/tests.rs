@@ -268,7 +268,28 @@ fn role_election_waits_for_settle_fresh_read_and_cooldown() {
             },
         ),
     );
-    assert_eq!(a, vec![Action::WakeAt { at: 8000 }], "cooldown");
+    assert_eq!(a[0], Action::WakeAt { at: 8000 }, "cooldown");
+    assert_eq!(
+        a[1],
+        Action::Waiting {
+            started: Some(Wait::Cooldown {
+                last: 0,
+                until: 8000
+            }),
+            ended: None
+        },
+        "the wait is said once"
+    );
+    assert!(
+        matches!(
+            &a[2],
+            Action::PublishNode {
+                waiting: Some((Wait::Cooldown { .. }, 2500)),
+                ..
+            }
+        ),
+        "and published: {a:?}"
+    );
     let mut s = st(Phase::Electing {
         since: 1000,
         term: 7,
@@ -628,6 +649,7 @@ fn role_switchover_old_primary_fences_then_releases() {
     (s.role, s.lease_ok_sent_at) = (Role::Primary, 0);
     s.replicas_sent = Some(vec![("n1".into(), "n1:1".into())]);
     let sw = Switchover {
+        forced: false,
         from: "n0".into(),
         to: Some("n1".into()),
     };
@@ -665,6 +687,10 @@ fn role_switchover_old_primary_fences_then_releases() {
         role: Role::Replica,
         position: pos(12),
         eligible: false,
+        ineligible: Some(Ineligible::Backoff {
+            until: 2 + 2 * p().ttl
+        }),
+        waiting: None,
         needs_rebuild: false,
         caught_up_term: Some(0),
         database_killed: false,
@@ -1195,6 +1221,10 @@ fn role_cooldown_counts_failovers_only() {
         ..view()
     };
     let (_, a) = run(s.clone(), cluster(1_000 + cooldown - 1, v.clone()));
+    let a: Vec<_> = a
+        .into_iter()
+        .filter(|a| !matches!(a, Action::Waiting { .. } | Action::PublishNode { .. }))
+        .collect();
     assert_eq!(
         a,
         vec![Action::WakeAt {
@@ -1251,6 +1281,8 @@ fn role_a_moving_position_is_published_slowly_outside_elections() {
             role: Role::Replica,
             position: pos(14),
             eligible: true,
+            ineligible: None,
+            waiting: None,
             needs_rebuild: false,
             caught_up_term: Some(0),
             database_killed: false,
@@ -1360,4 +1392,141 @@ fn role_a_node_with_foreign_data_refuses_to_join_and_leaves_it_alone() {
         );
         assert!(touches(&a), "{ours:?} {has_data}: {a:?}");
     }
+}
+
+/// A node that does not take part in failovers says why, in the order an operator fixes
+/// things: nofailover, no data, unhealthy, stalled, backing off, lagging.
+#[test]
+fn role_ineligible_nodes_say_why() {
+    let mut params = p();
+    let s = st(Phase::Replica { following: None });
+    assert_eq!(s.ineligible(&params, 0), None);
+    let mut lagging = s.clone();
+    lagging.last_primary_position = Some(pos(10 + params.max_lag_on_failover + 5));
+    assert_eq!(
+        lagging.ineligible(&params, 0),
+        Some(Ineligible::Lagging {
+            behind: params.max_lag_on_failover + 5,
+            max: params.max_lag_on_failover
+        })
+    );
+    let mut backoff = lagging.clone();
+    backoff.ineligible_until = 500;
+    assert_eq!(
+        backoff.ineligible(&params, 100),
+        Some(Ineligible::Backoff { until: 500 })
+    );
+    let mut unhealthy = backoff.clone();
+    unhealthy.healthy = false;
+    assert_eq!(
+        unhealthy.ineligible(&params, 100),
+        Some(Ineligible::Unhealthy)
+    );
+    params.nofailover = true;
+    assert_eq!(
+        unhealthy.ineligible(&params, 100),
+        Some(Ineligible::NoFailover)
+    );
+    let text = Ineligible::Lagging { behind: 7, max: 5 }.to_string();
+    assert!(text.contains("max_lag_on_failover 5"), "{text}");
+}
+
+/// Waits are said once when they start and once when they end, and the node key carries
+/// them: a replica with no primary in maintenance, then a new primary not online yet.
+#[test]
+fn role_waits_are_said_once_at_start_and_end() {
+    let waits = |a: &[Action]| {
+        a.iter()
+            .filter(|a| matches!(a, Action::Waiting { .. }))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let s = st(Phase::Replica { following: None });
+    let maint = ClusterView {
+        maintenance: true,
+        ..view()
+    };
+    let (s, a) = run(s, cluster(1_000, maint.clone()));
+    assert_eq!(
+        waits(&a),
+        vec![Action::Waiting {
+            started: Some(Wait::Maintenance),
+            ended: None
+        }]
+    );
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishNode {
+            waiting: Some((Wait::Maintenance, 1_000)),
+            ..
+        }
+    )));
+    let (s, a) = run(s, cluster(2_000, maint));
+    assert!(waits(&a).is_empty(), "said once: {a:?}");
+    let starting = ClusterView {
+        primary: Some(pk("n2")),
+        primary_starting: true,
+        ..view()
+    };
+    let (s, a) = run(s, cluster(3_000, starting));
+    assert_eq!(
+        waits(&a),
+        vec![Action::Waiting {
+            started: Some(Wait::PrimaryOnline {
+                primary: "n2".into()
+            }),
+            ended: Some((Wait::Maintenance, 2_000)),
+        }]
+    );
+    let online = ClusterView {
+        primary: Some(pk("n2")),
+        ..view()
+    };
+    let (s, a) = run(s, cluster(3_500, online));
+    assert_eq!(
+        waits(&a),
+        vec![Action::Waiting {
+            started: None,
+            ended: Some((
+                Wait::PrimaryOnline {
+                    primary: "n2".into()
+                },
+                500
+            )),
+        }]
+    );
+    assert_eq!(s.waiting, None);
+}
+
+/// An operator's forced failover (a `switchover` request with `forced`) is recorded as
+/// `manual_failover`, not as a switchover, and ignores the cooldown like a switchover.
+#[test]
+fn role_forced_failover_is_recorded_as_manual_failover() {
+    let mut s = st(Phase::Electing {
+        since: 1_000,
+        term: 7,
+    });
+    s.caught_up_term = Some(7);
+    let v = ClusterView {
+        history_rev: 7,
+        last_failover_at: Some(1_000),
+        history_last: Some(pk("n0")),
+        switchover: Some(Switchover {
+            forced: true,
+            from: "n0".into(),
+            to: Some("n1".into()),
+        }),
+        ..view()
+    };
+    let (_, a) = run(s, cluster(1_000 + p().settle, v));
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::ClaimPrimary {
+                reason: ClaimReason::ManualFailover,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
 }

@@ -146,6 +146,8 @@ pub struct Switchover {
     pub from: NodeId,
     /// The node to promote; `None` lets the usual ranking choose the best replica.
     pub to: Option<NodeId>,
+    /// An operator's forced failover rather than a switchover (recorded as `manual_failover`).
+    pub forced: bool,
 }
 
 /// One consistent read of the cluster prefix (or the watch cache after a change).
@@ -193,6 +195,9 @@ pub enum ClaimReason {
     Failover,
     /// A planned handover requested through the `switchover` key.
     Switchover,
+    /// An operator's forced failover (the `switchover` key with `failover: true`); not
+    /// counted for the cooldown.
+    ManualFailover,
 }
 
 impl From<ClaimReason> for cluster::wire::HistoryReason {
@@ -201,6 +206,7 @@ impl From<ClaimReason> for cluster::wire::HistoryReason {
             ClaimReason::Bootstrap => Self::Bootstrap,
             ClaimReason::Failover => Self::Failover,
             ClaimReason::Switchover => Self::Switchover,
+            ClaimReason::ManualFailover => Self::ManualFailover,
         }
     }
 }
@@ -404,6 +410,10 @@ pub enum Action {
         role: Role,
         position: Position,
         eligible: bool,
+        /// Why not eligible.
+        ineligible: Option<super::state::Ineligible>,
+        /// What the node waits for and since when.
+        waiting: Option<(super::state::Wait, Millis)>,
         needs_rebuild: bool,
         caught_up_term: Option<u64>,
         database_killed: bool,
@@ -413,6 +423,12 @@ pub enum Action {
         source: Option<NodeId>,
         /// Why it refuses to join the cluster (its data belongs to another database).
         refused: Option<String>,
+    },
+    /// What the node waits for changed: log the end of the old wait (with how long it
+    /// lasted) and the start of the new one.
+    Waiting {
+        started: Option<super::state::Wait>,
+        ended: Option<(super::state::Wait, Millis)>,
     },
     /// Take the bootstrap `lock` key (create iff absent, bound to our lease) → `LockResult`.
     AcquireLock,

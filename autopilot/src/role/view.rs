@@ -66,6 +66,7 @@ impl ClusterView {
                 .map(|p| p.node.clone())
                 .unwrap_or_default(),
             to: s.candidate.clone(),
+            forced: s.failover,
         });
         view
     }
@@ -202,6 +203,7 @@ mod tests {
         assert_eq!(
             v.switchover,
             Some(Switchover {
+                forced: false,
                 from: "db-1".into(),
                 to: Some("db-2".into())
             })
@@ -247,6 +249,7 @@ mod tests {
         assert_eq!(
             v.switchover,
             Some(Switchover {
+                forced: false,
                 from: "db-1".into(),
                 to: Some("db-2".into())
             })

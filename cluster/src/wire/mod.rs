@@ -47,9 +47,7 @@ pub use keys::{ClusterKey, ClusterKeys, KeyError};
 pub use lock::{LockDoc, LockPurpose};
 pub use maintenance::MaintenanceDoc;
 pub use member::MemberDoc;
-pub use node::{
-    Ineligible, IneligibleCode, NodeDoc, NodeReplication, NodeTags, WaitKind, Waiting,
-};
+pub use node::{Ineligible, IneligibleCode, NodeDoc, NodeReplication, NodeTags, WaitKind, Waiting};
 pub use primary::{PrimaryDoc, PrimaryReplication};
 pub use request::{NodeAction, RequestDoc};
 pub use statements::{NodeStatements, StatementStats};

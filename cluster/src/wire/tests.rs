@@ -268,11 +268,29 @@ fn positions_in_the_engines_notation() {
     };
     assert_eq!(p.lsn(), "1/1C88BB80");
     assert_eq!(
-        Position { epoch: 3, offset: 0x11C8_8BB8 }.notation("postgres"),
+        Position {
+            epoch: 3,
+            offset: 0x11C8_8BB8
+        }
+        .notation("postgres"),
         "0/11C88BB8 on timeline 3"
     );
-    assert_eq!(Position { epoch: 0, offset: 2143 }.notation("mariadb"), "seq 2143");
-    assert_eq!(Position { epoch: 4, offset: 7 }.notation("process"), "4/7");
+    assert_eq!(
+        Position {
+            epoch: 0,
+            offset: 2143
+        }
+        .notation("mariadb"),
+        "seq 2143"
+    );
+    assert_eq!(
+        Position {
+            epoch: 4,
+            offset: 7
+        }
+        .notation("process"),
+        "4/7"
+    );
 }
 
 /// The operator's documents: members, node requests, reasons and waits.

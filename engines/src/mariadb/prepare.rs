@@ -168,6 +168,11 @@ async fn install(s: &MariadbSettings) -> Result<(), EngineError> {
         format!("--tmpdir={}", s.tmpdir().display()),
         "--auth-root-authentication-method=normal".to_owned(),
         "--skip-test-db".to_owned(),
+        // No accounts for this host's name: the server runs with --skip-name-resolve (it
+        // would warn at every start that it ignores them) and replicas clone this data to
+        // other hosts. It also skips the host name lookup, which fails in many containers,
+        // and the banner ("PLEASE REMEMBER TO SET A PASSWORD", …): the engine sets them.
+        "--cross-bootstrap".to_owned(),
     ];
     if let Some(user) = &s.os_user {
         argv.push(format!("--user={user}"));

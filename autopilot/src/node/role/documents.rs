@@ -165,6 +165,45 @@ pub struct NodeFlags {
     pub waiting: Option<wire::Waiting>,
 }
 
+/// Why the node is not eligible, for its node key.
+pub fn ineligible(why: crate::role::Ineligible) -> wire::Ineligible {
+    use crate::role::Ineligible as I;
+    use wire::IneligibleCode as C;
+    let code = match why {
+        I::NoFailover => C::Nofailover,
+        I::Unhealthy => C::Unhealthy,
+        I::NoData => C::NoData,
+        I::Backoff { .. } => C::Backoff,
+        I::Stalled => C::Stalled,
+        I::NeedsRebuild => C::NeedsRebuild,
+        I::Refused => C::Refused,
+        I::HandingOver => C::HandingOver,
+        I::Stopping => C::Stopping,
+        I::Lagging { .. } => C::Lagging,
+    };
+    wire::Ineligible {
+        code,
+        reason: why.to_string(),
+    }
+}
+
+/// What the node waits for, for its node key.
+pub fn waiting(w: &crate::role::Wait, since: u64) -> wire::Waiting {
+    use crate::role::Wait as W;
+    wire::Waiting {
+        kind: match w {
+            W::Cooldown { .. } => wire::WaitKind::Cooldown,
+            W::Maintenance => wire::WaitKind::Maintenance,
+            W::PeerPositions { .. } => wire::WaitKind::PeerPositions,
+            W::PrimaryOnline { .. } => wire::WaitKind::PrimaryOnline,
+            W::Data => wire::WaitKind::Data,
+        },
+        since: Timestamp::from_unix_millis(since),
+        until: w.until().map(Timestamp::from_unix_millis),
+        detail: w.to_string(),
+    }
+}
+
 /// `primary`: `starting` when claimed, `online` once promoted, with what the last engine
 /// probe read of the server and its replicas. The session fills in the lease it is bound to.
 pub fn primary(

@@ -78,6 +78,8 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             role,
             position,
             eligible,
+            ineligible,
+            waiting,
             needs_rebuild,
             caught_up_term,
             database_killed,
@@ -97,11 +99,21 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 replication: engines::Replication::Unknown, // read at publish time
                 source,
                 refused,
+                ineligible: ineligible.map(documents::ineligible),
+                waiting: waiting.map(|(w, since)| documents::waiting(&w, since)),
             };
             st.published = Some((role, position, flags));
             st.database_exit = database_exit;
             publish_node(st, true);
             mark_primary_online(st, role, position);
+        }
+        Action::Waiting { started, ended } => {
+            if let Some((w, took)) = ended {
+                info!("wait over after {:.1} s: {w}", took as f64 / 1000.0);
+            }
+            if let Some(w) = started {
+                info!("{w}");
+            }
         }
         Action::AcquireLock => {
             let doc = documents::lock(&st.args.identity);

@@ -116,7 +116,8 @@ impl World {
             | Action::ClearMarker
             | Action::SetReplicas { .. }
             | Action::OnChange { .. }
-            | Action::WakeAt { .. } => {}
+            | Action::WakeAt { .. }
+            | Action::Waiting { .. } => {}
             Action::Initialize => {
                 let d = &mut self.dbs[i];
                 if !d.has_data {

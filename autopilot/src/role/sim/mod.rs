@@ -224,6 +224,7 @@ impl World {
                 if let Some((pk, _)) = &self.store.primary {
                     let from = pk.node.clone();
                     self.store.switchover = Some(Switchover {
+                        forced: false,
                         from,
                         to: to.map(|t| format!("n{}", t % n)),
                     });
