@@ -2,6 +2,12 @@
 //! severity it gave the line, not at one level per stream. PostgreSQL's severities (`LOG:`,
 //! `WARNING:`, `ERROR:`, `FATAL:`, … after its line prefix) and MariaDB's tags (`[Note]`,
 //! `[Warning]`, `[ERROR]`) are read; a line that names none keeps its stream's level.
+//!
+//! A few lines name a level that does not fit what they mean under the agent: the server
+//! says them in every healthy start, stop or clone the agent drives (its own probes turned
+//! away while the server starts, sessions ended by the agent's fast shutdown, a standby
+//! started before it is told its primary). They are logged at info ([`EXPECTED`]), so WARN
+//! and ERROR keep meaning that a human should look.
 
 /// A log level, as tracing has them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +77,37 @@ const EXPECTED_REFUSALS: [&str; 3] = [
     "the database system is not yet accepting connections",
 ];
 
+/// Lines the server writes in a healthy start, stop or clone driven by the agent, at the level
+/// they mean here; each is matched anywhere in a line that names a level.
+const EXPECTED: [(&str, LineLevel); 3] = [
+    // PostgreSQL, to every session when the agent stops the server (fast shutdown), and
+    // to the one an operator ends with pg_terminate_backend: nothing for the server's
+    // operator to fix.
+    (
+        "terminating connection due to administrator command",
+        LineLevel::Info,
+    ),
+    // PostgreSQL: every node starts as a standby, before the agent has told it a primary
+    // (the bootstrap node is promoted from there).
+    (
+        "specified neither primary_conninfo nor restore_command",
+        LineLevel::Info,
+    ),
+    // MariaDB: the agent already raised its open-file limit to the hard limit, which the
+    // server inherits; the server's wish beyond it (32184 with the defaults) is no problem
+    // ("Changed limits", when it must lower max_connections, stays a warning).
+    (
+        "Could not increase number of max_open_files",
+        LineLevel::Info,
+    ),
+];
+
+/// Lines that name no level but whose level is known: (how the line starts, its level).
+const UNTAGGED: [(&str, LineLevel); 1] = [
+    // MariaDB's "ready for connections" line: `Version: '10.11.…'  socket: '…'  port: 3306`.
+    ("Version: '", LineLevel::Info),
+];
+
 /// How far into a line its severity may be (after timestamps, pids, session ids).
 const PREFIX_LIMIT: usize = 96;
 
@@ -109,8 +146,17 @@ pub fn named(line: &str) -> Named {
         {
             Named::Level(LineLevel::Info)
         }
+        Some(Named::Level(level @ (LineLevel::Warn | LineLevel::Error))) => {
+            match EXPECTED.iter().find(|(text, _)| line.contains(text)) {
+                Some(&(_, meant)) => Named::Level(meant),
+                None => Named::Level(level),
+            }
+        }
         Some(n) => n,
-        None => Named::Nothing,
+        None => match UNTAGGED.iter().find(|(start, _)| line.starts_with(start)) {
+            Some(&(_, level)) => Named::Level(level),
+            None => Named::Nothing,
+        },
     }
 }
 
@@ -205,6 +251,32 @@ mod tests {
                 Info,
             ),
             ("some tool wrote this", Warn),
+            // Expected under the agent: at info, their continuations too.
+            (
+                "2026-12-03 10:00:06.000 UTC [4715] WARNING:  specified neither primary_conninfo nor restore_command",
+                Info,
+            ),
+            (
+                "2026-12-03 10:00:06.000 UTC [4715] HINT:  The database server will regularly poll the pg_wal subdirectory to check for files placed there.",
+                Info,
+            ),
+            (
+                "2026-12-03 10:00:07.000 UTC [4716] FATAL:  terminating connection due to administrator command",
+                Info,
+            ),
+            (
+                "2026-12-03 10:00:08 0 [Warning] Could not increase number of max_open_files to more than 20000 (request: 32184)",
+                Info,
+            ),
+            (
+                "2026-12-03 10:00:08 0 [Warning] Changed limits: max_open_files: 1024  max_connections: 151",
+                Warn,
+            ),
+            (
+                "Version: '10.11.19-MariaDB-0+deb12u1-log'  socket: '/run/mysqld.sock'  port: 3306  Debian 12",
+                Info,
+            ),
+            ("a Version: 'x' elsewhere", Warn),
             ("DEBUG2:  checkpointer updated shared memory", Debug),
         ];
         for (line, want) in cases {

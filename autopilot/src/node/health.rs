@@ -215,9 +215,17 @@ fn publish(state: &HealthState) {
         }
         match (&current.reason, &status.reason) {
             (Some(_), None) => info!("node is healthy"),
-            // Not being healthy while starting, stopping or awaiting a first verdict is normal.
+            // Not being healthy while starting, stopping or awaiting a first verdict is normal;
+            // so is a server that has not answered since it (re)started (still starting), and
+            // one going down while its process was not reported gone: the engine stops it
+            // for a clone or rewind (no exit is reported for that), or it is exiting, and then
+            // the exit is reported and logged with its own reason.
             (_, Some(r)) if current.reason.as_ref() != Some(r) => {
-                if status.lifecycle == Lifecycle::Running && !r.starts_with("waiting") {
+                if status.lifecycle == Lifecycle::Running
+                    && !r.starts_with("waiting")
+                    && state.answered_since_start
+                    && !going_down(state, r)
+                {
                     warn!(reason = %r, "node is not healthy");
                 } else {
                     info!(reason = %r, "node is not healthy yet");
@@ -228,6 +236,21 @@ fn publish(state: &HealthState) {
         *current = status;
         true
     });
+}
+
+/// Whether the main process the health actor believes running is going or gone without an
+/// exit event: the engine's probe finds no server to connect to (`reason`), or the process
+/// no longer exists. The engine holds it down (`ProcessMsg::Hold` reports no exit), or its
+/// exit is on the way.
+fn going_down(state: &HealthState, reason: &str) -> bool {
+    let Some(pid) = state.main_pid else {
+        return false;
+    };
+    reason == format!("engine probe: {}", engines::EngineError::NotRunning)
+        || i32::try_from(pid).is_ok_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+        })
 }
 
 fn unhealthy_reason(state: &HealthState) -> Option<String> {

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use handlers::exec::{RunOutcome, run};
+use handlers::exec::{Captured, RunOutcome, run_capture};
 use handlers::{ExecSpec, ManagedChild, Pipe, Piped, RunAs};
 use mysql_async::prelude::Queryable;
 use tokio::io::AsyncWriteExt;
@@ -129,6 +129,8 @@ async fn request(s: &MariadbSettings, primary: &Peer) -> Result<reqwest::Respons
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    // One line: the body ends with a newline, and may be several lines.
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let text: String = text.chars().take(300).collect();
     let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
         " (the replication password or the cluster name differ between the nodes, or the clocks differ by more than a minute)"
@@ -297,7 +299,7 @@ async fn extract(
         }
         Ok(st) => Err(failed(
             op,
-            format!("mbstream exited with {st:?} after {bytes} bytes; see its output above"),
+            format!("mbstream exited with {st} after {bytes} bytes; see its output above"),
         )),
         Err(_) => Err(failed(
             op,
@@ -307,9 +309,17 @@ async fn extract(
 }
 
 /// `mariadb-backup --prepare`: apply the redo log copied with the data files.
+///
+/// It reports every step on stderr, untagged (`[00] <time> Starting InnoDB instance for
+/// recovery.`, `recovered pages: 0% 13% …`): routine on success, so that goes to stdout
+/// (through `sh`), is captured, and logged at debug; on failure it is logged as an error
+/// and its last line that reads like a failure is the reason.
 async fn prepare_backup(s: &MariadbSettings, owner: Option<RunAs>) -> Result<(), EngineError> {
     let op = "prepare the copied data (mariadb-backup --prepare)";
     let argv = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        "exec \"$0\" \"$@\" 2>&1".to_owned(),
         BACKUP.to_owned(),
         "--prepare".to_owned(),
         format!("--target-dir={}", s.datadir.display()),
@@ -320,13 +330,41 @@ async fn prepare_backup(s: &MariadbSettings, owner: Option<RunAs>) -> Result<(),
         timeout: Some(CLONE_LIMIT),
         ..ExecSpec::new(argv)
     };
-    match run(BACKUP, &spec, &[]).await {
-        Ok(RunOutcome::Exited(st)) if st.success() => Ok(()),
-        Ok(RunOutcome::Exited(st)) => Err(failed(
-            op,
-            format!("{BACKUP} exited with {st:?}; see its output above"),
-        )),
-        Ok(RunOutcome::TimedOut) => Err(failed(
+    match run_capture(BACKUP, &spec, &[]).await {
+        Ok(Captured {
+            outcome: RunOutcome::Exited(st),
+            stdout,
+            ..
+        }) if st.success() => {
+            for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::debug!(process = BACKUP, stream = "stderr", "{line}");
+            }
+            Ok(())
+        }
+        Ok(Captured {
+            outcome: RunOutcome::Exited(st),
+            stdout,
+            ..
+        }) => {
+            for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::error!(process = BACKUP, stream = "stderr", "{line}");
+            }
+            Err(failed(
+                op,
+                match stdout
+                    .lines()
+                    .rev()
+                    .find(|l| prepare::reads_like_failure(l))
+                {
+                    Some(line) => format!("{BACKUP} exited with {st}: {}", line.trim()),
+                    None => format!("{BACKUP} exited with {st}; see its output above"),
+                },
+            ))
+        }
+        Ok(Captured {
+            outcome: RunOutcome::TimedOut,
+            ..
+        }) => Err(failed(
             op,
             format!("{BACKUP} did not finish within {CLONE_LIMIT:?}"),
         )),

@@ -150,9 +150,9 @@ fn check_datadir(
     Ok(())
 }
 
-/// A line of `mariadb-install-db`'s stdout that says what failed (`FATAL ERROR: …`,
+/// A line of `mariadb-install-db`'s or `mariadb-backup`'s output that says what failed (`FATAL ERROR: …`,
 /// `Installation of system tables failed!`, …).
-fn reads_like_failure(line: &str) -> bool {
+pub(super) fn reads_like_failure(line: &str) -> bool {
     let l = line.to_ascii_lowercase();
     ["error", "failed", "fatal", "cannot", "could not"]
         .iter()

@@ -166,7 +166,7 @@ impl<S: Store> SessionState<S> {
     /// Gives up the lease locally: reports `LeaseLost` and remembers it for revocation.
     fn lose_lease(&mut self) {
         if let Some(lease) = self.lease.take() {
-            warn!(%lease, "lease lost");
+            warn!(lease = %lease_hex(Some(lease)), "lease lost");
             self.deadline = None;
             self.publish_lease(false);
             self.stale_leases.push(lease);
@@ -350,7 +350,7 @@ impl<S: Store> SessionState<S> {
             self.deadline = None;
             self.publish_lease(false);
             self.store.revoke(lease).await?;
-            info!(%lease, "lease revoked (hand-over)");
+            info!(lease = %lease_hex(Some(lease)), "lease revoked (hand-over)");
         }
         Ok(())
     }
