@@ -1,5 +1,7 @@
 //! The coordinator's one way to an agent's own HTTP listener (`agent_url` in `nodes/<id>`):
-//! `GET <agent_url>/statements?limit=N`, the database's top statements. Bounded on every
+//! `GET <agent_url>/statements?limit=N`, the database's top statements, and
+//! `GET <agent_url>/config`, the agent's effective configuration (secrets redacted by the
+//! agent). Bounded on every
 //! side, because the URL comes from etcd and the agent may be frozen or hostile: only
 //! `http://` and `https://` (https trusts only the CA of `--agent-ca-file`), a timeout on the
 //! whole exchange, no redirects, at most [`MAX_ANSWER`] bytes read. Every failure is a
@@ -97,6 +99,39 @@ impl AgentClient {
         r
     }
 
+    /// `GET <agent_url>/config` of node `node`: the agent's effective configuration as the
+    /// JSON it answers (secrets redacted by the agent).
+    pub async fn config(
+        &self,
+        node: &str,
+        agent_url: &str,
+    ) -> Result<serde_json::Value, FetchError> {
+        let r = async {
+            let url = agent_path_url(agent_url, "config", None)?;
+            let (status, body) = self.exchange(&url).await?;
+            judge_status(&url, status, &body, "/config")?;
+            serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| {
+                FetchError::new(
+                    "invalid_answer",
+                    format!(
+                        "the agent at {} answered 200 with something that is not JSON: {e}",
+                        shown(&url)
+                    ),
+                )
+            })
+        }
+        .await;
+        let outcome = match &r {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        };
+        metrics::counter!(REQUESTS, "outcome" => outcome).increment(1);
+        if let Err(e) = &r {
+            tracing::debug!(node, code = e.code, cause = %e, "agent configuration unavailable");
+        }
+        r
+    }
+
     async fn fetch(
         &self,
         node: &str,
@@ -104,6 +139,13 @@ impl AgentClient {
         limit: Option<u32>,
     ) -> Result<NodeStatements, FetchError> {
         let url = statements_url(agent_url, limit)?;
+        let (status, body) = self.exchange(&url).await?;
+        judge(node, &url, status, &body)
+    }
+
+    /// One bounded GET of `url`: its status and body.
+    async fn exchange(&self, url: &Url) -> Result<(StatusCode, Vec<u8>), FetchError> {
+        let url = url.clone();
         if url.scheme() == "https" && !self.https {
             return Err(FetchError::new(
                 "agent_ca_missing",
@@ -155,7 +197,7 @@ impl AgentClient {
                 }
             }
         }
-        judge(node, &url, status, &body)
+        Ok((status, body))
     }
 
     fn timed_out(&self, url: &Url) -> FetchError {
@@ -173,6 +215,12 @@ impl AgentClient {
 /// `<agent_url>/statements` with `limit`; only `http`/`https` base URLs without user info,
 /// query or fragment.
 pub fn statements_url(agent_url: &str, limit: Option<u32>) -> Result<Url, FetchError> {
+    agent_path_url(agent_url, "statements", limit)
+}
+
+/// `<agent_url>/<path>` (with `limit` as the query); only `http`/`https` base URLs without
+/// user info, query or fragment.
+fn agent_path_url(agent_url: &str, path: &str, limit: Option<u32>) -> Result<Url, FetchError> {
     let bad = |why: &str| {
         let url = if agent_url.contains('@') {
             "(not shown: it holds an '@')".to_owned()
@@ -194,7 +242,7 @@ pub fn statements_url(agent_url: &str, limit: Option<u32>) -> Result<Url, FetchE
     if url.query().is_some() || url.fragment().is_some() || !url.has_host() {
         return Err(bad("is not a base URL (scheme, host, port)"));
     }
-    let path = format!("{}/statements", url.path().trim_end_matches('/'));
+    let path = format!("{}/{path}", url.path().trim_end_matches('/'));
     url.set_path(&path);
     if let Some(n) = limit {
         url.set_query(Some(&format!("limit={n}")));
@@ -216,39 +264,7 @@ fn judge(
     status: StatusCode,
     body: &[u8],
 ) -> Result<NodeStatements, FetchError> {
-    let said = || {
-        serde_json::from_slice::<AgentError>(body)
-            .map(|e| crate::audit::bounded(&e.error, MAX_AGENT_TEXT))
-            .unwrap_or_else(|_| "no error document".into())
-    };
-    if status.is_redirection() {
-        return Err(FetchError::new(
-            "agent_redirect",
-            format!(
-                "the agent at {} answered HTTP {status}, a redirect, which is not followed; \
-                 check the node's telemetry.advertise",
-                shown(url)
-            ),
-        ));
-    }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        return Err(FetchError::new("no_statistics", said()));
-    }
-    if status == StatusCode::NOT_FOUND {
-        return Err(FetchError::new(
-            "agent_unsupported",
-            format!(
-                "the agent at {} does not serve /statements (an older agent version?)",
-                shown(url)
-            ),
-        ));
-    }
-    if !status.is_success() {
-        return Err(FetchError::new(
-            "agent_refused",
-            format!("the agent answered HTTP {status}: {}", said()),
-        ));
-    }
+    judge_status(url, status, body, "/statements")?;
     let doc: NodeStatements = serde_json::from_slice(body).map_err(|e| {
         FetchError::new(
             "invalid_answer",
@@ -271,6 +287,49 @@ fn judge(
         ));
     }
     Ok(doc)
+}
+
+/// The errors every answer of an agent may be (`route` names what was asked, for the 404).
+fn judge_status(url: &Url, status: StatusCode, body: &[u8], route: &str) -> Result<(), FetchError> {
+    let said = || {
+        serde_json::from_slice::<AgentError>(body)
+            .map(|e| crate::audit::bounded(&e.error, MAX_AGENT_TEXT))
+            .unwrap_or_else(|_| "no error document".into())
+    };
+    if status.is_redirection() {
+        return Err(FetchError::new(
+            "agent_redirect",
+            format!(
+                "the agent at {} answered HTTP {status}, a redirect, which is not followed; \
+                 check the node's telemetry.advertise",
+                shown(url)
+            ),
+        ));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let code = if route == "/statements" {
+            "no_statistics"
+        } else {
+            "agent_unavailable"
+        };
+        return Err(FetchError::new(code, said()));
+    }
+    if status == StatusCode::NOT_FOUND {
+        return Err(FetchError::new(
+            "agent_unsupported",
+            format!(
+                "the agent at {} does not serve {route} (an older agent version?)",
+                shown(url)
+            ),
+        ));
+    }
+    if !status.is_success() {
+        return Err(FetchError::new(
+            "agent_refused",
+            format!("the agent answered HTTP {status}: {}", said()),
+        ));
+    }
+    Ok(())
 }
 
 fn too_large(url: &Url) -> FetchError {

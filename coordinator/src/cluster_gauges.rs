@@ -112,6 +112,11 @@ mod tests {
             cluster: cluster.into(),
             has_primary,
             nodes,
+            primary: None,
+            replicas: 0,
+            healthy_replicas: 0,
+            stopped: 0,
+            maintenance: false,
         }
     }
 

@@ -61,28 +61,33 @@ pub struct ServeArgs {
     )]
     pub tls_key_file: Option<PathBuf>,
     /// Largest accepted request body, bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
     /// Bound on producing an answer (event streams: on the first byte only).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_REQUEST_TIMEOUT",
+        value_parser = humantime::parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
     /// Requests per second per token on average (0: no limit); per coordinator.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_RATE_LIMIT", default_value_t = 20.0)]
     pub rate_limit: f64,
     /// Requests per token in one burst.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_RATE_BURST", default_value_t = 40)]
     pub rate_burst: u32,
     /// How long a token lookup may be reused; revocation reaches every coordinator within it.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_TOKEN_CACHE",
+        value_parser = humantime::parse_duration, default_value = "1s")]
     pub token_cache: Duration,
     /// How long audit records are kept.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "90days")]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_AUDIT_RETENTION",
+        value_parser = humantime::parse_duration, default_value = "90days")]
     pub audit_retention: Duration,
     /// How often this coordinator deletes audit records past the retention.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1min")]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_AUDIT_PRUNE_INTERVAL",
+        value_parser = humantime::parse_duration, default_value = "1min")]
     pub audit_prune_interval: Duration,
     /// Log format on stderr: `text` or `json`. RUST_LOG sets the level (default info).
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_LOG_FORMAT", default_value = "text",
+        value_parser = ["text", "json"])]
     pub log_format: String,
     /// YAML file listing webhook endpoints that get every new cluster event as a signed
     /// CloudEvent (docs/api.md, "Webhooks"). Without it no webhook is called.
@@ -345,6 +350,20 @@ mod tests {
         let mut v = vec!["t", "--etcd-endpoints", "http://127.0.0.1:2379"];
         v.extend_from_slice(extra);
         T::try_parse_from(v).expect("parse").a
+    }
+
+    /// docs/api.md says every flag of `serve` also reads an environment variable.
+    #[test]
+    fn every_flag_reads_an_environment_variable() {
+        use clap::CommandFactory;
+        let cmd = T::command();
+        let missing: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.get_long().is_some() && a.get_long() != Some("help"))
+            .filter(|a| a.get_env().is_none())
+            .map(|a| format!("--{}", a.get_long().unwrap_or_default()))
+            .collect();
+        assert!(missing.is_empty(), "flags without a variable: {missing:?}");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use cluster::store::EtcdStore;
 use tokio::sync::watch;
 
 use crate::audit::CancelOnDrop;
-use cluster::error_chain;
 
 /// `/healthz` reports "degraded" from this fraction of the quota on.
 pub const NEAR_FULL: f64 = 0.9;
@@ -70,7 +69,7 @@ pub fn spawn_sampler(
                     tx.send_replace(Some(reading));
                 }
                 Err(e) => {
-                    tracing::debug!(cause = %error_chain(&e), "cannot read etcd's alarms and size");
+                    tracing::debug!(cause = %crate::problem::store_cause(&e), "cannot read etcd's alarms and size");
                 }
             }
         }

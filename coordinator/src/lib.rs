@@ -28,6 +28,7 @@ pub mod config;
 pub mod ctl;
 pub mod etcd_space;
 pub mod limits;
+pub mod members;
 pub mod names;
 pub mod openapi;
 pub mod problem;
@@ -96,6 +97,7 @@ pub async fn serve(
     opts.tls = cfg.etcd_tls.clone();
     opts.request_timeout = Duration::from_secs(2);
     let store = EtcdStore::connect(&opts).await.map_err(ServeError::Store)?;
+    warn_at_start(&cfg, &store);
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(webhooks::deliver::DURATION.into()),
@@ -201,6 +203,33 @@ pub async fn serve(
         None => server.handle(handle).serve(app).await,
     }
     .map_err(ServeError::Serve)
+}
+
+/// Says at start what will make requests fail later: no admin token (only tokens issued
+/// before work; without one nobody can administer this coordinator), or an etcd that does
+/// not answer (the coordinator serves anyway, every request answering 503 until it does).
+fn warn_at_start(cfg: &Config, store: &EtcdStore) {
+    use cluster::store::Store;
+    if cfg.admin_token.is_none() {
+        tracing::warn!(
+            "no admin token configured (--admin-token-file or AUTOPILOT_ADMIN_TOKEN): only \
+             tokens issued before work, and without an admin token among them nobody can \
+             issue tokens or read the audit log"
+        );
+    }
+    let probe = CoordinatorKeys::new(&cfg.prefix).root().to_owned();
+    let (store, endpoints) = (store.clone(), cfg.etcd_endpoints.join(","));
+    // In the background: the listener does not wait for etcd's request timeout.
+    tokio::spawn(async move {
+        if let Err(e) = store.get(&probe).await {
+            tracing::warn!(
+                endpoints = %endpoints,
+                cause = %problem::store_cause(&e),
+                "etcd is unreachable at start; serving anyway: requests answer 503 \
+                 store_unavailable until it is back"
+            );
+        }
+    });
 }
 
 /// How often etcd's alarms and size are read for `/healthz`.

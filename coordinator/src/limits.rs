@@ -14,38 +14,62 @@ use crate::config::ConfigError;
 pub struct LimitArgs {
     /// Connections served at once (never more than a quarter of the open-file limit); more
     /// are closed as they are accepted.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
     pub max_connections: usize,
     /// Connections one client address may hold at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
     pub max_connections_per_client: usize,
     /// Time a client has to send a complete request head (request line and headers).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
     /// A connection on which nothing moved for this long is closed (at least 20s: event
     /// streams send a keep-alive every 15s).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_IDLE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60s")]
     pub idle_timeout: Duration,
     /// Event streams served at once by this coordinator.
-    #[arg(long, default_value_t = 256)]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_MAX_EVENT_STREAMS",
+        default_value_t = 256
+    )]
     pub max_event_streams: usize,
     /// Event streams one token may hold at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_MAX_EVENT_STREAMS_PER_TOKEN",
+        default_value_t = 4
+    )]
     pub max_event_streams_per_token: usize,
     /// Failed or unauthenticated requests per second one client address may make on
     /// average before it gets 429 with nothing written (0: no limit).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_CLIENT_FAILURE_RATE",
+        default_value_t = 1.0
+    )]
     pub client_failure_rate: f64,
     /// Failed or unauthenticated requests one client address may make in one burst.
-    #[arg(long, default_value_t = 20)]
+    #[arg(
+        long,
+        env = "AUTOPILOT_COORDINATOR_CLIENT_FAILURE_BURST",
+        default_value_t = 20
+    )]
     pub client_failure_burst: u32,
     /// Repeated refusals (same client address, action and problem code) within this window
     /// are written to the audit log as one record; 0s writes every refusal.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_AUDIT_DENIAL_WINDOW", value_parser = humantime::parse_duration, default_value = "60s")]
     pub audit_denial_window: Duration,
     /// etcd's `--quota-backend-bytes` (used when etcd does not report it): `/healthz` answers
     /// 503 from 90% of it on.
-    #[arg(long, default_value_t = 2 * 1024 * 1024 * 1024)]
+    #[arg(long, env = "AUTOPILOT_COORDINATOR_ETCD_QUOTA_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub etcd_quota_bytes: u64,
 }
 

@@ -77,7 +77,7 @@ impl Problem {
     }
     /// 503: etcd did not answer. Logs the cause (never a secret: store errors name keys only).
     pub fn store(err: &cluster::store::StoreError) -> Self {
-        tracing::warn!(cause = %error_chain(err), "etcd request failed");
+        tracing::warn!(cause = %store_cause(err), "etcd request failed");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -120,6 +120,29 @@ impl Problem {
     }
 }
 
+/// A store error as one plain line for logs: the operation, what kind of failure, and the
+/// gRPC status message when there is one (`…: etcd unavailable: tcp connect error`), never
+/// the gRPC client's debug text (`Status { code: …, source: tonic::transport::Error(…) }`).
+pub fn store_cause(err: &cluster::store::StoreError) -> String {
+    let chain = error_chain(err);
+    let head = err.to_string();
+    match grpc_message(&chain) {
+        Some(m) if !m.is_empty() => format!("{head}: {m}"),
+        _ if chain.contains("grpc") || chain.contains("Status {") || chain.contains("tonic") => {
+            head
+        }
+        _ => chain,
+    }
+}
+
+/// The `message: "…"` of a gRPC status in `text`, if any.
+fn grpc_message(text: &str) -> Option<String> {
+    let at = text.find("message: \"")? + "message: \"".len();
+    let rest = &text[at..];
+    let end = rest.find('"')?;
+    Some(rest[..end].chars().take(200).collect())
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({}): {}", self.status, self.code, self.detail)
@@ -153,6 +176,31 @@ impl IntoResponse for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_are_logged_without_grpc_debug_text() {
+        #[derive(Debug, thiserror::Error)]
+        #[error(
+            "grpc request error: code: 'The service is currently unavailable', message: \
+             \"tcp connect error\", source: tonic::transport::Error(Transport, \
+             ConnectError(\"tcp connect error\", Os {{ code: 111 }}))"
+        )]
+        struct Grpc;
+        let e = cluster::store::StoreError::Unavailable {
+            op: "list keys under /autopilot/a/b/c/".into(),
+            source: Box::new(Grpc),
+        };
+        let line = store_cause(&e);
+        assert_eq!(
+            line,
+            "list keys under /autopilot/a/b/c/: etcd unavailable: tcp connect error"
+        );
+        let p = Problem::store(&e);
+        for bad in ["tonic", "Status {", "source:", "Os {", "code:"] {
+            assert!(!p.detail.contains(bad), "{}", p.detail);
+            assert!(!line.contains(bad), "{line}");
+        }
+    }
 
     #[test]
     fn a_problem_has_a_stable_type_and_code() {

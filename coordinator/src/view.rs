@@ -3,14 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use cluster::store::{Entry, EtcdStore, Store};
+use cluster::store::{Entry, EtcdStore, RangeQuery, Store};
 use cluster::wire::{
-    self, ClusterKey, ClusterKeys, ClusterStateDoc, HistoryDoc, InitializedDoc, MaintenanceDoc,
-    NodeDoc, PrimaryDoc, SwitchoverDoc,
+    self, ClusterKey, ClusterKeys, ClusterStateDoc, Health, HistoryDoc, InitializedDoc,
+    MaintenanceDoc, MemberDoc, NodeAction, NodeDoc, PrimaryDoc, RequestDoc, Role, SwitchoverDoc,
+    Timestamp,
 };
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::members::{self, MemberState, MemberView};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -59,7 +62,9 @@ impl ClusterPath {
     }
 }
 
-/// One cluster in a listing (from key names only: cheap for many clusters).
+/// One cluster in a listing: `has_primary` and `nodes` from key names only (cheap for many
+/// clusters, what the cluster gauges use); the rest from one small read of the cluster's
+/// `maintenance`, `members/`, `nodes/` and `primary` keys ([`summarize`], `GET /v1/clusters`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterSummary {
     /// Namespace (tenant).
@@ -72,6 +77,34 @@ pub struct ClusterSummary {
     pub has_primary: bool,
     /// Live agents (`nodes/<id>` keys).
     pub nodes: usize,
+    /// The primary's node id (`null`: none).
+    #[serde(default)]
+    pub primary: Option<String>,
+    /// Members other than the primary, live or down.
+    #[serde(default)]
+    pub replicas: usize,
+    /// Of those, the replicas that are healthy and replicate (streaming or catching up).
+    #[serde(default)]
+    pub healthy_replicas: usize,
+    /// Members whose agent is down (`members/<id>` without a node key).
+    #[serde(default)]
+    pub stopped: usize,
+    /// Whether maintenance mode is on.
+    #[serde(default)]
+    pub maintenance: bool,
+}
+
+/// A request to one node's agent that it has not carried out yet (`requests/<node>`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PendingRequest {
+    /// The node it is for.
+    pub node: String,
+    /// What it asks.
+    pub action: NodeAction,
+    /// Who asked.
+    pub requested_by: Option<String>,
+    /// When.
+    pub time: Option<Timestamp>,
 }
 
 /// Everything etcd holds about one cluster, decoded (events and history have their own
@@ -100,6 +133,18 @@ pub struct ClusterDoc {
     pub state: Option<ClusterStateDoc>,
     /// Keys whose documents could not be read (written by a newer version, or by hand).
     pub unreadable: Vec<String>,
+    /// The database engine (`postgres`, `mariadb`, `process`): `initialized.database.engine`,
+    /// else what the nodes' versions say; `null` when unknown.
+    #[serde(default)]
+    pub engine: Option<String>,
+    /// Every member as `autopilotctl show` prints it: the live nodes and the members whose
+    /// agent is down (state `stopped`), the primary first, then by id.
+    #[serde(default)]
+    pub members: Vec<MemberView>,
+    /// Requests to single nodes (reinit, restart, reload) their agents have not carried out
+    /// yet.
+    #[serde(default)]
+    pub requests: Vec<PendingRequest>,
 }
 
 /// A cluster read: the document, its history, and the raw entries.
@@ -108,6 +153,19 @@ pub struct Read {
     pub doc: ClusterDoc,
     /// Its history (empty when none).
     pub history: HistoryDoc,
+    /// The member documents (`members/<id>`), live or not.
+    pub member_docs: Vec<MemberDoc>,
+}
+
+impl Read {
+    /// Whether `id` is a member: a live node or a `members/<id>` document.
+    pub fn is_member(&self, id: &str) -> bool {
+        self.doc.nodes.iter().any(|n| n.id == id) || self.member_docs.iter().any(|m| m.id == id)
+    }
+    /// The live node `id`.
+    pub fn node(&self, id: &str) -> Option<&NodeDoc> {
+        self.doc.nodes.iter().find(|n| n.id == id)
+    }
 }
 
 /// Every key under `base` except the coordinator's own (`_coordinator/`: tokens and the
@@ -168,6 +226,11 @@ pub async fn list(
                 cluster: c.to_owned(),
                 has_primary: false,
                 nodes: 0,
+                primary: None,
+                replicas: 0,
+                healthy_replicas: 0,
+                stopped: 0,
+                maintenance: false,
             });
         if k == "primary" {
             s.has_primary = true;
@@ -176,6 +239,59 @@ pub async fn list(
         }
     }
     Ok(out.into_values().collect())
+}
+
+/// Clusters summarised at once by [`summarize`].
+const SUMMARIES_AT_ONCE: usize = 8;
+
+/// Fills in each listed cluster's primary, replica counts and maintenance: per cluster one
+/// range read of `maintenance` … `primary` (maintenance, members, nodes, primary; never its
+/// events or history).
+pub async fn summarize(
+    state: &AppState,
+    clusters: Vec<ClusterSummary>,
+) -> Result<Vec<ClusterSummary>, Problem> {
+    futures::stream::iter(clusters.into_iter().map(|c| async move {
+        let keys = ClusterKeys::new(state.prefix(), &c.namespace, &c.project, &c.cluster)
+            .map_err(|_| Problem::cluster_not_found(&c.namespace, &c.project, &c.cluster))?;
+        let q = RangeQuery {
+            from: Some(keys.maintenance()),
+            to: EtcdStore::prefix_end(&keys.primary()),
+            limit: 0,
+            descending: false,
+        };
+        let (entries, revision) = state
+            .store()
+            .get_range(&keys.cluster_prefix(), &q)
+            .await
+            .map_err(|e| Problem::store(&e))?;
+        Ok(summary(c, &decode(&keys, &entries, revision).doc))
+    }))
+    .buffered(SUMMARIES_AT_ONCE)
+    .collect::<Vec<Result<ClusterSummary, Problem>>>()
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// `c` with the figures of the decoded cluster `d`.
+pub fn summary(mut c: ClusterSummary, d: &ClusterDoc) -> ClusterSummary {
+    c.primary = d.primary.as_ref().map(|p| p.id.clone());
+    c.has_primary = d.primary.is_some();
+    c.nodes = d.nodes.len();
+    c.maintenance = d.maintenance.as_ref().is_some_and(|m| m.enabled);
+    c.stopped = d.members.iter().filter(|m| !m.live).count();
+    let replicas = d.members.iter().filter(|m| m.role != Role::Primary);
+    c.replicas = replicas.clone().count();
+    c.healthy_replicas = replicas
+        .filter(|m| matches!(m.state, MemberState::Streaming | MemberState::CatchingUp))
+        .filter(|m| {
+            d.nodes
+                .iter()
+                .any(|n| n.id == m.id && n.health == Health::Healthy)
+        })
+        .count();
+    c
 }
 
 /// Reads one cluster; 404 when etcd holds no key of it.
@@ -205,8 +321,12 @@ fn decode(keys: &ClusterKeys, entries: &[Entry], revision: i64) -> Read {
         switchover: None,
         state: None,
         unreadable: Vec::new(),
+        engine: None,
+        members: Vec::new(),
+        requests: Vec::new(),
     };
     let mut history = HistoryDoc::default();
+    let mut member_docs = Vec::new();
     for e in entries {
         let Some(k) = keys.parse(&e.key) else {
             continue;
@@ -232,13 +352,46 @@ fn decode(keys: &ClusterKeys, entries: &[Entry], revision: i64) -> Read {
                 }
                 Err(_) => false,
             },
+            ClusterKey::Member(_) => match wire::decode::<MemberDoc>(&e.value) {
+                Ok(m) => {
+                    member_docs.push(m);
+                    true
+                }
+                Err(_) => false,
+            },
+            ClusterKey::Request(node) => match wire::decode::<RequestDoc>(&e.value) {
+                Ok(r) => {
+                    doc.requests.push(PendingRequest {
+                        node,
+                        action: r.action,
+                        requested_by: r.requested_by,
+                        time: r.time,
+                    });
+                    true
+                }
+                Err(_) => false,
+            },
             _ => true,
         };
         if !ok {
             doc.unreadable.push(rel);
         }
     }
-    Read { doc, history }
+    doc.engine = members::engine(
+        doc.initialized.as_ref().map(|i| i.database.engine.as_str()),
+        &doc.nodes,
+    );
+    doc.members = members::members(
+        doc.engine.as_deref(),
+        doc.primary.as_ref(),
+        &doc.nodes,
+        &member_docs,
+    );
+    Read {
+        doc,
+        history,
+        member_docs,
+    }
 }
 
 fn set<T: wire::Document>(slot: &mut Option<T>, bytes: &[u8]) -> bool {

@@ -38,6 +38,10 @@ pub struct ClusterList {
 pub struct History {
     /// Role changes, oldest first.
     pub entries: Vec<HistoryEntry>,
+    /// The cluster's engine (`postgres`, `mariadb`, …), to print positions in its notation;
+    /// `null` when unknown.
+    #[serde(default)]
+    pub engine: Option<String>,
 }
 
 /// Node id in a URL.
@@ -112,15 +116,18 @@ pub async fn list_clusters(
         return Ok(Json(ClusterList { clusters: vec![] }));
     }
     let all = view::list(&st, q.namespace.as_deref()).await?;
-    let clusters = all
+    let visible = all
         .into_iter()
         .filter(|c| caller.sees_cluster(&c.namespace, &c.project, &c.cluster))
         .filter(|c| q.project.as_ref().is_none_or(|p| p == &c.project))
         .collect();
+    let clusters = view::summarize(&st, visible).await?;
     Ok(Json(ClusterList { clusters }))
 }
 
-/// One cluster: primary, nodes, maintenance, pending switchover, bootstrap marker.
+/// One cluster: primary, nodes, every member (stopped ones too) with its state, lag,
+/// position and eligibility, maintenance, pending switchover and node requests, bootstrap
+/// marker, engine.
 #[utoipa::path(get, path = "/v1/clusters/{namespace}/{project}/{cluster}", tag = "clusters",
     params(ClusterPath),
     responses((status = 200, body = ClusterDoc), (status = 401, body = Problem), (status = 404, body = Problem)))]
@@ -217,5 +224,6 @@ pub async fn get_history(
     let r = read_gate(&st, &headers, client, "cluster.history", &p).await?;
     Ok(Json(History {
         entries: r.history.entries,
+        engine: r.doc.engine,
     }))
 }

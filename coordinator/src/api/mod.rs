@@ -9,6 +9,7 @@ pub mod events;
 pub mod extract;
 pub mod gate;
 pub mod meta;
+pub mod nodes;
 pub mod statements;
 pub mod tokens;
 
@@ -42,6 +43,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(actions::switchover))
         .routes(routes!(actions::failover))
         .routes(routes!(actions::maintenance))
+        .routes(routes!(nodes::reinit))
+        .routes(routes!(nodes::restart))
+        .routes(routes!(nodes::reload_node))
+        .routes(routes!(nodes::reload_all))
+        .routes(routes!(nodes::remove))
+        .routes(routes!(nodes::config))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::register_agent))

@@ -19,7 +19,6 @@ pub use tokio_util_free::CancelOnDrop;
 
 use crate::auth::Caller;
 use crate::auth::token::hex;
-use cluster::error_chain;
 
 use self::denials::Denials;
 
@@ -161,7 +160,7 @@ impl Auditor {
             .audit(&CoordinatorKeys::audit_id(doc.time, &hex(&suffix)));
         if let Err(err) = self.store.put(&key, wire::encode(&doc), None).await {
             metrics::counter!("autopilot_coordinator_audit_write_failures_total").increment(1);
-            tracing::error!(cause = %error_chain(&err), action = %doc.action, "failed to write an audit record");
+            tracing::error!(cause = %crate::problem::store_cause(&err), action = %doc.action, "failed to write an audit record");
         }
     }
 
@@ -226,7 +225,7 @@ impl Auditor {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "pruned audit records past the retention"),
                     Err(err) => {
-                        tracing::warn!(cause = %error_chain(&err), "failed to prune audit records")
+                        tracing::warn!(cause = %crate::problem::store_cause(&err), "failed to prune audit records")
                     }
                 }
             }

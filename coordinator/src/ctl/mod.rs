@@ -1,11 +1,14 @@
 //! `autopilotctl`: the command line over the coordinator's API. Table output by default,
 //! `-o json` for scripts; the URL and token come from flags, the environment
 //! (`AUTOPILOT_URL`, `AUTOPILOT_TOKEN`, `AUTOPILOT_TOKEN_FILE`) or the config file
-//! (`~/.config/autopilot/autopilotctl.yaml`). Exit codes are in [`client::exit`] and
-//! docs/cli.md.
+//! (`~/.config/autopilot/autopilotctl.yaml`). The environment is read here rather than by
+//! clap, so the usage line never lists `--url`/`--token` as if they were required. Exit codes
+//! are in [`client::exit`] and docs/cli.md.
 
 pub mod client;
+pub mod nodes;
 pub mod output;
+pub mod show;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,9 +19,17 @@ use serde_json::{Value, json};
 
 use client::{Client, CtlError, FileConfig, exit, read_token_file};
 
-/// Command-line client of the Autopilot coordinator.
+/// autopilotctl: the command line of the Autopilot coordinator's API — list and show
+/// clusters, follow their events, switch over, fail over, pause, rebuild, restart or reload
+/// nodes, manage tokens, read the audit log.
 #[derive(Parser, Debug)]
-#[command(name = "autopilotctl", version, about, long_about = None)]
+#[command(
+    name = "autopilotctl",
+    version,
+    about = "autopilotctl: the command line of the Autopilot coordinator's API (clusters, \
+             events, switchover, failover, maintenance, node requests, tokens, audit)",
+    long_about = None
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -26,23 +37,28 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-/// Where the coordinator is, who we are, how to print.
+/// Where the coordinator is, who we are, how to print. The five settings below fall back on
+/// their environment variable, then on the config file ([`Global::resolve`]).
 #[derive(Args, Debug)]
 pub struct Global {
-    /// Coordinator URL, e.g. https://coordinator:8080.
-    #[arg(long, global = true, env = "AUTOPILOT_URL")]
+    /// Coordinator URL, e.g. https://coordinator:8080 [default: $AUTOPILOT_URL, else the
+    /// config file's `url`].
+    #[arg(long, global = true)]
     pub url: Option<String>,
-    /// Bearer token (prefer --token-file or AUTOPILOT_TOKEN_FILE: flags show in `ps`).
-    #[arg(long, global = true, env = "AUTOPILOT_TOKEN", hide_env_values = true)]
+    /// Bearer token (prefer --token-file: flags show in `ps`) [default: $AUTOPILOT_TOKEN].
+    #[arg(long, global = true)]
     pub token: Option<String>,
-    /// File holding the token.
-    #[arg(long, global = true, env = "AUTOPILOT_TOKEN_FILE")]
+    /// File holding the token (first line) [default: $AUTOPILOT_TOKEN_FILE, else the config
+    /// file's `token_file`].
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for an https URL.
-    #[arg(long, global = true, env = "AUTOPILOT_CA_FILE")]
+    /// CA certificate (PEM) to trust for an https URL [default: $AUTOPILOT_CA_FILE, else the
+    /// config file's `ca_file`].
+    #[arg(long, global = true)]
     pub ca_file: Option<PathBuf>,
-    /// Config file (YAML: url, token_file, ca_file).
-    #[arg(long, global = true, env = "AUTOPILOTCTL_CONFIG")]
+    /// Config file (YAML: url, token_file, ca_file) [default: $AUTOPILOTCTL_CONFIG, else
+    /// ~/.config/autopilot/autopilotctl.yaml].
+    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
@@ -50,6 +66,29 @@ pub struct Global {
     /// Connect timeout.
     #[arg(long, global = true, value_parser = humantime::parse_duration, default_value = "5s")]
     pub connect_timeout: Duration,
+}
+
+impl Global {
+    /// Fills the settings not given as flags from the environment (`env` looks a variable
+    /// up; empty values count as unset).
+    pub fn resolve(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        let var = |k: &str| env(k).filter(|v| !v.is_empty());
+        if self.url.is_none() {
+            self.url = var("AUTOPILOT_URL");
+        }
+        if self.token.is_none() && self.token_file.is_none() {
+            self.token = var("AUTOPILOT_TOKEN");
+            if self.token.is_none() {
+                self.token_file = var("AUTOPILOT_TOKEN_FILE").map(PathBuf::from);
+            }
+        }
+        if self.ca_file.is_none() {
+            self.ca_file = var("AUTOPILOT_CA_FILE").map(PathBuf::from);
+        }
+        if self.config.is_none() {
+            self.config = var("AUTOPILOTCTL_CONFIG").map(PathBuf::from);
+        }
+    }
 }
 
 /// Output formats.
@@ -91,6 +130,22 @@ impl ClusterArg {
     }
 }
 
+/// A cluster and one of its nodes.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArg {
+    #[command(flatten)]
+    pub c: ClusterArg,
+    /// The node id.
+    pub node: String,
+}
+
+impl NodeArg {
+    /// `/v1/clusters/…/<under>/<node>`.
+    fn path(&self, under: &str) -> Result<String, CtlError> {
+        Ok(format!("{}/{under}/{}", self.c.path()?, encode(&self.node)))
+    }
+}
+
 /// Percent-encodes a path segment.
 fn encode(s: &str) -> String {
     let mut out = String::new();
@@ -116,8 +171,17 @@ pub enum Cmd {
         #[arg(long)]
         project: Option<String>,
     },
-    /// Show one cluster: primary, maintenance, pending switchover, nodes.
-    Show(ClusterArg),
+    /// Show one cluster: engine, primary, maintenance, pending requests, what holds a
+    /// failover, and every member (stopped ones too) with role, state, sync, lag, position
+    /// and eligibility.
+    Show {
+        #[command(flatten)]
+        c: ClusterArg,
+        /// Redraw every SECONDS (default 2) until interrupted.
+        #[arg(long, short, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2",
+            value_parser = clap::value_parser!(u64).range(1..=3600))]
+        watch: Option<u64>,
+    },
     /// List a cluster's nodes.
     Nodes(ClusterArg),
     /// A cluster's changes of primary.
@@ -170,6 +234,22 @@ pub enum Cmd {
     },
     /// Turn maintenance mode off.
     Resume(ClusterArg),
+    /// Rebuild a replica: its agent moves its data aside and clones the primary again
+    /// (operator; the primary: switch over first).
+    Reinit(NodeArg),
+    /// Restart a replica's database (operator; the primary: switch over first).
+    Restart(NodeArg),
+    /// Have a node's database (or every live node's) re-read its configuration (operator).
+    Reload {
+        #[command(flatten)]
+        c: ClusterArg,
+        /// The node; omit for every live node.
+        node: Option<String>,
+    },
+    /// Forget a member that is gone for good (admin; stop its agent first).
+    Remove(NodeArg),
+    /// A node's effective configuration, from its agent (secrets redacted).
+    ShowConfig(NodeArg),
     /// Manage API tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
@@ -211,8 +291,14 @@ pub enum TokenCmd {
     },
 }
 
-/// Runs the CLI; the error carries the exit code.
+/// Runs the CLI with the process environment; the error carries the exit code.
 pub fn run(cli: Cli) -> Result<(), CtlError> {
+    run_with(cli, &|k| std::env::var(k).ok())
+}
+
+/// Runs the CLI, looking environment variables up with `env`.
+pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CtlError> {
+    cli.global.resolve(env);
     let g = &cli.global;
     let (cfg_path, explicit) = match &g.config {
         Some(p) => (p.clone(), true),
@@ -239,7 +325,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
     let ca = g.ca_file.clone().or(file.ca_file);
     let client = Client::new(&url, token, ca.as_deref(), g.connect_timeout)?;
     let json_out = g.output == Output::Json;
-    let print = |v: &Value, render: fn(&Value) -> String| {
+    let print = |v: &Value, render: &dyn Fn(&Value) -> String| {
         if json_out {
             println!(
                 "{}",
@@ -263,16 +349,20 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
             } else {
                 format!("/v1/clusters?{}", q.join("&"))
             };
-            print(&client.get(&path)?, output::clusters);
+            print(&client.get(&path)?, &show::clusters);
         }
-        Cmd::Show(c) => print(&client.get(&c.path()?)?, output::cluster),
+        Cmd::Show { c, watch: None } => print(&client.get(&c.path()?)?, &show::cluster),
+        Cmd::Show {
+            c,
+            watch: Some(every),
+        } => nodes::watch(&client, &c, Duration::from_secs(every), json_out)?,
         Cmd::Nodes(c) => {
             let v = client.get(&format!("{}/nodes", c.path()?))?;
-            print(&v, |v| output::nodes(&v["nodes"]));
+            print(&v, &|v| output::nodes(&v["nodes"]));
         }
         Cmd::History(c) => print(
             &client.get(&format!("{}/history", c.path()?))?,
-            output::history,
+            &show::history,
         ),
         Cmd::Events { c, follow, since } => events(&client, &c, follow, since, json_out)?,
         Cmd::Top { c, limit } => {
@@ -281,7 +371,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 path += &format!("?limit={n}");
             }
             let v = client.get(&path)?;
-            print(&v, output::top);
+            print(&v, &output::top);
             let nodes = v["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
             if !nodes.is_empty() && nodes.iter().all(|n| !n["error"].is_null()) {
                 return Err(CtlError::new(
@@ -298,7 +388,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 &format!("{}/switchover", c.path()?),
                 Some(&body),
             )?;
-            print(&v, accepted);
+            print(&v, &|v| accepted(v, &c.cluster));
         }
         Cmd::Failover {
             c,
@@ -311,7 +401,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 &format!("{}/failover", c.path()?),
                 Some(&body),
             )?;
-            print(&v, accepted);
+            print(&v, &|v| accepted(v, &c.cluster));
         }
         Cmd::Pause { c, reason } => {
             let body = json!({ "enabled": true, "reason": reason });
@@ -320,7 +410,7 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 &format!("{}/maintenance", c.path()?),
                 Some(&body),
             )?;
-            print(&v, |_| {
+            print(&v, &|_| {
                 "maintenance on: agents make no automatic role change\n".into()
             });
         }
@@ -331,7 +421,19 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
                 &format!("{}/maintenance", c.path()?),
                 Some(&body),
             )?;
-            print(&v, |_| "maintenance off\n".into());
+            print(&v, &|_| "maintenance off\n".into());
+        }
+        Cmd::Reinit(n) => nodes::request(&client, &n.c, Some(&n.node), "reinit", &print)?,
+        Cmd::Restart(n) => nodes::request(&client, &n.c, Some(&n.node), "restart", &print)?,
+        Cmd::Reload { c, node } => nodes::request(&client, &c, node.as_deref(), "reload", &print)?,
+        Cmd::Remove(n) => {
+            let v = client.call(Method::DELETE, &n.path("members")?, None)?;
+            let cluster = n.c.cluster.clone();
+            print(&v, &move |v| nodes::removed(v, &cluster));
+        }
+        Cmd::ShowConfig(n) => {
+            let v = client.get(&format!("{}/config", n.path("nodes")?))?;
+            print(&v, &nodes::config);
         }
         Cmd::Token(t) => token_cmd(&client, t, &print)?,
         Cmd::Audit { limit, before } => {
@@ -339,18 +441,19 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
             if let Some(b) = before {
                 path += &format!("&before={}", encode(&b));
             }
-            print(&client.get(&path)?, output::audit);
+            print(&client.get(&path)?, &output::audit);
         }
     }
     Ok(())
 }
 
 /// Prints a value as JSON or with a table renderer.
-type Printer<'a> = &'a dyn Fn(&Value, fn(&Value) -> String);
+pub type Printer<'a> = &'a dyn Fn(&Value, &dyn Fn(&Value) -> String);
 
-fn accepted(v: &Value) -> String {
+/// The answer to a switchover or failover, with the command that follows its outcome.
+pub fn accepted(v: &Value, cluster: &str) -> String {
     let mut s = format!(
-        "{} requested ({}): {} -> {}; follow with `autopilotctl events --since {}`\n",
+        "{} requested ({}): {} -> {}; follow with `autopilotctl events {} --since {}`\n",
         output::s(&v["action"]),
         output::s(&v["mode"]),
         output::s(&v["from"]),
@@ -358,6 +461,7 @@ fn accepted(v: &Value) -> String {
             Value::Null => "best replica".into(),
             c => output::s(c),
         },
+        output::s(&Value::String(cluster.into())),
         output::s(&v["revision"]),
     );
     for w in v["warnings"].as_array().into_iter().flatten() {
@@ -379,7 +483,7 @@ fn token_cmd(client: &Client, t: TokenCmd, print: Printer<'_>) -> Result<(), Ctl
                 "expires_in_seconds": expires_in.map(|d| d.as_secs().max(1)),
             });
             let v = client.call(Method::POST, "/v1/tokens", Some(&body))?;
-            print(&v, |v| {
+            print(&v, &|v| {
                 format!(
                     "{}\ntoken (shown once, store it now):\n{}\n",
                     output::token(&v["info"]),
@@ -387,10 +491,10 @@ fn token_cmd(client: &Client, t: TokenCmd, print: Printer<'_>) -> Result<(), Ctl
                 )
             });
         }
-        TokenCmd::List => print(&client.get("/v1/tokens")?, output::tokens),
+        TokenCmd::List => print(&client.get("/v1/tokens")?, &output::tokens),
         TokenCmd::Revoke { id } => {
             let v = client.call(Method::DELETE, &format!("/v1/tokens/{}", encode(&id)), None)?;
-            print(&v, output::token);
+            print(&v, &output::token);
         }
     }
     Ok(())
@@ -409,7 +513,7 @@ fn events(
         if json_out {
             println!("{data}");
         } else {
-            print!("{}", output::terminal_safe(&output::event(id, kind, data)));
+            print!("{}", output::terminal_safe(&show::event(id, kind, data)));
         }
         use std::io::Write;
         let _ = std::io::stdout().flush();

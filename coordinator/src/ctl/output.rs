@@ -71,31 +71,8 @@ pub fn pos(v: &Value) -> String {
     format!("{}/{}", s(&v["epoch"]), s(&v["offset"]))
 }
 
-/// `GET /v1/clusters`.
-pub fn clusters(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = list(&v["clusters"])
-        .iter()
-        .map(|c| {
-            vec![
-                s(&c["namespace"]),
-                s(&c["project"]),
-                s(&c["cluster"]),
-                if c["has_primary"] == Value::Bool(true) {
-                    "yes".into()
-                } else {
-                    "NO".into()
-                },
-                s(&c["nodes"]),
-            ]
-        })
-        .collect();
-    table(
-        &["NAMESPACE", "PROJECT", "CLUSTER", "PRIMARY", "NODES"],
-        &rows,
-    )
-}
-
-fn list(v: &Value) -> Vec<Value> {
+/// A JSON array's elements (none when it is not an array).
+pub fn list(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
@@ -116,10 +93,10 @@ pub fn nodes(v: &Value) -> String {
                 format!("{}:{}", s(&n["ip_address"]), s(&n["port"])),
                 pos(&n["replication"]["position"]),
                 s(&n["replication"]["lag_seconds"]),
-                if n["eligible"] == Value::Bool(true) {
-                    "yes".into()
-                } else {
-                    "no".into()
+                match (&n["eligible"], n["ineligible"]["reason"].as_str()) {
+                    (Value::Bool(true), _) => "yes".into(),
+                    (_, Some(r)) => format!("no: {}", s(&Value::String(r.into()))),
+                    _ => "no".into(),
                 },
             ]
         })
@@ -130,117 +107,6 @@ pub fn nodes(v: &Value) -> String {
         ],
         &rows,
     )
-}
-
-/// `GET …/{cluster}`.
-pub fn cluster(v: &Value) -> String {
-    let mut out = format!(
-        "cluster:     {}/{}/{}\n",
-        s(&v["namespace"]),
-        s(&v["project"]),
-        s(&v["cluster"])
-    );
-    let p = &v["primary"];
-    out += &format!(
-        "primary:     {}\n",
-        if p.is_null() {
-            "NONE".into()
-        } else {
-            format!(
-                "{} at {}:{} ({}, position {})",
-                s(&p["id"]),
-                s(&p["ip_address"]),
-                s(&p["port"]),
-                s(&p["status"]),
-                pos(&p["replication"]["position"])
-            )
-        }
-    );
-    let m = &v["maintenance"];
-    out += &format!(
-        "maintenance: {}\n",
-        if m["enabled"] == Value::Bool(true) {
-            format!("ON (by {}: {})", s(&m["by"]), s(&m["reason"]))
-        } else {
-            "off".into()
-        }
-    );
-    let sw = &v["switchover"];
-    if !sw.is_null() {
-        out += &format!(
-            "switchover:  pending to {} (by {})\n",
-            s(&sw["candidate"]),
-            s(&sw["requested_by"])
-        );
-    }
-    out += &format!("revision:    {}\n\n", s(&v["revision"]));
-    out + &nodes(&v["nodes"])
-}
-
-/// `GET …/history`.
-pub fn history(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = list(&v["entries"])
-        .iter()
-        .map(|e| {
-            vec![
-                s(&e["time"]),
-                s(&e["from"]),
-                s(&e["to"]),
-                s(&e["reason"]),
-                pos(&e["position"]),
-            ]
-        })
-        .collect();
-    table(&["TIME", "FROM", "TO", "REASON", "POSITION"], &rows)
-}
-
-/// One SSE event as a line.
-pub fn event(id: &str, kind: &str, data: &str) -> String {
-    let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-    let doc = &v["doc"];
-    let what = match kind {
-        "event" => format!(
-            "{} on {}: {}",
-            s(&doc["kind"]),
-            s(&doc["node"]),
-            s(&doc["detail"])
-        ),
-        "primary" if doc.is_null() => "primary key gone (no primary)".into(),
-        "primary" => format!("primary is {}", s(&doc["id"])),
-        "node" if doc.is_null() => format!("{} left", s(&v["key"])),
-        "node" => format!(
-            "{} is {} {} {}{}",
-            s(&doc["id"]),
-            s(&doc["role"]),
-            s(&doc["status"]),
-            s(&doc["health"]),
-            if doc["fenced"] == Value::Bool(true) {
-                " fenced"
-            } else {
-                ""
-            }
-        ),
-        "maintenance" if doc.is_null() => "maintenance off (key deleted)".into(),
-        "maintenance" => format!(
-            "maintenance {}",
-            if doc["enabled"] == Value::Bool(true) {
-                "on"
-            } else {
-                "off"
-            }
-        ),
-        "switchover" if doc.is_null() => "switchover request consumed".into(),
-        "switchover" => format!("switchover requested to {}", s(&doc["candidate"])),
-        "history" => format!(
-            "history: {} -> {} ({})",
-            s(&doc["from"]),
-            s(&doc["to"]),
-            s(&doc["reason"])
-        ),
-        "error" => format!("error: {} [{}]", s(&v["detail"]), s(&v["code"])),
-        other => format!("{other}: {data}"),
-    };
-    format!("{id:>8}  {kind:<11}  {what}\n")
 }
 
 /// Tokens (`GET /v1/tokens`).

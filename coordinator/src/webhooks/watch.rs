@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::error_chain;
 use cluster::store::{EtcdStore, RangeQuery, Revision, Store, WatchBroken, WatchMessage};
 
 use super::cloudevent::{self, Mapped, Origin};
@@ -52,7 +51,7 @@ pub async fn run(store: EtcdStore, prefix: String, mut outboxes: Vec<Outbox>) {
         match store.get_range(&prefix_slash, &probe).await {
             Ok((_, revision)) => break revision + 1,
             Err(e) => {
-                tracing::warn!(cause = %error_chain(&e), "webhooks: cannot read etcd's revision; trying again");
+                tracing::warn!(cause = %crate::problem::store_cause(&e), "webhooks: cannot read etcd's revision; trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(REWATCH.1);
             }
@@ -70,7 +69,7 @@ pub async fn run(store: EtcdStore, prefix: String, mut outboxes: Vec<Outbox>) {
                 w
             }
             Err(e) => {
-                tracing::warn!(cause = %error_chain(&e), from = next, "webhooks: cannot watch etcd; trying again");
+                tracing::warn!(cause = %crate::problem::store_cause(&e), from = next, "webhooks: cannot watch etcd; trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(REWATCH.1);
                 continue;
@@ -96,7 +95,7 @@ pub async fn run(store: EtcdStore, prefix: String, mut outboxes: Vec<Outbox>) {
                     match catch_up(&store, &prefix_slash, next, &mut outboxes).await {
                         Ok(rev) => next = rev + 1,
                         Err(e) => {
-                            tracing::warn!(cause = %error_chain(&e), "webhooks: cannot read the events missed; trying again");
+                            tracing::warn!(cause = %crate::problem::store_cause(&e), "webhooks: cannot read the events missed; trying again");
                             tokio::time::sleep(wait).await;
                             wait = (wait * 2).min(REWATCH.1);
                         }
