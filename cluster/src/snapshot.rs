@@ -8,7 +8,7 @@ use crate::error_chain;
 use crate::store::{Entry, Revision};
 use crate::wire::{
     self, ClusterKey, ClusterKeys, Document, HistoryDoc, InitializedDoc, LockDoc, MaintenanceDoc,
-    NodeDoc, PrimaryDoc, SwitchoverDoc,
+    MemberDoc, NodeDoc, PrimaryDoc, RequestDoc, SwitchoverDoc,
 };
 
 /// A key as observed: absent, present with a document, or present but unreadable (e.g.
@@ -70,6 +70,10 @@ pub struct ClusterSnapshot {
     /// Modification revision of the `history` key (0 when absent): a failover claim is
     /// conditional on it.
     pub history_revision: Revision,
+    /// Every `members/<id>` key, by id.
+    pub members: BTreeMap<String, Observed<MemberDoc>>,
+    /// Every `requests/<node>` key, by node id, with its modification revision.
+    pub requests: BTreeMap<String, (Observed<RequestDoc>, Revision)>,
 }
 
 impl ClusterSnapshot {
@@ -85,6 +89,8 @@ impl ClusterSnapshot {
             lock: Observed::Absent,
             history: Observed::Absent,
             history_revision: 0,
+            requests: BTreeMap::new(),
+            members: BTreeMap::new(),
         };
         for e in entries {
             match keys.parse(&e.key) {
@@ -99,6 +105,13 @@ impl ClusterSnapshot {
                 Some(ClusterKey::History) => {
                     s.history = Observed::decode(&e.value);
                     s.history_revision = e.mod_revision;
+                }
+                Some(ClusterKey::Member(id)) => {
+                    s.members.insert(id, Observed::decode(&e.value));
+                }
+                Some(ClusterKey::Request(id)) => {
+                    s.requests
+                        .insert(id, (Observed::decode(&e.value), e.mod_revision));
                 }
                 _ => {}
             }

@@ -309,6 +309,30 @@ pub trait Engine: Send + Sync + 'static {
     fn create_identity(&self) -> impl Future<Output = Result<Option<String>, EngineError>> + Send {
         self.identity()
     }
+
+    /// An operator's restart: stop the database (fast shutdown) and start it again; returns
+    /// once it is started (the role logic then follows the primary again).
+    fn restart(&self) -> impl Future<Output = Result<(), EngineError>> + Send {
+        async {
+            Err(EngineError::Failed {
+                operation: "restart the database",
+                reason: "this engine cannot restart its program on request; restart the agent"
+                    .into(),
+            })
+        }
+    }
+
+    /// An operator's reload: the database re-reads its configuration without a restart.
+    fn reload(&self) -> impl Future<Output = Result<(), EngineError>> + Send {
+        async {
+            Err(EngineError::Failed {
+                operation: "reload the configuration",
+                reason: "this engine's program re-reads no configuration at run time; use \
+                         restart"
+                    .into(),
+            })
+        }
+    }
 }
 
 /// Dispatch over the engines this build knows; the agent holds one of these.
@@ -469,6 +493,22 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.create_identity().await,
             AnyEngine::Mariadb(e) => e.create_identity().await,
             AnyEngine::Postgres(e) => e.create_identity().await,
+        }
+    }
+
+    async fn restart(&self) -> Result<(), EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.restart().await,
+            AnyEngine::Mariadb(e) => e.restart().await,
+            AnyEngine::Postgres(e) => e.restart().await,
+        }
+    }
+
+    async fn reload(&self) -> Result<(), EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.reload().await,
+            AnyEngine::Mariadb(e) => e.reload().await,
+            AnyEngine::Postgres(e) => e.reload().await,
         }
     }
 }

@@ -1,6 +1,9 @@
-//! The three-node PostgreSQL and MariaDB examples run as shipped. Each example directory is
-//! copied to a temp dir and its three agents are started with the configs unchanged except
-//! for the ports: the example's fixed database, HTTP and etcd ports become free ones, so the
+//! The three-node PostgreSQL and MariaDB examples run as shipped, started the way the README
+//! says: from a directory holding `examples/<name>/`, with
+//! `autopilot run --config examples/<name>/agent-<n>.yaml` (a relative path, so every path in
+//! the configs resolves relative to it). Each example directory is copied to
+//! `<temp>/examples/<name>/` and its three agents are started with the configs unchanged
+//! except for the ports: the example's fixed database, HTTP and etcd ports become free ones, so the
 //! test never collides with a running example or another test. Then: one primary, two
 //! replicas, and a row written on the primary reaches both.
 
@@ -46,11 +49,16 @@ fn start_example(
         .tempdir()
         .expect("temp dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    copy_dir(&workspace_root().join("examples").join(name), dir.path());
+    let root = dir.path().join("examples").join(name);
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for d in [dir.path().join("examples"), root.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    copy_dir(&workspace_root().join("examples").join(name), &root);
     let mut ports = Vec::new();
     let mut specs = Vec::new();
     for k in 0..3 {
-        let config = dir.path().join(format!("agent-{}.yaml", k + 1));
+        let config = root.join(format!("agent-{}.yaml", k + 1));
         let (db, http) = (free_port(), free_port());
         let text = std::fs::read_to_string(&config).expect("read an example config");
         let count = |s: &str, n: u16| s.matches(&n.to_string()).count();
@@ -75,6 +83,7 @@ fn start_example(
         });
     }
     let mut agents = Agents::new(specs, &[etcd.endpoint()], cluster).expect("agents");
+    agents.run_from(dir.path()); // the README's relative `--config examples/<name>/agent-<n>.yaml`
     for i in 0..3 {
         agents.start_agent(i);
     }

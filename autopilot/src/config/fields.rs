@@ -2,14 +2,14 @@
 //! exec lists, working directories, environment mappings, secrets, database accounts and
 //! durations. Used by every section of `validate*.rs`; plain-value checks are `values.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::locate::{FieldPath, Target};
 use super::model::{DbAccount, EnvValue, EnvVar, OsUser};
 use super::raw::{Exec, RawAccount, RawDuration, RawEnv, RawEnvValue};
 use super::secrets;
-use super::validate::Validator;
+use super::validate::{Validator, absolute};
 use super::values;
 use cluster::secret::Secret;
 
@@ -195,13 +195,10 @@ impl Validator<'_> {
         }
     }
 
+    /// `path` made absolute against the config file's directory, with `.` components
+    /// dropped (`./data-2` → `/etc/autopilot/data-2`).
     pub(super) fn resolve(&self, path: &str) -> PathBuf {
-        let path = Path::new(path);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
+        absolute(&self.base_dir.join(path))
     }
 
     /// An environment mapping; secrets are read now.

@@ -136,7 +136,7 @@ fn a_listener_certificate_makes_the_agent_url_https_and_round_trips() {
     assert_eq!(id.key.path, d.dir.path().join("tls/server-key.pem"));
     assert_eq!(
         tls.ca.as_ref().expect("ca").path,
-        d.dir.path().join("./tls/ca.pem")
+        d.dir.path().join("tls/ca.pem")
     );
 
     // The key shows only by its path; the effective YAML has paths only and round-trips.
@@ -155,7 +155,7 @@ fn a_listener_certificate_makes_the_agent_url_https_and_round_trips() {
             d.dir.path().join("tls/server.pem").display(),
             key.display(),
             key.display(),
-            d.dir.path().join("./tls/ca.pem").display(),
+            d.dir.path().join("tls/ca.pem").display(),
         )),
         "{yaml}"
     );

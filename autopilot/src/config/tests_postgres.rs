@@ -193,3 +193,40 @@ fn max_slot_wal_keep_size_has_a_default_and_is_validated() {
         "as a parameter it is rejected"
     );
 }
+
+/// A config read through a relative path (the README's `--config examples/postgres/agent-2.yaml`)
+/// resolves every path once, to an absolute one without `./`: PostgreSQL resolves a relative
+/// `passfile` in `primary_conninfo` inside its data directory, where it does not exist.
+#[test]
+fn relative_paths_resolve_to_absolute_ones_at_load() {
+    let text = PG.replace("password_env: SET_VAR", "password_file: su.pw");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("su.pw"), "x\n").expect("write");
+    let cwd = std::env::current_dir().expect("cwd");
+    let rel = pathdiff(dir.path(), &cwd);
+    let c = super::load::parse(&rel.join("agent.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let pg = postgres(&c);
+    assert!(pg.data_dir.is_absolute(), "{}", pg.data_dir.display());
+    assert_eq!(pg.data_dir.file_name(), Some("data".as_ref()));
+    let parent = pg.data_dir.parent().expect("parent");
+    assert_eq!(
+        parent.canonicalize().expect("exists"),
+        dir.path().canonicalize().expect("exists")
+    );
+    assert!(!pg.data_dir.to_string_lossy().contains("/./"));
+    assert!(
+        c.node.state_dir.is_absolute(),
+        "{}",
+        c.node.state_dir.display()
+    );
+}
+
+/// `to` as seen from `from` (`../../tmp/x`), for a relative config path.
+fn pathdiff(to: &std::path::Path, from: &std::path::Path) -> std::path::PathBuf {
+    let ups = from.components().count().saturating_sub(1);
+    let mut p = std::path::PathBuf::new();
+    for _ in 0..ups {
+        p.push("..");
+    }
+    p.join(to.strip_prefix("/").expect("absolute"))
+}

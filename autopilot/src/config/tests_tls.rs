@@ -114,7 +114,7 @@ fn tls_files_are_read_relative_to_the_config_directory() {
     assert_eq!(ca.path, d.0.path().join("ca.pem"));
     assert!(ca.pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
     let id = tls.identity.as_ref().expect("identity");
-    assert_eq!(id.cert.path, d.0.path().join("./client.pem"));
+    assert_eq!(id.cert.path, d.0.path().join("client.pem"));
     assert_eq!(id.key.path, d.0.path().join("client-key.pem"));
     assert!(String::from_utf8_lossy(id.key.expose()).contains(KEY_MARKER));
 
@@ -129,7 +129,7 @@ fn tls_files_are_read_relative_to_the_config_directory() {
         yaml.contains(&format!(
             "    tls:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}  # <secret from file {}>\n",
             d.0.path().join("ca.pem").display(),
-            d.0.path().join("./client.pem").display(),
+            d.0.path().join("client.pem").display(),
             key.display(),
             key.display()
         )),

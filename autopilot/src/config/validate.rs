@@ -50,7 +50,10 @@ impl<'a> Validator<'a> {
         env: EnvLookup<'a>,
         hostname: HostLookup<'a>,
     ) -> Self {
-        let base_dir = source.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Relative paths resolve once, here, against the file's directory made absolute: the
+        // agent, the database (a replica's `passfile` in `primary_conninfo` is resolved by
+        // PostgreSQL inside its data directory) and every handler see absolute paths.
+        let base_dir = absolute(source.parent().unwrap_or(Path::new("")));
         Self {
             text,
             base_dir,
@@ -617,4 +620,18 @@ fn placeholder_process() -> ProcessConfig {
         restart: RestartPolicy::Never,
         user: None,
     }
+}
+
+/// `path` as an absolute path without `.` components: relative paths are taken from the
+/// working directory (not touching the file system, so it works for files not created yet).
+pub(super) fn absolute(path: &Path) -> PathBuf {
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    abs.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }

@@ -16,6 +16,7 @@ mod role;
 pub mod session;
 pub(crate) mod specs;
 mod statements;
+pub(crate) mod status;
 mod supervisor;
 
 pub use env::EventEnv;

@@ -6,7 +6,7 @@ use super::state::{Phase, RoleState, Wait};
 use super::types::{
     Action, ClusterView, EngineResult, Event, Facts, Millis, Notice, PrimaryKey, Role, RoleParams,
 };
-use super::{bootstrap, failover, primary};
+use super::{bootstrap, failover, primary, requests};
 
 /// Outside an election, a position that merely moved is republished at most this often: it
 /// is the reference for `max_lag_on_failover` (so that check may be this much behind), and
@@ -170,6 +170,7 @@ impl Cx<'_> {
         if self.foreign(view) {
             return;
         }
+        requests::view(self, view);
         match self.s.phase.clone() {
             Phase::Discovering | Phase::WaitingForData => bootstrap::discover(self, view),
             Phase::Bootstrap(step) => bootstrap::recheck(self, step, view),
@@ -211,6 +212,9 @@ impl Cx<'_> {
 
     /// An engine answer, to the step of the current phase.
     fn engine(&mut self, result: EngineResult) {
+        if requests::engine(self, &result) {
+            return;
+        }
         match self.s.phase {
             Phase::Bootstrap(_) | Phase::Cloning { .. } | Phase::Rejoining { .. } => {
                 bootstrap::engine(self, result)

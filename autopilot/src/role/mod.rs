@@ -37,6 +37,7 @@ mod bootstrap;
 mod failover;
 mod machine;
 mod primary;
+mod requests;
 mod state;
 mod types;
 mod view;
@@ -51,7 +52,7 @@ mod tests;
 pub use machine::{POSITION_REFRESH, decide};
 pub use state::{BootStep, Ineligible, Phase, PromoteStep, RoleState, Wait};
 pub use types::{
-    Action, ClaimReason, ClusterView, EngineResult, Event, Facts, Millis, NodeId, NodeInfo, Notice,
-    Position, PrimaryKey, Role, RoleParams, Switchover,
+    Action, ClaimReason, ClusterView, EngineResult, Event, Facts, Millis, NodeAction, NodeId,
+    NodeInfo, Notice, Position, PrimaryKey, Role, RoleParams, Switchover,
 };
 pub use view::{UNREADABLE, address, history_facts};

@@ -55,6 +55,9 @@ pub enum Phase {
     HandingOver,
     /// Local data diverged and cannot be rewound; an operator or the backup actor must rebuild.
     NeedsRebuild,
+    /// A replica's database restarts at an operator's request (`RestartDatabase` →
+    /// `Restarted`); then it follows the primary again.
+    Restarting,
     /// The local data belongs to another database than the cluster's (its identity differs
     /// from `initialized`): the node takes no part and never touches the data until an
     /// operator moves it aside and restarts the agent.
@@ -169,6 +172,9 @@ pub struct RoleState {
     /// it (watch events written just before the claim can arrive after its answer): a new
     /// primary must not take such a view's missing key for the loss of its own.
     pub claimed_over_history: Option<u64>,
+    /// The modification revision of the last operator request (`requests/<id>`) carried
+    /// out or refused: the same request is never acted on twice while its delete travels.
+    pub requests_handled: u64,
 }
 
 impl RoleState {
@@ -204,6 +210,7 @@ impl RoleState {
             published: None,
             waiting: None,
             claimed_over_history: None,
+            requests_handled: 0,
         }
     }
 
@@ -220,6 +227,7 @@ impl RoleState {
             Phase::Foreign { .. } => Ineligible::Refused,
             Phase::NeedsRebuild => Ineligible::NeedsRebuild,
             Phase::HandingOver => Ineligible::HandingOver,
+            Phase::Restarting => Ineligible::Restarting,
             _ if p.nofailover => Ineligible::NoFailover,
             _ if !self.has_data => Ineligible::NoData,
             _ if !self.healthy => Ineligible::Unhealthy,
@@ -272,6 +280,8 @@ pub enum Ineligible {
     Refused,
     /// It is handing over its primary role.
     HandingOver,
+    /// Its database restarts at an operator's request.
+    Restarting,
     /// Its agent is stopping.
     Stopping,
     /// Further behind the last known primary position than `max_lag_on_failover`.
@@ -303,6 +313,7 @@ impl std::fmt::Display for Ineligible {
             ),
             Self::Refused => f.write_str("its data belongs to another database"),
             Self::HandingOver => f.write_str("it is handing over its primary role"),
+            Self::Restarting => f.write_str("its database restarts at an operator's request"),
             Self::Stopping => f.write_str("its agent is stopping"),
             Self::Lagging { behind, max } => write!(
                 f,

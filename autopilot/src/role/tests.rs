@@ -1530,3 +1530,77 @@ fn role_forced_failover_is_recorded_as_manual_failover() {
         "{a:?}"
     );
 }
+
+/// Operators' requests: a replica rebuilds from the online primary or restarts its database
+/// (and follows again), once per request; the primary refuses both with the reason.
+#[test]
+fn role_operator_requests_are_carried_out_once_or_refused() {
+    let req = |action| ClusterView {
+        primary: Some(pk("n2")),
+        requests: vec![("n0".into(), action, 40)],
+        ..view()
+    };
+    let me = p().node_id;
+    assert_eq!(me, "n0");
+    // reinit on a replica: clone from the primary, say so, delete the request.
+    let s = st(Phase::Replica {
+        following: Some("n2".into()),
+    });
+    let (s2, a) = run(s.clone(), cluster(1_000, req(NodeAction::Reinit)));
+    assert!(a.contains(&Action::ClearRequest), "{a:?}");
+    assert!(
+        a.contains(&Action::CloneFrom { primary: pk("n2") }),
+        "{a:?}"
+    );
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishEvent {
+            kind: Notice::RequestDone,
+            ..
+        }
+    )));
+    assert!(!s2.has_data);
+    // The same request seen again (its delete still travelling): nothing more.
+    let (_, a) = run(
+        RoleState {
+            phase: Phase::Replica {
+                following: Some("n2".into()),
+            },
+            ..s2
+        },
+        cluster(1_100, req(NodeAction::Reinit)),
+    );
+    assert!(!a.contains(&Action::ClearRequest), "{a:?}");
+    // restart on a replica: restart, then follow the primary again.
+    let (s3, a) = run(s.clone(), cluster(1_000, req(NodeAction::Restart)));
+    assert!(a.contains(&Action::RestartDatabase), "{a:?}");
+    assert_eq!(s3.phase, Phase::Restarting);
+    assert!(!s3.eligible(&p(), 1_000));
+    let (s3, a) = run(
+        s3,
+        Event::Engine {
+            now: 2_000,
+            result: EngineResult::Restarted(Ok(())),
+        },
+    );
+    assert!(a.contains(&Action::Follow { primary: pk("n2") }), "{a:?}");
+    assert!(
+        matches!(s3.phase, Phase::Rejoining { .. }),
+        "{:?}",
+        s3.phase
+    );
+    // The primary refuses a restart and a reinit: switch over first.
+    let mut prim = st(Phase::Primary);
+    prim.role = Role::Primary;
+    let own = ClusterView {
+        primary: Some(pk("n0")),
+        requests: vec![("n0".into(), NodeAction::Restart, 41)],
+        ..view()
+    };
+    let (_, a) = run(prim, cluster(1_000, own));
+    assert!(!a.contains(&Action::RestartDatabase), "{a:?}");
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::PublishEvent { kind: Notice::RequestFailed, detail, .. } if detail.contains("switch over first")
+    )), "{a:?}");
+}

@@ -184,7 +184,13 @@ pub struct ClusterView {
     pub switchover: Option<Switchover>,
     /// All `nodes/<id>` keys, including our own.
     pub nodes: Vec<NodeInfo>,
+    /// Operators' requests (`requests/<node>`): the node, what it should do, and the key's
+    /// modification revision (a request is carried out once).
+    pub requests: Vec<(NodeId, NodeAction, u64)>,
 }
+
+/// What an operator asks one node to do (`requests/<node>`).
+pub use cluster::wire::NodeAction;
 
 /// Why a node took the `primary` key; recorded in `history`, and only `Failover` counts for I5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -248,6 +254,10 @@ pub enum Notice {
     SwitchoverRejected,
     /// The local data belongs to another database than the cluster's: refused to join.
     ForeignData,
+    /// An operator's request was carried out (or started: a rebuild).
+    RequestDone,
+    /// An operator's request was refused or failed.
+    RequestFailed,
 }
 
 impl Notice {
@@ -270,6 +280,8 @@ impl Notice {
             Notice::ReplicationResumed => "replication_resumed",
             Notice::SwitchoverRejected => "switchover_rejected",
             Notice::ForeignData => "foreign_data",
+            Notice::RequestDone => "request_done",
+            Notice::RequestFailed => "request_failed",
         }
     }
 }
@@ -301,6 +313,10 @@ pub enum EngineResult {
     /// `CatchUp { term }` done: everything received is applied; this is the final position
     /// for election round `term`.
     ElectionCaughtUp { term: u64, position: Position },
+    /// `RestartDatabase` done: `Err` with why it failed.
+    Restarted(Result<(), String>),
+    /// `ReloadDatabase` done: `Err` with why it failed.
+    Reloaded(Result<(), String>),
     /// `FenceRemote` done. `final_position` is the old primary's position after fencing, or
     /// `None` if it was not running (nothing to fence, nothing to catch up to).
     RemoteFenced { final_position: Option<Position> },
@@ -317,6 +333,9 @@ pub enum EngineResult {
 }
 
 /// Inputs to [`super::decide`]. Every variant carries `now`.
+// A `Cluster` view is the largest; each event is built once and moved into one step, so
+// boxing it would only add an allocation per view.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The agent (re)started. `has_data` comes from the engine/local bootstrap marker.
@@ -424,6 +443,12 @@ pub enum Action {
         /// Why it refuses to join the cluster (its data belongs to another database).
         refused: Option<String>,
     },
+    /// Delete our `requests/<id>` key (carried out or refused).
+    ClearRequest,
+    /// An operator asked: stop the database (fast) and start it again → `Restarted`.
+    RestartDatabase,
+    /// An operator asked: the database re-reads its configuration → `Reloaded`.
+    ReloadDatabase,
     /// What the node waits for changed: log the end of the old wait (with how long it
     /// lasted) and the start of the new one.
     Waiting {

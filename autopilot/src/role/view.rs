@@ -4,7 +4,7 @@
 //! only `failover` entries of `history` count for the cooldown (I5), a switchover request is
 //! addressed to the primary of its time.
 
-use super::types::{ClusterView, Millis, NodeInfo, PrimaryKey, Role, Switchover};
+use super::types::{ClusterView, Millis, NodeAction, NodeInfo, PrimaryKey, Role, Switchover};
 use cluster::snapshot::{ClusterSnapshot, Observed};
 use cluster::wire::{self, HistoryEntry, HistoryReason, NodeDoc};
 
@@ -68,6 +68,14 @@ impl ClusterView {
             to: s.candidate.clone(),
             forced: s.failover,
         });
+        view.requests = snap
+            .requests
+            .iter()
+            .map(|(id, (doc, rev))| {
+                let action = doc.doc().map_or(NodeAction::Unknown, |d| d.action);
+                (id.clone(), action, u64::try_from(*rev).unwrap_or_default())
+            })
+            .collect();
         view
     }
 }

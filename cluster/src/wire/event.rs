@@ -76,6 +76,11 @@ pub enum EventKind {
     /// differs from `initialized.database.system_id`): it refuses to join and leaves the
     /// data alone.
     ForeignData,
+    /// An operator's request (`requests/<node>`) was carried out: `detail` says which
+    /// (`reinit`: rebuilding from the primary; `restart`; `reload`).
+    RequestDone,
+    /// An operator's request was refused or failed; `detail` says why.
+    RequestFailed,
     /// A backup finished.
     BackupDone,
     /// A backup failed.

@@ -191,6 +191,8 @@ pub enum IneligibleCode {
     Refused,
     /// It is handing over its primary role.
     HandingOver,
+    /// Its database restarts at an operator's request.
+    Restarting,
     /// Its agent is stopping.
     Stopping,
     /// It is further behind the primary than `max_lag_on_failover`.

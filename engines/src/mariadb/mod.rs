@@ -177,6 +177,14 @@ impl Engine for MariadbEngine {
         self.follow(primary).await
     }
 
+    async fn restart(&self) -> Result<(), EngineError> {
+        self.control.stop(crate::StopMode::Fast).await?;
+        self.control.start().await
+    }
+
+    // `reload` stays unsupported: MariaDB re-reads no option file at run time (dynamic
+    // variables change with SET GLOBAL, the others need a restart).
+
     async fn top_statements(
         &self,
         limit: u32,

@@ -363,6 +363,22 @@ impl Engine for PostgresEngine {
 
     /// From `pg_stat_statements` (preloaded by the engine; the extension is created on the
     /// primary the first time, and replicates).
+    async fn restart(&self) -> Result<(), EngineError> {
+        self.forget_reader().await;
+        self.control.stop(crate::StopMode::Fast).await?;
+        self.control.start().await
+    }
+
+    /// `pg_reload_conf()`: PostgreSQL re-reads `postgresql.conf`, `pg_hba.conf` and
+    /// `pg_ident.conf` (settings that need a restart stay pending, see `pg_settings`).
+    async fn reload(&self) -> Result<(), EngineError> {
+        let op = "reload the configuration";
+        let client = self.connect_local(op).await?;
+        sql::execute(&client, "SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| e.into_engine(op))
+    }
+
     async fn top_statements(
         &self,
         limit: u32,

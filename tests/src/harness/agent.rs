@@ -28,6 +28,17 @@ impl Agent {
         Self::spawn(cmd, config)
     }
 
+    /// [`Agent::run`] from the working directory `cwd`, the config named relative to it, as
+    /// an operator types it (`autopilot run --config examples/postgres/agent-1.yaml`).
+    pub fn run_relative(config: &Path, cwd: &Path) -> Agent {
+        let rel = config
+            .strip_prefix(cwd)
+            .expect("the config lies under the working directory");
+        let mut cmd = Command::new(workspace_bin("autopilot"));
+        cmd.current_dir(cwd).arg("run").arg("--config").arg(rel);
+        Self::spawn(cmd, config)
+    }
+
     /// [`Agent::run`] under `prlimit --nofile=<n>:<n>`: soft and hard open-file limits of `n`,
     /// so the agent cannot raise its own limit above it (flood tests).
     pub fn run_with_open_files(config: &Path, n: u64) -> Agent {

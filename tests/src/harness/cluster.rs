@@ -137,6 +137,8 @@ pub struct Agents {
     etcd_access: crate::harness::etcd::EtcdAccess,
     /// `http` or `https` (the agents' listeners have certificates).
     scheme: &'static str,
+    /// Agents started from now on run in this directory, their configs named relative to it.
+    cwd: Option<PathBuf>,
 }
 
 /// Node `i`'s name, config path, telemetry port and database detail for [`Agents::new`].
@@ -184,6 +186,7 @@ impl Agents {
             open_files: None,
             etcd_access: crate::harness::etcd::EtcdAccess::default(),
             scheme: "http",
+            cwd: None,
         })
     }
 
@@ -413,8 +416,17 @@ impl Agents {
         node.agent = Some(match (&node.netns, open_files) {
             (Some(ns), _) => Agent::run_in_netns(&node.config, ns),
             (None, Some(n)) => Agent::run_with_open_files(&node.config, n),
-            (None, None) => Agent::run(&node.config),
+            (None, None) => match &self.cwd {
+                Some(dir) => Agent::run_relative(&node.config, dir),
+                None => Agent::run(&node.config),
+            },
         });
+    }
+
+    /// Agents started from now on run in `dir` with `--config` relative to it (each config
+    /// must lie under `dir`), the way an operator starts the README's examples.
+    pub fn run_from(&mut self, dir: &Path) {
+        self.cwd = Some(dir.to_path_buf());
     }
 
     /// Agents started from now on run with soft and hard open-file limits of `n`.

@@ -178,6 +178,7 @@ pub fn ineligible(why: crate::role::Ineligible) -> wire::Ineligible {
         I::NeedsRebuild => C::NeedsRebuild,
         I::Refused => C::Refused,
         I::HandingOver => C::HandingOver,
+        I::Restarting => C::Restarting,
         I::Stopping => C::Stopping,
         I::Lagging { .. } => C::Lagging,
     };
@@ -436,6 +437,8 @@ pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> Event
         Notice::ReplicationStalled => EventKind::ReplicationStalled,
         Notice::ReplicationResumed => EventKind::ReplicationResumed,
         Notice::SwitchoverRejected => EventKind::SwitchoverRejected,
+        Notice::RequestDone => EventKind::RequestDone,
+        Notice::RequestFailed => EventKind::RequestFailed,
         Notice::ForeignData => EventKind::ForeignData,
     };
     let Facts { from, to, position } = facts;

@@ -107,6 +107,41 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             publish_node(st, true);
             mark_primary_online(st, role, position);
         }
+        Action::ClearRequest => {
+            let (session, id) = (st.session.clone(), st.args.identity.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = session.clear_request(&id).await {
+                    warn!(cause = %handlers::error_chain(&e), "failed to delete the operator's request");
+                }
+            });
+        }
+        Action::RestartDatabase => {
+            info!("restarting the database at an operator's request");
+            let engine = st.args.engine.clone();
+            tokio::spawn(async move {
+                let r = engine
+                    .restart()
+                    .await
+                    .map_err(|e| handlers::error_chain(&e).to_string());
+                feed_later(&me, |now| Event::Engine {
+                    now,
+                    result: EngineResult::Restarted(r),
+                });
+            });
+        }
+        Action::ReloadDatabase => {
+            let engine = st.args.engine.clone();
+            tokio::spawn(async move {
+                let r = engine
+                    .reload()
+                    .await
+                    .map_err(|e| handlers::error_chain(&e).to_string());
+                feed_later(&me, |now| Event::Engine {
+                    now,
+                    result: EngineResult::Reloaded(r),
+                });
+            });
+        }
         Action::Waiting { started, ended } => {
             if let Some((w, took)) = ended {
                 info!("wait over after {:.1} s: {w}", took as f64 / 1000.0);
@@ -605,6 +640,7 @@ pub fn publish_node(st: &mut RoleActorState, asked: bool) {
     let mut doc = documents::node(&st.args.identity, role, position, flags, &health.server);
     drop(health);
     doc.database_exit.clone_from(&st.database_exit);
+    st.args.view.send_modify(|v| v.node = Some(doc.clone()));
     let due = |written: &Option<(wire::NodeDoc, Instant)>| match written {
         None => true,
         Some((old, at)) => documents::node_changed(old, &doc) || at.elapsed() >= documents::REFRESH,

@@ -55,6 +55,9 @@ pub struct RoleArgs {
     pub health: watch::Receiver<NodeStatus>,
     /// Where the current role is published (for `/primary`, `/replica`).
     pub publish: watch::Sender<PublishedRole>,
+    /// Where the node document and the latest cluster read are published (`/status`,
+    /// `/cluster`, `/history`).
+    pub view: watch::Sender<crate::node::status::AgentView>,
     /// The process actor, which kills a database that does not answer.
     pub process: ActorRef<super::process::ProcessMsg>,
     /// The onChange handler, if configured.
@@ -398,6 +401,8 @@ fn on_session(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, event: Cluste
                 entries: Vec::new(),
             });
             let view = role::ClusterView::from_snapshot(&snap);
+            let shared = std::sync::Arc::new((*snap).clone());
+            st.args.view.send_modify(|v| v.snapshot = Some(shared));
             feed(
                 myself,
                 st,

@@ -41,6 +41,7 @@ pub async fn role_args(
     engine: Arc<AnyEngine>,
     health: watch::Receiver<NodeStatus>,
     publish: watch::Sender<PublishedRole>,
+    view: watch::Sender<crate::node::status::AgentView>,
     handlers: RoleHandlers,
 ) -> Result<Option<RoleArgs>, String> {
     let (Some(store), Some(cluster), Some(local)) = (
@@ -106,6 +107,7 @@ pub async fn role_args(
         keys,
         health,
         publish,
+        view,
         process: handlers.process,
         on_change: handlers.on_change,
         pre_promote: handlers.pre_promote,

@@ -207,6 +207,11 @@ impl<S: Store> SessionHandle<S> {
         self.store.delete(&self.keys.switchover()).await
     }
 
+    /// Deletes this node's `requests/<id>` (an operator's request, carried out or refused).
+    pub async fn clear_request(&self, node_id: &str) -> Result<bool, StoreError> {
+        self.store.delete(&self.keys.request(node_id)).await
+    }
+
     /// Another node's document, if it has one.
     pub async fn node(&self, id: &str) -> Result<Option<NodeDoc>, StoreError> {
         let key = self.keys.node(id);

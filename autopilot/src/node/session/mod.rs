@@ -119,6 +119,8 @@ struct SessionState<S> {
     resigned: bool,
     /// Current watch generation.
     generation: u64,
+    /// `members/<id>` written since the agent started.
+    member_written: bool,
     /// Reader forwarding the current watch into the mailbox.
     watch_task: Option<JoinHandle<()>>,
     /// Periodic `Tick`.
@@ -274,6 +276,23 @@ impl<S: Store> SessionState<S> {
         let key = self.keys.node(&self.node_id);
         let bytes = self.node_bytes();
         self.store.put(&key, bytes, Some(lease)).await?;
+        if !self.member_written {
+            // Bound to no lease: the member stays listed (as stopped) while its agent is down,
+            // until an operator removes it.
+            let member = wire::MemberDoc {
+                schema: wire::SCHEMA_VERSION,
+                id: self.node_id.clone(),
+                name: self.node.name.clone(),
+                hostname: self.node.hostname.clone(),
+                ip_address: self.node.ip_address.clone(),
+                port: self.node.port,
+                agent_url: self.node.agent_url.clone(),
+                started: Timestamp::now(),
+            };
+            let key = self.keys.member(&self.node_id);
+            self.store.put(&key, wire::encode(&member), None).await?;
+            self.member_written = true;
+        }
         let prefix = self.keys.cluster_prefix();
         let (entries, revision) = self.store.get_prefix(&prefix).await?;
         let mut watch = self.store.watch_prefix(&prefix, revision + 1).await?;
@@ -392,6 +411,7 @@ impl<S: Store> Actor for SessionActor<S> {
             resigned: false,
             generation: 0,
             watch_task: None,
+            member_written: false,
             ticker: Some(ticker),
             backoff: Backoff::new(Duration::from_millis(50), cap),
             published: internals.lease,

@@ -126,6 +126,9 @@ pub struct SupervisorState {
     role: Option<ActorRef<RoleMsg>>,
     /// Taken when the role actor starts; `None` for a standalone agent.
     role_publish: Option<watch::Sender<PublishedRole>>,
+    /// Where the role actor publishes what `/status` and `/cluster` serve; taken with
+    /// `role_publish`.
+    view_publish: Option<watch::Sender<super::status::AgentView>>,
     /// The node's health, for the role actor.
     status: watch::Receiver<NodeStatus>,
     health: ActorRef<HealthMsg>,
@@ -164,6 +167,18 @@ impl Actor for Supervisor {
         let (status_tx, status_rx) = watch::channel(NodeStatus::starting());
         let clustered = config.store.is_some();
         let (role_tx, role_rx) = watch::channel(PublishedRole::unknown());
+        let (view_tx, view_rx) = watch::channel(super::status::AgentView::default());
+        let status_routes = super::status::routes(
+            view_rx,
+            status_rx.clone(),
+            config.cluster.as_ref().map(|c| super::status::ClusterName {
+                namespace: c.namespace.clone(),
+                project: c.project.clone(),
+                name: c.name.clone(),
+            }),
+            config.node.name.clone(),
+            config.to_effective_yaml(),
+        );
 
         let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
         Actor::spawn_linked(
@@ -188,6 +203,7 @@ impl Actor for Supervisor {
                         ),
                         _ => Router::new(),
                     };
+                    let clone = clone.merge(status_routes);
                     let top = config.telemetry.top_statements;
                     match &*engine {
                         AnyEngine::Mariadb(_) | AnyEngine::Postgres(_) if top > 0 => {
@@ -252,6 +268,7 @@ impl Actor for Supervisor {
             process: None,
             role: None,
             role_publish: clustered.then_some(role_tx),
+            view_publish: clustered.then_some(view_tx),
             status: status_rx,
             health,
             process_events,
@@ -547,7 +564,7 @@ async fn start_role(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
 ) -> Result<(), ActorProcessingErr> {
-    let Some(publish) = state.role_publish.take() else {
+    let (Some(publish), Some(view)) = (state.role_publish.take(), state.view_publish.take()) else {
         return Ok(());
     };
     let Some(process) = state.process.clone() else {
@@ -563,6 +580,7 @@ async fn start_role(
         state.engine.clone(),
         state.status.clone(),
         publish,
+        view,
         handlers,
     )
     .await?;

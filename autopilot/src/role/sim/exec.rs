@@ -117,7 +117,11 @@ impl World {
             | Action::SetReplicas { .. }
             | Action::OnChange { .. }
             | Action::WakeAt { .. }
-            | Action::Waiting { .. } => {}
+            | Action::Waiting { .. }
+            | Action::ClearRequest => {}
+            // Operators' requests are not among the simulated faults.
+            Action::RestartDatabase => self.engine(i, EngineResult::Restarted(Ok(()))),
+            Action::ReloadDatabase => self.engine(i, EngineResult::Reloaded(Ok(()))),
             Action::Initialize => {
                 let d = &mut self.dbs[i];
                 if !d.has_data {

@@ -68,6 +68,7 @@ impl Store {
             history_last,
             switchover: self.switchover.clone(),
             nodes: self.nodes.values().map(|n| n.0.clone()).collect(),
+            requests: Vec::new(),
         }
     }
     pub fn drop_lease(&mut self, id: u64) {
