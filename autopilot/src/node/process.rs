@@ -310,7 +310,7 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), 
     state.generation += 1;
     let generation = state.generation;
     let pid = child.pid();
-    info!(pid, argv = %spec.argv.join(" "), "main process started");
+    info!(pid, argv = %command_line(&spec.argv), "main process started");
     gauge!("autopilot_main_process_up").set(1.0);
     state.running = Some(Running {
         group: child.group(),
@@ -413,9 +413,59 @@ pub fn restart_delay(b: &Backoff, restarts: u32) -> Option<Duration> {
     Some(b.initial.saturating_mul(factor).min(b.max))
 }
 
+/// `argv` as one line a shell would read back: plain words as they are, others in single
+/// quotes, and those with control characters (a script's newlines) as `$'…'` with escapes.
+fn command_line(argv: &[String]) -> String {
+    let plain = |a: &str| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_./=:,@%+-".contains(c))
+    };
+    let word = |a: &String| -> String {
+        if plain(a) {
+            a.clone()
+        } else if a.chars().any(char::is_control) {
+            let mut out = String::from("$'");
+            for c in a.chars() {
+                match c {
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\r' => out.push_str("\\r"),
+                    '\\' => out.push_str("\\\\"),
+                    '\'' => out.push_str("\\'"),
+                    c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+                    c => out.push(c),
+                }
+            }
+            out.push('\'');
+            out
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
+    };
+    argv.iter().map(word).collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_is_one_line_a_shell_reads_back() {
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "trap 'x' HUP\nwhile true; do sleep 1; done",
+            "--datadir=/var/lib/my sql",
+            "",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            command_line(&argv),
+            r#"sh -c $'trap \'x\' HUP\nwhile true; do sleep 1; done' '--datadir=/var/lib/my sql' ''"#
+        );
+    }
 
     fn backoff(max_restarts: Option<u32>) -> Backoff {
         Backoff {

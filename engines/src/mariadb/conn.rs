@@ -20,6 +20,11 @@ use super::settings::{Account, MariadbSettings};
 use crate::engine::{EngineError, out_of_files};
 use crate::role_ops::Peer;
 
+/// Written into the data directory right after `mariadb-install-db` (`prepare.rs`): the
+/// accounts are still to be created. Not a database file: the server and mariadb-backup
+/// leave it alone.
+pub const ACCOUNTS_PENDING: &str = "autopilot-accounts-pending";
+
 /// How long one connect or statement may take.
 pub const STATEMENT_LIMIT: Duration = Duration::from_secs(5);
 
@@ -80,6 +85,31 @@ fn base_opts(account: Option<&Account>, user: &str) -> OptsBuilder {
 /// accounts first when the data directory is fresh.
 pub async fn local(s: &MariadbSettings) -> Result<Conn, EngineError> {
     let socket = s.socket().display().to_string();
+    // A data directory `mariadb-install-db` just made has no admin account yet: create it
+    // before the first login, which the server would refuse with an `Access denied`
+    // warning in its log.
+    let pending = s.datadir.join(ACCOUNTS_PENDING);
+    if pending.exists() {
+        let root = base_opts(None, "root").socket(Some(socket.clone()));
+        match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(root)).await {
+            Ok(Ok(c)) => {
+                create_accounts_with(s, c, true).await?;
+                let _ = std::fs::remove_file(&pending);
+            }
+            Ok(Err(mysql_async::Error::Io(mysql_async::IoError::Io(e)))) if out_of_files(&e) => {
+                return Err(EngineError::AgentOutOfFiles {
+                    operation: "connect to the local server",
+                });
+            }
+            Ok(Err(mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))) => {
+                return Err(EngineError::NotRunning);
+            }
+            // Not the fresh directory it says it is (root refused): the usual way below.
+            Ok(Err(_)) | Err(_) => {
+                let _ = std::fs::remove_file(&pending);
+            }
+        }
+    }
     let opts = base_opts(Some(&s.admin), "").socket(Some(socket.clone()));
     match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(opts.clone())).await {
         Ok(Ok(c)) => return Ok(c),
@@ -104,7 +134,7 @@ pub async fn local(s: &MariadbSettings) -> Result<Conn, EngineError> {
 async fn create_accounts(s: &MariadbSettings, socket: &str) -> Result<(), EngineError> {
     let operation = "create the admin and replication accounts";
     let root = base_opts(None, "root").socket(Some(socket.to_owned()));
-    let mut c = match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(root)).await {
+    let c = match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(root)).await {
         Ok(Ok(c)) => c,
         Ok(Err(mysql_async::Error::Server(e))) if e.code == ER_ACCESS_DENIED => {
             return Err(mismatch(s));
@@ -112,6 +142,18 @@ async fn create_accounts(s: &MariadbSettings, socket: &str) -> Result<(), Engine
         Ok(Err(e)) => return Err(failed(operation, &e, true)),
         Err(_) => return Err(timed_out(operation)),
     };
+    create_accounts_with(s, c, false).await
+}
+
+/// Create the admin and replication accounts through `c` (root). An existing admin account
+/// is never overwritten: when `fresh` (the directory was just initialised and another
+/// caller was first) that is fine, otherwise the configured password is wrong.
+async fn create_accounts_with(
+    s: &MariadbSettings,
+    mut c: Conn,
+    fresh: bool,
+) -> Result<(), EngineError> {
+    let operation = "create the admin and replication accounts";
     let a = &s.admin;
     let r = &s.replication;
     // Never overwrite an existing admin account: a refused login then means the configured
@@ -123,7 +165,7 @@ async fn create_accounts(s: &MariadbSettings, socket: &str) -> Result<(), Engine
     let n: Option<i64> = bounded(operation, false, c.query_first(exists)).await?;
     if n.unwrap_or(0) > 0 {
         let _ = c.disconnect().await;
-        return Err(mismatch(s));
+        return if fresh { Ok(()) } else { Err(mismatch(s)) };
     }
     let statements = [
         "SET SESSION sql_log_bin = 0".to_owned(),

@@ -196,6 +196,10 @@ async fn install(s: &MariadbSettings) -> Result<(), EngineError> {
             for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::debug!(process = INSTALL_DB, stream = "stdout", "{line}");
             }
+            // The first login creates the accounts (see `conn::local`).
+            let pending = s.datadir.join(super::conn::ACCOUNTS_PENDING);
+            std::fs::write(&pending, b"")
+                .map_err(|e| failed(op, format!("write {}: {e}", pending.display())))?;
             tracing::info!(datadir = %s.datadir.display(), "initialised the data directory");
             Ok(())
         }
