@@ -154,7 +154,7 @@ fn check_text(path: &Path, text: &str) -> Result<Summary, Vec<Problem>> {
         // One problem: the parser's first (or validation's only one). Blank its key and
         // look again.
         let p = &theirs[0];
-        match blank_key(&text, p) {
+        match blank_key(&text, p).or_else(|| blank_flow_entry(&text, p)) {
             Some(next) => {
                 text = next;
                 blanked.push(problem_path(p));
@@ -267,6 +267,65 @@ fn blank_key(text: &str, p: &Problem) -> Option<String> {
     Some(out.join("\n"))
 }
 
+/// `text` with the flow-mapping entry `p` is about (`{ …, name: value, … }` on the problem's
+/// line) replaced by spaces, its comma included, so every other column stays where it was;
+/// `None` when there is no such entry on that line or it does not end there.
+fn blank_flow_entry(text: &str, p: &Problem) -> Option<String> {
+    let (line, column) = (p.line?, p.column?);
+    let name = p.field.rsplit('.').next()?.split('[').next()?;
+    if name.is_empty() {
+        return None;
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    let chars: Vec<char> = lines.get(line.checked_sub(1)?)?.chars().collect();
+    // The entry's key: the last `name:` starting at or before the problem's column, after
+    // a `{` or `,`.
+    let key = (0..chars.len().min(column)).rev().find(|&i| {
+        let after = chars[i..].iter().collect::<String>();
+        let before = chars[..i].iter().rev().find(|c| !c.is_whitespace());
+        after.starts_with(name)
+            && after[name.len()..].trim_start().starts_with(':')
+            && matches!(before, Some('{' | ','))
+    })?;
+    // Its end: the `,` or `}` that closes it at depth 0, outside quotes.
+    let (mut depth, mut quote, mut end) = (0usize, None::<char>, None);
+    for (i, &c) in chars.iter().enumerate().skip(key) {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') if depth > 0 => depth -= 1,
+            (None, '}') => {
+                end = Some((i, false));
+                break;
+            }
+            (None, ',') if depth == 0 => {
+                end = Some((i + 1, true));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (end, took_comma) = end?;
+    let mut start = key;
+    if !took_comma {
+        // The last entry: its comma is the one before it, if any.
+        if let Some(i) = (0..key).rev().find(|&i| !chars[i].is_whitespace())
+            && chars[i] == ','
+        {
+            start = i;
+        }
+    }
+    let mut blanked = chars;
+    for c in &mut blanked[start..end] {
+        *c = ' ';
+    }
+    let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    out[line - 1] = blanked.into_iter().collect();
+    Some(out.join("\n"))
+}
+
 /// Leading spaces of a line.
 fn indentation(line: &str) -> usize {
     line.len() - line.trim_start_matches(' ').len()
@@ -323,6 +382,31 @@ mod tests {
         assert_eq!(blank_key(text, &problem(1, "h.bad")), None);
         let text = "jobs:\n  - bad: 1\n    name: x\n";
         assert_eq!(blank_key(text, &problem(2, "jobs[0].bad")), None);
+    }
+
+    #[test]
+    fn flow_entries_are_blanked_in_place() {
+        let text = "h: { exec: [x, \"a,b\"], bad: { y: 1 }, t: 2 }\nx: 1\n";
+        let p = Problem {
+            line: Some(1),
+            column: Some(24),
+            field: "h.bad".into(),
+            message: "x".into(),
+        };
+        assert_eq!(
+            blank_flow_entry(text, &p).expect("blanked"),
+            "h: { exec: [x, \"a,b\"],                t: 2 }\nx: 1\n"
+        );
+        // The last entry takes the comma before it; the value's column finds its key.
+        let p = Problem {
+            column: Some(42),
+            field: "h.t".into(),
+            ..p
+        };
+        assert_eq!(
+            blank_flow_entry(text, &p).expect("blanked"),
+            "h: { exec: [x, \"a,b\"], bad: { y: 1 }       }\nx: 1\n"
+        );
     }
 
     #[test]
