@@ -361,8 +361,6 @@ impl Engine for PostgresEngine {
         self.clone_primary(primary).await
     }
 
-    /// From `pg_stat_statements` (preloaded by the engine; the extension is created on the
-    /// primary the first time, and replicates).
     async fn restart(&self) -> Result<(), EngineError> {
         self.forget_reader().await;
         self.control.stop(crate::StopMode::Fast).await?;
@@ -379,6 +377,8 @@ impl Engine for PostgresEngine {
             .map_err(|e| e.into_engine(op))
     }
 
+    /// From `pg_stat_statements` (preloaded by the engine; the extension is created on the
+    /// primary the first time, and replicates).
     async fn top_statements(
         &self,
         limit: u32,
