@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use cluster::store::{Entry, EtcdStore, RangeQuery, Store};
 use cluster::wire::{
     self, ClusterKey, ClusterKeys, ClusterStateDoc, Health, HistoryDoc, InitializedDoc,
-    MaintenanceDoc, MemberDoc, NodeAction, NodeDoc, PrimaryDoc, RequestDoc, Role, SwitchoverDoc,
-    Timestamp,
+    MaintenanceDoc, MemberDoc, NodeAction, NodeDoc, PrimaryDoc, ReplicaState, RequestDoc, Role,
+    SwitchoverDoc, Timestamp,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,8 @@ pub struct ClusterSummary {
     /// Members other than the primary, live or down.
     #[serde(default)]
     pub replicas: usize,
-    /// Of those, the replicas that are healthy and replicate (streaming or catching up).
+    /// Of those, the replicas that are healthy and receive from the primary (streaming, or
+    /// catching up on a lag; not while connecting).
     #[serde(default)]
     pub healthy_replicas: usize,
     /// Members whose agent is down (`members/<id>` without a node key).
@@ -286,9 +287,12 @@ pub fn summary(mut c: ClusterSummary, d: &ClusterDoc) -> ClusterSummary {
     c.healthy_replicas = replicas
         .filter(|m| matches!(m.state, MemberState::Streaming | MemberState::CatchingUp))
         .filter(|m| {
-            d.nodes
-                .iter()
-                .any(|n| n.id == m.id && n.health == Health::Healthy)
+            // Healthy, and receiving: a replica still connecting is not counted.
+            d.nodes.iter().any(|n| {
+                n.id == m.id
+                    && n.health == Health::Healthy
+                    && n.replication.state != Some(ReplicaState::Connecting)
+            })
         })
         .count();
     c
