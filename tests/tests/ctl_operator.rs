@@ -378,6 +378,15 @@ fn node_verbs_write_requests_refuse_what_must_not_be_done_and_are_audited() {
         out.contains("request:     reinit n2 pending (by ops at "),
         "{out}"
     );
+    let (code, out, err) = run(&["events", C, "--since", "1"], &admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| starts_with_time(l)
+            && l.contains(" request ")
+            && l.contains(" n2 ")
+            && l.contains("reinit requested by ops")),
+        "{out}"
+    );
 
     // restart: not the primary (with the hint), not a node without an agent.
     let (code, _, err) = run(&["restart", C, "n1"], &operator);

@@ -4,8 +4,10 @@
 //! `event` (an agent's `events/<id>` document: promoted, fenced, handover, …), `primary`
 //! (`doc: null` when the primary key vanished), `node` (only when role, status, health,
 //! fencing or eligibility changed; `doc: null` when the node left), `maintenance`,
-//! `switchover` (`null` when the request was consumed), `history` (the newest entry), and
-//! `error` (a problem document; the stream then ends: reconnect).
+//! `switchover` (`null` when the request was consumed), `history` (the newest entry),
+//! `request` (a node request written, `null` once its agent carried it out), `member` (a
+//! node's member document written at its agent's start, `null` once removed), and `error`
+//! (a problem document; the stream then ends: reconnect).
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -43,7 +45,8 @@ pub struct EventsQuery {
 pub struct ClusterEvent {
     /// etcd revision of the change (also the SSE `id`).
     pub revision: i64,
-    /// `event`, `primary`, `node`, `maintenance`, `switchover`, `history` or `error`.
+    /// `event`, `primary`, `node`, `maintenance`, `switchover`, `history`, `request`,
+    /// `member` or `error`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The key relative to the cluster, e.g. `nodes/db-2`.
@@ -94,6 +97,8 @@ impl Translator {
             ClusterKey::Primary => "primary",
             ClusterKey::Maintenance => "maintenance",
             ClusterKey::Switchover => "switchover",
+            ClusterKey::Request(_) => "request",
+            ClusterKey::Member(_) => "member",
             ClusterKey::Node(id) => {
                 match value.map(wire::decode::<NodeDoc>) {
                     Some(Ok(d)) => {

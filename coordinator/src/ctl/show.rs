@@ -422,6 +422,38 @@ pub fn event_at(id: &str, kind: &str, data: &str, now: &str) -> String {
                 s(&doc["requested_by"])
             ),
         ),
+        "request" if doc.is_null() => (
+            now.to_owned(),
+            kind.into(),
+            key_id(&v["key"]),
+            "no longer pending (carried out, or its member removed)".into(),
+        ),
+        "request" => (
+            time_or(&doc["time"], now),
+            kind.into(),
+            key_id(&v["key"]),
+            format!(
+                "{} requested by {}",
+                s(&doc["action"]),
+                s(&doc["requested_by"])
+            ),
+        ),
+        "member" if doc.is_null() => (
+            now.to_owned(),
+            kind.into(),
+            key_id(&v["key"]),
+            "removed from the members".into(),
+        ),
+        "member" => (
+            time_or(&doc["started"], now),
+            kind.into(),
+            key_id(&v["key"]),
+            format!(
+                "agent started at {}:{}",
+                s(&doc["ip_address"]),
+                s(&doc["port"])
+            ),
+        ),
         "history" => (
             time_or(&doc["time"], now),
             kind.into(),

@@ -140,6 +140,25 @@ fn events_start_with_their_time_then_kind_node_detail() {
             NOW,
         ),
         event_at(
+            "107",
+            "request",
+            r#"{"revision":107,"type":"request","key":"requests/db-3","doc":{"schema":1,
+               "action":"reinit","requested_by":"alice","time":"2026-11-24T15:34:00.000Z"}}"#,
+            NOW,
+        ),
+        event_at(
+            "108",
+            "request",
+            r#"{"revision":108,"type":"request","key":"requests/db-3","doc":null}"#,
+            NOW,
+        ),
+        event_at(
+            "109",
+            "member",
+            r#"{"revision":109,"type":"member","key":"members/db-4","doc":null}"#,
+            NOW,
+        ),
+        event_at(
             "",
             "error",
             r#"{"code":"store_unavailable","detail":"the etcd watch ended"}"#,
