@@ -83,8 +83,12 @@ fn postgres_status_documents_reasons_and_operator_requests() {
     let hist = c.get_json(p, "/history").expect("/history");
     assert_eq!(hist["entries"][0]["reason"], "bootstrap", "{hist:#}");
     let cfg = c.get_json(x, "/config").expect("/config");
-    let yaml = cfg["config"].as_str().expect("config text");
-    assert!(yaml.contains("data_dir"), "{yaml}");
+    assert_eq!(cfg["node"]["name"], c.name(x), "{cfg:#}");
+    let data_dir = cfg["engine"]["postgres"]["data_dir"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(data_dir.starts_with('/'), "data_dir not absolute: {cfg:#}");
+    let yaml = cfg.to_string();
     let password = std::fs::read_to_string(c.dir().join("su.pw"))
         .unwrap_or_default()
         .trim()

@@ -33,7 +33,8 @@ struct StatusState {
     health: watch::Receiver<NodeStatus>,
     cluster: Option<ClusterName>,
     node: String,
-    config: String,
+    /// The effective configuration as JSON (from its YAML rendering).
+    config: std::sync::Arc<serde_json::Value>,
 }
 
 /// `namespace/project/name` of the node's cluster.
@@ -47,7 +48,8 @@ pub struct ClusterName {
     pub name: String,
 }
 
-/// The routes; `config` is the effective configuration as YAML (no secret values).
+/// The routes; `config` is the effective configuration as YAML (no secret values), served
+/// as JSON.
 pub fn routes(
     view: watch::Receiver<AgentView>,
     health: watch::Receiver<NodeStatus>,
@@ -65,7 +67,10 @@ pub fn routes(
             health,
             cluster,
             node,
-            config,
+            config: std::sync::Arc::new(
+                yaml_serde::from_str::<serde_json::Value>(&config)
+                    .unwrap_or(serde_json::Value::String(config)),
+            ),
         })
 }
 
@@ -173,9 +178,10 @@ async fn history(State(st): State<StatusState>) -> axum::response::Response {
     }
 }
 
-/// `GET /config`: `{node, config}` with the effective configuration as YAML text.
+/// `GET /config`: the effective configuration as JSON, as `check-config --effective` prints
+/// it in YAML (defaults filled in, paths absolute, secrets only by where they come from).
 async fn config_route(State(st): State<StatusState>) -> impl IntoResponse {
-    Json(serde_json::json!({ "node": st.node, "config": st.config }))
+    Json((*st.config).clone())
 }
 
 fn not_yet() -> axum::response::Response {

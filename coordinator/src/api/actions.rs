@@ -156,8 +156,11 @@ async fn write_request(
     if !created {
         return Err(Problem::conflict(
             "switchover_pending",
-            "a switchover request is already pending for this cluster; wait for it to finish \
-             (`autopilotctl events --follow`) and try again",
+            format!(
+                "a switchover request is already pending for this cluster; wait for it to \
+                 finish (`autopilotctl events {}/{}/{} --follow`) and try again",
+                p.namespace, p.project, p.cluster
+            ),
         ));
     }
     Ok(())
