@@ -134,6 +134,18 @@ fn switchover_failover_and_maintenance_through_the_api_reach_real_agents() {
         c.logs()
     );
     wait_writable(&c, third, Duration::from_secs(5));
+    // History says what it was: an operator's forced failover, not a switchover.
+    let history = c.doc("history").expect("history");
+    let last = history["entries"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (last["to"].as_str(), last["reason"].as_str()),
+        (Some(c.name(third)), Some("manual_failover")),
+        "{history:#}"
+    );
     let name3 = c.name(third).to_owned();
     let (hit, seen) = wait_event(&rx, Duration::from_secs(10), |(_, k, d)| {
         k == "primary" && d["doc"]["id"] == name3.as_str()
