@@ -368,7 +368,7 @@ impl std::fmt::Display for Wait {
             Self::Cooldown { last, until } => write!(
                 f,
                 "failover held by the cooldown until {}: the last failover was at {} \
-                 (failover_cooldown)",
+                 (failover.cooldown)",
                 T::from_unix_millis(*until),
                 T::from_unix_millis(*last)
             ),
