@@ -318,7 +318,7 @@ impl std::fmt::Display for Ineligible {
             Self::Lagging { behind, max } => write!(
                 f,
                 "behind the last known primary position by {behind} (WAL bytes or \
-                 transactions), more than max_lag_on_failover {max}"
+                 transactions), more than failover.max_lag {max}"
             ),
         }
     }

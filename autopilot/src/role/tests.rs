@@ -1428,7 +1428,7 @@ fn role_ineligible_nodes_say_why() {
         Some(Ineligible::NoFailover)
     );
     let text = Ineligible::Lagging { behind: 7, max: 5 }.to_string();
-    assert!(text.contains("max_lag_on_failover 5"), "{text}");
+    assert!(text.contains("failover.max_lag 5"), "{text}");
 }
 
 /// Waits are said once when they start and once when they end, and the node key carries
