@@ -20,6 +20,15 @@ pub enum StopMode {
     Fast,
 }
 
+/// When the main process starts after [`Engine::prepare_to_clone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MainStart {
+    /// Now, as after [`Engine::prepare`].
+    Now,
+    /// Not before the clone: there is no database to run yet, and the clone starts it.
+    AfterClone,
+}
+
 /// What a probe of the running main process found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
@@ -162,6 +171,15 @@ pub enum EngineError {
         /// What the engine found.
         reason: String,
     },
+    /// The other side serves the same operation to someone else right now (a primary's
+    /// agent streams one clone at a time): trying again shortly is the expected course.
+    #[error("{operation}: {reason}")]
+    Busy {
+        /// What was attempted, as a verb phrase.
+        operation: &'static str,
+        /// What the other side said.
+        reason: String,
+    },
     /// The operation ran and failed.
     #[error("{operation} failed: {reason}")]
     Failed {
@@ -216,6 +234,16 @@ pub trait Engine: Send + Sync + 'static {
     /// Make the node ready for its first start (e.g. initialise a data directory).
     /// Runs before the operator's preStart handler.
     fn prepare(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// [`prepare`](Self::prepare) for a node that will clone the primary (it has no
+    /// bootstrap marker and the cluster is initialised): everything but creating a
+    /// database, which the clone would only replace. [`MainStart::AfterClone`] when the
+    /// main process must stay down until [`Engine::clone_from_primary`] starts it (through
+    /// the engine's [`crate::MainControl`]); engines that clone by other means prepare as
+    /// always and start it now.
+    fn prepare_to_clone(&self) -> impl Future<Output = Result<MainStart, EngineError>> + Send {
+        async { self.prepare().await.map(|()| MainStart::Now) }
+    }
 
     /// Probe the running main process. `Ok` with `healthy: false` means it answered badly;
     /// `Err` means the probe itself could not run.
@@ -378,6 +406,14 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.prepare().await,
             AnyEngine::Mariadb(e) => e.prepare().await,
             AnyEngine::Postgres(e) => e.prepare().await,
+        }
+    }
+
+    async fn prepare_to_clone(&self) -> Result<MainStart, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.prepare_to_clone().await,
+            AnyEngine::Mariadb(e) => e.prepare_to_clone().await,
+            AnyEngine::Postgres(e) => e.prepare_to_clone().await,
         }
     }
 

@@ -17,7 +17,7 @@ mod role_ops;
 
 pub use control::{MainControl, MainRequest};
 pub use engine::{
-    AnyEngine, Engine, EngineError, Probe, Receiver, Replication, ServerStatus, StopMode,
-    out_of_files, storage_of,
+    AnyEngine, Engine, EngineError, MainStart, Probe, Receiver, Replication, ServerStatus,
+    StopMode, out_of_files, storage_of,
 };
 pub use role_ops::{Member, Peer, Position, RemoteFence, parse_position};

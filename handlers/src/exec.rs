@@ -604,12 +604,25 @@ fn capture_output(fd: OwnedFd) -> tokio::task::JoinHandle<String> {
     })
 }
 
-/// A line that reports a failure (`[ERROR]`, `Error:`, `FATAL`, `failed`, …).
+/// A line that reports a failure (`[ERROR]`, `Error:`, `FATAL`, `failed`, …) in its
+/// message: words that name a file or an object (`./sys/statements_with_errors.frm`,
+/// `error_log`) are not read, so a tool's progress line about such a file is no failure.
 fn reads_like_failure(line: &str) -> bool {
-    let l = line.to_ascii_lowercase();
-    ["error", "fatal", "failed", "cannot", "can't", "denied"]
-        .iter()
-        .any(|w| l.contains(w))
+    line.split_whitespace()
+        .filter(|w| !names_a_file(w))
+        .any(|w| {
+            let w = w.to_ascii_lowercase();
+            ["error", "fatal", "failed", "cannot", "can't", "denied"]
+                .iter()
+                .any(|k| w.contains(k))
+        })
+}
+
+/// Whether a word of a line is a path, a file name or an identifier rather than a word of
+/// the message: it has a `/`, an `_`, or a `.` that does not end it.
+fn names_a_file(word: &str) -> bool {
+    let w = word.trim_end_matches(['.', ',', ':', ';', '!', ')', '\'', '"']);
+    w.contains('/') || w.contains('_') || w.contains('.')
 }
 
 /// Forward a pipe line by line into tracing until EOF; the task answers the last line that
@@ -721,4 +734,32 @@ fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_like_failure;
+
+    /// Only the message is judged: a backup's progress line about a file whose name holds
+    /// "error" is routine, the same word in the message is not.
+    #[test]
+    fn file_names_are_not_read_as_failures() {
+        for routine in [
+            "[01] 2026-01-05 10:00:00 Streaming ./sys/statements_with_errors_or_warnings.frm to <STDOUT>",
+            "[01] 2026-01-05 10:00:00         ...done",
+            "[00] 2026-01-05 10:00:00 Copying ./mysql/error_log.MAD to <STDOUT>",
+            "copied error_log",
+        ] {
+            assert!(!reads_like_failure(routine), "{routine}");
+        }
+        for failure in [
+            "[ERROR] mariadbd: Can't open file './mysql/user.frm'",
+            "FATAL:  password authentication failed for user \"repl\"",
+            "Error: access denied.",
+            "mbstream: cannot create ./sys/x.frm",
+            "[00] 2026-01-05 10:00:00 Error: failed to read ./ib_logfile0",
+        ] {
+            assert!(reads_like_failure(failure), "{failure}");
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //! `Hold` and `Release` serve the engine's [`engines::MainControl`]: a held main process is
 //! stopped on purpose (an engine clones or rewinds its data) and is neither restarted by
 //! policy nor reported as exited; `Release` starts it again and reports `Started` with
-//! `resumed: true`, so nobody mistakes it for a crash and restart.
+//! `resumed: true`, so nobody mistakes it for a crash and restart. The actor can also start
+//! held (`ProcessArgs::held`): the main process is first spawned by a `Release`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ pub struct ProcessArgs {
     pub env: Vec<(String, String)>,
     /// Where lifecycle events are published (supervisor and health subscribe).
     pub events: Arc<OutputPort<ProcessEvent>>,
+    /// Start held: not spawned until an engine's `Release` (a node without data whose
+    /// engine starts the database once it cloned the primary).
+    pub held: bool,
 }
 
 /// What happened to the main process; published on the events port.
@@ -134,7 +138,12 @@ impl Actor for ProcessActor {
         myself: ActorRef<Self::Msg>,
         args: ProcessArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.cast(ProcessMsg::Spawn)?;
+        let held = args.held;
+        if held {
+            info!("the main process waits for the engine to start it (after the clone)");
+        } else {
+            myself.cast(ProcessMsg::Spawn)?;
+        }
         Ok(ProcessState {
             args,
             running: None,
@@ -142,7 +151,7 @@ impl Actor for ProcessActor {
             restarts: 0,
             stop_reply: None,
             stopping: false,
-            held: false,
+            held,
             hold_reply: None,
             resuming: false,
         })
@@ -508,6 +517,7 @@ mod tests {
             restart: RestartPolicy::Always(backoff(None)),
             env: Vec::new(),
             events,
+            held: false,
         };
         let (process, _) = Actor::spawn(None, ProcessActor, args)
             .await
@@ -559,6 +569,72 @@ mod tests {
             wait_for(2).await,
             ["started resumed=false", "started resumed=true"]
         );
+        process.stop(None);
+        recorder.stop(None);
+    }
+
+    /// Started held, nothing runs until `Release`; a `Hold` meanwhile answers at once.
+    #[tokio::test]
+    async fn a_held_start_spawns_nothing_until_release() {
+        use std::sync::Mutex;
+
+        let engine = AnyEngine::Process(engines::process::ProcessEngine::new(
+            handlers::ExecSpec::new(["sleep", "300"]),
+            None,
+        ));
+        let events = Arc::new(OutputPort::<ProcessEvent>::default());
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (recorder, _) = Actor::spawn(None, Recorder, seen.clone())
+            .await
+            .expect("recorder");
+        events.subscribe(recorder.clone(), Some);
+        let args = ProcessArgs {
+            engine: Arc::new(engine),
+            stop_timeout: Duration::from_secs(5),
+            restart: RestartPolicy::Always(backoff(None)),
+            env: Vec::new(),
+            events,
+            held: true,
+        };
+        let (process, _) = Actor::spawn(None, ProcessActor, args)
+            .await
+            .expect("process actor");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(seen.lock().expect("lock").is_empty(), "nothing spawned");
+        let started = Instant::now();
+        let held = process
+            .call(
+                |reply| ProcessMsg::Hold {
+                    mode: StopMode::Fast,
+                    reply,
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .expect("hold answered");
+        assert!(
+            matches!(held, ractor::rpc::CallResult::Success(Ok(()))),
+            "{held:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "answered at once"
+        );
+        let released = process
+            .call(ProcessMsg::Release, Some(Duration::from_secs(10)))
+            .await
+            .expect("release answered");
+        assert!(
+            matches!(released, ractor::rpc::CallResult::Success(Ok(()))),
+            "{released:?}"
+        );
+        for _ in 0..200 {
+            if !seen.lock().expect("lock").is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*seen.lock().expect("lock"), ["started resumed=true"]);
         process.stop(None);
         recorder.stop(None);
     }

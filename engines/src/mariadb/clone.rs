@@ -2,7 +2,8 @@
 //! for a `mariadb-backup --backup --stream=xbstream` (`GET /v1/clone/stream`, authenticated
 //! by [`super::clone_auth`]; over HTTPS when the primary's `agent_url` is `https://`, its
 //! certificate verified against the configured CA only, [`MariadbSettings::peer_ca`]), stop the local server, move the old data dir aside (kept, never
-//! deleted), extract the stream with `mbstream -x` into a new data dir, `mariadb-backup
+//! deleted; but a data dir installed at this agent's start that never held the cluster's
+//! data is removed, and a node without data starts its server only after the clone), extract the stream with `mbstream -x` into a new data dir, `mariadb-backup
 //! --prepare` it, start the server and set `gtid_slave_pos` to the backup's GTID position;
 //! the caller then follows the primary (`MASTER_USE_GTID=slave_pos`).
 //!
@@ -47,17 +48,20 @@ fn failed(operation: &'static str, reason: String) -> EngineError {
     EngineError::Failed { operation, reason }
 }
 
-/// Replace the local data with a copy of `primary`'s; replication is not started yet. On
-/// failure after the old data was moved aside, an empty server is started again (the node
-/// stays a node without data and retries) and the moved-aside copy is kept.
+/// Replace the local data with a copy of `primary`'s; replication is not started yet.
+/// `fresh`: the data directory holds only what `mariadb-install-db` wrote at this agent's
+/// start, never the cluster's data, and is removed rather than kept aside. On failure after
+/// the old data was moved aside (and kept), the partial copy is removed and the server
+/// stays down: the node is what a new node is, no data, and retries.
 pub async fn clone_data(
     s: &MariadbSettings,
     control: &MainControl,
     primary: &Peer,
+    fresh: bool,
 ) -> Result<(), EngineError> {
     let response = request(s, primary).await?;
     control.stop(StopMode::Fast).await?;
-    let aside = match move_aside(&s.datadir) {
+    let aside = match move_aside(&s.datadir, fresh) {
         Ok(a) => a,
         Err(e) => {
             let _ = control.start().await;
@@ -65,22 +69,19 @@ pub async fn clone_data(
         }
     };
     if let Some(aside) = &aside {
-        tracing::warn!(kept = %aside.display(), "moved the local data directory aside; cloning the primary");
+        tracing::info!(kept = %aside.display(), datadir = %s.datadir.display(), "moved the local data directory aside and kept it; cloning the primary (delete it with `rm -rf {}` once it is not needed)", aside.display());
     }
     match fill(s, response).await {
         Ok(pos) => {
             control.start().await?;
             wait_ready(s).await?;
             set_position(s, &pos).await?;
-            tracing::info!(position = %pos, source = %primary, "cloned the primary");
+            tracing::info!(gtid = %pos, source = %primary, "cloned the primary");
             Ok(())
         }
         Err(e) => {
-            // Back to an empty server, so the node is what a new node is: no data, retries.
             let _ = std::fs::remove_dir_all(&s.datadir);
-            if prepare::prepare(s).await.is_ok() {
-                let _ = control.start().await;
-            }
+            tracing::info!(datadir = %s.datadir.display(), "removed the partial copy; the server stays down until a clone succeeds");
             Err(e)
         }
     }
@@ -132,6 +133,12 @@ async fn request(s: &MariadbSettings, primary: &Peer) -> Result<reqwest::Respons
     // One line: the body ends with a newline, and may be several lines.
     let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let text: String = text.chars().take(300).collect();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(EngineError::Busy {
+            operation: op,
+            reason: format!("{url} answered {status}: {text}"),
+        });
+    }
     let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
         " (the replication password or the cluster name differ between the nodes, or the clocks differ by more than a minute)"
     } else {
@@ -162,20 +169,26 @@ fn client(s: &MariadbSettings, url: &str) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("build the HTTP client: {}", handlers::error_chain(&e)))
 }
 
-/// Move the data dir aside (`<name>.aside-<secs>`); a partial clone is removed instead.
-/// `None` when there was nothing to keep.
-fn move_aside(datadir: &Path) -> Result<Option<PathBuf>, EngineError> {
-    if datadir.join(INCOMPLETE).exists() {
-        tracing::warn!(datadir = %datadir.display(), "removing the partial copy a failed clone left");
+/// Move the data dir aside (`<name>.aside-<secs>`); a partial clone, and a `fresh` data dir
+/// (installed at this agent's start, never the cluster's), are removed instead, and an
+/// empty one is left as it is. `None` when there was nothing to keep.
+fn move_aside(datadir: &Path, fresh: bool) -> Result<Option<PathBuf>, EngineError> {
+    let partial = datadir.join(INCOMPLETE).exists();
+    if partial || fresh {
+        if partial {
+            tracing::warn!(datadir = %datadir.display(), "removing the partial copy a failed clone left");
+        } else {
+            tracing::info!(datadir = %datadir.display(), "removing the data directory installed at start-up (it never held the cluster's data); cloning the primary");
+        }
         std::fs::remove_dir_all(datadir).map_err(|e| {
             failed(
-                "remove a failed clone's partial copy",
+                "remove a data directory that holds none of the cluster's data",
                 format!("{}: {e}", datadir.display()),
             )
         })?;
         return Ok(None);
     }
-    if !datadir.exists() {
+    if prepare::is_empty_dir(datadir)? {
         return Ok(None);
     }
     let secs = SystemTime::now()
@@ -499,15 +512,24 @@ mod tests {
     fn a_partial_clone_is_removed_and_real_data_is_kept() {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        assert_eq!(move_aside(&data).expect("nothing"), None);
+        assert_eq!(move_aside(&data, false).expect("nothing"), None);
+        std::fs::create_dir_all(&data).expect("mkdir");
+        assert_eq!(move_aside(&data, false).expect("empty"), None);
+        assert!(data.is_dir(), "an empty data dir stays where it is");
         std::fs::create_dir_all(data.join("mysql")).expect("mkdir");
-        let aside = move_aside(&data).expect("moved").expect("kept");
+        let aside = move_aside(&data, false).expect("moved").expect("kept");
         assert!(aside.join("mysql").is_dir());
         assert!(!data.exists());
         std::fs::create_dir_all(&data).expect("mkdir");
         std::fs::write(data.join(INCOMPLETE), b"").expect("marker");
-        assert_eq!(move_aside(&data).expect("removed"), None);
+        assert_eq!(move_aside(&data, false).expect("removed"), None);
         assert!(!data.exists());
         assert!(aside.join("mysql").is_dir());
+        // Installed at start-up and never the cluster's: removed, nothing kept aside.
+        std::fs::create_dir_all(data.join("mysql")).expect("mkdir");
+        assert_eq!(move_aside(&data, true).expect("fresh"), None);
+        assert!(!data.exists());
+        let kept = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(kept, 1, "only the real data moved aside above");
     }
 }

@@ -17,6 +17,7 @@ mod probe;
 mod replication;
 mod settings;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use handlers::ExecSpec;
@@ -27,7 +28,7 @@ pub use clone::STREAM_PATH as CLONE_STREAM_PATH;
 pub use settings::{Account, Durability, Flavour, MariadbSettings, server_id_for};
 
 use crate::control::MainControl;
-use crate::engine::{Engine, EngineError, Probe, StopMode};
+use crate::engine::{Engine, EngineError, MainStart, Probe, StopMode};
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
 
 /// How long catching up may wait for the relay log to be applied.
@@ -45,6 +46,11 @@ pub struct MariadbEngine {
     /// The other members, as last given to `set_replicas` (primary only): names the
     /// replicas a probe sees.
     members: std::sync::Mutex<Vec<Member>>,
+    /// The data directory holds what `prepare` installed in this run and nothing made it
+    /// the cluster's yet (no bootstrap, promotion or unfence): a clone removes it instead
+    /// of keeping it aside. Only in memory: after an agent restart the data counts as real
+    /// and is kept.
+    fresh: AtomicBool,
 }
 
 impl MariadbEngine {
@@ -61,6 +67,7 @@ impl MariadbEngine {
             command,
             control,
             members: std::sync::Mutex::new(Vec::new()),
+            fresh: AtomicBool::new(false),
         }
     }
 
@@ -85,7 +92,20 @@ impl Engine for MariadbEngine {
     }
 
     async fn prepare(&self) -> Result<(), EngineError> {
-        prepare::prepare(&self.settings).await
+        if prepare::prepare(&self.settings, true).await? == MainStart::Now
+            && self.settings.datadir.join(conn::ACCOUNTS_PENDING).exists()
+        {
+            // Installed and never logged in to (the first login creates the accounts):
+            // nothing of the cluster's is in it, so a clone may discard it.
+            self.fresh.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// The checks, the run directories, and no `mariadb-install-db`: the clone fills the
+    /// empty data directory and starts the server.
+    async fn prepare_to_clone(&self) -> Result<MainStart, EngineError> {
+        prepare::prepare(&self.settings, false).await
     }
 
     async fn probe(&self) -> Result<Probe, EngineError> {
@@ -114,6 +134,7 @@ impl Engine for MariadbEngine {
     }
 
     async fn promote(&self) -> Result<Position, EngineError> {
+        self.fresh.store(false, Ordering::SeqCst);
         let mut c = conn::local(&self.settings).await?;
         let p = replication::promote(&self.settings, &mut c).await;
         let _ = c.disconnect().await;
@@ -173,7 +194,9 @@ impl Engine for MariadbEngine {
     /// copy of it first (`clone.rs`): replaying the primary's binary log from its start
     /// stops working once the primary purged old binary logs.
     async fn clone_from_primary(&self, primary: &Peer) -> Result<Position, EngineError> {
-        clone::clone_data(&self.settings, &self.control, primary).await?;
+        let fresh = self.fresh.load(Ordering::SeqCst);
+        clone::clone_data(&self.settings, &self.control, primary, fresh).await?;
+        self.fresh.store(false, Ordering::SeqCst);
         self.follow(primary).await
     }
 
@@ -202,7 +225,9 @@ impl Engine for MariadbEngine {
         r
     }
 
+    /// At bootstrap the data becomes the cluster's: never discarded by a clone from now on.
     async fn create_identity(&self) -> Result<Option<String>, EngineError> {
+        self.fresh.store(false, Ordering::SeqCst);
         let mut c = conn::local(&self.settings).await?;
         let r = replication::create_identity(&mut c).await;
         let _ = c.disconnect().await;
@@ -220,6 +245,7 @@ impl Engine for MariadbEngine {
     }
 
     async fn unfence(&self) -> Result<(), EngineError> {
+        self.fresh.store(false, Ordering::SeqCst);
         let mut c = conn::local(&self.settings).await?;
         let r = conn::bounded(
             "accept writes again",

@@ -11,7 +11,7 @@ use handlers::exec::{Captured, RunOutcome, run_capture};
 use nix::unistd::{Uid, User, chown};
 
 use super::settings::MariadbSettings;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, MainStart};
 
 /// Debian's data directory initialiser (package `mariadb-server`).
 pub const INSTALL_DB: &str = "mariadb-install-db";
@@ -22,8 +22,10 @@ fn failed(operation: &'static str, reason: String) -> EngineError {
     EngineError::Failed { operation, reason }
 }
 
-/// Run every check and initialise the data directory if it is empty.
-pub async fn prepare(s: &MariadbSettings) -> Result<(), EngineError> {
+/// Run every check and, with `create`, initialise the data directory if it is empty:
+/// [`MainStart::Now`]. Without `create` an empty data directory is left as it is (a clone
+/// fills it): [`MainStart::AfterClone`].
+pub async fn prepare(s: &MariadbSettings, create: bool) -> Result<MainStart, EngineError> {
     check_port(s)?;
     let owner = os_user(s)?;
     for dir in [s.run_dir.clone(), s.tmpdir()] {
@@ -46,18 +48,23 @@ pub async fn prepare(s: &MariadbSettings) -> Result<(), EngineError> {
             )
         })?;
     }
-    if is_empty_dir(&s.datadir)? {
-        std::fs::create_dir_all(&s.datadir).map_err(|e| {
-            failed(
-                "create the data directory",
-                format!("{}: {e}", s.datadir.display()),
-            )
-        })?;
-        give(&s.datadir, owner)?;
-        install(s).await
-    } else {
-        check_datadir(s, owner)
+    if !is_empty_dir(&s.datadir)? {
+        check_datadir(s, owner)?;
+        return Ok(MainStart::Now);
     }
+    if !create {
+        tracing::info!(datadir = %s.datadir.display(), "no data in the data directory and the cluster is initialised: the server starts once the primary is cloned");
+        return Ok(MainStart::AfterClone);
+    }
+    std::fs::create_dir_all(&s.datadir).map_err(|e| {
+        failed(
+            "create the data directory",
+            format!("{}: {e}", s.datadir.display()),
+        )
+    })?;
+    give(&s.datadir, owner)?;
+    install(s).await?;
+    Ok(MainStart::Now)
 }
 
 /// The port must be free: a server that cannot bind exits, and an agent that restarted it
@@ -107,7 +114,7 @@ fn give(dir: &Path, owner: Option<(Uid, nix::unistd::Gid)>) -> Result<(), Engine
     })
 }
 
-fn is_empty_dir(dir: &Path) -> Result<bool, EngineError> {
+pub(super) fn is_empty_dir(dir: &Path) -> Result<bool, EngineError> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => Ok(entries.next().is_none()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),

@@ -92,9 +92,11 @@ pub fn ensure_dir(s: &PostgresSettings) -> Result<(), String> {
 }
 
 /// Make the data directory empty for a clone without deleting data the clone did not write:
-/// a partial copy a failed clone left (marked by [`clone_marker`]) is emptied; anything else
-/// in it is moved aside to `<name>.aside-<secs>` and kept. The moved-aside path, if any.
-pub fn make_room(dir: &Path) -> Result<Option<PathBuf>, String> {
+/// a partial copy a failed clone left (marked by [`clone_marker`]) is emptied, and so is a
+/// database this agent initialised at start-up that never held the cluster's data
+/// (`fresh`); anything else in it is moved aside to `<name>.aside-<secs>` and kept. The
+/// moved-aside path, if any.
+pub fn make_room(dir: &Path, fresh: bool) -> Result<Option<PathBuf>, String> {
     let marker = clone_marker(dir);
     let occupied = std::fs::read_dir(dir)
         .map(|mut d| d.next().is_some())
@@ -102,7 +104,7 @@ pub fn make_room(dir: &Path) -> Result<Option<PathBuf>, String> {
     if !occupied {
         return Ok(None);
     }
-    if marker.exists() {
+    if marker.exists() || fresh {
         empty(dir)?;
         return Ok(None);
     }
@@ -336,11 +338,19 @@ pub fn write_auto_conf(s: &PostgresSettings, primary: Option<&Peer>) -> Result<(
 }
 
 /// Replace the data directory with a copy of `primary`'s (pg_basebackup, WAL streamed
-/// along). The server must be stopped.
-pub async fn basebackup(s: &PostgresSettings, primary: &Peer) -> Result<(), EngineError> {
+/// along). The server must be stopped. `fresh`: what the data directory holds is a database
+/// this agent initialised at start-up and nothing else ever used (see [`make_room`]).
+pub async fn basebackup(
+    s: &PostgresSettings,
+    primary: &Peer,
+    fresh: bool,
+) -> Result<(), EngineError> {
     let op = "clone the primary";
-    if let Some(aside) = make_room(&s.data_dir).map_err(|e| failed(op, e))? {
-        tracing::warn!(kept = %aside.display(), "moved the local data directory aside; cloning the primary");
+    if fresh && initialised(s) {
+        info!(data_dir = %s.data_dir.display(), "emptying the data directory initialised at start-up (it never held the cluster's data); cloning the primary");
+    }
+    if let Some(aside) = make_room(&s.data_dir, fresh).map_err(|e| failed(op, e))? {
+        info!(kept = %aside.display(), data_dir = %s.data_dir.display(), "moved the local data directory aside and kept it; cloning the primary (delete it with `rm -rf {}` once it is not needed)", aside.display());
     }
     ensure_dir(s).map_err(|e| failed(op, e))?;
     let marker = clone_marker(&s.data_dir);
@@ -442,12 +452,12 @@ mod tests {
         let root = tempfile::tempdir().expect("temp dir");
         let dir = root.path().join("pgdata");
         // Empty or missing: nothing to keep.
-        assert_eq!(make_room(&dir).expect("missing"), None);
+        assert_eq!(make_room(&dir, false).expect("missing"), None);
         std::fs::create_dir(&dir).expect("mkdir");
-        assert_eq!(make_room(&dir).expect("empty"), None);
+        assert_eq!(make_room(&dir, false).expect("empty"), None);
         // A real data directory (a diverged former primary): moved aside, contents intact.
         std::fs::write(dir.join("PG_VERSION"), "15\n").expect("write");
-        let aside = make_room(&dir).expect("aside").expect("moved");
+        let aside = make_room(&dir, false).expect("aside").expect("moved");
         assert_eq!(
             std::fs::read_to_string(aside.join("PG_VERSION")).expect("kept"),
             "15\n"
@@ -458,7 +468,22 @@ mod tests {
         std::fs::create_dir(dir.join("base")).expect("mkdir");
         std::fs::write(dir.join("PG_VERSION"), "15\n").expect("write");
         std::fs::write(clone_marker(&dir), b"").expect("mark");
-        assert_eq!(make_room(&dir).expect("partial"), None);
+        assert_eq!(make_room(&dir, false).expect("partial"), None);
         assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+        // A database initialised at start-up that never held the cluster's data: emptied.
+        std::fs::write(dir.join("PG_VERSION"), "15\n").expect("write");
+        assert_eq!(make_room(&dir, true).expect("fresh"), None);
+        assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+        let aside_dirs = std::fs::read_dir(root.path())
+            .expect("root")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().contains(".aside-"))
+            })
+            .count();
+        assert_eq!(
+            aside_dirs, 1,
+            "only the real data moved aside above is kept"
+        );
     }
 }

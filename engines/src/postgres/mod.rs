@@ -29,6 +29,7 @@ pub mod settings;
 pub mod sql;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use handlers::ExecSpec;
@@ -41,7 +42,9 @@ pub use settings::{
 };
 
 use crate::MainControl;
-use crate::engine::{Engine, EngineError, Probe, Receiver, Replication, ServerStatus, StopMode};
+use crate::engine::{
+    Engine, EngineError, MainStart, Probe, Receiver, Replication, ServerStatus, StopMode,
+};
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
 use cluster::wire::{ReplicaState, StreamingReplica};
 use sql::{SqlError, Status};
@@ -68,6 +71,11 @@ pub struct PostgresEngine {
     /// A kept connection for the frequent read-only queries (probe, position): a SCRAM
     /// login costs real CPU, and the probe runs every second. Dropped after any error.
     reader: tokio::sync::Mutex<Option<std::sync::Arc<Client>>>,
+    /// The data directory holds the database `prepare` initialised in this run and nothing
+    /// made it the cluster's yet (no bootstrap, promotion or unfence): a clone empties it
+    /// instead of keeping it aside. Only in memory: after an agent restart the data counts
+    /// as real and is kept.
+    fresh: AtomicBool,
 }
 
 impl PostgresEngine {
@@ -128,6 +136,7 @@ impl PostgresEngine {
             member_ids: Mutex::new(Vec::new()),
             ops: tokio::sync::Mutex::new(()),
             reader: tokio::sync::Mutex::new(None),
+            fresh: AtomicBool::new(false),
         }
     }
 
@@ -215,7 +224,9 @@ impl PostgresEngine {
     }
 
     /// Stop the server (fast shutdown), run `work` on the data directory, start it again
-    /// and wait until it answers. The server is started again even when `work` failed.
+    /// and wait until it answers. The server is started again even when `work` failed,
+    /// unless the data directory then holds no database (a clone that failed after it made
+    /// room): it stays down, as a node without data does, until a clone succeeds.
     async fn offline<F, Fut>(&self, operation: &'static str, work: F) -> Result<Status, EngineError>
     where
         F: FnOnce() -> Fut,
@@ -223,12 +234,63 @@ impl PostgresEngine {
     {
         self.control.stop(StopMode::Fast).await?;
         let worked = work().await;
-        if let Err(e) = &worked {
+        if let Err(e) = worked {
+            if !datadir::initialised(&self.settings) {
+                info!(
+                    operation,
+                    "the data directory holds no database after the failure; the server stays down until a clone succeeds"
+                );
+                return Err(e);
+            }
             warn!(operation, cause = %e, "offline work failed; starting the server again");
+            self.control.start().await?;
+            return Err(e);
         }
         self.control.start().await?;
-        worked?;
         self.wait_ready(operation).await
+    }
+}
+
+impl PostgresEngine {
+    /// Make the data directory ready for a start: remove a failed clone's partial copy,
+    /// initialise an empty one (`create`; else leave it empty and say the server waits for
+    /// the clone), and write the files every start needs.
+    async fn prepare_data_dir(&self, create: bool) -> Result<MainStart, EngineError> {
+        let s = &self.settings;
+        let op = "prepare the data directory";
+        let err = |reason: String| EngineError::Failed {
+            operation: op,
+            reason,
+        };
+        let marker = datadir::clone_marker(&s.data_dir);
+        if marker.exists() {
+            // A clone that did not finish (the agent died meanwhile): its partial copy is
+            // ours to remove; the node starts empty and clones again.
+            warn!(data_dir = %s.data_dir.display(), "removing the partial copy a failed clone left");
+            datadir::make_room(&s.data_dir, false).map_err(err)?;
+            std::fs::remove_file(&marker).map_err(|e| err(format!("{}: {e}", marker.display())))?;
+        }
+        if !datadir::initialised(s) {
+            if !create {
+                info!(data_dir = %s.data_dir.display(), "no database in the data directory and the cluster is initialised: the server starts once the primary is cloned");
+                return Ok(MainStart::AfterClone);
+            }
+            info!(data_dir = %s.data_dir.display(), "initialising an empty data directory");
+            datadir::initdb(s).await?;
+            self.fresh.store(true, Ordering::SeqCst);
+        }
+        datadir::ensure_dir(s).map_err(err)?;
+        for path in datadir::set_aside_forked_history(s).await? {
+            warn!(history = %path.display(), "a timeline history in pg_wal forks off before this server's last checkpoint (it would refuse to start); set aside as .forked, following the primary will rewind");
+        }
+        datadir::write_passfile(s).map_err(err)?;
+        datadir::mark_standby(s).map_err(err)?;
+        Ok(MainStart::Now)
+    }
+
+    /// The data now holds (or becomes) the cluster's: no clone may discard it any more.
+    pub(super) fn not_fresh(&self) {
+        self.fresh.store(false, Ordering::SeqCst);
     }
 }
 
@@ -251,30 +313,14 @@ impl Engine for PostgresEngine {
     }
 
     async fn prepare(&self) -> Result<(), EngineError> {
-        let s = &self.settings;
-        let op = "prepare the data directory";
-        let err = |reason: String| EngineError::Failed {
-            operation: op,
-            reason,
-        };
-        let marker = datadir::clone_marker(&s.data_dir);
-        if marker.exists() {
-            // A clone that did not finish (the agent died meanwhile): its partial copy is
-            // ours to remove; the node starts empty and clones again.
-            warn!(data_dir = %s.data_dir.display(), "removing the partial copy a failed clone left");
-            datadir::make_room(&s.data_dir).map_err(err)?;
-            std::fs::remove_file(&marker).map_err(|e| err(format!("{}: {e}", marker.display())))?;
-        }
-        if !datadir::initialised(s) {
-            info!(data_dir = %s.data_dir.display(), "initialising an empty data directory");
-            datadir::initdb(s).await?;
-        }
-        datadir::ensure_dir(s).map_err(err)?;
-        for path in datadir::set_aside_forked_history(s).await? {
-            warn!(history = %path.display(), "a timeline history in pg_wal forks off before this server's last checkpoint (it would refuse to start); set aside as .forked, following the primary will rewind");
-        }
-        datadir::write_passfile(s).map_err(err)?;
-        datadir::mark_standby(s).map_err(err)
+        self.prepare_data_dir(true).await.map(drop)
+    }
+
+    /// No initdb: pg_basebackup wants an empty data directory, so nothing is written into
+    /// one (no `standby.signal`, no password file) and the server starts once the copy is
+    /// in place. A data directory that holds a database is prepared as always.
+    async fn prepare_to_clone(&self) -> Result<MainStart, EngineError> {
+        self.prepare_data_dir(false).await
     }
 
     async fn probe(&self) -> Result<Probe, EngineError> {
@@ -408,6 +454,12 @@ impl Engine for PostgresEngine {
                 Err(e.into_engine(op))
             }
         }
+    }
+
+    /// At bootstrap the data becomes the cluster's: never discarded by a clone from now on.
+    async fn create_identity(&self) -> Result<Option<String>, EngineError> {
+        self.not_fresh();
+        self.identity().await
     }
 
     async fn set_replicas(&self, members: &[Member]) -> Result<(), EngineError> {

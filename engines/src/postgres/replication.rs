@@ -132,7 +132,7 @@ impl PostgresEngine {
                 || still >= CATCH_UP_STILL_POLLS;
             if done || tokio::time::Instant::now() >= deadline {
                 if !done {
-                    warn!(position = %st.position(), "replay did not reach the received WAL in time");
+                    warn!(position = %st.position().notation("postgres"), "replay did not reach the received WAL in time");
                 }
                 return Ok(st.position());
             }
@@ -153,12 +153,16 @@ impl PostgresEngine {
         let _serial = self.ops.lock().await;
         self.ensure_own_slot(primary).await;
         let s = &self.settings;
+        let fresh = self.fresh.load(std::sync::atomic::Ordering::SeqCst);
         let st = self
             .offline("clone the primary", || async {
                 let mut attempt = 1;
                 loop {
-                    match datadir::basebackup(s, primary).await {
-                        Ok(()) => return Ok(()),
+                    match datadir::basebackup(s, primary, fresh).await {
+                        Ok(()) => {
+                            self.not_fresh();
+                            return Ok(());
+                        }
                         Err(e) if attempt < CLONE_ATTEMPTS => {
                             warn!(attempt, cause = %e, "clone failed; retrying");
                             attempt += 1;
@@ -169,7 +173,7 @@ impl PostgresEngine {
                 }
             })
             .await?;
-        info!(%primary, position = %st.position(), "cloned the primary");
+        info!(%primary, position = %st.position().notation("postgres"), "cloned the primary");
         self.ensure_own_slot(primary).await;
         Ok(st.position())
     }
@@ -222,6 +226,7 @@ impl PostgresEngine {
 
     pub(super) async fn promote_locked(&self) -> Result<Position, EngineError> {
         let op = "promote";
+        self.not_fresh();
         let client = self.connect_local(op).await?;
         let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
         if st.in_recovery {
@@ -254,7 +259,7 @@ impl PostgresEngine {
             warn!(cause = %e.into_engine(op), "failed to create the replication role");
         }
         let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
-        info!(position = %st.position(), "promoted");
+        info!(position = %st.position().notation("postgres"), "promoted");
         Ok(st.position())
     }
 
@@ -288,7 +293,7 @@ impl PostgresEngine {
                 }
                 self.forget_reader().await;
                 if diverged {
-                    info!(%primary, local = %local.position(), primary_timeline = pst.timeline, "local history diverged; rewinding");
+                    info!(%primary, local = %local.position().notation("postgres"), primary_timeline = pst.timeline, "local history diverged; rewinding");
                 }
                 self.offline(op, || {
                     self.demote_offline(primary, &pst, &history, diverged)
@@ -441,7 +446,7 @@ impl PostgresEngine {
         let op = "fence";
         let client = self.connect_local(op).await?;
         let st = fence::fence(&client).await.map_err(|e| e.into_engine(op))?;
-        info!(position = %st.position(), "fenced");
+        info!(position = %st.position().notation("postgres"), "fenced");
         Ok(st.position())
     }
 
@@ -468,13 +473,14 @@ impl PostgresEngine {
                     })
             })
             .await?;
-        info!(position = %st.position(), "fenced: stopped cleanly, a standby with no source until the successor is known");
+        info!(position = %st.position().notation("postgres"), "fenced: stopped cleanly, a standby with no source until the successor is known");
         Ok(st.position())
     }
 
     pub(super) async fn unfence_local(&self) -> Result<(), EngineError> {
         let _serial = self.ops.lock().await;
         let op = "unfence";
+        self.not_fresh();
         let client = self.connect_local(op).await?;
         let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
         if st.in_recovery {

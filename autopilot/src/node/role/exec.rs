@@ -185,10 +185,21 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         ),
         Action::RevokeLease => {
             st.revoking = true;
+            // Only a primary (or one that fenced itself, still holding the key) hands
+            // anything over with its lease.
+            let was_primary = st
+                .machine
+                .as_ref()
+                .is_some_and(|m| matches!(m.role, Role::Primary | Role::Fenced));
             let session = st.session.clone();
             tokio::spawn(async move {
                 match session.resign(STORE_LIMIT).await {
-                    Ok(()) => info!("lease revoked: leadership handed over"),
+                    Ok(()) if was_primary => {
+                        info!(
+                            "lease revoked: leadership handed over; the replicas elect a new primary now"
+                        )
+                    }
+                    Ok(()) => info!("lease revoked"),
                     Err(e) => warn!(
                         cause = %handlers::error_chain(&e),
                         "failed to revoke the lease; peers take over when it expires"
@@ -255,7 +266,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                     },
                     Some(peer) => match engine.fence_remote(&peer).await {
                         Ok(RemoteFence::Fenced(p)) => {
-                            info!(%node, %address, position = %p, "former primary fenced");
+                            info!(%node, %address, position = %p.notation(engine.kind()), "former primary fenced");
                             EngineResult::RemoteFenced {
                                 final_position: Some(p),
                             }
@@ -285,7 +296,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                         Ok(p) => {
-                            warn!(%from, target = ?target, reached = %p, "did not catch up in time");
+                            warn!(%from, target = %target.notation(engine.kind()), reached = %p.notation(engine.kind()), "did not catch up in time");
                             break EngineResult::Failed;
                         }
                         Err(e) => break failed("catch up", &e),
@@ -391,7 +402,12 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             previous,
             primary_address,
         } => {
-            info!(role = role.label(), previous = previous.label(), primary = ?primary_address, "role changed");
+            let primary = primary_address.as_deref().unwrap_or("none");
+            if role == previous {
+                info!(role = role.label(), %primary, "following new primary {primary}");
+            } else {
+                info!(role = role.label(), previous = previous.label(), %primary, "role changed");
+            }
             st.args.env.role = role.label().into();
             st.args.env.previous_role = previous.label().into();
             st.args.env.primary_address = primary_address.unwrap_or_default();
@@ -465,6 +481,11 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
                 Err(EngineError::NeedsRebuild { reason }) => {
                     warn!(%reason, "local data diverged from the primary; needs rebuild");
                     EngineResult::NeedsRebuild
+                }
+                // Expected: the primary's agent serves one clone at a time.
+                Err(e @ EngineError::Busy { .. }) => {
+                    info!(cause = %handlers::error_chain(&e), "the primary is busy with another clone; trying again shortly");
+                    EngineResult::Failed
                 }
                 Err(e) => failed("follow the primary", &e),
             },

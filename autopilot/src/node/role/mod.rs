@@ -70,6 +70,9 @@ pub struct RoleArgs {
     pub marker: std::path::PathBuf,
     /// How often health and position are probed.
     pub probe_interval: Duration,
+    /// The main process waits for the clone to start it (a node without data joining an
+    /// initialised cluster): begin at once, not after the database was first healthy.
+    pub begin_without_database: bool,
 }
 
 /// Messages of the role actor.
@@ -239,7 +242,13 @@ impl Actor for RoleActor {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // Take part only once the database has been healthy: a node that cannot serve must
-        // not bootstrap a cluster or win an election.
+        // not bootstrap a cluster or win an election. A node that starts its database only
+        // after the clone has none to wait for; without data it neither bootstraps an
+        // initialised cluster nor is a candidate.
+        if st.args.begin_without_database {
+            myself.cast(RoleMsg::Begin)?;
+            return Ok(());
+        }
         let mut health = st.args.health.clone();
         let me = myself.clone();
         tokio::spawn(async move {
@@ -338,19 +347,28 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     }
     st.machine_started = true;
     let has_data = st.args.marker.exists();
-    let position = st.args.engine.position().await.unwrap_or_default();
+    let position = if st.args.begin_without_database {
+        role::Position::default()
+    } else {
+        st.args.engine.position().await.unwrap_or_default()
+    };
     // Unknown when it cannot be read: the check against the cluster's then does not happen
-    // (a foreign node is still caught by its diverged history when it follows).
-    let identity = match st.args.engine.identity().await {
-        Ok(id) => id,
-        Err(e) => {
-            warn!(cause = %e, "could not read the identity of the local data; not checking it against the cluster's");
-            None
+    // (a foreign node is still caught by its diverged history when it follows). Without
+    // data (no marker) it is not checked at all: the node clones.
+    let identity = if !has_data {
+        None
+    } else {
+        match st.args.engine.identity().await {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(cause = %e, "could not read the identity of the local data; not checking it against the cluster's");
+                None
+            }
         }
     };
     info!(
         has_data,
-        position = position.offset,
+        position = %position.notation(st.args.engine.kind()),
         identity = identity.as_deref().unwrap_or("none"),
         "role logic starting"
     );

@@ -114,5 +114,6 @@ pub async fn role_args(
         env: EventEnv::for_node(config),
         marker: config.node.state_dir.join("bootstrapped"),
         probe_interval,
+        begin_without_database: false,
     }))
 }

@@ -5,7 +5,10 @@
 //! changes, which a standalone agent does not have).
 //!
 //! Start-up: engine prepare → preStart (must succeed) → main process → health handler and
-//! jobs. Stop order on SIGTERM/SIGINT: preStop → stop main (stop signal, `stop_timeout`,
+//! jobs. A clustered node without data joining an initialised cluster prepares to clone
+//! instead (`prepare.rs`); when its engine says so, the main process starts *held* — the
+//! engine's clone starts it — and the agent moves on to running (health, jobs, role logic)
+//! without it. Stop order on SIGTERM/SIGINT: preStop → stop main (stop signal, `stop_timeout`,
 //! SIGKILL) → postStop → exit with the main process's status. When the main process ends for
 //! good on its own: postStop → exit with its status. A second SIGTERM/SIGINT during the stop
 //! kills what is running (handler and main process groups), skips postStop, and exits.
@@ -20,7 +23,7 @@ use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engines::{AnyEngine, Engine, MainRequest};
+use engines::{AnyEngine, MainRequest, MainStart};
 use handlers::{ExitStatus, HandlerActor, HandlerArgs, HandlerMsg, RunReport};
 use metrics_exporter_prometheus::PrometheusHandle;
 use nix::sys::signal::Signal;
@@ -37,6 +40,7 @@ use super::specs::{HANDLER_KILL_GRACE, handler_spec};
 use crate::config::{Config, HandlerConfig};
 use crate::telemetry::{Lifecycle, NodeStatus, PublishedRole, TelemetryActor, TelemetryArgs};
 
+mod prepare;
 mod stop;
 
 use stop::{begin_stop, begin_stop_after_exit, escalate, finish, post_stop, stop_actor, stop_main};
@@ -84,8 +88,9 @@ pub enum SupervisorMsg {
     Signal(Signal),
     /// Something happened to the main process.
     Process(ProcessEvent),
-    /// Engine prepare and preStart ended; `Err` carries the reason.
-    Prepared(Result<(), String>),
+    /// Engine prepare and preStart ended: when the main process starts, or why start-up
+    /// failed.
+    Prepared(Result<MainStart, String>),
     /// preStop ended (or was killed).
     PreStopDone,
     /// The main process stopped after a stop request; `None` when it was not running.
@@ -288,9 +293,14 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Start => start(&myself, state),
-            SupervisorMsg::Prepared(Ok(())) => {
+            SupervisorMsg::Prepared(Ok(start)) => {
                 if state.phase == Phase::Starting {
-                    spawn_process(&myself, state).await?;
+                    let held = start == MainStart::AfterClone;
+                    spawn_process(&myself, state, held).await?;
+                    if held {
+                        // Nothing will report `Started` before the clone: run without it.
+                        running(&myself, state, true).await?;
+                    }
                 }
             }
             SupervisorMsg::Prepared(Err(reason)) => {
@@ -356,16 +366,14 @@ impl Actor for Supervisor {
 /// Engine prepare, then preStart; the verdict comes back as `Prepared`.
 fn start(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
     let engine = state.engine.clone();
+    let config = state.config.clone();
     let pre_start = state.handlers.pre_start.clone();
     let limit = handler_limit(state.config.handlers.pre_start.as_ref());
     let env = state.env.with_event("preStart").vars();
     let me = myself.clone();
     tokio::spawn(async move {
         let verdict = async {
-            engine
-                .prepare()
-                .await
-                .map_err(|e| format!("prepare the {} engine: {e}", engine.kind()))?;
+            let start = prepare::prepare(&config, &engine).await?;
             if let Some(handler) = pre_start {
                 match run_handler(&handler, env, limit).await {
                     Some(r) if r.outcome.is_success() => {}
@@ -373,16 +381,18 @@ fn start(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
                     None => return Err("preStart handler did not report".into()),
                 }
             }
-            Ok(())
+            Ok(start)
         }
         .await;
         let _ = me.cast(SupervisorMsg::Prepared(verdict));
     });
 }
 
+/// Start the process actor; `held`: it spawns the main process only when the engine asks.
 async fn spawn_process(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
+    held: bool,
 ) -> Result<(), ActorProcessingErr> {
     let (process, _) = Actor::spawn_linked(
         None,
@@ -393,6 +403,7 @@ async fn spawn_process(
             restart: state.config.process.restart,
             env: state.env.with_event("main").vars(),
             events: state.process_events.clone(),
+            held,
         },
         myself.get_cell(),
     )
@@ -447,12 +458,7 @@ async fn on_process_event(
         ProcessEvent::Started { pid, resumed } => {
             state.env.main_pid = Some(pid);
             if state.phase == Phase::Starting {
-                state.phase = Phase::Running;
-                state
-                    .health
-                    .cast(HealthMsg::Lifecycle(Lifecycle::Running))?;
-                start_periodic(myself, state).await?;
-                start_role(myself, state).await?;
+                running(myself, state, false).await?;
             } else if let Some(role) = &state.role
                 && !resumed
             {
@@ -504,6 +510,23 @@ async fn on_process_event(
         }
     }
     Ok(())
+}
+
+/// The agent runs: health says so, the health handler, the jobs and the role logic start.
+/// Once the main process started, or at once when it starts held (`held`: the role logic
+/// then begins without waiting for a healthy database, which it has none of before the
+/// clone).
+async fn running(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    held: bool,
+) -> Result<(), ActorProcessingErr> {
+    state.phase = Phase::Running;
+    state
+        .health
+        .cast(HealthMsg::Lifecycle(Lifecycle::Running))?;
+    start_periodic(myself, state).await?;
+    start_role(myself, state, held).await
 }
 
 /// Start the health handler and the jobs once the main process runs.
@@ -559,10 +582,11 @@ fn on_signal(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, sig:
     }
 }
 
-/// Start the role logic once the main process runs (clustered agents only).
+/// Start the role logic once the main process runs, or held (clustered agents only).
 async fn start_role(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
+    held: bool,
 ) -> Result<(), ActorProcessingErr> {
     let (Some(publish), Some(view)) = (state.role_publish.take(), state.view_publish.take()) else {
         return Ok(());
@@ -584,7 +608,8 @@ async fn start_role(
         handlers,
     )
     .await?;
-    if let Some(args) = args {
+    if let Some(mut args) = args {
+        args.begin_without_database = held;
         let (role, _) = Actor::spawn_linked(None, RoleActor, args, myself.get_cell()).await?;
         state.role = Some(role);
     }
