@@ -4,12 +4,16 @@
 //! is not eligible says why in its node key; and the requests `autopilotctl reinit | restart
 //! | reload` write (`requests/<node>`) are carried out once by the node they name — reload,
 //! restart and rebuild of a replica, which streams again with the same rows — and refused by
-//! the primary with the reason. The cluster ends at full redundancy.
+//! the primary with the reason. On MariaDB, which has no configuration reload, a reload
+//! fails saying so, and a restart and a rebuild of a replica work as on PostgreSQL. The
+//! clusters end at full redundancy.
 
 use std::time::Duration;
 
 use e2e::harness::cluster::Agents;
 use e2e::harness::util::eventually;
+use e2e::mariadb::cluster::MariaOpts;
+use e2e::mariadb::scenario::{ATTACH, same_rows_everywhere as maria_same_rows};
 use e2e::postgres::cluster::PgOpts;
 use e2e::postgres::scenario::{same_rows_everywhere, settled, start};
 use serde_json::Value;
@@ -194,6 +198,42 @@ fn postgres_status_documents_reasons_and_operator_requests() {
     assert_eq!(
         (from_x("reinit"), from_x("restart"), from_x("reload")),
         (1, 1, 1)
+    );
+    assert_eq!(c.primary(), Some(p), "{}", c.logs());
+}
+
+#[test]
+fn mariadb_operator_requests() {
+    let (c, p) = e2e::mariadb::scenario::settled(MariaOpts::default());
+    let x = (0..3).find(|&i| i != p).expect("a replica");
+    let y = (0..3).find(|&i| i != p && i != x).expect("another replica");
+
+    // No reload on MariaDB: refused with the reason, nothing else happens.
+    request(&c, x, "reload");
+    wait_event_saying(&c, "request_failed", x, "reload failed");
+    request_gone(&c, x);
+
+    // restart: a new mariadbd, replicating again.
+    let before = c.mariadbd_pid(x);
+    request(&c, x, "restart");
+    wait_event_saying(&c, "request_done", x, "restart");
+    c.wait_replicating(x, p, ATTACH);
+    assert_ne!(c.mariadbd_pid(x), before, "the database did not restart");
+
+    // reinit: rebuilt from the primary, with the same rows.
+    c.sql(p, &["INSERT INTO e2e.seq VALUES (424242)"])
+        .expect("write on the primary");
+    request(&c, x, "reinit");
+    wait_event_saying(&c, "request_done", x, "reinit");
+    request_gone(&c, x);
+    c.wait_replicating(x, p, ATTACH);
+    c.wait_replicating(y, p, ATTACH);
+    maria_same_rows(&c, p);
+    assert_eq!(
+        c.admin(x)
+            .value("SELECT COUNT(*) FROM e2e.seq WHERE n = 424242")
+            .expect("count"),
+        "1"
     );
     assert_eq!(c.primary(), Some(p), "{}", c.logs());
 }
