@@ -121,7 +121,26 @@ impl PgCluster {
         Self::start_with(n, opts, Some(Lan::create(n)?), 1)
     }
 
+    /// Like [`start`](Self::start), but no agent is started yet ([`Agents::start_agent`]
+    /// starts each).
+    pub fn create(n: usize, opts: PgOpts) -> anyhow::Result<Self> {
+        Self::create_with(n, opts, None, 1)
+    }
+
     fn start_with(
+        n: usize,
+        opts: PgOpts,
+        lan: Option<Lan>,
+        etcd_members: usize,
+    ) -> anyhow::Result<Self> {
+        let mut c = Self::create_with(n, opts, lan, etcd_members)?;
+        for i in 0..n {
+            c.start_agent(i);
+        }
+        Ok(c)
+    }
+
+    fn create_with(
         n: usize,
         opts: PgOpts,
         lan: Option<Lan>,
@@ -173,7 +192,7 @@ impl PgCluster {
                 agents.place(i, &host(i + 1), &l.namespace(i));
             }
         }
-        let mut c = PgCluster {
+        Ok(PgCluster {
             agents,
             nodes,
             etcd,
@@ -182,11 +201,7 @@ impl PgCluster {
             secured,
             dir,
             lan,
-        };
-        for i in 0..n {
-            c.start_agent(i);
-        }
-        Ok(c)
+        })
     }
 
     /// The test LAN, when started with [`PgCluster::start_on_lan`].
