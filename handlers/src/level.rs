@@ -79,12 +79,17 @@ const EXPECTED_REFUSALS: [&str; 3] = [
 
 /// Lines the server writes in a healthy start, stop or clone driven by the agent, at the level
 /// they mean here; each is matched anywhere in a line that names a level.
-const EXPECTED: [(&str, LineLevel); 3] = [
+const EXPECTED: [(&str, LineLevel); 4] = [
     // PostgreSQL, to every session when the agent stops the server (fast shutdown), and
     // to the one an operator ends with pg_terminate_backend: nothing for the server's
     // operator to fix.
     (
         "terminating connection due to administrator command",
+        LineLevel::Info,
+    ),
+    // PostgreSQL: a standby's WAL receiver, when the agent stops or restarts the server.
+    (
+        "terminating walreceiver process due to administrator command",
         LineLevel::Info,
     ),
     // PostgreSQL: every node starts as a standby, before the agent has told it a primary
@@ -262,6 +267,10 @@ mod tests {
             ),
             (
                 "2026-12-03 10:00:07.000 UTC [4716] FATAL:  terminating connection due to administrator command",
+                Info,
+            ),
+            (
+                "2026-12-03 10:00:07.100 UTC [4717] FATAL:  terminating walreceiver process due to administrator command",
                 Info,
             ),
             (

@@ -368,7 +368,11 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     };
     info!(
         has_data,
-        position = %position.notation(st.args.engine.kind()),
+        position = %if has_data {
+            position.notation(st.args.engine.kind())
+        } else {
+            "none".to_owned()
+        },
         identity = identity.as_deref().unwrap_or("none"),
         "role logic starting"
     );

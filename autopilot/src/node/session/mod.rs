@@ -369,7 +369,7 @@ impl<S: Store> SessionState<S> {
             self.deadline = None;
             self.publish_lease(false);
             self.store.revoke(lease).await?;
-            info!(lease = %lease_hex(Some(lease)), "lease revoked (hand-over)");
+            debug!(lease = %lease_hex(Some(lease)), "lease revoked");
         }
         Ok(())
     }
