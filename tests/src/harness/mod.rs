@@ -10,6 +10,7 @@ pub mod coordinator;
 pub mod etcd;
 pub mod netns;
 pub mod partition;
+pub mod s3;
 pub mod scenario;
 pub mod tls;
 pub mod util;
