@@ -7,10 +7,12 @@
 //!   `object_store` — and the object layout every backup uses.
 //! - [`manifest`]: the self-describing manifest written beside each backup's data, so a
 //!   repository and the key are enough to list and restore every backup.
+//! - [`keys`]: age recipients and identities as the configuration names them.
 //! - [`catalog`]: the node's local record of backups, jobs and runs (SQLite), which works
 //!   while etcd and the coordinator are down.
 
 pub mod catalog;
+pub mod keys;
 pub mod manifest;
 pub mod pipeline;
 pub mod repo;

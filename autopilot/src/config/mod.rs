@@ -18,10 +18,12 @@ mod locate;
 mod model;
 mod postgres;
 mod raw;
+mod raw_backup;
 mod raw_mariadb;
 mod render;
 mod secrets;
 mod validate;
+mod validate_backup;
 mod validate_handlers;
 mod validate_log;
 mod validate_mariadb;
@@ -30,6 +32,8 @@ mod values;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_backup;
 #[cfg(test)]
 mod tests_etcd_tls;
 #[cfg(test)]
@@ -51,4 +55,8 @@ pub use error::{ConfigError, Problem};
 pub use load::{load, parse};
 pub use model::*;
 pub use postgres::{PgDurability, PostgresConfig};
+pub use validate_backup::{
+    BackupConfig, BackupJobConfig, NotifyConfig, RepositoryConfig, RepositoryLocation, RunOn,
+    S3Config,
+};
 pub use validate_mariadb::{MariadbConfig, MariadbDurability};

@@ -36,6 +36,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Log level and format.
     pub log: LogConfig,
+    /// Backups (`None`: no backup section).
+    pub backup: Option<super::validate_backup::BackupConfig>,
 }
 
 /// Who this node is.

@@ -36,6 +36,8 @@ pub(crate) struct RawConfig {
     pub telemetry: RawTelemetry,
     /// Logging.
     pub log: RawLog,
+    /// Backups.
+    pub backup: Option<super::raw_backup::RawBackup>,
 }
 
 /// `node:`

@@ -234,6 +234,9 @@ impl Config {
             o.kv(2, "facility", facility);
             o.kv(2, "app_name", &s.app_name);
         }
+        if let Some(b) = &self.backup {
+            o.backup(b);
+        }
         o.0
     }
 }
@@ -344,6 +347,114 @@ impl Out {
             None => self.kv(level, "max_restarts", "unlimited"),
         }
         self.kv(level, "reset_after", &show(b.reset_after));
+    }
+
+    /// `backup:`, secrets by origin only.
+    fn backup(&mut self, b: &super::BackupConfig) {
+        use super::{RepositoryLocation, RunOn};
+        self.line(0, "backup:");
+        self.kv(1, "catalog", &b.catalog.to_string_lossy());
+        self.line(1, "repositories:");
+        for r in &b.repositories {
+            self.line(2, &format!("- name: {}", scalar(&r.name)));
+            match &r.location {
+                RepositoryLocation::Path(p) => self.kv(3, "path", &p.to_string_lossy()),
+                RepositoryLocation::S3(s) => {
+                    self.line(3, "s3:");
+                    self.kv(4, "bucket", &s.bucket);
+                    self.kv(4, "prefix", &s.prefix);
+                    if let Some(e) = &s.endpoint {
+                        self.kv(4, "endpoint", e);
+                    }
+                    self.kv(4, "region", &s.region);
+                    self.raw(4, "path_style", &s.path_style.to_string());
+                    for (key, secret) in [
+                        ("access_key_id", &s.access_key_id),
+                        ("secret_access_key", &s.secret_access_key),
+                    ] {
+                        let (kind, from) = origin_parts(secret);
+                        self.line(4, &format!("{key}:"));
+                        self.secret(5, kind, from, secret);
+                    }
+                }
+            }
+        }
+        self.line(1, "encryption:");
+        self.list(2, "recipients", &b.recipients);
+        self.line(1, "compression:");
+        self.raw(2, "level", &b.compression_level.to_string());
+        self.raw(2, "threads", &b.compression_threads.to_string());
+        if b.jobs.is_empty() {
+            self.line(1, "jobs: []");
+            return;
+        }
+        self.line(1, "jobs:");
+        for j in &b.jobs {
+            self.line(2, &format!("- name: {}", scalar(&j.name)));
+            if let Some(d) = &j.description {
+                self.kv(3, "description", d);
+            }
+            self.kv(3, "schedule", &j.schedule);
+            self.kv(3, "time_zone", &j.time_zone);
+            self.line(3, "retention:");
+            if let Some(n) = j.keep_last {
+                self.raw(4, "keep_last", &n.to_string());
+            }
+            if let Some(d) = j.keep_within {
+                self.kv(4, "keep_within", &show(d));
+            }
+            if !j.databases.is_empty() {
+                self.list(3, "databases", &j.databases);
+            }
+            self.list(3, "destinations", &j.destinations);
+            self.kv(3, "method", j.method.as_str());
+            self.kv(3, "type", j.kind.as_str());
+            self.kv(
+                3,
+                "run_on",
+                match j.run_on {
+                    RunOn::Replica => "replica",
+                    RunOn::Primary => "primary",
+                    RunOn::Any => "any",
+                },
+            );
+            self.raw(3, "fallback_to_primary", &j.fallback_to_primary.to_string());
+            if j.tool.is_some() || !j.tool_args.is_empty() {
+                self.line(3, "tool:");
+                if let Some(t) = &j.tool {
+                    self.kv(4, "path", &t.to_string_lossy());
+                }
+                self.list(4, "args", &j.tool_args);
+            }
+            for (key, h) in [
+                ("pre_backup", &j.pre_backup),
+                ("post_backup", &j.post_backup),
+            ] {
+                if let Some(h) = h {
+                    self.line(3, &format!("{key}:"));
+                    self.handler(4, h);
+                }
+            }
+            if !j.notify.is_empty() {
+                self.line(3, "notify:");
+                for n in &j.notify {
+                    self.line(4, &format!("- url: {}", scalar(&n.url)));
+                    let mut on = Vec::new();
+                    if n.on_success {
+                        on.push("success".to_owned());
+                    }
+                    if n.on_failure {
+                        on.push("failure".to_owned());
+                    }
+                    self.list(5, "on", &on);
+                    if let Some(s) = &n.secret {
+                        let (kind, from) = origin_parts(s);
+                        self.line(5, "secret:");
+                        self.secret(6, kind, from, s);
+                    }
+                }
+            }
+        }
     }
 
     fn handler(&mut self, level: usize, h: &HandlerConfig) {

@@ -122,6 +122,7 @@ impl<'a> Validator<'a> {
             jobs,
             telemetry,
             log,
+            backup,
         } = raw;
         let has_store = store.is_some();
         let node = self.node(node, has_store);
@@ -159,6 +160,7 @@ impl<'a> Validator<'a> {
         let jobs = self.jobs(jobs);
         let telemetry = self.telemetry(telemetry);
         let log = self.log(log);
+        let backup = backup.map(|b| self.backup(b, &node.state_dir, kind));
 
         let problems = self.finish();
         match engine {
@@ -174,6 +176,7 @@ impl<'a> Validator<'a> {
                 jobs,
                 telemetry,
                 log,
+                backup,
             }),
             engine => {
                 debug_assert!(

@@ -227,7 +227,7 @@ impl Validator<'_> {
     }
 
     /// A handler without an interval.
-    fn handler(
+    pub(super) fn handler(
         &mut self,
         at: &FieldPath,
         raw: RawHandler,
