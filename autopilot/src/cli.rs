@@ -1,5 +1,7 @@
-//! The `autopilot` command line: `run` and `check-config` (`cli/check_config.rs`).
+//! The `autopilot` command line: `run`, `check-config` (`cli/check_config.rs`) and
+//! `backup` (`cli/backup.rs`).
 
+mod backup;
 mod check_config;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +59,41 @@ enum Command {
         #[arg(long, conflicts_with = "output")]
         effective: bool,
     },
+    /// Backups: what this node's catalog records, or what a repository holds.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// `autopilot backup …`
+#[derive(Subcommand, Debug)]
+enum BackupCommand {
+    /// Every backup of the node's cluster, newest first: from the local catalog, or with
+    /// `--repo NAME` from that repository's manifests.
+    List {
+        #[command(flatten)]
+        on: BackupSource,
+    },
+    /// One backup: its catalog record, or with `--repo NAME` its manifest.
+    Show {
+        /// The backup id (`20261203T030000Z-1a2b3c4d`).
+        id: String,
+        #[command(flatten)]
+        on: BackupSource,
+    },
+}
+
+/// Where `backup` commands read.
+#[derive(clap::Args, Debug)]
+struct BackupSource {
+    /// The agent's YAML configuration (its `backup` section and cluster).
+    #[arg(short, long, env = "AUTOPILOT_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+    /// Read this repository (a name from `backup.repositories`) instead of the catalog.
+    #[arg(long, value_name = "NAME")]
+    repo: Option<String>,
+    /// `text` (a table) or `json`.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 /// How `check-config` prints what it found.
@@ -92,6 +129,18 @@ pub fn main() -> i32 {
                 exit_code::USAGE
             }
         },
+        Command::Backup(BackupCommand::List { on }) => backup::run(
+            &on.config,
+            on.repo.as_deref(),
+            backup::What::List,
+            on.output,
+        ),
+        Command::Backup(BackupCommand::Show { id, on }) => backup::run(
+            &on.config,
+            on.repo.as_deref(),
+            backup::What::Show(&id),
+            on.output,
+        ),
         Command::Run { config } => match load(&config) {
             Ok(config) => run(config),
             Err(code) => code,

@@ -65,25 +65,7 @@ pub enum CatalogError {
     },
 }
 
-/// How the data was taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// The database's files (`mariadb-backup`, `pg_basebackup`).
-    Physical,
-    /// SQL or the database's dump format (`mariadb-dump`, `pg_dump`).
-    Logical,
-}
-
-/// Full, or only what changed since a parent backup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Everything.
-    Full,
-    /// Changes since `parent_id` (MariaDB physical backups from the parent's LSN).
-    Incremental,
-}
+pub use crate::manifest::{BackupType as Kind, Method};
 
 /// Where a backup stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -114,6 +96,7 @@ macro_rules! text_enum {
 }
 text_enum!(Method { Physical => "physical", Logical => "logical" });
 text_enum!(Kind { Full => "full", Incremental => "incremental" });
+// (the same words the manifests use: `Method` and `Kind` are the manifest's types)
 text_enum!(Status { Running => "running", Done => "done", Failed => "failed", Expired => "expired" });
 
 /// One backup as the catalog records it (the seed's backup record).

@@ -97,7 +97,7 @@ pub enum EngineKind {
     /// MariaDB (mariadb-backup, mariadb-dump).
     Mariadb,
     /// PostgreSQL (pg_basebackup, pg_dump).
-    Postgresql,
+    Postgres,
 }
 
 /// Physical or logical backup.
@@ -218,7 +218,7 @@ pub(crate) mod tests {
             },
             node: "node-1".into(),
             engine: EngineInfo {
-                kind: EngineKind::Postgresql,
+                kind: EngineKind::Postgres,
                 version: "15.18".into(),
             },
             method: Method::Physical,
