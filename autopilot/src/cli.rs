@@ -80,6 +80,36 @@ enum BackupCommand {
         #[command(flatten)]
         on: BackupSource,
     },
+    /// Re-read every stored object of a backup in a repository and check its size and
+    /// SHA-256 against the manifest; with `--identity`, also decrypt, decompress and check
+    /// every stream end to end. Exit 0 when it is intact, 65 when it is not.
+    Verify {
+        /// The backup id.
+        id: String,
+        #[command(flatten)]
+        on: BackupSource,
+        /// A file of age identities (`AGE-SECRET-KEY-1…`, `#` comments allowed).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+    },
+    /// Download one stream of a backup, decrypted and decompressed and checked, into a new
+    /// file (never over an existing one): what the database's own tool reads back
+    /// (`mbstream -x`, `tar -x`, `pg_restore`).
+    Get {
+        /// The backup id.
+        id: String,
+        #[command(flatten)]
+        on: BackupSource,
+        /// A file of age identities (`AGE-SECRET-KEY-1…`).
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        /// The stream (default: the backup's only or first stream).
+        #[arg(long)]
+        stream: Option<String>,
+        /// The file to create.
+        #[arg(long = "to", value_name = "FILE")]
+        to: PathBuf,
+    },
 }
 
 /// Where `backup` commands read.
@@ -140,6 +170,27 @@ pub fn main() -> i32 {
             on.repo.as_deref(),
             backup::What::Show(&id),
             on.output,
+        ),
+        Command::Backup(BackupCommand::Verify { id, on, identity }) => backup::verify(
+            &on.config,
+            on.repo.as_deref(),
+            &id,
+            identity.as_deref(),
+            on.output,
+        ),
+        Command::Backup(BackupCommand::Get {
+            id,
+            on,
+            identity,
+            stream,
+            to,
+        }) => backup::get(
+            &on.config,
+            on.repo.as_deref(),
+            &id,
+            &identity,
+            stream.as_deref(),
+            &to,
         ),
         Command::Run { config } => match load(&config) {
             Ok(config) => run(config),

@@ -81,7 +81,22 @@ fn backup_list_and_show_read_the_catalog_and_a_repository() {
         .enable_all()
         .build()
         .expect("runtime");
-    let data = vec![7u8; 100_000];
+    // A key pair: the backup is encrypted to its public half; verify and get use the secret.
+    let key = age::x25519::Identity::generate();
+    let public = key.to_public().to_string();
+    let identity_file = dir.path().join("key.txt");
+    {
+        use age::secrecy::ExposeSecret as _;
+        std::fs::write(
+            &identity_file,
+            format!("# test key\n{}\n", key.to_string().expose_secret()),
+        )
+        .expect("write key");
+    }
+    let identity_file = identity_file.to_str().expect("utf-8");
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let summary = rt
         .block_on(store(
             &data[..],
@@ -91,7 +106,7 @@ fn backup_list_and_show_read_the_catalog_and_a_repository() {
                 backup_id: id.clone(),
                 stream: "base".into(),
             },
-            &parse_recipients(&[R]).expect("recipient"),
+            &parse_recipients(&[public.as_str()]).expect("recipient"),
             &StoreOptions::default(),
         ))
         .expect("store");
@@ -162,6 +177,139 @@ fn backup_list_and_show_read_the_catalog_and_a_repository() {
         "{}",
         text(&out.stdout)
     );
+
+    // verify: intact without a key (sizes, hashes) and with it (end to end).
+    let out = autopilot(&[
+        "backup",
+        "verify",
+        id.as_str(),
+        "--config",
+        cfg,
+        "--repo",
+        "local",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("intact"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = autopilot(&[
+        "backup",
+        "verify",
+        id.as_str(),
+        "--config",
+        cfg,
+        "--repo",
+        "local",
+        "--identity",
+        identity_file,
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (v["ok"].as_bool(), v["detail"]["plain_bytes"].as_u64()),
+        (Some(true), Some(300_000)),
+        "{v:#}"
+    );
+    // get: the plain stream into a new file, identical; never over an existing file.
+    let to = dir.path().join("base.out");
+    let to = to.to_str().expect("utf-8");
+    let out = autopilot(&[
+        "backup",
+        "get",
+        id.as_str(),
+        "--config",
+        cfg,
+        "--repo",
+        "local",
+        "--identity",
+        identity_file,
+        "--to",
+        to,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(to).expect("read"), data);
+    let out = autopilot(&[
+        "backup",
+        "get",
+        id.as_str(),
+        "--config",
+        cfg,
+        "--repo",
+        "local",
+        "--identity",
+        identity_file,
+        "--to",
+        to,
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("expected a new file"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A wrong key: get refuses and leaves no file.
+    let other = dir.path().join("other.txt");
+    {
+        use age::secrecy::ExposeSecret as _;
+        std::fs::write(
+            &other,
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret(),
+        )
+        .expect("write");
+    }
+    let to2 = dir.path().join("base2.out");
+    let out = autopilot(&[
+        "backup",
+        "get",
+        id.as_str(),
+        "--config",
+        cfg,
+        "--repo",
+        "local",
+        "--identity",
+        other.to_str().expect("utf-8"),
+        "--to",
+        to2.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("wrong key"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!to2.exists(), "a failed get left its file");
+    // A flipped byte in a stored chunk: verify names the chunk.
+    let chunk = dir
+        .path()
+        .join("repo/prod/shop/main/backups")
+        .join(id.as_str())
+        .join("data/base/00000000.age");
+    let mut bytes = std::fs::read(&chunk).expect("chunk");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&chunk, &bytes).expect("flip");
+    let out = autopilot(&[
+        "backup",
+        "verify",
+        id.as_str(),
+        "--config",
+        cfg,
+        "--repo",
+        "local",
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("00000000.age") && err.contains("SHA-256"),
+        "{err}"
+    );
+    bytes[mid] ^= 0x01;
+    std::fs::write(&chunk, &bytes).expect("unflip");
 
     // Unknown repository, unknown backup.
     let out = autopilot(&["backup", "list", "--config", cfg, "--repo", "offsite"]);

@@ -8,6 +8,7 @@
 //! - [`manifest`]: the self-describing manifest written beside each backup's data, so a
 //!   repository and the key are enough to list and restore every backup.
 //! - [`keys`]: age recipients and identities as the configuration names them.
+//! - [`verify`]: re-reading a stored backup against its manifest, with or without the key.
 //! - [`catalog`]: the node's local record of backups, jobs and runs (SQLite), which works
 //!   while etcd and the coordinator are down.
 
@@ -16,3 +17,4 @@ pub mod keys;
 pub mod manifest;
 pub mod pipeline;
 pub mod repo;
+pub mod verify;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use backup::catalog::{BackupRecord, Catalog};
 use backup::manifest::Manifest;
-use backup::repo::{BackupId, ClusterId, Repository};
+use backup::repo::{BackupId, ClusterId, Repository, StreamLocation};
 use serde_json::json;
 
 use super::Output;
@@ -263,4 +263,184 @@ fn render(v: &serde_json::Value, what: &What<'_>) -> String {
             out
         }
     }
+}
+
+/// Exit code for a backup that is not intact (sysexits EX_DATAERR).
+const DATA_ERROR: i32 = 65;
+
+/// Loads the configuration, its backup section, the named repository and the cluster.
+fn open(config: &Path, repo: Option<&str>) -> Result<(Repository, ClusterId), Failure> {
+    let cfg = config::load(config)
+        .map_err(|e| (exit_code::USAGE, handlers::error_chain(&e).to_string()))?;
+    let b = cfg.backup.as_ref().ok_or((
+        exit_code::USAGE,
+        format!(
+            "{} has no backup section; expected backup: {{repositories: …}}",
+            config.display()
+        ),
+    ))?;
+    let name = repo.ok_or((
+        exit_code::USAGE,
+        "this command reads a repository: pass --repo NAME".to_owned(),
+    ))?;
+    Ok((repository(b, name)?, cluster_id(&cfg)?))
+}
+
+fn identities(file: &Path) -> Result<Vec<backup::pipeline::Identity>, Failure> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        (
+            exit_code::USAGE,
+            format!(
+                "cannot read the identity file {} ({e}); expected a file of age secret keys",
+                file.display()
+            ),
+        )
+    })?;
+    let lines: Vec<&str> = text.lines().collect();
+    backup::pipeline::parse_identities(&lines)
+        .map_err(|e| (exit_code::USAGE, format!("{}: {e}", file.display())))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (exit_code::SOFTWARE, format!("start the async runtime: {e}")))
+}
+
+fn read_manifest(
+    rt: &tokio::runtime::Runtime,
+    repo: &Repository,
+    cluster: &ClusterId,
+    id: &str,
+) -> Result<Manifest, Failure> {
+    let id = BackupId::parse(id).map_err(|e| (exit_code::USAGE, e.to_string()))?;
+    rt.block_on(repo.read_manifest(cluster, &id))
+        .map_err(|e| (NOT_FOUND, e.to_string()))
+}
+
+fn finish(r: Result<i32, Failure>) -> i32 {
+    r.unwrap_or_else(|(code, message)| {
+        eprintln!("autopilot: {message}");
+        code
+    })
+}
+
+/// `backup verify`.
+pub fn verify(
+    config: &Path,
+    repo: Option<&str>,
+    id: &str,
+    identity: Option<&Path>,
+    output: Output,
+) -> i32 {
+    finish((|| {
+        let (repo, cluster) = open(config, repo)?;
+        let ids = match identity {
+            Some(f) => identities(f)?,
+            None => Vec::new(),
+        };
+        let rt = runtime()?;
+        let m = read_manifest(&rt, &repo, &cluster, id)?;
+        let r = rt.block_on(backup::verify::verify(&repo, &m, &ids));
+        let (ok, detail) = match &r {
+            Ok(v) => (
+                true,
+                json!({ "chunks": v.chunks, "stored_bytes": v.stored_bytes, "plain_bytes": v.plain_bytes }),
+            ),
+            Err(e) => (
+                false,
+                json!({ "error": handlers::error_chain(e).to_string() }),
+            ),
+        };
+        match output {
+            Output::Json => println!(
+                "{}",
+                json!({ "backup_id": id, "repository": repo.name(), "ok": ok, "detail": detail })
+            ),
+            Output::Text if ok => println!(
+                "{id} in {}: intact ({} chunks, {} bytes stored{})",
+                repo.name(),
+                detail["chunks"],
+                detail["stored_bytes"],
+                if ids.is_empty() {
+                    "; pass --identity to also check the decrypted streams".to_owned()
+                } else {
+                    format!(", {} bytes restored and checked", detail["plain_bytes"])
+                }
+            ),
+            Output::Text => eprintln!(
+                "autopilot: {id} in {}: NOT intact: {}",
+                repo.name(),
+                detail["error"].as_str().unwrap_or_default()
+            ),
+        }
+        Ok(if ok { 0 } else { DATA_ERROR })
+    })())
+}
+
+/// `backup get`.
+pub fn get(
+    config: &Path,
+    repo: Option<&str>,
+    id: &str,
+    identity: &Path,
+    stream: Option<&str>,
+    to: &Path,
+) -> i32 {
+    finish((|| {
+        let (repo, cluster) = open(config, repo)?;
+        let ids = identities(identity)?;
+        let rt = runtime()?;
+        let m = read_manifest(&rt, &repo, &cluster, id)?;
+        let entry = match stream {
+            Some(name) => m.streams.iter().find(|s| s.name == name),
+            None => m.streams.first(),
+        }
+        .ok_or_else(|| {
+            let names: Vec<&str> = m.streams.iter().map(|s| s.name.as_str()).collect();
+            (
+                exit_code::USAGE,
+                format!("{id} has no stream {stream:?}; expected one of {names:?}"),
+            )
+        })?;
+        // Never over an existing file; a failed download removes what it wrote.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(to)
+            .map_err(|e| {
+                (
+                    exit_code::USAGE,
+                    format!("cannot create {} ({e}); expected a new file", to.display()),
+                )
+            })?;
+        let location = StreamLocation {
+            cluster: m.cluster.clone(),
+            backup_id: m.backup_id.clone(),
+            stream: entry.name.clone(),
+        };
+        let r = rt.block_on(async {
+            let mut w = tokio::fs::File::from_std(file);
+            let n = backup::pipeline::fetch(&repo, &location, &entry.summary, &ids, &mut w).await?;
+            tokio::io::AsyncWriteExt::flush(&mut w)
+                .await
+                .map_err(backup::pipeline::PipelineError::Write)?;
+            Ok::<u64, backup::pipeline::PipelineError>(n)
+        });
+        match r {
+            Ok(n) => {
+                println!(
+                    "{}: stream {} of {id}, {n} bytes, checked",
+                    to.display(),
+                    entry.name
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(to);
+                Err((DATA_ERROR, format!("{id}: {}", handlers::error_chain(&e))))
+            }
+        }
+    })())
 }
