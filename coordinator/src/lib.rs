@@ -191,11 +191,9 @@ pub async fn serve(
     );
     match &cfg.tls {
         Some((cert, key)) => {
-            let rustls = tls::server_config(cert, key)
-                .await
-                .map_err(ServeError::Tls)?;
+            let rustls = tls::server_config(cert, key).map_err(ServeError::Tls)?;
             server
-                .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(rustls))
+                .acceptor(listen::tls::acceptor(rustls, &listen_limits))
                 .handle(handle)
                 .serve(app)
                 .await

@@ -1,7 +1,10 @@
-//! HTTPS for the API when `--tls-cert-file`/`--tls-key-file` are given: rustls with the
-//! aws-lc-rs provider (the workspace standard; never ring, see dependencies.md gotcha 1).
+//! HTTPS for the API when `--tls-cert-file`/`--tls-key-file` are given: the same rustls
+//! configuration as the agents' listeners (`listen::tls`: aws-lc-rs, never ring — see
+//! dependencies.md gotcha 1 — and ALPN `http/1.1` only, since the server speaks HTTP/1.1: a
+//! client offered `h2` would otherwise negotiate a protocol the server does not speak, as curl
+//! does by default).
 
-use axum_server::tls_rustls::RustlsConfig;
+use std::sync::Arc;
 
 use cluster::secret::{PemFile, SecretBytes};
 
@@ -11,15 +14,16 @@ pub fn install_provider() {
 }
 
 /// The server configuration for `cert` and `key`. The error names the files, never the key.
-pub async fn server_config(cert: &PemFile, key: &SecretBytes) -> Result<RustlsConfig, String> {
+pub fn server_config(
+    cert: &PemFile,
+    key: &SecretBytes,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     install_provider();
-    RustlsConfig::from_pem(cert.pem.clone(), key.expose().to_vec())
-        .await
-        .map_err(|e| {
-            format!(
-                "load TLS certificate {} and key {}: {e}",
-                cert.path.display(),
-                key.path.display()
-            )
-        })
+    listen::tls::server_config(&cert.pem, key.expose()).map_err(|e| {
+        format!(
+            "load TLS certificate {} and key {}: {e}",
+            cert.path.display(),
+            key.path.display()
+        )
+    })
 }

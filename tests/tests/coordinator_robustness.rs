@@ -355,8 +355,34 @@ fn https_when_a_certificate_is_configured() {
         .get(format!("{}{C1}", coord.url()))
         .bearer_auth(ADMIN_TOKEN)
         .send()
-        .expect("https request");
+        .unwrap_or_else(|e| panic!("https request: {e:?}\n{}", coord.log()));
     assert_eq!(r.status().as_u16(), 200);
+    // A client that offers HTTP/2 (curl does by default) is answered over HTTP/1.1, the one
+    // protocol the server speaks: before, ALPN let it pick h2 and the connection broke.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+        ])
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {ADMIN_TOKEN}"))
+        .arg(format!("{}{C1}", coord.url()))
+        .output()
+        .expect("curl (scripts/install-deps installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 1.1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Plain HTTP to the TLS port does not get an answer.
     let plain = coord.url().replace("https://", "http://");
     let r = reqwest::blocking::Client::builder()
