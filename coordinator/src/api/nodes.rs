@@ -262,6 +262,22 @@ fn detail(res: &Result<(StatusCode, Json<NodeRequestAccepted>), Problem>) -> Opt
         .map(|(_, a)| format!("action={} nodes={}", a.action.as_str(), a.nodes.join(",")))
 }
 
+/// One node verb: admit an operator, write `requests/<id>`, audit the outcome.
+async fn node_verb(
+    st: &AppState,
+    headers: &HeaderMap,
+    client: SocketAddr,
+    n: NodePath,
+    audit: &'static str,
+    action: NodeAction,
+) -> Result<(StatusCode, Json<NodeRequestAccepted>), Problem> {
+    let (p, id) = split(n);
+    let g = gate(st, headers, client, audit, TokenRole::Operator, &p).await?;
+    let res = one(st, &g, &p, &id, action).await;
+    let d = detail(&res);
+    g.finish(res, d).await
+}
+
 /// Rebuild a replica: its agent moves its data aside and clones the primary again.
 #[utoipa::path(post, path = "/v1/clusters/{namespace}/{project}/{cluster}/nodes/{id}/reinit",
     tag = "actions", params(NodePath),
@@ -273,19 +289,7 @@ pub async fn reinit(
     headers: HeaderMap,
     ApiPath(n): ApiPath<NodePath>,
 ) -> Result<(StatusCode, Json<NodeRequestAccepted>), Problem> {
-    let (p, id) = split(n);
-    let g = gate(
-        &st,
-        &headers,
-        client,
-        "node.reinit",
-        TokenRole::Operator,
-        &p,
-    )
-    .await?;
-    let res = one(&st, &g, &p, &id, NodeAction::Reinit).await;
-    let d = detail(&res);
-    g.finish(res, d).await
+    node_verb(&st, &headers, client, n, "node.reinit", NodeAction::Reinit).await
 }
 
 /// Restart a replica's database (the primary: switch over first).
@@ -299,19 +303,15 @@ pub async fn restart(
     headers: HeaderMap,
     ApiPath(n): ApiPath<NodePath>,
 ) -> Result<(StatusCode, Json<NodeRequestAccepted>), Problem> {
-    let (p, id) = split(n);
-    let g = gate(
+    node_verb(
         &st,
         &headers,
         client,
+        n,
         "node.restart",
-        TokenRole::Operator,
-        &p,
+        NodeAction::Restart,
     )
-    .await?;
-    let res = one(&st, &g, &p, &id, NodeAction::Restart).await;
-    let d = detail(&res);
-    g.finish(res, d).await
+    .await
 }
 
 /// Have one node's database re-read its configuration without a restart.
@@ -325,19 +325,7 @@ pub async fn reload_node(
     headers: HeaderMap,
     ApiPath(n): ApiPath<NodePath>,
 ) -> Result<(StatusCode, Json<NodeRequestAccepted>), Problem> {
-    let (p, id) = split(n);
-    let g = gate(
-        &st,
-        &headers,
-        client,
-        "node.reload",
-        TokenRole::Operator,
-        &p,
-    )
-    .await?;
-    let res = one(&st, &g, &p, &id, NodeAction::Reload).await;
-    let d = detail(&res);
-    g.finish(res, d).await
+    node_verb(&st, &headers, client, n, "node.reload", NodeAction::Reload).await
 }
 
 /// Have every live node's database re-read its configuration; nodes with a request pending
