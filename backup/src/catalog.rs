@@ -94,8 +94,6 @@ macro_rules! text_enum {
         }
     };
 }
-text_enum!(Method { Physical => "physical", Logical => "logical" });
-text_enum!(Kind { Full => "full", Incremental => "incremental" });
 // (the same words the manifests use: `Method` and `Kind` are the manifest's types)
 text_enum!(Status { Running => "running", Done => "done", Failed => "failed", Expired => "expired" });
 
@@ -505,8 +503,8 @@ impl RawRecord {
         };
         let size = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
         Ok(BackupRecord {
-            method: Method::parse(&self.method).ok_or_else(|| bad("method", &self.method))?,
-            kind: Kind::parse(&self.kind).ok_or_else(|| bad("kind", &self.kind))?,
+            method: Method::from_word(&self.method).ok_or_else(|| bad("method", &self.method))?,
+            kind: Kind::from_word(&self.kind).ok_or_else(|| bad("kind", &self.kind))?,
             status: Status::parse(&self.status).ok_or_else(|| bad("status", &self.status))?,
             tool: list("tool", &self.tool)?,
             databases: list("databases", &self.databases)?,

@@ -100,25 +100,9 @@ pub enum EngineKind {
     Postgres,
 }
 
-/// Physical or logical backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// The data files (mariadb-backup, pg_basebackup).
-    Physical,
-    /// SQL or archive dumps (mariadb-dump, pg_dump).
-    Logical,
-}
-
-/// Full or incremental.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackupType {
-    /// Self-contained.
-    Full,
-    /// Changes since `parent_id`.
-    Incremental,
-}
+/// Physical or logical, full or incremental: the public contract's words (an unknown value,
+/// written by a newer version, reads as `Unknown` and restore refuses it).
+pub use cluster::wire::{BackupMethod as Method, BackupType};
 
 /// The tool that produced the streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use std::future::Future;
 use handlers::ExecSpec;
 use nix::sys::signal::Signal;
 
+use crate::backups::{BackupSpec, CheckReport, Restore, RestoreSpec, StreamPlan, ToolStream};
 use crate::mariadb::MariadbEngine;
 use crate::postgres::PostgresEngine;
 use crate::process::ProcessEngine;
@@ -361,6 +362,59 @@ pub trait Engine: Send + Sync + 'static {
             })
         }
     }
+    /// The streams a backup of this node consists of, in the order they are taken and
+    /// restored (see [`crate::backups`]).
+    fn backup_streams(
+        &self,
+        _spec: &BackupSpec,
+    ) -> impl Future<Output = Result<Vec<StreamPlan>, EngineError>> + Send {
+        async {
+            Err(EngineError::Unsupported {
+                operation: "take a backup",
+            })
+        }
+    }
+
+    /// Starts the tool that produces one stream of a backup.
+    fn start_backup_stream(
+        &self,
+        _spec: &BackupSpec,
+        _plan: &StreamPlan,
+    ) -> impl Future<Output = Result<ToolStream, EngineError>> + Send {
+        async {
+            Err(EngineError::Unsupported {
+                operation: "take a backup",
+            })
+        }
+    }
+
+    /// Starts restoring a backup (a chain: full, then incrementals) into a new directory.
+    /// Works without a running server (the command line uses it on any machine with the
+    /// engine's tools).
+    fn begin_restore(
+        &self,
+        _spec: &RestoreSpec,
+    ) -> impl Future<Output = Result<Restore, EngineError>> + Send {
+        async {
+            Err(EngineError::Unsupported {
+                operation: "restore a backup",
+            })
+        }
+    }
+
+    /// Starts a scratch server on a restored data directory (loopback, a free port, the
+    /// database's OS user, its own socket directory), runs the engine's own checks
+    /// (`mariadb-check`, `pg_amcheck`) and stops it. The directory is left as it is.
+    fn check_restored(
+        &self,
+        _dir: &std::path::Path,
+    ) -> impl Future<Output = Result<CheckReport, EngineError>> + Send {
+        async {
+            Err(EngineError::Unsupported {
+                operation: "test a restore",
+            })
+        }
+    }
 }
 
 /// Dispatch over the engines this build knows; the agent holds one of these.
@@ -545,6 +599,42 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.reload().await,
             AnyEngine::Mariadb(e) => e.reload().await,
             AnyEngine::Postgres(e) => e.reload().await,
+        }
+    }
+
+    async fn backup_streams(&self, spec: &BackupSpec) -> Result<Vec<StreamPlan>, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.backup_streams(spec).await,
+            AnyEngine::Mariadb(e) => e.backup_streams(spec).await,
+            AnyEngine::Postgres(e) => e.backup_streams(spec).await,
+        }
+    }
+
+    async fn start_backup_stream(
+        &self,
+        spec: &BackupSpec,
+        plan: &StreamPlan,
+    ) -> Result<ToolStream, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.start_backup_stream(spec, plan).await,
+            AnyEngine::Mariadb(e) => e.start_backup_stream(spec, plan).await,
+            AnyEngine::Postgres(e) => e.start_backup_stream(spec, plan).await,
+        }
+    }
+
+    async fn begin_restore(&self, spec: &RestoreSpec) -> Result<Restore, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.begin_restore(spec).await,
+            AnyEngine::Mariadb(e) => e.begin_restore(spec).await,
+            AnyEngine::Postgres(e) => e.begin_restore(spec).await,
+        }
+    }
+
+    async fn check_restored(&self, dir: &std::path::Path) -> Result<CheckReport, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.check_restored(dir).await,
+            AnyEngine::Mariadb(e) => e.check_restored(dir).await,
+            AnyEngine::Postgres(e) => e.check_restored(dir).await,
         }
     }
 }

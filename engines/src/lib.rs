@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backups;
 mod control;
 mod engine;
 pub mod mariadb;

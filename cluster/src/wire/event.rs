@@ -81,10 +81,19 @@ pub enum EventKind {
     RequestDone,
     /// An operator's request was refused or failed; `detail` says why.
     RequestFailed,
+    /// A backup started (`detail`: job, backup id, method and type).
+    BackupStarted,
     /// A backup finished.
     BackupDone,
     /// A backup failed.
     BackupFailed,
+    /// A backup was re-read and re-hashed, or restored into a scratch server and checked
+    /// (`detail` says which, and the measured restore time).
+    BackupVerified,
+    /// A verify or test restore found a backup not intact or not restorable.
+    BackupVerifyFailed,
+    /// Retention removed a backup from every repository.
+    BackupExpired,
     /// A value this reader does not know.
     #[serde(other)]
     Unknown,

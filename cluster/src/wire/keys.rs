@@ -58,8 +58,12 @@ pub enum ClusterKey {
     Member(String),
     /// `requests/<node id>`
     Request(String),
-    /// `backup/requests/<id>` (reserved)
+    /// `backup/requests/<id>`
     BackupRequest(String),
+    /// `backup/records/<backup id>`
+    BackupRecord(String),
+    /// `backup/slots/<job>/<slot>`: the job and the slot.
+    BackupSlot(String, String),
     /// `restore/requests/<id>` (reserved)
     RestoreRequest(String),
     /// Under the cluster prefix but not a key this build knows (written by a newer version);
@@ -185,6 +189,31 @@ impl ClusterKeys {
         format!("{}requests/{id}", self.base)
     }
 
+    /// `backup/requests/<id>`.
+    pub fn backup_request(&self, id: &str) -> String {
+        format!("{}backup/requests/{id}", self.base)
+    }
+    /// `backup/requests/`.
+    pub fn backup_requests_prefix(&self) -> String {
+        format!("{}backup/requests/", self.base)
+    }
+    /// `backup/records/<backup id>`.
+    pub fn backup_record(&self, id: &str) -> String {
+        format!("{}backup/records/{id}", self.base)
+    }
+    /// `backup/records/`.
+    pub fn backup_records_prefix(&self) -> String {
+        format!("{}backup/records/", self.base)
+    }
+    /// `backup/slots/<job>/<slot>`.
+    pub fn backup_slot(&self, job: &str, slot: &str) -> String {
+        format!("{}backup/slots/{job}/{slot}", self.base)
+    }
+    /// `backup/slots/<job>/`.
+    pub fn backup_slots_prefix(&self, job: &str) -> String {
+        format!("{}backup/slots/{job}/", self.base)
+    }
+
     /// Checks that `id` can be used as a node id segment.
     pub fn check_node_id(id: &str) -> Result<(), KeyError> {
         segment("node id", id)
@@ -222,6 +251,14 @@ impl ClusterKeys {
                     ClusterKey::Request(id)
                 } else if let Some(id) = one("backup/requests/") {
                     ClusterKey::BackupRequest(id)
+                } else if let Some(id) = one("backup/records/") {
+                    ClusterKey::BackupRecord(id)
+                } else if let Some((job, slot)) = rest
+                    .strip_prefix("backup/slots/")
+                    .and_then(|r| r.split_once('/'))
+                    .filter(|(j, s)| !j.is_empty() && !s.is_empty() && !s.contains('/'))
+                {
+                    ClusterKey::BackupSlot(job.to_owned(), slot.to_owned())
                 } else if let Some(id) = one("restore/requests/") {
                     ClusterKey::RestoreRequest(id)
                 } else {
@@ -245,7 +282,9 @@ impl ClusterKeys {
             ClusterKey::Event(id) => self.event(id),
             ClusterKey::Member(id) => self.member(id),
             ClusterKey::Request(id) => self.request(id),
-            ClusterKey::BackupRequest(id) => format!("{}backup/requests/{id}", self.base),
+            ClusterKey::BackupRequest(id) => self.backup_request(id),
+            ClusterKey::BackupRecord(id) => self.backup_record(id),
+            ClusterKey::BackupSlot(job, slot) => self.backup_slot(job, slot),
             ClusterKey::RestoreRequest(id) => format!("{}restore/requests/{id}", self.base),
             ClusterKey::Unknown(rest) => format!("{}{rest}", self.base),
         }

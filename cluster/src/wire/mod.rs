@@ -16,6 +16,7 @@
 //! see [`Timestamp`]. Lease ids are lower-case hex strings, as `etcdctl` prints them,
 //! because JSON numbers lose precision above 2^53.
 
+pub mod backup;
 pub mod cluster_state;
 pub mod common;
 pub mod coordinator;
@@ -32,6 +33,10 @@ pub mod request;
 pub mod statements;
 pub mod switchover;
 
+pub use backup::{
+    BackupAction, BackupMethod, BackupRecordDoc, BackupRequestDoc, BackupSlotDoc, BackupStatus,
+    BackupType,
+};
 pub use cluster_state::{ClusterNode, ClusterStateDoc, Service};
 pub use common::{
     Connections, Health, NodeStatus, Position, ReplicaState, Role, Storage, StreamingReplica,

@@ -196,6 +196,8 @@ fn keys_parse_back() {
         ClusterKey::Member("db-1".into()),
         ClusterKey::Request("db-1".into()),
         ClusterKey::BackupRequest("b1".into()),
+        ClusterKey::BackupRecord("20261203T020000Z-1a2b3c4d".into()),
+        ClusterKey::BackupSlot("nightly".into(), "20261203T020000Z".into()),
         ClusterKey::RestoreRequest("r1".into()),
     ];
     for key in all {
