@@ -92,6 +92,11 @@ pub struct BackupRecordDoc {
     pub job: String,
     /// The node that took it.
     pub node: String,
+    /// `mariadb` or `postgres`.
+    pub engine: String,
+    /// The database server's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
     /// Physical or logical.
     pub method: BackupMethod,
     /// Full or incremental.
@@ -119,6 +124,9 @@ pub struct BackupRecordDoc {
     /// The databases in it (empty: all).
     #[serde(default)]
     pub databases: Vec<String>,
+    /// Its streams' names, in restore order (`base`; `globals`, `db-<name>`).
+    #[serde(default)]
+    pub streams: Vec<String>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
