@@ -16,5 +16,8 @@ pub mod catalog;
 pub mod keys;
 pub mod manifest;
 pub mod pipeline;
+pub mod placement;
 pub mod repo;
+pub mod retention;
+pub mod schedule;
 pub mod verify;

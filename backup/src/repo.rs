@@ -35,7 +35,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-pub use id::{BackupId, InvalidBackupId};
+pub use id::{BackupId, InvalidBackupId, compact_utc};
 
 use crate::manifest::{Manifest, ManifestError};
 

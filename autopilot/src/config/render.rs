@@ -351,7 +351,7 @@ impl Out {
 
     /// `backup:`, secrets by origin only.
     fn backup(&mut self, b: &super::BackupConfig) {
-        use super::{RepositoryLocation, RunOn};
+        use super::RepositoryLocation;
         self.line(0, "backup:");
         self.kv(1, "catalog", &b.catalog.to_string_lossy());
         self.line(1, "repositories:");
@@ -409,15 +409,7 @@ impl Out {
             self.list(3, "destinations", &j.destinations);
             self.kv(3, "method", j.method.as_str());
             self.kv(3, "type", j.kind.as_str());
-            self.kv(
-                3,
-                "run_on",
-                match j.run_on {
-                    RunOn::Replica => "replica",
-                    RunOn::Primary => "primary",
-                    RunOn::Any => "any",
-                },
-            );
+            self.kv(3, "run_on", j.run_on.as_str());
             self.raw(3, "fallback_to_primary", &j.fallback_to_primary.to_string());
             if j.tool.is_some() || !j.tool_args.is_empty() {
                 self.line(3, "tool:");

@@ -72,15 +72,7 @@ pub struct S3Config {
 }
 
 /// Where a job runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunOn {
-    /// The healthy replica with the least lag.
-    Replica,
-    /// The primary.
-    Primary,
-    /// Whichever node holds the slot first.
-    Any,
-}
+pub use backup::placement::RunOn;
 
 /// Physical or logical.
 pub use backup::catalog::{Kind as BackupKind, Method as BackupMethod};
@@ -512,34 +504,23 @@ impl Validator<'_> {
                 .ok()
                 .map(|()| n),
         };
+        let time_zone = time_zone.unwrap_or_else(|| "UTC".to_owned());
         let schedule = match schedule {
             None => {
                 self.problem(at, Target::Key, "has no schedule; expected schedule: \"0 3 * * *\" (cron: minute hour day month weekday)");
                 None
             }
-            Some(s) => match s.parse::<croner::Cron>() {
+            Some(s) => match backup::schedule::Schedule::parse(&s, &time_zone) {
                 Ok(_) => Some(s),
-                Err(e) => {
-                    self.problem(
-                        &at.key("schedule"),
-                        Target::Value,
-                        format!("{s:?} is not a cron schedule ({e}); expected 5 fields (minute hour day month weekday) like \"0 3 * * *\", or 6 with seconds first"),
-                    );
+                Err(e @ backup::schedule::ScheduleError::Cron { .. }) => {
+                    self.problem(&at.key("schedule"), Target::Value, e.to_string());
+                    None
+                }
+                Err(e @ backup::schedule::ScheduleError::TimeZone(_)) => {
+                    self.problem(&at.key("time_zone"), Target::Value, e.to_string());
                     None
                 }
             },
-        };
-        let time_zone = match time_zone {
-            None => "UTC".to_owned(),
-            Some(tz) if tz == "UTC" || zone_exists(&tz) => tz,
-            Some(tz) => {
-                self.problem(
-                    &at.key("time_zone"),
-                    Target::Value,
-                    format!("{tz:?} is not a time zone this host knows; expected an IANA name like Europe/Berlin or UTC (from /usr/share/zoneinfo)"),
-                );
-                "UTC".to_owned()
-            }
         };
         let (keep_last, keep_within) = self.retention(&at.key("retention"), at, retention);
         let destinations = match destinations {
@@ -760,12 +741,3 @@ fn s3_endpoint(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the host's time zone database knows `tz` (a relative path under zoneinfo).
-fn zone_exists(tz: &str) -> bool {
-    !tz.is_empty()
-        && !tz.contains("..")
-        && !tz.starts_with('/')
-        && std::path::Path::new("/usr/share/zoneinfo")
-            .join(tz)
-            .is_file()
-}

@@ -3,7 +3,7 @@
 //! same second (two nodes, a retried slot) never collide.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,17 +22,7 @@ impl BackupId {
     pub fn generate(at: SystemTime) -> Result<Self, getrandom::Error> {
         let mut random = [0u8; 4];
         getrandom::fill(&mut random)?;
-        let (date, time) = utc_parts(at);
-        let id = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
-            date.0,
-            date.1,
-            date.2,
-            time.0,
-            time.1,
-            time.2,
-            super::hex(&random)
-        );
+        let id = format!("{}-{}", compact_utc(at), super::hex(&random));
         Ok(Self(id))
     }
 
@@ -80,41 +70,28 @@ impl From<BackupId> for String {
     }
 }
 
+/// `at` in UTC to the second; times outside jiff's range (years -9999..=9999) are clamped
+/// to the epoch.
+fn utc(at: SystemTime) -> jiff::Timestamp {
+    let t = jiff::Timestamp::try_from(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::Timestamp::from_second(t.as_second()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
 /// `at` as RFC 3339 UTC to the second (`2026-12-03T15:30:00Z`), the form manifests use.
 pub fn rfc3339(at: SystemTime) -> String {
-    let ((y, mo, d), (h, mi, s)) = utc_parts(at);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    utc(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Civil UTC date and time of `at` (times before 1970 are clamped to the epoch).
-fn utc_parts(at: SystemTime) -> ((i64, u32, u32), (u32, u32, u32)) {
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).expect("u64 seconds / 86400 fits i64");
-    let rem = u32::try_from(secs % 86_400).expect("below 86400");
-    (
-        civil_from_days(days),
-        (rem / 3600, rem % 3600 / 60, rem % 60),
-    )
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).expect("day of month 1..=31");
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).expect("month 1..=12");
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// `at` as compact UTC to the second (`20261203T153000Z`): the time part of backup ids and
+/// slot names, which sorts as text.
+pub fn compact_utc(at: SystemTime) -> String {
+    utc(at).strftime("%Y%m%dT%H%M%SZ").to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn ids_sort_by_time_and_parse_back() {
