@@ -13,6 +13,7 @@
 //!   while etcd and the coordinator are down.
 
 pub mod catalog;
+pub mod instructions;
 pub mod keys;
 pub mod manifest;
 pub mod pipeline;
