@@ -2,20 +2,15 @@
 //! server, its stdout handed to the caller (the agent's HTTP endpoint streams it to the
 //! cloning replica). It must run on this host: it reads the data files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use handlers::{ExecSpec, ManagedChild, Pipe, Piped, RunAs};
 
 use super::prepare;
-use super::settings::MariadbSettings;
+use super::settings::{Account, MariadbSettings};
+pub use super::tools::BACKUP;
+use super::tools::{WorkDir, failed};
 use crate::engine::EngineError;
-
-/// MariaDB's physical backup tool (package `mariadb-backup`).
-pub const BACKUP: &str = "mariadb-backup";
-
-fn failed(operation: &'static str, reason: String) -> EngineError {
-    EngineError::Failed { operation, reason }
-}
 
 /// A running backup stream. Dropping it kills `mariadb-backup` (if still running) and
 /// removes its work directory and options file.
@@ -26,7 +21,7 @@ pub struct BackupStream {
     /// The running tool; killed (its group) on drop.
     pub child: ManagedChild,
     /// Removed on drop (after the child is killed).
-    _dir: BackupDir,
+    _dir: WorkDir,
 }
 
 /// The uid/gid helper programs run as: the server's OS user when the agent is root.
@@ -65,10 +60,10 @@ pub(super) fn write_private(
     Ok(())
 }
 
-/// The options file for a helper program: the admin account, never on its command line.
-/// Values are quoted, so `#`, backslashes, quotes and surrounding spaces survive.
-pub(super) fn client_options(s: &MariadbSettings) -> String {
-    let a = &s.admin;
+/// The options file for a helper program: `a` (the admin account, or the backup
+/// account), never on its command line. Values are quoted, so `#`, backslashes, quotes and
+/// surrounding spaces survive.
+pub(super) fn client_options(a: &Account) -> String {
     let (user, password) = (option_value(&a.user), option_value(&a.password));
     format!(
         "[client]\nuser={user}\npassword={password}\n[mariadb-backup]\nuser={user}\npassword={password}\n"
@@ -95,47 +90,53 @@ pub(super) fn option_value(v: &str) -> String {
     out
 }
 
-/// Start streaming a backup of the running local server.
-pub fn start(s: &MariadbSettings) -> Result<BackupStream, EngineError> {
-    let owner = run_as(s)?;
-    let dir = s.run_dir.join("backup-stream");
-    let _ = std::fs::remove_dir_all(&dir);
-    let created = std::fs::create_dir_all(dir.join("target"));
-    let guard = BackupDir(dir.clone());
-    created.map_err(|e| {
-        failed(
-            "create the backup work directory",
-            format!("{}: {e}", dir.display()),
-        )
-    })?;
-    if let Some(u) = owner {
-        for d in [dir.clone(), dir.join("target")] {
-            nix::unistd::chown(
-                &d,
-                Some(nix::unistd::Uid::from_raw(u.uid)),
-                Some(nix::unistd::Gid::from_raw(u.gid)),
-            )
-            .map_err(|e| {
-                failed(
-                    "create the backup work directory",
-                    format!("chown {}: {e}", d.display()),
-                )
-            })?;
-        }
-    }
-    let cnf = dir.join("client.cnf");
-    write_private(&cnf, &client_options(s), owner)?;
-    let argv = vec![
-        BACKUP.to_owned(),
+/// The command line of `mariadb-backup --backup --stream=xbstream` of the local server:
+/// `program`, the options file `cnf` first (the only place the password is), its target
+/// and temporary directories in `work`.
+pub(super) fn backup_argv(
+    s: &MariadbSettings,
+    program: &str,
+    cnf: &Path,
+    work: &Path,
+) -> Vec<String> {
+    vec![
+        program.to_owned(),
         // Must come first; the only place the password is.
         format!("--defaults-extra-file={}", cnf.display()),
         "--backup".to_owned(),
         "--stream=xbstream".to_owned(),
-        format!("--target-dir={}", dir.join("target").display()),
+        format!("--target-dir={}", work.join("target").display()),
         format!("--datadir={}", s.datadir.display()),
         format!("--socket={}", s.socket().display()),
-        format!("--tmpdir={}", dir.display()),
-    ];
+        format!("--tmpdir={}", work.display()),
+    ]
+}
+
+/// The `target` directory [`backup_argv`] names, in the work directory `work`.
+pub(super) fn make_target(work: &Path, owner: Option<RunAs>) -> Result<(), EngineError> {
+    let target = work.join("target");
+    std::fs::create_dir(&target).map_err(|e| {
+        failed(
+            "create the backup work directory",
+            format!("{}: {e}", target.display()),
+        )
+    })?;
+    super::tools::give(&target, owner)
+}
+
+/// Start streaming a backup of the running local server (a clone's source: the admin
+/// account).
+pub fn start(s: &MariadbSettings) -> Result<BackupStream, EngineError> {
+    let owner = run_as(s)?;
+    let dir = WorkDir::create(
+        "create the backup work directory",
+        s.run_dir.join("backup-stream"),
+        owner,
+    )?;
+    make_target(dir.path(), owner)?;
+    let cnf = dir.path().join("client.cnf");
+    write_private(&cnf, &client_options(&s.admin), owner)?;
+    let argv = backup_argv(s, BACKUP, &cnf, dir.path());
     let spec = ExecSpec {
         env: s.env.clone(),
         user: owner,
@@ -160,18 +161,8 @@ pub fn start(s: &MariadbSettings) -> Result<BackupStream, EngineError> {
     Ok(BackupStream {
         stdout,
         child,
-        _dir: guard,
+        _dir: dir,
     })
-}
-
-/// Removes the backup work directory when dropped.
-#[derive(Debug)]
-struct BackupDir(PathBuf);
-
-impl Drop for BackupDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

@@ -14,17 +14,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use handlers::exec::{Captured, RunOutcome, run_capture};
 use handlers::{ExecSpec, ManagedChild, Pipe, Piped, RunAs};
 use mysql_async::prelude::Queryable;
 use tokio::io::AsyncWriteExt;
 
-use super::backup::{self, BACKUP};
+use super::backup;
 use super::clone_auth;
 use super::conn::{self, bounded, quote};
 use super::gtid::GtidSet;
 use super::prepare;
 use super::settings::MariadbSettings;
+use super::tools::{self, MBSTREAM};
 use crate::control::MainControl;
 use crate::engine::{EngineError, StopMode};
 use crate::role_ops::Peer;
@@ -41,8 +41,6 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 pub const STREAM_PATH: &str = "/v1/clone/stream";
 /// Marks a data dir that is being filled by a clone (removed once it is complete).
 pub const INCOMPLETE: &str = "autopilot-clone-incomplete";
-/// MariaDB's xbstream extractor (package `mariadb-backup`).
-const MBSTREAM: &str = "mbstream";
 
 fn failed(operation: &'static str, reason: String) -> EngineError {
     EngineError::Failed { operation, reason }
@@ -322,67 +320,8 @@ async fn extract(
 }
 
 /// `mariadb-backup --prepare`: apply the redo log copied with the data files.
-///
-/// It reports every step on stderr, untagged (`[00] <time> Starting InnoDB instance for
-/// recovery.`, `recovered pages: 0% 13% …`): routine on success, so that goes to stdout
-/// (through `sh`), is captured, and logged at debug; on failure it is logged as an error
-/// and its last line that reads like a failure is the reason.
 async fn prepare_backup(s: &MariadbSettings, owner: Option<RunAs>) -> Result<(), EngineError> {
-    let op = "prepare the copied data (mariadb-backup --prepare)";
-    let argv = vec![
-        "sh".to_owned(),
-        "-c".to_owned(),
-        "exec \"$0\" \"$@\" 2>&1".to_owned(),
-        BACKUP.to_owned(),
-        "--prepare".to_owned(),
-        format!("--target-dir={}", s.datadir.display()),
-    ];
-    let spec = ExecSpec {
-        env: s.env.clone(),
-        user: owner,
-        timeout: Some(CLONE_LIMIT),
-        ..ExecSpec::new(argv)
-    };
-    match run_capture(BACKUP, &spec, &[]).await {
-        Ok(Captured {
-            outcome: RunOutcome::Exited(st),
-            stdout,
-            ..
-        }) if st.success() => {
-            for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-                tracing::debug!(process = BACKUP, stream = "stderr", "{line}");
-            }
-            Ok(())
-        }
-        Ok(Captured {
-            outcome: RunOutcome::Exited(st),
-            stdout,
-            ..
-        }) => {
-            for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
-                tracing::error!(process = BACKUP, stream = "stderr", "{line}");
-            }
-            Err(failed(
-                op,
-                match stdout
-                    .lines()
-                    .rev()
-                    .find(|l| prepare::reads_like_failure(l))
-                {
-                    Some(line) => format!("{BACKUP} exited with {st}: {}", line.trim()),
-                    None => format!("{BACKUP} exited with {st}; see its output above"),
-                },
-            ))
-        }
-        Ok(Captured {
-            outcome: RunOutcome::TimedOut,
-            ..
-        }) => Err(failed(
-            op,
-            format!("{BACKUP} did not finish within {CLONE_LIMIT:?}"),
-        )),
-        Err(e) => Err(failed(op, handlers::error_chain(&e))),
-    }
+    tools::prepare_dir(&s.env, owner, &s.datadir, None, CLONE_LIMIT).await
 }
 
 /// The GTID position the backup is consistent with: the third column of

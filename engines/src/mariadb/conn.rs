@@ -189,12 +189,73 @@ async fn create_accounts_with(
         ),
         "ALTER USER root@localhost IDENTIFIED VIA unix_socket".to_owned(),
     ];
-    for sql in statements {
+    for sql in statements.into_iter().chain(
+        s.backup
+            .as_ref()
+            .map(backup_account_statements)
+            .unwrap_or_default(),
+    ) {
         bounded(operation, true, c.query_drop(sql)).await?;
     }
     let _ = c.disconnect().await;
     tracing::info!(admin = %a.user, replication = %r.user, "created the database accounts");
     Ok(())
+}
+
+/// The privileges the backup tools need, and no more: `mariadb-backup` (RELOAD for
+/// `BACKUP STAGE`, PROCESS, LOCK TABLES, BINLOG MONITOR for the binary log position, SLAVE
+/// MONITOR for `SHOW SLAVE STATUS` on a replica with `--slave-info`) and `mariadb-dump`
+/// (SELECT, which includes reading `mysql.*` for `--system=users`, SHOW VIEW, TRIGGER,
+/// EVENT, LOCK TABLES). Read-only: the account can change no data.
+pub const BACKUP_PRIVILEGES: &str = "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR, SELECT, SHOW VIEW, TRIGGER, EVENT";
+
+/// Create or update the backup account `'<user>'@'localhost'` (the tools log in over the
+/// socket only): its password and exactly [`BACKUP_PRIVILEGES`]. Without binary logging,
+/// like the other accounts: every node keeps its own and no GTID is spent (a replica
+/// writing its own GTID would hold an errant transaction).
+fn backup_account_statements(b: &Account) -> Vec<String> {
+    let user = format!("{}@'localhost'", quote(&b.user));
+    vec![
+        "SET SESSION sql_log_bin = 0".to_owned(),
+        format!(
+            "CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {}",
+            quote(&b.password)
+        ),
+        format!("ALTER USER {user} IDENTIFIED BY {}", quote(&b.password)),
+        format!("REVOKE ALL PRIVILEGES, GRANT OPTION FROM {user}"),
+        format!("GRANT {BACKUP_PRIVILEGES} ON *.* TO {user}"),
+    ]
+}
+
+/// Before a backup: the configured backup account exists with its password and privileges
+/// (created when the data directory was initialised; this also covers data from before the
+/// account was configured and a changed password). Through `c`, the admin's connection.
+pub async fn ensure_backup_account(s: &MariadbSettings, c: &mut Conn) -> Result<(), EngineError> {
+    let Some(b) = &s.backup else { return Ok(()) };
+    let operation = "create or update the backup account";
+    for sql in backup_account_statements(b) {
+        bounded(operation, true, c.query_drop(sql)).await?;
+    }
+    bounded(
+        operation,
+        false,
+        c.query_drop("SET SESSION sql_log_bin = 1"),
+    )
+    .await
+}
+
+/// Connect over `socket` as `account` (a scratch server's).
+pub async fn on_socket(
+    socket: &std::path::Path,
+    account: &Account,
+) -> Result<Conn, mysql_async::Error> {
+    let opts = base_opts(Some(account), "").socket(Some(socket.display().to_string()));
+    match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(opts)).await {
+        Ok(r) => r,
+        Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        ))),
+    }
 }
 
 fn mismatch(s: &MariadbSettings) -> EngineError {

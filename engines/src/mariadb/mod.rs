@@ -11,11 +11,15 @@ mod backup;
 mod clone;
 pub mod clone_auth;
 mod conn;
+pub mod dump;
 pub mod gtid;
 mod prepare;
 mod probe;
 mod replication;
+mod restore;
+mod scratch;
 mod settings;
+mod tools;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -25,8 +29,10 @@ use nix::sys::signal::Signal;
 
 pub use backup::{BackupStream, start as start_backup};
 pub use clone::STREAM_PATH as CLONE_STREAM_PATH;
+pub use conn::BACKUP_PRIVILEGES;
 pub use settings::{Account, Durability, Flavour, MariadbSettings, server_id_for};
 
+use crate::backups::{BackupSpec, CheckReport, Restore, RestoreSpec, StreamPlan, ToolStream};
 use crate::control::MainControl;
 use crate::engine::{Engine, EngineError, MainStart, Probe, StopMode};
 use crate::role_ops::{Member, Peer, Position, RemoteFence};
@@ -255,5 +261,27 @@ impl Engine for MariadbEngine {
         .await;
         let _ = c.disconnect().await;
         r
+    }
+
+    /// Physical: `base` (`mariadb-backup`); logical: `db-<name>` per database, then `users`
+    /// (see `dump.rs`).
+    async fn backup_streams(&self, spec: &BackupSpec) -> Result<Vec<StreamPlan>, EngineError> {
+        dump::plan(&self.settings, spec).await
+    }
+
+    async fn start_backup_stream(
+        &self,
+        spec: &BackupSpec,
+        plan: &StreamPlan,
+    ) -> Result<ToolStream, EngineError> {
+        dump::start(&self.settings, spec, plan).await
+    }
+
+    async fn begin_restore(&self, spec: &RestoreSpec) -> Result<Restore, EngineError> {
+        restore::begin(&self.settings, spec).await
+    }
+
+    async fn check_restored(&self, dir: &std::path::Path) -> Result<CheckReport, EngineError> {
+        scratch::check(&self.settings, dir).await
     }
 }

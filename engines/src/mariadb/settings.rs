@@ -78,6 +78,10 @@ pub struct MariadbSettings {
     pub admin: Account,
     /// Account replicas connect with.
     pub replication: Account,
+    /// Least-privilege account the backup tools (`mariadb-backup`, `mariadb-dump`) log in
+    /// with over the local socket (`'<user>'@'localhost'`); `None`: they use the admin
+    /// account.
+    pub backup: Option<Account>,
     /// SIGTERM to SIGKILL grace for the server.
     pub stop_timeout: Duration,
     /// The cluster name and this node's id: what a clone request's proof is bound to.
@@ -230,6 +234,10 @@ pub(crate) mod tests {
                 user: "repl".into(),
                 password: "marker-secret".into(),
             },
+            backup: Some(Account {
+                user: "backup".into(),
+                password: "marker-secret".into(),
+            }),
             stop_timeout: Duration::from_secs(30),
             cluster: "ns/p/c".into(),
             node_id: "n1".into(),
