@@ -32,4 +32,6 @@ pub(crate) struct RawCredentials {
     pub admin: Option<super::raw::RawAccount>,
     /// Replicas connect with it.
     pub replication: Option<super::raw::RawAccount>,
+    /// The backup tools log in with it (least privilege); optional.
+    pub backup: Option<super::raw::RawAccount>,
 }

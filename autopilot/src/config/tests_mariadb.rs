@@ -84,3 +84,48 @@ fn a_mariadb_section_needs_kind_mariadb() {
     let found = problems(text);
     assert_eq!(found[0].field, "engine.mariadb", "{found:#?}");
 }
+
+#[test]
+fn a_backup_account_is_optional_and_read_like_the_others() {
+    let c = parse(ENGINE).expect("valid");
+    let EngineConfig::Mariadb { mariadb: m, .. } = &c.engine else {
+        panic!("a mariadb engine: {:?}", c.engine);
+    };
+    assert!(m.backup.is_none(), "no backup account unless configured");
+    let text = format!("{ENGINE}      backup: {{user: backup, password_env: ADMIN_PW}}\n");
+    let c = parse(&text).expect("valid");
+    let EngineConfig::Mariadb { mariadb: m, .. } = &c.engine else {
+        panic!("a mariadb engine: {:?}", c.engine);
+    };
+    let b = m.backup.as_ref().expect("a backup account");
+    assert_eq!(b.user, "backup");
+    assert_eq!(b.password.expose(), "adm-MARKER");
+    assert!(!format!("{c:?}").contains("MARKER"));
+    assert!(!c.to_effective_yaml().contains("MARKER"));
+}
+
+#[test]
+fn a_backup_account_needs_a_user_of_its_own_and_no_inline_password() {
+    let text = format!("{ENGINE}      backup: {{user: repl, password: hunter2}}\n");
+    let found = problems(&text);
+    let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
+    assert!(
+        fields.contains(&"engine.mariadb.credentials.backup.password"),
+        "{found:#?}"
+    );
+    assert!(!format!("{found:?}").contains("hunter2"));
+    let text = format!("{ENGINE}      backup: {{user: autopilot, password_env: REPL_PW}}\n");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].field, "engine.mariadb.credentials.backup.user");
+    assert!(
+        found[0].message.contains("admin account's user"),
+        "{found:#?}"
+    );
+    let text = format!("{ENGINE}      backup: {{user: backup}}\n");
+    let found = problems(&text);
+    assert_eq!(
+        found[0].field, "engine.mariadb.credentials.backup",
+        "{found:#?}"
+    );
+}

@@ -24,6 +24,10 @@ pub struct MariadbConfig {
     pub admin: DbAccount,
     /// Replicas connect to the primary with it.
     pub replication: DbAccount,
+    /// The backup tools (`mariadb-backup`, `mariadb-dump`) log in with it over the local
+    /// socket; the engine creates it with only the privileges they need. `None`: they use
+    /// the admin account.
+    pub backup: Option<DbAccount>,
 }
 
 /// Commit durability of the MariaDB engine.
@@ -125,7 +129,7 @@ impl Validator<'_> {
             );
         }
         let os_user = os_user.unwrap_or_else(|| "mysql".to_owned());
-        let (admin, replication) = self.credentials(&at.key("credentials"), credentials);
+        let (admin, replication, backup) = self.credentials(&at.key("credentials"), credentials);
         Some(MariadbConfig {
             datadir: datadir?,
             durability: durability?,
@@ -133,6 +137,7 @@ impl Validator<'_> {
             os_user,
             admin: admin?,
             replication: replication?,
+            backup,
         })
     }
 
@@ -140,18 +145,39 @@ impl Validator<'_> {
         &mut self,
         at: &FieldPath,
         raw: Option<RawCredentials>,
-    ) -> (Option<DbAccount>, Option<DbAccount>) {
-        let Some(RawCredentials { admin, replication }) = raw else {
+    ) -> (Option<DbAccount>, Option<DbAccount>, Option<DbAccount>) {
+        let Some(RawCredentials {
+            admin,
+            replication,
+            backup,
+        }) = raw
+        else {
             self.problem(
                 at,
                 Target::Key,
                 "required; expected credentials: {admin: {user: U, password_file: F}, replication: {user: R, password_env: V}}",
             );
-            return (None, None);
+            return (None, None, None);
         };
-        (
-            self.db_account(&at.key("admin"), admin, 80, "autopilot"),
-            self.db_account(&at.key("replication"), replication, 80, "replicator"),
-        )
+        let admin = self.db_account(&at.key("admin"), admin, 80, "autopilot");
+        let replication = self.db_account(&at.key("replication"), replication, 80, "replicator");
+        let backup = backup.and_then(|b| self.db_account(&at.key("backup"), Some(b), 80, "backup"));
+        // The engine sets the backup account's password and privileges (few, read-only):
+        // shared with another account it would take that one's away.
+        if let Some(b) = &backup {
+            for (other, name) in [(&admin, "admin"), (&replication, "replication")] {
+                if other.as_ref().is_some_and(|o| o.user == b.user) {
+                    self.problem(
+                        &at.key("backup").key("user"),
+                        Target::Value,
+                        format!(
+                            "{:?} is also the {name} account's user; expected an account of its own, e.g. user: backup",
+                            b.user
+                        ),
+                    );
+                }
+            }
+        }
+        (admin, replication, backup)
     }
 }

@@ -112,6 +112,7 @@ fn mariadb_settings(config: &Config, m: &MariadbConfig, port: u16) -> MariadbSet
         },
         admin: account(&m.admin),
         replication: account(&m.replication),
+        backup: m.backup.as_ref().map(account),
         stop_timeout: config.process.stop_timeout,
         cluster: config
             .cluster
