@@ -110,6 +110,29 @@ enum BackupCommand {
         #[arg(long = "to", value_name = "FILE")]
         to: PathBuf,
     },
+    /// Restore a backup (with the incrementals it builds on, full first) from a repository
+    /// into a new data directory, through the engine's own tools: a directory the database
+    /// starts on. Never writes into a non-empty directory; a failed restore leaves the
+    /// directory as it was.
+    Restore {
+        /// The backup id.
+        id: String,
+        #[command(flatten)]
+        on: BackupSource,
+        /// A file of age identities (`AGE-SECRET-KEY-1…`).
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        /// The data directory to create (must not exist, or be empty).
+        #[arg(long, value_name = "DIR")]
+        target_dir: PathBuf,
+    },
+    /// Print the exact shell commands that restore a backup by hand, without Autopilot.
+    Instructions {
+        /// The backup id.
+        id: String,
+        #[command(flatten)]
+        on: BackupSource,
+    },
 }
 
 /// Where `backup` commands read.
@@ -192,6 +215,22 @@ pub fn main() -> i32 {
             stream.as_deref(),
             &to,
         ),
+        Command::Backup(BackupCommand::Restore {
+            id,
+            on,
+            identity,
+            target_dir,
+        }) => backup::restore(
+            &on.config,
+            on.repo.as_deref(),
+            &id,
+            &identity,
+            &target_dir,
+            on.output,
+        ),
+        Command::Backup(BackupCommand::Instructions { id, on }) => {
+            backup::instructions(&on.config, on.repo.as_deref(), &id, on.output)
+        }
         Command::Run { config } => match load(&config) {
             Ok(config) => run(config),
             Err(code) => code,

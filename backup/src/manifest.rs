@@ -66,6 +66,10 @@ pub struct Manifest {
     /// The engine position the data is consistent at, as text: `LSN 0/3000028 timeline 1` for
     /// PostgreSQL, a GTID set for MariaDB. PITR replays the archive from here.
     pub position: Option<String>,
+    /// The engine LSN an incremental taken after this backup starts from (MariaDB's InnoDB
+    /// `to_lsn`); only meaningful on the node that took it, whose data files it describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_lsn: Option<String>,
     /// The databases included; empty means all of them.
     pub databases: Vec<String>,
     /// The streams, in the order restore consumes them.
@@ -215,6 +219,7 @@ pub(crate) mod tests {
             started_at: "2026-12-03T15:30:00Z".into(),
             finished_at: Some("2026-12-03T15:31:00Z".into()),
             position: Some("LSN 0/3000028 timeline 1".into()),
+            incremental_lsn: None,
             databases: vec![],
             streams: vec![StreamEntry {
                 name: "base".into(),

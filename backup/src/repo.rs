@@ -35,7 +35,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-pub use id::{BackupId, InvalidBackupId, compact_utc};
+pub use id::{BackupId, InvalidBackupId, compact_utc, rfc3339};
 
 use crate::manifest::{Manifest, ManifestError};
 
@@ -146,6 +146,9 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     /// Every object name of this repository starts with this (possibly empty) prefix.
     prefix: Path,
+    /// Where it is, for people and for manual instructions: a directory path, or
+    /// `s3://bucket/prefix` (empty for a store given to [`Self::new`]).
+    hint: String,
 }
 
 impl Repository {
@@ -164,6 +167,7 @@ impl Repository {
             name,
             store,
             prefix,
+            hint: String::new(),
         })
     }
 
@@ -181,7 +185,9 @@ impl Repository {
             })?
             // A failed multipart write leaves no partial file behind.
             .with_automatic_cleanup(true);
-        Self::new(name, Arc::new(store), "")
+        let mut repo = Self::new(name, Arc::new(store), "")?;
+        repo.hint = dir.display().to_string();
+        Ok(repo)
     }
 
     /// A repository in an S3-compatible bucket.
@@ -208,7 +214,16 @@ impl Repository {
             repo: name.clone(),
             source,
         })?;
-        Self::new(name, Arc::new(store), &config.prefix)
+        let mut repo = Self::new(name, Arc::new(store), &config.prefix)?;
+        repo.hint = format!("s3://{}/{}", config.bucket, config.prefix.trim_matches('/'))
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(repo)
+    }
+
+    /// Where the repository is: a directory path, or `s3://bucket/prefix`.
+    pub fn location_hint(&self) -> String {
+        self.hint.clone()
     }
 
     /// The repository's configured name.

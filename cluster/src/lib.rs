@@ -5,8 +5,11 @@
 //! - `snapshot` (feature `store`): one consistent read of a cluster's keys, every document
 //!   decoded once.
 //! - [`secret`]: secrets and TLS material that never show in logs or errors.
+//! - [`signature`]: the `Autopilot-Signature` header of webhook deliveries (the coordinator's
+//!   and the agents' backup notifications).
 
 pub mod secret;
+pub mod signature;
 #[cfg(feature = "store")]
 pub mod snapshot;
 #[cfg(feature = "store")]

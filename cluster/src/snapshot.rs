@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use crate::error_chain;
 use crate::store::{Entry, Revision};
 use crate::wire::{
-    self, ClusterKey, ClusterKeys, Document, HistoryDoc, InitializedDoc, LockDoc, MaintenanceDoc,
-    MemberDoc, NodeDoc, PrimaryDoc, RequestDoc, SwitchoverDoc,
+    self, BackupRequestDoc, ClusterKey, ClusterKeys, Document, HistoryDoc, InitializedDoc, LockDoc,
+    MaintenanceDoc, MemberDoc, NodeDoc, PrimaryDoc, RequestDoc, SwitchoverDoc,
 };
 
 /// A key as observed: absent, present with a document, or present but unreadable (e.g.
@@ -74,6 +74,8 @@ pub struct ClusterSnapshot {
     pub members: BTreeMap<String, Observed<MemberDoc>>,
     /// Every `requests/<node>` key, by node id, with its modification revision.
     pub requests: BTreeMap<String, (Observed<RequestDoc>, Revision)>,
+    /// Every `backup/requests/<id>` key, by request id, with its modification revision.
+    pub backup_requests: BTreeMap<String, (Observed<BackupRequestDoc>, Revision)>,
 }
 
 impl ClusterSnapshot {
@@ -90,6 +92,7 @@ impl ClusterSnapshot {
             history: Observed::Absent,
             history_revision: 0,
             requests: BTreeMap::new(),
+            backup_requests: BTreeMap::new(),
             members: BTreeMap::new(),
         };
         for e in entries {
@@ -111,6 +114,10 @@ impl ClusterSnapshot {
                 }
                 Some(ClusterKey::Request(id)) => {
                     s.requests
+                        .insert(id, (Observed::decode(&e.value), e.mod_revision));
+                }
+                Some(ClusterKey::BackupRequest(id)) => {
+                    s.backup_requests
                         .insert(id, (Observed::decode(&e.value), e.mod_revision));
                 }
                 _ => {}

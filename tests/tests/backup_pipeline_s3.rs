@@ -125,6 +125,7 @@ fn manifest_for(
         started_at: now.clone(),
         finished_at: Some(now),
         position: Some("LSN 0/3000028 timeline 1".into()),
+        incremental_lsn: None,
         databases: vec![],
         streams: vec![StreamEntry {
             name: loc.stream.clone(),

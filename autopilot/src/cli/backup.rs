@@ -11,7 +11,7 @@ use backup::repo::{BackupId, ClusterId, Repository, StreamLocation};
 use serde_json::json;
 
 use super::Output;
-use crate::config::{self, BackupConfig, Config, RepositoryLocation};
+use crate::config::{self, BackupConfig, Config};
 use crate::node::exit_code;
 
 /// What to show.
@@ -122,21 +122,7 @@ fn repository(b: &BackupConfig, name: &str) -> Result<Repository, Failure> {
             format!("no repository {name:?} in the configuration; expected one of {names:?}"),
         ));
     };
-    let repo = match &r.location {
-        RepositoryLocation::Path(p) => Repository::local(&r.name, p),
-        RepositoryLocation::S3(s) => Repository::s3(
-            &r.name,
-            &backup::repo::S3Config {
-                bucket: s.bucket.clone(),
-                prefix: s.prefix.clone(),
-                endpoint: s.endpoint.clone(),
-                region: s.region.clone(),
-                path_style: s.path_style,
-                access_key_id: s.access_key_id.expose().to_owned(),
-                secret_access_key: s.secret_access_key.expose().to_owned(),
-            },
-        ),
-    };
+    let repo = r.open();
     repo.map_err(|e| (exit_code::UNAVAILABLE, e.to_string()))
 }
 
@@ -442,5 +428,137 @@ pub fn get(
                 Err((DATA_ERROR, format!("{id}: {}", handlers::error_chain(&e))))
             }
         }
+    })())
+}
+
+/// `backup restore`.
+pub fn restore(
+    config: &Path,
+    repo: Option<&str>,
+    id: &str,
+    identity: &Path,
+    target: &Path,
+    output: Output,
+) -> i32 {
+    finish((|| {
+        let cfg = config::load(config)
+            .map_err(|e| (exit_code::USAGE, handlers::error_chain(&e).to_string()))?;
+        let (repo, cluster) = open(config, repo)?;
+        let ids = identities(identity)?;
+        let bid = BackupId::parse(id).map_err(|e| (exit_code::USAGE, e.to_string()))?;
+        let (control, _requests) = engines::MainControl::channel();
+        let engine = crate::node::build_engine(&cfg, control);
+        let rt = runtime()?;
+        let bar = progress_bar(output);
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let r = rt.block_on(async {
+            let ticker = bar.clone().map(|b| {
+                let p = progress.clone();
+                tokio::spawn(async move {
+                    loop {
+                        b.set_position(p.load(std::sync::atomic::Ordering::Relaxed));
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                })
+            });
+            let r = crate::node::backup::restore::restore(
+                &engine,
+                &repo,
+                &cluster,
+                &bid,
+                &ids,
+                target,
+                |backup, stream, bytes| {
+                    if let Some(b) = &bar {
+                        b.set_length(bytes);
+                        b.set_position(0);
+                        b.set_message(format!("{backup} {stream}"));
+                    }
+                },
+                &progress,
+            )
+            .await;
+            if let Some(t) = ticker {
+                t.abort();
+            }
+            r
+        });
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        match r {
+            Ok(done) => {
+                match output {
+                    Output::Json => println!(
+                        "{}",
+                        json!({
+                            "backup_id": id,
+                            "repository": repo.name(),
+                            "target_dir": target.display().to_string(),
+                            "chain": done.chain,
+                            "plain_bytes": done.bytes,
+                            "seconds": done.elapsed.as_secs_f64(),
+                            "position": done.position,
+                        })
+                    ),
+                    Output::Text => println!(
+                        "{}: restored {} from {} ({} backup{}: {}), {} bytes in {:.1} s{}",
+                        target.display(),
+                        id,
+                        repo.name(),
+                        done.chain.len(),
+                        if done.chain.len() == 1 { "" } else { "s" },
+                        done.chain.join(" + "),
+                        done.bytes,
+                        done.elapsed.as_secs_f64(),
+                        done.position
+                            .map(|p| format!("; consistent at {p}"))
+                            .unwrap_or_default()
+                    ),
+                }
+                Ok(0)
+            }
+            Err(e) => Err((DATA_ERROR, format!("restore {id}: {e}"))),
+        }
+    })())
+}
+
+/// A progress bar on a terminal (stderr), none in a pipe or with `-o json`.
+fn progress_bar(output: Output) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal as _;
+    if output == Output::Json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Some(bar)
+}
+
+/// `backup instructions`.
+pub fn instructions(config: &Path, repo: Option<&str>, id: &str, output: Output) -> i32 {
+    finish((|| {
+        let (repo, cluster) = open(config, repo)?;
+        let rt = runtime()?;
+        let bid = BackupId::parse(id).map_err(|e| (exit_code::USAGE, e.to_string()))?;
+        let chain = rt
+            .block_on(crate::node::backup::restore::chain(&repo, &cluster, &bid))
+            .map_err(|e| (NOT_FOUND, e))?;
+        let Some(last) = chain.last() else {
+            return Err((NOT_FOUND, format!("{id}: no manifest")));
+        };
+        let text = backup::instructions::manual(&backup::instructions::Input::from_manifest(
+            last,
+            &chain,
+            &repo.location_hint(),
+        ));
+        match output {
+            Output::Json => println!("{}", json!({ "backup_id": id, "instructions": text })),
+            Output::Text => print!("{text}"),
+        }
+        Ok(0)
     })())
 }

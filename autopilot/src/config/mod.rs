@@ -57,6 +57,6 @@ pub use model::*;
 pub use postgres::{PgDurability, PostgresConfig};
 pub use validate_backup::{
     BackupConfig, BackupJobConfig, NotifyConfig, RepositoryConfig, RepositoryLocation, RunOn,
-    S3Config,
+    S3Config, VerificationConfig,
 };
 pub use validate_mariadb::{MariadbConfig, MariadbDurability};

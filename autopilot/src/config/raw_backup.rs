@@ -18,6 +18,26 @@ pub(crate) struct RawBackup {
     pub compression: Option<RawCompression>,
     /// Scheduled backups.
     pub jobs: Vec<RawBackupJob>,
+    /// Scheduled verification and test restores.
+    pub verification: Option<RawVerification>,
+}
+
+/// `backup.verification`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawVerification {
+    /// Cron, as a job's; required.
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule; default `UTC`.
+    pub time_zone: Option<String>,
+    /// An age private key file (`AGE-SECRET-KEY-1…`): with it the newest backup is also
+    /// restored into a scratch server and checked; without it, only its objects are re-read
+    /// and re-hashed.
+    pub identity: Option<RawSecretRef>,
+    /// `replica` (default), `primary` or `any`.
+    pub run_on: Option<String>,
+    /// Where scratch restores go; default `<node.state_dir>/backup-scratch`.
+    pub scratch_dir: Option<String>,
 }
 
 /// One entry of `backup.repositories`.

@@ -384,6 +384,18 @@ impl Out {
         self.line(1, "compression:");
         self.raw(2, "level", &b.compression_level.to_string());
         self.raw(2, "threads", &b.compression_threads.to_string());
+        if let Some(v) = &b.verification {
+            self.line(1, "verification:");
+            self.kv(2, "schedule", &v.schedule);
+            self.kv(2, "time_zone", &v.time_zone);
+            self.kv(2, "run_on", v.run_on.as_str());
+            self.kv(2, "scratch_dir", &v.scratch_dir.to_string_lossy());
+            if let Some(s) = &v.identity {
+                let (kind, from) = origin_parts(s);
+                self.line(2, "identity:");
+                self.secret(3, kind, from, s);
+            }
+        }
         if b.jobs.is_empty() {
             self.line(1, "jobs: []");
             return;

@@ -12,6 +12,7 @@ use super::locate::{FieldPath, Target};
 use super::model::HandlerConfig;
 use super::raw_backup::{
     RawBackup, RawBackupJob, RawNotify, RawRepository, RawRetention, RawS3, RawSecretRef,
+    RawVerification,
 };
 use super::validate::{Validator, root};
 use super::validate_handlers::EngineKind;
@@ -32,6 +33,24 @@ pub struct BackupConfig {
     pub compression_threads: u32,
     /// Scheduled backups.
     pub jobs: Vec<BackupJobConfig>,
+    /// Scheduled verification and test restores.
+    pub verification: Option<VerificationConfig>,
+}
+
+/// `backup.verification`: re-read and re-hash the newest backup on a schedule, and with a
+/// key also restore it into a scratch server and run the engine's checks.
+#[derive(Clone, Debug)]
+pub struct VerificationConfig {
+    /// Cron.
+    pub schedule: String,
+    /// IANA time zone of the schedule.
+    pub time_zone: String,
+    /// The age identity that opens the backups (enables test restores).
+    pub identity: Option<Secret>,
+    /// Where it runs.
+    pub run_on: RunOn,
+    /// Where scratch restores go.
+    pub scratch_dir: PathBuf,
 }
 
 /// One repository.
@@ -73,6 +92,28 @@ pub struct S3Config {
 
 /// Where a job runs.
 pub use backup::placement::RunOn;
+
+impl RepositoryConfig {
+    /// The repository this configures (the S3 client is built, nothing is contacted).
+    pub fn open(&self) -> Result<backup::repo::Repository, backup::repo::RepoError> {
+        use backup::repo::Repository;
+        match &self.location {
+            RepositoryLocation::Path(p) => Repository::local(&self.name, p),
+            RepositoryLocation::S3(s) => Repository::s3(
+                &self.name,
+                &backup::repo::S3Config {
+                    bucket: s.bucket.clone(),
+                    prefix: s.prefix.clone(),
+                    endpoint: s.endpoint.clone(),
+                    region: s.region.clone(),
+                    path_style: s.path_style,
+                    access_key_id: s.access_key_id.expose().to_owned(),
+                    secret_access_key: s.secret_access_key.expose().to_owned(),
+                },
+            ),
+        }
+    }
+}
 
 /// Physical or logical.
 pub use backup::catalog::{Kind as BackupKind, Method as BackupMethod};
@@ -144,6 +185,7 @@ impl Validator<'_> {
             encryption,
             compression,
             jobs,
+            verification,
         } = raw;
         if !matches!(engine, EngineKind::Mariadb | EngineKind::Postgres) {
             self.problem(
@@ -236,6 +278,8 @@ impl Validator<'_> {
                 }
             }
         }
+        let verification =
+            verification.and_then(|v| self.verification(&at.key("verification"), v, state_dir));
         BackupConfig {
             catalog,
             repositories: repos,
@@ -243,6 +287,87 @@ impl Validator<'_> {
             compression_level: level,
             compression_threads: threads,
             jobs: out_jobs,
+            verification,
+        }
+    }
+
+    fn verification(
+        &mut self,
+        at: &FieldPath,
+        raw: RawVerification,
+        state_dir: &std::path::Path,
+    ) -> Option<VerificationConfig> {
+        let RawVerification {
+            schedule,
+            time_zone,
+            identity,
+            run_on,
+            scratch_dir,
+        } = raw;
+        let time_zone = time_zone.unwrap_or_else(|| "UTC".to_owned());
+        let schedule = self.schedule(at, schedule, &time_zone);
+        let run_on = self.run_on(at, run_on.as_deref());
+        let identity = identity.and_then(|r| self.secret_ref(&at.key("identity"), r));
+        let scratch_dir = match scratch_dir {
+            Some(d) if d.is_empty() => {
+                self.problem(
+                    &at.key("scratch_dir"),
+                    Target::Value,
+                    "is empty; expected a directory",
+                );
+                state_dir.join("backup-scratch")
+            }
+            Some(d) => self.resolve(&d),
+            None => state_dir.join("backup-scratch"),
+        };
+        Some(VerificationConfig {
+            schedule: schedule?,
+            time_zone,
+            identity,
+            run_on,
+            scratch_dir,
+        })
+    }
+
+    /// A cron schedule in `time_zone`, with the problem on the field that is wrong.
+    fn schedule(
+        &mut self,
+        at: &FieldPath,
+        schedule: Option<String>,
+        time_zone: &str,
+    ) -> Option<String> {
+        match schedule {
+            None => {
+                self.problem(at, Target::Key, "has no schedule; expected schedule: \"0 3 * * *\" (cron: minute hour day month weekday)");
+                None
+            }
+            Some(s) => match backup::schedule::Schedule::parse(&s, time_zone) {
+                Ok(_) => Some(s),
+                Err(e @ backup::schedule::ScheduleError::Cron { .. }) => {
+                    self.problem(&at.key("schedule"), Target::Value, e.to_string());
+                    None
+                }
+                Err(e @ backup::schedule::ScheduleError::TimeZone(_)) => {
+                    self.problem(&at.key("time_zone"), Target::Value, e.to_string());
+                    None
+                }
+            },
+        }
+    }
+
+    fn run_on(&mut self, at: &FieldPath, run_on: Option<&str>) -> RunOn {
+        match run_on {
+            None | Some("replica") => RunOn::Replica,
+            Some("primary") => RunOn::Primary,
+            Some("any") => RunOn::Any,
+            Some(r) => {
+                self.problem(
+                    &at.key("run_on"),
+                    Target::Value,
+                    format!("{r:?} is not a placement; expected replica, primary or any"),
+                );
+                RunOn::Replica
+            }
         }
     }
 
@@ -505,23 +630,7 @@ impl Validator<'_> {
                 .map(|()| n),
         };
         let time_zone = time_zone.unwrap_or_else(|| "UTC".to_owned());
-        let schedule = match schedule {
-            None => {
-                self.problem(at, Target::Key, "has no schedule; expected schedule: \"0 3 * * *\" (cron: minute hour day month weekday)");
-                None
-            }
-            Some(s) => match backup::schedule::Schedule::parse(&s, &time_zone) {
-                Ok(_) => Some(s),
-                Err(e @ backup::schedule::ScheduleError::Cron { .. }) => {
-                    self.problem(&at.key("schedule"), Target::Value, e.to_string());
-                    None
-                }
-                Err(e @ backup::schedule::ScheduleError::TimeZone(_)) => {
-                    self.problem(&at.key("time_zone"), Target::Value, e.to_string());
-                    None
-                }
-            },
-        };
+        let schedule = self.schedule(at, schedule, &time_zone);
         let (keep_last, keep_within) = self.retention(&at.key("retention"), at, retention);
         let destinations = match destinations {
             None => repositories.to_vec(),
@@ -581,19 +690,7 @@ impl Validator<'_> {
                 BackupKind::Full
             }
         };
-        let run_on = match run_on.as_deref() {
-            None | Some("replica") => RunOn::Replica,
-            Some("primary") => RunOn::Primary,
-            Some("any") => RunOn::Any,
-            Some(r) => {
-                self.problem(
-                    &at.key("run_on"),
-                    Target::Value,
-                    format!("{r:?} is not a placement; expected replica, primary or any"),
-                );
-                RunOn::Replica
-            }
-        };
+        let run_on = self.run_on(at, run_on.as_deref());
         let databases = databases.unwrap_or_default();
         for (i, d) in databases.iter().enumerate() {
             if d.is_empty() || d.len() > 63 || d.contains(['/', '\0', '`', '"']) {
@@ -740,4 +837,3 @@ fn s3_endpoint(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -5,9 +5,11 @@
 //!  ├─ Telemetry        /metrics, /health      ← watch<NodeStatus> from Health
 //!  ├─ Health           NodeStatus             ← HealthMsg from Supervisor, Process port, health handler
 //!  ├─ Process          the main process       ← ProcessMsg::{Stop, Forward, Escalate}; → ProcessEvent port
-//!  └─ Handler × N      preStart, health, onChange, preStop, postStop, job:<name>
+//!  ├─ Handler × N      preStart, health, onChange, preStop, postStop, job:<name>
+//!  └─ Backup           backup jobs, verification, retention (node/backup)  ← AgentView from Role
 //! ```
 
+pub(crate) mod backup;
 mod clone;
 pub(crate) mod env;
 mod health;

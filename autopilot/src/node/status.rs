@@ -24,6 +24,9 @@ pub struct AgentView {
     pub node: Option<NodeDoc>,
     /// The latest read of the cluster.
     pub snapshot: Option<std::sync::Arc<ClusterSnapshot>>,
+    /// The lease the node key is bound to, while the session holds one (the backup agent
+    /// binds its slot locks to it).
+    pub lease: Option<cluster::store::LeaseId>,
 }
 
 /// The routes' state.

@@ -21,7 +21,7 @@ pub mod config;
 pub mod deliver;
 pub mod filter;
 pub mod queue;
-pub mod signature;
+pub use cluster::signature;
 pub mod watch;
 
 pub use config::Webhook;

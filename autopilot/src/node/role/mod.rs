@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use documents::Identity;
+pub(crate) use events::EventWriter;
 pub use spawn::{RoleHandlers, role_args};
 
 use crate::node::session::{ClusterEvent, EventSink, SessionArgs, SessionHandle};
@@ -393,10 +394,12 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
 fn note_lease(st: &mut RoleActorState, event: &ClusterEvent) {
     let margin = Duration::from_millis(st.args.params.fence_after());
     match event {
-        ClusterEvent::Leased { .. } => {
+        ClusterEvent::Leased { lease } => {
             // Just granted: alive for the margin from about now.
             let until = Instant::now() + margin;
             st.args.publish.send_modify(|p| p.lease_until = Some(until));
+            let lease = *lease;
+            st.args.view.send_modify(|v| v.lease = Some(lease));
         }
         ClusterEvent::KeepAlive { ok: true, at, .. } => {
             let until = *at + margin;
@@ -407,6 +410,7 @@ fn note_lease(st: &mut RoleActorState, event: &ClusterEvent) {
         // The session reports the loss of the lease it holds, before it grants another.
         ClusterEvent::LeaseLost { .. } => {
             st.args.publish.send_modify(|p| p.lease_until = None);
+            st.args.view.send_modify(|v| v.lease = None);
         }
         _ => {}
     }

@@ -44,6 +44,9 @@ pub enum ClusterEvent {
     Initialized(Observed<InitializedDoc>),
     /// A `switchover` request was written, or deleted (`Absent`: done or withdrawn).
     SwitchoverRequested(Observed<SwitchoverDoc>),
+    /// A node request (`requests/<node>`) or a backup request (`backup/requests/<id>`) was
+    /// written or deleted: worth a fresh read.
+    RequestChanged,
     /// The `lock` key was written or deleted.
     LockChanged(Observed<LockDoc>),
     /// Result of one lease renewal. On `ok: false` a primary must plan to fence itself
@@ -97,6 +100,7 @@ impl ClusterEvent {
             ClusterKey::Initialized => Self::Initialized(obs(value)),
             ClusterKey::Switchover => Self::SwitchoverRequested(obs(value)),
             ClusterKey::Lock => Self::LockChanged(obs(value)),
+            ClusterKey::Request(_) | ClusterKey::BackupRequest(_) => Self::RequestChanged,
             _ => return None,
         })
     }

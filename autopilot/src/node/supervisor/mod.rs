@@ -594,6 +594,7 @@ async fn start_role(
     let Some(process) = state.process.clone() else {
         return Ok(());
     };
+    let backup_view = view.subscribe();
     let handlers = RoleHandlers {
         process,
         on_change: state.handlers.on_change.clone(),
@@ -612,6 +613,17 @@ async fn start_role(
         args.begin_without_database = held;
         let (role, _) = Actor::spawn_linked(None, RoleActor, args, myself.get_cell()).await?;
         state.role = Some(role);
+        // The backup agent reads what the role actor publishes (cluster, lease). Not linked:
+        // a failure of the backup agent must never stop the database node.
+        match super::backup::backup_args(&state.config, state.engine.clone(), backup_view).await {
+            Ok(Some(args)) => {
+                if let Err(e) = Actor::spawn(None, super::backup::BackupActor, args).await {
+                    warn!(cause = %e, "the backup agent cannot start; no backups run on this node");
+                }
+            }
+            Ok(None) => {}
+            Err(why) => warn!("the backup agent cannot start: {why}; no backups run on this node"),
+        }
     }
     Ok(())
 }
