@@ -33,6 +33,8 @@ pub(crate) struct RawPostgres {
     pub superuser: Option<RawAccount>,
     /// The replication role; required.
     pub replication: Option<RawAccount>,
+    /// The least-privilege role backups run as; optional.
+    pub backup: Option<RawAccount>,
     /// `max_slot_wal_keep_size`; default [`DEFAULT_MAX_SLOT_WAL_KEEP_SIZE`].
     pub max_slot_wal_keep_size: Option<RawParam>,
     /// Extra server settings (`-c name=value`).
@@ -95,6 +97,10 @@ pub struct PostgresConfig {
     pub superuser: DbAccount,
     /// The role replicas stream and clone with; created by the primary's agent.
     pub replication: DbAccount,
+    /// The least-privilege role the backup tools log in as (`pg_basebackup`, `pg_dump`,
+    /// `pg_dumpall --globals-only`), created and kept by the primary's agent; `None`:
+    /// backups run as the superuser.
+    pub backup: Option<DbAccount>,
     /// The most WAL a replica's slot may hold back on the primary (`4GB`, or `-1`: no limit).
     pub max_slot_wal_keep_size: String,
     /// Extra server settings, in name order.
@@ -160,6 +166,7 @@ impl Validator<'_> {
             durability,
             superuser,
             replication,
+            backup,
             max_slot_wal_keep_size,
             parameters,
         } = raw;
@@ -219,6 +226,23 @@ impl Validator<'_> {
         };
         let superuser = self.db_account(&at.key("superuser"), superuser, 63, "postgres");
         let replication = self.db_account(&at.key("replication"), replication, 63, "replicator");
+        let backup = backup.and_then(|b| self.db_account(&at.key("backup"), Some(b), 63, "backup"));
+        if let Some(b) = &backup {
+            // The backup role gets its own privileges and login rules (pg_hba): sharing a
+            // name would change what the superuser or the replicas may do.
+            for (other, name) in [(&superuser, "superuser"), (&replication, "replication")] {
+                if other.as_ref().is_some_and(|o| o.user == b.user) {
+                    self.problem(
+                        &at.key("backup").key("user"),
+                        Target::Value,
+                        format!(
+                            "{:?} is also the {name} user; expected a role of its own, e.g. user: backup",
+                            b.user
+                        ),
+                    );
+                }
+            }
+        }
         let mut params = Vec::new();
         for (name, RawParam(value)) in parameters {
             if RESERVED.contains(&name.as_str()) {
@@ -247,6 +271,7 @@ impl Validator<'_> {
             durability,
             superuser: superuser?,
             replication: replication?,
+            backup,
             max_slot_wal_keep_size,
             parameters: params,
         })

@@ -230,3 +230,49 @@ fn pathdiff(to: &std::path::Path, from: &std::path::Path) -> std::path::PathBuf 
     }
     p.join(to.strip_prefix("/").expect("absolute"))
 }
+
+#[test]
+fn the_backup_role_is_optional_and_validated_like_the_others() {
+    let c = ok(PG);
+    assert!(
+        postgres(&c).backup.is_none(),
+        "no backup role unless configured"
+    );
+    let with = PG.replace(
+        "    parameters:",
+        "    backup: { user: backup, password_env: SET_VAR }\n    parameters:",
+    );
+    let c = ok(&with);
+    let b = postgres(&c).backup.as_ref().expect("a backup role");
+    assert_eq!(b.user, "backup");
+    let text = |p: &[super::Problem]| {
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for (to, want) in [
+        (
+            "{ user: backup, password: hunter2 }",
+            "engine.postgres.backup.password: inline passwords are not allowed",
+        ),
+        (
+            "{ user: backup }",
+            "engine.postgres.backup: has no password; expected password_file: PATH or password_env: VAR",
+        ),
+        (
+            "{ user: replicator, password_env: SET_VAR }",
+            "engine.postgres.backup.user: \"replicator\" is also the replication user; expected a role of its own",
+        ),
+        (
+            "{ user: postgres, password_env: SET_VAR }",
+            "engine.postgres.backup.user: \"postgres\" is also the superuser user; expected a role of its own",
+        ),
+    ] {
+        let t = text(&problems(
+            &with.replace("{ user: backup, password_env: SET_VAR }", to),
+        ));
+        assert!(t.contains(want), "{to}: {t}");
+        assert!(!t.contains("hunter2"), "{t}");
+    }
+}

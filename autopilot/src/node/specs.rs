@@ -153,6 +153,7 @@ fn postgres_settings(
         port,
         superuser: creds(&pg.superuser),
         replication: creds(&pg.replication),
+        backup: pg.backup.as_ref().map(creds),
         durability: match pg.durability {
             PgDurability::Async => PostgresDurability::Async,
             PgDurability::Sync => PostgresDurability::Sync,

@@ -270,21 +270,37 @@ async fn record_settings(s: &PostgresSettings) -> Result<(), EngineError> {
 }
 
 /// The engine's `pg_hba.conf`: password (SCRAM) logins for everyone over TCP, replication
-/// for the replication role only, peer authentication on the (unused) Unix socket.
+/// for the replication role only, peer authentication on the (unused) Unix socket. The
+/// backup role, when configured, logs in only from this host (`samehost`: the agent runs
+/// the backup tools next to the server), for dumps and for `pg_basebackup`.
 pub fn write_hba(s: &PostgresSettings) -> Result<(), String> {
+    write_file(s, &s.data_dir.join("pg_hba.conf"), &hba(s), 0o600)
+}
+
+/// The text of [`write_hba`].
+pub fn hba(s: &PostgresSettings) -> String {
     let repl = &s.replication.user;
     let su = &s.superuser.user;
-    let content = format!(
-        "# Written by autopilot; replaced on every initialisation.\n\
+    let backup = match &s.backup {
+        Some(b) if &b.user != su => format!(
+            "host replication \"{u}\" samehost scram-sha-256\n\
+             host all \"{u}\" samehost scram-sha-256\n\
+             host all \"{u}\" all reject\n",
+            u = b.user
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "# Written by autopilot; replaced on every initialisation and start.\n\
          local all all peer\n\
+         {backup}\
          host replication \"{repl}\" 0.0.0.0/0 scram-sha-256\n\
          host replication \"{repl}\" ::/0 scram-sha-256\n\
          host replication \"{su}\" 0.0.0.0/0 scram-sha-256\n\
          host replication \"{su}\" ::/0 scram-sha-256\n\
          host all all 0.0.0.0/0 scram-sha-256\n\
          host all all ::/0 scram-sha-256\n"
-    );
-    write_file(s, &s.data_dir.join("pg_hba.conf"), &content, 0o600)
+    )
 }
 
 /// Path of `standby.signal`.

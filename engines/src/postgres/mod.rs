@@ -16,17 +16,25 @@
 //! - **Replicas**: the primary's agent keeps the replication role, one slot per member and
 //!   `synchronous_standby_names` (`durability: sync`) in step with the cluster.
 //!
+//! - **Backups** (`dump`, `restore`, `scratch`): `pg_basebackup` or `pg_dumpall` +
+//!   `pg_dump` streams as a least-privilege backup role; restores into a new directory and
+//!   a scratch server that checks them with `pg_amcheck`.
+//!
 //! This file holds the engine, its connections and the [`Engine`] impl; the role operations
 //! (promote, follow, fence, catch up, clone, replicas) are in `replication.rs`.
 
 mod controldata;
 mod datadir;
+pub mod dump;
 mod fence;
 mod probe;
 mod replicas;
 mod replication;
+mod restore;
+mod scratch;
 pub mod settings;
 pub mod sql;
+mod tarscan;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +50,7 @@ pub use settings::{
 };
 
 use crate::MainControl;
+use crate::backups::{BackupSpec, CheckReport, Restore, RestoreSpec, StreamPlan, ToolStream};
 use crate::engine::{
     Engine, EngineError, MainStart, Probe, Receiver, Replication, ServerStatus, StopMode,
 };
@@ -280,6 +289,9 @@ impl PostgresEngine {
             self.fresh.store(true, Ordering::SeqCst);
         }
         datadir::ensure_dir(s).map_err(err)?;
+        // The engine's own file, rewritten on every start: the roles it names (backup,
+        // replication) follow the configuration without a new clone.
+        datadir::write_hba(s).map_err(err)?;
         for path in datadir::set_aside_forked_history(s).await? {
             warn!(history = %path.display(), "a timeline history in pg_wal forks off before this server's last checkpoint (it would refuse to start); set aside as .forked, following the primary will rewind");
         }
@@ -473,5 +485,28 @@ impl Engine for PostgresEngine {
 
     async fn unfence(&self) -> Result<(), EngineError> {
         self.unfence_local().await
+    }
+
+    /// Physical: `base`; logical: `globals` and `db-<name>` for each database (see [`dump`]).
+    async fn backup_streams(&self, spec: &BackupSpec) -> Result<Vec<StreamPlan>, EngineError> {
+        self.plan_backup(spec).await
+    }
+
+    async fn start_backup_stream(
+        &self,
+        spec: &BackupSpec,
+        plan: &StreamPlan,
+    ) -> Result<ToolStream, EngineError> {
+        self.start_stream(spec, plan).await
+    }
+
+    /// Needs no running server: the engine's settings only give the tools, the OS user and
+    /// (logical) the superuser of the new cluster.
+    async fn begin_restore(&self, spec: &RestoreSpec) -> Result<Restore, EngineError> {
+        restore::begin(&self.settings, spec).await
+    }
+
+    async fn check_restored(&self, dir: &std::path::Path) -> Result<CheckReport, EngineError> {
+        restore::check(&self.settings, dir).await
     }
 }

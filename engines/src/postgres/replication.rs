@@ -188,7 +188,7 @@ impl PostgresEngine {
         if st.in_recovery {
             return Ok(());
         }
-        replicas::ensure_role(&client, &self.settings)
+        replicas::ensure_roles(&client, &self.settings)
             .await
             .map_err(|e| e.into_engine(op))?;
         let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
@@ -255,8 +255,8 @@ impl PostgresEngine {
             operation: op,
             reason,
         })?;
-        if let Err(e) = replicas::ensure_role(&client, &self.settings).await {
-            warn!(cause = %e.into_engine(op), "failed to create the replication role");
+        if let Err(e) = replicas::ensure_roles(&client, &self.settings).await {
+            warn!(cause = %e.into_engine(op), "failed to create the replication and backup roles");
         }
         let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
         info!(position = %st.position().notation("postgres"), "promoted");

@@ -89,6 +89,9 @@ pub struct PostgresSettings {
     pub superuser: Credentials,
     /// The role replicas stream and clone with (created by the primary's agent).
     pub replication: Credentials,
+    /// The least-privilege role backups run as (created by the primary's agent, see
+    /// `replicas::ensure_backup_role`); `None`: backups run as the superuser.
+    pub backup: Option<Credentials>,
     /// How commits are acknowledged.
     pub durability: Durability,
     /// The OS user PostgreSQL and its tools run as (PostgreSQL refuses root); `None` runs
@@ -107,6 +110,12 @@ impl PostgresSettings {
     /// Path of a PostgreSQL program in `bin_dir`.
     pub fn bin(&self, program: &str) -> String {
         self.bin_dir.join(program).display().to_string()
+    }
+
+    /// Who the backup tools log in as: the backup role, or the superuser when none is
+    /// configured (the agent's configuration check requires the role once backup jobs exist).
+    pub fn backup_login(&self) -> &Credentials {
+        self.backup.as_ref().unwrap_or(&self.superuser)
     }
 
     /// This node's replication slot (and `application_name`) on the primary: `autopilot_`

@@ -316,6 +316,7 @@ pub fn settings(name: &str, dir: &Path, port: u16, durability: Durability) -> Po
             user: REPLICATOR.to_owned(),
             password: REPLICATOR_PASSWORD.to_owned(),
         },
+        backup: None,
         durability,
         run_as: Some(os_user()),
         parameters: vec![
@@ -341,7 +342,9 @@ pub struct EngineNode {
     log: PathBuf,
 }
 
-fn spawn_server(settings: &PostgresSettings, log: &Path) -> anyhow::Result<Child> {
+/// Start `postgres` with the engine's command line for `settings` (as its OS user), its
+/// output appended to `log`; not waited for.
+pub fn spawn_server(settings: &PostgresSettings, log: &Path) -> anyhow::Result<Child> {
     let spec = settings.server_command();
     let out = std::fs::OpenOptions::new()
         .create(true)
