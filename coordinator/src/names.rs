@@ -29,6 +29,29 @@ pub fn name_problem(value: &str) -> Option<&'static str> {
     None
 }
 
+/// Longest backup job name, in characters.
+pub const MAX_JOB_CHARS: usize = 63;
+
+/// Why `value` is not a backup job name, or `None` when it is: the agents' rule for
+/// `backup.jobs[].name` (1–63 lowercase letters, digits, `_` or `-`, starting with a letter
+/// or digit), so a name no agent can have is refused here rather than by every agent.
+pub fn job_problem(value: &str) -> Option<&'static str> {
+    let mut chars = value.chars();
+    match chars.next() {
+        None => Some("is empty"),
+        Some(c) if !(c.is_ascii_lowercase() || c.is_ascii_digit()) => {
+            Some("does not start with a lowercase letter or digit")
+        }
+        _ if value.chars().count() > MAX_JOB_CHARS => Some("is longer than 63 characters"),
+        _ if !chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')) =>
+        {
+            Some("holds a character other than lowercase letters, digits, '_' and '-'")
+        }
+        _ => None,
+    }
+}
+
 /// Why `value` is not a usable free text of at most `max` characters, or `None`: it must
 /// hold no control characters (line breaks and terminal escapes included).
 pub fn text_problem(value: &str, max: usize) -> Option<String> {
@@ -63,6 +86,26 @@ mod tests {
             &"é".repeat(254),
         ] {
             assert!(name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn job_names() {
+        for ok in ["nightly", "0", "full-weekly_2", &"a".repeat(63)] {
+            assert_eq!(job_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "Nightly",
+            "-x",
+            "_x",
+            "a/b",
+            "a b",
+            "é",
+            "a.b",
+            &"a".repeat(64),
+        ] {
+            assert!(job_problem(bad).is_some(), "{bad:?}");
         }
     }
 

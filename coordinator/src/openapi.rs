@@ -14,8 +14,8 @@ use crate::problem::Problem;
 #[openapi(
     info(
         title = "Autopilot coordinator API",
-        description = "Clusters, nodes, switchover, failover, maintenance, tokens and the audit \
-            log of the databases Autopilot agents run. Errors are RFC 9457 problem documents \
+        description = "Clusters, nodes, switchover, failover, maintenance, backups, tokens and \
+            the audit log of the databases Autopilot agents run. Errors are RFC 9457 problem documents \
             (`application/problem+json`) with a stable `code`. See docs/api.md.",
         license(name = "Apache-2.0")
     ),
@@ -25,6 +25,7 @@ use crate::problem::Problem;
     tags(
         (name = "clusters", description = "Read clusters, nodes, primary, history, events"),
         (name = "actions", description = "Switchover, forced failover, maintenance"),
+        (name = "backups", description = "Backups: records, manual restore instructions, requests to back up, verify, test-restore"),
         (name = "tokens", description = "API tokens and agent registration"),
         (name = "audit", description = "The audit log"),
         (name = "meta", description = "Health, metrics, this document"),

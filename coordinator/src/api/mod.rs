@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod backups;
 pub mod clusters;
 pub mod events;
 pub mod extract;
@@ -49,6 +50,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::reload_all))
         .routes(routes!(nodes::remove))
         .routes(routes!(nodes::config))
+        .routes(routes!(backups::list_backups, backups::run_backup))
+        .routes(routes!(backups::get_backup))
+        .routes(routes!(backups::verify_backup))
+        .routes(routes!(backups::test_restore_backup))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(tokens::register_agent))

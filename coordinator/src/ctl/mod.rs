@@ -5,6 +5,7 @@
 //! clap, so the usage line never lists `--url`/`--token` as if they were required. Exit codes
 //! are in [`client::exit`] and docs/cli.md.
 
+pub mod backups;
 pub mod client;
 pub mod nodes;
 pub mod output;
@@ -21,13 +22,13 @@ use client::{Client, CtlError, FileConfig, exit, read_token_file};
 
 /// autopilotctl: the command line of the Autopilot coordinator's API — list and show
 /// clusters, follow their events, switch over, fail over, pause, rebuild, restart or reload
-/// nodes, manage tokens, read the audit log.
+/// nodes, list and request backups, manage tokens, read the audit log.
 #[derive(Parser, Debug)]
 #[command(
     name = "autopilotctl",
     version,
     about = "autopilotctl: the command line of the Autopilot coordinator's API (clusters, \
-             events, switchover, failover, maintenance, node requests, tokens, audit)",
+             events, switchover, failover, maintenance, node requests, backups, tokens, audit)",
     long_about = None
 )]
 pub struct Cli {
@@ -250,6 +251,10 @@ pub enum Cmd {
     Remove(NodeArg),
     /// A node's effective configuration, from its agent (secrets redacted).
     ShowConfig(NodeArg),
+    /// Backups: list them, show one with its manual restore instructions, request a backup,
+    /// a verify or a test restore (operator).
+    #[command(subcommand)]
+    Backup(backups::BackupCmd),
     /// Manage API tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
@@ -435,6 +440,7 @@ pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<()
             let v = client.get(&format!("{}/config", n.path("nodes")?))?;
             print(&v, &nodes::config);
         }
+        Cmd::Backup(b) => backups::run(&client, b, &print)?,
         Cmd::Token(t) => token_cmd(&client, t, &print)?,
         Cmd::Audit { limit, before } => {
             let mut path = format!("/v1/audit?limit={limit}");
