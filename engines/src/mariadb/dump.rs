@@ -525,7 +525,7 @@ fn clear_stale(parent: &Path) {
     let me = std::process::id().to_string();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name.rsplitn(3, '-').nth(1);
+        let pid = name.rsplit('-').nth(1);
         if pid != Some(me.as_str()) {
             let _ = std::fs::remove_dir_all(e.path());
         }

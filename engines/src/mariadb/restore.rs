@@ -297,6 +297,8 @@ impl Logical {
                 quote(&account.password)
             ),
             format!("GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION"),
+            // The `users` stream grants root PROXY, which only a holder of it may grant.
+            format!("GRANT PROXY ON ''@'%' TO {user} WITH GRANT OPTION"),
             // The backup's `users` stream replaces root with the backed-up server's (the
             // engine's data has it on unix_socket); until then nobody logs in without one.
             "ALTER USER root@localhost IDENTIFIED VIA unix_socket".to_owned(),
