@@ -83,7 +83,10 @@ pub async fn begin(s: &MariadbSettings, spec: &RestoreSpec) -> Result<Restore, E
         }),
         BackupMethod::Logical => Box::new(Logical::begin(s, spec, owner, work).await?),
         BackupMethod::Unknown => {
-            return Err(failed(op, "the backup method is unknown to this agent".into()));
+            return Err(failed(
+                op,
+                "the backup method is unknown to this agent".into(),
+            ));
         }
     };
     Ok(Restore { inner })
