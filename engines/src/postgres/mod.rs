@@ -16,13 +16,14 @@
 //! - **Replicas**: the primary's agent keeps the replication role, one slot per member and
 //!   `synchronous_standby_names` (`durability: sync`) in step with the cluster.
 //!
-//! - **Backups** (`dump`, `restore`, `scratch`): `pg_basebackup` or `pg_dumpall` +
+//! - **Backups** (`dump`, `restore`, `check`, `scratch`): `pg_basebackup` or `pg_dumpall` +
 //!   `pg_dump` streams as a least-privilege backup role; restores into a new directory and
 //!   a scratch server that checks them with `pg_amcheck`.
 //!
 //! This file holds the engine, its connections and the [`Engine`] impl; the role operations
 //! (promote, follow, fence, catch up, clone, replicas) are in `replication.rs`.
 
+mod check;
 mod controldata;
 mod datadir;
 pub mod dump;
@@ -507,6 +508,6 @@ impl Engine for PostgresEngine {
     }
 
     async fn check_restored(&self, dir: &std::path::Path) -> Result<CheckReport, EngineError> {
-        restore::check(&self.settings, dir).await
+        check::check(&self.settings, dir).await
     }
 }

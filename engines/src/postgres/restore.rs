@@ -13,10 +13,8 @@
 //!   (roles with their password hashes), then per database `pg_restore --create --clean
 //!   --if-exists --exit-on-error` from the stream on stdin (a custom-format archive read
 //!   sequentially; parallel restore would need a file), and a clean stop.
-//! - [`check`]: a [`Scratch`] server on the directory and `pg_amcheck --all
-//!   --install-missing --heapallindexed` (every table and B-tree index of every database;
-//!   it installs the `amcheck` extension where it is missing, so the restored databases
-//!   gain it).
+//!
+//! Checking a restored directory is `check.rs`.
 //!
 //! PostgreSQL 15 backups are full backups: a chain of more than one is refused.
 
@@ -24,7 +22,7 @@ use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use handlers::exec::{Captured, RunOutcome, run_capture};
 use handlers::{ManagedChild, Pipe, Piped};
@@ -35,9 +33,7 @@ use super::datadir::{self, PASSFILE, give, write_file};
 use super::dump::{BASE, GLOBALS, database_of};
 use super::scratch::Scratch;
 use super::settings::PostgresSettings;
-use crate::backups::{
-    BackupMethod, CheckReport, Restore, RestoreSink, RestoreSpec, RestoreSteps, StreamPlan,
-};
+use crate::backups::{BackupMethod, Restore, RestoreSink, RestoreSpec, RestoreSteps, StreamPlan};
 use crate::engine::EngineError;
 
 /// How long `tar` may take once its input ended.
@@ -47,8 +43,6 @@ const TAR_LIMIT: Duration = Duration::from_secs(600);
 const PG_RESTORE_LIMIT: Duration = Duration::from_secs(6 * 3600);
 /// How long the globals may take to apply.
 const PSQL_LIMIT: Duration = Duration::from_secs(600);
-/// How long `pg_amcheck` may take.
-const AMCHECK_LIMIT: Duration = Duration::from_secs(6 * 3600);
 /// The most a globals stream may hold (roles and tablespaces: kilobytes in practice).
 const GLOBALS_MAX: u64 = 256 << 20;
 /// Settings the engine writes into `postgresql.auto.conf` (`ALTER SYSTEM`, or while the
@@ -68,7 +62,7 @@ fn failed(operation: &'static str, reason: impl Into<String>) -> EngineError {
 }
 
 /// The settings with `data_dir` pointing at the target (initdb, file ownership).
-fn at(s: &PostgresSettings, target: &Path) -> PostgresSettings {
+pub(super) fn at(s: &PostgresSettings, target: &Path) -> PostgresSettings {
     let mut t = s.clone();
     t.data_dir = target.to_path_buf();
     t
@@ -513,93 +507,6 @@ pub fn without_create_role(script: &str, superuser: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// See [`crate::Engine::check_restored`].
-pub async fn check(s: &PostgresSettings, dir: &Path) -> Result<CheckReport, EngineError> {
-    let op = "test a restore";
-    if !dir.join("PG_VERSION").exists() {
-        return Err(failed(
-            op,
-            format!(
-                "{} is not a PostgreSQL data directory (no PG_VERSION)",
-                dir.display()
-            ),
-        ));
-    }
-    let t = at(s, dir);
-    let scratch = Scratch::start(&t, dir, op).await?;
-    let started = Instant::now();
-    let checked = amcheck(&scratch).await;
-    let check_time = started.elapsed();
-    let databases = match scratch.connect().await {
-        Ok(c) => super::sql::row(&c, "SELECT count(*) FROM pg_database WHERE datallowconn")
-            .await
-            .ok()
-            .and_then(|r| r.into_iter().next().flatten()),
-        Err(_) => None,
-    };
-    let start_time = scratch.start_time;
-    let stopped = scratch.stop().await;
-    checked?;
-    stopped?;
-    Ok(CheckReport {
-        summary: format!(
-            "pg_amcheck --all --heapallindexed: {} databases, every table and B-tree index, no corruption",
-            databases.as_deref().unwrap_or("all")
-        ),
-        start_time,
-        check_time,
-    })
-}
-
-/// `pg_amcheck` over every database; on corruption its first report lines.
-async fn amcheck(scratch: &Scratch) -> Result<(), EngineError> {
-    let op = "test a restore";
-    let spec = scratch.tool(
-        "pg_amcheck",
-        vec![
-            "--all".to_owned(),
-            "--install-missing".to_owned(),
-            "--heapallindexed".to_owned(),
-        ],
-        AMCHECK_LIMIT,
-    );
-    let env = vec![("LC_ALL".to_owned(), "C".to_owned())];
-    match run_capture("pg_amcheck", &spec, &env).await {
-        Ok(Captured {
-            outcome: RunOutcome::Exited(st),
-            ..
-        }) if st.success() => Ok(()),
-        Ok(Captured {
-            outcome: RunOutcome::Exited(st),
-            stdout,
-            failure,
-        }) => {
-            let found: Vec<&str> = stdout
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .take(10)
-                .collect();
-            let reason = if found.is_empty() {
-                format!(
-                    "pg_amcheck exited with {st}: {}",
-                    failure.unwrap_or_else(|| "see its output in the agent log".to_owned())
-                )
-            } else {
-                format!("pg_amcheck found corruption ({st}): {}", found.join(" | "))
-            };
-            Err(failed(op, reason))
-        }
-        Ok(Captured {
-            outcome: RunOutcome::TimedOut,
-            ..
-        }) => Err(failed(
-            op,
-            format!("pg_amcheck timed out after {AMCHECK_LIMIT:?}"),
-        )),
-        Err(e) => Err(failed(op, handlers::error_chain(&e))),
-    }
 }
 
 #[cfg(test)]
