@@ -289,26 +289,31 @@ impl Repository {
         Ok(path)
     }
 
-    /// The ids of a cluster's backups (every directory under `backups/`, finished or not), in
-    /// time order. Names that are not backup ids are skipped.
+    /// The ids of a cluster's backups (every backup with at least one object under
+    /// `backups/`, finished or not), in time order. Names that are not backup ids are
+    /// skipped. Listed object by object, not by "directory": object stores disagree on
+    /// whether a prefix whose objects were all deleted still shows (SeaweedFS keeps it).
     pub async fn list_backups(&self, cluster: &ClusterId) -> Result<Vec<BackupId>, RepoError> {
         let root = self.backups_root(cluster)?;
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&root))
-            .await
-            .map_err(|source| RepoError::Object {
+        let depth = root.parts().count();
+        let mut objects = self.store.list(Some(&root));
+        let mut ids = std::collections::BTreeSet::new();
+        while let Some(meta) = objects.next().await {
+            let meta = meta.map_err(|source| RepoError::Object {
                 op: "list",
                 object: self.describe(&root),
                 source,
             })?;
-        let mut ids: Vec<BackupId> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().and_then(|n| BackupId::parse(n).ok()))
-            .collect();
-        ids.sort();
-        Ok(ids)
+            if let Some(id) = meta
+                .location
+                .parts()
+                .nth(depth)
+                .and_then(|p| BackupId::parse(p.as_ref()).ok())
+            {
+                ids.insert(id);
+            }
+        }
+        Ok(ids.into_iter().collect())
     }
 
     /// Writes (or replaces) a backup's manifest.

@@ -45,6 +45,9 @@ pub struct MariaOpts {
     pub admin_password: &'static str,
     /// TLS and authentication of etcd and the agents' listeners (all off by default).
     pub security: Security,
+    /// YAML appended to every agent's configuration (e.g. a `backup:` section); `{k}` is
+    /// replaced by the node's number (1-based).
+    pub extra_yaml: String,
 }
 
 impl Default for MariaOpts {
@@ -56,6 +59,7 @@ impl Default for MariaOpts {
             auto_rebuild: false,
             admin_password: ADMIN_PASSWORD,
             security: Security::default(),
+            extra_yaml: String::new(),
         }
     }
 }
@@ -244,6 +248,7 @@ process:
                 .secured
                 .telemetry_yaml(self.host(i), self.telemetry_port(i)),
         );
+        let yaml = yaml + &self.opts.extra_yaml.replace("{k}", &k.to_string());
         std::fs::write(self.config_path(i), yaml).context("write an agent config")
     }
 

@@ -1,0 +1,394 @@
+//! The backup agent on a real three-node MariaDB cluster, with a local repository and a real
+//! S3 server (SeaweedFS) on loopback: scheduled physical backups (a full, then incrementals)
+//! run on a replica, land in both repositories, and restore with `autopilot backup restore`
+//! to a data directory whose server has exactly the rows written before the backup; a
+//! scheduled logical job's retention removes exactly the expired backup from both
+//! repositories; an operator's request runs a job at once.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use backup::pipeline::Identity;
+use e2e::harness::s3::S3Server;
+use e2e::harness::util::{eventually, free_port, system_bin, workspace_bin};
+use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts};
+use e2e::mariadb::scenario::settled;
+
+/// A scheduled run: every 20 s (physical at :00/:20/:40, logical at :10/:30/:50 (`10-59/20`)).
+const RUN: Duration = Duration::from_secs(90);
+
+fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str) -> String {
+    std::fs::write(dir.join("s3.key"), s3.access_key_id()).expect("write the S3 key id");
+    std::fs::write(dir.join("s3.secret"), s3.secret_access_key()).expect("write the S3 secret");
+    format!(
+        r#"backup:
+  repositories:
+    - {{ name: local, path: {repo} }}
+    - name: s3
+      s3:
+        bucket: {bucket}
+        prefix: autopilot
+        endpoint: {endpoint}
+        region: {region}
+        path_style: true
+        access_key_id: {{ file: {dir}/s3.key }}
+        secret_access_key: {{ file: {dir}/s3.secret }}
+  encryption: {{ recipients: [{recipient}] }}
+  compression: {{ level: 3, threads: 1 }}
+  jobs:
+    - name: physical
+      description: full, then incrementals on the same replica
+      schedule: "*/20 * * * * *"
+      type: incremental
+      retention: {{ keep_last: 10 }}
+    - name: logical
+      method: logical
+      schedule: "10-59/20 * * * * *"
+      databases: [e2e]
+      retention: {{ keep_last: 1 }}
+"#,
+        repo = dir.join("repo").display(),
+        bucket = s3.bucket(),
+        endpoint = s3.endpoint(),
+        region = s3.region(),
+        dir = dir.display(),
+    )
+}
+
+/// Every `backup/records/*` document.
+fn records(c: &MariaCluster) -> Vec<serde_json::Value> {
+    c.values_under("backup/records/")
+        .iter()
+        .filter_map(|v| serde_json::from_str(v).ok())
+        .collect()
+}
+
+/// Waits for a done backup of `job` that started after `after` (Unix ms); its record.
+fn wait_done(c: &MariaCluster, job: &str, after: u64) -> serde_json::Value {
+    eventually(RUN, Duration::from_millis(500), || {
+        records(c)
+            .into_iter()
+            .find(|r| r["job"] == job && r["status"] == "done" && started_ms(r) > after)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no done {job} backup started after {after} within {RUN:?}; records {:#?}\n{}",
+            records(c),
+            c.logs()
+        )
+    })
+}
+
+fn started_ms(r: &serde_json::Value) -> u64 {
+    let s = r["started"].as_str().unwrap_or_default();
+    humantime::parse_rfc3339(s)
+        .map(|t| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64
+        })
+        .unwrap_or_default()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn count(c: &MariaCluster, p: usize) -> u64 {
+    c.sql(p, &["SELECT COUNT(*) FROM e2e.seq"])
+        .expect("count rows")[0][0]
+        .parse()
+        .expect("a number")
+}
+
+fn insert(c: &MariaCluster, p: usize, from: u64, to: u64) {
+    let values: Vec<String> = (from..to).map(|n| format!("({n})")).collect();
+    c.sql(
+        p,
+        &[&format!("INSERT INTO e2e.seq VALUES {}", values.join(","))],
+    )
+    .expect("insert rows");
+}
+
+/// `autopilot backup …` with node 1's configuration; (exit code, stdout, stderr).
+fn cli(c: &MariaCluster, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(workspace_bin("autopilot"))
+        .args(["backup"])
+        .args(args)
+        .arg("--config")
+        .arg(c.config_path(0))
+        .current_dir(c.dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run autopilot backup");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A `mariadbd` on a restored data directory (as the `mysql` user, loopback, its own port).
+struct Restored {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Restored {
+    fn start(datadir: &Path, run: &Path) -> Restored {
+        std::fs::create_dir_all(run).expect("run dir");
+        let _ = Command::new("chown").arg("mysql:mysql").arg(run).status();
+        let port = free_port();
+        let child = Command::new(system_bin("/usr/sbin/mariadbd", "mariadb-server"))
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--socket={}", run.join("m.sock").display()))
+            .arg(format!("--pid-file={}", run.join("m.pid").display()))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--user=mysql",
+                "--skip-slave-start",
+            ])
+            .arg(format!("--port={port}"))
+            .arg("--innodb-buffer-pool-size=32M")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(run.join("error.log")).expect("log"))
+            .spawn()
+            .expect("start mariadbd on the restored data");
+        let r = Restored { child, port };
+        eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+            r.sql("SELECT 1").ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the restored server did not start: {}",
+                std::fs::read_to_string(run.join("error.log")).unwrap_or_default()
+            )
+        });
+        r
+    }
+
+    fn sql(&self, q: &str) -> anyhow::Result<String> {
+        let out = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "autopilot", "-N", "-B"])
+            .arg(format!("-P{}", self.port))
+            .arg(format!("-p{ADMIN_PASSWORD}"))
+            .args(["-e", q])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The names of the backups a repository lists (`autopilot backup list --repo`).
+fn listed(c: &MariaCluster, repo: &str) -> Vec<String> {
+    let (code, out, err) = cli(c, &["list", "--repo", repo, "-o", "json"]);
+    assert_eq!(code, 0, "backup list --repo {repo}: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    v["backups"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| {
+                    b["backup_id"]
+                        .as_str()
+                        .or(b["id"].as_str())
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactly() {
+    let s3 = S3Server::start().expect("start the S3 server");
+    let keys = tempfile::tempdir().expect("temp dir");
+    let identity = Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let key_file = keys.path().join("key.txt");
+    {
+        use age::secrecy::ExposeSecret as _;
+        std::fs::write(
+            &key_file,
+            format!("{}\n", identity.to_string().expose_secret()),
+        )
+        .expect("write the key");
+    }
+    let opts = MariaOpts {
+        extra_yaml: backup_yaml(keys.path(), &s3, &recipient),
+        ..MariaOpts::default()
+    };
+    let (c, p) = settled(opts);
+    let primary = c.name(p).to_owned();
+
+    // 1. A full, on a replica, in both repositories, after 200 rows.
+    insert(&c, p, 0, 200);
+    let after = now_ms();
+    let full = wait_done(&c, "physical", after);
+    assert_eq!(full["type"], "full", "{full:#}");
+    assert_ne!(
+        full["node"],
+        primary.as_str(),
+        "ran on the primary: {full:#}"
+    );
+    assert_eq!(full["repositories"], serde_json::json!(["local", "s3"]));
+    let full_id = full["id"].as_str().expect("id").to_owned();
+    for repo in ["local", "s3"] {
+        assert!(
+            listed(&c, repo).contains(&full_id),
+            "{full_id} not in {repo}"
+        );
+    }
+
+    // 2. An incremental on the same replica, built on the full, after 100 more rows.
+    insert(&c, p, 200, 300);
+    let after = now_ms();
+    let incr = eventually(RUN, Duration::from_millis(500), || {
+        records(&c).into_iter().find(|r| {
+            r["job"] == "physical"
+                && r["status"] == "done"
+                && started_ms(r) > after
+                && r["type"] == "incremental"
+        })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no incremental within {RUN:?}: {:#?}\n{}",
+            records(&c),
+            c.logs()
+        )
+    });
+    assert_eq!(
+        incr["node"], full["node"],
+        "the chain stays on one node: {incr:#}"
+    );
+    assert_eq!(incr["set_id"], full_id.as_str());
+    let incr_id = incr["id"].as_str().expect("id").to_owned();
+    assert_eq!(count(&c, p), 300);
+
+    // 3. Restore the chain from S3 into a new directory: exactly the 300 rows.
+    let target = c.dir().join("restored");
+    let (code, out, err) = cli(
+        &c,
+        &[
+            "restore",
+            &incr_id,
+            "--repo",
+            "s3",
+            "--identity",
+            &key_file.display().to_string(),
+            "--target-dir",
+            &target.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "restore: {out}{err}\n{}", c.logs());
+    assert!(out.contains(&full_id) && out.contains(&incr_id), "{out}");
+    {
+        let server = Restored::start(&target, &c.dir().join("restored-run"));
+        assert_eq!(
+            server.sql("SELECT COUNT(*) FROM e2e.seq").expect("count"),
+            "300"
+        );
+        assert_eq!(
+            server
+                .sql("SELECT MIN(n), MAX(n) FROM e2e.seq")
+                .expect("range"),
+            "0\t299"
+        );
+    }
+
+    // 4. A restore into a non-empty directory is refused and touches nothing.
+    let (code, _, err) = cli(
+        &c,
+        &[
+            "restore",
+            &incr_id,
+            "--repo",
+            "local",
+            "--identity",
+            &key_file.display().to_string(),
+            "--target-dir",
+            &target.display().to_string(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("not empty"), "{err}");
+
+    // 5. Retention: the logical job keeps one; the older one is gone from both repositories.
+    let first = wait_done(&c, "logical", 0);
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    let first_ms = started_ms(&first);
+    let second = wait_done(&c, "logical", first_ms);
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(30), Duration::from_millis(500), || {
+        (!records(&c).iter().any(|r| r["id"] == first_id.as_str())).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{first_id} not expired: {:#?}", records(&c)));
+    for repo in ["local", "s3"] {
+        let l = listed(&c, repo);
+        assert!(!l.contains(&first_id), "{first_id} still in {repo}: {l:?}");
+        assert!(
+            l.contains(&second_id),
+            "{second_id} missing in {repo}: {l:?}"
+        );
+        // the physical chain is untouched by the logical job's retention
+        assert!(
+            l.contains(&full_id) && l.contains(&incr_id),
+            "{repo}: {l:?}"
+        );
+    }
+
+    // 6. Events and a request run at once.
+    let kinds: Vec<String> = c
+        .events()
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    for k in ["backup_started", "backup_done", "backup_expired"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} event: {kinds:?}");
+    }
+    let asked = now_ms();
+    c.put_key(
+        "backup/requests/r1",
+        r#"{"schema":1,"action":"backup","job":"physical","requested_by":"e2e"}"#,
+    );
+    let requested = wait_done(&c, "physical", asked);
+    assert!(
+        eventually(Duration::from_secs(20), Duration::from_millis(300), || c
+            .key("backup/requests/r1")
+            .is_none()
+            .then_some(()))
+        .is_some(),
+        "the request was not removed"
+    );
+    assert_ne!(requested["node"], primary.as_str());
+    c.assert_no_secret_in_logs(&[ADMIN_PASSWORD, s3.secret_access_key()]);
+    drop(s3);
+}
