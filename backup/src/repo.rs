@@ -28,11 +28,18 @@ pub mod id;
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::{HttpClient, HttpConnector, HttpRequest, HttpRequestBody};
 use object_store::local::LocalFileSystem;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::signer::{SignedUrlOptions, Signer};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 use serde::{Deserialize, Serialize};
 
 pub use id::{BackupId, InvalidBackupId, compact_utc, rfc3339};
@@ -41,6 +48,21 @@ use crate::manifest::{Manifest, ManifestError};
 
 /// The name of a backup's manifest object inside its directory.
 pub const MANIFEST: &str = "manifest.json";
+
+/// S3: how long one HTTP request may take, sending or receiving. A part is at most
+/// `part_size` (8 MiB by default), so this allows ~300 KB/s; object_store's own default.
+pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// S3: how long connecting may take (a black-holed server fails here, not after the request
+/// timeout).
+pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// S3: how often a failed request is retried (5xx, connection errors, timeouts of idempotent
+/// requests; never 4xx such as a 403). object_store's default is 10 retries within 3 minutes,
+/// which lets a dead server hold a backup for minutes; with these a dead server fails a
+/// request after ~2 s of backoff (100 ms doubling, at most 1 s per wait) and a black-holed
+/// one after at most 4 × [`S3_CONNECT_TIMEOUT`].
+pub const S3_MAX_RETRIES: usize = 3;
+/// S3: no retry starts later than this after a request's first attempt.
+pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Which cluster a backup belongs to: the three levels of the object layout.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -149,6 +171,27 @@ pub struct Repository {
     /// Where it is, for people and for manual instructions: a directory path, or
     /// `s3://bucket/prefix` (empty for a store given to [`Self::new`]).
     hint: String,
+    /// For S3 only: what the requests `object_store` does not offer need (listing and
+    /// aborting open multipart uploads).
+    s3: Option<S3Extras>,
+}
+
+/// The same S3 client as `store`, typed, and an HTTP client for presigned requests.
+#[derive(Debug, Clone)]
+struct S3Extras {
+    /// Signs URLs and aborts multipart uploads.
+    client: Arc<AmazonS3>,
+    /// Sends the presigned ListMultipartUploads requests (same timeouts as the store).
+    http: HttpClient,
+}
+
+/// A multipart upload that was started and neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    /// The object it would create.
+    pub object: Path,
+    /// The server's id of the upload.
+    pub upload_id: String,
 }
 
 impl Repository {
@@ -168,6 +211,7 @@ impl Repository {
             store,
             prefix,
             hint: String::new(),
+            s3: None,
         })
     }
 
@@ -190,15 +234,32 @@ impl Repository {
         Ok(repo)
     }
 
-    /// A repository in an S3-compatible bucket.
+    /// A repository in an S3-compatible bucket. Requests are bounded: see
+    /// [`S3_REQUEST_TIMEOUT`], [`S3_CONNECT_TIMEOUT`], [`S3_MAX_RETRIES`] and
+    /// [`S3_RETRY_TIMEOUT`].
     pub fn s3(name: impl Into<String>, config: &S3Config) -> Result<Self, RepoError> {
         let name = name.into();
+        let client_options = ClientOptions::new()
+            .with_timeout(S3_REQUEST_TIMEOUT)
+            .with_connect_timeout(S3_CONNECT_TIMEOUT);
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
+                base: 2.0,
+            },
+            max_retries: S3_MAX_RETRIES,
+            retry_timeout: S3_RETRY_TIMEOUT,
+        };
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_access_key_id(&config.access_key_id)
             .with_secret_access_key(&config.secret_access_key)
-            .with_virtual_hosted_style_request(!config.path_style);
+            .with_virtual_hosted_style_request(!config.path_style)
+            .with_client_options(client_options.clone())
+            .with_retry(retry);
+        let mut allow_http = false;
         if let Some(endpoint) = &config.endpoint {
             let http = endpoint.starts_with("http://");
             if !http && !endpoint.starts_with("https://") {
@@ -209,15 +270,26 @@ impl Repository {
             }
             // Plain HTTP only when the endpoint asks for it explicitly (a loopback test server).
             builder = builder.with_endpoint(endpoint).with_allow_http(http);
+            allow_http = http;
         }
-        let store = builder.build().map_err(|source| RepoError::Open {
+        let store = Arc::new(builder.build().map_err(|source| RepoError::Open {
             repo: name.clone(),
             source,
-        })?;
-        let mut repo = Self::new(name, Arc::new(store), &config.prefix)?;
+        })?);
+        let http = object_store::client::ReqwestConnector::default()
+            .connect(&client_options.with_allow_http(allow_http))
+            .map_err(|source| RepoError::Open {
+                repo: name.clone(),
+                source,
+            })?;
+        let mut repo = Self::new(name, store.clone(), &config.prefix)?;
         repo.hint = format!("s3://{}/{}", config.bucket, config.prefix.trim_matches('/'))
             .trim_end_matches('/')
             .to_owned();
+        repo.s3 = Some(S3Extras {
+            client: store,
+            http,
+        });
         Ok(repo)
     }
 
@@ -350,7 +422,9 @@ impl Repository {
     }
 
     /// Deletes every object of a backup, the manifest first (so a half-deleted backup never
-    /// looks complete). Returns how many objects were removed.
+    /// looks complete), then aborts the multipart uploads still open under it (S3: a store
+    /// that failed while its server was down could not abort them). Returns how many objects
+    /// were removed (aborted uploads are not counted).
     pub async fn delete_backup(
         &self,
         cluster: &ClusterId,
@@ -389,7 +463,108 @@ impl Repository {
                 }
             }
         }
+        drop(deleted);
+        for upload in self.open_uploads(&dir).await? {
+            self.abort_upload(&upload).await?;
+        }
         Ok(removed)
+    }
+
+    /// The multipart uploads open under `dir` (S3 only: a local directory cleans up its own
+    /// on failure, so this is empty). `object_store` does not list uploads, so this sends a
+    /// presigned ListMultipartUploads request, page by page.
+    pub async fn open_uploads(&self, dir: &Path) -> Result<Vec<OpenUpload>, RepoError> {
+        let Some(s3) = &self.s3 else {
+            return Ok(Vec::new());
+        };
+        let fail = |what: String| RepoError::Object {
+            op: "list the multipart uploads under",
+            object: self.describe(dir),
+            source: object_store::Error::Generic {
+                store: "S3",
+                source: what.into(),
+            },
+        };
+        let prefix = format!("{dir}/");
+        let mut found = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        // At most 1000 uploads a page; 100 pages is far more than a backup ever leaves.
+        for _ in 0..100 {
+            let mut query = vec![
+                ("uploads".to_owned(), String::new()),
+                ("prefix".to_owned(), prefix.clone()),
+            ];
+            if let Some((key, id)) = &markers {
+                query.push(("key-marker".to_owned(), key.clone()));
+                query.push(("upload-id-marker".to_owned(), id.clone()));
+            }
+            let options = SignedUrlOptions::new().with_query(query);
+            let url = s3
+                .client
+                .signed_url_opts(
+                    Default::default(), // GET
+                    &Path::default(),   // the bucket itself
+                    Duration::from_secs(300),
+                    &options,
+                )
+                .await
+                .map_err(|source| RepoError::Object {
+                    op: "sign the multipart upload listing of",
+                    object: self.describe(dir),
+                    source,
+                })?;
+            let mut request = HttpRequest::new(HttpRequestBody::empty());
+            *request.uri_mut() = url
+                .as_str()
+                .parse()
+                .map_err(|e| fail(format!("signed URL: {e}")))?;
+            let response = s3
+                .http
+                .execute(request)
+                .await
+                .map_err(|e| fail(format!("request failed: {e}")))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .bytes()
+                .await
+                .map_err(|e| fail(format!("read the response: {e}")))?;
+            let body = String::from_utf8_lossy(&body);
+            if !status.is_success() {
+                return Err(fail(format!(
+                    "ListMultipartUploads answered {status}: {}",
+                    body.chars().take(300).collect::<String>()
+                )));
+            }
+            let page = parse_uploads(&body);
+            found.extend(page.uploads.into_iter().filter_map(|(key, upload_id)| {
+                Path::parse(&key).ok().map(|object| OpenUpload { object, upload_id })
+            }));
+            match page.next {
+                Some(next) => markers = Some(next),
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Aborts one open multipart upload (S3; a no-op elsewhere).
+    pub async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), RepoError> {
+        let Some(s3) = &self.s3 else {
+            return Ok(());
+        };
+        match s3
+            .client
+            .abort_multipart(&upload.object, &upload.upload_id)
+            .await
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(RepoError::Object {
+                op: "abort the multipart upload of",
+                object: self.describe(&upload.object),
+                source,
+            }),
+        }
     }
 
     /// `repo-name:full/object/name`, the form every message uses for an object.
@@ -415,6 +590,50 @@ pub fn segment<'a>(what: &'static str, value: &'a str) -> Result<&'a str, RepoEr
             value: value.to_owned(),
         })
     }
+}
+
+/// One page of a ListMultipartUploads answer.
+#[derive(Debug, Default, PartialEq)]
+struct UploadsPage {
+    /// (key, upload id) of each open upload.
+    uploads: Vec<(String, String)>,
+    /// The key and upload-id markers of the next page, when the answer is truncated.
+    next: Option<(String, String)>,
+}
+
+/// Reads a ListMultipartUploads answer (S3 XML; only the fields needed, so no XML parser).
+fn parse_uploads(xml: &str) -> UploadsPage {
+    fn field(xml: &str, name: &str) -> Option<String> {
+        let open = format!("<{name}>");
+        let start = xml.find(&open)? + open.len();
+        let end = xml[start..].find(&format!("</{name}>"))? + start;
+        Some(unescape_xml(&xml[start..end]))
+    }
+    let mut page = UploadsPage::default();
+    for upload in xml.split("<Upload>").skip(1) {
+        let upload = upload.split("</Upload>").next().unwrap_or_default();
+        if let (Some(key), Some(id)) = (field(upload, "Key"), field(upload, "UploadId")) {
+            page.uploads.push((key, id));
+        }
+    }
+    if field(xml, "IsTruncated").as_deref() == Some("true")
+        && let (Some(key), Some(id)) = (
+            field(xml, "NextKeyMarker"),
+            field(xml, "NextUploadIdMarker"),
+        )
+    {
+        page.next = Some((key, id));
+    }
+    page
+}
+
+/// The five predefined XML entities (keys and ids hold nothing else escaped).
+fn unescape_xml(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// Lowercase hex of `bytes` (sha2 0.11's output has no `{:x}`).

@@ -1,5 +1,12 @@
 //! `store`: reader → SHA-256 → zstd → age → chunks in every repository, each checked after
 //! upload.
+//!
+//! A chunk larger than a part goes up as one multipart upload per repository ([`Multipart`]).
+//! Whatever fails — a part, the completion, another repository, another stage — every
+//! upload still open is aborted (each abort bounded by [`ABORT_TIMEOUT`]) before `store`
+//! returns, and the error returned is the first real one, never the abort's. An abort that
+//! cannot reach the server (it died) is logged; `Repository::delete_backup` aborts what is
+//! left once the server is back.
 
 use std::io::Write;
 use std::pin::Pin;
@@ -10,18 +17,23 @@ use async_compression::tokio::bufread::ZstdEncoder;
 use async_compression::zstd::CParameter;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use sha2::Digest as _;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::{
     CHANNEL_DEPTH, ChunkSummary, Digest, IO_BUF, Msg, PARTS_IN_FLIGHT, PipelineError, Recipient,
     StoreOptions, StreamSummary, first_error,
 };
 use crate::repo::{Repository, StreamLocation};
+
+/// How long one abort of a multipart upload may take (its requests' retries included) before
+/// the pipeline gives up on it and reports the error that caused it.
+pub const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Stores one stream in every repository of `repos` and returns what was stored.
 ///
@@ -213,15 +225,33 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Stage 3: cut into chunks, upload each to every repository, check it.
+/// Stage 3: cut into chunks, upload each to every repository, check it. On any failure
+/// (its own or another stage's) the chunk being written is aborted everywhere.
 async fn upload(
-    mut rx: mpsc::Receiver<Msg>,
+    rx: mpsc::Receiver<Msg>,
     repos: &[Repository],
     location: &StreamLocation,
     options: &StoreOptions,
 ) -> Result<Vec<ChunkSummary>, PipelineError> {
-    let mut done = vec![];
     let mut current: Option<Chunk<'_>> = None;
+    let result = upload_chunks(rx, repos, location, options, &mut current).await;
+    if result.is_err()
+        && let Some(chunk) = current.take()
+    {
+        chunk.abort().await;
+    }
+    result
+}
+
+/// The loop of [`upload`]; `current` is the chunk being written, for the abort.
+async fn upload_chunks<'a>(
+    mut rx: mpsc::Receiver<Msg>,
+    repos: &'a [Repository],
+    location: &StreamLocation,
+    options: &StoreOptions,
+    current: &mut Option<Chunk<'a>>,
+) -> Result<Vec<ChunkSummary>, PipelineError> {
+    let mut done = vec![];
     while let Some(msg) = rx.recv().await {
         let mut data = match msg {
             Msg::Data(data) => data,
@@ -233,7 +263,7 @@ async fn upload(
             }
         };
         while !data.is_empty() {
-            let chunk = match &mut current {
+            let chunk = match current {
                 Some(chunk) => chunk,
                 None => current.insert(Chunk::new(repos, location, done.len(), options)?),
             };
@@ -249,6 +279,63 @@ async fn upload(
     Err(PipelineError::Cancelled)
 }
 
+/// One repository's multipart upload of one chunk: at most [`PARTS_IN_FLIGHT`] parts being
+/// sent at once. Unlike `object_store::WriteMultipart`, a failure leaves the decision to
+/// abort with the caller and never replaces the part's error with the abort's.
+struct Multipart {
+    /// The upload (its id and part numbering live inside).
+    upload: Box<dyn MultipartUpload>,
+    /// Parts being sent.
+    parts: JoinSet<object_store::Result<()>>,
+}
+
+impl Multipart {
+    /// Sends one part, first waiting while [`PARTS_IN_FLIGHT`] are in flight.
+    async fn put(&mut self, part: Bytes) -> object_store::Result<()> {
+        while self.parts.len() >= PARTS_IN_FLIGHT {
+            self.join_one().await?;
+        }
+        self.parts.spawn(self.upload.put_part(PutPayload::from(part)));
+        Ok(())
+    }
+
+    /// Waits for every part, then completes the upload.
+    async fn complete(&mut self) -> object_store::Result<()> {
+        while !self.parts.is_empty() {
+            self.join_one().await?;
+        }
+        self.upload.complete().await.map(drop)
+    }
+
+    async fn join_one(&mut self) -> object_store::Result<()> {
+        match self.parts.join_next().await {
+            None => Ok(()),
+            Some(Ok(result)) => result,
+            Some(Err(e)) => Err(object_store::Error::JoinError { source: e }),
+        }
+    }
+
+    /// Stops the parts in flight and aborts the upload (bounded by [`ABORT_TIMEOUT`]); a
+    /// failure is logged, as the error that led here is the one to report.
+    async fn abort(mut self, object: String) {
+        self.parts.shutdown().await;
+        match tokio::time::timeout(ABORT_TIMEOUT, self.upload.abort()).await {
+            Ok(Ok(())) => {
+                tracing::debug!(%object, "aborted the multipart upload of a failed chunk");
+            }
+            Ok(Err(e)) => tracing::warn!(
+                %object,
+                cause = %e,
+                "cannot abort the multipart upload of a failed chunk (deleting the backup aborts it later)"
+            ),
+            Err(_) => tracing::warn!(
+                %object,
+                "aborting the multipart upload of a failed chunk took over {ABORT_TIMEOUT:?} (deleting the backup aborts it later)"
+            ),
+        }
+    }
+}
+
 /// One chunk being uploaded to every repository.
 struct Chunk<'a> {
     /// Its name relative to the backup directory.
@@ -261,8 +348,8 @@ struct Chunk<'a> {
     size: u64,
     /// Bytes not yet handed to an upload (less than a part).
     pending: BytesMut,
-    /// Multipart uploads, started once the chunk outgrows one part.
-    multipart: Option<Vec<WriteMultipart>>,
+    /// Multipart uploads (in `targets` order), started once the chunk outgrows one part.
+    multipart: Option<Vec<Multipart>>,
     /// The part size.
     part_size: usize,
 }
@@ -312,59 +399,95 @@ impl<'a> Chunk<'a> {
     /// waiting while `PARTS_IN_FLIGHT` parts are still being sent.
     async fn send_part(&mut self, part: Bytes) -> Result<(), PipelineError> {
         if self.multipart.is_none() {
-            let part_size = self.part_size;
-            let started = try_join_all(self.targets.iter().map(|(repo, path)| async move {
-                let upload = repo.store().put_multipart(path).await.map_err(|source| {
-                    PipelineError::Object {
+            let started = join_all(self.targets.iter().map(|(repo, path)| async move {
+                let object = repo.describe(path);
+                match repo.store().put_multipart(path).await {
+                    Ok(upload) => Ok((
+                        Multipart {
+                            upload,
+                            parts: JoinSet::new(),
+                        },
+                        object,
+                    )),
+                    Err(source) => Err(PipelineError::Object {
                         op: "start uploading",
-                        object: repo.describe(path),
+                        object,
                         source,
-                    }
-                })?;
-                Ok::<_, PipelineError>(WriteMultipart::new_with_chunk_size(upload, part_size))
+                    }),
+                }
             }))
-            .await?;
-            self.multipart = Some(started);
+            .await;
+            let (opened, failed): (Vec<_>, Vec<_>) = started.into_iter().partition(Result::is_ok);
+            if let Some(Err(e)) = failed.into_iter().next() {
+                // Abort those that did start.
+                join_all(opened.into_iter().flatten().map(|(u, object)| u.abort(object))).await;
+                return Err(e);
+            }
+            let uploads = opened.into_iter().flatten().map(|(u, _)| u).collect();
+            self.multipart = Some(uploads);
         }
         let uploads = self.multipart.as_mut().expect("started above");
         for (upload, (repo, path)) in uploads.iter_mut().zip(&self.targets) {
             upload
-                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .put(part.clone())
                 .await
                 .map_err(|source| PipelineError::Object {
                     op: "upload",
                     object: repo.describe(path),
                     source,
                 })?;
-            upload.put(part.clone());
         }
         Ok(())
     }
 
-    /// Completes the uploads and checks the chunk in every repository.
+    /// Aborts every multipart upload still open (the chunk failed, or the pipeline did).
+    async fn abort(mut self) {
+        if let Some(uploads) = self.multipart.take() {
+            join_all(
+                uploads
+                    .into_iter()
+                    .zip(&self.targets)
+                    .map(|(u, (repo, path))| u.abort(repo.describe(path))),
+            )
+            .await;
+        }
+    }
+
+    /// Completes the uploads and checks the chunk in every repository. On a failure, the
+    /// uploads not completed are aborted and the first failure is returned.
     async fn finish(mut self) -> Result<ChunkSummary, PipelineError> {
         let sha256 = crate::repo::hex(&self.hasher.clone().finalize());
         let rest = std::mem::take(&mut self.pending).freeze();
         match self.multipart.take() {
-            Some(mut uploads) => {
-                if !rest.is_empty() {
-                    for upload in &mut uploads {
-                        upload.put(rest.clone());
-                    }
-                }
-                try_join_all(uploads.into_iter().zip(&self.targets).map(
-                    |(upload, (repo, path))| async move {
-                        upload
-                            .finish()
-                            .await
-                            .map_err(|source| PipelineError::Object {
-                                op: "finish uploading",
-                                object: repo.describe(path),
-                                source,
-                            })
+            Some(uploads) => {
+                let results = join_all(uploads.into_iter().zip(&self.targets).map(
+                    |(mut upload, (repo, path))| {
+                        let rest = rest.clone();
+                        async move {
+                            let mut result = Ok(());
+                            if !rest.is_empty() {
+                                result = upload.put(rest).await;
+                            }
+                            if result.is_ok() {
+                                result = upload.complete().await;
+                            }
+                            match result {
+                                Ok(()) => Ok(()),
+                                Err(source) => {
+                                    let object = repo.describe(path);
+                                    upload.abort(object.clone()).await;
+                                    Err(PipelineError::Object {
+                                        op: "finish uploading",
+                                        object,
+                                        source,
+                                    })
+                                }
+                            }
+                        }
                     },
                 ))
-                .await?;
+                .await;
+                results.into_iter().collect::<Result<Vec<()>, _>>()?;
             }
             None => {
                 try_join_all(self.targets.iter().map(|(repo, path)| {
