@@ -4,6 +4,8 @@
 //! and one where it does not. promtool comes with the Debian `prometheus` package
 //! (`scripts/install-deps`); without it these tests fail.
 //!
+//! The backup rules read metrics the backup agent emits, by name.
+//!
 //! And the coordinator exports the per-cluster gauge `AutopilotNoPrimary` relies on when every
 //! agent of a cluster is down, read from a real etcd.
 
@@ -115,6 +117,42 @@ fn every_rule_is_tiered_says_what_to_do_and_is_tested_both_ways() {
     assert!(
         unknown.is_empty(),
         "tests of rules that do not exist: {unknown:?}"
+    );
+}
+
+/// The backup rules read metrics by name; those names are the ones the backup agent emits
+/// (`autopilot/src/node/backup/`), so a renamed metric cannot silence an alert unnoticed.
+#[test]
+fn backup_rules_read_metrics_the_backup_agent_emits() {
+    let rules = std::fs::read_to_string(dir().join("alerts.yml")).expect("read the rules");
+    let src_dir = workspace_root().join("autopilot/src/node/backup");
+    let mut source = String::new();
+    for entry in std::fs::read_dir(&src_dir).expect("the backup agent's sources") {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            source += &std::fs::read_to_string(&path).expect("read a source file");
+        }
+    }
+    let mut names: Vec<&str> = rules
+        .match_indices("autopilot_backup")
+        .map(|(i, _)| {
+            let rest = &rules[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 5, "backup metrics in the rules: {names:?}");
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|n| !source.contains(&format!("\"{n}\"")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "alerts.yml reads backup metrics the agent does not emit: {missing:?}"
     );
 }
 
