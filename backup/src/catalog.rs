@@ -185,12 +185,21 @@ const COLUMNS: &str = "id, set_id, parent_id, cluster, node, job, description, e
      error, retention, schedule, verified_ms, restore_tested_ms, restore_time_ms, expired_ms";
 
 impl Catalog {
-    /// Opens (creating) the catalog at `path`, migrating an older schema.
+    /// Opens (creating, with its directory) the catalog at `path`, migrating an older schema.
     pub fn open(path: &Path) -> Result<Self, CatalogError> {
         let err = |source| CatalogError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // SQLite reports a missing directory only as "unable to open database file".
+            std::fs::create_dir_all(dir).map_err(|e| {
+                err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("create directory {}: {e}", dir.display())),
+                ))
+            })?;
+        }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use backup::pipeline::Identity;
+use e2e::harness::cluster::Agents;
 use e2e::harness::s3::S3Server;
 use e2e::harness::util::{eventually, free_port, system_bin, workspace_bin};
 use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts};
@@ -18,7 +19,9 @@ use e2e::mariadb::scenario::settled;
 /// A scheduled run: every 20 s (physical at :00/:20/:40, logical at :10/:30/:50 (`10-59/20`)).
 const RUN: Duration = Duration::from_secs(90);
 
-fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str) -> String {
+/// The `backup:` section: a local and an S3 repository, the recipient, a verification
+/// identity (its schedule never fires here: test restores are requested), and `jobs`.
+fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str, jobs: &str) -> String {
     std::fs::write(dir.join("s3.key"), s3.access_key_id()).expect("write the S3 key id");
     std::fs::write(dir.join("s3.secret"), s3.secret_access_key()).expect("write the S3 secret");
     format!(
@@ -36,18 +39,11 @@ fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str) -> String {
         secret_access_key: {{ file: {dir}/s3.secret }}
   encryption: {{ recipients: [{recipient}] }}
   compression: {{ level: 3, threads: 1 }}
+  verification:
+    schedule: "0 0 1 1 *"
+    identity: {{ file: {dir}/key.txt }}
   jobs:
-    - name: physical
-      description: full, then incrementals on the same replica
-      schedule: "*/20 * * * * *"
-      type: incremental
-      retention: {{ keep_last: 10 }}
-    - name: logical
-      method: logical
-      schedule: "10-59/20 * * * * *"
-      databases: [e2e]
-      retention: {{ keep_last: 1 }}
-"#,
+{jobs}"#,
         repo = dir.join("repo").display(),
         bucket = s3.bucket(),
         endpoint = s3.endpoint(),
@@ -56,8 +52,20 @@ fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str) -> String {
     )
 }
 
+const MARIADB_JOBS: &str = r#"    - name: physical
+      description: full, then incrementals on the same replica
+      schedule: "*/20 * * * * *"
+      type: incremental
+      retention: { keep_last: 10 }
+    - name: logical
+      method: logical
+      schedule: "10-59/20 * * * * *"
+      databases: [e2e]
+      retention: { keep_last: 1 }
+"#;
+
 /// Every `backup/records/*` document.
-fn records(c: &MariaCluster) -> Vec<serde_json::Value> {
+fn records(c: &Agents) -> Vec<serde_json::Value> {
     c.values_under("backup/records/")
         .iter()
         .filter_map(|v| serde_json::from_str(v).ok())
@@ -65,7 +73,7 @@ fn records(c: &MariaCluster) -> Vec<serde_json::Value> {
 }
 
 /// Waits for a done backup of `job` that started after `after` (Unix ms); its record.
-fn wait_done(c: &MariaCluster, job: &str, after: u64) -> serde_json::Value {
+fn wait_done(c: &Agents, job: &str, after: u64) -> serde_json::Value {
     eventually(RUN, Duration::from_millis(500), || {
         records(c)
             .into_iter()
@@ -115,13 +123,13 @@ fn insert(c: &MariaCluster, p: usize, from: u64, to: u64) {
 }
 
 /// `autopilot backup …` with node 1's configuration; (exit code, stdout, stderr).
-fn cli(c: &MariaCluster, args: &[&str]) -> (i32, String, String) {
+fn cli(c: &Agents, dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(workspace_bin("autopilot"))
         .args(["backup"])
         .args(args)
         .arg("--config")
         .arg(c.config_path(0))
-        .current_dir(c.dir())
+        .current_dir(dir)
         .stdin(Stdio::null())
         .output()
         .expect("run autopilot backup");
@@ -207,8 +215,8 @@ impl Drop for Restored {
 }
 
 /// The names of the backups a repository lists (`autopilot backup list --repo`).
-fn listed(c: &MariaCluster, repo: &str) -> Vec<String> {
-    let (code, out, err) = cli(c, &["list", "--repo", repo, "-o", "json"]);
+fn listed(c: &Agents, dir: &Path, repo: &str) -> Vec<String> {
+    let (code, out, err) = cli(c, dir, &["list", "--repo", repo, "-o", "json"]);
     assert_eq!(code, 0, "backup list --repo {repo}: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     v["backups"]
@@ -232,7 +240,7 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
     let keys = tempfile::tempdir().expect("temp dir");
     let identity = Identity::generate();
     let recipient = identity.to_public().to_string();
-    let key_file = keys.path().join("key.txt");
+    let key_file = keys.path().join("key.txt"); // the verification's identity too
     {
         use age::secrecy::ExposeSecret as _;
         std::fs::write(
@@ -242,7 +250,7 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
         .expect("write the key");
     }
     let opts = MariaOpts {
-        extra_yaml: backup_yaml(keys.path(), &s3, &recipient),
+        extra_yaml: backup_yaml(keys.path(), &s3, &recipient, MARIADB_JOBS),
         ..MariaOpts::default()
     };
     let (c, p) = settled(opts);
@@ -262,7 +270,7 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
     let full_id = full["id"].as_str().expect("id").to_owned();
     for repo in ["local", "s3"] {
         assert!(
-            listed(&c, repo).contains(&full_id),
+            listed(&c, c.dir(), repo).contains(&full_id),
             "{full_id} not in {repo}"
         );
     }
@@ -297,6 +305,7 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
     let target = c.dir().join("restored");
     let (code, out, err) = cli(
         &c,
+        c.dir(),
         &[
             "restore",
             &incr_id,
@@ -327,6 +336,7 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
     // 4. A restore into a non-empty directory is refused and touches nothing.
     let (code, _, err) = cli(
         &c,
+        c.dir(),
         &[
             "restore",
             &incr_id,
@@ -352,7 +362,7 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
     })
     .unwrap_or_else(|| panic!("{first_id} not expired: {:#?}", records(&c)));
     for repo in ["local", "s3"] {
-        let l = listed(&c, repo);
+        let l = listed(&c, c.dir(), repo);
         assert!(!l.contains(&first_id), "{first_id} still in {repo}: {l:?}");
         assert!(
             l.contains(&second_id),
@@ -389,6 +399,168 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
         "the request was not removed"
     );
     assert_ne!(requested["node"], primary.as_str());
+
+    // 7. A test restore on request: the chain restored into a scratch server and checked,
+    //    with the restore time recorded.
+    c.put_key(
+        "backup/requests/t1",
+        &format!(r#"{{"schema":1,"action":"test_restore","backup_id":"{incr_id}"}}"#),
+    );
+    let tested = eventually(Duration::from_secs(120), Duration::from_millis(500), || {
+        records(&c)
+            .into_iter()
+            .find(|r| r["id"] == incr_id.as_str() && r["restore_tested"].is_string())
+    })
+    .unwrap_or_else(|| panic!("no test restore recorded: {:#?}\n{}", records(&c), c.logs()));
+    assert!(
+        tested["restore_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{tested:#}"
+    );
+    assert!(tested["verified"].is_string());
+    let verified = c
+        .events()
+        .into_iter()
+        .find(|e| e["kind"] == "backup_verified")
+        .expect("a backup_verified event");
+    assert!(
+        verified["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("checks passed"),
+        "{verified:#}"
+    );
     c.assert_no_secret_in_logs(&[ADMIN_PASSWORD, s3.secret_access_key()]);
+    drop(s3);
+}
+
+const POSTGRES_JOBS: &str = r#"    - name: base
+      schedule: "*/15 * * * * *"
+      retention: { keep_last: 2 }
+"#;
+
+/// A fresh age identity written to `<dir>/key.txt`; its recipient.
+fn key_pair(dir: &Path) -> String {
+    use age::secrecy::ExposeSecret as _;
+    let identity = Identity::generate();
+    std::fs::write(
+        dir.join("key.txt"),
+        format!("{}\n", identity.to_string().expose_secret()),
+    )
+    .expect("write the key");
+    identity.to_public().to_string()
+}
+
+#[test]
+fn postgres_base_backups_run_on_a_standby_and_restore_exactly() {
+    use e2e::postgres::cluster::PgOpts;
+    use e2e::postgres::scenario::{settled, start};
+    use e2e::postgres::server::{SUPERUSER_PASSWORD, settings, spawn_server};
+    use e2e::postgres::workload::TABLE;
+
+    let s3 = S3Server::start().expect("start the S3 server");
+    let keys = tempfile::tempdir().expect("temp dir");
+    let recipient = key_pair(keys.path());
+    let c = start(
+        3,
+        PgOpts {
+            extra_yaml: backup_yaml(keys.path(), &s3, &recipient, POSTGRES_JOBS),
+            ..PgOpts::default()
+        },
+    );
+    let p = settled(&c);
+    let primary = c.name(p).to_owned();
+    let insert = |from: u64, to: u64| {
+        c.sql()
+            .query(
+                c.pg_port(p),
+                &format!(
+                    "INSERT INTO {TABLE} SELECT generate_series({from}, {}) ",
+                    to - 1
+                ),
+                Duration::from_secs(10),
+            )
+            .expect("insert rows");
+    };
+    insert(0, 500);
+    // Replicated before the backup starts: the standby's copy has them.
+    std::thread::sleep(Duration::from_secs(1));
+    let after = now_ms();
+    let base = wait_done(&c, "base", after);
+    assert_eq!(base["type"], "full");
+    assert_eq!(base["method"], "physical");
+    assert_ne!(
+        base["node"],
+        primary.as_str(),
+        "ran on the primary: {base:#}"
+    );
+    assert!(
+        base["position"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("on timeline"),
+        "{base:#}"
+    );
+    let id = base["id"].as_str().expect("id").to_owned();
+    insert(500, 600);
+
+    // Restore from the local repository; a server on it has exactly the first 500 rows.
+    let target = c.dir().join("restored");
+    let (code, out, err) = cli(
+        &c,
+        c.dir(),
+        &[
+            "restore",
+            &id,
+            "--repo",
+            "local",
+            "--identity",
+            &keys.path().join("key.txt").display().to_string(),
+            "--target-dir",
+            &target.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "restore: {out}{err}\n{}", c.logs());
+    let port = free_port();
+    let mut s = settings(
+        "restored",
+        c.dir(),
+        port,
+        engines::postgres::Durability::Async,
+    );
+    s.data_dir = target.clone();
+    let mut server = spawn_server(&s, &c.dir().join("restored.log")).expect("start postgres");
+    let rows = eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+        c.sql()
+            .scalar(
+                port,
+                &format!("SELECT count(*)::text || ' ' || max(seq)::text FROM {TABLE}"),
+            )
+            .ok()
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = server.wait();
+    assert_eq!(
+        rows.as_deref(),
+        Some("500 499"),
+        "{}",
+        std::fs::read_to_string(c.dir().join("restored.log")).unwrap_or_default()
+    );
+
+    // A test restore on request: restored into a scratch server, pg_amcheck passed.
+    c.put_key(
+        "backup/requests/t1",
+        &format!(r#"{{"schema":1,"action":"test_restore","backup_id":"{id}"}}"#),
+    );
+    let tested = eventually(Duration::from_secs(120), Duration::from_millis(500), || {
+        records(&c)
+            .into_iter()
+            .find(|r| r["id"] == id.as_str() && r["restore_tested"].is_string())
+    })
+    .unwrap_or_else(|| panic!("no test restore recorded: {:#?}\n{}", records(&c), c.logs()));
+    assert!(tested["restore_seconds"].as_f64().is_some_and(|s| s > 0.0));
+    c.assert_no_secret_in_logs(&[SUPERUSER_PASSWORD, s3.secret_access_key()]);
     drop(s3);
 }

@@ -84,6 +84,13 @@ impl Config {
                     m.replication.user, m.replication.password.origin
                 ),
             );
+            if let Some(b) = &m.backup {
+                o.kv(
+                    2,
+                    "backup",
+                    &format!("{} (password from {})", b.user, b.password.origin),
+                );
+            }
         }
         if let Some(port) = self.engine.port() {
             o.raw(1, "port", &port.to_string());
@@ -124,9 +131,13 @@ impl Config {
                 },
             );
             for (name, user) in [
-                ("superuser", &pg.superuser),
-                ("replication", &pg.replication),
-            ] {
+                ("superuser", Some(&pg.superuser)),
+                ("replication", Some(&pg.replication)),
+                ("backup", pg.backup.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(|(n, u)| Some((n, u?)))
+            {
                 o.line(2, &format!("{name}:"));
                 o.kv(3, "user", &user.user);
                 let (kind, from) = origin_parts(&user.password);

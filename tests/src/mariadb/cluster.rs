@@ -27,6 +27,8 @@ const PROJECT: &str = "maria";
 const CLUSTER: &str = "billing";
 /// The admin account's password: a marker the tests grep agent output for.
 pub const ADMIN_PASSWORD: &str = "adm-MARKER-5e1f9c";
+/// The backup account's password, also a marker.
+pub const BACKUP_PASSWORD: &str = "bak-MARKER-77c1e0";
 /// The replication account's password, also a marker.
 pub const REPL_PASSWORD: &str = "repl-MARKER-0b7d2a";
 
@@ -165,6 +167,10 @@ impl MariaCluster {
             format!("{}\n", opts.admin_password),
         )?;
         std::fs::write(dir.path().join("repl.pass"), format!("{REPL_PASSWORD}\n"))?;
+        std::fs::write(
+            dir.path().join("backup.pass"),
+            format!("{BACKUP_PASSWORD}\n"),
+        )?;
         let mut nodes = Vec::with_capacity(n);
         let mut specs = Vec::with_capacity(n);
         for k in 1..=n {
@@ -231,6 +237,7 @@ engine:
     credentials:
       admin: {{ user: autopilot, password_file: ./admin.pass }}
       replication: {{ user: repl, password_file: ./repl.pass }}
+      backup: {{ user: backup, password_file: ./backup.pass }}
 process:
   exec: [/usr/sbin/mariadbd, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M, --log-warnings=1]
   stop_timeout: 20s

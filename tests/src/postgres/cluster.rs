@@ -23,8 +23,8 @@ use crate::harness::netns::Lan;
 use crate::harness::util::{eventually, free_port};
 use crate::harness::workload::Workload;
 use crate::postgres::server::{
-    REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql, check_installed, temp_dir,
-    wait_down,
+    BACKUP_PASSWORD, REPLICATOR, REPLICATOR_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD, Sql,
+    check_installed, temp_dir, wait_down,
 };
 use crate::postgres::workload::{PgWorkload, create_tables};
 
@@ -47,6 +47,8 @@ pub struct PgOpts {
     pub auto_rebuild: bool,
     /// TLS and authentication of etcd and the agents' listeners (all off by default).
     pub security: Security,
+    /// YAML appended to every agent's configuration (e.g. a `backup:` section).
+    pub extra_yaml: String,
 }
 
 impl Default for PgOpts {
@@ -58,6 +60,7 @@ impl Default for PgOpts {
             durability: "async",
             auto_rebuild: true,
             security: Security::default(),
+            extra_yaml: String::new(),
         }
     }
 }
@@ -158,6 +161,7 @@ impl PgCluster {
         let secured = etcd.secure(opts.security, &prefix, dir.path())?;
         std::fs::write(dir.path().join("su.pw"), SUPERUSER_PASSWORD).context("write su.pw")?;
         std::fs::write(dir.path().join("repl.pw"), REPLICATOR_PASSWORD).context("write repl.pw")?;
+        std::fs::write(dir.path().join("backup.pw"), BACKUP_PASSWORD).context("write backup.pw")?;
         let mut nodes = Vec::with_capacity(n);
         let mut specs = Vec::with_capacity(n);
         for k in 1..=n {
@@ -410,13 +414,15 @@ engine:
     durability: {durability}
     superuser: {{ user: {SUPERUSER}, password_file: su.pw }}
     replication: {{ user: {REPLICATOR}, password_file: repl.pw }}
+    backup: {{ user: backup, password_file: backup.pw }}
     parameters: {{ shared_buffers: 16MB, max_connections: 50, fsync: "off" }}
 process:
   user: postgres
   stop_timeout: 10s
 handlers:
   onChange: {{ exec: [sh, -c, 'echo "role $AUTOPILOT_PREVIOUS_ROLE -> $AUTOPILOT_ROLE, primary $AUTOPILOT_PRIMARY_ADDRESS"'] }}
-{telemetry}"#,
+{telemetry}{extra}"#,
+        extra = opts.extra_yaml,
         ttl = ms(opts.ttl),
         settle = ms(opts.settle),
         cooldown = if opts.cooldown.is_zero() {

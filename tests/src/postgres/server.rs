@@ -28,6 +28,8 @@ pub const SUPERUSER_PASSWORD: &str = "su-secret-e2e";
 pub const REPLICATOR: &str = "replicator";
 /// Its password.
 pub const REPLICATOR_PASSWORD: &str = "repl-secret-e2e";
+/// The backup role's password (`engine.postgres.backup`).
+pub const BACKUP_PASSWORD: &str = "bak-secret-e2e";
 
 /// Fails (never skips) when PostgreSQL 15 is not installed.
 pub fn check_installed() {
