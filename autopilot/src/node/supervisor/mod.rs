@@ -614,16 +614,32 @@ async fn start_role(
         let (role, _) = Actor::spawn_linked(None, RoleActor, args, myself.get_cell()).await?;
         state.role = Some(role);
         // The backup agent reads what the role actor publishes (cluster, lease). Not linked:
-        // a failure of the backup agent must never stop the database node.
-        match super::backup::backup_args(&state.config, state.engine.clone(), backup_view).await {
-            Ok(Some(args)) => {
-                if let Err(e) = Actor::spawn(None, super::backup::BackupActor, args).await {
-                    warn!(cause = %e, "the backup agent cannot start; no backups run on this node");
+        // a failure of the backup agent must never stop the database node. It starts in the
+        // background, retried with backoff while it cannot (etcd unreachable, a catalog on a
+        // missing mount).
+        let config = state.config.clone();
+        let engine = state.engine.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(5);
+            loop {
+                match super::backup::backup_args(&config, engine.clone(), backup_view.clone())
+                    .await
+                {
+                    Ok(Some(args)) => {
+                        if let Err(e) = Actor::spawn(None, super::backup::BackupActor, args).await {
+                            error!(cause = %e, "the backup agent cannot start; no backups run on this node");
+                        }
+                        return;
+                    }
+                    Ok(None) => return,
+                    Err(why) => {
+                        warn!("the backup agent cannot start yet: {why}; trying again in {delay:?}");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(300));
+                    }
                 }
             }
-            Ok(None) => {}
-            Err(why) => warn!("the backup agent cannot start: {why}; no backups run on this node"),
-        }
+        });
     }
     Ok(())
 }
