@@ -558,6 +558,7 @@ fn candidates(snap: &ClusterSnapshot) -> Vec<Candidate> {
 async fn carry_out(ctx: &Arc<Ctx>, slot: &Slot, lease: LeaseId, cancel: CancellationToken) {
     let key = slot.key(&ctx.keys);
     let started = Timestamp::now();
+    records::fail_orphans(ctx).await;
     let (status, backup_id) = match &slot.work {
         Work::Backup { job } => {
             let outcome = run::take(ctx, &ctx.config.jobs[*job], slot, lease, &cancel).await;

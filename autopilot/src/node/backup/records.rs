@@ -121,6 +121,53 @@ pub(crate) async fn fail_leftovers(ctx: &Ctx) {
     }
 }
 
+/// Records still `running` whose node holds no lease (its node key is gone: the agent died
+/// or was partitioned away during the backup, and its slot was freed): marked failed and
+/// their objects removed, so the cluster's records never show a backup running forever.
+/// The node's own catalog says failed too when its agent comes back ([`fail_leftovers`]).
+pub(crate) async fn fail_orphans(ctx: &Ctx) {
+    let live: Vec<String> = match ctx.view.borrow().snapshot.as_ref() {
+        Some(snap) => snap
+            .nodes
+            .iter()
+            .filter(|(_, d)| d.doc().is_some())
+            .map(|(id, _)| id.clone())
+            .collect(),
+        None => return,
+    };
+    for mut doc in all(ctx).await {
+        if doc.status != BackupStatus::Running || doc.node == ctx.node || live.contains(&doc.node) {
+            continue;
+        }
+        let why = format!(
+            "node {} stopped during the backup (its lease expired)",
+            doc.node
+        );
+        warn!(backup = %doc.id, job = %doc.job, "{why}: marking it failed and removing its objects");
+        if let Ok(id) = BackupId::parse(&doc.id) {
+            for repo in ctx.repos_named(&doc.repositories) {
+                if let Err(e) = repo.delete_backup(&ctx.cluster, &id).await {
+                    warn!(backup = %doc.id, repository = repo.name(), cause = %e, "cannot remove a failed backup's objects");
+                }
+            }
+        }
+        doc.status = BackupStatus::Failed;
+        doc.finished = Some(Timestamp::now());
+        doc.error = Some(why.clone());
+        let key = ctx.keys.backup_record(&doc.id);
+        if let Err(e) = ctx.store.put(&key, wire::encode(&doc), None).await {
+            warn!(%key, cause = %handlers::error_chain(&e), "cannot mark an orphaned backup record failed");
+            continue;
+        }
+        counter!("autopilot_backup_failures_total", "job" => doc.job.clone()).increment(1);
+        event(
+            ctx,
+            EventKind::BackupFailed,
+            format!("{} ({}): {why}", doc.id, doc.job),
+        );
+    }
+}
+
 /// A request no node can carry out (an unknown job): delete it and say why.
 pub(crate) fn refuse_request(ctx: &std::sync::Arc<Ctx>, id: &str, why: String) {
     warn!(request = %id, "{why}");
