@@ -85,20 +85,22 @@ fn to_file(t: &mut Text, id: &str, stream: &str) {
 
 pub(super) fn mariadb_logical(t: &mut Text, l: &Link, major: Option<&str>) {
     t.step(format!(
-        "Load the dumps into a running MariaDB server{}, users and grants first, then each database {CONCAT}.",
+        "Load the dumps into a running MariaDB server{}, each database {CONCAT}, then the \
+         accounts (`users`: their table grants need the tables).",
         major.map(|m| format!(" ({m} or newer)")).unwrap_or_default()
     ));
     t.line("#    Connection options: ~/.my.cnf, or add them after each `mariadb`.");
-    for s in loading_order(l) {
-        let id = &l.backup_id;
-        if s == "globals" {
+    let id = &l.backup_id;
+    // Each `db-<name>` dump creates its database (mariadb-dump --databases).
+    for s in l.streams.iter().filter(|s| *s != "users") {
+        if s.strip_prefix("db-").is_some_and(|d| !d.is_empty()) {
             t.line(format!("{} | mariadb", plain(id, s)));
-        } else if let Some(db) = s.strip_prefix("db-").filter(|d| !d.is_empty()) {
-            t.line(format!("mariadb -e 'CREATE DATABASE IF NOT EXISTS `{db}`'"));
-            t.line(format!("{} | mariadb {db}", plain(id, s)));
         } else {
             to_file(t, id, s);
         }
+    }
+    if l.streams.iter().any(|s| s == "users") {
+        t.line(format!("{} | mariadb", plain(id, "users")));
     }
 }
 

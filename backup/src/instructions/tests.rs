@@ -63,7 +63,7 @@ fn record(
 fn streams(engine: &str, method: Method) -> &'static [&'static str] {
     match (engine, method) {
         ("postgres", Method::Logical) => &["db-postgres", "globals", "db-shop"],
-        (_, Method::Logical) => &["globals", "db-shop", "db-audit_log"],
+        (_, Method::Logical) => &["db-shop", "db-audit_log", "users"],
         ("postgres", _) => &["base"],
         _ => &["base"],
     }
