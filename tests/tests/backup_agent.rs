@@ -549,6 +549,65 @@ fn postgres_base_backups_run_on_a_standby_and_restore_exactly() {
         std::fs::read_to_string(c.dir().join("restored.log")).unwrap_or_default()
     );
 
+    // The manual instructions, run as printed (the variables set, up to starting the
+    // server, which the test does itself), give the same data: they are not just text.
+    let (code, text, err) = cli(&c, c.dir(), &["instructions", &id, "--repo", "local"]);
+    assert_eq!(code, 0, "instructions: {err}");
+    let by_hand = c.dir().join("by-hand");
+    let script: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("# 6."))
+        .map(|l| {
+            if l.starts_with("KEY=") {
+                format!("KEY={}", keys.path().join("key.txt").display())
+            } else if l.starts_with("WORK=") {
+                format!("WORK={}", c.dir().join("work").display())
+            } else if l.starts_with("PGDATA=") {
+                format!("PGDATA={}", by_hand.display())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ran = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(c.dir())
+        .output()
+        .expect("run bash");
+    assert!(
+        ran.status.success(),
+        "the instructions failed:\n{script}\n{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let port = free_port();
+    let mut s = settings(
+        "by-hand",
+        c.dir(),
+        port,
+        engines::postgres::Durability::Async,
+    );
+    s.data_dir = by_hand.clone();
+    let mut server = spawn_server(&s, &c.dir().join("by-hand.log")).expect("start postgres");
+    let rows = eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+        c.sql()
+            .scalar(port, &format!("SELECT count(*)::text FROM {TABLE}"))
+            .ok()
+    });
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let _ = server.wait();
+    assert_eq!(
+        rows.as_deref(),
+        Some("500"),
+        "{}",
+        std::fs::read_to_string(c.dir().join("by-hand.log")).unwrap_or_default()
+    );
+
     // A test restore on request: restored into a scratch server, pg_amcheck passed.
     c.put_key(
         "backup/requests/t1",
