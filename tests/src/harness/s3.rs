@@ -228,6 +228,44 @@ impl S3Server {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The keys of every object in the bucket (ListObjectsV2, first 1000), sorted.
+    pub fn objects(&self) -> anyhow::Result<Vec<String>> {
+        let xml = self.signed_get(&format!("{}/{}?list-type=2", self.endpoint(), self.bucket))?;
+        let mut keys = xml_values(&xml, "Key");
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The keys of the multipart uploads started and neither completed nor aborted
+    /// (ListMultipartUploads, which `object_store` does not offer), sorted.
+    pub fn open_uploads(&self) -> anyhow::Result<Vec<String>> {
+        let xml = self.signed_get(&format!("{}/{}?uploads=", self.endpoint(), self.bucket))?;
+        let mut keys = xml_values(&xml, "Key");
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// `GET url` signed with our identity (curl, bounded); the body, which must be an S3
+    /// listing.
+    fn signed_get(&self, url: &str) -> anyhow::Result<String> {
+        let out = Command::new("curl")
+            .args(["-s", "--fail-with-body", "--max-time", "5", "--aws-sigv4"])
+            .arg(format!("aws:amz:{REGION}:s3"))
+            .arg("--user")
+            .arg(format!("{}:{}", self.access_key_id, self.secret_access_key))
+            .arg(url)
+            .stdin(Stdio::null())
+            .output()
+            .context("run curl (scripts/install-deps installs it)")?;
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(
+            out.status.success() && body.contains("Result"),
+            "GET {url}: {} {body}",
+            out.status
+        );
+        Ok(body)
+    }
+
     /// Whether the process still runs.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -395,6 +433,16 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The text of every `<name>…</name>` element in `xml` (our keys need no unescaping).
+fn xml_values(xml: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split(close.as_str()).next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A lowercase id no other start (in this or another process) uses: bucket names allow

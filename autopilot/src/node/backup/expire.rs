@@ -1,10 +1,13 @@
 //! Retention: after each successful backup of a job, the job's backups the policy no longer
 //! keeps ([`backup::retention`]) are removed from every repository they are in, their etcd
 //! summaries deleted, their catalog records marked expired (kept as the record of what was
-//! removed), and an event says so.
+//! removed), and an event says so. Then the objects of this node's recently failed backups
+//! of the job are removed again ([`sweep_failed`]): a failure while a repository was down
+//! could not remove them (nor abort its open multipart uploads) then.
 
 use std::time::SystemTime;
 
+use backup::catalog::Status;
 use backup::repo::BackupId;
 use backup::retention::{Item, Policy, expired};
 use cluster::store::Store;
@@ -15,8 +18,52 @@ use tracing::{info, warn};
 use super::{Ctx, records};
 use crate::config::BackupJobConfig;
 
-/// Applies `job`'s retention to the cluster's done backups of that job.
+/// How far back [`sweep_failed`] looks.
+const SWEEP_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The most failed backups [`sweep_failed`] looks at (newest first).
+const SWEEP_MAX: usize = 20;
+
+/// Applies `job`'s retention to the cluster's done backups of that job, then sweeps the
+/// job's recently failed backups.
 pub(crate) async fn job(ctx: &Ctx, job: &BackupJobConfig) {
+    expire(ctx, job).await;
+    sweep_failed(ctx, job).await;
+}
+
+/// Removes what is left of the job's failed backups this node ran in the last
+/// [`SWEEP_WINDOW_MS`] (at most [`SWEEP_MAX`]): objects and open multipart uploads. Removing
+/// a backup that is already gone costs one listing per repository.
+async fn sweep_failed(ctx: &Ctx, job: &BackupJobConfig) {
+    let since = records::now_ms().saturating_sub(SWEEP_WINDOW_MS);
+    let Ok(mut failed) = ctx.catalog(|c| c.list(Some(&ctx.cluster.to_string()))) else {
+        return;
+    };
+    failed.retain(|r| {
+        r.job == job.name
+            && r.node == ctx.node
+            && r.status == Status::Failed
+            && r.started_ms >= since
+    });
+    failed.sort_by(|a, b| b.id.cmp(&a.id));
+    for r in failed.iter().take(SWEEP_MAX) {
+        let Ok(id) = BackupId::parse(&r.id) else {
+            continue;
+        };
+        for repo in ctx.repos_named(&r.repositories) {
+            match repo.delete_backup(&ctx.cluster, &id).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(backup = %r.id, repository = repo.name(), objects = n, "removed the objects a failed backup left behind")
+                }
+                Err(e) => {
+                    warn!(backup = %r.id, repository = repo.name(), cause = %e, "cannot remove a failed backup's objects; it tries again after the next backup")
+                }
+            }
+        }
+    }
+}
+
+async fn expire(ctx: &Ctx, job: &BackupJobConfig) {
     let docs: Vec<_> = records::all(ctx)
         .await
         .into_iter()

@@ -12,7 +12,7 @@ use backup::catalog::{BackupRecord, Finished, Status};
 use backup::manifest::{
     self, BackupType, Compression, Encryption, Manifest, StreamEntry, ToolInfo,
 };
-use backup::pipeline::{StoreOptions, store};
+use backup::pipeline::{PipelineError, StoreOptions, store};
 use backup::repo::{BackupId, Repository, StreamLocation, rfc3339};
 use cluster::store::{LeaseId, Store};
 use cluster::wire::{self, BackupSlotDoc, BackupStatus, EventKind, Timestamp};
@@ -370,10 +370,18 @@ async fn streams(
             }
             .finish(counted.inner)
             .await;
-            // The tool's own failure explains a broken stream better than the pipeline's.
+            // The tool's own failure explains a broken stream better than the pipeline's,
+            // unless the pipeline failed on its writing side (a repository refused, a disk
+            // was full): then the tool only saw its output close, and the pipeline's error
+            // (with its causes: the object, the 403, "No space left") is the one to report.
             let summary = match (stored, tool_result) {
+                (Err(e), _) if !matches!(e, PipelineError::Read(_) | PipelineError::Cancelled) => {
+                    return Err(format!("stream {name}: {}", handlers::error_chain(&e)));
+                }
                 (_, Err(e)) => return Err(format!("stream {name}: {e}")),
-                (Err(e), Ok(_)) => return Err(format!("stream {name}: {e}")),
+                (Err(e), Ok(_)) => {
+                    return Err(format!("stream {name}: {}", handlers::error_chain(&e)));
+                }
                 (Ok(s), Ok(d)) => {
                     if done.position.is_none() {
                         done.position = d.position;
