@@ -477,10 +477,21 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
     drop(s3);
 }
 
-const POSTGRES_JOBS: &str = r#"    - name: base
+/// The PostgreSQL job: base backups, each outcome POSTed (signed) to `hook`.
+fn postgres_jobs(hook: &str, secret_file: &Path) -> String {
+    format!(
+        r#"    - name: base
       schedule: "*/15 * * * * *"
-      retention: { keep_last: 2 }
-"#;
+      retention: {{ keep_last: 2 }}
+      notify:
+        - {{ url: "{hook}/backups", secret: {{ file: {secret} }} }}
+"#,
+        secret = secret_file.display()
+    )
+}
+
+/// The webhook key (a marker: it must never reach a log).
+const HOOK_SECRET: &str = "hook-MARKER-3d9a";
 
 /// A fresh age identity written to `<dir>/key.txt`; its recipient.
 fn key_pair(dir: &Path) -> String {
@@ -504,10 +515,15 @@ fn postgres_base_backups_run_on_a_standby_and_restore_exactly() {
     let s3 = S3Server::start().expect("start the S3 server");
     let keys = tempfile::tempdir().expect("temp dir");
     let recipient = key_pair(keys.path());
+    // The receiver refuses the first delivery: the agent retries with backoff.
+    let hook = e2e::harness::webhook::Receiver::start(Box::new(|n| if n == 0 { 503 } else { 200 }))
+        .expect("start the webhook receiver");
+    std::fs::write(keys.path().join("hook.secret"), HOOK_SECRET).expect("write the hook secret");
+    let jobs = postgres_jobs(hook.url(), &keys.path().join("hook.secret"));
     let c = start(
         3,
         PgOpts {
-            extra_yaml: backup_yaml(keys.path(), &s3, &recipient, POSTGRES_JOBS),
+            extra_yaml: backup_yaml(keys.path(), &s3, &recipient, &jobs),
             ..PgOpts::default()
         },
     );
@@ -664,6 +680,29 @@ fn postgres_base_backups_run_on_a_standby_and_restore_exactly() {
     })
     .unwrap_or_else(|| panic!("no test restore recorded: {:#?}\n{}", records(&c), c.logs()));
     assert!(tested["restore_seconds"].as_f64().is_some_and(|s| s > 0.0));
-    c.assert_no_secret_in_logs(&[SUPERUSER_PASSWORD, s3.secret_access_key()]);
+    // The job's webhook: retried after the 503, signed, and it names the backup.
+    let delivered = eventually(Duration::from_secs(30), Duration::from_millis(300), || {
+        let got = hook.received();
+        (got.len() >= 2).then_some(got)
+    })
+    .unwrap_or_else(|| panic!("no retried delivery: {:?}", hook.received().len()));
+    let last = &delivered[1];
+    assert_eq!(last.target, "/backups");
+    let body = last.json();
+    assert_eq!(body["type"], "backup_done", "{body:#}");
+    assert_eq!(body["job"], "base");
+    let sig = last
+        .header("autopilot-signature")
+        .expect("a signature header");
+    let now = now_ms() / 1000;
+    cluster::signature::verify(HOOK_SECRET.as_bytes(), sig, &last.body, now, 300)
+        .expect("the signature verifies with the job's secret");
+    assert!(
+        delivered
+            .iter()
+            .any(|r| r.json()["backup_id"] == id.as_str()),
+        "no delivery names {id}"
+    );
+    c.assert_no_secret_in_logs(&[SUPERUSER_PASSWORD, s3.secret_access_key(), HOOK_SECRET]);
     drop(s3);
 }
