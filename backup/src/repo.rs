@@ -538,7 +538,9 @@ impl Repository {
             }
             let page = parse_uploads(&body);
             found.extend(page.uploads.into_iter().filter_map(|(key, upload_id)| {
-                Path::parse(&key).ok().map(|object| OpenUpload { object, upload_id })
+                Path::parse(&key)
+                    .ok()
+                    .map(|object| OpenUpload { object, upload_id })
             }));
             match page.next {
                 Some(next) => markers = Some(next),

@@ -376,7 +376,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
     eprintln!("wrong S3 secret: {error}");
     assert_eq!(bad["status"], "failed", "{bad:#}");
     assert!(
-        error.contains(&format!("s3bad:autopilot/")) && error.contains(&bad_id),
+        error.contains("s3bad:autopilot/") && error.contains(&bad_id),
         "names the object: {error}"
     );
     assert!(error.contains("403"), "names the 403: {error}");
@@ -431,7 +431,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
     assert_eq!(dead["status"], "failed", "{dead:#}");
     let dead_id = id_of(&dead);
     assert!(
-        error.contains(&format!("s3:autopilot/")) && error.contains(&dead_id),
+        error.contains("s3:autopilot/") && error.contains(&dead_id),
         "names the object: {error}"
     );
     assert!(

@@ -295,7 +295,8 @@ impl Multipart {
         while self.parts.len() >= PARTS_IN_FLIGHT {
             self.join_one().await?;
         }
-        self.parts.spawn(self.upload.put_part(PutPayload::from(part)));
+        self.parts
+            .spawn(self.upload.put_part(PutPayload::from(part)));
         Ok(())
     }
 
@@ -420,7 +421,13 @@ impl<'a> Chunk<'a> {
             let (opened, failed): (Vec<_>, Vec<_>) = started.into_iter().partition(Result::is_ok);
             if let Some(Err(e)) = failed.into_iter().next() {
                 // Abort those that did start.
-                join_all(opened.into_iter().flatten().map(|(u, object)| u.abort(object))).await;
+                join_all(
+                    opened
+                        .into_iter()
+                        .flatten()
+                        .map(|(u, object)| u.abort(object)),
+                )
+                .await;
                 return Err(e);
             }
             let uploads = opened.into_iter().flatten().map(|(u, _)| u).collect();
