@@ -105,7 +105,7 @@ async fn expire(ctx: &Ctx, job: &BackupJobConfig) {
         }
         let _ = ctx.store.delete(&ctx.keys.backup_record(&id)).await;
         let _ = ctx.catalog(|c| c.mark_expired(&id, records::now_ms()));
-        counter!("autopilot_backups_expired_total", "job" => job.name.clone()).increment(1);
+        counter!("autopilot_backups_expired_total", "backup_job" => job.name.clone()).increment(1);
         info!(backup = %id, job = %job.name, objects = removed, "retention removed an expired backup");
         records::event(
             ctx,

@@ -34,14 +34,15 @@ use backup::schedule::{Schedule, slot_name};
 use cluster::snapshot::ClusterSnapshot;
 use cluster::store::{EtcdStore, LeaseId, Store};
 use cluster::wire::{
-    self, BackupAction, BackupSlotDoc, BackupStatus, ClusterKeys, Health, NodeStatus, Role,
-    Timestamp,
+    self, BackupAction, BackupSlotDoc, BackupStatus, ClusterKeys, EventKind, Health, NodeStatus,
+    Role, Timestamp,
 };
 use engines::AnyEngine;
+use metrics::counter;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{BackupConfig, BackupJobConfig, Config, EngineConfig};
 use crate::node::env::EventEnv;
@@ -245,6 +246,8 @@ pub struct BackupState {
     finished: HashSet<String>,
     /// Requests carried out or refused by this node, by id, with the revision seen.
     handled: HashMap<String, i64>,
+    /// Slots reported as unplaceable (said once).
+    unplaced: HashSet<String>,
 }
 
 impl Actor for BackupActor {
@@ -270,6 +273,8 @@ impl Actor for BackupActor {
             .as_ref()
             .and_then(|v| Schedule::parse(&v.schedule, &v.time_zone).ok());
         records::fail_leftovers(&ctx).await;
+        let c = ctx.clone();
+        tokio::spawn(async move { records::init_metrics(&c).await });
         myself.send_interval(TICK, || BackupMsg::Tick);
         info!(
             jobs = ctx.config.jobs.len(),
@@ -284,6 +289,7 @@ impl Actor for BackupActor {
             running: None,
             finished: HashSet::new(),
             handled: HashMap::new(),
+            unplaced: HashSet::new(),
         })
     }
 
@@ -342,7 +348,21 @@ async fn tick(myself: &ActorRef<BackupMsg>, st: &mut BackupState) {
         let previous = previous_runner(&st.ctx, &slot).await;
         match placement::choose(run_on, fallback, &candidates(&snap), previous.as_deref()) {
             Placement::Node(n) if n == st.ctx.node => {}
-            _ => continue,
+            Placement::Node(_) => continue,
+            Placement::Nobody(why) => {
+                // Said once per slot, by the primary (every node sees the same).
+                let is_primary = snap.primary.doc().is_some_and(|p| p.id == st.ctx.node);
+                if is_primary && st.unplaced.insert(id.clone()) {
+                    warn!(slot = %id, "no node may run this backup slot now: {why}; it runs when one may, until the job's next time");
+                    counter!("autopilot_backup_slots_unplaced_total").increment(1);
+                    records::event(
+                        &st.ctx,
+                        EventKind::BackupFailed,
+                        format!("slot {id}: no node may run it now ({why})"),
+                    );
+                }
+                continue;
+            }
         }
         let key = slot.key(&st.ctx.keys);
         match st.ctx.store.get(&key).await {
@@ -392,8 +412,14 @@ async fn tick(myself: &ActorRef<BackupMsg>, st: &mut BackupState) {
         });
         let ctx = st.ctx.clone();
         let me = myself.clone();
+        let run = tokio::spawn(async move { carry_out(&ctx, &slot, lease, cancel).await });
+        // The run in a task of its own: even if it panicked, the slot is released here and
+        // the next one can start (its key expires with nothing written: another node
+        // retries it, and the record is marked failed as an orphan's would be).
         tokio::spawn(async move {
-            carry_out(&ctx, &slot, lease, cancel).await;
+            if let Err(e) = run.await {
+                error!(slot = %id, cause = %e, "a backup run ended abnormally");
+            }
             let _ = me.cast(BackupMsg::Finished { slot: id });
         });
         return;
@@ -451,7 +477,18 @@ fn due(st: &mut BackupState, snap: &ClusterSnapshot, now: SystemTime) -> Vec<Slo
                 backup_id: doc.backup_id.clone(),
                 test_restore: doc.action == BackupAction::TestRestore,
             },
-            BackupAction::Unknown => continue,
+            BackupAction::Unknown => {
+                if is_primary {
+                    st.handled.insert(id.clone(), *rev);
+                    records::refuse_request(
+                        &st.ctx,
+                        id,
+                        "its action is not one this agent knows (backup, verify, test_restore)"
+                            .to_owned(),
+                    );
+                }
+                continue;
+            }
         };
         out.push(Slot {
             job_segment: REQUESTS_SEGMENT.into(),

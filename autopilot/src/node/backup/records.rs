@@ -111,7 +111,7 @@ pub(crate) async fn fail_leftovers(ctx: &Ctx) {
             }
         }
         let _ = ctx.catalog(|c| c.finish(&r.id, now_ms(), Err(why.clone())));
-        counter!("autopilot_backup_failures_total", "job" => r.job.clone()).increment(1);
+        counter!("autopilot_backup_failures_total", "backup_job" => r.job.clone()).increment(1);
         republish(ctx, &r.id).await;
         event(
             ctx,
@@ -159,7 +159,7 @@ pub(crate) async fn fail_orphans(ctx: &Ctx) {
             warn!(%key, cause = %handlers::error_chain(&e), "cannot mark an orphaned backup record failed");
             continue;
         }
-        counter!("autopilot_backup_failures_total", "job" => doc.job.clone()).increment(1);
+        counter!("autopilot_backup_failures_total", "backup_job" => doc.job.clone()).increment(1);
         event(
             ctx,
             EventKind::BackupFailed,
@@ -235,22 +235,22 @@ pub(crate) fn backup_metrics(r: &BackupRecord) {
     match r.status {
         Status::Done => {
             let end = r.ended_ms.unwrap_or(r.started_ms) as f64 / 1000.0;
-            gauge!("autopilot_backup_last_success_timestamp_seconds", "job" => job.clone())
+            gauge!("autopilot_backup_last_success_timestamp_seconds", "backup_job" => job.clone())
                 .set(end);
             if let Some(d) = r.duration() {
-                gauge!("autopilot_backup_last_duration_seconds", "job" => job.clone())
+                gauge!("autopilot_backup_last_duration_seconds", "backup_job" => job.clone())
                     .set(d.as_secs_f64());
             }
-            gauge!("autopilot_backup_last_size_bytes", "job" => job.clone(), "stage" => "plain")
+            gauge!("autopilot_backup_last_size_bytes", "backup_job" => job.clone(), "stage" => "plain")
                 .set(r.size_plain.unwrap_or_default() as f64);
-            gauge!("autopilot_backup_last_size_bytes", "job" => job.clone(), "stage" => "stored")
+            gauge!("autopilot_backup_last_size_bytes", "backup_job" => job.clone(), "stage" => "stored")
                 .set(r.size_stored.unwrap_or_default() as f64);
-            counter!("autopilot_backups_total", "job" => job, "outcome" => "done").increment(1);
+            counter!("autopilot_backups_total", "backup_job" => job, "outcome" => "done").increment(1);
         }
         _ => {
-            counter!("autopilot_backups_total", "job" => job.clone(), "outcome" => "failed")
+            counter!("autopilot_backups_total", "backup_job" => job.clone(), "outcome" => "failed")
                 .increment(1);
-            counter!("autopilot_backup_failures_total", "job" => job).increment(1);
+            counter!("autopilot_backup_failures_total", "backup_job" => job).increment(1);
         }
     }
 }
@@ -276,5 +276,48 @@ pub(crate) fn age_metrics(ctx: &Ctx) {
         .max()
     {
         gauge!("autopilot_backup_newest_restore_tested_timestamp_seconds").set(t as f64 / 1000.0);
+    }
+}
+
+/// At start: the counters exported at 0 and each job's last-success gauge set from the
+/// cluster's newest done backup of it, so a restarted agent neither silences the "no backup
+/// for a day" alert nor makes a first failure look like no change.
+pub(crate) async fn init_metrics(ctx: &Ctx) {
+    let records = all(ctx).await;
+    for job in &ctx.config.jobs {
+        let name = job.name.clone();
+        counter!("autopilot_backup_failures_total", "backup_job" => name.clone()).increment(0);
+        for outcome in ["done", "failed"] {
+            counter!("autopilot_backups_total", "backup_job" => name.clone(), "outcome" => outcome)
+                .increment(0);
+        }
+        gauge!("autopilot_backup_running", "backup_job" => name.clone()).set(0.0);
+        if let Some(newest) = records
+            .iter()
+            .filter(|r| r.job == job.name && r.status == BackupStatus::Done)
+            .filter_map(|r| r.finished)
+            .max_by_key(|t| t.unix_millis())
+        {
+            gauge!("autopilot_backup_last_success_timestamp_seconds", "backup_job" => name)
+                .set(newest.unix_millis() as f64 / 1000.0);
+        }
+    }
+    if let Some(v) = records
+        .iter()
+        .filter(|r| r.status == BackupStatus::Done)
+        .filter_map(|r| r.verified.max(r.restore_tested))
+        .max_by_key(|t| t.unix_millis())
+    {
+        gauge!("autopilot_backup_newest_verified_timestamp_seconds")
+            .set(v.unix_millis() as f64 / 1000.0);
+    }
+    if let Some(t) = records
+        .iter()
+        .filter(|r| r.status == BackupStatus::Done)
+        .filter_map(|r| r.restore_tested)
+        .max_by_key(|t| t.unix_millis())
+    {
+        gauge!("autopilot_backup_newest_restore_tested_timestamp_seconds")
+            .set(t.unix_millis() as f64 / 1000.0);
     }
 }

@@ -158,7 +158,7 @@ pub(crate) async fn take(
             kind.as_str()
         ),
     );
-    gauge!("autopilot_backup_running", "job" => job.name.clone()).set(1.0);
+    gauge!("autopilot_backup_running", "backup_job" => job.name.clone()).set(1.0);
 
     let spec = BackupSpec {
         method: job.method,
@@ -177,8 +177,8 @@ pub(crate) async fn take(
         r = streams(ctx, job, &spec, &repos, &id, estimate, &mut record) => r,
         () = cancel.cancelled() => Err("cancelled: this node lost its lease (another node may run the slot) or the agent is stopping".to_owned()),
     };
-    gauge!("autopilot_backup_running", "job" => job.name.clone()).set(0.0);
-    gauge!("autopilot_backup_progress_bytes", "job" => job.name.clone()).set(0.0);
+    gauge!("autopilot_backup_running", "backup_job" => job.name.clone()).set(0.0);
+    gauge!("autopilot_backup_progress_bytes", "backup_job" => job.name.clone()).set(0.0);
     let ended = records::now_ms();
     let (status, streams) = match result {
         Ok((entries, done)) => {
@@ -450,9 +450,9 @@ async fn report_progress(job: String, done: Arc<AtomicU64>, estimate: u64) {
         every.tick().await;
         let bytes = done.load(Ordering::Relaxed);
         let rate = bytes as f64 / start.elapsed().as_secs_f64().max(0.001);
-        gauge!("autopilot_backup_progress_bytes", "job" => job.clone()).set(bytes as f64);
-        gauge!("autopilot_backup_rate_bytes_per_second", "job" => job.clone()).set(rate);
-        gauge!("autopilot_backup_estimated_total_bytes", "job" => job.clone())
+        gauge!("autopilot_backup_progress_bytes", "backup_job" => job.clone()).set(bytes as f64);
+        gauge!("autopilot_backup_rate_bytes_per_second", "backup_job" => job.clone()).set(rate);
+        gauge!("autopilot_backup_estimated_total_bytes", "backup_job" => job.clone())
             .set(estimate.max(bytes) as f64);
     }
 }
