@@ -131,6 +131,7 @@ fn backup_list_and_show_read_the_catalog_and_a_repository() {
         started_at: "2026-12-03T03:00:00Z".into(),
         finished_at: Some("2026-12-03T03:01:00Z".into()),
         position: Some("0-1-2143".into()),
+        incremental_lsn: None,
         databases: vec![],
         streams: vec![StreamEntry {
             name: "base".into(),

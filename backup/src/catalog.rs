@@ -110,7 +110,7 @@ pub struct BackupRecord {
     pub cluster: String,
     /// The node that took it.
     pub node: String,
-    /// The job that made it, or `manual:<who>` for one requested by hand.
+    /// The job that made it (a requested backup runs a configured job; `schedule` says who asked).
     pub job: String,
     /// Free text from the job or the request.
     pub description: Option<String>,

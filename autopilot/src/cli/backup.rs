@@ -463,19 +463,23 @@ pub fn restore(
             });
             let r = crate::node::backup::restore::restore(
                 &engine,
-                &repo,
-                &cluster,
-                &bid,
-                &ids,
-                target,
-                |backup, stream, bytes| {
-                    if let Some(b) = &bar {
-                        b.set_length(bytes);
-                        b.set_position(0);
-                        b.set_message(format!("{backup} {stream}"));
-                    }
+                crate::node::backup::restore::Source {
+                    repo: &repo,
+                    cluster: &cluster,
+                    id: &bid,
+                    identities: &ids,
                 },
-                &progress,
+                target,
+                crate::node::backup::restore::Progress {
+                    on_stream: |backup: &str, stream: &str, bytes: u64| {
+                        if let Some(b) = &bar {
+                            b.set_length(bytes);
+                            b.set_position(0);
+                            b.set_message(format!("{backup} {stream}"));
+                        }
+                    },
+                    bytes: &progress,
+                },
             )
             .await;
             if let Some(t) = ticker {

@@ -131,6 +131,8 @@ pub(crate) struct RawBackupJob {
     pub run_on: Option<String>,
     /// With `run_on: replica`: run on the primary when no replica is healthy; default true.
     pub fallback_to_primary: Option<bool>,
+    /// `type: incremental`: a new full after this many backups in a chain; default 7.
+    pub full_every: Option<u32>,
     /// The tool's path and extra parameters.
     pub tool: Option<RawTool>,
     /// Run before the backup (a handler, as preStart).

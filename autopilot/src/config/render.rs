@@ -434,6 +434,9 @@ impl Out {
             self.kv(3, "type", j.kind.as_str());
             self.kv(3, "run_on", j.run_on.as_str());
             self.raw(3, "fallback_to_primary", &j.fallback_to_primary.to_string());
+            if j.kind == backup::manifest::BackupType::Incremental {
+                self.raw(3, "full_every", &j.full_every.to_string());
+            }
             if j.tool.is_some() || !j.tool_args.is_empty() {
                 self.line(3, "tool:");
                 if let Some(t) = &j.tool {

@@ -93,6 +93,9 @@ pub struct S3Config {
 /// Where a job runs.
 pub use backup::placement::RunOn;
 
+/// `jobs[].full_every` by default: a full and up to six incrementals.
+pub const DEFAULT_FULL_EVERY: u32 = 7;
+
 impl RepositoryConfig {
     /// The repository this configures (the S3 client is built, nothing is contacted).
     pub fn open(&self) -> Result<backup::repo::Repository, backup::repo::RepoError> {
@@ -145,6 +148,9 @@ pub struct BackupJobConfig {
     pub run_on: RunOn,
     /// With `run_on: replica`, the primary when no replica is healthy.
     pub fallback_to_primary: bool,
+    /// `type: incremental`: a chain (the full and its incrementals) holds at most this many
+    /// backups; the next one is a full.
+    pub full_every: u32,
     /// The tool's path; `None`: the engine's own.
     pub tool: Option<PathBuf>,
     /// Extra parameters for the tool.
@@ -610,6 +616,7 @@ impl Validator<'_> {
             kind,
             run_on,
             fallback_to_primary,
+            full_every,
             tool,
             pre_backup,
             post_backup,
@@ -725,6 +732,18 @@ impl Validator<'_> {
             kind,
             run_on,
             fallback_to_primary: fallback_to_primary.unwrap_or(true),
+            full_every: match full_every {
+                None => DEFAULT_FULL_EVERY,
+                Some(n @ 1..=1000) => n,
+                Some(n) => {
+                    self.problem(
+                        &at.key("full_every"),
+                        Target::Value,
+                        format!("{n} is out of range; expected 1 to 1000 backups per chain (a full and its incrementals; 7 is the default)"),
+                    );
+                    DEFAULT_FULL_EVERY
+                }
+            },
             tool,
             tool_args,
             pre_backup,

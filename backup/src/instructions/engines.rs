@@ -87,7 +87,9 @@ pub(super) fn mariadb_logical(t: &mut Text, l: &Link, major: Option<&str>) {
     t.step(format!(
         "Load the dumps into a running MariaDB server{}, each database {CONCAT}, then the \
          accounts (`users`: their table grants need the tables).",
-        major.map(|m| format!(" ({m} or newer)")).unwrap_or_default()
+        major
+            .map(|m| format!(" ({m} or newer)"))
+            .unwrap_or_default()
     ));
     t.line("#    Connection options: ~/.my.cnf, or add them after each `mariadb`.");
     let id = &l.backup_id;

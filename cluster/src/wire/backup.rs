@@ -88,7 +88,7 @@ pub struct BackupRecordDoc {
     /// The backup an incremental builds on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
-    /// The job that made it, or `manual` for a requested one.
+    /// The job that made it (a requested backup runs a configured job: its name).
     pub job: String,
     /// The node that took it.
     pub node: String,
@@ -190,8 +190,9 @@ impl Document for BackupRequestDoc {
     const KIND: &'static str = "backup request";
 }
 
-/// Value of `<cluster>/backup/slots/<job>/<slot>` (`<slot>`: the slot's scheduled time,
-/// `20261203T020000Z`, or `request-<id>`). Created by the node that runs the slot, bound to
+/// Value of `<cluster>/backup/slots/<job>/<slot>`: a scheduled slot is
+/// `<job name>/<its UTC time, 20261203T020000Z>`, the scheduled verification's
+/// `_verify/<time>`, a request's `_requests/<request id>`. Created by the node that runs the slot, bound to
 /// its lease; rewritten without a lease when the run ends, so a finished slot is never run
 /// twice and a slot whose runner died (the key vanished with its lease) is retried.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -136,13 +136,17 @@ async fn check(ctx: &Ctx, doc: &BackupRecordDoc, test_restore: bool) -> Result<S
         let started = Instant::now();
         let restored = restore::restore(
             &*ctx.engine,
-            &repos[0],
-            &ctx.cluster,
-            &id,
-            &identities,
+            restore::Source {
+                repo: &repos[0],
+                cluster: &ctx.cluster,
+                id: &id,
+                identities: &identities,
+            },
             &scratch,
-            |_, _, _| {},
-            &Default::default(),
+            restore::Progress {
+                on_stream: |_: &str, _: &str, _: u64| {},
+                bytes: &Default::default(),
+            },
         )
         .await;
         let restored = match restored {

@@ -245,7 +245,8 @@ pub(crate) fn backup_metrics(r: &BackupRecord) {
                 .set(r.size_plain.unwrap_or_default() as f64);
             gauge!("autopilot_backup_last_size_bytes", "backup_job" => job.clone(), "stage" => "stored")
                 .set(r.size_stored.unwrap_or_default() as f64);
-            counter!("autopilot_backups_total", "backup_job" => job, "outcome" => "done").increment(1);
+            counter!("autopilot_backups_total", "backup_job" => job, "outcome" => "done")
+                .increment(1);
         }
         _ => {
             counter!("autopilot_backups_total", "backup_job" => job.clone(), "outcome" => "failed")

@@ -83,18 +83,45 @@ pub(crate) async fn chain(
     Ok(out)
 }
 
-/// Restores `id` (and its parents) from `repo` into `target`, which must not exist or be
-/// empty. On failure, the directory is removed again (it was empty before).
-pub(crate) async fn restore<E: Engine>(
+/// Which backup to restore, from where, with which keys.
+pub(crate) struct Source<'a> {
+    /// The repository to read.
+    pub repo: &'a Repository,
+    /// The backup's cluster.
+    pub cluster: &'a ClusterId,
+    /// The backup (its parents are found from the manifests).
+    pub id: &'a BackupId,
+    /// The age identities that open it.
+    pub identities: &'a [Identity],
+}
+
+/// Progress callbacks: each stream as it starts (backup id, stream, plain bytes), and the
+/// plain bytes written so far into the current stream.
+pub(crate) struct Progress<'a, F> {
+    /// Called as each stream starts.
+    pub on_stream: F,
+    /// Bytes of the current stream written so far.
+    pub bytes: &'a Arc<AtomicU64>,
+}
+
+/// Restores `source.id` (and its parents) into `target`, which must not exist or be empty.
+/// On failure, the directory is removed again (it was empty before).
+pub(crate) async fn restore<E: Engine, F: FnMut(&str, &str, u64) + Send>(
     engine: &E,
-    repo: &Repository,
-    cluster: &ClusterId,
-    id: &BackupId,
-    identities: &[Identity],
+    source: Source<'_>,
     target: &Path,
-    mut on_stream: impl FnMut(&str, &str, u64) + Send,
-    progress: &Arc<AtomicU64>,
+    progress: Progress<'_, F>,
 ) -> Result<Restored, String> {
+    let Source {
+        repo,
+        cluster,
+        id,
+        identities,
+    } = source;
+    let Progress {
+        mut on_stream,
+        bytes: progress,
+    } = progress;
     let started = Instant::now();
     if let Ok(mut entries) = std::fs::read_dir(target)
         && entries.next().is_some()

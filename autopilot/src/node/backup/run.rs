@@ -51,11 +51,14 @@ pub(crate) async fn take(
             };
         }
     };
-    // An incremental builds on this node's own newest backup of the job; without one it
-    // is a full (the record says so).
-    let parent = match job.kind {
-        BackupType::Incremental => incremental_parent(ctx, job).await,
-        _ => None,
+    // An incremental builds on this node's own newest backup of the job; without one (or
+    // when its chain is long enough) it is a full, and the record says why.
+    let (parent, why_full) = match job.kind {
+        BackupType::Incremental => match incremental_parent(ctx, job).await {
+            Ok(m) => (Some(m), None),
+            Err(why) => (None, Some(why)),
+        },
+        _ => (None, None),
     };
     let (kind, set_id, parent_id, incremental_lsn) = match &parent {
         Some(p) => (
@@ -67,9 +70,9 @@ pub(crate) async fn take(
         None => (BackupType::Full, id.clone(), None, None),
     };
     let mut description = job.description.clone();
-    if job.kind == BackupType::Incremental && parent.is_none() {
+    if let Some(why) = why_full {
         description = Some(format!(
-            "{}full: no earlier backup of this job on this node to build on",
+            "{}full: {why}",
             description.map(|d| format!("{d}; ")).unwrap_or_default()
         ));
     }
@@ -284,26 +287,37 @@ pub(crate) async fn take(
 }
 
 /// The parent of an incremental: this node's newest done backup of the job (read from its
-/// manifest, which holds the LSN to start from). `None`: take a full.
-async fn incremental_parent(ctx: &Ctx, job: &BackupJobConfig) -> Option<Manifest> {
+/// manifest, which holds the LSN to start from). `Err` says why this one is a full instead.
+async fn incremental_parent(ctx: &Ctx, job: &BackupJobConfig) -> Result<Manifest, String> {
     let list = ctx
         .catalog(|c| c.list(Some(&ctx.cluster.to_string())))
-        .ok()?;
-    let newest = list
+        .map_err(|e| format!("the catalog cannot be read ({e})"))?;
+    let mine: Vec<_> = list
         .into_iter()
         .filter(|r| r.job == job.name && r.status == Status::Done && r.node == ctx.node)
-        .max_by(|a, b| a.id.cmp(&b.id))?;
-    let id = BackupId::parse(&newest.id).ok()?;
+        .collect();
+    let newest = mine
+        .iter()
+        .max_by(|a, b| a.id.cmp(&b.id))
+        .ok_or("no earlier backup of this job on this node to build on")?;
+    let chain = mine.iter().filter(|r| r.set_id == newest.set_id).count();
+    if chain >= job.full_every as usize {
+        return Err(format!(
+            "the chain reached full_every ({} backups)",
+            job.full_every
+        ));
+    }
+    let id = BackupId::parse(&newest.id).map_err(|e| e.to_string())?;
     for repo in ctx.repos_named(&job.destinations) {
         match repo.read_manifest(&ctx.cluster, &id).await {
-            Ok(m) if m.incremental_lsn.is_some() => return Some(m),
-            Ok(_) => return None,
+            Ok(m) if m.incremental_lsn.is_some() => return Ok(m),
+            Ok(_) => return Err(format!("the parent {id} records no LSN to build on")),
             Err(e) => {
                 warn!(backup = %id, repository = repo.name(), cause = %e, "cannot read the parent's manifest")
             }
         }
     }
-    None
+    Err(format!("the parent {id}'s manifest cannot be read"))
 }
 
 /// Each stream: the tool, the pipeline, the tool's verdict.

@@ -622,8 +622,7 @@ async fn start_role(
         tokio::spawn(async move {
             let mut delay = Duration::from_secs(5);
             loop {
-                match super::backup::backup_args(&config, engine.clone(), backup_view.clone())
-                    .await
+                match super::backup::backup_args(&config, engine.clone(), backup_view.clone()).await
                 {
                     Ok(Some(args)) => {
                         if let Err(e) = Actor::spawn(None, super::backup::BackupActor, args).await {
@@ -633,7 +632,9 @@ async fn start_role(
                     }
                     Ok(None) => return,
                     Err(why) => {
-                        warn!("the backup agent cannot start yet: {why}; trying again in {delay:?}");
+                        warn!(
+                            "the backup agent cannot start yet: {why}; trying again in {delay:?}"
+                        );
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(300));
                     }
