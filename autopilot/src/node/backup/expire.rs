@@ -28,6 +28,19 @@ const SWEEP_MAX: usize = 20;
 pub(crate) async fn job(ctx: &Ctx, job: &BackupJobConfig) {
     expire(ctx, job).await;
     sweep_failed(ctx, job).await;
+    forget_failed(ctx, job).await;
+}
+
+/// Deletes the etcd summaries of the job's failed backups older than [`SWEEP_WINDOW_MS`]
+/// (the catalogs keep them): the cluster's records show recent failures, not every one.
+async fn forget_failed(ctx: &Ctx, job: &BackupJobConfig) {
+    let before = records::now_ms().saturating_sub(SWEEP_WINDOW_MS);
+    for r in records::all(ctx).await {
+        let old = i64::try_from(r.started.unix_millis()).unwrap_or(i64::MAX) < before;
+        if r.job == job.name && r.status == BackupStatus::Failed && old {
+            let _ = ctx.store.delete(&ctx.keys.backup_record(&r.id)).await;
+        }
+    }
 }
 
 /// Removes what is left of the job's failed backups this node ran in the last

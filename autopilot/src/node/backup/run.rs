@@ -18,7 +18,7 @@ use cluster::store::{LeaseId, Store};
 use cluster::wire::{self, BackupSlotDoc, BackupStatus, EventKind, Timestamp};
 use engines::Engine;
 use engines::backups::{BackupSpec, StreamDone};
-use metrics::gauge;
+use metrics::{counter, gauge};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -131,6 +131,15 @@ pub(crate) async fn take(
     };
     if let Err(e) = ctx.catalog(|c| c.put(&record)) {
         warn!(job = %job.name, cause = %e, "cannot write the catalog; the backup does not start");
+        counter!("autopilot_backup_failures_total", "backup_job" => job.name.clone()).increment(1);
+        records::event(
+            ctx,
+            EventKind::BackupFailed,
+            format!(
+                "{id} ({}): cannot write the catalog ({e}); the backup did not start",
+                job.name
+            ),
+        );
         return Outcome {
             status: BackupStatus::Failed,
             backup_id: None,
@@ -506,7 +515,23 @@ fn handler_env(
     id: &BackupId,
     status: Option<BackupStatus>,
 ) -> Vec<(String, String)> {
-    let mut env = ctx.env.with_event("backup").vars();
+    // The role and primary as they are now (the base values were taken at start).
+    let mut base = ctx.env.with_event("backup");
+    {
+        let view = ctx.view.borrow();
+        if let Some(doc) = &view.node {
+            base.role = match doc.role {
+                cluster::wire::Role::Primary => "primary",
+                cluster::wire::Role::Replica => "replica",
+                cluster::wire::Role::Unknown => "unknown",
+            }
+            .to_owned();
+        }
+        if let Some(p) = view.snapshot.as_ref().and_then(|s| s.primary.doc()) {
+            base.primary_address = format!("{}:{}", p.ip_address, p.port);
+        }
+    }
+    let mut env = base.vars();
     env.push(("AUTOPILOT_BACKUP_ID".into(), id.to_string()));
     env.push(("AUTOPILOT_BACKUP_JOB".into(), job.name.clone()));
     if let Some(s) = status {
