@@ -11,6 +11,7 @@
 //! target/release/bench mariadb-failover [--runs 5] [--ttls 10,5] [--durability sync,async]
 //! target/release/bench postgres-failover [--runs 5] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
 //! target/release/bench recovery [--runs 5] [--ttls 10,5] [--durability sync,async]   # measures the first TTL
+//! target/release/bench backup [--size-mb 2048] [--runs 3] [--engines mariadb,postgres]
 //! ```
 
 use std::process::ExitCode;
@@ -18,8 +19,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::backup::servers::Kind;
 use crate::postgres::System;
-use crate::{etcd_load, failover, hostile, idle, mariadb, postgres, recovery, report};
+use crate::{backup, etcd_load, failover, hostile, idle, mariadb, postgres, recovery, report};
 
 /// sysexits EX_USAGE: bad flags.
 const EX_USAGE: u8 = 64;
@@ -78,6 +80,28 @@ enum Cmd {
         #[command(flatten)]
         durability: Durabilities,
     },
+    /// Backup throughput (SHA-256, zstd, age) to a local and an S3 repository as a ratio to
+    /// the raw tool, restore time and the pipeline's peak memory, on a generated data set;
+    /// PostgreSQL beside pgBackRest. Run as root.
+    Backup {
+        /// MiB of rows generated per engine.
+        #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+        size_mb: u64,
+        /// Runs of every subject.
+        #[arg(long, default_value_t = 3, value_parser = positive)]
+        runs: usize,
+        /// Engines, comma-separated: mariadb, postgres.
+        #[arg(long, value_delimiter = ',', default_value = "mariadb,postgres", value_parser = engine)]
+        engines: Vec<Kind>,
+    },
+    /// Internal to `backup`: one store or restore in a process of its own.
+    #[command(hide = true)]
+    BackupWorker {
+        /// The job (JSON).
+        job: std::path::PathBuf,
+        /// Where the outcome goes (JSON).
+        result: std::path::PathBuf,
+    },
 }
 
 /// How long to measure.
@@ -132,6 +156,11 @@ fn durability(s: &str) -> Result<&'static str, String> {
     }
 }
 
+/// `mariadb` or `postgres`.
+fn engine(s: &str) -> Result<Kind, String> {
+    Kind::parse(s).ok_or_else(|| "expected mariadb or postgres".to_owned())
+}
+
 /// `autopilot` or `patroni`.
 fn system(s: &str) -> Result<System, String> {
     System::parse(s).ok_or_else(|| "expected autopilot or patroni".to_owned())
@@ -166,6 +195,7 @@ impl Cmd {
                 _ => section_name("postgres-failover", &runs.ttls),
             },
             Cmd::Recovery { runs, .. } => format!("recovery-ttl{}", runs.ttls[0].as_secs()),
+            Cmd::Backup { .. } | Cmd::BackupWorker { .. } => "backup".to_owned(),
         }
     }
 
@@ -187,6 +217,12 @@ impl Cmd {
             Cmd::Recovery { runs, durability } => {
                 recovery::run(runs.runs, runs.ttls[0], &durability.durability)
             }
+            Cmd::Backup {
+                size_mb,
+                runs,
+                engines,
+            } => backup::run(*size_mb, *runs, engines),
+            Cmd::BackupWorker { .. } => Err(anyhow::anyhow!("backup-worker is run by main")),
         }
     }
 }
@@ -205,6 +241,15 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    if let Cmd::BackupWorker { job, result } = &cli.cmd {
+        return match backup::worker::main(job, result) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench backup-worker: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let section = cli.cmd.section();
     match cli.cmd.run() {
         Ok(table) => {

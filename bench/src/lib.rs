@@ -2,10 +2,12 @@
 //! `e2e` harness (real etcd, databases and agents on loopback), and the BENCHMARKS.md
 //! writer. Benchmarks report; they never assert.
 //!
-//! [`cli`] is the command line; [`report`] writes a named section of BENCHMARKS.md;
+//! [`backup`] measures the backup pipeline beside the raw tools and pgBackRest; [`cli`] is
+//! the command line; [`report`] writes a named section of BENCHMARKS.md;
 //! [`proc`] reads a process's resource use; [`patroni`] runs Patroni beside the agents for
 //! [`postgres`].
 
+pub mod backup;
 pub mod cli;
 pub mod etcd_load;
 pub mod failover;

@@ -48,3 +48,90 @@ pub fn median(values: &mut [f64]) -> f64 {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
+
+/// `pid` and every process below it (children, grandchildren, …), from one scan of `/proc`.
+pub fn tree(pid: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            // Field 4 of /proc/<pid>/stat, after the command in parentheses.
+            let ppid = std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<i32>().ok()
+                });
+            if let Some(ppid) = ppid {
+                parent_of.push((p, ppid));
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found
+}
+
+/// Samples the summed RSS of a process tree until dropped; [`TreeSampler::stop`] returns the
+/// highest sum seen. A sample every [`TreeSampler::EVERY`], so peaks shorter than that can
+/// be missed: for a process's own exact peak, read its `VmHWM`.
+pub struct TreeSampler {
+    /// Tells the sampling thread to stop.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The sampling thread; its result is the peak in bytes.
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl TreeSampler {
+    /// How often the tree is sampled.
+    pub const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+    /// Starts sampling the tree under `pid`.
+    pub fn start(pid: i32) -> TreeSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                let mut peak = 0;
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sum: u64 = tree(pid)
+                        .into_iter()
+                        .filter_map(|p| rss_bytes(p).ok())
+                        .sum();
+                    peak = peak.max(sum);
+                    std::thread::sleep(Self::EVERY);
+                }
+                peak
+            })
+            .expect("spawn the RSS sampling thread");
+        TreeSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; the highest summed RSS seen, in bytes.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for TreeSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
