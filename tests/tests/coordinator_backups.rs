@@ -393,7 +393,9 @@ fn autopilotctl_backup_lists_shows_and_requests() {
     let (code, out, err) = run(&["backup", "show", CLUSTER, LOGICAL], &viewer);
     assert_eq!(code, 0, "{err}");
     // Each database dump creates its database; the accounts load last.
-    let shop = out.find("data/db-shop/").expect("the db-shop stream is loaded");
+    let shop = out
+        .find("data/db-shop/")
+        .expect("the db-shop stream is loaded");
     let users = out.find("data/users/").expect("the users stream is loaded");
     assert!(shop < users, "{out}");
 
