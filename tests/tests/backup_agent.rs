@@ -10,9 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use backup::pipeline::Identity;
+use e2e::harness::backup::{cli, records};
 use e2e::harness::cluster::Agents;
 use e2e::harness::s3::S3Server;
-use e2e::harness::util::{eventually, free_port, system_bin, workspace_bin};
+use e2e::harness::util::{eventually, free_port, system_bin};
 use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts};
 use e2e::mariadb::scenario::settled;
 
@@ -64,14 +65,6 @@ const MARIADB_JOBS: &str = r#"    - name: physical
       retention: { keep_last: 1 }
 "#;
 
-/// Every `backup/records/*` document.
-fn records(c: &Agents) -> Vec<serde_json::Value> {
-    c.values_under("backup/records/")
-        .iter()
-        .filter_map(|v| serde_json::from_str(v).ok())
-        .collect()
-}
-
 /// Waits for a done backup of `job` that started after `after` (Unix ms); its record.
 fn wait_done(c: &Agents, job: &str, after: u64) -> serde_json::Value {
     eventually(RUN, Duration::from_millis(500), || {
@@ -122,22 +115,35 @@ fn insert(c: &MariaCluster, p: usize, from: u64, to: u64) {
     .expect("insert rows");
 }
 
-/// `autopilot backup …` with node 1's configuration; (exit code, stdout, stderr).
-fn cli(c: &Agents, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(workspace_bin("autopilot"))
-        .args(["backup"])
-        .args(args)
-        .arg("--config")
-        .arg(c.config_path(0))
+/// Runs the printed manual instructions in bash up to putting the data in place (step 6,
+/// which the test does itself), with the variables the reader edits set to `vars`; fails the
+/// test with the script and its output when a command fails.
+fn run_instructions(text: &str, vars: &[(&str, std::path::PathBuf)], dir: &Path) {
+    let script: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("# 6."))
+        .map(|l| {
+            vars.iter()
+                .find(|(name, _)| l.starts_with(&format!("{name}=")))
+                .map_or_else(
+                    || l.to_owned(),
+                    |(name, v)| format!("{name}={}", v.display()),
+                )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ran = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
         .current_dir(dir)
-        .stdin(Stdio::null())
         .output()
-        .expect("run autopilot backup");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .expect("run bash");
+    assert!(
+        ran.status.success(),
+        "the instructions failed:\n{script}\n{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
 }
 
 /// A `mariadbd` on a restored data directory (as the `mysql` user, loopback, its own port).
@@ -339,31 +345,10 @@ fn scheduled_backups_run_on_a_replica_reach_both_repositories_and_restore_exactl
     let (code, text, err) = cli(&c, c.dir(), &["instructions", &incr_id, "--repo", "local"]);
     assert_eq!(code, 0, "instructions: {err}");
     let work = c.dir().join("work");
-    let script: String = text
-        .lines()
-        .take_while(|l| !l.starts_with("# 6."))
-        .map(|l| {
-            if l.starts_with("KEY=") {
-                format!("KEY={}", key_file.display())
-            } else if l.starts_with("WORK=") {
-                format!("WORK={}", work.display())
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let ran = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(c.dir())
-        .output()
-        .expect("run bash");
-    assert!(
-        ran.status.success(),
-        "the instructions failed:\n{script}\n{}{}",
-        String::from_utf8_lossy(&ran.stdout),
-        String::from_utf8_lossy(&ran.stderr)
+    run_instructions(
+        &text,
+        &[("KEY", key_file.clone()), ("WORK", work.clone())],
+        c.dir(),
     );
     let _ = Command::new("chown")
         .args(["-R", "mysql:mysql"])
@@ -614,33 +599,14 @@ fn postgres_base_backups_run_on_a_standby_and_restore_exactly() {
     let (code, text, err) = cli(&c, c.dir(), &["instructions", &id, "--repo", "local"]);
     assert_eq!(code, 0, "instructions: {err}");
     let by_hand = c.dir().join("by-hand");
-    let script: String = text
-        .lines()
-        .take_while(|l| !l.starts_with("# 6."))
-        .map(|l| {
-            if l.starts_with("KEY=") {
-                format!("KEY={}", keys.path().join("key.txt").display())
-            } else if l.starts_with("WORK=") {
-                format!("WORK={}", c.dir().join("work").display())
-            } else if l.starts_with("PGDATA=") {
-                format!("PGDATA={}", by_hand.display())
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let ran = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .current_dir(c.dir())
-        .output()
-        .expect("run bash");
-    assert!(
-        ran.status.success(),
-        "the instructions failed:\n{script}\n{}{}",
-        String::from_utf8_lossy(&ran.stdout),
-        String::from_utf8_lossy(&ran.stderr)
+    run_instructions(
+        &text,
+        &[
+            ("KEY", keys.path().join("key.txt")),
+            ("WORK", c.dir().join("work")),
+            ("PGDATA", by_hand.clone()),
+        ],
+        c.dir(),
     );
     let port = free_port();
     let mut s = settings(

@@ -20,12 +20,13 @@
 //! `backup/requests/<id>`, which runs at once.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use backup::pipeline::Identity;
+use e2e::harness::backup::{cli, records};
 use e2e::harness::s3::S3Server;
-use e2e::harness::util::{eventually, workspace_bin};
+use e2e::harness::util::eventually;
 use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts};
 use e2e::mariadb::scenario::{BOOTSTRAP, settled};
 use sha2::{Digest, Sha256};
@@ -64,14 +65,6 @@ fn s3_repo_yaml(dir: &Path, s3: &S3Server, name: &str, secret: &str) -> String {
         region = s3.region(),
         dir = dir.display(),
     )
-}
-
-/// Every `backup/records/*` document.
-fn records(c: &MariaCluster) -> Vec<serde_json::Value> {
-    c.values_under("backup/records/")
-        .iter()
-        .filter_map(|v| serde_json::from_str(v).ok())
-        .collect()
 }
 
 /// Asks for a backup of `job` now (request `id`).
@@ -117,24 +110,6 @@ fn run_job(c: &MariaCluster, request_id: &str, job: &str) -> serde_json::Value {
 
 fn id_of(r: &serde_json::Value) -> String {
     r["id"].as_str().expect("a record has an id").to_owned()
-}
-
-/// `autopilot backup …` with node 1's configuration; (exit code, stdout, stderr).
-fn cli(c: &MariaCluster, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(workspace_bin("autopilot"))
-        .args(["backup"])
-        .args(args)
-        .arg("--config")
-        .arg(c.config_path(0))
-        .current_dir(c.dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run autopilot backup");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Every file under `dir` (recursively).
@@ -293,7 +268,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
         chunk["sha256"].as_str().expect("sha256").to_owned(),
         sha256_hex(&flipped),
     );
-    let (code, out, err) = cli(&c, &["verify", &good_id, "--repo", "local"]);
+    let (code, out, err) = cli(&c, c.dir(), &["verify", &good_id, "--repo", "local"]);
     eprintln!("verify of a flipped byte: {code} {out}{err}");
     assert_eq!(code, 65, "{out}{err}");
     for want in [&chunk_name, &expected_sha, &found_sha] {
@@ -302,6 +277,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
     let target = c.dir().join("restore-flipped");
     let (code, out, err) = cli(
         &c,
+        c.dir(),
         &[
             "restore",
             &good_id,
@@ -325,13 +301,14 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
         target.display()
     );
     std::fs::write(&chunk_file, &original).expect("put the chunk back");
-    let (code, out, err) = cli(&c, &["verify", &good_id, "--repo", "local"]);
+    let (code, out, err) = cli(&c, c.dir(), &["verify", &good_id, "--repo", "local"]);
     assert_eq!(code, 0, "intact again: {out}{err}");
 
     // 2. A wrong age key: restore and get refuse, nothing written.
     let target = c.dir().join("restore-wrong-key");
     let (code, out, err) = cli(
         &c,
+        c.dir(),
         &[
             "restore",
             &good_id,
@@ -350,6 +327,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
     let file = c.dir().join("stream-wrong-key");
     let (code, out, err) = cli(
         &c,
+        c.dir(),
         &[
             "get",
             &good_id,
@@ -471,7 +449,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
     let truncated = backup_dir(&local, &second_id).join("manifest.json");
     let text = std::fs::read(&truncated).expect("read a manifest");
     std::fs::write(&truncated, &text[..text.len() / 2]).expect("truncate a manifest");
-    let (code, out, err) = cli(&c, &["list", "--repo", "local", "-o", "json"]);
+    let (code, out, err) = cli(&c, c.dir(), &["list", "--repo", "local", "-o", "json"]);
     assert_eq!(code, 0, "list goes on: {out}{err}");
     let listed: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     let rows = listed["backups"].as_array().expect("rows");
@@ -487,7 +465,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
         );
     }
     for id in [&good_id, &second_id] {
-        let (code, out, err) = cli(&c, &["show", id, "--repo", "local"]);
+        let (code, out, err) = cli(&c, c.dir(), &["show", id, "--repo", "local"]);
         assert_ne!(code, 0, "{out}");
         assert!(
             err.contains(&format!("{id}/manifest.json")) && err.contains("corrupt manifest"),
@@ -496,6 +474,7 @@ fn repository_faults_and_bad_inputs_are_named_and_leave_nothing_behind() {
         let target = c.dir().join(format!("restore-{id}"));
         let (code, out, err) = cli(
             &c,
+            c.dir(),
             &[
                 "restore",
                 id,
@@ -605,6 +584,21 @@ fn a_runner_killed_mid_backup_ends_its_slot_once_and_rejoins() {
     // The killed node comes back as a replica; its leftover record ends failed.
     c.start_agent(victim);
     c.wait_replicating(victim, p, Duration::from_secs(90));
+    // Full redundancy: the rejoined node holds the same rows as the primary.
+    let digest = |i: usize| {
+        c.sql(
+            i,
+            &["SELECT COUNT(*), COALESCE(SUM(CRC32(b)), 0) FROM bulk.blob"],
+        )
+        .map(|rows| rows[0].join(" "))
+        .ok()
+    };
+    let want = digest(p).expect("read the primary's rows");
+    eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+        (digest(victim).as_ref() == Some(&want)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("node {victim} rejoined without the primary's rows ({want})"));
+    e2e::mariadb::scenario::same_rows_everywhere(&c, p);
     let leftover = eventually(Duration::from_secs(60), Duration::from_millis(300), || {
         records(&c)
             .into_iter()

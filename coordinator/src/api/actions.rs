@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{ApiPath, Body, json};
-use super::gate::{Gate, Need, admit};
+use super::gate;
 use crate::problem::Problem;
 use crate::state::AppState;
 use crate::view::{self, ClusterDoc, ClusterPath};
@@ -78,28 +78,6 @@ pub struct Accepted {
     pub revision: i64,
     /// Things the caller should know (e.g. a forced request for a lagging candidate).
     pub warnings: Vec<String>,
-}
-
-async fn gate(
-    st: &AppState,
-    headers: &HeaderMap,
-    client: SocketAddr,
-    action: &'static str,
-    role: TokenRole,
-    p: &ClusterPath,
-) -> Result<Gate, Problem> {
-    admit(
-        st,
-        headers,
-        client,
-        Need {
-            action,
-            target: p.target(),
-            role,
-            cluster: Some(p.triple()),
-        },
-    )
-    .await
 }
 
 fn not_in_maintenance(c: &ClusterDoc) -> Result<(), Problem> {
@@ -178,7 +156,7 @@ pub async fn switchover(
     ApiPath(p): ApiPath<ClusterPath>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Accepted>), Problem> {
-    let g = gate(
+    let g = gate::cluster(
         &st,
         &headers,
         client,
@@ -273,7 +251,7 @@ pub async fn failover(
     ApiPath(p): ApiPath<ClusterPath>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Accepted>), Problem> {
-    let g = gate(
+    let g = gate::cluster(
         &st,
         &headers,
         client,
@@ -359,7 +337,7 @@ pub async fn maintenance(
     ApiPath(p): ApiPath<ClusterPath>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<MaintenanceDoc>), Problem> {
-    let g = gate(
+    let g = gate::cluster(
         &st,
         &headers,
         client,

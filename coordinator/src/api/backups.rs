@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, Body, json};
-use super::gate::{Gate, Need, admit};
+use super::gate::{self, Gate};
 use crate::problem::Problem;
 use crate::state::AppState;
 use crate::view::ClusterPath;
@@ -154,28 +154,6 @@ fn split(b: BackupPath) -> (ClusterPath, String) {
     )
 }
 
-async fn gate(
-    st: &AppState,
-    headers: &HeaderMap,
-    client: SocketAddr,
-    action: &'static str,
-    role: TokenRole,
-    p: &ClusterPath,
-) -> Result<Gate, Problem> {
-    admit(
-        st,
-        headers,
-        client,
-        Need {
-            action,
-            target: p.target(),
-            role,
-            cluster: Some(p.triple()),
-        },
-    )
-    .await
-}
-
 /// Reads the cluster's `backup/records/` and `backup/requests/` in one range read; 404 when
 /// etcd holds no key of the cluster at all.
 async fn read(st: &AppState, p: &ClusterPath) -> Result<Backups, Problem> {
@@ -293,7 +271,7 @@ pub async fn list_backups(
     headers: HeaderMap,
     ApiPath(p): ApiPath<ClusterPath>,
 ) -> Result<Json<BackupList>, Problem> {
-    gate(&st, &headers, client, "backup.list", TokenRole::Viewer, &p).await?;
+    gate::cluster(&st, &headers, client, "backup.list", TokenRole::Viewer, &p).await?;
     let b = read(&st, &p).await?;
     Ok(Json(BackupList {
         backups: b.records,
@@ -315,7 +293,7 @@ pub async fn get_backup(
     ApiPath(b): ApiPath<BackupPath>,
 ) -> Result<Json<BackupDetail>, Problem> {
     let (p, id) = split(b);
-    gate(&st, &headers, client, "backup.get", TokenRole::Viewer, &p).await?;
+    gate::cluster(&st, &headers, client, "backup.get", TokenRole::Viewer, &p).await?;
     p.keys(&st)?;
     let id = backup_id(&p, &id)?;
     let b = read(&st, &p).await?;
@@ -457,7 +435,7 @@ pub async fn run_backup(
     ApiPath(p): ApiPath<ClusterPath>,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<BackupRequestAccepted>), Problem> {
-    let g = gate(&st, &headers, client, "backup.run", TokenRole::Operator, &p).await?;
+    let g = gate::cluster(&st, &headers, client, "backup.run", TokenRole::Operator, &p).await?;
     let run = async {
         let req = run_body(&body)?;
         if let Some(why) = crate::names::job_problem(&req.job) {
@@ -490,7 +468,7 @@ async fn backup_verb(
     action: BackupAction,
 ) -> Result<(StatusCode, Json<BackupRequestAccepted>), Problem> {
     let (p, id) = split(b);
-    let g = gate(st, headers, client, audit, TokenRole::Operator, &p).await?;
+    let g = gate::cluster(st, headers, client, audit, TokenRole::Operator, &p).await?;
     let run = async {
         p.keys(st)?;
         let id = backup_id(&p, &id)?;

@@ -41,6 +41,29 @@ pub struct Gate {
     state: AppState,
 }
 
+/// [`admit`] for a request about one cluster: the cluster is the audit target and the scope.
+pub async fn cluster(
+    st: &AppState,
+    headers: &HeaderMap,
+    client: SocketAddr,
+    action: &'static str,
+    role: TokenRole,
+    p: &crate::view::ClusterPath,
+) -> Result<Gate, Problem> {
+    admit(
+        st,
+        headers,
+        client,
+        Need {
+            action,
+            target: p.target(),
+            role,
+            cluster: Some(p.triple()),
+        },
+    )
+    .await
+}
+
 /// Admits the request or answers with a problem (audited as denied).
 pub async fn admit(
     state: &AppState,

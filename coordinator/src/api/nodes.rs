@@ -28,7 +28,7 @@ use utoipa::ToSchema;
 
 use super::clusters::NodePath;
 use super::extract::ApiPath;
-use super::gate::{Gate, Need, admit};
+use super::gate::{self, Gate};
 use crate::agents::FetchError;
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -79,28 +79,6 @@ fn split(n: NodePath) -> (ClusterPath, String) {
         },
         n.id,
     )
-}
-
-async fn gate(
-    st: &AppState,
-    headers: &HeaderMap,
-    client: SocketAddr,
-    action: &'static str,
-    role: TokenRole,
-    p: &ClusterPath,
-) -> Result<Gate, Problem> {
-    admit(
-        st,
-        headers,
-        client,
-        Need {
-            action,
-            target: p.target(),
-            role,
-            cluster: Some(p.triple()),
-        },
-    )
-    .await
 }
 
 fn no_member(p: &ClusterPath, id: &str) -> Problem {
@@ -272,7 +250,7 @@ async fn node_verb(
     action: NodeAction,
 ) -> Result<(StatusCode, Json<NodeRequestAccepted>), Problem> {
     let (p, id) = split(n);
-    let g = gate(st, headers, client, audit, TokenRole::Operator, &p).await?;
+    let g = gate::cluster(st, headers, client, audit, TokenRole::Operator, &p).await?;
     let res = one(st, &g, &p, &id, action).await;
     let d = detail(&res);
     g.finish(res, d).await
@@ -340,7 +318,7 @@ pub async fn reload_all(
     headers: HeaderMap,
     ApiPath(p): ApiPath<ClusterPath>,
 ) -> Result<(StatusCode, Json<NodeRequestAccepted>), Problem> {
-    let g = gate(
+    let g = gate::cluster(
         &st,
         &headers,
         client,
@@ -410,7 +388,7 @@ pub async fn remove(
     ApiPath(n): ApiPath<NodePath>,
 ) -> Result<(StatusCode, Json<MemberRemoved>), Problem> {
     let (p, id) = split(n);
-    let g = gate(&st, &headers, client, "member.remove", TokenRole::Admin, &p).await?;
+    let g = gate::cluster(&st, &headers, client, "member.remove", TokenRole::Admin, &p).await?;
     let run = async {
         let r = member_read(&st, &p, &id).await?;
         if r.node(&id).is_some() || is_primary(&r, &id) {
@@ -497,7 +475,7 @@ pub async fn config(
     ApiPath(n): ApiPath<NodePath>,
 ) -> Result<Json<NodeConfig>, Problem> {
     let (p, id) = split(n);
-    gate(&st, &headers, client, "node.config", TokenRole::Viewer, &p).await?;
+    gate::cluster(&st, &headers, client, "node.config", TokenRole::Viewer, &p).await?;
     let r = member_read(&st, &p, &id).await?;
     let Some(node) = r.node(&id) else {
         return Err(node_down(&p, &id, "there is no agent to ask"));

@@ -143,31 +143,21 @@ pub struct BackupArgs {
 }
 
 /// Builds the backup actor's arguments; `Ok(None)` when there is nothing to run (no
-/// `backup` section, no jobs and no verification, or a standalone agent).
+/// `backup` section, no jobs and no verification, or a standalone agent). `store` and `keys`
+/// are the role actor's: one etcd client per agent.
 pub async fn backup_args(
     config: &Config,
     engine: Arc<AnyEngine>,
     view: watch::Receiver<AgentView>,
+    etcd: Arc<EtcdStore>,
+    keys: ClusterKeys,
 ) -> Result<Option<BackupArgs>, String> {
-    let (Some(b), Some(store), Some(cluster)) = (&config.backup, &config.store, &config.cluster)
-    else {
+    let (Some(b), Some(cluster)) = (&config.backup, &config.cluster) else {
         return Ok(None);
     };
     if b.jobs.is_empty() && b.verification.is_none() {
         return Ok(None);
     }
-    let keys = ClusterKeys::new(
-        &store.prefix,
-        &cluster.namespace,
-        &cluster.project,
-        &cluster.name,
-    )
-    .map_err(|e| format!("build the etcd key layout: {e}"))?;
-    let etcd = Arc::new(
-        EtcdStore::connect(&store.etcd_options())
-            .await
-            .map_err(|e| format!("connect to etcd: {}", handlers::error_chain(&e)))?,
-    );
     let repos = b
         .repositories
         .iter()

@@ -611,19 +611,26 @@ async fn start_role(
     .await?;
     if let Some(mut args) = args {
         args.begin_without_database = held;
+        let (store, keys) = (args.store.clone(), args.keys.clone());
         let (role, _) = Actor::spawn_linked(None, RoleActor, args, myself.get_cell()).await?;
         state.role = Some(role);
         // The backup agent reads what the role actor publishes (cluster, lease). Not linked:
         // a failure of the backup agent must never stop the database node. It starts in the
-        // background, retried with backoff while it cannot (etcd unreachable, a catalog on a
-        // missing mount).
+        // background, retried with backoff while it cannot (a catalog on a missing mount, a
+        // repository that cannot be opened). It shares the role actor's etcd client.
         let config = state.config.clone();
         let engine = state.engine.clone();
         tokio::spawn(async move {
             let mut delay = Duration::from_secs(5);
             loop {
-                match super::backup::backup_args(&config, engine.clone(), backup_view.clone()).await
-                {
+                let args = super::backup::backup_args(
+                    &config,
+                    engine.clone(),
+                    backup_view.clone(),
+                    store.clone(),
+                    keys.clone(),
+                );
+                match args.await {
                     Ok(Some(args)) => {
                         if let Err(e) = Actor::spawn(None, super::backup::BackupActor, args).await {
                             error!(cause = %e, "the backup agent cannot start; no backups run on this node");

@@ -1,0 +1,35 @@
+//! What the backup tests share: the cluster's backup records as etcd holds them, and the
+//! `autopilot backup …` command line run with node 1's configuration.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::harness::cluster::Agents;
+use crate::harness::util::workspace_bin;
+
+/// Every `backup/records/*` document.
+pub fn records(c: &Agents) -> Vec<serde_json::Value> {
+    c.values_under("backup/records/")
+        .iter()
+        .filter_map(|v| serde_json::from_str(v).ok())
+        .collect()
+}
+
+/// `autopilot backup …` with node 1's configuration, run in `dir` (the cluster's directory,
+/// which its relative paths start from); (exit code, stdout, stderr).
+pub fn cli(c: &Agents, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(workspace_bin("autopilot"))
+        .args(["backup"])
+        .args(args)
+        .arg("--config")
+        .arg(c.config_path(0))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run autopilot backup");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
