@@ -184,13 +184,23 @@ async fn killed_server_fails_requests_and_a_restart_keeps_the_objects() {
     );
 
     server.restart().expect("restart SeaweedFS");
-    let got = store
-        .get(&kept)
-        .await
-        .expect("get after restart")
-        .bytes()
-        .await
-        .expect("read");
+    // The bucket answers before the volume server holding the object has re-registered
+    // (a GET then fails with 500 for a moment): retry, bounded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let res = match store.get(&kept).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(b) => break b,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("get after restart, retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("get after restart: {e}"),
+        }
+    };
     assert_eq!(&got[..], &noise(1000, 3)[..]);
     assert!(matches!(
         store.head(&Path::from("cut.bin")).await,
