@@ -40,9 +40,9 @@ fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str, jobs: &str) -> String
         secret_access_key: {{ file: {dir}/s3.secret }}
   encryption: {{ recipients: [{recipient}] }}
   compression: {{ level: 3, threads: 1 }}
+  identity: {{ file: {dir}/key.txt }}
   verification:
     schedule: "0 0 1 1 *"
-    identity: {{ file: {dir}/key.txt }}
   jobs:
 {jobs}"#,
         repo = dir.join("repo").display(),

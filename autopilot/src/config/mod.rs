@@ -49,6 +49,8 @@ mod tests_postgres;
 #[cfg(test)]
 mod tests_roles;
 #[cfg(test)]
+mod tests_seed;
+#[cfg(test)]
 mod tests_tls;
 
 pub use error::{ConfigError, Problem};

@@ -63,6 +63,53 @@ pub struct ClusterConfig {
     pub namespace: String,
     pub project: String,
     pub name: String,
+    /// `cluster.bootstrap.from_backup`: the data a new cluster starts with (and what a
+    /// cluster whose every node lost its data is restored from).
+    pub from_backup: Option<FromBackup>,
+}
+
+/// `cluster.bootstrap.from_backup`: a backup in one of this node's repositories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FromBackup {
+    /// A repository named in `backup.repositories`.
+    pub repository: String,
+    /// The cluster the backup was taken of: `namespace/project/name`; default this cluster.
+    pub cluster: Option<(String, String, String)>,
+    /// Which backup.
+    pub backup: BackupChoice,
+}
+
+/// Which backup `from_backup` restores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupChoice {
+    /// The newest complete physical backup of the cluster in the repository.
+    Latest,
+    /// This backup id (any method).
+    Id(String),
+}
+
+/// `engine.seed`: where a node without data gets its first copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SeedSource {
+    /// A physical copy of the primary (the default; what every engine can do).
+    #[default]
+    Primary,
+    /// The newest physical backup of the cluster in the repositories, then what is newer
+    /// from the primary; the node does not start when that fails.
+    Backup,
+    /// From the repository when it has a backup that works, else from the primary.
+    Auto,
+}
+
+impl SeedSource {
+    /// The word in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeedSource::Primary => "primary",
+            SeedSource::Backup => "backup",
+            SeedSource::Auto => "auto",
+        }
+    }
 }
 
 /// How to reach etcd and how long this node's lease lives.
@@ -120,6 +167,8 @@ pub enum EngineConfig {
         port: u16,
         /// See [`EngineConfig::auto_rebuild`].
         auto_rebuild: bool,
+        /// See [`EngineConfig::seed`].
+        seed: SeedSource,
         /// `engine.mariadb`.
         mariadb: super::validate_mariadb::MariadbConfig,
     },
@@ -129,6 +178,8 @@ pub enum EngineConfig {
         port: u16,
         /// See [`EngineConfig::auto_rebuild`].
         auto_rebuild: bool,
+        /// See [`EngineConfig::seed`].
+        seed: SeedSource,
         /// `engine.postgres`.
         postgres: super::postgres::PostgresConfig,
     },
@@ -144,10 +195,18 @@ impl EngineConfig {
         }
     }
 
+    /// `engine.seed` (`primary` for the `process` engine, which has no backups).
+    pub fn seed(&self) -> SeedSource {
+        match self {
+            EngineConfig::Process { .. } => SeedSource::Primary,
+            EngineConfig::Mariadb { seed, .. } | EngineConfig::Postgres { seed, .. } => *seed,
+        }
+    }
+
     /// `engine.auto_rebuild`: a node whose data diverged from the primary's (errant
     /// transactions that cannot be rewound) replaces it with a fresh clone of the primary
-    /// instead of waiting, flagged `needs_rebuild`, for an operator. Default false: the
-    /// diverged data is kept for inspection.
+    /// (or, with `engine.seed`, a restore) instead of waiting, flagged `needs_rebuild`, for
+    /// an operator. Default false: the diverged data is kept for inspection.
     pub fn auto_rebuild(&self) -> bool {
         match self {
             EngineConfig::Process { auto_rebuild, .. }

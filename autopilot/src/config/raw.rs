@@ -66,6 +66,28 @@ pub(crate) struct RawCluster {
     pub project: Option<String>,
     /// Third etcd path part.
     pub name: Option<String>,
+    /// How a new cluster gets its data.
+    pub bootstrap: Option<RawBootstrap>,
+}
+
+/// `cluster.bootstrap:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawBootstrap {
+    /// Start the cluster from a backup instead of an empty database.
+    pub from_backup: Option<RawFromBackup>,
+}
+
+/// `cluster.bootstrap.from_backup:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawFromBackup {
+    /// A name in `backup.repositories`; required.
+    pub repository: Option<String>,
+    /// `namespace/project/name` of the cluster the backup was taken of; default this cluster.
+    pub cluster: Option<String>,
+    /// `latest` (default) or a backup id.
+    pub backup: Option<String>,
 }
 
 /// `store:`
@@ -151,6 +173,8 @@ pub(crate) struct RawEngine {
     pub mariadb: Option<super::raw_mariadb::RawMariadb>,
     /// Re-clone a node whose data diverged from the primary's; default false.
     pub auto_rebuild: Option<bool>,
+    /// Where a node without data gets its first copy: `primary` (default), `backup`, `auto`.
+    pub seed: Option<String>,
     /// `postgres` only: its settings (`config/postgres.rs`).
     pub postgres: Option<super::postgres::RawPostgres>,
 }

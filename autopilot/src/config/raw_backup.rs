@@ -1,6 +1,7 @@
 //! `backup:` as written (issue 17). See `validate_backup.rs` for the rules and the model.
 
 use serde::Deserialize;
+use serde::de;
 
 use super::raw::{RawDuration, RawHandler};
 
@@ -20,6 +21,9 @@ pub(crate) struct RawBackup {
     pub jobs: Vec<RawBackupJob>,
     /// Scheduled verification and test restores.
     pub verification: Option<RawVerification>,
+    /// An age private key file (`AGE-SECRET-KEY-1…`) that opens the backups: for test
+    /// restores, `engine.seed` and `cluster.bootstrap.from_backup`.
+    pub identity: Option<RawSecretRef>,
 }
 
 /// `backup.verification`
@@ -30,10 +34,8 @@ pub(crate) struct RawVerification {
     pub schedule: Option<String>,
     /// IANA time zone of the schedule; default `UTC`.
     pub time_zone: Option<String>,
-    /// An age private key file (`AGE-SECRET-KEY-1…`): with it the newest backup is also
-    /// restored into a scratch server and checked; without it, only its objects are re-read
-    /// and re-hashed.
-    pub identity: Option<RawSecretRef>,
+    /// Moved to `backup.identity`: accepted only to say so.
+    pub identity: Option<de::IgnoredAny>,
     /// `replica` (default), `primary` or `any`.
     pub run_on: Option<String>,
     /// Where scratch restores go; default `<node.state_dir>/backup-scratch`.

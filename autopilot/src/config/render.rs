@@ -29,6 +29,18 @@ impl Config {
             o.kv(1, "namespace", &c.namespace);
             o.kv(1, "project", &c.project);
             o.kv(1, "name", &c.name);
+            if let Some(f) = &c.from_backup {
+                o.line(1, "bootstrap:");
+                o.line(2, "from_backup:");
+                o.kv(3, "repository", &f.repository);
+                if let Some((namespace, project, name)) = &f.cluster {
+                    o.kv(3, "cluster", &format!("{namespace}/{project}/{name}"));
+                }
+                match &f.backup {
+                    BackupChoice::Latest => o.kv(3, "backup", "latest"),
+                    BackupChoice::Id(id) => o.kv(3, "backup", id),
+                }
+            }
         }
         if let Some(s) = &self.store {
             o.line(0, "store:");
@@ -96,6 +108,7 @@ impl Config {
             o.raw(1, "port", &port.to_string());
         }
         o.raw(1, "auto_rebuild", &self.engine.auto_rebuild().to_string());
+        o.kv(1, "seed", self.engine.seed().as_str());
         if let EngineConfig::Process {
             hooks: Some(hooks), ..
         } = &self.engine
@@ -155,7 +168,10 @@ impl Config {
         }
         let p = &self.process;
         o.line(0, "process:");
-        o.list(1, "exec", &p.exec);
+        // PostgreSQL's command line is the engine's own: no `exec` (it would not read back).
+        if !matches!(self.engine, EngineConfig::Postgres { .. }) {
+            o.list(1, "exec", &p.exec);
+        }
         o.cwd(1, p.cwd.as_deref());
         o.env(1, &p.env);
         o.kv(1, "stop_timeout", &show(p.stop_timeout));
@@ -395,17 +411,17 @@ impl Out {
         self.line(1, "compression:");
         self.raw(2, "level", &b.compression_level.to_string());
         self.raw(2, "threads", &b.compression_threads.to_string());
+        if let Some(s) = &b.identity {
+            let (kind, from) = origin_parts(s);
+            self.line(1, "identity:");
+            self.secret(2, kind, from, s);
+        }
         if let Some(v) = &b.verification {
             self.line(1, "verification:");
             self.kv(2, "schedule", &v.schedule);
             self.kv(2, "time_zone", &v.time_zone);
             self.kv(2, "run_on", v.run_on.as_str());
             self.kv(2, "scratch_dir", &v.scratch_dir.to_string_lossy());
-            if let Some(s) = &v.identity {
-                let (kind, from) = origin_parts(s);
-                self.line(2, "identity:");
-                self.secret(3, kind, from, s);
-            }
         }
         if b.jobs.is_empty() {
             self.line(1, "jobs: []");

@@ -33,6 +33,7 @@ fn valid() -> String {
         secret_access_key: {{ env: SET_VAR }}
   encryption: {{ recipients: [{R}] }}
   compression: {{ level: 6, threads: 4 }}
+  identity: {{ env: SET_VAR }}
   jobs:
     - name: nightly
       description: nightly full
@@ -71,6 +72,7 @@ fn a_backup_section_validates_renders_without_secrets_and_round_trips() {
     );
     assert_eq!(s3.secret_access_key.expose(), "from-env");
     assert_eq!((b.compression_level, b.compression_threads), (6, 4));
+    assert_eq!(b.identity.as_ref().map(|s| s.expose()), Some("from-env"));
     assert_eq!(b.jobs[0].destinations, vec!["local", "offsite"]);
     assert_eq!(b.jobs[0].run_on, RunOn::Replica);
     assert!(b.jobs[0].fallback_to_primary);
@@ -85,6 +87,7 @@ fn a_backup_section_validates_renders_without_secrets_and_round_trips() {
         shown.contains("secret_access_key:\n          env: SET_VAR"),
         "{shown}"
     );
+    assert!(shown.contains("\n  identity:\n    env: SET_VAR"), "{shown}");
     // The section as shown reads back as itself.
     let section = |yaml: &str| {
         yaml.split_once("\nbackup:\n")

@@ -161,6 +161,12 @@ impl<'a> Validator<'a> {
         let telemetry = self.telemetry(telemetry);
         let log = self.log(log);
         let backup = backup.map(|b| self.backup(b, &node.state_dir, kind));
+        self.backup_sources(
+            kind,
+            engine.as_ref().map(EngineConfig::seed),
+            cluster.as_ref().and_then(|c| c.from_backup.as_ref()),
+            backup.as_ref(),
+        );
 
         let problems = self.finish();
         match engine {
@@ -278,6 +284,7 @@ impl<'a> Validator<'a> {
             namespace,
             project,
             name,
+            bootstrap,
         } = raw;
         let at = root("cluster");
         let part = |v: &mut Self, key: &str, value: Option<String>| match value {
@@ -296,10 +303,162 @@ impl<'a> Validator<'a> {
                 String::new()
             }
         };
+        let from_backup = bootstrap
+            .and_then(|RawBootstrap { from_backup }| from_backup)
+            .and_then(|f| self.bootstrap_backup(&at.key("bootstrap").key("from_backup"), f));
         ClusterConfig {
             namespace: part(self, "namespace", namespace),
             project: part(self, "project", project),
             name: part(self, "name", name),
+            from_backup,
+        }
+    }
+
+    /// `cluster.bootstrap.from_backup`, its own fields; that the repository exists and the
+    /// backup section has an identity is checked in [`Self::backup_sources`].
+    fn bootstrap_backup(&mut self, at: &FieldPath, raw: RawFromBackup) -> Option<FromBackup> {
+        let RawFromBackup {
+            repository,
+            cluster,
+            backup,
+        } = raw;
+        let repository = match repository {
+            Some(r) => Some(r),
+            None => {
+                self.problem(
+                    &at.key("repository"),
+                    Target::Key,
+                    "required; expected the name of a repository in backup.repositories, like repository: offsite",
+                );
+                None
+            }
+        };
+        let cluster = cluster.and_then(|c| {
+            let parts: Vec<&str> = c.split('/').collect();
+            let expected = "expected namespace/project/name like prod/shop/orders";
+            let [namespace, project, name] = parts[..] else {
+                self.problem(
+                    &at.key("cluster"),
+                    Target::Value,
+                    format!("{c:?} is not a cluster; {expected}"),
+                );
+                return None;
+            };
+            for part in [namespace, project, name] {
+                if let Err(e) = values::cluster_part(part) {
+                    self.problem(
+                        &at.key("cluster"),
+                        Target::Value,
+                        format!("{c:?} is not a cluster ({e}); {expected}"),
+                    );
+                    return None;
+                }
+            }
+            Some((namespace.to_owned(), project.to_owned(), name.to_owned()))
+        });
+        let backup = match backup.as_deref() {
+            None | Some("latest") => BackupChoice::Latest,
+            Some(id) => match backup::repo::BackupId::parse(id) {
+                Ok(id) => BackupChoice::Id(id.as_str().to_owned()),
+                Err(_) => {
+                    self.problem(
+                        &at.key("backup"),
+                        Target::Value,
+                        format!("{id:?} is not a backup id; expected latest or an id like 20261203T020000Z-1a2b3c4d (YYYYMMDDTHHMMSSZ-, 8 lowercase hex digits; autopilotctl backup list shows them)"),
+                    );
+                    BackupChoice::Latest
+                }
+            },
+        };
+        Some(FromBackup {
+            repository: repository?,
+            cluster,
+            backup,
+        })
+    }
+
+    /// What restoring from backups needs, checked once the engine, the cluster and the backup
+    /// section are validated: `engine.seed: backup | auto` and `cluster.bootstrap.from_backup`
+    /// need a database engine, a backup section (with the named repository) and
+    /// `backup.identity`, the key that opens the backups.
+    fn backup_sources(
+        &mut self,
+        kind: EngineKind,
+        seed: Option<SeedSource>,
+        from_backup: Option<&FromBackup>,
+        backup: Option<&super::validate_backup::BackupConfig>,
+    ) {
+        let seed_at = root("engine").key("seed");
+        let from_at = root("cluster").key("bootstrap").key("from_backup");
+        let seed = seed.filter(|s| *s != SeedSource::Primary);
+        let from_backup = match from_backup {
+            Some(_) if kind == EngineKind::Process => {
+                self.problem(
+                    &from_at,
+                    Target::Key,
+                    "is only for engine.kind mariadb or postgres (the process engine has no backups); expected no from_backup with this engine",
+                );
+                None
+            }
+            f => f,
+        };
+        let Some(b) = backup else {
+            if let Some(seed) = seed {
+                self.problem(
+                    &seed_at,
+                    Target::Value,
+                    format!("{} restores from backup.repositories, but there is no backup section; expected a backup section with repositories and identity, or seed: primary", seed.as_str()),
+                );
+            }
+            if let Some(f) = from_backup {
+                self.problem(
+                    &from_at,
+                    Target::Key,
+                    format!("restores from backup.repositories, but there is no backup section; expected a backup section with the repository {:?} and identity", f.repository),
+                );
+            }
+            return;
+        };
+        let backup_at = root("backup");
+        if let Some(f) = from_backup {
+            let names: Vec<&str> = b.repositories.iter().map(|r| r.name.as_str()).collect();
+            if !names.contains(&f.repository.as_str())
+                && !self.has_problem_under(&backup_at.key("repositories"))
+            {
+                let configured = if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                };
+                self.problem(
+                    &from_at.key("repository"),
+                    Target::Value,
+                    format!(
+                        "no repository {:?} in backup.repositories (configured: {configured}); expected one of them",
+                        f.repository
+                    ),
+                );
+            }
+        }
+        let mut needs = Vec::new();
+        if let Some(seed) = seed {
+            needs.push(format!("engine.seed: {}", seed.as_str()));
+        }
+        if from_backup.is_some() {
+            needs.push("cluster.bootstrap.from_backup".to_owned());
+        }
+        if !needs.is_empty()
+            && b.identity.is_none()
+            && !self.has_problem_under(&backup_at.key("identity"))
+        {
+            self.problem_at(
+                &backup_at.key("identity"),
+                &backup_at,
+                format!(
+                    "required with {}: it is the key that opens the backups; expected identity: {{file: PATH}} (or env: VAR, or credential: NAME) under backup, an age identity whose public key is among encryption.recipients",
+                    needs.join(" and ")
+                ),
+            );
         }
     }
 

@@ -1,5 +1,5 @@
 //! `backup:` (issue 17): repositories, encryption, compression and scheduled jobs, validated
-//! into [`BackupConfig`]. Secrets (S3 keys, webhook keys) are read now, from a file, an
+//! into [`BackupConfig`]. Secrets (S3 keys, webhook keys, `identity`) are read now, from a file, an
 //! environment variable or a systemd credential (`$CREDENTIALS_DIRECTORY/<name>`), and shown
 //! only by where they come from.
 
@@ -35,6 +35,9 @@ pub struct BackupConfig {
     pub jobs: Vec<BackupJobConfig>,
     /// Scheduled verification and test restores.
     pub verification: Option<VerificationConfig>,
+    /// `backup.identity`: the age identity (secret key) this node opens backups with, for
+    /// test restores, seeding (`engine.seed`) and `cluster.bootstrap.from_backup`.
+    pub identity: Option<Secret>,
 }
 
 /// `backup.verification`: re-read and re-hash the newest backup on a schedule, and with a
@@ -45,8 +48,6 @@ pub struct VerificationConfig {
     pub schedule: String,
     /// IANA time zone of the schedule.
     pub time_zone: String,
-    /// The age identity that opens the backups (enables test restores).
-    pub identity: Option<Secret>,
     /// Where it runs.
     pub run_on: RunOn,
     /// Where scratch restores go.
@@ -192,6 +193,7 @@ impl Validator<'_> {
             compression,
             jobs,
             verification,
+            identity,
         } = raw;
         if !matches!(engine, EngineKind::Mariadb | EngineKind::Postgres) {
             self.problem(
@@ -286,6 +288,7 @@ impl Validator<'_> {
         }
         let verification =
             verification.and_then(|v| self.verification(&at.key("verification"), v, state_dir));
+        let identity = identity.and_then(|r| self.secret_ref(&at.key("identity"), r));
         BackupConfig {
             catalog,
             repositories: repos,
@@ -294,6 +297,7 @@ impl Validator<'_> {
             compression_threads: threads,
             jobs: out_jobs,
             verification,
+            identity,
         }
     }
 
@@ -313,7 +317,13 @@ impl Validator<'_> {
         let time_zone = time_zone.unwrap_or_else(|| "UTC".to_owned());
         let schedule = self.schedule(at, schedule, &time_zone);
         let run_on = self.run_on(at, run_on.as_deref());
-        let identity = identity.and_then(|r| self.secret_ref(&at.key("identity"), r));
+        if identity.is_some() {
+            self.problem(
+                &at.key("identity"),
+                Target::Key,
+                "has moved to backup.identity (it also opens backups for engine.seed and cluster.bootstrap.from_backup); expected identity: {file: PATH} directly under backup",
+            );
+        }
         let scratch_dir = match scratch_dir {
             Some(d) if d.is_empty() => {
                 self.problem(
@@ -329,7 +339,6 @@ impl Validator<'_> {
         Some(VerificationConfig {
             schedule: schedule?,
             time_zone,
-            identity,
             run_on,
             scratch_dir,
         })
@@ -497,7 +506,7 @@ impl Validator<'_> {
     }
 
     /// Whether a problem was already recorded at `field` or below it.
-    fn has_problem_under(&self, field: &FieldPath) -> bool {
+    pub(super) fn has_problem_under(&self, field: &FieldPath) -> bool {
         self.problems
             .iter()
             .any(|(f, _, _, _)| f.0.starts_with(&field.0))

@@ -42,6 +42,7 @@ impl Validator<'_> {
             hooks,
             mariadb,
             auto_rebuild,
+            seed,
             postgres,
         } = raw;
         let at = root("engine");
@@ -144,6 +145,7 @@ impl Validator<'_> {
             _ => None,
         };
         let auto_rebuild = auto_rebuild.unwrap_or(false);
+        let seed = self.seed(&at.key("seed"), seed.as_deref(), is_process);
         let engine = match (engine_kind, port) {
             (EngineKind::Process, port) => Some(EngineConfig::Process {
                 port,
@@ -153,16 +155,46 @@ impl Validator<'_> {
             (EngineKind::Mariadb, Some(port)) => mariadb.map(|mariadb| EngineConfig::Mariadb {
                 port,
                 auto_rebuild,
+                seed,
                 mariadb,
             }),
             (EngineKind::Postgres, Some(port)) => postgres.map(|postgres| EngineConfig::Postgres {
                 port,
                 auto_rebuild,
+                seed,
                 postgres,
             }),
             (_, None) => None,
         };
         (engine_kind, engine)
+    }
+
+    /// `engine.seed`: `primary` (default), `backup` or `auto`; the last two only for the
+    /// database engines (`is_process`: the `process` kind, which has no backups). That they
+    /// also have a backup section with a repository and `backup.identity` is checked once
+    /// the backup section is validated ([`Validator::backup_sources`]).
+    fn seed(&mut self, at: &FieldPath, raw: Option<&str>, is_process: bool) -> SeedSource {
+        let seed = match raw {
+            None | Some("primary") => SeedSource::Primary,
+            Some("backup") => SeedSource::Backup,
+            Some("auto") => SeedSource::Auto,
+            Some(other) => {
+                self.problem(
+                    at,
+                    Target::Value,
+                    format!("{other:?} is not a seed source; expected primary, backup or auto"),
+                );
+                return SeedSource::Primary;
+            }
+        };
+        if is_process && seed != SeedSource::Primary {
+            self.problem(
+                at,
+                Target::Value,
+                "the process engine has no backups; remove engine.seed or use primary",
+            );
+        }
+        seed
     }
 
     /// `engine.hooks:`: every hook present is checked like a handler. All five are required

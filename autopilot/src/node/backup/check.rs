@@ -1,5 +1,5 @@
 //! Verification: re-read and re-hash every object of a backup in every repository it is in;
-//! with the verification identity, also restore it into a scratch directory, start a scratch
+//! with `backup.identity`, also restore it into a scratch directory, start a scratch
 //! server on it and run the engine's checks, measuring the restore time.
 
 use std::time::{Duration, Instant};
@@ -81,16 +81,11 @@ async fn check(ctx: &Ctx, doc: &BackupRecordDoc, test_restore: bool) -> Result<S
             doc.repositories.join(", ")
         ));
     }
-    let identities = match ctx
-        .config
-        .verification
-        .as_ref()
-        .and_then(|v| v.identity.as_ref())
-    {
+    let identities = match ctx.config.identity.as_ref() {
         Some(secret) => {
             let lines: Vec<&str> = secret.expose().lines().collect();
             backup::pipeline::parse_identities(&lines)
-                .map_err(|e| format!("backup.verification.identity: {e}"))?
+                .map_err(|e| format!("backup.identity: {e}"))?
         }
         None => Vec::new(),
     };
@@ -120,14 +115,16 @@ async fn check(ctx: &Ctx, doc: &BackupRecordDoc, test_restore: bool) -> Result<S
         }
     );
     let mut restore_time = None;
-    if test_restore && !identities.is_empty() {
-        let scratch = ctx
-            .config
-            .verification
-            .as_ref()
-            .map(|v| v.scratch_dir.clone())
-            .unwrap_or_default()
-            .join(&doc.id);
+    // A test restore needs the key and a scratch directory (`backup.verification`): a node
+    // with `backup.identity` for seeding only has no place to restore into.
+    let scratch_dir = ctx
+        .config
+        .verification
+        .as_ref()
+        .map(|v| v.scratch_dir.clone())
+        .filter(|_| test_restore && !identities.is_empty());
+    if let Some(scratch_dir) = scratch_dir {
+        let scratch = scratch_dir.join(&doc.id);
         let _ = std::fs::remove_dir_all(&scratch);
         if let Some(parent) = scratch.parent() {
             std::fs::create_dir_all(parent)

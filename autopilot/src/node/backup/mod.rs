@@ -110,7 +110,7 @@ pub(crate) enum Work {
     /// A backup job (by index in `config.jobs`).
     Backup { job: usize },
     /// Verify a backup (the newest done one when `None`), with a test restore when the
-    /// node has an identity and `test_restore`.
+    /// node has `backup.identity` and `test_restore`.
     Verify {
         backup_id: Option<String>,
         test_restore: bool,
