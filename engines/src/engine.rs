@@ -415,6 +415,30 @@ pub trait Engine: Send + Sync + 'static {
             })
         }
     }
+
+    /// Where a restore that [`Engine::adopt_restored`] takes is made: beside the data
+    /// directory, on its file system (adopting it is a rename). `None` when this engine
+    /// cannot start from a restored backup.
+    fn restore_staging(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// Replace the local data with `restored` (a data directory [`Engine::begin_restore`]
+    /// made at [`Engine::restore_staging`]) and start the server on it; the replaced data is
+    /// kept aside unless it never held the cluster's. `as_primary`: the data starts the
+    /// cluster's history (it bootstraps a cluster); otherwise it is ready to follow the
+    /// primary from the backup's position. Returns the position.
+    fn adopt_restored(
+        &self,
+        _restored: &std::path::Path,
+        _as_primary: bool,
+    ) -> impl Future<Output = Result<Position, EngineError>> + Send {
+        async {
+            Err(EngineError::Unsupported {
+                operation: "start from a restored backup",
+            })
+        }
+    }
 }
 
 /// Dispatch over the engines this build knows; the agent holds one of these.
@@ -635,6 +659,26 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.check_restored(dir).await,
             AnyEngine::Mariadb(e) => e.check_restored(dir).await,
             AnyEngine::Postgres(e) => e.check_restored(dir).await,
+        }
+    }
+
+    fn restore_staging(&self) -> Option<std::path::PathBuf> {
+        match self {
+            AnyEngine::Process(e) => e.restore_staging(),
+            AnyEngine::Mariadb(e) => e.restore_staging(),
+            AnyEngine::Postgres(e) => e.restore_staging(),
+        }
+    }
+
+    async fn adopt_restored(
+        &self,
+        restored: &std::path::Path,
+        as_primary: bool,
+    ) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.adopt_restored(restored, as_primary).await,
+            AnyEngine::Mariadb(e) => e.adopt_restored(restored, as_primary).await,
+            AnyEngine::Postgres(e) => e.adopt_restored(restored, as_primary).await,
         }
     }
 }

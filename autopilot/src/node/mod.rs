@@ -15,6 +15,7 @@ pub(crate) mod env;
 mod health;
 mod process;
 mod role;
+mod seed;
 pub mod session;
 pub(crate) mod specs;
 mod statements;

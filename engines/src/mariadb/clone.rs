@@ -85,6 +85,103 @@ pub async fn clone_data(
     }
 }
 
+/// Where a restore to adopt is made: `<datadir>.autopilot-restore`, beside the data
+/// directory (adopting it is a rename).
+pub fn staging(datadir: &Path) -> PathBuf {
+    let name = datadir
+        .file_name()
+        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+    datadir.with_file_name(format!("{name}.autopilot-restore"))
+}
+
+/// Replace the local data with `restored` (a data directory a restore of a physical backup
+/// made, prepared, owned by the server's user) and start the server on it. Its binary log
+/// continues the backup's GTID state (`RESET MASTER`, then `gtid_binlog_state` and
+/// `gtid_slave_pos` set to the backup's position): as a replica the caller follows the
+/// primary from there (as after a clone); promoted (the first primary of a cluster, or the
+/// winner among nodes that all restored), its new transactions are numbered after the
+/// backup's and a replica restored from the same backup can follow it. The replaced data is
+/// kept aside (or removed when `fresh`, as a clone does); on failure after that the server
+/// stays down and the node is what a new node is.
+pub async fn adopt(
+    s: &MariadbSettings,
+    control: &MainControl,
+    restored: &Path,
+    fresh: bool,
+    as_primary: bool,
+) -> Result<GtidSet, EngineError> {
+    let op = "start from the restored backup";
+    let pos = if restored.join("mariadb_backup_binlog_info").exists()
+        || restored.join("xtrabackup_binlog_info").exists()
+    {
+        backup_position(restored)?
+    } else if as_primary {
+        // A logical backup: the data holds no position, and a new cluster needs none.
+        GtidSet::default()
+    } else {
+        return Err(failed(
+            op,
+            format!(
+                "{} holds no GTID position (a logical backup?); a replica starts only from a physical backup",
+                restored.display()
+            ),
+        ));
+    };
+    control.stop(StopMode::Fast).await?;
+    let aside = match move_aside(&s.datadir, fresh) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = control.start().await;
+            return Err(e);
+        }
+    };
+    if let Some(aside) = &aside {
+        tracing::info!(kept = %aside.display(), datadir = %s.datadir.display(), "moved the local data directory aside and kept it; starting from the restored backup (delete it with `rm -rf {}` once it is not needed)", aside.display());
+    }
+    // `move_aside` leaves no directory or an empty one; a rename needs it gone.
+    if s.datadir.exists() {
+        std::fs::remove_dir(&s.datadir)
+            .map_err(|e| failed(op, format!("remove {}: {e}", s.datadir.display())))?;
+    }
+    std::fs::rename(restored, &s.datadir).map_err(|e| {
+        failed(
+            op,
+            format!(
+                "move {} to {}: {e}",
+                restored.display(),
+                s.datadir.display()
+            ),
+        )
+    })?;
+    control.start().await?;
+    wait_ready(s).await?;
+    start_history(s, &pos).await?;
+    tracing::info!(gtid = %pos, as_primary, "started from the restored backup");
+    Ok(pos)
+}
+
+/// A restored server's binary log continues from `pos`: no replication configuration, the
+/// binary log emptied and its GTID state (and the replica position) set to `pos`.
+async fn start_history(s: &MariadbSettings, pos: &GtidSet) -> Result<(), EngineError> {
+    let mut c = conn::local(s).await?;
+    let op = "continue the restored GTID history";
+    let r = async {
+        bounded(op, false, c.query_drop("STOP SLAVE")).await?;
+        bounded(op, false, c.query_drop("RESET SLAVE ALL")).await?;
+        bounded(op, false, c.query_drop("RESET MASTER")).await?;
+        if !pos.is_empty() {
+            for var in ["gtid_binlog_state", "gtid_slave_pos"] {
+                let sql = format!("SET GLOBAL {var} = {}", quote(&pos.to_string()));
+                bounded(op, false, c.query_drop(sql)).await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = c.disconnect().await;
+    r
+}
+
 /// Ask the primary's agent for the stream; nothing local changes until it answers 200.
 async fn request(s: &MariadbSettings, primary: &Peer) -> Result<reqwest::Response, EngineError> {
     let op = "request a backup stream from the primary's agent";

@@ -284,4 +284,19 @@ impl Engine for MariadbEngine {
     async fn check_restored(&self, dir: &std::path::Path) -> Result<CheckReport, EngineError> {
         scratch::check(&self.settings, dir).await
     }
+
+    fn restore_staging(&self) -> Option<std::path::PathBuf> {
+        Some(clone::staging(&self.settings.datadir))
+    }
+
+    async fn adopt_restored(
+        &self,
+        restored: &std::path::Path,
+        as_primary: bool,
+    ) -> Result<Position, EngineError> {
+        let fresh = self.fresh.load(Ordering::SeqCst);
+        clone::adopt(&self.settings, &self.control, restored, fresh, as_primary).await?;
+        self.fresh.store(false, Ordering::SeqCst);
+        self.position().await
+    }
 }

@@ -120,6 +120,15 @@ pub fn make_room(dir: &Path, fresh: bool) -> Result<Option<PathBuf>, String> {
     Ok(Some(aside))
 }
 
+/// Where a restore to adopt is made: `<data_dir>.autopilot-restore`, beside the data
+/// directory (adopting it is a rename).
+pub fn restore_staging(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}.autopilot-restore"))
+}
+
 /// Beside the data directory while a clone fills it (pg_basebackup wants an empty target,
 /// so the mark cannot be inside): its contents are then ours to remove.
 pub fn clone_marker(dir: &Path) -> PathBuf {

@@ -301,6 +301,51 @@ impl PostgresEngine {
         Ok(MainStart::Now)
     }
 
+    /// Replace the data directory with `restored` and start the server on it as a standby
+    /// without a source: it replays the WAL the backup holds up to its consistent point and
+    /// waits there. The role logic then has it follow the primary (a replica) or promotes it
+    /// (`as_primary`: a cluster bootstrapped from the backup, whose promotion starts a new
+    /// timeline). The replaced data is kept aside unless it never held the cluster's.
+    async fn adopt(
+        &self,
+        restored: &std::path::Path,
+        as_primary: bool,
+    ) -> Result<Position, EngineError> {
+        let s = &self.settings;
+        let op = "start from the restored backup";
+        let err = |reason: String| EngineError::Failed {
+            operation: op,
+            reason,
+        };
+        let fresh = self.fresh.load(Ordering::SeqCst);
+        let st = self
+            .offline(op, || async {
+                if let Some(aside) = datadir::make_room(&s.data_dir, fresh).map_err(err)? {
+                    info!(kept = %aside.display(), data_dir = %s.data_dir.display(), "moved the local data directory aside and kept it; starting from the restored backup (delete it with `rm -rf {}` once it is not needed)", aside.display());
+                }
+                if s.data_dir.exists() {
+                    std::fs::remove_dir(&s.data_dir)
+                        .map_err(|e| err(format!("remove {}: {e}", s.data_dir.display())))?;
+                }
+                std::fs::rename(restored, &s.data_dir).map_err(|e| {
+                    err(format!(
+                        "move {} to {}: {e}",
+                        restored.display(),
+                        s.data_dir.display()
+                    ))
+                })?;
+                datadir::ensure_dir(s).map_err(err)?;
+                datadir::write_hba(s).map_err(err)?;
+                datadir::write_passfile(s).map_err(err)?;
+                datadir::write_auto_conf(s, None).map_err(err)?;
+                datadir::mark_standby(s).map_err(err)
+            })
+            .await?;
+        self.not_fresh();
+        info!(position = %st.position().notation("postgres"), as_primary, "started from the restored backup");
+        Ok(st.position())
+    }
+
     /// The data now holds (or becomes) the cluster's: no clone may discard it any more.
     pub(super) fn not_fresh(&self) {
         self.fresh.store(false, Ordering::SeqCst);
@@ -509,5 +554,18 @@ impl Engine for PostgresEngine {
 
     async fn check_restored(&self, dir: &std::path::Path) -> Result<CheckReport, EngineError> {
         check::check(&self.settings, dir).await
+    }
+
+    fn restore_staging(&self) -> Option<std::path::PathBuf> {
+        Some(datadir::restore_staging(&self.settings.data_dir))
+    }
+
+    async fn adopt_restored(
+        &self,
+        restored: &std::path::Path,
+        as_primary: bool,
+    ) -> Result<Position, EngineError> {
+        let _serial = self.ops.lock().await;
+        self.adopt(restored, as_primary).await
     }
 }

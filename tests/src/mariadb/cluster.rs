@@ -43,6 +43,10 @@ pub struct MariaOpts {
     pub durability: &'static str,
     /// `engine.auto_rebuild`.
     pub auto_rebuild: bool,
+    /// `engine.seed`: `primary` (default), `backup` or `auto`.
+    pub seed: &'static str,
+    /// `cluster.bootstrap.from_backup` as flow YAML (`{ repository: local }`), when set.
+    pub from_backup: Option<String>,
     /// The admin account's password (written to `admin.pass` with one trailing newline).
     pub admin_password: &'static str,
     /// TLS and authentication of etcd and the agents' listeners (all off by default).
@@ -59,6 +63,8 @@ impl Default for MariaOpts {
             settle: Duration::from_millis(300),
             durability: "sync",
             auto_rebuild: false,
+            seed: "primary",
+            from_backup: None,
             admin_password: ADMIN_PASSWORD,
             security: Security::default(),
             extra_yaml: String::new(),
@@ -221,7 +227,7 @@ impl MariaCluster {
         let k = i + 1;
         let yaml = format!(
             r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
-cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
+cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER}{bootstrap} }}
 store:
   etcd:
     endpoints: {etcd}
@@ -231,6 +237,7 @@ engine:
   kind: mariadb
   port: {port}
   auto_rebuild: {auto_rebuild}
+  seed: {seed}
   mariadb:
     datadir: ./data-{k}
     durability: {durability}
@@ -251,6 +258,14 @@ process:
             port = node.port,
             durability = self.opts.durability,
             auto_rebuild = self.opts.auto_rebuild,
+            seed = self.opts.seed,
+            bootstrap = self
+                .opts
+                .from_backup
+                .as_ref()
+                .map_or_else(String::new, |f| format!(
+                    ", bootstrap: {{ from_backup: {f} }}"
+                )),
             telemetry = self
                 .secured
                 .telemetry_yaml(self.host(i), self.telemetry_port(i)),
@@ -365,6 +380,11 @@ process:
             ],
         )
         .unwrap_or_else(|e| panic!("create the schema on node {p}: {e:#}\n{}", self.logs()));
+    }
+
+    /// The agents' options, to change (then [`Self::write_config`]).
+    pub fn opts_mut(&mut self) -> &mut MariaOpts {
+        &mut self.opts
     }
 
     /// The agents' options.

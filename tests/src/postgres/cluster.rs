@@ -45,6 +45,10 @@ pub struct PgOpts {
     pub durability: &'static str,
     /// `engine.auto_rebuild`.
     pub auto_rebuild: bool,
+    /// `engine.seed`: `primary` (default), `backup` or `auto`.
+    pub seed: &'static str,
+    /// `cluster.bootstrap.from_backup` as flow YAML (`{ repository: local }`), when set.
+    pub from_backup: Option<String>,
     /// TLS and authentication of etcd and the agents' listeners (all off by default).
     pub security: Security,
     /// YAML appended to every agent's configuration (e.g. a `backup:` section).
@@ -59,6 +63,8 @@ impl Default for PgOpts {
             cooldown: Duration::ZERO,
             durability: "async",
             auto_rebuild: true,
+            seed: "primary",
+            from_backup: None,
             security: Security::default(),
             extra_yaml: String::new(),
         }
@@ -399,7 +405,7 @@ fn agent_yaml(
     let _ = (SUPERUSER, REPLICATOR);
     format!(
         r#"node: {{ name: {name}, address: {host}, state_dir: ./state-{k} }}
-cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER} }}
+cluster: {{ namespace: {NAMESPACE}, project: {PROJECT}, name: {CLUSTER}{bootstrap} }}
 store:
   etcd:
     endpoints: {endpoints}
@@ -409,6 +415,7 @@ engine:
   kind: postgres
   port: {port}
   auto_rebuild: {auto_rebuild}
+  seed: {seed}
   postgres:
     data_dir: ./data-{k}
     durability: {durability}
@@ -433,6 +440,13 @@ handlers:
         port = node.pg_port,
         durability = opts.durability,
         auto_rebuild = opts.auto_rebuild,
+        seed = opts.seed,
+        bootstrap = opts
+            .from_backup
+            .as_ref()
+            .map_or_else(String::new, |f| format!(
+                ", bootstrap: {{ from_backup: {f} }}"
+            )),
         etcd_extra = secured.etcd_yaml,
         telemetry = secured.telemetry_yaml(host, node.telemetry_port),
     )

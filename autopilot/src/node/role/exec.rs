@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use super::{ProbeFailure, RoleActorState, RoleMsg, documents, now_millis};
 use crate::node::process::ProcessMsg;
+use crate::node::seed::Purpose;
 use crate::node::session::PrimaryClaim;
 use crate::role::{Action, ClaimReason, EngineResult, Event, Position, PrimaryKey, Role};
 use cluster::wire::{self, ClusterKey, ClusterKeys};
@@ -240,6 +241,17 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         }
         // Initialising the `process` engine's database means reading where it stands; the
         // engines with a data directory do their work in `prepare`, before the process starts.
+        // A cluster bootstrapped from a backup: restore it now, under the bootstrap lock.
+        Action::Initialize if st.args.seeder.as_ref().is_some_and(|s| s.bootstraps()) => {
+            let seeder = st.args.seeder.clone();
+            seed(st, me, move |engine| async move {
+                let Some(seeder) = seeder else {
+                    return Err("no seeder".to_owned());
+                };
+                let position = seeder.restore(engine.as_ref(), Purpose::Bootstrap).await?;
+                Ok(EngineResult::Initialized { position })
+            });
+        }
         Action::Initialize => engine_op(st, me, |e| async move {
             let position = e.position().await?;
             Ok(EngineResult::Initialized { position })
@@ -250,11 +262,15 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         }),
         Action::CloneFrom { primary } => follow(st, me, primary, true),
         Action::Follow { primary } => follow(st, me, primary, false),
+        // The cluster is initialised but no node has data: start from a backup.
         Action::RestoreFromBackup => {
-            warn!("restore from backup is not supported by this engine yet");
-            feed_later(&me, |now| Event::Engine {
-                now,
-                result: EngineResult::Failed,
+            let seeder = st.args.seeder.clone();
+            seed(st, me, move |engine| async move {
+                let Some(seeder) = seeder else {
+                    return Err("this node restores no backups: configure engine.seed or cluster.bootstrap.from_backup".to_owned());
+                };
+                let position = seeder.restore(engine.as_ref(), Purpose::Lost).await?;
+                Ok(EngineResult::Cloned { position })
             });
         }
         Action::FenceRemote { node, address } => {
@@ -451,10 +467,47 @@ where
     });
 }
 
+/// How long a failed restore waits before the role logic may ask again (each attempt reads
+/// the repository; a broken one must not be hammered).
+const SEED_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Runs a restore from a backup; its failure is logged and answered as `Failed` after
+/// [`SEED_RETRY_AFTER`].
+fn seed<F, Fut>(st: &RoleActorState, me: ActorRef<RoleMsg>, op: F)
+where
+    F: FnOnce(std::sync::Arc<engines::AnyEngine>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<EngineResult, String>> + Send,
+{
+    let engine = st.args.engine.clone();
+    tokio::spawn(async move {
+        let result = match op(engine).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(cause = %e, "could not start from a backup; trying again");
+                tokio::time::sleep(SEED_RETRY_AFTER).await;
+                EngineResult::Failed
+            }
+        };
+        feed_later(&me, |now| Event::Engine { now, result });
+    });
+}
+
 fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone: bool) {
     let engine = st.args.engine.clone();
     let session = st.session.clone();
+    let seeder = st
+        .args
+        .seeder
+        .clone()
+        .filter(|s| clone && s.seeds_replicas());
     tokio::spawn(async move {
+        if let Some(seeder) = seeder {
+            let result = seed_replica(&engine, &seeder, &primary).await;
+            if let Some(result) = result {
+                feed_later(&me, |now| Event::Engine { now, result });
+                return;
+            }
+        }
         let mut peer = Peer::parse(&primary.address);
         if clone && let Some(p) = peer.as_mut() {
             // Where the primary's agent serves its data (engines that clone over it).
@@ -492,6 +545,47 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
         };
         feed_later(&me, |now| Event::Engine { now, result });
     });
+}
+
+/// `engine.seed: backup | auto`: restore the cluster's newest backup and follow `primary`
+/// from it. `None` when the restore failed and the seed falls back to a clone (`auto`). Once
+/// the restored data is in place it is the node's (a backup of this cluster): a failed
+/// follow then does not discard it; the role logic follows again as after any clone.
+async fn seed_replica(
+    engine: &std::sync::Arc<engines::AnyEngine>,
+    seeder: &crate::node::seed::Seeder,
+    primary: &PrimaryKey,
+) -> Option<EngineResult> {
+    let restored = match seeder.restore(engine.as_ref(), Purpose::Join).await {
+        Ok(p) => p,
+        Err(e) if seeder.falls_back() => {
+            warn!(cause = %e, "could not seed from the repository; cloning the primary instead (engine.seed: auto)");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(cause = %e, "could not seed from the repository (engine.seed: backup); trying again");
+            tokio::time::sleep(SEED_RETRY_AFTER).await;
+            return Some(EngineResult::Failed);
+        }
+    };
+    let Some(peer) = Peer::parse(&primary.address) else {
+        warn!(address = %primary.address, "the primary's address cannot be parsed");
+        return Some(EngineResult::Cloned { position: restored });
+    };
+    match engine.follow(&peer).await {
+        Ok(position) => {
+            info!(primary = %primary.node, "seeded from the repository; following the primary");
+            Some(EngineResult::Cloned { position })
+        }
+        Err(EngineError::NeedsRebuild { reason }) => {
+            warn!(%reason, "the restored backup does not match the primary's history");
+            Some(EngineResult::NeedsRebuild)
+        }
+        Err(e) => {
+            warn!(cause = %handlers::error_chain(&e), primary = %primary.node, "seeded from the repository; following the primary failed, trying again");
+            Some(EngineResult::Cloned { position: restored })
+        }
+    }
 }
 
 /// Delete `key` iff it is bound to the session's lease.

@@ -74,6 +74,9 @@ pub struct RoleArgs {
     /// The main process waits for the clone to start it (a node without data joining an
     /// initialised cluster): begin at once, not after the database was first healthy.
     pub begin_without_database: bool,
+    /// Where the node restores backups from to start its data (`engine.seed`,
+    /// `cluster.bootstrap.from_backup`), when configured.
+    pub seeder: Option<std::sync::Arc<crate::node::seed::Seeder>>,
 }
 
 /// Messages of the role actor.

@@ -61,6 +61,7 @@ pub async fn role_args(
     let etcd = EtcdStore::connect(&store.etcd_options())
         .await
         .map_err(|e| format!("connect to etcd: {}", handlers::error_chain(&e)))?;
+    let seeder = crate::node::seed::Seeder::from_config(config)?;
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let params = RoleParams {
         node_id: config.node.name.clone(),
@@ -73,7 +74,7 @@ pub async fn role_args(
         priority: config.node.priority,
         nofailover: config.node.nofailover,
         pre_promote: config.handlers.pre_promote.is_some(),
-        restore_from_backup: false,
+        restore_from_backup: seeder.is_some(),
         auto_rebuild: config.engine.auto_rebuild(),
         health_grace: ms(HEALTH_GRACE),
     };
@@ -115,5 +116,6 @@ pub async fn role_args(
         marker: config.node.state_dir.join("bootstrapped"),
         probe_interval,
         begin_without_database: false,
+        seeder,
     }))
 }

@@ -6,7 +6,10 @@
 //! database first (initdb, mariadb-install-db) would only make something for the clone to
 //! move aside: the engine prepares to clone instead ([`Engine::prepare_to_clone`]) and may
 //! keep the main process down until the clone starts it. Any doubt (etcd unreachable,
-//! slow, refusing) falls back to the full preparation of a first start.
+//! slow, refusing) falls back to the full preparation of a first start. A cluster that is
+//! not initialised yet and bootstraps from a backup (`cluster.bootstrap.from_backup`)
+//! prepares the same way: the node that wins the bootstrap lock restores into the empty
+//! data directory and starts the server on it.
 
 use std::time::Duration;
 
@@ -36,6 +39,17 @@ pub async fn prepare(config: &Config, engine: &AnyEngine) -> Result<MainStart, S
         Ok(true) => {
             info!(
                 "no bootstrap marker and the cluster is initialised: this node clones the primary, without creating a database first"
+            );
+            engine.prepare_to_clone().await.map_err(fail)
+        }
+        Ok(false)
+            if config
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.from_backup.is_some()) =>
+        {
+            info!(
+                "the cluster is not initialised and starts from a backup (cluster.bootstrap.from_backup): no database is created; the node that bootstraps restores the backup, the others clone it"
             );
             engine.prepare_to_clone().await.map_err(fail)
         }

@@ -1,0 +1,272 @@
+//! Starting a node's data from a backup instead of from the primary (issue 18): a node
+//! without data that joins a cluster (`engine.seed: backup | auto`, also for `auto_rebuild`),
+//! the node that bootstraps a new cluster from a backup (`cluster.bootstrap.from_backup`),
+//! and a node of a cluster whose every node lost its data. The restore goes through the same
+//! code as `autopilot backup restore` into a directory beside the data directory, which the
+//! engine then adopts ([`Engine::adopt_restored`]).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use backup::manifest::{Method, Status};
+use backup::pipeline::Identity;
+use backup::repo::{BackupId, ClusterId, Repository};
+use engines::Engine;
+use tracing::{info, warn};
+
+use crate::config::{BackupChoice, Config, FromBackup, SeedSource};
+use crate::role::Position;
+
+/// Why a node restores a backup; decides which backup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A node without data joins a cluster that has a primary: the cluster's newest backup.
+    Join,
+    /// The cluster is initialised, but no node has data: `from_backup` when configured, else
+    /// the cluster's newest backup.
+    Lost,
+    /// This node bootstraps a new cluster: `from_backup`.
+    Bootstrap,
+}
+
+/// What the node restores from, built from the configuration.
+pub struct Seeder {
+    seed: SeedSource,
+    from_backup: Option<FromBackup>,
+    repos: Vec<Repository>,
+    identities: Vec<Identity>,
+    cluster: ClusterId,
+}
+
+impl std::fmt::Debug for Seeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seeder")
+            .field("seed", &self.seed)
+            .field("from_backup", &self.from_backup)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Seeder {
+    /// `None` when the node never restores (seed `primary`, no `from_backup`).
+    pub fn from_config(config: &Config) -> Result<Option<Arc<Self>>, String> {
+        let seed = config.engine.seed();
+        let from_backup = config.cluster.as_ref().and_then(|c| c.from_backup.clone());
+        if seed == SeedSource::Primary && from_backup.is_none() {
+            return Ok(None);
+        }
+        // The configuration's validation requires these; a clear error all the same.
+        let (Some(b), Some(c)) = (&config.backup, &config.cluster) else {
+            return Err(
+                "engine.seed and cluster.bootstrap.from_backup need a backup section and a cluster"
+                    .into(),
+            );
+        };
+        let identities = match &b.identity {
+            Some(secret) => {
+                let lines: Vec<&str> = secret.expose().lines().collect();
+                backup::pipeline::parse_identities(&lines)
+                    .map_err(|e| format!("backup.identity: {e}"))?
+            }
+            None => return Err("backup.identity: required to restore backups".into()),
+        };
+        let repos = b
+            .repositories
+            .iter()
+            .map(|r| {
+                r.open()
+                    .map_err(|e| format!("backup.repositories {}: {e}", r.name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Arc::new(Seeder {
+            seed,
+            from_backup,
+            repos,
+            identities,
+            cluster: ClusterId {
+                namespace: c.namespace.clone(),
+                project: c.project.clone(),
+                name: c.name.clone(),
+            },
+        })))
+    }
+
+    /// A joining node restores instead of cloning.
+    pub fn seeds_replicas(&self) -> bool {
+        self.seed != SeedSource::Primary
+    }
+
+    /// A failed restore falls back to cloning the primary.
+    pub fn falls_back(&self) -> bool {
+        self.seed == SeedSource::Auto
+    }
+
+    /// A new cluster starts from `from_backup`.
+    pub fn bootstraps(&self) -> bool {
+        self.from_backup.is_some()
+    }
+
+    /// Restores the backup `purpose` calls for into the engine's staging directory and has the
+    /// engine adopt it (`as_primary` for a bootstrap). The position of the started server.
+    pub async fn restore<E: Engine>(
+        &self,
+        engine: &E,
+        purpose: Purpose,
+    ) -> Result<Position, String> {
+        let started = Instant::now();
+        let (repo, cluster, id) = self.pick(engine, purpose).await?;
+        let staging = engine
+            .restore_staging()
+            .ok_or_else(|| format!("the {} engine cannot start from a backup", engine.kind()))?;
+        if staging.exists() {
+            // Only a restore that did not finish leaves it: ours to remove.
+            warn!(dir = %staging.display(), "removing what an unfinished restore left");
+            std::fs::remove_dir_all(&staging)
+                .map_err(|e| format!("remove {}: {e}", staging.display()))?;
+        }
+        info!(backup = %id, repository = repo.name(), source = %cluster, ?purpose, "restoring a backup to start from");
+        let bytes = Arc::new(AtomicU64::new(0));
+        let restored = super::backup::restore::restore(
+            engine,
+            super::backup::restore::Source {
+                repo,
+                cluster: &cluster,
+                id: &id,
+                identities: &self.identities,
+            },
+            &staging,
+            super::backup::restore::Progress {
+                on_stream: |backup: &str, stream: &str, plain: u64| {
+                    info!(backup, stream, bytes = plain, "restoring stream");
+                },
+                bytes: &bytes,
+            },
+        )
+        .await
+        .map_err(|e| format!("restore backup {id} from {}: {e}", repo.name()))?;
+        let position = match engine
+            .adopt_restored(&staging, purpose == Purpose::Bootstrap)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(format!(
+                    "start from backup {id}: {}",
+                    handlers::error_chain(&e)
+                ));
+            }
+        };
+        info!(
+            backup = %id,
+            chain = %restored.chain.join(" "),
+            repository = repo.name(),
+            source = %cluster,
+            bytes = restored.bytes,
+            seconds = started.elapsed().as_secs_f64(),
+            position = %position.notation(engine.kind()),
+            "started from a backup"
+        );
+        Ok(position)
+    }
+
+    /// The repository, cluster and backup to restore for `purpose`.
+    async fn pick<E: Engine>(
+        &self,
+        engine: &E,
+        purpose: Purpose,
+    ) -> Result<(&Repository, ClusterId, BackupId), String> {
+        let configured = match purpose {
+            Purpose::Join => None,
+            Purpose::Lost | Purpose::Bootstrap => self.from_backup.as_ref(),
+        };
+        let Some(fb) = configured else {
+            if purpose == Purpose::Bootstrap {
+                return Err("no cluster.bootstrap.from_backup configured".into());
+            }
+            let repos: Vec<&Repository> = self.repos.iter().collect();
+            let (repo, id) = newest(engine, &repos, &self.cluster).await?;
+            return Ok((repo, self.cluster.clone(), id));
+        };
+        let repo = self
+            .repos
+            .iter()
+            .find(|r| r.name() == fb.repository)
+            .ok_or_else(|| {
+                format!(
+                    "cluster.bootstrap.from_backup.repository: no repository {:?}",
+                    fb.repository
+                )
+            })?;
+        let cluster = fb.cluster.as_ref().map_or_else(
+            || self.cluster.clone(),
+            |(namespace, project, name)| ClusterId {
+                namespace: namespace.clone(),
+                project: project.clone(),
+                name: name.clone(),
+            },
+        );
+        match &fb.backup {
+            BackupChoice::Latest => {
+                let (repo, id) = newest(engine, &[repo], &cluster).await?;
+                Ok((repo, cluster, id))
+            }
+            BackupChoice::Id(id) => {
+                let id = BackupId::parse(id).map_err(|e| e.to_string())?;
+                Ok((repo, cluster, id))
+            }
+        }
+    }
+}
+
+/// The newest complete physical backup of `cluster` taken with this engine, across `repos`
+/// (by start time, which backup ids sort by).
+async fn newest<'r, E: Engine>(
+    engine: &E,
+    repos: &[&'r Repository],
+    cluster: &ClusterId,
+) -> Result<(&'r Repository, BackupId), String> {
+    let mut best: Option<(&Repository, BackupId)> = None;
+    let mut problems = Vec::new();
+    for repo in repos {
+        let mut ids = match repo.list_backups(cluster).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                problems.push(format!("{}: {e}", repo.name()));
+                continue;
+            }
+        };
+        ids.sort();
+        for id in ids.into_iter().rev() {
+            if best.as_ref().is_some_and(|(_, b)| *b >= id) {
+                break;
+            }
+            match repo.read_manifest(cluster, &id).await {
+                Ok(m)
+                    if m.status == Status::Complete
+                        && m.method == Method::Physical
+                        && format!("{:?}", m.engine.kind).eq_ignore_ascii_case(engine.kind()) =>
+                {
+                    best = Some((repo, id));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{}: {e}", repo.name())),
+            }
+        }
+    }
+    best.ok_or_else(|| {
+        let names: Vec<&str> = repos.iter().map(|r| r.name()).collect();
+        let mut msg = format!(
+            "no complete physical {} backup of cluster {cluster} in {}",
+            engine.kind(),
+            names.join(", ")
+        );
+        if !problems.is_empty() {
+            msg += &format!(" ({})", problems.join("; "));
+        }
+        msg
+    })
+}
