@@ -238,3 +238,142 @@ mod mariadb {
         );
     }
 }
+
+mod postgres {
+    use super::*;
+    use e2e::postgres::cluster::{PgCluster, PgOpts};
+    use e2e::postgres::scenario::{settled, start};
+    use e2e::postgres::workload::TABLE;
+
+    fn scalar(c: &PgCluster, i: usize, sql: &str) -> Option<String> {
+        c.scalar(i, sql).ok()
+    }
+
+    fn insert(c: &PgCluster, p: usize, from: u64, to: u64) {
+        c.sql()
+            .query(
+                c.pg_port(p),
+                &format!(
+                    "INSERT INTO {TABLE} SELECT generate_series({from}, {})",
+                    to - 1
+                ),
+                Duration::from_secs(10),
+            )
+            .expect("insert rows");
+    }
+
+    /// Every other node streaming from `p`; `rows` rows and the application role on each.
+    fn full_redundancy(c: &PgCluster, p: usize, rows: u64) {
+        for i in (0..c.len()).filter(|&i| i != p) {
+            c.wait_streaming(i, p, Duration::from_secs(90));
+        }
+        let want = rows.to_string();
+        for i in 0..c.len() {
+            let got = eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+                (scalar(c, i, &format!("SELECT count(*) FROM {TABLE}")).as_deref()
+                    == Some(want.as_str()))
+                .then_some(())
+            });
+            assert!(
+                got.is_some(),
+                "node {i} has {:?} rows, expected {rows}\n{}",
+                scalar(c, i, &format!("SELECT count(*) FROM {TABLE}")),
+                c.logs()
+            );
+            assert_eq!(
+                scalar(c, i, "SELECT count(*) FROM pg_roles WHERE rolname = 'app'").as_deref(),
+                Some("1"),
+                "node {i} lacks the application role"
+            );
+        }
+    }
+
+    #[test]
+    fn nodes_and_clusters_start_from_the_repository() {
+        let s3 = S3Server::start().expect("start the S3 server");
+        let keys = tempfile::tempdir().expect("temp dir");
+        let recipient = key_pair(keys.path());
+        let yaml = backup_yaml(keys.path(), &s3, &recipient);
+        let opts = PgOpts {
+            seed: "auto",
+            extra_yaml: yaml.clone(),
+            ..PgOpts::default()
+        };
+        // No backup yet: the standbys fall back to cloning the primary.
+        let mut c = start(3, opts);
+        let p = settled(&c);
+        c.sql()
+            .query(
+                c.pg_port(p),
+                "CREATE ROLE app LOGIN PASSWORD 'app-pw'",
+                Duration::from_secs(10),
+            )
+            .expect("create the application role");
+        insert(&c, p, 0, 100);
+        // Replicated before the backup starts (it runs on a standby).
+        full_redundancy(&c, p, 100);
+        let taken = backup_now(&c, "r1");
+        insert(&c, p, 100, 150);
+        eprintln!("backup {} at {}", taken["id"], taken["position"]);
+
+        // 1. A standby loses its data: it restores the newest backup and streams from the
+        //    primary from there, without a base backup from the primary.
+        let r = (0..3).find(|&i| i != p).expect("a standby");
+        c.kill_node(r);
+        c.wipe_node(r);
+        c.start_agent(r);
+        full_redundancy(&c, p, 150);
+        let seeded = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
+            c.agent_log(r)
+                .contains("seeded from the repository")
+                .then_some(())
+        });
+        assert!(
+            seeded.is_some(),
+            "node {r} did not seed from the repository:\n{}",
+            c.agent_log(r)
+        );
+        let log = c.agent_log(r);
+        let since = log.rfind("started from a backup").unwrap_or(0);
+        assert!(
+            !log[since..].contains("cloned the primary"),
+            "node {r} cloned the primary after all:\n{log}"
+        );
+
+        // 2. Every node's data lost, etcd intact: the newest backup comes back on every node.
+        for i in 0..3 {
+            c.kill_node(i);
+        }
+        for i in 0..3 {
+            c.wipe_node(i);
+        }
+        for i in 0..3 {
+            c.start_agent(i);
+        }
+        let p2 = c.wait_primary(Duration::from_secs(120));
+        full_redundancy(&c, p2, 100);
+        eprintln!("every node lost: 50 acknowledged rows lost (written after the backup)");
+        insert(&c, p2, 1000, 1010);
+        full_redundancy(&c, p2, 110);
+        drop(c);
+
+        // 3. A new cluster (a fresh etcd) bootstrapped from the repository.
+        let c2 = start(
+            3,
+            PgOpts {
+                from_backup: Some("{ repository: s3 }".to_owned()),
+                extra_yaml: yaml,
+                ..PgOpts::default()
+            },
+        );
+        let p3 = c2.wait_primary(Duration::from_secs(120));
+        full_redundancy(&c2, p3, 100);
+        insert(&c2, p3, 2000, 2010);
+        full_redundancy(&c2, p3, 110);
+        assert!(
+            c2.agent_log(p3).contains("started from a backup"),
+            "the bootstrapping node did not restore:\n{}",
+            c2.agent_log(p3)
+        );
+    }
+}
