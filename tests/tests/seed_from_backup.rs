@@ -163,6 +163,7 @@ mod mariadb {
         let keys = tempfile::tempdir().expect("temp dir");
         let recipient = key_pair(keys.path());
         let yaml = backup_yaml(keys.path(), &s3, &recipient);
+        let yaml_for_bad = yaml.clone();
         let opts = MariaOpts {
             seed: "auto",
             auto_rebuild: true,
@@ -223,7 +224,7 @@ mod mariadb {
         c.stop_all();
         let fresh = MariaOpts {
             from_backup: Some("{ repository: s3 }".to_owned()),
-            extra_yaml: yaml,
+            extra_yaml: yaml.clone(),
             ..MariaOpts::default()
         };
         let c2 = MariaCluster::start(3, fresh).expect("start the second cluster");
@@ -236,6 +237,67 @@ mod mariadb {
             "the bootstrapping node did not restore:\n{}",
             c2.agent_log(p3)
         );
+        drop(c2);
+
+        // 4. Bad input: a backup that is not there, a cluster the repository holds nothing
+        //    of, a key that opens nothing. Each node says why, bootstraps nothing and creates
+        //    no data directory.
+        let wrong = Identity::generate();
+        {
+            use age::secrecy::ExposeSecret as _;
+            std::fs::write(
+                keys.path().join("wrong.txt"),
+                format!("{}\n", wrong.to_string().expose_secret()),
+            )
+            .expect("write the wrong key");
+        }
+        let wrong_key = yaml.replace("key.txt", "wrong.txt");
+        for (from, yaml, says) in [
+            (
+                "{ repository: local, backup: 20200101T000000Z-00000000 }",
+                &yaml_for_bad,
+                "20200101T000000Z-00000000",
+            ),
+            (
+                "{ repository: local, cluster: other/place/orders }",
+                &yaml_for_bad,
+                "no complete physical mariadb backup of cluster other/place/orders in local",
+            ),
+            (
+                "{ repository: local }",
+                &wrong_key,
+                "wrong key: none of the given identities opens",
+            ),
+        ] {
+            let bad = MariaCluster::start(
+                1,
+                MariaOpts {
+                    from_backup: Some(from.to_owned()),
+                    extra_yaml: yaml.clone(),
+                    ..MariaOpts::default()
+                },
+            )
+            .expect("start a one-node cluster");
+            let said = eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+                let log = bad.agent_log(0);
+                (log.contains("could not start from a backup") && log.contains(says)).then_some(())
+            });
+            assert!(
+                said.is_some(),
+                "{from}: no error naming {says:?}:\n{}",
+                bad.agent_log(0)
+            );
+            assert!(
+                bad.key("initialized").is_none(),
+                "{from}: the cluster was initialised anyway"
+            );
+            let data = bad.dir().join("data-1");
+            assert!(
+                std::fs::read_dir(&data).map_or(true, |mut d| d.next().is_none()),
+                "{from}: {} holds data",
+                data.display()
+            );
+        }
     }
 }
 

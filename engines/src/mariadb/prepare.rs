@@ -53,7 +53,7 @@ pub async fn prepare(s: &MariadbSettings, create: bool) -> Result<MainStart, Eng
         return Ok(MainStart::Now);
     }
     if !create {
-        tracing::info!(datadir = %s.datadir.display(), "no data in the data directory and the cluster is initialised: the server starts once the primary is cloned");
+        tracing::info!(datadir = %s.datadir.display(), "no data in the data directory: the server starts once a copy of the cluster's data (a clone of the primary, or a restored backup) is in place");
         return Ok(MainStart::AfterClone);
     }
     std::fs::create_dir_all(&s.datadir).map_err(|e| {

@@ -282,7 +282,7 @@ impl PostgresEngine {
         }
         if !datadir::initialised(s) {
             if !create {
-                info!(data_dir = %s.data_dir.display(), "no database in the data directory and the cluster is initialised: the server starts once the primary is cloned");
+                info!(data_dir = %s.data_dir.display(), "no database in the data directory: the server starts once a copy of the cluster's data (a clone of the primary, or a restored backup) is in place");
                 return Ok(MainStart::AfterClone);
             }
             info!(data_dir = %s.data_dir.display(), "initialising an empty data directory");
