@@ -12,6 +12,7 @@
 //! - [`catalog`]: the node's local record of backups, jobs and runs (SQLite), which works
 //!   while etcd and the coordinator are down.
 
+pub mod archive;
 pub mod catalog;
 pub mod instructions;
 pub mod keys;

@@ -203,13 +203,16 @@ mod mariadb {
             "the primary served a clone to the seeded node"
         );
 
-        // 2. Every node's data lost, etcd intact: the newest backup comes back on every node
-        //    (the rows written after it are lost, and counted).
+        // 2. Every node's data lost, etcd intact: with `from_backup` configured (the
+        //    operator's statement that this cluster restores) the backup comes back on every
+        //    node (the rows written after it are lost, and counted).
         for i in 0..3 {
             c.kill_node(i);
         }
+        c.opts_mut().from_backup = Some("{ repository: local }".to_owned());
         for i in 0..3 {
             c.wipe_node(i);
+            c.write_config(i).expect("rewrite the config");
         }
         for i in 0..3 {
             c.start_agent(i);
@@ -402,12 +405,20 @@ mod postgres {
             "node {r} cloned the primary after all:\n{log}"
         );
 
-        // 2. Every node's data lost, etcd intact: the newest backup comes back on every node.
+        // 2. Every node's data lost, etcd intact: with `from_backup` configured the backup
+        //    comes back on every node.
         for i in 0..3 {
             c.kill_node(i);
         }
+        let lost = PgOpts {
+            seed: "auto",
+            from_backup: Some("{ repository: local }".to_owned()),
+            extra_yaml: yaml.clone(),
+            ..PgOpts::default()
+        };
         for i in 0..3 {
             c.wipe_node(i);
+            c.reconfigure(i, &lost);
         }
         for i in 0..3 {
             c.start_agent(i);

@@ -58,7 +58,7 @@ pub use load::{load, parse};
 pub use model::*;
 pub use postgres::{PgDurability, PostgresConfig};
 pub use validate_backup::{
-    BackupConfig, BackupJobConfig, NotifyConfig, RepositoryConfig, RepositoryLocation, RunOn,
-    S3Config, VerificationConfig,
+    ArchiveConfig, BackupConfig, BackupJobConfig, NotifyConfig, RepositoryConfig,
+    RepositoryLocation, RunOn, S3Config, VerificationConfig,
 };
 pub use validate_mariadb::{MariadbConfig, MariadbDurability};

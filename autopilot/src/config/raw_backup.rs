@@ -24,6 +24,22 @@ pub(crate) struct RawBackup {
     /// An age private key file (`AGE-SECRET-KEY-1…`) that opens the backups: for test
     /// restores, `engine.seed` and `cluster.bootstrap.from_backup`.
     pub identity: Option<RawSecretRef>,
+    /// Continuous archiving of the change stream (WAL) for point-in-time recovery.
+    pub archive: Option<RawArchive>,
+}
+
+/// `backup.archive`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawArchive {
+    /// Repositories the archive goes to; default every repository.
+    pub destinations: Option<Vec<String>>,
+    /// The longest a change waits before it is archived; default 60s.
+    pub interval: Option<RawDuration>,
+    /// The local spool; default `<node.state_dir>/archive-spool`.
+    pub spool: Option<String>,
+    /// The most the spool may hold, MiB; default 1024.
+    pub spool_limit_mb: Option<u64>,
 }
 
 /// `backup.verification`

@@ -11,8 +11,8 @@ use cluster::secret::Secret;
 use super::locate::{FieldPath, Target};
 use super::model::HandlerConfig;
 use super::raw_backup::{
-    RawBackup, RawBackupJob, RawNotify, RawRepository, RawRetention, RawS3, RawSecretRef,
-    RawVerification,
+    RawArchive, RawBackup, RawBackupJob, RawNotify, RawRepository, RawRetention, RawS3,
+    RawSecretRef, RawVerification,
 };
 use super::validate::{Validator, root};
 use super::validate_handlers::EngineKind;
@@ -38,7 +38,30 @@ pub struct BackupConfig {
     /// `backup.identity`: the age identity (secret key) this node opens backups with, for
     /// test restores, seeding (`engine.seed`) and `cluster.bootstrap.from_backup`.
     pub identity: Option<Secret>,
+    /// `backup.archive`: continuous archiving of the change stream.
+    pub archive: Option<ArchiveConfig>,
 }
+
+/// `backup.archive`: every node spools the change stream (PostgreSQL: each WAL segment, as
+/// `archive_command`); the node holding the archive lock uploads its spool to the
+/// repositories, the others keep their copies until the repository has them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveConfig {
+    /// Repository names, in the order written.
+    pub destinations: Vec<String>,
+    /// The longest a committed change waits before it is archived (PostgreSQL
+    /// `archive_timeout`).
+    pub interval: Duration,
+    /// The local spool directory.
+    pub spool: PathBuf,
+    /// The most the spool may hold, MiB; past it new files are dropped and a gap recorded.
+    pub spool_limit_mb: u64,
+}
+
+/// `backup.archive.interval` by default.
+pub const DEFAULT_ARCHIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// `backup.archive.spool_limit_mb` by default.
+pub const DEFAULT_SPOOL_LIMIT_MB: u64 = 1024;
 
 /// `backup.verification`: re-read and re-hash the newest backup on a schedule, and with a
 /// key also restore it into a scratch server and run the engine's checks.
@@ -194,6 +217,7 @@ impl Validator<'_> {
             jobs,
             verification,
             identity,
+            archive,
         } = raw;
         if !matches!(engine, EngineKind::Mariadb | EngineKind::Postgres) {
             self.problem(
@@ -289,6 +313,8 @@ impl Validator<'_> {
         let verification =
             verification.and_then(|v| self.verification(&at.key("verification"), v, state_dir));
         let identity = identity.and_then(|r| self.secret_ref(&at.key("identity"), r));
+        let archive =
+            archive.map(|a| self.archive(&at.key("archive"), a, &names, state_dir, engine));
         BackupConfig {
             catalog,
             repositories: repos,
@@ -298,6 +324,98 @@ impl Validator<'_> {
             jobs: out_jobs,
             verification,
             identity,
+            archive,
+        }
+    }
+
+    fn archive(
+        &mut self,
+        at: &FieldPath,
+        raw: RawArchive,
+        repositories: &[String],
+        state_dir: &std::path::Path,
+        engine: EngineKind,
+    ) -> ArchiveConfig {
+        let RawArchive {
+            destinations,
+            interval,
+            spool,
+            spool_limit_mb,
+        } = raw;
+        if engine == EngineKind::Mariadb {
+            self.problem(
+                at,
+                Target::Key,
+                "archives PostgreSQL WAL only so far (MariaDB binary logs are not archived yet); expected no archive section with engine.kind mariadb",
+            );
+        }
+        let destinations = match destinations {
+            None => repositories.to_vec(),
+            Some(d) if d.is_empty() => {
+                self.problem(
+                    &at.key("destinations"),
+                    Target::Value,
+                    "is empty; expected repository names, or no destinations for all",
+                );
+                repositories.to_vec()
+            }
+            Some(d) => {
+                for (i, n) in d.iter().enumerate() {
+                    if !repositories.contains(n) {
+                        self.problem(
+                            &at.key("destinations").index(i),
+                            Target::Value,
+                            format!("{n:?} is no repository; expected one of {repositories:?}"),
+                        );
+                    }
+                }
+                d
+            }
+        };
+        let interval = match interval {
+            None => DEFAULT_ARCHIVE_INTERVAL,
+            Some(d) if d.0 < Duration::from_secs(1) || d.0 > Duration::from_secs(3600) => {
+                self.problem(
+                    &at.key("interval"),
+                    Target::Value,
+                    format!(
+                        "{:?} is out of range; expected 1s to 1h (60s is a good default)",
+                        d.0
+                    ),
+                );
+                DEFAULT_ARCHIVE_INTERVAL
+            }
+            Some(d) => d.0,
+        };
+        let spool = match spool {
+            Some(d) if d.is_empty() => {
+                self.problem(
+                    &at.key("spool"),
+                    Target::Value,
+                    "is empty; expected a directory",
+                );
+                state_dir.join("archive-spool")
+            }
+            Some(d) => self.resolve(&d),
+            None => state_dir.join("archive-spool"),
+        };
+        let spool_limit_mb = match spool_limit_mb {
+            None => DEFAULT_SPOOL_LIMIT_MB,
+            Some(n @ 64..) => n,
+            Some(n) => {
+                self.problem(
+                    &at.key("spool_limit_mb"),
+                    Target::Value,
+                    format!("{n} is too small; expected at least 64 (four WAL segments)"),
+                );
+                DEFAULT_SPOOL_LIMIT_MB
+            }
+        };
+        ArchiveConfig {
+            destinations,
+            interval,
+            spool,
+            spool_limit_mb,
         }
     }
 

@@ -200,6 +200,21 @@ impl Seeder {
                     fb.repository
                 )
             })?;
+        if purpose == Purpose::Lost
+            && fb.cluster.as_ref().is_some_and(|(n, p, c)| {
+                (n.as_str(), p.as_str(), c.as_str())
+                    != (
+                        self.cluster.namespace.as_str(),
+                        self.cluster.project.as_str(),
+                        self.cluster.name.as_str(),
+                    )
+            })
+        {
+            return Err(format!(
+                "cluster {} is initialised with data of its own; restoring a backup of another cluster (cluster.bootstrap.from_backup.cluster) would be foreign data: restore one of this cluster's backups, or start a new cluster (new etcd keys)",
+                self.cluster
+            ));
+        }
         let cluster = fb.cluster.as_ref().map_or_else(
             || self.cluster.clone(),
             |(namespace, project, name)| ClusterId {

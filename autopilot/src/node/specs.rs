@@ -162,5 +162,14 @@ fn postgres_settings(
         parameters: pg.parameters.clone(),
         max_slot_wal_keep_size: pg.max_slot_wal_keep_size.clone(),
         stop_timeout: config.process.stop_timeout,
+        archive: config
+            .backup
+            .as_ref()
+            .and_then(|b| b.archive.as_ref())
+            .map(|a| engines::postgres::WalSpool {
+                dir: a.spool.clone(),
+                limit_mb: a.spool_limit_mb,
+                timeout: a.interval,
+            }),
     }
 }

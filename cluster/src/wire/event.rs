@@ -94,6 +94,10 @@ pub enum EventKind {
     BackupVerifyFailed,
     /// Retention removed a backup from every repository.
     BackupExpired,
+    /// The change archive misses a file (WAL segment) that no node could supply, or a file
+    /// was dropped because the spool was full (`detail` names the range): point-in-time
+    /// recovery cannot cross it.
+    ArchiveGap,
     /// A value this reader does not know.
     #[serde(other)]
     Unknown,

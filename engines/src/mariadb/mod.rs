@@ -295,7 +295,16 @@ impl Engine for MariadbEngine {
         as_primary: bool,
     ) -> Result<Position, EngineError> {
         let fresh = self.fresh.load(Ordering::SeqCst);
-        clone::adopt(&self.settings, &self.control, restored, fresh, as_primary).await?;
+        if let Err(e) =
+            clone::adopt(&self.settings, &self.control, restored, fresh, as_primary).await
+        {
+            if !restored.exists() {
+                // Moved in, then failed: it never served as the cluster's data, so the next
+                // attempt replaces it instead of keeping another copy aside.
+                self.fresh.store(true, Ordering::SeqCst);
+            }
+            return Err(e);
+        }
         self.fresh.store(false, Ordering::SeqCst);
         self.position().await
     }

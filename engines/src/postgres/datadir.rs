@@ -120,6 +120,20 @@ pub fn make_room(dir: &Path, fresh: bool) -> Result<Option<PathBuf>, String> {
     Ok(Some(aside))
 }
 
+/// With WAL archiving: the spool directory (the server's user's, mode 0700) and the script
+/// `archive_command` runs, rewritten at every start so it follows the configuration.
+pub fn prepare_spool(s: &PostgresSettings) -> Result<(), String> {
+    let Some(a) = &s.archive else { return Ok(()) };
+    std::fs::create_dir_all(&a.dir).map_err(|e| format!("create {}: {e}", a.dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&a.dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("chmod {}: {e}", a.dir.display()))?;
+    }
+    give(s, &a.dir)?;
+    write_file(s, &a.script(), &a.script_text(), 0o755)
+}
+
 /// Where a restore to adopt is made: `<data_dir>.autopilot-restore`, beside the data
 /// directory (adopting it is a rename).
 pub fn restore_staging(dir: &Path) -> PathBuf {

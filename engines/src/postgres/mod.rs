@@ -48,6 +48,7 @@ use tracing::{info, warn};
 
 pub use settings::{
     Credentials, DEFAULT_MAX_SLOT_WAL_KEEP_SIZE, Durability, PostgresSettings, RESERVED_PARAMETERS,
+    WalSpool,
 };
 
 use crate::MainControl;
@@ -280,6 +281,8 @@ impl PostgresEngine {
             datadir::make_room(&s.data_dir, false).map_err(err)?;
             std::fs::remove_file(&marker).map_err(|e| err(format!("{}: {e}", marker.display())))?;
         }
+        // Before the server first starts, whether now or after a clone: it archives at once.
+        datadir::prepare_spool(s).map_err(err)?;
         if !datadir::initialised(s) {
             if !create {
                 info!(data_dir = %s.data_dir.display(), "no database in the data directory: the server starts once a copy of the cluster's data (a clone of the primary, or a restored backup) is in place");
@@ -566,6 +569,12 @@ impl Engine for PostgresEngine {
         as_primary: bool,
     ) -> Result<Position, EngineError> {
         let _serial = self.ops.lock().await;
-        self.adopt(restored, as_primary).await
+        let r = self.adopt(restored, as_primary).await;
+        if r.is_err() && !restored.exists() {
+            // Moved in, then failed: it never served as the cluster's data, so the next
+            // attempt replaces it instead of keeping another copy aside.
+            self.fresh.store(true, Ordering::SeqCst);
+        }
+        r
     }
 }

@@ -586,6 +586,7 @@ mod tests {
             max_slot_wal_keep_size: "4GB".into(),
             parameters: Vec::new(),
             stop_timeout: Duration::from_secs(1),
+            archive: None,
         };
         let base = vec![StreamPlan {
             name: "base".into(),

@@ -64,6 +64,10 @@ pub const RESERVED_PARAMETERS: &[&str] = &[
     "restore_command",
     "recovery_target_timeline",
     "max_slot_wal_keep_size",
+    "archive_mode",
+    "archive_command",
+    "archive_library",
+    "archive_timeout",
 ];
 
 /// Default `max_slot_wal_keep_size`: the most WAL a replica's slot may hold back on the
@@ -104,6 +108,60 @@ pub struct PostgresSettings {
     pub parameters: Vec<(String, String)>,
     /// Grace period after the stop signal (for the main command's `kill_grace`).
     pub stop_timeout: std::time::Duration,
+    /// Continuous WAL archiving into a local spool the agent uploads from (`backup.archive`).
+    pub archive: Option<WalSpool>,
+}
+
+/// WAL archiving into a local spool (issue 18). Every node archives (`archive_mode =
+/// always`: a standby archives each segment it receives), so after a failover the new
+/// primary's spool still holds what the old one had not shipped; the agent that holds the
+/// archive lock uploads, the others keep their copies until the repository has them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalSpool {
+    /// The spool directory (created, owned by the server's user).
+    pub dir: PathBuf,
+    /// The most the spool may hold, in MiB: past it a segment is dropped (the archive records
+    /// a gap) rather than kept in `pg_wal` until the disk is full.
+    pub limit_mb: u64,
+    /// `archive_timeout`: the longest a committed change waits before its segment is
+    /// switched and archived (the archive's RPO under a quiet writer).
+    pub timeout: std::time::Duration,
+}
+
+/// The name of the script PostgreSQL's `archive_command` runs, in the spool's parent.
+pub const ARCHIVE_SCRIPT: &str = "archive-wal.sh";
+
+impl WalSpool {
+    /// The script `archive_command` runs (`<spool>/../archive-wal.sh %p %f`).
+    pub fn script(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .map_or_else(|| PathBuf::from(ARCHIVE_SCRIPT), |p| p.join(ARCHIVE_SCRIPT))
+    }
+
+    /// The script's text: copy the file into the spool atomically (a temporary name, then a
+    /// rename), once; when the spool is full, leave a `<name>.dropped` marker instead and
+    /// report success, so the server recycles the segment and never fills its disk.
+    pub fn script_text(&self) -> String {
+        format!(
+            r#"#!/bin/sh
+# Written by the Autopilot agent (engine.postgres, backup.archive); rewritten at every start.
+# PostgreSQL runs it as archive_command: archive-wal.sh %p %f
+set -eu
+spool='{spool}'
+[ -f "$spool/$2" ] && exit 0
+used=$(du -sm "$spool" | cut -f1)
+if [ "$used" -ge {limit} ]; then
+    : > "$spool/$2.dropped"
+    exit 0
+fi
+cp "$1" "$spool/.$2.tmp"
+mv "$spool/.$2.tmp" "$spool/$2"
+"#,
+            spool = self.dir.display(),
+            limit = self.limit_mb
+        )
+    }
 }
 
 impl PostgresSettings {
@@ -156,6 +214,23 @@ impl PostgresSettings {
             ("wal_retrieve_retry_interval", "1s".to_owned()),
             ("cluster_name", self.node_id.clone()),
         ];
+        let archive = self
+            .archive
+            .iter()
+            .flat_map(|a| {
+                [
+                    ("archive_mode", "always".to_owned()),
+                    (
+                        "archive_command",
+                        format!("'{}' %p %f", a.script().display()),
+                    ),
+                    (
+                        "archive_timeout",
+                        format!("{}s", a.timeout.as_secs().max(1)),
+                    ),
+                ]
+            })
+            .collect::<Vec<_>>();
         // Statement statistics (`top_statements`): added to the operator's preloads.
         let preload = self
             .parameters
@@ -180,7 +255,7 @@ impl PostgresSettings {
             // a password (hash) into `/statements`. Queries are what the list is for.
             ("pg_stat_statements.track_utility", "off".to_owned()),
         ];
-        for (name, value) in own.into_iter().chain(stats).chain(extra) {
+        for (name, value) in own.into_iter().chain(archive).chain(stats).chain(extra) {
             argv.push("-c".to_owned());
             argv.push(format!("{name}={value}"));
         }

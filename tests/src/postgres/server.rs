@@ -327,6 +327,7 @@ pub fn settings(name: &str, dir: &Path, port: u16, durability: Durability) -> Po
             ("fsync".to_owned(), "off".to_owned()),
         ],
         stop_timeout: Duration::from_secs(10),
+        archive: None,
         max_slot_wal_keep_size: engines::postgres::DEFAULT_MAX_SLOT_WAL_KEEP_SIZE.to_owned(),
     }
 }

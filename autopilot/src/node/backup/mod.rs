@@ -16,6 +16,7 @@
 //! needs etcd, so while etcd is unreachable no slot starts (the age of the newest backup is
 //! a metric with an alert).
 
+mod archive;
 mod check;
 mod expire;
 pub(crate) mod notify;
@@ -155,7 +156,7 @@ pub async fn backup_args(
     let (Some(b), Some(cluster)) = (&config.backup, &config.cluster) else {
         return Ok(None);
     };
-    if b.jobs.is_empty() && b.verification.is_none() {
+    if b.jobs.is_empty() && b.verification.is_none() && b.archive.is_none() {
         return Ok(None);
     }
     let repos = b
@@ -238,6 +239,8 @@ pub struct BackupState {
     handled: HashMap<String, i64>,
     /// Slots reported as unplaceable (said once).
     unplaced: HashSet<String>,
+    /// Stops the WAL archiver (`archive`).
+    archiver: CancellationToken,
 }
 
 impl Actor for BackupActor {
@@ -262,6 +265,8 @@ impl Actor for BackupActor {
             .verification
             .as_ref()
             .and_then(|v| Schedule::parse(&v.schedule, &v.time_zone).ok());
+        let archiver = CancellationToken::new();
+        archive::spawn(ctx.clone(), archiver.clone());
         records::fail_leftovers(&ctx).await;
         let c = ctx.clone();
         tokio::spawn(async move { records::init_metrics(&c).await });
@@ -280,6 +285,7 @@ impl Actor for BackupActor {
             finished: HashSet::new(),
             handled: HashMap::new(),
             unplaced: HashSet::new(),
+            archiver,
         })
     }
 
@@ -309,6 +315,7 @@ impl Actor for BackupActor {
         if let Some(r) = st.running.take() {
             r.cancel.cancel();
         }
+        st.archiver.cancel();
         Ok(())
     }
 }

@@ -572,21 +572,29 @@ async fn seed_replica(
         warn!(address = %primary.address, "the primary's address cannot be parsed");
         return Some(EngineResult::Cloned { position: restored });
     };
-    match engine.follow(&peer).await {
-        Ok(position) => {
-            info!(primary = %primary.node, "seeded from the repository; following the primary");
-            Some(EngineResult::Cloned { position })
-        }
-        Err(EngineError::NeedsRebuild { reason }) => {
-            warn!(%reason, "the restored backup does not match the primary's history");
-            Some(EngineResult::NeedsRebuild)
-        }
-        Err(e) => {
-            warn!(cause = %handlers::error_chain(&e), primary = %primary.node, "seeded from the repository; following the primary failed, trying again");
-            Some(EngineResult::Cloned { position: restored })
+    for attempt in 1..=FOLLOW_AFTER_SEED_ATTEMPTS {
+        match engine.follow(&peer).await {
+            Ok(position) => {
+                info!(primary = %primary.node, "seeded from the repository; following the primary");
+                return Some(EngineResult::Cloned { position });
+            }
+            Err(EngineError::NeedsRebuild { reason }) => {
+                warn!(%reason, "the restored backup does not match the primary's history");
+                return Some(EngineResult::NeedsRebuild);
+            }
+            Err(e) => {
+                warn!(attempt, cause = %handlers::error_chain(&e), primary = %primary.node, "seeded from the repository; following the primary failed, trying again");
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
         }
     }
+    // The data is a backup of this cluster and stays; the role logic follows again when the
+    // primary changes or the database restarts.
+    Some(EngineResult::Cloned { position: restored })
 }
+
+/// How often following is tried after a seed before the node settles as a replica anyway.
+const FOLLOW_AFTER_SEED_ATTEMPTS: u32 = 10;
 
 /// Delete `key` iff it is bound to the session's lease.
 fn release(st: &RoleActorState, key: ClusterKey) {

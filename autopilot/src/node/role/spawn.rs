@@ -74,7 +74,7 @@ pub async fn role_args(
         priority: config.node.priority,
         nofailover: config.node.nofailover,
         pre_promote: config.handlers.pre_promote.is_some(),
-        restore_from_backup: seeder.is_some(),
+        restore_from_backup: seeder.as_ref().is_some_and(|s| s.bootstraps()),
         auto_rebuild: config.engine.auto_rebuild(),
         health_grace: ms(HEALTH_GRACE),
     };
