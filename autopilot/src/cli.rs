@@ -114,9 +114,14 @@ enum BackupCommand {
     /// into a new data directory, through the engine's own tools: a directory the database
     /// starts on. Never writes into a non-empty directory; a failed restore leaves the
     /// directory as it was.
+    ///
+    /// With `--time`, `--lsn` or `--latest` (PostgreSQL, with `backup.archive`): a
+    /// point-in-time recovery from the newest backup before the target (or the one named)
+    /// and the archived WAL, replayed up to the target on a scratch server.
     Restore {
-        /// The backup id.
-        id: String,
+        /// The backup id (with a target: the base backup, default the newest before it).
+        #[arg(required_unless_present_any = ["time", "lsn", "latest"])]
+        id: Option<String>,
         #[command(flatten)]
         on: BackupSource,
         /// A file of age identities (`AGE-SECRET-KEY-1…`).
@@ -125,6 +130,15 @@ enum BackupCommand {
         /// The data directory to create (must not exist, or be empty).
         #[arg(long, value_name = "DIR")]
         target_dir: PathBuf,
+        /// Recover to just before this time (RFC 3339, e.g. 2026-12-04T03:20:00.5Z).
+        #[arg(long, value_name = "RFC3339", conflicts_with_all = ["lsn", "latest"])]
+        time: Option<String>,
+        /// Recover to this WAL position (e.g. 0/5000100).
+        #[arg(long, value_name = "LSN", conflicts_with_all = ["time", "latest"])]
+        lsn: Option<String>,
+        /// Recover to the end of the archive.
+        #[arg(long, conflicts_with_all = ["time", "lsn"])]
+        latest: bool,
     },
     /// Print the exact shell commands that restore a backup by hand, without Autopilot.
     Instructions {
@@ -220,14 +234,36 @@ pub fn main() -> i32 {
             on,
             identity,
             target_dir,
-        }) => backup::restore(
-            &on.config,
-            on.repo.as_deref(),
-            &id,
-            &identity,
-            &target_dir,
-            on.output,
-        ),
+            time,
+            lsn,
+            latest,
+        }) => {
+            let target = match (time, lsn, latest) {
+                (Some(t), _, _) => Some(engines::backups::RecoveryTarget::Time(t)),
+                (_, Some(l), _) => Some(engines::backups::RecoveryTarget::Lsn(l)),
+                (_, _, true) => Some(engines::backups::RecoveryTarget::Latest),
+                _ => None,
+            };
+            match target {
+                Some(target) => backup::restore_to(
+                    &on.config,
+                    on.repo.as_deref(),
+                    id.as_deref(),
+                    &identity,
+                    &target_dir,
+                    target,
+                    on.output,
+                ),
+                None => backup::restore(
+                    &on.config,
+                    on.repo.as_deref(),
+                    id.as_deref().unwrap_or_default(),
+                    &identity,
+                    &target_dir,
+                    on.output,
+                ),
+            }
+        }
         Command::Backup(BackupCommand::Instructions { id, on }) => {
             backup::instructions(&on.config, on.repo.as_deref(), &id, on.output)
         }

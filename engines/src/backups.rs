@@ -183,3 +183,33 @@ pub struct CheckReport {
     /// How long the checks took.
     pub check_time: Duration,
 }
+
+/// Where a point-in-time recovery stops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoveryTarget {
+    /// Just after the last transaction committed before this time (RFC 3339).
+    Time(String),
+    /// At this position (PostgreSQL LSN `0/5000100`).
+    Lsn(String),
+    /// The end of the archive.
+    Latest,
+}
+
+impl std::fmt::Display for RecoveryTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecoveryTarget::Time(t) => write!(f, "time {t}"),
+            RecoveryTarget::Lsn(l) => write!(f, "LSN {l}"),
+            RecoveryTarget::Latest => f.write_str("the end of the archive"),
+        }
+    }
+}
+
+/// What a point-in-time recovery reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// The position the data ends at, in the engine's notation.
+    pub position: String,
+    /// The commit time of the last transaction replayed, when the engine tells.
+    pub last_commit: Option<String>,
+}

@@ -423,6 +423,23 @@ pub trait Engine: Send + Sync + 'static {
         None
     }
 
+    /// Point-in-time recovery: replays the archived changes in `archive_dir` (files named as
+    /// the engine archives them) on the restored data directory `dir` up to `target`, on a
+    /// scratch server (loopback, a free port, the database's OS user), then stops it: `dir`
+    /// is then a data directory at that point, on a history of its own.
+    fn recover(
+        &self,
+        _dir: &std::path::Path,
+        _archive_dir: &std::path::Path,
+        _target: &crate::backups::RecoveryTarget,
+    ) -> impl Future<Output = Result<crate::backups::Recovered, EngineError>> + Send {
+        async {
+            Err(EngineError::Unsupported {
+                operation: "recover to a point in time",
+            })
+        }
+    }
+
     /// Replace the local data with `restored` (a data directory [`Engine::begin_restore`]
     /// made at [`Engine::restore_staging`]) and start the server on it; the replaced data is
     /// kept aside unless it never held the cluster's. `as_primary`: the data starts the
@@ -659,6 +676,19 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.check_restored(dir).await,
             AnyEngine::Mariadb(e) => e.check_restored(dir).await,
             AnyEngine::Postgres(e) => e.check_restored(dir).await,
+        }
+    }
+
+    async fn recover(
+        &self,
+        dir: &std::path::Path,
+        archive_dir: &std::path::Path,
+        target: &crate::backups::RecoveryTarget,
+    ) -> Result<crate::backups::Recovered, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.recover(dir, archive_dir, target).await,
+            AnyEngine::Mariadb(e) => e.recover(dir, archive_dir, target).await,
+            AnyEngine::Postgres(e) => e.recover(dir, archive_dir, target).await,
         }
     }
 

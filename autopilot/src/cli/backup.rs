@@ -527,6 +527,94 @@ pub fn restore(
     })())
 }
 
+/// `autopilot backup restore --time T | --lsn L | --latest`: a point-in-time recovery.
+pub fn restore_to(
+    config: &Path,
+    repo: Option<&str>,
+    base: Option<&str>,
+    identity: &Path,
+    target_dir: &Path,
+    target: engines::backups::RecoveryTarget,
+    output: Output,
+) -> i32 {
+    finish((|| {
+        let cfg = config::load(config)
+            .map_err(|e| (exit_code::USAGE, handlers::error_chain(&e).to_string()))?;
+        let (repo, cluster) = open(config, repo)?;
+        let ids = identities(identity)?;
+        if let engines::backups::RecoveryTarget::Time(t) = &target
+            && humantime::parse_rfc3339_weak(t).is_err()
+        {
+            return Err((
+                exit_code::USAGE,
+                format!(
+                    "--time {t:?} is not an RFC 3339 time; expected e.g. 2026-12-04T03:20:00.5Z"
+                ),
+            ));
+        }
+        if let engines::backups::RecoveryTarget::Lsn(l) = &target
+            && backup::archive::wal::parse_lsn(l).is_none()
+        {
+            return Err((
+                exit_code::USAGE,
+                format!("--lsn {l:?} is not a WAL position; expected e.g. 0/5000100"),
+            ));
+        }
+        let base = base
+            .map(BackupId::parse)
+            .transpose()
+            .map_err(|e| (exit_code::USAGE, e.to_string()))?;
+        let (control, _requests) = engines::MainControl::channel();
+        let engine = crate::node::build_engine(&cfg, control);
+        let rt = runtime()?;
+        let r = rt.block_on(crate::node::backup::pitr::restore_to(
+            &engine,
+            crate::node::backup::pitr::PitrSource {
+                repo: &repo,
+                cluster: &cluster,
+                identities: &ids,
+                target: target.clone(),
+                base,
+            },
+            target_dir,
+        ));
+        match r {
+            Ok(done) => {
+                match output {
+                    Output::Json => println!(
+                        "{}",
+                        json!({
+                            "base_backup": done.base,
+                            "base_position": done.base_position,
+                            "repository": repo.name(),
+                            "target": target.to_string(),
+                            "target_dir": target_dir.display().to_string(),
+                            "archive_files": done.archive_files,
+                            "first_segment": done.first_file,
+                            "last_segment": done.last_file,
+                            "position": done.position,
+                            "seconds": done.elapsed.as_secs_f64(),
+                        })
+                    ),
+                    Output::Text => println!(
+                        "{}: recovered to {target} from backup {} (consistent at {}) and {} archived WAL files ({} to {}) in {}; now at {} on a new timeline",
+                        target_dir.display(),
+                        done.base,
+                        done.base_position.as_deref().unwrap_or("?"),
+                        done.archive_files,
+                        done.first_file.as_deref().unwrap_or("-"),
+                        done.last_file.as_deref().unwrap_or("-"),
+                        repo.name(),
+                        done.position
+                    ),
+                }
+                Ok(0)
+            }
+            Err(e) => Err((DATA_ERROR, format!("restore to {target}: {e}"))),
+        }
+    })())
+}
+
 /// A progress bar on a terminal (stderr), none in a pipe or with `-o json`.
 fn progress_bar(output: Output) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal as _;

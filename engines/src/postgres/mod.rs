@@ -28,6 +28,7 @@ mod controldata;
 mod datadir;
 pub mod dump;
 mod fence;
+mod pitr;
 mod probe;
 mod replicas;
 mod replication;
@@ -561,6 +562,15 @@ impl Engine for PostgresEngine {
 
     fn restore_staging(&self) -> Option<std::path::PathBuf> {
         Some(datadir::restore_staging(&self.settings.data_dir))
+    }
+
+    async fn recover(
+        &self,
+        dir: &std::path::Path,
+        archive_dir: &std::path::Path,
+        target: &crate::backups::RecoveryTarget,
+    ) -> Result<crate::backups::Recovered, EngineError> {
+        pitr::recover(&self.settings, dir, archive_dir, target).await
     }
 
     async fn adopt_restored(

@@ -77,6 +77,17 @@ impl Scratch {
         data_dir: &Path,
         operation: &'static str,
     ) -> Result<Scratch, EngineError> {
+        Self::start_with(s, data_dir, operation, &[]).await
+    }
+
+    /// [`Scratch::start`] with `extra` settings after the scratch server's own (a later
+    /// `-c` wins: a recovery's `restore_command` and target).
+    pub async fn start_with(
+        s: &PostgresSettings,
+        data_dir: &Path,
+        operation: &'static str,
+        extra: &[(&str, String)],
+    ) -> Result<Scratch, EngineError> {
         let dir = std::env::temp_dir().join(format!(
             "autopilot-pg-{}-{}",
             std::process::id(),
@@ -103,7 +114,7 @@ impl Scratch {
         let mut last = String::new();
         for _ in 0..PORT_TRIES {
             let port = free_port().map_err(|e| failed(operation, e))?;
-            let spec = command(s, data_dir, &socket_dir.0, &hba, port);
+            let spec = command(s, data_dir, &socket_dir.0, &hba, port, extra);
             let started = Instant::now();
             let (child, failure) = ManagedChild::spawn_reporting("postgres (scratch)", &spec, &[])
                 .map_err(|e| failed(operation, handlers::error_chain(&e)))?;
@@ -209,6 +220,11 @@ impl Scratch {
         }
     }
 
+    /// Whether the server has exited (a recovery that could not reach its target exits).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_status().is_some()
+    }
+
     /// Fast shutdown (SIGINT), bounded; killed (with every backend) when it does not stop.
     pub async fn stop(mut self) -> Result<(), EngineError> {
         let op = "stop the scratch server";
@@ -257,6 +273,7 @@ fn command(
     socket_dir: &Path,
     hba: &Path,
     port: u16,
+    extra: &[(&str, String)],
 ) -> ExecSpec {
     let mut argv = vec![
         s.bin("postgres"),
@@ -283,7 +300,7 @@ fn command(
         ("logging_collector", "off".to_owned()),
         ("cluster_name", "autopilot-scratch".to_owned()),
     ];
-    for (name, value) in settings {
+    for (name, value) in settings.iter().chain(extra) {
         argv.push("-c".to_owned());
         argv.push(format!("{name}={value}"));
     }

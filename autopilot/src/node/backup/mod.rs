@@ -20,6 +20,7 @@ mod archive;
 mod check;
 mod expire;
 pub(crate) mod notify;
+pub(crate) mod pitr;
 pub(crate) mod records;
 pub(crate) mod restore;
 mod run;

@@ -1,0 +1,286 @@
+//! Restoring to a point in time (issue 18): the newest base backup whose consistent point is
+//! before the target, the archived WAL from there on, and the engine's replay up to the
+//! target ([`Engine::recover`]). Everything is checked before the target directory is
+//! touched (a target before the oldest backup, nothing archived after it, a gap on the way);
+//! a failure afterwards leaves the directory as it was (empty or absent).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime};
+
+use backup::archive::{self, Kind, wal};
+use backup::manifest::{EngineKind, Manifest, Method, Status};
+use backup::pipeline::Identity;
+use backup::repo::{BackupId, ClusterId, Repository};
+use engines::Engine;
+use engines::backups::RecoveryTarget;
+
+/// What to restore and to which point.
+pub(crate) struct PitrSource<'a> {
+    pub repo: &'a Repository,
+    pub cluster: &'a ClusterId,
+    pub identities: &'a [Identity],
+    pub target: RecoveryTarget,
+    /// The base backup; default the newest before the target.
+    pub base: Option<BackupId>,
+}
+
+/// What a point-in-time restore used and reached.
+#[derive(Clone, Debug)]
+pub(crate) struct PitrDone {
+    pub base: String,
+    pub base_position: Option<String>,
+    pub archive_files: usize,
+    pub first_file: Option<String>,
+    pub last_file: Option<String>,
+    pub position: String,
+    pub elapsed: Duration,
+}
+
+/// A base backup's consistent point: `(timeline, LSN)` from `0/502B0E0 on timeline 2`.
+fn base_point(m: &Manifest) -> Option<(u32, u64)> {
+    let p = m.position.as_deref()?;
+    let (lsn, tli) = p.split_once(" on timeline ")?;
+    Some((tli.trim().parse().ok()?, wal::parse_lsn(lsn)?))
+}
+
+fn finished(m: &Manifest) -> Option<SystemTime> {
+    m.finished_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+}
+
+/// Restores `source` to its target into `target_dir` (must not exist or be empty).
+pub(crate) async fn restore_to<E: Engine>(
+    engine: &E,
+    source: PitrSource<'_>,
+    target_dir: &Path,
+) -> Result<PitrDone, String> {
+    let started = Instant::now();
+    let PitrSource {
+        repo,
+        cluster,
+        identities,
+        target,
+        base,
+    } = source;
+    if engine.kind() != "postgres" {
+        return Err(format!(
+            "point-in-time recovery needs the change archive, which this version keeps for PostgreSQL only (the {} engine's is not built yet); restore a whole backup without --time/--lsn",
+            engine.kind()
+        ));
+    }
+    if let Ok(mut entries) = std::fs::read_dir(target_dir)
+        && entries.next().is_some()
+    {
+        return Err(format!(
+            "{} is not empty; a restore never writes into a directory that holds anything: pass a new or empty directory",
+            target_dir.display()
+        ));
+    }
+    let base = choose_base(repo, cluster, &target, base.as_ref()).await?;
+    let (base_tli, base_lsn) = base_point(&base).ok_or_else(|| {
+        format!(
+            "backup {} records no position (\"LSN on timeline N\"); it cannot start a point-in-time recovery",
+            base.backup_id
+        )
+    })?;
+    let listed = archive::list(repo, cluster, Kind::Wal)
+        .await
+        .map_err(|e| handlers::error_chain(&e).to_string())?;
+    let base_seg = wal::segment_of(base_lsn);
+    let wanted: Vec<String> = listed
+        .iter()
+        .map(|f| f.name.clone())
+        .filter(|n| match wal::parse(n) {
+            Some(wal::WalFile::History { .. }) => true,
+            Some(wal::WalFile::Segment { timeline, segment }) => {
+                timeline >= base_tli && segment >= base_seg
+            }
+            _ => false,
+        })
+        .collect();
+    if !wanted
+        .iter()
+        .any(|n| matches!(wal::parse(n), Some(wal::WalFile::Segment { .. })))
+        && target != RecoveryTarget::Latest
+    {
+        return Err(format!(
+            "the archive in {} holds no WAL after backup {} (consistent at {}): is backup.archive configured, and has it run since? Restore the backup itself without --time/--lsn",
+            repo.name(),
+            base.backup_id,
+            base.position.as_deref().unwrap_or("?")
+        ));
+    }
+    // Fetch into a directory beside the target, removed at the end whatever happens.
+    let name = target_dir
+        .file_name()
+        .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+    let wal_dir = target_dir.with_file_name(format!("{name}.archive"));
+    let _ = std::fs::remove_dir_all(&wal_dir);
+    std::fs::create_dir_all(&wal_dir).map_err(|e| format!("create {}: {e}", wal_dir.display()))?;
+    let result = async {
+        let mut histories = BTreeMap::new();
+        for n in &wanted {
+            let bytes = archive::get(repo, cluster, Kind::Wal, n, identities)
+                .await
+                .map_err(|e| handlers::error_chain(&e).to_string())?;
+            if let Some(wal::WalFile::History { timeline }) = wal::parse(n)
+                && let Some(&b) = wal::parse_history(&String::from_utf8_lossy(&bytes)).last()
+            {
+                histories.insert(timeline, b);
+            }
+            tokio::fs::write(wal_dir.join(n), &bytes)
+                .await
+                .map_err(|e| format!("write {}: {e}", wal_dir.join(n).display()))?;
+        }
+        let all: Vec<String> = listed.iter().map(|f| f.name.clone()).collect();
+        let gaps: Vec<wal::Gap> = wal::gaps(&all, &histories)
+            .into_iter()
+            .filter(|g| g.last >= base_seg)
+            .collect();
+        if let (RecoveryTarget::Lsn(l), Some(g)) = (&target, gaps.first())
+            && wal::parse_lsn(l).is_some_and(|l| wal::segment_of(l) > g.first)
+        {
+            return Err(format!(
+                "the archive misses WAL {g} between backup {} and {l}: the replay cannot cross it; choose a target before it",
+                base.backup_id
+            ));
+        }
+        let bytes = Arc::new(AtomicU64::new(0));
+        super::restore::restore(
+            engine,
+            super::restore::Source {
+                repo,
+                cluster,
+                id: &base.backup_id,
+                identities,
+            },
+            target_dir,
+            super::restore::Progress {
+                on_stream: |_: &str, _: &str, _: u64| {},
+                bytes: &bytes,
+            },
+        )
+        .await?;
+        match engine.recover(target_dir, &wal_dir, &target).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                empty(target_dir);
+                let mut msg = handlers::error_chain(&e).to_string();
+                if !gaps.is_empty() {
+                    let list: Vec<String> = gaps.iter().map(ToString::to_string).collect();
+                    msg += &format!("; the archive misses WAL {}", list.join(", "));
+                }
+                Err(msg)
+            }
+        }
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&wal_dir);
+    let reached = result?;
+    let segments: Vec<&String> = wanted
+        .iter()
+        .filter(|n| matches!(wal::parse(n), Some(wal::WalFile::Segment { .. })))
+        .collect();
+    Ok(PitrDone {
+        base: base.backup_id.to_string(),
+        base_position: base.position.clone(),
+        archive_files: wanted.len(),
+        first_file: segments.first().map(|s| (*s).clone()),
+        last_file: segments.last().map(|s| (*s).clone()),
+        position: reached.position,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Removes what a failed recovery left in `dir` (it was empty or absent before).
+fn empty(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let p: PathBuf = entry.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// The base backup for `target`: `base` when given (checked to be before it), else the
+/// newest complete physical backup whose consistent point is before the target.
+async fn choose_base(
+    repo: &Repository,
+    cluster: &ClusterId,
+    target: &RecoveryTarget,
+    base: Option<&BackupId>,
+) -> Result<Manifest, String> {
+    let ids = match base {
+        Some(id) => vec![id.clone()],
+        None => repo
+            .list_backups(cluster)
+            .await
+            .map_err(|e| handlers::error_chain(&e).to_string())?,
+    };
+    let mut usable = Vec::new();
+    for id in ids.iter().rev() {
+        let m = match repo.read_manifest(cluster, id).await {
+            Ok(m) => m,
+            Err(e) if base.is_some() => return Err(handlers::error_chain(&e).to_string()),
+            Err(_) => continue,
+        };
+        if m.status == Status::Complete
+            && m.method == Method::Physical
+            && m.engine.kind == EngineKind::Postgres
+        {
+            usable.push(m);
+        }
+    }
+    if usable.is_empty() {
+        return Err(match base {
+            Some(id) => format!(
+                "backup {id} is not a complete physical PostgreSQL backup; point-in-time recovery starts from one"
+            ),
+            None => format!(
+                "{} holds no complete physical backup of {cluster}; point-in-time recovery starts from one",
+                repo.name()
+            ),
+        });
+    }
+    let before = |m: &Manifest| -> bool {
+        match target {
+            RecoveryTarget::Latest => true,
+            // Its end time is to the second: one second of margin keeps its consistent point
+            // before the target.
+            RecoveryTarget::Time(t) => match (finished(m), humantime::parse_rfc3339_weak(t)) {
+                (Some(end), Ok(t)) => end + Duration::from_secs(1) <= t,
+                _ => false,
+            },
+            RecoveryTarget::Lsn(l) => match (base_point(m), wal::parse_lsn(l)) {
+                (Some((_, end)), Some(l)) => end <= l,
+                _ => false,
+            },
+        }
+    };
+    // `usable` is newest first.
+    match usable.iter().find(|m| before(m)) {
+        Some(m) => Ok(m.clone()),
+        None => {
+            let oldest = usable.last().expect("not empty");
+            Err(format!(
+                "{target} is before the consistent point of {} (backup {}, finished {}, at {}): choose a later target",
+                if base.is_some() {
+                    "the backup named"
+                } else {
+                    "the oldest backup"
+                },
+                oldest.backup_id,
+                oldest.finished_at.as_deref().unwrap_or("?"),
+                oldest.position.as_deref().unwrap_or("?")
+            ))
+        }
+    }
+}
