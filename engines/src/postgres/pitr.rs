@@ -71,24 +71,20 @@ pub async fn recover(
                 "PostgreSQL stopped before it reached {target} (see its log lines above: \"recovery ended before configured recovery target was reached\" means the archive ends before the target or has a gap)"
             )));
         }
-        match scratch.connect().await {
-            Ok(c) => match sql::row(
+        if let Ok(c) = scratch.connect().await
+            && let Ok(r) = sql::row(
                 &c,
                 "SELECT pg_is_in_recovery()::text, \
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END",
             )
             .await
-            {
-                Ok(r) if r.first().cloned().flatten().as_deref() == Some("false") => {
-                    let lsn = r.get(1).cloned().flatten().unwrap_or_default();
-                    break Ok(Recovered {
-                        position: lsn,
-                        last_commit: None,
-                    });
-                }
-                _ => {}
-            },
-            Err(_) => {}
+            && r.first().cloned().flatten().as_deref() == Some("false")
+        {
+            let lsn = r.get(1).cloned().flatten().unwrap_or_default();
+            break Ok(Recovered {
+                position: lsn,
+                last_commit: None,
+            });
         }
         if Instant::now() >= deadline {
             break Err(failed(format!(
