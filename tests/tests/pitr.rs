@@ -280,4 +280,43 @@ fn postgres_restores_to_a_point_in_time_across_failovers() {
     assert_eq!(code, 64, "{out}");
     assert!(out.contains("is not an RFC 3339 time"), "{out}");
     assert!(!c.dir().join("not-a-time").exists());
+    drop(c);
+
+    // 5. A new cluster (a fresh etcd) bootstrapped from the repository at that point in time
+    //    (a staging copy as of then): exactly the same rows; it archives nothing of its own.
+    let yaml = backup_yaml(keys.path(), &s3, &recipient).replace(
+        &format!("  archive: {{ interval: {}s }}\n", INTERVAL.as_secs()),
+        "",
+    );
+    let c2 = start(
+        2,
+        PgOpts {
+            from_backup: Some(format!("{{ repository: s3, time: \"{at}\" }}")),
+            extra_yaml: yaml,
+            ..PgOpts::default()
+        },
+    );
+    let p2 = c2.wait_primary(Duration::from_secs(180));
+    c2.wait_streaming(1 - p2, p2, Duration::from_secs(120));
+    let got = eventually(Duration::from_secs(30), Duration::from_millis(300), || {
+        c2.sql()
+            .query(
+                c2.pg_port(1 - p2),
+                &format!("SELECT seq FROM {TABLE} ORDER BY seq"),
+                Duration::from_secs(5),
+            )
+            .ok()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.first().cloned().flatten())
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .collect::<Vec<u64>>()
+            })
+            .filter(|r| *r == want)
+    });
+    assert!(
+        got.is_some(),
+        "the new cluster's replica lacks exactly the rows up to {at}\n{}",
+        c2.logs()
+    );
 }

@@ -75,8 +75,10 @@ pub struct FromBackup {
     pub repository: String,
     /// The cluster the backup was taken of: `namespace/project/name`; default this cluster.
     pub cluster: Option<(String, String, String)>,
-    /// Which backup.
+    /// Which backup (with `time`: the base backup, default the newest before it).
     pub backup: BackupChoice,
+    /// Recover to this point in time (RFC 3339) with the archived WAL (PostgreSQL).
+    pub time: Option<String>,
 }
 
 /// Which backup `from_backup` restores.

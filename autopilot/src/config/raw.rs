@@ -88,6 +88,8 @@ pub(crate) struct RawFromBackup {
     pub cluster: Option<String>,
     /// `latest` (default) or a backup id.
     pub backup: Option<String>,
+    /// A point in time (RFC 3339) to recover to with the archive (PostgreSQL).
+    pub time: Option<String>,
 }
 
 /// `store:`

@@ -423,6 +423,13 @@ impl Out {
             self.kv(2, "run_on", v.run_on.as_str());
             self.kv(2, "scratch_dir", &v.scratch_dir.to_string_lossy());
         }
+        if let Some(a) = &b.archive {
+            self.line(1, "archive:");
+            self.list(2, "destinations", &a.destinations);
+            self.kv(2, "interval", &show(a.interval));
+            self.kv(2, "spool", &a.spool.to_string_lossy());
+            self.raw(2, "spool_limit_mb", &a.spool_limit_mb.to_string());
+        }
         if b.jobs.is_empty() {
             self.line(1, "jobs: []");
             return;

@@ -259,3 +259,212 @@ fn the_docs_backup_snippet_is_valid() {
     let b = backup(&format!("{text}process: {{ user: root }}\n"));
     assert_eq!(b.jobs.len(), 2);
 }
+
+/// A PostgreSQL node with two repositories and `archive` (a line of YAML under `backup:`).
+fn pg_archive(archive: &str) -> String {
+    doc(
+        "postgres",
+        &format!(
+            "  repositories:\n    - {{ name: local, path: ./backups }}\n    - {{ name: offsite, path: ./offsite }}\n  encryption: {{ recipients: [{R}] }}\n{archive}"
+        ),
+    )
+}
+
+/// The `backup:` section of an effective configuration.
+fn backup_section(yaml: &str) -> String {
+    yaml.split_once("\nbackup:\n")
+        .map(|(_, b)| b.to_owned())
+        .expect("a backup section in the effective configuration")
+}
+
+/// `backup.archive` (issue 18): every default filled in, shown in the effective configuration,
+/// and what is shown reads back as the same archive.
+#[test]
+fn an_archive_section_takes_its_defaults_renders_and_reads_back() {
+    use super::ArchiveConfig;
+    use super::validate_backup::{DEFAULT_ARCHIVE_INTERVAL, DEFAULT_SPOOL_LIMIT_MB};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    // Without the section: no archive, nothing shown.
+    let none = pg_archive("");
+    assert!(backup(&none).archive.is_none());
+    assert!(!ok(&none).to_effective_yaml().contains("archive:"));
+
+    // `archive: {}`: every repository, 60s, the spool under node.state_dir, 1024 MiB.
+    let text = pg_archive("  archive: {}\n");
+    let a = backup(&text).archive.expect("an archive");
+    assert_eq!(
+        a,
+        ArchiveConfig {
+            destinations: vec!["local".into(), "offsite".into()],
+            interval: DEFAULT_ARCHIVE_INTERVAL,
+            spool: PathBuf::from("/var/lib/autopilot/archive-spool"),
+            spool_limit_mb: DEFAULT_SPOOL_LIMIT_MB,
+        }
+    );
+    assert_eq!(a.interval, Duration::from_secs(60));
+    assert_eq!(a.spool_limit_mb, 1024);
+    let shown = ok(&text).to_effective_yaml();
+    assert!(
+        shown.contains(
+            "\n  archive:\n    destinations:\n      - local\n      - offsite\n    interval: 1m\n    spool: /var/lib/autopilot/archive-spool\n    spool_limit_mb: 1024\n"
+        ),
+        "{shown}"
+    );
+    let again = ok(&doc("postgres", &backup_section(&shown)));
+    assert_eq!(again.backup.and_then(|b| b.archive), Some(a));
+    assert_eq!(
+        backup_section(&again_yaml(&shown)),
+        backup_section(&shown),
+        "{shown}"
+    );
+
+    // Every field given: a relative spool is resolved against the config file's directory.
+    let text = pg_archive(
+        "  archive: { destinations: [offsite], interval: 15s, spool: ./spool, spool_limit_mb: 256 }\n",
+    );
+    let a = backup(&text).archive.expect("an archive");
+    assert_eq!(
+        a,
+        ArchiveConfig {
+            destinations: vec!["offsite".into()],
+            interval: Duration::from_secs(15),
+            spool: PathBuf::from("/etc/autopilot/spool"),
+            spool_limit_mb: 256,
+        }
+    );
+    let shown = ok(&text).to_effective_yaml();
+    assert!(
+        shown.contains(
+            "\n  archive:\n    destinations:\n      - offsite\n    interval: 15s\n    spool: /etc/autopilot/spool\n    spool_limit_mb: 256\n"
+        ),
+        "{shown}"
+    );
+    let again = ok(&doc("postgres", &backup_section(&shown)));
+    assert_eq!(again.backup.and_then(|b| b.archive), Some(a));
+}
+
+/// The effective configuration of the `backup:` section `shown` printed, parsed again.
+fn again_yaml(shown: &str) -> String {
+    ok(&doc("postgres", &backup_section(shown))).to_effective_yaml()
+}
+
+#[test]
+fn every_archive_problem_names_its_field_and_what_was_expected() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "interval 0s",
+            "  archive: { interval: 0s }\n",
+            "backup.archive.interval",
+            "is out of range; expected 1s to 1h",
+        ),
+        (
+            "interval 2h",
+            "  archive: { interval: 2h }\n",
+            "backup.archive.interval",
+            "is out of range; expected 1s to 1h",
+        ),
+        (
+            "not a duration",
+            "  archive: { interval: soon }\n",
+            "backup.archive.interval",
+            "is not a duration",
+        ),
+        (
+            "spool too small",
+            "  archive: { spool_limit_mb: 10 }\n",
+            "backup.archive.spool_limit_mb",
+            "10 is too small; expected at least 64",
+        ),
+        (
+            "unknown destination",
+            "  archive: { destinations: [local, tape] }\n",
+            "backup.archive.destinations[1]",
+            "\"tape\" is no repository",
+        ),
+        (
+            "no destinations",
+            "  archive: { destinations: [] }\n",
+            "backup.archive.destinations",
+            "is empty; expected repository names",
+        ),
+        (
+            "empty spool",
+            "  archive: { spool: \"\" }\n",
+            "backup.archive.spool",
+            "is empty; expected a directory",
+        ),
+        (
+            "typo",
+            "  archive: { intervall: 30s }\n",
+            "backup.archive",
+            "unknown field `intervall`",
+        ),
+    ];
+    for (name, section, field, says) in cases {
+        let found = problems(&pg_archive(section));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field.starts_with(field) && p.message.contains(says)),
+            "{name}: no problem at {field} saying {says:?}: {found:#?}"
+        );
+        assert!(
+            found.iter().all(|p| p.line.is_some()),
+            "{name}: a problem without a place: {found:#?}"
+        );
+    }
+    // MariaDB's binary logs are not archived yet.
+    let text = doc(
+        "mariadb",
+        &format!(
+            "  repositories: [{{name: local, path: /x}}]\n  encryption: {{recipients: [{R}]}}\n  archive: {{}}\n"
+        ),
+    );
+    let found = problems(&text);
+    assert!(
+        found.iter().any(|p| p.field == "backup.archive"
+            && p.message
+                .contains("MariaDB binary logs are not archived yet")
+            && p.line.is_some()),
+        "{found:#?}"
+    );
+}
+
+/// The `backup.archive` snippet of docs/configuration.md is valid, once its files and
+/// credentials are environment variables this test sets.
+#[test]
+fn the_docs_archive_snippet_is_valid() {
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .expect("docs");
+    let block = docs
+        .split("```yaml\n")
+        .filter_map(|b| b.split_once("```").map(|(y, _)| y))
+        .find(|b| b.contains("\n  archive:\n"))
+        .expect("an archive snippet");
+    let text: String = block
+        .lines()
+        .map(|l| {
+            let l = match l.find("password_file: ") {
+                Some(i) => {
+                    let path = i + "password_file: ".len();
+                    let end = l[path..].find([' ', '}']).map_or(l.len(), |e| path + e);
+                    format!("{}password_env: SET_VAR{}", &l[..i], &l[end..])
+                }
+                None => l.to_owned(),
+            };
+            l.replace("{ credential: s3-key-id }", "{ env: SET_VAR }")
+                .replace("{ credential: s3-secret }", "{ env: SET_VAR }")
+                .replace("{ credential: backup-identity }", "{ env: SET_VAR }")
+                + "\n"
+        })
+        .collect();
+    let b = backup(&format!("{text}process: {{ user: root }}\n"));
+    let a = b.archive.expect("an archive");
+    assert_eq!(a.destinations, vec!["offsite"]);
+    assert_eq!(a.interval, std::time::Duration::from_secs(60));
+    assert_eq!(a.spool_limit_mb, 1024);
+}

@@ -95,6 +95,7 @@ fn defaults_are_seed_primary_and_the_latest_backup_of_this_cluster() {
             repository: "offsite".into(),
             cluster: None,
             backup: BackupChoice::Latest,
+            time: None,
         })
     );
     assert_eq!(c.engine.seed(), SeedSource::Primary);
@@ -135,6 +136,7 @@ fn every_field_is_read_rendered_and_read_back() {
         repository: "local".into(),
         cluster: Some(("prod".into(), "shop".into(), "orders-old".into())),
         backup: BackupChoice::Id("20261203T020000Z-1a2b3c4d".into()),
+        time: None,
     };
     assert_eq!(from_backup(&c), Some(&want));
     assert_eq!(c.engine.seed(), SeedSource::Auto);
@@ -439,6 +441,7 @@ fn the_docs_from_backup_example_is_valid() {
             repository: "offsite".into(),
             cluster: Some(("prod".into(), "shop".into(), "orders-old".into())),
             backup: BackupChoice::Latest,
+            time: None,
         })
     );
 }

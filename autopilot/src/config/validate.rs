@@ -321,7 +321,19 @@ impl<'a> Validator<'a> {
             repository,
             cluster,
             backup,
+            time,
         } = raw;
+        let time = time.and_then(|t| match humantime::parse_rfc3339_weak(&t) {
+            Ok(_) => Some(t),
+            Err(_) => {
+                self.problem(
+                    &at.key("time"),
+                    Target::Value,
+                    format!("{t:?} is not an RFC 3339 time; expected e.g. 2026-12-04T03:20:00Z"),
+                );
+                None
+            }
+        });
         let repository = match repository {
             Some(r) => Some(r),
             None => {
@@ -374,6 +386,7 @@ impl<'a> Validator<'a> {
             repository: repository?,
             cluster,
             backup,
+            time,
         })
     }
 
@@ -391,6 +404,13 @@ impl<'a> Validator<'a> {
         let seed_at = root("engine").key("seed");
         let from_at = root("cluster").key("bootstrap").key("from_backup");
         let seed = seed.filter(|s| *s != SeedSource::Primary);
+        if from_backup.is_some_and(|f| f.time.is_some()) && kind != EngineKind::Postgres {
+            self.problem(
+                &from_at.key("time"),
+                Target::Key,
+                "needs the archived WAL of PostgreSQL (this version archives no MariaDB binary logs yet); expected no time, or engine.kind postgres",
+            );
+        }
         let from_backup = match from_backup {
             Some(_) if kind == EngineKind::Process => {
                 self.problem(

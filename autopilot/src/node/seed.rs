@@ -126,6 +126,15 @@ impl Seeder {
             std::fs::remove_dir_all(&staging)
                 .map_err(|e| format!("remove {}: {e}", staging.display()))?;
         }
+        if let Some(time) = self.from_backup.as_ref().and_then(|f| f.time.clone())
+            && purpose != Purpose::Join
+        {
+            return self
+                .restore_to_time(
+                    engine, repo, &cluster, &id, time, &staging, purpose, started,
+                )
+                .await;
+        }
         info!(backup = %id, repository = repo.name(), source = %cluster, ?purpose, "restoring a backup to start from");
         let bytes = Arc::new(AtomicU64::new(0));
         let restored = super::backup::restore::restore(
@@ -165,6 +174,65 @@ impl Seeder {
             repository = repo.name(),
             source = %cluster,
             bytes = restored.bytes,
+            seconds = started.elapsed().as_secs_f64(),
+            position = %position.notation(engine.kind()),
+            "started from a backup"
+        );
+        Ok(position)
+    }
+
+    /// `from_backup.time`: the base backup (`id` when named, else the newest before the
+    /// time) and the archive, replayed to the time into `staging`, then adopted.
+    #[allow(clippy::too_many_arguments)]
+    async fn restore_to_time<E: Engine>(
+        &self,
+        engine: &E,
+        repo: &Repository,
+        cluster: &ClusterId,
+        id: &BackupId,
+        time: String,
+        staging: &std::path::Path,
+        purpose: Purpose,
+        started: Instant,
+    ) -> Result<Position, String> {
+        let base = match self.from_backup.as_ref().map(|f| &f.backup) {
+            Some(BackupChoice::Id(_)) => Some(id.clone()),
+            _ => None,
+        };
+        info!(repository = repo.name(), source = %cluster, %time, ?purpose, "restoring a backup and the archive to a point in time to start from");
+        let done = super::backup::pitr::restore_to(
+            engine,
+            super::backup::pitr::PitrSource {
+                repo,
+                cluster,
+                identities: &self.identities,
+                target: engines::backups::RecoveryTarget::Time(time.clone()),
+                base,
+            },
+            staging,
+        )
+        .await
+        .map_err(|e| format!("restore to {time} from {}: {e}", repo.name()))?;
+        let position = match engine
+            .adopt_restored(staging, purpose == Purpose::Bootstrap)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(staging);
+                return Err(format!(
+                    "start from backup {}: {}",
+                    done.base,
+                    handlers::error_chain(&e)
+                ));
+            }
+        };
+        info!(
+            backup = %done.base,
+            %time,
+            archive_files = done.archive_files,
+            first_segment = done.first_file.as_deref().unwrap_or("-"),
+            last_segment = done.last_file.as_deref().unwrap_or("-"),
             seconds = started.elapsed().as_secs_f64(),
             position = %position.notation(engine.kind()),
             "started from a backup"

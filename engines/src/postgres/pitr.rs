@@ -58,6 +58,29 @@ pub async fn recover(
         ("recovery_target_action", "promote".to_owned()),
         ("hot_standby", "on".to_owned()),
     ];
+    // The promoted data records the settings it ran with; a hot standby later refuses to
+    // start with lower ones (`max_connections` …): run the replay with the engine's own.
+    let own: Vec<(&str, String)> = [
+        ("max_wal_senders", "10".to_owned()),
+        ("max_replication_slots", "10".to_owned()),
+    ]
+    .into_iter()
+    .chain(
+        s.parameters
+            .iter()
+            .filter(|(n, _)| {
+                matches!(
+                    n.as_str(),
+                    "max_connections"
+                        | "max_worker_processes"
+                        | "max_prepared_transactions"
+                        | "max_locks_per_transaction"
+                )
+            })
+            .map(|(n, v)| (n.as_str(), v.clone())),
+    )
+    .collect();
+    extra.extend(own);
     match target {
         RecoveryTarget::Time(time) => extra.push(("recovery_target_time", pg_time(time))),
         RecoveryTarget::Lsn(lsn) => extra.push(("recovery_target_lsn", lsn.clone())),
