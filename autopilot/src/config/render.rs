@@ -40,6 +40,9 @@ impl Config {
                     BackupChoice::Latest => o.kv(3, "backup", "latest"),
                     BackupChoice::Id(id) => o.kv(3, "backup", id),
                 }
+                if let Some(t) = &f.time {
+                    o.kv(3, "time", t);
+                }
             }
         }
         if let Some(s) = &self.store {

@@ -1,5 +1,6 @@
-//! `backup:` (issue 17): a valid section of each repository kind renders without secrets and
-//! round-trips; every rule reports the field, its place and what was expected.
+//! `backup:` (issue 17) and its WAL archive (issue 18): a valid section of each repository
+//! kind renders without secrets and round-trips; every rule reports the field, its place and
+//! what was expected.
 
 use super::tests::{ok, problems};
 use super::{BackupConfig, RepositoryLocation, RunOn};
@@ -433,7 +434,9 @@ fn every_archive_problem_names_its_field_and_what_was_expected() {
 }
 
 /// The `backup.archive` snippet of docs/configuration.md is valid, once its files and
-/// credentials are environment variables this test sets.
+/// credentials are environment variables this test sets. (Like the `engine.postgres` snippet,
+/// it is a plain code block: `tests_files.rs` parses the `yaml` ones as they are, and this
+/// one's secret files and credentials do not exist here.)
 #[test]
 fn the_docs_archive_snippet_is_valid() {
     let docs = std::fs::read_to_string(
@@ -441,9 +444,11 @@ fn the_docs_archive_snippet_is_valid() {
     )
     .expect("docs");
     let block = docs
-        .split("```yaml\n")
-        .filter_map(|b| b.split_once("```").map(|(y, _)| y))
-        .find(|b| b.contains("\n  archive:\n"))
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .find(|b| b.contains("\n  archive:\n    destinations:"))
+        .map(|b| b.trim_start_matches("yaml").trim_start_matches('\n'))
         .expect("an archive snippet");
     let text: String = block
         .lines()
@@ -467,4 +472,59 @@ fn the_docs_archive_snippet_is_valid() {
     assert_eq!(a.destinations, vec!["offsite"]);
     assert_eq!(a.interval, std::time::Duration::from_secs(60));
     assert_eq!(a.spool_limit_mb, 1024);
+}
+
+/// `cluster.bootstrap.from_backup.time` (PostgreSQL, with the archive): shown in the effective
+/// configuration and read back; refused with MariaDB and when it is not a time.
+#[test]
+fn a_from_backup_time_renders_reads_back_and_is_checked() {
+    let with = |engine: &str, time: &str| {
+        let cluster = format!(
+            "cluster:\n  namespace: prod\n  project: shop\n  name: orders\n  bootstrap:\n    from_backup:\n      repository: local\n      time: {time}\n"
+        );
+        let backup = doc(
+            engine,
+            &format!(
+                "  repositories: [{{name: local, path: ./backups}}]\n  encryption: {{recipients: [{R}]}}\n  identity: {{ env: SET_VAR }}\n"
+            ),
+        );
+        format!("{cluster}{backup}")
+    };
+    let text = with("postgres", "\"2026-12-04T03:20:00.5Z\"");
+    let c = ok(&text);
+    let time = |c: &super::Config| {
+        c.cluster
+            .as_ref()
+            .and_then(|c| c.from_backup.as_ref())
+            .and_then(|f| f.time.clone())
+    };
+    assert_eq!(time(&c).as_deref(), Some("2026-12-04T03:20:00.5Z"));
+    let shown = c.to_effective_yaml();
+    assert!(
+        shown.contains(
+            "\n    from_backup:\n      repository: local\n      backup: latest\n      time: "
+        ),
+        "{shown}"
+    );
+    let again = ok(&shown);
+    assert_eq!(time(&again), time(&c));
+    assert_eq!(again.to_effective_yaml(), shown);
+
+    let found = problems(&with("postgres", "yesterday"));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.field == "cluster.bootstrap.from_backup.time"
+                && p.message.contains("is not an RFC 3339 time")
+                && p.line.is_some()),
+        "{found:#?}"
+    );
+    let found = problems(&with("mariadb", "\"2026-12-04T03:20:00Z\""));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.field == "cluster.bootstrap.from_backup.time"
+                && p.message.contains("needs the archived WAL of PostgreSQL")),
+        "{found:#?}"
+    );
 }
