@@ -2,9 +2,9 @@
 //! cluster with a real S3 server (issue 18):
 //! - a writer commits numbered rows and notes when each was sent and acknowledged; a restore
 //!   to a time between two commits has exactly the rows committed before it;
-//! - the archive survives failovers (kill -9 of the primary, each time the killed node
-//!   rejoins): a restore to the end of the archive, from the repository alone, has every
-//!   acknowledged row, and the archive reports no gap;
+//! - the archive survives twenty failovers (kill -9, switchover, a frozen primary agent; each
+//!   ends at full redundancy): a restore to the end of the archive, from the repository
+//!   alone, has every acknowledged row, and the archive reports no gap;
 //! - bad input: a target before the oldest backup, a malformed target: clear errors, no data
 //!   directory written.
 
@@ -19,6 +19,14 @@ use e2e::postgres::cluster::{PgCluster, PgOpts};
 use e2e::postgres::scenario::{settled, start};
 use e2e::postgres::server::{settings, spawn_server};
 use e2e::postgres::workload::TABLE;
+
+/// Fault rounds: `E2E_PITR_FAULTS` (default 20).
+fn faults() -> usize {
+    std::env::var("E2E_PITR_FAULTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
 
 /// `backup.archive.interval`: the archive's RPO under a quiet writer.
 const INTERVAL: Duration = Duration::from_secs(2);
@@ -123,23 +131,26 @@ fn write(c: &PgCluster, n: u64) -> Option<Ack> {
     })
 }
 
-/// Writes `count` rows from `next`, 50 ms apart, retrying a row until a primary takes it.
+/// Writes `count` acknowledged rows, 50 ms apart. Each attempt takes a fresh number: an
+/// attempt that failed may still have committed (a commit whose synchronous wait was cut
+/// short), and is not counted as acknowledged.
 fn write_rows(c: &PgCluster, next: &mut u64, count: u64, acks: &mut Vec<Ack>) {
     for _ in 0..count {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(a) = write(c, *next) {
+            let n = *next;
+            *next += 1;
+            if let Some(a) = write(c, n) {
                 acks.push(a);
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "no primary took row {next}\n{}",
+                "no primary took a row for 60 s (last {n})\n{}",
                 c.logs()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        *next += 1;
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -197,6 +208,66 @@ fn restore_rows(c: &PgCluster, keys: &Path, name: &str, args: &[&str]) -> (i32, 
     (code, out, nums)
 }
 
+/// Deletes a WAL segment from the middle of the newest timeline in the S3 archive; its name.
+fn delete_middle_segment(s3: &S3Server) -> String {
+    let repo = backup::repo::Repository::s3(
+        "s3",
+        &backup::repo::S3Config {
+            bucket: s3.bucket().to_owned(),
+            prefix: "autopilot".to_owned(),
+            endpoint: Some(s3.endpoint()),
+            region: s3.region().to_owned(),
+            path_style: true,
+            access_key_id: s3.access_key_id().to_owned(),
+            secret_access_key: s3.secret_access_key().to_owned(),
+        },
+    )
+    .expect("open the repository");
+    let cluster = backup::repo::ClusterId {
+        namespace: "e2e".into(),
+        project: "pg".into(),
+        name: "main".into(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use backup::archive::wal::{WalFile, parse};
+        let files = backup::archive::list(&repo, &cluster, backup::archive::Kind::Wal)
+            .await
+            .expect("list the archive");
+        let segments: Vec<(u32, String)> = files
+            .iter()
+            .filter_map(|f| match parse(&f.name) {
+                Some(WalFile::Segment { timeline, .. }) => Some((timeline, f.name.clone())),
+                _ => None,
+            })
+            .collect();
+        // The timeline with the most segments (all came after the base backup): its middle
+        // one, so that the timeline has segments on both sides of the hole.
+        let mut by_tli: std::collections::BTreeMap<u32, Vec<&String>> = Default::default();
+        for (t, n) in &segments {
+            by_tli.entry(*t).or_default().push(n);
+        }
+        let (tli, on) = by_tli
+            .iter()
+            .filter(|(t, _)| **t > 2)
+            .max_by_key(|(_, v)| v.len())
+            .expect("timelines after the base");
+        assert!(on.len() >= 3, "too few segments on timeline {tli}: {on:?}");
+        let name = on[on.len() / 2].clone();
+        let path = repo
+            .archive_root(&cluster)
+            .expect("root")
+            .join("wal")
+            .join(format!("{name}.age"));
+        use object_store::ObjectStoreExt as _;
+        repo.store().delete(&path).await.expect("delete a segment");
+        name
+    })
+}
+
 #[test]
 fn postgres_restores_to_a_point_in_time_across_failovers() {
     let s3 = S3Server::start().expect("start the S3 server");
@@ -221,16 +292,54 @@ fn postgres_restores_to_a_point_in_time_across_failovers() {
 
     // Numbered rows with their times; then faults, each followed by more rows.
     write_rows(&c, &mut next, 40, &mut acks);
-    const FAULTS: usize = 3;
-    for round in 0..FAULTS {
+    // Twenty faults, in turn: kill -9 of the primary's node (its agent restarted, as a
+    // service manager would), a planned switchover, a frozen primary agent (node loss:
+    // its lease expires; it thaws and rejoins). Each ends at full redundancy.
+    for round in 0..faults() {
         let p = c.primary().expect("a primary");
-        std::thread::sleep(INTERVAL * 2);
-        c.kill_node(p);
-        write_rows(&c, &mut next, 20, &mut acks);
-        c.start_agent(p);
+        std::thread::sleep(INTERVAL);
+        let what = match round % 3 {
+            0 => {
+                c.kill_node(p);
+                write_rows(&c, &mut next, 10, &mut acks);
+                c.start_agent(p);
+                "kill -9"
+            }
+            1 => {
+                let target = (0..3)
+                    .filter(|&i| i != p)
+                    .find(|&i| {
+                        c.key(&format!("nodes/{}", c.name(i)))
+                            .is_some_and(|d| d.contains("\"eligible\":true"))
+                    })
+                    .unwrap_or((p + 1) % 3);
+                c.put_key(
+                    "switchover",
+                    &format!(r#"{{"schema":1,"candidate":"{}"}}"#, c.name(target)),
+                );
+                let moved = eventually(Duration::from_secs(30), Duration::from_millis(50), || {
+                    c.primary().filter(|&q| q != p)
+                });
+                assert!(
+                    moved.is_some(),
+                    "switchover from {p} did not happen\n{}",
+                    c.logs()
+                );
+                "switchover"
+            }
+            _ => {
+                c.stop_agent(p);
+                let _ = c.wait_new_primary(p, Duration::from_secs(60));
+                write_rows(&c, &mut next, 10, &mut acks);
+                c.cont_agent(p);
+                "frozen agent"
+            }
+        };
         let q = c.wait_primary(Duration::from_secs(60));
-        c.wait_streaming(p, q, Duration::from_secs(120));
-        eprintln!("fault {round}: killed {p}, primary now {q}, node {p} back");
+        for i in (0..3).filter(|&i| i != q) {
+            c.wait_streaming(i, q, Duration::from_secs(120));
+        }
+        eprintln!("fault {round} ({what}): primary {p} -> {q}, full redundancy");
         write_rows(&c, &mut next, 10, &mut acks);
     }
     // Everything acknowledged is archived within a few intervals.
@@ -255,6 +364,11 @@ fn postgres_restores_to_a_point_in_time_across_failovers() {
     let (code, out, rows) = restore_rows(&c, keys.path(), "at-time", &["--time", &at]);
     assert_eq!(code, 0, "restore --time {at}: {out}\n{}", c.logs());
     let want: Vec<u64> = acks[..=k].iter().map(|a| a.n).collect();
+    assert_eq!(
+        want,
+        (0..=acks[k].n).collect::<Vec<u64>>(),
+        "an attempt before row {k} failed; the check needs an unbroken run"
+    );
     assert_eq!(rows, want, "restore --time {at}: {out}");
     eprintln!("at {at}: {out}");
 
@@ -280,9 +394,30 @@ fn postgres_restores_to_a_point_in_time_across_failovers() {
     assert_eq!(code, 64, "{out}");
     assert!(out.contains("is not an RFC 3339 time"), "{out}");
     assert!(!c.dir().join("not-a-time").exists());
+
+    // 5. A segment lost from the repository in the middle of the archive: the archiver
+    //    reports the gap (event), and a restore to the end refuses, naming it.
+    let lost = delete_middle_segment(&s3);
+    let reported = eventually(Duration::from_secs(90), Duration::from_millis(500), || {
+        c.events().into_iter().find(|e| {
+            e["kind"] == "archive_gap" && e["detail"].as_str().is_some_and(|d| d.contains(&lost))
+        })
+    });
+    assert!(
+        reported.is_some(),
+        "no archive_gap event names {lost}\n{}",
+        c.logs()
+    );
+    let (code, out, _) = restore_rows(&c, keys.path(), "over-a-gap", &["--latest"]);
+    assert_ne!(code, 0, "a restore across a gap succeeded: {out}");
+    assert!(out.contains(&lost) && out.contains("cannot cross"), "{out}");
+    assert!(
+        std::fs::read_dir(c.dir().join("over-a-gap")).map_or(true, |mut d| d.next().is_none()),
+        "the refused restore left data"
+    );
     drop(c);
 
-    // 5. A new cluster (a fresh etcd) bootstrapped from the repository at that point in time
+    // 6. A new cluster (a fresh etcd) bootstrapped from the repository at that point in time
     //    (a staging copy as of then): exactly the same rows; it archives nothing of its own.
     let yaml = backup_yaml(keys.path(), &s3, &recipient).replace(
         &format!("  archive: {{ interval: {}s }}\n", INTERVAL.as_secs()),

@@ -141,13 +141,23 @@ pub(crate) async fn restore_to<E: Engine>(
             .into_iter()
             .filter(|g| g.last >= base_seg)
             .collect();
-        if let (RecoveryTarget::Lsn(l), Some(g)) = (&target, gaps.first())
-            && wal::parse_lsn(l).is_some_and(|l| wal::segment_of(l) > g.first)
-        {
-            return Err(format!(
-                "the archive misses WAL {g} between backup {} and {l}: the replay cannot cross it; choose a target before it",
-                base.backup_id
-            ));
+        if let Some(g) = gaps.first() {
+            let blocked = match &target {
+                // PostgreSQL would stop at the gap and call that the end: refuse instead.
+                RecoveryTarget::Latest => true,
+                RecoveryTarget::Lsn(l) => {
+                    wal::parse_lsn(l).is_some_and(|l| wal::segment_of(l) >= g.first)
+                }
+                // Where the time falls is known only while replaying: PostgreSQL stops with
+                // "recovery ended before … target" if it is past the gap (named below).
+                RecoveryTarget::Time(_) => false,
+            };
+            if blocked {
+                return Err(format!(
+                    "the archive misses WAL {g} after backup {}: the replay cannot cross it to reach {target}; choose a target before it (--lsn or --time), or restore a backup taken after it",
+                    base.backup_id
+                ));
+            }
         }
         let bytes = Arc::new(AtomicU64::new(0));
         super::restore::restore(
