@@ -1,10 +1,9 @@
 //! The change archive (issue 18): PostgreSQL WAL segments and timeline history files,
 //! stored one object per file under `<cluster>/archive/<kind>/<file name>.age`, each
 //! compressed (zstd) and encrypted (age) like a backup's chunks. A file is at most
-//! [`MAX_FILE`] (a WAL segment is 16 MiB by default), so it is sealed in memory; age's
-//! authentication makes a flipped or cut object fail to open, and the plain SHA-256 is
-//! checked on the way back against the one recorded in the object's name index
-//! ([`ArchivedFile`]).
+//! [`MAX_FILE`] (a WAL segment is 16 MiB by default), so it is sealed in memory. Integrity
+//! rests on age's authentication (a flipped or cut object fails to open, naming it) and on
+//! the stored size being checked after each upload.
 
 pub mod wal;
 
@@ -13,7 +12,6 @@ use std::io::{Read, Write};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use sha2::{Digest, Sha256};
 
 use crate::pipeline::{Identity, PipelineError, Recipient};
 use crate::repo::{ClusterId, RepoError, Repository, segment};
@@ -128,11 +126,6 @@ fn zstd_compress(plain: &[u8], level: i32) -> Result<Vec<u8>, PipelineError> {
 
 fn zstd_decompress(compressed: &[u8]) -> Result<Vec<u8>, std::io::Error> {
     zstd::stream::decode_all(compressed)
-}
-
-/// The SHA-256 of `plain`, lowercase hex.
-pub fn sha256(plain: &[u8]) -> String {
-    crate::repo::hex(&Sha256::digest(plain))
 }
 
 /// Stores file `name` (its bytes `plain`) in `repo`, overwriting an object of that name (a

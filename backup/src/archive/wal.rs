@@ -4,7 +4,8 @@
 //! halves of 16 MiB segments: `XXXXXXXX * 256 + YYYYYYYY`); `.partial` marks the last,
 //! incomplete segment of a timeline a promotion ended; `TTTTTTTT.history` names the parent
 //! timeline and the LSN the new one branched off at. The archive assumes 16 MiB segments
-//! (PostgreSQL's default; `initdb --wal-segsize` other sizes are refused by the archiver).
+//! (PostgreSQL's default, which the engine's initdb keeps); data directories made with
+//! another `--wal-segsize` are not supported: gaps and restores would be computed wrong.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -121,7 +121,11 @@ impl Archiver {
                     }
                 }
             }
-            _ => self.release().await,
+            _ => {
+                self.release().await;
+                // The archiver's figure: a node that does not archive reports none.
+                gauge!("autopilot_archive_gaps").set(0.0);
+            }
         }
         if self.holding.is_some() {
             for f in &spool.files {
@@ -277,7 +281,13 @@ impl Archiver {
         };
         let names: Vec<String> = listed.into_iter().map(|f| f.name).collect();
         let branches = branches(&repo, &self.ctx, &names).await;
-        let gaps = wal::gaps(&names, &branches);
+        // Only what a restore can still need: gaps after the newest physical backup's
+        // consistent point (a new base backup is the remedy for an older one).
+        let since = newest_base_segment(&self.ctx).await;
+        let gaps: Vec<wal::Gap> = wal::gaps(&names, &branches)
+            .into_iter()
+            .filter(|g| since.is_none_or(|s| g.last >= s))
+            .collect();
         gauge!("autopilot_archive_gaps").set(gaps.len() as f64);
         for g in gaps {
             self.report_gap(format!(
@@ -294,6 +304,25 @@ impl Archiver {
             records::event(&self.ctx, EventKind::ArchiveGap, detail);
         }
     }
+}
+
+/// The WAL segment of the newest done physical backup's consistent point
+/// (`0/502B0E0 on timeline 2`), from the cluster's records.
+async fn newest_base_segment(ctx: &Ctx) -> Option<u64> {
+    records::all(ctx)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.status == BackupStatus::Done && r.method == cluster::wire::BackupMethod::Physical
+        })
+        .max_by(|a, b| a.id.cmp(&b.id))
+        .and_then(|r| r.position)
+        .and_then(|p| {
+            p.split(" on timeline ")
+                .next()
+                .and_then(wal::parse_lsn)
+                .map(wal::segment_of)
+        })
 }
 
 /// Each archived timeline's branch point, from the history files among `names`.
