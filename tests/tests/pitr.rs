@@ -356,6 +356,60 @@ fn postgres_restores_to_a_point_in_time_across_failovers() {
     );
     eprintln!("latest: {out}");
 
+    // 1b. A standby seeded from the repository replays the archive before it streams: it
+    //     restores the base backup (taken before the twenty faults), adds the archived WAL
+    //     since (many timelines), and follows the primary with every row; no clone.
+    let q = c.primary().expect("a primary");
+    let r = (0..3).find(|&i| i != q).expect("a standby");
+    c.kill_node(r);
+    c.wipe_node(r);
+    c.reconfigure(
+        r,
+        &PgOpts {
+            durability: "sync",
+            seed: "backup",
+            extra_yaml: backup_yaml(keys.path(), &s3, &recipient),
+            ..PgOpts::default()
+        },
+    );
+    c.start_agent(r);
+    let q = c.wait_primary(Duration::from_secs(60));
+    c.wait_streaming(r, q, Duration::from_secs(180));
+    let log = c.agent_log(r);
+    let since = log.rfind("telemetry listening").unwrap_or(0);
+    assert!(
+        log[since..].contains("added the archived WAL after the backup"),
+        "the seeded standby did not replay the archive:\n{}",
+        &log[since..]
+    );
+    assert!(
+        !log[since..].contains("cloned the primary"),
+        "the seeded standby cloned the primary:\n{}",
+        &log[since..]
+    );
+    let all: Vec<u64> = acks.iter().map(|a| a.n).collect();
+    let seeded = eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+        c.sql()
+            .query(
+                c.pg_port(r),
+                &format!("SELECT seq FROM {TABLE}"),
+                Duration::from_secs(5),
+            )
+            .ok()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|row| row.first().cloned().flatten())
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .collect::<std::collections::HashSet<u64>>()
+            })
+            .filter(|have| all.iter().all(|n| have.contains(n)))
+    });
+    assert!(
+        seeded.is_some(),
+        "the seeded standby lacks acknowledged rows\n{}",
+        c.logs()
+    );
+
     // 2. To a time between two commits (well after the base backup): exactly the rows before.
     let k = 30;
     let (a, b) = (&acks[k], &acks[k + 1]);

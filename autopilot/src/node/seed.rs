@@ -155,6 +155,34 @@ impl Seeder {
         )
         .await
         .map_err(|e| format!("restore backup {id} from {}: {e}", repo.name()))?;
+        // A PostgreSQL standby also replays the archive first: the primary then needs to
+        // hold only what was not archived yet. Without an archive, or when it cannot be
+        // read, the primary's WAL since the backup serves, as before.
+        if purpose == Purpose::Join
+            && engine.kind() == "postgres"
+            && let Some(last) = restored.chain.last()
+            && let Ok(last) = BackupId::parse(last)
+        {
+            match super::backup::pitr::wal_into_pg_wal(
+                repo,
+                &cluster,
+                &self.identities,
+                &last,
+                &staging,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    files = n,
+                    repository = repo.name(),
+                    "added the archived WAL after the backup; the standby replays it before it streams"
+                ),
+                Err(e) => {
+                    warn!(cause = %e, "cannot add the archived WAL after the backup; the standby streams everything since the backup from the primary")
+                }
+            }
+        }
         let position = match engine
             .adopt_restored(&staging, purpose == Purpose::Bootstrap)
             .await

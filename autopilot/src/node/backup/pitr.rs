@@ -206,6 +206,62 @@ pub(crate) async fn restore_to<E: Engine>(
     })
 }
 
+/// Seeding a standby from the repository (`engine.seed`): copies the archived WAL after
+/// backup `base` (history files, and segments from its consistent point on) into the
+/// restored data directory's `pg_wal`, owned as the directory is, so the standby replays
+/// them before it streams from the primary: the primary then needs to hold only what was
+/// not archived yet. The number of files; none when the archive holds nothing after it.
+pub(crate) async fn wal_into_pg_wal(
+    repo: &Repository,
+    cluster: &ClusterId,
+    identities: &[Identity],
+    base: &BackupId,
+    data_dir: &Path,
+) -> Result<usize, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = repo
+        .read_manifest(cluster, base)
+        .await
+        .map_err(|e| handlers::error_chain(&e).to_string())?;
+    let Some((tli, lsn)) = base_point(&m) else {
+        return Ok(0);
+    };
+    let pg_wal = data_dir.join("pg_wal");
+    let owner = std::fs::metadata(&pg_wal).map_err(|e| format!("{}: {e}", pg_wal.display()))?;
+    let base_seg = wal::segment_of(lsn);
+    let listed = archive::list(repo, cluster, Kind::Wal)
+        .await
+        .map_err(|e| handlers::error_chain(&e).to_string())?;
+    let mut n = 0;
+    for f in listed {
+        let wanted = match wal::parse(&f.name) {
+            Some(wal::WalFile::History { .. }) => true,
+            Some(wal::WalFile::Segment { timeline, segment }) => {
+                timeline >= tli && segment >= base_seg
+            }
+            _ => false,
+        };
+        if !wanted {
+            continue;
+        }
+        let bytes = archive::get(repo, cluster, Kind::Wal, &f.name, identities)
+            .await
+            .map_err(|e| handlers::error_chain(&e).to_string())?;
+        let path = pg_wal.join(&f.name);
+        tokio::fs::write(&path, &bytes)
+            .await
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        nix::unistd::chown(
+            &path,
+            Some(nix::unistd::Uid::from_raw(owner.uid())),
+            Some(nix::unistd::Gid::from_raw(owner.gid())),
+        )
+        .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Removes what a failed recovery left in `dir` (it was empty or absent before).
 fn empty(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
