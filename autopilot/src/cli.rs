@@ -115,12 +115,13 @@ enum BackupCommand {
     /// starts on. Never writes into a non-empty directory; a failed restore leaves the
     /// directory as it was.
     ///
-    /// With `--time`, `--lsn` or `--latest` (PostgreSQL, with `backup.archive`): a
+    /// With `--time`, `--lsn`, `--gtid` or `--latest` (with `backup.archive`): a
     /// point-in-time recovery from the newest backup before the target (or the one named)
-    /// and the archived WAL, replayed up to the target on a scratch server.
+    /// and the archive (PostgreSQL WAL, MariaDB binary logs), replayed up to the target on a
+    /// scratch server.
     Restore {
         /// The backup id (with a target: the base backup, default the newest before it).
-        #[arg(required_unless_present_any = ["time", "lsn", "latest"])]
+        #[arg(required_unless_present_any = ["time", "lsn", "gtid", "latest"])]
         id: Option<String>,
         #[command(flatten)]
         on: BackupSource,
@@ -130,14 +131,18 @@ enum BackupCommand {
         /// The data directory to create (must not exist, or be empty).
         #[arg(long, value_name = "DIR")]
         target_dir: PathBuf,
-        /// Recover to just before this time (RFC 3339, e.g. 2026-12-04T03:20:00.5Z).
-        #[arg(long, value_name = "RFC3339", conflicts_with_all = ["lsn", "latest"])]
+        /// Recover to just before this time (RFC 3339, e.g. 2026-12-04T03:20:00.5Z; MariaDB:
+        /// to the second, events stamped in that second or later are not replayed).
+        #[arg(long, value_name = "RFC3339", conflicts_with_all = ["lsn", "gtid", "latest"])]
         time: Option<String>,
-        /// Recover to this WAL position (e.g. 0/5000100).
-        #[arg(long, value_name = "LSN", conflicts_with_all = ["time", "latest"])]
+        /// PostgreSQL: recover to this WAL position (e.g. 0/5000100).
+        #[arg(long, value_name = "LSN", conflicts_with_all = ["time", "gtid", "latest"])]
         lsn: Option<String>,
+        /// MariaDB: recover up to and including this transaction (e.g. 0-1-2143).
+        #[arg(long, value_name = "GTID", conflicts_with_all = ["time", "lsn", "latest"])]
+        gtid: Option<String>,
         /// Recover to the end of the archive.
-        #[arg(long, conflicts_with_all = ["time", "lsn"])]
+        #[arg(long, conflicts_with_all = ["time", "lsn", "gtid"])]
         latest: bool,
     },
     /// Print the exact shell commands that restore a backup by hand, without Autopilot.
@@ -236,12 +241,15 @@ pub fn main() -> i32 {
             target_dir,
             time,
             lsn,
+            gtid,
             latest,
         }) => {
-            let target = match (time, lsn, latest) {
-                (Some(t), _, _) => Some(engines::backups::RecoveryTarget::Time(t)),
-                (_, Some(l), _) => Some(engines::backups::RecoveryTarget::Lsn(l)),
-                (_, _, true) => Some(engines::backups::RecoveryTarget::Latest),
+            use engines::backups::RecoveryTarget;
+            let target = match (time, lsn, gtid, latest) {
+                (Some(t), ..) => Some(RecoveryTarget::Time(t)),
+                (_, Some(l), ..) => Some(RecoveryTarget::Lsn(l)),
+                (_, _, Some(g), _) => Some(RecoveryTarget::Gtid(g)),
+                (.., true) => Some(RecoveryTarget::Latest),
                 _ => None,
             };
             match target {

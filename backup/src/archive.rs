@@ -1,10 +1,12 @@
-//! The change archive (issue 18): PostgreSQL WAL segments and timeline history files,
+//! The change archive (issue 18): PostgreSQL WAL segments and timeline history files, and
+//! MariaDB binary logs,
 //! stored one object per file under `<cluster>/archive/<kind>/<file name>.age`, each
 //! compressed (zstd) and encrypted (age) like a backup's chunks. A file is at most
 //! [`MAX_FILE`] (a WAL segment is 16 MiB by default), so it is sealed in memory. Integrity
 //! rests on age's authentication (a flipped or cut object fails to open, naming it) and on
 //! the stored size being checked after each upload.
 
+pub mod binlog;
 pub mod wal;
 
 use std::io::{Read, Write};
@@ -24,12 +26,15 @@ pub const MAX_FILE: u64 = 64 * 1024 * 1024;
 pub enum Kind {
     /// PostgreSQL WAL segments, `.partial` segments and timeline `.history` files.
     Wal,
+    /// MariaDB binary logs, named as [`binlog::Binlog`] says.
+    Binlog,
 }
 
 impl Kind {
     fn dir(self) -> &'static str {
         match self {
             Kind::Wal => "wal",
+            Kind::Binlog => "binlog",
         }
     }
 }
@@ -164,6 +169,41 @@ pub async fn put(
         });
     }
     Ok(size)
+}
+
+/// Renames archived file `from` to `to` (marks a binary log superseded): a copy, then the
+/// old object removed; nothing when `from` is gone already.
+pub async fn rename(
+    repo: &Repository,
+    cluster: &ClusterId,
+    kind: Kind,
+    from: &str,
+    to: &str,
+) -> Result<(), ArchiveError> {
+    let src = object(repo, cluster, kind, from)?;
+    let dst = object(repo, cluster, kind, to)?;
+    match repo.store().copy(&src, &dst).await {
+        Ok(()) => {}
+        // Renamed already (another node, an earlier attempt): nothing to do.
+        Err(object_store::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => {
+            return Err(RepoError::Object {
+                op: "copy",
+                object: repo.describe(&src),
+                source: e,
+            }
+            .into());
+        }
+    }
+    repo.store()
+        .delete(&src)
+        .await
+        .map_err(|e| RepoError::Object {
+            op: "remove",
+            object: repo.describe(&src),
+            source: e,
+        })?;
+    Ok(())
 }
 
 /// Whether `repo` holds file `name`.

@@ -191,6 +191,8 @@ pub enum RecoveryTarget {
     Time(String),
     /// At this position (PostgreSQL LSN `0/5000100`).
     Lsn(String),
+    /// Up to and including this transaction (MariaDB GTID `0-1-2143`).
+    Gtid(String),
     /// The end of the archive.
     Latest,
 }
@@ -200,6 +202,7 @@ impl std::fmt::Display for RecoveryTarget {
         match self {
             RecoveryTarget::Time(t) => write!(f, "time {t}"),
             RecoveryTarget::Lsn(l) => write!(f, "LSN {l}"),
+            RecoveryTarget::Gtid(g) => write!(f, "GTID {g}"),
             RecoveryTarget::Latest => f.write_str("the end of the archive"),
         }
     }
@@ -212,4 +215,20 @@ pub struct Recovered {
     pub position: String,
     /// The commit time of the last transaction replayed, when the engine tells.
     pub last_commit: Option<String>,
+}
+
+/// A closed file of the engine's own change log that the archive ships (a MariaDB binary
+/// log), as the engine read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BinlogFile {
+    /// The file's name (`mariadb-bin.000007`).
+    pub name: String,
+    /// Its first transaction: (domain, server, sequence number); `None` when it holds none.
+    pub first: Option<(u32, u32, u64)>,
+    /// Its last transaction.
+    pub last: Option<(u32, u32, u64)>,
+    /// The replication domains of its transactions.
+    pub domains: Vec<u32>,
+    /// Its last event's time (unix seconds).
+    pub last_time: Option<u64>,
 }

@@ -6,15 +6,16 @@
 //! repositories; an operator's request runs a job at once.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use backup::pipeline::Identity;
 use e2e::harness::backup::{cli, records};
 use e2e::harness::cluster::Agents;
 use e2e::harness::s3::S3Server;
-use e2e::harness::util::{eventually, free_port, system_bin};
+use e2e::harness::util::{eventually, free_port};
 use e2e::mariadb::cluster::{ADMIN_PASSWORD, MariaCluster, MariaOpts};
+use e2e::mariadb::restored::Restored;
 use e2e::mariadb::scenario::settled;
 
 /// A scheduled run: every 20 s (physical at :00/:20/:40, logical at :10/:30/:50 (`10-59/20`)).
@@ -144,80 +145,6 @@ fn run_instructions(text: &str, vars: &[(&str, std::path::PathBuf)], dir: &Path)
         String::from_utf8_lossy(&ran.stdout),
         String::from_utf8_lossy(&ran.stderr)
     );
-}
-
-/// A `mariadbd` on a restored data directory (as the `mysql` user, loopback, its own port).
-struct Restored {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Restored {
-    fn start(datadir: &Path, run: &Path) -> Restored {
-        std::fs::create_dir_all(run).expect("run dir");
-        let _ = Command::new("chown").arg("mysql:mysql").arg(run).status();
-        let port = free_port();
-        let child = Command::new(system_bin("/usr/sbin/mariadbd", "mariadb-server"))
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", datadir.display()))
-            .arg(format!("--socket={}", run.join("m.sock").display()))
-            .arg(format!("--pid-file={}", run.join("m.pid").display()))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--user=mysql",
-                "--skip-slave-start",
-            ])
-            .arg(format!("--port={port}"))
-            .arg("--innodb-buffer-pool-size=32M")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(run.join("error.log")).expect("log"))
-            .spawn()
-            .expect("start mariadbd on the restored data");
-        let r = Restored { child, port };
-        eventually(Duration::from_secs(60), Duration::from_millis(300), || {
-            r.sql("SELECT 1").ok()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the restored server did not start: {}",
-                std::fs::read_to_string(run.join("error.log")).unwrap_or_default()
-            )
-        });
-        r
-    }
-
-    fn sql(&self, q: &str) -> anyhow::Result<String> {
-        let out = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "autopilot", "-N", "-B"])
-            .arg(format!("-P{}", self.port))
-            .arg(format!("-p{ADMIN_PASSWORD}"))
-            .args(["-e", q])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for Restored {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The names of the backups a repository lists (`autopilot backup list --repo`).

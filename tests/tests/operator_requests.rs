@@ -47,6 +47,29 @@ fn request(c: &Agents, i: usize, action: &str) {
     );
 }
 
+/// Waits until node `i` has joined its primary again after a clone: its `joined … cloned`
+/// events outnumber `before` (the request's own event is written when the rebuild starts,
+/// while the old server still answers).
+fn wait_rebuilt(c: &Agents, i: usize, before: usize) {
+    let done = eventually(T, Duration::from_millis(200), || {
+        (cloned_joins(c, i) > before).then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "{} was not rebuilt: {:#?}\n{}",
+        c.name(i),
+        c.events(),
+        c.logs()
+    );
+}
+
+fn cloned_joins(c: &Agents, i: usize) -> usize {
+    c.events()
+        .iter()
+        .filter(|e| e["kind"] == "joined" && e["node"] == c.name(i) && e["detail"] == "cloned")
+        .count()
+}
+
 fn request_gone(c: &Agents, i: usize) {
     let gone = eventually(T, Duration::from_millis(100), || {
         c.key(&format!("requests/{}", c.name(i)))
@@ -170,9 +193,11 @@ fn postgres_status_documents_reasons_and_operator_requests() {
             Duration::from_secs(10),
         )
         .expect("write rows on the primary");
+    let joins = cloned_joins(&c, x);
     request(&c, x, "reinit");
     wait_event_saying(&c, "request_done", x, "reinit");
     request_gone(&c, x);
+    wait_rebuilt(&c, x, joins);
     c.wait_streaming(x, p, T);
     c.wait_streaming(y, p, T);
     same_rows_everywhere(&c, p);
@@ -223,9 +248,11 @@ fn mariadb_operator_requests() {
     // reinit: rebuilt from the primary, with the same rows.
     c.sql(p, &["INSERT INTO e2e.seq VALUES (424242)"])
         .expect("write on the primary");
+    let joins = cloned_joins(&c, x);
     request(&c, x, "reinit");
     wait_event_saying(&c, "request_done", x, "reinit");
     request_gone(&c, x);
+    wait_rebuilt(&c, x, joins);
     c.wait_replicating(x, p, ATTACH);
     c.wait_replicating(y, p, ATTACH);
     maria_same_rows(&c, p);

@@ -560,6 +560,14 @@ pub fn restore_to(
                 format!("--lsn {l:?} is not a WAL position; expected e.g. 0/5000100"),
             ));
         }
+        if let engines::backups::RecoveryTarget::Gtid(g) = &target
+            && (g.contains(',') || engines::mariadb::gtid::GtidSet::parse(g).is_err())
+        {
+            return Err((
+                exit_code::USAGE,
+                format!("--gtid {g:?} is not one GTID; expected DOMAIN-SERVER-SEQ, e.g. 0-1-2143"),
+            ));
+        }
         let base = base
             .map(BackupId::parse)
             .transpose()
@@ -597,7 +605,7 @@ pub fn restore_to(
                         })
                     ),
                     Output::Text => println!(
-                        "{}: recovered to {target} from backup {} (consistent at {}) and {} archived WAL files ({} to {}) in {}; now at {} on a new timeline",
+                        "{}: recovered to {target} from backup {} (consistent at {}) and {} archived files ({} to {}) in {}; now at {}",
                         target_dir.display(),
                         done.base,
                         done.base_position.as_deref().unwrap_or("?"),

@@ -404,13 +404,6 @@ impl<'a> Validator<'a> {
         let seed_at = root("engine").key("seed");
         let from_at = root("cluster").key("bootstrap").key("from_backup");
         let seed = seed.filter(|s| *s != SeedSource::Primary);
-        if from_backup.is_some_and(|f| f.time.is_some()) && kind != EngineKind::Postgres {
-            self.problem(
-                &from_at.key("time"),
-                Target::Key,
-                "needs the archived WAL of PostgreSQL (this version archives no MariaDB binary logs yet); expected no time, or engine.kind postgres",
-            );
-        }
         let from_backup = match from_backup {
             Some(_) if kind == EngineKind::Process => {
                 self.problem(

@@ -313,8 +313,7 @@ impl Validator<'_> {
         let verification =
             verification.and_then(|v| self.verification(&at.key("verification"), v, state_dir));
         let identity = identity.and_then(|r| self.secret_ref(&at.key("identity"), r));
-        let archive =
-            archive.map(|a| self.archive(&at.key("archive"), a, &names, state_dir, engine));
+        let archive = archive.map(|a| self.archive(&at.key("archive"), a, &names, state_dir));
         BackupConfig {
             catalog,
             repositories: repos,
@@ -334,7 +333,6 @@ impl Validator<'_> {
         raw: RawArchive,
         repositories: &[String],
         state_dir: &std::path::Path,
-        engine: EngineKind,
     ) -> ArchiveConfig {
         let RawArchive {
             destinations,
@@ -342,13 +340,6 @@ impl Validator<'_> {
             spool,
             spool_limit_mb,
         } = raw;
-        if engine == EngineKind::Mariadb {
-            self.problem(
-                at,
-                Target::Key,
-                "archives PostgreSQL WAL only so far (MariaDB binary logs are not archived yet); expected no archive section with engine.kind mariadb",
-            );
-        }
         let destinations = match destinations {
             None => repositories.to_vec(),
             Some(d) if d.is_empty() => {

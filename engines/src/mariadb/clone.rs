@@ -423,7 +423,7 @@ async fn prepare_backup(s: &MariadbSettings, owner: Option<RunAs>) -> Result<(),
 
 /// The GTID position the backup is consistent with: the third column of
 /// `mariadb_backup_binlog_info` (MariaDB 10.11), or of `xtrabackup_binlog_info` (older).
-fn backup_position(datadir: &Path) -> Result<GtidSet, EngineError> {
+pub(super) fn backup_position(datadir: &Path) -> Result<GtidSet, EngineError> {
     let op = "read the backup's GTID position";
     for name in ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"] {
         let path = datadir.join(name);
@@ -453,6 +453,28 @@ fn backup_position(datadir: &Path) -> Result<GtidSet, EngineError> {
             "{} has neither mariadb_backup_binlog_info nor xtrabackup_binlog_info; is binary logging on at the primary?",
             datadir.display()
         ),
+    ))
+}
+
+/// Records `pos` as the position the data directory is consistent at (after a
+/// point-in-time replay moved it past the backup's): the third column of its position file.
+pub(super) fn record_position(datadir: &Path, pos: &GtidSet) -> Result<(), EngineError> {
+    let op = "record the replayed GTID position";
+    for name in ["mariadb_backup_binlog_info", "xtrabackup_binlog_info"] {
+        let path = datadir.join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(failed(op, format!("{}: {e}", path.display()))),
+        };
+        let mut columns = text.split_whitespace();
+        let (file, offset) = (columns.next().unwrap_or(""), columns.next().unwrap_or("0"));
+        return std::fs::write(&path, format!("{file}\t{offset}\t{pos}\n"))
+            .map_err(|e| failed(op, format!("{}: {e}", path.display())));
+    }
+    Err(failed(
+        op,
+        format!("{} has no position file", datadir.display()),
     ))
 }
 

@@ -8,6 +8,7 @@
 //! primary's own refusal, never on the projection.
 
 mod backup;
+pub mod binlog;
 mod clone;
 pub mod clone_auth;
 mod conn;
@@ -287,6 +288,15 @@ impl Engine for MariadbEngine {
 
     fn restore_staging(&self) -> Option<std::path::PathBuf> {
         Some(clone::staging(&self.settings.datadir))
+    }
+
+    async fn recover(
+        &self,
+        dir: &std::path::Path,
+        archive_dir: &std::path::Path,
+        target: &crate::backups::RecoveryTarget,
+    ) -> Result<crate::backups::Recovered, EngineError> {
+        binlog::recover(&self.settings, dir, archive_dir, target).await
     }
 
     async fn adopt_restored(

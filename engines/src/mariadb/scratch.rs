@@ -111,6 +111,17 @@ pub(super) async fn start(
     listen: Listen,
     account: &Account,
 ) -> Result<Scratch, EngineError> {
+    start_with(s, datadir, listen, account, &[]).await
+}
+
+/// [`start`] with `extra` server options (a point-in-time replay binlogs what it applies).
+pub(super) async fn start_with(
+    s: &MariadbSettings,
+    datadir: &Path,
+    listen: Listen,
+    account: &Account,
+    extra: &[String],
+) -> Result<Scratch, EngineError> {
     let op = "start a scratch server on the restored data";
     let owner = backup::run_as(s)?;
     let program = s
@@ -143,6 +154,7 @@ pub(super) async fn start(
             "--skip-name-resolve".to_owned(),
             "--server-id=1".to_owned(),
         ];
+        argv.extend(extra.iter().cloned());
         match listen {
             Listen::SocketOnly => argv.push("--skip-networking".to_owned()),
             Listen::Loopback => {

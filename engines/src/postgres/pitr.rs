@@ -85,6 +85,11 @@ pub async fn recover(
         RecoveryTarget::Time(time) => extra.push(("recovery_target_time", pg_time(time))),
         RecoveryTarget::Lsn(lsn) => extra.push(("recovery_target_lsn", lsn.clone())),
         RecoveryTarget::Latest => {}
+        RecoveryTarget::Gtid(_) => {
+            return Err(failed(
+                "PostgreSQL has no GTID target: name an LSN (--lsn) or a time (--time)".to_owned(),
+            ));
+        }
     }
     let mut scratch = Scratch::start_with(&t, dir, op, &extra).await?;
     let deadline = Instant::now() + RECOVERY_LIMIT;

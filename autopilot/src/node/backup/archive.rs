@@ -44,6 +44,10 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, cancel: CancellationToken) {
     let Some(config) = ctx.config.archive.clone() else {
         return;
     };
+    if ctx.engine_kind == backup::manifest::EngineKind::Mariadb {
+        super::binlogs::spawn(ctx, config, cancel);
+        return;
+    }
     tokio::spawn(async move {
         let mut a = Archiver {
             repos: ctx.repos_named(&config.destinations),
@@ -86,15 +90,7 @@ struct Archiver {
 
 impl Archiver {
     async fn tick(&mut self) {
-        let (is_primary, lease) = {
-            let v = self.ctx.view.borrow();
-            let primary = v
-                .snapshot
-                .as_ref()
-                .and_then(|s| s.primary.doc().map(|p| p.id == self.ctx.node))
-                .unwrap_or(false);
-            (primary, v.lease)
-        };
+        let (is_primary, lease) = primary_lease(&self.ctx);
         let spool = match spool_files(&self.config.spool) {
             Ok(s) => s,
             Err(e) => {
@@ -149,42 +145,13 @@ impl Archiver {
         }
     }
 
-    /// Takes the lock under `lease`; whether we hold it.
     async fn acquire(&self, lease: LeaseId) -> bool {
-        let key = self.ctx.keys.backup_slot(LOCK_SEGMENT, "lock");
-        let doc = BackupSlotDoc {
-            schema: wire::SCHEMA_VERSION,
-            holder: self.ctx.node.clone(),
-            backup_id: None,
-            status: BackupStatus::Running,
-            started: Timestamp::now(),
-            finished: None,
-        };
-        match self
-            .ctx
-            .store
-            .create_if_absent(&key, wire::encode(&doc), Some(lease))
-            .await
-        {
-            Ok(true) => true,
-            // Held by another node, or by this node's previous lease: it goes with that lease.
-            Ok(false) => false,
-            Err(e) => {
-                warn!(%key, cause = %handlers::error_chain(&e), "cannot take the archive lock");
-                false
-            }
-        }
+        acquire(&self.ctx, lease).await
     }
 
     async fn release(&mut self) {
         if let Some(lease) = self.holding.take() {
-            let key = self.ctx.keys.backup_slot(LOCK_SEGMENT, "lock");
-            match self.ctx.store.delete_if_lease(&key, lease).await {
-                Ok(_) => info!("released the archive lock"),
-                Err(e) => {
-                    warn!(%key, cause = %handlers::error_chain(&e), "cannot release the archive lock; it goes with the lease")
-                }
-            }
+            release(&self.ctx, lease).await;
         }
     }
 
@@ -306,6 +273,54 @@ impl Archiver {
     }
 }
 
+/// Takes the archive lock under `lease`; whether this node holds it.
+pub(super) async fn acquire(ctx: &Ctx, lease: LeaseId) -> bool {
+    let key = ctx.keys.backup_slot(LOCK_SEGMENT, "lock");
+    let doc = BackupSlotDoc {
+        schema: wire::SCHEMA_VERSION,
+        holder: ctx.node.clone(),
+        backup_id: None,
+        status: BackupStatus::Running,
+        started: Timestamp::now(),
+        finished: None,
+    };
+    match ctx
+        .store
+        .create_if_absent(&key, wire::encode(&doc), Some(lease))
+        .await
+    {
+        Ok(true) => true,
+        // Held by another node, or by this node's previous lease: it goes with that lease.
+        Ok(false) => false,
+        Err(e) => {
+            warn!(%key, cause = %handlers::error_chain(&e), "cannot take the archive lock");
+            false
+        }
+    }
+}
+
+/// Releases the archive lock held under `lease`.
+pub(super) async fn release(ctx: &Ctx, lease: LeaseId) {
+    let key = ctx.keys.backup_slot(LOCK_SEGMENT, "lock");
+    match ctx.store.delete_if_lease(&key, lease).await {
+        Ok(_) => info!("released the archive lock"),
+        Err(e) => {
+            warn!(%key, cause = %handlers::error_chain(&e), "cannot release the archive lock; it goes with the lease")
+        }
+    }
+}
+
+/// Whether this node is the primary, and its lease.
+pub(super) fn primary_lease(ctx: &Ctx) -> (bool, Option<LeaseId>) {
+    let v = ctx.view.borrow();
+    let primary = v
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.primary.doc().map(|p| p.id == ctx.node))
+        .unwrap_or(false);
+    (primary, v.lease)
+}
+
 /// The WAL segment of the newest done physical backup's consistent point
 /// (`0/502B0E0 on timeline 2`), from the cluster's records.
 async fn newest_base_segment(ctx: &Ctx) -> Option<u64> {
@@ -346,7 +361,7 @@ async fn branches(repo: &Repository, ctx: &Ctx, names: &[String]) -> BTreeMap<u3
     out
 }
 
-fn identities(ctx: &Ctx) -> Vec<backup::pipeline::Identity> {
+pub(super) fn identities(ctx: &Ctx) -> Vec<backup::pipeline::Identity> {
     ctx.config
         .identity
         .as_ref()
@@ -357,7 +372,7 @@ fn identities(ctx: &Ctx) -> Vec<backup::pipeline::Identity> {
         .unwrap_or_default()
 }
 
-fn unix_now() -> f64 {
+pub(super) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

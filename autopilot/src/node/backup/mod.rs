@@ -17,6 +17,7 @@
 //! a metric with an alert).
 
 mod archive;
+mod binlogs;
 mod check;
 mod expire;
 pub(crate) mod notify;
