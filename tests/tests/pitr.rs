@@ -208,8 +208,46 @@ fn restore_rows(c: &PgCluster, keys: &Path, name: &str, args: &[&str]) -> (i32, 
     (code, out, nums)
 }
 
-/// Deletes a WAL segment from the middle of the newest timeline in the S3 archive; its name.
-fn delete_middle_segment(s3: &S3Server) -> String {
+/// Waits (bounded) until the repository holds every change the primary has: it closes the
+/// current WAL segment (`pg_switch_wal`) and waits for that segment in the archive.
+fn wait_archived(c: &PgCluster, s3: &S3Server) {
+    let p = c.primary().expect("a primary");
+    let rows = c
+        .sql()
+        .query(
+            c.pg_port(p),
+            "SELECT pg_walfile_name(pg_switch_wal())",
+            Duration::from_secs(10),
+        )
+        .expect("switch the WAL segment");
+    let name = rows
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .expect("a segment name");
+    let (repo, cluster) = open_repo(s3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let there = eventually(Duration::from_secs(180), Duration::from_millis(500), || {
+        rt.block_on(backup::archive::list(
+            &repo,
+            &cluster,
+            backup::archive::Kind::Wal,
+        ))
+        .ok()
+        .filter(|files| files.iter().any(|f| f.name == name))
+        .map(drop)
+    });
+    assert!(
+        there.is_some(),
+        "segment {name} was not archived within 180 s\n{}",
+        c.logs()
+    );
+}
+
+/// The S3 repository and the cluster, as the agents open them.
+fn open_repo(s3: &S3Server) -> (backup::repo::Repository, backup::repo::ClusterId) {
     let repo = backup::repo::Repository::s3(
         "s3",
         &backup::repo::S3Config {
@@ -228,6 +266,12 @@ fn delete_middle_segment(s3: &S3Server) -> String {
         project: "pg".into(),
         name: "main".into(),
     };
+    (repo, cluster)
+}
+
+/// Deletes a WAL segment from the middle of the newest timeline in the S3 archive; its name.
+fn delete_middle_segment(s3: &S3Server) -> String {
+    let (repo, cluster) = open_repo(s3);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -342,8 +386,8 @@ fn postgres_restores_to_a_point_in_time_across_failovers() {
         eprintln!("fault {round} ({what}): primary {p} -> {q}, full redundancy");
         write_rows(&c, &mut next, 10, &mut acks);
     }
-    // Everything acknowledged is archived within a few intervals.
-    std::thread::sleep(INTERVAL * 5);
+    // Everything acknowledged is archived (a few intervals; longer on a loaded machine).
+    wait_archived(&c, &s3);
 
     // 1. To the end of the archive, from the repository alone: every acknowledged row.
     let (code, out, rows) = restore_rows(&c, keys.path(), "latest", &["--latest"]);

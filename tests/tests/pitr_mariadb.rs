@@ -229,6 +229,27 @@ fn archived(s3: &S3Server, c: &MariaCluster) -> Vec<backup::archive::binlog::Bin
     .collect()
 }
 
+/// Waits (bounded) until the archive reaches the primary's GTID position.
+fn wait_archived(c: &MariaCluster, s3: &S3Server) {
+    let p = c.primary().expect("a primary");
+    let seq: u64 = c.sql(p, &["SELECT @@gtid_binlog_pos"]).expect("position")[0][0]
+        .rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("a GTID");
+    let there = eventually(Duration::from_secs(180), Duration::from_millis(500), || {
+        archived(s3, c)
+            .iter()
+            .any(|f| !f.superseded && f.last >= seq)
+            .then_some(())
+    });
+    assert!(
+        there.is_some(),
+        "the archive did not reach sequence {seq} within 180 s\n{}",
+        c.logs()
+    );
+}
+
 /// Deletes an archived binary log that no other file overlaps, with files after it, after
 /// sequence `after` and up to `upto`; the range it held.
 fn delete_lone_binlog(s3: &S3Server, c: &MariaCluster, after: u64, upto: u64) -> (u64, u64) {
@@ -361,8 +382,8 @@ fn mariadb_restores_to_a_point_in_time_across_failovers() {
         eprintln!("fault {round} ({what}): primary {p} -> {q}, full redundancy");
         write_rows(&c, &mut next, 10, &mut acks);
     }
-    // Everything acknowledged is archived within a few intervals.
-    std::thread::sleep(INTERVAL * 5);
+    // Everything acknowledged is archived (a few intervals; longer on a loaded machine).
+    wait_archived(&c, &s3);
 
     // 1. To the end of the archive, from the repository alone: every acknowledged row.
     let (code, out, rows) = restore_rows(&c, keys.path(), "latest", &["--latest"]);
@@ -457,7 +478,7 @@ fn mariadb_restores_to_a_point_in_time_across_failovers() {
             write_rows(c, next, 3, acks);
             std::thread::sleep(INTERVAL + Duration::from_millis(500));
         }
-        std::thread::sleep(INTERVAL * 2);
+        wait_archived(c, &s3);
     };
     small_files(&c, &mut next, &mut acks);
     let (first, last) = delete_lone_binlog(&s3, &c, base_seq, u64::MAX);

@@ -135,6 +135,43 @@ impl Seeder {
                 )
                 .await;
         }
+        // A MariaDB replica replays the archived binary logs after the backup too, so the
+        // primary serves only what was not archived yet; without an archive (or across a
+        // gap) it restores the backup alone and the primary serves the rest.
+        if purpose == Purpose::Join && engine.kind() == "mariadb" {
+            match super::backup::pitr::restore_to(
+                engine,
+                super::backup::pitr::PitrSource {
+                    repo,
+                    cluster: &cluster,
+                    identities: &self.identities,
+                    target: engines::backups::RecoveryTarget::Latest,
+                    base: Some(id.clone()),
+                },
+                &staging,
+            )
+            .await
+            {
+                Ok(done) => {
+                    info!(
+                        backup = %done.base,
+                        archive_files = done.archive_files,
+                        position = %done.position,
+                        "restored the backup and replayed the archived binary logs after it"
+                    );
+                    return self
+                        .adopt(engine, &staging, purpose, &done.base, started)
+                        .await;
+                }
+                Err(e) => {
+                    warn!(cause = %e, "cannot replay the archive after the backup; restoring the backup alone (the primary serves everything since)");
+                    if staging.exists() {
+                        std::fs::remove_dir_all(&staging)
+                            .map_err(|e| format!("remove {}: {e}", staging.display()))?;
+                    }
+                }
+            }
+        }
         info!(backup = %id, repository = repo.name(), source = %cluster, ?purpose, "restoring a backup to start from");
         let bytes = Arc::new(AtomicU64::new(0));
         let restored = super::backup::restore::restore(
@@ -202,6 +239,37 @@ impl Seeder {
             repository = repo.name(),
             source = %cluster,
             bytes = restored.bytes,
+            seconds = started.elapsed().as_secs_f64(),
+            position = %position.notation(engine.kind()),
+            "started from a backup"
+        );
+        Ok(position)
+    }
+
+    /// Has the engine adopt the restored `staging` directory; its position.
+    async fn adopt<E: Engine>(
+        &self,
+        engine: &E,
+        staging: &std::path::Path,
+        purpose: Purpose,
+        base: &str,
+        started: Instant,
+    ) -> Result<Position, String> {
+        let position = match engine
+            .adopt_restored(staging, purpose == Purpose::Bootstrap)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(staging);
+                return Err(format!(
+                    "start from backup {base}: {}",
+                    handlers::error_chain(&e)
+                ));
+            }
+        };
+        info!(
+            backup = %base,
             seconds = started.elapsed().as_secs_f64(),
             position = %position.notation(engine.kind()),
             "started from a backup"
