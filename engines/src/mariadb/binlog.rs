@@ -1,7 +1,8 @@
 //! The binary log as the change archive (issue 18): the archiver on the primary closes the
 //! active binary log every archive interval when it holds a new transaction ([`rotate`],
 //! `FLUSH BINARY LOGS`, as PostgreSQL's `archive_timeout` switches WAL segments), and ships
-//! the closed files ([`closed`]), each described by `mariadb-binlog` ([`describe`]: the
+//! the closed files ([`list`]; [`start_seq`] bounds each cheaply), each described by
+//! `mariadb-binlog` ([`describe`]: the
 //! first and last GTID, the last event's time).
 //!
 //! A point-in-time recovery ([`recover`]) replays archived files on a restored data
@@ -53,15 +54,53 @@ pub async fn rotate(s: &MariadbSettings, since: Option<&str>) -> Result<String, 
     Ok(pos)
 }
 
-/// The closed binary logs (every one but the active), oldest first, with their sizes.
-pub async fn closed(s: &MariadbSettings) -> Result<Vec<(String, u64)>, EngineError> {
+/// Every binary log, oldest first, with its size; the last one is the active one.
+pub async fn list(s: &MariadbSettings) -> Result<Vec<(String, u64)>, EngineError> {
     let op = "list the binary logs";
     let mut c = conn::local(s).await?;
     let rows: Vec<(String, u64)> = conn::bounded(op, false, c.query("SHOW BINARY LOGS")).await?;
     let _ = c.disconnect().await;
-    let mut rows = rows;
-    rows.pop(); // the active one
     Ok(rows)
+}
+
+/// The sequence number in `domain` that binary log `name` starts after: its `Gtid_list`
+/// event, the server's position when the file was opened (0 when the domain had none).
+/// Cheap (the file's first events only): the next file's start bounds a closed file's last
+/// transaction without reading it.
+pub async fn start_seq(s: &MariadbSettings, name: &str, domain: u32) -> Result<u64, EngineError> {
+    let op = "read where a binary log starts";
+    let mut c = conn::local(s).await?;
+    let rows: Vec<mysql_async::Row> = conn::bounded(
+        op,
+        false,
+        c.query(format!(
+            "SHOW BINLOG EVENTS IN {} LIMIT 3",
+            conn::quote(name)
+        )),
+    )
+    .await?;
+    let _ = c.disconnect().await;
+    let list = rows
+        .iter()
+        .find(|r| conn::text(r, "Event_type").as_deref() == Some("Gtid_list"))
+        .and_then(|r| conn::text(r, "Info"))
+        .ok_or_else(|| failed(op, format!("{name} has no Gtid_list event among its first")))?;
+    gtid_list_seq(&list, domain).map_err(|e| failed(op, format!("{name}: Gtid_list {list:?}: {e}")))
+}
+
+/// The last sequence number of `domain` in a `Gtid_list` event's text (`[0-1-5,0-2-9]`):
+/// the binary log *state* lists one GTID per domain and server, so a domain may appear more
+/// than once after failovers; 0 when it does not appear.
+fn gtid_list_seq(list: &str, domain: u32) -> Result<u64, String> {
+    let inner = list.trim().trim_start_matches('[').trim_end_matches(']');
+    let mut seq = 0;
+    for element in inner.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let g: Gtid = element.parse().map_err(|e| format!("{element:?}: {e}"))?;
+        if g.domain == domain {
+            seq = seq.max(g.seq);
+        }
+    }
+    Ok(seq)
 }
 
 /// Where binary log `name` is (the server writes them into its data directory).
@@ -378,6 +417,18 @@ mod tests {
         let mut none = Seen::default();
         none.line("#261204 11:19:27 server id 3  end_log_pos 256 CRC32 0x5d0c16f2 \tStart");
         assert_eq!((none.first, none.last), (None, None));
+    }
+
+    #[test]
+    fn a_gtid_list_gives_the_domain_s_last_sequence_across_servers() {
+        assert_eq!(gtid_list_seq("[]", 0), Ok(0));
+        assert_eq!(gtid_list_seq("[0-3-3]", 0), Ok(3));
+        assert_eq!(
+            gtid_list_seq("[0-1422144387-48,0-1438922006-98,1-2-500]", 0),
+            Ok(98)
+        );
+        assert_eq!(gtid_list_seq("[1-2-500]", 0), Ok(0));
+        assert!(gtid_list_seq("[0-x-1]", 0).is_err());
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub(super) fn spawn(ctx: Arc<Ctx>, config: ArchiveConfig, cancel: CancellationTo
             holding: None,
             rotated: None,
             described: HashMap::new(),
+            starts: HashMap::new(),
             end: None,
             last_gap_check: None,
             gaps: HashSet::new(),
@@ -91,6 +92,9 @@ struct BinlogArchiver {
     /// Local binary logs already read: what each holds (`None`: no transaction of the
     /// cluster's domain).
     described: HashMap<String, Option<Binlog>>,
+    /// Where each local binary log starts (the sequence number before its first
+    /// transaction), from its `Gtid_list` event.
+    starts: HashMap<String, u64>,
     /// The archive's end: the last sequence number of the newest live file (read when the
     /// lock is taken).
     end: Option<u64>,
@@ -218,9 +222,10 @@ impl BinlogArchiver {
         true
     }
 
-    /// Ships the closed binary logs that reach past the archive's end, oldest first.
+    /// Ships the closed binary logs that reach past the archive's end, oldest first. A file
+    /// whose successor starts at or before the end holds nothing new and is not read.
     async fn ship_closed(&mut self) {
-        let closed = match engine_binlog::closed(&self.settings).await {
+        let all = match engine_binlog::list(&self.settings).await {
             Ok(c) => c,
             Err(e) => {
                 debug!(cause = %handlers::error_chain(&e), "cannot list the binary logs");
@@ -229,8 +234,31 @@ impl BinlogArchiver {
         };
         // Purged binary logs are no longer this server's to ship.
         self.described
-            .retain(|name, _| closed.iter().any(|(n, _)| n == name));
-        for (name, size) in closed {
+            .retain(|name, _| all.iter().any(|(n, _)| n == name));
+        self.starts
+            .retain(|name, _| all.iter().any(|(n, _)| n == name));
+        for (name, _) in &all {
+            if !self.starts.contains_key(name) {
+                match engine_binlog::start_seq(&self.settings, name, self.domain).await {
+                    Ok(seq) => {
+                        self.starts.insert(name.clone(), seq);
+                    }
+                    Err(e) => {
+                        warn!(file = name, cause = %handlers::error_chain(&e), "cannot read where a binary log starts; archiving waits");
+                        return;
+                    }
+                }
+            }
+        }
+        for pair in all.windows(2) {
+            let [(name, size), (next, _)] = pair else {
+                continue;
+            };
+            let (name, size) = (name.clone(), *size);
+            let upper = self.starts.get(next).copied().unwrap_or(u64::MAX);
+            if self.end.is_some_and(|end| upper <= end) {
+                continue; // everything in it is archived
+            }
             if !self.described.contains_key(&name) {
                 let path = engine_binlog::path_of(&self.settings, &name);
                 match engine_binlog::describe(&self.settings, &path).await {
@@ -266,6 +294,21 @@ impl BinlogArchiver {
             self.end = Some(b.last);
         }
         gauge!("autopilot_archive_spool_files").set(0.0);
+    }
+
+    /// Whether this server's binary logs still hold sequence number `seq`: a file starts
+    /// before it, and the next one at or after it (or it is the active one).
+    fn holds(&self, all: &[(String, u64)], seq: u64) -> bool {
+        let starts: Vec<Option<u64>> = all
+            .iter()
+            .map(|(n, _)| self.starts.get(n).copied())
+            .collect();
+        starts.iter().enumerate().any(|(i, start)| {
+            start.is_some_and(|s| s < seq)
+                && starts
+                    .get(i + 1)
+                    .is_none_or(|next| next.is_none_or(|n| n >= seq))
+        })
     }
 
     /// What binary log `name` holds, as archived.
@@ -360,13 +403,12 @@ impl BinlogArchiver {
             });
         }
         // A gap this server's binary logs still cover is filled: shipped again from there.
+        let all = engine_binlog::list(&self.settings)
+            .await
+            .unwrap_or_default();
         let mut unfilled = Vec::new();
         for g in gaps {
-            let local = self
-                .described
-                .values()
-                .flatten()
-                .any(|b| b.first <= g.first && b.last >= g.first);
+            let local = self.holds(&all, g.first);
             if local {
                 info!(gap = %g, "the archive misses what this server's binary logs hold: shipping them again");
                 self.end = Some(self.end.map_or(g.first - 1, |e| e.min(g.first - 1)));
