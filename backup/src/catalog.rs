@@ -397,6 +397,42 @@ impl Catalog {
             .collect())
     }
 
+    /// Records a gap in `cluster`'s archive that could not be filled (once per detail).
+    pub fn record_gap(&self, gap: &ArchiveGap) -> Result<(), CatalogError> {
+        self.conn
+            .execute(
+                "INSERT INTO archive_gaps (cluster, start_pos, end_pos, found_ms, detail) \
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS \
+                 (SELECT 1 FROM archive_gaps WHERE cluster = ?1 AND detail = ?5)",
+                params![gap.cluster, gap.start, gap.end, gap.found_ms, gap.detail],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The gaps recorded for `cluster`, oldest first.
+    pub fn gaps(&self, cluster: &str) -> Result<Vec<ArchiveGap>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT cluster, start_pos, end_pos, found_ms, detail FROM archive_gaps \
+                 WHERE cluster = ?1 ORDER BY found_ms",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![cluster], |r| {
+                Ok(ArchiveGap {
+                    cluster: r.get(0)?,
+                    start: r.get(1)?,
+                    end: r.get(2)?,
+                    found_ms: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
     fn found(&self, id: &str, n: usize) -> Result<(), CatalogError> {
         if n == 0 {
             return Err(CatalogError::NotFound {
@@ -406,6 +442,21 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+/// A hole in the change archive that no node could fill: point-in-time recovery cannot
+/// cross it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveGap {
+    /// `namespace/project/name`.
+    pub cluster: String,
+    /// Where it starts and ends, in the archive's terms (WAL file names, GTID sequences).
+    pub start: String,
+    pub end: String,
+    /// When this node found it (unix ms).
+    pub found_ms: i64,
+    /// What the event said.
+    pub detail: String,
 }
 
 /// What a finished backup adds to its record.
@@ -625,6 +676,27 @@ COMMIT;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_gaps_are_recorded_once_per_cluster() {
+        let dir = tempfile::tempdir().expect("dir");
+        let c = Catalog::open(&dir.path().join("catalog.db")).expect("open");
+        let gap = ArchiveGap {
+            cluster: "prod/billing/main".into(),
+            start: "0-11".into(),
+            end: "0-13".into(),
+            found_ms: 1_000,
+            detail: "GTID sequences 11–13 of domain 0 is missing".into(),
+        };
+        c.record_gap(&gap).expect("record");
+        c.record_gap(&ArchiveGap {
+            found_ms: 2_000,
+            ..gap.clone()
+        })
+        .expect("again");
+        assert_eq!(c.gaps("prod/billing/main").expect("gaps"), vec![gap]);
+        assert!(c.gaps("other/x/y").expect("gaps").is_empty());
+    }
 
     fn record(id: &str, started_ms: i64) -> BackupRecord {
         BackupRecord {

@@ -96,9 +96,14 @@ fn from_catalog(
             let list = catalog
                 .list(Some(&cluster))
                 .map_err(|e| (exit_code::UNAVAILABLE, e.to_string()))?;
-            Ok(
-                json!({ "source": "catalog", "backups": list.iter().map(record).collect::<Vec<_>>() }),
-            )
+            let gaps = catalog
+                .gaps(&cluster)
+                .map_err(|e| (exit_code::UNAVAILABLE, e.to_string()))?;
+            Ok(json!({
+                "source": "catalog",
+                "backups": list.iter().map(record).collect::<Vec<_>>(),
+                "archive_gaps": gaps,
+            }))
         }
         What::Show(id) => {
             let r = catalog.get(id).map_err(|e| (NOT_FOUND, e.to_string()))?;
@@ -245,6 +250,18 @@ fn render(v: &serde_json::Value, what: &What<'_>) -> String {
             }
             if rows.is_empty() {
                 out += "(no backups)\n";
+            }
+            for g in v["archive_gaps"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                out += &format!(
+                    "archive gap {}..{}: {}\n",
+                    s(&g["start"]),
+                    s(&g["end"]),
+                    s(&g["detail"])
+                );
             }
             out
         }

@@ -18,11 +18,16 @@ pub fn records(c: &Agents) -> Vec<serde_json::Value> {
 /// `autopilot backup …` with node 1's configuration, run in `dir` (the cluster's directory,
 /// which its relative paths start from); (exit code, stdout, stderr).
 pub fn cli(c: &Agents, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    cli_as(c, 0, dir, args)
+}
+
+/// [`cli`] with node `i`'s configuration (its local catalog).
+pub fn cli_as(c: &Agents, i: usize, dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(workspace_bin("autopilot"))
         .args(["backup"])
         .args(args)
         .arg("--config")
-        .arg(c.config_path(0))
+        .arg(c.config_path(i))
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()

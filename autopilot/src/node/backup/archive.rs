@@ -101,7 +101,7 @@ impl Archiver {
         gauge!("autopilot_archive_spool_files").set(spool.files.len() as f64);
         gauge!("autopilot_archive_spool_bytes").set(spool.bytes as f64);
         for marker in &spool.dropped {
-            self.report_gap(format!(
+            self.report_gap(marker.clone(), marker.clone(), format!(
                 "{marker}: dropped, the spool ({}) was full ({} MiB); raise backup.archive.spool_limit_mb or check the repositories",
                 self.config.spool.display(),
                 self.config.spool_limit_mb
@@ -257,20 +257,52 @@ impl Archiver {
             .collect();
         gauge!("autopilot_archive_gaps").set(gaps.len() as f64);
         for g in gaps {
-            self.report_gap(format!(
-                "WAL {g} is missing from {} and no node's spool supplied it",
-                repo.name()
-            ));
+            self.report_gap(
+                wal::segment_name(g.timeline, g.first),
+                wal::segment_name(g.timeline, g.last),
+                format!(
+                    "WAL {g} is missing from {} and no node's spool supplied it",
+                    repo.name()
+                ),
+            );
         }
     }
 
-    fn report_gap(&mut self, detail: String) {
-        if self.gaps.insert(detail.clone()) {
-            warn!(%detail, "archive gap: point-in-time recovery cannot cross it");
-            counter!("autopilot_archive_gaps_total").increment(1);
-            records::event(&self.ctx, EventKind::ArchiveGap, detail);
-        }
+    fn report_gap(&mut self, start: String, end: String, detail: String) {
+        report_gap(&self.ctx, &mut self.gaps, start, end, detail);
     }
+}
+
+/// Reports a gap once (by its text): a warning, the counter, an `archive_gap` event and a
+/// record in the local catalog (`autopilot backup list` shows it).
+pub(super) fn report_gap(
+    ctx: &Ctx,
+    reported: &mut HashSet<String>,
+    start: String,
+    end: String,
+    detail: String,
+) {
+    if !reported.insert(detail.clone()) {
+        return;
+    }
+    warn!(%detail, "archive gap: point-in-time recovery cannot cross it");
+    counter!("autopilot_archive_gaps_total").increment(1);
+    let gap = backup::catalog::ArchiveGap {
+        cluster: ctx.cluster.to_string(),
+        start,
+        end,
+        found_ms: i64::try_from(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+        )
+        .unwrap_or(i64::MAX),
+        detail: detail.clone(),
+    };
+    if let Err(e) = ctx.catalog(|c| c.record_gap(&gap)) {
+        warn!(cause = %e, "cannot record the archive gap in the catalog");
+    }
+    records::event(ctx, EventKind::ArchiveGap, detail);
 }
 
 /// Takes the archive lock under `lease`; whether this node holds it.

@@ -26,7 +26,7 @@ use backup::archive::binlog::{self, Binlog};
 use backup::archive::{self, Kind};
 use backup::repo::Repository;
 use cluster::store::LeaseId;
-use cluster::wire::{BackupStatus, EventKind};
+use cluster::wire::BackupStatus;
 use engines::AnyEngine;
 use engines::mariadb::gtid::GtidSet;
 use engines::mariadb::{MariadbSettings, binlog as engine_binlog};
@@ -206,8 +206,9 @@ impl BinlogArchiver {
             let detail = format!(
                 "archived {old} holds transactions past this primary's position (sequence {mine}) that no other node received: marked superseded, never replayed"
             );
+            // Not a gap (no acknowledged transaction is missing): a warning and a counter.
             warn!(%detail, "binary log archive");
-            records::event(&self.ctx, EventKind::ArchiveGap, detail);
+            counter!("autopilot_archive_superseded_total").increment(1);
         }
         // Files past `mine` are superseded now: the end is the newest of the others.
         self.end = Some(
@@ -279,7 +280,7 @@ impl BinlogArchiver {
                 continue;
             }
             if size > archive::MAX_FILE {
-                self.report_gap(format!(
+                self.report_gap(b.first, b.last, format!(
                     "binary log {name} is {size} bytes, more than the archive takes ({} bytes): GTID sequences {}–{} are not archived; keep transactions and max_binlog_size smaller",
                     archive::MAX_FILE,
                     b.first,
@@ -317,7 +318,7 @@ impl BinlogArchiver {
             return None;
         };
         if d.domains.iter().any(|&x| x != self.domain) || fd != self.domain || ld != self.domain {
-            self.report_gap(format!(
+            self.report_gap(first, last, format!(
                 "binary log {name} holds transactions of replication domains {:?}; the archive keeps domain {} only (the cluster's gtid_domain_id): the others are not archived",
                 d.domains, self.domain
             ));
@@ -418,19 +419,27 @@ impl BinlogArchiver {
         }
         gauge!("autopilot_archive_gaps").set(unfilled.len() as f64);
         for g in unfilled {
-            self.report_gap(format!(
-                "{g} is missing from {} and this primary's binary logs no longer hold it",
-                repo.name()
-            ));
+            self.report_gap(
+                g.first,
+                g.last,
+                format!(
+                    "{g} is missing from {} and this primary's binary logs no longer hold it",
+                    repo.name()
+                ),
+            );
         }
     }
 
-    fn report_gap(&mut self, detail: String) {
-        if self.gaps.insert(detail.clone()) {
-            warn!(%detail, "archive gap: point-in-time recovery cannot cross it");
-            counter!("autopilot_archive_gaps_total").increment(1);
-            records::event(&self.ctx, EventKind::ArchiveGap, detail);
-        }
+    /// Reports a hole of GTID sequences `first`–`last` once.
+    fn report_gap(&mut self, first: u64, last: u64, detail: String) {
+        let domain = self.domain;
+        super::archive::report_gap(
+            &self.ctx,
+            &mut self.gaps,
+            format!("{domain}-{first}"),
+            format!("{domain}-{last}"),
+            detail,
+        );
     }
 }
 
