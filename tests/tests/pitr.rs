@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use backup::pipeline::Identity;
-use e2e::harness::backup::{cli, records};
+use e2e::harness::backup::{cli, cli_as, records};
 use e2e::harness::s3::S3Server;
 use e2e::harness::util::{eventually, free_port};
 use e2e::postgres::cluster::{PgCluster, PgOpts};
@@ -505,6 +505,19 @@ fn postgres_restores_to_a_point_in_time_across_failovers() {
         reported.is_some(),
         "no archive_gap event names {lost}\n{}",
         c.logs()
+    );
+    // Recorded in the catalog of the node that found it, which `backup list` shows.
+    let finder = (0..3)
+        .find(|&i| reported.as_ref().is_some_and(|e| e["node"] == c.name(i)))
+        .expect("the reporting node");
+    let (code, listed, err) = cli_as(&c, finder, c.dir(), &["list", "-o", "json"]);
+    assert_eq!(code, 0, "backup list: {err}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    assert!(
+        listed["archive_gaps"].as_array().is_some_and(|g| g
+            .iter()
+            .any(|g| g["detail"].as_str().is_some_and(|d| d.contains(&lost)))),
+        "the catalog does not record the gap: {listed:#}"
     );
     let (code, out, _) = restore_rows(&c, keys.path(), "over-a-gap", &["--latest"]);
     assert_ne!(code, 0, "a restore across a gap succeeded: {out}");
