@@ -12,6 +12,7 @@
 //! target/release/bench postgres-failover [--runs 5] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
 //! target/release/bench recovery [--runs 5] [--ttls 10,5] [--durability sync,async]   # measures the first TTL
 //! target/release/bench backup [--size-mb 2048] [--runs 3] [--engines mariadb,postgres]
+//! target/release/bench pitr [--seconds 60] [--runs 3] [--base-mb 2048] [--changes-mb 1024] [--engines mariadb,postgres] [--parts rpo,failover,restore,seed] [--quick]
 //! ```
 
 use std::process::ExitCode;
@@ -20,8 +21,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backup::servers::Kind;
+use crate::pitr::Part;
 use crate::postgres::System;
-use crate::{backup, etcd_load, failover, hostile, idle, mariadb, postgres, recovery, report};
+use crate::{
+    backup, etcd_load, failover, hostile, idle, mariadb, pitr, postgres, recovery, report,
+};
 
 /// sysexits EX_USAGE: bad flags.
 const EX_USAGE: u8 = 64;
@@ -94,6 +98,15 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "mariadb,postgres", value_parser = engine)]
         engines: Vec<Kind>,
     },
+    /// Continuous archiving and point-in-time recovery (issue 18) on MariaDB and PostgreSQL
+    /// under the agents, archiving to S3 (SeaweedFS) on loopback: RPO under a steady writer
+    /// (p50, p99), time until the archive holds a change written after a failover, restore
+    /// time of a base backup plus archived changes, and a new replica seeded from the
+    /// repository against one cloned from the primary (time, bytes the primary sent). Run as
+    /// root.
+    ///
+    /// With `--quick` its section is `pitr-quick`.
+    Pitr(Pitr),
     /// Internal to `backup`: one store or restore in a process of its own.
     #[command(hide = true)]
     BackupWorker {
@@ -131,6 +144,52 @@ struct Durabilities {
     durability: Vec<&'static str>,
 }
 
+/// What `pitr` measures; sizes not given take the defaults, or with `--quick` the smoke
+/// test's.
+#[derive(Args, Debug)]
+struct Pitr {
+    /// Seconds the RPO is sampled under the steady writer [default: 60; --quick: 10].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+    /// Failovers per engine [default: 3; --quick: 1].
+    #[arg(long, value_parser = positive)]
+    runs: Option<usize>,
+    /// MiB of rows in the restore's base backup [default: 2048; --quick: 64].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    base_mb: Option<u64>,
+    /// MiB of rows written after it, archived and replayed by the restore [default: 1024;
+    /// --quick: 32].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    changes_mb: Option<u64>,
+    /// Engines, comma-separated: mariadb, postgres.
+    #[arg(long, value_delimiter = ',', default_value = "mariadb,postgres", value_parser = engine)]
+    engines: Vec<Kind>,
+    /// Parts, comma-separated: rpo, failover (one cluster), restore, seed (another).
+    #[arg(long, value_delimiter = ',', default_value = "rpo,failover,restore,seed", value_parser = part)]
+    parts: Vec<Part>,
+    /// A smoke test: small sizes for those not given (10 s, 1 failover, 64 + 32 MiB).
+    #[arg(long)]
+    quick: bool,
+}
+
+impl Pitr {
+    fn options(&self) -> pitr::Options {
+        let (seconds, runs, base_mb, changes_mb) = if self.quick {
+            pitr::Options::QUICK
+        } else {
+            pitr::Options::DEFAULT
+        };
+        pitr::Options {
+            seconds: self.seconds.unwrap_or(seconds),
+            runs: self.runs.unwrap_or(runs),
+            base_mb: self.base_mb.unwrap_or(base_mb),
+            changes_mb: self.changes_mb.unwrap_or(changes_mb),
+            engines: self.engines.clone(),
+            parts: self.parts.clone(),
+        }
+    }
+}
+
 /// A count above zero.
 fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse() {
@@ -159,6 +218,11 @@ fn durability(s: &str) -> Result<&'static str, String> {
 /// `mariadb` or `postgres`.
 fn engine(s: &str) -> Result<Kind, String> {
     Kind::parse(s).ok_or_else(|| "expected mariadb or postgres".to_owned())
+}
+
+/// `rpo`, `failover`, `restore` or `seed`.
+fn part(s: &str) -> Result<Part, String> {
+    Part::parse(s).ok_or_else(|| "expected rpo, failover, restore or seed".to_owned())
 }
 
 /// `autopilot` or `patroni`.
@@ -196,6 +260,8 @@ impl Cmd {
             },
             Cmd::Recovery { runs, .. } => format!("recovery-ttl{}", runs.ttls[0].as_secs()),
             Cmd::Backup { .. } | Cmd::BackupWorker { .. } => "backup".to_owned(),
+            Cmd::Pitr(p) if p.quick => "pitr-quick".to_owned(),
+            Cmd::Pitr(_) => "pitr".to_owned(),
         }
     }
 
@@ -222,6 +288,7 @@ impl Cmd {
                 runs,
                 engines,
             } => backup::run(*size_mb, *runs, engines),
+            Cmd::Pitr(p) => pitr::run(&p.options()),
             Cmd::BackupWorker { .. } => Err(anyhow::anyhow!("backup-worker is run by main")),
         }
     }
@@ -343,6 +410,39 @@ mod tests {
     }
 
     #[test]
+    fn pitr_takes_the_defaults_or_the_quick_sizes_for_what_is_not_given() {
+        let options = |args: &[&str]| match parse(args).expect("parse") {
+            Cmd::Pitr(p) => p.options(),
+            other => panic!("{other:?}"),
+        };
+        let o = options(&["pitr"]);
+        assert_eq!(
+            (o.seconds, o.runs, o.base_mb, o.changes_mb),
+            pitr::Options::DEFAULT
+        );
+        assert_eq!(o.engines, [Kind::Mariadb, Kind::Postgres]);
+        assert_eq!(o.parts, Part::ALL);
+        let o = options(&["pitr", "--quick"]);
+        assert_eq!(
+            (o.seconds, o.runs, o.base_mb, o.changes_mb),
+            pitr::Options::QUICK
+        );
+        let o = options(&[
+            "pitr",
+            "--quick",
+            "--base-mb",
+            "128",
+            "--parts",
+            "restore, seed",
+        ]);
+        assert_eq!((o.base_mb, o.changes_mb), (128, 32));
+        assert_eq!(o.parts, [Part::Restore, Part::Seed]);
+        let section = |args: &[&str]| parse(args).expect("parse").section();
+        assert_eq!(section(&["pitr"]), "pitr");
+        assert_eq!(section(&["pitr", "--quick"]), "pitr-quick");
+    }
+
+    #[test]
     fn bad_values_and_unknown_commands_are_refused() {
         for args in [
             &["idle", "--seconds", "0"][..],
@@ -350,6 +450,8 @@ mod tests {
             &["failover", "--ttls", "10,0"],
             &["mariadb-failover", "--durability", "semi"],
             &["postgres-failover", "--systems", "stolon"],
+            &["pitr", "--parts", "rpo,backup"],
+            &["pitr", "--base-mb", "0"],
             &["idle", "--runs", "3"],
             &["nap"],
             &[],

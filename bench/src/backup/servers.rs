@@ -8,7 +8,8 @@
 //! The data: rows of 512 random bytes (incompressible) beside 512 bytes of text that
 //! compresses very well (an MD5 repeated), so the stream compresses to about half; the
 //! ratio measured is reported. PostgreSQL stores both columns `PLAIN` (no TOAST
-//! compression: the pipeline sees the bytes as generated).
+//! compression: the pipeline sees the bytes as generated). `bench pitr` generates the same
+//! rows in its clusters ([`PG_TABLE`], [`pg_rows`], [`MARIADB_TABLE`], [`mariadb_rows`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,11 +27,43 @@ use handlers::ManagedChild;
 use handlers::exec::RunOutcome;
 
 /// Rows inserted per statement.
-const BATCH_ROWS: u64 = 25_000;
+pub const BATCH_ROWS: u64 = 25_000;
 /// How long one batch may take.
-const BATCH_LIMIT: Duration = Duration::from_secs(900);
+pub const BATCH_LIMIT: Duration = Duration::from_secs(900);
 /// The MariaDB admin account the engine creates.
 pub const MARIADB_ADMIN: (&str, &str) = ("autopilot", "admin-secret-bench");
+/// PostgreSQL: the data set's table, `bench`, empty (both columns `PLAIN`: no TOAST
+/// compression).
+pub const PG_TABLE: &str = "CREATE EXTENSION IF NOT EXISTS pgcrypto; \
+     CREATE TABLE bench(id bigint PRIMARY KEY, noise bytea, words text); \
+     ALTER TABLE bench ALTER noise SET STORAGE PLAIN, ALTER words SET STORAGE PLAIN";
+/// PostgreSQL: the table's size on disk, bytes.
+pub const PG_SIZE: &str = "SELECT pg_total_relation_size('bench')";
+/// MariaDB: the data set's database and table, `bench.t`, empty; one statement each.
+pub const MARIADB_TABLE: [&str; 2] = [
+    "CREATE DATABASE bench",
+    "CREATE TABLE bench.t(id BIGINT PRIMARY KEY, noise VARBINARY(512), words VARCHAR(512)) \
+     ENGINE=InnoDB CHARACTER SET latin1",
+];
+/// MariaDB: the table's file, below the data directory (its size is the table's size).
+pub const MARIADB_FILE: &str = "bench/t.ibd";
+
+/// PostgreSQL: inserts rows `from..=to` of the data set (512 random bytes beside 512 bytes
+/// of a repeated MD5 each).
+pub fn pg_rows(from: u64, to: u64) -> String {
+    format!(
+        "INSERT INTO bench SELECT g, gen_random_bytes(512), repeat(md5(g::text), 16) \
+         FROM generate_series({from}, {to}) g"
+    )
+}
+
+/// MariaDB: inserts rows `from..=to` of the data set, as [`pg_rows`].
+pub fn mariadb_rows(from: u64, to: u64) -> String {
+    format!(
+        "INSERT INTO bench.t SELECT seq, RANDOM_BYTES(512), REPEAT(MD5(seq), 16) \
+         FROM bench.seq_{from}_to_{to}"
+    )
+}
 
 /// Which engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,27 +236,16 @@ impl Server {
         let mut rows = 0;
         match self {
             Server::Postgres { node, sql } => {
-                sql.query(
-                    node.port,
-                    "CREATE EXTENSION IF NOT EXISTS pgcrypto; \
-                     CREATE TABLE bench(id bigint PRIMARY KEY, noise bytea, words text); \
-                     ALTER TABLE bench ALTER noise SET STORAGE PLAIN, ALTER words SET STORAGE PLAIN",
-                    Duration::from_secs(30),
-                )?;
+                sql.query(node.port, PG_TABLE, Duration::from_secs(30))?;
                 let size = |sql: &Sql| -> Result<u64> {
-                    sql.scalar(node.port, "SELECT pg_total_relation_size('bench')")?
+                    sql.scalar(node.port, PG_SIZE)?
                         .parse()
                         .context("parse the table size")
                 };
                 while size(sql)? < want {
                     sql.query(
                         node.port,
-                        &format!(
-                            "INSERT INTO bench SELECT g, gen_random_bytes(512), repeat(md5(g::text), 16) \
-                             FROM generate_series({}, {}) g",
-                            rows + 1,
-                            rows + BATCH_ROWS
-                        ),
+                        &pg_rows(rows + 1, rows + BATCH_ROWS),
                         BATCH_LIMIT,
                     )?;
                     rows += BATCH_ROWS;
@@ -238,18 +260,11 @@ impl Server {
             } => {
                 let settings = engine.settings();
                 let run = |q: &str| rt.block_on(mariadb_sql(settings, q));
-                run("CREATE DATABASE bench; \
-                     CREATE TABLE bench.t(id BIGINT PRIMARY KEY, noise VARBINARY(512), words VARCHAR(512)) \
-                     ENGINE=InnoDB CHARACTER SET latin1")?;
-                let file = settings.datadir.join("bench").join("t.ibd");
+                run(&MARIADB_TABLE.join("; "))?;
+                let file = settings.datadir.join(MARIADB_FILE);
                 let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
                 while size() < want {
-                    run(&format!(
-                        "INSERT INTO bench.t SELECT seq, RANDOM_BYTES(512), REPEAT(MD5(seq), 16) \
-                             FROM bench.seq_{}_to_{}",
-                        rows + 1,
-                        rows + BATCH_ROWS
-                    ))?;
+                    run(&mariadb_rows(rows + 1, rows + BATCH_ROWS))?;
                     rows += BATCH_ROWS;
                 }
                 // A clean restart: InnoDB checkpoints on shutdown, so a backup copies the
