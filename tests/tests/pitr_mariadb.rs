@@ -6,6 +6,8 @@
 //! - the archive survives twenty faults (kill -9 of the primary's node, a switchover, a
 //!   frozen primary agent; each ends at full redundancy): a restore to the end of the
 //!   archive, from the repository alone, has every acknowledged row and no gap is reported;
+//! - a replica wiped and seeded from the repository replays the archive after the base backup
+//!   and follows the primary with every row, no clone served;
 //! - a binary log deleted from the repository is reported as a gap and a restore across it
 //!   refuses; bad input (an LSN, a malformed GTID, a time before the oldest backup or after
 //!   the archive's end) gets clear errors and writes no directory;
@@ -398,6 +400,49 @@ fn mariadb_restores_to_a_point_in_time_across_failovers() {
         "rows missing from the latest restore: {missing:?}\n{out}"
     );
     eprintln!("latest: {out}");
+
+    // 1b. A replica seeded from the repository (`engine.seed: backup`) restores the base
+    //     backup (taken before the faults), replays the archived binary logs after it and
+    //     follows the primary with every row; the primary serves no clone.
+    let q = c.primary().expect("a primary");
+    let r = (0..3).find(|&i| i != q).expect("a replica");
+    let clones =
+        |c: &MariaCluster, i: usize| c.agent_log(i).matches("clone stream complete").count();
+    let served: usize = (0..3).map(|i| clones(&c, i)).sum();
+    c.kill_node(r);
+    c.wipe_node(r);
+    c.opts_mut().seed = "backup";
+    c.write_config(r).expect("rewrite the config");
+    c.start_agent(r);
+    let q = full_redundancy(&c);
+    let log = c.agent_log(r);
+    let since = log.rfind("telemetry listening").unwrap_or(0);
+    assert!(
+        log[since..].contains("replayed the archived binary logs after it"),
+        "the seeded replica did not replay the archive:\n{}",
+        &log[since..]
+    );
+    assert_eq!(
+        (0..3).map(|i| clones(&c, i)).sum::<usize>(),
+        served,
+        "a node served a clone to the seeded replica"
+    );
+    let all: Vec<u64> = acks.iter().map(|a| a.n).collect();
+    let seeded = eventually(Duration::from_secs(60), Duration::from_millis(300), || {
+        c.sql(r, &["SELECT n FROM e2e.seq"])
+            .ok()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|row| row.first().and_then(|v| v.parse::<u64>().ok()))
+                    .collect::<std::collections::HashSet<u64>>()
+            })
+            .filter(|have| all.iter().all(|n| have.contains(n)))
+    });
+    assert!(
+        seeded.is_some(),
+        "the seeded replica of {q} lacks acknowledged rows\n{}",
+        c.logs()
+    );
 
     // 2. To a GTID: exactly the rows up to that transaction.
     let want: Vec<u64> = acks[..=gtid_row].iter().map(|a| a.n).collect();

@@ -60,6 +60,7 @@ pub(super) fn spawn(ctx: Arc<Ctx>, config: ArchiveConfig, cancel: CancellationTo
             rotated: None,
             described: HashMap::new(),
             starts: HashMap::new(),
+            unarchivable: Vec::new(),
             end: None,
             last_gap_check: None,
             gaps: HashSet::new(),
@@ -95,6 +96,8 @@ struct BinlogArchiver {
     /// Where each local binary log starts (the sequence number before its first
     /// transaction), from its `Gtid_list` event.
     starts: HashMap<String, u64>,
+    /// Ranges of local binary logs the archive cannot take (reported): gaps, not fillable.
+    unarchivable: Vec<(u64, u64)>,
     /// The archive's end: the last sequence number of the newest live file (read when the
     /// lock is taken).
     end: Option<u64>,
@@ -251,6 +254,18 @@ impl BinlogArchiver {
                 }
             }
         }
+        // The closed files still to ship: the spool's figures (the alert on a stalled
+        // archive reads them as for PostgreSQL).
+        let pending: Vec<u64> = all
+            .windows(2)
+            .filter(|w| {
+                let upper = self.starts.get(&w[1].0).copied().unwrap_or(u64::MAX);
+                self.end.is_none_or(|end| upper > end)
+            })
+            .map(|w| w[0].1)
+            .collect();
+        gauge!("autopilot_archive_spool_files").set(pending.len() as f64);
+        gauge!("autopilot_archive_spool_bytes").set(pending.iter().sum::<u64>() as f64);
         for pair in all.windows(2) {
             let [(name, size), (next, _)] = pair else {
                 continue;
@@ -286,6 +301,7 @@ impl BinlogArchiver {
                     b.first,
                     b.last
                 ));
+                self.unarchivable.push((b.first, b.last));
                 self.end = Some(b.last);
                 continue;
             }
@@ -294,7 +310,6 @@ impl BinlogArchiver {
             }
             self.end = Some(b.last);
         }
-        gauge!("autopilot_archive_spool_files").set(0.0);
     }
 
     /// Whether this server's binary logs still hold sequence number `seq`: a file starts
@@ -318,6 +333,7 @@ impl BinlogArchiver {
             return None;
         };
         if d.domains.iter().any(|&x| x != self.domain) || fd != self.domain || ld != self.domain {
+            self.unarchivable.push((first, last));
             self.report_gap(first, last, format!(
                 "binary log {name} holds transactions of replication domains {:?}; the archive keeps domain {} only (the cluster's gtid_domain_id): the others are not archived",
                 d.domains, self.domain
@@ -409,7 +425,12 @@ impl BinlogArchiver {
             .unwrap_or_default();
         let mut unfilled = Vec::new();
         for g in gaps {
-            let local = self.holds(&all, g.first);
+            // Held here but not archivable (too large, another domain): not fillable.
+            let refused = self
+                .unarchivable
+                .iter()
+                .any(|&(first, last)| first <= g.first && g.first <= last);
+            let local = !refused && self.holds(&all, g.first);
             if local {
                 info!(gap = %g, "the archive misses what this server's binary logs hold: shipping them again");
                 self.end = Some(self.end.map_or(g.first - 1, |e| e.min(g.first - 1)));

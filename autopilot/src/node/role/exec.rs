@@ -502,7 +502,7 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
         .filter(|s| clone && s.seeds_replicas());
     tokio::spawn(async move {
         if let Some(seeder) = seeder {
-            let result = seed_replica(&engine, &seeder, &primary).await;
+            let result = seed_replica(&engine, &session, &seeder, &primary).await;
             if let Some(result) = result {
                 feed_later(&me, |now| Event::Engine { now, result });
                 return;
@@ -553,6 +553,7 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
 /// follow then does not discard it; the role logic follows again as after any clone.
 async fn seed_replica(
     engine: &std::sync::Arc<engines::AnyEngine>,
+    session: &crate::node::session::SessionHandle<cluster::store::EtcdStore>,
     seeder: &crate::node::seed::Seeder,
     primary: &PrimaryKey,
 ) -> Option<EngineResult> {
@@ -573,6 +574,17 @@ async fn seed_replica(
         return Some(EngineResult::Cloned { position: restored });
     };
     for attempt in 1..=FOLLOW_AFTER_SEED_ATTEMPTS {
+        // The restore did not need the primary; following does, once it serves as one (a
+        // primary that bootstraps from a backup itself sets its position only then).
+        let serving = matches!(
+            session.node(&primary.node).await,
+            Ok(Some(d)) if d.role == wire::Role::Primary && !d.fenced
+        );
+        if !serving {
+            info!(attempt, primary = %primary.node, "seeded from the repository; waiting for the primary to serve");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            continue;
+        }
         match engine.follow(&peer).await {
             Ok(position) => {
                 info!(primary = %primary.node, "seeded from the repository; following the primary");
