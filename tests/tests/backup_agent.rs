@@ -102,7 +102,7 @@ fn now_ms() -> u64 {
 
 fn count(c: &MariaCluster, p: usize) -> u64 {
     c.sql(p, &["SELECT COUNT(*) FROM e2e.seq"])
-        .expect("count rows")[0][0]
+        .unwrap_or_else(|e| panic!("count rows on node {p}: {e:#}\n{}", c.logs()))[0][0]
         .parse()
         .expect("a number")
 }

@@ -47,6 +47,18 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral loopback port")
 }
 
+/// Whether process `pid` is still the one its pid file named: its command line mentions
+/// `marker` (its data directory or pid file). PIDs are reused (`kernel.pid_max` is 32768 on
+/// many machines and the suite spawns thousands of processes), so a stale pid file left by a
+/// killed server must never make a test signal a process of another test running beside it.
+pub fn runs_with(pid: i32, marker: &std::path::Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let marker = marker.as_os_str().as_encoded_bytes();
+    !marker.is_empty() && cmdline.windows(marker.len()).any(|w| w == marker)
+}
+
 /// Poll `check` every `every` until it returns `Some` or `within` has passed: a bounded
 /// eventual assertion. The last check starts at or after the deadline, so waiting this way is
 /// never weaker than sleeping `within` and checking once.
@@ -213,6 +225,15 @@ pub fn proc_state(pid: i32) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pid_counts_as_ours_only_while_its_command_line_names_the_marker() {
+        let me = i32::try_from(std::process::id()).expect("pid fits i32");
+        let exe = std::env::current_exe().expect("own executable");
+        assert!(runs_with(me, &exe));
+        assert!(!runs_with(me, std::path::Path::new("/no/such/data-dir")));
+        assert!(!runs_with(i32::MAX, &exe), "no such process");
+    }
 
     #[test]
     fn eventually_checks_once_more_at_the_deadline_not_a_poll_later() {

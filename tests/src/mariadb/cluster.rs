@@ -457,22 +457,22 @@ process:
         self.main_pid(i).or_else(|| self.pid_from_file(i))
     }
 
+    /// The pid in node `i`'s pid file, only while that process is still its mariadbd (the
+    /// file of a killed server may name a pid that now belongs to another process).
     fn pid_from_file(&self, i: usize) -> Option<i32> {
         let f = self
             .dir
             .path()
             .join(format!("state-{}/mariadb/mariadbd.pid", i + 1));
-        std::fs::read_to_string(f).ok()?.trim().parse().ok()
+        let pid = std::fs::read_to_string(&f).ok()?.trim().parse().ok()?;
+        crate::harness::util::runs_with(pid, &f).then_some(pid)
     }
 
     /// Stops every agent (SIGTERM, then SIGKILL) and kills any mariadbd left.
     pub fn stop_all(&mut self) {
         self.agents.terminate_all(Duration::from_secs(25));
         for i in 0..self.nodes.len() {
-            if let Some(pid) = self.pid_from_file(i)
-                && std::fs::read_link(format!("/proc/{pid}/exe"))
-                    .is_ok_and(|e| e.to_string_lossy().contains("mariadbd"))
-            {
+            if let Some(pid) = self.pid_from_file(i) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }

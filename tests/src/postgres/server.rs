@@ -263,15 +263,18 @@ impl Sql {
     }
 }
 
-/// The postmaster's pid of the server on `data_dir` (first line of `postmaster.pid`).
+/// The postmaster's pid of the server on `data_dir` (first line of `postmaster.pid`), only
+/// while that process still runs on `data_dir`: a file left by a killed server may name a
+/// pid that now belongs to another process.
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+    let pid = std::fs::read_to_string(data_dir.join("postmaster.pid"))
         .ok()?
         .lines()
         .next()?
         .trim()
         .parse()
-        .ok()
+        .ok()?;
+    crate::harness::util::runs_with(pid, data_dir).then_some(pid)
 }
 
 /// Waits up to `within` until the server on `port` no longer answers `SELECT 1`; whether it
