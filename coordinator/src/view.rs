@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use cluster::store::{Entry, EtcdStore, RangeQuery, Store};
 use cluster::wire::{
     self, ClusterKey, ClusterKeys, ClusterStateDoc, Health, HistoryDoc, InitializedDoc,
-    MaintenanceDoc, MemberDoc, NodeAction, NodeDoc, PrimaryDoc, ReplicaState, RequestDoc, Role,
-    SwitchoverDoc, Timestamp,
+    MaintenanceDoc, MemberDoc, NodeAction, NodeDoc, PrimaryDoc, ReplicaState, RequestDoc,
+    RestorePoint, Role, SwitchoverDoc, Timestamp,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,9 @@ pub struct PendingRequest {
     pub requested_by: Option<String>,
     /// When.
     pub time: Option<Timestamp>,
+    /// For `restore`: the point the cluster is rewound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to: Option<RestorePoint>,
 }
 
 /// Everything etcd holds about one cluster, decoded (events and history have their own
@@ -142,7 +145,7 @@ pub struct ClusterDoc {
     /// agent is down (state `stopped`), the primary first, then by id.
     #[serde(default)]
     pub members: Vec<MemberView>,
-    /// Requests to single nodes (reinit, restart, reload) their agents have not carried out
+    /// Requests to single nodes (reinit, restart, reload, restore) their agents have not carried out
     /// yet.
     #[serde(default)]
     pub requests: Vec<PendingRequest>,
@@ -370,6 +373,7 @@ fn decode(keys: &ClusterKeys, entries: &[Entry], revision: i64) -> Read {
                         action: r.action,
                         requested_by: r.requested_by,
                         time: r.time,
+                        restore_to: r.restore_to,
                     });
                     true
                 }

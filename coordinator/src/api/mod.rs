@@ -11,6 +11,7 @@ pub mod extract;
 pub mod gate;
 pub mod meta;
 pub mod nodes;
+pub mod restore;
 pub mod statements;
 pub mod tokens;
 
@@ -50,6 +51,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::reload_all))
         .routes(routes!(nodes::remove))
         .routes(routes!(nodes::config))
+        .routes(routes!(restore::restore))
         .routes(routes!(backups::list_backups, backups::run_backup))
         .routes(routes!(backups::get_backup))
         .routes(routes!(backups::verify_backup))

@@ -5,6 +5,8 @@
 //!   as an event and deletes. One request per node at a time (409 `request_pending`). The
 //!   primary is never rebuilt or restarted from here (409 `node_is_primary`: switch over
 //!   first).
+//! - `POST …/restore` (in `super::restore`) writes the primary's `requests/<node>` with
+//!   action `restore` through the same [`write_request`].
 //! - `DELETE …/members/{id}` forgets a member that is gone (`members/<id>`), refused while its
 //!   agent is alive (`nodes/<id>` exists).
 //! - `GET …/nodes/{id}/config` asks the node's agent for its effective configuration
@@ -21,7 +23,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use cluster::store::Store;
 use cluster::wire::{
-    self, ClusterKeys, MemberDoc, NodeAction, RequestDoc, Role, Timestamp, TokenRole,
+    self, ClusterKeys, MemberDoc, NodeAction, RequestDoc, RestorePoint, Role, Timestamp, TokenRole,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -123,12 +125,14 @@ fn node_down(p: &ClusterPath, id: &str, what: &str) -> Problem {
     )
 }
 
-/// Writes `requests/<id>` iff none is pending; `Ok(false)` when one is.
-async fn write_request(
+/// Writes `requests/<id>` iff none is pending; `Ok(false)` when one is. `restore_to` is
+/// the point of a `restore` (`None` for the other actions).
+pub(super) async fn write_request(
     st: &AppState,
     keys: &ClusterKeys,
     id: &str,
     action: NodeAction,
+    restore_to: Option<RestorePoint>,
     by: &str,
 ) -> Result<bool, Problem> {
     let doc = RequestDoc {
@@ -136,6 +140,7 @@ async fn write_request(
         action,
         requested_by: Some(by.to_owned()),
         time: Some(Timestamp::now()),
+        restore_to,
     };
     st.store()
         .create_if_absent(&keys.request(id), wire::encode(&doc), None)
@@ -143,7 +148,8 @@ async fn write_request(
         .map_err(|e| Problem::store(&e))
 }
 
-fn pending(r: &Read, p: &ClusterPath, id: &str) -> Problem {
+/// The 409 for a node that already has a request pending, naming it.
+pub(super) fn pending(r: &Read, p: &ClusterPath, id: &str) -> Problem {
     let what = r
         .doc
         .requests
@@ -213,14 +219,14 @@ async fn one(
                 return Err(node_down(p, id, "there is no database to restart"));
             }
         }
-        NodeAction::Reload | NodeAction::Unknown => {
+        NodeAction::Reload | NodeAction::Restore | NodeAction::Unknown => {
             if !live {
                 return Err(node_down(p, id, "there is no database to reload"));
             }
         }
     }
     let keys = p.keys(st)?;
-    if !write_request(st, &keys, id, action, &g.caller.name).await? {
+    if !write_request(st, &keys, id, action, None, &g.caller.name).await? {
         return Err(pending(&r, p, id));
     }
     Ok((
@@ -342,7 +348,7 @@ pub async fn reload_all(
         let keys = p.keys(&st)?;
         let (mut nodes, mut warnings) = (Vec::new(), Vec::new());
         for n in &r.doc.nodes {
-            if write_request(&st, &keys, &n.id, NodeAction::Reload, &g.caller.name).await? {
+            if write_request(&st, &keys, &n.id, NodeAction::Reload, None, &g.caller.name).await? {
                 nodes.push(n.id.clone());
             } else {
                 warnings.push(format!(

@@ -9,6 +9,7 @@ pub mod backups;
 pub mod client;
 pub mod nodes;
 pub mod output;
+pub mod restore;
 pub mod show;
 
 use std::path::PathBuf;
@@ -22,7 +23,8 @@ use client::{Client, CtlError, FileConfig, exit, read_token_file};
 
 /// autopilotctl: the command line of the Autopilot coordinator's API — list and show
 /// clusters, follow their events, switch over, fail over, pause, rebuild, restart or reload
-/// nodes, list and request backups, manage tokens, read the audit log.
+/// nodes, restore a cluster in place, list and request backups, manage tokens, read the audit
+/// log.
 #[derive(Parser, Debug)]
 #[command(
     name = "autopilotctl",
@@ -247,6 +249,10 @@ pub enum Cmd {
         /// The node; omit for every live node.
         node: Option<String>,
     },
+    /// Rewind the whole cluster in place to --time or --latest (admin; needs --confirm):
+    /// maintenance on, the primary restores the newest base backup and the archive, and the
+    /// other nodes rebuild from it; data after the point is kept aside, no longer served.
+    Restore(restore::RestoreArgs),
     /// Forget a member that is gone for good (admin; stop its agent first).
     Remove(NodeArg),
     /// A node's effective configuration, from its agent (secrets redacted).
@@ -304,6 +310,10 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
 /// Runs the CLI, looking environment variables up with `env`.
 pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CtlError> {
     cli.global.resolve(env);
+    if let Cmd::Restore(a) = &cli.cmd {
+        // Before anything is looked up: the consequences, not a missing URL, come first.
+        a.confirmed()?;
+    }
     let g = &cli.global;
     let (cfg_path, explicit) = match &g.config {
         Some(p) => (p.clone(), true),
@@ -431,6 +441,7 @@ pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<()
         Cmd::Reinit(n) => nodes::request(&client, &n.c, Some(&n.node), "reinit", &print)?,
         Cmd::Restart(n) => nodes::request(&client, &n.c, Some(&n.node), "restart", &print)?,
         Cmd::Reload { c, node } => nodes::request(&client, &c, node.as_deref(), "reload", &print)?,
+        Cmd::Restore(a) => restore::run(&client, &a, &print, json_out)?,
         Cmd::Remove(n) => {
             let v = client.call(Method::DELETE, &n.path("members")?, None)?;
             let cluster = n.c.cluster.clone();

@@ -240,8 +240,12 @@ pub fn cluster(v: &Value) -> String {
     let all = list(&v["members"]);
     out += &waits(&all);
     for r in list(&v["requests"]) {
+        let to = match &r["restore_to"] {
+            Value::Null => String::new(),
+            p => format!(" to {}", restore_point(p)),
+        };
         out += &format!(
-            "request:     {} {} pending (by {} at {})\n",
+            "request:     {} {} pending{to} (by {} at {})\n",
             s(&r["action"]),
             s(&r["node"]),
             s(&r["requested_by"]),
@@ -318,6 +322,15 @@ fn key_id(key: &Value) -> String {
 /// node, detail, and the revision to resume after (`--since`).
 pub fn event(id: &str, kind: &str, data: &str) -> String {
     event_at(id, kind, data, &Timestamp::now().to_string())
+}
+
+/// A `restore_to` point (`"latest"` or `{"time": …}`) for people.
+pub fn restore_point(p: &Value) -> String {
+    match p {
+        Value::String(l) if l == "latest" => "the end of the archive".into(),
+        Value::Object(o) if o.contains_key("time") => s(&o["time"]),
+        other => s(other),
+    }
 }
 
 /// [`event`] with the time used when the document carries none.

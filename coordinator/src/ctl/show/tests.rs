@@ -176,3 +176,26 @@ fn sizes_for_people() {
     assert_eq!(human_bytes(12 * 1024 * 1024 + 300 * 1024), "12.3 MiB");
     assert_eq!(human_bytes(3 << 30), "3.0 GiB");
 }
+
+#[test]
+fn a_pending_restore_names_its_point() {
+    let mut v = pg_cluster();
+    v["requests"] = json!([
+        {"node": "db-1", "action": "restore", "requested_by": "ops",
+            "time": "2026-11-24T15:59:00.000Z", "restore_to": {"time": "2026-11-24T15:00:00.000Z"}},
+        {"node": "db-3", "action": "restore", "requested_by": "ops",
+            "time": "2026-11-24T15:59:00.000Z", "restore_to": "latest"},
+    ]);
+    let out = cluster(&v);
+    assert!(
+        out.contains(
+            "request:     restore db-1 pending to 2026-11-24T15:00:00.000Z (by ops at \
+             2026-11-24T15:59:00.000Z)\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("request:     restore db-3 pending to the end of the archive (by ops"),
+        "{out}"
+    );
+}
