@@ -50,13 +50,23 @@ impl std::fmt::Debug for Seeder {
 }
 
 impl Seeder {
-    /// `None` when the node never restores (seed `primary`, no `from_backup`).
+    /// `None` when the node cannot restore; an error when its configuration asks it to
+    /// (`engine.seed`, `from_backup`) and it cannot. A node that does not have to restore but
+    /// can (a backup section with the private key) restores the cluster in place when asked.
     pub fn from_config(config: &Config) -> Result<Option<Arc<Self>>, String> {
         let seed = config.engine.seed();
         let from_backup = config.cluster.as_ref().and_then(|c| c.from_backup.clone());
         if seed == SeedSource::Primary && from_backup.is_none() {
-            return Ok(None);
+            return Ok(Self::build(config, seed, None).ok().map(Arc::new));
         }
+        Self::build(config, seed, from_backup).map(|s| Some(Arc::new(s)))
+    }
+
+    fn build(
+        config: &Config,
+        seed: SeedSource,
+        from_backup: Option<FromBackup>,
+    ) -> Result<Self, String> {
         // The configuration's validation requires these; a clear error all the same.
         let (Some(b), Some(c)) = (&config.backup, &config.cluster) else {
             return Err(
@@ -80,7 +90,7 @@ impl Seeder {
                     .map_err(|e| format!("backup.repositories {}: {e}", r.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Arc::new(Seeder {
+        Ok(Seeder {
             seed,
             from_backup,
             repos,
@@ -90,7 +100,103 @@ impl Seeder {
                 project: c.project.clone(),
                 name: c.name.clone(),
             },
-        })))
+        })
+    }
+
+    /// An in-place restore of this cluster (on its primary, in maintenance): the newest base
+    /// backup before `point` and the archive, from the first repository that has them,
+    /// replayed into the staging directory while the database still serves; then the
+    /// engine swaps it in (the current data directory is kept aside) and starts it
+    /// read-only. The position it starts at.
+    pub async fn restore_in_place<E: Engine>(
+        &self,
+        engine: &E,
+        point: &cluster::wire::RestorePoint,
+    ) -> Result<Position, crate::role::RestoreFailure> {
+        let fail = |reason: String, swapped: bool| crate::role::RestoreFailure { reason, swapped };
+        let started = Instant::now();
+        let staging = engine.restore_staging().ok_or_else(|| {
+            fail(
+                format!("the {} engine cannot restore backups", engine.kind()),
+                false,
+            )
+        })?;
+        let target = match point {
+            cluster::wire::RestorePoint::Latest => engines::backups::RecoveryTarget::Latest,
+            cluster::wire::RestorePoint::Time(t) => {
+                engines::backups::RecoveryTarget::Time(t.to_string())
+            }
+        };
+        let mut errors = Vec::new();
+        for repo in &self.repos {
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging)
+                    .map_err(|e| fail(format!("remove {}: {e}", staging.display()), false))?;
+            }
+            info!(repository = repo.name(), %point, "restoring the cluster in place: replaying a base backup and the archive beside the data");
+            let done = match super::backup::pitr::restore_to(
+                engine,
+                super::backup::pitr::PitrSource {
+                    repo,
+                    cluster: &self.cluster,
+                    identities: &self.identities,
+                    target: target.clone(),
+                    base: None,
+                },
+                &staging,
+            )
+            .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    warn!(repository = repo.name(), cause = %e, "cannot restore from this repository");
+                    errors.push(format!("{}: {e}", repo.name()));
+                    continue;
+                }
+            };
+            info!(
+                backup = %done.base,
+                archive_files = done.archive_files,
+                seconds = started.elapsed().as_secs_f64(),
+                "restored beside the data; swapping it in"
+            );
+            return match engine.adopt_restored(&staging, true).await {
+                Ok(position) => {
+                    info!(
+                        backup = %done.base,
+                        %point,
+                        seconds = started.elapsed().as_secs_f64(),
+                        position = %position.notation(engine.kind()),
+                        "the cluster's data is restored in place"
+                    );
+                    Ok(position)
+                }
+                Err(e) => {
+                    // Moved in when the staging directory is gone.
+                    let swapped = !staging.exists();
+                    let _ = std::fs::remove_dir_all(&staging);
+                    Err(fail(
+                        format!(
+                            "start the restored data of backup {}: {}",
+                            done.base,
+                            handlers::error_chain(&e)
+                        ),
+                        swapped,
+                    ))
+                }
+            };
+        }
+        if staging.exists() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        Err(fail(
+            if errors.is_empty() {
+                "no repository is configured".to_owned()
+            } else {
+                errors.join("; ")
+            },
+            false,
+        ))
     }
 
     /// A joining node restores instead of cloning.

@@ -110,7 +110,9 @@ pub(super) fn recheck(cx: &mut Cx<'_>, step: BootStep, view: &ClusterView) {
 pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
     cx.emit(Action::ReleaseLock);
     if won {
-        cx.emit(Action::WriteMarker);
+        // A new cluster: the first term of its identity.
+        cx.s.data_term = 1;
+        cx.emit(Action::WriteMarker { term: 1 });
         cx.emit(Action::Promote);
         cx.s.phase = Phase::Promoting {
             step: super::state::PromoteStep::Promoting,
@@ -146,7 +148,11 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             // A copy of the cluster's data: whatever identity the replaced data had is gone.
             cx.s.identity = None;
             cx.s.position = position;
-            cx.emit(Action::WriteMarker);
+            // A copy of the cluster's data as it is now: of the cluster's current term.
+            cx.s.data_term = cx.s.cluster_term().max(1);
+            cx.emit(Action::WriteMarker {
+                term: cx.s.data_term,
+            });
             let following =
                 cx.s.view
                     .as_ref()

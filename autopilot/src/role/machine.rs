@@ -50,6 +50,7 @@ impl Cx<'_> {
                 has_data,
                 position,
                 identity,
+                term,
                 ..
             } => {
                 // A restart forgets everything: the store is the only memory that counts.
@@ -57,6 +58,7 @@ impl Cx<'_> {
                 self.s.has_data = has_data;
                 self.s.position = position;
                 self.s.identity = identity;
+                self.s.data_term = if has_data { term.max(1) } else { 0 };
                 self.emit(Action::GrantLease);
             }
             Event::LeaseGranted { .. } => {
@@ -171,6 +173,9 @@ impl Cx<'_> {
             return;
         }
         requests::view(self, view);
+        if requests::old_term(self, view) {
+            return;
+        }
         match self.s.phase.clone() {
             Phase::Discovering | Phase::WaitingForData => bootstrap::discover(self, view),
             Phase::Bootstrap(step) => bootstrap::recheck(self, step, view),
@@ -219,6 +224,7 @@ impl Cx<'_> {
             Phase::Bootstrap(_) | Phase::Cloning { .. } | Phase::Rejoining { .. } => {
                 bootstrap::engine(self, result)
             }
+            Phase::Restoring => requests::restored(self, result),
             Phase::Electing { .. } | Phase::Promoting { .. } => failover::engine(self, result),
             _ => primary::engine(self, result),
         }
@@ -237,7 +243,8 @@ impl Cx<'_> {
     /// I1: a node whose database may accept writes fences it once the lease is no longer
     /// provably alive for the rest of the safety margin.
     fn check_fence(&mut self) {
-        let may_write = matches!(self.s.phase, Phase::Primary)
+        // A restoring primary serves until its restored data is swapped in.
+        let may_write = matches!(self.s.phase, Phase::Primary | Phase::Restoring)
             || matches!(self.s.phase, Phase::Promoting { .. } if self.s.role == Role::Primary);
         if may_write && self.now.saturating_sub(self.s.lease_ok_sent_at) > self.p.fence_after() {
             self.self_fence("keep-alive overdue");
@@ -272,6 +279,7 @@ impl Cx<'_> {
         );
         match self.s.phase {
             Phase::Primary
+            | Phase::Restoring
             | Phase::Promoting { .. }
             | Phase::Claiming { .. }
             | Phase::HandingOver => self.self_fence("lease lost"),

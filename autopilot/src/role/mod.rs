@@ -53,6 +53,6 @@ pub use machine::{POSITION_REFRESH, decide};
 pub use state::{BootStep, Ineligible, Phase, PromoteStep, RoleState, Wait};
 pub use types::{
     Action, ClaimReason, ClusterView, EngineResult, Event, Facts, Millis, NodeAction, NodeId,
-    NodeInfo, Notice, Position, PrimaryKey, Role, RoleParams, Switchover,
+    NodeInfo, Notice, Position, PrimaryKey, RestoreFailure, Role, RoleParams, Switchover,
 };
 pub use view::{UNREADABLE, address, history_facts};

@@ -6,7 +6,9 @@
 
 use super::machine::Cx;
 use super::state::Phase;
-use super::types::{Action, ClusterView, EngineResult, NodeAction, Notice, Role};
+use super::types::{
+    Action, ClusterView, EngineResult, NodeAction, Notice, PrimaryKey, RestoreFailure, Role,
+};
 
 /// React to our request in `view`, if there is one we have not handled.
 pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
@@ -61,14 +63,47 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
                     pk.node
                 ),
             );
-            cx.s.has_data = false;
-            cx.s.stalled = false;
-            cx.emit(Action::ClearMarker);
-            cx.emit(Action::CloneFrom {
-                primary: pk.clone(),
-            });
-            cx.s.phase = Phase::Cloning { source: Some(pk) };
-            cx.announce(Role::Unknown, None);
+            rebuild_from(cx, pk);
+        }
+        NodeAction::Restore if !primary => refuse(
+            cx,
+            "restore refused: an in-place restore runs on the primary; ask for it with \
+             `autopilotctl restore CLUSTER`, which addresses the primary"
+                .to_owned(),
+        ),
+        NodeAction::Restore if cx.s.phase != Phase::Primary => {} // not now: it waits
+        NodeAction::Restore if !view.maintenance => refuse(
+            cx,
+            "restore refused: the cluster is not in maintenance (`autopilotctl restore` turns \
+             it on, so that no failover happens while the primary restores)"
+                .to_owned(),
+        ),
+        NodeAction::Restore => {
+            cx.s.requests_handled = rev;
+            cx.emit(Action::ClearRequest);
+            let Some(point) = view
+                .restore_points
+                .iter()
+                .find(|(id, _)| *id == cx.p.node_id)
+                .map(|(_, p)| p.clone())
+            else {
+                cx.notice(
+                    Notice::RequestFailed,
+                    "restore refused: the request names no point to restore to (`restore_to`)"
+                        .to_owned(),
+                );
+                return;
+            };
+            cx.notice(
+                Notice::NewTerm,
+                format!(
+                    "restore: restoring the cluster in place to {point} at an operator's request; \
+                     the primary serves until the restored data is ready, then it is swapped in \
+                     (the current data directory is kept aside)"
+                ),
+            );
+            cx.emit(Action::RestoreInPlace { point });
+            cx.s.phase = Phase::Restoring;
             cx.publish();
         }
         NodeAction::Restart if replica => {
@@ -89,6 +124,120 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
                 .to_owned(),
         ),
         _ => {} // not now (starting, cloning, electing): it waits in the store
+    }
+}
+
+/// Replace the local data with a clone of `pk` (the old data directory is moved aside by the
+/// engine); no data, no marker and no candidacy until the clone is done.
+fn rebuild_from(cx: &mut Cx<'_>, pk: PrimaryKey) {
+    cx.s.has_data = false;
+    cx.s.stalled = false;
+    cx.emit(Action::ClearMarker);
+    cx.emit(Action::CloneFrom {
+        primary: pk.clone(),
+    });
+    cx.s.phase = Phase::Cloning { source: Some(pk) };
+    cx.announce(Role::Unknown, None);
+    cx.publish();
+}
+
+/// Data of another term than the cluster's (an in-place restore began a newer one) is never
+/// promoted (see [`super::state::RoleState::ineligible`]) and is rebuilt from the new term's
+/// primary once that serves. Whether the view was handled here.
+pub(super) fn old_term(cx: &mut Cx<'_>, view: &ClusterView) -> bool {
+    if !cx.s.old_term() || cx.s.role == Role::Primary {
+        return false;
+    }
+    if !matches!(
+        cx.s.phase,
+        Phase::Replica { .. } | Phase::Rejoining { .. } | Phase::NeedsRebuild
+    ) {
+        return false;
+    }
+    let Some(pk) = view
+        .primary
+        .as_ref()
+        .filter(|pk| !view.primary_starting && pk.node != cx.p.node_id)
+        .cloned()
+    else {
+        return false; // no primary of the new term serves yet: take no part, wait
+    };
+    let (ours, cluster) = (cx.s.data_term, view.term);
+    cx.notice(
+        Notice::NewTerm,
+        format!(
+            "this node's data belongs to term {ours} of the cluster's identity; an in-place \
+             restore began term {cluster}: rebuilding from primary {} (the old data directory \
+             is moved aside)",
+            pk.node
+        ),
+    );
+    rebuild_from(cx, pk);
+    true
+}
+
+/// Engine answers while the primary restores the cluster in place.
+pub(super) fn restored(cx: &mut Cx<'_>, result: EngineResult) {
+    match result {
+        EngineResult::RestoredInPlace(Ok(position)) => {
+            // The restored data runs read-only; make it the primary's.
+            cx.s.position = position;
+            cx.emit(Action::Promote);
+        }
+        EngineResult::Promoted { position } => {
+            let term = cx.s.cluster_term().max(1) + 1;
+            cx.s.position = position;
+            cx.s.data_term = term;
+            cx.s.database_killed = false;
+            cx.emit(Action::WriteMarker { term });
+            let reason = format!("restored in place on {}", cx.p.node_id);
+            cx.emit(Action::BeginTerm {
+                term,
+                reason: reason.clone(),
+            });
+            cx.s.phase = Phase::Primary;
+            let me = cx.me();
+            cx.announce(Role::Primary, Some(&me));
+            cx.notice(
+                Notice::RequestDone,
+                format!(
+                    "restore: the restored data serves as the primary of term {term} of the \
+                     cluster's identity; the other nodes rebuild from it"
+                ),
+            );
+            cx.s.replicas_sent = None;
+            if let Some(view) = cx.s.view.clone() {
+                super::primary::set_replicas(cx, &view);
+            }
+            cx.publish();
+        }
+        EngineResult::RestoredInPlace(Err(RestoreFailure { reason, swapped })) => {
+            let what = if swapped {
+                "the data directory was already replaced (the previous one is kept aside, \
+                 named in the agent's log): look at the agent's log, then restore again or \
+                 move the previous data back"
+            } else {
+                "nothing was changed: the primary serves its data as before"
+            };
+            cx.notice(
+                Notice::RequestFailed,
+                format!("restore failed: {reason}; {what}. The cluster stays in maintenance"),
+            );
+            cx.s.phase = Phase::Primary;
+            cx.publish();
+        }
+        EngineResult::Failed => {
+            cx.notice(
+                Notice::RequestFailed,
+                "restore: the restored data could not be made writable; the cluster stays in \
+                 maintenance"
+                    .to_owned(),
+            );
+            cx.s.phase = Phase::Primary;
+            cx.s.unfence_again = true;
+            cx.publish();
+        }
+        _ => {}
     }
 }
 

@@ -58,6 +58,10 @@ pub enum Phase {
     /// A replica's database restarts at an operator's request (`RestartDatabase` →
     /// `Restarted`); then it follows the primary again.
     Restarting,
+    /// The primary restores the cluster in place at an operator's request
+    /// (`RestoreInPlace` → `RestoredInPlace`); it keeps the `primary` key throughout (the
+    /// cluster is in maintenance), then serves the restored data as a new term.
+    Restoring,
     /// The local data belongs to another database than the cluster's (its identity differs
     /// from `initialized`): the node takes no part and never touches the data until an
     /// operator moves it aside and restarts the agent.
@@ -161,6 +165,9 @@ pub struct RoleState {
     pub unfence_again: bool,
     /// The identity of the local data when the agent started (`None`: unknown or none).
     pub identity: Option<String>,
+    /// The term of the cluster's identity the local data belongs to (from the bootstrap
+    /// marker; set anew when the data is replaced).
+    pub data_term: u64,
     /// When the node key was last published, and whether it said eligible: a position that
     /// merely moved is republished at most every `POSITION_REFRESH` outside elections (write economy).
     pub published: Option<(Millis, bool)>,
@@ -207,6 +214,7 @@ impl RoleState {
             unfencing: false,
             unfence_again: false,
             identity: None,
+            data_term: 0,
             published: None,
             waiting: None,
             claimed_over_history: None,
@@ -228,8 +236,13 @@ impl RoleState {
             Phase::NeedsRebuild => Ineligible::NeedsRebuild,
             Phase::HandingOver => Ineligible::HandingOver,
             Phase::Restarting => Ineligible::Restarting,
+            Phase::Restoring => Ineligible::Restoring,
             _ if p.nofailover => Ineligible::NoFailover,
             _ if !self.has_data => Ineligible::NoData,
+            _ if self.old_term() => Ineligible::OldTerm {
+                ours: self.data_term,
+                cluster: self.cluster_term(),
+            },
             _ if !self.healthy => Ineligible::Unhealthy,
             _ if self.stalled => Ineligible::Stalled,
             _ if now < self.ineligible_until => Ineligible::Backoff {
@@ -249,6 +262,18 @@ impl RoleState {
     fn lag(&self) -> Option<u64> {
         self.last_primary_position
             .and_then(|pp| self.position.lag_behind(&pp))
+    }
+
+    /// The term of the cluster's identity as we last saw it (0: not seen yet).
+    pub fn cluster_term(&self) -> u64 {
+        self.view.as_ref().map_or(0, |v| v.term)
+    }
+
+    /// Our data belongs to another term than the cluster's (an in-place restore began a
+    /// newer one, or ours never became the cluster's): never promoted, rebuilt.
+    pub fn old_term(&self) -> bool {
+        let cluster = self.cluster_term();
+        self.has_data && cluster > 0 && self.data_term != cluster
     }
 
     /// Maintenance as we last saw it.
@@ -282,6 +307,15 @@ pub enum Ineligible {
     HandingOver,
     /// Its database restarts at an operator's request.
     Restarting,
+    /// Its data belongs to an older term of the cluster's identity.
+    OldTerm {
+        /// The term of its data.
+        ours: u64,
+        /// The cluster's.
+        cluster: u64,
+    },
+    /// It restores the cluster in place.
+    Restoring,
     /// Its agent is stopping.
     Stopping,
     /// Further behind the last known primary position than `max_lag_on_failover`.
@@ -314,6 +348,12 @@ impl std::fmt::Display for Ineligible {
             Self::Refused => f.write_str("its data belongs to another database"),
             Self::HandingOver => f.write_str("it is handing over its primary role"),
             Self::Restarting => f.write_str("its database restarts at an operator's request"),
+            Self::OldTerm { ours, cluster } => write!(
+                f,
+                "its data belongs to term {ours} of the cluster's identity, before the in-place \
+                 restore that began term {cluster}: it is rebuilt from the primary, never promoted"
+            ),
+            Self::Restoring => f.write_str("it restores the cluster in place"),
             Self::Stopping => f.write_str("its agent is stopping"),
             Self::Lagging { behind, max } => write!(
                 f,

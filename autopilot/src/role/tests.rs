@@ -153,7 +153,11 @@ fn role_bootstrap_rechecks_under_lock() {
     let (s, a) = run(s, Event::ClaimResult { now: 4, won: true });
     assert_eq!(
         a,
-        vec![Action::ReleaseLock, Action::WriteMarker, Action::Promote]
+        vec![
+            Action::ReleaseLock,
+            Action::WriteMarker { term: 1 },
+            Action::Promote
+        ]
     );
     let (s, _) = run(
         s,
@@ -848,7 +852,7 @@ fn role_clone_finished_replicates_from_its_source_without_following_again() {
             following: Some("n1".into())
         }
     );
-    assert!(s.has_data && a.contains(&Action::WriteMarker));
+    assert!(s.has_data && a.contains(&Action::WriteMarker { term: 1 }));
 }
 
 #[test]
@@ -1603,4 +1607,183 @@ fn role_operator_requests_are_carried_out_once_or_refused() {
         a,
         Action::PublishEvent { kind: Notice::RequestFailed, detail, .. } if detail.contains("switch over first")
     )), "{a:?}");
+}
+
+/// An in-place restore (issue 18): only the primary carries it out, only in maintenance; it
+/// keeps serving while the restore runs (and fences on a lost lease like any primary), then
+/// makes the restored data writable and begins the next term of the cluster's identity.
+#[test]
+fn role_restore_in_place_runs_on_the_primary_in_maintenance_and_begins_a_term() {
+    use crate::role::RestoreFailure;
+    use cluster::wire::{RestorePoint, Timestamp};
+    let point = RestorePoint::Time(Timestamp::from_unix_millis(1_700_000_000_000));
+    let req = |maintenance: bool| ClusterView {
+        primary: Some(pk("n0")),
+        maintenance,
+        term: 1,
+        requests: vec![("n0".into(), NodeAction::Restore, 40)],
+        restore_points: vec![("n0".into(), point.clone())],
+        ..view()
+    };
+    let mut prim = st(Phase::Primary);
+    prim.role = Role::Primary;
+    prim.data_term = 1;
+    let failed = |a: &[Action]| {
+        a.iter().any(|a| {
+            matches!(
+                a,
+                Action::PublishEvent {
+                    kind: Notice::RequestFailed,
+                    ..
+                }
+            )
+        })
+    };
+    // Without maintenance: refused, nothing restored.
+    let (s, a) = run(prim.clone(), cluster(1_000, req(false)));
+    assert!(failed(&a) && a.contains(&Action::ClearRequest), "{a:?}");
+    assert_eq!(s.phase, Phase::Primary);
+    // A replica refuses it: it goes to the primary.
+    let (_, a) = run(
+        st(Phase::Replica {
+            following: Some("n2".into()),
+        }),
+        cluster(1_000, req(true)),
+    );
+    assert!(failed(&a), "{a:?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::RestoreInPlace { .. })));
+    // In maintenance: restore beside the data, still the primary meanwhile.
+    let (s, a) = run(prim.clone(), cluster(1_000, req(true)));
+    assert!(
+        a.contains(&Action::RestoreInPlace {
+            point: point.clone()
+        }),
+        "{a:?}"
+    );
+    assert_eq!(s.phase, Phase::Restoring);
+    assert!(!s.eligible(&p(), 1_000));
+    // Once only.
+    let (_, again) = run(s.clone(), cluster(1_100, req(true)));
+    assert!(
+        !again
+            .iter()
+            .any(|a| matches!(a, Action::RestoreInPlace { .. })),
+        "{again:?}"
+    );
+    // A lost lease while restoring fences like a primary.
+    let (lost, a) = run(s.clone(), Event::LeaseLost { now: 1_200 });
+    assert!(a.contains(&Action::Fence), "{a:?}");
+    assert!(matches!(lost.phase, Phase::SelfFenced { .. }));
+    // A failure before the swap: the primary serves as before, the cluster stays in
+    // maintenance (no new term).
+    let (f, a) = run(
+        s.clone(),
+        Event::Engine {
+            now: 2_000,
+            result: EngineResult::RestoredInPlace(Err(RestoreFailure {
+                reason: "no backup before the time".into(),
+                swapped: false,
+            })),
+        },
+    );
+    assert!(failed(&a) && f.phase == Phase::Primary, "{a:?}");
+    assert!(!a.iter().any(|a| matches!(a, Action::BeginTerm { .. })));
+    // Restored: promote it, then term 2 is recorded locally and in the store.
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 3_000,
+            result: EngineResult::RestoredInPlace(Ok(pos(5))),
+        },
+    );
+    assert!(a.contains(&Action::Promote), "{a:?}");
+    assert_eq!(s.phase, Phase::Restoring);
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 3_500,
+            result: EngineResult::Promoted { position: pos(6) },
+        },
+    );
+    assert!(a.contains(&Action::WriteMarker { term: 2 }), "{a:?}");
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::BeginTerm { term: 2, .. })),
+        "{a:?}"
+    );
+    assert_eq!((s.phase.clone(), s.data_term), (Phase::Primary, 2));
+}
+
+/// Data of another term than the cluster's is never promoted and is rebuilt from the new
+/// term's primary once it serves; without one it waits, out of every election.
+#[test]
+fn role_data_of_an_older_term_is_rebuilt_and_never_elected() {
+    let mut s = st(Phase::Replica {
+        following: Some("n2".into()),
+    });
+    s.data_term = 1;
+    // The new term's primary does not serve yet: wait, ineligible.
+    let no_primary = ClusterView { term: 2, ..view() };
+    let (w, a) = run(s.clone(), cluster(1_000, no_primary));
+    assert!(!a.iter().any(|a| matches!(a, Action::CloneFrom { .. })));
+    assert!(
+        matches!(
+            w.ineligible(&p(), 1_000),
+            Some(crate::role::Ineligible::OldTerm {
+                ours: 1,
+                cluster: 2
+            })
+        ),
+        "{:?}",
+        w.ineligible(&p(), 1_000)
+    );
+    assert!(!a.iter().any(|a| matches!(a, Action::ClaimPrimary { .. })));
+    // It serves: rebuild from it.
+    let online = ClusterView {
+        term: 2,
+        primary: Some(pk("n2")),
+        ..view()
+    };
+    let (r, a) = run(s.clone(), cluster(1_000, online.clone()));
+    assert!(a.contains(&Action::ClearMarker), "{a:?}");
+    assert!(
+        a.contains(&Action::CloneFrom { primary: pk("n2") }),
+        "{a:?}"
+    );
+    assert!(!r.has_data);
+    // The clone is of term 2.
+    let (c, a) = run(
+        RoleState {
+            view: Some(online),
+            ..r
+        },
+        Event::Engine {
+            now: 2_000,
+            result: EngineResult::Cloned { position: pos(7) },
+        },
+    );
+    assert!(a.contains(&Action::WriteMarker { term: 2 }), "{a:?}");
+    assert_eq!(c.data_term, 2);
+    assert!(
+        c.ineligible(&p(), 2_000).is_none(),
+        "{:?}",
+        c.ineligible(&p(), 2_000)
+    );
+    // Same term: nothing happens.
+    let mut same = st(Phase::Replica {
+        following: Some("n2".into()),
+    });
+    same.data_term = 2;
+    let (_, a) = run(
+        same,
+        cluster(
+            1_000,
+            ClusterView {
+                term: 2,
+                primary: Some(pk("n2")),
+                ..view()
+            },
+        ),
+    );
+    assert!(!a.contains(&Action::ClearMarker), "{a:?}");
 }

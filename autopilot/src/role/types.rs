@@ -187,10 +187,17 @@ pub struct ClusterView {
     /// Operators' requests (`requests/<node>`): the node, what it should do, and the key's
     /// modification revision (a request is carried out once).
     pub requests: Vec<(NodeId, NodeAction, u64)>,
+    /// The points of `restore` requests, by node.
+    pub restore_points: Vec<(NodeId, RestorePoint)>,
+    /// The term of the cluster's identity (`initialized`; 1 from the bootstrap, one more per
+    /// in-place restore; 0 before the bootstrap).
+    pub term: u64,
 }
 
 /// What an operator asks one node to do (`requests/<node>`).
 pub use cluster::wire::NodeAction;
+/// The point an in-place restore rewinds the cluster to.
+pub use cluster::wire::RestorePoint;
 
 /// Why a node took the `primary` key; recorded in `history`, and only `Failover` counts for I5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -258,6 +265,8 @@ pub enum Notice {
     RequestDone,
     /// An operator's request was refused or failed.
     RequestFailed,
+    /// The cluster's identity began a new term, or this node rebuilds for one.
+    NewTerm,
 }
 
 impl Notice {
@@ -282,6 +291,7 @@ impl Notice {
             Notice::ForeignData => "foreign_data",
             Notice::RequestDone => "request_done",
             Notice::RequestFailed => "request_failed",
+            Notice::NewTerm => "new_term",
         }
     }
 }
@@ -328,8 +338,21 @@ pub enum EngineResult {
     Unfenced,
     /// `KillDatabase` done: the signal was sent (or nothing was running).
     Killed,
+    /// `RestoreInPlace` done: the restored data serves as the primary (writable) at the
+    /// position, or why not (`swapped`: whether the local data was already replaced).
+    RestoredInPlace(Result<Position, RestoreFailure>),
     /// The requested operation failed; the machine backs off and retries from a safe state.
     Failed,
+}
+
+/// Why an in-place restore failed, and whether the local data was replaced before it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreFailure {
+    /// What went wrong, for the event.
+    pub reason: String,
+    /// The restored data was moved in (the old data is aside): the node no longer serves the
+    /// data of the current term.
+    pub swapped: bool,
 }
 
 /// Inputs to [`super::decide`]. Every variant carries `now`.
@@ -345,6 +368,9 @@ pub enum Event {
         position: Position,
         /// The identity of the local data (see `Engine::identity`), when it has one.
         identity: Option<String>,
+        /// The term of the cluster's identity the local data belongs to (the bootstrap
+        /// marker's; 1 for data from before terms, 0 without data).
+        term: u64,
     },
     /// A lease was granted and our node key put (after `Started` or `GrantLease`).
     LeaseGranted { now: Millis },
@@ -449,6 +475,13 @@ pub enum Action {
     RestartDatabase,
     /// An operator asked: the database re-reads its configuration → `Reloaded`.
     ReloadDatabase,
+    /// An operator asked (on the primary, in maintenance): restore the newest backup and the
+    /// archive to `point` beside the data, swap it in (the old data kept aside) and serve it
+    /// as the primary → `RestoredInPlace`.
+    RestoreInPlace { point: RestorePoint },
+    /// Record in `initialized` that the cluster's identity is in `term` now (only while we
+    /// hold the `primary` key), and end the maintenance a restore request began.
+    BeginTerm { term: u64, reason: String },
     /// What the node waits for changed: log the end of the old wait (with how long it
     /// lasted) and the start of the new one.
     Waiting {
@@ -515,8 +548,9 @@ pub enum Action {
     KillDatabase,
     /// Make the local database writable again after a fence proved unnecessary → `Unfenced`.
     Unfence,
-    /// Write the local bootstrap marker file.
-    WriteMarker,
+    /// Write the local bootstrap marker file, with the term of the cluster's identity the
+    /// local data belongs to.
+    WriteMarker { term: u64 },
     /// Remove the local bootstrap marker file: the local data is about to be replaced.
     ClearMarker,
     /// On the primary: the other members of the cluster (id, address), after promotion and

@@ -76,6 +76,13 @@ impl ClusterView {
                 (id.clone(), action, u64::try_from(*rev).unwrap_or_default())
             })
             .collect();
+        view.restore_points = snap
+            .requests
+            .iter()
+            .filter_map(|(id, (doc, _))| Some((id.clone(), doc.doc()?.restore_to.clone()?)))
+            .collect();
+        // Unreadable: no term is known, and none is checked.
+        view.term = snap.initialized.doc().map_or(0, |d| d.term.max(1));
         view
     }
 }

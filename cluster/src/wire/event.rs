@@ -98,6 +98,9 @@ pub enum EventKind {
     /// was dropped because the spool was full (`detail` names the range): point-in-time
     /// recovery cannot cross it.
     ArchiveGap,
+    /// The cluster's identity began a new term (an in-place restore), or a node's data of an
+    /// older term is rebuilt for it.
+    NewTerm,
     /// A value this reader does not know.
     #[serde(other)]
     Unknown,

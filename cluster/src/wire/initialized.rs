@@ -19,6 +19,21 @@ pub struct InitializedDoc {
     pub time: Timestamp,
     /// Id of the node that bootstrapped it.
     pub node: String,
+    /// The term of the cluster's identity: 1 from the bootstrap, one more after each
+    /// in-place restore. Data of an older term is never promoted and is rebuilt.
+    #[serde(default = "first_term")]
+    pub term: u64,
+    /// When the current term began (absent for term 1: `time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_since: Option<Timestamp>,
+    /// How the current term began, for humans (e.g. the restore that made it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_reason: Option<String>,
+}
+
+/// The term of a cluster bootstrapped before terms were recorded.
+pub fn first_term() -> u64 {
+    1
 }
 
 /// Identity of the database created at bootstrap; a node whose data has another identity

@@ -47,14 +47,14 @@ pub use coordinator::{
 };
 pub use event::{EventDoc, EventKind};
 pub use history::{HistoryDoc, HistoryEntry, HistoryReason};
-pub use initialized::{DatabaseIdentity, InitializedDoc};
+pub use initialized::{DatabaseIdentity, InitializedDoc, first_term};
 pub use keys::{ClusterKey, ClusterKeys, KeyError};
 pub use lock::{LockDoc, LockPurpose};
 pub use maintenance::MaintenanceDoc;
 pub use member::MemberDoc;
 pub use node::{Ineligible, IneligibleCode, NodeDoc, NodeReplication, NodeTags, WaitKind, Waiting};
 pub use primary::{PrimaryDoc, PrimaryReplication};
-pub use request::{NodeAction, RequestDoc};
+pub use request::{NodeAction, RequestDoc, RestorePoint};
 pub use statements::{NodeStatements, StatementStats};
 pub use switchover::SwitchoverDoc;
 

@@ -43,6 +43,10 @@ pub struct NodeDoc {
     /// True when this node must be rebuilt before it may rejoin (errant transactions).
     #[serde(default)]
     pub needs_rebuild: bool,
+    /// The term of the cluster's identity this node's data belongs to (see `initialized`);
+    /// absent from agents that predate terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
     /// True when this node's agent killed its database process (SIGKILL of its process
     /// group) because the database did not answer and could not be fenced, and the node has
     /// not been primary since: it takes no writes, and a new primary does not wait to reach
@@ -193,6 +197,11 @@ pub enum IneligibleCode {
     HandingOver,
     /// Its database restarts at an operator's request.
     Restarting,
+    /// Its data belongs to an older term of the cluster's identity (before an in-place
+    /// restore): it is rebuilt, never promoted.
+    OldTerm,
+    /// It restores the cluster in place.
+    Restoring,
     /// Its agent is stopping.
     Stopping,
     /// It is further behind the primary than `max_lag_on_failover`.

@@ -1,6 +1,7 @@
 //! The node request document, `requests/<id>`: an operator's order to one node's agent
-//! (rebuild its data, restart or reload its database). The coordinator writes it; the agent
-//! it names carries it out, writes an event, and deletes the key.
+//! (rebuild its data, restart or reload its database, restore the cluster in place). The
+//! coordinator writes it; the agent it names carries it out, writes an event, and deletes
+//! the key.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,29 @@ pub struct RequestDoc {
     /// When it was asked.
     #[serde(default)]
     pub time: Option<Timestamp>,
+    /// For `restore`: the point the cluster is rewound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_to: Option<RestorePoint>,
+}
+
+/// The point an in-place cluster restore rewinds the cluster to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestorePoint {
+    /// The end of the archive: every archived change.
+    Latest,
+    /// The last change committed at or before this time (RFC 3339).
+    Time(Timestamp),
+}
+
+impl std::fmt::Display for RestorePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Latest => f.write_str("the end of the archive"),
+            Self::Time(t) => write!(f, "{t}"),
+        }
+    }
 }
 
 /// What an operator asks one node to do.
@@ -36,6 +60,10 @@ pub enum NodeAction {
     /// Have the database re-read its configuration without a restart (SIGHUP: PostgreSQL
     /// re-reads its configuration files; MariaDB reloads privileges and flushes its logs).
     Reload,
+    /// Rewind the whole cluster to `restore_to` (sent to the primary, with the cluster in
+    /// maintenance): it restores a backup and the archive, adopts the result as a new term of
+    /// the cluster's identity, and the other nodes rebuild from it.
+    Restore,
     /// A value this reader does not know (written by a newer version): ignored.
     #[default]
     #[serde(other)]
@@ -49,6 +77,7 @@ impl NodeAction {
             Self::Reinit => "reinit",
             Self::Restart => "restart",
             Self::Reload => "reload",
+            Self::Restore => "restore",
             Self::Unknown => "unknown",
         }
     }

@@ -39,6 +39,7 @@ pub fn sample_node(id: &str) -> NodeDoc {
         tags: NodeTags { nofailover: true },
         fenced: false,
         needs_rebuild: false,
+        term: Some(1),
         database_killed: false,
         database_exit: None,
         refused: None,

@@ -47,7 +47,16 @@ fn every_document_round_trips() {
         },
         time: t(6),
         node: "db-1".into(),
+        term: 2,
+        term_since: Some(t(7)),
+        term_reason: Some("restored in place on db-1".into()),
     });
+    // A document from before terms reads as term 1.
+    let old: InitializedDoc = decode(
+        br#"{"schema":1,"database":{"engine":"postgres","system_id":"1"},"time":"2026-01-01T00:00:00Z","node":"db-1"}"#,
+    )
+    .expect("an initialized document without a term reads");
+    assert_eq!(old.term, 1);
     round_trip(LockDoc {
         schema: 1,
         holder: "db-1".into(),
@@ -313,6 +322,21 @@ fn member_request_and_reason_documents() {
         action: NodeAction::Reinit,
         requested_by: Some("alice".into()),
         time: Some(t(1_763_939_100_123)),
+        restore_to: None,
+    });
+    round_trip(RequestDoc {
+        schema: 1,
+        action: NodeAction::Restore,
+        requested_by: Some("alice".into()),
+        time: Some(t(1_763_939_100_123)),
+        restore_to: Some(RestorePoint::Time(t(1_763_939_000_000))),
+    });
+    round_trip(RequestDoc {
+        schema: 1,
+        action: NodeAction::Restore,
+        requested_by: None,
+        time: None,
+        restore_to: Some(RestorePoint::Latest),
     });
     let r: RequestDoc =
         decode(br#"{"schema":1,"action":"defragment"}"#).expect("an unknown action reads");

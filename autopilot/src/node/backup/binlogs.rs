@@ -64,6 +64,7 @@ pub(super) fn spawn(ctx: Arc<Ctx>, config: ArchiveConfig, cancel: CancellationTo
             end: None,
             last_gap_check: None,
             gaps: HashSet::new(),
+            term: 0,
         };
         info!(interval = ?a.config.interval, "binary log archiver started");
         loop {
@@ -104,6 +105,20 @@ struct BinlogArchiver {
     last_gap_check: Option<Instant>,
     /// Gaps already reported (by their text).
     gaps: HashSet<String>,
+    /// The term of the cluster's identity when the archive's end was read: an in-place
+    /// restore begins a new one, and what the old branch archived past the restored
+    /// position is superseded then, as after a failover.
+    term: u64,
+}
+
+/// The term of the cluster's identity as the session last read it (0: unknown).
+fn cluster_term(ctx: &super::Ctx) -> u64 {
+    ctx.view
+        .borrow()
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.initialized.doc().map(|d| d.term))
+        .unwrap_or(0)
 }
 
 impl BinlogArchiver {
@@ -130,6 +145,12 @@ impl BinlogArchiver {
         }
         if self.holding.is_none() {
             return;
+        }
+        let term = cluster_term(&self.ctx);
+        if term != self.term {
+            self.term = term;
+            self.end = None;
+            self.rotated = None;
         }
         if self.end.is_none() && !self.take_over().await {
             return;

@@ -108,6 +108,7 @@ pub fn node(
         },
         fenced: role == Role::Fenced,
         needs_rebuild,
+        term: None,
         database_killed,
         database_exit: None,
         refused: refused.clone(),
@@ -179,6 +180,8 @@ pub fn ineligible(why: crate::role::Ineligible) -> wire::Ineligible {
         I::Refused => C::Refused,
         I::HandingOver => C::HandingOver,
         I::Restarting => C::Restarting,
+        I::OldTerm { .. } => C::OldTerm,
+        I::Restoring => C::Restoring,
         I::Stopping => C::Stopping,
         I::Lagging { .. } => C::Lagging,
     };
@@ -406,7 +409,23 @@ pub fn initialized(me: &Identity, system_id: Option<String>) -> InitializedDoc {
         },
         time: Timestamp::now(),
         node: me.id.clone(),
+        term: 1,
+        term_since: None,
+        term_reason: None,
     }
+}
+
+/// The contents of the local bootstrap marker: the data belongs to this cluster, in `term`
+/// of its identity.
+pub fn marker(term: u64) -> String {
+    format!("bootstrapped\nterm {term}\n")
+}
+
+/// The term a bootstrap marker records (1 for a marker from before terms).
+pub fn marker_term(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("term ")?.trim().parse().ok())
+        .unwrap_or(1)
 }
 
 /// `lock`, held during bootstrap.
@@ -440,6 +459,7 @@ pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> Event
         Notice::RequestDone => EventKind::RequestDone,
         Notice::RequestFailed => EventKind::RequestFailed,
         Notice::ForeignData => EventKind::ForeignData,
+        Notice::NewTerm => EventKind::NewTerm,
     };
     let Facts { from, to, position } = facts;
     EventDoc {

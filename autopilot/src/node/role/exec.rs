@@ -130,6 +130,37 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 });
             });
         }
+        Action::RestoreInPlace { point } => {
+            let seeder = st.args.seeder.clone();
+            seed(st, me, move |engine| async move {
+                let result = match seeder {
+                    None => Err(crate::role::RestoreFailure {
+                        reason: "this node cannot restore backups: its configuration needs a \
+                                 backup section with repositories and backup.identity (the \
+                                 private key)"
+                            .to_owned(),
+                        swapped: false,
+                    }),
+                    Some(seeder) => seeder.restore_in_place(engine.as_ref(), &point).await,
+                };
+                Ok(EngineResult::RestoredInPlace(result))
+            });
+        }
+        Action::BeginTerm { term, reason } => {
+            let session = st.session.clone();
+            tokio::spawn(async move {
+                match session.begin_term(term, &reason).await {
+                    Ok(true) => info!(term, "the cluster's identity is in a new term"),
+                    Ok(false) => warn!(
+                        term,
+                        "the new term was not recorded: the primary key is no longer ours"
+                    ),
+                    Err(e) => {
+                        warn!(term, cause = %handlers::error_chain(&e), "failed to record the new term")
+                    }
+                }
+            });
+        }
         Action::ReloadDatabase => {
             let engine = st.args.engine.clone();
             tokio::spawn(async move {
@@ -355,6 +386,7 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
             e.unfence().await.map(|()| EngineResult::Unfenced)
         }),
         Action::ClearMarker => {
+            st.data_term = 0;
             let marker = &st.args.marker;
             match std::fs::remove_file(marker) {
                 Ok(()) => {
@@ -384,12 +416,13 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                 }
             });
         }
-        Action::WriteMarker => {
+        Action::WriteMarker { term } => {
             let marker = st.args.marker.clone();
+            st.data_term = term;
             if let Err(e) = marker
                 .parent()
                 .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| std::fs::write(&marker, b"bootstrapped\n"))
+                .and_then(|()| std::fs::write(&marker, documents::marker(term)))
             {
                 warn!(path = %marker.display(), cause = %e, "failed to write the bootstrap marker");
             }
@@ -774,6 +807,7 @@ pub fn publish_node(st: &mut RoleActorState, asked: bool) {
     flags.replication = health.replication;
     let mut doc = documents::node(&st.args.identity, role, position, flags, &health.server);
     drop(health);
+    doc.term = (st.data_term > 0).then_some(st.data_term);
     doc.database_exit.clone_from(&st.database_exit);
     st.args.view.send_modify(|v| v.node = Some(doc.clone()));
     let due = |written: &Option<(wire::NodeDoc, Instant)>| match written {

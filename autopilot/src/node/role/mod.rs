@@ -153,6 +153,8 @@ pub struct RoleActorState {
     written_state: Option<cluster::wire::ClusterStateDoc>,
     /// Why the database last exited on its own, as the machine last published it.
     database_exit: Option<String>,
+    /// The term of the cluster's identity the local data belongs to (the marker's; 0: none).
+    data_term: u64,
     /// The time (Unix ms) of the last event written: the next one gets a later id.
     last_event_ms: u64,
 }
@@ -236,6 +238,7 @@ impl Actor for RoleActor {
             written_primary: None,
             written_state: None,
             database_exit: None,
+            data_term: 0,
             last_event_ms: 0,
         })
     }
@@ -351,6 +354,12 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     }
     st.machine_started = true;
     let has_data = st.args.marker.exists();
+    let term = if has_data {
+        std::fs::read_to_string(&st.args.marker).map_or(1, |t| documents::marker_term(&t))
+    } else {
+        0
+    };
+    st.data_term = term;
     let position = if st.args.begin_without_database {
         role::Position::default()
     } else {
@@ -389,6 +398,7 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
             has_data,
             position,
             identity,
+            term,
         },
     );
 }

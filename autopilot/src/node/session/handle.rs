@@ -207,6 +207,42 @@ impl<S: Store> SessionHandle<S> {
         self.store.delete(&self.keys.switchover()).await
     }
 
+    /// Records in `initialized` that the cluster's identity is in `term` now, iff we hold the
+    /// `primary` key; then ends a maintenance that a restore request began (its reason starts
+    /// with `restore`). Whether the term was recorded.
+    pub async fn begin_term(&self, term: u64, reason: &str) -> Result<bool, StoreError> {
+        let lease = self.live_lease("record a new term")?;
+        let key = self.keys.initialized();
+        let Some(mut doc) = self
+            .store
+            .get(&key)
+            .await?
+            .and_then(|(bytes, _)| wire::decode::<InitializedDoc>(&bytes).ok())
+        else {
+            return Ok(false);
+        };
+        doc.term = term;
+        doc.term_since = Some(wire::Timestamp::now());
+        doc.term_reason = Some(reason.to_owned());
+        if !self
+            .store
+            .put_if_holder(&self.keys.primary(), &key, wire::encode(&doc), lease)
+            .await?
+        {
+            return Ok(false);
+        }
+        let maintenance = self.keys.maintenance();
+        if let Some((bytes, _)) = self.store.get(&maintenance).await?
+            && wire::decode::<wire::MaintenanceDoc>(&bytes)
+                .ok()
+                .and_then(|m| m.reason)
+                .is_some_and(|r| r.starts_with("restore"))
+        {
+            self.store.delete(&maintenance).await?;
+        }
+        Ok(true)
+    }
+
     /// Deletes this node's `requests/<id>` (an operator's request, carried out or refused).
     pub async fn clear_request(&self, node_id: &str) -> Result<bool, StoreError> {
         self.store.delete(&self.keys.request(node_id)).await

@@ -112,7 +112,9 @@ impl World {
                 }
             }
             Action::PublishEvent { .. }
-            | Action::WriteMarker
+            | Action::WriteMarker { .. }
+            | Action::RestoreInPlace { .. }
+            | Action::BeginTerm { .. }
             | Action::ClearMarker
             | Action::SetReplicas { .. }
             | Action::OnChange { .. }

@@ -132,6 +132,7 @@ impl World {
                         has_data: false,
                         position: Position::default(),
                         identity: None,
+                        term: 0,
                     },
                 )]),
                 next_keepalive: 0,
@@ -270,6 +271,7 @@ impl World {
                 has_data,
                 position,
                 identity: None,
+                term: u64::from(has_data),
             },
         ));
     }

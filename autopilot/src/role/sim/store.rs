@@ -69,6 +69,9 @@ impl Store {
             switchover: self.switchover.clone(),
             nodes: self.nodes.values().map(|n| n.0.clone()).collect(),
             requests: Vec::new(),
+            restore_points: Vec::new(),
+            // No in-place restores here: the first term from the bootstrap on.
+            term: u64::from(self.initialized),
         }
     }
     pub fn drop_lease(&mut self, id: u64) {
