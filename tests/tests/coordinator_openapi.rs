@@ -25,6 +25,7 @@ const ROUTES: &[&str] = &[
     "GET /v1/clusters/{namespace}/{project}/{cluster}/statements",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/switchover",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/failover",
+    "POST /v1/clusters/{namespace}/{project}/{cluster}/restore",
     "PUT /v1/clusters/{namespace}/{project}/{cluster}/maintenance",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/nodes/{id}/reinit",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/nodes/{id}/restart",
