@@ -1,5 +1,5 @@
-//! Rewinding a whole cluster in place after a bad deploy (issue 18), on a real three-node
-//! MariaDB cluster with a real S3 server, the coordinator and `autopilotctl`:
+//! Rewinding a whole cluster in place after a bad deploy (issue 18), on real three-node
+//! MariaDB and PostgreSQL clusters with a real S3 server, the coordinator and `autopilotctl`:
 //! - `autopilotctl restore CLUSTER --time T --confirm --wait` puts the cluster in maintenance
 //!   and asks its primary, which restores the base backup and the archive to T beside its
 //!   data while it still serves, swaps it in (the old data directory kept aside), becomes
@@ -11,6 +11,8 @@
 //!   restored rows and the new ones, none of the rewound ones;
 //! - without `--confirm` nothing is asked, and the cluster then fails over as before (a node
 //!   killed, the agent restarted: full redundancy).
+//!
+//! PostgreSQL ends the restore on a new timeline; its archive goes on there.
 
 use std::time::{Duration, SystemTime};
 
@@ -219,3 +221,150 @@ fn mariadb_cluster_rewinds_in_place_to_a_time_and_every_node_follows_the_new_ter
 }
 
 const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn postgres_cluster_rewinds_in_place_to_a_time_and_every_node_follows_the_new_term() {
+    use e2e::postgres::cluster::{PgCluster, PgOpts};
+    use e2e::postgres::pitr as pg;
+    use e2e::postgres::workload::TABLE;
+    let s3 = S3Server::start().expect("start the S3 server");
+    let keys = tempfile::tempdir().expect("temp dir");
+    let recipient = pg::key_pair(keys.path());
+    let mut c = e2e::postgres::scenario::start(
+        3,
+        PgOpts {
+            durability: "sync",
+            extra_yaml: pg::backup_yaml(keys.path(), &s3, &recipient),
+            ..PgOpts::default()
+        },
+    );
+    let p = e2e::postgres::scenario::settled(&c);
+    let etcd = c.etcd_mut().endpoint();
+    let coord = Coordinator::start(&etcd, &[]).expect("start the coordinator");
+    let env = [
+        ("AUTOPILOT_URL", coord.url()),
+        ("AUTOPILOT_TOKEN", ADMIN_TOKEN),
+    ];
+    let cluster = "e2e/pg/main";
+    let pg_rows = |c: &PgCluster, i: usize| -> Option<Vec<u64>> {
+        c.sql()
+            .query(
+                c.pg_port(i),
+                &format!("SELECT seq FROM {TABLE} ORDER BY seq"),
+                Duration::from_secs(5),
+            )
+            .ok()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.first().cloned().flatten())
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+    };
+
+    let mut next = 0;
+    let mut acks: Vec<pg::Ack> = Vec::new();
+    pg::write_rows(&c, &mut next, 10, &mut acks);
+    let base = pg::backup_now(&c, "r1");
+    eprintln!("base backup {} at {}", base["id"], base["position"]);
+    pg::write_rows(&c, &mut next, 20, &mut acks);
+    let kept = acks.len();
+    let t = quiet_point();
+    let when = humantime::format_rfc3339_millis(t).to_string();
+    pg::write_rows(&c, &mut next, 20, &mut acks);
+    c.sql()
+        .query(
+            c.pg_port(p),
+            &format!("DELETE FROM {TABLE} WHERE seq < 5"),
+            Duration::from_secs(5),
+        )
+        .expect("the bad deploy");
+    pg::wait_archived(&c, &s3);
+    let want: Vec<u64> = acks[..kept].iter().map(|a| a.n).collect();
+    assert!(acks[..kept].iter().all(|a| a.acked < t));
+    assert!(acks[kept..].iter().all(|a| a.sent > t));
+
+    let asked = std::time::Instant::now();
+    let (code, out, err) = ctl(
+        &[
+            "restore",
+            cluster,
+            "--time",
+            &when,
+            "--confirm",
+            "--wait",
+            "300",
+        ],
+        &env,
+        Duration::from_secs(320),
+    );
+    assert_eq!(code, 0, "restore: {out}{err}\n{}", c.logs());
+    eprintln!("restored in place in {:?}: {out}", asked.elapsed());
+    let init: serde_json::Value =
+        serde_json::from_str(&c.key("initialized").expect("initialized")).expect("JSON");
+    assert_eq!(init["term"], 2, "{init:#}");
+    assert!(
+        eventually(Duration::from_secs(10), Duration::from_millis(200), || c
+            .key("maintenance")
+            .is_none()
+            .then_some(()))
+        .is_some(),
+        "maintenance still on"
+    );
+    assert_eq!(c.wait_primary(Duration::from_secs(30)), p);
+    assert_eq!(pg_rows(&c, p), Some(want.clone()), "the primary's rows");
+    let data = c.data_dir(p).to_owned();
+    let name = data
+        .file_name()
+        .expect("a name")
+        .to_string_lossy()
+        .into_owned();
+    let aside = std::fs::read_dir(data.parent().expect("a parent"))
+        .expect("read the data's parent")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{name}.aside-"))
+        });
+    assert!(aside, "no {name}.aside-* kept");
+    for i in (0..3).filter(|&i| i != p) {
+        let term = eventually(Duration::from_secs(120), Duration::from_millis(300), || {
+            let doc: serde_json::Value =
+                serde_json::from_str(&c.key(&format!("nodes/{}", c.name(i)))?).ok()?;
+            (doc["term"] == 2 && doc["role"] == "replica").then_some(())
+        });
+        assert!(
+            term.is_some(),
+            "node {i} did not rebuild for term 2\n{}",
+            c.logs()
+        );
+        c.wait_streaming(i, p, Duration::from_secs(60));
+        let same = eventually(Duration::from_secs(30), Duration::from_millis(300), || {
+            (pg_rows(&c, i) == Some(want.clone())).then_some(())
+        });
+        assert!(same.is_some(), "node {i}'s rows: {:?}", pg_rows(&c, i));
+    }
+
+    // New writes go on; the archive continues on the new timeline: its end has the restored
+    // rows and the new ones only.
+    let mut after: Vec<pg::Ack> = Vec::new();
+    pg::write_rows(&c, &mut next, 10, &mut after);
+    e2e::postgres::scenario::same_rows_everywhere(&c, p);
+    pg::wait_archived(&c, &s3);
+    let (code, out, got) = pg::restore_rows(&c, keys.path(), "latest", &["--latest"]);
+    assert_eq!(code, 0, "restore --latest: {out}");
+    let mut expected = want.clone();
+    expected.extend(after.iter().map(|a| a.n));
+    assert_eq!(got, expected, "the archive's end after the restore\n{out}");
+
+    // A failover afterwards ends at full redundancy.
+    c.kill_node(p);
+    let (q, _) = c.wait_new_primary(p, Duration::from_secs(60));
+    pg::write_rows(&c, &mut next, 5, &mut after);
+    c.start_agent(p);
+    for i in (0..3).filter(|&i| i != q) {
+        c.wait_streaming(i, q, Duration::from_secs(120));
+    }
+    e2e::postgres::scenario::same_rows_everywhere(&c, q);
+}

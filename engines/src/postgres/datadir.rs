@@ -331,6 +331,49 @@ fn standby_signal(s: &PostgresSettings) -> PathBuf {
     s.data_dir.join("standby.signal")
 }
 
+/// A point-in-time recovery ends by promoting on a scratch server, which starts a new
+/// timeline whose history file and first segment exist only in this data directory (the
+/// scratch server archives nothing). Marks them ready for `archive_command`, so the archive
+/// holds the branch a later recovery follows: without them PostgreSQL would replay the old
+/// timeline past the branch point. The names marked.
+pub fn archive_new_timeline(s: &PostgresSettings) -> Result<Vec<String>, String> {
+    let wal = s.data_dir.join("pg_wal");
+    let names: Vec<String> = match std::fs::read_dir(&wal) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => return Err(format!("read {}: {e}", wal.display())),
+    };
+    // The newest timeline with a history file is the one the recovery's promotion began.
+    let Some(tli) = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".history"))
+        .filter(|t| t.len() == 8)
+        .filter_map(|t| u32::from_str_radix(t, 16).ok())
+        .max()
+    else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{tli:08X}");
+    let status = wal.join("archive_status");
+    std::fs::create_dir_all(&status).map_err(|e| format!("create {}: {e}", status.display()))?;
+    let mut marked = Vec::new();
+    for n in names.iter().filter(|n| {
+        n.starts_with(&prefix)
+            && (n.as_str() == format!("{prefix}.history")
+                || (n.len() == 24 && n.chars().all(|c| c.is_ascii_hexdigit())))
+    }) {
+        let done = status.join(format!("{n}.done"));
+        let ready = status.join(format!("{n}.ready"));
+        if !done.exists() && !ready.exists() {
+            write_file(s, &ready, "", 0o600)?;
+            marked.push(n.clone());
+        }
+    }
+    Ok(marked)
+}
+
 /// Make the next start a standby start. Kept in place while primary too (PostgreSQL reads
 /// it only at start-up), so a restarted former primary never takes writes by itself.
 pub fn mark_standby(s: &PostgresSettings) -> Result<(), String> {

@@ -342,6 +342,12 @@ impl PostgresEngine {
                 datadir::write_hba(s).map_err(err)?;
                 datadir::write_passfile(s).map_err(err)?;
                 datadir::write_auto_conf(s, None).map_err(err)?;
+                if as_primary {
+                    let marked = datadir::archive_new_timeline(s).map_err(err)?;
+                    if !marked.is_empty() {
+                        info!(files = %marked.join(" "), "the recovery's new timeline is archived from here");
+                    }
+                }
                 datadir::mark_standby(s).map_err(err)
             })
             .await?;
