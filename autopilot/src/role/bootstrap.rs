@@ -148,8 +148,8 @@ pub(super) fn engine(cx: &mut Cx<'_>, result: EngineResult) {
             // A copy of the cluster's data: whatever identity the replaced data had is gone.
             cx.s.identity = None;
             cx.s.position = position;
-            // A copy of the cluster's data as it is now: of the cluster's current term.
-            cx.s.data_term = cx.s.cluster_term().max(1);
+            // A copy of the cluster's data as it was when the copy began.
+            cx.s.data_term = cx.s.clone_term.max(1);
             cx.emit(Action::WriteMarker {
                 term: cx.s.data_term,
             });

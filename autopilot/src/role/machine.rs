@@ -538,6 +538,11 @@ impl Cx<'_> {
     }
 
     pub(super) fn emit(&mut self, a: Action) {
+        if matches!(a, Action::CloneFrom { .. } | Action::RestoreFromBackup) {
+            // The copy is of the cluster's data as it is now: of this term, even when it ends
+            // after an in-place restore began the next one (then it is rebuilt again).
+            self.s.clone_term = self.s.cluster_term().max(1);
+        }
         self.out.push(a);
     }
 

@@ -168,6 +168,8 @@ pub struct RoleState {
     /// The term of the cluster's identity the local data belongs to (from the bootstrap
     /// marker; set anew when the data is replaced).
     pub data_term: u64,
+    /// The cluster's term when the running clone or restore began: the term of its data.
+    pub clone_term: u64,
     /// When the node key was last published, and whether it said eligible: a position that
     /// merely moved is republished at most every `POSITION_REFRESH` outside elections (write economy).
     pub published: Option<(Millis, bool)>,
@@ -215,6 +217,7 @@ impl RoleState {
             unfence_again: false,
             identity: None,
             data_term: 0,
+            clone_term: 0,
             published: None,
             waiting: None,
             claimed_over_history: None,

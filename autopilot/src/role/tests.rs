@@ -1787,3 +1787,50 @@ fn role_data_of_an_older_term_is_rebuilt_and_never_elected() {
     );
     assert!(!a.contains(&Action::ClearMarker), "{a:?}");
 }
+
+/// A clone that began before an in-place restore began the next term is of the old term, even
+/// when it ends after: it is rebuilt again from the new term's primary.
+#[test]
+fn role_a_clone_begun_before_a_new_term_is_of_the_old_term() {
+    let old = ClusterView {
+        term: 1,
+        primary: Some(pk("n2")),
+        ..view()
+    };
+    let mut s = st(Phase::Discovering);
+    s.has_data = false;
+    let (s, a) = run(s, cluster(1_000, old));
+    assert!(
+        a.contains(&Action::CloneFrom { primary: pk("n2") }),
+        "{a:?}"
+    );
+    let new = ClusterView {
+        term: 2,
+        primary: Some(pk("n2")),
+        revision: 2,
+        ..view()
+    };
+    let (s, _) = run(s, cluster(1_500, new.clone()));
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2_000,
+            result: EngineResult::Cloned { position: pos(7) },
+        },
+    );
+    assert!(a.contains(&Action::WriteMarker { term: 1 }), "{a:?}");
+    assert!(s.old_term());
+    let (_, a) = run(
+        RoleState {
+            phase: Phase::Replica {
+                following: Some("n2".into()),
+            },
+            ..s
+        },
+        cluster(2_100, ClusterView { revision: 3, ..new }),
+    );
+    assert!(
+        a.contains(&Action::CloneFrom { primary: pk("n2") }),
+        "{a:?}"
+    );
+}
