@@ -611,3 +611,92 @@ fn papercuts() {
         }
     }
 }
+
+/// `autopilotctl restore` (issue 18): nothing without `--confirm`; exactly one point; admin
+/// only; it turns maintenance on (reason `restore to …`) and writes the primary's request
+/// with the point; a second one is refused while the first is pending; an operator's own
+/// maintenance is kept; a request that cannot be written takes the maintenance back; audited.
+#[test]
+fn restore_asks_the_primary_under_maintenance_and_refuses_what_it_must() {
+    let etcd = EtcdServer::start().expect("etcd");
+    seed(&etcd, None);
+    let coord = Coordinator::start(&etcd.endpoint(), &["--rate-limit", "0"]).expect("start");
+    let api = Api::new(coord.url(), Some(ADMIN_TOKEN));
+    let admin = env(coord.url(), ADMIN_TOKEN);
+    let operator = env(coord.url(), &api.issue("ops", "operator", &["a"]));
+    let t = "2026-11-24T14:30:00Z";
+
+    let (code, _, err) = run(&["restore", C, "--time", t], &admin);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("every node"), "{err}");
+    assert_eq!(get(&etcd, "maintenance"), None);
+    assert_eq!(get(&etcd, "requests/n1"), None);
+    assert_eq!(
+        run(
+            &["restore", C, "--time", t, "--latest", "--confirm"],
+            &admin
+        )
+        .0,
+        2
+    );
+    assert_eq!(run(&["restore", C, "--confirm"], &admin).0, 2);
+    let (code, _, err) = run(
+        &["restore", C, "--time", "2999-01-01T00:00:00Z", "--confirm"],
+        &admin,
+    );
+    assert_ne!(code, 0, "a future time: {err}");
+    assert!(err.contains("time_in_future"), "{err}");
+    let (code, _, err) = run(&["restore", C, "--latest", "--confirm"], &operator);
+    assert_eq!(code, 3, "admin only: {err}");
+    assert_eq!(get(&etcd, "maintenance"), None);
+
+    let (code, out, err) = run(&["restore", C, "--time", t, "--confirm"], &admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("n1"), "{out}");
+    let m = get(&etcd, "maintenance").expect("maintenance on");
+    assert_eq!(m["enabled"], true);
+    assert!(
+        m["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("restore to")),
+        "{m}"
+    );
+    let req = get(&etcd, "requests/n1").expect("the primary's request");
+    assert_eq!(req["action"], "restore");
+    assert!(req["restore_to"]["time"].as_str().is_some(), "{req}");
+    let (code, _, err) = run(&["restore", C, "--latest", "--confirm"], &admin);
+    assert_eq!(code, 5, "pending: {err}");
+    assert!(err.contains("request_pending"), "{err}");
+    let (_, out, _) = run(&["show", C], &admin);
+    assert!(out.contains("restore n1 pending"), "{out}");
+
+    // An operator's own maintenance stays as it is.
+    etcd.etcdctl(&["del", &format!("/autopilot/{C}/requests/n1")])
+        .expect("del");
+    put(
+        &etcd,
+        "maintenance",
+        &json!({"schema": 1, "enabled": true, "reason": "kernel upgrade"}),
+    );
+    let (code, out, err) = run(&["restore", C, "--latest", "--confirm"], &admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("warning"), "{out}");
+    assert_eq!(
+        get(&etcd, "maintenance").expect("maintenance")["reason"],
+        "kernel upgrade"
+    );
+    assert_eq!(
+        get(&etcd, "requests/n1").expect("request")["restore_to"],
+        "latest"
+    );
+
+    let (_, a) = api.get("/v1/audit?limit=100");
+    let recs = a["records"].as_array().expect("records");
+    for outcome in ["ok", "failed"] {
+        assert!(
+            recs.iter()
+                .any(|r| r["action"] == "cluster.restore" && r["outcome"] == outcome),
+            "no {outcome} cluster.restore record: {a}"
+        );
+    }
+}
