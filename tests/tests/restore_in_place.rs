@@ -78,6 +78,16 @@ fn mariadb_cluster_rewinds_in_place_to_a_time_and_every_node_follows_the_new_ter
     let base = backup_now(&c, "r1");
     eprintln!("base backup {} at {}", base["id"], base["position"]);
     write_rows(&c, &mut next, 20, &mut acks);
+    // One transaction of 20 MiB: `mariadb-binlog` prints it as a statement over the default
+    // 16 MiB packet, which the replay must take (the bench found it).
+    c.sql(
+        p,
+        &[
+            "CREATE TABLE e2e.big (b LONGBLOB)",
+            "INSERT INTO e2e.big SELECT REPEAT('x', 1048576) FROM e2e.seq_1_to_20",
+        ],
+    )
+    .expect("a large transaction");
     let kept = acks.len();
     let t = quiet_point();
     let when = humantime::format_rfc3339_millis(t).to_string();
@@ -133,6 +143,11 @@ fn mariadb_cluster_rewinds_in_place_to_a_time_and_every_node_follows_the_new_ter
         rows(&c, p),
         Some(want.clone()),
         "the primary's rows after the restore"
+    );
+    assert_eq!(
+        c.sql(p, &["SELECT COUNT(*), SUM(LENGTH(b)) FROM e2e.big"])
+            .expect("the large transaction")[0],
+        vec!["20".to_owned(), (20u64 << 20).to_string()]
     );
     // The old data directory is kept aside.
     let data = format!("data-{}", p + 1);

@@ -38,6 +38,8 @@ const DESCRIBE_LIMIT: Duration = Duration::from_secs(600);
 const REPLAY_LIMIT: Duration = Duration::from_secs(6 * 3600);
 /// The scratch server's binary log (in the restored directory, removed after the replay).
 const REPLAY_LOG: &str = "autopilot-replay-bin";
+/// The replaying scratch server takes the largest packet MariaDB allows (see [`recover`]).
+const MAX_PACKET_SERVER: &str = "--max-allowed-packet=1073741824";
 
 /// Closes the active binary log (`FLUSH BINARY LOGS`) when the server's GTID position moved
 /// since `since` (the position the last rotation returned; `None`: rotate). The position.
@@ -282,6 +284,9 @@ pub async fn recover(
         format!("--log-bin={}", dir.join(REPLAY_LOG).display()),
         "--gtid-strict-mode=ON".to_owned(),
         format!("--gtid-domain-id={}", s.gtid_domain_id),
+        // `mariadb-binlog` prints a large transaction's row events as `BINLOG` statements
+        // far over the default 16 MiB packet (seen at 25,000 rows of 1 KiB per statement).
+        MAX_PACKET_SERVER.to_owned(),
     ];
     let scratch = scratch::start_with(s, dir, Listen::SocketOnly, &s.admin, &extra).await?;
     let cnf = scratch.dir().join("replay.cnf");
@@ -291,7 +296,7 @@ pub async fn recover(
         for file in &files {
             let described = describe(s, file).await?;
             let script = "set -o pipefail; b=\"$1\"; c=\"$2\"; cnf=\"$3\"; sock=\"$4\"; shift 4; \
-                          \"$b\" --no-defaults \"$@\" | \"$c\" --defaults-extra-file=\"$cnf\" --socket=\"$sock\" --binary-mode";
+                          \"$b\" --no-defaults \"$@\" | \"$c\" --defaults-extra-file=\"$cnf\" --socket=\"$sock\" --binary-mode --max-allowed-packet=1G";
             let mut argv = vec![
                 "bash".to_owned(),
                 "-c".to_owned(),

@@ -128,8 +128,9 @@ impl BinlogArchiver {
             (true, Some(lease)) => {
                 if self.holding != Some(lease) {
                     self.holding = acquire(&self.ctx, lease).await.then_some(lease);
-                    self.end = None;
-                    self.rotated = None;
+                    // The local binary logs may be others than when this node last held it
+                    // (a clone or restore replaced its data, reusing the files' names).
+                    self.forget_local();
                     if self.holding.is_some() {
                         info!("holding the archive lock: shipping the binary logs");
                     }
@@ -149,8 +150,7 @@ impl BinlogArchiver {
         let term = cluster_term(&self.ctx);
         if term != self.term {
             self.term = term;
-            self.end = None;
-            self.rotated = None;
+            self.forget_local();
         }
         if self.end.is_none() && !self.take_over().await {
             return;
@@ -177,6 +177,17 @@ impl BinlogArchiver {
             self.last_gap_check = Some(Instant::now());
             self.check_gaps().await;
         }
+    }
+
+    /// Forgets what it knew of the archive's end and of the local binary logs: the data was
+    /// replaced (a new term) or it just took the lock. A restored server reuses file names
+    /// the old data's binary logs had, with other transactions in them.
+    fn forget_local(&mut self) {
+        self.end = None;
+        self.rotated = None;
+        self.described.clear();
+        self.starts.clear();
+        self.unarchivable.clear();
     }
 
     /// Just took the lock: reads the archive's end and marks superseded what reaches past
