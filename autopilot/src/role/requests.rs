@@ -198,13 +198,7 @@ pub(super) fn restored(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.phase = Phase::Primary;
             let me = cx.me();
             cx.announce(Role::Primary, Some(&me));
-            cx.notice(
-                Notice::RequestDone,
-                format!(
-                    "restore: the restored data serves as the primary of term {term} of the \
-                     cluster's identity; the other nodes rebuild from it"
-                ),
-            );
+            // `request_done` once the term is recorded (`TermBegun`).
             cx.s.replicas_sent = None;
             if let Some(view) = cx.s.view.clone() {
                 super::primary::set_replicas(cx, &view);
@@ -241,9 +235,30 @@ pub(super) fn restored(cx: &mut Cx<'_>, result: EngineResult) {
     }
 }
 
-/// The answer to `RestartDatabase` or `ReloadDatabase`; `false` when `result` is neither.
+/// The answer to `RestartDatabase`, `ReloadDatabase` or `BeginTerm`; `false` when `result` is
+/// none of them.
 pub(super) fn engine(cx: &mut Cx<'_>, result: &EngineResult) -> bool {
     match result {
+        EngineResult::TermBegun { term, result } => {
+            match result {
+                Ok(()) => cx.notice(
+                    Notice::RequestDone,
+                    format!(
+                        "restore: the restored data serves as the primary of term {term} of the \
+                         cluster's identity; the other nodes rebuild from it"
+                    ),
+                ),
+                Err(e) => cx.notice(
+                    Notice::RequestFailed,
+                    format!(
+                        "restore: the restored data serves here, but term {term} could not be \
+                         recorded in `initialized` ({e}); the cluster stays in maintenance and \
+                         this node's data is of a term the cluster does not know: restore again"
+                    ),
+                ),
+            }
+            true
+        }
         EngineResult::Reloaded(r) => {
             match r {
                 Ok(()) => cx.notice(

@@ -1712,6 +1712,41 @@ fn role_restore_in_place_runs_on_the_primary_in_maintenance_and_begins_a_term() 
         "{a:?}"
     );
     assert_eq!((s.phase.clone(), s.data_term), (Phase::Primary, 2));
+    // Done is said once the term is recorded, not before.
+    let done = |a: &[Action]| {
+        a.iter().any(|a| {
+            matches!(
+                a,
+                Action::PublishEvent {
+                    kind: Notice::RequestDone,
+                    ..
+                }
+            )
+        })
+    };
+    assert!(!done(&a), "{a:?}");
+    let (_, a) = run(
+        s.clone(),
+        Event::Engine {
+            now: 3_600,
+            result: EngineResult::TermBegun {
+                term: 2,
+                result: Ok(()),
+            },
+        },
+    );
+    assert!(done(&a), "{a:?}");
+    let (_, a) = run(
+        s,
+        Event::Engine {
+            now: 3_600,
+            result: EngineResult::TermBegun {
+                term: 2,
+                result: Err("the primary key is no longer ours".into()),
+            },
+        },
+    );
+    assert!(failed(&a) && !done(&a), "{a:?}");
 }
 
 /// Data of another term than the cluster's is never promoted and is rebuilt from the new

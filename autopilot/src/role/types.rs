@@ -341,6 +341,11 @@ pub enum EngineResult {
     /// `RestoreInPlace` done: the restored data serves as the primary (writable) at the
     /// position, or why not (`swapped`: whether the local data was already replaced).
     RestoredInPlace(Result<Position, RestoreFailure>),
+    /// `BeginTerm` done: the term is recorded in `initialized`, or why not.
+    TermBegun {
+        term: u64,
+        result: Result<(), String>,
+    },
     /// The requested operation failed; the machine backs off and retries from a safe state.
     Failed,
 }

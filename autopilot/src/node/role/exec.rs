@@ -149,16 +149,21 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         Action::BeginTerm { term, reason } => {
             let session = st.session.clone();
             tokio::spawn(async move {
-                match session.begin_term(term, &reason).await {
-                    Ok(true) => info!(term, "the cluster's identity is in a new term"),
-                    Ok(false) => warn!(
-                        term,
-                        "the new term was not recorded: the primary key is no longer ours"
-                    ),
-                    Err(e) => {
-                        warn!(term, cause = %handlers::error_chain(&e), "failed to record the new term")
+                let result = match session.begin_term(term, &reason).await {
+                    Ok(true) => {
+                        info!(term, "the cluster's identity is in a new term");
+                        Ok(())
                     }
+                    Ok(false) => Err("the primary key is no longer ours".to_owned()),
+                    Err(e) => Err(handlers::error_chain(&e).to_string()),
+                };
+                if let Err(e) = &result {
+                    warn!(term, cause = %e, "the new term was not recorded");
                 }
+                feed_later(&me, |now| Event::Engine {
+                    now,
+                    result: EngineResult::TermBegun { term, result },
+                });
             });
         }
         Action::ReloadDatabase => {
