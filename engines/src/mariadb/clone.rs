@@ -73,7 +73,10 @@ pub async fn clone_data(
         Ok(pos) => {
             control.start().await?;
             wait_ready(s).await?;
-            set_position(s, &pos).await?;
+            // The clone's binary log continues the primary's GTID state, as a restored
+            // backup's does: promoted before it applied anything (a failover right after it
+            // joined), its peers' positions are still in its binary log state, not errant.
+            start_history(s, &pos).await?;
             tracing::info!(gtid = %pos, source = %primary, "cloned the primary");
             Ok(())
         }
@@ -492,20 +495,6 @@ async fn wait_ready(s: &MariadbSettings) -> Result<(), EngineError> {
             Err(e) => return Err(e),
         }
     }
-}
-
-async fn set_position(s: &MariadbSettings, pos: &GtidSet) -> Result<(), EngineError> {
-    let mut c = conn::local(s).await?;
-    let op = "set the cloned position";
-    let r = async {
-        bounded(op, false, c.query_drop("STOP SLAVE")).await?;
-        bounded(op, false, c.query_drop("RESET SLAVE ALL")).await?;
-        let sql = format!("SET GLOBAL gtid_slave_pos = {}", quote(&pos.to_string()));
-        bounded(op, false, c.query_drop(sql)).await
-    }
-    .await;
-    let _ = c.disconnect().await;
-    r
 }
 
 #[cfg(test)]
