@@ -11,11 +11,12 @@
 use std::time::Duration;
 
 use e2e::harness::backup::cli_as;
+use e2e::harness::backup::key_pair;
 use e2e::harness::s3::S3Server;
 use e2e::harness::util::eventually;
 use e2e::postgres::cluster::PgOpts;
 use e2e::postgres::pitr::{
-    INTERVAL, backup_now, backup_yaml, key_pair, open_repo, restore_rows, wait_archived, write_rows,
+    INTERVAL, backup_now, backup_yaml, open_repo, restore_rows, wait_archived, write_rows,
 };
 use e2e::postgres::scenario::{settled, start};
 use e2e::postgres::workload::TABLE;

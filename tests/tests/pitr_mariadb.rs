@@ -17,13 +17,14 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use e2e::harness::backup::key_pair;
 use e2e::harness::backup::{cli, cli_as};
 use e2e::harness::s3::S3Server;
 use e2e::harness::util::eventually;
 use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
 use e2e::mariadb::pitr::{
-    Ack, INTERVAL, archived, backup_now, backup_yaml, full_redundancy, key_pair, open_repo,
-    wait_archived, write_rows,
+    Ack, INTERVAL, archived, backup_now, backup_yaml, full_redundancy, open_repo, wait_archived,
+    write_rows,
 };
 use e2e::mariadb::restored::Restored;
 use e2e::mariadb::scenario::settle;

@@ -17,12 +17,13 @@
 use std::time::{Duration, SystemTime};
 
 use e2e::harness::backup::cli;
+use e2e::harness::backup::key_pair;
 use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, ctl};
 use e2e::harness::s3::S3Server;
 use e2e::harness::util::eventually;
 use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
 use e2e::mariadb::pitr::{
-    Ack, archived, backup_now, backup_yaml, full_redundancy, key_pair, wait_archived, write_rows,
+    Ack, archived, backup_now, backup_yaml, full_redundancy, wait_archived, write_rows,
 };
 use e2e::mariadb::restored::Restored;
 use e2e::mariadb::scenario::{same_rows_everywhere, settle};
@@ -244,7 +245,7 @@ fn postgres_cluster_rewinds_in_place_to_a_time_and_every_node_follows_the_new_te
     use e2e::postgres::workload::TABLE;
     let s3 = S3Server::start().expect("start the S3 server");
     let keys = tempfile::tempdir().expect("temp dir");
-    let recipient = pg::key_pair(keys.path());
+    let recipient = key_pair(keys.path());
     let mut c = e2e::postgres::scenario::start(
         3,
         PgOpts {

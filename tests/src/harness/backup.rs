@@ -38,3 +38,35 @@ pub fn cli_as(c: &Agents, i: usize, dir: &Path, args: &[&str]) -> (i32, String, 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A new age key pair: the identity written to `<dir>/key.txt`, the recipient returned.
+pub fn key_pair(dir: &Path) -> String {
+    use age::secrecy::ExposeSecret as _;
+    let identity = backup::pipeline::Identity::generate();
+    std::fs::write(
+        dir.join("key.txt"),
+        format!("{}\n", identity.to_string().expose_secret()),
+    )
+    .expect("write the key");
+    identity.to_public().to_string()
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// A backup record's `started`, in Unix milliseconds (0 when absent or malformed).
+pub fn started_ms(r: &serde_json::Value) -> u64 {
+    let s = r["started"].as_str().unwrap_or_default();
+    humantime::parse_rfc3339(s)
+        .map(|t| {
+            t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64
+        })
+        .unwrap_or_default()
+}

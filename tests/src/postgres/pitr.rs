@@ -6,9 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use backup::pipeline::Identity;
-
-use crate::harness::backup::{cli, records};
+use crate::harness::backup::{cli, now_ms, records, started_ms};
 use crate::harness::s3::S3Server;
 use crate::harness::util::{eventually, free_port};
 use crate::postgres::cluster::PgCluster;
@@ -17,17 +15,6 @@ use crate::postgres::workload::TABLE;
 
 /// `backup.archive.interval`: the archive's RPO under a quiet writer.
 pub const INTERVAL: Duration = Duration::from_secs(2);
-
-pub fn key_pair(dir: &Path) -> String {
-    use age::secrecy::ExposeSecret as _;
-    let identity = Identity::generate();
-    std::fs::write(
-        dir.join("key.txt"),
-        format!("{}\n", identity.to_string().expose_secret()),
-    )
-    .expect("write the key");
-    identity.to_public().to_string()
-}
 
 pub fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str) -> String {
     std::fs::write(dir.join("s3.key"), s3.access_key_id()).expect("write the S3 key id");
@@ -59,24 +46,6 @@ pub fn backup_yaml(dir: &Path, s3: &S3Server, recipient: &str) -> String {
         dir = dir.display(),
         interval = INTERVAL.as_secs(),
     )
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-pub fn started_ms(r: &serde_json::Value) -> u64 {
-    let s = r["started"].as_str().unwrap_or_default();
-    humantime::parse_rfc3339(s)
-        .map(|t| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64
-        })
-        .unwrap_or_default()
 }
 
 pub fn backup_now(c: &PgCluster, request: &str) -> serde_json::Value {
