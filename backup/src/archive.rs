@@ -171,8 +171,32 @@ pub async fn put(
     Ok(size)
 }
 
+/// Copies archived file `from` to `to` (the sealed bytes as they are); whether it did:
+/// `false` when `from` is gone.
+pub async fn copy(
+    repo: &Repository,
+    cluster: &ClusterId,
+    kind: Kind,
+    from: &str,
+    to: &str,
+) -> Result<bool, ArchiveError> {
+    let src = object(repo, cluster, kind, from)?;
+    let dst = object(repo, cluster, kind, to)?;
+    match repo.store().copy(&src, &dst).await {
+        Ok(()) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(RepoError::Object {
+            op: "copy",
+            object: repo.describe(&src),
+            source: e,
+        }
+        .into()),
+    }
+}
+
 /// Renames archived file `from` to `to` (marks a binary log superseded): a copy, then the
-/// old object removed; nothing when `from` is gone already.
+/// old object removed; nothing when `from` is gone already (renamed by another node or an
+/// earlier attempt).
 pub async fn rename(
     repo: &Repository,
     cluster: &ClusterId,
@@ -180,21 +204,10 @@ pub async fn rename(
     from: &str,
     to: &str,
 ) -> Result<(), ArchiveError> {
-    let src = object(repo, cluster, kind, from)?;
-    let dst = object(repo, cluster, kind, to)?;
-    match repo.store().copy(&src, &dst).await {
-        Ok(()) => {}
-        // Renamed already (another node, an earlier attempt): nothing to do.
-        Err(object_store::Error::NotFound { .. }) => return Ok(()),
-        Err(e) => {
-            return Err(RepoError::Object {
-                op: "copy",
-                object: repo.describe(&src),
-                source: e,
-            }
-            .into());
-        }
+    if !copy(repo, cluster, kind, from, to).await? {
+        return Ok(());
     }
+    let src = object(repo, cluster, kind, from)?;
     repo.store()
         .delete(&src)
         .await

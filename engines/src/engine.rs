@@ -109,16 +109,6 @@ impl Probe {
             server: ServerStatus::default(),
         }
     }
-
-    /// Not healthy, for `reason`.
-    pub fn unhealthy(reason: impl Into<String>) -> Self {
-        Self {
-            healthy: false,
-            reason: Some(reason.into()),
-            replication: Replication::Unknown,
-            server: ServerStatus::default(),
-        }
-    }
 }
 
 /// Replication as one probe saw it (served on `/health` as `replication`).

@@ -18,7 +18,11 @@
 //! writes other transactions under the same sequence numbers. Before it ships anything the
 //! new archiver marks every archived file that reaches past its own position as
 //! *superseded* (`….superseded`, kept, never replayed), as a new PostgreSQL timeline leaves
-//! the old one's segments behind.
+//! the old one's segments behind. A superseded file that also holds the shared history (it
+//! starts at or before the new primary's position: an in-place restore to a point inside
+//! it, whose server starts a fresh binary log after that point) keeps that part live as a
+//! copy named up to the position ([`kept_prefix`]); a replay applies no transaction past a
+//! file's named last.
 
 use std::fmt;
 
@@ -211,6 +215,20 @@ pub fn beyond(files: &[Binlog], domain: u32, seq: u64) -> Vec<&Binlog> {
         .collect()
 }
 
+/// What stays live of `b` once a primary whose own history ends at GTID `server`-`seq`
+/// supersedes it: a file that starts at or before `seq` holds the shared history up to
+/// `seq`, and its copy under a name that ends there (the same bytes; a replay applies no
+/// transaction past a file's named last) keeps the chain through that history whole.
+/// `None` for a file that holds nothing at or before `seq` (or nothing past it).
+pub fn kept_prefix(b: &Binlog, server: u32, seq: u64) -> Option<Binlog> {
+    (b.first <= seq && seq < b.last).then(|| Binlog {
+        last: seq,
+        server,
+        superseded: false,
+        ..b.clone()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +335,39 @@ mod tests {
         assert_eq!((c.reached, c.gap), (23, None));
         // Another domain's files are not this domain's.
         assert_eq!(chain(&files, 1, 0, None).files.len(), 0);
+    }
+
+    #[test]
+    fn a_superseded_file_keeps_its_shared_history_live() {
+        // A restore in place (or a failover) to sequence 16, written by server 1: a.3 holds
+        // 14–20, so its copy named 14–16 stays live and a.4 has nothing to keep.
+        let files = vec![b(1, 10, 1, "a.1"), b(11, 20, 1, "a.3"), b(21, 22, 1, "a.4")];
+        let kept: Vec<Binlog> = beyond(&files, 0, 16)
+            .into_iter()
+            .filter_map(|f| kept_prefix(f, 1, 16))
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].first, kept[0].last, kept[0].file.as_str()),
+            (11, 16, "a.3")
+        );
+        assert_ne!(kept[0].name(), files[1].name());
+        let mut after: Vec<Binlog> = files
+            .iter()
+            .map(|f| Binlog {
+                superseded: f.last > 16,
+                ..f.clone()
+            })
+            .collect();
+        after.extend(kept);
+        // The new term's first file starts after 16: the chain crosses no hole.
+        after.push(b(17, 30, 2, "c.1"));
+        let c = chain(&after, 0, 0, None);
+        let names: Vec<(&str, u64)> = c.files.iter().map(|f| (f.file.as_str(), f.last)).collect();
+        assert_eq!(names, [("a.1", 10), ("a.3", 16), ("c.1", 30)]);
+        assert_eq!(c.gap, None);
+        // A file wholly past the position, or wholly before it, keeps nothing.
+        assert_eq!(kept_prefix(&files[2], 1, 16), None);
+        assert_eq!(kept_prefix(&files[0], 1, 16), None);
     }
 }

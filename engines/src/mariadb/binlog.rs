@@ -255,11 +255,17 @@ pub async fn recover(
         .filter(|p| p.is_file())
         .collect();
     files.sort();
+    let mut stop_gtid: Option<Gtid> = None;
     let stop: Vec<String> = match target {
         RecoveryTarget::Latest => vec![],
         RecoveryTarget::Gtid(g) => {
             let set = GtidSet::parse(g)
                 .map_err(|e| failed(op, format!("{g:?} is not a GTID (DOMAIN-SERVER-SEQ): {e}")))?;
+            let mut one = set.iter();
+            stop_gtid = match (one.next(), one.next()) {
+                (Some(g), None) => Some(*g),
+                _ => None,
+            };
             vec![format!("--stop-position={set}")]
         }
         RecoveryTarget::Time(t) => {
@@ -295,6 +301,13 @@ pub async fn recover(
         let mut reached = base.clone();
         for file in &files {
             let described = describe(s, file).await?;
+            // A file named to end before its content does (the shared part of a superseded
+            // one) is replayed up to its named last transaction only.
+            let cap = named_last(file).filter(|cap| {
+                described
+                    .last
+                    .is_some_and(|(d, _, seq)| d == cap.domain && seq > cap.seq)
+            });
             let script = "set -o pipefail; b=\"$1\"; c=\"$2\"; cnf=\"$3\"; sock=\"$4\"; shift 4; \
                           \"$b\" --no-defaults \"$@\" | \"$c\" --defaults-extra-file=\"$cnf\" --socket=\"$sock\" --binary-mode --max-allowed-packet=1G";
             let mut argv = vec![
@@ -310,7 +323,18 @@ pub async fn recover(
             if !reached.is_empty() {
                 argv.push(format!("--start-position={reached}"));
             }
-            argv.extend(stop.iter().cloned());
+            match (cap, target) {
+                // The earlier of the two GTIDs.
+                (Some(cap), RecoveryTarget::Gtid(_)) => {
+                    let earlier = stop_gtid.filter(|t| t.seq <= cap.seq).unwrap_or(cap);
+                    argv.push(format!("--stop-position={earlier}"));
+                }
+                (Some(cap), _) => {
+                    argv.extend(stop.iter().cloned());
+                    argv.push(format!("--stop-position={cap}"));
+                }
+                (None, _) => argv.extend(stop.iter().cloned()),
+            }
             argv.push(file.display().to_string());
             let mut env = s.env.clone();
             env.push(("TZ".to_owned(), "UTC".to_owned()));
@@ -320,7 +344,8 @@ pub async fn recover(
             reached = merge(&reached, &now);
             // A file that stopped short of its end: the target is reached.
             let short = described.last.is_some_and(|(d, _, seq)| {
-                reached.get(d).is_none_or(|g| g.seq < seq)
+                let end = cap.map_or(seq, |c| c.seq);
+                reached.get(d).is_none_or(|g| g.seq < end)
             });
             tracing::debug!(file = %file.display(), from = %before, to = %reached, short, "replayed an archived binary log");
             if short {
@@ -352,6 +377,32 @@ pub async fn recover(
     Ok(Recovered {
         position: reached.to_string(),
         last_commit: None,
+    })
+}
+
+/// The last transaction the name of archived file `file` says it holds: the replay's
+/// files are named `<index>.<archive name>`, the archive name
+/// `<domain>-<first seq>-<last seq>-<time>.<server id>.<file>` (the backup crate's
+/// `archive::binlog`). `None` for another name.
+fn named_last(file: &Path) -> Option<Gtid> {
+    let name = file.file_name()?.to_str()?;
+    let (_index, rest) = name.split_once('.')?;
+    let (range, rest) = rest.split_once('.')?;
+    let (server, _) = rest.split_once('.')?;
+    let mut parts = range.split('-');
+    let (Some(domain), Some(_first), Some(last), Some(_time), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    Some(Gtid {
+        domain: domain.parse().ok()?,
+        server: server.parse().ok()?,
+        seq: last.parse().ok()?,
     })
 }
 
@@ -392,6 +443,26 @@ fn merge(a: &GtidSet, b: &GtidSet) -> GtidSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replayed_file_s_name_gives_its_last_transaction() {
+        let named = |n: &str| named_last(Path::new("/x").join(n).as_path());
+        assert_eq!(
+            named(
+                "000002.0-00000000000000000011-00000000000000000016-1796383167.3.mariadb-bin.000007"
+            ),
+            Some("0-3-16".parse().expect("gtid"))
+        );
+        for bad in [
+            "",
+            "000002",
+            "000002.0-1-2.3.f",
+            "000002.0-1-x-5.3.f",
+            "000002.0-1-2-5.y.f",
+        ] {
+            assert_eq!(named(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn event_headers_give_gtids_and_times() {

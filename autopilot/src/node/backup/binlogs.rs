@@ -13,7 +13,9 @@
 //!   every node binlogs what it applies (`log_slave_updates`), so the transactions the old
 //!   primary had not shipped are in the new primary's own binary logs. Archived files that
 //!   reach past the new primary's position (transactions no other node received) are first
-//!   marked superseded: never replayed, kept.
+//!   marked superseded: never replayed, kept; the part of one that the new primary shares
+//!   (up to its position) stays live as a copy named up to it
+//!   ([`binlog::kept_prefix`]).
 //! - Every 30 s the holder compares the archive with itself: a hole after the newest
 //!   physical backup's position is an `archive_gap` event, the `autopilot_archive_gaps`
 //!   gauge and an alert; a restore refuses to cross it.
@@ -203,25 +205,36 @@ impl BinlogArchiver {
                 return false;
             }
         };
-        let mine = match engine_binlog::rotate(&self.settings, None).await {
+        let (mine, mine_server) = match engine_binlog::rotate(&self.settings, None).await {
             Ok(pos) => {
                 self.rotated = Some((Instant::now(), pos.clone()));
                 GtidSet::parse(&pos)
                     .ok()
-                    .and_then(|p| p.get(self.domain).map(|g| g.seq))
-                    .unwrap_or(0)
+                    .and_then(|p| p.get(self.domain).map(|g| (g.seq, g.server)))
+                    .unwrap_or((0, 0))
             }
             Err(e) => {
                 debug!(cause = %handlers::error_chain(&e), "cannot read the server's position");
                 return false;
             }
         };
+        let mut kept_end = 0;
         for old in binlog::beyond(&files, self.domain, mine) {
             let marked = Binlog {
                 superseded: true,
                 ..old.clone()
             };
+            // The history shared with this server stays live, before the file goes.
+            let kept = binlog::kept_prefix(old, mine_server, mine);
             for r in &self.repos {
+                if let Some(k) = &kept
+                    && let Err(e) =
+                        archive::copy(r, &self.ctx.cluster, Kind::Binlog, &old.name(), &k.name())
+                            .await
+                {
+                    warn!(file = %old, repository = r.name(), cause = %handlers::error_chain(&e), "cannot keep the shared part of an archived binary log; retrying");
+                    return false;
+                }
                 match archive::rename(
                     r,
                     &self.ctx.cluster,
@@ -238,21 +251,29 @@ impl BinlogArchiver {
                     }
                 }
             }
+            if kept.is_some() {
+                kept_end = mine;
+            }
+            let kept = kept.map_or(String::new(), |k| {
+                format!(" (its transactions up to {mine} stay live as {})", k.name())
+            });
             let detail = format!(
-                "archived {old} holds transactions past this primary's position (sequence {mine}) that no other node received: marked superseded, never replayed"
+                "archived {old} holds transactions past this primary's position (sequence {mine}) that no other node received: marked superseded, never replayed{kept}"
             );
             // Not a gap (no acknowledged transaction is missing): a warning and a counter.
             warn!(%detail, "binary log archive");
             counter!("autopilot_archive_superseded_total").increment(1);
         }
-        // Files past `mine` are superseded now: the end is the newest of the others.
+        // Files past `mine` are superseded now: the end is the newest of the others and of
+        // the kept parts.
         self.end = Some(
             files
                 .iter()
                 .filter(|f| !f.superseded && f.domain == self.domain && f.last <= mine)
                 .map(|f| f.last)
                 .max()
-                .unwrap_or(0),
+                .unwrap_or(0)
+                .max(kept_end),
         );
         info!(end = ?self.end, position = mine, "archiving binary logs from the archive's end");
         true
