@@ -12,6 +12,7 @@
 //! target/release/bench postgres-failover [--runs 5] [--ttls 10,5] [--durability sync,async] [--systems autopilot,patroni]
 //! target/release/bench recovery [--runs 5] [--ttls 10,5] [--durability sync,async]   # measures the first TTL
 //! target/release/bench backup [--size-mb 2048] [--runs 3] [--engines mariadb,postgres]
+//! target/release/bench migrate [--runs 5] [--engines mariadb,postgres]
 //! target/release/bench pitr [--seconds 60] [--runs 3] [--base-mb 2048] [--changes-mb 1024] [--engines mariadb,postgres] [--parts rpo,failover,restore,seed] [--quick]
 //! ```
 
@@ -24,7 +25,7 @@ use crate::backup::servers::Kind;
 use crate::pitr::Part;
 use crate::postgres::System;
 use crate::{
-    backup, etcd_load, failover, hostile, idle, mariadb, pitr, postgres, recovery, report,
+    backup, etcd_load, failover, hostile, idle, mariadb, migrate, pitr, postgres, recovery, report,
 };
 
 /// sysexits EX_USAGE: bad flags.
@@ -107,6 +108,18 @@ enum Cmd {
     ///
     /// With `--quick` its section is `pitr-quick`.
     Pitr(Pitr),
+    /// The write outage of a live migration's cutover (issue 18): an external PostgreSQL
+    /// primary or MariaDB server under a writer, a new 3-node cluster following it, cut over;
+    /// as the writer saw it and as the agent reports it, and acknowledged rows lost. Run as
+    /// root.
+    Migrate {
+        /// Cutovers per engine (each on a new source and cluster).
+        #[arg(long, default_value_t = 5, value_parser = positive)]
+        runs: usize,
+        /// Engines, comma-separated: mariadb, postgres.
+        #[arg(long, value_delimiter = ',', default_value = "mariadb,postgres", value_parser = engine)]
+        engines: Vec<Kind>,
+    },
     /// Internal to `backup`: one store or restore in a process of its own.
     #[command(hide = true)]
     BackupWorker {
@@ -262,6 +275,7 @@ impl Cmd {
             Cmd::Backup { .. } | Cmd::BackupWorker { .. } => "backup".to_owned(),
             Cmd::Pitr(p) if p.quick => "pitr-quick".to_owned(),
             Cmd::Pitr(_) => "pitr".to_owned(),
+            Cmd::Migrate { .. } => "migrate".to_owned(),
         }
     }
 
@@ -289,6 +303,7 @@ impl Cmd {
                 engines,
             } => backup::run(*size_mb, *runs, engines),
             Cmd::Pitr(p) => pitr::run(&p.options()),
+            Cmd::Migrate { runs, engines } => migrate::run(*runs, engines),
             Cmd::BackupWorker { .. } => Err(anyhow::anyhow!("backup-worker is run by main")),
         }
     }

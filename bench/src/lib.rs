@@ -15,6 +15,7 @@ pub mod failover;
 pub mod hostile;
 pub mod idle;
 pub mod mariadb;
+pub mod migrate;
 pub mod patroni;
 pub mod pitr;
 pub mod postgres;

@@ -352,6 +352,49 @@ pub trait Engine: Send + Sync + 'static {
             })
         }
     }
+    /// The bootstrap of a live migration: replace the local data with a copy of the
+    /// external `source`'s and replicate from it, read-only; the position reached.
+    fn copy_source(
+        &self,
+        _source: &crate::Source,
+    ) -> impl Future<Output = Result<Position, EngineError>> + Send {
+        async {
+            Err(EngineError::Failed {
+                operation: "copy the migration source",
+                reason: "this engine cannot migrate from an external database".into(),
+            })
+        }
+    }
+
+    /// Lead the cluster while it migrates: replicate from the external `source`, read-only
+    /// (a standby leader); the position.
+    fn lead_standby(
+        &self,
+        _source: &crate::Source,
+    ) -> impl Future<Output = Result<Position, EngineError>> + Send {
+        async {
+            Err(EngineError::Failed {
+                operation: "replicate from the migration source",
+                reason: "this engine cannot migrate from an external database".into(),
+            })
+        }
+    }
+
+    /// The cutover's first step: make the external `source` refuse writes (ending its
+    /// client sessions), then wait until the local data has everything it committed; the
+    /// local position then. The local database keeps replicating and stays read-only.
+    fn stop_source(
+        &self,
+        _source: &crate::Source,
+    ) -> impl Future<Output = Result<Position, EngineError>> + Send {
+        async {
+            Err(EngineError::Failed {
+                operation: "stop writes on the migration source",
+                reason: "this engine cannot migrate from an external database".into(),
+            })
+        }
+    }
+
     /// The streams a backup of this node consists of, in the order they are taken and
     /// restored (see [`crate::backups`]).
     fn backup_streams(
@@ -630,6 +673,30 @@ impl Engine for AnyEngine {
             AnyEngine::Process(e) => e.reload().await,
             AnyEngine::Mariadb(e) => e.reload().await,
             AnyEngine::Postgres(e) => e.reload().await,
+        }
+    }
+
+    async fn copy_source(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.copy_source(source).await,
+            AnyEngine::Mariadb(e) => e.copy_source(source).await,
+            AnyEngine::Postgres(e) => e.copy_source(source).await,
+        }
+    }
+
+    async fn lead_standby(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.lead_standby(source).await,
+            AnyEngine::Mariadb(e) => e.lead_standby(source).await,
+            AnyEngine::Postgres(e) => e.lead_standby(source).await,
+        }
+    }
+
+    async fn stop_source(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        match self {
+            AnyEngine::Process(e) => e.stop_source(source).await,
+            AnyEngine::Mariadb(e) => e.stop_source(source).await,
+            AnyEngine::Postgres(e) => e.stop_source(source).await,
         }
     }
 

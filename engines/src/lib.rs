@@ -21,4 +21,4 @@ pub use engine::{
     AnyEngine, Engine, EngineError, MainStart, Probe, Receiver, Replication, ServerStatus,
     StopMode, out_of_files, storage_of,
 };
-pub use role_ops::{Member, Peer, Position, RemoteFence, parse_position};
+pub use role_ops::{Member, Peer, Position, RemoteFence, Source, parse_position};

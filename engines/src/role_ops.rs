@@ -33,6 +33,36 @@ pub struct Peer {
     /// Base URL of the peer's agent (its `agent_url`), when known: where a clone of its data
     /// is streamed from.
     pub agent: Option<String>,
+    /// The peer leads the cluster as a standby of an external source (a live migration):
+    /// it stays read-only, in recovery, and is followed as it is.
+    pub standby: bool,
+}
+
+/// An external database a cluster migrates from (`cluster.bootstrap.migrate_from`): where it
+/// is and the account this cluster replicates from it with (and, when its privileges allow,
+/// makes it read-only at the cutover).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Where it listens.
+    pub peer: Peer,
+    /// The account.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// PostgreSQL: the physical replication slot the standby leader streams through on the
+    /// source (created by the copy when missing); `None`: no slot.
+    pub slot: Option<String>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("peer", &self.peer)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("slot", &self.slot)
+            .finish()
+    }
 }
 
 impl Peer {
@@ -43,6 +73,7 @@ impl Peer {
             host: host.trim_matches(['[', ']']).to_owned(),
             port: port.parse().ok()?,
             agent: None,
+            standby: false,
         })
     }
 }

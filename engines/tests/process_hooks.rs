@@ -21,6 +21,7 @@ fn engine(position: &str, fence: &str) -> ProcessEngine {
                 host: "127.0.0.1".into(),
                 port: 6381,
                 agent: None,
+                standby: false,
             },
             env: vec![("AUTOPILOT_NODE".into(), "n1".into())],
         }),

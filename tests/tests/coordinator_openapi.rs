@@ -26,6 +26,8 @@ const ROUTES: &[&str] = &[
     "POST /v1/clusters/{namespace}/{project}/{cluster}/switchover",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/failover",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/restore",
+    "GET /v1/clusters/{namespace}/{project}/{cluster}/migration",
+    "POST /v1/clusters/{namespace}/{project}/{cluster}/migration/cutover",
     "PUT /v1/clusters/{namespace}/{project}/{cluster}/maintenance",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/nodes/{id}/reinit",
     "POST /v1/clusters/{namespace}/{project}/{cluster}/nodes/{id}/restart",

@@ -30,6 +30,7 @@ fn peer(port: u16) -> Peer {
         host: "127.0.0.1".to_owned(),
         port,
         agent: None,
+        standby: false,
     }
 }
 

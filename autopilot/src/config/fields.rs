@@ -121,6 +121,21 @@ impl Validator<'_> {
         })
     }
 
+    /// A port number at `field`: 1 to 65535.
+    pub(super) fn port_number(&mut self, field: &FieldPath, p: i64) -> Option<u16> {
+        match u16::try_from(p) {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                self.problem(
+                    field,
+                    Target::Value,
+                    format!("{p} is out of range; expected a port from 1 to 65535"),
+                );
+                None
+            }
+        }
+    }
+
     /// `exec` under `at`: required, non-empty, with a non-empty program.
     pub(super) fn exec(&mut self, at: &FieldPath, exec: Option<Exec>) -> Vec<String> {
         let field = at.key("exec");

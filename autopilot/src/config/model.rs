@@ -66,6 +66,32 @@ pub struct ClusterConfig {
     /// `cluster.bootstrap.from_backup`: the data a new cluster starts with (and what a
     /// cluster whose every node lost its data is restored from).
     pub from_backup: Option<FromBackup>,
+    /// `cluster.bootstrap.migrate_from`: the external database a new cluster starts as a
+    /// replica of (a live migration), until its cutover.
+    pub migrate_from: Option<MigrateFrom>,
+}
+
+/// `cluster.bootstrap.migrate_from`: an external database this cluster migrates from.
+#[derive(Clone, Debug)]
+pub struct MigrateFrom {
+    /// Its host name or address.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The account: PostgreSQL a role with REPLICATION (and, to make the source read-only
+    /// at the cutover, a superuser); MariaDB a user with REPLICATION SLAVE, SELECT, SHOW
+    /// VIEW, TRIGGER, EVENT, RELOAD and BINLOG MONITOR (and READ_ONLY ADMIN with CONNECTION
+    /// ADMIN for the cutover).
+    pub account: DbAccount,
+    /// PostgreSQL: the physical replication slot on the source (created by the copy).
+    pub slot: Option<String>,
+}
+
+impl MigrateFrom {
+    /// `host:port`, as `initialized` records it.
+    pub fn address(&self) -> String {
+        crate::role::address(&self.host, self.port)
+    }
 }
 
 /// `cluster.bootstrap.from_backup`: a backup in one of this node's repositories.

@@ -76,6 +76,22 @@ pub(crate) struct RawCluster {
 pub(crate) struct RawBootstrap {
     /// Start the cluster from a backup instead of an empty database.
     pub from_backup: Option<RawFromBackup>,
+    /// Start the cluster as a replica of an external database (a live migration).
+    pub migrate_from: Option<RawMigrateFrom>,
+}
+
+/// `cluster.bootstrap.migrate_from:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawMigrateFrom {
+    /// The source's host name or address; required.
+    pub host: Option<String>,
+    /// The source's port; required.
+    pub port: Option<RawPort>,
+    /// The account this cluster replicates with; required.
+    pub account: Option<RawAccount>,
+    /// PostgreSQL: a physical replication slot on the source.
+    pub slot: Option<String>,
 }
 
 /// `cluster.bootstrap.from_backup:`

@@ -44,6 +44,19 @@ impl Config {
                     o.kv(3, "time", t);
                 }
             }
+            if let Some(m) = &c.migrate_from {
+                o.line(1, "bootstrap:");
+                o.line(2, "migrate_from:");
+                o.kv(3, "host", &m.host);
+                o.raw(3, "port", &m.port.to_string());
+                o.line(3, "account:");
+                o.kv(4, "user", &m.account.user);
+                let (kind, from) = origin_parts(&m.account.password);
+                o.secret(4, &format!("password_{kind}"), from, &m.account.password);
+                if let Some(slot) = &m.slot {
+                    o.kv(3, "slot", slot);
+                }
+            }
         }
         if let Some(s) = &self.store {
             o.line(0, "store:");

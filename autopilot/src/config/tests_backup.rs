@@ -517,3 +517,114 @@ fn a_from_backup_time_renders_reads_back_and_is_checked() {
     let c = ok(&with("mariadb", "\"2026-12-04T03:20:00Z\""));
     assert_eq!(time(&c).as_deref(), Some("2026-12-04T03:20:00Z"));
 }
+
+/// `cluster.bootstrap.migrate_from`: read, shown in the effective configuration with the
+/// password's origin only, read back; every mistake named by its field, with a line.
+#[test]
+fn migrate_from_reads_renders_and_names_its_mistakes() {
+    let with = |engine: &str, body: &str| {
+        let engine = match engine {
+            "postgres" => {
+                "engine:\n  kind: postgres\n  port: 5432\n  postgres:\n    data_dir: ./data\n    superuser: { user: postgres, password_env: SET_VAR }\n    replication: { user: replicator, password_env: SET_VAR }\nprocess: { user: root }\n"
+            }
+            _ => {
+                "engine:\n  kind: mariadb\n  port: 3306\n  mariadb:\n    datadir: ./data\n    credentials:\n      admin: { user: autopilot, password_env: SET_VAR }\n      replication: { user: repl, password_env: SET_VAR }\nprocess: { user: root }\n"
+            }
+        };
+        format!(
+            "cluster:\n  namespace: prod\n  project: shop\n  name: orders\n  bootstrap:\n    migrate_from:\n{body}{engine}"
+        )
+    };
+    let good = "      host: db-old.example.com\n      port: 5432\n      account: { user: migrator, password_env: SET_VAR }\n      slot: autopilot_migration\n";
+    let c = ok(&with("postgres", good));
+    let m = c
+        .cluster
+        .as_ref()
+        .and_then(|c| c.migrate_from.clone())
+        .expect("migrate_from");
+    assert_eq!((m.host.as_str(), m.port), ("db-old.example.com", 5432));
+    assert_eq!(m.account.user, "migrator");
+    assert_eq!(m.account.password.expose(), "from-env");
+    assert_eq!(m.slot.as_deref(), Some("autopilot_migration"));
+    assert_eq!(m.address(), "db-old.example.com:5432");
+    let shown = c.to_effective_yaml();
+    assert!(
+        shown.contains("    migrate_from:\n      host: db-old.example.com\n      port: 5432\n      account:\n        user: migrator\n        password_env: SET_VAR"),
+        "{shown}"
+    );
+    assert!(!shown.contains("from-env"), "{shown}");
+    assert!(ok(&shown).cluster.and_then(|c| c.migrate_from).is_some());
+
+    let has = |text: &str, field: &str, words: &str| {
+        let found = problems(text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == field && p.message.contains(words) && p.line.is_some()),
+            "{field}: {words}: {found:#?}"
+        );
+    };
+    has(
+        &with(
+            "postgres",
+            "      port: 5432\n      account: { user: m, password_env: SET_VAR }\n",
+        ),
+        "cluster.bootstrap.migrate_from.host",
+        "required",
+    );
+    has(
+        &with(
+            "postgres",
+            "      host: h\n      port: 70000\n      account: { user: m, password_env: SET_VAR }\n",
+        ),
+        "cluster.bootstrap.migrate_from.port",
+        "out of range",
+    );
+    has(
+        &with("postgres", "      host: h\n      port: 5432\n"),
+        "cluster.bootstrap.migrate_from.account",
+        "required",
+    );
+    has(
+        &with(
+            "postgres",
+            "      host: h\n      port: 5432\n      account: { user: m, password: x }\n",
+        ),
+        "cluster.bootstrap.migrate_from.account.password",
+        "inline passwords are not allowed",
+    );
+    has(
+        &with(
+            "postgres",
+            "      host: h\n      port: 5432\n      account: { user: m, password_env: SET_VAR }\n      slot: Bad-Slot\n",
+        ),
+        "cluster.bootstrap.migrate_from.slot",
+        "not a replication slot name",
+    );
+    has(
+        &with(
+            "mariadb",
+            "      host: h\n      port: 3306\n      account: { user: m, password_env: SET_VAR }\n      slot: s\n",
+        ),
+        "cluster.bootstrap.migrate_from.slot",
+        "only for engine.kind postgres",
+    );
+    has(
+        &with(
+            "postgres",
+            "      host: h\n      port: 5432\n      account: { user: m, password_env: SET_VAR }\n      tls: yes\n",
+        ),
+        "cluster.bootstrap.migrate_from.tls",
+        "",
+    );
+    // MariaDB needs no slot.
+    let c = ok(&with(
+        "mariadb",
+        "      host: 10.0.0.9\n      port: 3306\n      account: { user: migrator, password_env: SET_VAR }\n",
+    ));
+    assert!(
+        c.cluster
+            .and_then(|c| c.migrate_from)
+            .is_some_and(|m| m.slot.is_none())
+    );
+}

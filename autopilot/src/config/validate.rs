@@ -161,6 +161,22 @@ impl<'a> Validator<'a> {
         let telemetry = self.telemetry(telemetry);
         let log = self.log(log);
         let backup = backup.map(|b| self.backup(b, &node.state_dir, kind));
+        if let Some(m) = cluster.as_ref().and_then(|c| c.migrate_from.as_ref()) {
+            let at = root("cluster").key("bootstrap").key("migrate_from");
+            if kind == EngineKind::Process {
+                self.problem(
+                    &at,
+                    Target::Key,
+                    "is only for engine.kind mariadb or postgres; expected no migrate_from with this engine",
+                );
+            } else if kind != EngineKind::Postgres && m.slot.is_some() {
+                self.problem(
+                    &at.key("slot"),
+                    Target::Key,
+                    "is only for engine.kind postgres (MariaDB replicates by GTID, without slots); expected no slot",
+                );
+            }
+        }
         self.backup_sources(
             kind,
             engine.as_ref().map(EngineConfig::seed),
@@ -303,15 +319,94 @@ impl<'a> Validator<'a> {
                 String::new()
             }
         };
-        let from_backup = bootstrap
-            .and_then(|RawBootstrap { from_backup }| from_backup)
+        let (from_backup, migrate_from) = bootstrap.map_or((None, None), |b| {
+            let RawBootstrap {
+                from_backup,
+                migrate_from,
+            } = b;
+            (from_backup, migrate_from)
+        });
+        if from_backup.is_some() && migrate_from.is_some() {
+            self.problem(
+                &at.key("bootstrap").key("migrate_from"),
+                Target::Key,
+                "is set together with from_backup; expected one of them: a new cluster starts from a backup or as a replica of an external database",
+            );
+        }
+        let from_backup = from_backup
             .and_then(|f| self.bootstrap_backup(&at.key("bootstrap").key("from_backup"), f));
+        let migrate_from = migrate_from
+            .and_then(|m| self.migrate_from(&at.key("bootstrap").key("migrate_from"), m));
         ClusterConfig {
             namespace: part(self, "namespace", namespace),
             project: part(self, "project", project),
             name: part(self, "name", name),
             from_backup,
+            migrate_from,
         }
+    }
+
+    /// `cluster.bootstrap.migrate_from`: where the source is, the account, the slot.
+    fn migrate_from(&mut self, at: &FieldPath, raw: RawMigrateFrom) -> Option<MigrateFrom> {
+        let RawMigrateFrom {
+            host,
+            port,
+            account,
+            slot,
+        } = raw;
+        let host = match host {
+            Some(h) if !h.trim().is_empty() && !h.contains(char::is_whitespace) => Some(h),
+            Some(h) => {
+                self.problem(
+                    &at.key("host"),
+                    Target::Value,
+                    format!("{h:?} is not a host; expected a host name or address like db-old.example.com"),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    &at.key("host"),
+                    Target::Key,
+                    "required; expected the source database's host, e.g. host: db-old.example.com",
+                );
+                None
+            }
+        };
+        let port = match port {
+            Some(RawPort(p)) => self.port_number(&at.key("port"), p),
+            None => {
+                self.problem(
+                    &at.key("port"),
+                    Target::Key,
+                    "required; expected the source database's port, e.g. port: 5432",
+                );
+                None
+            }
+        };
+        let account = self.db_account(&at.key("account"), account, 63, "migrator");
+        let slot = slot.and_then(|s| {
+            let ok = !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if ok {
+                Some(s)
+            } else {
+                self.problem(
+                    &at.key("slot"),
+                    Target::Value,
+                    format!("{s:?} is not a replication slot name; expected 1 to 63 lowercase letters, digits or underscores, e.g. slot: autopilot_migration"),
+                );
+                None
+            }
+        });
+        Some(MigrateFrom {
+            host: host?,
+            port: port?,
+            account: account?,
+            slot,
+        })
     }
 
     /// `cluster.bootstrap.from_backup`, its own fields; that the repository exists and the

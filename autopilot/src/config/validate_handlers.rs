@@ -87,17 +87,7 @@ impl Validator<'_> {
             (_, None) => None,
         };
         let port = match port {
-            Some(RawPort(p)) => match u16::try_from(p) {
-                Ok(p) if p > 0 => Some(p),
-                _ => {
-                    self.problem(
-                        &at.key("port"),
-                        Target::Value,
-                        format!("{p} is out of range; expected a port from 1 to 65535"),
-                    );
-                    None
-                }
-            },
+            Some(RawPort(p)) => self.port_number(&at.key("port"), p),
             None => {
                 if has_store || engine_kind != EngineKind::Process {
                     self.problem(

@@ -79,6 +79,10 @@ pub struct HealthState {
     answered_since_start: bool,
     /// A [`HealthMsg::Retry`] is scheduled (at most one is).
     retry_pending: bool,
+    /// Engine probes that failed in a row (0 after one that succeeded).
+    failures: u32,
+    /// The current unhealthy spell was logged at WARN.
+    warned: bool,
 }
 
 impl Actor for HealthActor {
@@ -102,6 +106,8 @@ impl Actor for HealthActor {
             server: None,
             answered_since_start: false,
             retry_pending: false,
+            failures: 0,
+            warned: false,
         })
     }
 
@@ -172,13 +178,19 @@ impl Actor for HealthActor {
                 state.server = server;
                 if verdict.is_ok() {
                     state.answered_since_start = true;
-                } else if !state.answered_since_start
-                    && state.main_pid.is_some()
-                    && !state.retry_pending
-                {
-                    // Still starting: look again soon.
-                    state.retry_pending = true;
-                    myself.send_after(STARTING_PROBE_RETRY, || HealthMsg::Retry);
+                    state.failures = 0;
+                } else {
+                    state.failures = state.failures.saturating_add(1);
+                    // Still starting, or the first failure of a server that answered (one
+                    // the engine is stopping breaks the probe's connection before it stops
+                    // accepting new ones): look again soon.
+                    if (!state.answered_since_start || state.failures == 1)
+                        && state.main_pid.is_some()
+                        && !state.retry_pending
+                    {
+                        state.retry_pending = true;
+                        myself.send_after(STARTING_PROBE_RETRY, || HealthMsg::Retry);
+                    }
                 }
                 state.engine = Some(verdict);
             }
@@ -188,7 +200,7 @@ impl Actor for HealthActor {
     }
 }
 
-fn publish(state: &HealthState) {
+fn publish(state: &mut HealthState) {
     let reason = unhealthy_reason(state);
     let replication = match &state.engine {
         Some(Ok(r)) if state.main_pid.is_some() => *r,
@@ -209,33 +221,51 @@ fn publish(state: &HealthState) {
     };
     gauge!("autopilot_health").set(if status.healthy { 1.0 } else { 0.0 });
     gauge!("autopilot_lifecycle").set(status.lifecycle.as_gauge());
+    // Not being healthy while starting, stopping or awaiting a first verdict is normal; so is
+    // a server that has not answered since it (re)started (still starting), and one going
+    // down while its process was not reported gone: the engine stops it for a clone or
+    // rewind (no exit is reported for that), or it is exiting, and then the exit is reported
+    // and logged with its own reason. A failure is a warning once it repeats (the first one
+    // is looked at again at once: a server being stopped breaks a probe's connection
+    // before it refuses new ones).
+    let before = state.args.publish.borrow().reason.clone();
+    match (&before, &status.reason) {
+        (Some(_), None) => info!("node is healthy"),
+        (_, Some(r)) if before.as_ref() != Some(r) => {
+            if warns(state, status.lifecycle, r) {
+                state.warned = true;
+                warn!(reason = %r, "node is not healthy");
+            } else {
+                info!(reason = %r, "node is not healthy yet");
+            }
+        }
+        (_, Some(r)) if !state.warned && warns(state, status.lifecycle, r) => {
+            state.warned = true;
+            warn!(reason = %r, "node is not healthy");
+        }
+        _ => {}
+    }
+    if status.reason.is_none() {
+        state.warned = false;
+    }
     state.args.publish.send_if_modified(|current| {
         if *current == status {
             return false;
         }
-        match (&current.reason, &status.reason) {
-            (Some(_), None) => info!("node is healthy"),
-            // Not being healthy while starting, stopping or awaiting a first verdict is normal;
-            // so is a server that has not answered since it (re)started (still starting), and
-            // one going down while its process was not reported gone: the engine stops it
-            // for a clone or rewind (no exit is reported for that), or it is exiting, and then
-            // the exit is reported and logged with its own reason.
-            (_, Some(r)) if current.reason.as_ref() != Some(r) => {
-                if status.lifecycle == Lifecycle::Running
-                    && !r.starts_with("waiting")
-                    && state.answered_since_start
-                    && !going_down(state, r)
-                {
-                    warn!(reason = %r, "node is not healthy");
-                } else {
-                    info!(reason = %r, "node is not healthy yet");
-                }
-            }
-            _ => {}
-        }
         *current = status;
         true
     });
+}
+
+/// Whether being unhealthy for `reason` is worth a warning now (see [`publish`]).
+fn warns(state: &HealthState, lifecycle: Lifecycle, reason: &str) -> bool {
+    // Only the engine probe's verdict waits for a second look.
+    let probe_failed = state.main_pid.is_some() && matches!(state.engine, Some(Err(_)));
+    lifecycle == Lifecycle::Running
+        && !reason.starts_with("waiting")
+        && state.answered_since_start
+        && (!probe_failed || state.failures >= 2)
+        && !going_down(state, reason)
 }
 
 /// Whether the main process the health actor believes running is going or gone without an

@@ -37,6 +37,7 @@ pub fn local_peer(config: &Config) -> Option<Peer> {
         host: config.node.address.clone(),
         port: config.engine.port()?,
         agent: None,
+        standby: false,
     })
 }
 

@@ -113,7 +113,8 @@ pub(super) fn claim_result(cx: &mut Cx<'_>, won: bool) {
         // A new cluster: the first term of its identity.
         cx.s.data_term = 1;
         cx.emit(Action::WriteMarker { term: 1 });
-        cx.emit(Action::Promote);
+        let promotion = cx.promotion(true);
+        cx.emit(promotion);
         cx.s.phase = Phase::Promoting {
             step: super::state::PromoteStep::Promoting,
             reason: ClaimReason::Bootstrap,

@@ -410,7 +410,8 @@ fn after_catch_up(cx: &mut Cx<'_>, reason: ClaimReason, from: Option<String>) {
 }
 
 fn promote(cx: &mut Cx<'_>, reason: ClaimReason, from: Option<String>) {
-    cx.emit(Action::Promote);
+    let promotion = cx.promotion(false);
+    cx.emit(promotion);
     cx.s.phase = Phase::Promoting {
         step: PromoteStep::Promoting,
         reason,

@@ -181,7 +181,9 @@ impl Cx<'_> {
             Phase::Bootstrap(step) => bootstrap::recheck(self, step, view),
             Phase::Replica { .. } => failover::replica_view(self, view),
             Phase::Electing { since, term } => failover::electing_view(self, since, term, view),
-            Phase::Primary | Phase::SelfFenced { .. } => primary::view(self, view),
+            Phase::Primary | Phase::SelfFenced { .. } | Phase::CuttingOver { .. } => {
+                primary::view(self, view)
+            }
             _ => {}
         }
     }
@@ -225,6 +227,7 @@ impl Cx<'_> {
                 bootstrap::engine(self, result)
             }
             Phase::Restoring => requests::restored(self, result),
+            Phase::CuttingOver { .. } => requests::cut_over(self, result),
             Phase::Electing { .. } | Phase::Promoting { .. } => failover::engine(self, result),
             _ => primary::engine(self, result),
         }
@@ -244,8 +247,10 @@ impl Cx<'_> {
     /// provably alive for the rest of the safety margin.
     fn check_fence(&mut self) {
         // A restoring primary serves until its restored data is swapped in.
-        let may_write = matches!(self.s.phase, Phase::Primary | Phase::Restoring)
-            || matches!(self.s.phase, Phase::Promoting { .. } if self.s.role == Role::Primary);
+        let may_write = matches!(
+            self.s.phase,
+            Phase::Primary | Phase::Restoring | Phase::CuttingOver { .. }
+        ) || matches!(self.s.phase, Phase::Promoting { .. } if self.s.role == Role::Primary);
         if may_write && self.now.saturating_sub(self.s.lease_ok_sent_at) > self.p.fence_after() {
             self.self_fence("keep-alive overdue");
         }
@@ -280,6 +285,7 @@ impl Cx<'_> {
         match self.s.phase {
             Phase::Primary
             | Phase::Restoring
+            | Phase::CuttingOver { .. }
             | Phase::Promoting { .. }
             | Phase::Claiming { .. }
             | Phase::HandingOver => self.self_fence("lease lost"),
@@ -457,6 +463,7 @@ impl Cx<'_> {
         self.s.stop_requested = true;
         match self.s.phase {
             Phase::Primary
+            | Phase::CuttingOver { .. }
             | Phase::Promoting { .. }
             | Phase::Claiming { .. }
             | Phase::HandingOver
@@ -526,6 +533,23 @@ impl Cx<'_> {
                 primary_address: addr,
             });
             self.publish();
+        }
+    }
+
+    /// The engine action that makes this node the cluster's leader: `Promote`, or
+    /// `LeadStandby` while the cluster migrates from an external source. `bootstrap`: the
+    /// claim that wrote `initialized` just now, from this node's configuration (the view
+    /// predates it).
+    pub(super) fn promotion(&self, bootstrap: bool) -> Action {
+        let migrating = if bootstrap {
+            self.p.migrate_from.is_some()
+        } else {
+            self.s.view.as_ref().is_some_and(|v| v.standby_of.is_some())
+        };
+        if migrating {
+            Action::LeadStandby
+        } else {
+            Action::Promote
         }
     }
 

@@ -12,7 +12,9 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
         .as_ref()
         .is_some_and(|p| p.node == cx.p.node_id);
     match cx.s.phase {
-        Phase::Primary if !mine => cx.self_fence("primary key no longer ours"),
+        Phase::Primary | Phase::CuttingOver { .. } if !mine => {
+            cx.self_fence("primary key no longer ours")
+        }
         Phase::Primary => {
             if let Some(sw) = &view.switchover {
                 if sw.from != cx.p.node_id {

@@ -32,8 +32,10 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
         cx.s.phase,
         Phase::Replica { .. } | Phase::NeedsRebuild | Phase::Rejoining { .. }
     );
-    let primary = matches!(cx.s.phase, Phase::Primary | Phase::SelfFenced { .. })
-        || matches!(cx.s.phase, Phase::Promoting { .. } | Phase::Claiming { .. });
+    let primary = matches!(
+        cx.s.phase,
+        Phase::Primary | Phase::SelfFenced { .. } | Phase::CuttingOver { .. }
+    ) || matches!(cx.s.phase, Phase::Promoting { .. } | Phase::Claiming { .. });
     let runs = replica || matches!(cx.s.phase, Phase::Primary | Phase::SelfFenced { .. });
     let refuse = |cx: &mut Cx<'_>, why: String| {
         cx.s.requests_handled = rev;
@@ -71,6 +73,12 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
              `autopilotctl restore CLUSTER`, which addresses the primary"
                 .to_owned(),
         ),
+        NodeAction::Restore if view.standby_of.is_some() => refuse(
+            cx,
+            "restore refused: the cluster replicates from an external source (a live \
+             migration); cut over first (autopilotctl migrate cutover), then restore"
+                .to_owned(),
+        ),
         NodeAction::Restore if cx.s.phase != Phase::Primary => {} // not now: it waits
         NodeAction::Restore if !view.maintenance => refuse(
             cx,
@@ -104,6 +112,34 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
             );
             cx.emit(Action::RestoreInPlace { point });
             cx.s.phase = Phase::Restoring;
+            cx.publish();
+        }
+        NodeAction::Cutover if !primary => refuse(
+            cx,
+            "cutover refused: it runs on the standby leader (the primary key's holder); ask \
+             with `autopilotctl migrate cutover CLUSTER`, which addresses it"
+                .to_owned(),
+        ),
+        NodeAction::Cutover if view.standby_of.is_none() => refuse(
+            cx,
+            "cutover refused: the cluster does not replicate from an external source \
+             (`initialized` names none): there is nothing to cut over"
+                .to_owned(),
+        ),
+        NodeAction::Cutover if cx.s.phase != Phase::Primary => {} // not now: it waits
+        NodeAction::Cutover => {
+            cx.s.requests_handled = rev;
+            cx.emit(Action::ClearRequest);
+            let source = view.standby_of.clone().unwrap_or_default();
+            cx.notice(
+                Notice::Cutover,
+                format!(
+                    "cutover: making the source {source} refuse writes; this standby leader is \
+                     promoted once it has everything the source committed"
+                ),
+            );
+            cx.emit(Action::StopSource);
+            cx.s.phase = Phase::CuttingOver { since: cx.now };
             cx.publish();
         }
         NodeAction::Restart if replica => {
@@ -230,6 +266,75 @@ pub(super) fn restored(cx: &mut Cx<'_>, result: EngineResult) {
             cx.s.phase = Phase::Primary;
             cx.s.unfence_again = true;
             cx.publish();
+        }
+        _ => {}
+    }
+}
+
+/// Engine answers while the standby leader cuts a live migration over.
+pub(super) fn cut_over(cx: &mut Cx<'_>, result: EngineResult) {
+    let Phase::CuttingOver { since } = cx.s.phase else {
+        return;
+    };
+    let back = |cx: &mut Cx<'_>, why: String| {
+        cx.notice(Notice::RequestFailed, why);
+        cx.s.phase = Phase::Primary;
+        cx.publish();
+    };
+    match result {
+        EngineResult::SourceStopped(Ok(position)) => {
+            cx.s.position = position;
+            cx.emit(Action::EndMigration);
+        }
+        EngineResult::SourceStopped(Err(e)) => back(
+            cx,
+            format!(
+                "cutover failed: {e}. This node stays the standby leader and replicates from \
+                 the source; if the source was made read-only, its writers wait: ask again, or \
+                 make the source writable again (SET GLOBAL read_only = OFF; or ALTER SYSTEM \
+                 RESET default_transaction_read_only and pg_reload_conf())"
+            ),
+        ),
+        EngineResult::MigrationEnded(Ok(())) => cx.emit(Action::Promote),
+        EngineResult::MigrationEnded(Err(e)) => back(
+            cx,
+            format!(
+                "cutover failed: the source refuses writes and this node has everything it \
+                 committed, but the migration could not be ended in `initialized` ({e}): ask \
+                 again"
+            ),
+        ),
+        EngineResult::Promoted { position } => {
+            cx.s.position = position;
+            cx.s.database_killed = false;
+            cx.s.phase = Phase::Primary;
+            let outage = cx.now.saturating_sub(since);
+            cx.notice(
+                Notice::RequestDone,
+                format!(
+                    "cutover: this node is the primary and takes writes; the source refused \
+                     writes for {}.{:03} s before (the write outage)",
+                    outage / 1000,
+                    outage % 1000
+                ),
+            );
+            cx.s.replicas_sent = None;
+            if let Some(view) = cx.s.view.clone() {
+                super::primary::set_replicas(cx, &view);
+            }
+            cx.publish();
+        }
+        EngineResult::Failed => {
+            // The migration ended (nobody leads the source any more): another node is
+            // promoted plainly.
+            cx.notice(
+                Notice::RequestFailed,
+                "cutover: the migration ended but this node could not be promoted; it hands \
+                 over, and the next primary is promoted as after any failover"
+                    .to_owned(),
+            );
+            cx.s.phase = Phase::Primary;
+            super::primary::hand_over(cx, "the promotion after the cutover failed");
         }
         _ => {}
     }

@@ -62,6 +62,11 @@ pub enum Phase {
     /// (`RestoreInPlace` → `RestoredInPlace`); it keeps the `primary` key throughout (the
     /// cluster is in maintenance), then serves the restored data as a new term.
     Restoring,
+    /// The standby leader ends a live migration at an operator's request (`StopSource` →
+    /// `SourceStopped`, `EndMigration` → `MigrationEnded`, `Promote` → `Promoted`); it keeps
+    /// the `primary` key throughout. `since`: when the source was asked to stop writes (the
+    /// write outage runs from there).
+    CuttingOver { since: Millis },
     /// The local data belongs to another database than the cluster's (its identity differs
     /// from `initialized`): the node takes no part and never touches the data until an
     /// operator moves it aside and restarts the agent.
@@ -242,6 +247,11 @@ impl RoleState {
             Phase::Restoring => Ineligible::Restoring,
             _ if p.nofailover => Ineligible::NoFailover,
             _ if !self.has_data => Ineligible::NoData,
+            _ if p.migrate_from.is_none()
+                && self.view.as_ref().is_some_and(|v| v.standby_of.is_some()) =>
+            {
+                Ineligible::NoSource
+            }
             _ if self.old_term() => Ineligible::OldTerm {
                 ours: self.data_term,
                 cluster: self.cluster_term(),
@@ -319,6 +329,9 @@ pub enum Ineligible {
     },
     /// It restores the cluster in place.
     Restoring,
+    /// The cluster migrates from an external source and this node's configuration names
+    /// none: it could not lead the cluster.
+    NoSource,
     /// Its agent is stopping.
     Stopping,
     /// Further behind the last known primary position than `max_lag_on_failover`.
@@ -357,6 +370,10 @@ impl std::fmt::Display for Ineligible {
                  restore that began term {cluster}: it is rebuilt from the primary, never promoted"
             ),
             Self::Restoring => f.write_str("it restores the cluster in place"),
+            Self::NoSource => f.write_str(
+                "the cluster replicates from an external source (a live migration) and this \
+                 node's configuration names none (cluster.bootstrap.migrate_from)",
+            ),
             Self::Stopping => f.write_str("its agent is stopping"),
             Self::Lagging { behind, max } => write!(
                 f,

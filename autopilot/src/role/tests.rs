@@ -1869,3 +1869,165 @@ fn role_a_clone_begun_before_a_new_term_is_of_the_old_term() {
         "{a:?}"
     );
 }
+
+/// A live migration (issue 18): the node that bootstraps from a source leads the cluster as
+/// its standby (`LeadStandby`, never `Promote`), and so does the winner of an election while
+/// the cluster migrates; a node that names no source takes no part.
+#[test]
+fn role_a_migrating_cluster_is_led_by_a_standby_of_the_source() {
+    let mut mp = p();
+    mp.migrate_from = Some("10.0.0.9:5432".into());
+    // The bootstrap claim won: lead as a standby, write the marker.
+    let s = st(Phase::Bootstrap(BootStep::Claiming));
+    let (s, a) = decide(&mp, s, Event::ClaimResult { now: 1, won: true });
+    assert!(a.contains(&Action::LeadStandby), "{a:?}");
+    assert!(!a.contains(&Action::Promote), "{a:?}");
+    let (s, _) = decide(
+        &mp,
+        s,
+        Event::Engine {
+            now: 2,
+            result: EngineResult::Promoted { position: pos(20) },
+        },
+    );
+    assert_eq!(s.phase, Phase::Primary);
+    assert_eq!(s.role, Role::Primary);
+    // Without a source in the configuration the same claim promotes plainly.
+    let (_, a) = run(
+        st(Phase::Bootstrap(BootStep::Claiming)),
+        Event::ClaimResult { now: 1, won: true },
+    );
+    assert!(
+        a.contains(&Action::Promote) && !a.contains(&Action::LeadStandby),
+        "{a:?}"
+    );
+    // An election won while the cluster migrates: the winner leads the source's standby.
+    let migrating = ClusterView {
+        standby_of: Some("10.0.0.9:5432".into()),
+        ..view()
+    };
+    let mut won = st(Phase::Promoting {
+        step: PromoteStep::PrePromote,
+        reason: ClaimReason::Failover,
+        from: Some("n1".into()),
+    });
+    won.view = Some(migrating.clone());
+    let (_, a) = decide(&mp, won.clone(), Event::PrePromoteDone { now: 3, ok: true });
+    assert!(
+        a.contains(&Action::LeadStandby) && !a.contains(&Action::Promote),
+        "{a:?}"
+    );
+    // A node whose configuration names no source is not eligible while it migrates.
+    let mut r = st(Phase::Replica {
+        following: Some("n1".into()),
+    });
+    r.view = Some(migrating);
+    assert_eq!(r.ineligible(&p(), 10), Some(Ineligible::NoSource));
+    assert_eq!(r.ineligible(&mp, 10), None);
+}
+
+/// The cutover runs on the standby leader only, for a migrating cluster only: stop the
+/// source, end the migration in the store, then promote; the write outage is said.
+#[test]
+fn role_cutover_stops_the_source_ends_the_migration_then_promotes() {
+    let mut mp = p();
+    mp.migrate_from = Some("10.0.0.9:5432".into());
+    let req = |standby_of: Option<&str>| ClusterView {
+        primary: Some(pk("n0")),
+        standby_of: standby_of.map(str::to_owned),
+        term: 1,
+        requests: vec![("n0".into(), NodeAction::Cutover, 40)],
+        ..view()
+    };
+    let said = |a: &[Action], kind: Notice| {
+        a.iter().find_map(|a| match a {
+            Action::PublishEvent {
+                kind: k, detail, ..
+            } if *k == kind => Some(detail.clone()),
+            _ => None,
+        })
+    };
+    let mut lead = st(Phase::Primary);
+    lead.role = Role::Primary;
+    lead.data_term = 1;
+    // Not migrating: refused, nothing stopped.
+    let (s, a) = decide(&mp, lead.clone(), cluster(1_000, req(None)));
+    assert!(
+        said(&a, Notice::RequestFailed).is_some_and(|d| d.contains("nothing to cut over")),
+        "{a:?}"
+    );
+    assert!(!a.contains(&Action::StopSource) && s.phase == Phase::Primary);
+    // A replica refuses it: it goes to the standby leader.
+    let (_, a) = decide(
+        &mp,
+        st(Phase::Replica {
+            following: Some("n0".into()),
+        }),
+        cluster(1_000, req(Some("10.0.0.9:5432"))),
+    );
+    assert!(said(&a, Notice::RequestFailed).is_some(), "{a:?}");
+    assert!(!a.contains(&Action::StopSource));
+    // The standby leader: the source is stopped first.
+    let (s, a) = decide(
+        &mp,
+        lead.clone(),
+        cluster(1_000, req(Some("10.0.0.9:5432"))),
+    );
+    assert!(
+        a.contains(&Action::StopSource) && a.contains(&Action::ClearRequest),
+        "{a:?}"
+    );
+    assert!(said(&a, Notice::Cutover).is_some(), "{a:?}");
+    assert_eq!(s.phase, Phase::CuttingOver { since: 1_000 });
+    // Once only.
+    let (_, again) = decide(&mp, s.clone(), cluster(1_100, req(Some("10.0.0.9:5432"))));
+    assert!(!again.contains(&Action::StopSource), "{again:?}");
+    // A lost lease while cutting over fences like a primary.
+    let (lost, a) = decide(&mp, s.clone(), Event::LeaseLost { now: 1_200 });
+    assert!(a.contains(&Action::Fence), "{a:?}");
+    assert!(matches!(lost.phase, Phase::SelfFenced { .. }));
+    // The source could not be stopped: still the standby leader, said why.
+    let (f, a) = decide(
+        &mp,
+        s.clone(),
+        Event::Engine {
+            now: 1_300,
+            result: EngineResult::SourceStopped(Err("permission denied".into())),
+        },
+    );
+    assert!(
+        said(&a, Notice::RequestFailed).is_some_and(|d| d.contains("permission denied")),
+        "{a:?}"
+    );
+    assert!(!a.contains(&Action::EndMigration) && f.phase == Phase::Primary);
+    // Stopped: end the migration, then promote, then done with the outage.
+    let (s, a) = decide(
+        &mp,
+        s,
+        Event::Engine {
+            now: 1_400,
+            result: EngineResult::SourceStopped(Ok(pos(30))),
+        },
+    );
+    assert_eq!(a, vec![Action::EndMigration]);
+    let (s, a) = decide(
+        &mp,
+        s,
+        Event::Engine {
+            now: 1_500,
+            result: EngineResult::MigrationEnded(Ok(())),
+        },
+    );
+    assert_eq!(a, vec![Action::Promote]);
+    let (s, a) = decide(
+        &mp,
+        s,
+        Event::Engine {
+            now: 1_750,
+            result: EngineResult::Promoted { position: pos(31) },
+        },
+    );
+    assert_eq!(s.phase, Phase::Primary);
+    let done = said(&a, Notice::RequestDone).expect("request_done");
+    assert!(done.contains("0.750 s"), "{done}");
+}

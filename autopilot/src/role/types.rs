@@ -64,6 +64,11 @@ pub struct RoleParams {
     /// not answer at all gets none either: the probe already waited its limit, and a hung
     /// primary must hand over within the health budget.
     pub health_grace: Millis,
+    /// The external database this node's configuration migrates from
+    /// (`cluster.bootstrap.migrate_from`, `host:port`): a cluster it bootstraps starts as a
+    /// standby of that source, and while the cluster migrates this node can lead it (a node
+    /// without it is not eligible then: it could not reach the source).
+    pub migrate_from: Option<String>,
 }
 
 impl RoleParams {
@@ -192,6 +197,10 @@ pub struct ClusterView {
     /// The term of the cluster's identity (`initialized`; 1 from the bootstrap, one more per
     /// in-place restore; 0 before the bootstrap).
     pub term: u64,
+    /// A live migration in progress (`initialized`): the external source the cluster
+    /// replicates from until its cutover. The `primary` key's holder is then a standby
+    /// leader (read-only, replicating from the source).
+    pub standby_of: Option<String>,
 }
 
 /// What an operator asks one node to do (`requests/<node>`).
@@ -267,6 +276,8 @@ pub enum Notice {
     RequestFailed,
     /// The cluster's identity began a new term, or this node rebuilds for one.
     NewTerm,
+    /// A live migration's cutover began.
+    Cutover,
 }
 
 impl Notice {
@@ -292,6 +303,7 @@ impl Notice {
             Notice::RequestDone => "request_done",
             Notice::RequestFailed => "request_failed",
             Notice::NewTerm => "new_term",
+            Notice::Cutover => "cutover",
         }
     }
 }
@@ -346,6 +358,11 @@ pub enum EngineResult {
         term: u64,
         result: Result<(), String>,
     },
+    /// `StopSource` done: the external source takes no more writes and the local data has
+    /// everything it committed (the position reached), or why not.
+    SourceStopped(Result<Position, String>),
+    /// `EndMigration` done: `initialized` no longer names the source, or why not.
+    MigrationEnded(Result<(), String>),
     /// The requested operation failed; the machine backs off and retries from a safe state.
     Failed,
 }
@@ -539,6 +556,17 @@ pub enum Action {
     CatchUpTo { target: Position, from: String },
     /// Make the local database accept writes → `Promoted`.
     Promote,
+    /// The promotion while the cluster migrates: the local database becomes (or stays) a
+    /// read-only replica of the external source (`migrate_from`) and leads the cluster as
+    /// its standby leader → `Promoted`.
+    LeadStandby,
+    /// The cutover's first step (on the standby leader): make the external source refuse
+    /// writes, then wait until the local data has everything the source committed →
+    /// `SourceStopped`.
+    StopSource,
+    /// The cutover's second step: remove the source from `initialized` (only while we hold
+    /// the `primary` key) → `MigrationEnded`. Then a plain `Promote`.
+    EndMigration,
     /// Make the local database read-only (I1, I6, graceful stop) → `Fenced`.
     Fence,
     /// Stop writes for good before handing the key over (switchover, a failing database):

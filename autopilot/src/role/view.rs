@@ -83,6 +83,7 @@ impl ClusterView {
             .collect();
         // Unreadable: no term is known, and none is checked.
         view.term = snap.initialized.doc().map_or(0, |d| d.term.max(1));
+        view.standby_of = snap.initialized.doc().and_then(|d| d.standby_of.clone());
         view
     }
 }

@@ -101,6 +101,10 @@ pub enum EventKind {
     /// The cluster's identity began a new term (an in-place restore), or a node's data of an
     /// older term is rebuilt for it.
     NewTerm,
+    /// A live migration's cutover began (the standby leader makes the external source
+    /// refuse writes): its outcome is a `request_done` (with the write outage) or
+    /// `request_failed`.
+    Cutover,
     /// A value this reader does not know.
     #[serde(other)]
     Unknown,

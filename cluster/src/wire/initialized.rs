@@ -29,6 +29,12 @@ pub struct InitializedDoc {
     /// How the current term began, for humans (e.g. the restore that made it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term_reason: Option<String>,
+    /// A live migration in progress: the external database (`host:port`) the cluster
+    /// replicates from until its cutover (`cluster.bootstrap.migrate_from`). While it is
+    /// set, the `primary` key's holder is a *standby leader*: read-only, a replica of that
+    /// source, and the other nodes replicate from it. The cutover removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_of: Option<String>,
 }
 
 /// The term of a cluster bootstrapped before terms were recorded.

@@ -202,6 +202,8 @@ pub enum IneligibleCode {
     OldTerm,
     /// It restores the cluster in place.
     Restoring,
+    /// The cluster migrates from an external source and its configuration names none.
+    NoSource,
     /// Its agent is stopping.
     Stopping,
     /// It is further behind the primary than `max_lag_on_failover`.

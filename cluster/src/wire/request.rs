@@ -64,6 +64,10 @@ pub enum NodeAction {
     /// maintenance): it restores a backup and the archive, adopts the result as a new term of
     /// the cluster's identity, and the other nodes rebuild from it.
     Restore,
+    /// End a live migration (sent to the standby leader): make the external source
+    /// read-only, wait until this cluster has every transaction it acknowledged, and promote
+    /// the standby leader; the cluster no longer replicates from the source.
+    Cutover,
     /// A value this reader does not know (written by a newer version): ignored.
     #[default]
     #[serde(other)]
@@ -78,6 +82,7 @@ impl NodeAction {
             Self::Restart => "restart",
             Self::Reload => "reload",
             Self::Restore => "restore",
+            Self::Cutover => "cutover",
             Self::Unknown => "unknown",
         }
     }

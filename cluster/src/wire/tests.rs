@@ -50,6 +50,7 @@ fn every_document_round_trips() {
         term: 2,
         term_since: Some(t(7)),
         term_reason: Some("restored in place on db-1".into()),
+        standby_of: Some("10.0.0.9:5432".into()),
     });
     // A document from before terms reads as term 1.
     let old: InitializedDoc = decode(

@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod gate;
 pub mod meta;
+pub mod migration;
 pub mod nodes;
 pub mod restore;
 pub mod statements;
@@ -52,6 +53,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(nodes::remove))
         .routes(routes!(nodes::config))
         .routes(routes!(restore::restore))
+        .routes(routes!(migration::get_migration))
+        .routes(routes!(migration::cutover))
         .routes(routes!(backups::list_backups, backups::run_backup))
         .routes(routes!(backups::get_backup))
         .routes(routes!(backups::verify_backup))

@@ -219,7 +219,7 @@ async fn one(
                 return Err(node_down(p, id, "there is no database to restart"));
             }
         }
-        NodeAction::Reload | NodeAction::Restore | NodeAction::Unknown => {
+        NodeAction::Reload | NodeAction::Restore | NodeAction::Cutover | NodeAction::Unknown => {
             if !live {
                 return Err(node_down(p, id, "there is no database to reload"));
             }

@@ -7,6 +7,7 @@
 
 pub mod backups;
 pub mod client;
+pub mod migrate;
 pub mod nodes;
 pub mod output;
 pub mod restore;
@@ -253,6 +254,9 @@ pub enum Cmd {
     /// maintenance on, the primary restores the newest base backup and the archive, and the
     /// other nodes rebuild from it; data after the point is kept aside, no longer served.
     Restore(restore::RestoreArgs),
+    /// A live migration from an external database: its status, and the cutover (admin).
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCmd),
     /// Forget a member that is gone for good (admin; stop its agent first).
     Remove(NodeArg),
     /// A node's effective configuration, from its agent (secrets redacted).
@@ -310,8 +314,11 @@ pub fn run(cli: Cli) -> Result<(), CtlError> {
 /// Runs the CLI, looking environment variables up with `env`.
 pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<(), CtlError> {
     cli.global.resolve(env);
+    // Before anything is looked up: the consequences, not a missing URL, come first.
     if let Cmd::Restore(a) = &cli.cmd {
-        // Before anything is looked up: the consequences, not a missing URL, come first.
+        a.confirmed()?;
+    }
+    if let Cmd::Migrate(migrate::MigrateCmd::Cutover(a)) = &cli.cmd {
         a.confirmed()?;
     }
     let g = &cli.global;
@@ -442,6 +449,7 @@ pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<()
         Cmd::Restart(n) => nodes::request(&client, &n.c, Some(&n.node), "restart", &print)?,
         Cmd::Reload { c, node } => nodes::request(&client, &c, node.as_deref(), "reload", &print)?,
         Cmd::Restore(a) => restore::run(&client, &a, &print, json_out)?,
+        Cmd::Migrate(m) => migrate::run(&client, m, &print, json_out)?,
         Cmd::Remove(n) => {
             let v = client.call(Method::DELETE, &n.path("members")?, None)?;
             let cluster = n.c.cluster.clone();

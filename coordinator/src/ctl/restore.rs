@@ -113,6 +113,7 @@ pub fn run(
         client,
         &format!("{base}/events"),
         &node,
+        "restore",
         since,
         deadline,
         json_out,
@@ -172,16 +173,17 @@ pub fn accepted(v: &Value, cluster: &str, waiting: bool) -> String {
     out
 }
 
-/// What an event means to a restore waiting on `node`: `Some(true)` done, `Some(false)`
-/// failed, `None` not its outcome.
-pub fn outcome(data: &Value, node: &str) -> Option<bool> {
+/// What an event means to a request (whose outcome's detail starts with `what`: `restore`,
+/// `cutover`) waiting on `node`: `Some(true)` done, `Some(false)` failed, `None` not its
+/// outcome.
+pub fn outcome(data: &Value, node: &str, what: &str) -> Option<bool> {
     let doc = &data["doc"];
     if data["type"] != "event" || doc["node"] != node {
         return None;
     }
     // Another request's outcome cannot follow ours (one request per node at a time), but an
     // earlier one may still land after the revision read: only a restore's counts.
-    if !doc["detail"].as_str().unwrap_or("").starts_with("restore") {
+    if !doc["detail"].as_str().unwrap_or("").starts_with(what) {
         return None;
     }
     match doc["kind"].as_str() {
@@ -191,12 +193,13 @@ pub fn outcome(data: &Value, node: &str) -> Option<bool> {
     }
 }
 
-/// Follows the events after `since` until `node` reports the restore's outcome or `deadline`
-/// passes (`Ok(None)`), printing the agents' events on the way.
-fn wait(
+/// Follows the events after `since` until `node` reports the outcome of its `what` request
+/// or `deadline` passes (`Ok(None)`), printing the agents' events on the way.
+pub(super) fn wait(
     client: &Client,
     path: &str,
     node: &str,
+    what: &str,
     since: i64,
     deadline: Option<Instant>,
     json_out: bool,
@@ -215,7 +218,7 @@ fn wait(
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
             }
-            result = outcome(&v, node);
+            result = outcome(&v, node, what);
             result.is_none()
         };
         // Reconnect at least every minute, so the deadline is looked at.
@@ -341,14 +344,16 @@ mod tests {
         assert_eq!(
             outcome(
                 &ev("request_done", "db-1", "restore: the restored data serves"),
-                "db-1"
+                "db-1",
+                "restore"
             ),
             Some(true)
         );
         assert_eq!(
             outcome(
                 &ev("request_failed", "db-1", "restore failed: no base backup"),
-                "db-1"
+                "db-1",
+                "restore"
             ),
             Some(false)
         );
@@ -359,27 +364,33 @@ mod tests {
                     "db-1",
                     "restore refused: not in maintenance"
                 ),
-                "db-1"
+                "db-1",
+                "restore"
             ),
             Some(false)
         );
         // Not the outcome: another node, another request, progress, other event types.
         assert_eq!(
-            outcome(&ev("request_done", "db-2", "restore: x"), "db-1"),
+            outcome(&ev("request_done", "db-2", "restore: x"), "db-1", "restore"),
             None
         );
         assert_eq!(
-            outcome(&ev("request_done", "db-1", "reload: x"), "db-1"),
+            outcome(&ev("request_done", "db-1", "reload: x"), "db-1", "restore"),
             None
         );
         assert_eq!(
-            outcome(&ev("new_term", "db-1", "restore: restoring"), "db-1"),
+            outcome(
+                &ev("new_term", "db-1", "restore: restoring"),
+                "db-1",
+                "restore"
+            ),
             None
         );
         assert_eq!(
             outcome(
                 &json!({"type": "request", "key": "requests/db-1", "doc": null}),
-                "db-1"
+                "db-1",
+                "restore"
             ),
             None
         );

@@ -206,6 +206,13 @@ pub fn cluster(v: &Value) -> String {
             )
         }
     );
+    if let Some(src) = v["initialized"]["standby_of"].as_str() {
+        out += &format!(
+            "migrating:   from {} (the primary is its standby leader, read-only; \
+             `autopilotctl migrate cutover` ends it)\n",
+            crate::ctl::output::terminal_safe(src)
+        );
+    }
     let m = &v["maintenance"];
     out += &format!(
         "maintenance: {}\n",

@@ -165,7 +165,7 @@ pub async fn adopt(
 
 /// A restored server's binary log continues from `pos`: no replication configuration, the
 /// binary log emptied and its GTID state (and the replica position) set to `pos`.
-async fn start_history(s: &MariadbSettings, pos: &GtidSet) -> Result<(), EngineError> {
+pub(super) async fn start_history(s: &MariadbSettings, pos: &GtidSet) -> Result<(), EngineError> {
     let mut c = conn::local(s).await?;
     let op = "continue the restored GTID history";
     let r = async {
@@ -537,6 +537,7 @@ mod tests {
             port: 3306,
             // Nothing listens on port 1: an attempt to connect would fail differently.
             agent: Some("https://127.0.0.1:1".into()),
+            standby: false,
         };
         let err = request(&s, &primary).await.expect_err("no CA").to_string();
         assert!(

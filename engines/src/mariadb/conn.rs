@@ -272,7 +272,12 @@ fn mismatch(s: &MariadbSettings) -> EngineError {
 
 /// Connect to another node's server over TCP as the admin account.
 pub async fn remote(s: &MariadbSettings, peer: &Peer) -> Result<Conn, mysql_async::Error> {
-    let opts = base_opts(Some(&s.admin), "")
+    remote_as(peer, &s.admin).await
+}
+
+/// Connect to a server outside the cluster (a migration source) over TCP as `account`.
+pub async fn remote_as(peer: &Peer, account: &Account) -> Result<Conn, mysql_async::Error> {
+    let opts = base_opts(Some(account), "")
         .ip_or_hostname(peer.host.clone())
         .tcp_port(peer.port);
     match tokio::time::timeout(STATEMENT_LIMIT, Conn::new(opts)).await {

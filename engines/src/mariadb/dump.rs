@@ -57,7 +57,8 @@ pub const USERS_STREAM: &str = "users";
 /// A logical backup's per-database streams: `db-<name>`.
 pub const DB_PREFIX: &str = "db-";
 /// Databases a logical backup of "every database" leaves out: the server's own.
-const SYSTEM_DATABASES: [&str; 4] = ["information_schema", "performance_schema", "sys", "mysql"];
+pub(super) const SYSTEM_DATABASES: [&str; 4] =
+    ["information_schema", "performance_schema", "sys", "mysql"];
 /// How long a tool may take to exit once its output ended.
 const EXIT_LIMIT: Duration = Duration::from_secs(120);
 /// How much of a dump's end is kept to find its GTID position.

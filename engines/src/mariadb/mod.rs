@@ -14,6 +14,7 @@ pub mod clone_auth;
 mod conn;
 pub mod dump;
 pub mod gtid;
+mod migrate;
 mod prepare;
 mod probe;
 mod replication;
@@ -160,6 +161,19 @@ impl Engine for MariadbEngine {
         let p = replication::fence(&self.settings, &mut c).await;
         let _ = c.disconnect().await;
         p
+    }
+
+    async fn copy_source(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        self.fresh.store(false, Ordering::SeqCst);
+        migrate::copy(&self.settings, source).await
+    }
+
+    async fn lead_standby(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        migrate::lead(&self.settings, source).await
+    }
+
+    async fn stop_source(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        migrate::stop_source(&self.settings, source).await
     }
 
     /// The plain fence: a GTID replica needs no rewind, the former primary follows as is.

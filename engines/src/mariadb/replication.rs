@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 
 use super::conn::{self, bounded, int, quote, text};
 use super::gtid::GtidSet;
-use super::settings::{Durability, MariadbSettings};
+use super::settings::{Account, Durability, MariadbSettings};
 use crate::engine::EngineError;
 use crate::role_ops::{Peer, Position};
 
@@ -57,6 +57,7 @@ pub async fn slave_status(c: &mut Conn) -> Result<Option<SlaveStatus>, EngineErr
                 host: h,
                 port: u16::try_from(port).ok()?,
                 agent: None,
+                standby: false,
             })
         }),
         io_running: text(&r, "Slave_IO_Running").unwrap_or_default(),
@@ -105,7 +106,11 @@ pub async fn apply_received(c: &mut Conn, limit: Duration) -> Result<(), EngineE
     wait_applied(c, &st.io_pos, limit).await
 }
 
-async fn wait_applied(c: &mut Conn, target: &str, limit: Duration) -> Result<(), EngineError> {
+pub(super) async fn wait_applied(
+    c: &mut Conn,
+    target: &str,
+    limit: Duration,
+) -> Result<(), EngineError> {
     let operation = "apply the relay log";
     let sql = format!(
         "SELECT MASTER_GTID_WAIT({}, {})",
@@ -188,13 +193,35 @@ pub async fn follow(
     c: &mut Conn,
     primary: &Peer,
 ) -> Result<Position, EngineError> {
-    let local = gtid_var(c, "gtid_current_pos").await?;
-    let mut p = conn::remote(s, primary)
+    let p = conn::remote(s, primary)
         .await
         .map_err(|e| conn::failed("connect to the primary", &e, true))?;
+    follow_with(s, c, primary, p, &s.replication).await
+}
+
+/// [`follow`], checking the source over `p` and replicating with `account`.
+pub async fn follow_with(
+    s: &MariadbSettings,
+    c: &mut Conn,
+    primary: &Peer,
+    mut p: Conn,
+    account: &Account,
+) -> Result<Position, EngineError> {
+    let local = gtid_var(c, "gtid_current_pos").await?;
     let theirs = gtid_var(&mut p, "gtid_binlog_pos").await;
     let _ = p.disconnect().await;
     let theirs = theirs?;
+    if primary.standby && !theirs.contains(&local) {
+        // A standby leader (a live migration) and this node both hold the source's
+        // transactions: it has not applied as far as this node yet. Try again later.
+        return Err(EngineError::Failed {
+            operation: "follow the standby leader",
+            reason: format!(
+                "the standby leader is at {theirs}, behind this node's {local}: it has not \
+                 applied as much of the source yet"
+            ),
+        });
+    }
     if !theirs.contains(&local) {
         return Err(EngineError::NeedsRebuild {
             reason: format!(
@@ -221,8 +248,8 @@ pub async fn follow(
              MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
             quote(&primary.host),
             primary.port,
-            quote(&s.replication.user),
-            quote(&s.replication.password)
+            quote(&account.user),
+            quote(&account.password)
         );
         bounded(op, true, c.query_drop(change)).await?;
         bounded(op, false, c.query_drop("START SLAVE")).await?;

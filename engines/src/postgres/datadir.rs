@@ -17,7 +17,7 @@ use tracing::info;
 use super::controldata::{self, ControlData};
 use super::settings::{PostgresSettings, conn_value};
 use crate::engine::EngineError;
-use crate::role_ops::Peer;
+use crate::role_ops::{Peer, Source};
 
 /// initdb takes 1–2 s; allow for a slow disk.
 const INITDB_LIMIT: Duration = Duration::from_secs(120);
@@ -437,13 +437,117 @@ pub async fn basebackup(
     ensure_dir(s).map_err(|e| failed(op, e))?;
     let marker = clone_marker(&s.data_dir);
     std::fs::write(&marker, b"").map_err(|e| failed(op, format!("{}: {e}", marker.display())))?;
-    let args = vec![
+    let args = basebackup_args(s, primary, &s.replication.user);
+    let pw = s.replication.password.clone();
+    run_tool(s, op, "pg_basebackup", args, BASEBACKUP_LIMIT, Some(&pw)).await?;
+    standby_files(s, primary).map_err(|e| failed(op, e))?;
+    std::fs::remove_file(&marker).map_err(|e| failed(op, format!("{}: {e}", marker.display())))
+}
+
+/// The password file for the migration source's account (beside [`PASSFILE`]).
+pub const SOURCE_PASSFILE: &str = "autopilot-source.pgpass";
+
+/// `primary_conninfo` for streaming from a migration source, with its own account.
+pub fn source_conninfo(s: &PostgresSettings, source: &Source) -> String {
+    format!(
+        "host={} port={} user={} passfile={} application_name={} connect_timeout=2 \
+         keepalives_idle=2 keepalives_interval=1 keepalives_count=3",
+        conn_value(&source.peer.host),
+        source.peer.port,
+        conn_value(&source.user),
+        conn_value(&s.data_dir.join(SOURCE_PASSFILE).display().to_string()),
+        conn_value(&s.slot_name()),
+    )
+}
+
+/// The source account's password file.
+pub fn write_source_passfile(s: &PostgresSettings, source: &Source) -> Result<(), String> {
+    let esc = |v: &str| v.replace('\\', "\\\\").replace(':', "\\:");
+    let content = format!("*:*:*:{}:{}\n", esc(&source.user), esc(&source.password));
+    write_file(s, &s.data_dir.join(SOURCE_PASSFILE), &content, 0o600)
+}
+
+/// Replace the data directory with a copy of the migration `source` (pg_basebackup with
+/// its account, WAL streamed along, through its slot when one is named: created when
+/// missing) and make it a standby of the source. The server must be stopped.
+pub async fn copy_source(
+    s: &PostgresSettings,
+    source: &Source,
+    fresh: bool,
+) -> Result<(), EngineError> {
+    let op = "copy the migration source";
+    if let Some(aside) = make_room(&s.data_dir, fresh).map_err(|e| failed(op, e))? {
+        info!(kept = %aside.display(), data_dir = %s.data_dir.display(), "moved the local data directory aside and kept it; copying the migration source");
+    }
+    ensure_dir(s).map_err(|e| failed(op, e))?;
+    let marker = clone_marker(&s.data_dir);
+    std::fs::write(&marker, b"").map_err(|e| failed(op, format!("{}: {e}", marker.display())))?;
+    let mut args = basebackup_args(s, &source.peer, &source.user);
+    if let Some(slot) = &source.slot {
+        args.extend(["-S".to_owned(), slot.clone()]);
+    }
+    let pw = source.password.clone();
+    let mut copied = run_tool(
+        s,
+        op,
+        "pg_basebackup",
+        with_create(&args),
+        BASEBACKUP_LIMIT,
+        Some(&pw),
+    )
+    .await;
+    if source.slot.is_some()
+        && matches!(&copied, Err(EngineError::Failed { reason, .. }) if reason.contains("already exists"))
+    {
+        // The slot is there (an earlier copy made it): use it as it is.
+        empty(&s.data_dir).map_err(|e| failed(op, e))?;
+        copied = run_tool(s, op, "pg_basebackup", args, BASEBACKUP_LIMIT, Some(&pw)).await;
+    }
+    copied?;
+    source_standby_files(s, source).map_err(|e| failed(op, e))?;
+    std::fs::remove_file(&marker).map_err(|e| failed(op, format!("{}: {e}", marker.display())))
+}
+
+/// `args` with `-C` (create the slot) when they name one.
+fn with_create(args: &[String]) -> Vec<String> {
+    let mut out = args.to_vec();
+    if args.iter().any(|a| a == "-S") {
+        out.push("-C".to_owned());
+    }
+    out
+}
+
+/// The files a standby of the migration `source` needs after its data directory was
+/// replaced.
+pub fn source_standby_files(s: &PostgresSettings, source: &Source) -> Result<(), String> {
+    write_hba(s)?;
+    write_passfile(s)?;
+    write_source_passfile(s, source)?;
+    let mut content = String::from("# Written by autopilot while the server was stopped.\n");
+    content.push_str(&format!(
+        "primary_conninfo = {}\n",
+        super::settings::literal(&source_conninfo(s, source))
+    ));
+    if let Some(slot) = &source.slot {
+        content.push_str(&format!(
+            "primary_slot_name = {}\n",
+            super::settings::literal(slot)
+        ));
+    }
+    write_file(s, &s.data_dir.join("postgresql.auto.conf"), &content, 0o600)?;
+    mark_standby(s)
+}
+
+/// `pg_basebackup`'s arguments for a copy of `from` as `user` into the data directory, its
+/// WAL streamed along, with a fast checkpoint (the password comes from `PGPASSWORD`).
+fn basebackup_args(s: &PostgresSettings, from: &Peer, user: &str) -> Vec<String> {
+    vec![
         "-h".to_owned(),
-        primary.host.clone(),
+        from.host.clone(),
         "-p".to_owned(),
-        primary.port.to_string(),
+        from.port.to_string(),
         "-U".to_owned(),
-        s.replication.user.clone(),
+        user.to_owned(),
         "-D".to_owned(),
         s.data_dir.display().to_string(),
         "-X".to_owned(),
@@ -451,11 +555,7 @@ pub async fn basebackup(
         "-c".to_owned(),
         "fast".to_owned(),
         "--no-password".to_owned(),
-    ];
-    let pw = s.replication.password.clone();
-    run_tool(s, op, "pg_basebackup", args, BASEBACKUP_LIMIT, Some(&pw)).await?;
-    standby_files(s, primary).map_err(|e| failed(op, e))?;
-    std::fs::remove_file(&marker).map_err(|e| failed(op, format!("{}: {e}", marker.display())))
+    ]
 }
 
 /// The files a standby of `primary` needs after its data directory was replaced.

@@ -28,6 +28,7 @@ mod controldata;
 mod datadir;
 pub mod dump;
 mod fence;
+mod migrate;
 mod pitr;
 mod probe;
 mod replicas;
@@ -453,6 +454,18 @@ impl Engine for PostgresEngine {
 
     async fn fence(&self) -> Result<Position, EngineError> {
         self.fence_local().await
+    }
+
+    async fn copy_source(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        self.copy_from_source(source).await
+    }
+
+    async fn lead_standby(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        self.lead_from_source(source).await
+    }
+
+    async fn stop_source(&self, source: &crate::Source) -> Result<Position, EngineError> {
+        self.stop_writes_on_source(source).await
     }
 
     async fn fence_to_hand_over(&self) -> Result<Position, EngineError> {

@@ -52,7 +52,8 @@ impl PostgresEngine {
         let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
         let st = loop {
             let st = sql::status(&client).await.map_err(|e| e.into_engine(op))?;
-            if !st.in_recovery {
+            // A standby leader (a live migration) stays in recovery: follow it as it is.
+            if !st.in_recovery || primary.standby {
                 break st;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -277,13 +278,17 @@ impl PostgresEngine {
         for _ in 0..FOLLOW_ROUNDS {
             let local = self.local_status(op).await?;
             let (pst, history) = self.primary_view(primary).await?;
-            let diverged = sql::diverged(
-                local.timeline,
-                local.furthest(),
-                pst.timeline,
-                pst.lsn,
-                &history,
-            );
+            // A standby leader and this node both hold a prefix of the migration source's
+            // WAL on its timeline: one further than the other has not diverged (the
+            // walreceiver waits until the leader has streamed as far).
+            let diverged = !(primary.standby && local.timeline == pst.timeline)
+                && sql::diverged(
+                    local.timeline,
+                    local.furthest(),
+                    pst.timeline,
+                    pst.lsn,
+                    &history,
+                );
             self.ensure_own_slot(primary).await;
             if diverged || !local.in_recovery {
                 if !local.in_recovery {

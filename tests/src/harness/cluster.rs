@@ -762,3 +762,17 @@ fn is_noise(line: &str) -> bool {
         || (line.contains("SYNC") && line.contains("Connection refused"))
         || NOISE.iter().any(|n| line.contains(n))
 }
+
+/// `, bootstrap: { from_backup: …, migrate_from: … }` for a flow-style `cluster:` map, or
+/// nothing when neither is set.
+pub fn bootstrap_yaml(from_backup: Option<&str>, migrate_from: Option<&str>) -> String {
+    let parts: Vec<String> = [("from_backup", from_backup), ("migrate_from", migrate_from)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}: {v}")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", bootstrap: {{ {} }}", parts.join(", "))
+    }
+}

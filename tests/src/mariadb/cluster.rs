@@ -47,6 +47,9 @@ pub struct MariaOpts {
     pub seed: &'static str,
     /// `cluster.bootstrap.from_backup` as flow YAML (`{ repository: local }`), when set.
     pub from_backup: Option<String>,
+    /// `cluster.bootstrap.migrate_from` as flow YAML (`{ host: …, port: …, account: … }`),
+    /// when set.
+    pub migrate_from: Option<String>,
     /// The admin account's password (written to `admin.pass` with one trailing newline).
     pub admin_password: &'static str,
     /// TLS and authentication of etcd and the agents' listeners (all off by default).
@@ -65,6 +68,7 @@ impl Default for MariaOpts {
             auto_rebuild: false,
             seed: "primary",
             from_backup: None,
+            migrate_from: None,
             admin_password: ADMIN_PASSWORD,
             security: Security::default(),
             extra_yaml: String::new(),
@@ -259,13 +263,10 @@ process:
             durability = self.opts.durability,
             auto_rebuild = self.opts.auto_rebuild,
             seed = self.opts.seed,
-            bootstrap = self
-                .opts
-                .from_backup
-                .as_ref()
-                .map_or_else(String::new, |f| format!(
-                    ", bootstrap: {{ from_backup: {f} }}"
-                )),
+            bootstrap = crate::harness::cluster::bootstrap_yaml(
+                self.opts.from_backup.as_deref(),
+                self.opts.migrate_from.as_deref()
+            ),
             telemetry = self
                 .secured
                 .telemetry_yaml(self.host(i), self.telemetry_port(i)),

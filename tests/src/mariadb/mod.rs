@@ -3,6 +3,7 @@
 //! MariaDB scenarios ([`scenario`]).
 
 pub mod cluster;
+pub mod migration;
 pub mod pitr;
 pub mod restored;
 pub mod scenario;

@@ -49,6 +49,9 @@ pub struct PgOpts {
     pub seed: &'static str,
     /// `cluster.bootstrap.from_backup` as flow YAML (`{ repository: local }`), when set.
     pub from_backup: Option<String>,
+    /// `cluster.bootstrap.migrate_from` as flow YAML (`{ host: …, port: …, account: … }`),
+    /// when set.
+    pub migrate_from: Option<String>,
     /// TLS and authentication of etcd and the agents' listeners (all off by default).
     pub security: Security,
     /// YAML appended to every agent's configuration (e.g. a `backup:` section).
@@ -65,6 +68,7 @@ impl Default for PgOpts {
             auto_rebuild: true,
             seed: "primary",
             from_backup: None,
+            migrate_from: None,
             security: Security::default(),
             extra_yaml: String::new(),
         }
@@ -441,12 +445,10 @@ handlers:
         durability = opts.durability,
         auto_rebuild = opts.auto_rebuild,
         seed = opts.seed,
-        bootstrap = opts
-            .from_backup
-            .as_ref()
-            .map_or_else(String::new, |f| format!(
-                ", bootstrap: {{ from_backup: {f} }}"
-            )),
+        bootstrap = crate::harness::cluster::bootstrap_yaml(
+            opts.from_backup.as_deref(),
+            opts.migrate_from.as_deref()
+        ),
         etcd_extra = secured.etcd_yaml,
         telemetry = secured.telemetry_yaml(host, node.telemetry_port),
     )

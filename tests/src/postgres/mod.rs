@@ -3,6 +3,7 @@
 //! of it ([`workload`]), and the steps of the PostgreSQL scenarios ([`scenario`]).
 
 pub mod cluster;
+pub mod migration;
 pub mod pitr;
 pub mod scenario;
 pub mod server;

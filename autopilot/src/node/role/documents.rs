@@ -72,7 +72,11 @@ pub fn node(
         Role::Unknown if needs_rebuild => (wire::Role::Unknown, NodeStatus::Rebuilding),
         Role::Unknown => (wire::Role::Unknown, NodeStatus::Starting),
     };
-    let receiver = server.receiver.as_ref().filter(|_| role != Role::Primary);
+    // A primary has no receiver, except a standby leader (a live migration), which
+    // replicates from the source.
+    let receiver = server.receiver.as_ref().filter(|_| {
+        role != Role::Primary || matches!(replication, engines::Replication::Replica { .. })
+    });
     NodeDoc {
         schema: 1,
         id: me.id.clone(),
@@ -182,6 +186,7 @@ pub fn ineligible(why: crate::role::Ineligible) -> wire::Ineligible {
         I::Restarting => C::Restarting,
         I::OldTerm { .. } => C::OldTerm,
         I::Restoring => C::Restoring,
+        I::NoSource => C::NoSource,
         I::Stopping => C::Stopping,
         I::Lagging { .. } => C::Lagging,
     };
@@ -400,7 +405,11 @@ pub fn history(
 }
 
 /// `initialized`, written with the bootstrap claim.
-pub fn initialized(me: &Identity, system_id: Option<String>) -> InitializedDoc {
+pub fn initialized(
+    me: &Identity,
+    system_id: Option<String>,
+    standby_of: Option<String>,
+) -> InitializedDoc {
     InitializedDoc {
         schema: 1,
         database: DatabaseIdentity {
@@ -412,6 +421,7 @@ pub fn initialized(me: &Identity, system_id: Option<String>) -> InitializedDoc {
         term: 1,
         term_since: None,
         term_reason: None,
+        standby_of,
     }
 }
 
@@ -460,6 +470,7 @@ pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> Event
         Notice::RequestFailed => EventKind::RequestFailed,
         Notice::ForeignData => EventKind::ForeignData,
         Notice::NewTerm => EventKind::NewTerm,
+        Notice::Cutover => EventKind::Cutover,
     };
     let Facts { from, to, position } = facts;
     EventDoc {

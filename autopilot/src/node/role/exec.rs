@@ -278,6 +278,22 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         // Initialising the `process` engine's database means reading where it stands; the
         // engines with a data directory do their work in `prepare`, before the process starts.
         // A cluster bootstrapped from a backup: restore it now, under the bootstrap lock.
+        // A cluster that starts as a replica of an external database: copy it now, under the
+        // bootstrap lock.
+        Action::Initialize if st.args.migrate_from.is_some() => {
+            let source = st.args.migrate_from.clone();
+            seed(st, me, move |engine| async move {
+                let Some(source) = source else {
+                    return Err("no migration source".to_owned());
+                };
+                info!(source = %source.peer, "copying the migration source");
+                let position = engine
+                    .copy_source(&source)
+                    .await
+                    .map_err(|e| handlers::error_chain(&e).to_string())?;
+                Ok(EngineResult::Initialized { position })
+            });
+        }
         Action::Initialize if st.args.seeder.as_ref().is_some_and(|s| s.bootstraps()) => {
             let seeder = st.args.seeder.clone();
             seed(st, me, move |engine| async move {
@@ -355,6 +371,63 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
                     }
                 };
                 feed_later(&me, |now| Event::Engine { now, result });
+            });
+        }
+        Action::LeadStandby => {
+            let source = st.args.migrate_from.clone();
+            engine_op(st, me, |e| async move {
+                let Some(source) = source else {
+                    return Err(EngineError::Failed {
+                        operation: "lead the migrating cluster",
+                        reason: "this node's configuration names no migration source \
+                                 (cluster.bootstrap.migrate_from)"
+                            .into(),
+                    });
+                };
+                let position = e.lead_standby(&source).await?;
+                info!(source = %source.peer, "leading the cluster as a standby of the migration source");
+                Ok(EngineResult::Promoted { position })
+            })
+        }
+        Action::StopSource => {
+            let (engine, source) = (st.args.engine.clone(), st.args.migrate_from.clone());
+            tokio::spawn(async move {
+                let result = match source {
+                    None => Err("this node's configuration names no migration source \
+                                 (cluster.bootstrap.migrate_from)"
+                        .to_owned()),
+                    Some(source) => engine
+                        .stop_source(&source)
+                        .await
+                        .map_err(|e| handlers::error_chain(&e).to_string()),
+                };
+                match &result {
+                    Ok(p) => {
+                        info!(position = %p.notation(engine.kind()), "the migration source refuses writes and this node has everything it committed")
+                    }
+                    Err(e) => warn!(cause = %e, "the cutover could not stop the migration source"),
+                }
+                feed_later(&me, |now| Event::Engine {
+                    now,
+                    result: EngineResult::SourceStopped(result),
+                });
+            });
+        }
+        Action::EndMigration => {
+            let session = st.session.clone();
+            tokio::spawn(async move {
+                let result = match session.end_migration().await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err("the primary key is no longer ours".to_owned()),
+                    Err(e) => Err(handlers::error_chain(&e).to_string()),
+                };
+                if let Err(e) = &result {
+                    warn!(cause = %e, "the migration was not ended in `initialized`");
+                }
+                feed_later(&me, |now| Event::Engine {
+                    now,
+                    result: EngineResult::MigrationEnded(result),
+                });
             });
         }
         Action::Promote => engine_op(st, me, |e| async move {
@@ -532,6 +605,12 @@ where
 
 fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone: bool) {
     let engine = st.args.engine.clone();
+    // While the cluster migrates, its primary is a standby of the source.
+    let standby = st
+        .machine
+        .as_ref()
+        .and_then(|m| m.view.as_ref())
+        .is_some_and(|v| v.standby_of.is_some());
     let session = st.session.clone();
     let seeder = st
         .args
@@ -547,6 +626,9 @@ fn follow(st: &RoleActorState, me: ActorRef<RoleMsg>, primary: PrimaryKey, clone
             }
         }
         let mut peer = Peer::parse(&primary.address);
+        if let Some(p) = peer.as_mut() {
+            p.standby = standby;
+        }
         if clone && let Some(p) = peer.as_mut() {
             // Where the primary's agent serves its data (engines that clone over it).
             p.agent = match session.node(&primary.node).await {
@@ -686,19 +768,25 @@ fn claim(
     };
     let session = st.session.clone();
     let (engine, identity) = (st.args.engine.clone(), me_id.clone());
+    let standby_of = st.args.migrate_from.as_ref().map(|m| m.peer.to_string());
     tokio::spawn(async move {
         let mut claim = claim;
         if write_initialized {
             // The data's identity goes into `initialized`: a node whose data has another
-            // one never joins (`Phase::Foreign`).
-            let id = match engine.create_identity().await {
+            // one never joins (`Phase::Foreign`). A replica of a migration source writes
+            // nothing: its identity is the source's, if the engine has one of its own.
+            let id = match if standby_of.is_some() {
+                engine.identity().await
+            } else {
+                engine.create_identity().await
+            } {
                 Ok(id) => id,
                 Err(e) => {
                     warn!(cause = %handlers::error_chain(&e), "could not record the data's identity; the cluster is initialised without one (nodes are not checked against it)");
                     None
                 }
             };
-            claim.initialized = Some(documents::initialized(&identity, id));
+            claim.initialized = Some(documents::initialized(&identity, id, standby_of));
         }
         let won = match session.claim_primary(claim).await {
             Ok(won) => won,

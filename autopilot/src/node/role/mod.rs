@@ -77,6 +77,9 @@ pub struct RoleArgs {
     /// Where the node restores backups from to start its data (`engine.seed`,
     /// `cluster.bootstrap.from_backup`), when configured.
     pub seeder: Option<std::sync::Arc<crate::node::seed::Seeder>>,
+    /// The external database this node's configuration migrates from
+    /// (`cluster.bootstrap.migrate_from`), with its account.
+    pub migrate_from: Option<engines::Source>,
 }
 
 /// Messages of the role actor.

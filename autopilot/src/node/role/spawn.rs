@@ -77,6 +77,7 @@ pub async fn role_args(
         restore_from_backup: seeder.as_ref().is_some_and(|s| s.bootstraps()),
         auto_rebuild: config.engine.auto_rebuild(),
         health_grace: ms(HEALTH_GRACE),
+        migrate_from: cluster.migrate_from.as_ref().map(|m| m.address()),
     };
     let hostname = nix::unistd::gethostname()
         .ok()
@@ -117,5 +118,16 @@ pub async fn role_args(
         probe_interval,
         begin_without_database: false,
         seeder,
+        migrate_from: cluster.migrate_from.as_ref().map(|m| engines::Source {
+            peer: engines::Peer {
+                host: m.host.clone(),
+                port: m.port,
+                agent: None,
+                standby: false,
+            },
+            user: m.account.user.clone(),
+            password: m.account.password.expose().to_owned(),
+            slot: m.slot.clone(),
+        }),
     }))
 }

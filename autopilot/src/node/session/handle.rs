@@ -207,11 +207,15 @@ impl<S: Store> SessionHandle<S> {
         self.store.delete(&self.keys.switchover()).await
     }
 
-    /// Records in `initialized` that the cluster's identity is in `term` now, iff we hold the
-    /// `primary` key; then ends a maintenance that a restore request began (its reason starts
-    /// with `restore`). Whether the term was recorded.
-    pub async fn begin_term(&self, term: u64, reason: &str) -> Result<bool, StoreError> {
-        let lease = self.live_lease("record a new term")?;
+    /// Rewrites `initialized` with `change` iff we hold the `primary` key (`live_lease`'s
+    /// `op`); whether it now says what `change` wants (`change` returns `false` when it does
+    /// already).
+    async fn rewrite_initialized(
+        &self,
+        op: &'static str,
+        change: impl FnOnce(&mut InitializedDoc) -> bool,
+    ) -> Result<bool, StoreError> {
+        let lease = self.live_lease(op)?;
         let key = self.keys.initialized();
         let Some(mut doc) = self
             .store
@@ -221,14 +225,27 @@ impl<S: Store> SessionHandle<S> {
         else {
             return Ok(false);
         };
-        doc.term = term;
-        doc.term_since = Some(wire::Timestamp::now());
-        doc.term_reason = Some(reason.to_owned());
-        if !self
-            .store
+        if !change(&mut doc) {
+            return Ok(true);
+        }
+        self.store
             .put_if_holder(&self.keys.primary(), &key, wire::encode(&doc), lease)
-            .await?
-        {
+            .await
+    }
+
+    /// Records in `initialized` that the cluster's identity is in `term` now, iff we hold the
+    /// `primary` key; then ends a maintenance that a restore request began (its reason starts
+    /// with `restore`). Whether the term was recorded.
+    pub async fn begin_term(&self, term: u64, reason: &str) -> Result<bool, StoreError> {
+        let recorded = self
+            .rewrite_initialized("record a new term", |doc| {
+                doc.term = term;
+                doc.term_since = Some(wire::Timestamp::now());
+                doc.term_reason = Some(reason.to_owned());
+                true
+            })
+            .await?;
+        if !recorded {
             return Ok(false);
         }
         let maintenance = self.keys.maintenance();
@@ -241,6 +258,13 @@ impl<S: Store> SessionHandle<S> {
             self.store.delete(&maintenance).await?;
         }
         Ok(true)
+    }
+
+    /// Ends a live migration in `initialized` (removes `standby_of`) iff we hold the
+    /// `primary` key. Whether it did.
+    pub async fn end_migration(&self) -> Result<bool, StoreError> {
+        self.rewrite_initialized("end the migration", |doc| doc.standby_of.take().is_some())
+            .await
     }
 
     /// Deletes this node's `requests/<id>` (an operator's request, carried out or refused).

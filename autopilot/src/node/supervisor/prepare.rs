@@ -9,7 +9,10 @@
 //! slow, refusing) falls back to the full preparation of a first start. A cluster that is
 //! not initialised yet and bootstraps from a backup (`cluster.bootstrap.from_backup`)
 //! prepares the same way: the node that wins the bootstrap lock restores into the empty
-//! data directory and starts the server on it.
+//! data directory and starts the server on it. So does a PostgreSQL cluster that starts as
+//! a replica of an external database (`cluster.bootstrap.migrate_from`): the node that
+//! bootstraps copies it with `pg_basebackup`; MariaDB's copy is logical and loads into a
+//! server prepared as for a first start.
 
 use std::time::Duration;
 
@@ -50,6 +53,18 @@ pub async fn prepare(config: &Config, engine: &AnyEngine) -> Result<MainStart, S
         {
             info!(
                 "the cluster is not initialised and starts from a backup (cluster.bootstrap.from_backup): no database is created; the node that bootstraps restores the backup, the others clone it"
+            );
+            engine.prepare_to_clone().await.map_err(fail)
+        }
+        Ok(false)
+            if matches!(engine, AnyEngine::Postgres(_))
+                && config
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.migrate_from.is_some()) =>
+        {
+            info!(
+                "the cluster is not initialised and starts as a replica of an external database (cluster.bootstrap.migrate_from): no database is created; the node that bootstraps copies the source, the others clone it"
             );
             engine.prepare_to_clone().await.map_err(fail)
         }

@@ -115,6 +115,9 @@ impl World {
             | Action::WriteMarker { .. }
             | Action::RestoreInPlace { .. }
             | Action::BeginTerm { .. }
+            | Action::LeadStandby
+            | Action::StopSource
+            | Action::EndMigration
             | Action::ClearMarker
             | Action::SetReplicas { .. }
             | Action::OnChange { .. }

@@ -110,6 +110,7 @@ pub fn params(i: usize) -> RoleParams {
         restore_from_backup: false,
         auto_rebuild: false,
         health_grace: 2000,
+        migrate_from: None,
     }
 }
 

@@ -72,6 +72,8 @@ impl Store {
             restore_points: Vec::new(),
             // No in-place restores here: the first term from the bootstrap on.
             term: u64::from(self.initialized),
+            // No migrations here either.
+            standby_of: None,
         }
     }
     pub fn drop_lease(&mut self, id: u64) {
