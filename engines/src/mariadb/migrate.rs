@@ -140,7 +140,7 @@ pub async fn copy(s: &MariadbSettings, source: &Source) -> Result<Position, Engi
 
 /// Copies the source's accounts and roles with their grants (`SHOW CREATE USER`, `SHOW
 /// GRANTS`), without binary logging; an account that exists here already (the engine's own,
-/// `root`) keeps its password. Accounts the source lists but cannot show (a stale host
+/// `root`) is left as it is, password and grants. Accounts the source lists but cannot show (a stale host
 /// entry) are skipped. How many were copied.
 async fn copy_accounts(s: &MariadbSettings, source: &Source) -> Result<usize, EngineError> {
     let op = "copy the migration source's accounts";
@@ -195,9 +195,30 @@ async fn copy_accounts(s: &MariadbSettings, source: &Source) -> Result<usize, En
     let _ = remote.disconnect().await;
     let mut c = conn::local(s).await?;
     let r = async {
+        // An account that exists here (the engine's own, `root`) is left as it is: the first
+        // line of `SHOW GRANTS` carries the source's password, which would replace ours.
+        let here: Vec<(String, String, String)> = bounded(
+            op,
+            false,
+            c.query("SELECT User, Host, is_role FROM mysql.user"),
+        )
+        .await?;
+        let here: Vec<String> = here
+            .into_iter()
+            .map(|(user, host, is_role)| {
+                if is_role == "Y" {
+                    ident(&user)
+                } else {
+                    format!("{}@{}", ident(&user), ident(&host))
+                }
+            })
+            .collect();
         bounded(op, false, c.query_drop("SET SESSION sql_log_bin = 0")).await?;
         let mut copied = 0;
         for (name, create, grants) in &statements {
+            if here.contains(name) {
+                continue;
+            }
             bounded(op, true, c.query_drop(create.as_str())).await?;
             for g in grants {
                 if let Err(e) = bounded(op, true, c.query_drop(g.as_str())).await {

@@ -1,8 +1,9 @@
 //! An external MariaDB server for the live-migration scenarios (issue 18): a plain
 //! [`MariaDb`] (binary log, GTIDs, no agent) with the database `mig`, its table `t (n)` and
 //! rows 1..=`rows`, an application account `app` that may only read and insert there (so
-//! `read_only` applies to it), the migration account `migrator` (ALL), and the
-//! `migrate_from` flow YAML that points a cluster at it.
+//! `read_only` applies to it), the migration account `migrator` (ALL), an account named as
+//! the cluster's replication account with another password (the copy must keep the
+//! cluster's), and the `migrate_from` flow YAML that points a cluster at it.
 
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ impl Source {
             "CREATE USER migrator@'%' IDENTIFIED BY 'migrator-pw'; \
              GRANT ALL ON *.* TO migrator@'%' WITH GRANT OPTION; \
              CREATE USER app@'%' IDENTIFIED BY 'app-pw'; \
+             CREATE USER repl@'%' IDENTIFIED BY 'the-source-s-own-repl-pw'; \
+             GRANT REPLICATION SLAVE ON *.* TO repl@'%'; \
              CREATE DATABASE mig; CREATE TABLE mig.t (n BIGINT PRIMARY KEY) ENGINE=InnoDB; \
              GRANT SELECT, INSERT ON mig.* TO app@'%'; \
              INSERT INTO mig.t SELECT seq FROM mig.seq_1_to_{rows}"
