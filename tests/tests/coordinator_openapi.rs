@@ -15,6 +15,7 @@ const ROUTES: &[&str] = &[
     "GET /healthz",
     "GET /metrics",
     "GET /v1/openapi.json",
+    "GET /v1/packages",
     "GET /v1/clusters",
     "GET /v1/clusters/{namespace}/{project}/{cluster}",
     "GET /v1/clusters/{namespace}/{project}/{cluster}/nodes",

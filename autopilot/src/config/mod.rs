@@ -45,6 +45,8 @@ mod tests_log;
 #[cfg(test)]
 mod tests_mariadb;
 #[cfg(test)]
+mod tests_packages;
+#[cfg(test)]
 mod tests_postgres;
 #[cfg(test)]
 mod tests_roles;

@@ -38,6 +38,24 @@ pub struct Config {
     pub log: LogConfig,
     /// Backups (`None`: no backup section).
     pub backup: Option<super::validate_backup::BackupConfig>,
+    /// The package watch (`None`: no packages are watched).
+    pub packages: Option<PackagesConfig>,
+}
+
+/// `packages:`: which Debian packages the agent compares with their candidate versions.
+#[derive(Clone, Debug)]
+pub struct PackagesConfig {
+    /// Package names, in the order they are reported.
+    pub watch: Vec<String>,
+    /// How often to check (each wait jittered by up to a tenth).
+    pub interval: Duration,
+    /// Limit of each query command (`dpkg-query`, `apt-cache policy`).
+    pub timeout: Duration,
+    /// Extra environment of the query commands.
+    pub env: Vec<EnvVar>,
+    /// Run before each check to refresh the package index (`apt-get update`): the agent
+    /// itself reaches no network.
+    pub refresh: Option<HandlerConfig>,
 }
 
 /// Who this node is.

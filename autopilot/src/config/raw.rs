@@ -38,6 +38,24 @@ pub(crate) struct RawConfig {
     pub log: RawLog,
     /// Backups.
     pub backup: Option<super::raw_backup::RawBackup>,
+    /// The package watch.
+    pub packages: Option<RawPackages>,
+}
+
+/// `packages:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawPackages {
+    /// Debian package names; required, not empty.
+    pub watch: Option<Vec<String>>,
+    /// How often to check; default 24h (jittered).
+    pub interval: Option<RawDuration>,
+    /// Limit of each query command; default 60s.
+    pub timeout: Option<RawDuration>,
+    /// Extra environment of the query commands (`APT_CONFIG`, `DPKG_ADMINDIR`).
+    pub env: RawEnv,
+    /// The operator's index refresh, run before each check.
+    pub refresh: Option<RawHandler>,
 }
 
 /// `node:`

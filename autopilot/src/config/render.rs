@@ -229,6 +229,17 @@ impl Config {
                 o.handler(2, &job.handler);
             }
         }
+        if let Some(p) = &self.packages {
+            o.line(0, "packages:");
+            o.list(1, "watch", &p.watch);
+            o.kv(1, "interval", &show(p.interval));
+            o.kv(1, "timeout", &show(p.timeout));
+            o.env(1, &p.env);
+            if let Some(r) = &p.refresh {
+                o.line(1, "refresh:");
+                o.handler(2, r);
+            }
+        }
         o.line(0, "telemetry:");
         match self.telemetry.listen {
             Some(addr) => o.kv(1, "listen", &addr.to_string()),

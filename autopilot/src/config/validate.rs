@@ -123,6 +123,7 @@ impl<'a> Validator<'a> {
             telemetry,
             log,
             backup,
+            packages,
         } = raw;
         let has_store = store.is_some();
         let node = self.node(node, has_store);
@@ -161,6 +162,7 @@ impl<'a> Validator<'a> {
         let telemetry = self.telemetry(telemetry);
         let log = self.log(log);
         let backup = backup.map(|b| self.backup(b, &node.state_dir, kind));
+        let packages = packages.map(|p| self.packages(p));
         if let Some(m) = cluster.as_ref().and_then(|c| c.migrate_from.as_ref()) {
             let at = root("cluster").key("bootstrap").key("migrate_from");
             if kind == EngineKind::Process {
@@ -199,6 +201,7 @@ impl<'a> Validator<'a> {
                 telemetry,
                 log,
                 backup,
+                packages,
             }),
             engine => {
                 debug_assert!(

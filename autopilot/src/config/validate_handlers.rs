@@ -399,4 +399,73 @@ impl Validator<'_> {
         }
         out
     }
+
+    /// `packages:`: names required and valid, interval default 24h, query timeout default
+    /// 60 s and no longer than the interval, the refresh handler (default timeout 10 min).
+    pub(super) fn packages(&mut self, raw: RawPackages) -> PackagesConfig {
+        let RawPackages {
+            watch,
+            interval,
+            timeout,
+            env,
+            refresh,
+        } = raw;
+        let at = root("packages");
+        let mut names: Vec<String> = Vec::new();
+        match watch {
+            None => self.problem(
+                &at.key("watch"),
+                Target::Key,
+                "required; expected the Debian packages to watch, like watch: [mariadb-server, mariadb-backup]",
+            ),
+            Some(list) if list.is_empty() => self.problem(
+                &at.key("watch"),
+                Target::Value,
+                "is empty; expected at least one Debian package name, like [mariadb-server]",
+            ),
+            Some(list) => {
+                for (i, name) in list.into_iter().enumerate() {
+                    let here = at.key("watch").index(i);
+                    if let Err(e) = values::package_name(&name) {
+                        self.problem(&here, Target::Value, e);
+                    } else if let Some(first) = names.iter().position(|n| *n == name) {
+                        self.problem(
+                            &here,
+                            Target::Value,
+                            format!("duplicate package {name:?} (also packages.watch[{first}]); expected each package once"),
+                        );
+                    } else {
+                        names.push(name);
+                        continue;
+                    }
+                    names.push(String::new());
+                }
+                names.retain(|n| !n.is_empty());
+            }
+        }
+        let interval = self.duration(
+            &at.key("interval"),
+            interval,
+            Duration::from_secs(24 * 3600),
+        );
+        let timeout = self.duration(&at.key("timeout"), timeout, Duration::from_secs(60));
+        if timeout > interval {
+            self.problem(
+                &at.key("timeout"),
+                Target::Value,
+                format!(
+                    "{} is longer than the interval {}; expected a timeout no longer than the interval",
+                    show(timeout),
+                    show(interval)
+                ),
+            );
+        }
+        PackagesConfig {
+            watch: names,
+            interval,
+            timeout,
+            env: self.env(&at.key("env"), env),
+            refresh: refresh.map(|h| self.handler(&at.key("refresh"), h, Duration::from_secs(600))),
+        }
+    }
 }

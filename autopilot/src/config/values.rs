@@ -36,6 +36,30 @@ pub(crate) fn job_name(name: &str) -> Result<(), String> {
     )
 }
 
+/// A Debian package name (policy 5.6.1: lowercase letters, digits, `+`, `-`, `.`, at least
+/// two characters, starting with a letter or digit), optionally with `:architecture`.
+/// Package names become metric labels and command arguments: nothing else passes.
+pub(crate) fn package_name(name: &str) -> Result<(), String> {
+    let (package, arch) = match name.split_once(':') {
+        Some((p, a)) => (p, Some(a)),
+        None => (name, None),
+    };
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut chars = package.chars();
+    let ok = package.len() >= 2
+        && name.len() <= 100
+        && chars.next().is_some_and(alnum)
+        && chars.all(|c| alnum(c) || matches!(c, '+' | '-' | '.'))
+        && arch.is_none_or(|a| !a.is_empty() && a.chars().all(|c| alnum(c) || c == '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a Debian package name; expected lowercase letters, digits, '+', '-' or '.', at least two, starting with a letter or digit (optionally :arch), like mariadb-server"
+        ))
+    }
+}
+
 /// `[A-Za-z_][A-Za-z0-9_]*` — a portable environment variable name.
 pub(crate) fn env_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();

@@ -6,6 +6,7 @@
 //!  ├─ Health           NodeStatus             ← HealthMsg from Supervisor, Process port, health handler
 //!  ├─ Process          the main process       ← ProcessMsg::{Stop, Forward, Escalate}; → ProcessEvent port
 //!  ├─ Handler × N      preStart, health, onChange, preStop, postStop, job:<name>
+//!  ├─ packages         the package watch (a task)  → watch<Packages> to Role
 //!  └─ Backup           backup jobs, verification, retention (node/backup)  ← AgentView from Role
 //! ```
 
@@ -13,6 +14,7 @@ pub(crate) mod backup;
 mod clone;
 pub(crate) mod env;
 mod health;
+mod packages;
 mod process;
 mod role;
 mod seed;

@@ -57,6 +57,26 @@ fn describe() {
     );
     describe_gauge!("autopilot_health", "1 when the node is healthy, else 0.");
     describe_gauge!(
+        "autopilot_package_update_available",
+        "1 when a watched package (packages.watch) is installed and its candidate is another version, by package."
+    );
+    describe_gauge!(
+        "autopilot_package_security_update_available",
+        "1 when that candidate comes from a security archive, by package."
+    );
+    describe_gauge!(
+        "autopilot_package_update_pending_since_timestamp_seconds",
+        "When this node first saw the pending candidate (kept across restarts); 0 without an update, by package."
+    );
+    describe_gauge!(
+        "autopilot_package_last_check_timestamp_seconds",
+        "When the package watch last read the versions; 0 until its first check."
+    );
+    describe_counter!(
+        "autopilot_package_check_failures_total",
+        "Package checks whose index refresh or version queries failed."
+    );
+    describe_gauge!(
         "autopilot_lifecycle",
         "Agent lifecycle: 0 starting, 1 running, 2 stopping."
     );

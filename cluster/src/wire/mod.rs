@@ -52,7 +52,10 @@ pub use keys::{ClusterKey, ClusterKeys, KeyError};
 pub use lock::{LockDoc, LockPurpose};
 pub use maintenance::MaintenanceDoc;
 pub use member::MemberDoc;
-pub use node::{Ineligible, IneligibleCode, NodeDoc, NodeReplication, NodeTags, WaitKind, Waiting};
+pub use node::{
+    Ineligible, IneligibleCode, NodeDoc, NodeReplication, NodeTags, PackageStatus, Packages,
+    WaitKind, Waiting,
+};
 pub use primary::{PrimaryDoc, PrimaryReplication};
 pub use request::{NodeAction, RequestDoc, RestorePoint};
 pub use statements::{NodeStatements, StatementStats};

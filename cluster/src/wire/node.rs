@@ -99,6 +99,10 @@ pub struct NodeDoc {
     /// Disk use.
     #[serde(default)]
     pub storage: Storage,
+    /// The watched packages (`packages.watch`): installed and candidate versions at the
+    /// last check; absent when the node watches none (and from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Packages>,
     /// When the agent last rewrote this document.
     pub last_updated: Timestamp,
     /// TTL of the node's lease, seconds.
@@ -262,4 +266,44 @@ pub struct NodeTags {
 
 impl Document for NodeDoc {
     const KIND: &'static str = "node";
+}
+
+/// The package watch's last result (`nodes/<id>.packages`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packages {
+    /// When the versions were last read.
+    pub checked: Timestamp,
+    /// Why the last check failed (the versions are then those of the check before), or why
+    /// the operator's index refresh failed; `null` when it went well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// One entry per watched package, in the configured order.
+    pub list: Vec<PackageStatus>,
+}
+
+/// One watched package.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageStatus {
+    /// The package name (`mariadb-server`).
+    pub name: String,
+    /// The installed version; `null` when the package is not installed.
+    #[serde(default)]
+    pub installed: Option<String>,
+    /// The version the package manager would install (`apt-cache policy`'s candidate);
+    /// `null` when no source offers it.
+    #[serde(default)]
+    pub candidate: Option<String>,
+    /// An installed package whose candidate is another version.
+    #[serde(default)]
+    pub update_available: bool,
+    /// The candidate comes from a security archive (a source whose suite or address names
+    /// `security`, as Debian's and Ubuntu's do).
+    #[serde(default)]
+    pub security: bool,
+    /// Since when this agent has seen this candidate pending (kept across agent restarts);
+    /// `null` without an update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
 }

@@ -59,6 +59,18 @@ pub fn sample_node(id: &str) -> NodeDoc {
             used_bytes: 10,
             free_bytes: 20,
         },
+        packages: Some(Packages {
+            checked: t(1_763_935_000_000),
+            error: None,
+            list: vec![PackageStatus {
+                name: "mariadb-server".into(),
+                installed: Some("1:10.11.6-0+deb12u1".into()),
+                candidate: Some("1:10.11.11-0+deb12u1".into()),
+                update_available: true,
+                security: true,
+                since: Some(t(1_763_900_000_000)),
+            }],
+        }),
         last_updated: t(1_763_939_100_123),
         ttlseconds: 10,
     }

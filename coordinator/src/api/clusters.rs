@@ -97,12 +97,36 @@ pub async fn list_clusters(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ClusterList>, Problem> {
-    let gate = admit(
+    let visible = visible(
         &st,
         &headers,
         client,
+        "cluster.list",
+        q.namespace.as_deref(),
+    )
+    .await?
+    .into_iter()
+    .filter(|c| q.project.as_ref().is_none_or(|p| p == &c.project))
+    .collect();
+    let clusters = view::summarize(&st, visible).await?;
+    Ok(Json(ClusterList { clusters }))
+}
+
+/// The clusters the caller may see (of `namespace`, when given), after the gate for
+/// `action`; none for a namespace it does not see or that cannot be one.
+pub(super) async fn visible(
+    st: &AppState,
+    headers: &HeaderMap,
+    client: SocketAddr,
+    action: &'static str,
+    namespace: Option<&str>,
+) -> Result<Vec<ClusterSummary>, Problem> {
+    let gate = admit(
+        st,
+        headers,
+        client,
         Need {
-            action: "cluster.list",
+            action,
             target: "*".into(),
             role: TokenRole::Agent,
             cluster: None,
@@ -110,19 +134,16 @@ pub async fn list_clusters(
     )
     .await?;
     let caller = &gate.caller;
-    if let Some(ns) = &q.namespace
+    if let Some(ns) = namespace
         && (ns.is_empty() || ns.contains('/') || !caller.sees_namespace(ns))
     {
-        return Ok(Json(ClusterList { clusters: vec![] }));
+        return Ok(vec![]);
     }
-    let all = view::list(&st, q.namespace.as_deref()).await?;
-    let visible = all
+    Ok(view::list(st, namespace)
+        .await?
         .into_iter()
         .filter(|c| caller.sees_cluster(&c.namespace, &c.project, &c.cluster))
-        .filter(|c| q.project.as_ref().is_none_or(|p| p == &c.project))
-        .collect();
-    let clusters = view::summarize(&st, visible).await?;
-    Ok(Json(ClusterList { clusters }))
+        .collect())
 }
 
 /// One cluster: primary, nodes, every member (stopped ones too) with its state, lag,

@@ -12,6 +12,7 @@ pub mod gate;
 pub mod meta;
 pub mod migration;
 pub mod nodes;
+pub mod packages;
 pub mod restore;
 pub mod statements;
 pub mod tokens;
@@ -55,6 +56,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(restore::restore))
         .routes(routes!(migration::get_migration))
         .routes(routes!(migration::cutover))
+        .routes(routes!(packages::list_packages))
         .routes(routes!(backups::list_backups, backups::run_backup))
         .routes(routes!(backups::get_backup))
         .routes(routes!(backups::verify_backup))

@@ -268,6 +268,16 @@ pub enum Cmd {
     /// Manage API tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Which nodes lag behind their packages' candidate versions (each agent's
+    /// `packages.watch`): one row per node and package with an update.
+    Packages {
+        /// Only clusters of this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Every watched package, not only those with an update.
+        #[arg(long)]
+        all: bool,
+    },
     /// Read the audit log (admin), newest first.
     Audit {
         /// At most this many records.
@@ -461,6 +471,13 @@ pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<()
         }
         Cmd::Backup(b) => backups::run(&client, b, &print)?,
         Cmd::Token(t) => token_cmd(&client, t, &print)?,
+        Cmd::Packages { namespace, all } => {
+            let mut path = format!("/v1/packages?all={all}");
+            if let Some(ns) = namespace {
+                path += &format!("&namespace={}", encode(&ns));
+            }
+            print(&client.get(&path)?, &output::packages);
+        }
         Cmd::Audit { limit, before } => {
             let mut path = format!("/v1/audit?limit={limit}");
             if let Some(b) = before {

@@ -177,6 +177,56 @@ pub fn audit(v: &Value) -> String {
     out
 }
 
+/// `GET /v1/packages`: a table, security updates marked, the nodes whose check failed said
+/// below it.
+pub fn packages(v: &Value) -> String {
+    let all = list(&v["packages"]);
+    if all.is_empty() {
+        return "no node reports a package update\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|r| {
+            let update = match (r["update_available"].as_bool(), r["security"].as_bool()) {
+                (Some(true), Some(true)) => "security",
+                (Some(true), _) => "yes",
+                _ => "no",
+            };
+            vec![
+                s(&r["cluster"]),
+                s(&r["node"]),
+                s(&r["package"]),
+                r["installed"].as_str().unwrap_or("(none)").to_owned(),
+                r["candidate"].as_str().unwrap_or("(none)").to_owned(),
+                update.to_owned(),
+                s(&r["since"]),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "CLUSTER",
+            "NODE",
+            "PACKAGE",
+            "INSTALLED",
+            "CANDIDATE",
+            "UPDATE",
+            "SINCE",
+        ],
+        &rows,
+    );
+    let mut failed: Vec<String> = all
+        .iter()
+        .filter(|r| r["error"].is_string())
+        .map(|r| format!("{} {}: {}", s(&r["cluster"]), s(&r["node"]), s(&r["error"])))
+        .collect();
+    failed.dedup();
+    for f in failed {
+        out += &format!("check failed on {f}\n");
+    }
+    out
+}
+
 /// Columns a query gets without a known terminal width (`COLUMNS`).
 pub const QUERY_CHARS: usize = 80;
 

@@ -125,6 +125,7 @@ pub fn node(
         uptime_seconds: server.uptime_seconds,
         connections: connections(server),
         storage: server.storage.unwrap_or_default(),
+        packages: None,
         last_updated: Timestamp::now(),
         ttlseconds: me.ttl_seconds,
     }

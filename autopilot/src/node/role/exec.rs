@@ -902,6 +902,7 @@ pub fn publish_node(st: &mut RoleActorState, asked: bool) {
     drop(health);
     doc.term = (st.data_term > 0).then_some(st.data_term);
     doc.database_exit.clone_from(&st.database_exit);
+    doc.packages.clone_from(&st.args.packages.borrow());
     st.args.view.send_modify(|v| v.node = Some(doc.clone()));
     let due = |written: &Option<(wire::NodeDoc, Instant)>| match written {
         None => true,

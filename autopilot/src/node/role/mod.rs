@@ -80,6 +80,8 @@ pub struct RoleArgs {
     /// The external database this node's configuration migrates from
     /// (`cluster.bootstrap.migrate_from`), with its account.
     pub migrate_from: Option<engines::Source>,
+    /// What the package watch found last, for the node document.
+    pub packages: watch::Receiver<Option<cluster::wire::Packages>>,
 }
 
 /// Messages of the role actor.

@@ -129,5 +129,6 @@ pub async fn role_args(
             password: m.account.password.expose().to_owned(),
             slot: m.slot.clone(),
         }),
+        packages: watch::channel(None).1,
     }))
 }

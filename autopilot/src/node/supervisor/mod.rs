@@ -149,6 +149,8 @@ pub struct SupervisorState {
     escalated: bool,
     /// Taken when the process actor starts, which then serves the engine's requests.
     main_requests: Option<mpsc::Receiver<MainRequest>>,
+    /// What the package watch found, for the role actor's node document.
+    packages: watch::Receiver<Option<cluster::wire::Packages>>,
 }
 
 impl Actor for Supervisor {
@@ -252,6 +254,7 @@ impl Actor for Supervisor {
         let health_reports = Arc::new(OutputPort::default());
         health_reports.subscribe(health.clone(), |r| Some(HealthMsg::Handler(r)));
 
+        let packages = super::packages::spawn(config.packages.clone(), &config.node.state_dir);
         let env = EventEnv::for_node(&config);
         let h = &config.handlers;
         let handlers = HandlerRefs {
@@ -282,6 +285,7 @@ impl Actor for Supervisor {
             exit_code: None,
             escalated: false,
             main_requests: Some(main_requests),
+            packages,
         })
     }
 
@@ -611,6 +615,7 @@ async fn start_role(
     .await?;
     if let Some(mut args) = args {
         args.begin_without_database = held;
+        args.packages = state.packages.clone();
         let (store, keys) = (args.store.clone(), args.keys.clone());
         let (role, _) = Actor::spawn_linked(None, RoleActor, args, myself.get_cell()).await?;
         state.role = Some(role);
