@@ -211,6 +211,14 @@ pub fn out_of_files(e: &(dyn std::error::Error + 'static)) -> bool {
 ///
 /// The engine does not own the child process: the agent's process actor does (it spawns
 /// [`Engine::main_command`] through the `handlers` crate, which owns reaping). Engines map
+/// What [`Engine::restart`] runs while the database is stopped.
+pub type Between = std::pin::Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send>>;
+
+/// A plain restart: nothing runs while the database is stopped.
+pub fn nothing_between() -> Between {
+    Box::pin(async { Ok(()) })
+}
+
 /// supervisor intents to their program's conventions.
 pub trait Engine: Send + Sync + 'static {
     /// Short name for logs and metrics (`process`, `mariadb`, `postgres`).
@@ -329,10 +337,13 @@ pub trait Engine: Send + Sync + 'static {
         self.identity()
     }
 
-    /// An operator's restart: stop the database (fast shutdown) and start it again; returns
-    /// once it is started (the role logic then follows the primary again).
-    fn restart(&self) -> impl Future<Output = Result<(), EngineError>> + Send {
+    /// An operator's restart: stop the database (fast shutdown), run `between` (an upgrade
+    /// or rollback hook; [`nothing_between`] for a plain restart), and start it again —
+    /// also when `between` failed, whose error is then returned; returns once it is started
+    /// (the role logic then follows the primary again).
+    fn restart(&self, between: Between) -> impl Future<Output = Result<(), EngineError>> + Send {
         async {
+            drop(between);
             Err(EngineError::Failed {
                 operation: "restart the database",
                 reason: "this engine cannot restart its program on request; restart the agent"
@@ -660,11 +671,11 @@ impl Engine for AnyEngine {
         }
     }
 
-    async fn restart(&self) -> Result<(), EngineError> {
+    async fn restart(&self, between: Between) -> Result<(), EngineError> {
         match self {
-            AnyEngine::Process(e) => e.restart().await,
-            AnyEngine::Mariadb(e) => e.restart().await,
-            AnyEngine::Postgres(e) => e.restart().await,
+            AnyEngine::Process(e) => e.restart(between).await,
+            AnyEngine::Mariadb(e) => e.restart(between).await,
+            AnyEngine::Postgres(e) => e.restart(between).await,
         }
     }
 

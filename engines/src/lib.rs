@@ -18,7 +18,7 @@ mod role_ops;
 
 pub use control::{MainControl, MainRequest};
 pub use engine::{
-    AnyEngine, Engine, EngineError, MainStart, Probe, Receiver, Replication, ServerStatus,
-    StopMode, out_of_files, storage_of,
+    AnyEngine, Between, Engine, EngineError, MainStart, Probe, Receiver, Replication, ServerStatus,
+    StopMode, nothing_between, out_of_files, storage_of,
 };
 pub use role_ops::{Member, Peer, Position, RemoteFence, Source, parse_position};

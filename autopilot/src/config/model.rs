@@ -360,6 +360,12 @@ pub struct HandlersConfig {
     pub pre_stop: Option<HandlerConfig>,
     /// Runs after the main process stopped.
     pub post_stop: Option<HandlerConfig>,
+    /// Runs while the database is stopped for an `upgrade` request (installs the new
+    /// program, e.g. `apt-get install -y mariadb-server=$AUTOPILOT_UPGRADE_VERSION`).
+    pub upgrade: Option<HandlerConfig>,
+    /// Runs, the database stopped again, when an upgraded node fails to start, to become
+    /// healthy or to catch up within the deadline (reinstalls the previous program).
+    pub rollback: Option<HandlerConfig>,
 }
 
 /// One handler: what to exec and its limits.

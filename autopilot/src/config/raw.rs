@@ -289,6 +289,8 @@ pub(crate) struct RawHandlers {
     pub pre_stop: Option<RawHandler>,
     #[serde(rename = "postStop")]
     pub post_stop: Option<RawHandler>,
+    pub upgrade: Option<RawHandler>,
+    pub rollback: Option<RawHandler>,
 }
 
 /// One handler.

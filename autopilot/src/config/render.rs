@@ -208,6 +208,8 @@ impl Config {
             ("prePromote", &h.pre_promote),
             ("preStop", &h.pre_stop),
             ("postStop", &h.post_stop),
+            ("upgrade", &h.upgrade),
+            ("rollback", &h.rollback),
         ];
         if all.iter().all(|(_, h)| h.is_none()) {
             o.line(0, "handlers: {}");

@@ -235,6 +235,8 @@ impl Validator<'_> {
             pre_promote,
             pre_stop,
             post_stop,
+            upgrade,
+            rollback,
         } = raw;
         let at = root("handlers");
         let secs = Duration::from_secs;
@@ -245,6 +247,8 @@ impl Validator<'_> {
             pre_promote: pre_promote.map(|h| self.handler(&at.key("prePromote"), h, secs(30))),
             pre_stop: pre_stop.map(|h| self.handler(&at.key("preStop"), h, secs(30))),
             post_stop: post_stop.map(|h| self.handler(&at.key("postStop"), h, secs(30))),
+            upgrade: upgrade.map(|h| self.handler(&at.key("upgrade"), h, secs(600))),
+            rollback: rollback.map(|h| self.handler(&at.key("rollback"), h, secs(600))),
         }
     }
 

@@ -6,7 +6,7 @@ use super::state::{Phase, RoleState, Wait};
 use super::types::{
     Action, ClusterView, EngineResult, Event, Facts, Millis, Notice, PrimaryKey, Role, RoleParams,
 };
-use super::{bootstrap, failover, primary, requests};
+use super::{bootstrap, failover, primary, requests, upgrade};
 
 /// Outside an election, a position that merely moved is republished at most this often: it
 /// is the reference for `max_lag_on_failover` (so that check may be this much behind), and
@@ -90,6 +90,7 @@ impl Cx<'_> {
                 self.check_fence();
                 self.check_fence_deadline();
                 self.tick();
+                upgrade::check(self);
             }
             Event::Health {
                 healthy,
@@ -101,6 +102,7 @@ impl Cx<'_> {
                 self.replication(receiving);
                 let healthy = self.health_verdict(healthy, answering);
                 self.health(healthy, answering, position);
+                upgrade::health(self, healthy && answering);
             }
             Event::StopRequested { .. } => self.stop(),
             Event::DatabaseRestarted { .. } => self.database_restarted(),
@@ -219,7 +221,7 @@ impl Cx<'_> {
 
     /// An engine answer, to the step of the current phase.
     fn engine(&mut self, result: EngineResult) {
-        if requests::engine(self, &result) {
+        if requests::engine(self, &result) || upgrade::engine(self, &result) {
             return;
         }
         match self.s.phase {

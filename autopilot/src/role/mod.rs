@@ -40,6 +40,7 @@ mod primary;
 mod requests;
 mod state;
 mod types;
+mod upgrade;
 mod view;
 
 #[cfg(test)]

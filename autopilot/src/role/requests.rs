@@ -149,6 +149,35 @@ pub(super) fn view(cx: &mut Cx<'_>, view: &ClusterView) {
             cx.s.phase = Phase::Restarting;
             cx.publish();
         }
+        NodeAction::Upgrade if primary => refuse(
+            cx,
+            "upgrade refused: this node is the primary; a rolling upgrade (autopilotctl upgrade) \
+             switches over to an upgraded replica first"
+                .to_owned(),
+        ),
+        NodeAction::Upgrade if !cx.p.upgrade_hook => refuse(
+            cx,
+            "upgrade refused: this node has no upgrade hook (handlers.upgrade in its \
+             configuration)"
+                .to_owned(),
+        ),
+        NodeAction::Upgrade if cx.s.phase == Phase::NeedsRebuild => refuse(
+            cx,
+            "upgrade refused: this node's data must be rebuilt first (autopilotctl reinit)"
+                .to_owned(),
+        ),
+        NodeAction::Upgrade if matches!(cx.s.phase, Phase::Replica { following: Some(_) }) => {
+            cx.s.requests_handled = rev;
+            cx.emit(Action::ClearRequest);
+            match super::upgrade::order(cx, view).cloned() {
+                Some(order) => super::upgrade::begin(cx, &order),
+                None => cx.notice(
+                    Notice::RequestFailed,
+                    "upgrade refused: the request carries no terms (upgrade.deadline_seconds)"
+                        .to_owned(),
+                ),
+            }
+        }
         NodeAction::Reload if runs => {
             cx.s.requests_handled = rev;
             cx.emit(Action::ClearRequest);

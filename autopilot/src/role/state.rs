@@ -58,6 +58,10 @@ pub enum Phase {
     /// A replica's database restarts at an operator's request (`RestartDatabase` →
     /// `Restarted`); then it follows the primary again.
     Restarting,
+    /// A replica's database is stopped, upgraded (or rolled back) and started again
+    /// (`UpgradeDatabase` → `Upgraded`, `RollbackDatabase` → `RolledBack`); then it follows
+    /// the primary again while [`RoleState::upgrade`] checks it.
+    Upgrading,
     /// The primary restores the cluster in place at an operator's request
     /// (`RestoreInPlace` → `RestoredInPlace`); it keeps the `primary` key throughout (the
     /// cluster is in maintenance), then serves the restored data as a new term.
@@ -189,6 +193,28 @@ pub struct RoleState {
     /// The modification revision of the last operator request (`requests/<id>`) carried
     /// out or refused: the same request is never acted on twice while its delete travels.
     pub requests_handled: u64,
+    /// An upgrade in progress on this replica (from the `upgrade` request until it proved
+    /// healthy and caught up, or was rolled back): out of the failover candidates.
+    pub upgrade: Option<UpgradeCheck>,
+}
+
+/// An upgrade's progress, kept while it runs and is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpgradeCheck {
+    /// When the request was taken.
+    pub since: Millis,
+    /// How long the node has, once its database runs again, to be healthy and caught up.
+    pub deadline: Millis,
+    /// While the database runs again: by when it must be healthy and caught up.
+    pub until: Option<Millis>,
+    /// The primary's position when the database was started again: caught up means at or
+    /// past it.
+    pub target: Option<Position>,
+    /// Why the upgrade failed, once it did: the rollback runs or is checked.
+    pub failed: Option<String>,
+    /// A probe found the database healthy since it was started again (a verdict from before
+    /// the stop does not count).
+    pub seen_healthy: bool,
 }
 
 impl RoleState {
@@ -227,6 +253,7 @@ impl RoleState {
             waiting: None,
             claimed_over_history: None,
             requests_handled: 0,
+            upgrade: None,
         }
     }
 
@@ -244,6 +271,8 @@ impl RoleState {
             Phase::NeedsRebuild => Ineligible::NeedsRebuild,
             Phase::HandingOver => Ineligible::HandingOver,
             Phase::Restarting => Ineligible::Restarting,
+            Phase::Upgrading => Ineligible::Upgrading,
+            _ if self.upgrade.is_some() => Ineligible::Upgrading,
             Phase::Restoring => Ineligible::Restoring,
             _ if p.nofailover => Ineligible::NoFailover,
             _ if !self.has_data => Ineligible::NoData,
@@ -320,6 +349,9 @@ pub enum Ineligible {
     HandingOver,
     /// Its database restarts at an operator's request.
     Restarting,
+    /// Its database is upgraded or rolled back, or has not yet proven healthy and caught up
+    /// since.
+    Upgrading,
     /// Its data belongs to an older term of the cluster's identity.
     OldTerm {
         /// The term of its data.
@@ -364,6 +396,10 @@ impl std::fmt::Display for Ineligible {
             Self::Refused => f.write_str("its data belongs to another database"),
             Self::HandingOver => f.write_str("it is handing over its primary role"),
             Self::Restarting => f.write_str("its database restarts at an operator's request"),
+            Self::Upgrading => f.write_str(
+                "its database is being upgraded (or rolled back) and has not yet proven healthy \
+                 and caught up",
+            ),
             Self::OldTerm { ours, cluster } => write!(
                 f,
                 "its data belongs to term {ours} of the cluster's identity, before the in-place \

@@ -2031,3 +2031,176 @@ fn role_cutover_stops_the_source_ends_the_migration_then_promotes() {
     let done = said(&a, Notice::RequestDone).expect("request_done");
     assert!(done.contains("0.750 s"), "{done}");
 }
+
+/// An upgrade request on a replica (issue 19): out of the candidates from the request until
+/// it has proven itself (a healthy probe after the start, receiving, caught up with the
+/// primary's position at the start); the rollback runs when it does not within the deadline,
+/// and a rollback that does not bring it back is given up; the primary refuses.
+#[test]
+fn role_an_upgrade_is_checked_after_the_start_and_rolled_back_past_its_deadline() {
+    use cluster::wire::UpgradeOrder;
+    let order = UpgradeOrder {
+        version: Some("2.0".into()),
+        deadline_seconds: 30,
+    };
+    let v = ClusterView {
+        primary: Some(pk("n2")),
+        nodes: vec![node("n2", 20, 100, true)],
+        requests: vec![("n0".into(), NodeAction::Upgrade, 40)],
+        upgrade_orders: vec![("n0".into(), order.clone())],
+        ..view()
+    };
+    let told = |a: &[Action], want: Notice| {
+        a.iter().find_map(|a| match a {
+            Action::PublishEvent { kind, detail, .. } if *kind == want => Some(detail.clone()),
+            _ => None,
+        })
+    };
+    let start = |s: RoleState| {
+        let (s, a) = run(s, cluster(1_000, v.clone()));
+        assert!(
+            a.contains(&Action::UpgradeDatabase {
+                version: Some("2.0".into())
+            }),
+            "{a:?}"
+        );
+        assert!(a.contains(&Action::ClearRequest), "{a:?}");
+        assert!(told(&a, Notice::Upgrading).is_some(), "{a:?}");
+        assert_eq!(s.phase, Phase::Upgrading);
+        assert!(!s.eligible(&p(), 1_000));
+        s
+    };
+    // Started again: it follows the primary, still no candidate.
+    let following = |s: RoleState, now, result| {
+        let (s, a) = run(s, Event::Engine { now, result });
+        assert!(a.contains(&Action::Follow { primary: pk("n2") }), "{a:?}");
+        let (s, _) = run(
+            s,
+            Event::Engine {
+                now: now + 100,
+                result: EngineResult::Following { position: pos(15) },
+            },
+        );
+        assert!(
+            matches!(s.phase, Phase::Replica { following: Some(_) }),
+            "{:?}",
+            s.phase
+        );
+        assert_eq!(s.ineligible(&p(), now + 100), Some(Ineligible::Upgrading));
+        s
+    };
+    let replica = st(Phase::Replica {
+        following: Some("n2".into()),
+    });
+
+    // The good case: healthy after the start and caught up with the primary's 20.
+    let s = following(
+        start(replica.clone()),
+        2_000,
+        EngineResult::Upgraded(Ok(())),
+    );
+    // A healthy verdict at 15 is not enough: behind the primary's position at the start.
+    let (s, a) = run(s, health(3_000, true, true, Some(true)));
+    assert!(told(&a, Notice::Upgraded).is_none(), "{a:?}");
+    let mut s = s;
+    s.position = pos(20);
+    let (s, a) = run(s, health(4_000, true, true, Some(true)));
+    let done = told(&a, Notice::Upgraded).expect("upgraded");
+    assert!(done.contains("3.000 s after the request"), "{done}");
+    assert!(s.upgrade.is_none());
+    assert!(s.eligible(&p(), 4_000));
+
+    // The bad case: never healthy after the start; past the deadline the rollback runs, then
+    // the node proves itself on the old program.
+    let s = following(
+        start(replica.clone()),
+        2_000,
+        EngineResult::Upgraded(Ok(())),
+    );
+    let (s, a) = run(s, health(3_000, false, true, Some(false)));
+    assert!(!a.contains(&Action::RollbackDatabase), "{a:?}");
+    let (s, a) = run(
+        s,
+        Event::Tick {
+            now: 2_100 + 30_000,
+        },
+    );
+    assert!(a.contains(&Action::RollbackDatabase), "{a:?}");
+    assert_eq!(s.phase, Phase::Upgrading);
+    let mut s = following(s, 33_000, EngineResult::RolledBack(Ok(())));
+    s.position = pos(20);
+    let (s, a) = run(s, health(34_000, true, true, Some(true)));
+    let back = told(&a, Notice::UpgradeRolledBack).expect("rolled back");
+    assert!(back.contains("was not healthy within 30 s"), "{back}");
+    assert!(s.upgrade.is_none() && s.eligible(&p(), 34_000));
+
+    // A hook that fails rolls back at once; a rollback that fails too is given up.
+    let s = start(replica.clone());
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 2_000,
+            result: EngineResult::Upgraded(Err("run the upgrade hook: it exited with 100".into())),
+        },
+    );
+    assert!(a.contains(&Action::RollbackDatabase), "{a:?}");
+    let (s, a) = run(
+        s,
+        Event::Engine {
+            now: 3_000,
+            result: EngineResult::RolledBack(Err("run the rollback hook: timed out".into())),
+        },
+    );
+    let failed = told(&a, Notice::UpgradeFailed).expect("given up");
+    assert!(
+        failed.contains("exited with 100") && failed.contains("timed out"),
+        "{failed}"
+    );
+    assert!(s.upgrade.is_none());
+    assert!(a.contains(&Action::Follow { primary: pk("n2") }), "{a:?}");
+
+    // Without a rollback hook a failure is given up at once.
+    let mut no_rollback = p();
+    no_rollback.rollback_hook = false;
+    let (s, _) = decide(&no_rollback, replica.clone(), cluster(1_000, v.clone()));
+    let (_, a) = decide(
+        &no_rollback,
+        s,
+        Event::Engine {
+            now: 2_000,
+            result: EngineResult::Upgraded(Err("it exited with 1".into())),
+        },
+    );
+    assert!(!a.contains(&Action::RollbackDatabase), "{a:?}");
+    assert!(
+        told(&a, Notice::UpgradeFailed).is_some_and(|d| d.contains("no rollback hook")),
+        "{a:?}"
+    );
+
+    // The primary refuses, and so does a node without an upgrade hook.
+    let mut prim = st(Phase::Primary);
+    prim.role = Role::Primary;
+    let own = ClusterView {
+        primary: Some(pk("n0")),
+        requests: vec![("n0".into(), NodeAction::Upgrade, 41)],
+        upgrade_orders: vec![("n0".into(), order)],
+        ..view()
+    };
+    let (_, a) = run(prim, cluster(1_000, own));
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::UpgradeDatabase { .. })),
+        "{a:?}"
+    );
+    assert!(
+        told(&a, Notice::RequestFailed).is_some_and(|d| d.contains("primary")),
+        "{a:?}"
+    );
+    let mut no_hook = p();
+    no_hook.upgrade_hook = false;
+    let (_, a) = decide(&no_hook, replica, cluster(1_000, v));
+    assert!(
+        told(&a, Notice::RequestFailed).is_some_and(|d| d.contains("handlers.upgrade")),
+        "{a:?}"
+    );
+}

@@ -69,6 +69,10 @@ pub struct RoleParams {
     /// standby of that source, and while the cluster migrates this node can lead it (a node
     /// without it is not eligible then: it could not reach the source).
     pub migrate_from: Option<String>,
+    /// `handlers.upgrade` is configured: this node can carry out `upgrade` requests.
+    pub upgrade_hook: bool,
+    /// `handlers.rollback` is configured: a failed upgrade is rolled back.
+    pub rollback_hook: bool,
 }
 
 impl RoleParams {
@@ -194,6 +198,8 @@ pub struct ClusterView {
     pub requests: Vec<(NodeId, NodeAction, u64)>,
     /// The points of `restore` requests, by node.
     pub restore_points: Vec<(NodeId, RestorePoint)>,
+    /// The terms of `upgrade` requests, by node.
+    pub upgrade_orders: Vec<(NodeId, cluster::wire::UpgradeOrder)>,
     /// The term of the cluster's identity (`initialized`; 1 from the bootstrap, one more per
     /// in-place restore; 0 before the bootstrap).
     pub term: u64,
@@ -278,6 +284,14 @@ pub enum Notice {
     NewTerm,
     /// A live migration's cutover began.
     Cutover,
+    /// An upgrade began.
+    Upgrading,
+    /// An upgrade ended well.
+    Upgraded,
+    /// An upgrade failed and was rolled back.
+    UpgradeRolledBack,
+    /// An upgrade failed and the rollback did not bring the node back.
+    UpgradeFailed,
 }
 
 impl Notice {
@@ -304,6 +318,10 @@ impl Notice {
             Notice::RequestFailed => "request_failed",
             Notice::NewTerm => "new_term",
             Notice::Cutover => "cutover",
+            Notice::Upgrading => "upgrading",
+            Notice::Upgraded => "upgraded",
+            Notice::UpgradeRolledBack => "upgrade_rolled_back",
+            Notice::UpgradeFailed => "upgrade_failed",
         }
     }
 }
@@ -339,6 +357,11 @@ pub enum EngineResult {
     Restarted(Result<(), String>),
     /// `ReloadDatabase` done: `Err` with why it failed.
     Reloaded(Result<(), String>),
+    /// `UpgradeDatabase` done: the database was stopped, the upgrade hook ran and the
+    /// database was started again; `Err` with why a step failed.
+    Upgraded(Result<(), String>),
+    /// `RollbackDatabase` done, likewise with the rollback hook.
+    RolledBack(Result<(), String>),
     /// `FenceRemote` done. `final_position` is the old primary's position after fencing, or
     /// `None` if it was not running (nothing to fence, nothing to catch up to).
     RemoteFenced { final_position: Option<Position> },
@@ -497,6 +520,12 @@ pub enum Action {
     RestartDatabase,
     /// An operator asked: the database re-reads its configuration → `Reloaded`.
     ReloadDatabase,
+    /// An operator asked (a rollout): stop the database, run the upgrade hook with
+    /// `version`, start the database → `Upgraded`.
+    UpgradeDatabase { version: Option<String> },
+    /// The upgrade failed: stop the database, run the rollback hook, start it →
+    /// `RolledBack`.
+    RollbackDatabase,
     /// An operator asked (on the primary, in maintenance): restore the newest backup and the
     /// archive to `point` beside the data, swap it in (the old data kept aside) and serve it
     /// as the primary → `RestoredInPlace`.

@@ -81,6 +81,11 @@ impl ClusterView {
             .iter()
             .filter_map(|(id, (doc, _))| Some((id.clone(), doc.doc()?.restore_to.clone()?)))
             .collect();
+        view.upgrade_orders = snap
+            .requests
+            .iter()
+            .filter_map(|(id, (doc, _))| Some((id.clone(), doc.doc()?.upgrade.clone()?)))
+            .collect();
         // Unreadable: no term is known, and none is checked.
         view.term = snap.initialized.doc().map_or(0, |d| d.term.max(1));
         view.standby_of = snap.initialized.doc().and_then(|d| d.standby_of.clone());

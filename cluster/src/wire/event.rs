@@ -105,6 +105,18 @@ pub enum EventKind {
     /// refuse writes): its outcome is a `request_done` (with the write outage) or
     /// `request_failed`.
     Cutover,
+    /// A replica's upgrade began (`upgrade` request): its database stops, the upgrade hook
+    /// runs, and it starts again.
+    Upgrading,
+    /// A replica's upgrade ended well: it runs the new program, healthy and caught up
+    /// (`detail`: the server's version and how long it took).
+    Upgraded,
+    /// A replica's upgrade failed (`detail` says why) and the rollback hook brought it back:
+    /// it runs the old program, healthy and caught up.
+    UpgradeRolledBack,
+    /// A replica's upgrade failed and the rollback did not bring it back healthy (or there
+    /// is no rollback hook): `detail` says what is left to do.
+    UpgradeFailed,
     /// A value this reader does not know.
     #[serde(other)]
     Unknown,

@@ -57,7 +57,7 @@ pub use node::{
     WaitKind, Waiting,
 };
 pub use primary::{PrimaryDoc, PrimaryReplication};
-pub use request::{NodeAction, RequestDoc, RestorePoint};
+pub use request::{NodeAction, RequestDoc, RestorePoint, UpgradeOrder};
 pub use statements::{NodeStatements, StatementStats};
 pub use switchover::SwitchoverDoc;
 

@@ -201,6 +201,9 @@ pub enum IneligibleCode {
     HandingOver,
     /// Its database restarts at an operator's request.
     Restarting,
+    /// Its database is being upgraded (or rolled back), or has not yet proven healthy and
+    /// caught up since.
+    Upgrading,
     /// Its data belongs to an older term of the cluster's identity (before an in-place
     /// restore): it is rebuilt, never promoted.
     OldTerm,

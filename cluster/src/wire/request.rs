@@ -26,6 +26,22 @@ pub struct RequestDoc {
     /// For `restore`: the point the cluster is rewound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_to: Option<RestorePoint>,
+    /// For `upgrade`: what to install and how long the node has to come back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeOrder>,
+}
+
+/// An `upgrade` request's terms.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeOrder {
+    /// Passed to the node's upgrade hook as `AUTOPILOT_UPGRADE_VERSION` (`null`: the hook
+    /// chooses, e.g. the candidate version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// How long the node has, once its database runs again after the hook, to be healthy
+    /// and to have caught up with the primary; after that the rollback hook runs.
+    pub deadline_seconds: u64,
 }
 
 /// The point an in-place cluster restore rewinds the cluster to.
@@ -68,6 +84,10 @@ pub enum NodeAction {
     /// read-only, wait until this cluster has every transaction it acknowledged, and promote
     /// the standby leader; the cluster no longer replicates from the source.
     Cutover,
+    /// Upgrade a replica's database in place (`upgrade` says how): stop it, run the node's
+    /// upgrade hook, start it; it must be healthy and caught up within the deadline, else
+    /// the rollback hook runs. Refused on the primary (a rollout switches over first).
+    Upgrade,
     /// A value this reader does not know (written by a newer version): ignored.
     #[default]
     #[serde(other)]
@@ -83,6 +103,7 @@ impl NodeAction {
             Self::Reload => "reload",
             Self::Restore => "restore",
             Self::Cutover => "cutover",
+            Self::Upgrade => "upgrade",
             Self::Unknown => "unknown",
         }
     }

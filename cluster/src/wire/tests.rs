@@ -324,6 +324,18 @@ fn member_request_and_reason_documents() {
         requested_by: Some("alice".into()),
         time: Some(t(1_763_939_100_123)),
         restore_to: None,
+        upgrade: None,
+    });
+    round_trip(RequestDoc {
+        schema: 1,
+        action: NodeAction::Upgrade,
+        requested_by: Some("rollout".into()),
+        time: Some(t(1_763_939_100_123)),
+        restore_to: None,
+        upgrade: Some(UpgradeOrder {
+            version: Some("1:10.11.11-0+deb12u1".into()),
+            deadline_seconds: 300,
+        }),
     });
     round_trip(RequestDoc {
         schema: 1,
@@ -331,6 +343,7 @@ fn member_request_and_reason_documents() {
         requested_by: Some("alice".into()),
         time: Some(t(1_763_939_100_123)),
         restore_to: Some(RestorePoint::Time(t(1_763_939_000_000))),
+        upgrade: None,
     });
     round_trip(RequestDoc {
         schema: 1,
@@ -338,6 +351,7 @@ fn member_request_and_reason_documents() {
         requested_by: None,
         time: None,
         restore_to: Some(RestorePoint::Latest),
+        upgrade: None,
     });
     let r: RequestDoc =
         decode(br#"{"schema":1,"action":"defragment"}"#).expect("an unknown action reads");

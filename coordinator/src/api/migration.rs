@@ -217,16 +217,8 @@ pub async fn cutover(
             return Err(pending(&r, &p, &leader));
         }
         let keys = p.keys(&st)?;
-        if !write_request(
-            &st,
-            &keys,
-            &leader,
-            NodeAction::Cutover,
-            None,
-            &g.caller.name,
-        )
-        .await?
-        {
+        let doc = super::nodes::request(NodeAction::Cutover, &g.caller.name);
+        if !write_request(&st, &keys, &leader, &doc).await? {
             return Err(pending(&r, &p, &leader));
         }
         Ok((

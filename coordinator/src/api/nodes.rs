@@ -23,7 +23,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use cluster::store::Store;
 use cluster::wire::{
-    self, ClusterKeys, MemberDoc, NodeAction, RequestDoc, RestorePoint, Role, Timestamp, TokenRole,
+    self, ClusterKeys, MemberDoc, NodeAction, RequestDoc, Role, Timestamp, TokenRole,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -125,25 +125,28 @@ fn node_down(p: &ClusterPath, id: &str, what: &str) -> Problem {
     )
 }
 
-/// Writes `requests/<id>` iff none is pending; `Ok(false)` when one is. `restore_to` is
-/// the point of a `restore` (`None` for the other actions).
-pub(super) async fn write_request(
-    st: &AppState,
-    keys: &ClusterKeys,
-    id: &str,
-    action: NodeAction,
-    restore_to: Option<RestorePoint>,
-    by: &str,
-) -> Result<bool, Problem> {
-    let doc = RequestDoc {
+/// A request for `action` by `by`, now, without terms (a `restore` sets `restore_to`, an
+/// `upgrade` its `upgrade`).
+pub(crate) fn request(action: NodeAction, by: &str) -> RequestDoc {
+    RequestDoc {
         schema: wire::SCHEMA_VERSION,
         action,
         requested_by: Some(by.to_owned()),
         time: Some(Timestamp::now()),
-        restore_to,
-    };
+        restore_to: None,
+        upgrade: None,
+    }
+}
+
+/// Writes `requests/<id>` iff none is pending; `Ok(false)` when one is.
+pub(crate) async fn write_request(
+    st: &AppState,
+    keys: &ClusterKeys,
+    id: &str,
+    doc: &RequestDoc,
+) -> Result<bool, Problem> {
     st.store()
-        .create_if_absent(&keys.request(id), wire::encode(&doc), None)
+        .create_if_absent(&keys.request(id), wire::encode(doc), None)
         .await
         .map_err(|e| Problem::store(&e))
 }
@@ -219,14 +222,18 @@ async fn one(
                 return Err(node_down(p, id, "there is no database to restart"));
             }
         }
-        NodeAction::Reload | NodeAction::Restore | NodeAction::Cutover | NodeAction::Unknown => {
+        NodeAction::Reload
+        | NodeAction::Restore
+        | NodeAction::Cutover
+        | NodeAction::Upgrade
+        | NodeAction::Unknown => {
             if !live {
                 return Err(node_down(p, id, "there is no database to reload"));
             }
         }
     }
     let keys = p.keys(st)?;
-    if !write_request(st, &keys, id, action, None, &g.caller.name).await? {
+    if !write_request(st, &keys, id, &request(action, &g.caller.name)).await? {
         return Err(pending(&r, p, id));
     }
     Ok((
@@ -348,7 +355,8 @@ pub async fn reload_all(
         let keys = p.keys(&st)?;
         let (mut nodes, mut warnings) = (Vec::new(), Vec::new());
         for n in &r.doc.nodes {
-            if write_request(&st, &keys, &n.id, NodeAction::Reload, None, &g.caller.name).await? {
+            let doc = request(NodeAction::Reload, &g.caller.name);
+            if write_request(&st, &keys, &n.id, &doc).await? {
                 nodes.push(n.id.clone());
             } else {
                 warnings.push(format!(

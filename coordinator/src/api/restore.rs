@@ -23,7 +23,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use cluster::store::Store;
 use cluster::wire::{
-    self, ClusterKeys, MaintenanceDoc, NodeAction, RestorePoint, Timestamp, TokenRole,
+    self, ClusterKeys, MaintenanceDoc, NodeAction, RequestDoc, RestorePoint, Timestamp, TokenRole,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -312,15 +312,11 @@ pub async fn restore(
                 (m, false)
             }
         };
-        let written = write_request(
-            &st,
-            &keys,
-            &primary,
-            NodeAction::Restore,
-            Some(point.clone()),
-            by,
-        )
-        .await;
+        let doc = RequestDoc {
+            restore_to: Some(point.clone()),
+            ..super::nodes::request(NodeAction::Restore, by)
+        };
+        let written = write_request(&st, &keys, &primary, &doc).await;
         if !matches!(written, Ok(true)) {
             let mut problem = match written {
                 Err(e) => e,

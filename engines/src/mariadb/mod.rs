@@ -221,9 +221,11 @@ impl Engine for MariadbEngine {
         self.follow(primary).await
     }
 
-    async fn restart(&self) -> Result<(), EngineError> {
+    async fn restart(&self, between: crate::Between) -> Result<(), EngineError> {
         self.control.stop(crate::StopMode::Fast).await?;
-        self.control.start().await
+        let between = between.await;
+        self.control.start().await?;
+        between
     }
 
     // `reload` stays unsupported: MariaDB re-reads no option file at run time (dynamic

@@ -484,10 +484,12 @@ impl Engine for PostgresEngine {
         self.clone_primary(primary).await
     }
 
-    async fn restart(&self) -> Result<(), EngineError> {
+    async fn restart(&self, between: crate::Between) -> Result<(), EngineError> {
         self.forget_reader().await;
         self.control.stop(crate::StopMode::Fast).await?;
-        self.control.start().await
+        let between = between.await;
+        self.control.start().await?;
+        between
     }
 
     /// `pg_reload_conf()`: PostgreSQL re-reads `postgresql.conf`, `pg_hba.conf` and

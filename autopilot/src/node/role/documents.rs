@@ -185,6 +185,7 @@ pub fn ineligible(why: crate::role::Ineligible) -> wire::Ineligible {
         I::Refused => C::Refused,
         I::HandingOver => C::HandingOver,
         I::Restarting => C::Restarting,
+        I::Upgrading => C::Upgrading,
         I::OldTerm { .. } => C::OldTerm,
         I::Restoring => C::Restoring,
         I::NoSource => C::NoSource,
@@ -472,6 +473,10 @@ pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> Event
         Notice::ForeignData => EventKind::ForeignData,
         Notice::NewTerm => EventKind::NewTerm,
         Notice::Cutover => EventKind::Cutover,
+        Notice::Upgrading => EventKind::Upgrading,
+        Notice::Upgraded => EventKind::Upgraded,
+        Notice::UpgradeRolledBack => EventKind::UpgradeRolledBack,
+        Notice::UpgradeFailed => EventKind::UpgradeFailed,
     };
     let Facts { from, to, position } = facts;
     EventDoc {

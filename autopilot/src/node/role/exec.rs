@@ -118,17 +118,23 @@ pub fn execute(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState, action: Acti
         }
         Action::RestartDatabase => {
             info!("restarting the database at an operator's request");
-            let engine = st.args.engine.clone();
-            tokio::spawn(async move {
-                let r = engine
-                    .restart()
-                    .await
-                    .map_err(|e| handlers::error_chain(&e).to_string());
-                feed_later(&me, |now| Event::Engine {
-                    now,
-                    result: EngineResult::Restarted(r),
-                });
-            });
+            restart(st, me, engines::nothing_between(), EngineResult::Restarted);
+        }
+        Action::UpgradeDatabase { version } => {
+            info!(
+                version = version.as_deref().unwrap_or("(the hook's choice)"),
+                "upgrading the database at an operator's request"
+            );
+            let mut env = st.args.env.with_event("upgrade").vars();
+            env.extend(version.map(|v| ("AUTOPILOT_UPGRADE_VERSION".to_owned(), v)));
+            let hook = hook_step("upgrade", st.args.upgrade.clone(), env);
+            restart(st, me, hook, EngineResult::Upgraded);
+        }
+        Action::RollbackDatabase => {
+            warn!("the upgrade failed: rolling the database back");
+            let env = st.args.env.with_event("rollback").vars();
+            let hook = hook_step("rollback", st.args.rollback.clone(), env);
+            restart(st, me, hook, EngineResult::RolledBack);
         }
         Action::RestoreInPlace { point } => {
             let seeder = st.args.seeder.clone();
@@ -940,4 +946,60 @@ fn refresh_primary(st: &mut RoleActorState, position: Position) {
             }
         }
     });
+}
+
+/// Restart the database with `between` while it is stopped; the machine gets `result`.
+fn restart(
+    st: &RoleActorState,
+    me: ActorRef<RoleMsg>,
+    between: engines::Between,
+    result: fn(Result<(), String>) -> EngineResult,
+) {
+    let engine = st.args.engine.clone();
+    tokio::spawn(async move {
+        let r = engine
+            .restart(between)
+            .await
+            .map_err(|e| handlers::error_chain(&e).to_string());
+        feed_later(&me, |now| Event::Engine {
+            now,
+            result: result(r),
+        });
+    });
+}
+
+/// Run the node's `name` hook (`handlers.upgrade`, `handlers.rollback`) as a restart's
+/// step: a failure, a timeout or a missing hook fails the step.
+fn hook_step(
+    name: &'static str,
+    spec: Option<handlers::ExecSpec>,
+    env: Vec<(String, String)>,
+) -> engines::Between {
+    Box::pin(async move {
+        let failed = |reason: String| engines::EngineError::Failed {
+            operation: if name == "upgrade" {
+                "run the upgrade hook"
+            } else {
+                "run the rollback hook"
+            },
+            reason,
+        };
+        let Some(spec) = spec else {
+            return Err(failed(format!(
+                "there is no handlers.{name} in this node's configuration"
+            )));
+        };
+        match handlers::run(name, &spec, &env).await {
+            Ok(handlers::RunOutcome::Exited(s)) if s.success() => Ok(()),
+            Ok(handlers::RunOutcome::Exited(s)) => Err(failed(format!("it exited with {s}"))),
+            Ok(handlers::RunOutcome::TimedOut) => Err(failed(format!(
+                "it outlived its timeout {} and was killed",
+                humantime::format_duration(spec.timeout.unwrap_or_default())
+            ))),
+            Err(e) => Err(failed(format!(
+                "it could not start: {}",
+                handlers::error_chain(&e)
+            ))),
+        }
+    })
 }

@@ -80,6 +80,10 @@ pub struct RoleArgs {
     /// The external database this node's configuration migrates from
     /// (`cluster.bootstrap.migrate_from`), with its account.
     pub migrate_from: Option<engines::Source>,
+    /// `handlers.upgrade`: run while the database is stopped for an `upgrade` request.
+    pub upgrade: Option<handlers::ExecSpec>,
+    /// `handlers.rollback`: run the same way when an upgrade failed.
+    pub rollback: Option<handlers::ExecSpec>,
     /// What the package watch found last, for the node document.
     pub packages: watch::Receiver<Option<cluster::wire::Packages>>,
 }

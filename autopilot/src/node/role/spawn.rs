@@ -12,6 +12,7 @@ use super::{Identity, RoleArgs};
 use crate::config::Config;
 use crate::node::env::EventEnv;
 use crate::node::process::ProcessMsg;
+use crate::node::specs::handler_spec;
 use crate::role::RoleParams;
 use crate::telemetry::NodeStatus;
 use crate::telemetry::PublishedRole;
@@ -78,6 +79,8 @@ pub async fn role_args(
         auto_rebuild: config.engine.auto_rebuild(),
         health_grace: ms(HEALTH_GRACE),
         migrate_from: cluster.migrate_from.as_ref().map(|m| m.address()),
+        upgrade_hook: config.handlers.upgrade.is_some(),
+        rollback_hook: config.handlers.rollback.is_some(),
     };
     let hostname = nix::unistd::gethostname()
         .ok()
@@ -129,6 +132,8 @@ pub async fn role_args(
             password: m.account.password.expose().to_owned(),
             slot: m.slot.clone(),
         }),
+        upgrade: config.handlers.upgrade.as_ref().map(handler_spec),
+        rollback: config.handlers.rollback.as_ref().map(handler_spec),
         packages: watch::channel(None).1,
     }))
 }

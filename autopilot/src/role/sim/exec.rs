@@ -127,6 +127,8 @@ impl World {
             // Operators' requests are not among the simulated faults.
             Action::RestartDatabase => self.engine(i, EngineResult::Restarted(Ok(()))),
             Action::ReloadDatabase => self.engine(i, EngineResult::Reloaded(Ok(()))),
+            Action::UpgradeDatabase { .. } => self.engine(i, EngineResult::Upgraded(Ok(()))),
+            Action::RollbackDatabase => self.engine(i, EngineResult::RolledBack(Ok(()))),
             Action::Initialize => {
                 let d = &mut self.dbs[i];
                 if !d.has_data {

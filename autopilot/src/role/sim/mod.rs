@@ -111,6 +111,8 @@ pub fn params(i: usize) -> RoleParams {
         auto_rebuild: false,
         health_grace: 2000,
         migrate_from: None,
+        upgrade_hook: true,
+        rollback_hook: true,
     }
 }
 

@@ -70,6 +70,7 @@ impl Store {
             nodes: self.nodes.values().map(|n| n.0.clone()).collect(),
             requests: Vec::new(),
             restore_points: Vec::new(),
+            upgrade_orders: Vec::new(),
             // No in-place restores here: the first term from the bootstrap on.
             term: u64::from(self.initialized),
             // No migrations here either.
