@@ -33,6 +33,7 @@ pub mod names;
 pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
+pub mod rollout;
 pub mod state;
 pub mod streams;
 pub mod tls;
@@ -151,6 +152,7 @@ pub async fn serve(
     });
     let _webhooks = webhooks::spawn(store.clone(), cfg.prefix.clone(), cfg.webhooks.clone())
         .map_err(ServeError::Webhooks)?;
+    let _rollouts = rollout::spawn(state.clone());
     let _cluster_sampler =
         cluster_gauges::spawn_sampler(state.clone(), clusters_tx, cluster_gauges::EVERY);
     let app =

@@ -614,6 +614,29 @@ impl Store for EtcdStore {
         Ok(resp.succeeded())
     }
 
+    async fn put_if_revision(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        mod_revision: Revision,
+    ) -> Result<bool, StoreError> {
+        let resp = self
+            .call(
+                "put_if_revision",
+                || format!("write key {key} at revision {mod_revision}"),
+                None,
+                || {
+                    let mut c = self.client.clone();
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+                        .and_then([TxnOp::put(key, value.clone(), None)]);
+                    async move { c.txn(txn).await }
+                },
+            )
+            .await?;
+        Ok(resp.succeeded())
+    }
+
     async fn delete_if_lease(&self, key: &str, lease: LeaseId) -> Result<bool, StoreError> {
         let resp = self
             .call(

@@ -138,6 +138,15 @@ pub trait Store: Send + Sync + 'static {
         mod_revision: Revision,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Replaces `key`'s value (bound to no lease) only if its mod revision is still
+    /// `mod_revision` (one transaction); `true` when written. "Update this document unless
+    /// someone else changed it since it was read."
+    fn put_if_revision(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        mod_revision: Revision,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Deletes `key` only if it is bound to `lease` (one transaction); `true` when deleted.
     /// `false` when the key is absent or bound to another lease (or to none): "release the
     /// primary / lock iff it is ours".

@@ -52,6 +52,8 @@ pub enum ClusterKey {
     Maintenance,
     /// `switchover`
     Switchover,
+    /// `upgrade`: the cluster's rolling upgrade (the coordinator's).
+    Upgrade,
     /// `events/<id>`
     Event(String),
     /// `members/<id>`
@@ -167,6 +169,10 @@ impl ClusterKeys {
     pub fn switchover(&self) -> String {
         format!("{}switchover", self.base)
     }
+    /// The rolling upgrade's state (`UpgradeDoc`).
+    pub fn upgrade(&self) -> String {
+        format!("{}upgrade", self.base)
+    }
     /// `events/<id>`.
     pub fn event(&self, id: &str) -> String {
         format!("{}events/{id}", self.base)
@@ -240,6 +246,7 @@ impl ClusterKeys {
             "history" => ClusterKey::History,
             "maintenance" => ClusterKey::Maintenance,
             "switchover" => ClusterKey::Switchover,
+            "upgrade" => ClusterKey::Upgrade,
             _ => {
                 if let Some(id) = one("nodes/") {
                     ClusterKey::Node(id)
@@ -279,6 +286,7 @@ impl ClusterKeys {
             ClusterKey::History => self.history(),
             ClusterKey::Maintenance => self.maintenance(),
             ClusterKey::Switchover => self.switchover(),
+            ClusterKey::Upgrade => self.upgrade(),
             ClusterKey::Event(id) => self.event(id),
             ClusterKey::Member(id) => self.member(id),
             ClusterKey::Request(id) => self.request(id),

@@ -32,6 +32,7 @@ pub mod primary;
 pub mod request;
 pub mod statements;
 pub mod switchover;
+pub mod upgrade;
 
 pub use backup::{
     BackupAction, BackupMethod, BackupRecordDoc, BackupRequestDoc, BackupSlotDoc, BackupStatus,
@@ -60,6 +61,7 @@ pub use primary::{PrimaryDoc, PrimaryReplication};
 pub use request::{NodeAction, RequestDoc, RestorePoint, UpgradeOrder};
 pub use statements::{NodeStatements, StatementStats};
 pub use switchover::SwitchoverDoc;
+pub use upgrade::{RolloutState, RolloutStep, StepKind, StepOutcome, UpgradeDoc};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -144,6 +144,17 @@ async fn write_request(
     Ok(())
 }
 
+/// Writes the `switchover` request for `candidate` (a rolling upgrade's step); 409
+/// `switchover_pending` when one is pending.
+pub(crate) async fn write_switchover(
+    st: &AppState,
+    p: &ClusterPath,
+    candidate: Option<String>,
+    by: &str,
+) -> Result<(), Problem> {
+    write_request(st, p, candidate, false, by).await
+}
+
 /// Ask the primary to hand over to `candidate` (or the best replica).
 #[utoipa::path(post, path = "/v1/clusters/{namespace}/{project}/{cluster}/switchover", tag = "actions",
     params(ClusterPath), request_body(content = SwitchoverRequest, description = "may be empty"),

@@ -16,6 +16,7 @@ pub mod packages;
 pub mod restore;
 pub mod statements;
 pub mod tokens;
+pub mod upgrade;
 
 use std::time::Instant;
 
@@ -57,6 +58,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(migration::get_migration))
         .routes(routes!(migration::cutover))
         .routes(routes!(packages::list_packages))
+        .routes(routes!(upgrade::start, upgrade::status))
+        .routes(routes!(upgrade::pause))
+        .routes(routes!(upgrade::resume))
         .routes(routes!(backups::list_backups, backups::run_backup))
         .routes(routes!(backups::get_backup))
         .routes(routes!(backups::verify_backup))

@@ -12,6 +12,7 @@ pub mod nodes;
 pub mod output;
 pub mod restore;
 pub mod show;
+pub mod upgrade;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -257,6 +258,9 @@ pub enum Cmd {
     /// A live migration from an external database: its status, and the cutover (admin).
     #[command(subcommand)]
     Migrate(migrate::MigrateCmd),
+    /// A rolling upgrade: begin one, follow it, pause and resume it (operator).
+    #[command(subcommand)]
+    Upgrade(upgrade::UpgradeCmd),
     /// Forget a member that is gone for good (admin; stop its agent first).
     Remove(NodeArg),
     /// A node's effective configuration, from its agent (secrets redacted).
@@ -460,6 +464,7 @@ pub fn run_with(mut cli: Cli, env: &dyn Fn(&str) -> Option<String>) -> Result<()
         Cmd::Reload { c, node } => nodes::request(&client, &c, node.as_deref(), "reload", &print)?,
         Cmd::Restore(a) => restore::run(&client, &a, &print, json_out)?,
         Cmd::Migrate(m) => migrate::run(&client, m, &print, json_out)?,
+        Cmd::Upgrade(u) => upgrade::run(&client, u, &print, json_out)?,
         Cmd::Remove(n) => {
             let v = client.call(Method::DELETE, &n.path("members")?, None)?;
             let cluster = n.c.cluster.clone();
