@@ -149,10 +149,10 @@ pub(super) fn check(cx: &mut Cx<'_>) {
         return;
     }
     let secs = u.deadline / 1000;
-    let why = if !following {
-        format!("it did not follow the primary within {secs} s of its start")
-    } else if !(u.seen_healthy && cx.s.healthy) {
+    let why = if !(u.seen_healthy && cx.s.healthy) {
         format!("it was not healthy within {secs} s of its start")
+    } else if !following {
+        format!("it did not follow the primary within {secs} s of its start")
     } else if !receiving {
         format!("it did not receive from the primary within {secs} s of its start")
     } else {

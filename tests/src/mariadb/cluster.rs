@@ -57,6 +57,9 @@ pub struct MariaOpts {
     /// YAML appended to every agent's configuration (e.g. a `backup:` section); `{k}` is
     /// replaced by the node's number (1-based).
     pub extra_yaml: String,
+    /// The server program each node runs (`{k}` replaced as in `extra_yaml`); default
+    /// `/usr/sbin/mariadbd`. The upgrade tests point it at a symlink their hooks switch.
+    pub server: Option<String>,
 }
 
 impl Default for MariaOpts {
@@ -72,6 +75,7 @@ impl Default for MariaOpts {
             admin_password: ADMIN_PASSWORD,
             security: Security::default(),
             extra_yaml: String::new(),
+            server: None,
         }
     }
 }
@@ -250,10 +254,16 @@ engine:
       replication: {{ user: repl, password_file: ./repl.pass }}
       backup: {{ user: backup, password_file: ./backup.pass }}
 process:
-  exec: [/usr/sbin/mariadbd, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M, --log-warnings=1]
+  exec: [{server}, --no-defaults, --innodb-buffer-pool-size=32M, --innodb-log-file-size=16M, --log-warnings=1]
   stop_timeout: 20s
 {telemetry}"#,
             name = self.name(i),
+            server = self
+                .opts
+                .server
+                .as_deref()
+                .unwrap_or("/usr/sbin/mariadbd")
+                .replace("{k}", &k.to_string()),
             host = self.host(i),
             etcd = serde_json::to_string(&self.etcd.agent_endpoints())?,
             etcd_extra = self.secured.etcd_yaml,

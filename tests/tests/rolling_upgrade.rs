@@ -1,0 +1,415 @@
+//! Rolling upgrades (issue 19) of a real three-node MariaDB cluster under a writer, driven by
+//! the coordinator and `autopilotctl upgrade`. The machine has one MariaDB version, so each
+//! node runs its server through a symlink (`server-<k>`) that the nodes' upgrade hook points
+//! at the "candidate" program and their rollback hook back at `/usr/sbin/mariadbd`; the good
+//! candidate is a wrapper that reports a newer build (`--version=…-upgraded`), the bad one a
+//! program that does not start.
+//! - a rollout upgrades the replicas one at a time, switches over once, upgrades the former
+//!   primary: every node on the new program, no acknowledged row lost, the only write outage
+//!   the switchover's; a second rollout is refused while it runs; the coordinator restarted
+//!   mid-rollout resumes it; bad input is refused;
+//! - a bad program on the second node: its deadline passes, its rollback hook brings it back
+//!   on the old program, the rollout stops saying why (pause and resume on the way), and the
+//!   cluster stays writable with full redundancy.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, ctl};
+use e2e::harness::scenario::{assert_no_split_brain_no_loss, sorted_rows};
+use e2e::harness::util::eventually;
+use e2e::harness::workload::{Checker, Writer};
+use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
+use e2e::mariadb::scenario::{settle, workload};
+
+const NEW: &str = "10.11.99-MariaDB-upgraded";
+
+/// The programs and hooks in a directory every user may read (the server runs as mysql).
+struct Programs {
+    dir: tempfile::TempDir,
+}
+
+impl Programs {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let script = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write a script");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        };
+        script(
+            "mariadbd-new",
+            &format!("exec /usr/sbin/mariadbd \"$@\" --version={NEW}"),
+        );
+        script(
+            "mariadbd-bad",
+            "echo 'mariadbd-bad: this build does not start' >&2; exit 1",
+        );
+        for k in 1..=3 {
+            std::os::unix::fs::symlink(
+                "/usr/sbin/mariadbd",
+                dir.path().join(format!("server-{k}")),
+            )
+            .expect("symlink");
+        }
+        let p = Self { dir };
+        p.candidate("mariadbd-new");
+        p
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// What the next upgrade hook installs.
+    fn candidate(&self, program: &str) {
+        let link = self.path("candidate");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(self.path(program), link).expect("symlink");
+    }
+
+    fn opts(&self) -> MariaOpts {
+        let d = self.dir.path().display();
+        MariaOpts {
+            server: Some(format!("{d}/server-{{k}}")),
+            extra_yaml: format!(
+                "handlers:\n  upgrade:\n    exec: [sh, -c, 'ln -sfn \"$(readlink {d}/candidate)\" {d}/server-{{k}}']\n    timeout: 10s\n  rollback:\n    exec: [ln, -sfn, /usr/sbin/mariadbd, {d}/server-{{k}}]\n    timeout: 10s\n"
+            ),
+            ..MariaOpts::default()
+        }
+    }
+}
+
+fn node_doc(c: &MariaCluster, i: usize) -> serde_json::Value {
+    c.key(&format!("nodes/{}", c.name(i)))
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default()
+}
+
+fn rollout(env: &[(&str, &str)], cluster: &str) -> serde_json::Value {
+    let (code, out, err) = ctl(
+        &["-o", "json", "upgrade", "status", cluster],
+        env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str(&out).expect("JSON")
+}
+
+fn wait_rollout(
+    c: &MariaCluster,
+    env: &[(&str, &str)],
+    cluster: &str,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    eventually(within, Duration::from_millis(200), || {
+        last = rollout(env, cluster);
+        ok(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("{what}: not within {within:?}: {last:#}\n{}", c.logs()))
+}
+
+fn history_len(c: &MariaCluster) -> usize {
+    c.key("history")
+        .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
+        .and_then(|h| h["entries"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a_coordinator_restart()
+ {
+    let programs = Programs::new();
+    let mut c = MariaCluster::start(3, programs.opts()).expect("start the MariaDB cluster");
+    let p = settle(&c);
+    let etcd = c.etcd_mut().endpoint();
+    let mut coord = Coordinator::start(&etcd, &[]).expect("start the coordinator");
+    let url = coord.url().to_owned();
+    let env = [
+        ("AUTOPILOT_URL", url.as_str()),
+        ("AUTOPILOT_TOKEN", ADMIN_TOKEN),
+    ];
+    let cluster = c.cluster_id();
+    let history = history_len(&c);
+
+    // Bad input first: an unknown cluster, a bad version, a deadline out of range.
+    let (code, _, err) = ctl(
+        &["upgrade", "start", "a/b/nosuch"],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 4, "{err}");
+    let (code, _, err) = ctl(
+        &["upgrade", "start", &cluster, "--version", "1.0; rm -rf /"],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("version"), "{err}");
+    let (code, _, err) = ctl(
+        &["upgrade", "start", &cluster, "--deadline", "5"],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = ctl(
+        &["upgrade", "status", &cluster],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 4, "no rollout yet: {err}");
+
+    let writer = Writer::start(workload(&c), Duration::from_secs(600));
+    let checker = Checker::start(workload(&c), Duration::from_secs(600));
+    let t0 = Instant::now();
+    let (code, out, err) = ctl(
+        &["upgrade", "start", &cluster, "--deadline", "60"],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // One rollout per cluster at a time.
+    let (code, _, err) = ctl(
+        &["upgrade", "start", &cluster],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("already has a rolling upgrade"), "{err}");
+
+    // The coordinator is restarted once the first node is done: the next one resumes it.
+    wait_rollout(
+        &c,
+        &env,
+        &cluster,
+        "the first node upgraded",
+        Duration::from_secs(120),
+        |v| v["upgraded"].as_array().is_some_and(|u| !u.is_empty()),
+    );
+    coord.kill();
+    let coord2 = Coordinator::start(&etcd, &[]).expect("start the coordinator again");
+    let url2 = coord2.url().to_owned();
+    let env2 = [
+        ("AUTOPILOT_URL", url2.as_str()),
+        ("AUTOPILOT_TOKEN", ADMIN_TOKEN),
+    ];
+    let done = wait_rollout(
+        &c,
+        &env2,
+        &cluster,
+        "the rollout's end",
+        Duration::from_secs(300),
+        |v| v["state"] != "running",
+    );
+    let took = t0.elapsed();
+    assert_eq!(done["state"], "done", "{done:#}\n{}", c.logs());
+    let w = writer.stop();
+    let k = checker.stop();
+
+    // Every node on the new program, one switchover, the former primary last.
+    for i in 0..3 {
+        let v = eventually(Duration::from_secs(20), Duration::from_millis(200), || {
+            let d = node_doc(&c, i);
+            d["version"]
+                .as_str()
+                .is_some_and(|v| v.contains("upgraded"))
+                .then_some(d)
+        });
+        assert!(
+            v.is_some(),
+            "node {i} does not run the new program: {:#}",
+            node_doc(&c, i)
+        );
+    }
+    let steps = done["steps"].as_array().expect("steps");
+    let kinds: Vec<&str> = steps.iter().filter_map(|s| s["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["upgrade", "upgrade", "switchover", "upgrade"],
+        "{done:#}"
+    );
+    assert_eq!(
+        steps[3]["node"],
+        c.name(p),
+        "the former primary last: {done:#}"
+    );
+    assert_eq!(history_len(&c), history + 1, "one switchover, no failover");
+
+    // No acknowledged row lost; the replicas' upgrades cost no write outage, the
+    // switchover's is the longest.
+    let q = c.wait_primary(Duration::from_secs(30));
+    let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
+        sorted_rows(workload(&c).as_ref(), q)
+    })
+    .expect("the new primary answers");
+    assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    let switch = &steps[2];
+    let at = |field: &str| {
+        humantime::parse_rfc3339_weak(switch[field].as_str().unwrap_or_default())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map(|ago| Instant::now() - ago)
+            .expect("a step time")
+    };
+    let (from, to) = (at("started"), at("ended"));
+    let longest = w.longest_gap_since(t0);
+    let mut outside = Duration::ZERO;
+    for pair in w.acked_at.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a >= t0 && (b < from || a > to) {
+            outside = outside.max(b - a);
+        }
+    }
+    println!(
+        "rolling upgrade of 3 MariaDB nodes: {took:?}; longest write outage {longest:?}, \
+         outside the switchover {outside:?}; {} rows acknowledged",
+        w.acked.len()
+    );
+    assert!(
+        outside <= Duration::from_secs(2),
+        "a replica's upgrade stopped the writes for {outside:?}\n{}",
+        c.logs()
+    );
+    drop(coord2);
+}
+
+#[test]
+fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_full_redundancy() {
+    let programs = Programs::new();
+    let mut c = MariaCluster::start(3, programs.opts()).expect("start the MariaDB cluster");
+    let p = settle(&c);
+    let etcd = c.etcd_mut().endpoint();
+    let coord = Coordinator::start(&etcd, &[]).expect("start the coordinator");
+    let env = [
+        ("AUTOPILOT_URL", coord.url()),
+        ("AUTOPILOT_TOKEN", ADMIN_TOKEN),
+    ];
+    let cluster = c.cluster_id();
+    let writer = Writer::start(workload(&c), Duration::from_secs(600));
+    let checker = Checker::start(workload(&c), Duration::from_secs(600));
+
+    let (code, out, err) = ctl(
+        &[
+            "upgrade",
+            "start",
+            &cluster,
+            "--deadline",
+            "20",
+            "--version",
+            "10.11.99",
+        ],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // Paused while the first node upgrades: it finishes, nothing more begins.
+    wait_rollout(
+        &c,
+        &env,
+        &cluster,
+        "the first step",
+        Duration::from_secs(60),
+        |v| v["step"].is_object(),
+    );
+    let (code, out, err) = ctl(
+        &["upgrade", "pause", &cluster],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let paused = wait_rollout(
+        &c,
+        &env,
+        &cluster,
+        "the first node, paused",
+        Duration::from_secs(120),
+        |v| {
+            v["state"] == "paused"
+                && v["step"].is_null()
+                && v["upgraded"].as_array().is_some_and(|u| u.len() == 1)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        rollout(&env, &cluster)["step"].is_null(),
+        "a step began while paused"
+    );
+    let first = paused["upgraded"][0].as_str().expect("a node").to_owned();
+
+    // The second node gets a program that does not start.
+    programs.candidate("mariadbd-bad");
+    let (code, out, err) = ctl(
+        &["upgrade", "resume", &cluster],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let failed = wait_rollout(
+        &c,
+        &env,
+        &cluster,
+        "the rollout's stop",
+        Duration::from_secs(180),
+        |v| v["state"] == "failed",
+    );
+    let detail = failed["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("rolled back"), "{failed:#}");
+    let second = failed["steps"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|s| s["node"].as_str())
+        .expect("the failed step's node")
+        .to_owned();
+    assert_ne!(second, first);
+    assert_ne!(
+        second,
+        c.name(p),
+        "the primary is never upgraded before the replicas"
+    );
+    let i = (0..3).find(|&i| c.name(i) == second).expect("its index");
+    let old = node_doc(&c, i);
+    assert!(
+        old["version"]
+            .as_str()
+            .is_some_and(|v| !v.contains("upgraded")),
+        "{second} does not run the old program: {old:#}"
+    );
+    assert_eq!(
+        std::fs::read_link(programs.path(&format!("server-{}", i + 1))).expect("link"),
+        Path::new("/usr/sbin/mariadbd")
+    );
+    let rolled = c.wait_event("upgrade_rolled_back", i, Duration::from_secs(10));
+    assert!(
+        rolled["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not healthy within 20 s")),
+        "{rolled:#}"
+    );
+
+    // Still writable, the same primary, every replica streaming; no row lost.
+    let q = c.wait_primary(Duration::from_secs(30));
+    assert_eq!(q, p, "no failover");
+    for j in (0..3).filter(|&j| j != q) {
+        c.wait_replicating(j, q, Duration::from_secs(60));
+    }
+    let w = writer.stop();
+    let k = checker.stop();
+    let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
+        sorted_rows(workload(&c).as_ref(), q)
+    })
+    .expect("the primary answers");
+    assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    // A stopped rollout cannot be resumed; a new one may begin.
+    let (code, _, err) = ctl(
+        &["upgrade", "resume", &cluster],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 5, "{err}");
+}
