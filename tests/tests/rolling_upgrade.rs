@@ -48,6 +48,14 @@ impl Programs {
             "mariadbd-bad",
             "echo 'mariadbd-bad: this build does not start' >&2; exit 1",
         );
+        // The upgrade hook: installs the candidate for node $1; hangs while `hang` exists.
+        let d = dir.path().display();
+        script(
+            "upgrade-hook",
+            &format!(
+                "if [ -e {d}/hang ]; then sleep 600; fi\nln -sfn \"$(readlink {d}/candidate)\" {d}/server-$1"
+            ),
+        );
         for k in 1..=3 {
             std::os::unix::fs::symlink(
                 "/usr/sbin/mariadbd",
@@ -76,7 +84,7 @@ impl Programs {
         MariaOpts {
             server: Some(format!("{d}/server-{{k}}")),
             extra_yaml: format!(
-                "handlers:\n  upgrade:\n    exec: [sh, -c, 'ln -sfn \"$(readlink {d}/candidate)\" {d}/server-{{k}}']\n    timeout: 10s\n  rollback:\n    exec: [ln, -sfn, /usr/sbin/mariadbd, {d}/server-{{k}}]\n    timeout: 10s\n"
+                "handlers:\n  upgrade:\n    exec: [{d}/upgrade-hook, '{{k}}']\n    timeout: 10s\n  rollback:\n    exec: [ln, -sfn, /usr/sbin/mariadbd, {d}/server-{{k}}]\n    timeout: 10s\n"
             ),
             ..MariaOpts::default()
         }
@@ -412,4 +420,32 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
         Duration::from_secs(20),
     );
     assert_eq!(code, 5, "{err}");
+
+    // An upgrade hook that hangs is killed at its timeout and the node rolled back.
+    programs.candidate("mariadbd-new");
+    std::fs::write(programs.path("hang"), b"").expect("hang");
+    let (code, out, err) = ctl(
+        &["upgrade", "start", &cluster, "--deadline", "20"],
+        &env,
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let failed = wait_rollout(
+        &c,
+        &env,
+        &cluster,
+        "the hung hook's stop",
+        Duration::from_secs(180),
+        |v| v["state"] == "failed",
+    );
+    assert!(
+        failed["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("outlived its timeout")),
+        "{failed:#}"
+    );
+    assert_eq!(c.wait_primary(Duration::from_secs(30)), p, "no failover");
+    for j in (0..3).filter(|&j| j != p) {
+        c.wait_replicating(j, p, Duration::from_secs(60));
+    }
 }
