@@ -1,93 +1,35 @@
-//! Rolling upgrades (issue 19) of a real three-node MariaDB cluster under a writer, driven by
-//! the coordinator and `autopilotctl upgrade`. The machine has one MariaDB version, so each
-//! node runs its server through a symlink (`server-<k>`) that the nodes' upgrade hook points
-//! at the "candidate" program and their rollback hook back at `/usr/sbin/mariadbd`; the good
-//! candidate is a wrapper that reports a newer build (`--version=…-upgraded`), the bad one a
-//! program that does not start.
+//! Rolling upgrades (issue 19) of real three-node MariaDB and PostgreSQL clusters under a
+//! writer, driven by the coordinator and `autopilotctl upgrade`. Each node runs its server
+//! through a symlink its upgrade hook points at the candidate program and its rollback hook
+//! back at the real one (`e2e::harness::upgrade`): the good candidate runs the server as a
+//! newer build, the bad one does not start.
 //! - a rollout upgrades the replicas one at a time, switches over once, upgrades the former
 //!   primary: every node on the new program, no acknowledged row lost, the only write outage
 //!   the switchover's; a second rollout is refused while it runs; the coordinator restarted
 //!   mid-rollout resumes it; bad input is refused;
 //! - a bad program on the second node: its deadline passes, its rollback hook brings it back
 //!   on the old program, the rollout stops saying why (pause and resume on the way), and the
-//!   cluster stays writable with full redundancy.
+//!   cluster stays writable with full redundancy; an upgrade hook that hangs is killed at its
+//!   timeout and rolled back the same way;
+//! - the same rollout on PostgreSQL.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, ctl};
 use e2e::harness::scenario::{assert_no_split_brain_no_loss, sorted_rows};
+use e2e::harness::upgrade::{Programs, Server, rollout, runs_upgraded, status, wait};
 use e2e::harness::util::eventually;
 use e2e::harness::workload::{Checker, Writer};
 use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
 use e2e::mariadb::scenario::{settle, workload};
+use e2e::postgres::cluster::{PgCluster, PgOpts};
+use e2e::postgres::scenario::settled;
 
-const NEW: &str = "10.11.99-MariaDB-upgraded";
-
-/// The programs and hooks in a directory every user may read (the server runs as mysql).
-struct Programs {
-    dir: tempfile::TempDir,
-}
-
-impl Programs {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-        let script = |name: &str, body: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write a script");
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        };
-        script(
-            "mariadbd-new",
-            &format!("exec /usr/sbin/mariadbd \"$@\" --version={NEW}"),
-        );
-        script(
-            "mariadbd-bad",
-            "echo 'mariadbd-bad: this build does not start' >&2; exit 1",
-        );
-        // The upgrade hook: installs the candidate for node $1; hangs while `hang` exists.
-        let d = dir.path().display();
-        script(
-            "upgrade-hook",
-            &format!(
-                "if [ -e {d}/hang ]; then sleep 600; fi\nln -sfn \"$(readlink {d}/candidate)\" {d}/server-$1"
-            ),
-        );
-        for k in 1..=3 {
-            std::os::unix::fs::symlink(
-                "/usr/sbin/mariadbd",
-                dir.path().join(format!("server-{k}")),
-            )
-            .expect("symlink");
-        }
-        let p = Self { dir };
-        p.candidate("mariadbd-new");
-        p
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// What the next upgrade hook installs.
-    fn candidate(&self, program: &str) {
-        let link = self.path("candidate");
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(self.path(program), link).expect("symlink");
-    }
-
-    fn opts(&self) -> MariaOpts {
-        let d = self.dir.path().display();
-        MariaOpts {
-            server: Some(format!("{d}/server-{{k}}")),
-            extra_yaml: format!(
-                "handlers:\n  upgrade:\n    exec: [{d}/upgrade-hook, '{{k}}']\n    timeout: 10s\n  rollback:\n    exec: [ln, -sfn, /usr/sbin/mariadbd, {d}/server-{{k}}]\n    timeout: 10s\n"
-            ),
-            ..MariaOpts::default()
-        }
+fn maria_opts(programs: &Programs) -> MariaOpts {
+    MariaOpts {
+        server: Some(programs.server_yaml()),
+        extra_yaml: format!("handlers:\n{}", programs.handlers_yaml()),
+        ..MariaOpts::default()
     }
 }
 
@@ -95,32 +37,6 @@ fn node_doc(c: &MariaCluster, i: usize) -> serde_json::Value {
     c.key(&format!("nodes/{}", c.name(i)))
         .and_then(|v| serde_json::from_str(&v).ok())
         .unwrap_or_default()
-}
-
-fn rollout(env: &[(&str, &str)], cluster: &str) -> serde_json::Value {
-    let (code, out, err) = ctl(
-        &["-o", "json", "upgrade", "status", cluster],
-        env,
-        Duration::from_secs(20),
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    serde_json::from_str(&out).expect("JSON")
-}
-
-fn wait_rollout(
-    c: &MariaCluster,
-    env: &[(&str, &str)],
-    cluster: &str,
-    what: &str,
-    within: Duration,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    eventually(within, Duration::from_millis(200), || {
-        last = rollout(env, cluster);
-        ok(&last).then(|| last.clone())
-    })
-    .unwrap_or_else(|| panic!("{what}: not within {within:?}: {last:#}\n{}", c.logs()))
 }
 
 fn history_len(c: &MariaCluster) -> usize {
@@ -133,8 +49,8 @@ fn history_len(c: &MariaCluster) -> usize {
 #[test]
 fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a_coordinator_restart()
  {
-    let programs = Programs::new();
-    let mut c = MariaCluster::start(3, programs.opts()).expect("start the MariaDB cluster");
+    let programs = Programs::new(Server::Mariadb);
+    let mut c = MariaCluster::start(3, maria_opts(&programs)).expect("start the MariaDB cluster");
     let p = settle(&c);
     let etcd = c.etcd_mut().endpoint();
     let mut coord = Coordinator::start(&etcd, &[]).expect("start the coordinator");
@@ -192,7 +108,7 @@ fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a
     assert!(err.contains("already has a rolling upgrade"), "{err}");
 
     // The coordinator is restarted once the first node is done: the next one resumes it.
-    wait_rollout(
+    wait(
         &c,
         &env,
         &cluster,
@@ -207,7 +123,7 @@ fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a
         ("AUTOPILOT_URL", url2.as_str()),
         ("AUTOPILOT_TOKEN", ADMIN_TOKEN),
     ];
-    let done = wait_rollout(
+    let done = wait(
         &c,
         &env2,
         &cluster,
@@ -222,6 +138,7 @@ fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a
 
     // Every node on the new program, one switchover, the former primary last.
     for i in 0..3 {
+        assert!(runs_upgraded(&c, i), "node {i}: not the upgraded program");
         let v = eventually(Duration::from_secs(20), Duration::from_millis(200), || {
             let d = node_doc(&c, i);
             d["version"]
@@ -289,8 +206,8 @@ fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a
 
 #[test]
 fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_full_redundancy() {
-    let programs = Programs::new();
-    let mut c = MariaCluster::start(3, programs.opts()).expect("start the MariaDB cluster");
+    let programs = Programs::new(Server::Mariadb);
+    let mut c = MariaCluster::start(3, maria_opts(&programs)).expect("start the MariaDB cluster");
     let p = settle(&c);
     let etcd = c.etcd_mut().endpoint();
     let coord = Coordinator::start(&etcd, &[]).expect("start the coordinator");
@@ -317,7 +234,7 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
     );
     assert_eq!(code, 0, "{out}{err}");
     // Paused while the first node upgrades: it finishes, nothing more begins.
-    wait_rollout(
+    wait(
         &c,
         &env,
         &cluster,
@@ -331,7 +248,7 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
         Duration::from_secs(20),
     );
     assert_eq!(code, 0, "{out}{err}");
-    let paused = wait_rollout(
+    let paused = wait(
         &c,
         &env,
         &cluster,
@@ -345,20 +262,20 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
     );
     std::thread::sleep(Duration::from_secs(3));
     assert!(
-        rollout(&env, &cluster)["step"].is_null(),
+        status(&env, &cluster)["step"].is_null(),
         "a step began while paused"
     );
     let first = paused["upgraded"][0].as_str().expect("a node").to_owned();
 
     // The second node gets a program that does not start.
-    programs.candidate("mariadbd-bad");
+    programs.candidate("server-bad");
     let (code, out, err) = ctl(
         &["upgrade", "resume", &cluster],
         &env,
         Duration::from_secs(20),
     );
     assert_eq!(code, 0, "{out}{err}");
-    let failed = wait_rollout(
+    let failed = wait(
         &c,
         &env,
         &cluster,
@@ -389,8 +306,8 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
         "{second} does not run the old program: {old:#}"
     );
     assert_eq!(
-        std::fs::read_link(programs.path(&format!("server-{}", i + 1))).expect("link"),
-        Path::new("/usr/sbin/mariadbd")
+        std::fs::read_link(programs.link(i + 1)).expect("link"),
+        programs.real()
     );
     let rolled = c.wait_event("upgrade_rolled_back", i, Duration::from_secs(10));
     assert!(
@@ -422,15 +339,15 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
     assert_eq!(code, 5, "{err}");
 
     // An upgrade hook that hangs is killed at its timeout and the node rolled back.
-    programs.candidate("mariadbd-new");
-    std::fs::write(programs.path("hang"), b"").expect("hang");
+    programs.candidate("server-new");
+    programs.hang(true);
     let (code, out, err) = ctl(
         &["upgrade", "start", &cluster, "--deadline", "20"],
         &env,
         Duration::from_secs(20),
     );
     assert_eq!(code, 0, "{out}{err}");
-    let failed = wait_rollout(
+    let failed = wait(
         &c,
         &env,
         &cluster,
@@ -448,4 +365,79 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
     for j in (0..3).filter(|&j| j != p) {
         c.wait_replicating(j, p, Duration::from_secs(60));
     }
+}
+
+#[test]
+fn a_postgres_rolling_upgrade_upgrades_every_node_with_one_switchover_and_loses_no_row() {
+    let programs = Programs::new(Server::Postgres);
+    let mut c = PgCluster::start(
+        3,
+        PgOpts {
+            bin_dir: Some(programs.server_yaml()),
+            handlers_yaml: programs.handlers_yaml(),
+            ..PgOpts::default()
+        },
+    )
+    .expect("start the PostgreSQL cluster");
+    let p = settled(&c);
+    let etcd = c.etcd_mut().endpoint();
+    let coord = Coordinator::start(&etcd, &[]).expect("start the coordinator");
+    let history = c
+        .key("history")
+        .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
+        .and_then(|h| h["entries"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    let r = rollout(&c, coord.url(), "e2e/pg/main", c.workload());
+    assert_eq!(r.doc["state"], "done", "{:#}\n{}", r.doc, c.logs());
+    let kinds: Vec<&str> = r.doc["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        kinds,
+        ["upgrade", "upgrade", "switchover", "upgrade"],
+        "{:#}",
+        r.doc
+    );
+    assert_eq!(
+        r.doc["steps"][3]["node"],
+        c.name(p),
+        "the former primary last"
+    );
+    let q = c.wait_primary(Duration::from_secs(30));
+    for i in 0..3 {
+        let up = eventually(Duration::from_secs(20), Duration::from_millis(200), || {
+            runs_upgraded(&c, i).then_some(())
+        });
+        assert!(
+            up.is_some(),
+            "node {i}: not the upgraded program\n{}",
+            c.logs()
+        );
+        if i != q {
+            c.wait_streaming(i, q, Duration::from_secs(60));
+        }
+    }
+    let after = c
+        .key("history")
+        .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
+        .and_then(|h| h["entries"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    assert_eq!(after, history + 1, "one switchover, no failover");
+    let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
+        sorted_rows(c.workload().as_ref(), q)
+    })
+    .expect("the new primary answers");
+    assert_no_split_brain_no_loss(&c, &rows, &r.writer, &r.checker);
+    println!(
+        "rolling upgrade of 3 PostgreSQL nodes: {:?}; longest write outage {:?}, outside the \
+         switchover {:?}",
+        r.took, r.outage, r.outside_switchover
+    );
+    assert!(
+        r.outside_switchover <= Duration::from_secs(2),
+        "a replica's upgrade stopped the writes for {:?}\n{}",
+        r.outside_switchover,
+        c.logs()
+    );
 }

@@ -15,6 +15,7 @@ pub mod partition;
 pub mod s3;
 pub mod scenario;
 pub mod tls;
+pub mod upgrade;
 pub mod util;
 pub mod webhook;
 pub mod workload;

@@ -56,6 +56,11 @@ pub struct PgOpts {
     pub security: Security,
     /// YAML appended to every agent's configuration (e.g. a `backup:` section).
     pub extra_yaml: String,
+    /// `engine.postgres.bin_dir` (`{k}` replaced by the node's number); default the
+    /// installed server's. The upgrade tests point it at a directory their hooks switch.
+    pub bin_dir: Option<String>,
+    /// Lines added under `handlers:` (`{k}` replaced), e.g. `upgrade` and `rollback`.
+    pub handlers_yaml: String,
 }
 
 impl Default for PgOpts {
@@ -71,6 +76,8 @@ impl Default for PgOpts {
             migrate_from: None,
             security: Security::default(),
             extra_yaml: String::new(),
+            bin_dir: None,
+            handlers_yaml: String::new(),
         }
     }
 }
@@ -421,7 +428,7 @@ engine:
   auto_rebuild: {auto_rebuild}
   seed: {seed}
   postgres:
-    data_dir: ./data-{k}
+    data_dir: ./data-{k}{bin_dir}
     durability: {durability}
     superuser: {{ user: {SUPERUSER}, password_file: su.pw }}
     replication: {{ user: {REPLICATOR}, password_file: repl.pw }}
@@ -432,8 +439,14 @@ process:
   stop_timeout: 10s
 handlers:
   onChange: {{ exec: [sh, -c, 'echo "role $AUTOPILOT_PREVIOUS_ROLE -> $AUTOPILOT_ROLE, primary $AUTOPILOT_PRIMARY_ADDRESS"'] }}
-{telemetry}{extra}"#,
+{handlers}{telemetry}{extra}"#,
         extra = opts.extra_yaml,
+        handlers = opts.handlers_yaml.replace("{k}", &k.to_string()),
+        bin_dir = opts
+            .bin_dir
+            .as_ref()
+            .map(|b| format!("\n    bin_dir: {}", b.replace("{k}", &k.to_string())))
+            .unwrap_or_default(),
         ttl = ms(opts.ttl),
         settle = ms(opts.settle),
         cooldown = if opts.cooldown.is_zero() {
