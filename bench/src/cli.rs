@@ -13,6 +13,7 @@
 //! target/release/bench recovery [--runs 5] [--ttls 10,5] [--durability sync,async]   # measures the first TTL
 //! target/release/bench backup [--size-mb 2048] [--runs 3] [--engines mariadb,postgres]
 //! target/release/bench migrate [--runs 5] [--engines mariadb,postgres]
+//! target/release/bench upgrade [--runs 5] [--engines mariadb,postgres]
 //! target/release/bench pitr [--seconds 60] [--runs 3] [--base-mb 2048] [--changes-mb 1024] [--engines mariadb,postgres] [--parts rpo,failover,restore,seed] [--quick]
 //! ```
 
@@ -26,6 +27,7 @@ use crate::pitr::Part;
 use crate::postgres::System;
 use crate::{
     backup, etcd_load, failover, hostile, idle, mariadb, migrate, pitr, postgres, recovery, report,
+    upgrade,
 };
 
 /// sysexits EX_USAGE: bad flags.
@@ -114,6 +116,16 @@ enum Cmd {
     /// root.
     Migrate {
         /// Cutovers per engine (each on a new source and cluster).
+        #[arg(long, default_value_t = 5, value_parser = positive)]
+        runs: usize,
+        /// Engines, comma-separated: mariadb, postgres.
+        #[arg(long, value_delimiter = ',', default_value = "mariadb,postgres", value_parser = engine)]
+        engines: Vec<Kind>,
+    },
+    /// A rolling upgrade of a 3-node cluster under a writer (issue 19): wall time, write
+    /// outage (the switchover's and outside it), acknowledged rows lost. Run as root.
+    Upgrade {
+        /// Rollouts per engine (each on a new cluster).
         #[arg(long, default_value_t = 5, value_parser = positive)]
         runs: usize,
         /// Engines, comma-separated: mariadb, postgres.
@@ -276,6 +288,7 @@ impl Cmd {
             Cmd::Pitr(p) if p.quick => "pitr-quick".to_owned(),
             Cmd::Pitr(_) => "pitr".to_owned(),
             Cmd::Migrate { .. } => "migrate".to_owned(),
+            Cmd::Upgrade { .. } => "upgrade".to_owned(),
         }
     }
 
@@ -304,6 +317,7 @@ impl Cmd {
             } => backup::run(*size_mb, *runs, engines),
             Cmd::Pitr(p) => pitr::run(&p.options()),
             Cmd::Migrate { runs, engines } => migrate::run(*runs, engines),
+            Cmd::Upgrade { runs, engines } => upgrade::run(*runs, engines),
             Cmd::BackupWorker { .. } => Err(anyhow::anyhow!("backup-worker is run by main")),
         }
     }

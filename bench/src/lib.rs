@@ -22,3 +22,4 @@ pub mod postgres;
 pub mod proc;
 pub mod recovery;
 pub mod report;
+pub mod upgrade;

@@ -1,0 +1,182 @@
+//! `bench upgrade`: a rolling upgrade of a three-node cluster (issue 19) on MariaDB and
+//! PostgreSQL under a writer and a checker (the e2e harness's clusters, lease TTL 3 s, and its
+//! rolling-upgrade programs: each node's server is a symlink its upgrade hook points at a
+//! wrapper that runs the server as a newer build). Each run: a new cluster and coordinator,
+//! `autopilotctl upgrade start --deadline 60`, followed to its end. Reported per engine: the
+//! rollout's wall time, the longest write outage (the switchover's), the longest one outside
+//! the switchover (the replicas' upgrades), and acknowledged rows missing from the primary.
+//! A failed run is a note, never an abort of the others.
+
+use std::fmt::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use e2e::harness::coordinator::Coordinator;
+use e2e::harness::upgrade::{Programs, Rollout, Server, rollout};
+use e2e::harness::util::eventually;
+
+use crate::backup::servers::Kind;
+use crate::proc::median;
+use crate::report::runs_cells;
+
+/// One run's figures.
+#[derive(Debug)]
+struct Run {
+    took: f64,
+    outage: f64,
+    outside: f64,
+    lost: usize,
+}
+
+/// Measures `runs` rollouts per engine; the table.
+pub fn run(runs: usize, engines: &[Kind]) -> Result<String> {
+    let began = Instant::now();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for &kind in engines {
+        let mut got = Vec::new();
+        for i in 1..=runs {
+            eprintln!(
+                "[{:>5.0}s] {} rolling upgrade {i}/{runs}",
+                began.elapsed().as_secs_f64(),
+                kind.as_str()
+            );
+            let r = catch_unwind(AssertUnwindSafe(|| match kind {
+                Kind::Postgres => postgres(),
+                Kind::Mariadb => mariadb(),
+            }));
+            match r {
+                Ok(Ok(r)) => got.push(Some(r)),
+                Ok(Err(e)) => {
+                    notes.push(format!("{} run {i}: {e:#}", kind.as_str()));
+                    got.push(None);
+                }
+                Err(_) => {
+                    notes.push(format!(
+                        "{} run {i}: panicked (see the output)",
+                        kind.as_str()
+                    ));
+                    got.push(None);
+                }
+            }
+        }
+        rows.push((kind, got));
+    }
+    Ok(render(runs, &rows, &notes, began.elapsed()))
+}
+
+fn figures(r: &Rollout, rows: Option<Vec<u64>>) -> Result<Run> {
+    if r.doc["state"] != "done" {
+        bail!("the rollout ended {}: {}", r.doc["state"], r.doc["detail"]);
+    }
+    let Some(rows) = rows else {
+        bail!("the primary did not answer after the rollout");
+    };
+    Ok(Run {
+        took: r.took.as_secs_f64(),
+        outage: r.outage.as_secs_f64(),
+        outside: r.outside_switchover.as_secs_f64(),
+        lost: r.writer.lost(&rows).len(),
+    })
+}
+
+fn mariadb() -> Result<Run> {
+    use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
+    use e2e::mariadb::scenario::{settle, workload};
+    let programs = Programs::new(Server::Mariadb);
+    let mut c = MariaCluster::start(
+        3,
+        MariaOpts {
+            server: Some(programs.server_yaml()),
+            extra_yaml: format!("handlers:\n{}", programs.handlers_yaml()),
+            ..MariaOpts::default()
+        },
+    )?;
+    settle(&c);
+    let coord = Coordinator::start(&c.etcd_mut().endpoint(), &[])?;
+    let r = rollout(&c, coord.url(), &c.cluster_id(), workload(&c));
+    let q = c.wait_primary(Duration::from_secs(30));
+    let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
+        e2e::harness::scenario::sorted_rows(workload(&c).as_ref(), q)
+    });
+    figures(&r, rows)
+}
+
+fn postgres() -> Result<Run> {
+    use e2e::postgres::cluster::{PgCluster, PgOpts};
+    use e2e::postgres::scenario::settled;
+    let programs = Programs::new(Server::Postgres);
+    let mut c = PgCluster::start(
+        3,
+        PgOpts {
+            bin_dir: Some(programs.server_yaml()),
+            handlers_yaml: programs.handlers_yaml(),
+            ..PgOpts::default()
+        },
+    )?;
+    settled(&c);
+    let coord = Coordinator::start(&c.etcd_mut().endpoint(), &[])?;
+    let r = rollout(&c, coord.url(), "e2e/pg/main", c.workload());
+    let q = c.wait_primary(Duration::from_secs(30));
+    let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
+        e2e::harness::scenario::sorted_rows(c.workload().as_ref(), q)
+    });
+    figures(&r, rows)
+}
+
+fn med(v: impl Iterator<Item = f64>) -> String {
+    let mut v: Vec<f64> = v.collect();
+    if v.is_empty() {
+        "—".to_owned()
+    } else {
+        format!("{:.2}", median(&mut v))
+    }
+}
+
+fn render(
+    runs: usize,
+    rows: &[(Kind, Vec<Option<Run>>)],
+    notes: &[String],
+    took: Duration,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### Rolling upgrade (issue 19)\n\nA rolling upgrade of a 3-node cluster under a writer \
+         (the e2e harness's, lease TTL 3 s): two replicas upgraded one at a time, one switchover, \
+         the former primary; each node's upgrade hook switches its server program and the \
+         database restarts. {runs} run(s) per engine (took {:.0} s). Outage: the longest time \
+         between two acknowledged writes during the rollout (the switchover's); outside the \
+         switchover: the longest while the replicas were upgraded.\n",
+        took.as_secs_f64()
+    );
+    out += "| engine | runs | wall time, median (s) | every run (s) | write outage, median (s) | outside the switchover, max (s) | acknowledged rows lost |\n";
+    out += "|---|---|---|---|---|---|---|\n";
+    for (kind, got) in rows {
+        let wall: Vec<Option<f64>> = got.iter().map(|r| r.as_ref().map(|r| r.took)).collect();
+        let (cell, every) = runs_cells(&wall);
+        let outside = got
+            .iter()
+            .flatten()
+            .map(|r| r.outside)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+            .map_or_else(|| "—".to_owned(), |x| format!("{x:.2}"));
+        let lost: usize = got.iter().flatten().map(|r| r.lost).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {cell} | {} | {every} | {} | {outside} | {lost} |",
+            kind.as_str(),
+            med(got.iter().flatten().map(|r| r.took)),
+            med(got.iter().flatten().map(|r| r.outage)),
+        );
+    }
+    for n in notes {
+        let _ = writeln!(out, "\nNote: {n}");
+    }
+    let _ = writeln!(
+        out,
+        "\nReproduce: `target/release/bench upgrade --runs {runs}` (as root, after `cargo build --release -p autopilot -p coordinator -p bench --bins`)."
+    );
+    out
+}
