@@ -36,14 +36,26 @@ const SWITCHOVER_LIMIT: Duration = Duration::from_secs(60);
 const AGENT_GONE_LIMIT: Duration = Duration::from_secs(120);
 /// Who writes the requests.
 const BY: &str = "rollout";
+/// How long a node may leave its `upgrade` request untaken (no `upgrading` event).
+const TAKEN_LIMIT: Duration = Duration::from_secs(120);
+/// The driver lock's lease: another coordinator takes over this long after the driver
+/// stopped.
+const DRIVER_TTL: Duration = Duration::from_secs(10);
 
-/// Advance every active rollout every [`TICK`] until the guard is dropped.
+/// Advance every active rollout every [`TICK`] until the guard is dropped, while this
+/// coordinator holds the driver lock (`_coordinator/rollouts/driver`, bound to a lease of
+/// [`DRIVER_TTL`]): of several coordinators, one drives.
 pub fn spawn(state: AppState) -> CancelOnDrop {
     CancelOnDrop(tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lease = None;
+        let me = format!("coordinator-{}", std::process::id());
         loop {
             tick.tick().await;
+            if !drives(&state, &mut lease, &me).await {
+                continue;
+            }
             let Ok(clusters) = view::list(&state, None).await else {
                 continue;
             };
@@ -59,6 +71,32 @@ pub fn spawn(state: AppState) -> CancelOnDrop {
             }
         }
     }))
+}
+
+/// Whether this coordinator holds the driver lock now (taking it when it is free).
+async fn drives(st: &AppState, lease: &mut Option<cluster::store::LeaseId>, me: &str) -> bool {
+    let store = st.store();
+    if let Some(l) = *lease
+        && store.keep_alive_once(l).await.is_err()
+    {
+        *lease = None;
+    }
+    if lease.is_none() {
+        *lease = store.grant_lease(DRIVER_TTL).await.ok();
+    }
+    let Some(l) = *lease else {
+        return false;
+    };
+    let key = wire::CoordinatorKeys::new(st.prefix()).rollout_driver();
+    if store
+        .create_if_absent(&key, me.as_bytes().to_vec(), Some(l))
+        .await
+        .unwrap_or(false)
+    {
+        info!(driver = me, "this coordinator drives the rolling upgrades");
+        return true;
+    }
+    matches!(store.get(&key).await, Ok(Some((v, _))) if v == me.as_bytes())
 }
 
 /// One step of `p`'s rollout, if it has an active one.
@@ -80,34 +118,67 @@ async fn advance(st: &AppState, p: &ClusterPath) -> Result<(), Problem> {
     }
     let before = doc.clone();
     let r = view::read(st, p).await?;
-    step(st, p, &keys, &r, &mut doc).await?;
-    if doc != before {
-        doc.updated = Timestamp::now();
-        let written = st
-            .store()
-            .put_if_revision(&keys.upgrade(), wire::encode(&doc), rev)
-            .await
-            .map_err(|e| Problem::store(&e))?;
-        if written && doc.state != before.state {
-            info!(cluster = %p.target(), state = ?doc.state, detail = %doc.detail, "rolling upgrade");
+    let action = step(st, &keys, &r, &mut doc).await?;
+    if doc == before {
+        return Ok(());
+    }
+    doc.updated = Timestamp::now();
+    let written = st
+        .store()
+        .put_if_revision(&keys.upgrade(), wire::encode(&doc), rev)
+        .await
+        .map_err(|e| Problem::store(&e))?;
+    if !written {
+        return Ok(()); // changed meanwhile (a pause): decided again at the next tick
+    }
+    if doc.state != before.state {
+        info!(cluster = %p.target(), state = ?doc.state, detail = %doc.detail, "rolling upgrade");
+    }
+    // The step is recorded; now its request. One that cannot be written (another request
+    // pending for the node, a switchover pending) leaves the step without an outcome, which
+    // `follow` ends after its limit.
+    match action {
+        Some(Action::Upgrade(node)) => {
+            let req = RequestDoc {
+                upgrade: Some(UpgradeOrder {
+                    version: doc.version.clone(),
+                    deadline_seconds: doc.deadline_seconds,
+                }),
+                ..crate::api::nodes::request(NodeAction::Upgrade, BY)
+            };
+            if !crate::api::nodes::write_request(st, &keys, &node, &req).await? {
+                warn!(cluster = %p.target(), node, "another request is pending for the node; the upgrade step waits for it to be taken");
+            }
         }
+        Some(Action::Switchover(candidate)) => {
+            crate::api::actions::write_switchover(st, p, Some(candidate), BY).await?;
+        }
+        None => {}
     }
     Ok(())
+}
+
+/// The request a step needs written once it is recorded.
+enum Action {
+    /// `requests/<node>` with action `upgrade`.
+    Upgrade(String),
+    /// `switchover` to the candidate.
+    Switchover(String),
 }
 
 /// Decide and take the next step (or follow the one in flight), changing `doc`.
 async fn step(
     st: &AppState,
-    p: &ClusterPath,
     keys: &ClusterKeys,
     r: &Read,
     doc: &mut UpgradeDoc,
-) -> Result<(), Problem> {
+) -> Result<Option<Action>, Problem> {
     if let Some(current) = doc.step.clone() {
-        return follow(st, keys, r, doc, current).await;
+        follow(st, keys, r, doc, current).await?;
+        return Ok(None);
     }
     if doc.state == RolloutState::Paused {
-        return Ok(());
+        return Ok(None);
     }
     let c = &r.doc;
     let members: Vec<&crate::members::MemberView> = c.members.iter().collect();
@@ -127,11 +198,11 @@ async fn step(
             "every node runs the upgraded program ({} node(s), {switchovers} switchover(s))",
             doc.upgraded.len()
         );
-        return Ok(());
+        return Ok(None);
     }
     let Some(primary) = c.primary.as_ref().map(|p| p.id.clone()) else {
         doc.detail = "waiting: the cluster has no primary".to_owned();
-        return Ok(());
+        return Ok(None);
     };
     let healthy = |id: &str| {
         members
@@ -146,25 +217,18 @@ async fn step(
             .count();
         if !members.iter().any(|m| m.id == *next && m.live) {
             doc.detail = format!("waiting: {next}'s agent is down");
-            return Ok(());
+            return Ok(None);
         }
         if replicas >= 2 && others == 0 {
             doc.detail = format!(
                 "waiting: {next} is the only replica that streams; it is taken out once another \
                  streams again"
             );
-            return Ok(());
+            return Ok(None);
         }
-        let req = RequestDoc {
-            upgrade: Some(UpgradeOrder {
-                version: doc.version.clone(),
-                deadline_seconds: doc.deadline_seconds,
-            }),
-            ..crate::api::nodes::request(NodeAction::Upgrade, BY)
-        };
-        if !crate::api::nodes::write_request(st, keys, next, &req).await? {
+        if c.requests.iter().any(|q| q.node == *next) {
             doc.detail = format!("waiting: {next} has another request pending");
-            return Ok(());
+            return Ok(None);
         }
         doc.detail = format!("upgrading {next}");
         doc.step = Some(RolloutStep {
@@ -177,7 +241,7 @@ async fn step(
             outcome: None,
             detail: None,
         });
-        return Ok(());
+        return Ok(Some(Action::Upgrade((*next).to_owned())));
     }
     // Only the primary is left: hand over to an upgraded replica that streams and is eligible.
     let candidate = doc
@@ -189,17 +253,16 @@ async fn step(
         doc.detail = format!(
             "waiting: no upgraded replica streams and is eligible to take over from {primary}"
         );
-        return Ok(());
+        return Ok(None);
     };
     if c.switchover.is_some() || c.maintenance.is_some() {
         doc.detail = "waiting: a switchover is pending or maintenance is on".to_owned();
-        return Ok(());
+        return Ok(None);
     }
-    crate::api::actions::write_switchover(st, p, Some(candidate.clone()), BY).await?;
     doc.detail = format!("switching over from {primary} to {candidate}");
     doc.step = Some(RolloutStep {
         kind: StepKind::Switchover,
-        node: candidate,
+        node: candidate.clone(),
         from: Some(primary),
         started: Timestamp::now(),
         revision: c.revision,
@@ -207,7 +270,7 @@ async fn step(
         outcome: None,
         detail: None,
     });
-    Ok(())
+    Ok(Some(Action::Switchover(candidate)))
 }
 
 /// The step in flight: has it ended?
@@ -264,8 +327,20 @@ async fn follow(
                 }
             });
             let agent_gone = r.doc.nodes.iter().all(|n| n.id != current.node);
+            let taken = events
+                .iter()
+                .any(|e| e.node == current.node && e.kind == EventKind::Upgrading);
             match told {
                 Some(t) => Some(t),
+                None if !taken && age > TAKEN_LIMIT => Some((
+                    StepOutcome::Failed,
+                    format!(
+                        "{} did not take its upgrade request within {} s (another request \
+                         pending, or the node does not follow a primary)",
+                        current.node,
+                        TAKEN_LIMIT.as_secs()
+                    ),
+                )),
                 None if agent_gone && age > AGENT_GONE_LIMIT => Some((
                     StepOutcome::Failed,
                     format!(

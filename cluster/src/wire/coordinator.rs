@@ -39,6 +39,11 @@ impl CoordinatorKeys {
     pub fn token(&self, id: &str) -> String {
         format!("{}tokens/{id}", self.base)
     }
+    /// `rollouts/driver`: the coordinator that drives every rolling upgrade (its id, bound
+    /// to its lease), so that several coordinators never take the same step twice.
+    pub fn rollout_driver(&self) -> String {
+        format!("{}rollouts/driver", self.base)
+    }
     /// `audit/` with the trailing slash.
     pub fn audit_prefix(&self) -> String {
         format!("{}audit/", self.base)
