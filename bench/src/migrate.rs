@@ -14,7 +14,6 @@
 //! note, never an abort of the others.
 
 use std::fmt::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -23,7 +22,7 @@ use e2e::harness::util::eventually;
 
 use crate::backup::servers::Kind;
 use crate::proc::median;
-use crate::report::runs_cells;
+use crate::report::{per_engine, runs_cells};
 
 /// Rows in the source before the migration.
 const ROWS: u64 = 500;
@@ -46,37 +45,10 @@ struct Run {
 /// Measures `runs` cutovers per engine; the table.
 pub fn run(runs: usize, engines: &[Kind]) -> Result<String> {
     let began = Instant::now();
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-    for &kind in engines {
-        let mut got = Vec::new();
-        for i in 1..=runs {
-            eprintln!(
-                "[{:>5.0}s] {} cutover {i}/{runs}",
-                began.elapsed().as_secs_f64(),
-                kind.as_str()
-            );
-            let r = catch_unwind(AssertUnwindSafe(|| match kind {
-                Kind::Postgres => postgres(),
-                Kind::Mariadb => mariadb(),
-            }));
-            match r {
-                Ok(Ok(r)) => got.push(Some(r)),
-                Ok(Err(e)) => {
-                    notes.push(format!("{} run {i}: {e:#}", kind.as_str()));
-                    got.push(None);
-                }
-                Err(_) => {
-                    notes.push(format!(
-                        "{} run {i}: panicked (see the output)",
-                        kind.as_str()
-                    ));
-                    got.push(None);
-                }
-            }
-        }
-        rows.push((kind, got));
-    }
+    let (rows, notes) = per_engine(runs, engines, "cutover", |kind| match kind {
+        Kind::Postgres => postgres(),
+        Kind::Mariadb => mariadb(),
+    });
     Ok(render(runs, &rows, &notes, began.elapsed()))
 }
 

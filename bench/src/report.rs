@@ -4,6 +4,8 @@ use anyhow::{Context, Result};
 
 use e2e::harness::util::workspace_root;
 
+use crate::backup::servers::Kind;
+
 /// The "runs" cell (`4 (+1 failed)`) and the "every run, in order" cell (`1.23, failed, …`)
 /// of a table row; each run is its time in seconds, `None` when it failed.
 pub fn runs_cells(runs: &[Option<f64>]) -> (String, String) {
@@ -20,6 +22,48 @@ pub fn runs_cells(runs: &[Option<f64>]) -> (String, String) {
         ok.to_string()
     };
     (cell, every)
+}
+
+/// What [`per_engine`] measured: each engine's runs (`None`: failed) and the failures' notes.
+pub type PerEngine<R> = (Vec<(Kind, Vec<Option<R>>)>, Vec<String>);
+
+/// Runs `one` `runs` times per engine, each caught on its own: a failed or panicking run
+/// is a note, never an abort of the others. `what` names a run in the progress lines.
+pub fn per_engine<R>(
+    runs: usize,
+    engines: &[Kind],
+    what: &str,
+    one: impl Fn(Kind) -> Result<R>,
+) -> PerEngine<R> {
+    let began = std::time::Instant::now();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for &kind in engines {
+        let mut got = Vec::new();
+        for i in 1..=runs {
+            eprintln!(
+                "[{:>5.0}s] {} {what} {i}/{runs}",
+                began.elapsed().as_secs_f64(),
+                kind.as_str()
+            );
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(kind))) {
+                Ok(Ok(r)) => got.push(Some(r)),
+                Ok(Err(e)) => {
+                    notes.push(format!("{} run {i}: {e:#}", kind.as_str()));
+                    got.push(None);
+                }
+                Err(_) => {
+                    notes.push(format!(
+                        "{} run {i}: panicked (see the output)",
+                        kind.as_str()
+                    ));
+                    got.push(None);
+                }
+            }
+        }
+        rows.push((kind, got));
+    }
+    (rows, notes)
 }
 
 /// Replace the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` with `body`

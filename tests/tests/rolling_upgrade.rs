@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::harness::cluster::Agents;
 use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, ctl};
 use e2e::harness::scenario::{assert_no_split_brain_no_loss, sorted_rows};
 use e2e::harness::upgrade::{Programs, Server, rollout, runs_upgraded, status, wait};
@@ -39,8 +40,8 @@ fn node_doc(c: &MariaCluster, i: usize) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-fn history_len(c: &MariaCluster) -> usize {
-    c.key("history")
+fn history_len(a: &Agents) -> usize {
+    a.key("history")
         .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
         .and_then(|h| h["entries"].as_array().map(Vec::len))
         .unwrap_or(0)
@@ -382,11 +383,7 @@ fn a_postgres_rolling_upgrade_upgrades_every_node_with_one_switchover_and_loses_
     let p = settled(&c);
     let etcd = c.etcd_mut().endpoint();
     let coord = Coordinator::start(&etcd, &[]).expect("start the coordinator");
-    let history = c
-        .key("history")
-        .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
-        .and_then(|h| h["entries"].as_array().map(Vec::len))
-        .unwrap_or(0);
+    let history = history_len(&c);
     let r = rollout(&c, coord.url(), "e2e/pg/main", c.workload());
     assert_eq!(r.doc["state"], "done", "{:#}\n{}", r.doc, c.logs());
     let kinds: Vec<&str> = r.doc["steps"]
@@ -418,11 +415,7 @@ fn a_postgres_rolling_upgrade_upgrades_every_node_with_one_switchover_and_loses_
             c.wait_streaming(i, q, Duration::from_secs(60));
         }
     }
-    let after = c
-        .key("history")
-        .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
-        .and_then(|h| h["entries"].as_array().map(Vec::len))
-        .unwrap_or(0);
+    let after = history_len(&c);
     assert_eq!(after, history + 1, "one switchover, no failover");
     let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
         sorted_rows(c.workload().as_ref(), q)
