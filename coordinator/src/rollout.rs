@@ -36,6 +36,9 @@ const SWITCHOVER_LIMIT: Duration = Duration::from_secs(60);
 const AGENT_GONE_LIMIT: Duration = Duration::from_secs(120);
 /// Who writes the requests.
 const BY: &str = "rollout";
+/// Beyond twice the deadline, how long an upgrade step may go without an outcome (the
+/// upgrade and rollback hooks' own time).
+const STEP_SLACK: Duration = Duration::from_secs(1800);
 /// How long a node may leave its `upgrade` request untaken (no `upgrading` event).
 const TAKEN_LIMIT: Duration = Duration::from_secs(120);
 /// The driver lock's lease: another coordinator takes over this long after the driver
@@ -330,8 +333,19 @@ async fn follow(
             let taken = events
                 .iter()
                 .any(|e| e.node == current.node && e.kind == EventKind::Upgrading);
+            // A node whose agent restarted mid-upgrade forgot it: no outcome ever comes.
+            let limit = Duration::from_secs(doc.deadline_seconds.saturating_mul(2)) + STEP_SLACK;
             match told {
                 Some(t) => Some(t),
+                None if age > limit => Some((
+                    StepOutcome::Failed,
+                    format!(
+                        "{} reported no outcome within {} s (its agent restarted during the \
+                         upgrade?); look at its events and log",
+                        current.node,
+                        limit.as_secs()
+                    ),
+                )),
                 None if !taken && age > TAKEN_LIMIT => Some((
                     StepOutcome::Failed,
                     format!(
