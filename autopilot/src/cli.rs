@@ -3,6 +3,7 @@
 
 mod backup;
 mod check_config;
+mod upgrade_self;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +39,30 @@ enum Command {
         /// The agent's YAML configuration (see docs/configuration.md).
         #[arg(short, long, env = "AUTOPILOT_CONFIG", value_name = "FILE")]
         config: PathBuf,
+        /// Internal: the hand-over of the agent's previous image when it re-executed in
+        /// place (`upgrade-self`).
+        #[arg(long, value_name = "FILE", hide = true)]
+        handover: Option<PathBuf>,
+    },
+    /// Upgrade the running agent in place, without a failover: it re-executes from the new
+    /// binary (keeping its PID and children), which adopts the running database and keeps
+    /// the node's lease, so a primary stays the primary. The new binary must accept the
+    /// configuration first (`check-config`); the old one is kept as
+    /// `<node.state_dir>/autopilot.previous`. Waits until the new image runs with the role
+    /// back. Exit 0 when it does; 64 when the new binary refuses the configuration; 69 when
+    /// the agent cannot be reached or refuses now (it says why: not in a steady role, …);
+    /// 70 when the new image did not come back in time.
+    UpgradeSelf {
+        /// The running agent's YAML configuration (its `node.state_dir` locates the agent).
+        #[arg(short, long, env = "AUTOPILOT_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// The new binary (default: the one running this command, i.e. the `autopilot` just
+        /// installed).
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+        /// How long to wait for the new image, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        timeout: u64,
     },
     /// Validate a configuration file: print a one-line summary (`FILE: OK (engine, node,
     /// cluster)`) and exit 0, or print every error found, each with its line, column and
@@ -275,10 +300,41 @@ pub fn main() -> i32 {
         Command::Backup(BackupCommand::Instructions { id, on }) => {
             backup::instructions(&on.config, on.repo.as_deref(), &id, on.output)
         }
-        Command::Run { config } => match load(&config) {
-            Ok(config) => run(config),
-            Err(code) => code,
-        },
+        Command::UpgradeSelf {
+            config,
+            binary,
+            timeout,
+        } => upgrade_self::run(&config, binary, std::time::Duration::from_secs(timeout)),
+        Command::Run { config, handover } => {
+            // Claimed first, before anything opens a descriptor of its own.
+            let inherited = match handover.as_deref().map(crate::node::handover::take) {
+                None => None,
+                Some(Ok(i)) => Some(i),
+                Some(Err(why)) => {
+                    // The database keeps running unwatched; nothing adopts it. Say so loudly:
+                    // the service manager restarts the agent, which then starts its own.
+                    eprintln!("autopilot: the hand-over cannot be used: {why}");
+                    return exit_code::UNAVAILABLE;
+                }
+            };
+            match load(&config) {
+                Ok(config) => run(config, inherited),
+                Err(code) => match inherited {
+                    // This binary refuses the configuration: the previous one takes over again.
+                    Some(inherited) => {
+                        // The hand-over file lives in the state directory.
+                        let state_dir = handover
+                            .as_deref()
+                            .and_then(Path::parent)
+                            .unwrap_or(Path::new("."));
+                        let why = crate::node::handover::fall_back(inherited, state_dir);
+                        eprintln!("autopilot: going back to the previous binary failed: {why}");
+                        code
+                    }
+                    None => code,
+                },
+            }
+        }
     }
 }
 
@@ -310,7 +366,7 @@ fn load(path: &Path) -> Result<Config, i32> {
     })
 }
 
-fn run(config: Config) -> i32 {
+fn run(config: Config, inherited: Option<crate::node::handover::Inherited>) -> i32 {
     logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -318,7 +374,7 @@ fn run(config: Config) -> i32 {
         .enable_all()
         .build();
     match runtime {
-        Ok(rt) => rt.block_on(run_agent(config)),
+        Ok(rt) => rt.block_on(run_agent(config, inherited)),
         Err(e) => {
             error!(cause = %e, "failed to start the async runtime");
             exit_code::SOFTWARE
@@ -327,7 +383,7 @@ fn run(config: Config) -> i32 {
 }
 
 /// Run the agent until it decides to exit; returns the exit code.
-pub async fn run_agent(config: Config) -> i32 {
+pub async fn run_agent(config: Config, inherited: Option<crate::node::handover::Inherited>) -> i32 {
     let signals = match SignalStreams::install() {
         Ok(s) => s,
         Err(e) => {
@@ -354,6 +410,7 @@ pub async fn run_agent(config: Config) -> i32 {
         metrics,
         exit: exit_tx,
         main_requests,
+        inherited,
     };
     let (supervisor, join) = match Actor::spawn(None, Supervisor, args).await {
         Ok(s) => s,

@@ -277,6 +277,45 @@ impl ManagedChild {
         Self::spawn_inner(name, spec, extra_env, Io::Log).map(|(child, io)| (child, io.failure))
     }
 
+    /// [`ManagedChild::spawn_reporting`] for a main process the agent may hand over to its
+    /// next image (`execve` in place): also duplicates of the read ends of its stdout and
+    /// stderr pipes, which the caller keeps so that the next image can read on (see
+    /// [`ManagedChild::adopt`]).
+    pub fn spawn_main(
+        name: &str,
+        spec: &ExecSpec,
+        extra_env: &[(String, String)],
+    ) -> Result<(ManagedChild, Option<FailureLine>, Option<Outputs>), ExecError> {
+        Self::spawn_inner(name, spec, extra_env, Io::Keep)
+            .map(|(child, io)| (child, io.failure, io.outputs))
+    }
+
+    /// Take charge of a child this process inherited across `execve` (the agent re-executed
+    /// in place), as if it had been spawned here: its exit status comes from the reaper, its
+    /// output pipes are logged as `name`'s. Fails when `pid` is not a child of this process.
+    /// Must be called inside a tokio runtime.
+    pub fn adopt(
+        name: &str,
+        pid: u32,
+        outputs: Outputs,
+    ) -> Result<(ManagedChild, Option<FailureLine>), ExecError> {
+        let (token, status_rx) = reaper::adopt(pid).map_err(|source| ExecError::Spawn {
+            program: format!("adopted process {pid}"),
+            cwd: None,
+            source,
+        })?;
+        let name: Arc<str> = Arc::from(name);
+        forward_output(&name, "stdout", outputs.stdout);
+        let failure = forward_output(&name, "stderr", outputs.stderr);
+        debug!(process = %name, pid, "adopted");
+        let child = ManagedChild {
+            group: GroupHandle { pid, token, name },
+            status_rx,
+            status: None,
+        };
+        Ok((child, failure))
+    }
+
     /// Like [`ManagedChild::spawn`], but stdout is collected (up to [`MAX_CAPTURE`] bytes)
     /// instead of logged; the returned task yields it once the pipe closes.
     /// Like [`ManagedChild::spawn`], but one standard stream is handed to the caller as a
@@ -339,8 +378,14 @@ impl ManagedChild {
         let name: Arc<str> = Arc::from(name);
         let mut child = spawned.child;
         let mut io = Spawn::default();
+        let mut kept_out = None;
         if let Some(out) = child.stdout.take() {
             match mode {
+                Io::Keep => {
+                    let fd: OwnedFd = out.into();
+                    kept_out = fd.try_clone().ok();
+                    forward_output(&name, "stdout", fd);
+                }
                 Io::Log | Io::Piped(Piped::Stdin) => {
                     forward_output(&name, "stdout", out.into());
                 }
@@ -363,7 +408,14 @@ impl ManagedChild {
             } else {
                 "stderr"
             };
-            io.failure = forward_output(&name, stream, err.into());
+            let fd: OwnedFd = err.into();
+            if matches!(mode, Io::Keep) {
+                io.outputs = kept_out
+                    .take()
+                    .zip(fd.try_clone().ok())
+                    .map(|(stdout, stderr)| Outputs { stdout, stderr });
+            }
+            io.failure = forward_output(&name, stream, fd);
         }
         // Dropping std's Child neither waits nor kills: the reaper owns the status.
         drop(child);
@@ -507,6 +559,8 @@ pub enum Pipe {
 enum Io {
     /// stdin /dev/null, stdout logged.
     Log,
+    /// As `Log`, and duplicates of the output pipes' read ends kept for a hand-over.
+    Keep,
     /// stdin /dev/null, stdout collected.
     Capture,
     /// One stream handed to the caller.
@@ -520,6 +574,18 @@ struct Spawn {
     /// The last stderr line that reads like a failure, once stderr closed.
     failure: Option<tokio::task::JoinHandle<Option<String>>>,
     pipe: Option<Pipe>,
+    outputs: Option<Outputs>,
+}
+
+/// Duplicates of the read ends of a child's stdout and stderr pipes (close-on-exec like
+/// every descriptor of the agent): what the agent's next image needs to read on after an
+/// in-place `execve`.
+#[derive(Debug)]
+pub struct Outputs {
+    /// The stdout pipe's read end.
+    pub stdout: OwnedFd,
+    /// The stderr pipe's read end.
+    pub stderr: OwnedFd,
 }
 
 /// How [`run`] ended.

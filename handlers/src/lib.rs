@@ -20,7 +20,7 @@ pub mod reaper;
 
 pub use actor::{HandlerActor, HandlerArgs, HandlerMsg, HandlerOutcome, RunReport};
 pub use exec::{
-    Captured, ExecError, ExecSpec, ExitStatus, GroupHandle, ManagedChild, Pipe, Piped, RunAs,
-    RunOutcome, error_chain, run, run_capture,
+    Captured, ExecError, ExecSpec, ExitStatus, GroupHandle, ManagedChild, Outputs, Pipe, Piped,
+    RunAs, RunOutcome, error_chain, run, run_capture,
 };
 pub use reaper::{orphans_reaped, set_child_subreaper};

@@ -117,9 +117,48 @@ fn ensure_thread() -> io::Result<()> {
 /// returned receiver. Holds the registry lock across `Command::spawn` (see the module doc).
 pub(crate) fn spawn(cmd: &mut Command) -> io::Result<Spawned> {
     ensure_thread()?;
-    let mut reg = registry();
+    let reg = registry();
     let child = cmd.spawn()?;
     let pid = child.id();
+    let (token, status) = register(reg, pid);
+    Ok(Spawned {
+        pid,
+        token,
+        status,
+        child,
+    })
+}
+
+/// A child this process did not spawn in its current image but inherited across `execve`
+/// (the agent re-executed in place keeps its children): registered with the reaper like a
+/// spawned one. Fails when `pid` is not a child of this process. A child that already
+/// exited is registered too; its status arrives at once.
+pub(crate) fn adopt(pid: u32) -> io::Result<(u64, oneshot::Receiver<ExitStatus>)> {
+    ensure_thread()?;
+    let raw =
+        i32::try_from(pid).map_err(|_| io::Error::other(format!("pid {pid} out of range")))?;
+    let reg = registry();
+    // Under the lock: the reaper cannot reap it between this check and the registration.
+    match waitid(
+        Id::Pid(Pid::from_raw(raw)),
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+    ) {
+        Ok(_) => {}
+        Err(Errno::ECHILD) => {
+            return Err(io::Error::other(format!(
+                "process {pid} is not a child of this process"
+            )));
+        }
+        Err(e) => return Err(io::Error::from(e)),
+    }
+    Ok(register(reg, pid))
+}
+
+/// Register `pid` (under the lock the caller holds) and wake a reaper idling on `ECHILD`.
+fn register(
+    mut reg: MutexGuard<'static, Registry>,
+    pid: u32,
+) -> (u64, oneshot::Receiver<ExitStatus>) {
     let (tx, status) = oneshot::channel();
     reg.next_token += 1;
     let token = reg.next_token;
@@ -127,12 +166,7 @@ pub(crate) fn spawn(cmd: &mut Command) -> io::Result<Spawned> {
     reg.spawn_generation += 1;
     drop(reg);
     SPAWNED.notify_all();
-    Ok(Spawned {
-        pid,
-        token,
-        status,
-        child,
-    })
+    (token, status)
 }
 
 /// Run `f` while the registry lock guarantees that `pid` (registration `token`) has not been

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::{eventually, proc_state, q, read_pid, sh};
@@ -78,5 +79,49 @@ async fn orphans_are_reaped_when_we_are_a_subreaper() {
     assert!(
         handlers::orphans_reaped() > before,
         "orphan {orphan} vanished but was not counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inherited_child_is_adopted_and_its_status_delivered() {
+    // What the agent's next image finds after an in-place `execve`: a running child nobody
+    // registered, and the read ends of its output pipes.
+    let mut std_child = std::process::Command::new("sh")
+        .args(["-c", "echo adopted; sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn sh");
+    let outputs = handlers::Outputs {
+        stdout: std_child.stdout.take().expect("stdout").into(),
+        stderr: std_child.stderr.take().expect("stderr").into(),
+    };
+    let pid = std_child.id();
+    drop(std_child); // neither waits nor kills
+    let (mut child, _failure) = ManagedChild::adopt("main", pid, outputs).expect("adopt");
+    assert_eq!(child.pid(), pid);
+    assert_eq!(child.try_status(), None, "still running");
+    let status = child
+        .stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        status,
+        ExitStatus::Signaled(nix::sys::signal::Signal::SIGTERM as i32)
+    );
+}
+
+#[tokio::test]
+async fn a_process_that_is_not_our_child_cannot_be_adopted() {
+    let (stdout, stderr) = (
+        std::fs::File::open("/dev/null").expect("null").into(),
+        std::fs::File::open("/dev/null").expect("null").into(),
+    );
+    let err = ManagedChild::adopt("main", 1, handlers::Outputs { stdout, stderr })
+        .expect_err("PID 1 is nobody's child");
+    assert!(
+        handlers::error_chain(&err).contains("not a child of this process"),
+        "{}",
+        handlers::error_chain(&err)
     );
 }

@@ -12,7 +12,9 @@
 
 pub(crate) mod backup;
 mod clone;
+pub(crate) mod control;
 pub(crate) mod env;
+pub(crate) mod handover;
 mod health;
 mod packages;
 mod process;
@@ -27,6 +29,6 @@ mod supervisor;
 pub use env::EventEnv;
 pub use health::{HealthActor, HealthArgs, HealthMsg};
 pub use process::{ProcessActor, ProcessArgs, ProcessEvent, ProcessMsg};
-pub use role::{RoleActor, RoleArgs, RoleHandlers, RoleMsg, role_args};
+pub use role::{Inheritance, RoleActor, RoleArgs, RoleHandlers, RoleMsg, role_args};
 pub use specs::{build_engine, handler_spec, local_peer};
 pub use supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, exit_code};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use engines::{AnyEngine, Engine, StopMode};
 use handlers::exec::GroupHandle;
-use handlers::{ExitStatus, ManagedChild};
+use handlers::{ExitStatus, ManagedChild, Outputs};
 use metrics::{counter, gauge};
 use nix::sys::signal::Signal;
 use ractor::{Actor, ActorProcessingErr, ActorRef, OutputPort, RpcReplyPort};
@@ -46,6 +46,28 @@ pub struct ProcessArgs {
     /// Start held: not spawned until an engine's `Release` (a node without data whose
     /// engine starts the database once it cloned the primary).
     pub held: bool,
+    /// The main process the agent's previous image ran (in-place upgrade): taken over
+    /// instead of spawning one.
+    pub adopted: Option<Adopted>,
+}
+
+/// A main process inherited across the agent's `execve`, already adopted.
+pub struct Adopted {
+    /// The adopted child.
+    pub child: ManagedChild,
+    /// Its last failure line, once its stderr closes.
+    pub failure: Option<handlers::exec::FailureLine>,
+    /// Duplicates of its output pipes, for the next hand-over.
+    pub outputs: Option<Outputs>,
+}
+
+/// What the agent's next image needs of the running main process.
+pub struct MainHandover {
+    /// Its pid.
+    pub pid: u32,
+    /// Duplicates of its output pipes' read ends, which the caller keeps open across the
+    /// `execve`.
+    pub outputs: Outputs,
 }
 
 /// What happened to the main process; published on the events port.
@@ -97,6 +119,10 @@ pub enum ProcessMsg {
     },
     /// Internal: `stop_timeout` passed for the stop of `generation`.
     StopTimedOut { generation: u64 },
+    /// The agent is about to re-execute in place: what its next image needs to adopt the
+    /// running main process; `Err` when there is none to hand over (not running, stopping,
+    /// held for an engine operation, or its output pipes were not kept).
+    Handover(RpcReplyPort<Result<MainHandover, String>>),
 }
 
 /// The running child as the actor sees it.
@@ -107,6 +133,8 @@ struct Running {
     generation: u64,
     /// When it started, to reset the backoff after a long run.
     started: Instant,
+    /// Its output pipes' read ends (duplicates), for a hand-over to the next image.
+    outputs: Option<Outputs>,
 }
 
 /// State owned by the running actor.
@@ -139,7 +167,10 @@ impl Actor for ProcessActor {
         args: ProcessArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let held = args.held;
-        if held {
+        let adopted = args.adopted.is_some();
+        if adopted {
+            // Started in `post_start`, once the state exists.
+        } else if held {
             info!("the main process waits for the engine to start it (after the clone)");
         } else {
             myself.cast(ProcessMsg::Spawn)?;
@@ -166,6 +197,37 @@ impl Actor for ProcessActor {
         match msg {
             ProcessMsg::Spawn => {
                 let _ = spawn(&myself, state);
+            }
+            ProcessMsg::Handover(reply) => {
+                let answer = match &state.running {
+                    _ if state.stopping => Err("the agent is stopping".to_owned()),
+                    _ if state.held => {
+                        Err("the database is stopped for an engine operation".to_owned())
+                    }
+                    None => Err("the database is not running".to_owned()),
+                    Some(Running { outputs: None, .. }) => {
+                        Err("the database's output pipes were not kept".to_owned())
+                    }
+                    Some(Running {
+                        group,
+                        outputs: Some(o),
+                        ..
+                    }) => o
+                        .stdout
+                        .try_clone()
+                        .and_then(|stdout| {
+                            Ok(Outputs {
+                                stdout,
+                                stderr: o.stderr.try_clone()?,
+                            })
+                        })
+                        .map(|outputs| MainHandover {
+                            pid: group.pid(),
+                            outputs,
+                        })
+                        .map_err(|e| format!("duplicate the database's output pipes: {e}")),
+                };
+                let _ = reply.send(answer);
             }
             ProcessMsg::Forward(sig) => {
                 if let Some(r) = &state.running
@@ -256,6 +318,21 @@ impl Actor for ProcessActor {
         Ok(())
     }
 
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(a) = state.args.adopted.take() {
+            info!(
+                pid = a.child.pid(),
+                "main process adopted from the agent's previous image"
+            );
+            watch(&myself, state, a.child, a.failure, a.outputs, false);
+        }
+        Ok(())
+    }
+
     async fn post_stop(
         &self,
         _myself: ActorRef<Self::Msg>,
@@ -305,7 +382,7 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), 
     }
     let resumed = std::mem::take(&mut state.resuming);
     let spec = state.args.engine.main_command();
-    let (mut child, failure) = match ManagedChild::spawn_reporting("main", spec, &state.args.env) {
+    let (child, failure, outputs) = match ManagedChild::spawn_main("main", spec, &state.args.env) {
         Ok(c) => c,
         Err(e) => {
             let message = handlers::error_chain(&e);
@@ -316,15 +393,29 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), 
             return Err(message);
         }
     };
+    info!(pid = child.pid(), argv = %command_line(&spec.argv), "main process started");
+    watch(myself, state, child, failure, outputs, resumed);
+    Ok(())
+}
+
+/// Make `child` the running main process: wait for its exit in a task, say it started.
+fn watch(
+    myself: &ActorRef<ProcessMsg>,
+    state: &mut ProcessState,
+    mut child: ManagedChild,
+    failure: Option<handlers::exec::FailureLine>,
+    outputs: Option<Outputs>,
+    resumed: bool,
+) {
     state.generation += 1;
     let generation = state.generation;
     let pid = child.pid();
-    info!(pid, argv = %command_line(&spec.argv), "main process started");
     gauge!("autopilot_main_process_up").set(1.0);
     state.running = Some(Running {
         group: child.group(),
         generation,
         started: Instant::now(),
+        outputs,
     });
     let me = myself.clone();
     tokio::spawn(async move {
@@ -348,7 +439,6 @@ fn spawn(myself: &ActorRef<ProcessMsg>, state: &mut ProcessState) -> Result<(), 
         .args
         .events
         .send(ProcessEvent::Started { pid, resumed });
-    Ok(())
 }
 
 fn exited(
@@ -518,6 +608,7 @@ mod tests {
             env: Vec::new(),
             events,
             held: false,
+            adopted: None,
         };
         let (process, _) = Actor::spawn(None, ProcessActor, args)
             .await
@@ -595,6 +686,7 @@ mod tests {
             env: Vec::new(),
             events,
             held: true,
+            adopted: None,
         };
         let (process, _) = Actor::spawn(None, ProcessActor, args)
             .await

@@ -51,6 +51,7 @@ impl Cx<'_> {
                 position,
                 identity,
                 term,
+                adopted,
                 ..
             } => {
                 // A restart forgets everything: the store is the only memory that counts.
@@ -59,6 +60,7 @@ impl Cx<'_> {
                 self.s.position = position;
                 self.s.identity = identity;
                 self.s.data_term = if has_data { term.max(1) } else { 0 };
+                self.s.adopted = adopted && has_data;
                 self.emit(Action::GrantLease);
             }
             Event::LeaseGranted { .. } => {
@@ -280,6 +282,7 @@ impl Cx<'_> {
     /// Our lease is gone: so are our keys. Fence if we could be writing, then start over.
     fn lease_lost(&mut self) {
         self.s.lease_alive = false;
+        self.s.adopted = false;
         self.notice(
             Notice::LeaseLost,
             "the lease expired before it could be renewed",

@@ -35,6 +35,7 @@
 
 mod bootstrap;
 mod failover;
+mod handover;
 mod machine;
 mod primary;
 mod requests;
@@ -50,6 +51,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
+pub use handover::{HandoverRole, ready as handover_ready};
 pub use machine::{POSITION_REFRESH, decide};
 pub use state::{BootStep, Ineligible, Phase, PromoteStep, RoleState, Wait};
 pub use types::{

@@ -2204,3 +2204,118 @@ fn role_an_upgrade_is_checked_after_the_start_and_rolled_back_past_its_deadline(
         "{a:?}"
     );
 }
+
+fn started(now: Millis, adopted: bool) -> Event {
+    Event::Started {
+        now,
+        has_data: true,
+        position: pos(10),
+        identity: None,
+        term: 1,
+        adopted,
+    }
+}
+
+/// The view an image that re-executed in place reads: its own primary key, one replica.
+fn view_with_own_key() -> ClusterView {
+    ClusterView {
+        primary: Some(PrimaryKey {
+            node: "n0".into(),
+            address: "10.0.0.0:5432".into(),
+        }),
+        nodes: vec![node("n1", 10, 0, true)],
+        ..view()
+    }
+}
+
+#[test]
+fn role_an_adopted_primary_resumes_its_role_without_an_election() {
+    let (s, _) = run(RoleState::new(), started(1, true));
+    let (s, _) = run(s, Event::LeaseGranted { now: 2 });
+    let (s, a) = run(s, cluster(3, view_with_own_key()));
+    assert_eq!(s.phase, Phase::Primary);
+    assert_eq!(s.role, Role::Primary);
+    assert!(!s.adopted, "resumed once");
+    assert!(
+        a.contains(&Action::SetReplicas {
+            members: vec![("n1".into(), "n1:1".into())]
+        }),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter().any(|a| matches!(
+            a,
+            Action::ClaimPrimary { .. }
+                | Action::Promote
+                | Action::Fence
+                | Action::FenceToHandOver
+                | Action::Follow { .. }
+        )),
+        "no claim, promotion, fence or follow: {a:?}"
+    );
+}
+
+#[test]
+fn role_an_adoption_ends_with_the_lease_it_relied_on() {
+    // The inherited lease expired before the first read: the key seen later is a leftover
+    // the node cannot prove is its own, as after any restart.
+    let (s, _) = run(RoleState::new(), started(1, true));
+    let (s, _) = run(s, Event::LeaseGranted { now: 2 });
+    let (s, _) = run(s, Event::LeaseLost { now: 3 });
+    let (s, _) = run(s, Event::LeaseGranted { now: 4 });
+    let (s, a) = run(s, cluster(5, view_with_own_key()));
+    assert_eq!(s.phase, Phase::Discovering, "{a:?}");
+    assert_ne!(s.role, Role::Primary);
+    // Without an adoption the same view waits as well.
+    let (s, _) = run(RoleState::new(), started(1, false));
+    let (s, _) = run(s, Event::LeaseGranted { now: 2 });
+    let (s, _) = run(s, cluster(3, view_with_own_key()));
+    assert_eq!(s.phase, Phase::Discovering);
+}
+
+#[test]
+fn role_an_adopted_node_whose_key_is_gone_discovers_as_usual() {
+    let (s, _) = run(RoleState::new(), started(1, true));
+    let (s, _) = run(s, Event::LeaseGranted { now: 2 });
+    let v = ClusterView {
+        primary: Some(pk("n1")),
+        ..view()
+    };
+    let (s, a) = run(s, cluster(3, v));
+    assert_eq!(s.phase, Phase::Rejoining { target: pk("n1") });
+    assert_eq!(a.first(), Some(&Action::Follow { primary: pk("n1") }));
+    assert!(!s.adopted);
+}
+
+#[test]
+fn role_a_hand_over_to_the_next_image_waits_for_a_steady_role() {
+    let mut primary = st(Phase::Primary);
+    primary.role = Role::Primary;
+    assert_eq!(handover_ready(&primary), Ok(HandoverRole::Primary));
+    let replica = st(Phase::Replica {
+        following: Some("n1".into()),
+    });
+    assert_eq!(handover_ready(&replica), Ok(HandoverRole::Replica));
+    let refused = |s: &RoleState| handover_ready(s).expect_err("refused");
+    assert!(refused(&st(Phase::Electing { since: 1, term: 1 })).contains("steady role"));
+    assert!(refused(&st(Phase::HandingOver)).contains("steady role"));
+    let mut s = primary.clone();
+    s.stop_requested = true;
+    assert!(refused(&s).contains("stopping"));
+    let mut s = primary.clone();
+    s.lease_alive = false;
+    assert!(refused(&s).contains("lease"));
+    let mut s = primary.clone();
+    s.fence_deadline = Some(5);
+    assert!(refused(&s).contains("lease"));
+    let mut s = replica;
+    s.upgrade = Some(crate::role::state::UpgradeCheck {
+        since: 1,
+        deadline: 1000,
+        until: None,
+        target: None,
+        failed: None,
+        seen_healthy: false,
+    });
+    assert!(refused(&s).contains("upgrading"));
+}

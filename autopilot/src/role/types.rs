@@ -292,6 +292,8 @@ pub enum Notice {
     UpgradeRolledBack,
     /// An upgrade failed and the rollback did not bring the node back.
     UpgradeFailed,
+    /// The agent re-executed in place and took over the database and the lease.
+    AgentUpgraded,
 }
 
 impl Notice {
@@ -322,6 +324,7 @@ impl Notice {
             Notice::Upgraded => "upgraded",
             Notice::UpgradeRolledBack => "upgrade_rolled_back",
             Notice::UpgradeFailed => "upgrade_failed",
+            Notice::AgentUpgraded => "agent_upgraded",
         }
     }
 }
@@ -416,6 +419,9 @@ pub enum Event {
         /// The term of the cluster's identity the local data belongs to (the bootstrap
         /// marker's; 1 for data from before terms, 0 without data).
         term: u64,
+        /// The agent re-executed in place (`upgrade-self`) while primary: the database ran
+        /// on, adopted, and the session inherited the lease the primary key is bound to.
+        adopted: bool,
     },
     /// A lease was granted and our node key put (after `Started` or `GrantLease`).
     LeaseGranted { now: Millis },

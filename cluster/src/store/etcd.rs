@@ -492,6 +492,38 @@ impl Store for EtcdStore {
         Ok(Duration::from_secs(u64::try_from(ttl).unwrap_or(0)))
     }
 
+    async fn lease_keys(&self, lease: LeaseId) -> Result<Vec<String>, StoreError> {
+        let resp = self
+            .call(
+                "lease_keys",
+                || format!("list the keys of lease {lease}"),
+                Some(lease),
+                || {
+                    let mut c = self.client.clone();
+                    async move {
+                        c.lease_time_to_live(
+                            lease.0,
+                            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+                        )
+                        .await
+                    }
+                },
+            )
+            .await?;
+        // etcd answers an unknown lease with TTL -1 rather than an error.
+        if resp.ttl() < 0 {
+            return Err(StoreError::LeaseExpired {
+                op: format!("list the keys of lease {lease}"),
+                lease,
+            });
+        }
+        Ok(resp
+            .keys()
+            .iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect())
+    }
+
     async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
         let res = self
             .call(

@@ -97,6 +97,13 @@ pub trait Store: Send + Sync + 'static {
         lease: LeaseId,
     ) -> impl Future<Output = Result<Duration, StoreError>> + Send;
 
+    /// The keys bound to `lease`. [`StoreError::LeaseExpired`] when the store no longer
+    /// knows it.
+    fn lease_keys(
+        &self,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Revokes `lease`, deleting every key bound to it. Revoking an unknown lease is `Ok`.
     fn revoke(&self, lease: LeaseId) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -102,6 +102,23 @@ async fn store_revoke_deletes_bound_keys_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_lease_keys_lists_what_a_lease_holds() {
+    let etcd = start_etcd();
+    let s = connect(&etcd).await;
+    let lease = s.grant_lease(Duration::from_secs(30)).await.expect("grant");
+    for k in ["/l/b", "/l/a"] {
+        s.put(k, b"x".to_vec(), Some(lease)).await.expect("put");
+    }
+    s.put("/l/free", b"x".to_vec(), None).await.expect("put");
+    let mut keys = s.lease_keys(lease).await.expect("keys");
+    keys.sort();
+    assert_eq!(keys, ["/l/a", "/l/b"]);
+    s.revoke(lease).await.expect("revoke");
+    let err = s.lease_keys(lease).await.expect_err("a revoked lease");
+    assert!(matches!(err, StoreError::LeaseExpired { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_create_if_absent_race_has_exactly_one_winner() {
     let etcd = start_etcd();
     for round in 0..10 {

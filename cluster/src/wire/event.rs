@@ -117,6 +117,10 @@ pub enum EventKind {
     /// A replica's upgrade failed and the rollback did not bring it back healthy (or there
     /// is no rollback hook): `detail` says what is left to do.
     UpgradeFailed,
+    /// The node's agent re-executed in place from a new binary (`autopilot upgrade-self`)
+    /// and took over the running database and the lease: no failover (`detail`: the
+    /// versions, the role and the database's PID).
+    AgentUpgraded,
     /// A value this reader does not know.
     #[serde(other)]
     Unknown,

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cluster;
 pub mod coordinator;
 pub mod etcd;
+pub mod in_place;
 pub mod migration;
 pub mod netns;
 pub mod partition;

@@ -52,6 +52,23 @@ impl WriterReport {
         worst
     }
 
+    /// The longest stretch without an acknowledgement from the first one at or after `from`
+    /// to `to` (the writer's own start is no outage): the write outage of what happened in
+    /// between.
+    pub fn longest_gap_between(&self, from: Instant, to: Instant) -> Duration {
+        let mut acks = self.acked_at.iter().filter(|&&t| t >= from && t <= to);
+        let Some(&first) = acks.next() else {
+            return to.saturating_duration_since(from);
+        };
+        let mut last = first;
+        let mut worst = Duration::ZERO;
+        for &t in acks {
+            worst = worst.max(t - last);
+            last = t;
+        }
+        worst.max(to.saturating_duration_since(last))
+    }
+
     /// The numbers `node` acknowledged at or after `since`, with when.
     pub fn acked_by_since(&self, node: usize, since: Instant) -> Vec<(u64, Instant)> {
         (0..self.acked.len())

@@ -477,6 +477,7 @@ pub fn event(me: &Identity, notice: Notice, detail: &str, facts: Facts) -> Event
         Notice::Upgraded => EventKind::Upgraded,
         Notice::UpgradeRolledBack => EventKind::UpgradeRolledBack,
         Notice::UpgradeFailed => EventKind::UpgradeFailed,
+        Notice::AgentUpgraded => EventKind::AgentUpgraded,
     };
     let Facts { from, to, position } = facts;
     EventDoc {

@@ -86,6 +86,20 @@ pub struct RoleArgs {
     pub rollback: Option<handlers::ExecSpec>,
     /// What the package watch found last, for the node document.
     pub packages: watch::Receiver<Option<cluster::wire::Packages>>,
+    /// What the agent's previous image handed over (in-place upgrade).
+    pub inherited: Option<Inheritance>,
+}
+
+/// The lease and role the agent's previous image handed over.
+pub struct Inheritance {
+    /// The lease, renewed by this image's session.
+    pub lease: cluster::store::LeaseId,
+    /// Until when it is known to live.
+    pub until: Instant,
+    /// The role the node had.
+    pub role: role::HandoverRole,
+    /// For the `agent_upgraded` event: the versions and the database's PID.
+    pub detail: String,
 }
 
 /// Messages of the role actor.
@@ -111,6 +125,12 @@ pub enum RoleMsg {
     Stop(RpcReplyPort<()>),
     /// The lease revocation finished (or failed).
     Revoked,
+    /// The agent is about to re-execute in place: the lease and role to hand over, or why
+    /// not now. From the answer on, the machine is frozen (no event is fed, no action
+    /// starts) until the agent is replaced or `HandoverAborted`.
+    Handover(RpcReplyPort<Result<super::handover::LeaseRecord, String>>),
+    /// The re-execution failed: the machine goes on.
+    HandoverAborted,
 }
 
 impl From<ClusterEvent> for RoleMsg {
@@ -166,6 +186,11 @@ pub struct RoleActorState {
     data_term: u64,
     /// The time (Unix ms) of the last event written: the next one gets a later id.
     last_event_ms: u64,
+    /// A hand-over to the agent's next image is under way: feed nothing.
+    frozen: bool,
+    /// The role handed over by the previous image and the event's detail, until the
+    /// machine starts (dropped when the inherited lease is lost first).
+    inherited: Option<(role::HandoverRole, String)>,
 }
 
 impl RoleActorState {
@@ -201,9 +226,16 @@ impl Actor for RoleActor {
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        args: RoleArgs,
+        mut args: RoleArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let ttl = Duration::from_millis(args.params.ttl);
+        let inherit = args.inherited.as_ref().map(|i| (i.lease, i.until));
+        let inherited = args.inherited.take().map(|i| (i.role, i.detail));
+        let first_role = match inherited {
+            Some((role::HandoverRole::Primary, _)) => Role::Primary,
+            Some((role::HandoverRole::Replica, _)) => Role::Replica,
+            None => Role::Unknown,
+        };
         let session = SessionHandle::spawn(
             SessionArgs {
                 store: args.store.clone(),
@@ -212,12 +244,13 @@ impl Actor for RoleActor {
                 ttl,
                 node: documents::node(
                     &args.identity,
-                    Role::Unknown,
+                    first_role,
                     role::Position::default(),
                     &documents::NodeFlags::default(),
                     &engines::ServerStatus::default(),
                 ),
                 sink: EventSink::to_actor(myself.clone()),
+                inherit,
             },
             myself.get_cell(),
         )
@@ -249,6 +282,8 @@ impl Actor for RoleActor {
             database_exit: None,
             data_term: 0,
             last_event_ms: 0,
+            frozen: false,
+            inherited,
         })
     }
 
@@ -282,6 +317,24 @@ impl Actor for RoleActor {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            RoleMsg::Handover(reply) => {
+                let answer = prepare_handover(st);
+                st.frozen = answer.is_ok();
+                let _ = reply.send(answer);
+            }
+            RoleMsg::HandoverAborted => {
+                st.frozen = false;
+                // What happened meanwhile was not fed: decide on a fresh read.
+                st.session.read_cluster();
+            }
+            RoleMsg::Session(event) if st.frozen => note_lease(st, &event),
+            RoleMsg::Stop(reply) if st.frozen => {
+                // The agent stops instead of re-executing: the machine goes on to stop.
+                st.frozen = false;
+                st.stop_reply = Some(reply);
+                feed(&myself, st, Event::StopRequested { now: now_millis() });
+            }
+            _ if st.frozen => {}
             RoleMsg::Begin => begin(&myself, st).await,
             // Before `Begin`, only the session's lease facts are kept (and a stop is answered).
             RoleMsg::Session(event) if st.machine_started => on_session(&myself, st, event),
@@ -399,6 +452,8 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
         "role logic starting"
     );
     let now = now_millis();
+    let inherited = st.inherited.take();
+    let adopted = matches!(inherited, Some((role::HandoverRole::Primary, _)));
     feed(
         myself,
         st,
@@ -408,8 +463,44 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
             position,
             identity,
             term,
+            adopted,
         },
     );
+    if let Some((_, detail)) = inherited {
+        exec::execute(
+            myself,
+            st,
+            role::Action::PublishEvent {
+                kind: role::Notice::AgentUpgraded,
+                detail,
+                facts: role::Facts::default(),
+            },
+        );
+    }
+}
+
+/// What the agent's next image needs of the lease and the role, if the machine is in a
+/// steady role (`role::handover_ready`).
+fn prepare_handover(st: &RoleActorState) -> Result<super::handover::LeaseRecord, String> {
+    if !st.machine_started {
+        return Err("the role logic has not started yet (the database was not healthy)".into());
+    }
+    let machine = st
+        .machine
+        .as_ref()
+        .ok_or_else(|| "the role logic is busy".to_owned())?;
+    let role = role::handover_ready(machine)?;
+    let (lease, deadline) = st
+        .session
+        .lease()
+        .current
+        .ok_or_else(|| "the node holds no lease".to_owned())?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    Ok(super::handover::LeaseRecord {
+        id: lease.0,
+        alive_until_ms: now_millis() + u64::try_from(left.as_millis()).unwrap_or(0),
+        role: role.into(),
+    })
 }
 
 /// Keep `/health`'s view of the lease (`lease_until`) in step with the session.
@@ -431,6 +522,8 @@ fn note_lease(st: &mut RoleActorState, event: &ClusterEvent) {
         }
         // The session reports the loss of the lease it holds, before it grants another.
         ClusterEvent::LeaseLost { .. } => {
+            // An inherited role is not resumed on another lease.
+            st.inherited = None;
             st.args.publish.send_modify(|p| p.lease_until = None);
             st.args.view.send_modify(|v| v.lease = None);
         }

@@ -135,5 +135,6 @@ pub async fn role_args(
         upgrade: config.handlers.upgrade.as_ref().map(handler_spec),
         rollback: config.handlers.rollback.as_ref().map(handler_spec),
         packages: watch::channel(None).1,
+        inherited: None,
     }))
 }

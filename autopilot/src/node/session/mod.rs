@@ -54,6 +54,10 @@ pub struct SessionArgs<S> {
     pub node: NodeDoc,
     /// Where events go.
     pub sink: EventSink,
+    /// The lease the agent's previous image held (in-place upgrade), with its known
+    /// deadline: renewed instead of granting one; the keys bound to it but for the node's
+    /// and the `primary` key are released (the previous image's locks).
+    pub inherit: Option<(LeaseId, Instant)>,
 }
 
 /// What the handle shares with the actor: the lease it publishes, the reads it is asked for.
@@ -123,6 +127,8 @@ struct SessionState<S> {
     member_written: bool,
     /// Reader forwarding the current watch into the mailbox.
     watch_task: Option<JoinHandle<()>>,
+    /// The lease was inherited and what its previous holder held is not released yet.
+    release_inherited: bool,
     /// Periodic `Tick`.
     ticker: Option<JoinHandle<()>>,
     /// Reconnect delays.
@@ -167,6 +173,7 @@ impl<S: Store> SessionState<S> {
 
     /// Gives up the lease locally: reports `LeaseLost` and remembers it for revocation.
     fn lose_lease(&mut self) {
+        self.release_inherited = false;
         if let Some(lease) = self.lease.take() {
             warn!(lease = %lease_hex(Some(lease)), "lease lost");
             self.deadline = None;
@@ -257,6 +264,11 @@ impl<S: Store> SessionState<S> {
                 self.deadline = Some(sent + ttl);
             }
         }
+        if self.release_inherited
+            && let Some(lease) = self.lease
+        {
+            self.release_inherited_keys(lease).await?;
+        }
         while let Some(old) = self.stale_leases.last().copied() {
             self.store.revoke(old).await?;
             self.stale_leases.pop();
@@ -341,6 +353,23 @@ impl<S: Store> SessionState<S> {
         }
     }
 
+    /// Release what the agent's previous image held under the inherited lease (backup and
+    /// archive locks it can no longer carry on), keeping the node's key and the `primary`
+    /// key: those this image takes over.
+    async fn release_inherited_keys(&mut self, lease: LeaseId) -> Result<(), StoreError> {
+        let keep = [self.keys.node(&self.node_id), self.keys.primary()];
+        for key in self.store.lease_keys(lease).await? {
+            if keep.contains(&key) {
+                continue;
+            }
+            if self.store.delete_if_lease(&key, lease).await? {
+                info!(%key, "released a key the agent's previous image held");
+            }
+        }
+        self.release_inherited = false;
+        Ok(())
+    }
+
     async fn update_node(&mut self, myself: &ActorRef<SessionMsg>, doc: NodeDoc) {
         self.node = doc;
         let (Some(lease), true) = (self.lease, self.live) else {
@@ -386,6 +415,13 @@ impl<S: Store> Actor for SessionActor<S> {
         (args, internals): (SessionArgs<S>, Internals),
     ) -> Result<Self::State, ActorProcessingErr> {
         ClusterKeys::check_node_id(&args.node_id)?;
+        let (lease, deadline) = match args.inherit {
+            Some((lease, deadline)) => {
+                info!(lease = %lease_hex(Some(lease)), "taking over the lease of the agent's previous image");
+                (Some(lease), Some(deadline))
+            }
+            None => (None, None),
+        };
         let period = (args.ttl / 3).max(Duration::from_millis(100));
         let cap = period.clamp(Duration::from_millis(100), Duration::from_secs(2));
         let ticker = myself.send_interval(period, || SessionMsg::Tick);
@@ -403,8 +439,9 @@ impl<S: Store> Actor for SessionActor<S> {
             ttl: args.ttl,
             node: args.node,
             sink: args.sink,
-            lease: None,
-            deadline: None,
+            lease,
+            deadline,
+            release_inherited: lease.is_some(),
             stale_leases: Vec::new(),
             live: false,
             connect_scheduled: true,

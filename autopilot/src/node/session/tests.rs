@@ -34,6 +34,15 @@ async fn spawn_session(
     id: &str,
     ttl: Duration,
 ) -> (SessionHandle<EtcdStore>, UnboundedReceiver<ClusterEvent>) {
+    spawn_session_inheriting(store, id, ttl, None).await
+}
+
+async fn spawn_session_inheriting(
+    store: EtcdStore,
+    id: &str,
+    ttl: Duration,
+    inherit: Option<(LeaseId, std::time::Instant)>,
+) -> (SessionHandle<EtcdStore>, UnboundedReceiver<ClusterEvent>) {
     let (sink, rx) = EventSink::channel();
     let args = SessionArgs {
         store: Arc::new(store),
@@ -42,6 +51,7 @@ async fn spawn_session(
         ttl,
         node: node(id),
         sink,
+        inherit,
     };
     // The tests' supervisor: an actor that does nothing, alive for the test.
     let (sup, _) = ractor::Actor::spawn(None, Idle, ())
@@ -413,4 +423,88 @@ async fn store_session_reads_on_request_coalesced_and_publishes_its_lease() {
     }
     assert!(reads <= 2, "{reads} reads for ten requests made at once");
     session.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_session_takes_over_an_inherited_lease_and_releases_the_old_locks() {
+    // The agent's previous image held the lease, its node key, the primary key and a lock;
+    // it re-executed without revoking anything.
+    let etcd = start_etcd();
+    let other = connect(&etcd).await;
+    let k = keys();
+    let lease = other
+        .grant_lease(Duration::from_secs(5))
+        .await
+        .expect("grant");
+    let lock = format!("{}backups/slot", k.cluster_prefix());
+    for key in [k.node("db-1"), k.primary(), lock.clone()] {
+        other
+            .put(&key, b"{}".to_vec(), Some(lease))
+            .await
+            .expect("put");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let (session, mut rx) = spawn_session_inheriting(
+        connect(&etcd).await,
+        "db-1",
+        Duration::from_secs(5),
+        Some((lease, deadline)),
+    )
+    .await;
+    let ClusterEvent::Leased { lease: held } =
+        expect_event(&mut rx, Duration::from_secs(3), "the lease", |e| {
+            matches!(e, ClusterEvent::Leased { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(held, lease, "the same lease, not a new one");
+    let mut kept = other.lease_keys(lease).await.expect("keys");
+    kept.sort();
+    let mut want = vec![k.node("db-1"), k.primary()];
+    want.sort();
+    assert_eq!(
+        kept, want,
+        "the lock is released, node and primary keys kept"
+    );
+    // Renewed past the previous image's deadline.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(other.get(&k.primary()).await.expect("get").is_some());
+    drop(session);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_session_grants_a_new_lease_when_the_inherited_one_is_gone() {
+    let etcd = start_etcd();
+    let other = connect(&etcd).await;
+    let lease = other
+        .grant_lease(Duration::from_secs(5))
+        .await
+        .expect("grant");
+    other.revoke(lease).await.expect("revoke");
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let (_session, mut rx) = spawn_session_inheriting(
+        connect(&etcd).await,
+        "db-1",
+        Duration::from_secs(5),
+        Some((lease, deadline)),
+    )
+    .await;
+    expect_event(
+        &mut rx,
+        Duration::from_secs(3),
+        "the loss",
+        |e| matches!(e, ClusterEvent::LeaseLost { lease: l } if *l == lease),
+    )
+    .await;
+    let ClusterEvent::Leased { lease: new } =
+        expect_event(&mut rx, Duration::from_secs(3), "a new lease", |e| {
+            matches!(e, ClusterEvent::Leased { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_ne!(new, lease);
 }

@@ -42,6 +42,9 @@ use crate::telemetry::{Lifecycle, NodeStatus, PublishedRole, TelemetryActor, Tel
 
 mod prepare;
 mod stop;
+mod upgrade;
+
+use upgrade::{agent_status, take_over};
 
 use stop::{begin_stop, begin_stop_after_exit, escalate, finish, post_stop, stop_actor, stop_main};
 
@@ -77,6 +80,9 @@ pub struct SupervisorArgs {
     /// The engine's requests to stop and start the main process (the other end of the
     /// [`engines::MainControl`] it was built with).
     pub main_requests: mpsc::Receiver<MainRequest>,
+    /// What the agent's previous image handed over (`run --handover`): the running
+    /// database is adopted instead of started.
+    pub inherited: Option<super::handover::Inherited>,
 }
 
 /// Messages of the supervisor.
@@ -97,6 +103,8 @@ pub enum SupervisorMsg {
     MainStopped(Option<ExitStatus>),
     /// postStop ended (or was killed).
     PostStopDone,
+    /// A request on the control socket (`autopilot upgrade-self`).
+    Control(super::control::Call),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +159,20 @@ pub struct SupervisorState {
     main_requests: Option<mpsc::Receiver<MainRequest>>,
     /// What the package watch found, for the role actor's node document.
     packages: watch::Receiver<Option<cluster::wire::Packages>>,
+    /// The previous image's hand-over, until the start takes it.
+    inherited: Option<super::handover::Inherited>,
+    /// The inherited lease and role, for the role actor.
+    inheritance: Option<super::role::Inheritance>,
+    /// The previous image's version, when this one took over in place.
+    upgraded_from: Option<String>,
+    /// When this image started (Unix ms).
+    started_at_ms: u64,
+    /// Why the last in-place upgrade failed, if it did.
+    upgrade_failed: Option<String>,
+    /// This image is the previous binary, back after the new one could not start.
+    fell_back: bool,
+    /// The role as published (clustered agents), for the control socket's status.
+    published_role: watch::Receiver<PublishedRole>,
 }
 
 impl Actor for Supervisor {
@@ -169,6 +191,7 @@ impl Actor for Supervisor {
             metrics,
             exit,
             main_requests,
+            inherited,
         } = args;
         let cell = myself.get_cell();
         let (status_tx, status_rx) = watch::channel(NodeStatus::starting());
@@ -266,6 +289,10 @@ impl Actor for Supervisor {
             ..HandlerRefs::default()
         };
 
+        let me = myself.clone();
+        super::control::serve(&config.node.state_dir, move |call| {
+            me.cast(SupervisorMsg::Control(call)).is_ok()
+        });
         myself.cast(SupervisorMsg::Start)?;
         Ok(SupervisorState {
             config,
@@ -286,6 +313,13 @@ impl Actor for Supervisor {
             escalated: false,
             main_requests: Some(main_requests),
             packages,
+            inherited,
+            inheritance: None,
+            upgraded_from: None,
+            started_at_ms: super::role::now_millis(),
+            upgrade_failed: None,
+            fell_back: false,
+            published_role: role_rx,
         })
     }
 
@@ -296,11 +330,27 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SupervisorMsg::Start => start(&myself, state),
+            SupervisorMsg::Start => match state.inherited.take() {
+                Some(inherited) => take_over(&myself, state, inherited).await?,
+                None => start(&myself, state),
+            },
+            SupervisorMsg::Control((request, reply)) => match request {
+                super::control::Request::Status => {
+                    let answer = super::control::Answer {
+                        ok: true,
+                        message: "running".into(),
+                        status: Some(agent_status(state)),
+                    };
+                    let _ = reply.send((answer, None));
+                }
+                super::control::Request::UpgradeSelf { binary } => {
+                    upgrade::upgrade_self(&myself, state, binary, reply).await?
+                }
+            },
             SupervisorMsg::Prepared(Ok(start)) => {
                 if state.phase == Phase::Starting {
                     let held = start == MainStart::AfterClone;
-                    spawn_process(&myself, state, held).await?;
+                    spawn_process(&myself, state, held, None).await?;
                     if held {
                         // Nothing will report `Started` before the clone: run without it.
                         running(&myself, state, true).await?;
@@ -397,6 +447,7 @@ async fn spawn_process(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     held: bool,
+    adopted: Option<super::process::Adopted>,
 ) -> Result<(), ActorProcessingErr> {
     let (process, _) = Actor::spawn_linked(
         None,
@@ -408,6 +459,7 @@ async fn spawn_process(
             env: state.env.with_event("main").vars(),
             events: state.process_events.clone(),
             held,
+            adopted,
         },
         myself.get_cell(),
     )
@@ -616,6 +668,7 @@ async fn start_role(
     if let Some(mut args) = args {
         args.begin_without_database = held;
         args.packages = state.packages.clone();
+        args.inherited = state.inheritance.take();
         let (store, keys) = (args.store.clone(), args.keys.clone());
         let (role, _) = Actor::spawn_linked(None, RoleActor, args, myself.get_cell()).await?;
         state.role = Some(role);

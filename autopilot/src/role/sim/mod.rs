@@ -136,6 +136,7 @@ impl World {
                         position: Position::default(),
                         identity: None,
                         term: 0,
+                        adopted: false,
                     },
                 )]),
                 next_keepalive: 0,
@@ -275,6 +276,7 @@ impl World {
                 position,
                 identity: None,
                 term: u64::from(has_data),
+                adopted: false,
             },
         ));
     }
