@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::harness::agent::Agent;
+use e2e::harness::in_place::{NewBinary, exe, upgrade_self_with};
 use e2e::harness::util::{eventually, free_port, system_bin, workspace_bin};
 
 /// `(pid, ppid, state)` of every process, read from `/proc`.
@@ -106,6 +107,98 @@ telemetry: {{ listen: "127.0.0.1:{port}" }}
     assert!(
         gone.is_some(),
         "the agent did not stop on SIGTERM; log:\n{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn agent_as_pid1_upgrades_in_place_keeping_its_pid_its_child_and_its_output() {
+    let unshare = system_bin("/usr/bin/unshare", "util-linux");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let config = dir.path().join("agent.yaml");
+    // The main process writes a numbered line every 100 ms: its output must reach the log
+    // before and after the agent re-executes.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+node: {{ state_dir: "{state}" }}
+process:
+  exec: [sh, -c, "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.1; done"]
+telemetry: {{ listen: "127.0.0.1:{port}" }}
+"#,
+            state = dir.path().join("state").display()
+        ),
+    )
+    .expect("write config");
+    let mut cmd = Command::new(unshare);
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(workspace_bin("autopilot"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config);
+    let agent = Agent::spawn(cmd, &config);
+    let agent_pid = eventually(Duration::from_secs(5), Duration::from_millis(20), || {
+        processes()
+            .into_iter()
+            .find(|&(_, ppid, _)| ppid == agent.pid())
+            .map(|(pid, _, _)| pid)
+    })
+    .expect("the agent runs under unshare");
+    let child = || {
+        processes()
+            .into_iter()
+            .find(|&(_, ppid, state)| ppid == agent_pid && state != 'Z')
+            .map(|(pid, _, _)| pid)
+    };
+    let main = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        child().filter(|_| agent.log().contains("tick-3"))
+    })
+    .unwrap_or_else(|| panic!("the main process did not run; log:\n{}", agent.log()));
+
+    let new = NewBinary::copy();
+    let r = upgrade_self_with(&[
+        "--config",
+        &config.display().to_string(),
+        "--binary",
+        &new.path.display().to_string(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}\n{}", agent.log());
+    assert!(r.out.contains("upgraded in place"), "{r:?}");
+    assert!(r.out.contains("(pid 1)"), "PID 1 kept: {r:?}");
+    assert_eq!(exe(agent_pid), new.path, "{}", agent.log());
+    assert_eq!(
+        child(),
+        Some(main),
+        "the same main process, still our child"
+    );
+    // Its output still reaches the log, through the adopted pipes.
+    let last_before = agent.log().matches("tick-").count();
+    let more = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+        let log = agent.log();
+        let upgraded = log.find("took over the running database")?;
+        log[upgraded..].contains("tick-").then_some(())
+    });
+    assert!(
+        more.is_some(),
+        "no output of the main process after the upgrade ({last_before} lines before); log:\n{}",
+        agent.log()
+    );
+    // And the adopted process is supervised: SIGTERM stops it and the agent.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal the agent");
+    let gone = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
+        (!std::path::Path::new(&format!("/proc/{main}")).exists()
+            && !std::path::Path::new(&format!("/proc/{agent_pid}")).exists())
+        .then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the agent did not stop; log:\n{}",
         agent.log()
     );
 }
