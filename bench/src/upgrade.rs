@@ -5,15 +5,25 @@
 //! `autopilotctl upgrade start --deadline 60`, followed to its end. Reported per engine: the
 //! rollout's wall time, the longest write outage (the switchover's), the longest one outside
 //! the switchover (the replicas' upgrades), and acknowledged rows missing from the primary.
+//! After the rollout, the primary's agent is upgraded in place (`autopilot upgrade-self` to
+//! a copy of the agent binary) under a new writer: the write outage it causes, beside the
+//! writer's own longest pause over an equally long stretch just before (what the writer
+//! sees with nothing happening), how long the command took, and whether anything changed
+//! that must not (agent and database PIDs, lease, role, history).
 //! A failed run is a note, never an abort of the others.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use std::sync::Arc;
+
+use e2e::harness::cluster::Agents;
 use e2e::harness::coordinator::Coordinator;
+use e2e::harness::in_place::{NewBinary, kept, upgrade_self};
 use e2e::harness::upgrade::{Programs, Rollout, Server, rollout};
 use e2e::harness::util::eventually;
+use e2e::harness::workload::{Workload, Writer};
 
 use crate::backup::servers::Kind;
 use crate::proc::median;
@@ -26,6 +36,45 @@ struct Run {
     outage: f64,
     outside: f64,
     lost: usize,
+    in_place: InPlaceRun,
+}
+
+/// The in-place upgrade of the primary's agent.
+#[derive(Debug)]
+struct InPlaceRun {
+    /// Longest pause between two acknowledged writes while it ran (s).
+    outage: f64,
+    /// The writer's longest pause over as long a stretch just before (s).
+    baseline: f64,
+    /// `autopilot upgrade-self`'s wall time (s).
+    took: f64,
+}
+
+/// Upgrade the primary's agent in place under a writer and measure it.
+fn in_place(a: &Agents, workload: Arc<dyn Workload>) -> Result<InPlaceRun> {
+    let p = a.wait_primary(Duration::from_secs(30));
+    let before = kept(a, p);
+    let new = NewBinary::copy();
+    let writer = Writer::start(workload, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(4));
+    let t0 = Instant::now();
+    let r = upgrade_self(a, p, &new.path);
+    std::thread::sleep(Duration::from_secs(1));
+    let t1 = Instant::now();
+    let w = writer.stop();
+    if r.code != 0 {
+        bail!("upgrade-self failed: {r:?}");
+    }
+    let after = kept(a, p);
+    if after != before {
+        bail!("the in-place upgrade changed what it must keep: {before:?} -> {after:?}");
+    }
+    let window = t1 - t0;
+    Ok(InPlaceRun {
+        outage: w.longest_gap_between(t0, t1).as_secs_f64(),
+        baseline: w.longest_gap_between(t0 - window, t0).as_secs_f64(),
+        took: r.took.as_secs_f64(),
+    })
 }
 
 /// Measures `runs` rollouts per engine; the table.
@@ -38,7 +87,7 @@ pub fn run(runs: usize, engines: &[Kind]) -> Result<String> {
     Ok(render(runs, &rows, &notes, began.elapsed()))
 }
 
-fn figures(r: &Rollout, rows: Option<Vec<u64>>) -> Result<Run> {
+fn figures(r: &Rollout, rows: Option<Vec<u64>>, in_place: InPlaceRun) -> Result<Run> {
     if r.doc["state"] != "done" {
         bail!("the rollout ended {}: {}", r.doc["state"], r.doc["detail"]);
     }
@@ -50,6 +99,7 @@ fn figures(r: &Rollout, rows: Option<Vec<u64>>) -> Result<Run> {
         outage: r.outage.as_secs_f64(),
         outside: r.outside_switchover.as_secs_f64(),
         lost: r.writer.lost(&rows).len(),
+        in_place,
     })
 }
 
@@ -72,7 +122,8 @@ fn mariadb() -> Result<Run> {
     let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
         e2e::harness::scenario::sorted_rows(workload(&c).as_ref(), q)
     });
-    figures(&r, rows)
+    let in_place = in_place(&c, workload(&c))?;
+    figures(&r, rows, in_place)
 }
 
 fn postgres() -> Result<Run> {
@@ -94,7 +145,8 @@ fn postgres() -> Result<Run> {
     let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
         e2e::harness::scenario::sorted_rows(c.workload().as_ref(), q)
     });
-    figures(&r, rows)
+    let in_place = in_place(&c, c.workload())?;
+    figures(&r, rows, in_place)
 }
 
 fn med(v: impl Iterator<Item = f64>) -> String {
@@ -115,7 +167,7 @@ fn render(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "### Rolling upgrade (issue 19)\n\nA rolling upgrade of a 3-node cluster under a writer \
+        "### Rolling upgrade and in-place agent upgrade (issue 19)\n\nA rolling upgrade of a 3-node cluster under a writer \
          (the e2e harness's, lease TTL 3 s): two replicas upgraded one at a time, one switchover, \
          the former primary; each node's upgrade hook switches its server program and the \
          database restarts. {runs} run(s) per engine (took {:.0} s). Outage: the longest time \
@@ -141,6 +193,41 @@ fn render(
             kind.as_str(),
             med(got.iter().flatten().map(|r| r.took)),
             med(got.iter().flatten().map(|r| r.outage)),
+        );
+    }
+    out += "\nThe primary's agent upgraded in place after each rollout (`autopilot upgrade-self` \
+            to a copy of the binary; no failover, the database and its PID kept, checked every \
+            run). Outage: the longest pause between two acknowledged writes from the command's \
+            start to 1 s after its end; beside it, the writer's longest pause over an equally \
+            long stretch just before, with nothing happening. Target: 100 ms.\n\n";
+    out += "| engine | runs | write outage, median (ms) | writer's own longest pause, median (ms) | ratio | worst outage (ms) | upgrade-self wall time, median (s) |\n";
+    out += "|---|---|---|---|---|---|---|\n";
+    for (kind, got) in rows {
+        let ok: Vec<&InPlaceRun> = got.iter().flatten().map(|r| &r.in_place).collect();
+        let ms = |v: Vec<f64>| {
+            if v.is_empty() {
+                None
+            } else {
+                let mut v = v;
+                Some(median(&mut v) * 1000.0)
+            }
+        };
+        let outage = ms(ok.iter().map(|r| r.outage).collect());
+        let baseline = ms(ok.iter().map(|r| r.baseline).collect());
+        let worst = ok.iter().map(|r| r.outage).fold(0.0_f64, f64::max) * 1000.0;
+        let cell = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.0}"));
+        let ratio = match (outage, baseline) {
+            (Some(o), Some(b)) if b > 0.0 => format!("{:.2}", o / b),
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {ratio} | {worst:.0} | {} |",
+            kind.as_str(),
+            ok.len(),
+            cell(outage),
+            cell(baseline),
+            med(ok.iter().map(|r| r.took)),
         );
     }
     for n in notes {
