@@ -114,13 +114,13 @@ pub(super) async fn upgrade_self(
         written_at_ms: now_millis(),
     };
     let message = format!(
-        "re-executing in place: {} ({new_version}) takes over from {}; the database (pid {}){} runs on; the old binary is kept as {}",
+        "re-executing in place: {} ({new_version}) takes over from {}; the database (pid {}) runs on{}; the old binary is kept as {}",
         binary.display(),
         version(),
         main.pid,
         match role {
-            Some(handover::RecordRole::Primary) => " and the primary's lease",
-            Some(handover::RecordRole::Replica) => " and the node's lease",
+            Some(handover::RecordRole::Primary) => ", the primary keeps its lease",
+            Some(handover::RecordRole::Replica) => ", the replica keeps its lease",
             None => "",
         },
         previous.display()
