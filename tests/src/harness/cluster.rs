@@ -121,6 +121,8 @@ struct AgentNode {
     agent: Option<Agent>,
     /// SIGSTOPped by the test.
     stopped: bool,
+    /// Another `autopilot` binary than the workspace's (an older release).
+    binary: Option<PathBuf>,
 }
 
 /// The agents of a test cluster, by node index (node `i` is usually `node-<i+1>`).
@@ -176,6 +178,7 @@ impl Agents {
                 detail: n.detail,
                 agent: None,
                 stopped: false,
+                binary: None,
             })
             .collect();
         Ok(Agents {
@@ -414,6 +417,11 @@ impl Agents {
             let _ = std::fs::write(prev, all);
         }
         node.agent = Some(match (&node.netns, open_files) {
+            _ if node.binary.is_some() => {
+                let mut cmd = std::process::Command::new(node.binary.as_ref().expect("checked"));
+                cmd.arg("run").arg("--config").arg(&node.config);
+                Agent::spawn(cmd, &node.config)
+            }
             (Some(ns), _) => Agent::run_in_netns(&node.config, ns),
             (None, Some(n)) => Agent::run_with_open_files(&node.config, n),
             (None, None) => match &self.cwd {
@@ -421,6 +429,11 @@ impl Agents {
                 None => Agent::run(&node.config),
             },
         });
+    }
+
+    /// Node `i`'s agent runs `binary` from its next start on (an older release).
+    pub fn use_binary(&mut self, i: usize, binary: &Path) {
+        self.nodes[i].binary = Some(binary.to_path_buf());
     }
 
     /// Agents started from now on run in `dir` with `--config` relative to it (each config
