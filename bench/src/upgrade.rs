@@ -50,12 +50,13 @@ struct InPlaceRun {
     took: f64,
 }
 
-/// Upgrade the primary's agent in place under a writer and measure it.
-fn in_place(a: &Agents, workload: Arc<dyn Workload>) -> Result<InPlaceRun> {
+/// Upgrade the primary's agent in place under a writer (numbering after `last`, the
+/// rollout writer's) and measure it.
+fn in_place(a: &Agents, workload: Arc<dyn Workload>, last: u64) -> Result<InPlaceRun> {
     let p = a.wait_primary(Duration::from_secs(30));
     let before = kept(a, p);
     let new = NewBinary::copy();
-    let writer = Writer::start(workload, Duration::from_secs(120));
+    let writer = Writer::start_after(workload, last, Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(4));
     let t0 = Instant::now();
     let r = upgrade_self(a, p, &new.path);
@@ -70,6 +71,9 @@ fn in_place(a: &Agents, workload: Arc<dyn Workload>) -> Result<InPlaceRun> {
         bail!("the in-place upgrade changed what it must keep: {before:?} -> {after:?}");
     }
     let window = t1 - t0;
+    if !w.acked_at.iter().any(|&t| t >= t0 - window) {
+        bail!("the writer got no acknowledgement around the in-place upgrade");
+    }
     Ok(InPlaceRun {
         outage: w.longest_gap_between(t0, t1).as_secs_f64(),
         baseline: w.longest_gap_between(t0 - window, t0).as_secs_f64(),
@@ -122,7 +126,7 @@ fn mariadb() -> Result<Run> {
     let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
         e2e::harness::scenario::sorted_rows(workload(&c).as_ref(), q)
     });
-    let in_place = in_place(&c, workload(&c))?;
+    let in_place = in_place(&c, workload(&c), r.writer.attempts)?;
     figures(&r, rows, in_place)
 }
 
@@ -145,7 +149,7 @@ fn postgres() -> Result<Run> {
     let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
         e2e::harness::scenario::sorted_rows(c.workload().as_ref(), q)
     });
-    let in_place = in_place(&c, c.workload())?;
+    let in_place = in_place(&c, c.workload(), r.writer.attempts)?;
     figures(&r, rows, in_place)
 }
 

@@ -15,14 +15,16 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::harness::cluster::Agents;
 use e2e::harness::coordinator::{ADMIN_TOKEN, Coordinator, ctl};
+use e2e::harness::in_place::history_len;
 use e2e::harness::scenario::{assert_no_split_brain_no_loss, sorted_rows};
-use e2e::harness::upgrade::{Programs, Server, rollout, runs_upgraded, status, wait};
+use e2e::harness::upgrade::{
+    Programs, Server, outside_switchover, rollout, runs_upgraded, status, wait,
+};
 use e2e::harness::util::eventually;
 use e2e::harness::workload::{Checker, Writer};
 use e2e::mariadb::cluster::{MariaCluster, MariaOpts};
-use e2e::mariadb::scenario::{settle, workload};
+use e2e::mariadb::scenario::{same_rows_everywhere, settle, workload};
 use e2e::postgres::cluster::{PgCluster, PgOpts};
 use e2e::postgres::scenario::settled;
 
@@ -38,13 +40,6 @@ fn node_doc(c: &MariaCluster, i: usize) -> serde_json::Value {
     c.key(&format!("nodes/{}", c.name(i)))
         .and_then(|v| serde_json::from_str(&v).ok())
         .unwrap_or_default()
-}
-
-fn history_len(a: &Agents) -> usize {
-    a.key("history")
-        .and_then(|h| serde_json::from_str::<serde_json::Value>(&h).ok())
-        .and_then(|h| h["entries"].as_array().map(Vec::len))
-        .unwrap_or(0)
 }
 
 #[test]
@@ -175,23 +170,8 @@ fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a
     })
     .expect("the new primary answers");
     assert_no_split_brain_no_loss(&c, &rows, &w, &k);
-    let switch = &steps[2];
-    let at = |field: &str| {
-        humantime::parse_rfc3339_weak(switch[field].as_str().unwrap_or_default())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .map(|ago| Instant::now() - ago)
-            .expect("a step time")
-    };
-    let (from, to) = (at("started"), at("ended"));
     let longest = w.longest_gap_since(t0);
-    let mut outside = Duration::ZERO;
-    for pair in w.acked_at.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        if a >= t0 && (b < from || a > to) {
-            outside = outside.max(b - a);
-        }
-    }
+    let outside = outside_switchover(&done, &w, t0);
     println!(
         "rolling upgrade of 3 MariaDB nodes: {took:?}; longest write outage {longest:?}, \
          outside the switchover {outside:?}; {} rows acknowledged",
@@ -202,6 +182,11 @@ fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a
         "a replica's upgrade stopped the writes for {outside:?}\n{}",
         c.logs()
     );
+    // Full redundancy: both replicas follow the new primary with its rows.
+    for i in (0..3).filter(|&i| i != q) {
+        c.wait_replicating(i, q, Duration::from_secs(60));
+    }
+    same_rows_everywhere(&c, q);
     drop(coord2);
 }
 

@@ -227,6 +227,19 @@ pub fn rollout(a: &Agents, url: &str, cluster: &str, workload: Arc<dyn Workload>
     std::thread::sleep(Duration::from_millis(500));
     let writer = writer.stop();
     let checker = checker.stop();
+    Rollout {
+        took,
+        outage: writer.longest_gap_since(t0),
+        outside_switchover: outside_switchover(&doc, &writer, t0),
+        doc,
+        writer,
+        checker,
+    }
+}
+
+/// The longest time between two acknowledged writes after `t0` that does not overlap the
+/// switchover step of the rollout `doc`: the write outage the upgrades of the replicas caused.
+pub fn outside_switchover(doc: &serde_json::Value, writer: &WriterReport, t0: Instant) -> Duration {
     let (from, to) = doc["steps"]
         .as_array()
         .and_then(|s| s.iter().find(|s| s["kind"] == "switchover"))
@@ -239,14 +252,7 @@ pub fn rollout(a: &Agents, url: &str, cluster: &str, workload: Arc<dyn Workload>
             outside = outside.max(y - x);
         }
     }
-    Rollout {
-        took,
-        outage: writer.longest_gap_since(t0),
-        outside_switchover: outside,
-        doc,
-        writer,
-        checker,
-    }
+    outside
 }
 
 /// The `Instant` of an RFC 3339 time in the recent past.
