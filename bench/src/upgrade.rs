@@ -92,6 +92,8 @@ pub fn run(runs: usize, engines: &[Kind]) -> Result<String> {
 }
 
 fn figures(r: &Rollout, rows: Option<Vec<u64>>, in_place: InPlaceRun) -> Result<Run> {
+    // Each step's time on the progress output, to tell a slow run's slow step.
+    eprintln!("  steps: {}", e2e::harness::upgrade::steps_summary(&r.doc));
     if r.doc["state"] != "done" {
         bail!("the rollout ended {}: {}", r.doc["state"], r.doc["detail"]);
     }

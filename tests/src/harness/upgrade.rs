@@ -255,6 +255,25 @@ pub fn outside_switchover(doc: &serde_json::Value, writer: &WriterReport, t0: In
     outside
 }
 
+/// The steps of the rollout `doc` with how long each took (`upgrade node-2 3.1 s, …`).
+pub fn steps_summary(doc: &serde_json::Value) -> String {
+    let steps: Vec<String> = doc["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let took = instant(&s["ended"]).saturating_duration_since(instant(&s["started"]));
+            format!(
+                "{} {} {:.1} s",
+                s["kind"].as_str().unwrap_or("?"),
+                s["node"].as_str().unwrap_or("?"),
+                took.as_secs_f64()
+            )
+        })
+        .collect();
+    steps.join(", ")
+}
+
 /// The `Instant` of an RFC 3339 time in the recent past.
 fn instant(v: &serde_json::Value) -> Instant {
     humantime::parse_rfc3339_weak(v.as_str().unwrap_or_default())
