@@ -9,10 +9,6 @@ use super::types::{Action, ClaimReason, ClusterView, EngineResult, Notice, Prima
 
 /// Decide how to start from a view (Discovering, WaitingForData, or after an aborted step).
 pub(super) fn discover(cx: &mut Cx<'_>, view: &ClusterView) {
-    if super::handover::resume_primary(cx, view) {
-        return;
-    }
-    cx.s.adopted = false;
     match &view.primary {
         Some(pk) if pk.node == cx.p.node_id => {
             // Our previous incarnation's key, bound to a lease we no longer hold: wait until

@@ -4,14 +4,14 @@
 //!
 //! The next image inherits the lease (the primary key is bound to it) and adopts the
 //! running database. Nobody else can hold the key while the lease lives, and the database
-//! never stopped being the primary, so the machine resumes `Primary` at once when the key is
-//! still its own under that lease — no claim, no promotion, no failover. A lost lease (the
-//! hand-over took longer than the TTL) clears the adoption: the node then starts like any
-//! restarted agent.
+//! never stopped being the primary, so the machine starts as the primary — no claim, no
+//! promotion, no failover — with the fencing clock of the previous image: a lease not
+//! renewed in time fences it, a lost lease or a key found not its own fences it, and a
+//! database that restarted meanwhile is handed over, all as for any primary.
 
 use super::machine::Cx;
 use super::state::{Phase, RoleState};
-use super::types::{ClusterView, Role};
+use super::types::{Millis, Role};
 
 /// The role the agent's next image resumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,24 +47,16 @@ pub fn ready(s: &RoleState) -> Result<HandoverRole, String> {
     }
 }
 
-/// A view after the start of an image that adopted a primary: the key is ours under the
-/// inherited lease, so the database goes on as the primary. `false` when that does not
-/// hold (the caller then discovers as usual).
-pub(super) fn resume_primary(cx: &mut Cx<'_>, view: &ClusterView) -> bool {
-    let mine = view
-        .primary
-        .as_ref()
-        .is_some_and(|p| p.node == cx.p.node_id);
-    if !(cx.s.adopted && mine && cx.s.lease_alive && cx.s.has_data) {
-        return false;
-    }
-    cx.s.adopted = false;
+/// At the start of an image that adopted a primary: it is the primary from the first
+/// moment, on the lease it took over, with that lease's last keep-alive as the fencing
+/// reference. So it fences itself exactly when the previous image would have, should the
+/// lease not be renewed in time (a partition during the hand-over), and the first cluster
+/// read confirms the key or fences (`primary::view`), like for any primary.
+pub(super) fn resume_primary(cx: &mut Cx<'_>, sent_at: Millis) {
     cx.s.phase = Phase::Primary;
-    cx.s.healthy_as_primary = cx.s.healthy;
+    cx.s.lease_alive = true;
+    cx.s.lease_ok_sent_at = sent_at;
+    cx.s.replicas_sent = None;
     let me = cx.me();
     cx.announce(Role::Primary, Some(&me));
-    cx.publish();
-    cx.s.replicas_sent = None;
-    super::primary::set_replicas(cx, view);
-    true
 }

@@ -60,8 +60,12 @@ impl Cx<'_> {
                 self.s.position = position;
                 self.s.identity = identity;
                 self.s.data_term = if has_data { term.max(1) } else { 0 };
-                self.s.adopted = adopted && has_data;
                 self.emit(Action::GrantLease);
+                if let Some(sent_at) = adopted
+                    && has_data
+                {
+                    super::handover::resume_primary(self, sent_at);
+                }
             }
             Event::LeaseGranted { .. } => {
                 self.s.lease_alive = true;
@@ -282,7 +286,6 @@ impl Cx<'_> {
     /// Our lease is gone: so are our keys. Fence if we could be writing, then start over.
     fn lease_lost(&mut self) {
         self.s.lease_alive = false;
-        self.s.adopted = false;
         self.notice(
             Notice::LeaseLost,
             "the lease expired before it could be renewed",

@@ -21,6 +21,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         1 => any::<bool>().prop_map(Fault::Maintenance),
         1 => proptest::option::of(0usize..3).prop_map(Fault::Switchover),
         1 => (0usize..3).prop_map(Fault::Stop),
+        1 => (0usize..3).prop_map(Fault::UpgradeInPlace),
     ]
 }
 

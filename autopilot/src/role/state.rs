@@ -196,9 +196,6 @@ pub struct RoleState {
     /// An upgrade in progress on this replica (from the `upgrade` request until it proved
     /// healthy and caught up, or was rolled back): out of the failover candidates.
     pub upgrade: Option<UpgradeCheck>,
-    /// This image adopted a running primary from the agent's previous one (see
-    /// `handover.rs`); cleared once it resumed the role or lost the lease.
-    pub adopted: bool,
 }
 
 /// An upgrade's progress, kept while it runs and is checked.
@@ -257,7 +254,6 @@ impl RoleState {
             claimed_over_history: None,
             requests_handled: 0,
             upgrade: None,
-            adopted: false,
         }
     }
 

@@ -2205,6 +2205,8 @@ fn role_an_upgrade_is_checked_after_the_start_and_rolled_back_past_its_deadline(
     );
 }
 
+/// The start of an image; `adopted`: it took over a running primary whose lease was last
+/// renewed (sent) at `now`.
 fn started(now: Millis, adopted: bool) -> Event {
     Event::Started {
         now,
@@ -2212,7 +2214,7 @@ fn started(now: Millis, adopted: bool) -> Event {
         position: pos(10),
         identity: None,
         term: 1,
-        adopted,
+        adopted: adopted.then_some(now),
     }
 }
 
@@ -2230,12 +2232,13 @@ fn view_with_own_key() -> ClusterView {
 
 #[test]
 fn role_an_adopted_primary_resumes_its_role_without_an_election() {
-    let (s, _) = run(RoleState::new(), started(1, true));
+    let (s, a) = run(RoleState::new(), started(1, true));
+    assert_eq!(s.phase, Phase::Primary, "the primary from the start: {a:?}");
+    assert_eq!(s.role, Role::Primary);
+    assert_eq!(s.lease_ok_sent_at, 1, "the previous image's fencing clock");
     let (s, _) = run(s, Event::LeaseGranted { now: 2 });
     let (s, a) = run(s, cluster(3, view_with_own_key()));
     assert_eq!(s.phase, Phase::Primary);
-    assert_eq!(s.role, Role::Primary);
-    assert!(!s.adopted, "resumed once");
     assert!(
         a.contains(&Action::SetReplicas {
             members: vec![("n1".into(), "n1:1".into())]
@@ -2256,26 +2259,49 @@ fn role_an_adopted_primary_resumes_its_role_without_an_election() {
 }
 
 #[test]
-fn role_an_adoption_ends_with_the_lease_it_relied_on() {
-    // The inherited lease expired before the first read: the key seen later is a leftover
-    // the node cannot prove is its own, as after any restart.
+fn role_an_adopted_primary_fences_itself_like_any_primary() {
+    let fence_after = p().fence_after();
+    // Its lease is not renewed in time (a partition during the hand-over).
+    let (s, _) = run(RoleState::new(), started(1, true));
+    let (s, a) = run(
+        s,
+        Event::Tick {
+            now: 2 + fence_after,
+        },
+    );
+    assert!(matches!(s.phase, Phase::SelfFenced { .. }), "{:?}", s.phase);
+    assert!(a.contains(&Action::Fence), "{a:?}");
+    // Its lease is lost.
+    let (s, _) = run(RoleState::new(), started(1, true));
+    let (s, a) = run(s, Event::LeaseLost { now: 2 });
+    assert!(matches!(s.phase, Phase::SelfFenced { .. }), "{:?}", s.phase);
+    assert!(a.contains(&Action::Fence), "{a:?}");
+    // The key is not its own.
     let (s, _) = run(RoleState::new(), started(1, true));
     let (s, _) = run(s, Event::LeaseGranted { now: 2 });
-    let (s, _) = run(s, Event::LeaseLost { now: 3 });
-    let (s, _) = run(s, Event::LeaseGranted { now: 4 });
-    let (s, a) = run(s, cluster(5, view_with_own_key()));
-    assert_eq!(s.phase, Phase::Discovering, "{a:?}");
-    assert_ne!(s.role, Role::Primary);
-    // Without an adoption the same view waits as well.
-    let (s, _) = run(RoleState::new(), started(1, false));
-    let (s, _) = run(s, Event::LeaseGranted { now: 2 });
-    let (s, _) = run(s, cluster(3, view_with_own_key()));
-    assert_eq!(s.phase, Phase::Discovering);
+    let v = ClusterView {
+        primary: Some(pk("n1")),
+        ..view()
+    };
+    let (s, a) = run(s, cluster(3, v));
+    assert!(matches!(s.phase, Phase::SelfFenced { .. }), "{:?}", s.phase);
+    assert!(a.contains(&Action::Fence), "{a:?}");
 }
 
 #[test]
-fn role_an_adopted_node_whose_key_is_gone_discovers_as_usual() {
+fn role_an_adopted_primary_whose_database_restarted_meanwhile_hands_over() {
+    // The database crashed and was restarted while the agent re-executed: it did not run
+    // on as the primary, so the primary hands over as after any restart.
     let (s, _) = run(RoleState::new(), started(1, true));
+    let (s, a) = run(s, Event::DatabaseRestarted { now: 2 });
+    assert_eq!(s.phase, Phase::HandingOver, "{a:?}");
+    assert!(a.contains(&Action::FenceToHandOver), "{a:?}");
+}
+
+#[test]
+fn role_a_replica_that_re_executed_starts_like_any_restarted_agent() {
+    let (s, _) = run(RoleState::new(), started(1, false));
+    assert_eq!(s.phase, Phase::Joining);
     let (s, _) = run(s, Event::LeaseGranted { now: 2 });
     let v = ClusterView {
         primary: Some(pk("n1")),
@@ -2284,7 +2310,6 @@ fn role_an_adopted_node_whose_key_is_gone_discovers_as_usual() {
     let (s, a) = run(s, cluster(3, v));
     assert_eq!(s.phase, Phase::Rejoining { target: pk("n1") });
     assert_eq!(a.first(), Some(&Action::Follow { primary: pk("n1") }));
-    assert!(!s.adopted);
 }
 
 #[test]

@@ -420,8 +420,9 @@ pub enum Event {
         /// marker's; 1 for data from before terms, 0 without data).
         term: u64,
         /// The agent re-executed in place (`upgrade-self`) while primary: the database ran
-        /// on, adopted, and the session inherited the lease the primary key is bound to.
-        adopted: bool,
+        /// on, adopted, and the session took over the lease the primary key is bound to,
+        /// whose last successful keep-alive was sent at this time (the fencing reference).
+        adopted: Option<Millis>,
     },
     /// A lease was granted and our node key put (after `Started` or `GrantLease`).
     LeaseGranted { now: Millis },

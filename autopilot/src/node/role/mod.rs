@@ -96,6 +96,8 @@ pub struct Inheritance {
     pub lease: cluster::store::LeaseId,
     /// Until when it is known to live.
     pub until: Instant,
+    /// The same as Unix ms: its last keep-alive's send time plus the TTL.
+    pub until_ms: u64,
     /// The role the node had.
     pub role: role::HandoverRole,
     /// For the `agent_upgraded` event: the versions and the database's PID.
@@ -188,9 +190,13 @@ pub struct RoleActorState {
     last_event_ms: u64,
     /// A hand-over to the agent's next image is under way: feed nothing.
     frozen: bool,
-    /// The role handed over by the previous image and the event's detail, until the
-    /// machine starts (dropped when the inherited lease is lost first).
-    inherited: Option<(role::HandoverRole, String)>,
+    /// The database exited or restarted before the machine started (an adopted one that did
+    /// not run on): fed to the machine right after `Started`.
+    restarted_before_start: bool,
+    /// The role handed over by the previous image, the event's detail and until when (Unix
+    /// ms) the lease lives, until the machine starts (dropped when the inherited lease is
+    /// lost first).
+    inherited: Option<(role::HandoverRole, String, u64)>,
 }
 
 impl RoleActorState {
@@ -230,10 +236,13 @@ impl Actor for RoleActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let ttl = Duration::from_millis(args.params.ttl);
         let inherit = args.inherited.as_ref().map(|i| (i.lease, i.until));
-        let inherited = args.inherited.take().map(|i| (i.role, i.detail));
+        let inherited = args
+            .inherited
+            .take()
+            .map(|i| (i.role, i.detail, i.until_ms));
         let first_role = match inherited {
-            Some((role::HandoverRole::Primary, _)) => Role::Primary,
-            Some((role::HandoverRole::Replica, _)) => Role::Replica,
+            Some((role::HandoverRole::Primary, ..)) => Role::Primary,
+            Some((role::HandoverRole::Replica, ..)) => Role::Replica,
             None => Role::Unknown,
         };
         let session = SessionHandle::spawn(
@@ -283,6 +292,7 @@ impl Actor for RoleActor {
             data_term: 0,
             last_event_ms: 0,
             frozen: false,
+            restarted_before_start: false,
             inherited,
         })
     }
@@ -296,7 +306,9 @@ impl Actor for RoleActor {
         // not bootstrap a cluster or win an election. A node that starts its database only
         // after the clone has none to wait for; without data it neither bootstraps an
         // initialised cluster nor is a candidate.
-        if st.args.begin_without_database {
+        // An adopted database ran on: the machine takes its role over at once (a primary's
+        // fencing clock runs from the previous image's last keep-alive).
+        if st.args.begin_without_database || st.inherited.is_some() {
             myself.cast(RoleMsg::Begin)?;
             return Ok(());
         }
@@ -336,6 +348,10 @@ impl Actor for RoleActor {
             }
             _ if st.frozen => {}
             RoleMsg::Begin => begin(&myself, st).await,
+            // The adopted database did not run on: the machine learns it once it starts.
+            RoleMsg::DatabaseExited(_) | RoleMsg::DatabaseRestarted if !st.machine_started => {
+                st.restarted_before_start = true;
+            }
             // Before `Begin`, only the session's lease facts are kept (and a stop is answered).
             RoleMsg::Session(event) if st.machine_started => on_session(&myself, st, event),
             RoleMsg::Session(event) => note_lease(st, &event),
@@ -453,7 +469,12 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
     );
     let now = now_millis();
     let inherited = st.inherited.take();
-    let adopted = matches!(inherited, Some((role::HandoverRole::Primary, _)));
+    let adopted = match inherited {
+        Some((role::HandoverRole::Primary, _, until_ms)) => {
+            Some(until_ms.saturating_sub(st.args.params.ttl))
+        }
+        _ => None,
+    };
     feed(
         myself,
         st,
@@ -466,7 +487,10 @@ async fn begin(myself: &ActorRef<RoleMsg>, st: &mut RoleActorState) {
             adopted,
         },
     );
-    if let Some((_, detail)) = inherited {
+    if std::mem::take(&mut st.restarted_before_start) {
+        feed(myself, st, Event::DatabaseRestarted { now });
+    }
+    if let Some((_, detail, _)) = inherited {
         exec::execute(
             myself,
             st,

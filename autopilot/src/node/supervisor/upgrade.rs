@@ -164,6 +164,19 @@ async fn plan(state: &SupervisorState, binary: &std::path::Path) -> Result<Plan,
         ));
     }
     let new_version = new_binary_version(binary).await?;
+    // The database first: one the role logic has not yet heard about (its restart still
+    // waits in this actor's mailbox) is not handed over. What the supervisor has seen it
+    // told the role actor before this call, so the role logic judges the same database.
+    let main = match &state.process {
+        Some(p) => match p.call(ProcessMsg::Handover, Some(ANSWER_LIMIT)).await {
+            Ok(CallResult::Success(answer)) => answer?,
+            _ => return Err("the process actor did not answer".to_owned()),
+        },
+        None => return Err("the database is not running".to_owned()),
+    };
+    if state.env.main_pid != Some(main.pid) {
+        return Err("the database has just been restarted; try again in a moment".to_owned());
+    }
     // The lease and role, frozen from here (clustered agents).
     let lease = match (&state.role, state.config.store.is_some()) {
         (Some(role), _) => match role.call(RoleMsg::Handover, Some(ANSWER_LIMIT)).await {
@@ -177,19 +190,8 @@ async fn plan(state: &SupervisorState, binary: &std::path::Path) -> Result<Plan,
         }
         (None, false) => None,
     };
-    let rest = async {
-        let main = match &state.process {
-            Some(p) => match p.call(ProcessMsg::Handover, Some(ANSWER_LIMIT)).await {
-                Ok(CallResult::Success(answer)) => answer?,
-                _ => return Err("the process actor did not answer".to_owned()),
-            },
-            None => return Err("the database is not running".to_owned()),
-        };
-        let previous = handover::keep_previous_binary(&state.config.node.state_dir)?;
-        Ok((main, previous))
-    };
-    match rest.await {
-        Ok((main, previous)) => Ok(Plan {
+    match handover::keep_previous_binary(&state.config.node.state_dir) {
+        Ok(previous) => Ok(Plan {
             new_version,
             lease,
             main,
@@ -248,6 +250,11 @@ pub(super) async fn take_over(
     let pid = inherited.record.main.pid;
     let from = inherited.record.from_version.clone();
     let fell_back = inherited.record.fell_back;
+    let until_ms = inherited
+        .record
+        .lease
+        .as_ref()
+        .map_or(0, |l| l.alive_until_ms);
     let lease = inherited.lease();
     let kept = inherited
         .outputs
@@ -264,6 +271,7 @@ pub(super) async fn take_over(
             state.inheritance = lease.map(|(lease, until, role)| Inheritance {
                 lease,
                 until,
+                until_ms,
                 role,
                 detail: format!(
                     "the agent was upgraded in place from {from} to {}; the database (pid {pid}) ran on as the {}",
@@ -287,6 +295,7 @@ pub(super) async fn take_over(
             state.inheritance = lease.map(|(lease, _, role)| Inheritance {
                 lease,
                 until: Instant::now(),
+                until_ms: 0,
                 role,
                 detail: String::new(),
             });

@@ -59,6 +59,9 @@ pub enum Fault {
     Switchover(Option<usize>),
     /// SIGTERM the agent (graceful stop, I6).
     Stop(usize),
+    /// `autopilot upgrade-self`: when the node is ready to hand over, its agent re-executes;
+    /// the new image keeps the lease and the running database (and its role, as primary).
+    UpgradeInPlace(usize),
 }
 
 /// One simulated node.
@@ -136,7 +139,7 @@ impl World {
                         position: Position::default(),
                         identity: None,
                         term: 0,
-                        adopted: false,
+                        adopted: None,
                     },
                 )]),
                 next_keepalive: 0,
@@ -236,6 +239,13 @@ impl World {
                     self.changed();
                 }
             }
+            Fault::UpgradeInPlace(i)
+                if self.nodes[i % n].agent_up
+                    && !self.nodes[i % n].frozen
+                    && !self.nodes[i % n].partitioned =>
+            {
+                self.upgrade_in_place(i % n)
+            }
             Fault::Stop(i) => {
                 let now = self.now;
                 self.nodes[i % n]
@@ -276,7 +286,42 @@ impl World {
                 position,
                 identity: None,
                 term: u64::from(has_data),
-                adopted: false,
+                adopted: None,
+            },
+        ));
+    }
+
+    fn upgrade_in_place(&mut self, i: usize) {
+        // The supervisor refuses while a restart of the database has not reached the role
+        // logic (the process actor's PID differs from the one it last told it).
+        let restart_pending = self.nodes[i].inbox.iter().any(|(_, e)| {
+            matches!(
+                e,
+                Event::DatabaseExited { .. } | Event::DatabaseRestarted { .. }
+            )
+        });
+        let Ok(role) = super::handover_ready(&self.nodes[i].state) else {
+            return; // refused: nothing changes
+        };
+        if restart_pending {
+            return;
+        }
+        let d = &self.dbs[i];
+        let (now, has_data, position) = (self.now, d.has_data, d.pos());
+        let sent_at = self.nodes[i].state.lease_ok_sent_at;
+        let node = &mut self.nodes[i];
+        // What the old image had not handled yet dies with it; the lease and the database
+        // stay.
+        node.inbox.clear();
+        node.inbox.push_back((
+            now,
+            Event::Started {
+                now,
+                has_data,
+                position,
+                identity: None,
+                term: u64::from(has_data),
+                adopted: (role == super::HandoverRole::Primary).then_some(sent_at),
             },
         ));
     }
@@ -409,6 +454,18 @@ impl World {
 
     fn keepalive(&mut self, i: usize) {
         let now = self.now;
+        if self.nodes[i].want_lease
+            && self.store_ok(i)
+            && let Some(id) = self.nodes[i].lease
+            && self.store.leases.contains_key(&id)
+        {
+            // The lease an in-place upgrade kept: renewed, not granted anew.
+            self.nodes[i].want_lease = false;
+            self.nodes[i]
+                .inbox
+                .push_back((now, Event::LeaseGranted { now }));
+            return;
+        }
         if self.nodes[i].want_lease && self.store_ok(i) {
             let id = self.store.next_lease;
             self.store.next_lease += 1;
