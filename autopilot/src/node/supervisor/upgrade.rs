@@ -98,6 +98,21 @@ pub(super) async fn upgrade_self(
     };
     // Nothing of a handler run may outlive this image unwatched.
     stop_periodic(state).await;
+    // The lease as of now (the session renewed it meanwhile): the next image's fencing clock
+    // starts from its latest keep-alive, not from the checks'.
+    let lease = match (&state.role, lease) {
+        (Some(role), Some(checked)) => {
+            match role.call(RoleMsg::Handover, Some(ANSWER_LIMIT)).await {
+                Ok(CallResult::Success(Ok(now))) if now.id == checked.id => Some(now),
+                _ => {
+                    let _ = role.cast(RoleMsg::HandoverAborted);
+                    refuse(reply, "the lease changed during the hand-over; try again".into());
+                    return start_periodic(myself, state).await;
+                }
+            }
+        }
+        (_, lease) => lease,
+    };
     let role = lease.as_ref().map(|l| l.role);
     let record = Record {
         schema: handover::SCHEMA,
