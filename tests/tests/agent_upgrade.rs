@@ -98,6 +98,21 @@ fn mariadb_agents_are_upgraded_in_place_without_a_failover_and_keep_supervising(
     upgrade_in_place(&c, p, &new.path, "primary");
     upgrade_in_place(&c, r, &new.path, "replica");
     c.wait_replicating(r, p, Duration::from_secs(30));
+    // Back to the binary it replaced, the one kept for a rollback: run from a copy, since
+    // the hand-over keeps the running binary in its place.
+    let kept_binary = c
+        .dir()
+        .join(format!("state-{}", r + 1))
+        .join("autopilot.previous");
+    let rollback = kept(&c, r);
+    let back = upgrade_self(&c, r, &kept_binary);
+    assert_eq!(back.code, 0, "{back:?}\n{}", c.agent_log(r));
+    assert!(
+        exe(rollback.agent_pid).ends_with("autopilot.rollback"),
+        "{:?}",
+        exe(rollback.agent_pid)
+    );
+    assert_eq!(kept(&c, r), rollback, "{}", c.agent_log(r));
 
     // A release that cannot start: the previous binary takes over again, nothing is lost.
     let broken = NewBinary::failing_to_start();

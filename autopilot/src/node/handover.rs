@@ -222,6 +222,32 @@ pub async fn try_new_binary(
     }
 }
 
+/// Where the previous binary is copied to when it is the one to re-execute (a rollback).
+pub const ROLLBACK_BINARY: &str = "autopilot.rollback";
+
+/// The binary to re-execute for `binary`: itself, unless it is the kept previous binary (a
+/// rollback), which the hand-over is about to overwrite with the running one: then a copy
+/// of it, made now.
+pub fn stage(binary: &Path, state_dir: &Path) -> Result<PathBuf, String> {
+    let previous = state_dir.join(PREVIOUS_BINARY);
+    let same = match (
+        std::fs::canonicalize(binary),
+        std::fs::canonicalize(&previous),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !same {
+        return Ok(binary.to_owned());
+    }
+    let to = state_dir.join(ROLLBACK_BINARY);
+    let tmp = state_dir.join(format!("{ROLLBACK_BINARY}.tmp"));
+    std::fs::copy(&previous, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &to))
+        .map_err(|e| format!("copy {} to {}: {e}", previous.display(), to.display()))?;
+    Ok(to)
+}
+
 /// Keep a copy of the running binary for a rollback; its path.
 pub fn keep_previous_binary(state_dir: &Path) -> Result<PathBuf, String> {
     let to = state_dir.join(PREVIOUS_BINARY);
@@ -420,6 +446,21 @@ mod tests {
             },
         };
         assert!(inherited.lease().is_none(), "alive until 1 ms after 1970");
+    }
+
+    #[test]
+    fn going_back_to_the_kept_binary_executes_a_copy_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let previous = dir.path().join(PREVIOUS_BINARY);
+        std::fs::write(&previous, b"old").expect("write");
+        let other = dir.path().join("autopilot-new");
+        std::fs::write(&other, b"new").expect("write");
+        assert_eq!(stage(&other, dir.path()).expect("stage"), other);
+        let staged = stage(&previous, dir.path()).expect("stage");
+        assert_eq!(staged, dir.path().join(ROLLBACK_BINARY));
+        // The running binary may now be kept as `autopilot.previous`: the copy stays.
+        std::fs::write(&previous, b"running").expect("write");
+        assert_eq!(std::fs::read(&staged).expect("read"), b"old");
     }
 
     #[test]

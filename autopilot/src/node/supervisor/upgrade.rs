@@ -69,6 +69,8 @@ fn refuse(reply: Reply, message: String) {
 
 /// What a hand-over needs, once every check passed (the role logic is frozen from then).
 struct Plan {
+    /// The binary to execute (a copy when it is the kept previous one).
+    binary: PathBuf,
     new_version: String,
     lease: Option<handover::LeaseRecord>,
     main: crate::node::process::MainHandover,
@@ -85,6 +87,7 @@ pub(super) async fn upgrade_self(
     reply: Reply,
 ) -> Result<(), ractor::ActorProcessingErr> {
     let Plan {
+        binary,
         new_version,
         lease,
         main,
@@ -106,7 +109,10 @@ pub(super) async fn upgrade_self(
                 Ok(CallResult::Success(Ok(now))) if now.id == checked.id => Some(now),
                 _ => {
                     let _ = role.cast(RoleMsg::HandoverAborted);
-                    refuse(reply, "the lease changed during the hand-over; try again".into());
+                    refuse(
+                        reply,
+                        "the lease changed during the hand-over; try again".into(),
+                    );
                     return start_periodic(myself, state).await;
                 }
             }
@@ -205,8 +211,13 @@ async fn plan(state: &SupervisorState, binary: &std::path::Path) -> Result<Plan,
         }
         (None, false) => None,
     };
-    match handover::keep_previous_binary(&state.config.node.state_dir) {
-        Ok(previous) => Ok(Plan {
+    let state_dir = &state.config.node.state_dir;
+    let kept = handover::stage(binary, state_dir).and_then(|binary| {
+        handover::keep_previous_binary(state_dir).map(|previous| (binary, previous))
+    });
+    match kept {
+        Ok((binary, previous)) => Ok(Plan {
+            binary,
             new_version,
             lease,
             main,
