@@ -22,10 +22,11 @@ use e2e::mariadb::scenario::{same_rows_everywhere, settle, workload};
 use e2e::postgres::cluster::{PgCluster, PgOpts};
 use e2e::postgres::scenario::settled;
 
-/// Longer than any pause of a healthy writer here, shorter than any failover or database
-/// restart: a write outage past it means the upgrade cost one. (The 100 ms target is
-/// measured by `bench upgrade`, not asserted on a shared CI machine.)
-const NO_OUTAGE: Duration = Duration::from_secs(1);
+/// Longer than any pause of a healthy writer on a loaded CI machine, shorter than a failover
+/// (the TTL is 3 s): a write outage past it means the upgrade cost one. A restart of the
+/// database shows in its PID, checked after each upgrade. (The 100 ms target is measured by
+/// `bench upgrade`, not asserted on a shared CI machine.)
+const NO_OUTAGE: Duration = Duration::from_secs(2);
 
 /// Upgrade node `i`'s agent to `binary` and check everything was kept.
 fn upgrade_in_place(a: &Agents, i: usize, binary: &std::path::Path, role: &str) -> Kept {
