@@ -25,9 +25,29 @@ fn processes() -> Vec<(i32, i32, char)> {
     .collect()
 }
 
+/// The agent for `config` as PID 1 of a fresh PID namespace; its PID outside it.
+fn run_as_pid1(config: &std::path::Path) -> (Agent, i32) {
+    let unshare = system_bin("/usr/bin/unshare", "util-linux");
+    let mut cmd = Command::new(unshare);
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(workspace_bin("autopilot"))
+        .arg("run")
+        .arg("--config")
+        .arg(config);
+    let agent = Agent::spawn(cmd, config);
+    // The agent is the child of the `unshare` process, and PID 1 inside the namespace.
+    let agent_pid = eventually(Duration::from_secs(5), Duration::from_millis(20), || {
+        processes()
+            .into_iter()
+            .find(|&(_, ppid, _)| ppid == agent.pid())
+            .map(|(pid, _, _)| pid)
+    })
+    .expect("the agent runs under unshare");
+    (agent, agent_pid)
+}
+
 #[test]
 fn agent_as_pid1_reaps_orphaned_grandchildren() {
-    let unshare = system_bin("/usr/bin/unshare", "util-linux");
     let dir = tempfile::tempdir().expect("temp dir");
     let events = dir.path().join("events");
     let port = free_port();
@@ -47,22 +67,7 @@ telemetry: {{ listen: "127.0.0.1:{port}" }}
     )
     .expect("write config");
 
-    let mut cmd = Command::new(unshare);
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(workspace_bin("autopilot"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config);
-    let agent = Agent::spawn(cmd, &config);
-
-    // The agent is the child of the `unshare` process, and PID 1 inside the namespace.
-    let agent_pid = eventually(Duration::from_secs(5), Duration::from_millis(20), || {
-        processes()
-            .into_iter()
-            .find(|&(_, ppid, _)| ppid == agent.pid())
-            .map(|(pid, _, _)| pid)
-    })
-    .expect("the agent runs under unshare");
+    let (agent, agent_pid) = run_as_pid1(&config);
     let spawned = eventually(Duration::from_secs(10), Duration::from_millis(20), || {
         std::fs::read_to_string(&events)
             .ok()
@@ -113,7 +118,6 @@ telemetry: {{ listen: "127.0.0.1:{port}" }}
 
 #[test]
 fn agent_as_pid1_upgrades_in_place_keeping_its_pid_its_child_and_its_output() {
-    let unshare = system_bin("/usr/bin/unshare", "util-linux");
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let config = dir.path().join("agent.yaml");
@@ -132,20 +136,7 @@ telemetry: {{ listen: "127.0.0.1:{port}" }}
         ),
     )
     .expect("write config");
-    let mut cmd = Command::new(unshare);
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(workspace_bin("autopilot"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config);
-    let agent = Agent::spawn(cmd, &config);
-    let agent_pid = eventually(Duration::from_secs(5), Duration::from_millis(20), || {
-        processes()
-            .into_iter()
-            .find(|&(_, ppid, _)| ppid == agent.pid())
-            .map(|(pid, _, _)| pid)
-    })
-    .expect("the agent runs under unshare");
+    let (agent, agent_pid) = run_as_pid1(&config);
     let child = || {
         processes()
             .into_iter()

@@ -165,11 +165,7 @@ fn a_rolling_upgrade_upgrades_every_node_with_one_switchover_and_resumes_after_a
     // No acknowledged row lost; the replicas' upgrades cost no write outage, the
     // switchover's is the longest.
     let q = c.wait_primary(Duration::from_secs(30));
-    let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
-        sorted_rows(workload(&c).as_ref(), q)
-    })
-    .expect("the new primary answers");
-    assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    e2e::mariadb::scenario::assert_no_split_brain_no_loss(&c, q, &w, &k);
     let longest = w.longest_gap_since(t0);
     let outside = outside_switchover(&done, &w, t0);
     println!(
@@ -311,11 +307,7 @@ fn a_bad_program_on_the_second_node_is_rolled_back_and_stops_the_rollout_with_fu
     }
     let w = writer.stop();
     let k = checker.stop();
-    let rows = eventually(Duration::from_secs(30), Duration::from_millis(200), || {
-        sorted_rows(workload(&c).as_ref(), q)
-    })
-    .expect("the primary answers");
-    assert_no_split_brain_no_loss(&c, &rows, &w, &k);
+    e2e::mariadb::scenario::assert_no_split_brain_no_loss(&c, q, &w, &k);
     // A stopped rollout cannot be resumed; a new one may begin.
     let (code, _, err) = ctl(
         &["upgrade", "resume", &cluster],

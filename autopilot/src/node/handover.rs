@@ -20,7 +20,7 @@ use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use serde::{Deserialize, Serialize};
@@ -113,21 +113,18 @@ pub struct Inherited {
 }
 
 impl Inherited {
-    /// The lease, with its deadline on this image's monotonic clock; `None` when the
-    /// agent is not clustered or the lease is known to have expired.
-    pub fn lease(&self) -> Option<(cluster::store::LeaseId, Instant, HandoverRole)> {
+    /// The lease, until when it lives (Unix ms) and the role; `None` when the agent is not
+    /// clustered or the lease is known to have expired.
+    pub fn lease(&self) -> Option<(cluster::store::LeaseId, u64, HandoverRole)> {
         let l = self.record.lease.as_ref()?;
-        let now = crate::node::role::now_millis();
-        let left = l.alive_until_ms.checked_sub(now).filter(|ms| *ms > 0)?;
+        if l.alive_until_ms <= crate::node::role::now_millis() {
+            return None;
+        }
         let role = match l.role {
             RecordRole::Primary => HandoverRole::Primary,
             RecordRole::Replica => HandoverRole::Replica,
         };
-        Some((
-            cluster::store::LeaseId(l.id),
-            Instant::now() + Duration::from_millis(left),
-            role,
-        ))
+        Some((cluster::store::LeaseId(l.id), l.alive_until_ms, role))
     }
 }
 

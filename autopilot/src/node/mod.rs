@@ -7,8 +7,12 @@
 //!  ├─ Process          the main process       ← ProcessMsg::{Stop, Forward, Escalate}; → ProcessEvent port
 //!  ├─ Handler × N      preStart, health, onChange, preStop, postStop, job:<name>
 //!  ├─ packages         the package watch (a task)  → watch<Packages> to Role
-//!  └─ Backup           backup jobs, verification, retention (node/backup)  ← AgentView from Role
+//!  ├─ Backup           backup jobs, verification, retention (node/backup)  ← AgentView from Role
+//!  └─ control          <state_dir>/control.sock (a task): `upgrade-self` → SupervisorMsg::Control
 //! ```
+//!
+//! `handover.rs` holds what crosses the `execve` of an in-place upgrade (see
+//! `supervisor/upgrade.rs`).
 
 pub(crate) mod backup;
 mod clone;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::scenario as shared;
 pub use crate::harness::scenario::summary;
-use crate::harness::workload::{Checker, Workload, Writer};
+use crate::harness::workload::{Checker, CheckerReport, Workload, Writer, WriterReport};
 use crate::mariadb::cluster::{MariaCluster, MariaOpts};
 use crate::mariadb::workload::MariaWorkload;
 
@@ -133,6 +133,23 @@ pub fn assert_safe(c: &MariaCluster, run: &FailoverRun) {
         run.summary,
         c.logs()
     );
+}
+
+/// I1 and I2 once the writer and checker stopped: `primary` answers (within 30 s) with
+/// every acknowledged row, and no two nodes took writes at once.
+pub fn assert_no_split_brain_no_loss(
+    c: &MariaCluster,
+    primary: usize,
+    w: &WriterReport,
+    k: &CheckerReport,
+) {
+    let rows = crate::harness::util::eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || shared::sorted_rows(workload(c).as_ref(), primary),
+    )
+    .expect("the primary answers");
+    shared::assert_no_split_brain_no_loss(c, &rows, w, k);
 }
 
 /// Every node holds exactly the rows of `primary` (the writer has stopped), within 15 s.

@@ -94,9 +94,8 @@ pub struct RoleArgs {
 pub struct Inheritance {
     /// The lease, renewed by this image's session.
     pub lease: cluster::store::LeaseId,
-    /// Until when it is known to live.
-    pub until: Instant,
-    /// The same as Unix ms: its last keep-alive's send time plus the TTL.
+    /// Until when (Unix ms) it is known to live: its last keep-alive's send time plus the
+    /// TTL (0: given up, the session revokes it at once).
     pub until_ms: u64,
     /// The role the node had.
     pub role: role::HandoverRole,
@@ -235,7 +234,10 @@ impl Actor for RoleActor {
         mut args: RoleArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let ttl = Duration::from_millis(args.params.ttl);
-        let inherit = args.inherited.as_ref().map(|i| (i.lease, i.until));
+        let inherit = args.inherited.as_ref().map(|i| {
+            let left = i.until_ms.saturating_sub(now_millis());
+            (i.lease, Instant::now() + Duration::from_millis(left))
+        });
         let inherited = args
             .inherited
             .take()

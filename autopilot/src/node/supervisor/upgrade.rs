@@ -4,7 +4,7 @@
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use handlers::{ManagedChild, Outputs};
 use ractor::ActorRef;
@@ -276,11 +276,6 @@ pub(super) async fn take_over(
     let pid = inherited.record.main.pid;
     let from = inherited.record.from_version.clone();
     let fell_back = inherited.record.fell_back;
-    let until_ms = inherited
-        .record
-        .lease
-        .as_ref()
-        .map_or(0, |l| l.alive_until_ms);
     let lease = inherited.lease();
     let kept = inherited
         .outputs
@@ -294,9 +289,8 @@ pub(super) async fn take_over(
             info!(pid, from = %from, "took over the running database from the agent's previous image");
             state.upgraded_from = Some(from.clone());
             state.fell_back = fell_back;
-            state.inheritance = lease.map(|(lease, until, role)| Inheritance {
+            state.inheritance = lease.map(|(lease, until_ms, role)| Inheritance {
                 lease,
-                until,
                 until_ms,
                 role,
                 detail: format!(
@@ -320,7 +314,6 @@ pub(super) async fn take_over(
             // Past its deadline: the session reports it lost and revokes it at once.
             state.inheritance = lease.map(|(lease, _, role)| Inheritance {
                 lease,
-                until: Instant::now(),
                 until_ms: 0,
                 role,
                 detail: String::new(),

@@ -275,20 +275,23 @@ impl World {
         d.running = true;
         d.writable = false;
         d.upstream = None;
-        let (now, has_data, position) = (self.now, d.has_data, d.pos());
+        let started = self.started(i, None);
         let node = &mut self.nodes[i];
         node.agent_up = true;
-        node.inbox.push_back((
-            now,
-            Event::Started {
-                now,
-                has_data,
-                position,
-                identity: None,
-                term: u64::from(has_data),
-                adopted: None,
-            },
-        ));
+        node.inbox.push_back((self.now, started));
+    }
+
+    /// A new image's `Started` for node `i`, its database as it is now.
+    fn started(&self, i: usize, adopted: Option<Millis>) -> Event {
+        let d = &self.dbs[i];
+        Event::Started {
+            now: self.now,
+            has_data: d.has_data,
+            position: d.pos(),
+            identity: None,
+            term: u64::from(d.has_data),
+            adopted,
+        }
     }
 
     fn upgrade_in_place(&mut self, i: usize) {
@@ -306,24 +309,13 @@ impl World {
         if restart_pending {
             return;
         }
-        let d = &self.dbs[i];
-        let (now, has_data, position) = (self.now, d.has_data, d.pos());
         let sent_at = self.nodes[i].state.lease_ok_sent_at;
+        let started = self.started(i, (role == super::HandoverRole::Primary).then_some(sent_at));
         let node = &mut self.nodes[i];
         // What the old image had not handled yet dies with it; the lease and the database
         // stay.
         node.inbox.clear();
-        node.inbox.push_back((
-            now,
-            Event::Started {
-                now,
-                has_data,
-                position,
-                identity: None,
-                term: u64::from(has_data),
-                adopted: (role == super::HandoverRole::Primary).then_some(sent_at),
-            },
-        ));
+        node.inbox.push_back((self.now, started));
     }
 
     fn restart_db(&mut self, i: usize) {
